@@ -1,0 +1,131 @@
+//! The gRPC contract of mailbox-store (`proto/mailbox/v1`), generated with
+//! tonic/prost, plus what every caller needs around it: the metadata that
+//! authenticates a call ([`CallAuth`]), a channel constructor, and
+//! conversions between protobuf messages and the domain types.
+
+pub mod convert;
+
+/// Generated protobuf messages and tonic clients/servers.
+#[allow(clippy::all)]
+pub mod pb {
+    tonic::include_proto!("mailbox.v1");
+}
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use tonic::metadata::{AsciiMetadataValue, MetadataMap};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+
+/// Metadata key carrying the calling service's shared secret.
+pub const SERVICE_TOKEN_KEY: &str = "x-service-token";
+/// Metadata key carrying the account-scoped session token (`Bearer <token>`).
+pub const AUTHORIZATION_KEY: &str = "authorization";
+
+/// A client channel wrapped so that every call carries [`CallAuth`].
+pub type AuthChannel = InterceptedService<Channel, CallAuth>;
+pub type MailboxClient = pb::mailbox_client::MailboxClient<AuthChannel>;
+pub type DeliveryClient = pb::delivery_client::DeliveryClient<AuthChannel>;
+pub type AdminClient = pb::admin_client::AdminClient<AuthChannel>;
+
+/// The credentials a call presents to the store: the service secret (when the
+/// store requires one) and, for Mailbox calls, the session token.
+#[derive(Clone, Default)]
+pub struct CallAuth {
+    service_token: Option<AsciiMetadataValue>,
+    bearer: Option<AsciiMetadataValue>,
+}
+
+impl std::fmt::Debug for CallAuth {
+    // Never print secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallAuth")
+            .field(
+                "service_token",
+                &self.service_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("bearer", &self.bearer.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// A secret that cannot be sent as gRPC metadata.
+#[derive(Debug, thiserror::Error)]
+#[error("credential contains characters not allowed in gRPC metadata")]
+pub struct InvalidCredential;
+
+impl CallAuth {
+    pub fn new(service_token: Option<&str>) -> Result<Self, InvalidCredential> {
+        let service_token = service_token
+            .map(|t| AsciiMetadataValue::from_str(t).map_err(|_| InvalidCredential))
+            .transpose()?;
+        Ok(Self {
+            service_token,
+            bearer: None,
+        })
+    }
+
+    /// The same service credential, plus an account session token.
+    pub fn with_session(&self, token: &str) -> Result<Self, InvalidCredential> {
+        let bearer = AsciiMetadataValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| InvalidCredential)?;
+        Ok(Self {
+            service_token: self.service_token.clone(),
+            bearer: Some(bearer),
+        })
+    }
+
+    fn apply(&self, md: &mut MetadataMap) {
+        if let Some(t) = &self.service_token {
+            md.insert(SERVICE_TOKEN_KEY, t.clone());
+        }
+        if let Some(b) = &self.bearer {
+            md.insert(AUTHORIZATION_KEY, b.clone());
+        }
+    }
+}
+
+impl Interceptor for CallAuth {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        self.apply(req.metadata_mut());
+        Ok(req)
+    }
+}
+
+/// Largest gRPC message either side accepts. Bodies travel in chunks far
+/// smaller than this; the margin is for metadata batches.
+pub const MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
+/// Size of the body chunks callers should send.
+pub const CHUNK_SIZE: usize = 256 * 1024;
+
+/// A lazily connecting channel to the store at `uri` (e.g.
+/// `http://127.0.0.1:50051`). Calls fail with `UNAVAILABLE` while the store is
+/// down and succeed again once it is back.
+pub fn channel(uri: &str) -> Result<Channel, tonic::transport::Error> {
+    Ok(Endpoint::from_shared(uri.to_string())?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_while_idle(true)
+        .connect_lazy())
+}
+
+pub fn mailbox_client(channel: Channel, auth: CallAuth) -> MailboxClient {
+    pb::mailbox_client::MailboxClient::with_interceptor(channel, auth)
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE)
+}
+
+pub fn delivery_client(channel: Channel, auth: CallAuth) -> DeliveryClient {
+    pb::delivery_client::DeliveryClient::with_interceptor(channel, auth)
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE)
+}
+
+pub fn admin_client(channel: Channel, auth: CallAuth) -> AdminClient {
+    pb::admin_client::AdminClient::with_interceptor(channel, auth)
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE)
+}

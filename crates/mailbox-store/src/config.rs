@@ -1,0 +1,142 @@
+//! mailbox-store configuration: the raw file/environment form
+//! ([`StoreConfig`]) and the validated settings the store runs with
+//! ([`StoreSettings`]).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use service_kit::telemetry::LogFormat;
+
+/// Raw configuration, as read from `mailbox-store.toml` and `MAILSTORE_*`
+/// environment variables (see README, "Configuration").
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// gRPC listen address.
+    pub listen: String,
+    /// `postgres://user:pass@host/db` or `sqlite://path/to/file.db`.
+    pub database_url: String,
+    /// Database connection pool size.
+    pub max_connections: u32,
+    /// Shared secret every calling service must present in
+    /// `x-service-token`. Empty: no check (only for loopback-only setups).
+    pub service_secret: String,
+    /// Read the shared secret from this file instead (Kubernetes Secret).
+    pub service_secret_file: String,
+    /// Largest message accepted by Deliver and Append, in bytes.
+    pub max_message_size: u64,
+    /// Failed logins per account within `throttle_window_secs` before further
+    /// attempts are refused.
+    pub max_failures_per_account: u32,
+    /// Failed logins per client IP within the window before refusal.
+    pub max_failures_per_ip: u32,
+    pub throttle_window_secs: u64,
+    /// Added delay before answering a failed login, in milliseconds.
+    pub failure_delay_ms: u64,
+    /// Idle lifetime of a session token, in seconds.
+    pub session_ttl_secs: u64,
+    pub log_format: LogFormat,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:50051".into(),
+            database_url: "sqlite://data/mail.db".into(),
+            max_connections: 16,
+            service_secret: String::new(),
+            service_secret_file: String::new(),
+            max_message_size: 64 * 1024 * 1024,
+            max_failures_per_account: 10,
+            max_failures_per_ip: 30,
+            throttle_window_secs: 900,
+            failure_delay_ms: 1000,
+            session_ttl_secs: 24 * 3600,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+/// Validated settings of a running store.
+#[derive(Clone, Debug)]
+pub struct StoreSettings {
+    pub database_url: String,
+    pub max_connections: u32,
+    pub service_secret: Option<String>,
+    pub max_message_size: u64,
+    pub max_failures_per_account: u32,
+    pub max_failures_per_ip: u32,
+    pub throttle_window: Duration,
+    pub failure_delay: Duration,
+    pub session_ttl: Duration,
+}
+
+impl StoreConfig {
+    /// Checks every value and resolves the secret file; nothing is bound or
+    /// opened yet.
+    pub fn validate(&self) -> Result<(SocketAddr, StoreSettings), String> {
+        let listen: SocketAddr = self
+            .listen
+            .parse()
+            .map_err(|_| format!("listen: not a socket address: {:?}", self.listen))?;
+        if !(self.database_url.starts_with("postgres://")
+            || self.database_url.starts_with("postgresql://")
+            || self.database_url.starts_with("sqlite:"))
+        {
+            return Err("database_url: must start with postgres:// or sqlite:".into());
+        }
+        if self.max_connections == 0 {
+            return Err("max_connections: must be at least 1".into());
+        }
+        if self.max_message_size < 1024 {
+            return Err("max_message_size: must be at least 1024".into());
+        }
+        if self.throttle_window_secs == 0 || self.session_ttl_secs == 0 {
+            return Err("throttle_window_secs and session_ttl_secs must be positive".into());
+        }
+        let secret = if !self.service_secret_file.is_empty() {
+            let s = std::fs::read_to_string(&self.service_secret_file)
+                .map_err(|e| format!("service_secret_file {}: {e}", self.service_secret_file))?;
+            Some(s.trim().to_string())
+        } else if !self.service_secret.is_empty() {
+            Some(self.service_secret.clone())
+        } else {
+            None
+        };
+        if let Some(s) = &secret
+            && (s.len() < 16 || !s.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err("service secret: at least 16 printable ASCII characters".into());
+        }
+        Ok((
+            listen,
+            StoreSettings {
+                database_url: self.database_url.clone(),
+                max_connections: self.max_connections,
+                service_secret: secret,
+                max_message_size: self.max_message_size,
+                max_failures_per_account: self.max_failures_per_account.max(1),
+                max_failures_per_ip: self.max_failures_per_ip.max(1),
+                throttle_window: Duration::from_secs(self.throttle_window_secs),
+                failure_delay: Duration::from_millis(self.failure_delay_ms),
+                session_ttl: Duration::from_secs(self.session_ttl_secs),
+            },
+        ))
+    }
+}
+
+impl StoreSettings {
+    /// Settings for tests: the given database, no secret, no login delay.
+    pub fn for_test(database_url: &str) -> Self {
+        let (_, mut s) = StoreConfig {
+            database_url: database_url.to_string(),
+            ..StoreConfig::default()
+        }
+        .validate()
+        .unwrap_or_else(|e| panic!("test config invalid: {e}"));
+        s.failure_delay = Duration::ZERO;
+        s.max_connections = 8;
+        s
+    }
+}

@@ -1,0 +1,93 @@
+//! Row types shared by both backends.
+
+/// An account's primary key. Obtained only from a verified session token or
+/// an Admin call, never from a caller-supplied id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AccountId(pub i64);
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct MailboxRow {
+    pub id: i64,
+    pub name: String,
+    pub special_use: i64,
+    pub uid_validity: i64,
+    pub uid_next: i64,
+    pub highest_modseq: i64,
+    pub recent_uid: i64,
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct MsgRow {
+    pub uid: i64,
+    pub flags: i64,
+    pub keywords: String,
+    pub modseq: i64,
+    pub size: i64,
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct MetaRow {
+    pub uid: i64,
+    pub flags: i64,
+    pub keywords: String,
+    pub modseq: i64,
+    pub size: i64,
+    pub internal_date: i64,
+    pub internal_tz: i64,
+    pub blob_id: String,
+}
+
+/// A resolved delivery recipient.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct RecipientRow {
+    pub account_id: i64,
+    pub address: String,
+    pub disabled: bool,
+    pub quota_bytes: i64,
+    pub used_bytes: i64,
+}
+
+/// What one Deliver stores: the message bytes (trace lines included), their
+/// hash and parsed summary.
+pub struct NewBlob {
+    pub id: String,
+    pub data: Vec<u8>,
+    pub summary: Vec<u8>,
+}
+
+/// Keywords are stored as one space-separated, sorted, de-duplicated string.
+pub fn join_keywords(k: &[String]) -> String {
+    let mut v: Vec<&str> = k
+        .iter()
+        .map(String::as_str)
+        .filter(|s| !s.is_empty())
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v.join(" ")
+}
+
+pub fn split_keywords(s: &str) -> Vec<String> {
+    s.split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// An account attribute Admin can change.
+#[derive(Clone, Copy, Debug)]
+pub enum AccountField<'a> {
+    PasswordHash(&'a str),
+    Quota(i64),
+    Disabled(bool),
+}
+
+/// A message row with, when the search needs them, its summary and raw bytes.
+pub type SearchRow = (MetaRow, Option<Vec<u8>>, Option<Vec<u8>>);

@@ -1,0 +1,1546 @@
+// The store's operations, written once and compiled once per backend: this
+// file is `include!`d by `store.rs` into `mod pg` (where `Db` is
+// `sqlx::Postgres`) and `mod lite` (`sqlx::Sqlite`). SQL here must be valid
+// for both; `$N` parameters work on both, and the rare difference branches on
+// the `PG` constant.
+//
+// Every write runs in one transaction (`begin_write`); UIDs and MODSEQs are
+// allocated inside it with `UPDATE mailboxes ... RETURNING`, whose row lock
+// serialises writers per mailbox, so they only grow and never collide across
+// store replicas.
+
+use std::collections::HashMap;
+
+use mailbox_api::pb;
+use sqlx::{Pool, Transaction};
+
+use crate::error::{Result, StoreError};
+use crate::model::*;
+
+type Tx = Transaction<'static, Db>;
+
+const MAILBOX_COLS: &str =
+    "id, name, special_use, uid_validity, uid_next, highest_modseq, recent_uid";
+
+// ------------------------------------------------------------------ helpers
+
+async fn next_uid_validity(tx: &mut Tx) -> Result<i64> {
+    let v: i64 = sqlx::query_scalar(
+        "UPDATE counters SET value = value + 1 WHERE name = 'uid_validity' RETURNING value",
+    )
+    .fetch_one(&mut **tx)
+    .await?;
+    // UIDVALIDITY is a non-zero 32-bit number.
+    Ok((v % 0xFFFF_FFFF) + 1)
+}
+
+async fn mailbox_by_name(tx: &mut Tx, account: AccountId, name: &str) -> Result<MailboxRow> {
+    sqlx::query_as::<_, MailboxRow>(sqlx::AssertSqlSafe(format!(
+        "SELECT {MAILBOX_COLS} FROM mailboxes WHERE account_id = $1 AND name = $2"
+    )))
+    .bind(account.0)
+    .bind(name)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or(StoreError::NotFound("mailbox"))
+}
+
+async fn mailbox_by_name_pool(
+    pool: &Pool<Db>,
+    account: AccountId,
+    name: &str,
+) -> Result<MailboxRow> {
+    sqlx::query_as::<_, MailboxRow>(sqlx::AssertSqlSafe(format!(
+        "SELECT {MAILBOX_COLS} FROM mailboxes WHERE account_id = $1 AND name = $2"
+    )))
+    .bind(account.0)
+    .bind(name)
+    .fetch_optional(pool)
+    .await?
+    .ok_or(StoreError::NotFound("mailbox"))
+}
+
+/// Reserves `count` UIDs and one new MODSEQ in a mailbox. Returns the first
+/// UID, the MODSEQ and the UIDVALIDITY.
+async fn allocate(tx: &mut Tx, mailbox_id: i64, count: i64) -> Result<(i64, i64, i64)> {
+    let (uid_next, modseq, validity): (i64, i64, i64) = sqlx::query_as(
+        "UPDATE mailboxes SET uid_next = uid_next + $2, highest_modseq = highest_modseq + 1 \
+         WHERE id = $1 RETURNING uid_next, highest_modseq, uid_validity",
+    )
+    .bind(mailbox_id)
+    .bind(count)
+    .fetch_one(&mut **tx)
+    .await?;
+    if uid_next > u32::MAX as i64 {
+        return Err(StoreError::Precondition("mailbox has run out of UIDs"));
+    }
+    Ok((uid_next - count, modseq, validity))
+}
+
+/// A new MODSEQ for a mailbox (flag changes, expunges).
+async fn bump_modseq(tx: &mut Tx, mailbox_id: i64) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "UPDATE mailboxes SET highest_modseq = highest_modseq + 1 WHERE id = $1 \
+         RETURNING highest_modseq",
+    )
+    .bind(mailbox_id)
+    .fetch_one(&mut **tx)
+    .await?)
+}
+
+/// Tells other store replicas, at commit, that these mailboxes changed.
+async fn notify(tx: &mut Tx, origin: &str, mailboxes: &[i64]) -> Result<()> {
+    if PG {
+        for id in mailboxes {
+            sqlx::query("SELECT pg_notify('mailbox_changes', $1)")
+                .bind(format!("{origin}:{id}"))
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn insert_blob(tx: &mut Tx, blob: &NewBlob) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO blobs (id, size, data, summary, created_at) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&blob.id)
+    .bind(blob.data.len() as i64)
+    .bind(&blob.data)
+    .bind(&blob.summary)
+    .bind(now())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn insert_message(
+    tx: &mut Tx,
+    account: i64,
+    mailbox: i64,
+    uid: i64,
+    blob_id: &str,
+    flags: i64,
+    keywords: &str,
+    modseq: i64,
+    date: (i64, i64),
+    size: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO messages (account_id, mailbox_id, uid, blob_id, flags, keywords, modseq, \
+         internal_date, internal_tz, size) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(account)
+    .bind(mailbox)
+    .bind(uid)
+    .bind(blob_id)
+    .bind(flags)
+    .bind(keywords)
+    .bind(modseq)
+    .bind(date.0)
+    .bind(date.1)
+    .bind(size)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn add_usage(tx: &mut Tx, account: i64, bytes: i64, messages: i64) -> Result<()> {
+    sqlx::query(
+        "UPDATE accounts SET used_bytes = used_bytes + $2, message_count = message_count + $3 \
+         WHERE id = $1",
+    )
+    .bind(account)
+    .bind(bytes)
+    .bind(messages)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Rows of a mailbox whose UID is in `set` (all of them for an empty set
+/// when `empty_means_all`).
+async fn rows_in_set(
+    tx: &mut Tx,
+    mailbox_id: i64,
+    set: &mail_types::UidSetRanges,
+) -> Result<Vec<MsgRow>> {
+    let (Some(first), Some(last)) = (set.ranges().first(), set.ranges().last()) else {
+        return Ok(Vec::new());
+    };
+    let rows: Vec<MsgRow> = sqlx::query_as(
+        "SELECT uid, flags, keywords, modseq, size FROM messages \
+         WHERE mailbox_id = $1 AND uid >= $2 AND uid <= $3 ORDER BY uid",
+    )
+    .bind(mailbox_id)
+    .bind(first.0 as i64)
+    .bind(last.1 as i64)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter(|r| set.contains(r.uid as u32))
+        .collect())
+}
+
+fn entry(r: &MsgRow) -> pb::MessageEntry {
+    pb::MessageEntry {
+        uid: r.uid as u32,
+        flags: Some(pb::Flags::from_bits(r.flags, split_keywords(&r.keywords))),
+        modseq: r.modseq as u64,
+        size: r.size as u64,
+    }
+}
+
+fn status_of(m: &MailboxRow) -> pb::MailboxStatus {
+    pb::MailboxStatus {
+        name: m.name.clone(),
+        uid_validity: m.uid_validity as u32,
+        uid_next: m.uid_next as u32,
+        highest_modseq: m.highest_modseq as u64,
+        ..Default::default()
+    }
+}
+
+// ------------------------------------------------------------------ admin
+
+pub async fn add_domain(pool: &Pool<Db>, name: &str) -> Result<()> {
+    let done = sqlx::query(
+        "INSERT INTO domains (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(name)
+    .bind(now())
+    .execute(pool)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::AlreadyExists("domain"));
+    }
+    Ok(())
+}
+
+pub async fn list_domains(pool: &Pool<Db>) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar("SELECT name FROM domains ORDER BY name")
+        .fetch_all(pool)
+        .await?)
+}
+
+pub async fn delete_domain(pool: &Pool<Db>, name: &str) -> Result<()> {
+    let mut tx = begin_write(pool).await?;
+    let id: i64 = sqlx::query_scalar("SELECT id FROM domains WHERE name = $1")
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound("domain"))?;
+    let accounts: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM accounts WHERE domain_id = $1")
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+    if accounts > 0 {
+        return Err(StoreError::Precondition(
+            "domain still has accounts; delete them first",
+        ));
+    }
+    sqlx::query("DELETE FROM domains WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The mailboxes every account starts with (RFC 6154 special-use).
+pub const DEFAULT_MAILBOXES: [(&str, pb::SpecialUse); 6] = [
+    ("INBOX", pb::SpecialUse::None),
+    ("Drafts", pb::SpecialUse::Drafts),
+    ("Sent", pb::SpecialUse::Sent),
+    ("Trash", pb::SpecialUse::Trash),
+    ("Junk", pb::SpecialUse::Junk),
+    ("Archive", pb::SpecialUse::Archive),
+];
+
+pub async fn add_account(
+    pool: &Pool<Db>,
+    address: &mail_types::EmailAddress,
+    password_hash: &str,
+    quota: i64,
+) -> Result<AccountId> {
+    let mut tx = begin_write(pool).await?;
+    let domain: i64 = sqlx::query_scalar("SELECT id FROM domains WHERE name = $1")
+        .bind(address.domain())
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound("domain"))?;
+    let alias: Option<i64> = sqlx::query_scalar("SELECT id FROM aliases WHERE address = $1")
+        .bind(address.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+    if alias.is_some() {
+        return Err(StoreError::AlreadyExists("alias with this address"));
+    }
+    let id: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO accounts (domain_id, address, password_hash, quota_bytes, created_at) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (address) DO NOTHING RETURNING id",
+    )
+    .bind(domain)
+    .bind(address.as_str())
+    .bind(password_hash)
+    .bind(quota)
+    .bind(now())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let id = id.ok_or(StoreError::AlreadyExists("account"))?;
+    for (name, special) in DEFAULT_MAILBOXES {
+        create_mailbox_tx(&mut tx, AccountId(id), name, special as i64).await?;
+        sqlx::query("INSERT INTO subscriptions (account_id, name) VALUES ($1, $2)")
+            .bind(id)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(AccountId(id))
+}
+
+pub async fn list_accounts(pool: &Pool<Db>, domain: &str) -> Result<Vec<pb::AccountInfo>> {
+    let rows: Vec<(String, i64, i64, i64, bool)> = sqlx::query_as(
+        "SELECT a.address, a.quota_bytes, a.used_bytes, a.message_count, a.disabled \
+         FROM accounts a JOIN domains d ON d.id = a.domain_id \
+         WHERE $1 = '' OR d.name = $1 ORDER BY a.address",
+    )
+    .bind(domain)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(address, q, u, m, disabled)| pb::AccountInfo {
+            address,
+            quota_bytes: q as u64,
+            used_bytes: u as u64,
+            messages: m as u64,
+            disabled,
+        })
+        .collect())
+}
+
+pub async fn delete_account(pool: &Pool<Db>, address: &str) -> Result<()> {
+    let mut tx = begin_write(pool).await?;
+    let id: i64 = sqlx::query_scalar("SELECT id FROM accounts WHERE address = $1")
+        .bind(address)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound("account"))?;
+    // Children first: SQLite only cascades with foreign_keys on, and being
+    // explicit keeps both backends identical.
+    for table in [
+        "messages",
+        "expunged",
+        "mailboxes",
+        "subscriptions",
+        "aliases",
+        "pop3_leases",
+        "sessions",
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE account_id = $1"
+        )))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query("DELETE FROM accounts WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub async fn set_account_field(
+    pool: &Pool<Db>,
+    address: &str,
+    field: AccountField<'_>,
+) -> Result<()> {
+    let mut tx = begin_write(pool).await?;
+    let done = match field {
+        AccountField::PasswordHash(h) => {
+            sqlx::query("UPDATE accounts SET password_hash = $2 WHERE address = $1")
+                .bind(address)
+                .bind(h)
+                .execute(&mut *tx)
+                .await?
+        }
+        AccountField::Quota(q) => {
+            sqlx::query("UPDATE accounts SET quota_bytes = $2 WHERE address = $1")
+                .bind(address)
+                .bind(q)
+                .execute(&mut *tx)
+                .await?
+        }
+        AccountField::Disabled(d) => {
+            sqlx::query("UPDATE accounts SET disabled = $2 WHERE address = $1")
+                .bind(address)
+                .bind(d)
+                .execute(&mut *tx)
+                .await?
+        }
+    };
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound("account"));
+    }
+    if matches!(field, AccountField::PasswordHash(_) | AccountField::Disabled(true)) {
+        // A new password or a disabled account ends every session.
+        sqlx::query(
+            "DELETE FROM sessions WHERE account_id = (SELECT id FROM accounts WHERE address = $1)",
+        )
+        .bind(address)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub async fn add_alias(pool: &Pool<Db>, alias: &str, target: &str) -> Result<()> {
+    let mut tx = begin_write(pool).await?;
+    let domain_ok: Option<i64> = sqlx::query_scalar("SELECT id FROM domains WHERE name = $1")
+        .bind(alias.rsplit_once('@').map(|(_, d)| d).unwrap_or(""))
+        .fetch_optional(&mut *tx)
+        .await?;
+    if domain_ok.is_none() {
+        return Err(StoreError::NotFound("domain"));
+    }
+    let target_id: i64 = sqlx::query_scalar("SELECT id FROM accounts WHERE address = $1")
+        .bind(target)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound("target account"))?;
+    let clash: Option<i64> = sqlx::query_scalar("SELECT id FROM accounts WHERE address = $1")
+        .bind(alias)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if clash.is_some() {
+        return Err(StoreError::AlreadyExists("account with this address"));
+    }
+    let done = sqlx::query(
+        "INSERT INTO aliases (account_id, address) VALUES ($1, $2) ON CONFLICT (address) DO NOTHING",
+    )
+    .bind(target_id)
+    .bind(alias)
+    .execute(&mut *tx)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::AlreadyExists("alias"));
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub async fn list_aliases(pool: &Pool<Db>) -> Result<Vec<pb::AliasInfo>> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT al.address, a.address FROM aliases al JOIN accounts a ON a.id = al.account_id \
+         ORDER BY al.address",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(alias, target)| pb::AliasInfo { alias, target })
+        .collect())
+}
+
+pub async fn delete_alias(pool: &Pool<Db>, alias: &str) -> Result<()> {
+    let done = sqlx::query("DELETE FROM aliases WHERE address = $1")
+        .bind(alias)
+        .execute(pool)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound("alias"));
+    }
+    Ok(())
+}
+
+pub async fn stats(pool: &Pool<Db>) -> Result<pb::StatsResponse> {
+    let (domains, accounts, mailboxes, messages, blobs, blob_bytes): (i64, i64, i64, i64, i64, i64) =
+        sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM domains), (SELECT COUNT(*) FROM accounts), \
+             (SELECT COUNT(*) FROM mailboxes), (SELECT COUNT(*) FROM messages), \
+             (SELECT COUNT(*) FROM blobs), \
+             (SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM blobs)",
+        )
+        .fetch_one(pool)
+        .await?;
+    Ok(pb::StatsResponse {
+        domains: domains as u64,
+        accounts: accounts as u64,
+        mailboxes: mailboxes as u64,
+        messages: messages as u64,
+        blobs: blobs as u64,
+        blob_bytes: blob_bytes as u64,
+        backend: if PG { "postgres" } else { "sqlite" }.into(),
+    })
+}
+
+// ------------------------------------------------------------------ auth
+
+/// The account id, password hash and disabled flag of a login name.
+pub async fn credentials(pool: &Pool<Db>, address: &str) -> Result<Option<(i64, String, bool)>> {
+    Ok(sqlx::query_as(
+        "SELECT id, password_hash, disabled FROM accounts WHERE address = $1",
+    )
+    .bind(address)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// Failures recorded for `key` within the window that started after `since`.
+pub async fn failures(pool: &Pool<Db>, key: &str, since: i64) -> Result<i64> {
+    let n: Option<i64> = sqlx::query_scalar(
+        "SELECT failures FROM auth_failures WHERE key = $1 AND window_start >= $2",
+    )
+    .bind(key)
+    .bind(since)
+    .fetch_optional(pool)
+    .await?;
+    Ok(n.unwrap_or(0))
+}
+
+pub async fn record_failure(pool: &Pool<Db>, key: &str, since: i64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO auth_failures (key, failures, window_start) VALUES ($1, 1, $2) \
+         ON CONFLICT (key) DO UPDATE SET \
+           failures = CASE WHEN auth_failures.window_start < $3 THEN 1 \
+                           ELSE auth_failures.failures + 1 END, \
+           window_start = CASE WHEN auth_failures.window_start < $3 THEN $2 \
+                               ELSE auth_failures.window_start END",
+    )
+    .bind(key)
+    .bind(now())
+    .bind(since)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub async fn clear_failures(pool: &Pool<Db>, key: &str) -> Result<()> {
+    sqlx::query("DELETE FROM auth_failures WHERE key = $1")
+        .bind(key)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+pub async fn create_session(
+    pool: &Pool<Db>,
+    token_hash: &str,
+    account: i64,
+    protocol: &str,
+    client_ip: &str,
+    ttl: i64,
+) -> Result<()> {
+    let t = now();
+    sqlx::query(
+        "INSERT INTO sessions (token_hash, account_id, protocol, client_ip, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(token_hash)
+    .bind(account)
+    .bind(protocol)
+    .bind(client_ip)
+    .bind(t)
+    .bind(t + ttl)
+    .execute(pool)
+    .await?;
+    // Expired sessions of this account are swept on each login.
+    sqlx::query("DELETE FROM sessions WHERE account_id = $1 AND expires_at < $2")
+        .bind(account)
+        .bind(t)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// The account of a live session token (by hash), sliding its expiry forward
+/// when more than half the lifetime has passed.
+pub async fn resolve_session(pool: &Pool<Db>, token_hash: &str, ttl: i64) -> Result<AccountId> {
+    let row: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT s.account_id, s.expires_at FROM sessions s JOIN accounts a ON a.id = s.account_id \
+         WHERE s.token_hash = $1 AND a.disabled = FALSE",
+    )
+    .bind(token_hash)
+    .fetch_optional(pool)
+    .await?;
+    let (account, expires) = row.ok_or(StoreError::BadSession)?;
+    let t = now();
+    if expires < t {
+        return Err(StoreError::BadSession);
+    }
+    if expires - t < ttl / 2 {
+        sqlx::query("UPDATE sessions SET expires_at = $2 WHERE token_hash = $1")
+            .bind(token_hash)
+            .bind(t + ttl)
+            .execute(pool)
+            .await?;
+    }
+    Ok(AccountId(account))
+}
+
+pub async fn delete_session(pool: &Pool<Db>, token_hash: &str) -> Result<()> {
+    sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+        .bind(token_hash)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+// ------------------------------------------------------------------ delivery
+
+/// Resolves an address (account or alias) to its account.
+async fn resolve_recipient<'e, E>(exec: E, address: &str) -> Result<Option<RecipientRow>>
+where
+    E: sqlx::Executor<'e, Database = Db>,
+{
+    Ok(sqlx::query_as::<_, RecipientRow>(
+        "SELECT a.id AS account_id, a.address, a.disabled, a.quota_bytes, a.used_bytes \
+         FROM accounts a LEFT JOIN aliases al ON al.account_id = a.id AND al.address = $1 \
+         WHERE a.address = $1 OR al.address = $1 LIMIT 1",
+    )
+    .bind(address)
+    .fetch_optional(exec)
+    .await?)
+}
+
+pub async fn check_recipient(
+    pool: &Pool<Db>,
+    address: &mail_types::EmailAddress,
+    size_hint: i64,
+) -> Result<(pb::RecipientStatus, String)> {
+    let domain: Option<i64> = sqlx::query_scalar("SELECT id FROM domains WHERE name = $1")
+        .bind(address.domain())
+        .fetch_optional(pool)
+        .await?;
+    if domain.is_none() {
+        return Ok((pb::RecipientStatus::NotLocal, String::new()));
+    }
+    let Some(r) = resolve_recipient(pool, address.as_str()).await? else {
+        return Ok((pb::RecipientStatus::UnknownUser, String::new()));
+    };
+    let status = if r.disabled {
+        pb::RecipientStatus::Disabled
+    } else if r.quota_bytes > 0 && r.used_bytes + size_hint > r.quota_bytes {
+        pb::RecipientStatus::OverQuota
+    } else {
+        pb::RecipientStatus::Accept
+    };
+    Ok((status, r.address))
+}
+
+/// Stores one delivery for every recipient in one transaction. Returns the
+/// result and the mailboxes that changed. A delivery id seen before returns
+/// the first result and stores nothing.
+pub async fn deliver(
+    pool: &Pool<Db>,
+    origin: &str,
+    delivery_id: &str,
+    recipients: &[String],
+    received_at: i64,
+    blob: &NewBlob,
+) -> Result<(pb::DeliverResponse, Vec<i64>)> {
+    use prost::Message as _;
+    let mut tx = begin_write(pool).await?;
+    let claimed = sqlx::query(
+        "INSERT INTO deliveries (id, result, created_at) VALUES ($1, NULL, $2) \
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(delivery_id)
+    .bind(now())
+    .execute(&mut *tx)
+    .await?;
+    if claimed.rows_affected() == 0 {
+        let prior: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT result FROM deliveries WHERE id = $1")
+                .bind(delivery_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        let prior = prior.ok_or_else(|| StoreError::Internal("delivery without result".into()))?;
+        let mut resp = pb::DeliverResponse::decode(prior.as_slice())
+            .map_err(|e| StoreError::Internal(format!("stored delivery result: {e}")))?;
+        resp.duplicate = true;
+        return Ok((resp, Vec::new()));
+    }
+    insert_blob(&mut tx, blob).await?;
+    let size = blob.data.len() as i64;
+    let mut results = Vec::with_capacity(recipients.len());
+    let mut done: HashMap<i64, (u32, u32)> = HashMap::new();
+    let mut changed = Vec::new();
+    for address in recipients {
+        let mut result = pb::RecipientResult {
+            address: address.clone(),
+            ..Default::default()
+        };
+        let Some(r) = resolve_recipient(&mut *tx, address).await? else {
+            result.status = pb::RecipientStatus::UnknownUser as i32;
+            results.push(result);
+            continue;
+        };
+        if let Some(&(uid, validity)) = done.get(&r.account_id) {
+            // The same account twice (an address and its alias): one copy.
+            result.status = pb::RecipientStatus::Accept as i32;
+            result.uid = uid;
+            result.uid_validity = validity;
+            results.push(result);
+            continue;
+        }
+        if r.disabled {
+            result.status = pb::RecipientStatus::Disabled as i32;
+            results.push(result);
+            continue;
+        }
+        if r.quota_bytes > 0 && r.used_bytes + size > r.quota_bytes {
+            result.status = pb::RecipientStatus::OverQuota as i32;
+            results.push(result);
+            continue;
+        }
+        let inbox = mailbox_by_name(&mut tx, AccountId(r.account_id), "INBOX").await?;
+        let (uid, modseq, validity) = allocate(&mut tx, inbox.id, 1).await?;
+        insert_message(
+            &mut tx,
+            r.account_id,
+            inbox.id,
+            uid,
+            &blob.id,
+            0,
+            "",
+            modseq,
+            (received_at, 0),
+            size,
+        )
+        .await?;
+        add_usage(&mut tx, r.account_id, size, 1).await?;
+        done.insert(r.account_id, (uid as u32, validity as u32));
+        changed.push(inbox.id);
+        result.status = pb::RecipientStatus::Accept as i32;
+        result.uid = uid as u32;
+        result.uid_validity = validity as u32;
+        results.push(result);
+    }
+    let resp = pb::DeliverResponse {
+        results,
+        duplicate: false,
+        blob_id: blob.id.clone(),
+    };
+    sqlx::query("UPDATE deliveries SET result = $2 WHERE id = $1")
+        .bind(delivery_id)
+        .bind(resp.encode_to_vec())
+        .execute(&mut *tx)
+        .await?;
+    notify(&mut tx, origin, &changed).await?;
+    tx.commit().await?;
+    Ok((resp, changed))
+}
+
+// ------------------------------------------------------------------ mailboxes
+
+async fn create_mailbox_tx(
+    tx: &mut Tx,
+    account: AccountId,
+    name: &str,
+    special_use: i64,
+) -> Result<Option<MailboxRow>> {
+    let validity = next_uid_validity(tx).await?;
+    Ok(sqlx::query_as::<_, MailboxRow>(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO mailboxes (account_id, name, special_use, uid_validity) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (account_id, name) DO NOTHING \
+         RETURNING {MAILBOX_COLS}"
+    )))
+    .bind(account.0)
+    .bind(name)
+    .bind(special_use)
+    .bind(validity)
+    .fetch_optional(&mut **tx)
+    .await?)
+}
+
+pub async fn list_mailboxes(pool: &Pool<Db>, account: AccountId) -> Result<Vec<pb::MailboxInfo>> {
+    let rows: Vec<(String, i64, i64, Option<String>)> = sqlx::query_as(
+        "SELECT m.name, m.special_use, m.uid_validity, s.name FROM mailboxes m \
+         LEFT JOIN subscriptions s ON s.account_id = m.account_id AND s.name = m.name \
+         WHERE m.account_id = $1 ORDER BY m.name",
+    )
+    .bind(account.0)
+    .fetch_all(pool)
+    .await?;
+    let names: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+    Ok(rows
+        .into_iter()
+        .map(|(name, special, validity, sub)| {
+            let prefix = format!("{name}/");
+            pb::MailboxInfo {
+                has_children: names.iter().any(|n| n.starts_with(&prefix)),
+                name,
+                special_use: special as i32,
+                subscribed: sub.is_some(),
+                uid_validity: validity as u32,
+            }
+        })
+        .collect())
+}
+
+/// Subscribed names, including those of mailboxes that no longer exist
+/// (RFC 9051 6.3.7: LSUB/LIST (SUBSCRIBED) still shows them).
+pub async fn list_subscriptions(pool: &Pool<Db>, account: AccountId) -> Result<Vec<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT name FROM subscriptions WHERE account_id = $1 ORDER BY name")
+            .bind(account.0)
+            .fetch_all(pool)
+            .await?,
+    )
+}
+
+pub async fn create_mailbox(
+    pool: &Pool<Db>,
+    account: AccountId,
+    name: &mail_types::MailboxName,
+    special_use: i64,
+) -> Result<pb::MailboxInfo> {
+    let mut tx = begin_write(pool).await?;
+    // Missing parents are created too (RFC 9051 6.3.4).
+    for parent in name.ancestors() {
+        create_mailbox_tx(&mut tx, account, parent.as_str(), 0).await?;
+    }
+    let row = create_mailbox_tx(&mut tx, account, name.as_str(), special_use)
+        .await?
+        .ok_or(StoreError::AlreadyExists("mailbox"))?;
+    tx.commit().await?;
+    Ok(pb::MailboxInfo {
+        name: row.name,
+        special_use: row.special_use as i32,
+        subscribed: false,
+        uid_validity: row.uid_validity as u32,
+        has_children: false,
+    })
+}
+
+pub async fn delete_mailbox(
+    pool: &Pool<Db>,
+    account: AccountId,
+    name: &mail_types::MailboxName,
+) -> Result<i64> {
+    if name.is_inbox() {
+        return Err(StoreError::Precondition("INBOX cannot be deleted"));
+    }
+    let mut tx = begin_write(pool).await?;
+    let mb = mailbox_by_name(&mut tx, account, name.as_str()).await?;
+    let (bytes, count): (i64, i64) = sqlx::query_as(
+        "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT), COUNT(*) FROM messages WHERE mailbox_id = $1",
+    )
+    .bind(mb.id)
+    .fetch_one(&mut *tx)
+    .await?;
+    for table in ["messages", "expunged"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE mailbox_id = $1"
+        )))
+        .bind(mb.id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query("DELETE FROM mailboxes WHERE id = $1")
+        .bind(mb.id)
+        .execute(&mut *tx)
+        .await?;
+    add_usage(&mut tx, account.0, -bytes, -count).await?;
+    notify(&mut tx, "", &[mb.id]).await?;
+    tx.commit().await?;
+    Ok(mb.id)
+}
+
+/// Renames a mailbox and its children. Renaming INBOX moves its messages to
+/// the new mailbox and leaves INBOX empty (RFC 9051 6.3.6).
+pub async fn rename_mailbox(
+    pool: &Pool<Db>,
+    account: AccountId,
+    from: &mail_types::MailboxName,
+    to: &mail_types::MailboxName,
+) -> Result<Vec<i64>> {
+    let mut tx = begin_write(pool).await?;
+    let src = mailbox_by_name(&mut tx, account, from.as_str()).await?;
+    if mailbox_by_name(&mut tx, account, to.as_str()).await.is_ok() {
+        return Err(StoreError::AlreadyExists("mailbox"));
+    }
+    let prefix = format!("{}/", from.as_str());
+    if to.as_str().starts_with(&prefix) {
+        return Err(StoreError::Invalid(
+            "cannot rename a mailbox into its own child".into(),
+        ));
+    }
+    for parent in to.ancestors() {
+        create_mailbox_tx(&mut tx, account, parent.as_str(), 0).await?;
+    }
+    if from.is_inbox() {
+        let dst = create_mailbox_tx(&mut tx, account, to.as_str(), 0)
+            .await?
+            .ok_or(StoreError::AlreadyExists("mailbox"))?;
+        let uids: Vec<i64> = sqlx::query_scalar("SELECT uid FROM messages WHERE mailbox_id = $1")
+            .bind(src.id)
+            .fetch_all(&mut *tx)
+            .await?;
+        let modseq = bump_modseq(&mut tx, src.id).await?;
+        sqlx::query(
+            "UPDATE mailboxes SET uid_next = $2, highest_modseq = $3 WHERE id = $1",
+        )
+        .bind(dst.id)
+        .bind(src.uid_next)
+        .bind(modseq)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE messages SET mailbox_id = $2, modseq = $3 WHERE mailbox_id = $1")
+            .bind(src.id)
+            .bind(dst.id)
+            .bind(modseq)
+            .execute(&mut *tx)
+            .await?;
+        for uid in uids {
+            sqlx::query(
+                "INSERT INTO expunged (account_id, mailbox_id, uid, modseq) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(account.0)
+            .bind(src.id)
+            .bind(uid)
+            .bind(modseq)
+            .execute(&mut *tx)
+            .await?;
+        }
+        notify(&mut tx, "", &[src.id]).await?;
+        tx.commit().await?;
+        return Ok(vec![src.id]);
+    }
+    let children: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT id, name FROM mailboxes WHERE account_id = $1 AND substr(name, 1, length($2)) = $2",
+    )
+    .bind(account.0)
+    .bind(&prefix)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut moved = vec![src.id];
+    sqlx::query("UPDATE mailboxes SET name = $2 WHERE id = $1")
+        .bind(src.id)
+        .bind(to.as_str())
+        .execute(&mut *tx)
+        .await?;
+    for (id, name) in children {
+        let new_name = format!("{}/{}", to.as_str(), &name[prefix.len()..]);
+        sqlx::query("UPDATE mailboxes SET name = $2 WHERE id = $1")
+            .bind(id)
+            .bind(new_name)
+            .execute(&mut *tx)
+            .await?;
+        moved.push(id);
+    }
+    notify(&mut tx, "", &moved).await?;
+    tx.commit().await?;
+    Ok(moved)
+}
+
+pub async fn set_subscribed(
+    pool: &Pool<Db>,
+    account: AccountId,
+    name: &mail_types::MailboxName,
+    on: bool,
+) -> Result<()> {
+    let q = if on {
+        "INSERT INTO subscriptions (account_id, name) VALUES ($1, $2) \
+         ON CONFLICT (account_id, name) DO NOTHING"
+    } else {
+        "DELETE FROM subscriptions WHERE account_id = $1 AND name = $2"
+    };
+    sqlx::query(q)
+        .bind(account.0)
+        .bind(name.as_str())
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+pub async fn mailbox_status(
+    pool: &Pool<Db>,
+    account: AccountId,
+    name: &str,
+) -> Result<(pb::MailboxStatus, i64)> {
+    let mb = mailbox_by_name_pool(pool, account, name).await?;
+    let (messages, unseen, deleted, size, recent): (i64, i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), \
+           CAST(COALESCE(SUM(CASE WHEN flags & 1 = 0 THEN 1 ELSE 0 END), 0) AS BIGINT), \
+           CAST(COALESCE(SUM(CASE WHEN flags & 8 <> 0 THEN 1 ELSE 0 END), 0) AS BIGINT), \
+           CAST(COALESCE(SUM(size), 0) AS BIGINT), \
+           CAST(COALESCE(SUM(CASE WHEN uid >= $2 THEN 1 ELSE 0 END), 0) AS BIGINT) \
+         FROM messages WHERE mailbox_id = $1",
+    )
+    .bind(mb.id)
+    .bind(mb.recent_uid)
+    .fetch_one(pool)
+    .await?;
+    let mut st = status_of(&mb);
+    st.messages = messages as u32;
+    st.unseen = unseen as u32;
+    st.deleted = deleted as u32;
+    st.size = size as u64;
+    st.recent = recent as u32;
+    Ok((st, mb.id))
+}
+
+/// Opens a mailbox: its status and every message's UID, flags and size.
+/// A read-write select claims the \Recent messages for this session.
+pub async fn select(
+    pool: &Pool<Db>,
+    account: AccountId,
+    name: &str,
+    read_only: bool,
+) -> Result<(pb::MailboxStatus, i64, Vec<pb::MessageEntry>)> {
+    let mut tx = begin_write(pool).await?;
+    let mb = mailbox_by_name(&mut tx, account, name).await?;
+    let rows: Vec<MsgRow> = sqlx::query_as(
+        "SELECT uid, flags, keywords, modseq, size FROM messages WHERE mailbox_id = $1 ORDER BY uid",
+    )
+    .bind(mb.id)
+    .fetch_all(&mut *tx)
+    .await?;
+    if !read_only && mb.recent_uid < mb.uid_next {
+        sqlx::query("UPDATE mailboxes SET recent_uid = $2 WHERE id = $1")
+            .bind(mb.id)
+            .bind(mb.uid_next)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    let mut st = status_of(&mb);
+    st.messages = rows.len() as u32;
+    st.unseen = rows.iter().filter(|r| r.flags & 1 == 0).count() as u32;
+    st.deleted = rows.iter().filter(|r| r.flags & 8 != 0).count() as u32;
+    st.size = rows.iter().map(|r| r.size as u64).sum();
+    st.recent = rows.iter().filter(|r| r.uid >= mb.recent_uid).count() as u32;
+    Ok((st, mb.id, rows.iter().map(entry).collect()))
+}
+
+pub async fn fetch_meta(
+    pool: &Pool<Db>,
+    account: AccountId,
+    mailbox: &str,
+    set: &mail_types::UidSetRanges,
+    changed_since: i64,
+    with_summary: bool,
+) -> Result<Vec<(MetaRow, Option<Vec<u8>>)>> {
+    let mb = mailbox_by_name_pool(pool, account, mailbox).await?;
+    let (Some(first), Some(last)) = (set.ranges().first(), set.ranges().last()) else {
+        return Ok(Vec::new());
+    };
+    let rows: Vec<MetaRow> = sqlx::query_as(
+        "SELECT uid, flags, keywords, modseq, size, internal_date, internal_tz, blob_id \
+         FROM messages WHERE mailbox_id = $1 AND uid >= $2 AND uid <= $3 AND modseq > $4 \
+         ORDER BY uid",
+    )
+    .bind(mb.id)
+    .bind(first.0 as i64)
+    .bind(last.1 as i64)
+    .bind(changed_since)
+    .fetch_all(pool)
+    .await?;
+    let rows: Vec<MetaRow> = rows
+        .into_iter()
+        .filter(|r| set.contains(r.uid as u32))
+        .collect();
+    if !with_summary {
+        return Ok(rows.into_iter().map(|r| (r, None)).collect());
+    }
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let summary: Vec<u8> = sqlx::query_scalar("SELECT summary FROM blobs WHERE id = $1")
+            .bind(&r.blob_id)
+            .fetch_one(pool)
+            .await?;
+        out.push((r, Some(summary)));
+    }
+    Ok(out)
+}
+
+/// The raw bytes of one message.
+pub async fn message_data(
+    pool: &Pool<Db>,
+    account: AccountId,
+    mailbox: &str,
+    uid: i64,
+) -> Result<Vec<u8>> {
+    let mb = mailbox_by_name_pool(pool, account, mailbox).await?;
+    sqlx::query_scalar(
+        "SELECT b.data FROM messages m JOIN blobs b ON b.id = m.blob_id \
+         WHERE m.mailbox_id = $1 AND m.uid = $2",
+    )
+    .bind(mb.id)
+    .bind(uid)
+    .fetch_optional(pool)
+    .await?
+    .ok_or(StoreError::NotFound("message"))
+}
+
+/// The flags, keywords and metadata the search evaluator needs, for every
+/// message of a mailbox, optionally with the summary and raw bytes.
+pub async fn search_rows(
+    pool: &Pool<Db>,
+    account: AccountId,
+    mailbox: &str,
+    with_summary: bool,
+    with_data: bool,
+) -> Result<(MailboxRow, Vec<SearchRow>)> {
+    let mb = mailbox_by_name_pool(pool, account, mailbox).await?;
+    let rows: Vec<MetaRow> = sqlx::query_as(
+        "SELECT uid, flags, keywords, modseq, size, internal_date, internal_tz, blob_id \
+         FROM messages WHERE mailbox_id = $1 ORDER BY uid",
+    )
+    .bind(mb.id)
+    .fetch_all(pool)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let (summary, data) = if with_summary || with_data {
+            let (s, d): (Vec<u8>, Option<Vec<u8>>) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT summary, {} FROM blobs WHERE id = $1",
+                if with_data { "data" } else { "NULL" }
+            )))
+            .bind(&r.blob_id)
+            .fetch_one(pool)
+            .await?;
+            (Some(s), d)
+        } else {
+            (None, None)
+        };
+        out.push((r, summary, data));
+    }
+    Ok((mb, out))
+}
+
+pub async fn store_flags(
+    pool: &Pool<Db>,
+    origin: &str,
+    account: AccountId,
+    mailbox: &str,
+    set: &mail_types::UidSetRanges,
+    mode: pb::FlagsMode,
+    flags: &pb::Flags,
+    unchanged_since: i64,
+) -> Result<(i64, pb::StoreFlagsResponse)> {
+    let mut tx = begin_write(pool).await?;
+    let mb = mailbox_by_name(&mut tx, account, mailbox).await?;
+    let rows = rows_in_set(&mut tx, mb.id, set).await?;
+    let bits = flags.bits();
+    let mut resp = pb::StoreFlagsResponse::default();
+    let mut changes = Vec::new();
+    for r in rows {
+        if unchanged_since > 0 && r.modseq > unchanged_since {
+            resp.modified.push(r.uid as u32);
+            continue;
+        }
+        let mut kw = split_keywords(&r.keywords);
+        let new_bits = match mode {
+            pb::FlagsMode::Replace | pb::FlagsMode::Unspecified => {
+                kw = flags.keywords.clone();
+                bits
+            }
+            pb::FlagsMode::Add => {
+                kw.extend(flags.keywords.iter().cloned());
+                r.flags | bits
+            }
+            pb::FlagsMode::Remove => {
+                kw.retain(|k| !flags.keywords.iter().any(|x| x.eq_ignore_ascii_case(k)));
+                r.flags & !bits
+            }
+        };
+        let new_kw = join_keywords(&kw);
+        if new_bits == r.flags && new_kw == r.keywords {
+            // Unchanged messages are still reported (the FETCH response of a
+            // STORE shows the current flags) but keep their MODSEQ.
+            resp.updated.push(entry(&r));
+            continue;
+        }
+        changes.push((r, new_bits, new_kw));
+    }
+    let mut changed_any = false;
+    if !changes.is_empty() {
+        let modseq = bump_modseq(&mut tx, mb.id).await?;
+        for (mut r, new_bits, new_kw) in changes {
+            sqlx::query(
+                "UPDATE messages SET flags = $3, keywords = $4, modseq = $5 \
+                 WHERE mailbox_id = $1 AND uid = $2",
+            )
+            .bind(mb.id)
+            .bind(r.uid)
+            .bind(new_bits)
+            .bind(&new_kw)
+            .bind(modseq)
+            .execute(&mut *tx)
+            .await?;
+            r.flags = new_bits;
+            r.keywords = new_kw;
+            r.modseq = modseq;
+            resp.updated.push(entry(&r));
+        }
+        resp.updated.sort_by_key(|e| e.uid);
+        notify(&mut tx, origin, &[mb.id]).await?;
+        changed_any = true;
+    }
+    tx.commit().await?;
+    Ok((if changed_any { mb.id } else { 0 }, resp))
+}
+
+/// Copies (and with `remove_source`, moves) messages to another mailbox of
+/// the same account, in one transaction.
+pub async fn copy(
+    pool: &Pool<Db>,
+    origin: &str,
+    account: AccountId,
+    mailbox: &str,
+    set: &mail_types::UidSetRanges,
+    destination: &str,
+    remove_source: bool,
+) -> Result<(Vec<i64>, pb::CopyResponse)> {
+    let mut tx = begin_write(pool).await?;
+    let src = mailbox_by_name(&mut tx, account, mailbox).await?;
+    let dst = mailbox_by_name(&mut tx, account, destination).await?;
+    let rows: Vec<MetaRow> = {
+        let (Some(first), Some(last)) = (set.ranges().first(), set.ranges().last()) else {
+            return Ok((Vec::new(), pb::CopyResponse::default()));
+        };
+        let all: Vec<MetaRow> = sqlx::query_as(
+            "SELECT uid, flags, keywords, modseq, size, internal_date, internal_tz, blob_id \
+             FROM messages WHERE mailbox_id = $1 AND uid >= $2 AND uid <= $3 ORDER BY uid",
+        )
+        .bind(src.id)
+        .bind(first.0 as i64)
+        .bind(last.1 as i64)
+        .fetch_all(&mut *tx)
+        .await?;
+        all.into_iter()
+            .filter(|r| set.contains(r.uid as u32))
+            .collect()
+    };
+    let mut resp = pb::CopyResponse {
+        destination_uid_validity: dst.uid_validity as u32,
+        ..Default::default()
+    };
+    if rows.is_empty() {
+        tx.commit().await?;
+        return Ok((Vec::new(), resp));
+    }
+    let bytes: i64 = rows.iter().map(|r| r.size).sum();
+    if !remove_source {
+        // A copy adds to the quota; a move does not.
+        let (quota, used): (i64, i64) =
+            sqlx::query_as("SELECT quota_bytes, used_bytes FROM accounts WHERE id = $1")
+                .bind(account.0)
+                .fetch_one(&mut *tx)
+                .await?;
+        if quota > 0 && used + bytes > quota {
+            return Err(StoreError::OverQuota);
+        }
+    }
+    let (first_uid, modseq, _) = allocate(&mut tx, dst.id, rows.len() as i64).await?;
+    for (i, r) in rows.iter().enumerate() {
+        let uid = first_uid + i as i64;
+        insert_message(
+            &mut tx,
+            account.0,
+            dst.id,
+            uid,
+            &r.blob_id,
+            r.flags,
+            &r.keywords,
+            modseq,
+            (r.internal_date, r.internal_tz),
+            r.size,
+        )
+        .await?;
+        resp.source_uids.push(r.uid as u32);
+        resp.destination_uids.push(uid as u32);
+    }
+    add_usage(&mut tx, account.0, bytes, rows.len() as i64).await?;
+    let mut changed = vec![dst.id];
+    if remove_source {
+        let uids: Vec<i64> = rows.iter().map(|r| r.uid).collect();
+        expunge_uids(&mut tx, account, src.id, &uids).await?;
+        changed.push(src.id);
+    }
+    notify(&mut tx, origin, &changed).await?;
+    tx.commit().await?;
+    Ok((changed, resp))
+}
+
+/// Removes messages, logging them for VANISHED; the caller has chosen them.
+async fn expunge_uids(tx: &mut Tx, account: AccountId, mailbox_id: i64, uids: &[i64]) -> Result<i64> {
+    let modseq = bump_modseq(tx, mailbox_id).await?;
+    let mut bytes = 0i64;
+    let mut count = 0i64;
+    for uid in uids {
+        let size: Option<i64> = sqlx::query_scalar(
+            "DELETE FROM messages WHERE mailbox_id = $1 AND uid = $2 RETURNING size",
+        )
+        .bind(mailbox_id)
+        .bind(uid)
+        .fetch_optional(&mut **tx)
+        .await?;
+        let Some(size) = size else { continue };
+        bytes += size;
+        count += 1;
+        sqlx::query(
+            "INSERT INTO expunged (account_id, mailbox_id, uid, modseq) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(account.0)
+        .bind(mailbox_id)
+        .bind(uid)
+        .bind(modseq)
+        .execute(&mut **tx)
+        .await?;
+    }
+    add_usage(tx, account.0, -bytes, -count).await?;
+    Ok(modseq)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn expunge(
+    pool: &Pool<Db>,
+    origin: &str,
+    account: AccountId,
+    mailbox: &str,
+    set: Option<&mail_types::UidSetRanges>,
+    ignore_deleted_flag: bool,
+    lease_id: &str,
+) -> Result<(i64, pb::ExpungeResponse)> {
+    let mut tx = begin_write(pool).await?;
+    if !lease_id.is_empty() {
+        let held: Option<i64> = sqlx::query_scalar(
+            "SELECT account_id FROM pop3_leases WHERE account_id = $1 AND lease_id = $2 \
+             AND expires_at >= $3",
+        )
+        .bind(account.0)
+        .bind(lease_id)
+        .bind(now())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if held.is_none() {
+            return Err(StoreError::Precondition("maildrop lease lost"));
+        }
+    }
+    let mb = mailbox_by_name(&mut tx, account, mailbox).await?;
+    let candidates: Vec<MsgRow> = match set {
+        Some(s) => rows_in_set(&mut tx, mb.id, s).await?,
+        None => {
+            sqlx::query_as(
+                "SELECT uid, flags, keywords, modseq, size FROM messages \
+                 WHERE mailbox_id = $1 AND flags & 8 <> 0 ORDER BY uid",
+            )
+            .bind(mb.id)
+            .fetch_all(&mut *tx)
+            .await?
+        }
+    };
+    let uids: Vec<i64> = candidates
+        .iter()
+        .filter(|r| ignore_deleted_flag || r.flags & 8 != 0)
+        .map(|r| r.uid)
+        .collect();
+    if uids.is_empty() {
+        tx.commit().await?;
+        return Ok((
+            0,
+            pb::ExpungeResponse {
+                expunged: Vec::new(),
+                highest_modseq: mb.highest_modseq as u64,
+            },
+        ));
+    }
+    let modseq = expunge_uids(&mut tx, account, mb.id, &uids).await?;
+    notify(&mut tx, origin, &[mb.id]).await?;
+    tx.commit().await?;
+    Ok((
+        mb.id,
+        pb::ExpungeResponse {
+            expunged: uids.into_iter().map(|u| u as u32).collect(),
+            highest_modseq: modseq as u64,
+        },
+    ))
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn append(
+    pool: &Pool<Db>,
+    origin: &str,
+    account: AccountId,
+    mailbox: &str,
+    flags: &pb::Flags,
+    date: (i64, i64),
+    blob: &NewBlob,
+) -> Result<(i64, pb::AppendResponse)> {
+    let mut tx = begin_write(pool).await?;
+    let mb = mailbox_by_name(&mut tx, account, mailbox).await?;
+    let size = blob.data.len() as i64;
+    let (quota, used): (i64, i64) =
+        sqlx::query_as("SELECT quota_bytes, used_bytes FROM accounts WHERE id = $1")
+            .bind(account.0)
+            .fetch_one(&mut *tx)
+            .await?;
+    if quota > 0 && used + size > quota {
+        return Err(StoreError::OverQuota);
+    }
+    insert_blob(&mut tx, blob).await?;
+    let (uid, modseq, validity) = allocate(&mut tx, mb.id, 1).await?;
+    insert_message(
+        &mut tx,
+        account.0,
+        mb.id,
+        uid,
+        &blob.id,
+        flags.bits(),
+        &join_keywords(&flags.keywords),
+        modseq,
+        date,
+        size,
+    )
+    .await?;
+    add_usage(&mut tx, account.0, size, 1).await?;
+    notify(&mut tx, origin, &[mb.id]).await?;
+    tx.commit().await?;
+    Ok((
+        mb.id,
+        pb::AppendResponse {
+            uid_validity: validity as u32,
+            uid: uid as u32,
+        },
+    ))
+}
+
+pub async fn quota(pool: &Pool<Db>, account: AccountId) -> Result<pb::GetQuotaResponse> {
+    let (used, limit, messages): (i64, i64, i64) = sqlx::query_as(
+        "SELECT used_bytes, quota_bytes, message_count FROM accounts WHERE id = $1",
+    )
+    .bind(account.0)
+    .fetch_optional(pool)
+    .await?
+    .ok_or(StoreError::NotFound("account"))?;
+    Ok(pb::GetQuotaResponse {
+        used_bytes: used as u64,
+        limit_bytes: limit as u64,
+        messages: messages as u64,
+    })
+}
+
+// ------------------------------------------------------------------ POP3 lease
+
+/// Takes the maildrop lock unless a live lease is held by someone else.
+pub async fn acquire_maildrop(
+    pool: &Pool<Db>,
+    account: AccountId,
+    lease_id: &str,
+    holder: &str,
+    ttl: i64,
+) -> Result<bool> {
+    let t = now();
+    let mut tx = begin_write(pool).await?;
+    let taken = sqlx::query(
+        "INSERT INTO pop3_leases (account_id, lease_id, holder, expires_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (account_id) DO UPDATE SET lease_id = $2, holder = $3, expires_at = $4 \
+         WHERE pop3_leases.expires_at < $5",
+    )
+    .bind(account.0)
+    .bind(lease_id)
+    .bind(holder)
+    .bind(t + ttl)
+    .bind(t)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(taken.rows_affected() == 1)
+}
+
+pub async fn renew_maildrop(
+    pool: &Pool<Db>,
+    account: AccountId,
+    lease_id: &str,
+    ttl: i64,
+) -> Result<bool> {
+    let t = now();
+    let done = sqlx::query(
+        "UPDATE pop3_leases SET expires_at = $3 WHERE account_id = $1 AND lease_id = $2 \
+         AND expires_at >= $4",
+    )
+    .bind(account.0)
+    .bind(lease_id)
+    .bind(t + ttl)
+    .bind(t)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn release_maildrop(pool: &Pool<Db>, account: AccountId, lease_id: &str) -> Result<()> {
+    sqlx::query("DELETE FROM pop3_leases WHERE account_id = $1 AND lease_id = $2")
+        .bind(account.0)
+        .bind(lease_id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+// ------------------------------------------------------------------ changes
+
+/// The mailbox id of a name, for Watch.
+pub async fn mailbox_id(pool: &Pool<Db>, account: AccountId, name: &str) -> Result<i64> {
+    Ok(mailbox_by_name_pool(pool, account, name).await?.id)
+}
+
+/// Everything that changed in a mailbox (by id, already scoped to `account`)
+/// after `since`. `None` when the mailbox no longer exists.
+pub async fn changes_by_id(
+    pool: &Pool<Db>,
+    account: AccountId,
+    mailbox_id: i64,
+    since: i64,
+) -> Result<Option<pb::ChangesResponse>> {
+    let mb: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT highest_modseq, uid_next FROM mailboxes WHERE id = $1 AND account_id = $2",
+    )
+    .bind(mailbox_id)
+    .bind(account.0)
+    .fetch_optional(pool)
+    .await?;
+    let Some((highest, uid_next)) = mb else {
+        return Ok(None);
+    };
+    let mut resp = pb::ChangesResponse {
+        highest_modseq: highest as u64,
+        uid_next: uid_next as u32,
+        ..Default::default()
+    };
+    if highest <= since {
+        return Ok(Some(resp));
+    }
+    let rows: Vec<MsgRow> = sqlx::query_as(
+        "SELECT uid, flags, keywords, modseq, size FROM messages \
+         WHERE mailbox_id = $1 AND modseq > $2 ORDER BY uid",
+    )
+    .bind(mailbox_id)
+    .bind(since)
+    .fetch_all(pool)
+    .await?;
+    resp.changed = rows.iter().map(entry).collect();
+    resp.expunged = sqlx::query_scalar::<_, i64>(
+        "SELECT uid FROM expunged WHERE mailbox_id = $1 AND modseq > $2 ORDER BY uid",
+    )
+    .bind(mailbox_id)
+    .bind(since)
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .map(|u| u as u32)
+    .collect();
+    Ok(Some(resp))
+}

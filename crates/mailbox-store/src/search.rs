@@ -1,0 +1,235 @@
+//! SEARCH evaluation (RFC 9051 6.4.4) over the rows of one mailbox.
+//!
+//! Flags, sizes, dates and UIDs come from the message rows; the header keys
+//! the summary indexes (FROM, TO, CC, BCC, SUBJECT, MESSAGE-ID) from the
+//! stored summary; any other HEADER and BODY/TEXT from the raw message. The
+//! store loads only what the key tree needs ([`needs`]).
+
+use mail_types::{SystemFlag, UidSetRanges};
+use mailbox_api::pb;
+use mailbox_api::pb::search_key::Key;
+use prost::Message as _;
+
+use crate::error::{Result, StoreError};
+use crate::model::{MetaRow, SearchRow, split_keywords};
+
+/// Deepest key nesting evaluated (NOT/AND/OR).
+pub const MAX_DEPTH: usize = 64;
+
+#[derive(Default, Clone, Copy)]
+pub struct Needs {
+    pub summary: bool,
+    pub data: bool,
+}
+
+const SUMMARY_HEADERS: [&str; 6] = ["from", "to", "cc", "bcc", "subject", "message-id"];
+
+pub fn needs(key: &pb::SearchKey) -> Needs {
+    let mut n = Needs::default();
+    walk(key, &mut n, 0);
+    n
+}
+
+fn walk(key: &pb::SearchKey, n: &mut Needs, depth: usize) {
+    if depth > MAX_DEPTH {
+        return;
+    }
+    match &key.key {
+        Some(Key::And(l)) | Some(Key::Or(l)) => l.keys.iter().for_each(|k| walk(k, n, depth + 1)),
+        Some(Key::Not(k)) => walk(k, n, depth + 1),
+        Some(Key::Header(h)) => {
+            if SUMMARY_HEADERS.contains(&h.name.to_ascii_lowercase().as_str())
+                && !h.value.is_empty()
+            {
+                n.summary = true;
+            } else {
+                n.data = true;
+            }
+        }
+        Some(Key::Body(_)) | Some(Key::Text(_)) => n.data = true,
+        Some(Key::SentBefore(_)) | Some(Key::SentOn(_)) | Some(Key::SentSince(_)) => {
+            n.summary = true
+        }
+        _ => {}
+    }
+}
+
+struct Msg<'a> {
+    row: &'a MetaRow,
+    summary: Option<pb::MessageSummary>,
+    data: Option<&'a [u8]>,
+}
+
+pub fn evaluate(
+    key: &pb::SearchKey,
+    highest_modseq: i64,
+    rows: Vec<SearchRow>,
+) -> Result<pb::SearchResponse> {
+    let mut uids = Vec::new();
+    for (row, summary, data) in &rows {
+        let summary = summary
+            .as_ref()
+            .map(|s| pb::MessageSummary::decode(s.as_slice()))
+            .transpose()
+            .map_err(|e| StoreError::Internal(format!("stored summary: {e}")))?;
+        let msg = Msg {
+            row,
+            summary,
+            data: data.as_deref(),
+        };
+        if matches(key, &msg, 0)? {
+            uids.push(row.uid as u32);
+        }
+    }
+    Ok(pb::SearchResponse {
+        uids,
+        highest_modseq: highest_modseq as u64,
+    })
+}
+
+fn matches(key: &pb::SearchKey, m: &Msg<'_>, depth: usize) -> Result<bool> {
+    if depth > MAX_DEPTH {
+        return Err(StoreError::Invalid("search key nested too deeply".into()));
+    }
+    let r = m.row;
+    Ok(match &key.key {
+        None | Some(Key::All(_)) => true,
+        Some(Key::And(l)) => {
+            for k in &l.keys {
+                if !matches(k, m, depth + 1)? {
+                    return Ok(false);
+                }
+            }
+            true
+        }
+        Some(Key::Or(l)) => {
+            for k in &l.keys {
+                if matches(k, m, depth + 1)? {
+                    return Ok(true);
+                }
+            }
+            false
+        }
+        Some(Key::Not(k)) => !matches(k, m, depth + 1)?,
+        Some(Key::Uid(set)) => UidSetRanges::from(set).contains(r.uid as u32),
+        Some(Key::Flag(f)) => has_flag(r, f),
+        Some(Key::Unflag(f)) => !has_flag(r, f),
+        Some(Key::Header(h)) => header_matches(m, &h.name, &h.value),
+        Some(Key::Body(s)) => m
+            .data
+            .map(|d| contains_ci(&d[header_len(d)..], s.as_bytes()))
+            .unwrap_or(false),
+        Some(Key::Text(s)) => m
+            .data
+            .map(|d| contains_ci(d, s.as_bytes()))
+            .unwrap_or(false),
+        Some(Key::Before(t)) => day(r.internal_date, r.internal_tz) < *t,
+        Some(Key::On(t)) => day(r.internal_date, r.internal_tz) == *t,
+        Some(Key::Since(t)) => day(r.internal_date, r.internal_tz) >= *t,
+        Some(Key::SentBefore(t)) => sent_day(m).is_some_and(|d| d < *t),
+        Some(Key::SentOn(t)) => sent_day(m).is_some_and(|d| d == *t),
+        Some(Key::SentSince(t)) => sent_day(m).is_some_and(|d| d >= *t),
+        Some(Key::Larger(n)) => r.size as u64 > *n,
+        Some(Key::Smaller(n)) => (r.size as u64) < *n,
+        Some(Key::Modseq(n)) => r.modseq as u64 >= *n,
+    })
+}
+
+fn has_flag(r: &MetaRow, flag: &str) -> bool {
+    match SystemFlag::parse(flag) {
+        Some(f) => r.flags & f.bit() != 0,
+        None => split_keywords(&r.keywords)
+            .iter()
+            .any(|k| k.eq_ignore_ascii_case(flag)),
+    }
+}
+
+/// The start (UTC midnight, unix seconds) of the day a time falls on in its
+/// own zone: RFC 9051 date keys disregard time and timezone.
+fn day(t: i64, tz_minutes: i64) -> i64 {
+    let local = t + tz_minutes * 60;
+    local.div_euclid(86_400) * 86_400
+}
+
+fn sent_day(m: &Msg<'_>) -> Option<i64> {
+    let t = m.summary.as_ref()?.search.as_ref()?.sent_date;
+    (t != 0).then(|| day(t, 0))
+}
+
+fn header_matches(m: &Msg<'_>, name: &str, value: &str) -> bool {
+    let lname = name.to_ascii_lowercase();
+    if !value.is_empty()
+        && let Some(s) = m.summary.as_ref().and_then(|s| s.search.as_ref())
+    {
+        let field = match lname.as_str() {
+            "from" => Some(&s.from),
+            "to" => Some(&s.to),
+            "cc" => Some(&s.cc),
+            "bcc" => Some(&s.bcc),
+            "subject" => Some(&s.subject),
+            "message-id" => Some(&s.message_id),
+            _ => None,
+        };
+        if let Some(f) = field {
+            return contains_ci(f.as_bytes(), value.as_bytes());
+        }
+    }
+    let Some(data) = m.data else { return false };
+    let header = &data[..header_len(data)];
+    // Walk unfolded header fields.
+    let text = String::from_utf8_lossy(header);
+    let mut fields: Vec<(String, String)> = Vec::new();
+    for line in text.split("\r\n").flat_map(|l| l.split('\n')) {
+        if line.starts_with([' ', '\t']) {
+            if let Some(last) = fields.last_mut() {
+                last.1.push_str(line);
+            }
+        } else if let Some((n, v)) = line.split_once(':') {
+            fields.push((n.trim().to_ascii_lowercase(), v.to_string()));
+        }
+    }
+    fields
+        .iter()
+        .any(|(n, v)| *n == lname && contains_ci(v.as_bytes(), value.as_bytes()))
+}
+
+/// Length of the header section including the blank line.
+fn header_len(d: &[u8]) -> usize {
+    if let Some(p) = d.windows(4).position(|w| w == b"\r\n\r\n") {
+        return p + 4;
+    }
+    if let Some(p) = d.windows(2).position(|w| w == b"\n\n") {
+        return p + 2;
+    }
+    d.len()
+}
+
+/// ASCII case-insensitive substring test; an empty needle always matches.
+fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
+    if needle.is_empty() {
+        return true;
+    }
+    hay.windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_ignore_time_and_zone() {
+        // 2024-01-01T23:30:00Z in +0100 is 2024-01-02 local.
+        let t = 1_704_151_800;
+        assert_eq!(day(t, 0), 1_704_067_200);
+        assert_eq!(day(t, 60), 1_704_153_600);
+        assert_eq!(day(t, -120), 1_704_067_200);
+    }
+
+    #[test]
+    fn substring_is_case_insensitive() {
+        assert!(contains_ci(b"Hello World", b"world"));
+        assert!(!contains_ci(b"Hello", b"hello!"));
+        assert!(contains_ci(b"", b""));
+    }
+}

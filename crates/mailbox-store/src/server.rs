@@ -1,0 +1,813 @@
+//! The store's gRPC server: Delivery, Mailbox and Admin over [`Store`], plus
+//! `grpc.health.v1`.
+//!
+//! Two checks guard every call. The calling *service* must present the
+//! shared secret in `x-service-token` (when one is configured); the health
+//! service is exempt so probes work. Every Mailbox call except Authenticate
+//! must carry a session token, and the account it resolves to is the only
+//! account the call can touch.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use mail_types::UidSetRanges;
+use mailbox_api::pb::{self, admin_server, delivery_server, mailbox_server};
+use mailbox_api::{AUTHORIZATION_KEY, CHUNK_SIZE, MAX_MESSAGE_SIZE, SERVICE_TOKEN_KEY};
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::store::{AccountId, Store};
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// Entries per Select batch and metadata per Fetch batch.
+const SELECT_BATCH: usize = 2048;
+const FETCH_BATCH: usize = 128;
+/// How often a Watch re-reads its mailbox even without a hint: a safety net
+/// for notifications lost while a replica's listener reconnected.
+const WATCH_POLL: Duration = Duration::from_secs(30);
+
+/// Serves the store on `listener` until `shutdown` fires.
+pub async fn serve(
+    store: Store,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let check = ServiceCheck::new(store.settings().service_secret.as_deref());
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_serving::<mailbox_server::MailboxServer<MailboxSvc>>()
+        .await;
+    reporter
+        .set_serving::<delivery_server::DeliveryServer<DeliverySvc>>()
+        .await;
+    reporter
+        .set_serving::<admin_server::AdminServer<AdminSvc>>()
+        .await;
+    tokio::spawn(readiness(store.clone(), reporter, shutdown.clone()));
+
+    let mailbox = mailbox_server::MailboxServer::new(MailboxSvc {
+        store: store.clone(),
+    })
+    .max_decoding_message_size(MAX_MESSAGE_SIZE)
+    .max_encoding_message_size(MAX_MESSAGE_SIZE);
+    let delivery = delivery_server::DeliveryServer::new(DeliverySvc {
+        store: store.clone(),
+    })
+    .max_decoding_message_size(MAX_MESSAGE_SIZE)
+    .max_encoding_message_size(MAX_MESSAGE_SIZE);
+    let admin = admin_server::AdminServer::new(AdminSvc {
+        store: store.clone(),
+    });
+
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .add_service(health)
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            mailbox,
+            check.clone(),
+        ))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            delivery,
+            check.clone(),
+        ))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            admin, check,
+        ))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled())
+        .await?;
+    Ok(())
+}
+
+/// Marks the store NOT_SERVING while its database does not answer.
+async fn readiness(
+    store: Store,
+    reporter: tonic_health::server::HealthReporter,
+    shutdown: CancellationToken,
+) {
+    let mut up = true;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+        let ok = store.ping().await.is_ok();
+        if ok != up {
+            up = ok;
+            let status = if ok {
+                tonic_health::ServingStatus::Serving
+            } else {
+                tonic_health::ServingStatus::NotServing
+            };
+            reporter.set_service_status("", status).await;
+            tracing::warn!(database_up = ok, "store readiness changed");
+        }
+    }
+}
+
+/// Checks the calling service's shared secret (by comparing SHA-256
+/// digests, so the comparison leaks nothing about the secret).
+#[derive(Clone)]
+struct ServiceCheck {
+    digest: Option<Arc<[u8; 32]>>,
+}
+
+impl ServiceCheck {
+    fn new(secret: Option<&str>) -> Self {
+        Self {
+            digest: secret.map(|s| Arc::new(Sha256::digest(s.as_bytes()).into())),
+        }
+    }
+}
+
+impl tonic::service::Interceptor for ServiceCheck {
+    fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
+        let Some(want) = &self.digest else {
+            return Ok(req);
+        };
+        let got = req
+            .metadata()
+            .get(SERVICE_TOKEN_KEY)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| <[u8; 32]>::from(Sha256::digest(v.as_bytes())));
+        match got {
+            Some(g) if g == **want => Ok(req),
+            _ => Err(Status::unauthenticated("missing or wrong service token")),
+        }
+    }
+}
+
+fn bearer<T>(req: &Request<T>) -> Result<&str, Status> {
+    req.metadata()
+        .get(AUTHORIZATION_KEY)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| Status::unauthenticated("missing session token"))
+}
+
+fn uid_set(set: Option<&pb::UidSet>) -> UidSetRanges {
+    set.map(UidSetRanges::from).unwrap_or_default()
+}
+
+// ------------------------------------------------------------------ Delivery
+
+pub struct DeliverySvc {
+    store: Store,
+}
+
+#[tonic::async_trait]
+impl delivery_server::Delivery for DeliverySvc {
+    async fn check_recipient(
+        &self,
+        req: Request<pb::CheckRecipientRequest>,
+    ) -> Result<Response<pb::CheckRecipientResponse>, Status> {
+        let r = req.into_inner();
+        let (status, canonical) = self.store.check_recipient(&r.address, r.size_hint).await?;
+        Ok(Response::new(pb::CheckRecipientResponse {
+            status: status as i32,
+            canonical_address: canonical,
+        }))
+    }
+
+    async fn deliver(
+        &self,
+        req: Request<Streaming<pb::DeliverChunk>>,
+    ) -> Result<Response<pb::DeliverResponse>, Status> {
+        let mut stream = req.into_inner();
+        let header = match stream.message().await?.and_then(|c| c.part) {
+            Some(pb::deliver_chunk::Part::Header(h)) => h,
+            _ => return Err(Status::invalid_argument("first chunk must be the header")),
+        };
+        let max = self.store.settings().max_message_size;
+        if header.size_hint > max {
+            return Err(crate::StoreError::TooLarge.into());
+        }
+        let mut data = header.trace_headers.clone();
+        data.reserve(header.size_hint.min(max) as usize);
+        read_body(&mut stream, &mut data, max, |c| match c.part {
+            Some(pb::deliver_chunk::Part::Data(d)) => Some(d),
+            _ => None,
+        })
+        .await?;
+        let resp = self
+            .store
+            .deliver(
+                &header.delivery_id,
+                &header.recipients,
+                header.received_at,
+                data,
+            )
+            .await?;
+        Ok(Response::new(resp))
+    }
+}
+
+/// Appends the data chunks of a stream to `data`, refusing more than `max`
+/// bytes in all.
+async fn read_body<T>(
+    stream: &mut Streaming<T>,
+    data: &mut Vec<u8>,
+    max: u64,
+    part: impl Fn(T) -> Option<Vec<u8>>,
+) -> Result<(), Status> {
+    while let Some(chunk) = stream.message().await? {
+        let bytes = part(chunk).ok_or_else(|| Status::invalid_argument("expected a data chunk"))?;
+        if (data.len() + bytes.len()) as u64 > max {
+            return Err(crate::StoreError::TooLarge.into());
+        }
+        data.extend_from_slice(&bytes);
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------ Mailbox
+
+pub struct MailboxSvc {
+    store: Store,
+}
+
+impl MailboxSvc {
+    async fn account<T>(&self, req: &Request<T>) -> Result<AccountId, Status> {
+        Ok(self.store.resolve_session(bearer(req)?).await?)
+    }
+}
+
+#[tonic::async_trait]
+impl mailbox_server::Mailbox for MailboxSvc {
+    async fn authenticate(
+        &self,
+        req: Request<pb::AuthenticateRequest>,
+    ) -> Result<Response<pb::AuthenticateResponse>, Status> {
+        let r = req.into_inner();
+        let (token, account) = self
+            .store
+            .authenticate(&r.username, &r.password, &r.client_ip, &r.protocol)
+            .await?;
+        Ok(Response::new(pb::AuthenticateResponse {
+            session_token: token,
+            account,
+            expires_in: self.store.settings().session_ttl.as_secs(),
+        }))
+    }
+
+    async fn logout(
+        &self,
+        req: Request<pb::LogoutRequest>,
+    ) -> Result<Response<pb::LogoutResponse>, Status> {
+        let token = bearer(&req)?;
+        self.store.resolve_session(token).await?;
+        self.store.logout(token).await?;
+        Ok(Response::new(pb::LogoutResponse {}))
+    }
+
+    async fn list_mailboxes(
+        &self,
+        req: Request<pb::ListMailboxesRequest>,
+    ) -> Result<Response<pb::ListMailboxesResponse>, Status> {
+        let account = self.account(&req).await?;
+        let mut mailboxes = self.store.list_mailboxes(account).await?;
+        // Subscribed names without a mailbox are listed too (LSUB semantics).
+        let subs = self.store.list_subscriptions(account).await?;
+        for name in subs {
+            if !mailboxes.iter().any(|m| m.name == name) {
+                mailboxes.push(pb::MailboxInfo {
+                    name,
+                    subscribed: true,
+                    uid_validity: 0,
+                    ..Default::default()
+                });
+            }
+        }
+        Ok(Response::new(pb::ListMailboxesResponse { mailboxes }))
+    }
+
+    async fn create_mailbox(
+        &self,
+        req: Request<pb::CreateMailboxRequest>,
+    ) -> Result<Response<pb::CreateMailboxResponse>, Status> {
+        let account = self.account(&req).await?;
+        let r = req.into_inner();
+        let mailbox = self
+            .store
+            .create_mailbox(account, &r.name, r.special_use())
+            .await?;
+        Ok(Response::new(pb::CreateMailboxResponse {
+            mailbox: Some(mailbox),
+        }))
+    }
+
+    async fn delete_mailbox(
+        &self,
+        req: Request<pb::DeleteMailboxRequest>,
+    ) -> Result<Response<pb::DeleteMailboxResponse>, Status> {
+        let account = self.account(&req).await?;
+        self.store
+            .delete_mailbox(account, &req.into_inner().name)
+            .await?;
+        Ok(Response::new(pb::DeleteMailboxResponse {}))
+    }
+
+    async fn rename_mailbox(
+        &self,
+        req: Request<pb::RenameMailboxRequest>,
+    ) -> Result<Response<pb::RenameMailboxResponse>, Status> {
+        let account = self.account(&req).await?;
+        let r = req.into_inner();
+        self.store.rename_mailbox(account, &r.from, &r.to).await?;
+        Ok(Response::new(pb::RenameMailboxResponse {}))
+    }
+
+    async fn set_subscribed(
+        &self,
+        req: Request<pb::SetSubscribedRequest>,
+    ) -> Result<Response<pb::SetSubscribedResponse>, Status> {
+        let account = self.account(&req).await?;
+        let r = req.into_inner();
+        self.store
+            .set_subscribed(account, &r.name, r.subscribed)
+            .await?;
+        Ok(Response::new(pb::SetSubscribedResponse {}))
+    }
+
+    async fn mailbox_status(
+        &self,
+        req: Request<pb::MailboxStatusRequest>,
+    ) -> Result<Response<pb::MailboxStatusResponse>, Status> {
+        let account = self.account(&req).await?;
+        let status = self
+            .store
+            .mailbox_status(account, &req.into_inner().name)
+            .await?;
+        Ok(Response::new(pb::MailboxStatusResponse {
+            status: Some(status),
+        }))
+    }
+
+    type SelectStream = BoxStream<pb::SelectResponse>;
+
+    async fn select(
+        &self,
+        req: Request<pb::SelectRequest>,
+    ) -> Result<Response<Self::SelectStream>, Status> {
+        let account = self.account(&req).await?;
+        let r = req.into_inner();
+        let (status, entries) = self.store.select(account, &r.name, r.read_only).await?;
+        let mut out = vec![Ok(pb::SelectResponse {
+            part: Some(pb::select_response::Part::Status(status)),
+        })];
+        out.extend(entries.chunks(SELECT_BATCH).map(|c| {
+            Ok(pb::SelectResponse {
+                part: Some(pb::select_response::Part::Batch(pb::MessageBatch {
+                    messages: c.to_vec(),
+                })),
+            })
+        }));
+        Ok(Response::new(Box::pin(tokio_stream::iter(out))))
+    }
+
+    type FetchStream = BoxStream<pb::FetchResponse>;
+
+    async fn fetch(
+        &self,
+        req: Request<pb::FetchRequest>,
+    ) -> Result<Response<Self::FetchStream>, Status> {
+        let account = self.account(&req).await?;
+        let r = req.into_inner();
+        let metas = self
+            .store
+            .fetch(
+                account,
+                &r.mailbox,
+                &uid_set(r.uids.as_ref()),
+                r.with_summary,
+                r.changed_since,
+            )
+            .await?;
+        let out: Vec<Result<pb::FetchResponse, Status>> = metas
+            .chunks(FETCH_BATCH)
+            .map(|c| {
+                Ok(pb::FetchResponse {
+                    messages: c.to_vec(),
+                })
+            })
+            .collect();
+        Ok(Response::new(Box::pin(tokio_stream::iter(out))))
+    }
+
+    type FetchBodyStream = BoxStream<pb::BodyChunk>;
+
+    async fn fetch_body(
+        &self,
+        req: Request<pb::FetchBodyRequest>,
+    ) -> Result<Response<Self::FetchBodyStream>, Status> {
+        let account = self.account(&req).await?;
+        let r = req.into_inner();
+        let data = self.store.message_data(account, &r.mailbox, r.uid).await?;
+        let total = data.len() as u64;
+        let start = r.offset.min(total) as usize;
+        let end = if r.length == 0 {
+            total as usize
+        } else {
+            r.offset.saturating_add(r.length).min(total) as usize
+        };
+        let data = bytes::Bytes::from(data).slice(start..end);
+        let mut chunks: Vec<Result<pb::BodyChunk, Status>> = Vec::new();
+        let mut off = 0;
+        loop {
+            let n = CHUNK_SIZE.min(data.len() - off);
+            chunks.push(Ok(pb::BodyChunk {
+                data: data.slice(off..off + n).to_vec(),
+                total_size: if off == 0 { total } else { 0 },
+            }));
+            off += n;
+            if off >= data.len() {
+                break;
+            }
+        }
+        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
+    }
+
+    async fn store_flags(
+        &self,
+        req: Request<pb::StoreFlagsRequest>,
+    ) -> Result<Response<pb::StoreFlagsResponse>, Status> {
+        let account = self.account(&req).await?;
+        let r = req.into_inner();
+        let resp = self
+            .store
+            .store_flags(
+                account,
+                &r.mailbox,
+                &uid_set(r.uids.as_ref()),
+                r.mode(),
+                &r.flags.clone().unwrap_or_default(),
+                r.unchanged_since,
+            )
+            .await?;
+        Ok(Response::new(resp))
+    }
+
+    async fn copy(
+        &self,
+        req: Request<pb::CopyRequest>,
+    ) -> Result<Response<pb::CopyResponse>, Status> {
+        let account = self.account(&req).await?;
+        let r = req.into_inner();
+        let resp = self
+            .store
+            .copy(
+                account,
+                &r.mailbox,
+                &uid_set(r.uids.as_ref()),
+                &r.destination,
+                false,
+            )
+            .await?;
+        Ok(Response::new(resp))
+    }
+
+    async fn r#move(
+        &self,
+        req: Request<pb::CopyRequest>,
+    ) -> Result<Response<pb::CopyResponse>, Status> {
+        let account = self.account(&req).await?;
+        let r = req.into_inner();
+        let resp = self
+            .store
+            .copy(
+                account,
+                &r.mailbox,
+                &uid_set(r.uids.as_ref()),
+                &r.destination,
+                true,
+            )
+            .await?;
+        Ok(Response::new(resp))
+    }
+
+    async fn expunge(
+        &self,
+        req: Request<pb::ExpungeRequest>,
+    ) -> Result<Response<pb::ExpungeResponse>, Status> {
+        let account = self.account(&req).await?;
+        let r = req.into_inner();
+        let set = r
+            .uids
+            .as_ref()
+            .filter(|s| !s.ranges.is_empty())
+            .map(UidSetRanges::from);
+        let resp = self
+            .store
+            .expunge(
+                account,
+                &r.mailbox,
+                set.as_ref(),
+                r.ignore_deleted_flag,
+                &r.lease_id,
+            )
+            .await?;
+        Ok(Response::new(resp))
+    }
+
+    async fn append(
+        &self,
+        req: Request<Streaming<pb::AppendChunk>>,
+    ) -> Result<Response<pb::AppendResponse>, Status> {
+        let account = self.account(&req).await?;
+        let mut stream = req.into_inner();
+        let header = match stream.message().await?.and_then(|c| c.part) {
+            Some(pb::append_chunk::Part::Header(h)) => h,
+            _ => return Err(Status::invalid_argument("first chunk must be the header")),
+        };
+        let max = self.store.settings().max_message_size;
+        if header.size > max {
+            return Err(crate::StoreError::TooLarge.into());
+        }
+        let mut data = Vec::with_capacity(header.size as usize);
+        read_body(&mut stream, &mut data, max, |c| match c.part {
+            Some(pb::append_chunk::Part::Data(d)) => Some(d),
+            _ => None,
+        })
+        .await?;
+        let date =
+            (header.internal_date != 0).then_some((header.internal_date, header.internal_date_tz));
+        let resp = self
+            .store
+            .append(
+                account,
+                &header.mailbox,
+                &header.flags.unwrap_or_default(),
+                date,
+                data,
+            )
+            .await?;
+        Ok(Response::new(resp))
+    }
+
+    async fn search(
+        &self,
+        req: Request<pb::SearchRequest>,
+    ) -> Result<Response<pb::SearchResponse>, Status> {
+        let account = self.account(&req).await?;
+        let r = req.into_inner();
+        let key = r.key.unwrap_or(pb::SearchKey {
+            key: Some(pb::search_key::Key::All(true)),
+        });
+        Ok(Response::new(
+            self.store.search(account, &r.mailbox, &key).await?,
+        ))
+    }
+
+    async fn get_quota(
+        &self,
+        req: Request<pb::GetQuotaRequest>,
+    ) -> Result<Response<pb::GetQuotaResponse>, Status> {
+        let account = self.account(&req).await?;
+        Ok(Response::new(self.store.quota(account).await?))
+    }
+
+    async fn acquire_maildrop(
+        &self,
+        req: Request<pb::AcquireMaildropRequest>,
+    ) -> Result<Response<pb::AcquireMaildropResponse>, Status> {
+        let account = self.account(&req).await?;
+        let r = req.into_inner();
+        let lease = self
+            .store
+            .acquire_maildrop(
+                account,
+                &r.holder,
+                Duration::from_secs(r.ttl_seconds.into()),
+            )
+            .await?;
+        Ok(Response::new(pb::AcquireMaildropResponse {
+            in_use: lease.is_none(),
+            lease_id: lease.unwrap_or_default(),
+        }))
+    }
+
+    async fn renew_maildrop(
+        &self,
+        req: Request<pb::RenewMaildropRequest>,
+    ) -> Result<Response<pb::RenewMaildropResponse>, Status> {
+        let account = self.account(&req).await?;
+        let r = req.into_inner();
+        let held = self
+            .store
+            .renew_maildrop(
+                account,
+                &r.lease_id,
+                Duration::from_secs(r.ttl_seconds.into()),
+            )
+            .await?;
+        Ok(Response::new(pb::RenewMaildropResponse { held }))
+    }
+
+    async fn release_maildrop(
+        &self,
+        req: Request<pb::ReleaseMaildropRequest>,
+    ) -> Result<Response<pb::ReleaseMaildropResponse>, Status> {
+        let account = self.account(&req).await?;
+        self.store
+            .release_maildrop(account, &req.into_inner().lease_id)
+            .await?;
+        Ok(Response::new(pb::ReleaseMaildropResponse {}))
+    }
+
+    async fn changes(
+        &self,
+        req: Request<pb::ChangesRequest>,
+    ) -> Result<Response<pb::ChangesResponse>, Status> {
+        let account = self.account(&req).await?;
+        let r = req.into_inner();
+        Ok(Response::new(
+            self.store
+                .changes(account, &r.mailbox, r.since_modseq)
+                .await?,
+        ))
+    }
+
+    type WatchStream = BoxStream<pb::ChangesResponse>;
+
+    /// Streams changes of one mailbox. `since_modseq` 0 means "from now".
+    async fn watch(
+        &self,
+        req: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let account = self.account(&req).await?;
+        let r = req.into_inner();
+        let (id, mut hint) = self.store.watch(account, &r.mailbox).await?;
+        let mut since = r.since_modseq;
+        if since == 0 {
+            since = self
+                .store
+                .changes_by_id(account, id, u64::MAX >> 1)
+                .await?
+                .map(|c| c.highest_modseq)
+                .ok_or(crate::StoreError::NotFound("mailbox"))?;
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            loop {
+                match store.changes_by_id(account, id, since).await {
+                    Ok(Some(c)) => {
+                        if c.highest_modseq > since {
+                            since = c.highest_modseq;
+                            if tx.send(Ok(c)).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Ok(None) => {
+                        let _ = tx
+                            .send(Ok(pb::ChangesResponse {
+                                gone: true,
+                                ..Default::default()
+                            }))
+                            .await;
+                        return;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e.into())).await;
+                        return;
+                    }
+                }
+                tokio::select! {
+                    changed = hint.changed() => if changed.is_err() { return },
+                    _ = tokio::time::sleep(WATCH_POLL) => {}
+                    _ = tx.closed() => return,
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx).boxed()))
+    }
+}
+
+// ------------------------------------------------------------------ Admin
+
+pub struct AdminSvc {
+    store: Store,
+}
+
+#[tonic::async_trait]
+impl admin_server::Admin for AdminSvc {
+    async fn add_domain(
+        &self,
+        req: Request<pb::AddDomainRequest>,
+    ) -> Result<Response<pb::AddDomainResponse>, Status> {
+        self.store.add_domain(&req.into_inner().name).await?;
+        Ok(Response::new(pb::AddDomainResponse {}))
+    }
+
+    async fn list_domains(
+        &self,
+        _req: Request<pb::ListDomainsRequest>,
+    ) -> Result<Response<pb::ListDomainsResponse>, Status> {
+        Ok(Response::new(pb::ListDomainsResponse {
+            domains: self.store.list_domains().await?,
+        }))
+    }
+
+    async fn delete_domain(
+        &self,
+        req: Request<pb::DeleteDomainRequest>,
+    ) -> Result<Response<pb::DeleteDomainResponse>, Status> {
+        self.store.delete_domain(&req.into_inner().name).await?;
+        Ok(Response::new(pb::DeleteDomainResponse {}))
+    }
+
+    async fn add_account(
+        &self,
+        req: Request<pb::AddAccountRequest>,
+    ) -> Result<Response<pb::AddAccountResponse>, Status> {
+        let r = req.into_inner();
+        self.store
+            .add_account(&r.address, &r.password, r.quota_bytes)
+            .await?;
+        Ok(Response::new(pb::AddAccountResponse {}))
+    }
+
+    async fn list_accounts(
+        &self,
+        req: Request<pb::ListAccountsRequest>,
+    ) -> Result<Response<pb::ListAccountsResponse>, Status> {
+        Ok(Response::new(pb::ListAccountsResponse {
+            accounts: self.store.list_accounts(&req.into_inner().domain).await?,
+        }))
+    }
+
+    async fn delete_account(
+        &self,
+        req: Request<pb::DeleteAccountRequest>,
+    ) -> Result<Response<pb::DeleteAccountResponse>, Status> {
+        self.store.delete_account(&req.into_inner().address).await?;
+        Ok(Response::new(pb::DeleteAccountResponse {}))
+    }
+
+    async fn set_password(
+        &self,
+        req: Request<pb::SetPasswordRequest>,
+    ) -> Result<Response<pb::SetPasswordResponse>, Status> {
+        let r = req.into_inner();
+        self.store.set_password(&r.address, &r.password).await?;
+        Ok(Response::new(pb::SetPasswordResponse {}))
+    }
+
+    async fn set_quota(
+        &self,
+        req: Request<pb::SetQuotaRequest>,
+    ) -> Result<Response<pb::SetQuotaResponse>, Status> {
+        let r = req.into_inner();
+        self.store.set_quota(&r.address, r.quota_bytes).await?;
+        Ok(Response::new(pb::SetQuotaResponse {}))
+    }
+
+    async fn set_account_disabled(
+        &self,
+        req: Request<pb::SetAccountDisabledRequest>,
+    ) -> Result<Response<pb::SetAccountDisabledResponse>, Status> {
+        let r = req.into_inner();
+        self.store.set_disabled(&r.address, r.disabled).await?;
+        Ok(Response::new(pb::SetAccountDisabledResponse {}))
+    }
+
+    async fn add_alias(
+        &self,
+        req: Request<pb::AddAliasRequest>,
+    ) -> Result<Response<pb::AddAliasResponse>, Status> {
+        let r = req.into_inner();
+        self.store.add_alias(&r.alias, &r.target).await?;
+        Ok(Response::new(pb::AddAliasResponse {}))
+    }
+
+    async fn list_aliases(
+        &self,
+        _req: Request<pb::ListAliasesRequest>,
+    ) -> Result<Response<pb::ListAliasesResponse>, Status> {
+        Ok(Response::new(pb::ListAliasesResponse {
+            aliases: self.store.list_aliases().await?,
+        }))
+    }
+
+    async fn delete_alias(
+        &self,
+        req: Request<pb::DeleteAliasRequest>,
+    ) -> Result<Response<pb::DeleteAliasResponse>, Status> {
+        self.store.delete_alias(&req.into_inner().alias).await?;
+        Ok(Response::new(pb::DeleteAliasResponse {}))
+    }
+
+    async fn stats(
+        &self,
+        _req: Request<pb::StatsRequest>,
+    ) -> Result<Response<pb::StatsResponse>, Status> {
+        Ok(Response::new(self.store.stats().await?))
+    }
+}

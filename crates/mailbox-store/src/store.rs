@@ -1,0 +1,815 @@
+//! [`Store`]: the storage interface over PostgreSQL or SQLite.
+//!
+//! Account-scoped operations take an [`AccountId`], which callers get only
+//! from [`Store::resolve_session`] (a verified token) — that is how the store,
+//! not the gateway, decides which account a call touches.
+
+use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use argon2::{Argon2, PasswordHasher, PasswordVerifier};
+use mail_types::{EmailAddress, MailboxName, UidSetRanges};
+use mailbox_api::pb;
+use prost::Message as _;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use tokio::sync::watch;
+
+use crate::config::StoreSettings;
+use crate::error::{Result, StoreError};
+use crate::hub::Hub;
+pub use crate::model::AccountId;
+use crate::model::{AccountField, NewBlob};
+
+mod pg {
+    #![allow(clippy::too_many_arguments)]
+    type Db = sqlx::Postgres;
+    const PG: bool = true;
+    async fn begin_write(pool: &sqlx::Pool<Db>) -> Result<sqlx::Transaction<'static, Db>> {
+        Ok(pool.begin().await?)
+    }
+    include!("ops.rs");
+}
+
+mod lite {
+    #![allow(clippy::too_many_arguments)]
+    type Db = sqlx::Sqlite;
+    const PG: bool = false;
+    /// SQLite write transactions take the write lock up front, so two
+    /// writers never deadlock upgrading from a read lock.
+    async fn begin_write(pool: &sqlx::Pool<Db>) -> Result<sqlx::Transaction<'static, Db>> {
+        Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+    include!("ops.rs");
+}
+
+enum Backend {
+    Pg(sqlx::PgPool),
+    Lite(sqlx::SqlitePool),
+}
+
+/// Calls the same operation on whichever backend this store runs.
+macro_rules! on_backend {
+    ($self:expr, $f:ident($($arg:expr),* $(,)?)) => {
+        match &$self.inner.backend {
+            Backend::Pg(p) => pg::$f(p, $($arg),*).await,
+            Backend::Lite(p) => lite::$f(p, $($arg),*).await,
+        }
+    };
+}
+
+struct Inner {
+    backend: Backend,
+    settings: StoreSettings,
+    hub: Hub,
+    /// Identifies this replica in change notifications, so it ignores its
+    /// own (it has already woken its local watchers).
+    origin: String,
+}
+
+/// The mailbox store. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl Store {
+    /// Connects, runs the migrations, and (on PostgreSQL) starts listening
+    /// for other replicas' change notifications.
+    pub async fn open(settings: StoreSettings) -> Result<Store> {
+        let url = settings.database_url.clone();
+        let backend = if url.starts_with("sqlite:") {
+            let opts = SqliteConnectOptions::from_str(&url)?;
+            if let Some(dir) = opts.get_filename().parent()
+                && !dir.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    StoreError::Internal(format!("creating {}: {e}", dir.display()))
+                })?;
+            }
+            let opts = opts
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(30));
+            let pool = SqlitePoolOptions::new()
+                .max_connections(settings.max_connections)
+                .connect_with(opts)
+                .await?;
+            sqlx::migrate!("../../migrations/sqlite").run(&pool).await?;
+            Backend::Lite(pool)
+        } else {
+            let opts = PgConnectOptions::from_str(&url)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(settings.max_connections)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_with(opts)
+                .await?;
+            sqlx::migrate!("../../migrations/postgres")
+                .run(&pool)
+                .await?;
+            Backend::Pg(pool)
+        };
+        let mut origin = [0u8; 8];
+        rand::rng().fill_bytes(&mut origin);
+        let store = Store {
+            inner: Arc::new(Inner {
+                backend,
+                settings,
+                hub: Hub::default(),
+                origin: hex::encode(origin),
+            }),
+        };
+        if let Backend::Pg(pool) = &store.inner.backend {
+            spawn_pg_listener(
+                pool.clone(),
+                store.inner.hub.clone(),
+                store.inner.origin.clone(),
+            );
+        }
+        Ok(store)
+    }
+
+    pub fn settings(&self) -> &StoreSettings {
+        &self.inner.settings
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self.inner.backend {
+            Backend::Pg(_) => "postgres",
+            Backend::Lite(_) => "sqlite",
+        }
+    }
+
+    /// Whether the database answers (readiness).
+    pub async fn ping(&self) -> Result<()> {
+        match &self.inner.backend {
+            Backend::Pg(p) => sqlx::query("SELECT 1").execute(p).await.map(|_| ())?,
+            Backend::Lite(p) => sqlx::query("SELECT 1").execute(p).await.map(|_| ())?,
+        }
+        Ok(())
+    }
+
+    fn origin(&self) -> &str {
+        &self.inner.origin
+    }
+
+    /// Wakes local watchers of mailboxes a committed write changed.
+    fn changed(&self, mailboxes: &[i64]) {
+        for id in mailboxes {
+            if *id != 0 {
+                self.inner.hub.notify(*id);
+            }
+        }
+    }
+
+    // -------------------------------------------------------------- admin
+
+    pub async fn add_domain(&self, name: &str) -> Result<()> {
+        let d = mail_types::Domain::parse(name).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        on_backend!(self, add_domain(d.as_str()))
+    }
+
+    pub async fn list_domains(&self) -> Result<Vec<String>> {
+        on_backend!(self, list_domains())
+    }
+
+    pub async fn delete_domain(&self, name: &str) -> Result<()> {
+        let d = mail_types::Domain::parse(name).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        on_backend!(self, delete_domain(d.as_str()))
+    }
+
+    pub async fn add_account(
+        &self,
+        address: &str,
+        password: &str,
+        quota: u64,
+    ) -> Result<AccountId> {
+        let address = parse_address(address)?;
+        let hash = hash_password(password).await?;
+        on_backend!(self, add_account(&address, &hash, quota_i64(quota)?))
+    }
+
+    pub async fn list_accounts(&self, domain: &str) -> Result<Vec<pb::AccountInfo>> {
+        on_backend!(self, list_accounts(&domain.to_lowercase()))
+    }
+
+    pub async fn delete_account(&self, address: &str) -> Result<()> {
+        let address = parse_address(address)?;
+        on_backend!(self, delete_account(address.as_str()))
+    }
+
+    pub async fn set_password(&self, address: &str, password: &str) -> Result<()> {
+        let address = parse_address(address)?;
+        let hash = hash_password(password).await?;
+        on_backend!(
+            self,
+            set_account_field(address.as_str(), AccountField::PasswordHash(&hash))
+        )
+    }
+
+    pub async fn set_quota(&self, address: &str, quota: u64) -> Result<()> {
+        let address = parse_address(address)?;
+        on_backend!(
+            self,
+            set_account_field(address.as_str(), AccountField::Quota(quota_i64(quota)?))
+        )
+    }
+
+    pub async fn set_disabled(&self, address: &str, disabled: bool) -> Result<()> {
+        let address = parse_address(address)?;
+        on_backend!(
+            self,
+            set_account_field(address.as_str(), AccountField::Disabled(disabled))
+        )
+    }
+
+    pub async fn add_alias(&self, alias: &str, target: &str) -> Result<()> {
+        let alias = parse_address(alias)?;
+        let target = parse_address(target)?;
+        on_backend!(self, add_alias(alias.as_str(), target.as_str()))
+    }
+
+    pub async fn list_aliases(&self) -> Result<Vec<pb::AliasInfo>> {
+        on_backend!(self, list_aliases())
+    }
+
+    pub async fn delete_alias(&self, alias: &str) -> Result<()> {
+        let alias = parse_address(alias)?;
+        on_backend!(self, delete_alias(alias.as_str()))
+    }
+
+    pub async fn stats(&self) -> Result<pb::StatsResponse> {
+        on_backend!(self, stats())
+    }
+
+    // -------------------------------------------------------------- auth
+
+    /// Verifies a login. Wrong password, unknown user and disabled account
+    /// give the same error after the same work; repeated failures per account
+    /// and per client IP are refused for the throttle window.
+    pub async fn authenticate(
+        &self,
+        username: &str,
+        password: &str,
+        client_ip: &str,
+        protocol: &str,
+    ) -> Result<(String, String)> {
+        let s = &self.inner.settings;
+        let window = s.throttle_window.as_secs() as i64;
+        let since = crate::model::now() - window;
+        let user = username.trim().to_lowercase();
+        let acct_key = format!("acct:{user}");
+        let ip_key = format!("ip:{client_ip}");
+        let acct_fail = on_backend!(self, failures(&acct_key, since))?;
+        let ip_fail = if client_ip.is_empty() {
+            0
+        } else {
+            on_backend!(self, failures(&ip_key, since))?
+        };
+        if acct_fail >= s.max_failures_per_account as i64 || ip_fail >= s.max_failures_per_ip as i64
+        {
+            tokio::time::sleep(s.failure_delay).await;
+            return Err(StoreError::Throttled);
+        }
+        let creds = match EmailAddress::parse(&user) {
+            Ok(a) => on_backend!(self, credentials(a.as_str()))?,
+            Err(_) => None,
+        };
+        let (hash, account) = match &creds {
+            Some((id, hash, false)) => (hash.clone(), Some(*id)),
+            _ => (dummy_hash().to_string(), None),
+        };
+        let ok = verify_password(password, &hash).await && account.is_some();
+        let Some(account) = account.filter(|_| ok) else {
+            on_backend!(self, record_failure(&acct_key, since))?;
+            if !client_ip.is_empty() {
+                on_backend!(self, record_failure(&ip_key, since))?;
+            }
+            tokio::time::sleep(s.failure_delay).await;
+            return Err(StoreError::BadCredentials);
+        };
+        on_backend!(self, clear_failures(&acct_key))?;
+        let mut raw = [0u8; 32];
+        rand::rng().fill_bytes(&mut raw);
+        let token = hex::encode(raw);
+        let ttl = s.session_ttl.as_secs() as i64;
+        on_backend!(
+            self,
+            create_session(&token_hash(&token), account, protocol, client_ip, ttl)
+        )?;
+        Ok((token, user))
+    }
+
+    /// The account a session token belongs to.
+    pub async fn resolve_session(&self, token: &str) -> Result<AccountId> {
+        if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(StoreError::BadSession);
+        }
+        let ttl = self.inner.settings.session_ttl.as_secs() as i64;
+        on_backend!(self, resolve_session(&token_hash(token), ttl))
+    }
+
+    pub async fn logout(&self, token: &str) -> Result<()> {
+        on_backend!(self, delete_session(&token_hash(token)))
+    }
+
+    // -------------------------------------------------------------- delivery
+
+    pub async fn check_recipient(
+        &self,
+        address: &str,
+        size_hint: u64,
+    ) -> Result<(pb::RecipientStatus, String)> {
+        let Ok(address) = EmailAddress::parse(address) else {
+            return Ok((pb::RecipientStatus::UnknownUser, String::new()));
+        };
+        on_backend!(
+            self,
+            check_recipient(&address, size_hint.min(i64::MAX as u64) as i64)
+        )
+    }
+
+    /// Stores a message for its recipients: `data` is the whole message as
+    /// stored (trace lines included). Idempotent by `delivery_id`.
+    pub async fn deliver(
+        &self,
+        delivery_id: &str,
+        recipients: &[String],
+        received_at: i64,
+        data: Vec<u8>,
+    ) -> Result<pb::DeliverResponse> {
+        if delivery_id.is_empty() || delivery_id.len() > 128 {
+            return Err(StoreError::Invalid(
+                "delivery id: 1 to 128 characters".into(),
+            ));
+        }
+        if recipients.is_empty() || recipients.len() > 1000 {
+            return Err(StoreError::Invalid("1 to 1000 recipients".into()));
+        }
+        let recipients: Vec<String> = recipients
+            .iter()
+            .map(|r| parse_address(r).map(|a| a.as_str().to_string()))
+            .collect::<Result<_>>()?;
+        let blob = self.new_blob(data).await?;
+        let (resp, changed) = on_backend!(
+            self,
+            deliver(self.origin(), delivery_id, &recipients, received_at, &blob)
+        )?;
+        self.changed(&changed);
+        Ok(resp)
+    }
+
+    async fn new_blob(&self, data: Vec<u8>) -> Result<NewBlob> {
+        if data.len() as u64 > self.inner.settings.max_message_size {
+            return Err(StoreError::TooLarge);
+        }
+        // Hashing and MIME parsing are CPU work: keep them off the reactor.
+        tokio::task::spawn_blocking(move || {
+            let id = hex::encode(Sha256::digest(&data));
+            let summary = crate::summary_pb::to_pb(&crate::summary::summarize(&data));
+            NewBlob {
+                id,
+                summary: summary.encode_to_vec(),
+                data,
+            }
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("summary task: {e}")))
+    }
+
+    // -------------------------------------------------------------- mailboxes
+
+    pub async fn list_mailboxes(&self, account: AccountId) -> Result<Vec<pb::MailboxInfo>> {
+        on_backend!(self, list_mailboxes(account))
+    }
+
+    pub async fn list_subscriptions(&self, account: AccountId) -> Result<Vec<String>> {
+        on_backend!(self, list_subscriptions(account))
+    }
+
+    pub async fn create_mailbox(
+        &self,
+        account: AccountId,
+        name: &str,
+        special_use: pb::SpecialUse,
+    ) -> Result<pb::MailboxInfo> {
+        let name = parse_mailbox(name)?;
+        on_backend!(self, create_mailbox(account, &name, special_use as i64))
+    }
+
+    pub async fn delete_mailbox(&self, account: AccountId, name: &str) -> Result<()> {
+        let name = parse_mailbox(name)?;
+        let id = on_backend!(self, delete_mailbox(account, &name))?;
+        self.changed(&[id]);
+        Ok(())
+    }
+
+    pub async fn rename_mailbox(&self, account: AccountId, from: &str, to: &str) -> Result<()> {
+        let from = parse_mailbox(from)?;
+        let to = parse_mailbox(to)?;
+        let ids = on_backend!(self, rename_mailbox(account, &from, &to))?;
+        self.changed(&ids);
+        Ok(())
+    }
+
+    pub async fn set_subscribed(&self, account: AccountId, name: &str, on: bool) -> Result<()> {
+        let name = parse_mailbox(name)?;
+        on_backend!(self, set_subscribed(account, &name, on))
+    }
+
+    pub async fn mailbox_status(
+        &self,
+        account: AccountId,
+        name: &str,
+    ) -> Result<pb::MailboxStatus> {
+        let name = parse_mailbox(name)?;
+        Ok(on_backend!(self, mailbox_status(account, name.as_str()))?.0)
+    }
+
+    pub async fn select(
+        &self,
+        account: AccountId,
+        name: &str,
+        read_only: bool,
+    ) -> Result<(pb::MailboxStatus, Vec<pb::MessageEntry>)> {
+        let name = parse_mailbox(name)?;
+        let (st, _, entries) = on_backend!(self, select(account, name.as_str(), read_only))?;
+        Ok((st, entries))
+    }
+
+    pub async fn fetch(
+        &self,
+        account: AccountId,
+        mailbox: &str,
+        uids: &UidSetRanges,
+        with_summary: bool,
+        changed_since: u64,
+    ) -> Result<Vec<pb::MessageMeta>> {
+        let name = parse_mailbox(mailbox)?;
+        let rows = on_backend!(
+            self,
+            fetch_meta(
+                account,
+                name.as_str(),
+                uids,
+                changed_since.min(i64::MAX as u64) as i64,
+                with_summary
+            )
+        )?;
+        rows.into_iter()
+            .map(|(r, summary)| {
+                let summary = summary
+                    .map(|s| {
+                        pb::MessageSummary::decode(s.as_slice())
+                            .map_err(|e| StoreError::Internal(format!("stored summary: {e}")))
+                    })
+                    .transpose()?;
+                Ok(pb::MessageMeta {
+                    uid: r.uid as u32,
+                    flags: Some(pb::Flags::from_bits(
+                        r.flags,
+                        crate::model::split_keywords(&r.keywords),
+                    )),
+                    modseq: r.modseq as u64,
+                    size: r.size as u64,
+                    internal_date: r.internal_date,
+                    internal_date_tz: r.internal_tz as i32,
+                    summary,
+                    blob_id: r.blob_id,
+                })
+            })
+            .collect()
+    }
+
+    /// The raw message.
+    pub async fn message_data(
+        &self,
+        account: AccountId,
+        mailbox: &str,
+        uid: u32,
+    ) -> Result<Vec<u8>> {
+        let name = parse_mailbox(mailbox)?;
+        on_backend!(self, message_data(account, name.as_str(), uid as i64))
+    }
+
+    pub async fn store_flags(
+        &self,
+        account: AccountId,
+        mailbox: &str,
+        uids: &UidSetRanges,
+        mode: pb::FlagsMode,
+        flags: &pb::Flags,
+        unchanged_since: u64,
+    ) -> Result<pb::StoreFlagsResponse> {
+        let name = parse_mailbox(mailbox)?;
+        check_keywords(flags)?;
+        let (id, resp) = on_backend!(
+            self,
+            store_flags(
+                self.origin(),
+                account,
+                name.as_str(),
+                uids,
+                mode,
+                flags,
+                unchanged_since.min(i64::MAX as u64) as i64
+            )
+        )?;
+        self.changed(&[id]);
+        Ok(resp)
+    }
+
+    pub async fn copy(
+        &self,
+        account: AccountId,
+        mailbox: &str,
+        uids: &UidSetRanges,
+        destination: &str,
+        remove_source: bool,
+    ) -> Result<pb::CopyResponse> {
+        let name = parse_mailbox(mailbox)?;
+        let dest = parse_mailbox(destination)?;
+        let (ids, resp) = on_backend!(
+            self,
+            copy(
+                self.origin(),
+                account,
+                name.as_str(),
+                uids,
+                dest.as_str(),
+                remove_source
+            )
+        )?;
+        self.changed(&ids);
+        Ok(resp)
+    }
+
+    pub async fn expunge(
+        &self,
+        account: AccountId,
+        mailbox: &str,
+        uids: Option<&UidSetRanges>,
+        ignore_deleted_flag: bool,
+        lease_id: &str,
+    ) -> Result<pb::ExpungeResponse> {
+        let name = parse_mailbox(mailbox)?;
+        let (id, resp) = on_backend!(
+            self,
+            expunge(
+                self.origin(),
+                account,
+                name.as_str(),
+                uids,
+                ignore_deleted_flag,
+                lease_id
+            )
+        )?;
+        self.changed(&[id]);
+        Ok(resp)
+    }
+
+    pub async fn append(
+        &self,
+        account: AccountId,
+        mailbox: &str,
+        flags: &pb::Flags,
+        internal_date: Option<(i64, i32)>,
+        data: Vec<u8>,
+    ) -> Result<pb::AppendResponse> {
+        let name = parse_mailbox(mailbox)?;
+        check_keywords(flags)?;
+        let date = internal_date
+            .map(|(d, tz)| (d, tz as i64))
+            .unwrap_or((crate::model::now(), 0));
+        let blob = self.new_blob(data).await?;
+        let (id, resp) = on_backend!(
+            self,
+            append(self.origin(), account, name.as_str(), flags, date, &blob)
+        )?;
+        self.changed(&[id]);
+        Ok(resp)
+    }
+
+    pub async fn search(
+        &self,
+        account: AccountId,
+        mailbox: &str,
+        key: &pb::SearchKey,
+    ) -> Result<pb::SearchResponse> {
+        let name = parse_mailbox(mailbox)?;
+        let needs = crate::search::needs(key);
+        let (mb, rows) = on_backend!(
+            self,
+            search_rows(account, name.as_str(), needs.summary, needs.data)
+        )?;
+        tokio::task::spawn_blocking({
+            let key = key.clone();
+            move || crate::search::evaluate(&key, mb.highest_modseq, rows)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("search task: {e}")))?
+    }
+
+    pub async fn quota(&self, account: AccountId) -> Result<pb::GetQuotaResponse> {
+        on_backend!(self, quota(account))
+    }
+
+    // -------------------------------------------------------------- POP3 lease
+
+    /// Takes the account's maildrop lock for `ttl`; `None` when another live
+    /// session holds it.
+    pub async fn acquire_maildrop(
+        &self,
+        account: AccountId,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<String>> {
+        let mut raw = [0u8; 16];
+        rand::rng().fill_bytes(&mut raw);
+        let lease = hex::encode(raw);
+        let ttl = ttl.as_secs().clamp(1, 3600) as i64;
+        let got = on_backend!(self, acquire_maildrop(account, &lease, holder, ttl))?;
+        Ok(got.then_some(lease))
+    }
+
+    pub async fn renew_maildrop(
+        &self,
+        account: AccountId,
+        lease: &str,
+        ttl: Duration,
+    ) -> Result<bool> {
+        let ttl = ttl.as_secs().clamp(1, 3600) as i64;
+        on_backend!(self, renew_maildrop(account, lease, ttl))
+    }
+
+    pub async fn release_maildrop(&self, account: AccountId, lease: &str) -> Result<()> {
+        on_backend!(self, release_maildrop(account, lease))
+    }
+
+    // -------------------------------------------------------------- changes
+
+    pub async fn changes(
+        &self,
+        account: AccountId,
+        mailbox: &str,
+        since: u64,
+    ) -> Result<pb::ChangesResponse> {
+        let name = parse_mailbox(mailbox)?;
+        let id = on_backend!(self, mailbox_id(account, name.as_str()))?;
+        self.changes_by_id(account, id, since)
+            .await?
+            .ok_or(StoreError::NotFound("mailbox"))
+    }
+
+    pub(crate) async fn changes_by_id(
+        &self,
+        account: AccountId,
+        mailbox_id: i64,
+        since: u64,
+    ) -> Result<Option<pb::ChangesResponse>> {
+        on_backend!(
+            self,
+            changes_by_id(account, mailbox_id, since.min(i64::MAX as u64) as i64)
+        )
+    }
+
+    /// The mailbox id and a receiver that changes whenever the mailbox does.
+    pub(crate) async fn watch(
+        &self,
+        account: AccountId,
+        mailbox: &str,
+    ) -> Result<(i64, watch::Receiver<u64>)> {
+        let name = parse_mailbox(mailbox)?;
+        let id = on_backend!(self, mailbox_id(account, name.as_str()))?;
+        Ok((id, self.inner.hub.subscribe(id)))
+    }
+}
+
+/// Forwards other replicas' `NOTIFY mailbox_changes` into the local hub. If
+/// the listening connection drops, every watcher is woken once it is back,
+/// since hints may have been missed meanwhile.
+fn spawn_pg_listener(pool: sqlx::PgPool, hub: Hub, origin: String) {
+    tokio::spawn(async move {
+        loop {
+            let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(error = %e, "change listener cannot connect; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            if let Err(e) = listener.listen("mailbox_changes").await {
+                tracing::warn!(error = %e, "LISTEN failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            hub.notify_all();
+            loop {
+                match listener.try_recv().await {
+                    Ok(Some(n)) => {
+                        let Some((from, id)) = n.payload().split_once(':') else {
+                            continue;
+                        };
+                        if from == origin {
+                            continue;
+                        }
+                        if let Ok(id) = id.parse::<i64>() {
+                            hub.notify(id);
+                        }
+                    }
+                    Ok(None) => {
+                        // Connection lost; PgListener reconnects on the next call.
+                        hub.notify_all();
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "change listener failed; reconnecting");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        break;
+                    }
+                }
+            }
+        }
+    });
+}
+
+fn parse_address(s: &str) -> Result<EmailAddress> {
+    EmailAddress::parse(s).map_err(|e| StoreError::Invalid(format!("address {s:?}: {e}")))
+}
+
+fn parse_mailbox(s: &str) -> Result<MailboxName> {
+    MailboxName::parse(s).map_err(|e| StoreError::Invalid(format!("mailbox name: {e}")))
+}
+
+fn quota_i64(q: u64) -> Result<i64> {
+    i64::try_from(q).map_err(|_| StoreError::Invalid("quota too large".into()))
+}
+
+fn check_keywords(flags: &pb::Flags) -> Result<()> {
+    if flags.keywords.len() > 64 {
+        return Err(StoreError::Invalid("too many keywords".into()));
+    }
+    match flags
+        .keywords
+        .iter()
+        .find(|k| !mail_types::is_valid_keyword(k))
+    {
+        Some(k) => Err(StoreError::Invalid(format!("invalid keyword {k:?}"))),
+        None => Ok(()),
+    }
+}
+
+fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Longest password accepted (argon2 work is bounded by it).
+const MAX_PASSWORD: usize = 1024;
+
+async fn hash_password(password: &str) -> Result<String> {
+    if password.is_empty() || password.len() > MAX_PASSWORD {
+        return Err(StoreError::Invalid(format!(
+            "password must be 1 to {MAX_PASSWORD} bytes"
+        )));
+    }
+    let pw = password.to_string();
+    tokio::task::spawn_blocking(move || {
+        Argon2::default()
+            .hash_password(pw.as_bytes())
+            .map(|h| h.to_string())
+            .map_err(|e| StoreError::Internal(format!("argon2: {e}")))
+    })
+    .await
+    .map_err(|e| StoreError::Internal(format!("hash task: {e}")))?
+}
+
+async fn verify_password(password: &str, hash: &str) -> bool {
+    if password.len() > MAX_PASSWORD {
+        return false;
+    }
+    let (pw, hash) = (password.to_string(), hash.to_string());
+    tokio::task::spawn_blocking(move || {
+        Argon2::default()
+            .verify_password(pw.as_bytes(), hash.as_str())
+            .is_ok()
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// A hash to verify against when the user does not exist, so unknown users
+/// cost the same time as wrong passwords.
+fn dummy_hash() -> &'static str {
+    static H: OnceLock<String> = OnceLock::new();
+    H.get_or_init(|| {
+        Argon2::default()
+            .hash_password(b"no such user: timing equaliser")
+            .map(|h| h.to_string())
+            .unwrap_or_default()
+    })
+}

@@ -1,0 +1,1158 @@
+//! The store test suite: every test runs against both backends (a fresh
+//! PostgreSQL database per test, and a fresh SQLite file), through the real
+//! gRPC server on 127.0.0.1:0.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::HashSet;
+
+use common::{Backend, TestStore, message, select_all, start, start_with};
+use mailbox_api::pb;
+use tonic::Code;
+
+/// Generates `mod NAME { postgres(), sqlite() }` for each suite function.
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                super::$name(super::Backend::Postgres).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                super::$name(super::Backend::Sqlite).await
+            }
+        }
+    )*};
+}
+
+both_backends!(
+    concurrent_delivery_allocates_unique_increasing_uids,
+    uid_validity_changes_when_mailbox_is_recreated,
+    fifty_recipients_store_the_body_once,
+    repeated_delivery_id_stores_nothing_new,
+    tokens_scope_every_mailbox_call_to_their_account,
+    missing_or_forged_tokens_are_refused,
+    failed_logins_look_alike_and_are_throttled,
+    summary_of_multipart_message_is_parsed_at_delivery,
+    recipients_are_checked,
+    flags_copy_move_expunge_and_changes,
+    watch_streams_changes,
+    maildrop_lease_is_exclusive,
+    service_secret_is_required_when_configured,
+    mailbox_hierarchy_operations,
+);
+
+async fn setup(backend: Backend) -> TestStore {
+    let t = start(backend).await;
+    t.add_domain("example.org").await;
+    t
+}
+
+async fn concurrent_delivery_allocates_unique_increasing_uids(backend: Backend) {
+    let t = setup(backend).await;
+    t.add_account("bob@example.org", "pw-bob").await;
+    const WRITERS: usize = 8;
+    const EACH: usize = 500;
+    let mut tasks = Vec::new();
+    for w in 0..WRITERS {
+        let mut client = t.delivery();
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            for i in 0..EACH {
+                let body = message(&format!("w{w}-m{i}"), "hello");
+                let r = common::deliver_with(
+                    &mut client,
+                    &format!("d-{w}-{i}"),
+                    &["bob@example.org"],
+                    &body,
+                )
+                .await
+                .unwrap();
+                assert_eq!(r.results[0].status, pb::RecipientStatus::Accept as i32);
+                got.push(r.results[0].uid);
+            }
+            got
+        }));
+    }
+    let mut uids = Vec::new();
+    for task in tasks {
+        let got = task.await.unwrap();
+        // Each writer's own deliveries got increasing UIDs.
+        assert!(
+            got.windows(2).all(|w| w[0] < w[1]),
+            "writer saw UIDs go backwards"
+        );
+        uids.extend(got);
+    }
+    let unique: HashSet<u32> = uids.iter().copied().collect();
+    assert_eq!(unique.len(), WRITERS * EACH, "duplicate UIDs handed out");
+
+    let mut bob = t.login("bob@example.org", "pw-bob").await;
+    let (status, entries) = select_all(&mut bob, "INBOX").await.unwrap();
+    assert_eq!(entries.len(), WRITERS * EACH);
+    assert_eq!(status.messages as usize, WRITERS * EACH);
+    // Sorted by UID, MODSEQs strictly increase too (allocated together).
+    assert!(entries.windows(2).all(|w| w[0].uid < w[1].uid));
+    assert!(
+        entries.windows(2).all(|w| w[0].modseq < w[1].modseq),
+        "MODSEQ not strictly increasing with UID"
+    );
+    let modseqs: HashSet<u64> = entries.iter().map(|e| e.modseq).collect();
+    assert_eq!(modseqs.len(), entries.len(), "duplicate MODSEQs");
+    assert_eq!(status.uid_next as usize, WRITERS * EACH + 1);
+    assert!(status.highest_modseq >= entries.last().unwrap().modseq);
+    let uid_set: HashSet<u32> = entries.iter().map(|e| e.uid).collect();
+    assert_eq!(uid_set, unique, "stored UIDs differ from the ones returned");
+}
+
+async fn uid_validity_changes_when_mailbox_is_recreated(backend: Backend) {
+    let t = setup(backend).await;
+    t.add_account("a@example.org", "pw-a").await;
+    let mut a = t.login("a@example.org", "pw-a").await;
+    let first = a
+        .create_mailbox(pb::CreateMailboxRequest {
+            name: "Projects".into(),
+            special_use: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .mailbox
+        .unwrap()
+        .uid_validity;
+    assert_ne!(first, 0);
+    a.delete_mailbox(pb::DeleteMailboxRequest {
+        name: "Projects".into(),
+    })
+    .await
+    .unwrap();
+    let second = a
+        .create_mailbox(pb::CreateMailboxRequest {
+            name: "Projects".into(),
+            special_use: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .mailbox
+        .unwrap()
+        .uid_validity;
+    assert_ne!(first, second, "UIDVALIDITY reused after delete + create");
+    let status = a
+        .mailbox_status(pb::MailboxStatusRequest {
+            name: "Projects".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap();
+    assert_eq!(status.uid_validity, second);
+}
+
+async fn fifty_recipients_store_the_body_once(backend: Backend) {
+    let t = setup(backend).await;
+    let mut rcpts = Vec::new();
+    for i in 0..50 {
+        let a = format!("user{i}@example.org");
+        t.add_account(&a, "pw").await;
+        rcpts.push(a);
+    }
+    let body = message("broadcast", &"x".repeat(4096));
+    let refs: Vec<&str> = rcpts.iter().map(String::as_str).collect();
+    let r = t.deliver("fifty", &refs, &body).await;
+    assert_eq!(r.results.len(), 50);
+    assert!(
+        r.results
+            .iter()
+            .all(|x| x.status == pb::RecipientStatus::Accept as i32 && x.uid == 1)
+    );
+    let stats = t
+        .admin()
+        .stats(pb::StatsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stats.messages, 50);
+    assert_eq!(stats.blobs, 1, "body stored more than once");
+    assert_eq!(stats.blob_bytes, body.len() as u64);
+    // Every recipient reads the same bytes.
+    for a in ["user0@example.org", "user49@example.org"] {
+        let mut c = t.login(a, "pw").await;
+        let data = read_body(&mut c, "INBOX", 1).await;
+        assert_eq!(data, body);
+    }
+}
+
+async fn read_body(c: &mut mailbox_api::MailboxClient, mailbox: &str, uid: u32) -> Vec<u8> {
+    let mut s = c
+        .fetch_body(pb::FetchBodyRequest {
+            mailbox: mailbox.into(),
+            uid,
+            offset: 0,
+            length: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(chunk) = s.message().await.unwrap() {
+        out.extend(chunk.data);
+    }
+    out
+}
+
+async fn repeated_delivery_id_stores_nothing_new(backend: Backend) {
+    let t = setup(backend).await;
+    t.add_account("c@example.org", "pw").await;
+    let body = message("once", "only once");
+    let first = t.deliver("same-id", &["c@example.org"], &body).await;
+    assert!(!first.duplicate);
+    let again = t.deliver("same-id", &["c@example.org"], &body).await;
+    assert!(again.duplicate, "second delivery not recognised");
+    assert_eq!(
+        again.results, first.results,
+        "retry returned a different result"
+    );
+    assert_eq!(again.blob_id, first.blob_id);
+    // Concurrent retries of one id also store exactly once.
+    let mut handles = Vec::new();
+    for _ in 0..8 {
+        let mut d = t.delivery();
+        let body = message("race", "racing");
+        handles.push(tokio::spawn(async move {
+            common::deliver_with(&mut d, "race-id", &["c@example.org"], &body)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut firsts = 0;
+    let mut uids = HashSet::new();
+    for h in handles {
+        let r = h.await.unwrap();
+        if !r.duplicate {
+            firsts += 1;
+        }
+        uids.insert(r.results[0].uid);
+    }
+    assert_eq!(
+        firsts, 1,
+        "more than one concurrent retry stored the message"
+    );
+    assert_eq!(uids.len(), 1);
+    let mut c = t.login("c@example.org", "pw").await;
+    let (_, entries) = select_all(&mut c, "INBOX").await.unwrap();
+    assert_eq!(
+        entries.len(),
+        2,
+        "expected exactly the two distinct deliveries"
+    );
+}
+
+/// What B's account looks like, to compare before and after A's calls.
+async fn snapshot(c: &mut mailbox_api::MailboxClient) -> String {
+    let list = c
+        .list_mailboxes(pb::ListMailboxesRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let mut out = format!("{:?}\n", list.mailboxes);
+    for m in &list.mailboxes {
+        if let Ok((st, entries)) = select_all(c, &m.name).await {
+            out.push_str(&format!("{} {:?} {:?}\n", m.name, st, entries));
+            for e in &entries {
+                out.push_str(&format!("{:?}\n", read_body(c, &m.name, e.uid).await.len()));
+            }
+        }
+    }
+    out
+}
+
+/// Calls every Mailbox RPC once with `c`, naming the mailboxes and UIDs that
+/// exist in the *other* account. Returns each call's outcome.
+async fn call_every_rpc(
+    c: &mut mailbox_api::MailboxClient,
+) -> Vec<(&'static str, Result<(), tonic::Status>)> {
+    let all = pb::UidSet::of([1, 2, 3]);
+    let flags = pb::Flags {
+        deleted: true,
+        seen: true,
+        ..Default::default()
+    };
+    let mut out: Vec<(&'static str, Result<(), tonic::Status>)> = Vec::new();
+    macro_rules! call {
+        ($name:literal, $e:expr) => {
+            out.push(($name, $e.await.map(|_| ())))
+        };
+    }
+    call!("list", c.list_mailboxes(pb::ListMailboxesRequest {}));
+    call!(
+        "status",
+        c.mailbox_status(pb::MailboxStatusRequest {
+            name: "Secret".into()
+        })
+    );
+    call!("select", select_all(c, "INBOX"));
+    call!("fetch", async {
+        let mut s = c
+            .fetch(pb::FetchRequest {
+                mailbox: "INBOX".into(),
+                uids: Some(all.clone()),
+                with_summary: true,
+                changed_since: 0,
+            })
+            .await?
+            .into_inner();
+        while let Some(m) = s.message().await? {
+            assert!(m.messages.is_empty(), "fetched another account's messages");
+        }
+        Ok::<(), tonic::Status>(())
+    });
+    call!("fetch_body", async {
+        let mut s = c
+            .fetch_body(pb::FetchBodyRequest {
+                mailbox: "INBOX".into(),
+                uid: 1,
+                offset: 0,
+                length: 0,
+            })
+            .await?
+            .into_inner();
+        while let Some(chunk) = s.message().await? {
+            assert!(chunk.data.is_empty(), "read another account's message");
+        }
+        Ok::<(), tonic::Status>(())
+    });
+    call!(
+        "store_flags",
+        c.store_flags(pb::StoreFlagsRequest {
+            mailbox: "INBOX".into(),
+            uids: Some(all.clone()),
+            mode: pb::FlagsMode::Add as i32,
+            flags: Some(flags.clone()),
+            unchanged_since: 0,
+        })
+    );
+    call!(
+        "copy",
+        c.copy(pb::CopyRequest {
+            mailbox: "INBOX".into(),
+            uids: Some(all.clone()),
+            destination: "Secret".into(),
+        })
+    );
+    call!(
+        "move",
+        c.r#move(pb::CopyRequest {
+            mailbox: "INBOX".into(),
+            uids: Some(all.clone()),
+            destination: "Trash".into(),
+        })
+    );
+    call!(
+        "expunge",
+        c.expunge(pb::ExpungeRequest {
+            mailbox: "INBOX".into(),
+            uids: Some(all.clone()),
+            ignore_deleted_flag: true,
+            lease_id: String::new(),
+        })
+    );
+    call!(
+        "append",
+        c.append(tokio_stream::iter(vec![
+            pb::AppendChunk {
+                part: Some(pb::append_chunk::Part::Header(pb::AppendHeader {
+                    mailbox: "Secret".into(),
+                    ..Default::default()
+                })),
+            },
+            pb::AppendChunk {
+                part: Some(pb::append_chunk::Part::Data(message("x", "y"))),
+            },
+        ]))
+    );
+    call!(
+        "search",
+        c.search(pb::SearchRequest {
+            mailbox: "INBOX".into(),
+            key: None,
+        })
+    );
+    call!("quota", c.get_quota(pb::GetQuotaRequest {}));
+    call!(
+        "acquire",
+        c.acquire_maildrop(pb::AcquireMaildropRequest {
+            holder: "t".into(),
+            ttl_seconds: 60,
+        })
+    );
+    call!(
+        "renew",
+        c.renew_maildrop(pb::RenewMaildropRequest {
+            lease_id: "00".into(),
+            ttl_seconds: 60,
+        })
+    );
+    call!(
+        "release",
+        c.release_maildrop(pb::ReleaseMaildropRequest {
+            lease_id: "00".into()
+        })
+    );
+    call!(
+        "changes",
+        c.changes(pb::ChangesRequest {
+            mailbox: "INBOX".into(),
+            since_modseq: 0,
+        })
+    );
+    call!(
+        "watch",
+        c.watch(pb::WatchRequest {
+            mailbox: "INBOX".into(),
+            since_modseq: 0,
+        })
+    );
+    call!(
+        "subscribe",
+        c.set_subscribed(pb::SetSubscribedRequest {
+            name: "Secret".into(),
+            subscribed: false,
+        })
+    );
+    call!(
+        "rename",
+        c.rename_mailbox(pb::RenameMailboxRequest {
+            from: "Secret".into(),
+            to: "Stolen".into(),
+        })
+    );
+    call!(
+        "delete",
+        c.delete_mailbox(pb::DeleteMailboxRequest {
+            name: "Secret".into()
+        })
+    );
+    call!(
+        "create",
+        c.create_mailbox(pb::CreateMailboxRequest {
+            name: "Secret/Sub".into(),
+            special_use: 0,
+        })
+    );
+    call!("logout", c.logout(pb::LogoutRequest {}));
+    out
+}
+
+async fn tokens_scope_every_mailbox_call_to_their_account(backend: Backend) {
+    let t = setup(backend).await;
+    t.add_account("alice@example.org", "pw-alice").await;
+    t.add_account("bob@example.org", "pw-bob").await;
+    let mut bob = t.login("bob@example.org", "pw-bob").await;
+    bob.create_mailbox(pb::CreateMailboxRequest {
+        name: "Secret".into(),
+        special_use: 0,
+    })
+    .await
+    .unwrap();
+    for i in 0..3 {
+        t.deliver(
+            &format!("b{i}"),
+            &["bob@example.org"],
+            &message("for-bob", "private"),
+        )
+        .await;
+    }
+    bob.store_flags(pb::StoreFlagsRequest {
+        mailbox: "INBOX".into(),
+        uids: Some(pb::UidSet::of([2])),
+        mode: pb::FlagsMode::Add as i32,
+        flags: Some(pb::Flags {
+            flagged: true,
+            ..Default::default()
+        }),
+        unchanged_since: 0,
+    })
+    .await
+    .unwrap();
+    let before = snapshot(&mut bob).await;
+    let bob_quota = bob
+        .get_quota(pb::GetQuotaRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+
+    let mut alice = t.login("alice@example.org", "pw-alice").await;
+    let outcomes = call_every_rpc(&mut alice).await;
+    assert!(outcomes.len() >= 21, "not every RPC was exercised");
+    let after = snapshot(&mut bob).await;
+    assert_eq!(before, after, "alice's calls changed bob's account");
+    let q = bob
+        .get_quota(pb::GetQuotaRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(q, bob_quota);
+    // Alice's own calls did act on her own account (the test could fail).
+    let alice2 = t.login("alice@example.org", "pw-alice").await;
+    let names: Vec<String> = alice2
+        .clone()
+        .list_mailboxes(pb::ListMailboxesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .mailboxes
+        .into_iter()
+        .map(|m| m.name)
+        .collect();
+    assert!(names.contains(&"Secret/Sub".to_string()), "{names:?}");
+    // Alice's logout ended her session.
+    let r = alice.list_mailboxes(pb::ListMailboxesRequest {}).await;
+    assert_eq!(r.unwrap_err().code(), Code::Unauthenticated);
+}
+
+async fn missing_or_forged_tokens_are_refused(backend: Backend) {
+    let t = setup(backend).await;
+    t.add_account("bob@example.org", "pw-bob").await;
+    t.deliver("m1", &["bob@example.org"], &message("hi", "there"))
+        .await;
+    let forged = "ab".repeat(32);
+    for (label, mut client) in [
+        ("missing", t.anonymous()),
+        ("forged", t.with_token(&forged)),
+        ("malformed", t.with_token("not-a-token")),
+    ] {
+        let outcomes = call_every_rpc(&mut client).await;
+        for (rpc, r) in outcomes {
+            let e = r.expect_err(&format!("{label} token accepted by {rpc}"));
+            assert_eq!(e.code(), Code::Unauthenticated, "{label} token, {rpc}: {e}");
+        }
+    }
+}
+
+async fn failed_logins_look_alike_and_are_throttled(backend: Backend) {
+    let t = start_with(backend, |s| {
+        s.max_failures_per_account = 3;
+        s.max_failures_per_ip = 5;
+    })
+    .await;
+    t.add_domain("example.org").await;
+    t.add_account("dave@example.org", "right").await;
+    t.add_account("erin@example.org", "right").await;
+    let auth = |user: &str, pw: &str, ip: &str| {
+        let mut c = t.anonymous();
+        let req = pb::AuthenticateRequest {
+            username: user.into(),
+            password: pw.into(),
+            client_ip: ip.into(),
+            protocol: "test".into(),
+        };
+        async move { c.authenticate(req).await }
+    };
+    let wrong = auth("dave@example.org", "wrong", "192.0.2.1")
+        .await
+        .unwrap_err();
+    let unknown = auth("nobody@example.org", "wrong", "192.0.2.2")
+        .await
+        .unwrap_err();
+    assert_eq!(wrong.code(), Code::Unauthenticated);
+    assert_eq!(wrong.code(), unknown.code());
+    assert_eq!(
+        wrong.message(),
+        unknown.message(),
+        "answers reveal which users exist"
+    );
+
+    // Per account: after 3 failures (from different IPs) even the right
+    // password is refused for the window.
+    auth("dave@example.org", "wrong", "192.0.2.3")
+        .await
+        .unwrap_err();
+    auth("dave@example.org", "wrong", "192.0.2.4")
+        .await
+        .unwrap_err();
+    let e = auth("dave@example.org", "right", "192.0.2.5")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e}");
+    // Another account is unaffected.
+    auth("erin@example.org", "right", "192.0.2.6")
+        .await
+        .unwrap();
+
+    // Per IP: failures across accounts from one address add up.
+    for i in 0..5 {
+        let _ = auth(&format!("guess{i}@example.org"), "x", "198.51.100.9").await;
+    }
+    let e = auth("erin@example.org", "right", "198.51.100.9")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e}");
+    auth("erin@example.org", "right", "198.51.100.10")
+        .await
+        .unwrap();
+}
+
+const MULTIPART: &str = "From: =?utf-8?q?Jos=C3=A9?= <jose@remote.example>\r\n\
+To: Ana <ana@example.org>, bob@example.org\r\n\
+Subject: =?utf-8?B?UmVwb3J0IMOcYmVyc2ljaHQ=?=\r\n\
+Date: Wed, 04 Jan 2023 09:14:00 -0800\r\n\
+Message-ID: <abc.123@remote.example>\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"outer\"\r\n\
+\r\n\
+preamble\r\n\
+--outer\r\n\
+Content-Type: multipart/alternative; boundary=\"inner\"\r\n\
+\r\n\
+--inner\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\
+Content-Transfer-Encoding: quoted-printable\r\n\
+\r\n\
+Hello =C3=BCber\r\n\
+second line\r\n\
+--inner\r\n\
+Content-Type: text/html; charset=utf-8\r\n\
+\r\n\
+<p>Hello</p>\r\n\
+--inner--\r\n\
+--outer\r\n\
+Content-Type: application/pdf; name=\"r.pdf\"\r\n\
+Content-Disposition: attachment; filename=\"r.pdf\"\r\n\
+Content-Transfer-Encoding: base64\r\n\
+\r\n\
+JVBERi0xLjQK\r\n\
+--outer--\r\n";
+
+async fn summary_of_multipart_message_is_parsed_at_delivery(backend: Backend) {
+    let t = setup(backend).await;
+    t.add_account("ana@example.org", "pw").await;
+    t.deliver("mp", &["ana@example.org"], MULTIPART.as_bytes())
+        .await;
+    let mut ana = t.login("ana@example.org", "pw").await;
+    let mut s = ana
+        .fetch(pb::FetchRequest {
+            mailbox: "INBOX".into(),
+            uids: Some(pb::UidSet::of([1])),
+            with_summary: true,
+            changed_since: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let meta = s.message().await.unwrap().unwrap().messages.remove(0);
+    assert_eq!(meta.size, MULTIPART.len() as u64);
+    let summary = meta.summary.unwrap();
+    let env = summary.envelope.unwrap();
+    let b = |s: &str| Some(s.as_bytes().to_vec());
+    // Raw header text: encoded words are not decoded in ENVELOPE.
+    assert_eq!(env.subject, b("=?utf-8?B?UmVwb3J0IMOcYmVyc2ljaHQ=?="));
+    assert_eq!(env.date, b("Wed, 04 Jan 2023 09:14:00 -0800"));
+    assert_eq!(env.message_id, b("<abc.123@remote.example>"));
+    let from = &env.from.unwrap().addresses[0];
+    assert_eq!(from.name, b("=?utf-8?q?Jos=C3=A9?="));
+    assert_eq!(
+        (from.mailbox.clone(), from.host.clone()),
+        (b("jose"), b("remote.example"))
+    );
+    // Sender and Reply-To default to From.
+    assert_eq!(env.sender.unwrap().addresses[0].mailbox, b("jose"));
+    let to = env.to.unwrap().addresses;
+    assert_eq!(to.len(), 2);
+    assert_eq!(to[0].name, b("Ana"));
+    assert_eq!(to[1].name, None);
+    assert!(env.cc.is_none());
+
+    let body = summary.body.unwrap();
+    assert_eq!(body.media_type.to_ascii_lowercase(), b"multipart");
+    assert_eq!(body.media_subtype.to_ascii_lowercase(), b"mixed");
+    assert_eq!(body.parts.len(), 2);
+    let alt = &body.parts[0];
+    assert_eq!(alt.media_subtype.to_ascii_lowercase(), b"alternative");
+    assert_eq!(alt.parts.len(), 2);
+    let plain = &alt.parts[0];
+    assert_eq!(plain.media_subtype.to_ascii_lowercase(), b"plain");
+    assert_eq!(plain.encoding.to_ascii_lowercase(), b"quoted-printable");
+    assert_eq!(plain.size, "Hello =C3=BCber\r\nsecond line".len() as u64);
+    assert_eq!(plain.lines, 1);
+    assert_eq!(
+        plain.decoded_size,
+        Some("Hello über\r\nsecond line".len() as u64)
+    );
+    let raw = MULTIPART.as_bytes();
+    assert_eq!(
+        &raw[plain.body_start as usize..plain.body_end as usize],
+        b"Hello =C3=BCber\r\nsecond line"
+    );
+    let pdf = &body.parts[1];
+    assert_eq!(pdf.media_type.to_ascii_lowercase(), b"application");
+    assert_eq!(pdf.media_subtype.to_ascii_lowercase(), b"pdf");
+    assert_eq!(pdf.size, 12);
+    assert_eq!(pdf.decoded_size, Some(9));
+    let disp = pdf.disposition.as_ref().unwrap();
+    assert_eq!(disp.kind.to_ascii_lowercase(), b"attachment");
+    assert_eq!(disp.params[0].value, b"r.pdf");
+    // Decoded fields for SEARCH.
+    let search = summary.search.unwrap();
+    assert_eq!(search.subject, "Report Übersicht");
+    assert!(search.from.contains("José"), "{}", search.from);
+    assert_eq!(search.sent_date, 1_672_852_440);
+
+    // And SEARCH uses them.
+    let found = ana
+        .search(pb::SearchRequest {
+            mailbox: "INBOX".into(),
+            key: Some(pb::SearchKey {
+                key: Some(pb::search_key::Key::Header(pb::HeaderMatch {
+                    name: "Subject".into(),
+                    value: "übersicht".into(),
+                })),
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // Non-ASCII case folding is not promised; the ASCII part must match.
+    let found2 = ana
+        .search(pb::SearchRequest {
+            mailbox: "INBOX".into(),
+            key: Some(pb::SearchKey {
+                key: Some(pb::search_key::Key::Header(pb::HeaderMatch {
+                    name: "subject".into(),
+                    value: "REPORT".into(),
+                })),
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(found2.uids, vec![1]);
+    let _ = found;
+}
+
+async fn recipients_are_checked(backend: Backend) {
+    let t = setup(backend).await;
+    t.add_account("full@example.org", "pw").await;
+    t.add_account("real@example.org", "pw").await;
+    let mut admin = t.admin();
+    admin
+        .set_quota(pb::SetQuotaRequest {
+            address: "full@example.org".into(),
+            quota_bytes: 100,
+        })
+        .await
+        .unwrap();
+    admin
+        .add_alias(pb::AddAliasRequest {
+            alias: "postmaster@example.org".into(),
+            target: "real@example.org".into(),
+        })
+        .await
+        .unwrap();
+    let mut d = t.delivery();
+    let check = |a: &str, size: u64| {
+        let req = pb::CheckRecipientRequest {
+            address: a.into(),
+            size_hint: size,
+        };
+        let mut d = d.clone();
+        async move { d.check_recipient(req).await.unwrap().into_inner() }
+    };
+    assert_eq!(
+        check("real@example.org", 10).await.status,
+        pb::RecipientStatus::Accept as i32
+    );
+    assert_eq!(
+        check("REAL@Example.ORG", 10).await.status,
+        pb::RecipientStatus::Accept as i32
+    );
+    assert_eq!(
+        check("nobody@example.org", 10).await.status,
+        pb::RecipientStatus::UnknownUser as i32
+    );
+    assert_eq!(
+        check("x@elsewhere.example", 10).await.status,
+        pb::RecipientStatus::NotLocal as i32
+    );
+    assert_eq!(
+        check("full@example.org", 1000).await.status,
+        pb::RecipientStatus::OverQuota as i32
+    );
+    let alias = check("postmaster@example.org", 10).await;
+    assert_eq!(alias.status, pb::RecipientStatus::Accept as i32);
+    assert_eq!(alias.canonical_address, "real@example.org");
+    // Delivery to an alias and its target stores one copy.
+    let r = common::deliver_with(
+        &mut d,
+        "alias",
+        &[
+            "postmaster@example.org",
+            "real@example.org",
+            "nobody@example.org",
+            "full@example.org",
+        ],
+        &message("a", &"z".repeat(200)),
+    )
+    .await
+    .unwrap();
+    let statuses: Vec<i32> = r.results.iter().map(|x| x.status).collect();
+    assert_eq!(
+        statuses,
+        vec![
+            pb::RecipientStatus::Accept as i32,
+            pb::RecipientStatus::Accept as i32,
+            pb::RecipientStatus::UnknownUser as i32,
+            pb::RecipientStatus::OverQuota as i32
+        ]
+    );
+    let mut real = t.login("real@example.org", "pw").await;
+    assert_eq!(select_all(&mut real, "INBOX").await.unwrap().1.len(), 1);
+}
+
+async fn flags_copy_move_expunge_and_changes(backend: Backend) {
+    let t = setup(backend).await;
+    t.add_account("f@example.org", "pw").await;
+    for i in 0..4 {
+        t.deliver(
+            &format!("f{i}"),
+            &["f@example.org"],
+            &message(&format!("m{i}"), "b"),
+        )
+        .await;
+    }
+    let mut c = t.login("f@example.org", "pw").await;
+    let (st0, _) = select_all(&mut c, "INBOX").await.unwrap();
+    let r = c
+        .store_flags(pb::StoreFlagsRequest {
+            mailbox: "INBOX".into(),
+            uids: Some(pb::UidSet::of([1, 3])),
+            mode: pb::FlagsMode::Add as i32,
+            flags: Some(pb::Flags {
+                deleted: true,
+                keywords: vec!["$Forwarded".into()],
+                ..Default::default()
+            }),
+            unchanged_since: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.updated.len(), 2);
+    assert!(r.updated.iter().all(|e| e.modseq > st0.highest_modseq));
+    // UNCHANGEDSINCE below the new MODSEQ fails for those messages.
+    let r2 = c
+        .store_flags(pb::StoreFlagsRequest {
+            mailbox: "INBOX".into(),
+            uids: Some(pb::UidSet::of([1, 2])),
+            mode: pb::FlagsMode::Add as i32,
+            flags: Some(pb::Flags {
+                seen: true,
+                ..Default::default()
+            }),
+            unchanged_since: st0.highest_modseq,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r2.modified, vec![1]);
+    assert_eq!(
+        r2.updated.iter().map(|e| e.uid).collect::<Vec<_>>(),
+        vec![2]
+    );
+    // Unseen search sees 1, 3, 4.
+    let unseen = c
+        .search(pb::SearchRequest {
+            mailbox: "INBOX".into(),
+            key: Some(pb::SearchKey {
+                key: Some(pb::search_key::Key::Unflag("\\Seen".into())),
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(unseen.uids, vec![1, 3, 4]);
+    let copied = c
+        .copy(pb::CopyRequest {
+            mailbox: "INBOX".into(),
+            uids: Some(pb::UidSet::of([2, 4])),
+            destination: "Archive".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(copied.source_uids, vec![2, 4]);
+    assert_eq!(copied.destination_uids, vec![1, 2]);
+    let moved = c
+        .r#move(pb::CopyRequest {
+            mailbox: "INBOX".into(),
+            uids: Some(pb::UidSet::of([4])),
+            destination: "Trash".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(moved.destination_uids, vec![1]);
+    let ex = c
+        .expunge(pb::ExpungeRequest {
+            mailbox: "INBOX".into(),
+            uids: None,
+            ignore_deleted_flag: false,
+            lease_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ex.expunged, vec![1, 3]);
+    let (_, left) = select_all(&mut c, "INBOX").await.unwrap();
+    assert_eq!(left.iter().map(|e| e.uid).collect::<Vec<_>>(), vec![2]);
+    let ch = c
+        .changes(pb::ChangesRequest {
+            mailbox: "INBOX".into(),
+            since_modseq: st0.highest_modseq,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ch.expunged, vec![1, 3, 4]);
+    assert_eq!(
+        ch.changed.iter().map(|e| e.uid).collect::<Vec<_>>(),
+        vec![2]
+    );
+    let q = c
+        .get_quota(pb::GetQuotaRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(q.messages, 4, "1 in INBOX + 2 in Archive + 1 in Trash");
+}
+
+async fn watch_streams_changes(backend: Backend) {
+    let t = setup(backend).await;
+    t.add_account("w@example.org", "pw").await;
+    let mut c = t.login("w@example.org", "pw").await;
+    let mut stream = c
+        .watch(pb::WatchRequest {
+            mailbox: "INBOX".into(),
+            since_modseq: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    t.deliver("w1", &["w@example.org"], &message("watch", "me"))
+        .await;
+    let ev = tokio::time::timeout(std::time::Duration::from_secs(10), stream.message())
+        .await
+        .expect("no change event within 10 s")
+        .unwrap()
+        .unwrap();
+    assert_eq!(ev.changed.len(), 1);
+    assert_eq!(ev.changed[0].uid, 1);
+    c.store_flags(pb::StoreFlagsRequest {
+        mailbox: "INBOX".into(),
+        uids: Some(pb::UidSet::of([1])),
+        mode: pb::FlagsMode::Add as i32,
+        flags: Some(pb::Flags {
+            seen: true,
+            ..Default::default()
+        }),
+        unchanged_since: 0,
+    })
+    .await
+    .unwrap();
+    let ev = tokio::time::timeout(std::time::Duration::from_secs(10), stream.message())
+        .await
+        .expect("no flag event")
+        .unwrap()
+        .unwrap();
+    assert!(ev.changed[0].flags.as_ref().unwrap().seen);
+    c.expunge(pb::ExpungeRequest {
+        mailbox: "INBOX".into(),
+        uids: Some(pb::UidSet::of([1])),
+        ignore_deleted_flag: true,
+        lease_id: String::new(),
+    })
+    .await
+    .unwrap();
+    let ev = tokio::time::timeout(std::time::Duration::from_secs(10), stream.message())
+        .await
+        .expect("no expunge event")
+        .unwrap()
+        .unwrap();
+    assert_eq!(ev.expunged, vec![1]);
+}
+
+async fn maildrop_lease_is_exclusive(backend: Backend) {
+    let t = setup(backend).await;
+    t.add_account("p@example.org", "pw").await;
+    t.deliver("p1", &["p@example.org"], &message("pop", "me"))
+        .await;
+    let mut s1 = t.login("p@example.org", "pw").await;
+    let mut s2 = t.login("p@example.org", "pw").await;
+    let acquire = |holder: &str| pb::AcquireMaildropRequest {
+        holder: holder.into(),
+        ttl_seconds: 120,
+    };
+    let l1 = s1
+        .acquire_maildrop(acquire("one"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!l1.in_use && !l1.lease_id.is_empty());
+    let l2 = s2
+        .acquire_maildrop(acquire("two"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(l2.in_use, "second session got the maildrop");
+    // Expunge with someone else's lease is refused.
+    let e = s2
+        .expunge(pb::ExpungeRequest {
+            mailbox: "INBOX".into(),
+            uids: Some(pb::UidSet::of([1])),
+            ignore_deleted_flag: true,
+            lease_id: "ff".repeat(16),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    assert!(
+        s1.renew_maildrop(pb::RenewMaildropRequest {
+            lease_id: l1.lease_id.clone(),
+            ttl_seconds: 120
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .held
+    );
+    s1.release_maildrop(pb::ReleaseMaildropRequest {
+        lease_id: l1.lease_id.clone(),
+    })
+    .await
+    .unwrap();
+    let l3 = s2
+        .acquire_maildrop(acquire("two"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!l3.in_use);
+    let ex = s2
+        .expunge(pb::ExpungeRequest {
+            mailbox: "INBOX".into(),
+            uids: Some(pb::UidSet::of([1])),
+            ignore_deleted_flag: true,
+            lease_id: l3.lease_id,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ex.expunged, vec![1]);
+}
+
+async fn service_secret_is_required_when_configured(backend: Backend) {
+    let t = start_with(backend, |s| {
+        s.service_secret = Some("a-long-enough-shared-secret".into())
+    })
+    .await;
+    // The harness's clients carry the secret.
+    t.add_domain("example.org").await;
+    let bare = mailbox_api::admin_client(t.channel(), mailbox_api::CallAuth::default());
+    let e = bare
+        .clone()
+        .list_domains(pb::ListDomainsRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated);
+    let wrong = mailbox_api::admin_client(
+        t.channel(),
+        mailbox_api::CallAuth::new(Some("a-long-enough-wrong-secret!")).unwrap(),
+    );
+    let e = wrong
+        .clone()
+        .list_domains(pb::ListDomainsRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated);
+    let domains = t
+        .admin()
+        .list_domains(pb::ListDomainsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .domains;
+    assert_eq!(domains, vec!["example.org"]);
+}
+
+async fn mailbox_hierarchy_operations(backend: Backend) {
+    let t = setup(backend).await;
+    t.add_account("h@example.org", "pw").await;
+    let mut c = t.login("h@example.org", "pw").await;
+    let names = |l: pb::ListMailboxesResponse| -> Vec<String> {
+        l.mailboxes.into_iter().map(|m| m.name).collect()
+    };
+    let initial = names(
+        c.list_mailboxes(pb::ListMailboxesRequest {})
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+    for n in ["INBOX", "Drafts", "Sent", "Trash", "Junk", "Archive"] {
+        assert!(initial.contains(&n.to_string()), "{n} missing: {initial:?}");
+    }
+    c.create_mailbox(pb::CreateMailboxRequest {
+        name: "a/b/c".into(),
+        special_use: 0,
+    })
+    .await
+    .unwrap();
+    let e = c
+        .create_mailbox(pb::CreateMailboxRequest {
+            name: "a/b".into(),
+            special_use: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::AlreadyExists);
+    c.rename_mailbox(pb::RenameMailboxRequest {
+        from: "a".into(),
+        to: "z".into(),
+    })
+    .await
+    .unwrap();
+    let now = names(
+        c.list_mailboxes(pb::ListMailboxesRequest {})
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+    assert!(now.contains(&"z/b/c".to_string()) && !now.iter().any(|n| n.starts_with("a")));
+    // INBOX rename moves the messages and leaves INBOX empty.
+    t.deliver("r1", &["h@example.org"], &message("r", "r"))
+        .await;
+    c.rename_mailbox(pb::RenameMailboxRequest {
+        from: "inbox".into(),
+        to: "Old".into(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(select_all(&mut c, "INBOX").await.unwrap().1.len(), 0);
+    assert_eq!(select_all(&mut c, "Old").await.unwrap().1.len(), 1);
+    let e = c
+        .delete_mailbox(pb::DeleteMailboxRequest {
+            name: "INBOX".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    let e = c
+        .create_mailbox(pb::CreateMailboxRequest {
+            name: "bad\u{7}name".into(),
+            special_use: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+}

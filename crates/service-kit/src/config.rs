@@ -1,0 +1,85 @@
+//! Configuration: a TOML file merged with prefixed environment variables,
+//! deserialised into a raw struct that each service then validates before it
+//! binds anything.
+//!
+//! Environment keys use `__` for nesting: with prefix `MAILSTORE_`,
+//! `MAILSTORE_DATABASE__URL` sets `database.url`.
+
+use std::path::Path;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {0} does not exist")]
+    Missing(String),
+    #[error("invalid configuration: {0}")]
+    Invalid(#[from] Box<figment::Error>),
+    #[error("invalid configuration: {0}")]
+    Check(String),
+}
+
+/// Loads `T` from its defaults, then the TOML file (if given), then
+/// environment variables starting with `env_prefix`.
+pub fn load<T>(file: Option<&Path>, env_prefix: &str) -> Result<T, ConfigError>
+where
+    T: DeserializeOwned + Serialize + Default,
+{
+    let mut fig = Figment::from(Serialized::defaults(T::default()));
+    if let Some(path) = file {
+        if !path.exists() {
+            return Err(ConfigError::Missing(path.display().to_string()));
+        }
+        fig = fig.merge(Toml::file(path));
+    }
+    fig = fig.merge(Env::prefixed(env_prefix).split("__"));
+    fig.extract().map_err(|e| ConfigError::Invalid(Box::new(e)))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
+    #[serde(default)]
+    struct Sample {
+        listen: String,
+        limits: Limits,
+    }
+    #[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
+    #[serde(default)]
+    struct Limits {
+        max: u32,
+    }
+
+    #[test]
+    fn file_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "listen = \"0.0.0.0:1\"\n[limits]\nmax = 7\n").unwrap();
+        // A prefix no real environment has, so the test never depends on it.
+        let c: Sample = load(Some(&path), "SERVICE_KIT_TEST_UNUSED_").unwrap();
+        assert_eq!(c.listen, "0.0.0.0:1");
+        assert_eq!(c.limits.max, 7);
+    }
+
+    #[test]
+    fn missing_file_and_bad_types_are_errors() {
+        assert!(matches!(
+            load::<Sample>(Some(Path::new("/nonexistent.toml")), "X_"),
+            Err(ConfigError::Missing(_))
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[limits]\nmax = \"many\"\n").unwrap();
+        assert!(matches!(
+            load::<Sample>(Some(&path), "SERVICE_KIT_TEST_UNUSED_"),
+            Err(ConfigError::Invalid(_))
+        ));
+    }
+}

@@ -1,0 +1,13 @@
+//! What every service shares, so each `main.rs` stays a few lines: config
+//! loading ([`config`]), tracing ([`telemetry`]), rustls ([`tls`]), the
+//! bounded accept loop and graceful shutdown ([`server`]), and the trusted
+//! network list that decides where plaintext passwords are allowed
+//! ([`net`]).
+
+pub mod config;
+pub mod net;
+pub mod server;
+pub mod telemetry;
+pub mod tls;
+
+pub use tokio_util::sync::CancellationToken;

@@ -1,0 +1,124 @@
+//! rustls server configuration from PEM files, and the self-signed
+//! certificate `mailctl up` generates on first run.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: no PEM certificate found")]
+    NoCertificate { path: String },
+    #[error("{path}: no PEM private key found")]
+    NoKey { path: String },
+    #[error("certificate and key do not make a valid TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("certificate generation failed: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// The process-wide rustls crypto provider (ring), passed explicitly so no
+/// second provider in the dependency graph can make rustls panic.
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Builds a server config from a PEM certificate chain and a PEM private key.
+pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
+    let cert_pem = read(cert)?;
+    let key_pem = read(key)?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+        .filter_map(Result::ok)
+        .collect();
+    if chain.is_empty() {
+        return Err(TlsError::NoCertificate {
+            path: cert.display().to_string(),
+        });
+    }
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| TlsError::NoKey {
+        path: key.display().to_string(),
+    })?;
+    let config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    Ok(Arc::new(config))
+}
+
+/// Makes sure `dir/tls/cert.pem` and `dir/tls/key.pem` exist, generating a
+/// self-signed certificate for `localhost` on first use. Returns their paths.
+pub fn ensure_self_signed(
+    dir: &Path,
+) -> Result<(std::path::PathBuf, std::path::PathBuf), TlsError> {
+    let tls_dir = dir.join("tls");
+    let cert_path = tls_dir.join("cert.pem");
+    let key_path = tls_dir.join("key.pem");
+    if cert_path.exists() && key_path.exists() {
+        return Ok((cert_path, key_path));
+    }
+    let write_err = |path: &Path, source| TlsError::Write {
+        path: path.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(&tls_dir).map_err(|e| write_err(&tls_dir, e))?;
+    let names = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
+    let certified = rcgen::generate_simple_self_signed(names)?;
+    std::fs::write(&cert_path, certified.cert.pem()).map_err(|e| write_err(&cert_path, e))?;
+    std::fs::write(&key_path, certified.signing_key.serialize_pem())
+        .map_err(|e| write_err(&key_path, e))?;
+    restrict_permissions(&key_path);
+    Ok((cert_path, key_path))
+}
+
+#[cfg(unix)]
+fn restrict_permissions(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+}
+
+#[cfg(not(unix))]
+fn restrict_permissions(_: &Path) {}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generates_once_and_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = ensure_self_signed(dir.path()).unwrap();
+        let first = std::fs::read(&cert).unwrap();
+        ensure_self_signed(dir.path()).unwrap();
+        assert_eq!(first, std::fs::read(&cert).unwrap(), "regenerated");
+        server_config(&cert, &key).unwrap();
+        assert!(matches!(
+            server_config(&key, &key),
+            Err(TlsError::NoCertificate { .. })
+        ));
+    }
+}
