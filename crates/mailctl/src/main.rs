@@ -1,1 +1,56 @@
-fn main() {}
+//! mailctl: the operator's CLI over the store's Admin API, and `mailctl up`,
+//! which runs every service in one process on an embedded SQLite store.
+
+mod admin;
+mod up;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(version, about = "Operate the mail system: domains, accounts, quotas, and `up`")]
+struct Cli {
+    /// Data directory of `mailctl up`: its SQLite file, TLS certificate, and
+    /// the store address and secret other commands use.
+    #[arg(long, global = true, env = "MAILCTL_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+    /// Store gRPC address (default: the one `mailctl up` recorded in the data
+    /// directory, else http://127.0.0.1:50051).
+    #[arg(long, global = true, env = "MAILCTL_STORE")]
+    store: Option<String>,
+    /// File holding the store's service secret (default: `<data-dir>/store.secret`
+    /// when it exists). The secret itself is never taken from the command line.
+    #[arg(long, global = true, env = "MAILCTL_SECRET_FILE")]
+    secret_file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every service in one process on an embedded SQLite store.
+    Up(up::UpArgs),
+    #[command(flatten)]
+    Admin(admin::AdminCmd),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::Up(args) => up::run(&cli.data_dir, args).await,
+            Command::Admin(cmd) => {
+                let target = admin::Target::resolve(
+                    &cli.data_dir,
+                    cli.store.as_deref(),
+                    cli.secret_file.as_deref(),
+                )?;
+                admin::run(target, cmd).await
+            }
+        }
+    })
+}

@@ -1,0 +1,301 @@
+//! The Admin commands: each is one call to the store's Admin service.
+
+use std::io::{BufRead, IsTerminal};
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use mailbox_api::{AdminClient, CallAuth, pb};
+
+
+#[derive(Subcommand)]
+pub enum AdminCmd {
+    /// Manage the domains mail is accepted for.
+    #[command(subcommand)]
+    Domain(DomainCmd),
+    /// Manage accounts.
+    #[command(subcommand)]
+    Account(AccountCmd),
+    /// Manage aliases (extra addresses delivering to an account).
+    #[command(subcommand)]
+    Alias(AliasCmd),
+    /// Set storage quotas.
+    #[command(subcommand)]
+    Quota(QuotaCmd),
+    /// Show store statistics.
+    Stats,
+}
+
+#[derive(Subcommand)]
+pub enum DomainCmd {
+    /// Accept mail for a domain.
+    Add { name: String },
+    List,
+    /// Stop accepting mail for a domain (it must have no accounts).
+    #[command(alias = "rm")]
+    Del { name: String },
+}
+
+#[derive(Subcommand)]
+pub enum AccountCmd {
+    /// Create an account; the password is read from stdin (or prompted for).
+    Add {
+        address: String,
+        /// Quota in bytes (0: unlimited).
+        #[arg(long, default_value_t = 0)]
+        quota: u64,
+    },
+    /// Set a new password, read from stdin (or prompted for).
+    Passwd { address: String },
+    /// Delete an account and all its mail.
+    #[command(alias = "rm")]
+    Del { address: String },
+    List {
+        /// Only this domain.
+        #[arg(long, default_value = "")]
+        domain: String,
+    },
+    /// Disable (or with --enable, re-enable) logins and delivery.
+    Disable {
+        address: String,
+        #[arg(long)]
+        enable: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AliasCmd {
+    Add { alias: String, target: String },
+    List,
+    #[command(alias = "rm")]
+    Del { alias: String },
+}
+
+#[derive(Subcommand)]
+pub enum QuotaCmd {
+    /// Set an account's quota in bytes (0: unlimited).
+    Set { address: String, bytes: u64 },
+}
+
+/// Where the store is and how to authenticate to it.
+pub struct Target {
+    uri: String,
+    secret: Option<String>,
+}
+
+impl Target {
+    pub fn resolve(
+        data_dir: &Path,
+        store: Option<&str>,
+        secret_file: Option<&Path>,
+    ) -> anyhow::Result<Self> {
+        let recorded = std::fs::read_to_string(data_dir.join(crate::up::STORE_URL_FILE))
+            .ok()
+            .map(|s| s.trim().to_string());
+        let uri = store
+            .map(str::to_string)
+            .or(recorded)
+            .unwrap_or_else(|| "http://127.0.0.1:50051".to_string());
+        let default_secret = data_dir.join(crate::up::SECRET_FILE);
+        let secret_path = secret_file
+            .map(Path::to_path_buf)
+            .or_else(|| default_secret.exists().then_some(default_secret));
+        let secret = match secret_path {
+            Some(p) => Some(
+                std::fs::read_to_string(&p)
+                    .with_context(|| format!("reading {}", p.display()))?
+                    .trim()
+                    .to_string(),
+            ),
+            None => None,
+        };
+        Ok(Self { uri, secret })
+    }
+
+    fn client(&self) -> anyhow::Result<AdminClient> {
+        let channel = mailbox_api::channel(&self.uri)
+            .with_context(|| format!("store address {:?}", self.uri))?;
+        Ok(mailbox_api::admin_client(
+            channel,
+            CallAuth::new(self.secret.as_deref())?,
+        ))
+    }
+}
+
+/// Reads a password: one line from stdin when it is not a terminal, else a
+/// hidden prompt (twice). Never from argv.
+fn read_password() -> anyhow::Result<String> {
+    let stdin = std::io::stdin();
+    let pw = if stdin.is_terminal() {
+        let a = rpassword::prompt_password("Password: ")?;
+        let b = rpassword::prompt_password("Again: ")?;
+        if a != b {
+            bail!("the passwords differ");
+        }
+        a
+    } else {
+        let mut line = String::new();
+        stdin.lock().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    };
+    if pw.is_empty() {
+        bail!("empty password");
+    }
+    Ok(pw)
+}
+
+fn explain(e: tonic::Status, uri: &str) -> anyhow::Error {
+    match e.code() {
+        tonic::Code::Unavailable => anyhow::anyhow!(
+            "the store at {uri} is not reachable ({}); is `mailctl up` or mailbox-store running?",
+            e.message()
+        ),
+        tonic::Code::Unauthenticated => anyhow::anyhow!(
+            "the store refused our service secret; pass --secret-file or --data-dir"
+        ),
+        _ => anyhow::anyhow!("{}", e.message()),
+    }
+}
+
+pub async fn run(target: Target, cmd: AdminCmd) -> anyhow::Result<()> {
+    let mut c = target.client()?;
+    let uri = target.uri.clone();
+    let err = |e| explain(e, &uri);
+    match cmd {
+        AdminCmd::Domain(DomainCmd::Add { name }) => {
+            c.add_domain(pb::AddDomainRequest { name: name.clone() })
+                .await
+                .map_err(err)?;
+            println!("domain {name} added");
+        }
+        AdminCmd::Domain(DomainCmd::List) => {
+            for d in c
+                .list_domains(pb::ListDomainsRequest {})
+                .await
+                .map_err(err)?
+                .into_inner()
+                .domains
+            {
+                println!("{d}");
+            }
+        }
+        AdminCmd::Domain(DomainCmd::Del { name }) => {
+            c.delete_domain(pb::DeleteDomainRequest { name: name.clone() })
+                .await
+                .map_err(err)?;
+            println!("domain {name} deleted");
+        }
+        AdminCmd::Account(AccountCmd::Add { address, quota }) => {
+            let password = read_password()?;
+            c.add_account(pb::AddAccountRequest {
+                address: address.clone(),
+                password,
+                quota_bytes: quota,
+            })
+            .await
+            .map_err(err)?;
+            println!("account {address} added");
+        }
+        AdminCmd::Account(AccountCmd::Passwd { address }) => {
+            let password = read_password()?;
+            c.set_password(pb::SetPasswordRequest {
+                address: address.clone(),
+                password,
+            })
+            .await
+            .map_err(err)?;
+            println!("password of {address} changed");
+        }
+        AdminCmd::Account(AccountCmd::Del { address }) => {
+            c.delete_account(pb::DeleteAccountRequest {
+                address: address.clone(),
+            })
+            .await
+            .map_err(err)?;
+            println!("account {address} deleted");
+        }
+        AdminCmd::Account(AccountCmd::List { domain }) => {
+            let accounts = c
+                .list_accounts(pb::ListAccountsRequest { domain })
+                .await
+                .map_err(err)?
+                .into_inner()
+                .accounts;
+            println!("{:<40} {:>12} {:>12} {:>8}  state", "address", "used", "quota", "msgs");
+            for a in accounts {
+                let quota = if a.quota_bytes == 0 {
+                    "unlimited".to_string()
+                } else {
+                    a.quota_bytes.to_string()
+                };
+                println!(
+                    "{:<40} {:>12} {:>12} {:>8}  {}",
+                    a.address,
+                    a.used_bytes,
+                    quota,
+                    a.messages,
+                    if a.disabled { "disabled" } else { "active" }
+                );
+            }
+        }
+        AdminCmd::Account(AccountCmd::Disable { address, enable }) => {
+            c.set_account_disabled(pb::SetAccountDisabledRequest {
+                address: address.clone(),
+                disabled: !enable,
+            })
+            .await
+            .map_err(err)?;
+            println!(
+                "account {address} {}",
+                if enable { "enabled" } else { "disabled" }
+            );
+        }
+        AdminCmd::Alias(AliasCmd::Add { alias, target }) => {
+            c.add_alias(pb::AddAliasRequest {
+                alias: alias.clone(),
+                target: target.clone(),
+            })
+            .await
+            .map_err(err)?;
+            println!("alias {alias} -> {target} added");
+        }
+        AdminCmd::Alias(AliasCmd::List) => {
+            for a in c
+                .list_aliases(pb::ListAliasesRequest {})
+                .await
+                .map_err(err)?
+                .into_inner()
+                .aliases
+            {
+                println!("{} -> {}", a.alias, a.target);
+            }
+        }
+        AdminCmd::Alias(AliasCmd::Del { alias }) => {
+            c.delete_alias(pb::DeleteAliasRequest {
+                alias: alias.clone(),
+            })
+            .await
+            .map_err(err)?;
+            println!("alias {alias} deleted");
+        }
+        AdminCmd::Quota(QuotaCmd::Set { address, bytes }) => {
+            c.set_quota(pb::SetQuotaRequest {
+                address: address.clone(),
+                quota_bytes: bytes,
+            })
+            .await
+            .map_err(err)?;
+            println!("quota of {address} set to {bytes} bytes");
+        }
+        AdminCmd::Stats => {
+            let s = c.stats(pb::StatsRequest {}).await.map_err(err)?.into_inner();
+            println!("backend    {}", s.backend);
+            println!("domains    {}", s.domains);
+            println!("accounts   {}", s.accounts);
+            println!("mailboxes  {}", s.mailboxes);
+            println!("messages   {}", s.messages);
+            println!("blobs      {} ({} bytes)", s.blobs, s.blob_bytes);
+        }
+    }
+    Ok(())
+}

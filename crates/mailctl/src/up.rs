@@ -1,0 +1,121 @@
+//! `mailctl up`: every service in one process on an embedded SQLite store in
+//! a data directory, for a one-command local run.
+//!
+//! On first run it creates the data directory, a random service secret
+//! (`store.secret`, so other `mailctl` commands can reach the store) and a
+//! self-signed certificate for the TLS ports (`tls/`). It records the store's
+//! address in `store.url`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use anyhow::Context;
+use clap::Args;
+use mailbox_store::{Store, StoreConfig};
+use rand::RngCore;
+
+/// The file in the data directory holding the store's gRPC address.
+pub const STORE_URL_FILE: &str = "store.url";
+/// The file in the data directory holding the service secret.
+pub const SECRET_FILE: &str = "store.secret";
+
+/// The demo domain and account `--demo` creates.
+const DEMO_DOMAIN: &str = "example.test";
+const DEMO_ACCOUNT: &str = "demo@example.test";
+
+#[derive(Args)]
+pub struct UpArgs {
+    /// Also create a demo domain and account, and print the credentials.
+    #[arg(long)]
+    demo: bool,
+    /// Password for the demo account (default: a fresh random one each run).
+    #[arg(long, env = "MAILCTL_DEMO_PASSWORD", hide_env_values = true)]
+    demo_password: Option<String>,
+    /// Store gRPC listen address.
+    #[arg(long, env = "MAILCTL_STORE_LISTEN", default_value = "127.0.0.1:50051")]
+    store_listen: SocketAddr,
+}
+
+pub async fn run(data_dir: &Path, args: UpArgs) -> anyhow::Result<()> {
+    service_kit::telemetry::init("mailctl-up", Default::default());
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+    let secret = ensure_secret(data_dir)?;
+    let (cert, key) = service_kit::tls::ensure_self_signed(data_dir)?;
+    // Validate the certificate now, so a broken one fails before anything binds.
+    service_kit::tls::server_config(&cert, &key)?;
+
+    let db = data_dir.join("mail.db");
+    let config = StoreConfig {
+        listen: args.store_listen.to_string(),
+        database_url: format!("sqlite://{}", db.display()),
+        service_secret: secret,
+        ..StoreConfig::default()
+    };
+    let (listen, settings) = config.validate().map_err(anyhow::Error::msg)?;
+    let store = Store::open(settings)
+        .await
+        .with_context(|| format!("opening {}", db.display()))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding the store to {listen} (use --store-listen)"))?;
+    let store_addr = listener.local_addr()?;
+    let store_url = format!("http://{store_addr}");
+    std::fs::write(data_dir.join(STORE_URL_FILE), format!("{store_url}\n"))?;
+
+    if args.demo {
+        let password = args.demo_password.clone().unwrap_or_else(random_password);
+        demo(&store, &password).await?;
+        println!("demo account: {DEMO_ACCOUNT}  password: {password}");
+    }
+
+    let shutdown = service_kit::server::shutdown_on_signal();
+    println!("data directory: {}", data_dir.display());
+    println!("store gRPC:     {store_url}   (sqlite {})", db.display());
+    println!("TLS cert:       {}", cert.display());
+    println!("ready; Ctrl-C to stop");
+    mailbox_store::serve(store, listener, shutdown).await
+}
+
+/// Creates the demo domain and account, or resets the demo password.
+async fn demo(store: &Store, password: &str) -> anyhow::Result<()> {
+    if !store.list_domains().await?.iter().any(|d| d == DEMO_DOMAIN) {
+        store.add_domain(DEMO_DOMAIN).await?;
+    }
+    let exists = store
+        .list_accounts(DEMO_DOMAIN)
+        .await?
+        .iter()
+        .any(|a| a.address == DEMO_ACCOUNT);
+    if exists {
+        store.set_password(DEMO_ACCOUNT, password).await?;
+    } else {
+        store.add_account(DEMO_ACCOUNT, password, 0).await?;
+    }
+    Ok(())
+}
+
+fn random_password() -> String {
+    let mut b = [0u8; 9];
+    rand::rng().fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+/// Reads the service secret, creating it (owner-only) on first run.
+fn ensure_secret(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join(SECRET_FILE);
+    if let Ok(s) = std::fs::read_to_string(&path) {
+        return Ok(s.trim().to_string());
+    }
+    let mut b = [0u8; 24];
+    rand::rng().fill_bytes(&mut b);
+    let secret = hex::encode(b);
+    std::fs::write(&path, format!("{secret}\n"))
+        .with_context(|| format!("writing {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(secret)
+}

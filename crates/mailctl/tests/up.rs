@@ -1,0 +1,150 @@
+//! `mailctl up` and the admin commands, run as the real binary: the store
+//! of `up` is reached by other `mailctl` commands from its data directory,
+//! and by a gRPC client we did not write (Python grpcio).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+struct Up {
+    child: Child,
+    store_url: String,
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn mailctl(data: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_mailctl"));
+    c.arg("--data-dir").arg(data);
+    c.env_remove("MAILCTL_STORE").env_remove("MAILCTL_SECRET_FILE");
+    c
+}
+
+/// Starts `mailctl up --demo` on an ephemeral port and waits for "ready".
+fn up(data: &Path) -> Up {
+    let mut child = mailctl(data)
+        .args(["up", "--demo", "--demo-password", "demo-pw-123", "--store-listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut store_url = None;
+    let mut printed = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        printed.push_str(&line);
+        printed.push('\n');
+        if let Some(rest) = line.strip_prefix("store gRPC:") {
+            store_url = rest.split_whitespace().next().map(str::to_string);
+        }
+        if line.starts_with("ready") {
+            break;
+        }
+    }
+    assert!(printed.contains("demo account: demo@example.test  password: demo-pw-123"), "{printed}");
+    let store_url = store_url.unwrap_or_else(|| panic!("no store endpoint printed:\n{printed}"));
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Up { child, store_url }
+}
+
+fn run(cmd: &mut Command, stdin: Option<&str>) -> (bool, String, String) {
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(s) = stdin {
+        input.write_all(s.as_bytes()).unwrap();
+    }
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn up_serves_the_store_and_admin_commands_reach_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let up = up(&data);
+    assert!(data.join("tls/cert.pem").exists() && data.join("tls/key.pem").exists());
+    assert!(data.join("mail.db").exists());
+
+    let (ok, out, err) = run(mailctl(&data).args(["domain", "add", "example.org"]), None);
+    assert!(ok, "{out}{err}");
+    // Password from stdin, never argv.
+    let (ok, out, err) = run(
+        mailctl(&data).args(["account", "add", "alice@example.org", "--quota", "1000000"]),
+        Some("alice-pw\n"),
+    );
+    assert!(ok, "{out}{err}");
+    let (ok, out, _) = run(mailctl(&data).args(["account", "list"]), None);
+    assert!(ok);
+    assert!(out.contains("alice@example.org") && out.contains("1000000"), "{out}");
+    assert!(out.contains("demo@example.test"), "{out}");
+    let (ok, out, err) = run(
+        mailctl(&data).args(["account", "add", "bob@nowhere.example"]),
+        Some("pw\n"),
+    );
+    assert!(!ok, "account in an unknown domain was created: {out}");
+    assert!(err.contains("domain not found"), "{err}");
+    let (ok, out, err) = run(mailctl(&data).args(["quota", "set", "alice@example.org", "5"]), None);
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = run(mailctl(&data).args(["alias", "add", "info@example.org", "alice@example.org"]), None);
+    assert!(ok, "{out}{err}");
+    let (ok, out, _) = run(mailctl(&data).args(["alias", "list"]), None);
+    assert!(ok && out.contains("info@example.org -> alice@example.org"), "{out}");
+    let (ok, out, _) = run(mailctl(&data).args(["stats"]), None);
+    assert!(ok && out.contains("sqlite") && out.contains("accounts   2"), "{out}");
+    let (ok, _, err) = run(mailctl(&data).args(["domain", "del", "example.org"]), None);
+    assert!(!ok && err.contains("still has accounts"), "{err}");
+
+    // Without the data directory's secret the store refuses.
+    let elsewhere = dir.path().join("empty");
+    let (ok, _, err) = run(
+        mailctl(&elsewhere).args(["--store", &up.store_url, "domain", "list"]),
+        None,
+    );
+    assert!(!ok && err.contains("refused our service secret"), "{err}");
+
+    // A client we did not write: Python grpcio calls health and Admin.
+    let proto = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/grpc_client.py");
+    let addr = up.store_url.trim_start_matches("http://");
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg(&proto)
+        .arg(addr)
+        .arg(data.join("store.secret"))
+        .arg("demo-pw-123")
+        .output()
+        .expect("python3 runs (.ci/run installs grpcio and grpcio-tools)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "python grpcio client failed (needs `pip install grpcio grpcio-tools`):\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("health SERVING") && stdout.contains("demo login ok"), "{stdout}");
+}
+
+#[test]
+fn commands_explain_an_unreachable_store() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nothing listens on.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    drop(l);
+    let (ok, _, err) = run(mailctl(dir.path()).args(["--store", &url, "domain", "list"]), None);
+    assert!(!ok);
+    assert!(err.contains("not reachable"), "{err}");
+}
