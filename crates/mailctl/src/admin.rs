@@ -7,7 +7,6 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use mailbox_api::{AdminClient, CallAuth, pb};
 
-
 #[derive(Subcommand)]
 pub enum AdminCmd {
     /// Manage the domains mail is accepted for.
@@ -29,11 +28,15 @@ pub enum AdminCmd {
 #[derive(Subcommand)]
 pub enum DomainCmd {
     /// Accept mail for a domain.
-    Add { name: String },
+    Add {
+        name: String,
+    },
     List,
     /// Stop accepting mail for a domain (it must have no accounts).
     #[command(alias = "rm")]
-    Del { name: String },
+    Del {
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -65,10 +68,15 @@ pub enum AccountCmd {
 
 #[derive(Subcommand)]
 pub enum AliasCmd {
-    Add { alias: String, target: String },
+    Add {
+        alias: String,
+        target: String,
+    },
     List,
     #[command(alias = "rm")]
-    Del { alias: String },
+    Del {
+        alias: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -221,7 +229,10 @@ pub async fn run(target: Target, cmd: AdminCmd) -> anyhow::Result<()> {
                 .map_err(err)?
                 .into_inner()
                 .accounts;
-            println!("{:<40} {:>12} {:>12} {:>8}  state", "address", "used", "quota", "msgs");
+            println!(
+                "{:<40} {:>12} {:>12} {:>8}  state",
+                "address", "used", "quota", "msgs"
+            );
             for a in accounts {
                 let quota = if a.quota_bytes == 0 {
                     "unlimited".to_string()
@@ -288,7 +299,11 @@ pub async fn run(target: Target, cmd: AdminCmd) -> anyhow::Result<()> {
             println!("quota of {address} set to {bytes} bytes");
         }
         AdminCmd::Stats => {
-            let s = c.stats(pb::StatsRequest {}).await.map_err(err)?.into_inner();
+            let s = c
+                .stats(pb::StatsRequest {})
+                .await
+                .map_err(err)?
+                .into_inner();
             println!("backend    {}", s.backend);
             println!("domains    {}", s.domains);
             println!("accounts   {}", s.accounts);

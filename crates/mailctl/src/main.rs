@@ -9,7 +9,10 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(version, about = "Operate the mail system: domains, accounts, quotas, and `up`")]
+#[command(
+    version,
+    about = "Operate the mail system: domains, accounts, quotas, and `up`"
+)]
 struct Cli {
     /// Data directory of `mailctl up`: its SQLite file, TLS certificate, and
     /// the store address and secret other commands use.

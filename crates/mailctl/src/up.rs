@@ -34,6 +34,12 @@ pub struct UpArgs {
     /// Store gRPC listen address.
     #[arg(long, env = "MAILCTL_STORE_LISTEN", default_value = "127.0.0.1:50051")]
     store_listen: SocketAddr,
+    /// SMTP (with STARTTLS) listen address.
+    #[arg(long, env = "MAILCTL_SMTP_LISTEN", default_value = "127.0.0.1:2525")]
+    smtp_listen: SocketAddr,
+    /// LMTP listen address.
+    #[arg(long, env = "MAILCTL_LMTP_LISTEN", default_value = "127.0.0.1:2424")]
+    lmtp_listen: SocketAddr,
 }
 
 pub async fn run(data_dir: &Path, args: UpArgs) -> anyhow::Result<()> {
@@ -69,12 +75,41 @@ pub async fn run(data_dir: &Path, args: UpArgs) -> anyhow::Result<()> {
         println!("demo account: {DEMO_ACCOUNT}  password: {password}");
     }
 
+    let secret = std::fs::read_to_string(data_dir.join(SECRET_FILE))?;
+    let smtp_config = smtp_ingest::SmtpConfig {
+        listen: args.smtp_listen.to_string(),
+        lmtp_listen: args.lmtp_listen.to_string(),
+        store_url: store_url.clone(),
+        service_secret: secret.trim().to_string(),
+        tls_cert: cert.display().to_string(),
+        tls_key: key.display().to_string(),
+        ..smtp_ingest::SmtpConfig::default()
+    };
+    let (smtp_addrs, smtp_settings) = smtp_config.validate().map_err(anyhow::Error::msg)?;
+    let smtp_listeners = smtp_ingest::Listeners::bind(&smtp_addrs)
+        .await
+        .context("binding SMTP/LMTP (use --smtp-listen / --lmtp-listen)")?;
+    let local = |l: &Option<tokio::net::TcpListener>| {
+        l.as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.to_string())
+            .unwrap_or_default()
+    };
+    let (smtp_at, lmtp_at) = (local(&smtp_listeners.smtp), local(&smtp_listeners.lmtp));
+
     let shutdown = service_kit::server::shutdown_on_signal();
     println!("data directory: {}", data_dir.display());
     println!("store gRPC:     {store_url}   (sqlite {})", db.display());
+    println!("SMTP:           {smtp_at}   (STARTTLS)");
+    println!("LMTP:           {lmtp_at}");
     println!("TLS cert:       {}", cert.display());
     println!("ready; Ctrl-C to stop");
-    mailbox_store::serve(store, listener, shutdown).await
+    let store_task = tokio::spawn(mailbox_store::serve(store, listener, shutdown.clone()));
+    let smtp_task = tokio::spawn(smtp_ingest::serve(smtp_settings, smtp_listeners, shutdown));
+    let (a, b) = tokio::join!(store_task, smtp_task);
+    a??;
+    b??;
+    Ok(())
 }
 
 /// Creates the demo domain and account, or resets the demo password.

@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 struct Up {
     child: Child,
     store_url: String,
+    smtp: String,
 }
 
 impl Drop for Up {
@@ -22,20 +23,29 @@ impl Drop for Up {
 fn mailctl(data: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_mailctl"));
     c.arg("--data-dir").arg(data);
-    c.env_remove("MAILCTL_STORE").env_remove("MAILCTL_SECRET_FILE");
+    c.env_remove("MAILCTL_STORE")
+        .env_remove("MAILCTL_SECRET_FILE");
     c
 }
 
 /// Starts `mailctl up --demo` on an ephemeral port and waits for "ready".
 fn up(data: &Path) -> Up {
     let mut child = mailctl(data)
-        .args(["up", "--demo", "--demo-password", "demo-pw-123", "--store-listen", "127.0.0.1:0"])
+        .args([
+            "up",
+            "--demo",
+            "--demo-password",
+            "demo-pw-123",
+            "--store-listen",
+            "127.0.0.1:0",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut store_url = None;
+    let mut smtp = None;
     let mut printed = String::new();
     for line in lines.by_ref() {
         let line = line.unwrap();
@@ -44,19 +54,32 @@ fn up(data: &Path) -> Up {
         if let Some(rest) = line.strip_prefix("store gRPC:") {
             store_url = rest.split_whitespace().next().map(str::to_string);
         }
+        if let Some(rest) = line.strip_prefix("SMTP:") {
+            smtp = rest.split_whitespace().next().map(str::to_string);
+        }
         if line.starts_with("ready") {
             break;
         }
     }
-    assert!(printed.contains("demo account: demo@example.test  password: demo-pw-123"), "{printed}");
+    assert!(
+        printed.contains("demo account: demo@example.test  password: demo-pw-123"),
+        "{printed}"
+    );
     let store_url = store_url.unwrap_or_else(|| panic!("no store endpoint printed:\n{printed}"));
     // Keep draining stdout so the child never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    Up { child, store_url }
+    let smtp = smtp.unwrap_or_else(|| panic!("no SMTP endpoint printed:\n{printed}"));
+    Up {
+        child,
+        store_url,
+        smtp,
+    }
 }
 
 fn run(cmd: &mut Command, stdin: Option<&str>) -> (bool, String, String) {
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     let mut input = child.stdin.take().unwrap();
     if let Some(s) = stdin {
@@ -89,7 +112,10 @@ fn up_serves_the_store_and_admin_commands_reach_it() {
     assert!(ok, "{out}{err}");
     let (ok, out, _) = run(mailctl(&data).args(["account", "list"]), None);
     assert!(ok);
-    assert!(out.contains("alice@example.org") && out.contains("1000000"), "{out}");
+    assert!(
+        out.contains("alice@example.org") && out.contains("1000000"),
+        "{out}"
+    );
     assert!(out.contains("demo@example.test"), "{out}");
     let (ok, out, err) = run(
         mailctl(&data).args(["account", "add", "bob@nowhere.example"]),
@@ -97,14 +123,26 @@ fn up_serves_the_store_and_admin_commands_reach_it() {
     );
     assert!(!ok, "account in an unknown domain was created: {out}");
     assert!(err.contains("domain not found"), "{err}");
-    let (ok, out, err) = run(mailctl(&data).args(["quota", "set", "alice@example.org", "5"]), None);
+    let (ok, out, err) = run(
+        mailctl(&data).args(["quota", "set", "alice@example.org", "5"]),
+        None,
+    );
     assert!(ok, "{out}{err}");
-    let (ok, out, err) = run(mailctl(&data).args(["alias", "add", "info@example.org", "alice@example.org"]), None);
+    let (ok, out, err) = run(
+        mailctl(&data).args(["alias", "add", "info@example.org", "alice@example.org"]),
+        None,
+    );
     assert!(ok, "{out}{err}");
     let (ok, out, _) = run(mailctl(&data).args(["alias", "list"]), None);
-    assert!(ok && out.contains("info@example.org -> alice@example.org"), "{out}");
+    assert!(
+        ok && out.contains("info@example.org -> alice@example.org"),
+        "{out}"
+    );
     let (ok, out, _) = run(mailctl(&data).args(["stats"]), None);
-    assert!(ok && out.contains("sqlite") && out.contains("accounts   2"), "{out}");
+    assert!(
+        ok && out.contains("sqlite") && out.contains("accounts   2"),
+        "{out}"
+    );
     let (ok, _, err) = run(mailctl(&data).args(["domain", "del", "example.org"]), None);
     assert!(!ok && err.contains("still has accounts"), "{err}");
 
@@ -134,7 +172,47 @@ fn up_serves_the_store_and_admin_commands_reach_it() {
         out.status.success(),
         "python grpcio client failed (needs `pip install grpcio grpcio-tools`):\n{stdout}\n{stderr}"
     );
-    assert!(stdout.contains("health SERVING") && stdout.contains("demo login ok"), "{stdout}");
+    assert!(
+        stdout.contains("health SERVING") && stdout.contains("demo login ok"),
+        "{stdout}"
+    );
+
+    // SMTP joins `up`: mail to the demo account is accepted (curl, STARTTLS).
+    let mut msg = tempfile::NamedTempFile::new().unwrap();
+    msg.write_all(b"Subject: hello\r\n\r\nvia up\r\n").unwrap();
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--ssl-reqd",
+            "-k",
+            "--url",
+            &format!("smtp://{}", up.smtp),
+        ])
+        .args([
+            "--mail-from",
+            "x@remote.example",
+            "--mail-rcpt",
+            "demo@example.test",
+        ])
+        .arg("--upload-file")
+        .arg(msg.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (ok, out, _) = run(
+        mailctl(&data).args(["account", "list", "--domain", "example.test"]),
+        None,
+    );
+    assert!(ok);
+    let demo_line = out
+        .lines()
+        .find(|l| l.starts_with("demo@example.test"))
+        .unwrap();
+    assert_eq!(demo_line.split_whitespace().nth(3), Some("1"), "{out}");
 }
 
 #[test]
@@ -144,7 +222,10 @@ fn commands_explain_an_unreachable_store() {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", l.local_addr().unwrap());
     drop(l);
-    let (ok, _, err) = run(mailctl(dir.path()).args(["--store", &url, "domain", "list"]), None);
+    let (ok, _, err) = run(
+        mailctl(dir.path()).args(["--store", &url, "domain", "list"]),
+        None,
+    );
     assert!(!ok);
     assert!(err.contains("not reachable"), "{err}");
 }

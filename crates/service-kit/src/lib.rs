@@ -5,6 +5,8 @@
 //! ([`net`]).
 
 pub mod config;
+pub mod conn;
+pub mod limit;
 pub mod net;
 pub mod server;
 pub mod telemetry;

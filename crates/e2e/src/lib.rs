@@ -1,0 +1,385 @@
+//! Harness for end-to-end tests: a real store (fresh PostgreSQL database or
+//! SQLite file) and real services on 127.0.0.1:0, plus helpers to read what
+//! was stored. Used only by this crate's tests; the services themselves
+//! never depend on it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::missing_panics_doc)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use mailbox_api::{AdminClient, CallAuth, DeliveryClient, MailboxClient, pb};
+use mailbox_store::{Store, StoreSettings};
+use service_kit::CancellationToken;
+use sqlx::Connection;
+
+pub use mailbox_api;
+
+#[derive(Clone, Copy, Debug)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// The admin connection string for PostgreSQL tests; missing is a
+/// failure, never a skip.
+pub fn database_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| {
+        panic!(
+            "DATABASE_URL is not set: PostgreSQL tests need a server and a role that may \
+             CREATE DATABASE (e.g. postgres://postgres:postgres@127.0.0.1:5432/postgres; \
+             .ci/run sets one up)"
+        )
+    })
+}
+
+/// A fresh PostgreSQL database, dropped on drop.
+pub struct PgDatabase {
+    pub url: String,
+    admin_url: String,
+    name: String,
+}
+
+impl PgDatabase {
+    pub async fn create() -> Self {
+        let admin_url = database_url();
+        let name = format!("mailtest_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to DATABASE_URL {admin_url}: {e}"));
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .expect("CREATE DATABASE (the role needs CREATEDB)");
+        let mut opts = sqlx::postgres::PgConnectOptions::from_str(&admin_url).unwrap();
+        opts = opts.database(&name);
+        let password = admin_url
+            .split_once("://")
+            .and_then(|(_, r)| r.split_once('@'))
+            .and_then(|(c, _)| c.split_once(':'))
+            .map(|(_, p)| p.to_string())
+            .unwrap_or_default();
+        let url = format!(
+            "postgres://{}:{}@{}:{}/{}",
+            opts.get_username(),
+            password,
+            opts.get_host(),
+            opts.get_port(),
+            name
+        );
+        Self {
+            url,
+            admin_url,
+            name,
+        }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin_url.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&mut c)
+                    .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Where a store keeps its data for a test.
+pub struct StoreData {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+    _pg: Option<PgDatabase>,
+}
+
+impl StoreData {
+    pub async fn new(backend: Backend) -> Self {
+        match backend {
+            Backend::Postgres => {
+                let db = PgDatabase::create().await;
+                Self {
+                    url: db.url.clone(),
+                    _dir: None,
+                    _pg: Some(db),
+                }
+            }
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                Self {
+                    url: format!("sqlite://{}", dir.path().join("mail.db").display()),
+                    _dir: Some(dir),
+                    _pg: None,
+                }
+            }
+        }
+    }
+}
+
+/// A store served in-process on 127.0.0.1:0.
+pub struct TestStore {
+    pub store: Store,
+    pub addr: SocketAddr,
+    shutdown: CancellationToken,
+    _data: StoreData,
+}
+
+impl Drop for TestStore {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl TestStore {
+    pub async fn start(backend: Backend) -> Self {
+        let data = StoreData::new(backend).await;
+        let store = Store::open(StoreSettings::for_test(&data.url))
+            .await
+            .expect("store opens");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        tokio::spawn(mailbox_store::serve(
+            store.clone(),
+            listener,
+            shutdown.clone(),
+        ));
+        Self {
+            store,
+            addr,
+            shutdown,
+            _data: data,
+        }
+    }
+
+    pub fn uri(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn client(&self) -> StoreClient {
+        StoreClient::new(&self.uri())
+    }
+}
+
+/// gRPC clients to a store, for setup and for reading what was stored.
+#[derive(Clone)]
+pub struct StoreClient {
+    channel: tonic::transport::Channel,
+}
+
+impl StoreClient {
+    pub fn new(uri: &str) -> Self {
+        Self {
+            channel: mailbox_api::channel(uri).unwrap(),
+        }
+    }
+
+    pub fn admin(&self) -> AdminClient {
+        mailbox_api::admin_client(self.channel.clone(), CallAuth::default())
+    }
+
+    pub fn delivery(&self) -> DeliveryClient {
+        mailbox_api::delivery_client(self.channel.clone(), CallAuth::default())
+    }
+
+    pub async fn add_domain(&self, d: &str) {
+        self.admin()
+            .add_domain(pb::AddDomainRequest { name: d.into() })
+            .await
+            .unwrap();
+    }
+
+    pub async fn add_account(&self, address: &str, password: &str) {
+        self.admin()
+            .add_account(pb::AddAccountRequest {
+                address: address.into(),
+                password: password.into(),
+                quota_bytes: 0,
+            })
+            .await
+            .unwrap();
+    }
+
+    pub async fn login(&self, user: &str, password: &str) -> MailboxClient {
+        let token = mailbox_api::mailbox_client(self.channel.clone(), CallAuth::default())
+            .authenticate(pb::AuthenticateRequest {
+                username: user.into(),
+                password: password.into(),
+                client_ip: "127.0.0.1".into(),
+                protocol: "test".into(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("login {user}: {e}"))
+            .into_inner()
+            .session_token;
+        mailbox_api::mailbox_client(
+            self.channel.clone(),
+            CallAuth::default().with_session(&token).unwrap(),
+        )
+    }
+
+    /// Every message of a mailbox as raw bytes, in UID order.
+    pub async fn messages(&self, user: &str, password: &str, mailbox: &str) -> Vec<Vec<u8>> {
+        let mut c = self.login(user, password).await;
+        let mut s = c
+            .select(pb::SelectRequest {
+                name: mailbox.into(),
+                read_only: true,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut uids = Vec::new();
+        while let Some(p) = s.message().await.unwrap() {
+            if let Some(pb::select_response::Part::Batch(b)) = p.part {
+                uids.extend(b.messages.into_iter().map(|m| m.uid));
+            }
+        }
+        let mut out = Vec::new();
+        for uid in uids {
+            let mut s = c
+                .fetch_body(pb::FetchBodyRequest {
+                    mailbox: mailbox.into(),
+                    uid,
+                    offset: 0,
+                    length: 0,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let mut data = Vec::new();
+            while let Some(chunk) = s.message().await.unwrap() {
+                data.extend(chunk.data);
+            }
+            out.push(data);
+        }
+        out
+    }
+}
+
+/// smtp-ingest served in-process on 127.0.0.1:0 (SMTP and LMTP), with
+/// STARTTLS from a fresh self-signed certificate.
+pub struct TestSmtp {
+    pub smtp: SocketAddr,
+    pub lmtp: SocketAddr,
+    pub cert_dir: tempfile::TempDir,
+    shutdown: CancellationToken,
+    pub handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Drop for TestSmtp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl TestSmtp {
+    pub async fn start(store_uri: &str) -> Self {
+        Self::start_with(store_uri, |_| {}).await
+    }
+
+    pub async fn start_with(
+        store_uri: &str,
+        tweak: impl FnOnce(&mut smtp_ingest::SmtpSettings),
+    ) -> Self {
+        let cert_dir = tempfile::tempdir().unwrap();
+        let (cert, key) = service_kit::tls::ensure_self_signed(cert_dir.path()).unwrap();
+        let mut settings = smtp_ingest::SmtpSettings::for_test(store_uri);
+        settings.tls = Some((cert, key));
+        tweak(&mut settings);
+        let smtp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let lmtp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (smtp_addr, lmtp_addr) = (smtp.local_addr().unwrap(), lmtp.local_addr().unwrap());
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(smtp_ingest::serve(
+            settings,
+            smtp_ingest::Listeners {
+                smtp: Some(smtp),
+                smtps: None,
+                lmtp: Some(lmtp),
+            },
+            shutdown.clone(),
+        ));
+        Self {
+            smtp: smtp_addr,
+            lmtp: lmtp_addr,
+            cert_dir,
+            shutdown,
+            handle,
+        }
+    }
+
+    pub fn stop(&self) {
+        self.shutdown.cancel();
+    }
+
+    pub fn cert(&self) -> PathBuf {
+        self.cert_dir.path().join("tls/cert.pem")
+    }
+}
+
+/// Strips the trace lines smtp-ingest prepends (Return-Path and Received
+/// with its folded continuation lines), returning them and the rest.
+pub fn split_trace(stored: &[u8]) -> (String, &[u8]) {
+    let mut pos = 0;
+    let mut in_trace = false;
+    while pos < stored.len() {
+        let end = stored[pos..]
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .map(|p| pos + p + 2)
+            .unwrap_or(stored.len());
+        let line = &stored[pos..end];
+        let is_trace = line.starts_with(b"Return-Path:") || line.starts_with(b"Received:");
+        let continuation = in_trace && (line.starts_with(b"\t") || line.starts_with(b" "));
+        if is_trace || continuation {
+            in_trace = true;
+            pos = end;
+        } else {
+            break;
+        }
+    }
+    (
+        String::from_utf8_lossy(&stored[..pos]).into_owned(),
+        &stored[pos..],
+    )
+}
+
+/// Runs a Python script from `crates/e2e/tests/py/` with arguments.
+pub fn python(script: &str, args: &[&str]) -> (bool, String) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/py")
+        .join(script);
+    let out = std::process::Command::new("python3")
+        .arg(&path)
+        .args(args)
+        .output()
+        .expect("python3 runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// A test message with a unique Message-ID.
+pub fn message(id: &str, body: &str) -> Vec<u8> {
+    format!(
+        "From: Sender <sender@remote.example>\r\nTo: someone@example.org\r\n\
+         Subject: test {id}\r\nMessage-ID: <{id}@remote.example>\r\n\
+         Date: Tue, 14 Nov 2023 22:13:20 +0000\r\n\r\n{body}\r\n"
+    )
+    .into_bytes()
+}

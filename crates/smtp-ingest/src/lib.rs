@@ -1,0 +1,94 @@
+//! smtp-ingest: the inbound SMTP (RFC 5321) and LMTP (RFC 2033) receiver.
+//!
+//! It accepts mail only for the store's local domains (never relays),
+//! checks each recipient with the store while the client waits at RCPT,
+//! streams the message to the store, and answers 250 only after the store
+//! has committed it. Commands are parsed with `smtp-proto`; the session
+//! state machine ([`session`]) and the DATA reader with its SMTP smuggling
+//! defence are ours.
+
+pub mod config;
+mod deliver;
+mod session;
+
+use std::sync::Arc;
+
+use mailbox_api::CallAuth;
+use service_kit::CancellationToken;
+use service_kit::limit::PerIpLimit;
+use tokio::net::TcpListener;
+
+pub use config::{Addresses, SmtpConfig, SmtpSettings};
+pub use session::Mode;
+
+/// Bound listeners; any may be absent.
+#[derive(Default)]
+pub struct Listeners {
+    pub smtp: Option<TcpListener>,
+    pub smtps: Option<TcpListener>,
+    pub lmtp: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds every configured address.
+    pub async fn bind(addrs: &Addresses) -> std::io::Result<Self> {
+        async fn b(a: Option<std::net::SocketAddr>) -> std::io::Result<Option<TcpListener>> {
+            match a {
+                Some(a) => Ok(Some(TcpListener::bind(a).await?)),
+                None => Ok(None),
+            }
+        }
+        Ok(Self {
+            smtp: b(addrs.smtp).await?,
+            smtps: b(addrs.smtps).await?,
+            lmtp: b(addrs.lmtp).await?,
+        })
+    }
+}
+
+/// Serves every listener until `shutdown` fires, then waits for the
+/// sessions to end (a transfer in progress is finished first).
+pub async fn serve(
+    settings: SmtpSettings,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let tls = match &settings.tls {
+        Some((cert, key)) => Some(service_kit::conn::acceptor(
+            service_kit::tls::server_config(cert, key)?,
+        )),
+        None => None,
+    };
+    let ctx = Arc::new(session::Ctx {
+        auth: CallAuth::new(settings.service_secret.as_deref())?,
+        channel: mailbox_api::channel(&settings.store_url)?,
+        per_ip: PerIpLimit::new(settings.max_connections_per_ip),
+        tls,
+        settings,
+        shutdown: shutdown.clone(),
+    });
+    let mut tasks = Vec::new();
+    for (listener, mode) in [
+        (listeners.smtp, Mode::Smtp),
+        (listeners.smtps, Mode::Smtps),
+        (listeners.lmtp, Mode::Lmtp),
+    ] {
+        let Some(listener) = listener else { continue };
+        if let Ok(a) = listener.local_addr() {
+            tracing::info!(addr = %a, ?mode, "smtp-ingest listening");
+        }
+        let ctx = ctx.clone();
+        let shutdown = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            let max = ctx.settings.max_connections;
+            service_kit::server::serve_connections(listener, max, shutdown, move |tcp, peer| {
+                session::handle(ctx.clone(), tcp, peer, mode)
+            })
+            .await
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    Ok(())
+}
