@@ -383,3 +383,78 @@ pub fn message(id: &str, body: &str) -> Vec<u8> {
     )
     .into_bytes()
 }
+
+/// pop3-gateway served in-process on 127.0.0.1:0, with STLS from a fresh
+/// self-signed certificate and an implicit-TLS port.
+pub struct TestPop3 {
+    pub pop3: SocketAddr,
+    pub pop3s: SocketAddr,
+    pub cert_dir: tempfile::TempDir,
+    shutdown: CancellationToken,
+}
+
+impl Drop for TestPop3 {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl TestPop3 {
+    pub async fn start(store_uri: &str) -> Self {
+        Self::start_with(store_uri, |_| {}).await
+    }
+
+    pub async fn start_with(
+        store_uri: &str,
+        tweak: impl FnOnce(&mut pop3_gateway::Pop3Settings),
+    ) -> Self {
+        let cert_dir = tempfile::tempdir().unwrap();
+        let (cert, key) = service_kit::tls::ensure_self_signed(cert_dir.path()).unwrap();
+        let mut settings = pop3_gateway::Pop3Settings::for_test(store_uri);
+        settings.tls = Some((cert, key));
+        tweak(&mut settings);
+        let pop3 = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let pop3s = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (a, b) = (pop3.local_addr().unwrap(), pop3s.local_addr().unwrap());
+        let shutdown = CancellationToken::new();
+        tokio::spawn(pop3_gateway::serve(
+            settings,
+            pop3_gateway::Listeners {
+                pop3: Some(pop3),
+                pop3s: Some(pop3s),
+            },
+            shutdown.clone(),
+        ));
+        Self {
+            pop3: a,
+            pop3s: b,
+            cert_dir,
+            shutdown,
+        }
+    }
+}
+
+impl StoreClient {
+    /// Delivers raw bytes straight through the store's Delivery API.
+    pub async fn deliver(&self, id: &str, rcpts: &[&str], body: &[u8]) {
+        let chunks = vec![
+            pb::DeliverChunk {
+                part: Some(pb::deliver_chunk::Part::Header(pb::DeliverHeader {
+                    delivery_id: id.into(),
+                    envelope_from: "sender@remote.example".into(),
+                    recipients: rcpts.iter().map(|s| s.to_string()).collect(),
+                    received_at: 1_700_000_000,
+                    trace_headers: Vec::new(),
+                    size_hint: body.len() as u64,
+                })),
+            },
+            pb::DeliverChunk {
+                part: Some(pb::deliver_chunk::Part::Data(body.to_vec())),
+            },
+        ];
+        self.delivery()
+            .deliver(tokio_stream::iter(chunks))
+            .await
+            .unwrap();
+    }
+}

@@ -12,12 +12,10 @@
 use std::collections::HashMap;
 
 use mailbox_api::pb;
-use sqlx::{Pool, Transaction};
+use sqlx::Pool;
 
 use crate::error::{Result, StoreError};
 use crate::model::*;
-
-type Tx = Transaction<'static, Db>;
 
 const MAILBOX_COLS: &str =
     "id, name, special_use, uid_validity, uid_next, highest_modseq, recent_uid";

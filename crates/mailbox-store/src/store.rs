@@ -27,8 +27,9 @@ use crate::model::{AccountField, NewBlob};
 mod pg {
     #![allow(clippy::too_many_arguments)]
     type Db = sqlx::Postgres;
+    type Tx = sqlx::Transaction<'static, Db>;
     const PG: bool = true;
-    async fn begin_write(pool: &sqlx::Pool<Db>) -> Result<sqlx::Transaction<'static, Db>> {
+    async fn begin_write(pool: &sqlx::Pool<Db>) -> Result<Tx> {
         Ok(pool.begin().await?)
     }
     include!("ops.rs");
@@ -36,12 +37,58 @@ mod pg {
 
 mod lite {
     #![allow(clippy::too_many_arguments)]
+    use std::sync::{Arc, Mutex as StdMutex, OnceLock};
+
+    use tokio::sync::{Mutex, OwnedMutexGuard};
+
     type Db = sqlx::Sqlite;
     const PG: bool = false;
-    /// SQLite write transactions take the write lock up front, so two
-    /// writers never deadlock upgrading from a read lock.
-    async fn begin_write(pool: &sqlx::Pool<Db>) -> Result<sqlx::Transaction<'static, Db>> {
-        Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
+
+    /// A SQLite write transaction. SQLite has one writer at a time; rather
+    /// than letting concurrent writers poll the file lock (its busy handler
+    /// sleeps in growing steps, which shows as long tail latency), writers
+    /// queue on an in-process lock per database file, then take the write
+    /// lock up front (`BEGIN IMMEDIATE`) so a read lock is never upgraded.
+    pub struct Tx {
+        tx: sqlx::Transaction<'static, Db>,
+        _turn: OwnedMutexGuard<()>,
+    }
+
+    impl std::ops::Deref for Tx {
+        type Target = sqlx::SqliteConnection;
+        fn deref(&self) -> &Self::Target {
+            &self.tx
+        }
+    }
+
+    impl std::ops::DerefMut for Tx {
+        fn deref_mut(&mut self) -> &mut Self::Target {
+            &mut self.tx
+        }
+    }
+
+    impl Tx {
+        pub async fn commit(self) -> Result<(), sqlx::Error> {
+            self.tx.commit().await
+        }
+    }
+
+    fn write_lock(pool: &sqlx::Pool<Db>) -> Arc<Mutex<()>> {
+        static LOCKS: OnceLock<
+            StdMutex<std::collections::HashMap<std::path::PathBuf, Arc<Mutex<()>>>>,
+        > = OnceLock::new();
+        let file = pool.connect_options().get_filename().to_path_buf();
+        let mut map = LOCKS
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        map.entry(file).or_default().clone()
+    }
+
+    async fn begin_write(pool: &sqlx::Pool<Db>) -> Result<Tx> {
+        let turn = write_lock(pool).lock_owned().await;
+        let tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        Ok(Tx { tx, _turn: turn })
     }
     include!("ops.rs");
 }

@@ -40,6 +40,12 @@ pub struct UpArgs {
     /// LMTP listen address.
     #[arg(long, env = "MAILCTL_LMTP_LISTEN", default_value = "127.0.0.1:2424")]
     lmtp_listen: SocketAddr,
+    /// POP3 (with STLS) listen address.
+    #[arg(long, env = "MAILCTL_POP3_LISTEN", default_value = "127.0.0.1:1110")]
+    pop3_listen: SocketAddr,
+    /// POP3S (implicit TLS) listen address.
+    #[arg(long, env = "MAILCTL_POP3S_LISTEN", default_value = "127.0.0.1:1995")]
+    pop3s_listen: SocketAddr,
 }
 
 pub async fn run(data_dir: &Path, args: UpArgs) -> anyhow::Result<()> {
@@ -97,18 +103,41 @@ pub async fn run(data_dir: &Path, args: UpArgs) -> anyhow::Result<()> {
     };
     let (smtp_at, lmtp_at) = (local(&smtp_listeners.smtp), local(&smtp_listeners.lmtp));
 
+    let pop3_config = pop3_gateway::Pop3Config {
+        listen: args.pop3_listen.to_string(),
+        tls_listen: args.pop3s_listen.to_string(),
+        store_url: store_url.clone(),
+        service_secret: secret.trim().to_string(),
+        tls_cert: cert.display().to_string(),
+        tls_key: key.display().to_string(),
+        ..pop3_gateway::Pop3Config::default()
+    };
+    let (pop3_addrs, pop3_settings) = pop3_config.validate().map_err(anyhow::Error::msg)?;
+    let pop3_listeners = pop3_gateway::Listeners::bind(&pop3_addrs)
+        .await
+        .context("binding POP3/POP3S (use --pop3-listen / --pop3s-listen)")?;
+    let (pop3_at, pop3s_at) = (local(&pop3_listeners.pop3), local(&pop3_listeners.pop3s));
+
     let shutdown = service_kit::server::shutdown_on_signal();
     println!("data directory: {}", data_dir.display());
     println!("store gRPC:     {store_url}   (sqlite {})", db.display());
     println!("SMTP:           {smtp_at}   (STARTTLS)");
     println!("LMTP:           {lmtp_at}");
+    println!("POP3:           {pop3_at}   (STLS)");
+    println!("POP3S:          {pop3s_at}");
     println!("TLS cert:       {}", cert.display());
     println!("ready; Ctrl-C to stop");
     let store_task = tokio::spawn(mailbox_store::serve(store, listener, shutdown.clone()));
-    let smtp_task = tokio::spawn(smtp_ingest::serve(smtp_settings, smtp_listeners, shutdown));
-    let (a, b) = tokio::join!(store_task, smtp_task);
+    let smtp_task = tokio::spawn(smtp_ingest::serve(
+        smtp_settings,
+        smtp_listeners,
+        shutdown.clone(),
+    ));
+    let pop3_task = tokio::spawn(pop3_gateway::serve(pop3_settings, pop3_listeners, shutdown));
+    let (a, b, c) = tokio::join!(store_task, smtp_task, pop3_task);
     a??;
     b??;
+    c??;
     Ok(())
 }
 

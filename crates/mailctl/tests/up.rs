@@ -11,6 +11,7 @@ struct Up {
     child: Child,
     store_url: String,
     smtp: String,
+    pop3s: String,
 }
 
 impl Drop for Up {
@@ -46,6 +47,7 @@ fn up(data: &Path) -> Up {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut store_url = None;
     let mut smtp = None;
+    let mut pop3s = None;
     let mut printed = String::new();
     for line in lines.by_ref() {
         let line = line.unwrap();
@@ -56,6 +58,9 @@ fn up(data: &Path) -> Up {
         }
         if let Some(rest) = line.strip_prefix("SMTP:") {
             smtp = rest.split_whitespace().next().map(str::to_string);
+        }
+        if let Some(rest) = line.strip_prefix("POP3S:") {
+            pop3s = rest.split_whitespace().next().map(str::to_string);
         }
         if line.starts_with("ready") {
             break;
@@ -69,10 +74,12 @@ fn up(data: &Path) -> Up {
     // Keep draining stdout so the child never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
     let smtp = smtp.unwrap_or_else(|| panic!("no SMTP endpoint printed:\n{printed}"));
+    let pop3s = pop3s.unwrap_or_else(|| panic!("no POP3S endpoint printed:\n{printed}"));
     Up {
         child,
         store_url,
         smtp,
+        pop3s,
     }
 }
 
@@ -213,6 +220,19 @@ fn up_serves_the_store_and_admin_commands_reach_it() {
         .find(|l| l.starts_with("demo@example.test"))
         .unwrap();
     assert_eq!(demo_line.split_whitespace().nth(3), Some("1"), "{out}");
+
+    // POP3 joins `up`: the demo account reads it over POP3S.
+    let out = Command::new("curl")
+        .args(["-sS", "-k", "-u", "demo@example.test:demo-pw-123"])
+        .arg(format!("pop3s://{}/1", up.pop3s))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).ends_with("Subject: hello\r\n\r\nvia up\r\n"));
 }
 
 #[test]

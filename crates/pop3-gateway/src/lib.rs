@@ -1,0 +1,83 @@
+//! pop3-gateway: a strict POP3 server (RFC 1939) over the mailbox store,
+//! with CAPA and response codes (RFC 2449, 3206), SASL PLAIN (RFC 5034),
+//! STLS and implicit TLS (RFC 2595, 8314).
+//!
+//! The maildrop is the account's INBOX. Exclusive access across gateway
+//! replicas is the store's maildrop lease; deletions happen only in the
+//! UPDATE state after QUIT, as one store expunge guarded by that lease.
+
+pub mod config;
+mod session;
+
+use std::sync::Arc;
+
+use mailbox_api::CallAuth;
+use service_kit::CancellationToken;
+use service_kit::limit::PerIpLimit;
+use tokio::net::TcpListener;
+
+pub use config::{Addresses, Pop3Config, Pop3Settings};
+
+#[derive(Default)]
+pub struct Listeners {
+    pub pop3: Option<TcpListener>,
+    pub pop3s: Option<TcpListener>,
+}
+
+impl Listeners {
+    pub async fn bind(addrs: &Addresses) -> std::io::Result<Self> {
+        async fn b(a: Option<std::net::SocketAddr>) -> std::io::Result<Option<TcpListener>> {
+            match a {
+                Some(a) => Ok(Some(TcpListener::bind(a).await?)),
+                None => Ok(None),
+            }
+        }
+        Ok(Self {
+            pop3: b(addrs.pop3).await?,
+            pop3s: b(addrs.pop3s).await?,
+        })
+    }
+}
+
+/// Serves until `shutdown` fires; sessions are then closed without
+/// deleting anything.
+pub async fn serve(
+    settings: Pop3Settings,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let tls = match &settings.tls {
+        Some((cert, key)) => Some(service_kit::conn::acceptor(
+            service_kit::tls::server_config(cert, key)?,
+        )),
+        None => None,
+    };
+    let ctx = Arc::new(session::Ctx {
+        auth: CallAuth::new(settings.service_secret.as_deref())?,
+        channel: mailbox_api::channel(&settings.store_url)?,
+        per_ip: PerIpLimit::new(settings.max_connections_per_ip),
+        tls,
+        settings,
+        shutdown: shutdown.clone(),
+    });
+    let mut tasks = Vec::new();
+    for (listener, implicit_tls) in [(listeners.pop3, false), (listeners.pop3s, true)] {
+        let Some(listener) = listener else { continue };
+        if let Ok(a) = listener.local_addr() {
+            tracing::info!(addr = %a, implicit_tls, "pop3-gateway listening");
+        }
+        let ctx = ctx.clone();
+        let shutdown = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            let max = ctx.settings.max_connections;
+            service_kit::server::serve_connections(listener, max, shutdown, move |tcp, peer| {
+                session::handle(ctx.clone(), tcp, peer, implicit_tls)
+            })
+            .await
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    Ok(())
+}

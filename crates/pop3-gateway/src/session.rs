@@ -1,0 +1,747 @@
+//! One POP3 session: AUTHORIZATION -> TRANSACTION -> UPDATE (RFC 1939
+//! section 3), over a connection that may be upgraded with STLS.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use base64::Engine;
+use mailbox_api::{CallAuth, MailboxClient, pb};
+use pop3_wire::{
+    Command, DotStuffer, MAX_COMMAND_LINE, MAX_SASL_LINE, ParseError, RespCode, err, ok,
+};
+use service_kit::CancellationToken;
+use service_kit::conn::{Connection, Line, ReadError, Stream};
+use service_kit::limit::PerIpLimit;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+use crate::config::Pop3Settings;
+
+pub(crate) struct Ctx {
+    pub settings: Pop3Settings,
+    pub tls: Option<TlsAcceptor>,
+    pub auth: CallAuth,
+    pub channel: Channel,
+    pub per_ip: PerIpLimit,
+    pub shutdown: CancellationToken,
+}
+
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Protocol errors tolerated before the connection is closed.
+const MAX_ERRORS: usize = 20;
+
+pub(crate) async fn handle(ctx: Arc<Ctx>, tcp: TcpStream, peer: SocketAddr, implicit_tls: bool) {
+    let Some(slot) = ctx.per_ip.try_acquire(peer.ip()) else {
+        let mut conn = Connection::new(Stream::Plain(tcp), peer);
+        let _ = conn
+            .write_all(&err(
+                Some(RespCode::SysTemp),
+                "Too many connections from your address",
+            ))
+            .await;
+        conn.shutdown().await;
+        return;
+    };
+    let conn = if implicit_tls {
+        let Some(acceptor) = &ctx.tls else { return };
+        match Connection::accept_tls(tcp, peer, acceptor, TLS_HANDSHAKE_TIMEOUT).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                return;
+            }
+        }
+    } else {
+        Connection::new(Stream::Plain(tcp), peer)
+    };
+    let mut s = Session {
+        ctx: ctx.clone(),
+        conn,
+        state: State::Authorization { user: None },
+        errors: 0,
+    };
+    let span = tracing::info_span!("pop3_session", %peer);
+    tracing::Instrument::instrument(
+        async move {
+            if let Err(e) = s.run().await {
+                tracing::debug!(error = %e, "session ended");
+            }
+            // Whatever happened, a dropped session deletes nothing; it only
+            // gives the maildrop back.
+            if let State::Transaction(m) = std::mem::replace(&mut s.state, State::Closed) {
+                m.close().await;
+            }
+            s.conn.shutdown().await;
+            drop(slot);
+        },
+        span,
+    )
+    .await;
+}
+
+enum State {
+    Authorization { user: Option<String> },
+    Transaction(Box<Maildrop>),
+    Closed,
+}
+
+struct Msg {
+    uid: u32,
+    size: u64,
+    deleted: bool,
+    retrieved: bool,
+}
+
+/// The opened maildrop: a snapshot of INBOX taken at login, the lease that
+/// makes it exclusive, and the session's store client.
+struct Maildrop {
+    client: MailboxClient,
+    lease: String,
+    uid_validity: u32,
+    msgs: Vec<Msg>,
+    lease_lost: Arc<AtomicBool>,
+    renewer: tokio::task::JoinHandle<()>,
+}
+
+impl Maildrop {
+    fn get(&self, n: u32) -> Option<&Msg> {
+        self.msgs
+            .get((n as usize).checked_sub(1)?)
+            .filter(|m| !m.deleted)
+    }
+
+    fn totals(&self) -> (usize, u64) {
+        self.msgs
+            .iter()
+            .filter(|m| !m.deleted)
+            .fold((0, 0), |(n, s), m| (n + 1, s + m.size))
+    }
+
+    /// Gives the maildrop back and ends the store session.
+    async fn close(self) {
+        self.renewer.abort();
+        let mut c = self.client.clone();
+        let _ = c
+            .release_maildrop(pb::ReleaseMaildropRequest {
+                lease_id: self.lease.clone(),
+            })
+            .await;
+        let _ = c.logout(pb::LogoutRequest {}).await;
+    }
+}
+
+struct Session {
+    ctx: Arc<Ctx>,
+    conn: Connection,
+    state: State,
+    errors: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum End {
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("closed")]
+    Closed,
+}
+
+impl Session {
+    fn settings(&self) -> &Pop3Settings {
+        &self.ctx.settings
+    }
+
+    async fn send(&mut self, data: &[u8]) -> Result<(), End> {
+        self.conn.write_all(data).await?;
+        // PIPELINING (RFC 2449): answer everything queued, then flush.
+        if self.conn.buffered() == 0 {
+            self.conn.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn error(&mut self, code: Option<RespCode>, text: &str) -> Result<(), End> {
+        self.errors += 1;
+        self.send(&err(code, text)).await?;
+        if self.errors >= MAX_ERRORS {
+            return Err(End::Closed);
+        }
+        Ok(())
+    }
+
+    /// Whether a password may be sent on this connection.
+    fn plaintext_ok(&self) -> bool {
+        self.conn.is_tls() || self.settings().trusted.contains(self.conn.peer.ip())
+    }
+
+    async fn run(&mut self) -> Result<(), End> {
+        self.send(&ok("POP3 server ready")).await?;
+        loop {
+            let timeout = self.settings().idle_timeout;
+            let line = tokio::select! {
+                l = self.conn.read_line(MAX_COMMAND_LINE, timeout) => l,
+                _ = self.ctx.shutdown.cancelled() => {
+                    // Closing without UPDATE: nothing is deleted.
+                    let _ = self.send(&err(Some(RespCode::SysTemp), "Server shutting down")).await;
+                    return Err(End::Closed);
+                }
+            };
+            let line = match line {
+                Ok(Line::Complete(l)) => l,
+                Ok(Line::TooLong { .. }) => {
+                    self.error(None, "Command line too long").await?;
+                    continue;
+                }
+                Ok(Line::Eof) => return Err(End::Closed),
+                Err(ReadError::Timeout) => {
+                    // Autologout (RFC 1939 3): no UPDATE state, nothing deleted.
+                    let _ = self.send(&err(None, "Autologout; idle for too long")).await;
+                    return Err(End::Closed);
+                }
+                Err(ReadError::Io(e)) => return Err(e.into()),
+            };
+            match pop3_wire::parse(&line) {
+                Ok(cmd) => {
+                    if !self.command(cmd).await? {
+                        return Ok(());
+                    }
+                }
+                Err(ParseError::Unknown) => self.error(None, "Unknown command").await?,
+                Err(e) => self.error(None, &e.to_string()).await?,
+            }
+        }
+    }
+
+    /// Handles one command; `false` ends the session.
+    async fn command(&mut self, cmd: Command) -> Result<bool, End> {
+        match (&self.state, cmd) {
+            (_, Command::Capa) => self.capa().await?,
+            (_, Command::Quit) => {
+                self.quit().await?;
+                return Ok(false);
+            }
+            (State::Authorization { .. }, Command::Utf8) => self.send(&ok("UTF8 enabled")).await?,
+            (State::Authorization { .. }, Command::Stls) => self.stls().await?,
+            (State::Authorization { .. }, Command::User(name)) => {
+                if !self.plaintext_ok() {
+                    return self
+                        .error(
+                            Some(RespCode::Auth),
+                            "Plaintext authentication disallowed without TLS; use STLS",
+                        )
+                        .await
+                        .map(|_| true);
+                }
+                self.state = State::Authorization { user: Some(name) };
+                self.send(&ok("Send PASS")).await?;
+            }
+            (State::Authorization { user }, Command::Pass(password)) => {
+                let Some(user) = user.clone() else {
+                    return self.error(None, "USER first").await.map(|_| true);
+                };
+                self.state = State::Authorization { user: None };
+                if !self.plaintext_ok() {
+                    return self
+                        .error(
+                            Some(RespCode::Auth),
+                            "Plaintext authentication disallowed without TLS; use STLS",
+                        )
+                        .await
+                        .map(|_| true);
+                }
+                self.login(&user, &password).await?;
+            }
+            (
+                State::Authorization { .. },
+                Command::Auth {
+                    mechanism,
+                    initial_response,
+                },
+            ) => self.auth(&mechanism, initial_response).await?,
+            (State::Authorization { .. }, Command::Apop { .. }) => {
+                self.error(None, "APOP not supported").await?
+            }
+            (State::Authorization { .. }, _) => {
+                self.error(None, "Not allowed before authentication")
+                    .await?
+            }
+            (State::Transaction(_), cmd) => self.transaction(cmd).await?,
+            (State::Closed, _) => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    async fn capa(&mut self) -> Result<(), End> {
+        let mut lines = vec![
+            "TOP",
+            "UIDL",
+            "RESP-CODES",
+            "AUTH-RESP-CODE",
+            "PIPELINING",
+            "UTF8",
+        ];
+        let authorization = matches!(self.state, State::Authorization { .. });
+        if authorization && self.plaintext_ok() {
+            lines.push("USER");
+            lines.push("SASL PLAIN");
+        }
+        if authorization && self.ctx.tls.is_some() && !self.conn.is_tls() {
+            lines.push("STLS");
+        }
+        if !self.settings().delete_retrieved {
+            lines.push("EXPIRE NEVER");
+        }
+        lines.push("IMPLEMENTATION pop3-gateway");
+        self.send(&pop3_wire::multiline("Capability list follows", lines))
+            .await
+    }
+
+    async fn stls(&mut self) -> Result<(), End> {
+        let Some(acceptor) = self.ctx.tls.clone() else {
+            return self.error(None, "STLS not available").await;
+        };
+        if self.conn.is_tls() {
+            return self.error(None, "Already using TLS").await;
+        }
+        if self.conn.buffered() > 0 {
+            // Never run plaintext pipelined behind STLS inside TLS.
+            return self
+                .error(None, "Commands pipelined after STLS; not starting TLS")
+                .await;
+        }
+        self.send(&ok("Begin TLS negotiation")).await?;
+        self.conn.flush().await?;
+        self.conn
+            .start_tls(&acceptor, TLS_HANDSHAKE_TIMEOUT)
+            .await?;
+        self.state = State::Authorization { user: None };
+        Ok(())
+    }
+
+    /// RFC 5034 AUTH; only PLAIN (RFC 4616) is offered.
+    async fn auth(&mut self, mechanism: &str, initial: Option<String>) -> Result<(), End> {
+        if mechanism.is_empty() {
+            let mechs: Vec<&str> = if self.plaintext_ok() {
+                vec!["PLAIN"]
+            } else {
+                vec![]
+            };
+            return self
+                .send(&pop3_wire::multiline("Mechanisms follow", mechs))
+                .await;
+        }
+        if mechanism != "PLAIN" {
+            return self
+                .error(None, "Unsupported authentication mechanism")
+                .await;
+        }
+        if !self.plaintext_ok() {
+            return self
+                .error(
+                    Some(RespCode::Auth),
+                    "Plaintext authentication disallowed without TLS; use STLS",
+                )
+                .await;
+        }
+        let response = match initial {
+            Some(r) => r,
+            None => {
+                self.send(b"+ \r\n").await?;
+                self.conn.flush().await?;
+                let timeout = self.settings().idle_timeout;
+                match self.conn.read_line(MAX_SASL_LINE, timeout).await {
+                    Ok(Line::Complete(l)) => String::from_utf8_lossy(&l).trim_end().to_string(),
+                    Ok(Line::TooLong { .. }) => {
+                        return self.error(None, "Authentication line too long").await;
+                    }
+                    _ => return Err(End::Closed),
+                }
+            }
+        };
+        if response == "*" {
+            return self.error(None, "Authentication cancelled").await;
+        }
+        let decoded = if response == "=" {
+            Vec::new()
+        } else {
+            match base64::engine::general_purpose::STANDARD.decode(response.as_bytes()) {
+                Ok(d) => d,
+                Err(_) => return self.error(None, "Invalid base64").await,
+            }
+        };
+        let mut parts = decoded.split(|&b| b == 0);
+        let (Some(authz), Some(authc), Some(pw), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return self
+                .error(Some(RespCode::Auth), "Malformed PLAIN response")
+                .await;
+        };
+        let (Ok(authz), Ok(authc), Ok(pw)) = (
+            std::str::from_utf8(authz),
+            std::str::from_utf8(authc),
+            std::str::from_utf8(pw),
+        ) else {
+            return self
+                .error(Some(RespCode::Auth), "Malformed PLAIN response")
+                .await;
+        };
+        if !authz.is_empty() && !authz.eq_ignore_ascii_case(authc) {
+            return self
+                .error(Some(RespCode::Auth), "Authorization identity not permitted")
+                .await;
+        }
+        let (authc, pw) = (authc.to_string(), pw.to_string());
+        self.login(&authc, &pw).await
+    }
+
+    /// Verifies the credentials through the store, locks the maildrop and
+    /// takes its snapshot.
+    async fn login(&mut self, user: &str, password: &str) -> Result<(), End> {
+        let mut anon = mailbox_api::mailbox_client(self.ctx.channel.clone(), self.ctx.auth.clone());
+        let auth = anon
+            .authenticate(pb::AuthenticateRequest {
+                username: user.to_string(),
+                password: password.to_string(),
+                client_ip: self.conn.peer.ip().to_string(),
+                protocol: "pop3".into(),
+            })
+            .await;
+        let token = match auth {
+            Ok(r) => r.into_inner().session_token,
+            Err(s) => return self.store_error(&s, true).await,
+        };
+        let Ok(session_auth) = self.ctx.auth.with_session(&token) else {
+            return self
+                .error(Some(RespCode::SysTemp), "Bad session token")
+                .await;
+        };
+        let mut client = mailbox_api::mailbox_client(self.ctx.channel.clone(), session_auth);
+        match self.open_maildrop(&mut client).await {
+            Ok(Some(m)) => {
+                let (n, size) = m.totals();
+                self.state = State::Transaction(Box::new(m));
+                self.send(&ok(&format!("Maildrop has {n} messages ({size} octets)")))
+                    .await
+            }
+            Ok(None) => {
+                let _ = client.logout(pb::LogoutRequest {}).await;
+                self.error(
+                    Some(RespCode::InUse),
+                    "Maildrop is locked by another session",
+                )
+                .await
+            }
+            Err(s) => {
+                let _ = client.logout(pb::LogoutRequest {}).await;
+                self.store_error(&s, false).await
+            }
+        }
+    }
+
+    async fn open_maildrop(&self, client: &mut MailboxClient) -> Result<Option<Maildrop>, Status> {
+        let ttl = self.settings().lease_ttl;
+        let lease = client
+            .acquire_maildrop(pb::AcquireMaildropRequest {
+                holder: self.settings().instance.clone(),
+                ttl_seconds: ttl.as_secs() as u32,
+            })
+            .await?
+            .into_inner();
+        if lease.in_use {
+            return Ok(None);
+        }
+        let lease_id = lease.lease_id;
+        let snapshot = async {
+            let mut stream = client
+                .select(pb::SelectRequest {
+                    name: "INBOX".into(),
+                    read_only: true,
+                })
+                .await?
+                .into_inner();
+            let mut validity = 0;
+            let mut msgs = Vec::new();
+            while let Some(part) = stream.message().await? {
+                match part.part {
+                    Some(pb::select_response::Part::Status(s)) => validity = s.uid_validity,
+                    Some(pb::select_response::Part::Batch(b)) => {
+                        msgs.extend(b.messages.into_iter().map(|m| Msg {
+                            uid: m.uid,
+                            size: m.size,
+                            deleted: false,
+                            retrieved: false,
+                        }))
+                    }
+                    None => {}
+                }
+            }
+            Ok::<_, Status>((validity, msgs))
+        }
+        .await;
+        let (uid_validity, msgs) = match snapshot {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = client
+                    .release_maildrop(pb::ReleaseMaildropRequest {
+                        lease_id: lease_id.clone(),
+                    })
+                    .await;
+                return Err(e);
+            }
+        };
+        let lost = Arc::new(AtomicBool::new(false));
+        let renewer = {
+            let (mut c, lease, lost) = (client.clone(), lease_id.clone(), lost.clone());
+            tokio::spawn(async move {
+                let every = ttl / 3;
+                loop {
+                    tokio::time::sleep(every).await;
+                    match c
+                        .renew_maildrop(pb::RenewMaildropRequest {
+                            lease_id: lease.clone(),
+                            ttl_seconds: ttl.as_secs() as u32,
+                        })
+                        .await
+                    {
+                        Ok(r) if r.get_ref().held => {}
+                        Ok(_) => {
+                            lost.store(true, Ordering::Relaxed);
+                            return;
+                        }
+                        // A passing store outage: try again next round.
+                        Err(_) => {}
+                    }
+                }
+            })
+        };
+        Ok(Some(Maildrop {
+            client: client.clone(),
+            lease: lease_id,
+            uid_validity,
+            msgs,
+            lease_lost: lost,
+            renewer,
+        }))
+    }
+
+    /// Answers a failed store call with the RFC 3206 code that fits.
+    async fn store_error(&mut self, s: &Status, during_auth: bool) -> Result<(), End> {
+        match s.code() {
+            Code::Unauthenticated if during_auth => {
+                self.error(Some(RespCode::Auth), "Authentication failed")
+                    .await
+            }
+            Code::ResourceExhausted if during_auth => {
+                self.error(
+                    Some(RespCode::SysTemp),
+                    "Too many failed logins; try again later",
+                )
+                .await
+            }
+            Code::InvalidArgument if during_auth => {
+                self.error(Some(RespCode::Auth), "Authentication failed")
+                    .await
+            }
+            _ => {
+                tracing::warn!(code = ?s.code(), error = %s.message(), "store call failed");
+                self.error(
+                    Some(RespCode::SysTemp),
+                    "Temporary server failure, try again later",
+                )
+                .await
+            }
+        }
+    }
+
+    async fn transaction(&mut self, cmd: Command) -> Result<(), End> {
+        let State::Transaction(m) = &mut self.state else {
+            return Ok(());
+        };
+        match cmd {
+            Command::Stat => {
+                let (n, size) = m.totals();
+                let r = ok(&format!("{n} {size}"));
+                self.send(&r).await
+            }
+            Command::List(None) => {
+                let (n, size) = m.totals();
+                let lines: Vec<String> = m
+                    .msgs
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, x)| !x.deleted)
+                    .map(|(i, x)| format!("{} {}", i + 1, x.size))
+                    .collect();
+                let r = pop3_wire::multiline(&format!("{n} messages ({size} octets)"), lines);
+                self.send(&r).await
+            }
+            Command::List(Some(n)) => match m.get(n) {
+                Some(x) => {
+                    let r = ok(&format!("{n} {}", x.size));
+                    self.send(&r).await
+                }
+                None => self.error(None, "No such message").await,
+            },
+            Command::Uidl(None) => {
+                let v = m.uid_validity;
+                let lines: Vec<String> = m
+                    .msgs
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, x)| !x.deleted)
+                    .map(|(i, x)| format!("{} {v}.{}", i + 1, x.uid))
+                    .collect();
+                let r = pop3_wire::multiline("Unique-ID listing follows", lines);
+                self.send(&r).await
+            }
+            Command::Uidl(Some(n)) => match m.get(n) {
+                Some(x) => {
+                    let r = ok(&format!("{n} {}.{}", m.uid_validity, x.uid));
+                    self.send(&r).await
+                }
+                None => self.error(None, "No such message").await,
+            },
+            Command::Retr(n) => self.retrieve(n, None).await,
+            Command::Top(n, lines) => self.retrieve(n, Some(lines)).await,
+            Command::Dele(n) => {
+                let idx = (n as usize).wrapping_sub(1);
+                match m.msgs.get_mut(idx) {
+                    Some(x) if !x.deleted => {
+                        x.deleted = true;
+                        self.send(&ok(&format!("Message {n} deleted"))).await
+                    }
+                    Some(_) => {
+                        self.error(None, &format!("Message {n} already deleted"))
+                            .await
+                    }
+                    None => self.error(None, "No such message").await,
+                }
+            }
+            Command::Noop => self.send(&ok("")).await,
+            Command::Rset => {
+                for x in &mut m.msgs {
+                    x.deleted = false;
+                }
+                let (n, size) = m.totals();
+                let r = ok(&format!("Maildrop has {n} messages ({size} octets)"));
+                self.send(&r).await
+            }
+            _ => {
+                self.error(None, "Not allowed in the TRANSACTION state")
+                    .await
+            }
+        }
+    }
+
+    /// RETR and TOP: streams the message from the store, dot-stuffed, in
+    /// chunks (the maildrop is never held in memory).
+    async fn retrieve(&mut self, n: u32, top: Option<u32>) -> Result<(), End> {
+        let State::Transaction(m) = &mut self.state else {
+            return Ok(());
+        };
+        let Some(msg) = m.get(n) else {
+            return self.error(None, "No such message").await;
+        };
+        let (uid, size) = (msg.uid, msg.size);
+        let mut client = m.client.clone();
+        let stream = client
+            .fetch_body(pb::FetchBodyRequest {
+                mailbox: "INBOX".into(),
+                uid,
+                offset: 0,
+                length: 0,
+            })
+            .await;
+        let mut stream = match stream {
+            Ok(s) => s.into_inner(),
+            Err(s) if s.code() == Code::NotFound => {
+                return self
+                    .error(None, "Message was removed by another session")
+                    .await;
+            }
+            Err(s) => return self.store_error(&s, false).await,
+        };
+        // Wait for the first chunk before committing to +OK.
+        let first = match stream.message().await {
+            Ok(c) => c,
+            Err(s) => return self.store_error(&s, false).await,
+        };
+        let mut out = ok(&format!("{size} octets"));
+        let mut stuffer = DotStuffer::new(top);
+        if let Some(c) = first {
+            stuffer.push(&c.data, &mut out);
+        }
+        self.conn.write_all(&out).await?;
+        while !stuffer.is_done() {
+            let chunk = match stream.message().await {
+                Ok(Some(c)) => c,
+                Ok(None) => break,
+                Err(e) => {
+                    // +OK is out; the only honest thing left is to close.
+                    tracing::warn!(error = %e, "message stream failed mid-RETR");
+                    return Err(End::Closed);
+                }
+            };
+            out.clear();
+            stuffer.push(&chunk.data, &mut out);
+            self.conn.write_all(&out).await?;
+        }
+        out.clear();
+        stuffer.finish(&mut out);
+        self.send(&out).await?;
+        if top.is_none()
+            && let State::Transaction(m) = &mut self.state
+            && let Some(x) = m.msgs.get_mut(n as usize - 1)
+        {
+            x.retrieved = true;
+        }
+        Ok(())
+    }
+
+    /// QUIT: in TRANSACTION, the UPDATE state removes the deleted messages
+    /// (RFC 1939 6) in one store call guarded by the maildrop lease.
+    async fn quit(&mut self) -> Result<(), End> {
+        let state = std::mem::replace(&mut self.state, State::Closed);
+        let State::Transaction(m) = state else {
+            return self.send(&ok("Bye")).await;
+        };
+        let delete_retrieved = self.settings().delete_retrieved;
+        let uids: Vec<u32> = m
+            .msgs
+            .iter()
+            .filter(|x| x.deleted || (delete_retrieved && x.retrieved))
+            .map(|x| x.uid)
+            .collect();
+        let left = m.msgs.len() - uids.len();
+        let result = if uids.is_empty() {
+            Ok(())
+        } else if m.lease_lost.load(Ordering::Relaxed) {
+            Err(Status::failed_precondition("maildrop lease lost"))
+        } else {
+            let mut c = m.client.clone();
+            c.expunge(pb::ExpungeRequest {
+                mailbox: "INBOX".into(),
+                uids: Some(pb::UidSet::of(uids.iter().copied())),
+                ignore_deleted_flag: true,
+                lease_id: m.lease.clone(),
+            })
+            .await
+            .map(|_| ())
+        };
+        m.close().await;
+        match result {
+            Ok(()) => self.send(&ok(&format!("Bye ({left} messages left)"))).await,
+            Err(s) => {
+                tracing::warn!(code = ?s.code(), error = %s.message(), "UPDATE failed");
+                self.send(&err(
+                    Some(RespCode::SysTemp),
+                    "Some deleted messages were not removed",
+                ))
+                .await
+            }
+        }
+    }
+}
