@@ -35,6 +35,24 @@ enum Cmd {
         #[arg(long, default_value_t = 4096)]
         size: usize,
     },
+    /// POP3 download rate: N clients (one account each) RETR every message.
+    Pop3 {
+        #[arg(long, default_value = "127.0.0.1:1110")]
+        pop3: String,
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        store: String,
+        #[arg(long)]
+        secret_file: Option<PathBuf>,
+        #[arg(long, default_value_t = 10)]
+        clients: usize,
+        #[arg(long, default_value_t = 1000)]
+        messages: usize,
+        #[arg(long, default_value_t = 4096)]
+        size: usize,
+        /// Deliver the messages first (accounts pop<N>@bench.test).
+        #[arg(long)]
+        setup: bool,
+    },
 }
 
 #[tokio::main]
@@ -47,7 +65,164 @@ async fn main() -> anyhow::Result<()> {
             concurrency,
             size,
         } => store_deliver(&store, secret_file, count, concurrency, size).await,
+        Cmd::Pop3 {
+            pop3,
+            store,
+            secret_file,
+            clients,
+            messages,
+            size,
+            setup,
+        } => {
+            if setup {
+                pop3_setup(&store, secret_file, clients, messages, size).await?;
+            }
+            pop3_bench(&pop3, clients).await
+        }
     }
+}
+
+fn auth(secret_file: Option<PathBuf>) -> anyhow::Result<CallAuth> {
+    let secret = secret_file
+        .map(|p| std::fs::read_to_string(&p).with_context(|| format!("{}", p.display())))
+        .transpose()?
+        .map(|s| s.trim().to_string());
+    Ok(CallAuth::new(secret.as_deref())?)
+}
+
+async fn pop3_setup(
+    uri: &str,
+    secret_file: Option<PathBuf>,
+    clients: usize,
+    messages: usize,
+    size: usize,
+) -> anyhow::Result<()> {
+    let auth = auth(secret_file)?;
+    let channel = mailbox_api::channel(uri)?;
+    let mut admin = mailbox_api::admin_client(channel.clone(), auth.clone());
+    let _ = admin
+        .add_domain(pb::AddDomainRequest {
+            name: "bench.test".into(),
+        })
+        .await;
+    let body = message(size);
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    for c in 0..clients {
+        let rcpt = format!("pop{c}@bench.test");
+        let _ = admin
+            .add_account(pb::AddAccountRequest {
+                address: rcpt.clone(),
+                password: "bench-password".into(),
+                quota_bytes: 0,
+            })
+            .await;
+        let mut d = mailbox_api::delivery_client(channel.clone(), auth.clone());
+        for i in 0..messages {
+            let chunks = vec![
+                pb::DeliverChunk {
+                    part: Some(pb::deliver_chunk::Part::Header(pb::DeliverHeader {
+                        delivery_id: format!("{run}-{c}-{i}"),
+                        envelope_from: "load@bench.test".into(),
+                        recipients: vec![rcpt.clone()],
+                        received_at: 1_700_000_000,
+                        trace_headers: format!("X-Bench: {c}-{i}\r\n").into_bytes(),
+                        size_hint: body.len() as u64,
+                    })),
+                },
+                pb::DeliverChunk {
+                    part: Some(pb::deliver_chunk::Part::Data(body.clone())),
+                },
+            ];
+            d.deliver(tokio_stream::iter(chunks)).await?;
+        }
+    }
+    println!("setup: {clients} accounts x {messages} messages of {size} B");
+    Ok(())
+}
+
+async fn pop3_bench(addr: &str, clients: usize) -> anyhow::Result<()> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let addr = addr.to_string();
+        tasks.push(tokio::spawn(async move {
+            let s = tokio::net::TcpStream::connect(&addr).await?;
+            let (r, mut w) = s.into_split();
+            let mut r = BufReader::new(r);
+            let mut line = Vec::new();
+            let read_line = async |r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+                                   line: &mut Vec<u8>|
+                   -> anyhow::Result<()> {
+                line.clear();
+                r.read_until(b'\n', line).await?;
+                anyhow::ensure!(!line.is_empty(), "connection closed");
+                Ok(())
+            };
+            read_line(&mut r, &mut line).await?;
+            w.write_all(
+                format!("USER pop{c}@bench.test\r\nPASS bench-password\r\nSTAT\r\n").as_bytes(),
+            )
+            .await?;
+            read_line(&mut r, &mut line).await?;
+            read_line(&mut r, &mut line).await?;
+            anyhow::ensure!(
+                line.starts_with(b"+OK"),
+                "login: {}",
+                String::from_utf8_lossy(&line)
+            );
+            read_line(&mut r, &mut line).await?;
+            let count: usize = String::from_utf8_lossy(&line)
+                .split_whitespace()
+                .nth(1)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            let (mut msgs, mut bytes) = (0usize, 0usize);
+            // Pipelined RETRs in windows of 16.
+            let mut next = 1;
+            while next <= count {
+                let end = (next + 16).min(count + 1);
+                let mut batch = String::new();
+                for n in next..end {
+                    batch.push_str(&format!("RETR {n}\r\n"));
+                }
+                w.write_all(batch.as_bytes()).await?;
+                for _ in next..end {
+                    read_line(&mut r, &mut line).await?;
+                    anyhow::ensure!(
+                        line.starts_with(b"+OK"),
+                        "RETR: {}",
+                        String::from_utf8_lossy(&line)
+                    );
+                    loop {
+                        read_line(&mut r, &mut line).await?;
+                        if line == b".\r\n" {
+                            break;
+                        }
+                        bytes += line.len();
+                    }
+                    msgs += 1;
+                }
+                next = end;
+            }
+            w.write_all(b"QUIT\r\n").await?;
+            Ok::<_, anyhow::Error>((msgs, bytes))
+        }));
+    }
+    let (mut msgs, mut bytes) = (0, 0);
+    for t in tasks {
+        let (m, b) = t.await??;
+        msgs += m;
+        bytes += b;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "pop3: {clients} clients, {msgs} messages RETR'd, {:.1} MB in {secs:.2} s: {:.0} messages/s, {:.1} MB/s",
+        bytes as f64 / 1e6,
+        msgs as f64 / secs,
+        bytes as f64 / 1e6 / secs
+    );
+    Ok(())
 }
 
 async fn store_deliver(
@@ -57,11 +232,7 @@ async fn store_deliver(
     concurrency: usize,
     size: usize,
 ) -> anyhow::Result<()> {
-    let secret = secret_file
-        .map(|p| std::fs::read_to_string(&p).with_context(|| format!("{}", p.display())))
-        .transpose()?
-        .map(|s| s.trim().to_string());
-    let auth = CallAuth::new(secret.as_deref())?;
+    let auth = auth(secret_file)?;
     let channel = mailbox_api::channel(uri)?;
     let mut admin = mailbox_api::admin_client(channel.clone(), auth.clone());
     let rcpt = "bench@bench.test";

@@ -80,9 +80,23 @@ pub async fn serve(
         .add_service(tonic::service::interceptor::InterceptedService::new(
             admin, check,
         ))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled())
+        .serve_with_incoming_shutdown(incoming(listener), shutdown.cancelled())
         .await?;
     Ok(())
+}
+
+/// Accepted connections with Nagle's algorithm off: tonic's own
+/// `tcp_nodelay` only applies to listeners it binds itself, and small gRPC
+/// frames held back by Nagle meet the peer's delayed ACK (40 ms stalls).
+fn incoming(
+    listener: TcpListener,
+) -> impl Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    TcpListenerStream::new(listener).map(|s| {
+        if let Ok(s) = &s {
+            let _ = s.set_nodelay(true);
+        }
+        s
+    })
 }
 
 /// Marks the store NOT_SERVING while its database does not answer.
