@@ -88,9 +88,7 @@ pub async fn serve(
 /// Accepted connections with Nagle's algorithm off: tonic's own
 /// `tcp_nodelay` only applies to listeners it binds itself, and small gRPC
 /// frames held back by Nagle meet the peer's delayed ACK (40 ms stalls).
-fn incoming(
-    listener: TcpListener,
-) -> impl Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+fn incoming(listener: TcpListener) -> impl Stream<Item = std::io::Result<tokio::net::TcpStream>> {
     TcpListenerStream::new(listener).map(|s| {
         if let Ok(s) = &s {
             let _ = s.set_nodelay(true);
