@@ -324,8 +324,53 @@ impl TestSmtp {
         self.shutdown.cancel();
     }
 
+    /// Only an implicit-TLS SMTP listener; returns its address. The server
+    /// lives as long as the returned guard.
+    pub async fn start_implicit_tls(store_uri: &str) -> ImplicitTls {
+        let cert_dir = tempfile::tempdir().unwrap();
+        let (cert, key) = service_kit::tls::ensure_self_signed(cert_dir.path()).unwrap();
+        let mut settings = smtp_ingest::SmtpSettings::for_test(store_uri);
+        settings.tls = Some((cert, key));
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        tokio::spawn(smtp_ingest::serve(
+            settings,
+            smtp_ingest::Listeners {
+                smtp: None,
+                smtps: Some(l),
+                lmtp: None,
+            },
+            shutdown.clone(),
+        ));
+        ImplicitTls {
+            addr,
+            shutdown,
+            _cert_dir: cert_dir,
+        }
+    }
+
     pub fn cert(&self) -> PathBuf {
         self.cert_dir.path().join("tls/cert.pem")
+    }
+}
+
+/// A running implicit-TLS SMTP listener.
+pub struct ImplicitTls {
+    pub addr: SocketAddr,
+    shutdown: CancellationToken,
+    _cert_dir: tempfile::TempDir,
+}
+
+impl ImplicitTls {
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+}
+
+impl Drop for ImplicitTls {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
     }
 }
 

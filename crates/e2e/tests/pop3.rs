@@ -432,3 +432,31 @@ async fn errors_and_wrong_passwords() {
         "not closed after QUIT"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_retrieved_option_deletes_what_was_retrieved_at_quit() {
+    let (store, client) = setup(Backend::Sqlite).await;
+    deliver_corpus(&client).await;
+    let pop = TestPop3::start_with(&store.uri(), |s| s.delete_retrieved = true).await;
+    let mut c = Raw::connect(pop.pop3).await;
+    c.login().await;
+    let caps = {
+        assert!(c.cmd("CAPA").await.starts_with("+OK"));
+        c.multi().await.join("")
+    };
+    assert!(!caps.contains("EXPIRE NEVER"), "{caps}");
+    assert!(c.cmd("RETR 2").await.starts_with("+OK"));
+    c.multi().await;
+    // TOP is not a retrieval.
+    assert!(c.cmd("TOP 3 0").await.starts_with("+OK"));
+    c.multi().await;
+    assert!(c.cmd("QUIT").await.starts_with("+OK Bye (2 messages left)"));
+    let left = client
+        .messages("alice@example.org", "pw-alice", "INBOX")
+        .await;
+    assert_eq!(left.len(), 2);
+    assert!(
+        left.iter()
+            .all(|m| !String::from_utf8_lossy(m).contains("pop-2@"))
+    );
+}

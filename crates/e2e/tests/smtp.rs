@@ -394,6 +394,58 @@ async fn replies_for_bad_recipients_sizes_and_sequence() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_quota_recipient_gets_452_and_implicit_tls_works() {
+    let store = TestStore::start(Backend::Sqlite).await;
+    let client = store.client();
+    client.add_domain("example.org").await;
+    client.add_account("alice@example.org", "pw").await;
+    client
+        .admin()
+        .set_quota(e2e::mailbox_api::pb::SetQuotaRequest {
+            address: "alice@example.org".into(),
+            quota_bytes: 1000,
+        })
+        .await
+        .unwrap();
+    let smtp = TestSmtp::start(&store.uri()).await;
+    let mut c = Raw::connect(smtp.smtp).await;
+    c.cmd("EHLO t.example").await;
+    assert!(
+        c.cmd("MAIL FROM:<a@remote.example> SIZE=5000")
+            .await
+            .starts_with("250")
+    );
+    let r = c.cmd("RCPT TO:<alice@example.org>").await;
+    assert!(r.starts_with("452 4.2.2"), "{r}");
+
+    // The implicit-TLS listener (RFC 8314), driven by curl's smtps://.
+    let smtps = e2e::TestSmtp::start_implicit_tls(&store.uri()).await;
+    let msg = message("smtps-1", "over implicit TLS");
+    let f = write_temp(&msg);
+    let url = format!("smtps://127.0.0.1:{}/client.example", smtps.port());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("curl")
+            .args(["-sS", "-k", "--url", &url])
+            .args(["--mail-from", "sender@remote.example"])
+            .args(["--mail-rcpt", "alice@example.org"])
+            .arg("--upload-file")
+            .arg(f.path())
+            .output()
+            .expect("curl runs")
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stored = client.messages("alice@example.org", "pw", "INBOX").await;
+    assert_eq!(stored.len(), 1);
+    assert!(split_trace(&stored[0]).0.contains("with ESMTPS"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn too_many_recipients_get_452() {
     let store = TestStore::start(Backend::Sqlite).await;
     let client = store.client();

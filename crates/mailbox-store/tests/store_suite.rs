@@ -1044,12 +1044,45 @@ async fn maildrop_lease_is_exclusive(backend: Backend) {
             mailbox: "INBOX".into(),
             uids: Some(pb::UidSet::of([1])),
             ignore_deleted_flag: true,
-            lease_id: l3.lease_id,
+            lease_id: l3.lease_id.clone(),
         })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(ex.expunged, vec![1]);
+    let l3_id = l3.lease_id;
+
+    // A lease whose holder died (never renewed nor released) expires.
+    s2.release_maildrop(pb::ReleaseMaildropRequest {
+        lease_id: l3_id.clone(),
+    })
+    .await
+    .unwrap();
+    let mut dying = t.login("p@example.org", "pw").await;
+    let short = dying
+        .acquire_maildrop(pb::AcquireMaildropRequest {
+            holder: "dies".into(),
+            ttl_seconds: 1,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!short.in_use);
+    let mut next = t.login("p@example.org", "pw").await;
+    assert!(
+        next.acquire_maildrop(acquire("next"))
+            .await
+            .unwrap()
+            .into_inner()
+            .in_use
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    let after = next
+        .acquire_maildrop(acquire("next"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!after.in_use, "an expired lease still blocks the maildrop");
 }
 
 async fn service_secret_is_required_when_configured(backend: Backend) {
