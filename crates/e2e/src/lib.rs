@@ -503,3 +503,57 @@ impl StoreClient {
             .unwrap();
     }
 }
+
+/// imap-gateway served in-process on 127.0.0.1:0 (STARTTLS port and
+/// implicit-TLS port) with a fresh self-signed certificate.
+pub struct TestImap {
+    pub imap: SocketAddr,
+    pub imaps: SocketAddr,
+    pub cert_dir: tempfile::TempDir,
+    shutdown: CancellationToken,
+}
+
+impl Drop for TestImap {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl TestImap {
+    pub async fn start(store_uri: &str) -> Self {
+        Self::start_with(store_uri, |_| {}).await
+    }
+
+    pub async fn start_with(
+        store_uri: &str,
+        tweak: impl FnOnce(&mut imap_gateway::ImapSettings),
+    ) -> Self {
+        let cert_dir = tempfile::tempdir().unwrap();
+        let (cert, key) = service_kit::tls::ensure_self_signed(cert_dir.path()).unwrap();
+        let mut settings = imap_gateway::ImapSettings::for_test(store_uri);
+        settings.tls = Some((cert, key));
+        tweak(&mut settings);
+        let imap = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let imaps = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (a, b) = (imap.local_addr().unwrap(), imaps.local_addr().unwrap());
+        let shutdown = CancellationToken::new();
+        tokio::spawn(imap_gateway::serve(
+            settings,
+            imap_gateway::Listeners {
+                imap: Some(imap),
+                imaps: Some(imaps),
+            },
+            shutdown.clone(),
+        ));
+        Self {
+            imap: a,
+            imaps: b,
+            cert_dir,
+            shutdown,
+        }
+    }
+
+    pub fn stop(&self) {
+        self.shutdown.cancel();
+    }
+}

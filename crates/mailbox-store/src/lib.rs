@@ -16,7 +16,7 @@ mod search;
 pub mod server;
 pub mod store;
 pub mod summary;
-mod summary_pb;
+pub mod summary_pb;
 
 pub use config::{StoreConfig, StoreSettings};
 pub use error::{Result, StoreError};

@@ -33,7 +33,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run every service in one process on an embedded SQLite store.
-    Up(up::UpArgs),
+    Up(Box<up::UpArgs>),
     #[command(flatten)]
     Admin(admin::AdminCmd),
 }
@@ -56,7 +56,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async move {
         match cli.command {
-            Command::Up(args) => up::run(&cli.data_dir, args).await,
+            Command::Up(args) => up::run(&cli.data_dir, *args).await,
             Command::Admin(cmd) => {
                 let target = admin::Target::resolve(
                     &cli.data_dir,

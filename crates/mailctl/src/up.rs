@@ -46,6 +46,12 @@ pub struct UpArgs {
     /// POP3S (implicit TLS) listen address.
     #[arg(long, env = "MAILCTL_POP3S_LISTEN", default_value = "127.0.0.1:1995")]
     pop3s_listen: SocketAddr,
+    /// IMAP (with STARTTLS) listen address.
+    #[arg(long, env = "MAILCTL_IMAP_LISTEN", default_value = "127.0.0.1:1143")]
+    imap_listen: SocketAddr,
+    /// IMAPS (implicit TLS) listen address.
+    #[arg(long, env = "MAILCTL_IMAPS_LISTEN", default_value = "127.0.0.1:1993")]
+    imaps_listen: SocketAddr,
 }
 
 pub async fn run(data_dir: &Path, args: UpArgs) -> anyhow::Result<()> {
@@ -118,6 +124,21 @@ pub async fn run(data_dir: &Path, args: UpArgs) -> anyhow::Result<()> {
         .context("binding POP3/POP3S (use --pop3-listen / --pop3s-listen)")?;
     let (pop3_at, pop3s_at) = (local(&pop3_listeners.pop3), local(&pop3_listeners.pop3s));
 
+    let imap_config = imap_gateway::ImapConfig {
+        listen: args.imap_listen.to_string(),
+        tls_listen: args.imaps_listen.to_string(),
+        store_url: store_url.clone(),
+        service_secret: secret.trim().to_string(),
+        tls_cert: cert.display().to_string(),
+        tls_key: key.display().to_string(),
+        ..imap_gateway::ImapConfig::default()
+    };
+    let (imap_addrs, imap_settings) = imap_config.validate().map_err(anyhow::Error::msg)?;
+    let imap_listeners = imap_gateway::Listeners::bind(&imap_addrs)
+        .await
+        .context("binding IMAP/IMAPS (use --imap-listen / --imaps-listen)")?;
+    let (imap_at, imaps_at) = (local(&imap_listeners.imap), local(&imap_listeners.imaps));
+
     let shutdown = service_kit::server::shutdown_on_signal();
     println!("data directory: {}", data_dir.display());
     println!("store gRPC:     {store_url}   (sqlite {})", db.display());
@@ -125,6 +146,8 @@ pub async fn run(data_dir: &Path, args: UpArgs) -> anyhow::Result<()> {
     println!("LMTP:           {lmtp_at}");
     println!("POP3:           {pop3_at}   (STLS)");
     println!("POP3S:          {pop3s_at}");
+    println!("IMAP:           {imap_at}   (STARTTLS)");
+    println!("IMAPS:          {imaps_at}");
     println!("TLS cert:       {}", cert.display());
     println!("ready; Ctrl-C to stop");
     let store_task = tokio::spawn(mailbox_store::serve(store, listener, shutdown.clone()));
@@ -133,11 +156,17 @@ pub async fn run(data_dir: &Path, args: UpArgs) -> anyhow::Result<()> {
         smtp_listeners,
         shutdown.clone(),
     ));
-    let pop3_task = tokio::spawn(pop3_gateway::serve(pop3_settings, pop3_listeners, shutdown));
-    let (a, b, c) = tokio::join!(store_task, smtp_task, pop3_task);
+    let pop3_task = tokio::spawn(pop3_gateway::serve(
+        pop3_settings,
+        pop3_listeners,
+        shutdown.clone(),
+    ));
+    let imap_task = tokio::spawn(imap_gateway::serve(imap_settings, imap_listeners, shutdown));
+    let (a, b, c, d) = tokio::join!(store_task, smtp_task, pop3_task, imap_task);
     a??;
     b??;
     c??;
+    d??;
     Ok(())
 }
 

@@ -12,6 +12,7 @@ struct Up {
     store_url: String,
     smtp: String,
     pop3s: String,
+    imaps: String,
 }
 
 impl Drop for Up {
@@ -48,6 +49,7 @@ fn up(data: &Path) -> Up {
     let mut store_url = None;
     let mut smtp = None;
     let mut pop3s = None;
+    let mut imaps = None;
     let mut printed = String::new();
     for line in lines.by_ref() {
         let line = line.unwrap();
@@ -62,6 +64,9 @@ fn up(data: &Path) -> Up {
         if let Some(rest) = line.strip_prefix("POP3S:") {
             pop3s = rest.split_whitespace().next().map(str::to_string);
         }
+        if let Some(rest) = line.strip_prefix("IMAPS:") {
+            imaps = rest.split_whitespace().next().map(str::to_string);
+        }
         if line.starts_with("ready") {
             break;
         }
@@ -75,11 +80,13 @@ fn up(data: &Path) -> Up {
     std::thread::spawn(move || for _ in lines {});
     let smtp = smtp.unwrap_or_else(|| panic!("no SMTP endpoint printed:\n{printed}"));
     let pop3s = pop3s.unwrap_or_else(|| panic!("no POP3S endpoint printed:\n{printed}"));
+    let imaps = imaps.unwrap_or_else(|| panic!("no IMAPS endpoint printed:\n{printed}"));
     Up {
         child,
         store_url,
         smtp,
         pop3s,
+        imaps,
     }
 }
 
@@ -233,6 +240,19 @@ fn up_serves_the_store_and_admin_commands_reach_it() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).ends_with("Subject: hello\r\n\r\nvia up\r\n"));
+
+    // IMAP joins `up` too: the same message over IMAPS.
+    let out = Command::new("curl")
+        .args(["-sS", "-k", "-u", "demo@example.test:demo-pw-123"])
+        .arg(format!("imaps://{}/INBOX;UID=1", up.imaps))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).ends_with("via up\r\n"));
 }
 
 #[test]

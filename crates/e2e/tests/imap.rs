@@ -1,0 +1,307 @@
+//! imap-gateway end to end: the real store and gateway on loopback, driven
+//! by clients we did not write (Python imaplib, curl) and by raw sessions
+//! for IDLE and concurrent sessions.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+
+use e2e::{Backend, StoreClient, TestImap, TestStore, message, python};
+use service_kit::net::TrustedNetworks;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+async fn setup(backend: Backend) -> (TestStore, StoreClient) {
+    let store = TestStore::start(backend).await;
+    let client = store.client();
+    client.add_domain("example.org").await;
+    client.add_account("alice@example.org", "pw-alice").await;
+    (store, client)
+}
+
+async fn imaplib(addr: SocketAddr, mode: &str) -> (bool, String) {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    f.write_all(&message(
+        "imaplib-1",
+        "hello from imaplib\r\n.dot line\r\nthree",
+    ))
+    .unwrap();
+    let (port, mode) = (addr.port().to_string(), mode.to_string());
+    tokio::task::spawn_blocking(move || {
+        python(
+            "imap_client.py",
+            &[
+                "127.0.0.1",
+                &port,
+                "alice@example.org",
+                "pw-alice",
+                &mode,
+                f.path().to_str().unwrap(),
+            ],
+        )
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imaplib_drives_every_command_postgres() {
+    let (store, _c) = setup(Backend::Postgres).await;
+    let imap = TestImap::start_with(&store.uri(), |s| s.trusted = TrustedNetworks::none()).await;
+    let (ok, out) = imaplib(imap.imap, "starttls").await;
+    assert!(ok && out.contains("ALL OK"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imaplib_drives_every_command_sqlite() {
+    let (store, _c) = setup(Backend::Sqlite).await;
+    let imap = TestImap::start(&store.uri()).await;
+    let (ok, out) = imaplib(imap.imaps, "ssl").await;
+    assert!(ok && out.contains("ALL OK"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_fetch_and_search_with_ssl_reqd() {
+    let (store, client) = setup(Backend::Sqlite).await;
+    let m1 = message("curl-a", "first");
+    let m2 = message("curl-b", "second with needle");
+    client.deliver("c1", &["alice@example.org"], &m1).await;
+    client.deliver("c2", &["alice@example.org"], &m2).await;
+    let imap = TestImap::start(&store.uri()).await;
+    let base = format!("imap://127.0.0.1:{}", imap.imap.port());
+    let run = |args: Vec<String>| {
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "--ssl-reqd",
+                "-k",
+                "-u",
+                "alice@example.org:pw-alice",
+            ])
+            .args(args)
+            .output()
+            .expect("curl runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    let b = base.clone();
+    let body = tokio::task::spawn_blocking(move || run(vec![format!("{b}/INBOX;UID=2")]))
+        .await
+        .unwrap();
+    assert_eq!(body, m2);
+    let b = base.clone();
+    let found = tokio::task::spawn_blocking(move || {
+        run(vec![
+            format!("{b}/INBOX"),
+            "-X".into(),
+            "SEARCH BODY needle".into(),
+        ])
+    })
+    .await
+    .unwrap();
+    assert!(
+        String::from_utf8_lossy(&found).contains("SEARCH 2"),
+        "{}",
+        String::from_utf8_lossy(&found)
+    );
+}
+
+/// A raw IMAP client for multi-session tests.
+struct Raw {
+    r: BufReader<tokio::io::ReadHalf<TcpStream>>,
+    w: tokio::io::WriteHalf<TcpStream>,
+    n: u32,
+}
+
+impl Raw {
+    async fn connect(addr: SocketAddr) -> Self {
+        let s = TcpStream::connect(addr).await.unwrap();
+        let (r, w) = tokio::io::split(s);
+        let mut raw = Self {
+            r: BufReader::new(r),
+            w,
+            n: 0,
+        };
+        assert!(raw.line().await.starts_with("* OK"));
+        raw
+    }
+
+    async fn line(&mut self) -> String {
+        let mut l = String::new();
+        let n = tokio::time::timeout(Duration::from_secs(20), self.r.read_line(&mut l))
+            .await
+            .expect("a line within 20 s")
+            .unwrap();
+        if n == 0 {
+            return "<closed>".into();
+        }
+        l
+    }
+
+    /// Sends a command and returns every line up to its tagged reply.
+    async fn cmd(&mut self, c: &str) -> Vec<String> {
+        self.n += 1;
+        let tag = format!("t{}", self.n);
+        self.w
+            .write_all(format!("{tag} {c}\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        loop {
+            let l = self.line().await;
+            let done = l.starts_with(&format!("{tag} ")) || l == "<closed>";
+            out.push(l);
+            if done {
+                return out;
+            }
+        }
+    }
+
+    async fn login(&mut self) {
+        let r = self.cmd("LOGIN alice@example.org pw-alice").await;
+        assert!(r.last().unwrap().contains("OK"), "{r:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sees_delivery_flags_expunge_and_pop3_deletion() {
+    let (store, client) = setup(Backend::Sqlite).await;
+    client
+        .deliver("i0", &["alice@example.org"], &message("idle-0", "zero"))
+        .await;
+    let imap = TestImap::start(&store.uri()).await;
+    let mut a = Raw::connect(imap.imap).await;
+    a.login().await;
+    a.cmd("SELECT INBOX").await;
+    a.w.write_all(b"idle1 IDLE\r\n").await.unwrap();
+    assert!(a.line().await.starts_with("+ "));
+
+    // A delivery (through the store, as smtp-ingest does).
+    client
+        .deliver("i1", &["alice@example.org"], &message("idle-1", "one"))
+        .await;
+    let l = a.line().await;
+    assert_eq!(l, "* 2 EXISTS\r\n", "{l}");
+    let _recent = a.line().await;
+
+    // A flag change and an expunge through session B on another replica.
+    let imap2 = TestImap::start(&store.uri()).await;
+    let mut b = Raw::connect(imap2.imap).await;
+    b.login().await;
+    b.cmd("SELECT INBOX").await;
+    b.cmd("STORE 1 +FLAGS (\\Flagged)").await;
+    let l = a.line().await;
+    assert!(
+        l.starts_with("* 1 FETCH (FLAGS (\\Flagged") && l.contains("UID 1"),
+        "{l}"
+    );
+    b.cmd("STORE 2 +FLAGS.SILENT (\\Deleted)").await;
+    let l = a.line().await;
+    assert!(l.starts_with("* 2 FETCH (FLAGS (\\Deleted"), "{l}");
+    b.cmd("EXPUNGE").await;
+    let l = a.line().await;
+    assert_eq!(l, "* 2 EXPUNGE\r\n");
+
+    // A POP3 deletion shows up the same way.
+    let pop = e2e::TestPop3::start(&store.uri()).await;
+    let s = TcpStream::connect(pop.pop3).await.unwrap();
+    let (pr, mut pw) = tokio::io::split(s);
+    let mut pr = BufReader::new(pr);
+    let mut line = String::new();
+    pr.read_line(&mut line).await.unwrap();
+    pw.write_all(b"USER alice@example.org\r\nPASS pw-alice\r\nDELE 1\r\nQUIT\r\n")
+        .await
+        .unwrap();
+    for _ in 0..4 {
+        line.clear();
+        pr.read_line(&mut line).await.unwrap();
+        assert!(line.starts_with("+OK"), "{line}");
+    }
+    let l = a.line().await;
+    assert_eq!(l, "* 1 EXPUNGE\r\n");
+
+    a.w.write_all(b"DONE\r\n").await.unwrap();
+    assert!(a.line().await.starts_with("idle1 OK"));
+    let r = a.cmd("FETCH 1:* (UID)").await;
+    assert_eq!(r.len(), 1, "mailbox should be empty: {r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_expunge_during_fetch_and_sequence_numbers_stay_consistent() {
+    let (store, client) = setup(Backend::Sqlite).await;
+    for i in 0..3 {
+        client
+            .deliver(
+                &format!("s{i}"),
+                &["alice@example.org"],
+                &message(&format!("seq-{i}"), "x"),
+            )
+            .await;
+    }
+    let imap = TestImap::start(&store.uri()).await;
+    let mut a = Raw::connect(imap.imap).await;
+    a.login().await;
+    a.cmd("SELECT INBOX").await;
+    let mut b = Raw::connect(imap.imap).await;
+    b.login().await;
+    b.cmd("SELECT INBOX").await;
+    b.cmd("STORE 2 +FLAGS (\\Deleted)").await;
+    b.cmd("EXPUNGE").await;
+    // Give A's change feed the expunge before it sends FETCH.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = a.cmd("FETCH 1:3 (UID)").await;
+    assert!(
+        !r.iter().any(|l| l.contains("EXPUNGE")),
+        "EXPUNGE during FETCH: {r:?}"
+    );
+    assert!(r.iter().any(|l| l.starts_with("* 3 FETCH")), "{r:?}");
+    let r = a.cmd("NOOP").await;
+    assert!(r.iter().any(|l| l == "* 2 EXPUNGE\r\n"), "{r:?}");
+    let r = a.cmd("FETCH 2 (UID)").await;
+    assert!(r[0].starts_with("* 2 FETCH (UID 3)"), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_input_gets_bad_or_no_and_the_session_goes_on() {
+    let (store, _client) = setup(Backend::Sqlite).await;
+    let imap = TestImap::start_with(&store.uri(), |s| s.max_append = 4096).await;
+    let mut a = Raw::connect(imap.imap).await;
+    for bad in [
+        "FOO BAR",
+        "LIST \"\" (((",
+        "SELECT",
+        "FETCH 1 (FLAGS",
+        "SEARCH ((((((((",
+        "\u{1}\u{2}\u{3}",
+    ] {
+        let r = a.cmd(bad).await;
+        let last = r.last().unwrap();
+        assert!(
+            last.contains(" BAD ") || last.contains(" NO "),
+            "{bad}: {r:?}"
+        );
+    }
+    // A huge synchronizing literal is refused without "+".
+    a.w.write_all(b"h1 APPEND INBOX {999999999}\r\n")
+        .await
+        .unwrap();
+    let l = a.line().await;
+    assert!(l.starts_with("h1 NO [TOOBIG]"), "{l}");
+    a.login().await;
+    // Invalid UTF-8 / modified UTF-7 mailbox names.
+    let r = a.cmd("SELECT \"&Jjo\"").await;
+    assert!(r.last().unwrap().contains(" BAD "), "{r:?}");
+    let r = a.cmd("CREATE \"a\u{7}b\"").await;
+    assert!(
+        r.last().unwrap().contains(" NO ") || r.last().unwrap().contains(" BAD "),
+        "{r:?}"
+    );
+    let r = a.cmd("NOOP").await;
+    assert!(r.last().unwrap().contains(" OK "), "{r:?}");
+}

@@ -1,0 +1,152 @@
+//! imap-gateway configuration: raw (file + `IMAP_*` environment) and
+//! validated.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use service_kit::net::TrustedNetworks;
+use service_kit::telemetry::LogFormat;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImapConfig {
+    /// IMAP with STARTTLS (143 in production). Empty: off.
+    pub listen: String,
+    /// IMAPS, implicit TLS (993). Empty: off.
+    pub tls_listen: String,
+    pub store_url: String,
+    pub service_secret: String,
+    pub service_secret_file: String,
+    pub tls_cert: String,
+    pub tls_key: String,
+    /// Networks allowed to log in before TLS (default: loopback only).
+    pub trusted_networks: Vec<String>,
+    /// Largest APPEND (APPENDLIMIT, RFC 7889), bytes.
+    pub max_append: u32,
+    /// Longest command line (without literals), bytes.
+    pub max_line: u32,
+    /// Autologout, seconds (RFC 9051 5.4: at least 30 minutes).
+    pub idle_timeout_secs: u64,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub log_format: LogFormat,
+}
+
+impl Default for ImapConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:1143".into(),
+            tls_listen: String::new(),
+            store_url: "http://127.0.0.1:50051".into(),
+            service_secret: String::new(),
+            service_secret_file: String::new(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
+            trusted_networks: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            max_append: 50 * 1024 * 1024,
+            max_line: 64 * 1024,
+            idle_timeout_secs: 30 * 60,
+            max_connections: 5000,
+            max_connections_per_ip: 50,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ImapSettings {
+    pub store_url: String,
+    pub service_secret: Option<String>,
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub trusted: TrustedNetworks,
+    pub max_append: u32,
+    pub max_line: u32,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Addresses {
+    pub imap: Option<SocketAddr>,
+    pub imaps: Option<SocketAddr>,
+}
+
+fn addr(name: &str, s: &str) -> Result<Option<SocketAddr>, String> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    s.parse()
+        .map(Some)
+        .map_err(|_| format!("{name}: not a socket address: {s:?}"))
+}
+
+impl ImapConfig {
+    pub fn validate(&self) -> Result<(Addresses, ImapSettings), String> {
+        let addrs = Addresses {
+            imap: addr("listen", &self.listen)?,
+            imaps: addr("tls_listen", &self.tls_listen)?,
+        };
+        if addrs.imap.is_none() && addrs.imaps.is_none() {
+            return Err("no listener configured (listen, tls_listen)".into());
+        }
+        let tls = match (self.tls_cert.is_empty(), self.tls_key.is_empty()) {
+            (true, true) => None,
+            (false, false) => Some((PathBuf::from(&self.tls_cert), PathBuf::from(&self.tls_key))),
+            _ => return Err("tls_cert and tls_key go together".into()),
+        };
+        if addrs.imaps.is_some() && tls.is_none() {
+            return Err("tls_listen needs tls_cert and tls_key".into());
+        }
+        if self.idle_timeout_secs < 30 * 60 {
+            return Err("idle_timeout_secs: RFC 9051 requires at least 1800".into());
+        }
+        if self.max_line < 8192 {
+            return Err("max_line: at least 8192 (RFC 7162 3.2.2 recommends it)".into());
+        }
+        if self.max_append < 1024 {
+            return Err("max_append: at least 1024".into());
+        }
+        let secret = if !self.service_secret_file.is_empty() {
+            Some(
+                std::fs::read_to_string(&self.service_secret_file)
+                    .map_err(|e| format!("service_secret_file: {e}"))?
+                    .trim()
+                    .to_string(),
+            )
+        } else if !self.service_secret.is_empty() {
+            Some(self.service_secret.clone())
+        } else {
+            None
+        };
+        Ok((
+            addrs,
+            ImapSettings {
+                store_url: self.store_url.clone(),
+                service_secret: secret,
+                tls,
+                trusted: TrustedNetworks::parse(&self.trusted_networks)
+                    .map_err(|e| format!("trusted_networks: {e}"))?,
+                max_append: self.max_append,
+                max_line: self.max_line,
+                idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+                max_connections: self.max_connections.max(1),
+                max_connections_per_ip: self.max_connections_per_ip.max(1),
+            },
+        ))
+    }
+}
+
+impl ImapSettings {
+    pub fn for_test(store_url: &str) -> Self {
+        let (_, s) = ImapConfig {
+            store_url: store_url.into(),
+            ..ImapConfig::default()
+        }
+        .validate()
+        .unwrap_or_else(|e| panic!("test config invalid: {e}"));
+        s
+    }
+}

@@ -1,0 +1,245 @@
+//! FETCH (RFC 9051 6.4.5, RFC 3516 BINARY): which store calls a request
+//! needs, and the response items built from the view, the stored metadata
+//! and summary, and the raw message.
+
+use std::borrow::Cow;
+use std::num::NonZeroU32;
+
+use imap_codec::ResponseCodec;
+use imap_codec::encode::Encoder;
+use imap_codec::imap_types::core::{Atom, IString, Literal, NString, NString8, Vec1};
+use imap_codec::imap_types::datetime::DateTime;
+use imap_codec::imap_types::extensions::binary::Literal8;
+use imap_codec::imap_types::fetch::{
+    MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName, Section,
+};
+use imap_codec::imap_types::flag::{Flag, FlagFetch};
+use imap_codec::imap_types::response::{Data, Response};
+use mailbox_api::pb;
+
+use crate::structure::{self, BinaryError};
+use crate::view::Msg;
+
+/// What a FETCH needs from the store.
+pub struct Plan {
+    pub items: Vec<MessageDataItemName<'static>>,
+    /// INTERNALDATE (from the message metadata).
+    pub meta: bool,
+    /// ENVELOPE, BODY, BODYSTRUCTURE or sections (from the summary).
+    pub summary: bool,
+    /// Any body bytes.
+    pub body: bool,
+    /// A non-PEEK body item: \Seen is set (RFC 9051 6.4.5).
+    pub sets_seen: bool,
+}
+
+pub fn plan(names: &MacroOrMessageDataItemNames<'_>, uid: bool) -> Plan {
+    use imap_codec::imap_types::ToStatic;
+    let mut items: Vec<MessageDataItemName<'static>> = match names {
+        MacroOrMessageDataItemNames::Macro(m) => {
+            m.expand().into_iter().map(|i| i.to_static()).collect()
+        }
+        MacroOrMessageDataItemNames::MessageDataItemNames(v) => {
+            v.iter().map(|i| i.to_static()).collect()
+        }
+    };
+    if uid && !items.contains(&MessageDataItemName::Uid) {
+        // UID FETCH always returns the UID (RFC 9051 6.4.9).
+        items.insert(0, MessageDataItemName::Uid);
+    }
+    let mut p = Plan {
+        items,
+        meta: false,
+        summary: false,
+        body: false,
+        sets_seen: false,
+    };
+    for i in &p.items {
+        match i {
+            MessageDataItemName::InternalDate => p.meta = true,
+            MessageDataItemName::Envelope
+            | MessageDataItemName::Body
+            | MessageDataItemName::BodyStructure => p.summary = true,
+            MessageDataItemName::BodyExt { peek, .. }
+            | MessageDataItemName::Binary { peek, .. } => {
+                p.summary = true;
+                p.body = true;
+                p.sets_seen |= !peek;
+            }
+            MessageDataItemName::BinarySize { .. } => {
+                p.summary = true;
+                p.body = true;
+            }
+            MessageDataItemName::Rfc822 | MessageDataItemName::Rfc822Text => {
+                p.summary = true;
+                p.body = true;
+                p.sets_seen = true;
+            }
+            MessageDataItemName::Rfc822Header => {
+                p.summary = true;
+                p.body = true;
+            }
+            _ => {}
+        }
+    }
+    if p.summary {
+        p.meta = true;
+    }
+    p
+}
+
+pub fn flags(f: &pb::Flags, recent: bool) -> Vec<FlagFetch<'static>> {
+    let mut out = Vec::new();
+    if f.seen {
+        out.push(FlagFetch::Flag(Flag::Seen));
+    }
+    if f.answered {
+        out.push(FlagFetch::Flag(Flag::Answered));
+    }
+    if f.flagged {
+        out.push(FlagFetch::Flag(Flag::Flagged));
+    }
+    if f.deleted {
+        out.push(FlagFetch::Flag(Flag::Deleted));
+    }
+    if f.draft {
+        out.push(FlagFetch::Flag(Flag::Draft));
+    }
+    for k in &f.keywords {
+        if let Ok(a) = Atom::try_from(k.clone()) {
+            out.push(FlagFetch::Flag(Flag::Keyword(a)));
+        }
+    }
+    if recent {
+        out.push(FlagFetch::Recent);
+    }
+    out
+}
+
+fn literal(data: Cow<'_, [u8]>) -> NString<'static> {
+    NString(Some(IString::Literal(Literal::unvalidated(
+        data.into_owned(),
+    ))))
+}
+
+fn internal_date(meta: &pb::MessageMeta) -> Option<DateTime> {
+    let tz = chrono::FixedOffset::east_opt(meta.internal_date_tz * 60)?;
+    let utc = chrono::DateTime::from_timestamp(meta.internal_date, 0)?;
+    DateTime::try_from(utc.with_timezone(&tz)).ok()
+}
+
+/// Why a message's FETCH could not be answered.
+#[derive(Debug)]
+pub enum ItemError {
+    Binary(BinaryError),
+}
+
+/// The response items for one message.
+pub fn items(
+    plan: &Plan,
+    msg: &Msg,
+    recent: bool,
+    meta: Option<&pb::MessageMeta>,
+    raw: Option<&[u8]>,
+) -> Result<Vec<MessageDataItem<'static>>, ItemError> {
+    let empty = pb::BodyPart::default();
+    let summary = meta.and_then(|m| m.summary.as_ref());
+    let body = summary.and_then(|s| s.body.as_ref()).unwrap_or(&empty);
+    let raw = raw.unwrap_or(&[]);
+    let mut out = Vec::with_capacity(plan.items.len());
+    for name in &plan.items {
+        let item = match name {
+            MessageDataItemName::Uid => match NonZeroU32::new(msg.uid) {
+                Some(u) => MessageDataItem::Uid(u),
+                None => continue,
+            },
+            MessageDataItemName::Flags => MessageDataItem::Flags(flags(&msg.flags, recent)),
+            MessageDataItemName::Rfc822Size => {
+                MessageDataItem::Rfc822Size(msg.size.min(u32::MAX as u64) as u32)
+            }
+            MessageDataItemName::InternalDate => match meta.and_then(internal_date) {
+                Some(d) => MessageDataItem::InternalDate(d),
+                None => continue,
+            },
+            MessageDataItemName::Envelope => MessageDataItem::Envelope(structure::envelope(
+                summary
+                    .and_then(|s| s.envelope.as_ref())
+                    .unwrap_or(&pb::Envelope::default()),
+            )),
+            MessageDataItemName::BodyStructure => {
+                MessageDataItem::BodyStructure(structure::body_structure(body, true))
+            }
+            MessageDataItemName::Body => {
+                MessageDataItem::Body(structure::body_structure(body, false))
+            }
+            MessageDataItemName::BodyExt {
+                section, partial, ..
+            } => {
+                let data = structure::section_bytes(raw, body, section.as_ref());
+                let data = match (data, partial) {
+                    (Some(d), Some((origin, len))) => Some(Cow::Owned(
+                        structure::partial(&d, *origin, Some(len.get())).to_vec(),
+                    )),
+                    (d, _) => d,
+                };
+                MessageDataItem::BodyExt {
+                    section: section.clone(),
+                    origin: partial.map(|(o, _)| o),
+                    data: data.map(literal).unwrap_or(NString(None)),
+                }
+            }
+            MessageDataItemName::Rfc822 => MessageDataItem::Rfc822(literal(Cow::Borrowed(raw))),
+            MessageDataItemName::Rfc822Header => MessageDataItem::Rfc822Header(
+                structure::section_bytes(raw, body, Some(&Section::Header(None)))
+                    .map(literal)
+                    .unwrap_or(NString(None)),
+            ),
+            MessageDataItemName::Rfc822Text => MessageDataItem::Rfc822Text(
+                structure::section_bytes(raw, body, Some(&Section::Text(None)))
+                    .map(literal)
+                    .unwrap_or(NString(None)),
+            ),
+            MessageDataItemName::Binary {
+                section, partial, ..
+            } => {
+                let data =
+                    structure::binary_bytes(raw, body, section).map_err(ItemError::Binary)?;
+                let data = match partial {
+                    Some((origin, len)) => {
+                        structure::partial(&data, *origin, Some(len.get())).to_vec()
+                    }
+                    None => data,
+                };
+                MessageDataItem::Binary {
+                    section: section.clone(),
+                    value: NString8::Literal8(Literal8 {
+                        data: Cow::Owned(data),
+                        mode: imap_codec::imap_types::core::LiteralMode::Sync,
+                    }),
+                }
+            }
+            MessageDataItemName::BinarySize { section } => MessageDataItem::BinarySize {
+                section: section.clone(),
+                size: structure::binary_size(raw, body, section)
+                    .map_err(ItemError::Binary)?
+                    .min(u32::MAX as u64) as u32,
+            },
+            MessageDataItemName::ModSeq => match std::num::NonZeroU64::new(msg.modseq) {
+                Some(m) => MessageDataItem::ModSeq(m),
+                None => continue,
+            },
+        };
+        out.push(item);
+    }
+    Ok(out)
+}
+
+/// `* seq FETCH (items)` on the wire.
+pub fn encode(seq: u32, items: Vec<MessageDataItem<'static>>) -> Vec<u8> {
+    let (Some(seq), Ok(items)) = (NonZeroU32::new(seq), Vec1::try_from(items)) else {
+        return Vec::new();
+    };
+    ResponseCodec::default()
+        .encode(&Response::Data(Data::Fetch { seq, items }))
+        .dump()
+}

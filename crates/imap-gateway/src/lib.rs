@@ -1,0 +1,90 @@
+//! imap-gateway: an IMAP4rev1 (RFC 3501) server over the mailbox store,
+//! with the extensions most clients rely on (LITERAL+, SASL-IR, ENABLE,
+//! IDLE, NAMESPACE, UNSELECT, UIDPLUS, MOVE, ID, CHILDREN, SPECIAL-USE,
+//! BINARY, STATUS=SIZE, APPENDLIMIT), STARTTLS and implicit TLS.
+//!
+//! Commands are framed and parsed by `imap-codec` (its `Fragmentizer`
+//! separates lines from literals with a size cap) and FETCH data is encoded
+//! by it; the session driver ([`session`]) is ours. Each session keeps only
+//! the selected mailbox's view (sequence numbers, flags); changes made by
+//! other sessions, other gateway replicas, SMTP deliveries and POP3 reach it
+//! through the store's `Watch` stream.
+
+pub mod config;
+mod fetch;
+mod search;
+mod session;
+pub mod structure;
+mod view;
+
+use std::sync::Arc;
+
+use mailbox_api::CallAuth;
+use service_kit::CancellationToken;
+use service_kit::limit::PerIpLimit;
+use tokio::net::TcpListener;
+
+pub use config::{Addresses, ImapConfig, ImapSettings};
+
+#[derive(Default)]
+pub struct Listeners {
+    pub imap: Option<TcpListener>,
+    pub imaps: Option<TcpListener>,
+}
+
+impl Listeners {
+    pub async fn bind(addrs: &Addresses) -> std::io::Result<Self> {
+        async fn b(a: Option<std::net::SocketAddr>) -> std::io::Result<Option<TcpListener>> {
+            match a {
+                Some(a) => Ok(Some(TcpListener::bind(a).await?)),
+                None => Ok(None),
+            }
+        }
+        Ok(Self {
+            imap: b(addrs.imap).await?,
+            imaps: b(addrs.imaps).await?,
+        })
+    }
+}
+
+/// Serves until `shutdown` fires; sessions then get `* BYE`.
+pub async fn serve(
+    settings: ImapSettings,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let tls = match &settings.tls {
+        Some((cert, key)) => Some(service_kit::conn::acceptor(
+            service_kit::tls::server_config(cert, key)?,
+        )),
+        None => None,
+    };
+    let ctx = Arc::new(session::Ctx {
+        auth: CallAuth::new(settings.service_secret.as_deref())?,
+        channel: mailbox_api::channel(&settings.store_url)?,
+        per_ip: PerIpLimit::new(settings.max_connections_per_ip),
+        tls,
+        settings,
+        shutdown: shutdown.clone(),
+    });
+    let mut tasks = Vec::new();
+    for (listener, implicit_tls) in [(listeners.imap, false), (listeners.imaps, true)] {
+        let Some(listener) = listener else { continue };
+        if let Ok(a) = listener.local_addr() {
+            tracing::info!(addr = %a, implicit_tls, "imap-gateway listening");
+        }
+        let ctx = ctx.clone();
+        let shutdown = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            let max = ctx.settings.max_connections;
+            service_kit::server::serve_connections(listener, max, shutdown, move |tcp, peer| {
+                session::handle(ctx.clone(), tcp, peer, implicit_tls)
+            })
+            .await
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,135 @@
+//! SEARCH keys (RFC 9051 6.4.4) translated into the store's search tree.
+//! Keys that depend on this session (sequence numbers, \Recent, NEW/OLD)
+//! are resolved here into UID sets; everything else is evaluated by the
+//! store.
+
+use chrono::Datelike;
+use imap_codec::imap_types::core::AString;
+use imap_codec::imap_types::search::SearchKey;
+use mailbox_api::pb;
+use mailbox_api::pb::search_key::Key;
+
+use crate::view::View;
+
+/// Deepest nesting accepted (the parser bounds it too).
+const MAX_DEPTH: usize = 50;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    #[error("search key nested too deeply")]
+    TooDeep,
+    #[error("search key not supported: {0}")]
+    Unsupported(&'static str),
+}
+
+fn key(k: Key) -> pb::SearchKey {
+    pb::SearchKey { key: Some(k) }
+}
+
+fn text(a: &AString<'_>) -> String {
+    String::from_utf8_lossy(a.as_ref()).into_owned()
+}
+
+fn header(name: &str, a: &AString<'_>) -> pb::SearchKey {
+    key(Key::Header(pb::HeaderMatch {
+        name: name.into(),
+        value: text(a),
+    }))
+}
+
+fn day(d: &imap_codec::imap_types::datetime::NaiveDate) -> i64 {
+    let d: &chrono::NaiveDate = d.as_ref();
+    let days = d.num_days_from_ce() as i64 - 719_163; // 1970-01-01
+    days * 86_400
+}
+
+fn uids(list: impl IntoIterator<Item = u32>) -> pb::SearchKey {
+    key(Key::Uid(pb::UidSet::of(list)))
+}
+
+/// Translates the criteria (an implicit AND) for the store.
+pub fn translate(criteria: &[SearchKey<'_>], view: &View) -> Result<pb::SearchKey, SearchError> {
+    let keys = criteria
+        .iter()
+        .map(|k| one(k, view, 0))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(key(Key::And(pb::SearchKeyList { keys })))
+}
+
+fn one(k: &SearchKey<'_>, view: &View, depth: usize) -> Result<pb::SearchKey, SearchError> {
+    if depth > MAX_DEPTH {
+        return Err(SearchError::TooDeep);
+    }
+    let flag = |f: &str| key(Key::Flag(f.into()));
+    let unflag = |f: &str| key(Key::Unflag(f.into()));
+    Ok(match k {
+        SearchKey::And(ks) => key(Key::And(pb::SearchKeyList {
+            keys: ks
+                .as_ref()
+                .iter()
+                .map(|k| one(k, view, depth + 1))
+                .collect::<Result<_, _>>()?,
+        })),
+        SearchKey::Or(a, b) => key(Key::Or(pb::SearchKeyList {
+            keys: vec![one(a, view, depth + 1)?, one(b, view, depth + 1)?],
+        })),
+        SearchKey::Not(a) => key(Key::Not(Box::new(one(a, view, depth + 1)?))),
+        SearchKey::All => key(Key::All(true)),
+        SearchKey::SequenceSet(set) => {
+            let nums = imap_wire::seq::ranges(set, view.exists());
+            let mut list = Vec::new();
+            for (a, b) in nums {
+                for n in a..=b.min(view.exists()) {
+                    if let Some(m) = view.msgs.get((n as usize).wrapping_sub(1)) {
+                        list.push(m.uid);
+                    }
+                }
+            }
+            uids(list)
+        }
+        SearchKey::Uid(set) => {
+            let all = view.uids();
+            uids(
+                imap_wire::seq::uid_positions(set, &all)
+                    .into_iter()
+                    .map(|i| all[i]),
+            )
+        }
+        SearchKey::Answered => flag("\\Answered"),
+        SearchKey::Deleted => flag("\\Deleted"),
+        SearchKey::Draft => flag("\\Draft"),
+        SearchKey::Flagged => flag("\\Flagged"),
+        SearchKey::Seen => flag("\\Seen"),
+        SearchKey::Unanswered => unflag("\\Answered"),
+        SearchKey::Undeleted => unflag("\\Deleted"),
+        SearchKey::Undraft => unflag("\\Draft"),
+        SearchKey::Unflagged => unflag("\\Flagged"),
+        SearchKey::Unseen => unflag("\\Seen"),
+        SearchKey::Keyword(a) => flag(a.inner()),
+        SearchKey::Unkeyword(a) => unflag(a.inner()),
+        SearchKey::Recent => uids(view.recent.iter().copied()),
+        SearchKey::Old => key(Key::Not(Box::new(uids(view.recent.iter().copied())))),
+        SearchKey::New => key(Key::And(pb::SearchKeyList {
+            keys: vec![uids(view.recent.iter().copied()), unflag("\\Seen")],
+        })),
+        SearchKey::Bcc(a) => header("bcc", a),
+        SearchKey::Cc(a) => header("cc", a),
+        SearchKey::From(a) => header("from", a),
+        SearchKey::To(a) => header("to", a),
+        SearchKey::Subject(a) => header("subject", a),
+        SearchKey::Header(name, value) => header(&text(name), value),
+        SearchKey::Body(a) => key(Key::Body(text(a))),
+        SearchKey::Text(a) => key(Key::Text(text(a))),
+        SearchKey::Before(d) => key(Key::Before(day(d))),
+        SearchKey::On(d) => key(Key::On(day(d))),
+        SearchKey::Since(d) => key(Key::Since(day(d))),
+        SearchKey::SentBefore(d) => key(Key::SentBefore(day(d))),
+        SearchKey::SentOn(d) => key(Key::SentOn(day(d))),
+        SearchKey::SentSince(d) => key(Key::SentSince(day(d))),
+        SearchKey::Larger(n) => key(Key::Larger(*n as u64)),
+        SearchKey::Smaller(n) => key(Key::Smaller(*n as u64)),
+        SearchKey::ModSequence { modseq, .. } => key(Key::Modseq(*modseq)),
+        #[allow(unreachable_patterns)]
+        _ => return Err(SearchError::Unsupported("WITHIN")),
+    })
+}

@@ -1,0 +1,1649 @@
+//! One IMAP session: framing with imap-codec's `Fragmentizer` (lines and
+//! literals, with continuation requests for synchronizing literals and a
+//! size cap), command decoding, the NOT AUTHENTICATED -> AUTHENTICATED ->
+//! SELECTED -> LOGOUT states (RFC 9051 3), and every command's handler.
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use imap_codec::CommandCodec;
+use imap_codec::fragmentizer::{
+    DecodeMessageError, FragmentInfo, Fragmentizer, LiteralAnnouncement,
+};
+use imap_codec::imap_types::ToStatic;
+use imap_codec::imap_types::auth::AuthMechanism;
+use imap_codec::imap_types::command::{Command, CommandBody};
+use imap_codec::imap_types::core::LiteralMode;
+use imap_codec::imap_types::extensions::binary::LiteralOrLiteral8;
+use imap_codec::imap_types::fetch::MacroOrMessageDataItemNames;
+use imap_codec::imap_types::flag::{Flag, StoreResponse, StoreType};
+use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
+use imap_codec::imap_types::search::SearchKey;
+use imap_codec::imap_types::sequence::SequenceSet;
+use imap_codec::imap_types::status::StatusDataItemName;
+use imap_wire::quote;
+use mailbox_api::{CallAuth, MailboxClient, pb};
+use service_kit::CancellationToken;
+use service_kit::conn::{Connection, ReadError, Stream};
+use service_kit::limit::PerIpLimit;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+use crate::config::ImapSettings;
+use crate::fetch;
+use crate::view::View;
+
+pub(crate) struct Ctx {
+    pub settings: ImapSettings,
+    pub tls: Option<TlsAcceptor>,
+    pub auth: CallAuth,
+    pub channel: Channel,
+    pub per_ip: PerIpLimit,
+    pub shutdown: CancellationToken,
+}
+
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bytes read from the socket at a time.
+const READ_CHUNK: usize = 64 * 1024;
+/// Protocol errors (BAD) tolerated before the connection is closed.
+const MAX_BAD: usize = 50;
+/// Messages fetched from the store per metadata batch.
+const FETCH_BATCH: usize = 256;
+/// Flush the response buffer once it holds this much.
+const FLUSH_AT: usize = 256 * 1024;
+const SEP: char = '/';
+
+pub(crate) async fn handle(ctx: Arc<Ctx>, tcp: TcpStream, peer: SocketAddr, implicit_tls: bool) {
+    let Some(slot) = ctx.per_ip.try_acquire(peer.ip()) else {
+        let mut conn = Connection::new(Stream::Plain(tcp), peer);
+        let _ = conn
+            .write_all(b"* BYE [UNAVAILABLE] Too many connections from your address\r\n")
+            .await;
+        conn.shutdown().await;
+        return;
+    };
+    let conn = if implicit_tls {
+        let Some(acceptor) = &ctx.tls else { return };
+        match Connection::accept_tls(tcp, peer, acceptor, TLS_HANDSHAKE_TIMEOUT).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                return;
+            }
+        }
+    } else {
+        Connection::new(Stream::Plain(tcp), peer)
+    };
+    let max = ctx
+        .settings
+        .max_append
+        .saturating_add(ctx.settings.max_line);
+    let mut s = Session {
+        ctx: ctx.clone(),
+        conn,
+        frag: Fragmentizer::new(max),
+        client: None,
+        user: String::new(),
+        view: None,
+        utf8: false,
+        out: Vec::with_capacity(4096),
+        bad: 0,
+    };
+    let span = tracing::info_span!("imap_session", %peer);
+    tracing::Instrument::instrument(
+        async move {
+            if let Err(e) = s.run().await {
+                tracing::debug!(error = %e, "session ended");
+            }
+            let _ = s.flush().await;
+            if let Some(c) = &mut s.client {
+                let _ = c.logout(pb::LogoutRequest {}).await;
+            }
+            s.conn.shutdown().await;
+            drop(slot);
+        },
+        span,
+    )
+    .await;
+}
+
+struct Session {
+    ctx: Arc<Ctx>,
+    conn: Connection,
+    frag: Fragmentizer,
+    /// The store client with this session's token, once authenticated.
+    client: Option<MailboxClient>,
+    user: String,
+    view: Option<View>,
+    /// UTF-8 mailbox names (ENABLE UTF8=ACCEPT or IMAP4rev2).
+    utf8: bool,
+    out: Vec<u8>,
+    bad: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum End {
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("closed")]
+    Closed,
+}
+
+type R = Result<(), End>;
+
+/// A tagged reply.
+struct Done {
+    kind: &'static str,
+    text: String,
+}
+
+impl Done {
+    fn ok(text: impl Into<String>) -> Self {
+        Self {
+            kind: "OK",
+            text: text.into(),
+        }
+    }
+    fn no(text: impl Into<String>) -> Self {
+        Self {
+            kind: "NO",
+            text: text.into(),
+        }
+    }
+    fn bad(text: impl Into<String>) -> Self {
+        Self {
+            kind: "BAD",
+            text: text.into(),
+        }
+    }
+}
+
+/// The tagged NO for a failed store call (RFC 5530 response codes).
+fn store_no(s: &Status) -> Done {
+    let msg = s.message();
+    match s.code() {
+        Code::NotFound => Done::no("[NONEXISTENT] No such mailbox or message"),
+        Code::AlreadyExists => Done::no("[ALREADYEXISTS] Mailbox already exists"),
+        Code::ResourceExhausted if msg.starts_with("over-quota") => {
+            Done::no("[OVERQUOTA] Quota exceeded")
+        }
+        Code::ResourceExhausted => {
+            Done::no("[UNAVAILABLE] Too many failed logins; try again later")
+        }
+        Code::OutOfRange => Done::no("[TOOBIG] Message too large"),
+        Code::InvalidArgument => Done::no(format!("[CANNOT] {msg}")),
+        Code::FailedPrecondition => Done::no(format!("[CANNOT] {msg}")),
+        Code::Unauthenticated => Done::no("[AUTHENTICATIONFAILED] Authentication failed"),
+        _ => {
+            tracing::warn!(code = ?s.code(), error = %msg, "store call failed");
+            Done::no("[UNAVAILABLE] Temporary failure, try again later")
+        }
+    }
+}
+
+impl Session {
+    fn settings(&self) -> &ImapSettings {
+        &self.ctx.settings
+    }
+
+    fn plaintext_ok(&self) -> bool {
+        self.conn.is_tls() || self.settings().trusted.contains(self.conn.peer.ip())
+    }
+
+    fn capabilities(&self) -> String {
+        let mut caps = vec![
+            "IMAP4rev1".to_string(),
+            "LITERAL+".into(),
+            "SASL-IR".into(),
+            "ENABLE".into(),
+            "IDLE".into(),
+            "NAMESPACE".into(),
+            "UNSELECT".into(),
+            "UIDPLUS".into(),
+            "MOVE".into(),
+            "ID".into(),
+            "CHILDREN".into(),
+            "SPECIAL-USE".into(),
+            "BINARY".into(),
+            "STATUS=SIZE".into(),
+            "UTF8=ACCEPT".into(),
+            format!("APPENDLIMIT={}", self.settings().max_append),
+        ];
+        if self.client.is_none() {
+            if self.ctx.tls.is_some() && !self.conn.is_tls() {
+                caps.push("STARTTLS".into());
+            }
+            if self.plaintext_ok() {
+                caps.push("AUTH=PLAIN".into());
+            } else {
+                caps.push("LOGINDISABLED".into());
+            }
+        }
+        caps.join(" ")
+    }
+
+    fn push(&mut self, line: &str) {
+        self.out.extend_from_slice(line.as_bytes());
+        self.out.extend_from_slice(b"\r\n");
+    }
+
+    async fn flush(&mut self) -> R {
+        if !self.out.is_empty() {
+            self.conn.write_all(&self.out).await?;
+            self.out.clear();
+        }
+        self.conn.flush().await?;
+        Ok(())
+    }
+
+    async fn maybe_flush(&mut self) -> R {
+        if self.out.len() >= FLUSH_AT {
+            self.conn.write_all(&self.out).await?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    /// Mailbox names on the wire: UTF-8 once enabled, modified UTF-7 before.
+    fn wire_name(&self, name: &str) -> Vec<u8> {
+        if self.utf8 {
+            quote::to_utf8_string_bytes(name)
+        } else {
+            quote::to_string_bytes(&imap_wire::utf7::encode(name))
+        }
+    }
+
+    fn mailbox_name(&self, m: &Mailbox<'_>) -> Result<String, Done> {
+        let raw = match m {
+            Mailbox::Inbox => return Ok("INBOX".into()),
+            Mailbox::Other(o) => o.as_ref(),
+        };
+        let s = std::str::from_utf8(raw).map_err(|_| Done::bad("Mailbox name is not UTF-8"))?;
+        if self.utf8 {
+            return Ok(s.to_string());
+        }
+        imap_wire::utf7::decode(s)
+            .map_err(|_| Done::bad("Mailbox name is not valid modified UTF-7"))
+    }
+
+    // ------------------------------------------------------------ framing
+
+    /// Reads the next complete command message (line plus any literals).
+    /// `None` when the client is gone or idle too long.
+    async fn read_message(&mut self) -> Result<Option<()>, End> {
+        loop {
+            match self.frag.progress() {
+                Some(FragmentInfo::Line {
+                    announcement: Some(LiteralAnnouncement { mode, length }),
+                    ..
+                }) => {
+                    let max = self.settings().max_append;
+                    if length > max {
+                        let tag = self.frag.decode_tag().map(|t| t.inner().to_string());
+                        if mode == LiteralMode::Sync {
+                            // The client waits for "+": refuse, and it will
+                            // not send the literal.
+                            self.frag.skip_message();
+                            let t = tag.unwrap_or_else(|| "*".into());
+                            self.push(&format!(
+                                "{t} NO [TOOBIG] Literal larger than APPENDLIMIT={max}"
+                            ));
+                            self.flush().await?;
+                        } else {
+                            // LITERAL+: the bytes come anyway; the size cap
+                            // discards them and the command fails.
+                            self.frag.poison_message();
+                        }
+                        continue;
+                    }
+                    if mode == LiteralMode::Sync {
+                        self.push("+ Ready for literal data");
+                        self.flush().await?;
+                    }
+                }
+                Some(FragmentInfo::Line { start, end, .. }) => {
+                    let line_len = end - start;
+                    if line_len > self.settings().max_line as usize {
+                        self.frag.poison_message();
+                    }
+                    if self.frag.is_message_complete() {
+                        return Ok(Some(()));
+                    }
+                }
+                Some(FragmentInfo::Literal { .. }) => {
+                    if self.frag.is_message_complete() {
+                        return Ok(Some(()));
+                    }
+                }
+                None => {
+                    self.flush().await?;
+                    let timeout = self.settings().idle_timeout;
+                    let shutdown = self.ctx.shutdown.clone();
+                    let bytes = tokio::select! {
+                        b = self.conn.read_some(READ_CHUNK, timeout) => b,
+                        _ = shutdown.cancelled() => {
+                            self.push("* BYE Server shutting down");
+                            return Ok(None);
+                        }
+                    };
+                    match bytes {
+                        Ok(b) if b.is_empty() => return Ok(None),
+                        Ok(b) => self.frag.enqueue_bytes(&b),
+                        Err(ReadError::Timeout) => {
+                            self.push("* BYE Autologout; idle for too long");
+                            return Ok(None);
+                        }
+                        Err(ReadError::Io(e)) => return Err(e.into()),
+                    }
+                }
+            }
+        }
+    }
+
+    async fn run(&mut self) -> R {
+        let greeting = format!(
+            "* OK [CAPABILITY {}] IMAP server ready",
+            self.capabilities()
+        );
+        self.push(&greeting);
+        self.flush().await?;
+        loop {
+            if self.read_message().await?.is_none() {
+                return Ok(());
+            }
+            let decoded = match self.frag.decode_message(&CommandCodec::default()) {
+                Ok(cmd) => Ok(cmd.to_static()),
+                Err(e) => Err(match e {
+                    DecodeMessageError::MessageTooLong { .. } => {
+                        ("NO", "[TOOBIG] Command too long".to_string())
+                    }
+                    DecodeMessageError::MessagePoisoned { .. } => {
+                        ("NO", "[TOOBIG] Command or literal too long".to_string())
+                    }
+                    _ => ("BAD", "Syntax error in command".to_string()),
+                }),
+            };
+            let tag = self.frag.decode_tag().map(|t| t.inner().to_string());
+            match decoded {
+                Ok(cmd) => {
+                    if !self.command(cmd).await? {
+                        return Ok(());
+                    }
+                }
+                Err((kind, text)) => {
+                    self.bad += 1;
+                    let unknown = self.unknown_command_name();
+                    let t = tag.unwrap_or_else(|| "*".into());
+                    let text = match unknown {
+                        Some(name) if kind == "BAD" => {
+                            format!("Unknown or invalid command: {name}")
+                        }
+                        _ => text,
+                    };
+                    self.push(&format!("{t} {kind} {text}"));
+                    if self.bad >= MAX_BAD {
+                        self.push("* BYE Too many invalid commands");
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// The command word of the current (undecodable) message, for the BAD
+    /// text; only printable atoms are echoed.
+    fn unknown_command_name(&self) -> Option<String> {
+        let bytes = self.frag.message_bytes();
+        let line = bytes.split(|&b| b == b'\n').next()?;
+        let word = line.split(|&b| b == b' ').nth(1)?;
+        let w: String = word
+            .iter()
+            .take(32)
+            .filter(|b| b.is_ascii_alphanumeric() || **b == b'.' || **b == b'-')
+            .map(|&b| b as char)
+            .collect();
+        (!w.is_empty()).then_some(w)
+    }
+
+    /// Runs one command in its own span; `false` ends the session.
+    async fn command(&mut self, cmd: Command<'static>) -> Result<bool, End> {
+        let span = tracing::debug_span!("imap_command", command = cmd.body.name());
+        tracing::Instrument::instrument(self.command_inner(cmd), span).await
+    }
+
+    async fn command_inner(&mut self, cmd: Command<'static>) -> Result<bool, End> {
+        let tag = cmd.tag.inner().to_string();
+        let authed = self.client.is_some();
+        let selected = self.view.is_some();
+        // Whether EXPUNGE responses may be sent after this command
+        // (RFC 9051 7.5.1: not during FETCH, STORE, SEARCH).
+        let mut expunges_ok = true;
+        let done = match cmd.body {
+            CommandBody::Capability => {
+                let caps = self.capabilities();
+                self.push(&format!("* CAPABILITY {caps}"));
+                Done::ok("CAPABILITY completed")
+            }
+            CommandBody::Noop => Done::ok("NOOP completed"),
+            CommandBody::Logout => {
+                self.push("* BYE Logging out");
+                self.push(&format!("{tag} OK LOGOUT completed"));
+                self.flush().await?;
+                return Ok(false);
+            }
+            CommandBody::Id { .. } => {
+                self.push("* ID (\"name\" \"imap-gateway\" \"vendor\" \"mail\")");
+                Done::ok("ID completed")
+            }
+            CommandBody::StartTLS if !authed => return self.starttls(&tag).await.map(|_| true),
+            CommandBody::Login { username, password } if !authed => {
+                let user = String::from_utf8_lossy(username.as_ref()).into_owned();
+                let pw = String::from_utf8_lossy(password.declassify().as_ref()).into_owned();
+                if !self.plaintext_ok() {
+                    Done::no("[PRIVACYREQUIRED] LOGIN is disabled before STARTTLS")
+                } else {
+                    self.login(&user, &pw).await
+                }
+            }
+            CommandBody::Authenticate {
+                mechanism,
+                initial_response,
+            } if !authed => {
+                let ir = initial_response.map(|r| r.declassify().to_vec());
+                self.authenticate(&mechanism, ir).await?
+            }
+            CommandBody::StartTLS
+            | CommandBody::Login { .. }
+            | CommandBody::Authenticate { .. } => Done::bad("Already authenticated"),
+            _ if !authed => Done::bad("Log in first"),
+            CommandBody::Enable { capabilities } => {
+                let mut enabled = Vec::new();
+                for c in capabilities.as_ref() {
+                    let s = c.to_string();
+                    let up = s.to_ascii_uppercase();
+                    if up == "UTF8=ACCEPT" || up == "IMAP4REV2" {
+                        self.utf8 = true;
+                        enabled.push(s);
+                    }
+                }
+                if !enabled.is_empty() {
+                    self.push(&format!("* ENABLED {}", enabled.join(" ")));
+                }
+                Done::ok("ENABLE completed")
+            }
+            CommandBody::Namespace => {
+                self.push("* NAMESPACE ((\"\" \"/\")) NIL NIL");
+                Done::ok("NAMESPACE completed")
+            }
+            CommandBody::Select { mailbox, .. } => self.select(&mailbox, false).await,
+            CommandBody::Examine { mailbox, .. } => self.select(&mailbox, true).await,
+            CommandBody::Create { mailbox } => self.create(&mailbox).await,
+            CommandBody::Delete { mailbox } => self.delete(&mailbox).await,
+            CommandBody::Rename { from, to } => self.rename(&from, &to).await,
+            CommandBody::Subscribe { mailbox } => self.subscribe(&mailbox, true).await,
+            CommandBody::Unsubscribe { mailbox } => self.subscribe(&mailbox, false).await,
+            CommandBody::List {
+                reference,
+                mailbox_wildcard,
+            } => self.list(&reference, &mailbox_wildcard, false).await,
+            CommandBody::Lsub {
+                reference,
+                mailbox_wildcard,
+            } => self.list(&reference, &mailbox_wildcard, true).await,
+            CommandBody::Status {
+                mailbox,
+                item_names,
+            } => self.status(&mailbox, item_names.as_ref()).await,
+            CommandBody::Append {
+                mailbox,
+                flags,
+                date,
+                message,
+            } => self.append(&mailbox, &flags, date, message).await,
+            CommandBody::Idle => return self.idle(&tag).await,
+            _ if !selected => Done::bad("No mailbox selected"),
+            CommandBody::Check => Done::ok("CHECK completed"),
+            CommandBody::Close => {
+                self.expunge_deleted(None, false).await?;
+                self.view = None;
+                Done::ok("CLOSE completed")
+            }
+            CommandBody::Unselect => {
+                self.view = None;
+                Done::ok("UNSELECT completed")
+            }
+            CommandBody::Expunge => self.expunge_deleted(None, true).await?,
+            CommandBody::ExpungeUid { sequence_set } => {
+                self.expunge_deleted(Some(&sequence_set), true).await?
+            }
+            CommandBody::Search {
+                criteria,
+                uid,
+                charset,
+            } => {
+                expunges_ok = uid;
+                let _ = charset;
+                self.search(criteria.as_ref(), uid).await
+            }
+            CommandBody::Fetch {
+                sequence_set,
+                macro_or_item_names,
+                uid,
+                ..
+            } => {
+                expunges_ok = uid;
+                self.fetch(&sequence_set, &macro_or_item_names, uid).await?
+            }
+            CommandBody::Store {
+                sequence_set,
+                kind,
+                response,
+                flags,
+                uid,
+                modifiers,
+            } => {
+                expunges_ok = uid;
+                let unchanged = modifiers.iter().find_map(|m| match m {
+                    imap_codec::imap_types::command::StoreModifier::UnchangedSince(n) => Some(*n),
+                    #[allow(unreachable_patterns)]
+                    _ => None,
+                });
+                self.store(&sequence_set, kind, response, &flags, uid, unchanged)
+                    .await
+            }
+            CommandBody::Copy {
+                sequence_set,
+                mailbox,
+                uid,
+            } => self.copy(&sequence_set, &mailbox, uid, false).await?,
+            CommandBody::Move {
+                sequence_set,
+                mailbox,
+                uid,
+            } => self.copy(&sequence_set, &mailbox, uid, true).await?,
+            _ => Done::bad("Command not supported"),
+        };
+        if done.kind == "BAD" {
+            self.bad += 1;
+        }
+        self.drain_updates(expunges_ok);
+        let line = format!("{tag} {} {}", done.kind, done.text);
+        self.push(&line);
+        if self.bad >= MAX_BAD {
+            self.push("* BYE Too many invalid commands");
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    // ------------------------------------------------------------ auth
+
+    async fn starttls(&mut self, tag: &str) -> R {
+        let Some(acceptor) = self.ctx.tls.clone() else {
+            self.push(&format!("{tag} BAD STARTTLS not available"));
+            return Ok(());
+        };
+        if self.conn.is_tls() {
+            self.push(&format!("{tag} BAD Already using TLS"));
+            return Ok(());
+        }
+        self.push(&format!("{tag} OK Begin TLS negotiation now"));
+        self.flush().await?;
+        // Anything the client pipelined after STARTTLS was sent in
+        // plaintext: it is dropped, never executed inside TLS.
+        self.frag = Fragmentizer::new(
+            self.settings()
+                .max_append
+                .saturating_add(self.settings().max_line),
+        );
+        if self.conn.buffered() > 0 {
+            let _ = self
+                .conn
+                .read_some(usize::MAX, Duration::from_secs(1))
+                .await;
+        }
+        self.conn
+            .start_tls(&acceptor, TLS_HANDSHAKE_TIMEOUT)
+            .await?;
+        Ok(())
+    }
+
+    async fn login(&mut self, user: &str, password: &str) -> Done {
+        let mut anon = mailbox_api::mailbox_client(self.ctx.channel.clone(), self.ctx.auth.clone());
+        let r = anon
+            .authenticate(pb::AuthenticateRequest {
+                username: user.to_string(),
+                password: password.to_string(),
+                client_ip: self.conn.peer.ip().to_string(),
+                protocol: "imap".into(),
+            })
+            .await;
+        match r {
+            Ok(r) => {
+                let r = r.into_inner();
+                let Ok(auth) = self.ctx.auth.with_session(&r.session_token) else {
+                    return Done::no("[UNAVAILABLE] Bad session token");
+                };
+                self.client = Some(mailbox_api::mailbox_client(self.ctx.channel.clone(), auth));
+                self.user = r.account;
+                Done::ok(format!("[CAPABILITY {}] Logged in", self.capabilities()))
+            }
+            Err(s) if s.code() == Code::InvalidArgument => {
+                Done::no("[AUTHENTICATIONFAILED] Authentication failed")
+            }
+            Err(s) => store_no(&s),
+        }
+    }
+
+    async fn authenticate(
+        &mut self,
+        mech: &AuthMechanism<'_>,
+        ir: Option<Vec<u8>>,
+    ) -> Result<Done, End> {
+        if !matches!(mech, AuthMechanism::Plain) {
+            return Ok(Done::no("[CANNOT] Unsupported mechanism"));
+        }
+        if !self.plaintext_ok() {
+            return Ok(Done::no("[PRIVACYREQUIRED] AUTHENTICATE PLAIN needs TLS"));
+        }
+        let response = match ir {
+            Some(r) => r,
+            None => {
+                self.push("+ ");
+                if self.read_message().await?.is_none() {
+                    return Err(End::Closed);
+                }
+                let line = self.frag.message_bytes().to_vec();
+                let line = String::from_utf8_lossy(&line).trim().to_string();
+                if line == "*" {
+                    return Ok(Done::bad("Authentication cancelled"));
+                }
+                match base64::engine::general_purpose::STANDARD.decode(line.as_bytes()) {
+                    Ok(d) => d,
+                    Err(_) => return Ok(Done::bad("Invalid base64")),
+                }
+            }
+        };
+        let mut parts = response.split(|&b| b == 0);
+        let (Some(authz), Some(authc), Some(pw), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Ok(Done::no("[AUTHENTICATIONFAILED] Malformed PLAIN response"));
+        };
+        if !authz.is_empty() && !authz.eq_ignore_ascii_case(authc) {
+            return Ok(Done::no(
+                "[AUTHORIZATIONFAILED] Authorization identity not permitted",
+            ));
+        }
+        let (user, pw) = (
+            String::from_utf8_lossy(authc).into_owned(),
+            String::from_utf8_lossy(pw).into_owned(),
+        );
+        Ok(self.login(&user, &pw).await)
+    }
+
+    fn client(&self) -> Option<MailboxClient> {
+        self.client.clone()
+    }
+
+    // ------------------------------------------------------------ mailboxes
+
+    async fn select(&mut self, m: &Mailbox<'_>, read_only: bool) -> Done {
+        // A failed SELECT leaves no mailbox selected (RFC 9051 6.3.2).
+        self.view = None;
+        let name = match self.mailbox_name(m) {
+            Ok(n) => n,
+            Err(d) => return d,
+        };
+        let Some(mut c) = self.client() else {
+            return Done::bad("Log in first");
+        };
+        let opened = async {
+            let mut s = c
+                .select(pb::SelectRequest {
+                    name: name.clone(),
+                    read_only,
+                })
+                .await?
+                .into_inner();
+            let mut status = None;
+            let mut entries = Vec::new();
+            while let Some(p) = s.message().await? {
+                match p.part {
+                    Some(pb::select_response::Part::Status(st)) => status = Some(st),
+                    Some(pb::select_response::Part::Batch(b)) => entries.extend(b.messages),
+                    None => {}
+                }
+            }
+            Ok::<_, Status>((status.unwrap_or_default(), entries))
+        }
+        .await;
+        let (status, entries) = match opened {
+            Ok(x) => x,
+            Err(s) => return store_no(&s),
+        };
+        let mut view = View::new(name.clone(), read_only, &status, entries);
+        // The change feed for this mailbox, from the state we just read.
+        let (tx, rx) = mpsc::channel(64);
+        let mut wc = c.clone();
+        let since = status.highest_modseq.max(1);
+        let task = tokio::spawn(async move {
+            let Ok(resp) = wc
+                .watch(pb::WatchRequest {
+                    mailbox: name,
+                    since_modseq: since,
+                })
+                .await
+            else {
+                return;
+            };
+            let mut s = resp.into_inner();
+            while let Ok(Some(c)) = s.message().await {
+                if tx.send(c).await.is_err() {
+                    return;
+                }
+            }
+        });
+        view.watch(rx, task);
+        self.push("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)");
+        self.push("* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] Flags permitted");
+        self.push(&format!("* {} EXISTS", view.exists()));
+        self.push(&format!("* {} RECENT", view.recent.len()));
+        if let Some(u) = view.unseen_first() {
+            self.push(&format!("* OK [UNSEEN {u}] First unseen"));
+        }
+        self.push(&format!(
+            "* OK [UIDVALIDITY {}] UIDs valid",
+            view.uid_validity
+        ));
+        self.push(&format!(
+            "* OK [UIDNEXT {}] Predicted next UID",
+            view.uid_next
+        ));
+        self.push(&format!(
+            "* OK [HIGHESTMODSEQ {}] Highest",
+            view.highest_modseq
+        ));
+        self.view = Some(view);
+        if read_only {
+            Done::ok("[READ-ONLY] EXAMINE completed")
+        } else {
+            Done::ok("[READ-WRITE] SELECT completed")
+        }
+    }
+
+    async fn create(&mut self, m: &Mailbox<'_>) -> Done {
+        let name = match self.mailbox_name(m) {
+            Ok(n) => n,
+            Err(d) => return d,
+        };
+        // A trailing separator only says the name will have children.
+        let name = name.trim_end_matches(SEP).to_string();
+        if name.eq_ignore_ascii_case("INBOX") {
+            return Done::no("[ALREADYEXISTS] INBOX always exists");
+        }
+        let Some(mut c) = self.client() else {
+            return Done::bad("Log in first");
+        };
+        match c
+            .create_mailbox(pb::CreateMailboxRequest {
+                name,
+                special_use: 0,
+            })
+            .await
+        {
+            Ok(_) => Done::ok("CREATE completed"),
+            Err(s) => store_no(&s),
+        }
+    }
+
+    async fn delete(&mut self, m: &Mailbox<'_>) -> Done {
+        let name = match self.mailbox_name(m) {
+            Ok(n) => n,
+            Err(d) => return d,
+        };
+        let Some(mut c) = self.client() else {
+            return Done::bad("Log in first");
+        };
+        if self.view.as_ref().is_some_and(|v| v.name == name) {
+            self.view = None;
+        }
+        match c.delete_mailbox(pb::DeleteMailboxRequest { name }).await {
+            Ok(_) => Done::ok("DELETE completed"),
+            Err(s) => store_no(&s),
+        }
+    }
+
+    async fn rename(&mut self, from: &Mailbox<'_>, to: &Mailbox<'_>) -> Done {
+        let (from, to) = match (self.mailbox_name(from), self.mailbox_name(to)) {
+            (Ok(f), Ok(t)) => (f, t),
+            (Err(d), _) | (_, Err(d)) => return d,
+        };
+        let Some(mut c) = self.client() else {
+            return Done::bad("Log in first");
+        };
+        match c
+            .rename_mailbox(pb::RenameMailboxRequest { from, to })
+            .await
+        {
+            Ok(_) => Done::ok("RENAME completed"),
+            Err(s) => store_no(&s),
+        }
+    }
+
+    async fn subscribe(&mut self, m: &Mailbox<'_>, on: bool) -> Done {
+        let name = match self.mailbox_name(m) {
+            Ok(n) => n,
+            Err(d) => return d,
+        };
+        let Some(mut c) = self.client() else {
+            return Done::bad("Log in first");
+        };
+        match c
+            .set_subscribed(pb::SetSubscribedRequest {
+                name,
+                subscribed: on,
+            })
+            .await
+        {
+            Ok(_) => Done::ok(if on {
+                "SUBSCRIBE completed"
+            } else {
+                "UNSUBSCRIBE completed"
+            }),
+            Err(s) => store_no(&s),
+        }
+    }
+
+    async fn list(
+        &mut self,
+        reference: &Mailbox<'_>,
+        pattern: &ListMailbox<'_>,
+        lsub: bool,
+    ) -> Done {
+        let reference = match reference {
+            Mailbox::Inbox => "INBOX".to_string(),
+            Mailbox::Other(o) => String::from_utf8_lossy(o.as_ref()).into_owned(),
+        };
+        let pattern = match pattern {
+            ListMailbox::Token(t) => String::from_utf8_lossy(t.as_ref()).into_owned(),
+            ListMailbox::String(s) => String::from_utf8_lossy(s.as_ref()).into_owned(),
+        };
+        let (reference, pattern) = if self.utf8 {
+            (reference, pattern)
+        } else {
+            match (
+                imap_wire::utf7::decode(&reference),
+                imap_wire::utf7::decode(&pattern),
+            ) {
+                (Ok(r), Ok(p)) => (r, p),
+                _ => return Done::bad("Invalid modified UTF-7 in LIST arguments"),
+            }
+        };
+        let cmd = if lsub { "LSUB" } else { "LIST" };
+        if pattern.is_empty() && !lsub {
+            // RFC 9051 6.3.9: the hierarchy delimiter and root.
+            self.push("* LIST (\\Noselect) \"/\" \"\"");
+            return Done::ok("LIST completed");
+        }
+        let Some(mut c) = self.client() else {
+            return Done::bad("Log in first");
+        };
+        let boxes = match c.list_mailboxes(pb::ListMailboxesRequest {}).await {
+            Ok(r) => r.into_inner().mailboxes,
+            Err(s) => return store_no(&s),
+        };
+        let full = imap_wire::pattern::join(&reference, &pattern, SEP);
+        let mut lines = Vec::new();
+        for b in &boxes {
+            let exists = b.uid_validity != 0;
+            if lsub && !b.subscribed {
+                continue;
+            }
+            if !lsub && !exists {
+                continue;
+            }
+            if !imap_wire::pattern::matches(&full, &b.name, SEP) {
+                continue;
+            }
+            let mut attrs: Vec<&str> = Vec::new();
+            if !exists {
+                attrs.push("\\NonExistent");
+            }
+            if !lsub {
+                attrs.push(if b.has_children {
+                    "\\HasChildren"
+                } else {
+                    "\\HasNoChildren"
+                });
+            }
+            match pb::SpecialUse::try_from(b.special_use).unwrap_or(pb::SpecialUse::None) {
+                pb::SpecialUse::Drafts => attrs.push("\\Drafts"),
+                pb::SpecialUse::Sent => attrs.push("\\Sent"),
+                pb::SpecialUse::Trash => attrs.push("\\Trash"),
+                pb::SpecialUse::Junk => attrs.push("\\Junk"),
+                pb::SpecialUse::Archive => attrs.push("\\Archive"),
+                pb::SpecialUse::All => attrs.push("\\All"),
+                pb::SpecialUse::Flagged => attrs.push("\\Flagged"),
+                pb::SpecialUse::None => {}
+            }
+            let mut line = format!("* {cmd} ({}) \"/\" ", attrs.join(" ")).into_bytes();
+            line.extend_from_slice(&self.wire_name(&b.name));
+            lines.push(line);
+        }
+        for l in lines {
+            self.out.extend_from_slice(&l);
+            self.out.extend_from_slice(b"\r\n");
+        }
+        Done::ok(format!("{cmd} completed"))
+    }
+
+    async fn status(&mut self, m: &Mailbox<'_>, items: &[StatusDataItemName]) -> Done {
+        let name = match self.mailbox_name(m) {
+            Ok(n) => n,
+            Err(d) => return d,
+        };
+        let Some(mut c) = self.client() else {
+            return Done::bad("Log in first");
+        };
+        let st = match c
+            .mailbox_status(pb::MailboxStatusRequest { name: name.clone() })
+            .await
+        {
+            Ok(r) => r.into_inner().status.unwrap_or_default(),
+            Err(s) => return store_no(&s),
+        };
+        let mut parts = Vec::new();
+        for i in items {
+            parts.push(match i {
+                StatusDataItemName::Messages => format!("MESSAGES {}", st.messages),
+                StatusDataItemName::Recent => format!("RECENT {}", st.recent),
+                StatusDataItemName::UidNext => format!("UIDNEXT {}", st.uid_next),
+                StatusDataItemName::UidValidity => format!("UIDVALIDITY {}", st.uid_validity),
+                StatusDataItemName::Unseen => format!("UNSEEN {}", st.unseen),
+                StatusDataItemName::Deleted => format!("DELETED {}", st.deleted),
+                StatusDataItemName::DeletedStorage => format!("DELETED-STORAGE {}", 0),
+                StatusDataItemName::Size => format!("SIZE {}", st.size),
+                StatusDataItemName::HighestModSeq => format!("HIGHESTMODSEQ {}", st.highest_modseq),
+            });
+        }
+        let mut line = b"* STATUS ".to_vec();
+        line.extend_from_slice(&self.wire_name(&name));
+        line.extend_from_slice(format!(" ({})\r\n", parts.join(" ")).as_bytes());
+        self.out.extend_from_slice(&line);
+        Done::ok("STATUS completed")
+    }
+
+    async fn append(
+        &mut self,
+        m: &Mailbox<'_>,
+        flags: &[Flag<'_>],
+        date: Option<imap_codec::imap_types::datetime::DateTime>,
+        message: LiteralOrLiteral8<'_>,
+    ) -> Done {
+        let name = match self.mailbox_name(m) {
+            Ok(n) => n,
+            Err(d) => return d,
+        };
+        let data: Vec<u8> = match message {
+            LiteralOrLiteral8::Literal(l) => l.data().to_vec(),
+            LiteralOrLiteral8::Literal8(l) => l.data.to_vec(),
+        };
+        if data.len() as u64 > self.settings().max_append as u64 {
+            return Done::no("[TOOBIG] Message larger than APPENDLIMIT");
+        }
+        let pbflags = match to_pb_flags(flags) {
+            Ok(f) => f,
+            Err(d) => return d,
+        };
+        let (internal_date, tz) = match &date {
+            Some(d) => {
+                let d: &chrono::DateTime<chrono::FixedOffset> = d.as_ref();
+                (d.timestamp(), d.offset().local_minus_utc() / 60)
+            }
+            None => (0, 0),
+        };
+        let Some(mut c) = self.client() else {
+            return Done::bad("Log in first");
+        };
+        let mut chunks = vec![pb::AppendChunk {
+            part: Some(pb::append_chunk::Part::Header(pb::AppendHeader {
+                mailbox: name.clone(),
+                flags: Some(pbflags),
+                internal_date,
+                internal_date_tz: tz,
+                size: data.len() as u64,
+            })),
+        }];
+        for part in data.chunks(mailbox_api::CHUNK_SIZE) {
+            chunks.push(pb::AppendChunk {
+                part: Some(pb::append_chunk::Part::Data(part.to_vec())),
+            });
+        }
+        match c.append(tokio_stream_iter(chunks)).await {
+            Ok(r) => {
+                let r = r.into_inner();
+                Done::ok(format!(
+                    "[APPENDUID {} {}] APPEND completed",
+                    r.uid_validity, r.uid
+                ))
+            }
+            Err(s) if s.code() == Code::NotFound => Done::no("[TRYCREATE] No such mailbox"),
+            Err(s) => store_no(&s),
+        }
+    }
+
+    // ------------------------------------------------------------ updates
+
+    /// Takes every change the Watch stream has delivered so far and writes
+    /// the untagged responses that may be sent now.
+    fn drain_updates(&mut self, expunges_ok: bool) {
+        self.drain_updates_with(expunges_ok, None);
+    }
+
+    /// As [`Session::drain_updates`], with one batch already received.
+    fn drain_updates_with(&mut self, expunges_ok: bool, first: Option<pb::ChangesResponse>) {
+        let Some(view) = self.view.as_mut() else {
+            return;
+        };
+        let mut owed_exists = None;
+        let mut owed_recent = None;
+        let mut batch: Vec<pb::ChangesResponse> = first.into_iter().collect();
+        if let Some(rx) = view.updates.as_mut() {
+            while let Ok(c) = rx.try_recv() {
+                batch.push(c);
+            }
+        }
+        for c in batch {
+            let o = view.absorb(c);
+            owed_exists = o.exists.or(owed_exists);
+            owed_recent = o.recent.or(owed_recent);
+        }
+        let mut lines = Vec::new();
+        if expunges_ok {
+            for seq in view.take_expunges() {
+                lines.push(format!("* {seq} EXPUNGE"));
+            }
+        }
+        if let Some(n) = owed_exists {
+            lines.push(format!("* {n} EXISTS"));
+        }
+        if let Some(n) = owed_recent {
+            lines.push(format!("* {n} RECENT"));
+        }
+        let changed: Vec<u32> = std::mem::take(&mut view.pending_flags)
+            .into_iter()
+            .collect();
+        let mut fetches = Vec::new();
+        for uid in changed {
+            if let Some(i) = view.position(uid) {
+                let m = &view.msgs[i];
+                let items = vec![
+                    imap_codec::imap_types::fetch::MessageDataItem::Flags(fetch::flags(
+                        &m.flags,
+                        view.recent.contains(&uid),
+                    )),
+                    imap_codec::imap_types::fetch::MessageDataItem::Uid(
+                        NonZeroU32::new(uid).unwrap_or(NonZeroU32::MIN),
+                    ),
+                ];
+                fetches.push(fetch::encode(i as u32 + 1, items));
+            }
+        }
+        if view.gone {
+            lines.push("* BYE Mailbox was deleted or renamed".to_string());
+        }
+        for l in lines {
+            self.push(&l);
+        }
+        for f in fetches {
+            self.out.extend_from_slice(&f);
+        }
+    }
+
+    async fn idle(&mut self, tag: &str) -> Result<bool, End> {
+        self.drain_updates(true);
+        self.push("+ idling");
+        self.flush().await?;
+        let timeout = self.settings().idle_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let shutdown = self.ctx.shutdown.clone();
+        loop {
+            // Anything already framed is the DONE line.
+            if let Some(FragmentInfo::Line { .. }) = self.frag.progress()
+                && self.frag.is_message_complete()
+            {
+                let line = String::from_utf8_lossy(self.frag.message_bytes())
+                    .trim()
+                    .to_ascii_uppercase();
+                if line == "DONE" {
+                    self.drain_updates(true);
+                    self.push(&format!("{tag} OK IDLE terminated"));
+                    return Ok(true);
+                }
+                self.push(&format!("{tag} BAD Expected DONE"));
+                return Ok(true);
+            }
+            let mut rx = self.view.as_mut().and_then(|v| v.updates.take());
+            let event = tokio::select! {
+                b = self.conn.read_some(READ_CHUNK, timeout) => Event::Bytes(b),
+                c = recv(&mut rx) => Event::Change(c),
+                _ = tokio::time::sleep_until(deadline) => Event::Timeout,
+                _ = shutdown.cancelled() => Event::Shutdown,
+            };
+            if let (Some(v), Some(rx)) = (self.view.as_mut(), rx) {
+                v.updates = Some(rx);
+            }
+            match event {
+                Event::Bytes(Ok(b)) if b.is_empty() => return Err(End::Closed),
+                Event::Bytes(Ok(b)) => self.frag.enqueue_bytes(&b),
+                Event::Bytes(Err(ReadError::Timeout)) | Event::Timeout => {
+                    self.push("* BYE Autologout; idle for too long");
+                    self.flush().await?;
+                    return Ok(false);
+                }
+                Event::Bytes(Err(ReadError::Io(e))) => return Err(e.into()),
+                Event::Change(Some(c)) => {
+                    self.drain_updates_with(true, Some(c));
+                    self.flush().await?;
+                }
+                Event::Change(None) => {
+                    // No mailbox selected or the feed ended: just wait for DONE.
+                    if let Some(v) = self.view.as_mut() {
+                        v.updates = None;
+                    }
+                }
+                Event::Shutdown => {
+                    self.push("* BYE Server shutting down");
+                    self.flush().await?;
+                    return Ok(false);
+                }
+            }
+        }
+    }
+
+    // ------------------------------------------------------------ selected
+
+    /// (positions, uids) of a sequence set; `Err` for a bad message number.
+    fn resolve(&self, set: &SequenceSet, uid: bool) -> Result<Vec<usize>, Done> {
+        let Some(view) = &self.view else {
+            return Err(Done::bad("No mailbox selected"));
+        };
+        if uid {
+            Ok(imap_wire::seq::uid_positions(set, &view.uids()))
+        } else {
+            match imap_wire::seq::message_numbers(set, view.exists()) {
+                Some(nums) => Ok(nums.into_iter().map(|n| n as usize - 1).collect()),
+                None => Err(Done::bad("Invalid message sequence number")),
+            }
+        }
+    }
+
+    async fn fetch(
+        &mut self,
+        set: &SequenceSet,
+        names: &MacroOrMessageDataItemNames<'_>,
+        uid: bool,
+    ) -> Result<Done, End> {
+        let positions = match self.resolve(set, uid) {
+            Ok(p) => p,
+            Err(d) => return Ok(d),
+        };
+        let plan = fetch::plan(names, uid);
+        let Some(mut c) = self.client() else {
+            return Ok(Done::bad("Log in first"));
+        };
+        let (mailbox, read_only) = match &self.view {
+            Some(v) => (v.name.clone(), v.read_only),
+            None => return Ok(Done::bad("No mailbox selected")),
+        };
+        for batch in positions.chunks(FETCH_BATCH) {
+            let uids: Vec<u32> = match &self.view {
+                Some(v) => batch.iter().map(|&i| v.msgs[i].uid).collect(),
+                None => return Ok(Done::bad("No mailbox selected")),
+            };
+            // \Seen is set before the data is sent (RFC 9051 6.4.5).
+            if plan.sets_seen && !read_only {
+                let unseen: Vec<u32> = match &self.view {
+                    Some(v) => batch
+                        .iter()
+                        .filter(|&&i| !v.msgs[i].flags.seen)
+                        .map(|&i| v.msgs[i].uid)
+                        .collect(),
+                    None => Vec::new(),
+                };
+                if !unseen.is_empty() {
+                    let r = c
+                        .store_flags(pb::StoreFlagsRequest {
+                            mailbox: mailbox.clone(),
+                            uids: Some(pb::UidSet::of(unseen)),
+                            mode: pb::FlagsMode::Add as i32,
+                            flags: Some(pb::Flags {
+                                seen: true,
+                                ..Default::default()
+                            }),
+                            unchanged_since: 0,
+                        })
+                        .await;
+                    match r {
+                        Ok(r) => {
+                            if let Some(v) = self.view.as_mut() {
+                                for e in r.into_inner().updated {
+                                    if let Some(i) = v.position(e.uid) {
+                                        v.msgs[i].flags = e.flags.unwrap_or_default();
+                                        v.msgs[i].modseq = e.modseq;
+                                        v.pending_flags.insert(e.uid);
+                                    }
+                                }
+                            }
+                        }
+                        Err(s) => return Ok(store_no(&s)),
+                    }
+                }
+            }
+            let metas: std::collections::HashMap<u32, pb::MessageMeta> = if plan.meta {
+                let r = c
+                    .fetch(pb::FetchRequest {
+                        mailbox: mailbox.clone(),
+                        uids: Some(pb::UidSet::of(uids.iter().copied())),
+                        with_summary: plan.summary,
+                        changed_since: 0,
+                    })
+                    .await;
+                let mut s = match r {
+                    Ok(s) => s.into_inner(),
+                    Err(s) => return Ok(store_no(&s)),
+                };
+                let mut map = std::collections::HashMap::new();
+                loop {
+                    match s.message().await {
+                        Ok(Some(b)) => map.extend(b.messages.into_iter().map(|m| (m.uid, m))),
+                        Ok(None) => break,
+                        Err(s) => return Ok(store_no(&s)),
+                    }
+                }
+                map
+            } else {
+                Default::default()
+            };
+            for (k, &pos) in batch.iter().enumerate() {
+                let uid = uids[k];
+                let raw = if plan.body {
+                    match read_body(&mut c, &mailbox, uid).await {
+                        Ok(b) => Some(b),
+                        // Expunged elsewhere meanwhile: nothing to send.
+                        Err(s) if s.code() == Code::NotFound => None,
+                        Err(s) => return Ok(store_no(&s)),
+                    }
+                } else {
+                    None
+                };
+                let Some(view) = &self.view else { break };
+                let msg = &view.msgs[pos];
+                if plan.meta && !metas.contains_key(&uid) {
+                    // Gone from the store: RFC 9051 allows omitting it.
+                    continue;
+                }
+                let mut items = match fetch::items(
+                    &plan,
+                    msg,
+                    view.recent.contains(&uid),
+                    metas.get(&uid),
+                    raw.as_deref(),
+                ) {
+                    Ok(i) => i,
+                    Err(fetch::ItemError::Binary(crate::structure::BinaryError::UnknownCte)) => {
+                        return Ok(Done::no("[UNKNOWN-CTE] Unknown Content-Transfer-Encoding"));
+                    }
+                    Err(fetch::ItemError::Binary(_)) => {
+                        return Ok(Done::no("[PARSE] Invalid data in MIME part"));
+                    }
+                };
+                if plan.sets_seen
+                    && !plan
+                        .items
+                        .contains(&imap_codec::imap_types::fetch::MessageDataItemName::Flags)
+                    && view.pending_flags.contains(&uid)
+                {
+                    items.push(imap_codec::imap_types::fetch::MessageDataItem::Flags(
+                        fetch::flags(&msg.flags, view.recent.contains(&uid)),
+                    ));
+                }
+                let encoded = fetch::encode(pos as u32 + 1, items);
+                self.out.extend_from_slice(&encoded);
+                if let Some(v) = self.view.as_mut() {
+                    v.pending_flags.remove(&uid);
+                }
+                self.maybe_flush().await?;
+            }
+        }
+        Ok(Done::ok(if uid {
+            "UID FETCH completed"
+        } else {
+            "FETCH completed"
+        }))
+    }
+
+    async fn store(
+        &mut self,
+        set: &SequenceSet,
+        kind: StoreType,
+        response: StoreResponse,
+        flags: &[Flag<'_>],
+        uid: bool,
+        unchanged_since: Option<u64>,
+    ) -> Done {
+        let positions = match self.resolve(set, uid) {
+            Ok(p) => p,
+            Err(d) => return d,
+        };
+        let pbflags = match to_pb_flags(flags) {
+            Ok(f) => f,
+            Err(d) => return d,
+        };
+        let Some(view) = &self.view else {
+            return Done::bad("No mailbox selected");
+        };
+        if view.read_only {
+            return Done::no("[READ-ONLY] Mailbox is read-only");
+        }
+        let mailbox = view.name.clone();
+        let uids: Vec<u32> = positions.iter().map(|&i| view.msgs[i].uid).collect();
+        if uids.is_empty() {
+            return Done::ok("STORE completed");
+        }
+        let Some(mut c) = self.client() else {
+            return Done::bad("Log in first");
+        };
+        let mode = match kind {
+            StoreType::Replace => pb::FlagsMode::Replace,
+            StoreType::Add => pb::FlagsMode::Add,
+            StoreType::Remove => pb::FlagsMode::Remove,
+        };
+        let r = c
+            .store_flags(pb::StoreFlagsRequest {
+                mailbox,
+                uids: Some(pb::UidSet::of(uids)),
+                mode: mode as i32,
+                flags: Some(pbflags),
+                unchanged_since: unchanged_since.unwrap_or(0),
+            })
+            .await;
+        let r = match r {
+            Ok(r) => r.into_inner(),
+            Err(s) => return store_no(&s),
+        };
+        let silent = matches!(response, StoreResponse::Silent);
+        let Some(view) = self.view.as_mut() else {
+            return Done::bad("No mailbox selected");
+        };
+        let mut out = Vec::new();
+        for e in r.updated {
+            if let Some(i) = view.position(e.uid) {
+                view.msgs[i].flags = e.flags.unwrap_or_default();
+                view.msgs[i].modseq = e.modseq;
+                view.pending_flags.remove(&e.uid);
+                if !silent {
+                    let mut items = vec![imap_codec::imap_types::fetch::MessageDataItem::Flags(
+                        fetch::flags(&view.msgs[i].flags, view.recent.contains(&e.uid)),
+                    )];
+                    if uid && let Some(u) = NonZeroU32::new(e.uid) {
+                        items.push(imap_codec::imap_types::fetch::MessageDataItem::Uid(u));
+                    }
+                    out.push(fetch::encode(i as u32 + 1, items));
+                }
+            }
+        }
+        for o in out {
+            self.out.extend_from_slice(&o);
+        }
+        if !r.modified.is_empty() {
+            let list: Vec<String> = r.modified.iter().map(|u| u.to_string()).collect();
+            return Done::ok(format!(
+                "[MODIFIED {}] Conditional STORE failed for some",
+                list.join(",")
+            ));
+        }
+        Done::ok("STORE completed")
+    }
+
+    async fn copy(
+        &mut self,
+        set: &SequenceSet,
+        m: &Mailbox<'_>,
+        uid: bool,
+        remove: bool,
+    ) -> Result<Done, End> {
+        let positions = match self.resolve(set, uid) {
+            Ok(p) => p,
+            Err(d) => return Ok(d),
+        };
+        let dest = match self.mailbox_name(m) {
+            Ok(n) => n,
+            Err(d) => return Ok(d),
+        };
+        let Some(view) = &self.view else {
+            return Ok(Done::bad("No mailbox selected"));
+        };
+        if remove && view.read_only {
+            return Ok(Done::no("[READ-ONLY] Mailbox is read-only"));
+        }
+        let mailbox = view.name.clone();
+        let uids: Vec<u32> = positions.iter().map(|&i| view.msgs[i].uid).collect();
+        let verb = if remove { "MOVE" } else { "COPY" };
+        if uids.is_empty() {
+            return Ok(Done::ok(format!("{verb} completed")));
+        }
+        let Some(mut c) = self.client() else {
+            return Ok(Done::bad("Log in first"));
+        };
+        let req = pb::CopyRequest {
+            mailbox,
+            uids: Some(pb::UidSet::of(uids)),
+            destination: dest,
+        };
+        let r = if remove {
+            c.r#move(req).await
+        } else {
+            c.copy(req).await
+        };
+        let r = match r {
+            Ok(r) => r.into_inner(),
+            Err(s) if s.code() == Code::NotFound => {
+                return Ok(Done::no("[TRYCREATE] No such mailbox"));
+            }
+            Err(s) => return Ok(store_no(&s)),
+        };
+        let code = format!(
+            "[COPYUID {} {} {}]",
+            r.destination_uid_validity,
+            uid_list(&r.source_uids),
+            uid_list(&r.destination_uids)
+        );
+        if remove {
+            // RFC 6851: COPYUID in an untagged OK before the EXPUNGEs.
+            self.push(&format!("* OK {code} Moved"));
+            if let Some(v) = self.view.as_mut() {
+                for seq in v.expunged_by_us(&r.source_uids) {
+                    self.out
+                        .extend_from_slice(format!("* {seq} EXPUNGE\r\n").as_bytes());
+                }
+            }
+            return Ok(Done::ok("MOVE completed"));
+        }
+        Ok(Done::ok(format!("{code} COPY completed")))
+    }
+
+    /// EXPUNGE, UID EXPUNGE and CLOSE: removes \Deleted messages.
+    async fn expunge_deleted(
+        &mut self,
+        set: Option<&SequenceSet>,
+        announce: bool,
+    ) -> Result<Done, End> {
+        let Some(view) = &self.view else {
+            return Ok(Done::bad("No mailbox selected"));
+        };
+        if view.read_only {
+            return Ok(if announce {
+                Done::no("[READ-ONLY] Mailbox is read-only")
+            } else {
+                Done::ok("CLOSE completed")
+            });
+        }
+        let mailbox = view.name.clone();
+        let uids = match set {
+            Some(s) => {
+                let all = view.uids();
+                Some(pb::UidSet::of(
+                    imap_wire::seq::uid_positions(s, &all)
+                        .into_iter()
+                        .map(|i| all[i]),
+                ))
+            }
+            None => None,
+        };
+        let Some(mut c) = self.client() else {
+            return Ok(Done::bad("Log in first"));
+        };
+        let r = c
+            .expunge(pb::ExpungeRequest {
+                mailbox,
+                uids,
+                ignore_deleted_flag: false,
+                lease_id: String::new(),
+            })
+            .await;
+        let r = match r {
+            Ok(r) => r.into_inner(),
+            Err(s) => return Ok(store_no(&s)),
+        };
+        if announce && let Some(v) = self.view.as_mut() {
+            for seq in v.expunged_by_us(&r.expunged) {
+                self.out
+                    .extend_from_slice(format!("* {seq} EXPUNGE\r\n").as_bytes());
+            }
+        }
+        Ok(Done::ok("EXPUNGE completed"))
+    }
+
+    async fn search(&mut self, criteria: &[SearchKey<'_>], uid: bool) -> Done {
+        let Some(view) = &self.view else {
+            return Done::bad("No mailbox selected");
+        };
+        let key = match crate::search::translate(criteria, view) {
+            Ok(k) => k,
+            Err(e) => return Done::bad(e.to_string()),
+        };
+        let mailbox = view.name.clone();
+        let Some(mut c) = self.client() else {
+            return Done::bad("Log in first");
+        };
+        let r = match c
+            .search(pb::SearchRequest {
+                mailbox,
+                key: Some(key),
+            })
+            .await
+        {
+            Ok(r) => r.into_inner(),
+            Err(s) => return store_no(&s),
+        };
+        let Some(view) = &self.view else {
+            return Done::bad("No mailbox selected");
+        };
+        let mut out = String::from("* SEARCH");
+        for u in r.uids {
+            // Only messages this session knows about (new ones are
+            // announced first, by EXISTS).
+            if let Some(i) = view.position(u) {
+                let n = if uid { u } else { i as u32 + 1 };
+                out.push(' ');
+                out.push_str(&n.to_string());
+            }
+        }
+        self.push(&out);
+        Done::ok(if uid {
+            "UID SEARCH completed"
+        } else {
+            "SEARCH completed"
+        })
+    }
+}
+
+enum Event {
+    Bytes(Result<Vec<u8>, ReadError>),
+    Change(Option<pb::ChangesResponse>),
+    Timeout,
+    Shutdown,
+}
+
+async fn recv(rx: &mut Option<mpsc::Receiver<pb::ChangesResponse>>) -> Option<pb::ChangesResponse> {
+    match rx {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn tokio_stream_iter<T: Send + 'static>(v: Vec<T>) -> tokio_stream::Iter<std::vec::IntoIter<T>> {
+    tokio_stream::iter(v)
+}
+
+async fn read_body(c: &mut MailboxClient, mailbox: &str, uid: u32) -> Result<Vec<u8>, Status> {
+    let mut s = c
+        .fetch_body(pb::FetchBodyRequest {
+            mailbox: mailbox.to_string(),
+            uid,
+            offset: 0,
+            length: 0,
+        })
+        .await?
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(chunk) = s.message().await? {
+        out.extend_from_slice(&chunk.data);
+    }
+    Ok(out)
+}
+
+/// A UID list in `uid-set` form (ascending runs as ranges).
+fn uid_list(uids: &[u32]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < uids.len() {
+        let start = uids[i];
+        let mut end = start;
+        while i + 1 < uids.len() && uids[i + 1] == end + 1 {
+            i += 1;
+            end = uids[i];
+        }
+        out.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}:{end}")
+        });
+        i += 1;
+    }
+    out.join(",")
+}
+
+fn to_pb_flags(flags: &[Flag<'_>]) -> Result<pb::Flags, Done> {
+    let mut f = pb::Flags::default();
+    for flag in flags {
+        match flag {
+            Flag::Seen => f.seen = true,
+            Flag::Answered => f.answered = true,
+            Flag::Flagged => f.flagged = true,
+            Flag::Deleted => f.deleted = true,
+            Flag::Draft => f.draft = true,
+            Flag::Keyword(k) => f.keywords.push(k.inner().to_string()),
+            Flag::Extension(_) => return Err(Done::bad("Unknown system flag")),
+        }
+    }
+    Ok(f)
+}
