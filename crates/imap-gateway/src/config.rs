@@ -31,6 +31,10 @@ pub struct ImapConfig {
     pub idle_timeout_secs: u64,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
+    /// Admin HTTP address for /livez and /readyz. Empty: off.
+    pub admin_listen: String,
+    /// On SIGTERM: how long in-flight work may take before the process exits.
+    pub shutdown_grace_secs: u64,
     pub log_format: LogFormat,
 }
 
@@ -50,6 +54,8 @@ impl Default for ImapConfig {
             idle_timeout_secs: 30 * 60,
             max_connections: 5000,
             max_connections_per_ip: 50,
+            admin_listen: "127.0.0.1:9183".into(),
+            shutdown_grace_secs: 30,
             log_format: LogFormat::Text,
         }
     }

@@ -2,9 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Parser;
-use imap_gateway::{ImapConfig, Listeners};
 
 #[derive(Parser)]
 #[command(version, about = "IMAP gateway over the mailbox store")]
@@ -17,10 +15,5 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let config: ImapConfig = service_kit::config::load(args.config.as_deref(), "IMAP_")?;
-    let (addrs, settings) = config.validate().map_err(anyhow::Error::msg)?;
-    service_kit::telemetry::init("imap-gateway", config.log_format);
-    let listeners = Listeners::bind(&addrs).await.context("binding listeners")?;
-    let shutdown = service_kit::server::shutdown_on_signal();
-    imap_gateway::serve(settings, listeners, shutdown).await
+    imap_gateway::run(args.config.as_deref()).await
 }

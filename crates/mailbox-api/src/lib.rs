@@ -129,3 +129,21 @@ pub fn admin_client(channel: Channel, auth: CallAuth) -> AdminClient {
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE)
 }
+
+/// Whether the store answers `grpc.health.v1` with SERVING (its database
+/// reachable): the gateways' and ingest's readiness.
+pub async fn store_serving(channel: Channel) -> bool {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    let mut c = HealthClient::new(channel);
+    match c
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+    {
+        Ok(r) => r.into_inner().status() == ServingStatus::Serving,
+        Err(_) => false,
+    }
+}

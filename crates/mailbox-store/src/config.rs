@@ -36,6 +36,10 @@ pub struct StoreConfig {
     pub failure_delay_ms: u64,
     /// Idle lifetime of a session token, in seconds.
     pub session_ttl_secs: u64,
+    /// Admin HTTP address for /livez and /readyz. Empty: off.
+    pub admin_listen: String,
+    /// On SIGTERM: how long in-flight work may take before the process exits.
+    pub shutdown_grace_secs: u64,
     pub log_format: LogFormat,
 }
 
@@ -53,6 +57,8 @@ impl Default for StoreConfig {
             throttle_window_secs: 900,
             failure_delay_ms: 1000,
             session_ttl_secs: 24 * 3600,
+            admin_listen: "127.0.0.1:9180".into(),
+            shutdown_grace_secs: 30,
             log_format: LogFormat::Text,
         }
     }

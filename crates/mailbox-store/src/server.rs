@@ -53,6 +53,7 @@ pub async fn serve(
 
     let mailbox = mailbox_server::MailboxServer::new(MailboxSvc {
         store: store.clone(),
+        shutdown: shutdown.clone(),
     })
     .max_decoding_message_size(MAX_MESSAGE_SIZE)
     .max_encoding_message_size(MAX_MESSAGE_SIZE);
@@ -242,6 +243,8 @@ async fn read_body<T>(
 
 pub struct MailboxSvc {
     store: Store,
+    /// Ends Watch streams on shutdown, so the server can drain.
+    shutdown: CancellationToken,
 }
 
 impl MailboxSvc {
@@ -666,6 +669,7 @@ impl mailbox_server::Mailbox for MailboxSvc {
         }
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         let store = self.store.clone();
+        let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
             loop {
                 match store.changes_by_id(account, id, since).await {
@@ -695,6 +699,7 @@ impl mailbox_server::Mailbox for MailboxSvc {
                     changed = hint.changed() => if changed.is_err() { return },
                     _ = tokio::time::sleep(WATCH_POLL) => {}
                     _ = tx.closed() => return,
+                    _ = shutdown.cancelled() => return,
                 }
             }
         });

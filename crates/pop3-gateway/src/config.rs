@@ -33,6 +33,10 @@ pub struct Pop3Config {
     /// Lifetime of the maildrop lock if this gateway dies; renewed while the
     /// session lives.
     pub lease_ttl_secs: u64,
+    /// Admin HTTP address for /livez and /readyz. Empty: off.
+    pub admin_listen: String,
+    /// On SIGTERM: how long in-flight work may take before the process exits.
+    pub shutdown_grace_secs: u64,
     pub log_format: LogFormat,
 }
 
@@ -52,6 +56,8 @@ impl Default for Pop3Config {
             max_connections: 2000,
             max_connections_per_ip: 20,
             lease_ttl_secs: 120,
+            admin_listen: "127.0.0.1:9182".into(),
+            shutdown_grace_secs: 30,
             log_format: LogFormat::Text,
         }
     }

@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod conn;
+pub mod health;
 pub mod limit;
 pub mod net;
 pub mod server;

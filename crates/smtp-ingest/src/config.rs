@@ -48,6 +48,10 @@ pub struct SmtpConfig {
     /// How long a delivery is retried while the store is unreachable
     /// before the client gets 451.
     pub store_retry_secs: u64,
+    /// Admin HTTP address for /livez and /readyz. Empty: off.
+    pub admin_listen: String,
+    /// On SIGTERM: how long in-flight work may take before the process exits.
+    pub shutdown_grace_secs: u64,
     pub log_format: LogFormat,
 }
 
@@ -74,6 +78,8 @@ impl Default for SmtpConfig {
             command_timeout_secs: 300,
             data_timeout_secs: 180,
             store_retry_secs: 30,
+            admin_listen: "127.0.0.1:9181".into(),
+            shutdown_grace_secs: 60,
             log_format: LogFormat::Text,
         }
     }

@@ -92,3 +92,27 @@ pub async fn serve(
     }
     Ok(())
 }
+
+/// The process entry point shared by the binary and by tests that need a
+/// real process: reads config (file + environment), validates it before
+/// binding, starts telemetry, binds, serves, and drains on SIGTERM.
+pub async fn run(config_file: Option<&std::path::Path>) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let config: SmtpConfig = service_kit::config::load(config_file, "SMTP_")?;
+    let (addrs, settings) = config.validate().map_err(anyhow::Error::msg)?;
+    let admin = service_kit::health::parse_addr("admin_listen", &config.admin_listen)
+        .map_err(anyhow::Error::msg)?;
+    service_kit::telemetry::init("smtp-ingest", config.log_format);
+    let listeners = Listeners::bind(&addrs).await.context("binding listeners")?;
+    let shutdown = service_kit::server::shutdown_on_signal();
+    let readiness = service_kit::health::Readiness::default();
+    service_kit::health::start_admin(admin, readiness.clone(), shutdown.clone()).await?;
+    let channel = mailbox_api::channel(&settings.store_url)?;
+    service_kit::health::spawn_checker(readiness, shutdown.clone(), move || {
+        mailbox_api::store_serving(channel.clone())
+    });
+    let grace = std::time::Duration::from_secs(config.shutdown_grace_secs);
+    service_kit::health::drain(crate::serve(settings, listeners, shutdown.clone()), shutdown, grace)
+        .await?;
+    Ok(())
+}
