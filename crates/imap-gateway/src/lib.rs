@@ -54,9 +54,11 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let tls = match &settings.tls {
-        Some((cert, key)) => Some(service_kit::conn::acceptor(
-            service_kit::tls::server_config(cert, key)?,
-        )),
+        Some((cert, key)) => Some(service_kit::tls::ReloadingTls::start(
+            cert,
+            key,
+            shutdown.clone(),
+        )?),
         None => None,
     };
     let ctx = Arc::new(session::Ctx {
@@ -77,9 +79,14 @@ pub async fn serve(
         let shutdown = shutdown.clone();
         tasks.push(tokio::spawn(async move {
             let max = ctx.settings.max_connections;
-            service_kit::server::serve_connections(listener, max, shutdown, move |tcp, peer| {
-                session::handle(ctx.clone(), tcp, peer, implicit_tls)
-            })
+            let name = if implicit_tls { "imaps" } else { "imap" };
+            service_kit::server::serve_connections(
+                listener,
+                name,
+                max,
+                shutdown,
+                move |tcp, peer| session::handle(ctx.clone(), tcp, peer, implicit_tls),
+            )
             .await
         }));
     }
@@ -98,7 +105,7 @@ pub async fn run(config_file: Option<&std::path::Path>) -> anyhow::Result<()> {
     let (addrs, settings) = config.validate().map_err(anyhow::Error::msg)?;
     let admin = service_kit::health::parse_addr("admin_listen", &config.admin_listen)
         .map_err(anyhow::Error::msg)?;
-    service_kit::telemetry::init("imap-gateway", config.log_format);
+    let telemetry = service_kit::telemetry::init("imap-gateway", config.log_format);
     let listeners = Listeners::bind(&addrs).await.context("binding listeners")?;
     let shutdown = service_kit::server::shutdown_on_signal();
     let readiness = service_kit::health::Readiness::default();
@@ -108,7 +115,12 @@ pub async fn run(config_file: Option<&std::path::Path>) -> anyhow::Result<()> {
         mailbox_api::store_serving(channel.clone())
     });
     let grace = std::time::Duration::from_secs(config.shutdown_grace_secs);
-    service_kit::health::drain(crate::serve(settings, listeners, shutdown.clone()), shutdown, grace)
-        .await?;
+    service_kit::health::drain(
+        crate::serve(settings, listeners, shutdown.clone()),
+        shutdown,
+        grace,
+    )
+    .await?;
+    telemetry.shutdown().await;
     Ok(())
 }

@@ -31,7 +31,6 @@ use service_kit::conn::{Connection, ReadError, Stream};
 use service_kit::limit::PerIpLimit;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio_rustls::TlsAcceptor;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
@@ -41,7 +40,7 @@ use crate::view::View;
 
 pub(crate) struct Ctx {
     pub settings: ImapSettings,
-    pub tls: Option<TlsAcceptor>,
+    pub tls: Option<service_kit::tls::ReloadingTls>,
     pub auth: CallAuth,
     pub channel: Channel,
     pub per_ip: PerIpLimit,
@@ -70,7 +69,7 @@ pub(crate) async fn handle(ctx: Arc<Ctx>, tcp: TcpStream, peer: SocketAddr, impl
     };
     let conn = if implicit_tls {
         let Some(acceptor) = &ctx.tls else { return };
-        match Connection::accept_tls(tcp, peer, acceptor, TLS_HANDSHAKE_TIMEOUT).await {
+        match Connection::accept_tls(tcp, peer, &acceptor.acceptor(), TLS_HANDSHAKE_TIMEOUT).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -94,6 +93,7 @@ pub(crate) async fn handle(ctx: Arc<Ctx>, tcp: TcpStream, peer: SocketAddr, impl
         utf8: false,
         out: Vec::with_capacity(4096),
         bad: 0,
+        last_outcome: "OK",
     };
     let span = tracing::info_span!("imap_session", %peer);
     tracing::Instrument::instrument(
@@ -125,6 +125,8 @@ struct Session {
     utf8: bool,
     out: Vec<u8>,
     bad: usize,
+    /// OK, NO or BAD of the last tagged reply (for metrics).
+    last_outcome: &'static str,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -413,8 +415,12 @@ impl Session {
 
     /// Runs one command in its own span; `false` ends the session.
     async fn command(&mut self, cmd: Command<'static>) -> Result<bool, End> {
-        let span = tracing::debug_span!("imap_command", command = cmd.body.name());
-        tracing::Instrument::instrument(self.command_inner(cmd), span).await
+        let name = cmd.body.name();
+        let span = tracing::info_span!("imap.command", command = name);
+        let started = std::time::Instant::now();
+        let r = tracing::Instrument::instrument(self.command_inner(cmd), span).await;
+        service_kit::metrics::command("imap", name, self.last_outcome, started);
+        r
     }
 
     async fn command_inner(&mut self, cmd: Command<'static>) -> Result<bool, End> {
@@ -573,6 +579,7 @@ impl Session {
             self.bad += 1;
         }
         self.drain_updates(expunges_ok);
+        self.last_outcome = done.kind;
         let line = format!("{tag} {} {}", done.kind, done.text);
         self.push(&line);
         if self.bad >= MAX_BAD {
@@ -585,7 +592,7 @@ impl Session {
     // ------------------------------------------------------------ auth
 
     async fn starttls(&mut self, tag: &str) -> R {
-        let Some(acceptor) = self.ctx.tls.clone() else {
+        let Some(acceptor) = self.ctx.tls.as_ref().map(|t| t.acceptor()) else {
             self.push(&format!("{tag} BAD STARTTLS not available"));
             return Ok(());
         };

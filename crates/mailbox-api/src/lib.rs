@@ -84,7 +84,31 @@ impl CallAuth {
         if let Some(b) = &self.bearer {
             md.insert(AUTHORIZATION_KEY, b.clone());
         }
+        inject_trace_context(md);
     }
+}
+
+struct MetadataInjector<'a>(&'a mut MetadataMap);
+
+impl opentelemetry::propagation::Injector for MetadataInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(k), Ok(v)) = (
+            tonic::metadata::MetadataKey::from_bytes(key.as_bytes()),
+            AsciiMetadataValue::from_str(&value),
+        ) {
+            self.0.insert(k, v);
+        }
+    }
+}
+
+/// Carries the caller's W3C trace context (`traceparent`) to the store, so
+/// one delivery is one trace across services.
+fn inject_trace_context(md: &mut MetadataMap) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let cx = tracing::Span::current().context();
+    opentelemetry::global::get_text_map_propagator(|p| {
+        p.inject_context(&cx, &mut MetadataInjector(md))
+    });
 }
 
 impl Interceptor for CallAuth {

@@ -32,7 +32,7 @@ pub async fn run(config_file: Option<&std::path::Path>) -> anyhow::Result<()> {
     let (listen, settings) = config.validate().map_err(anyhow::Error::msg)?;
     let admin = service_kit::health::parse_addr("admin_listen", &config.admin_listen)
         .map_err(anyhow::Error::msg)?;
-    service_kit::telemetry::init("mailbox-store", config.log_format);
+    let telemetry = service_kit::telemetry::init("mailbox-store", config.log_format);
     if settings.service_secret.is_none() && !listen.ip().is_loopback() {
         tracing::warn!(
             "no service_secret set and listening beyond loopback: any host can call the store"
@@ -60,5 +60,6 @@ pub async fn run(config_file: Option<&std::path::Path>) -> anyhow::Result<()> {
         grace,
     )
     .await?;
+    telemetry.shutdown().await;
     Ok(())
 }

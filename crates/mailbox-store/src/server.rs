@@ -67,6 +67,16 @@ pub async fn serve(
     });
 
     tonic::transport::Server::builder()
+        .trace_fn(|req| {
+            let span = tracing::info_span!(
+                "grpc.server",
+                rpc.method = %req.uri().path(),
+                otel.kind = "server"
+            );
+            service_kit::telemetry::extract(req.headers(), &span);
+            span
+        })
+        .layer(tower::layer::layer_fn(|inner| RpcTimer { inner }))
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_service(health)
@@ -84,6 +94,40 @@ pub async fn serve(
         .serve_with_incoming_shutdown(incoming(listener), shutdown.cancelled())
         .await?;
     Ok(())
+}
+
+/// Records every RPC's latency (to the response headers) by method.
+#[derive(Clone)]
+struct RpcTimer<S> {
+    inner: S,
+}
+
+impl<S, B> tower::Service<tonic::codegen::http::Request<B>> for RpcTimer<S>
+where
+    S: tower::Service<tonic::codegen::http::Request<B>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn std::future::Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: tonic::codegen::http::Request<B>) -> Self::Future {
+        let method = req.uri().path().to_string();
+        let started = std::time::Instant::now();
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            let r = fut.await;
+            service_kit::metrics::store_rpc(&method, started);
+            r
+        })
+    }
 }
 
 /// Accepted connections with Nagle's algorithm off: tonic's own

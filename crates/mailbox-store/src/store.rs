@@ -99,12 +99,19 @@ enum Backend {
 }
 
 /// Calls the same operation on whichever backend this store runs.
+/// Each call is a `db` span, the leaf of a request's trace.
 macro_rules! on_backend {
     ($self:expr, $f:ident($($arg:expr),* $(,)?)) => {
-        match &$self.inner.backend {
-            Backend::Pg(p) => pg::$f(p, $($arg),*).await,
-            Backend::Lite(p) => lite::$f(p, $($arg),*).await,
-        }
+        tracing::Instrument::instrument(
+            async {
+                match &$self.inner.backend {
+                    Backend::Pg(p) => pg::$f(p, $($arg),*).await,
+                    Backend::Lite(p) => lite::$f(p, $($arg),*).await,
+                }
+            },
+            tracing::info_span!("db", db.operation = stringify!($f), db.system = $self.backend_name()),
+        )
+        .await
     };
 }
 
@@ -320,6 +327,7 @@ impl Store {
         };
         if acct_fail >= s.max_failures_per_account as i64 || ip_fail >= s.max_failures_per_ip as i64
         {
+            service_kit::metrics::auth_failure("throttled");
             tokio::time::sleep(s.failure_delay).await;
             return Err(StoreError::Throttled);
         }
@@ -337,6 +345,7 @@ impl Store {
             if !client_ip.is_empty() {
                 on_backend!(self, record_failure(&ip_key, since))?;
             }
+            service_kit::metrics::auth_failure("bad_credentials");
             tokio::time::sleep(s.failure_delay).await;
             return Err(StoreError::BadCredentials);
         };

@@ -14,7 +14,6 @@ use service_kit::CancellationToken;
 use service_kit::conn::{Connection, Line, ReadError, Stream};
 use service_kit::limit::PerIpLimit;
 use tokio::net::TcpStream;
-use tokio_rustls::TlsAcceptor;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
@@ -22,7 +21,7 @@ use crate::config::Pop3Settings;
 
 pub(crate) struct Ctx {
     pub settings: Pop3Settings,
-    pub tls: Option<TlsAcceptor>,
+    pub tls: Option<service_kit::tls::ReloadingTls>,
     pub auth: CallAuth,
     pub channel: Channel,
     pub per_ip: PerIpLimit,
@@ -47,7 +46,7 @@ pub(crate) async fn handle(ctx: Arc<Ctx>, tcp: TcpStream, peer: SocketAddr, impl
     };
     let conn = if implicit_tls {
         let Some(acceptor) = &ctx.tls else { return };
-        match Connection::accept_tls(tcp, peer, acceptor, TLS_HANDSHAKE_TIMEOUT).await {
+        match Connection::accept_tls(tcp, peer, &acceptor.acceptor(), TLS_HANDSHAKE_TIMEOUT).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -62,6 +61,7 @@ pub(crate) async fn handle(ctx: Arc<Ctx>, tcp: TcpStream, peer: SocketAddr, impl
         conn,
         state: State::Authorization { user: None },
         errors: 0,
+        last_ok: true,
     };
     let span = tracing::info_span!("pop3_session", %peer);
     tracing::Instrument::instrument(
@@ -80,6 +80,27 @@ pub(crate) async fn handle(ctx: Arc<Ctx>, tcp: TcpStream, peer: SocketAddr, impl
         span,
     )
     .await;
+}
+
+fn command_name(c: &Command) -> &'static str {
+    match c {
+        Command::User(_) => "USER",
+        Command::Pass(_) => "PASS",
+        Command::Apop { .. } => "APOP",
+        Command::Auth { .. } => "AUTH",
+        Command::Stls => "STLS",
+        Command::Capa => "CAPA",
+        Command::Utf8 => "UTF8",
+        Command::Stat => "STAT",
+        Command::List(_) => "LIST",
+        Command::Uidl(_) => "UIDL",
+        Command::Retr(_) => "RETR",
+        Command::Top(..) => "TOP",
+        Command::Dele(_) => "DELE",
+        Command::Noop => "NOOP",
+        Command::Rset => "RSET",
+        Command::Quit => "QUIT",
+    }
 }
 
 enum State {
@@ -138,6 +159,8 @@ struct Session {
     conn: Connection,
     state: State,
     errors: usize,
+    /// Whether the last response was +OK (for metrics).
+    last_ok: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -154,6 +177,9 @@ impl Session {
     }
 
     async fn send(&mut self, data: &[u8]) -> Result<(), End> {
+        if let Some(&b) = data.first() {
+            self.last_ok = b == b'+';
+        }
         self.conn.write_all(data).await?;
         // PIPELINING (RFC 2449): answer everything queued, then flush.
         if self.conn.buffered() == 0 {
@@ -202,14 +228,34 @@ impl Session {
                 }
                 Err(ReadError::Io(e)) => return Err(e.into()),
             };
-            match pop3_wire::parse(&line) {
-                Ok(cmd) => {
-                    if !self.command(cmd).await? {
-                        return Ok(());
+            let parsed = pop3_wire::parse(&line);
+            let name = match &parsed {
+                Ok(c) => command_name(c),
+                Err(_) => "INVALID",
+            };
+            let started = std::time::Instant::now();
+            let span = tracing::info_span!("pop3.command", command = name);
+            let go_on = tracing::Instrument::instrument(
+                async {
+                    match parsed {
+                        Ok(cmd) => self.command(cmd).await,
+                        Err(ParseError::Unknown) => {
+                            self.error(None, "Unknown command").await.map(|_| true)
+                        }
+                        Err(e) => self.error(None, &e.to_string()).await.map(|_| true),
                     }
-                }
-                Err(ParseError::Unknown) => self.error(None, "Unknown command").await?,
-                Err(e) => self.error(None, &e.to_string()).await?,
+                },
+                span,
+            )
+            .await;
+            service_kit::metrics::command(
+                "pop3",
+                name,
+                if self.last_ok { "ok" } else { "error" },
+                started,
+            );
+            if !go_on? {
+                return Ok(());
             }
         }
     }
@@ -299,7 +345,7 @@ impl Session {
     }
 
     async fn stls(&mut self) -> Result<(), End> {
-        let Some(acceptor) = self.ctx.tls.clone() else {
+        let Some(acceptor) = self.ctx.tls.as_ref().map(|t| t.acceptor()) else {
             return self.error(None, "STLS not available").await;
         };
         if self.conn.is_tls() {

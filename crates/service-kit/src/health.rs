@@ -108,7 +108,11 @@ pub async fn start_admin(
 
 /// Waits for a service to drain after `shutdown`, at most `grace`.
 /// Returns whether it finished in time.
-pub async fn drain<F>(service: F, shutdown: CancellationToken, grace: Duration) -> anyhow::Result<bool>
+pub async fn drain<F>(
+    service: F,
+    shutdown: CancellationToken,
+    grace: Duration,
+) -> anyhow::Result<bool>
 where
     F: Future<Output = anyhow::Result<()>>,
 {
@@ -135,9 +139,11 @@ mod tests {
 
     async fn get(addr: std::net::SocketAddr, path: &str) -> String {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-            .await
-            .unwrap();
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).await.unwrap();
         out

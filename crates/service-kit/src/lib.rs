@@ -8,6 +8,7 @@ pub mod config;
 pub mod conn;
 pub mod health;
 pub mod limit;
+pub mod metrics;
 pub mod net;
 pub mod server;
 pub mod telemetry;

@@ -21,6 +21,7 @@ use tokio_util::task::TaskTracker;
 /// Handlers see `shutdown` too and are expected to wind down on it.
 pub async fn serve_connections<F, Fut>(
     listener: TcpListener,
+    name: &'static str,
     max_connections: usize,
     shutdown: CancellationToken,
     handle: F,
@@ -48,8 +49,10 @@ pub async fn serve_connections<F, Fut>(
                 backoff = Duration::from_millis(5);
                 let _ = stream.set_nodelay(true);
                 let fut = handle(stream, peer);
+                let gauge = crate::metrics::ConnectionGauge::open(name);
                 tracker.spawn(async move {
                     fut.await;
+                    drop(gauge);
                     drop(permit);
                 });
             }
@@ -110,6 +113,7 @@ mod tests {
         let shutdown = CancellationToken::new();
         let server = tokio::spawn(serve_connections(
             listener,
+            "test",
             1,
             shutdown.clone(),
             |mut s, _| async move {

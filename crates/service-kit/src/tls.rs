@@ -122,3 +122,71 @@ mod tests {
         ));
     }
 }
+
+/// A TLS acceptor that follows its certificate files: when cert-manager
+/// (or anyone) replaces them, new connections get the new certificate;
+/// connections already open keep theirs. A file that does not load (for
+/// instance half-written) is logged and the previous certificate stays.
+#[derive(Clone)]
+pub struct ReloadingTls {
+    current: Arc<std::sync::RwLock<tokio_rustls::TlsAcceptor>>,
+}
+
+/// How often the certificate files are checked for changes.
+pub const RELOAD_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn stamp(p: &Path) -> Option<(std::time::SystemTime, u64)> {
+    let m = std::fs::metadata(p).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+impl ReloadingTls {
+    /// Loads the files now (an error here stops the service from starting)
+    /// and watches them until `shutdown`.
+    pub fn start(
+        cert: &Path,
+        key: &Path,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> Result<Self, TlsError> {
+        let acceptor = tokio_rustls::TlsAcceptor::from(server_config(cert, key)?);
+        let me = Self {
+            current: Arc::new(std::sync::RwLock::new(acceptor)),
+        };
+        let (cert, key) = (cert.to_path_buf(), key.to_path_buf());
+        let weak = Arc::downgrade(&me.current);
+        tokio::spawn(async move {
+            let mut seen = (stamp(&cert), stamp(&key));
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(RELOAD_CHECK) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+                let Some(current) = weak.upgrade() else { return };
+                let now = (stamp(&cert), stamp(&key));
+                if now == seen {
+                    continue;
+                }
+                match server_config(&cert, &key) {
+                    Ok(cfg) => {
+                        *current.write().unwrap_or_else(|p| p.into_inner()) =
+                            tokio_rustls::TlsAcceptor::from(cfg);
+                        seen = now;
+                        tracing::info!(cert = %cert.display(), "TLS certificate reloaded");
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "TLS certificate files changed but do not load; keeping the previous one")
+                    }
+                }
+            }
+        });
+        Ok(me)
+    }
+
+    /// The acceptor for a new connection.
+    pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}

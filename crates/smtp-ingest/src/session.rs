@@ -18,7 +18,6 @@ use service_kit::conn::{Connection, Line, ReadError, Stream};
 use service_kit::limit::PerIpLimit;
 use smtp_proto::{Error as ParseError, MAIL_SMTPUTF8, Request};
 use tokio::net::TcpStream;
-use tokio_rustls::TlsAcceptor;
 use tonic::transport::Channel;
 
 use crate::config::SmtpSettings;
@@ -38,7 +37,7 @@ pub enum Mode {
 /// What every session of a listener shares.
 pub(crate) struct Ctx {
     pub settings: SmtpSettings,
-    pub tls: Option<TlsAcceptor>,
+    pub tls: Option<service_kit::tls::ReloadingTls>,
     pub auth: CallAuth,
     pub channel: Channel,
     pub per_ip: PerIpLimit,
@@ -52,7 +51,7 @@ pub(crate) async fn handle(ctx: Arc<Ctx>, tcp: TcpStream, peer: SocketAddr, mode
     let slot = ctx.per_ip.try_acquire(peer.ip());
     let conn = if mode == Mode::Smtps {
         let Some(acceptor) = &ctx.tls else { return };
-        match Connection::accept_tls(tcp, peer, acceptor, TLS_HANDSHAKE_TIMEOUT).await {
+        match Connection::accept_tls(tcp, peer, &acceptor.acceptor(), TLS_HANDSHAKE_TIMEOUT).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -73,6 +72,7 @@ pub(crate) async fn handle(ctx: Arc<Ctx>, tcp: TcpStream, peer: SocketAddr, mode
         errors: 0,
         commands: 0,
         id: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
+        last_code: 0,
     };
     let span = tracing::info_span!("smtp_session", %peer, ?mode, id = %s.id);
     let _ = tracing::Instrument::instrument(
@@ -129,6 +129,8 @@ struct Session {
     errors: usize,
     commands: usize,
     id: String,
+    /// The code of the last reply sent (for metrics).
+    last_code: u16,
 }
 
 type Io = std::io::Result<()>;
@@ -148,6 +150,9 @@ impl Session {
     }
 
     async fn write(&mut self, text: &str) -> Io {
+        if let Some(code) = text.get(..3).and_then(|c| c.parse().ok()) {
+            self.last_code = code;
+        }
         self.conn.write_all(text.as_bytes()).await?;
         // PIPELINING: flush once every buffered command is answered.
         if self.conn.buffered() == 0 {
@@ -212,13 +217,39 @@ impl Session {
                 return Err(End::Closed);
             }
             let parsed = Request::parse(&mut line.iter()).map(owned);
-            match parsed {
-                Ok(req) => {
-                    if !self.command(req).await? {
-                        return Ok(());
+            let started = std::time::Instant::now();
+            let name = match &parsed {
+                Ok(r) => r.name(),
+                Err(_) => "INVALID",
+            };
+            let span = tracing::info_span!("smtp.command", command = name);
+            let go_on = tracing::Instrument::instrument(
+                async {
+                    match parsed {
+                        Ok(req) => self.command(req).await,
+                        Err(e) => self.parse_error(e).await.map(|_| true),
                     }
-                }
-                Err(e) => self.parse_error(e).await?,
+                },
+                span,
+            )
+            .await;
+            let outcome = match self.last_code / 100 {
+                2 | 3 => "ok",
+                4 => "temporary",
+                _ => "error",
+            };
+            service_kit::metrics::command(
+                if self.mode == Mode::Lmtp {
+                    "lmtp"
+                } else {
+                    "smtp"
+                },
+                name,
+                outcome,
+                started,
+            );
+            if !go_on? {
+                return Ok(());
             }
         }
     }
@@ -327,7 +358,7 @@ impl Session {
     }
 
     async fn starttls(&mut self) -> Result<(), End> {
-        let Some(acceptor) = self.ctx.tls.clone().filter(|_| !self.conn.is_tls()) else {
+        let Some(acceptor) = self.ctx.tls.as_ref().map(|t| t.acceptor()).filter(|_| !self.conn.is_tls()) else {
             return self.error(502, "5.5.1 STARTTLS not available").await;
         };
         if self.conn.buffered() > 0 {
@@ -652,6 +683,23 @@ impl Session {
             body: Bytes::from(body),
         };
         let result = deliver::deliver(&self.delivery, &msg, self.settings().store_retry).await;
+        service_kit::metrics::delivery(match &result {
+            Ok(r)
+                if r.results
+                    .iter()
+                    .any(|x| x.status() == pb::RecipientStatus::Accept) =>
+            {
+                "accepted"
+            }
+            Ok(_) => "rejected",
+            Err(e)
+                if e.code() == tonic::Code::OutOfRange
+                    || e.code() == tonic::Code::InvalidArgument =>
+            {
+                "rejected"
+            }
+            Err(_) => "temporary",
+        });
         let short = &id[..12];
         if let Err(e) = &result {
             tracing::warn!(code = ?e.code(), error = %e.message(), "delivery failed");

@@ -1,0 +1,141 @@
+//! The OpenTelemetry instruments every service records into. They come
+//! from the global meter, so they export when [`crate::telemetry::init`]
+//! installed an OTLP meter provider and cost next to nothing otherwise.
+//! Names follow OpenTelemetry conventions (dot-separated, unit in `unit`).
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Counter, Histogram, UpDownCounter};
+
+pub struct Metrics {
+    /// Open client connections, by service and listener.
+    pub connections: UpDownCounter<i64>,
+    /// Protocol commands, by service, command and outcome.
+    pub commands: Counter<u64>,
+    /// Command latency, by service and command.
+    pub command_duration: Histogram<f64>,
+    /// SMTP/LMTP deliveries, by outcome.
+    pub deliveries: Counter<u64>,
+    /// Failed logins, by reason.
+    pub auth_failures: Counter<u64>,
+    /// Store RPC latency (server side), by method.
+    pub store_rpc_duration: Histogram<f64>,
+}
+
+pub fn metrics() -> &'static Metrics {
+    static M: OnceLock<Metrics> = OnceLock::new();
+    M.get_or_init(|| {
+        let m = opentelemetry::global::meter("mail");
+        Metrics {
+            connections: m
+                .i64_up_down_counter("mail.connections.open")
+                .with_description("Open client connections")
+                .build(),
+            commands: m
+                .u64_counter("mail.commands")
+                .with_description("Protocol commands handled")
+                .build(),
+            command_duration: m
+                .f64_histogram("mail.command.duration")
+                .with_unit("s")
+                .with_description("Protocol command latency")
+                .build(),
+            deliveries: m
+                .u64_counter("mail.deliveries")
+                .with_description("Messages received over SMTP/LMTP, by outcome")
+                .build(),
+            auth_failures: m
+                .u64_counter("mail.auth.failures")
+                .with_description("Failed logins")
+                .build(),
+            store_rpc_duration: m
+                .f64_histogram("mail.store.rpc.duration")
+                .with_unit("s")
+                .with_description("Store RPC latency")
+                .build(),
+        }
+    })
+}
+
+/// Records one command: its count by outcome and its latency.
+pub fn command(service: &'static str, command: &str, outcome: &str, started: Instant) {
+    let m = metrics();
+    m.commands.add(
+        1,
+        &[
+            KeyValue::new("service", service),
+            KeyValue::new("command", command.to_ascii_uppercase()),
+            KeyValue::new("outcome", outcome.to_string()),
+        ],
+    );
+    m.command_duration.record(
+        started.elapsed().as_secs_f64(),
+        &[
+            KeyValue::new("service", service),
+            KeyValue::new("command", command.to_ascii_uppercase()),
+        ],
+    );
+}
+
+/// Counts a connection as open until dropped.
+pub struct ConnectionGauge {
+    attrs: [KeyValue; 1],
+}
+
+impl ConnectionGauge {
+    pub fn open(listener: &'static str) -> Self {
+        let attrs = [KeyValue::new("listener", listener)];
+        metrics().connections.add(1, &attrs);
+        Self { attrs }
+    }
+}
+
+impl Drop for ConnectionGauge {
+    fn drop(&mut self) {
+        metrics().connections.add(-1, &self.attrs);
+    }
+}
+
+/// Records a store RPC's latency (server side).
+pub fn store_rpc(method: &str, started: Instant) {
+    metrics().store_rpc_duration.record(
+        started.elapsed().as_secs_f64(),
+        &[KeyValue::new("method", method.to_string())],
+    );
+}
+
+/// Counts a failed login.
+pub fn auth_failure(reason: &'static str) {
+    metrics()
+        .auth_failures
+        .add(1, &[KeyValue::new("reason", reason)]);
+}
+
+/// Counts a received message by outcome (accepted, temporary, rejected).
+pub fn delivery(outcome: &'static str) {
+    metrics()
+        .deliveries
+        .add(1, &[KeyValue::new("outcome", outcome)]);
+}
+
+/// Reports database pool use (`open`, `idle` connections) on every
+/// metrics collection, for as long as the process runs.
+pub fn observe_pool<F>(read: F)
+where
+    F: Fn() -> (u64, u64) + Send + Sync + 'static,
+{
+    static GAUGE: OnceLock<opentelemetry::metrics::ObservableGauge<u64>> = OnceLock::new();
+    let _ = GAUGE.set(
+        opentelemetry::global::meter("mail")
+            .u64_observable_gauge("mail.db.pool.connections")
+            .with_description("Database pool connections")
+            .with_callback(move |o| {
+                let (open, idle) = read();
+                o.observe(open.saturating_sub(idle), &[KeyValue::new("state", "used")]);
+                o.observe(idle, &[KeyValue::new("state", "idle")]);
+            })
+            .build(),
+    );
+}
