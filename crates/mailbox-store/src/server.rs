@@ -142,7 +142,8 @@ fn incoming(listener: TcpListener) -> impl Stream<Item = std::io::Result<tokio::
     })
 }
 
-/// Marks the store NOT_SERVING while its database does not answer.
+/// Marks the store NOT_SERVING while its database does not answer, and
+/// records the pool's use.
 async fn readiness(
     store: Store,
     reporter: tonic_health::server::HealthReporter,
@@ -150,6 +151,8 @@ async fn readiness(
 ) {
     let mut up = true;
     loop {
+        let (open, idle) = store.pool_stats();
+        service_kit::metrics::db_pool(open, idle);
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(5)) => {}

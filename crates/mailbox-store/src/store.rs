@@ -199,6 +199,14 @@ impl Store {
         }
     }
 
+    /// Database pool connections: (open, idle).
+    pub fn pool_stats(&self) -> (u64, u64) {
+        match &self.inner.backend {
+            Backend::Pg(p) => (p.size() as u64, p.num_idle() as u64),
+            Backend::Lite(p) => (p.size() as u64, p.num_idle() as u64),
+        }
+    }
+
     /// Whether the database answers (readiness).
     pub async fn ping(&self) -> Result<()> {
         match &self.inner.backend {

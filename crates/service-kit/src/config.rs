@@ -35,7 +35,8 @@ where
         }
         fig = fig.merge(Toml::file(path));
     }
-    fig = fig.merge(Env::prefixed(env_prefix).split("__"));
+    // <PREFIX>CONFIG names the file (the binaries' --config); it is not a key.
+    fig = fig.merge(Env::prefixed(env_prefix).split("__").ignore(&["config"]));
     fig.extract().map_err(|e| ConfigError::Invalid(Box::new(e)))
 }
 

@@ -22,6 +22,8 @@ pub struct Metrics {
     pub auth_failures: Counter<u64>,
     /// Store RPC latency (server side), by method.
     pub store_rpc_duration: Histogram<f64>,
+    /// Database pool connections, by state (used, idle).
+    pub db_pool: opentelemetry::metrics::Gauge<u64>,
 }
 
 pub fn metrics() -> &'static Metrics {
@@ -54,6 +56,10 @@ pub fn metrics() -> &'static Metrics {
                 .f64_histogram("mail.store.rpc.duration")
                 .with_unit("s")
                 .with_description("Store RPC latency")
+                .build(),
+            db_pool: m
+                .u64_gauge("mail.db.pool.connections")
+                .with_description("Database pool connections")
                 .build(),
         }
     })
@@ -120,22 +126,9 @@ pub fn delivery(outcome: &'static str) {
         .add(1, &[KeyValue::new("outcome", outcome)]);
 }
 
-/// Reports database pool use (`open`, `idle` connections) on every
-/// metrics collection, for as long as the process runs.
-pub fn observe_pool<F>(read: F)
-where
-    F: Fn() -> (u64, u64) + Send + Sync + 'static,
-{
-    static GAUGE: OnceLock<opentelemetry::metrics::ObservableGauge<u64>> = OnceLock::new();
-    let _ = GAUGE.set(
-        opentelemetry::global::meter("mail")
-            .u64_observable_gauge("mail.db.pool.connections")
-            .with_description("Database pool connections")
-            .with_callback(move |o| {
-                let (open, idle) = read();
-                o.observe(open.saturating_sub(idle), &[KeyValue::new("state", "used")]);
-                o.observe(idle, &[KeyValue::new("state", "idle")]);
-            })
-            .build(),
-    );
+/// Records database pool use (`used` and `idle` connections).
+pub fn db_pool(open: u64, idle: u64) {
+    let g = &metrics().db_pool;
+    g.record(open.saturating_sub(idle), &[KeyValue::new("state", "used")]);
+    g.record(idle, &[KeyValue::new("state", "idle")]);
 }

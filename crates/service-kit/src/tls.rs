@@ -161,7 +161,9 @@ impl ReloadingTls {
                     _ = tokio::time::sleep(RELOAD_CHECK) => {}
                     _ = shutdown.cancelled() => return,
                 }
-                let Some(current) = weak.upgrade() else { return };
+                let Some(current) = weak.upgrade() else {
+                    return;
+                };
                 let now = (stamp(&cert), stamp(&key));
                 if now == seen {
                     continue;

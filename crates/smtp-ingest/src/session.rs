@@ -358,7 +358,13 @@ impl Session {
     }
 
     async fn starttls(&mut self) -> Result<(), End> {
-        let Some(acceptor) = self.ctx.tls.as_ref().map(|t| t.acceptor()).filter(|_| !self.conn.is_tls()) else {
+        let Some(acceptor) = self
+            .ctx
+            .tls
+            .as_ref()
+            .map(|t| t.acceptor())
+            .filter(|_| !self.conn.is_tls())
+        else {
             return self.error(502, "5.5.1 STARTTLS not available").await;
         };
         if self.conn.buffered() > 0 {
