@@ -305,3 +305,67 @@ async fn hostile_input_gets_bad_or_no_and_the_session_goes_on() {
     let r = a.cmd("NOOP").await;
     assert!(r.last().unwrap().contains(" OK "), "{r:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn esearch_and_list_extended() {
+    let (store, client) = setup(Backend::Sqlite).await;
+    for i in 0..4 {
+        client
+            .deliver(
+                &format!("e{i}"),
+                &["alice@example.org"],
+                &message(&format!("es-{i}"), "x"),
+            )
+            .await;
+    }
+    let imap = TestImap::start(&store.uri()).await;
+    let mut a = Raw::connect(imap.imap).await;
+    let caps = a.cmd("CAPABILITY").await;
+    assert!(
+        caps[0].contains(" ESEARCH")
+            && caps[0].contains(" LIST-EXTENDED")
+            && caps[0].contains(" LIST-STATUS")
+    );
+    a.login().await;
+    a.cmd("SELECT INBOX").await;
+    a.cmd("STORE 2,4 +FLAGS (\\Seen)").await;
+    let r = a.cmd("SEARCH RETURN (MIN MAX COUNT) UNSEEN").await;
+    assert_eq!(
+        r[0], "* ESEARCH (TAG \"t5\") MIN 1 MAX 3 COUNT 2\r\n",
+        "{r:?}"
+    );
+    let r = a.cmd("UID SEARCH RETURN () ALL").await;
+    assert_eq!(r[0], "* ESEARCH (TAG \"t6\") UID ALL 1:4\r\n", "{r:?}");
+    let r = a.cmd("SEARCH RETURN (COUNT) DELETED").await;
+    assert_eq!(r[0], "* ESEARCH (TAG \"t7\") COUNT 0\r\n", "{r:?}");
+    let r = a.cmd("SEARCH RETURN (BOGUS) ALL").await;
+    assert!(r.last().unwrap().contains(" BAD "), "{r:?}");
+    // Plain SEARCH still answers SEARCH.
+    let r = a.cmd("SEARCH SEEN").await;
+    assert_eq!(r[0], "* SEARCH 2 4\r\n");
+
+    a.cmd("CREATE Lists/Sub").await;
+    a.cmd("SUBSCRIBE Lists/Sub").await;
+    a.cmd("UNSUBSCRIBE Lists").await;
+    let r = a.cmd("LIST (SPECIAL-USE) \"\" \"*\"").await;
+    assert_eq!(r.len(), 6, "five special-use mailboxes: {r:?}");
+    assert!(
+        r.iter()
+            .any(|l| l.contains("\\Sent") && l.ends_with("\"Sent\"\r\n"))
+    );
+    let r = a.cmd("LIST (SUBSCRIBED RECURSIVEMATCH) \"\" \"%\"").await;
+    assert!(
+        r.iter()
+            .any(|l| l.contains("\"Lists\" (\"CHILDINFO\" (\"SUBSCRIBED\"))")),
+        "{r:?}"
+    );
+    let r = a.cmd("LIST \"\" (\"INBOX\" \"Lists/*\") RETURN (SUBSCRIBED CHILDREN STATUS (MESSAGES UNSEEN))").await;
+    let text = r.join("");
+    assert!(text.contains("* LIST (\\Subscribed \\HasNoChildren) \"/\" \"INBOX\"\r\n* STATUS \"INBOX\" (MESSAGES 4 UNSEEN 2)\r\n"), "{text}");
+    assert!(
+        text.contains("\\Subscribed \\HasNoChildren) \"/\" \"Lists/Sub\""),
+        "{text}"
+    );
+    let r = a.cmd("LIST (RECURSIVEMATCH) \"\" \"*\"").await;
+    assert!(r.last().unwrap().contains(" BAD "), "{r:?}");
+}

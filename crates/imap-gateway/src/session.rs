@@ -94,6 +94,7 @@ pub(crate) async fn handle(ctx: Arc<Ctx>, tcp: TcpStream, peer: SocketAddr, impl
         out: Vec::with_capacity(4096),
         bad: 0,
         last_outcome: "OK",
+        search_return: None,
     };
     let span = tracing::info_span!("imap_session", %peer);
     tracing::Instrument::instrument(
@@ -127,6 +128,8 @@ struct Session {
     bad: usize,
     /// OK, NO or BAD of the last tagged reply (for metrics).
     last_outcome: &'static str,
+    /// ESEARCH result options of the current SEARCH, if it had RETURN.
+    search_return: Option<imap_wire::ext::SearchReturn>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -211,6 +214,9 @@ impl Session {
             "MOVE".into(),
             "ID".into(),
             "CHILDREN".into(),
+            "ESEARCH".into(),
+            "LIST-EXTENDED".into(),
+            "LIST-STATUS".into(),
             "SPECIAL-USE".into(),
             "BINARY".into(),
             "STATUS=SIZE".into(),
@@ -359,19 +365,67 @@ impl Session {
             if self.read_message().await?.is_none() {
                 return Ok(());
             }
-            let decoded = match self.frag.decode_message(&CommandCodec::default()) {
-                Ok(cmd) => Ok(cmd.to_static()),
-                Err(e) => Err(match e {
-                    DecodeMessageError::MessageTooLong { .. } => {
-                        ("NO", "[TOOBIG] Command too long".to_string())
-                    }
-                    DecodeMessageError::MessagePoisoned { .. } => {
-                        ("NO", "[TOOBIG] Command or literal too long".to_string())
-                    }
-                    _ => ("BAD", "Syntax error in command".to_string()),
-                }),
-            };
             let tag = self.frag.decode_tag().map(|t| t.inner().to_string());
+            // Syntax imap-codec does not parse yet: LIST-EXTENDED and
+            // SEARCH RETURN (ESEARCH).
+            if self.client.is_some() && first_line_has(self.frag.message_bytes(), b"LIST") {
+                match imap_wire::ext::parse_list_extended(self.frag.message_bytes()) {
+                    Ok(Some(ext)) => {
+                        let t = tag.clone().unwrap_or_else(|| "*".into());
+                        let done = self.list_extended(ext).await;
+                        self.drain_updates(true);
+                        self.last_outcome = done.kind;
+                        self.push(&format!("{t} {} {}", done.kind, done.text));
+                        continue;
+                    }
+                    Err(e) => {
+                        let t = tag.clone().unwrap_or_else(|| "*".into());
+                        self.bad += 1;
+                        self.push(&format!("{t} BAD {e}"));
+                        continue;
+                    }
+                    Ok(None) => {}
+                }
+            }
+            self.search_return = None;
+            let rewritten = if first_line_has(self.frag.message_bytes(), b"SEARCH") {
+                match imap_wire::ext::split_search_return(self.frag.message_bytes()) {
+                    Ok(Some((bytes, opts))) => {
+                        self.search_return = Some(opts);
+                        Some(bytes)
+                    }
+                    Ok(None) => None,
+                    Err(e) => {
+                        let t = tag.clone().unwrap_or_else(|| "*".into());
+                        self.bad += 1;
+                        self.push(&format!("{t} BAD {e}"));
+                        continue;
+                    }
+                }
+            } else {
+                None
+            };
+            let decoded = match rewritten {
+                Some(bytes) => {
+                    use imap_codec::decode::Decoder;
+                    match CommandCodec::default().decode(&bytes) {
+                        Ok((&[], cmd)) => Ok(cmd.to_static()),
+                        _ => Err(("BAD", "Syntax error in SEARCH".to_string())),
+                    }
+                }
+                None => match self.frag.decode_message(&CommandCodec::default()) {
+                    Ok(cmd) => Ok(cmd.to_static()),
+                    Err(e) => Err(match e {
+                        DecodeMessageError::MessageTooLong { .. } => {
+                            ("NO", "[TOOBIG] Command too long".to_string())
+                        }
+                        DecodeMessageError::MessagePoisoned { .. } => {
+                            ("NO", "[TOOBIG] Command or literal too long".to_string())
+                        }
+                        _ => ("BAD", "Syntax error in command".to_string()),
+                    }),
+                },
+            };
             match decoded {
                 Ok(cmd) => {
                     if !self.command(cmd).await? {
@@ -535,7 +589,7 @@ impl Session {
             } => {
                 expunges_ok = uid;
                 let _ = charset;
-                self.search(criteria.as_ref(), uid).await
+                self.search(&tag, criteria.as_ref(), uid).await
             }
             CommandBody::Fetch {
                 sequence_set,
@@ -949,6 +1003,162 @@ impl Session {
             self.out.extend_from_slice(b"\r\n");
         }
         Done::ok(format!("{cmd} completed"))
+    }
+
+    /// LIST with RFC 5258 selection and return options, several patterns,
+    /// LIST-STATUS (RFC 5819) and SPECIAL-USE (RFC 6154).
+    async fn list_extended(&mut self, ext: imap_wire::ext::ListExtended) -> Done {
+        let decode = |b: &[u8]| -> Result<String, Done> {
+            let s = std::str::from_utf8(b).map_err(|_| Done::bad("Not UTF-8"))?;
+            if self.utf8 {
+                Ok(s.to_string())
+            } else {
+                imap_wire::utf7::decode(s).map_err(|_| Done::bad("Invalid modified UTF-7"))
+            }
+        };
+        let reference = match decode(&ext.reference) {
+            Ok(r) => r,
+            Err(d) => return d,
+        };
+        let mut patterns = Vec::new();
+        for p in &ext.patterns {
+            match decode(p) {
+                Ok(p) => patterns.push(imap_wire::pattern::join(&reference, &p, SEP)),
+                Err(d) => return d,
+            }
+        }
+        let Some(mut c) = self.client() else {
+            return Done::bad("Log in first");
+        };
+        let boxes = match c.list_mailboxes(pb::ListMailboxesRequest {}).await {
+            Ok(r) => r.into_inner().mailboxes,
+            Err(s) => return store_no(&s),
+        };
+        // Candidate names: every mailbox and every subscribed name, plus
+        // the parents of subscribed names (for RECURSIVEMATCH).
+        let mut names: std::collections::BTreeMap<String, Option<&pb::MailboxInfo>> =
+            std::collections::BTreeMap::new();
+        for b in &boxes {
+            names.insert(b.name.clone(), Some(b));
+            if ext.recursive_match && b.subscribed {
+                let mut acc = String::new();
+                for level in b.name.split(SEP) {
+                    if !acc.is_empty() {
+                        names.entry(acc.clone()).or_insert(None);
+                        acc.push(SEP);
+                    }
+                    acc.push_str(level);
+                }
+            }
+        }
+        let mut out: Vec<u8> = Vec::new();
+        let mut statuses = Vec::new();
+        for (name, info) in &names {
+            if !patterns
+                .iter()
+                .any(|p| imap_wire::pattern::matches(p, name, SEP))
+            {
+                continue;
+            }
+            let exists = info.is_some_and(|b| b.uid_validity != 0);
+            let subscribed = info.is_some_and(|b| b.subscribed);
+            let prefix = format!("{name}{SEP}");
+            let child_subscribed = boxes
+                .iter()
+                .any(|b| b.subscribed && b.name.starts_with(&prefix));
+            let mut childinfo = false;
+            if ext.subscribed && !subscribed {
+                if ext.recursive_match && child_subscribed {
+                    childinfo = true;
+                } else {
+                    continue;
+                }
+            }
+            if !ext.subscribed && !exists {
+                continue;
+            }
+            let special = info
+                .map(|b| pb::SpecialUse::try_from(b.special_use).unwrap_or(pb::SpecialUse::None))
+                .unwrap_or(pb::SpecialUse::None);
+            if ext.special_use_only && special == pb::SpecialUse::None {
+                continue;
+            }
+            let mut attrs: Vec<&str> = Vec::new();
+            if !exists {
+                attrs.push("\\NonExistent");
+            }
+            if subscribed && (ext.subscribed || ext.return_subscribed) {
+                attrs.push("\\Subscribed");
+            }
+            if exists {
+                let has_children = boxes
+                    .iter()
+                    .any(|b| b.uid_validity != 0 && b.name.starts_with(&prefix));
+                attrs.push(if has_children {
+                    "\\HasChildren"
+                } else {
+                    "\\HasNoChildren"
+                });
+            }
+            match special {
+                pb::SpecialUse::Drafts => attrs.push("\\Drafts"),
+                pb::SpecialUse::Sent => attrs.push("\\Sent"),
+                pb::SpecialUse::Trash => attrs.push("\\Trash"),
+                pb::SpecialUse::Junk => attrs.push("\\Junk"),
+                pb::SpecialUse::Archive => attrs.push("\\Archive"),
+                pb::SpecialUse::All => attrs.push("\\All"),
+                pb::SpecialUse::Flagged => attrs.push("\\Flagged"),
+                pb::SpecialUse::None => {}
+            }
+            out.extend_from_slice(format!("* LIST ({}) \"/\" ", attrs.join(" ")).as_bytes());
+            out.extend_from_slice(&self.wire_name(name));
+            if childinfo {
+                out.extend_from_slice(b" (\"CHILDINFO\" (\"SUBSCRIBED\"))");
+            }
+            out.extend_from_slice(b"\r\n");
+            if let Some(items) = &ext.return_status
+                && exists
+            {
+                statuses.push((name.clone(), items.clone(), out.len()));
+            }
+        }
+        // LIST-STATUS: each STATUS follows its LIST line.
+        let mut result = Vec::with_capacity(out.len());
+        let mut from = 0;
+        for (name, items, at) in statuses {
+            result.extend_from_slice(&out[from..at]);
+            from = at;
+            let st = match c
+                .mailbox_status(pb::MailboxStatusRequest { name: name.clone() })
+                .await
+            {
+                Ok(r) => r.into_inner().status.unwrap_or_default(),
+                Err(_) => continue,
+            };
+            let parts: Vec<String> = items
+                .iter()
+                .map(|i| {
+                    use imap_wire::ext::StatusItem as S;
+                    let v = match i {
+                        S::Messages => st.messages as u64,
+                        S::UidNext => st.uid_next as u64,
+                        S::UidValidity => st.uid_validity as u64,
+                        S::Unseen => st.unseen as u64,
+                        S::Deleted => st.deleted as u64,
+                        S::Size => st.size,
+                        S::Recent => st.recent as u64,
+                        S::HighestModSeq => st.highest_modseq,
+                    };
+                    format!("{} {v}", i.as_str())
+                })
+                .collect();
+            result.extend_from_slice(b"* STATUS ");
+            result.extend_from_slice(&self.wire_name(&name));
+            result.extend_from_slice(format!(" ({})\r\n", parts.join(" ")).as_bytes());
+        }
+        result.extend_from_slice(&out[from..]);
+        self.out.extend_from_slice(&result);
+        Done::ok("LIST completed")
     }
 
     async fn status(&mut self, m: &Mailbox<'_>, items: &[StatusDataItemName]) -> Done {
@@ -1539,7 +1749,7 @@ impl Session {
         Ok(Done::ok("EXPUNGE completed"))
     }
 
-    async fn search(&mut self, criteria: &[SearchKey<'_>], uid: bool) -> Done {
+    async fn search(&mut self, tag: &str, criteria: &[SearchKey<'_>], uid: bool) -> Done {
         let Some(view) = &self.view else {
             return Done::bad("No mailbox selected");
         };
@@ -1564,23 +1774,44 @@ impl Session {
         let Some(view) = &self.view else {
             return Done::bad("No mailbox selected");
         };
-        let mut out = String::from("* SEARCH");
-        for u in r.uids {
-            // Only messages this session knows about (new ones are
-            // announced first, by EXISTS).
-            if let Some(i) = view.position(u) {
-                let n = if uid { u } else { i as u32 + 1 };
-                out.push(' ');
-                out.push_str(&n.to_string());
+        // Only messages this session knows about (new ones are announced
+        // first, by EXISTS).
+        let numbers: Vec<u32> = r
+            .uids
+            .iter()
+            .filter_map(|&u| view.position(u).map(|i| if uid { u } else { i as u32 + 1 }))
+            .collect();
+        match self.search_return.take() {
+            Some(opts) => {
+                if !opts.save_only() {
+                    let line = imap_wire::ext::esearch_response(tag, uid, &opts, &numbers);
+                    self.push(&line);
+                }
+            }
+            None => {
+                let mut out = String::from("* SEARCH");
+                for n in numbers {
+                    out.push(' ');
+                    out.push_str(&n.to_string());
+                }
+                self.push(&out);
             }
         }
-        self.push(&out);
         Done::ok(if uid {
             "UID SEARCH completed"
         } else {
             "SEARCH completed"
         })
     }
+}
+
+/// Whether the first line of a command message contains `word` as a
+/// separate, case-insensitive token (a cheap filter before the extension
+/// parsers).
+fn first_line_has(msg: &[u8], word: &[u8]) -> bool {
+    let line = msg.split(|&b| b == b'\n').next().unwrap_or(&[]);
+    line.split(|&b| b == b' ')
+        .any(|t| t.eq_ignore_ascii_case(word))
 }
 
 enum Event {

@@ -7,7 +7,10 @@
 //! - [`pattern`]: LIST/LSUB wildcard matching (RFC 9051 6.3.9).
 //! - [`quote`]: strings in responses, quoted or as literals.
 //! - [`seq`]: resolving sequence sets against a mailbox view.
+//! - [`ext`]: the command syntax imap-codec does not parse yet: SEARCH
+//!   RETURN (ESEARCH, RFC 4731) and LIST-EXTENDED (RFC 5258, 5819, 6154).
 
+pub mod ext;
 pub mod pattern;
 pub mod quote;
 pub mod seq;

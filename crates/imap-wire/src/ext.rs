@@ -1,0 +1,1595 @@
+//! Command syntax `imap-codec` 2.0 (alpha) does not parse, read straight
+//! from the command bytes so the server can still offer it:
+//!
+//! - SEARCH result options, `SEARCH RETURN (...)` (ESEARCH: RFC 4731 3.1,
+//!   RFC 9051 6.4.4; `SAVE` from SEARCHRES, RFC 5182 2), and the
+//!   untagged `ESEARCH` response that answers them (RFC 4731 3.1, RFC 9051
+//!   7.3.4). [`split_search_return`] takes the options out of the command
+//!   so the rest can go to `imap-codec`; [`esearch_response`] formats the
+//!   reply.
+//! - Extended LIST (LIST-EXTENDED, RFC 5258 3 and 6; RFC 9051 6.3.9):
+//!   selection options before the reference, several patterns in
+//!   parentheses and return options, including `STATUS` (LIST-STATUS,
+//!   RFC 5819) and `SPECIAL-USE` (RFC 6154 2). [`parse_list_extended`]
+//!   parses the whole command and leaves a plain RFC 3501 `LIST` to
+//!   `imap-codec`.
+//!
+//! The input is one complete command message: the command line with any
+//! literals inline in wire form (`{n}` or `{n+}`, a line end, then the
+//! `n` bytes), exactly as the client sent it. Lines may end in CRLF or a
+//! bare LF. Nothing here panics on hostile input: sizes announced by
+//! literals are checked against the bytes present before anything is
+//! read, and no parser recurses.
+
+use std::fmt::Write as _;
+
+/// Why an extended command was rejected; the text suits a tagged `BAD`
+/// reply (it never contains CR or LF, and echoes at most a short, printable
+/// piece of the client's input).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExtError {
+    /// The command does not follow the grammar; the text says what was
+    /// expected.
+    #[error("syntax error: {0}")]
+    Syntax(&'static str),
+    /// A `SEARCH RETURN` option this server does not implement (say
+    /// `PARTIAL`, RFC 9394, or `UPDATE`, RFC 5267).
+    #[error("unsupported SEARCH return option {0}")]
+    UnknownSearchReturn(String),
+    /// A LIST selection option this server does not recognise (RFC 5258
+    /// 3 / RFC 9051 6.3.9: "A server MUST respond to options it does not
+    /// recognize with a BAD response").
+    #[error("unsupported LIST selection option {0}")]
+    UnknownSelectOption(String),
+    /// A LIST return option this server does not recognise (as above).
+    #[error("unsupported LIST return option {0}")]
+    UnknownReturnOption(String),
+    /// A status data item in `RETURN (STATUS (...))` this server does not
+    /// know.
+    #[error("unsupported STATUS item {0}")]
+    UnknownStatusItem(String),
+    /// `RECURSIVEMATCH` without a base selection option (RFC 5258 3.1: it
+    /// "MUST NOT occur as the only selection option (or only with
+    /// REMOTE)", and the server "MUST return BAD").
+    #[error("RECURSIVEMATCH needs the SUBSCRIBED selection option")]
+    RecursiveMatchAlone,
+    /// A literal announced more bytes than the message holds.
+    #[error("literal of {announced} bytes announced but only {available} present")]
+    TruncatedLiteral {
+        /// The size in the literal's `{n}`.
+        announced: u64,
+        /// The bytes left in the message after the literal's line end.
+        available: usize,
+    },
+}
+
+// ----------------------------------------------------------------------
+// SEARCH RETURN (RFC 4731, RFC 9051 6.4.4, RFC 5182)
+// ----------------------------------------------------------------------
+
+/// The result options of `SEARCH RETURN (...)`, as the client gave them.
+///
+/// `RETURN ()` leaves every flag false ([`SearchReturn::is_empty`]); RFC
+/// 4731 3.1 and RFC 9051 6.4.4 give it the meaning of `RETURN (ALL)`. The
+/// parser keeps the flags as given and [`esearch_response`] applies that
+/// rule; a caller that looks at `all` itself must apply it too.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SearchReturn {
+    /// `MIN`: the lowest matching number.
+    pub min: bool,
+    /// `MAX`: the highest matching number.
+    pub max: bool,
+    /// `ALL`: every matching number, as a sequence set.
+    pub all: bool,
+    /// `COUNT`: how many messages match.
+    pub count: bool,
+    /// `SAVE` (RFC 5182 2): keep the result for `$`.
+    pub save: bool,
+}
+
+impl SearchReturn {
+    /// Whether no option was given (`RETURN ()`, which means `ALL`).
+    pub fn is_empty(&self) -> bool {
+        !(self.min || self.max || self.all || self.count || self.save)
+    }
+
+    /// Whether `SAVE` is the only option: the result is saved and no
+    /// `ESEARCH` response is sent (RFC 5182 2; Dovecot does the same).
+    pub fn save_only(&self) -> bool {
+        self.save && !(self.min || self.max || self.all || self.count)
+    }
+}
+
+/// Takes SEARCH result options out of a `SEARCH` or `UID SEARCH` command.
+///
+/// For `tag SP [UID SP] SEARCH SP RETURN SP "(" [opts] ")" SP rest`
+/// (keywords in any case) returns the same message without
+/// `SP RETURN SP "(" ... ")"`, which `imap-codec` can parse, and the
+/// options. Returns `Ok(None)` for any other message, which then goes to
+/// `imap-codec` unchanged (including malformed ones, so its error reply
+/// stays as it was).
+///
+/// Once `SEARCH RETURN` is seen the options must be well formed: an option
+/// other than `MIN`, `MAX`, `ALL`, `COUNT` and `SAVE` (say `PARTIAL`, RFC
+/// 9394), a missing parenthesis or missing search criteria is an error for
+/// a `BAD` reply. An option given twice counts once.
+pub fn split_search_return(msg: &[u8]) -> Result<Option<(Vec<u8>, SearchReturn)>, ExtError> {
+    let mut c = Cursor::new(msg);
+    if c.tag().is_none() {
+        return Ok(None);
+    }
+    let mut word = c.take_while(is_atom_char);
+    if word.eq_ignore_ascii_case(b"UID") {
+        if !c.eat(b' ') {
+            return Ok(None);
+        }
+        word = c.take_while(is_atom_char);
+    }
+    if !word.eq_ignore_ascii_case(b"SEARCH") {
+        return Ok(None);
+    }
+    let cut_start = c.pos;
+    if !c.eat(b' ') || !c.take_while(is_atom_char).eq_ignore_ascii_case(b"RETURN") {
+        return Ok(None);
+    }
+    // No search key is called RETURN, so from here on the syntax is ours.
+    c.expect(b' ', "expected SP after RETURN")?;
+    c.expect(b'(', "expected \"(\" after RETURN")?;
+    let mut opts = SearchReturn::default();
+    if !c.eat(b')') {
+        loop {
+            let name = c.take_while(is_atom_char);
+            if name.is_empty() {
+                return Err(ExtError::Syntax("expected a SEARCH return option"));
+            }
+            match upper(name).as_str() {
+                "MIN" => opts.min = true,
+                "MAX" => opts.max = true,
+                "ALL" => opts.all = true,
+                "COUNT" => opts.count = true,
+                "SAVE" => opts.save = true,
+                _ => return Err(ExtError::UnknownSearchReturn(echo(name))),
+            }
+            if c.eat(b')') {
+                break;
+            }
+            c.expect(b' ', "expected SP or \")\" in SEARCH return options")?;
+        }
+    }
+    let cut_end = c.pos;
+    if !c.eat(b' ') || c.at_line_end() {
+        return Err(ExtError::Syntax(
+            "expected search criteria after RETURN (...)",
+        ));
+    }
+    let mut out = Vec::with_capacity(msg.len() - (cut_end - cut_start));
+    out.extend_from_slice(&msg[..cut_start]);
+    out.extend_from_slice(&msg[cut_end..]);
+    Ok(Some((out, opts)))
+}
+
+/// The untagged `ESEARCH` response (RFC 4731 3.1, RFC 9051 7.3.4) for the
+/// command tagged `tag`, without the trailing CRLF:
+/// `* ESEARCH (TAG "tag") [UID] [MIN n] [MAX n] [COUNT n] [ALL set]`.
+///
+/// `numbers` are the matching message numbers or UIDs (`uid`), in any
+/// order; duplicates count once. Empty `opts` (`RETURN ()`) means `ALL`.
+/// With no match, `MIN`, `MAX` and `ALL` are left out and `COUNT 0` stays
+/// (RFC 4731 3.1). `SAVE` adds nothing; see [`SearchReturn::save_only`]
+/// for when not to send the line at all.
+///
+/// The tag is a quoted string; a tag that cannot be quoted (CR, LF, NUL
+/// or 8-bit bytes, none of which `imap-codec` accepts in a tag) is sent as
+/// a literal.
+pub fn esearch_response(tag: &str, uid: bool, opts: &SearchReturn, numbers: &[u32]) -> String {
+    let mut nums = numbers.to_vec();
+    nums.sort_unstable();
+    nums.dedup();
+    let all = opts.all || opts.is_empty();
+
+    let mut out = String::from("* ESEARCH (TAG ");
+    push_string(&mut out, tag);
+    out.push(')');
+    if uid {
+        out.push_str(" UID");
+    }
+    // `write!` to a String cannot fail.
+    if let (Some(first), Some(last)) = (nums.first(), nums.last()) {
+        if opts.min {
+            let _ = write!(out, " MIN {first}");
+        }
+        if opts.max {
+            let _ = write!(out, " MAX {last}");
+        }
+    }
+    if opts.count {
+        let _ = write!(out, " COUNT {}", nums.len());
+    }
+    if all && !nums.is_empty() {
+        out.push_str(" ALL ");
+        push_sequence_set(&mut out, &nums);
+    }
+    out
+}
+
+/// Appends `s` as an IMAP string: quoted, or a literal when a byte cannot
+/// be quoted.
+fn push_string(out: &mut String, s: &str) {
+    let quotable = s
+        .bytes()
+        .all(|b| (0x01..=0x7f).contains(&b) && b != b'\r' && b != b'\n');
+    if quotable {
+        out.push('"');
+        for ch in s.chars() {
+            if ch == '"' || ch == '\\' {
+                out.push('\\');
+            }
+            out.push(ch);
+        }
+        out.push('"');
+    } else {
+        let _ = write!(out, "{{{}}}\r\n{s}", s.len());
+    }
+}
+
+/// Appends ascending, distinct `nums` as a compact sequence set
+/// (`1:3,5`).
+fn push_sequence_set(out: &mut String, nums: &[u32]) {
+    let mut i = 0;
+    while i < nums.len() {
+        if i > 0 {
+            out.push(',');
+        }
+        let start = nums[i];
+        let mut end = start;
+        while i + 1 < nums.len() && end.checked_add(1) == Some(nums[i + 1]) {
+            i += 1;
+            end = nums[i];
+        }
+        if start == end {
+            let _ = write!(out, "{start}");
+        } else {
+            let _ = write!(out, "{start}:{end}");
+        }
+        i += 1;
+    }
+}
+
+// ----------------------------------------------------------------------
+// LIST-EXTENDED (RFC 5258, RFC 5819, RFC 6154, RFC 9051 6.3.9)
+// ----------------------------------------------------------------------
+
+/// A status data item in `RETURN (STATUS (...))` (RFC 5819): the items of
+/// RFC 9051 6.3.11, plus `RECENT` from RFC 3501 and `HIGHESTMODSEQ` from
+/// CONDSTORE (RFC 7162).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StatusItem {
+    /// `MESSAGES`
+    Messages,
+    /// `UIDNEXT`
+    UidNext,
+    /// `UIDVALIDITY`
+    UidValidity,
+    /// `UNSEEN`
+    Unseen,
+    /// `DELETED` (RFC 9051)
+    Deleted,
+    /// `SIZE` (RFC 8438 / RFC 9051)
+    Size,
+    /// `RECENT` (RFC 3501 only)
+    Recent,
+    /// `HIGHESTMODSEQ` (RFC 7162)
+    HighestModSeq,
+}
+
+impl StatusItem {
+    /// The item's name on the wire, as used in the `STATUS` response.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            StatusItem::Messages => "MESSAGES",
+            StatusItem::UidNext => "UIDNEXT",
+            StatusItem::UidValidity => "UIDVALIDITY",
+            StatusItem::Unseen => "UNSEEN",
+            StatusItem::Deleted => "DELETED",
+            StatusItem::Size => "SIZE",
+            StatusItem::Recent => "RECENT",
+            StatusItem::HighestModSeq => "HIGHESTMODSEQ",
+        }
+    }
+
+    fn from_name(name: &[u8]) -> Option<StatusItem> {
+        Some(match upper(name).as_str() {
+            "MESSAGES" => StatusItem::Messages,
+            "UIDNEXT" => StatusItem::UidNext,
+            "UIDVALIDITY" => StatusItem::UidValidity,
+            "UNSEEN" => StatusItem::Unseen,
+            "DELETED" => StatusItem::Deleted,
+            "SIZE" => StatusItem::Size,
+            "RECENT" => StatusItem::Recent,
+            "HIGHESTMODSEQ" => StatusItem::HighestModSeq,
+            _ => return None,
+        })
+    }
+}
+
+/// An extended LIST command (RFC 5258 3, RFC 9051 6.3.9).
+///
+/// Strings are the bytes the client sent (quoted strings unescaped,
+/// literals as is); converting mailbox names (UTF-8 or modified UTF-7) is
+/// the caller's business.
+///
+/// The `return_*` fields are what to return, with the implications of the
+/// selection options applied: the `SUBSCRIBED` selection option implies
+/// the `SUBSCRIBED` return option (RFC 5258 3.1), and the `SPECIAL-USE`
+/// selection option also sets `return_special_use` (selecting mailboxes
+/// for their special use without saying which would be pointless). An
+/// option given twice counts once (RFC 5258 3); two `STATUS` options ask
+/// for the union of their items.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListExtended {
+    /// The reference name (RFC 9051 6.3.9).
+    pub reference: Vec<u8>,
+    /// The patterns, at least one (`mbox-or-pat`).
+    pub patterns: Vec<Vec<u8>>,
+    /// Selection option `SUBSCRIBED`: subscribed names only.
+    pub subscribed: bool,
+    /// Selection option `REMOTE`: remote mailboxes too (RFC 2193).
+    pub remote: bool,
+    /// Selection option `RECURSIVEMATCH`: parents of matching names, with
+    /// `CHILDINFO` (always with `subscribed`, see
+    /// [`ExtError::RecursiveMatchAlone`]).
+    pub recursive_match: bool,
+    /// Selection option `SPECIAL-USE` (RFC 6154 2): only mailboxes with a
+    /// special-use attribute.
+    pub special_use_only: bool,
+    /// Return option `SUBSCRIBED`: the `\Subscribed` attribute.
+    pub return_subscribed: bool,
+    /// Return option `CHILDREN`: `\HasChildren` / `\HasNoChildren`.
+    pub return_children: bool,
+    /// Return option `SPECIAL-USE` (RFC 6154 2): special-use attributes.
+    pub return_special_use: bool,
+    /// Return option `STATUS (...)` (RFC 5819): an untagged `STATUS`
+    /// after each selectable mailbox's `LIST`. Items are distinct, in the
+    /// order first given.
+    pub return_status: Option<Vec<StatusItem>>,
+}
+
+/// Parses an extended LIST command (RFC 5258 3):
+///
+/// ```text
+/// tag SP "LIST" [SP "(" [sel-opt *(SP sel-opt)] ")"] SP reference
+///     SP (pattern / "(" pattern *(SP pattern) ")")
+///     [SP "RETURN" SP "(" [ret-opt *(SP ret-opt)] ")"]
+/// ```
+///
+/// The reference is an astring and each pattern a list-mailbox (an atom
+/// that may hold `%`, `*` and `]`, a quoted string with `\"` and `\\`
+/// escapes and UTF-8, or a literal).
+///
+/// Returns `Ok(None)` when the message is not an extended LIST: a plain
+/// RFC 3501 `LIST reference pattern`, another command, or something that
+/// shows none of the extended syntax (selection options, a parenthesised
+/// pattern list, `RETURN`). Those go to `imap-codec` as before, which also
+/// phrases the error for malformed ones.
+///
+/// Errors (all for a `BAD` reply): syntax; an unknown selection or return
+/// option or status item (RFC 5258 3: "A server MUST respond to options it
+/// does not recognize with a BAD response"); `RECURSIVEMATCH` without
+/// `SUBSCRIBED` (RFC 5258 3.1 forbids it alone or with only `REMOTE`; the
+/// grammar, RFC 5258 6, needs a base option beside it, and RFC 6154 6
+/// adds `SPECIAL-USE` as an independent option, not a base one, so
+/// `SUBSCRIBED` is the only base option there is).
+pub fn parse_list_extended(msg: &[u8]) -> Result<Option<ListExtended>, ExtError> {
+    let mut extended = false;
+    match list_inner(msg, &mut extended) {
+        Ok(v) => Ok(v),
+        Err(e) if extended => Err(e),
+        Err(_) => Ok(None),
+    }
+}
+
+/// The parser behind [`parse_list_extended`]; sets `extended` as soon as
+/// extended syntax is seen, so an error before that means "not ours".
+fn list_inner(msg: &[u8], extended: &mut bool) -> Result<Option<ListExtended>, ExtError> {
+    let mut c = Cursor::new(msg);
+    if c.tag().is_none() || !c.take_while(is_atom_char).eq_ignore_ascii_case(b"LIST") {
+        return Ok(None);
+    }
+    c.expect(b' ', "expected SP after LIST")?;
+    let mut l = ListExtended::default();
+
+    if c.peek() == Some(b'(') {
+        *extended = true;
+        select_opts(&mut c, &mut l)?;
+        c.expect(b' ', "expected SP after the selection options")?;
+    }
+
+    l.reference = c.string(is_astring_char)?;
+    c.expect(b' ', "expected SP after the reference")?;
+
+    if c.eat(b'(') {
+        *extended = true;
+        loop {
+            l.patterns.push(c.string(is_list_char)?);
+            if c.eat(b')') {
+                break;
+            }
+            c.expect(b' ', "expected SP or \")\" between patterns")?;
+        }
+    } else {
+        l.patterns.push(c.string(is_list_char)?);
+    }
+
+    if c.eat(b' ') {
+        if !c.take_while(is_atom_char).eq_ignore_ascii_case(b"RETURN") {
+            return Err(ExtError::Syntax("expected RETURN after the patterns"));
+        }
+        *extended = true;
+        c.expect(b' ', "expected SP after RETURN")?;
+        return_opts(&mut c, &mut l)?;
+    }
+    if !c.line_end() {
+        return Err(ExtError::Syntax("unexpected characters at the end of LIST"));
+    }
+    if !*extended {
+        return Ok(None);
+    }
+
+    if l.recursive_match && !l.subscribed {
+        return Err(ExtError::RecursiveMatchAlone);
+    }
+    l.return_subscribed |= l.subscribed;
+    l.return_special_use |= l.special_use_only;
+    Ok(Some(l))
+}
+
+/// `"(" [sel-opt *(SP sel-opt)] ")"`
+fn select_opts(c: &mut Cursor<'_>, l: &mut ListExtended) -> Result<(), ExtError> {
+    c.expect(b'(', "expected \"(\"")?;
+    if c.eat(b')') {
+        return Ok(());
+    }
+    loop {
+        let name = c.take_while(is_atom_char);
+        match upper(name).as_str() {
+            "" => return Err(ExtError::Syntax("expected a selection option")),
+            "SUBSCRIBED" => l.subscribed = true,
+            "REMOTE" => l.remote = true,
+            "RECURSIVEMATCH" => l.recursive_match = true,
+            "SPECIAL-USE" => l.special_use_only = true,
+            _ => return Err(ExtError::UnknownSelectOption(echo(name))),
+        }
+        if c.eat(b')') {
+            return Ok(());
+        }
+        c.expect(b' ', "expected SP or \")\" in the selection options")?;
+    }
+}
+
+/// `"(" [ret-opt *(SP ret-opt)] ")"`, after `RETURN SP`.
+fn return_opts(c: &mut Cursor<'_>, l: &mut ListExtended) -> Result<(), ExtError> {
+    c.expect(b'(', "expected \"(\" after RETURN")?;
+    if c.eat(b')') {
+        return Ok(());
+    }
+    loop {
+        let name = c.take_while(is_atom_char);
+        match upper(name).as_str() {
+            "" => return Err(ExtError::Syntax("expected a return option")),
+            "SUBSCRIBED" => l.return_subscribed = true,
+            "CHILDREN" => l.return_children = true,
+            "SPECIAL-USE" => l.return_special_use = true,
+            "STATUS" => {
+                c.expect(b' ', "expected SP after STATUS")?;
+                c.expect(b'(', "expected \"(\" after STATUS")?;
+                let items = l.return_status.get_or_insert_with(Vec::new);
+                loop {
+                    let item = c.take_while(is_atom_char);
+                    if item.is_empty() {
+                        return Err(ExtError::Syntax("expected a STATUS item"));
+                    }
+                    let item = StatusItem::from_name(item)
+                        .ok_or_else(|| ExtError::UnknownStatusItem(echo(item)))?;
+                    if !items.contains(&item) {
+                        items.push(item);
+                    }
+                    if c.eat(b')') {
+                        break;
+                    }
+                    c.expect(b' ', "expected SP or \")\" in the STATUS items")?;
+                }
+            }
+            _ => return Err(ExtError::UnknownReturnOption(echo(name))),
+        }
+        if c.eat(b')') {
+            return Ok(());
+        }
+        c.expect(b' ', "expected SP or \")\" in the return options")?;
+    }
+}
+
+// ----------------------------------------------------------------------
+// Lexing (RFC 9051 9)
+// ----------------------------------------------------------------------
+
+/// `ATOM-CHAR`: any CHAR but atom-specials (`(`, `)`, `{`, SP, CTL, `%`,
+/// `*`, `"`, `\`, `]`).
+fn is_atom_char(b: u8) -> bool {
+    (0x21..=0x7e).contains(&b)
+        && !matches!(b, b'(' | b')' | b'{' | b'%' | b'*' | b'"' | b'\\' | b']')
+}
+
+/// `ASTRING-CHAR`: `ATOM-CHAR` or `]`.
+fn is_astring_char(b: u8) -> bool {
+    is_atom_char(b) || b == b']'
+}
+
+/// `list-char`: `ATOM-CHAR`, `%`, `*` or `]`.
+fn is_list_char(b: u8) -> bool {
+    is_astring_char(b) || b == b'%' || b == b'*'
+}
+
+/// A tag character: `ASTRING-CHAR` but `+`.
+fn is_tag_char(b: u8) -> bool {
+    is_astring_char(b) && b != b'+'
+}
+
+/// Upper-cased ASCII, for matching keywords.
+fn upper(s: &[u8]) -> String {
+    String::from_utf8_lossy(s).to_ascii_uppercase()
+}
+
+/// A piece of client input for an error message: printable ASCII only
+/// (the callers pass atoms), cut to 40 bytes.
+fn echo(s: &[u8]) -> String {
+    s.iter()
+        .take(40)
+        .map(|&b| {
+            if (0x20..0x7f).contains(&b) {
+                b as char
+            } else {
+                '?'
+            }
+        })
+        .collect()
+}
+
+/// A position in a command message.
+struct Cursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        Cursor { buf, pos: 0 }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.buf.get(self.pos).copied()
+    }
+
+    fn eat(&mut self, b: u8) -> bool {
+        if self.peek() == Some(b) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expect(&mut self, b: u8, what: &'static str) -> Result<(), ExtError> {
+        if self.eat(b) {
+            Ok(())
+        } else {
+            Err(ExtError::Syntax(what))
+        }
+    }
+
+    fn take_while(&mut self, f: impl Fn(u8) -> bool) -> &'a [u8] {
+        let start = self.pos;
+        while self.peek().is_some_and(&f) {
+            self.pos += 1;
+        }
+        &self.buf[start..self.pos]
+    }
+
+    /// The tag and the SP after it.
+    fn tag(&mut self) -> Option<&'a [u8]> {
+        let tag = self.take_while(is_tag_char);
+        (!tag.is_empty() && self.eat(b' ')).then_some(tag)
+    }
+
+    /// Whether the command line ends here (CRLF, LF or the end of the
+    /// message).
+    fn at_line_end(&self) -> bool {
+        matches!(&self.buf[self.pos..], [] | [b'\n', ..] | [b'\r', b'\n', ..])
+    }
+
+    /// Consumes the final line end (CRLF, LF or none); true if the
+    /// message ends there.
+    fn line_end(&mut self) -> bool {
+        let ok = matches!(&self.buf[self.pos..], [] | [b'\n'] | [b'\r', b'\n']);
+        if ok {
+            self.pos = self.buf.len();
+        }
+        ok
+    }
+
+    /// An astring-like string: an atom of `atom_char`s, a quoted string or
+    /// a literal.
+    fn string(&mut self, atom_char: fn(u8) -> bool) -> Result<Vec<u8>, ExtError> {
+        match self.peek() {
+            Some(b'"') => self.quoted(),
+            Some(b'{') => self.literal(),
+            _ => {
+                let atom = self.take_while(atom_char);
+                if atom.is_empty() {
+                    Err(ExtError::Syntax(
+                        "expected an atom, a quoted string or a literal",
+                    ))
+                } else {
+                    Ok(atom.to_vec())
+                }
+            }
+        }
+    }
+
+    /// `DQUOTE *QUOTED-CHAR DQUOTE`, with UTF-8 allowed (RFC 9051 9).
+    fn quoted(&mut self) -> Result<Vec<u8>, ExtError> {
+        self.expect(b'"', "expected a quoted string")?;
+        let mut out = Vec::new();
+        loop {
+            match self.peek() {
+                None | Some(b'\r' | b'\n' | 0) => {
+                    return Err(ExtError::Syntax("unterminated quoted string"));
+                }
+                Some(b'"') => {
+                    self.pos += 1;
+                    break;
+                }
+                Some(b'\\') => {
+                    self.pos += 1;
+                    match self.peek() {
+                        Some(b @ (b'"' | b'\\')) => {
+                            out.push(b);
+                            self.pos += 1;
+                        }
+                        _ => return Err(ExtError::Syntax("bad escape in quoted string")),
+                    }
+                }
+                Some(b) => {
+                    out.push(b);
+                    self.pos += 1;
+                }
+            }
+        }
+        if !out.is_ascii() && std::str::from_utf8(&out).is_err() {
+            return Err(ExtError::Syntax("quoted string is not UTF-8"));
+        }
+        Ok(out)
+    }
+
+    /// `"{" number ["+"] "}" CRLF *CHAR8` (RFC 9051 9, RFC 7888).
+    fn literal(&mut self) -> Result<Vec<u8>, ExtError> {
+        self.expect(b'{', "expected a literal")?;
+        let digits = self.take_while(|b| b.is_ascii_digit());
+        if digits.is_empty() {
+            return Err(ExtError::Syntax("expected the literal's size"));
+        }
+        let mut n: u64 = 0;
+        for &d in digits {
+            n = n
+                .checked_mul(10)
+                .and_then(|n| n.checked_add(u64::from(d - b'0')))
+                .ok_or(ExtError::Syntax("literal size too large"))?;
+        }
+        self.eat(b'+');
+        self.expect(b'}', "expected \"}\" after the literal's size")?;
+        self.eat(b'\r');
+        self.expect(b'\n', "expected a line end after the literal's size")?;
+        let available = self.buf.len() - self.pos;
+        let len = usize::try_from(n)
+            .ok()
+            .filter(|&len| len <= available)
+            .ok_or(ExtError::TruncatedLiteral {
+                announced: n,
+                available,
+            })?;
+        let bytes = &self.buf[self.pos..self.pos + len];
+        if bytes.contains(&0) {
+            return Err(ExtError::Syntax("NUL in literal"));
+        }
+        self.pos += len;
+        Ok(bytes.to_vec())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use imap_codec::{CommandCodec, decode::Decoder, imap_types::command::CommandBody};
+
+    const NONE: SearchReturn = SearchReturn {
+        min: false,
+        max: false,
+        all: false,
+        count: false,
+        save: false,
+    };
+
+    fn opts(names: &str) -> SearchReturn {
+        let mut o = NONE;
+        for n in names.split_whitespace() {
+            match n {
+                "min" => o.min = true,
+                "max" => o.max = true,
+                "all" => o.all = true,
+                "count" => o.count = true,
+                "save" => o.save = true,
+                _ => panic!("bad test option {n}"),
+            }
+        }
+        o
+    }
+
+    // ---- SEARCH RETURN ------------------------------------------------
+
+    #[test]
+    fn search_return_split() {
+        // (command, command without RETURN, options)
+        let cases: &[(&[u8], &[u8], &str)] = &[
+            // After the RFC 4731 3.1 / RFC 9051 6.4.4 examples (A282 to A286).
+            (
+                b"A282 SEARCH RETURN (MIN COUNT) FLAGGED SINCE 1-Feb-1994 NOT FROM \"Smith\"\r\n",
+                b"A282 SEARCH FLAGGED SINCE 1-Feb-1994 NOT FROM \"Smith\"\r\n",
+                "min count",
+            ),
+            (
+                b"A283 SEARCH RETURN () FLAGGED SINCE 1-Feb-1994 NOT FROM \"Smith\"\r\n",
+                b"A283 SEARCH FLAGGED SINCE 1-Feb-1994 NOT FROM \"Smith\"\r\n",
+                "",
+            ),
+            (
+                b"A284 SEARCH RETURN (MIN) UNSEEN\r\n",
+                b"A284 SEARCH UNSEEN\r\n",
+                "min",
+            ),
+            (
+                b"A285 UID SEARCH RETURN (MIN MAX) 1:5000\r\n",
+                b"A285 UID SEARCH 1:5000\r\n",
+                "min max",
+            ),
+            (
+                b"A286 SEARCH RETURN (COUNT) UNSEEN\r\n",
+                b"A286 SEARCH UNSEEN\r\n",
+                "count",
+            ),
+            // CHARSET stays with the search program.
+            (
+                b"t1 UID SEARCH RETURN (MIN MAX) CHARSET UTF-8 ALL\r\n",
+                b"t1 UID SEARCH CHARSET UTF-8 ALL\r\n",
+                "min max",
+            ),
+            // Keywords in any case, LF only.
+            (
+                b"t2 uid Search return (min Max) charset UTF-8 all\n",
+                b"t2 uid Search charset UTF-8 all\n",
+                "min max",
+            ),
+            // No line end at all.
+            (b"t3 SEARCH RETURN (ALL) 1:*", b"t3 SEARCH 1:*", "all"),
+            // RFC 5182 SAVE, every option, repeats.
+            (
+                b"t4 SEARCH RETURN (SAVE) UNSEEN\r\n",
+                b"t4 SEARCH UNSEEN\r\n",
+                "save",
+            ),
+            (
+                b"t5 SEARCH RETURN (ALL COUNT MIN MAX SAVE) 1:*\r\n",
+                b"t5 SEARCH 1:*\r\n",
+                "min max all count save",
+            ),
+            (
+                b"t6 SEARCH RETURN (MIN MIN) ALL\r\n",
+                b"t6 SEARCH ALL\r\n",
+                "min",
+            ),
+            // A literal in the rest is copied untouched.
+            (
+                b"t7 SEARCH RETURN (COUNT) SUBJECT {5}\r\nhello\r\n",
+                b"t7 SEARCH SUBJECT {5}\r\nhello\r\n",
+                "count",
+            ),
+            (
+                b"t8 SEARCH RETURN (COUNT) CHARSET UTF-8 SUBJECT {6+}\r\nGr\xc3\xbc\xc3\x9f\r\n",
+                b"t8 SEARCH CHARSET UTF-8 SUBJECT {6+}\r\nGr\xc3\xbc\xc3\x9f\r\n",
+                "count",
+            ),
+            // Tags with odd (but legal) characters.
+            (
+                b"a.b-c]$ SEARCH RETURN (COUNT) ALL\r\n",
+                b"a.b-c]$ SEARCH ALL\r\n",
+                "count",
+            ),
+            (
+                b"}~!#&'[ SEARCH RETURN (MAX) ALL\r\n",
+                b"}~!#&'[ SEARCH ALL\r\n",
+                "max",
+            ),
+        ];
+        for (input, stripped, o) in cases {
+            let got = split_search_return(input).unwrap();
+            assert_eq!(
+                got,
+                Some((stripped.to_vec(), opts(o))),
+                "{}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    #[test]
+    fn search_return_output_parses_with_imap_codec() {
+        for (input, uid) in [
+            (
+                &b"A282 SEARCH RETURN (MIN COUNT) FLAGGED SINCE 1-Feb-1994 NOT FROM \"Smith\"\r\n"
+                    [..],
+                false,
+            ),
+            (b"A285 UID SEARCH RETURN (MIN MAX) 1:5000\r\n", true),
+            (
+                b"t1 UID SEARCH RETURN (MIN MAX) CHARSET UTF-8 ALL\r\n",
+                true,
+            ),
+            (b"t2 uid search return () all\n", true),
+            (b"t7 SEARCH RETURN (COUNT) SUBJECT {5}\r\nhello\r\n", false),
+        ] {
+            let (out, _) = split_search_return(input).unwrap().unwrap();
+            let (rest, cmd) = CommandCodec::default().decode(&out).unwrap();
+            assert!(rest.is_empty());
+            match cmd.body {
+                CommandBody::Search { uid: u, .. } => assert_eq!(u, uid),
+                other => panic!("not SEARCH: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn search_without_return_is_left_alone() {
+        let cases: &[&[u8]] = &[
+            b"a SEARCH ALL\r\n",
+            b"a UID SEARCH UNSEEN\r\n",
+            b"a SEARCH CHARSET UTF-8 RETURN (MIN) ALL\r\n",
+            b"a SEARCH RETURNX ALL\r\n",
+            b"a SEARCHRETURN (MIN) ALL\r\n",
+            b"a UIDSEARCH RETURN (MIN) ALL\r\n",
+            b"a UID\r\n",
+            b"a UID  SEARCH RETURN (MIN) ALL\r\n",
+            b"a FETCH 1 RETURN (MIN)\r\n",
+            b"a LIST \"\" * RETURN (CHILDREN)\r\n",
+            b"SEARCH RETURN (MIN) ALL\r\n",
+            b"* SEARCH RETURN (MIN) ALL\r\n",
+            b"+ SEARCH RETURN (MIN) ALL\r\n",
+            b"a+ SEARCH RETURN (MIN) ALL\r\n",
+            b" a SEARCH RETURN (MIN) ALL\r\n",
+            b"a SEARCH\r\n",
+            b"a SEARCH",
+            b"",
+            b"\r\n",
+        ];
+        for input in cases {
+            assert_eq!(
+                split_search_return(input),
+                Ok(None),
+                "{}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    #[test]
+    fn search_return_errors() {
+        use ExtError::*;
+        let unknown = |s: &str| UnknownSearchReturn(s.to_string());
+        let cases: &[(&[u8], ExtError)] = &[
+            (
+                b"a SEARCH RETURN (PARTIAL 1:10) ALL\r\n",
+                unknown("PARTIAL"),
+            ),
+            (b"a SEARCH RETURN (MIN UPDATE) ALL\r\n", unknown("UPDATE")),
+            (
+                b"a SEARCH RETURN (min relevancy) ALL\r\n",
+                unknown("relevancy"),
+            ),
+            (
+                b"a SEARCH RETURN (MIN ALL\r\n",
+                Syntax("expected SP or \")\" in SEARCH return options"),
+            ),
+            (
+                b"a SEARCH RETURN (MIN",
+                Syntax("expected SP or \")\" in SEARCH return options"),
+            ),
+            (
+                b"a SEARCH RETURN MIN ALL\r\n",
+                Syntax("expected \"(\" after RETURN"),
+            ),
+            (b"a SEARCH RETURN\r\n", Syntax("expected SP after RETURN")),
+            (b"a SEARCH RETURN", Syntax("expected SP after RETURN")),
+            (
+                b"a SEARCH RETURN(MIN) ALL\r\n",
+                Syntax("expected SP after RETURN"),
+            ),
+            (
+                b"a SEARCH RETURN ( MIN) ALL\r\n",
+                Syntax("expected a SEARCH return option"),
+            ),
+            (
+                b"a SEARCH RETURN (MIN  MAX) ALL\r\n",
+                Syntax("expected a SEARCH return option"),
+            ),
+            (
+                b"a SEARCH RETURN (MIN )\r\n",
+                Syntax("expected a SEARCH return option"),
+            ),
+            (
+                b"a SEARCH RETURN ((MIN)) ALL\r\n",
+                Syntax("expected a SEARCH return option"),
+            ),
+            (
+                b"a SEARCH RETURN (MIN)) ALL\r\n",
+                Syntax("expected search criteria after RETURN (...)"),
+            ),
+            (
+                b"a SEARCH RETURN (MIN)\r\n",
+                Syntax("expected search criteria after RETURN (...)"),
+            ),
+            (
+                b"a SEARCH RETURN (MIN)\n",
+                Syntax("expected search criteria after RETURN (...)"),
+            ),
+            (
+                b"a SEARCH RETURN (MIN)",
+                Syntax("expected search criteria after RETURN (...)"),
+            ),
+            (
+                b"a SEARCH RETURN (MIN) \r\n",
+                Syntax("expected search criteria after RETURN (...)"),
+            ),
+            (
+                b"a SEARCH RETURN (MIN)ALL\r\n",
+                Syntax("expected search criteria after RETURN (...)"),
+            ),
+        ];
+        for (input, err) in cases {
+            assert_eq!(
+                split_search_return(input).as_ref(),
+                Err(err),
+                "{}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    // ---- ESEARCH ------------------------------------------------------
+
+    #[test]
+    fn esearch_lines() {
+        // (tag, uid, options, numbers, line)
+        let cases: &[(&str, bool, &str, &[u32], &str)] = &[
+            // After the RFC 4731 3.1 / RFC 9051 6.4.4 examples (A282 to A286).
+            (
+                "A282",
+                false,
+                "min count",
+                &[2, 10, 11],
+                "* ESEARCH (TAG \"A282\") MIN 2 COUNT 3",
+            ),
+            (
+                "A283",
+                false,
+                "",
+                &[2, 10, 11],
+                "* ESEARCH (TAG \"A283\") ALL 2,10:11",
+            ),
+            ("A284", false, "min", &[], "* ESEARCH (TAG \"A284\")"),
+            (
+                "A285",
+                true,
+                "min max",
+                &[7, 120, 3800],
+                "* ESEARCH (TAG \"A285\") UID MIN 7 MAX 3800",
+            ),
+            (
+                "A286",
+                false,
+                "count",
+                &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15],
+                "* ESEARCH (TAG \"A286\") COUNT 15",
+            ),
+            // No match: COUNT 0 stays, the rest goes.
+            (
+                "t",
+                true,
+                "min max all count",
+                &[],
+                "* ESEARCH (TAG \"t\") UID COUNT 0",
+            ),
+            ("t", false, "", &[], "* ESEARCH (TAG \"t\")"),
+            // Everything, unsorted input with repeats.
+            (
+                "t",
+                false,
+                "min max all count",
+                &[5, 3, 1, 2, 3, 9, 8, 7],
+                "* ESEARCH (TAG \"t\") MIN 1 MAX 9 COUNT 7 ALL 1:3,5,7:9",
+            ),
+            (
+                "t",
+                false,
+                "all",
+                &[1, 3, 5],
+                "* ESEARCH (TAG \"t\") ALL 1,3,5",
+            ),
+            ("t", false, "all", &[42], "* ESEARCH (TAG \"t\") ALL 42"),
+            (
+                "t",
+                true,
+                "all",
+                &[u32::MAX - 1, u32::MAX, 1],
+                "* ESEARCH (TAG \"t\") UID ALL 1,4294967294:4294967295",
+            ),
+            // SAVE adds nothing (and is not "empty").
+            ("t", false, "save", &[1, 2], "* ESEARCH (TAG \"t\")"),
+            (
+                "t",
+                false,
+                "save min",
+                &[1, 2],
+                "* ESEARCH (TAG \"t\") MIN 1",
+            ),
+            // Tags: odd characters, and quoting of what cannot be a tag.
+            (
+                "a.b-c]$",
+                false,
+                "count",
+                &[1],
+                "* ESEARCH (TAG \"a.b-c]$\") COUNT 1",
+            ),
+            (
+                "a\"b\\c",
+                false,
+                "count",
+                &[1],
+                "* ESEARCH (TAG \"a\\\"b\\\\c\") COUNT 1",
+            ),
+            (
+                "a\r\nb",
+                false,
+                "count",
+                &[1],
+                "* ESEARCH (TAG {4}\r\na\r\nb) COUNT 1",
+            ),
+            (
+                "Grüße",
+                false,
+                "count",
+                &[1],
+                "* ESEARCH (TAG {7}\r\nGrüße) COUNT 1",
+            ),
+        ];
+        for (tag, uid, o, nums, line) in cases {
+            assert_eq!(esearch_response(tag, *uid, &opts(o), nums), *line);
+        }
+    }
+
+    #[test]
+    fn search_return_flags() {
+        assert!(NONE.is_empty());
+        assert!(!opts("save").is_empty());
+        assert!(opts("save").save_only());
+        assert!(!opts("save min").save_only());
+        assert!(!NONE.save_only());
+    }
+
+    // ---- LIST-EXTENDED ------------------------------------------------
+
+    fn list(reference: &[u8], patterns: &[&[u8]]) -> ListExtended {
+        ListExtended {
+            reference: reference.to_vec(),
+            patterns: patterns.iter().map(|p| p.to_vec()).collect(),
+            ..ListExtended::default()
+        }
+    }
+
+    #[test]
+    fn list_extended_parses() {
+        use StatusItem::*;
+        let cases: Vec<(&[u8], ListExtended)> = vec![
+            // RFC 5258 5, example 2.
+            (
+                b"A02 LIST (SUBSCRIBED) \"\" \"*\"\r\n",
+                ListExtended {
+                    subscribed: true,
+                    return_subscribed: true,
+                    ..list(b"", &[b"*"])
+                },
+            ),
+            // Example 3.
+            (
+                b"A03 LIST () \"\" \"%\" RETURN (CHILDREN)\r\n",
+                ListExtended {
+                    return_children: true,
+                    ..list(b"", &[b"%"])
+                },
+            ),
+            // Example 4.
+            (
+                b"A04 LIST (REMOTE) \"\" \"%\" RETURN (CHILDREN)\r\n",
+                ListExtended {
+                    remote: true,
+                    return_children: true,
+                    ..list(b"", &[b"%"])
+                },
+            ),
+            // Example 5.
+            (
+                b"A05 LIST (REMOTE SUBSCRIBED) \"\" \"*\"\r\n",
+                ListExtended {
+                    remote: true,
+                    subscribed: true,
+                    return_subscribed: true,
+                    ..list(b"", &[b"*"])
+                },
+            ),
+            // Example 6.
+            (
+                b"A06 LIST (REMOTE) \"\" \"*\" RETURN (SUBSCRIBED)\r\n",
+                ListExtended {
+                    remote: true,
+                    return_subscribed: true,
+                    ..list(b"", &[b"*"])
+                },
+            ),
+            // Example 7: several patterns.
+            (
+                b"BBB LIST \"\" (\"INBOX\" \"Drafts\" \"Sent/%\")\r\n",
+                list(b"", &[b"INBOX", b"Drafts", b"Sent/%"]),
+            ),
+            // Example 8 / 10: RECURSIVEMATCH with SUBSCRIBED.
+            (
+                b"C04 LIST (SUBSCRIBED RECURSIVEMATCH) \"\" \"%\" RETURN (CHILDREN)\r\n",
+                ListExtended {
+                    subscribed: true,
+                    recursive_match: true,
+                    return_subscribed: true,
+                    return_children: true,
+                    ..list(b"", &[b"%"])
+                },
+            ),
+            // RFC 5819 examples.
+            (
+                b"A01 LIST \"\" % RETURN (STATUS (MESSAGES UNSEEN))\r\n",
+                ListExtended {
+                    return_status: Some(vec![Messages, Unseen]),
+                    ..list(b"", &[b"%"])
+                },
+            ),
+            (
+                b"A02 LIST (SUBSCRIBED RECURSIVEMATCH) \"\" % RETURN (STATUS (MESSAGES))\r\n",
+                ListExtended {
+                    subscribed: true,
+                    recursive_match: true,
+                    return_subscribed: true,
+                    return_status: Some(vec![Messages]),
+                    ..list(b"", &[b"%"])
+                },
+            ),
+            // RFC 6154 5.2 examples.
+            (
+                b"t1 LIST \"\" \"%\" RETURN (SPECIAL-USE)\r\n",
+                ListExtended {
+                    return_special_use: true,
+                    ..list(b"", &[b"%"])
+                },
+            ),
+            (
+                b"t3 LIST (SPECIAL-USE) \"\" \"*\"\r\n",
+                ListExtended {
+                    special_use_only: true,
+                    return_special_use: true,
+                    ..list(b"", &[b"*"])
+                },
+            ),
+            // Every option and status item, lower case, LF only, repeats.
+            (
+                b"x list (subscribed remote recursivematch special-use subscribed) ref (a b) \
+                  return (subscribed children special-use status (messages uidnext uidvalidity \
+                  unseen deleted size recent highestmodseq messages) status (size unseen))\n",
+                ListExtended {
+                    subscribed: true,
+                    remote: true,
+                    recursive_match: true,
+                    special_use_only: true,
+                    return_subscribed: true,
+                    return_children: true,
+                    return_special_use: true,
+                    return_status: Some(vec![
+                        Messages,
+                        UidNext,
+                        UidValidity,
+                        Unseen,
+                        Deleted,
+                        Size,
+                        Recent,
+                        HighestModSeq,
+                    ]),
+                    ..list(b"ref", &[b"a", b"b"])
+                },
+            ),
+            // Empty return options, no line end.
+            (b"x LIST \"\" * RETURN ()", list(b"", &[b"*"])),
+            // Atoms with wildcards and "]"; reference with "]".
+            (
+                b"x LIST () a]b (%/* INBOX.] Foo)\r\n",
+                list(b"a]b", &[b"%/*", b"INBOX.]", b"Foo"]),
+            ),
+            // Quoted strings: escapes, UTF-8, spaces, parentheses.
+            (
+                "x LIST (SUBSCRIBED) \"Gr\\\\ü\\\"ße\" (\"a b\" \"(x)\" \"Entwürfe/%\")\r\n"
+                    .as_bytes(),
+                ListExtended {
+                    subscribed: true,
+                    return_subscribed: true,
+                    ..list(
+                        "Gr\\ü\"ße".as_bytes(),
+                        &["a b".as_bytes(), b"(x)", "Entwürfe/%".as_bytes()],
+                    )
+                },
+            ),
+            // Literals, synchronising and not, CRLF and LF, odd bytes inside.
+            (
+                b"x LIST () {3}\r\na\"b ({2+}\r\n%\n {0}\r\n) RETURN (CHILDREN)\r\n",
+                ListExtended {
+                    return_children: true,
+                    ..list(b"a\"b", &[b"%\n", b""])
+                },
+            ),
+            (
+                b"x LIST (REMOTE) {4}\nG\xc3\xbcr \"*\"\n",
+                ListExtended {
+                    remote: true,
+                    ..list(b"G\xc3\xbcr", &[b"*"])
+                },
+            ),
+            // A plain LIST becomes extended with RETURN alone.
+            (
+                b"x LIST {1}\r\nx {1}\r\n* RETURN (CHILDREN)\r\n",
+                ListExtended {
+                    return_children: true,
+                    ..list(b"x", &[b"*"])
+                },
+            ),
+            // A single pattern in parentheses, odd tags.
+            (b"a.b-c]$ LIST \"\" (\"*\")\r\n", list(b"", &[b"*"])),
+            (b"}~!#&'[ LIST () \"\" %\r\n", list(b"", &[b"%"])),
+        ];
+        for (input, want) in cases {
+            assert_eq!(
+                parse_list_extended(input),
+                Ok(Some(want)),
+                "{}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    #[test]
+    fn plain_list_is_left_to_imap_codec() {
+        let cases: &[&[u8]] = &[
+            // RFC 5258 5, example 1, and other plain forms.
+            b"A01 LIST \"\" %\r\n",
+            b"a list \"\" *\n",
+            b"a LIST INBOX \"\"\r\n",
+            b"a LIST {3}\r\nfoo {1+}\r\n*\r\n",
+            b"a LIST \"Gr\xc3\xbc\" %\r\n",
+            b"a LIST ~/Mail %\r\n",
+        ];
+        for input in cases {
+            assert_eq!(
+                parse_list_extended(input),
+                Ok(None),
+                "{}",
+                String::from_utf8_lossy(input)
+            );
+            // ... which imap-codec does parse.
+            let (rest, cmd) = CommandCodec::default().decode(input).unwrap();
+            assert!(rest.is_empty());
+            assert!(matches!(cmd.body, CommandBody::List { .. }), "{cmd:?}");
+        }
+        // Not LIST, or not recognisably extended: imap-codec decides.
+        let others: &[&[u8]] = &[
+            b"a LSUB \"\" *\r\n",
+            b"a SEARCH RETURN (MIN) ALL\r\n",
+            b"a LISTX \"\" *\r\n",
+            b"a LIST\r\n",
+            b"a LIST",
+            b"a LIST \"\"\r\n",
+            b"a LIST \"\" * FOO\r\n",
+            b"a LIST \"\" * \r\n",
+            b"a LIST \"\" *)\r\n",
+            b"a LIST \"\" * RETURNS (CHILDREN)\r\n",
+            b"a LIST \"unterminated *\r\n",
+            b"a LIST {99}\r\nshort *\r\n",
+            b"a LIST % *\r\n",
+            b"* LIST () \"\" *\r\n",
+            b"a LIST(SUBSCRIBED) \"\" *\r\n",
+            b"",
+        ];
+        for input in others {
+            assert_eq!(
+                parse_list_extended(input),
+                Ok(None),
+                "{}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    #[test]
+    fn list_extended_errors() {
+        use ExtError::*;
+        let s = |m: &'static str| Syntax(m);
+        let cases: &[(&[u8], ExtError)] = &[
+            // RFC 5258 3.1: RECURSIVEMATCH alone, or with only REMOTE.
+            (b"a LIST (RECURSIVEMATCH) \"\" *\r\n", RecursiveMatchAlone),
+            (b"a LIST (REMOTE RECURSIVEMATCH) \"\" *\r\n", RecursiveMatchAlone),
+            (b"a LIST (SPECIAL-USE RECURSIVEMATCH) \"\" *\r\n", RecursiveMatchAlone),
+            // RFC 5258 3: unknown options are BAD.
+            (b"a LIST (FOO) \"\" *\r\n", UnknownSelectOption("FOO".into())),
+            (b"a LIST (SUBSCRIBED vnd.x-y) \"\" *\r\n", UnknownSelectOption("vnd.x-y".into())),
+            (b"a LIST (FOO (BAR)) \"\" *\r\n", UnknownSelectOption("FOO".into())),
+            (b"a LIST \"\" * RETURN (FOO)\r\n", UnknownReturnOption("FOO".into())),
+            (b"a LIST \"\" * RETURN (CHILDREN MYRIGHTS)\r\n", UnknownReturnOption("MYRIGHTS".into())),
+            (b"a LIST \"\" * RETURN (STATUS (MESSAGES APPENDLIMIT))\r\n", UnknownStatusItem("APPENDLIMIT".into())),
+            (
+                b"a LIST \"\" * RETURN (XAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA)\r\n",
+                UnknownReturnOption("XAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into()),
+            ),
+            // Syntax.
+            (b"a LIST () \"\" ()\r\n", s("expected an atom, a quoted string or a literal")),
+            (b"a LIST \"\" (a  b)\r\n", s("expected an atom, a quoted string or a literal")),
+            (b"a LIST \"\" (a b\r\n", s("expected SP or \")\" between patterns")),
+            (b"a LIST \"\" (a b", s("expected SP or \")\" between patterns")),
+            (b"a LIST \"\" ((a))\r\n", s("expected an atom, a quoted string or a literal")),
+            (b"a LIST (SUBSCRIBED \"\" *\r\n", s("expected a selection option")),
+            (b"a LIST (SUBSCRIBED\r\n", s("expected SP or \")\" in the selection options")),
+            (b"a LIST ( SUBSCRIBED) \"\" *\r\n", s("expected a selection option")),
+            (b"a LIST ((((((((((((((((((((((((((((((\r\n", s("expected a selection option")),
+            (b"a LIST () \"\" ((((((((((((((((((((((((((((((\r\n", s("expected an atom, a quoted string or a literal")),
+            (b"a LIST ()\"\" *\r\n", s("expected SP after the selection options")),
+            (b"a LIST () \"\"\r\n", s("expected SP after the reference")),
+            (b"a LIST () \"\" * RETURN\r\n", s("expected SP after RETURN")),
+            (b"a LIST () \"\" * RETURN CHILDREN\r\n", s("expected \"(\" after RETURN")),
+            (b"a LIST () \"\" * FOO\r\n", s("expected RETURN after the patterns")),
+            (b"a LIST \"\" * RETURN (CHILDREN\r\n", s("expected SP or \")\" in the return options")),
+            (b"a LIST \"\" * RETURN (CHILDREN))\r\n", s("unexpected characters at the end of LIST")),
+            (b"a LIST \"\" * RETURN ((CHILDREN))\r\n", s("expected a return option")),
+            (b"a LIST \"\" * RETURN (STATUS)\r\n", s("expected SP after STATUS")),
+            (b"a LIST \"\" * RETURN (STATUS ())\r\n", s("expected a STATUS item")),
+            (b"a LIST \"\" * RETURN (STATUS MESSAGES)\r\n", s("expected \"(\" after STATUS")),
+            (b"a LIST \"\" * RETURN (STATUS (MESSAGES)\r\n", s("expected SP or \")\" in the return options")),
+            (b"a LIST \"\" * RETURN (STATUS (MESSAGES\r\n", s("expected SP or \")\" in the STATUS items")),
+            (b"a LIST \"\" * RETURN (CHILDREN) junk\r\n", s("unexpected characters at the end of LIST")),
+            (b"a LIST \"\" * RETURN (CHILDREN)\r\nmore\r\n", s("unexpected characters at the end of LIST")),
+            (b"a LIST \"\" * RETURN (CHILDREN)\r", s("unexpected characters at the end of LIST")),
+            (b"a LIST \"\" * RETURN (CHILDREN)\r\n\r\n", s("unexpected characters at the end of LIST")),
+            // Strings.
+            (b"a LIST () \"unterminated *\r\n", s("unterminated quoted string")),
+            (b"a LIST () \"a\rb\" *\r\n", s("unterminated quoted string")),
+            (b"a LIST () \"a\\b\" *\r\n", s("bad escape in quoted string")),
+            (b"a LIST () \"a\\", s("bad escape in quoted string")),
+            (b"a LIST () \"\xff\xfe\" *\r\n", s("quoted string is not UTF-8")),
+            (b"a LIST () \"\" \"\xc3\"\r\n", s("quoted string is not UTF-8")),
+            (b"a LIST () {} *\r\n", s("expected the literal's size")),
+            (b"a LIST () {x} *\r\n", s("expected the literal's size")),
+            (b"a LIST () {3 *\r\n", s("expected \"}\" after the literal's size")),
+            (b"a LIST () {3} *\r\n", s("expected a line end after the literal's size")),
+            (b"a LIST () {3}\rabc *\r\n", s("expected a line end after the literal's size")),
+            (b"a LIST () {99999999999999999999999}\r\nabc *\r\n", s("literal size too large")),
+            (b"a LIST () {3}\r\na\0c *\r\n", s("NUL in literal")),
+            (b"a LIST () \"a\0\" *\r\n", s("unterminated quoted string")),
+            (b"a LIST () a\x01b *\r\n", s("expected SP after the reference")),
+            (b"a LIST () a\xc3\xbc *\r\n", s("expected SP after the reference")),
+            (b"a LIST () a%b *\r\n", s("expected SP after the reference")),
+            (b"a LIST () \"\" a\\b\r\n", s("unexpected characters at the end of LIST")),
+            // Truncated literals and sizes no bytes back.
+            (b"a LIST () {5}\r\nab", TruncatedLiteral { announced: 5, available: 2 }),
+            (b"a LIST () \"\" {5}\r\n", TruncatedLiteral { announced: 5, available: 0 }),
+            (b"a LIST () \"\" {5}", s("expected a line end after the literal's size")),
+            (
+                b"a LIST () {18446744073709551615}\r\nabc *\r\n",
+                TruncatedLiteral { announced: u64::MAX, available: 7 },
+            ),
+            (
+                b"a LIST \"\" ({4294967296+}\r\nx)\r\n",
+                TruncatedLiteral { announced: 4_294_967_296, available: 4 },
+            ),
+        ];
+        for (input, err) in cases {
+            assert_eq!(
+                parse_list_extended(input).as_ref(),
+                Err(err),
+                "{}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    #[test]
+    fn error_texts_fit_a_bad_reply() {
+        let errs = [
+            parse_list_extended(b"a LIST (X\x7f) \"\" *\r\n"),
+            parse_list_extended(b"a LIST () {5}\r\nab"),
+            parse_list_extended(b"a LIST (RECURSIVEMATCH) \"\" *"),
+        ];
+        for e in errs {
+            let text = e.unwrap_err().to_string();
+            assert!(!text.is_empty());
+            assert!(text.bytes().all(|b| (0x20..0x7f).contains(&b)), "{text:?}");
+        }
+        assert_eq!(
+            ExtError::UnknownReturnOption("FOO".into()).to_string(),
+            "unsupported LIST return option FOO"
+        );
+        assert_eq!(
+            ExtError::TruncatedLiteral {
+                announced: 5,
+                available: 2
+            }
+            .to_string(),
+            "literal of 5 bytes announced but only 2 present"
+        );
+    }
+
+    #[test]
+    fn status_item_names_round_trip() {
+        use StatusItem::*;
+        for item in [
+            Messages,
+            UidNext,
+            UidValidity,
+            Unseen,
+            Deleted,
+            Size,
+            Recent,
+            HighestModSeq,
+        ] {
+            assert_eq!(StatusItem::from_name(item.as_str().as_bytes()), Some(item));
+            assert_eq!(
+                StatusItem::from_name(item.as_str().to_ascii_lowercase().as_bytes()),
+                Some(item)
+            );
+        }
+        assert_eq!(StatusItem::from_name(b"MAILBOXID"), None);
+    }
+
+    // ---- no panics --------------------------------------------------------
+
+    /// A small deterministic generator (xorshift64*), so the test needs no
+    /// extra crates and fails the same way every run.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            usize::try_from(self.next() % n.max(1) as u64).unwrap_or(0)
+        }
+    }
+
+    const SEEDS: &[&[u8]] = &[
+        b"A282 SEARCH RETURN (MIN COUNT) FLAGGED SINCE 1-Feb-1994 NOT FROM \"Smith\"\r\n",
+        b"t1 UID SEARCH RETURN (MIN MAX) CHARSET UTF-8 ALL\r\n",
+        b"t2 SEARCH RETURN () SUBJECT {5}\r\nhello\r\n",
+        b"t3 SEARCH RETURN (SAVE ALL) 1:*\n",
+        b"A02 LIST (SUBSCRIBED RECURSIVEMATCH) \"\" % RETURN (STATUS (MESSAGES UNSEEN))\r\n",
+        b"BBB LIST \"\" (\"INBOX\" \"Drafts\" \"Sent/%\")\r\n",
+        b"x LIST () {3}\r\na\"b ({2+}\r\n%\n {0}\r\n) RETURN (CHILDREN SPECIAL-USE)\r\n",
+        b"x LIST (SPECIAL-USE REMOTE) \"Gr\\\\\xc3\xbc\\\"\" * RETURN (SUBSCRIBED)\n",
+        b"A01 LIST \"\" %\r\n",
+    ];
+
+    /// Bytes that matter to the grammar, to splice in.
+    const SPECIALS: &[u8] = b"(){}\"\\ \r\n%*]+0123456789~\x00\x7f\xc3\xff";
+
+    fn run_all(input: &[u8]) {
+        let _ = split_search_return(input);
+        let _ = parse_list_extended(input);
+        if let Ok(Some((out, o))) = split_search_return(input) {
+            assert!(out.len() < input.len());
+            let _ = esearch_response("t", true, &o, &[3, 1, 2]);
+        }
+    }
+
+    #[test]
+    fn hostile_input_never_panics() {
+        // Every prefix and suffix of every seed.
+        for seed in SEEDS {
+            for i in 0..=seed.len() {
+                run_all(&seed[..i]);
+                run_all(&seed[i..]);
+            }
+        }
+        // Random mutations: replace, insert, delete, duplicate a range,
+        // several at a time.
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for round in 0..20_000 {
+            let seed = SEEDS[round % SEEDS.len()];
+            let mut v = seed.to_vec();
+            for _ in 0..1 + rng.below(4) {
+                let at = rng.below(v.len() + 1);
+                match rng.below(5) {
+                    0 if at < v.len() => v[at] = SPECIALS[rng.below(SPECIALS.len())],
+                    1 => v.insert(at, SPECIALS[rng.below(SPECIALS.len())]),
+                    2 if at < v.len() => {
+                        v.remove(at);
+                    }
+                    3 => {
+                        let end = (at + rng.below(8)).min(v.len());
+                        let piece = v[at..end].to_vec();
+                        v.splice(at..at, piece);
+                    }
+                    _ => v.insert(at, (rng.next() & 0xff) as u8),
+                }
+            }
+            run_all(&v);
+        }
+        // Pure noise and deep nesting.
+        for _ in 0..2_000 {
+            let len = rng.below(64);
+            let v: Vec<u8> = (0..len)
+                .map(|_| SPECIALS[rng.below(SPECIALS.len())])
+                .collect();
+            run_all(&v);
+            let mut w = b"a LIST ".to_vec();
+            w.extend_from_slice(&v);
+            run_all(&w);
+            let mut w = b"a UID SEARCH RETURN ".to_vec();
+            w.extend_from_slice(&v);
+            run_all(&w);
+        }
+        let deep = [b"a LIST ".as_slice(), &[b'('; 100_000]].concat();
+        assert!(parse_list_extended(&deep).is_err());
+        let deep = [
+            b"a LIST \"\" ".as_slice(),
+            &[b'('; 100_000],
+            &[b')'; 100_000],
+        ]
+        .concat();
+        assert!(parse_list_extended(&deep).is_err());
+        let deep = [b"a SEARCH RETURN ".as_slice(), &[b'('; 100_000]].concat();
+        assert!(split_search_return(&deep).is_err());
+    }
+
+    #[test]
+    fn line_ends_are_interchangeable() {
+        for seed in [
+            &b"A02 LIST (SUBSCRIBED RECURSIVEMATCH) \"\" % RETURN (STATUS (MESSAGES UNSEEN))"[..],
+            b"BBB LIST \"\" (\"INBOX\" \"Drafts\" \"Sent/%\")",
+        ] {
+            let want = parse_list_extended(seed).unwrap();
+            assert!(want.is_some());
+            for end in [&b"\r\n"[..], b"\n"] {
+                let msg = [seed, end].concat();
+                assert_eq!(parse_list_extended(&msg).unwrap(), want);
+            }
+        }
+    }
+}
