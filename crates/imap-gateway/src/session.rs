@@ -484,6 +484,17 @@ impl Session {
         // Whether EXPUNGE responses may be sent after this command
         // (RFC 9051 7.5.1: not during FETCH, STORE, SEARCH).
         let mut expunges_ok = true;
+        // Whether to ask the store for changes before answering (the
+        // command may have added messages to the selected mailbox, or the
+        // client is polling).
+        let sync = matches!(
+            cmd.body,
+            CommandBody::Noop
+                | CommandBody::Check
+                | CommandBody::Append { .. }
+                | CommandBody::Copy { .. }
+                | CommandBody::Move { .. }
+        ) && selected;
         let done = match cmd.body {
             CommandBody::Capability => {
                 let caps = self.capabilities();
@@ -632,7 +643,8 @@ impl Session {
         if done.kind == "BAD" {
             self.bad += 1;
         }
-        self.drain_updates(expunges_ok);
+        let first = if sync { self.sync_view().await } else { None };
+        self.drain_updates_with(expunges_ok, first);
         self.last_outcome = done.kind;
         let line = format!("{tag} {} {}", done.kind, done.text);
         self.push(&line);
@@ -1260,6 +1272,25 @@ impl Session {
 
     /// Takes every change the Watch stream has delivered so far and writes
     /// the untagged responses that may be sent now.
+    /// Asks the store for everything that changed in the selected mailbox
+    /// since the view's MODSEQ, without waiting for the Watch stream: used
+    /// after this session added messages to it (APPEND, COPY) and on NOOP
+    /// and CHECK, so the client learns of them before the tagged reply.
+    async fn sync_view(&mut self) -> Option<pb::ChangesResponse> {
+        let (name, since) = {
+            let v = self.view.as_ref()?;
+            (v.name.clone(), v.highest_modseq)
+        };
+        let mut c = self.client()?;
+        c.changes(pb::ChangesRequest {
+            mailbox: name,
+            since_modseq: since,
+        })
+        .await
+        .ok()
+        .map(|r| r.into_inner())
+    }
+
     fn drain_updates(&mut self, expunges_ok: bool) {
         self.drain_updates_with(expunges_ok, None);
     }

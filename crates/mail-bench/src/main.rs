@@ -35,6 +35,24 @@ enum Cmd {
         #[arg(long, default_value_t = 4096)]
         size: usize,
     },
+    /// IMAP on a large mailbox: SELECT, UID FETCH 1:* (FLAGS), UID SEARCH
+    /// UNSEEN, and FETCH of 100 full bodies, timed.
+    ImapLarge {
+        #[arg(long, default_value = "127.0.0.1:1143")]
+        imap: String,
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        store: String,
+        #[arg(long)]
+        secret_file: Option<PathBuf>,
+        /// Messages in the mailbox (account big<N>@bench.test).
+        #[arg(long, default_value_t = 100_000)]
+        messages: usize,
+        #[arg(long, default_value_t = 4096)]
+        size: usize,
+        /// Deliver the messages first.
+        #[arg(long)]
+        setup: bool,
+    },
     /// POP3 download rate: N clients (one account each) RETR every message.
     Pop3 {
         #[arg(long, default_value = "127.0.0.1:1110")]
@@ -65,6 +83,20 @@ async fn main() -> anyhow::Result<()> {
             concurrency,
             size,
         } => store_deliver(&store, secret_file, count, concurrency, size).await,
+        Cmd::ImapLarge {
+            imap,
+            store,
+            secret_file,
+            messages,
+            size,
+            setup,
+        } => {
+            let account = format!("big{messages}@bench.test");
+            if setup {
+                imap_setup(&store, secret_file, &account, messages, size).await?;
+            }
+            imap_large(&imap, &account).await
+        }
         Cmd::Pop3 {
             pop3,
             store,
@@ -314,4 +346,144 @@ Date: Tue, 14 Nov 2023 22:13:20 +0000\r\n\r\n"
         m.extend_from_slice(line);
     }
     m
+}
+
+async fn imap_setup(
+    uri: &str,
+    secret_file: Option<PathBuf>,
+    account: &str,
+    messages: usize,
+    size: usize,
+) -> anyhow::Result<()> {
+    let auth = auth(secret_file)?;
+    let channel = mailbox_api::channel(uri)?;
+    let mut admin = mailbox_api::admin_client(channel.clone(), auth.clone());
+    let _ = admin
+        .add_domain(pb::AddDomainRequest {
+            name: "bench.test".into(),
+        })
+        .await;
+    let _ = admin
+        .add_account(pb::AddAccountRequest {
+            address: account.into(),
+            password: "bench-password".into(),
+            quota_bytes: 0,
+        })
+        .await;
+    let body = Arc::new(message(size));
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..16 {
+        let mut d = mailbox_api::delivery_client(channel.clone(), auth.clone());
+        let (body, next, run, account) =
+            (body.clone(), next.clone(), run.clone(), account.to_string());
+        workers.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= messages {
+                    return Ok::<_, anyhow::Error>(());
+                }
+                let chunks = vec![
+                    pb::DeliverChunk {
+                        part: Some(pb::deliver_chunk::Part::Header(pb::DeliverHeader {
+                            delivery_id: format!("{run}-{i}"),
+                            envelope_from: "load@bench.test".into(),
+                            recipients: vec![account.clone()],
+                            received_at: 1_700_000_000,
+                            trace_headers: format!("X-Bench: {i}\r\n").into_bytes(),
+                            size_hint: body.len() as u64,
+                        })),
+                    },
+                    pb::DeliverChunk {
+                        part: Some(pb::deliver_chunk::Part::Data(body.to_vec())),
+                    },
+                ];
+                d.deliver(tokio_stream::iter(chunks)).await?;
+            }
+        }));
+    }
+    for w in workers {
+        w.await??;
+    }
+    println!(
+        "setup: {messages} messages into {account} in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// One IMAP command on a raw connection; returns (response bytes, time).
+async fn imap_cmd(
+    r: &mut tokio::io::BufReader<tokio::net::tcp::OwnedReadHalf>,
+    w: &mut tokio::net::tcp::OwnedWriteHalf,
+    tag: &str,
+    cmd: &str,
+) -> anyhow::Result<(usize, Duration)> {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    let start = Instant::now();
+    w.write_all(format!("{tag} {cmd}\r\n").as_bytes()).await?;
+    let mut total = 0;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = r.read_until(b'\n', &mut line).await?;
+        anyhow::ensure!(n > 0, "connection closed");
+        total += n;
+        // A literal follows: read it whole.
+        if line.ends_with(b"}\r\n")
+            && let Some(open) = line.iter().rposition(|&b| b == b'{')
+        {
+            let len: usize = std::str::from_utf8(&line[open + 1..line.len() - 3])?
+                .trim_end_matches('+')
+                .parse()?;
+            let mut buf = vec![0u8; len];
+            r.read_exact(&mut buf).await?;
+            total += len;
+            continue;
+        }
+        if line.starts_with(format!("{tag} ").as_bytes()) {
+            anyhow::ensure!(
+                line.starts_with(format!("{tag} OK").as_bytes()),
+                "{cmd}: {}",
+                String::from_utf8_lossy(&line)
+            );
+            return Ok((total, start.elapsed()));
+        }
+    }
+}
+
+async fn imap_large(addr: &str, account: &str) -> anyhow::Result<()> {
+    use tokio::io::AsyncBufReadExt;
+    let s = tokio::net::TcpStream::connect(addr).await?;
+    s.set_nodelay(true)?;
+    let (r, mut w) = s.into_split();
+    let mut r = tokio::io::BufReader::new(r);
+    let mut greeting = String::new();
+    r.read_line(&mut greeting).await?;
+    imap_cmd(
+        &mut r,
+        &mut w,
+        "a",
+        &format!("LOGIN {account} bench-password"),
+    )
+    .await?;
+    let (_, select) = imap_cmd(&mut r, &mut w, "b", "SELECT INBOX").await?;
+    let (flags_bytes, flags) = imap_cmd(&mut r, &mut w, "c", "UID FETCH 1:* (FLAGS)").await?;
+    let (_, search) = imap_cmd(&mut r, &mut w, "d", "UID SEARCH UNSEEN").await?;
+    let (body_bytes, bodies) = imap_cmd(&mut r, &mut w, "e", "FETCH 1:100 (BODY.PEEK[])").await?;
+    let (_, noop) = imap_cmd(&mut r, &mut w, "f", "NOOP").await?;
+    println!(
+        "imap {account}: SELECT {:.3} s; UID FETCH 1:* (FLAGS) {:.3} s ({:.1} MB); \
+         UID SEARCH UNSEEN {:.3} s; FETCH 1:100 (BODY.PEEK[]) {:.3} s ({:.1} MB); NOOP {:.4} s",
+        select.as_secs_f64(),
+        flags.as_secs_f64(),
+        flags_bytes as f64 / 1e6,
+        search.as_secs_f64(),
+        bodies.as_secs_f64(),
+        body_bytes as f64 / 1e6,
+        noop.as_secs_f64()
+    );
+    Ok(())
 }
