@@ -190,6 +190,32 @@ async fn idle_sees_delivery_flags_expunge_and_pop3_deletion() {
     assert_eq!(l, "* 2 EXISTS\r\n", "{l}");
     let _recent = a.line().await;
 
+    // A delivery through smtp-ingest.
+    let smtp = e2e::TestSmtp::start(&store.uri()).await;
+    let s = TcpStream::connect(smtp.smtp).await.unwrap();
+    let (sr, mut sw) = tokio::io::split(s);
+    let mut sr = BufReader::new(sr);
+    let mut line = String::new();
+    sr.read_line(&mut line).await.unwrap();
+    sw.write_all(b"HELO idle.example\r\nMAIL FROM:<a@remote.example>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n")
+        .await
+        .unwrap();
+    for _ in 0..4 {
+        line.clear();
+        sr.read_line(&mut line).await.unwrap();
+    }
+    assert!(line.starts_with("354"), "{line}");
+    sw.write_all(&message("idle-smtp", "via smtp"))
+        .await
+        .unwrap();
+    sw.write_all(b".\r\nQUIT\r\n").await.unwrap();
+    line.clear();
+    sr.read_line(&mut line).await.unwrap();
+    assert!(line.starts_with("250"), "{line}");
+    let l = a.line().await;
+    assert_eq!(l, "* 3 EXISTS\r\n", "{l}");
+    let _recent = a.line().await;
+
     // A flag change and an expunge through session B on another replica.
     let imap2 = TestImap::start(&store.uri()).await;
     let mut b = Raw::connect(imap2.imap).await;
@@ -229,7 +255,8 @@ async fn idle_sees_delivery_flags_expunge_and_pop3_deletion() {
     a.w.write_all(b"DONE\r\n").await.unwrap();
     assert!(a.line().await.starts_with("idle1 OK"));
     let r = a.cmd("FETCH 1:* (UID)").await;
-    assert_eq!(r.len(), 1, "mailbox should be empty: {r:?}");
+    assert_eq!(r.len(), 2, "only the SMTP delivery should be left: {r:?}");
+    assert!(r[0].starts_with("* 1 FETCH (UID 3)"), "{r:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
