@@ -396,3 +396,63 @@ async fn esearch_and_list_extended() {
     let r = a.cmd("LIST (RECURSIVEMATCH) \"\" \"*\"").await;
     assert!(r.last().unwrap().contains(" BAD "), "{r:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imap4rev2_mode_and_searchres() {
+    let (store, client) = setup(Backend::Sqlite).await;
+    for i in 0..4 {
+        client
+            .deliver(
+                &format!("r{i}"),
+                &["alice@example.org"],
+                &message(&format!("rev2-{i}"), "x"),
+            )
+            .await;
+    }
+    let imap = TestImap::start(&store.uri()).await;
+    let mut a = Raw::connect(imap.imap).await;
+    let caps = a.cmd("CAPABILITY").await;
+    assert!(
+        caps[0].contains(" IMAP4rev1 IMAP4rev2 ") && caps[0].contains(" SEARCHRES"),
+        "{caps:?}"
+    );
+    a.login().await;
+    let r = a.cmd("ENABLE IMAP4rev2").await;
+    assert!(
+        r[0].eq_ignore_ascii_case("* ENABLED IMAP4rev2\r\n"),
+        "{r:?}"
+    );
+    let r = a.cmd("SELECT INBOX").await;
+    assert!(
+        r.iter().any(|l| l == "* LIST () \"/\" \"INBOX\"\r\n"),
+        "{r:?}"
+    );
+    assert!(
+        !r.iter().any(|l| l.contains("RECENT")),
+        "RECENT in IMAP4rev2: {r:?}"
+    );
+    let r = a.cmd("FETCH 1 (FLAGS)").await;
+    assert!(!r[0].contains("\\Recent"), "{r:?}");
+    a.cmd("STORE 1,3 +FLAGS (\\Seen)").await;
+    let r = a.cmd("SEARCH SEEN").await;
+    assert_eq!(r[0], "* ESEARCH (TAG \"t7\") ALL 1,3\r\n", "{r:?}");
+    let r = a.cmd("SEARCH RETURN (SAVE) UNSEEN").await;
+    assert!(
+        r[0].starts_with("t8 OK"),
+        "SAVE alone sends no ESEARCH: {r:?}"
+    );
+    let r = a.cmd("FETCH $ (UID)").await;
+    assert_eq!(r.len(), 3, "{r:?}");
+    assert!(
+        r[0].starts_with("* 2 FETCH (UID 2)") && r[1].starts_with("* 4 FETCH (UID 4)"),
+        "{r:?}"
+    );
+    let r = a.cmd("UID STORE $ +FLAGS.SILENT (\\Flagged)").await;
+    assert!(r.last().unwrap().contains(" OK "), "{r:?}");
+    let r = a.cmd("SEARCH FLAGGED").await;
+    assert_eq!(r[0], "* ESEARCH (TAG \"t11\") ALL 2,4\r\n", "{r:?}");
+    let r = a.cmd("UID SEARCH $ SEEN").await;
+    assert_eq!(r[0], "* ESEARCH (TAG \"t12\") UID\r\n", "{r:?}");
+    let r = a.cmd("SELECT INBOX").await;
+    assert!(r[0].starts_with("* OK [CLOSED]"), "{r:?}");
+}

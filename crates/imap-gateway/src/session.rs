@@ -95,6 +95,8 @@ pub(crate) async fn handle(ctx: Arc<Ctx>, tcp: TcpStream, peer: SocketAddr, impl
         bad: 0,
         last_outcome: "OK",
         search_return: None,
+        rev2: false,
+        saved: Vec::new(),
     };
     let span = tracing::info_span!("imap_session", %peer);
     tracing::Instrument::instrument(
@@ -130,6 +132,11 @@ struct Session {
     last_outcome: &'static str,
     /// ESEARCH result options of the current SEARCH, if it had RETURN.
     search_return: Option<imap_wire::ext::SearchReturn>,
+    /// IMAP4rev2 enabled (RFC 9051): no \Recent, ESEARCH for every SEARCH,
+    /// LIST in SELECT responses.
+    rev2: bool,
+    /// The SEARCHRES saved result (RFC 5182), as UIDs.
+    saved: Vec<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -204,6 +211,8 @@ impl Session {
     fn capabilities(&self) -> String {
         let mut caps = vec![
             "IMAP4rev1".to_string(),
+            "IMAP4rev2".into(),
+            "SEARCHRES".into(),
             "LITERAL+".into(),
             "SASL-IR".into(),
             "ENABLE".into(),
@@ -388,13 +397,22 @@ impl Session {
                 }
             }
             self.search_return = None;
-            let rewritten = if first_line_has(self.frag.message_bytes(), b"SEARCH") {
-                match imap_wire::ext::split_search_return(self.frag.message_bytes()) {
+            let dollar = if self.view.is_some() && first_line_has(self.frag.message_bytes(), b"$") {
+                Some(self.substitute_saved(self.frag.message_bytes()))
+            } else {
+                None
+            };
+            let source: &[u8] = match &dollar {
+                Some(b) => b,
+                None => self.frag.message_bytes(),
+            };
+            let rewritten = if first_line_has(source, b"SEARCH") {
+                match imap_wire::ext::split_search_return(source) {
                     Ok(Some((bytes, opts))) => {
                         self.search_return = Some(opts);
                         Some(bytes)
                     }
-                    Ok(None) => None,
+                    Ok(None) => dollar.clone(),
                     Err(e) => {
                         let t = tag.clone().unwrap_or_else(|| "*".into());
                         self.bad += 1;
@@ -403,7 +421,7 @@ impl Session {
                     }
                 }
             } else {
-                None
+                dollar.clone()
             };
             let decoded = match rewritten {
                 Some(bytes) => {
@@ -450,6 +468,68 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Replaces the SEARCHRES `$` (RFC 5182) in the first line of a command
+    /// with the saved result: UIDs in UID commands and SEARCH, message
+    /// numbers otherwise. An empty result becomes a UID no message has.
+    fn substitute_saved(&self, msg: &[u8]) -> Vec<u8> {
+        let end = msg
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(msg.len(), |p| p + 1);
+        let (line, rest) = msg.split_at(end);
+        let words: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+        let uid_cmd = words.get(1).is_some_and(|w| w.eq_ignore_ascii_case(b"UID"));
+        let search = words
+            .iter()
+            .take(3)
+            .any(|w| w.eq_ignore_ascii_case(b"SEARCH"));
+        let view = self.view.as_ref();
+        let uids = uid_list_or_none(&self.saved);
+        let seqs = {
+            let mut n: Vec<u32> = self
+                .saved
+                .iter()
+                .filter_map(|u| view.and_then(|v| v.position(*u)).map(|i| i as u32 + 1))
+                .collect();
+            n.sort_unstable();
+            uid_list_or_none(&n)
+        };
+        let mut out = Vec::with_capacity(msg.len() + 16);
+        for (i, w) in words.iter().enumerate() {
+            if i > 0 {
+                out.push(b' ');
+            }
+            let (core, tail) = match w.strip_suffix(b"\r\n") {
+                Some(c) => (c, &b"\r\n"[..]),
+                None => match w.strip_suffix(b"\n") {
+                    Some(c) => (c, &b"\n"[..]),
+                    None => (*w, &b""[..]),
+                },
+            };
+            let (core, close) = match core.iter().position(|&b| b == b')') {
+                Some(p) if core[..p] == *b"$" => (&core[..p], &core[p..]),
+                _ => (core, &b""[..]),
+            };
+            if core == b"$" {
+                let prev_uid = i > 0 && words[i - 1].eq_ignore_ascii_case(b"UID");
+                if search && !prev_uid && i > 2 {
+                    out.extend_from_slice(b"UID ");
+                    out.extend_from_slice(uids.as_bytes());
+                } else if uid_cmd || prev_uid {
+                    out.extend_from_slice(uids.as_bytes());
+                } else {
+                    out.extend_from_slice(seqs.as_bytes());
+                }
+            } else {
+                out.extend_from_slice(core);
+            }
+            out.extend_from_slice(close);
+            out.extend_from_slice(tail);
+        }
+        out.extend_from_slice(rest);
+        out
     }
 
     /// The command word of the current (undecodable) message, for the BAD
@@ -540,6 +620,7 @@ impl Session {
                     let up = s.to_ascii_uppercase();
                     if up == "UTF8=ACCEPT" || up == "IMAP4REV2" {
                         self.utf8 = true;
+                        self.rev2 |= up == "IMAP4REV2";
                         enabled.push(s);
                     }
                 }
@@ -768,8 +849,11 @@ impl Session {
     // ------------------------------------------------------------ mailboxes
 
     async fn select(&mut self, m: &Mailbox<'_>, read_only: bool) -> Done {
-        // A failed SELECT leaves no mailbox selected (RFC 9051 6.3.2).
-        self.view = None;
+        // A failed SELECT leaves no mailbox selected (RFC 9051 6.3.2); the
+        // end of the previous one's responses is marked (7.1, CLOSED).
+        if self.view.take().is_some() {
+            self.push("* OK [CLOSED] Previous mailbox closed");
+        }
         let name = match self.mailbox_name(m) {
             Ok(n) => n,
             Err(d) => return d,
@@ -827,9 +911,17 @@ impl Session {
         self.push("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)");
         self.push("* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] Flags permitted");
         self.push(&format!("* {} EXISTS", view.exists()));
-        self.push(&format!("* {} RECENT", view.recent.len()));
-        if let Some(u) = view.unseen_first() {
-            self.push(&format!("* OK [UNSEEN {u}] First unseen"));
+        if self.rev2 {
+            // RFC 9051 6.3.2: the mailbox's LIST response; no RECENT or UNSEEN.
+            let mut line = b"* LIST () \"/\" ".to_vec();
+            line.extend_from_slice(&self.wire_name(&view.name));
+            self.out.extend_from_slice(&line);
+            self.out.extend_from_slice(b"\r\n");
+        } else {
+            self.push(&format!("* {} RECENT", view.recent.len()));
+            if let Some(u) = view.unseen_first() {
+                self.push(&format!("* OK [UNSEEN {u}] First unseen"));
+            }
         }
         self.push(&format!(
             "* OK [UIDVALIDITY {}] UIDs valid",
@@ -1322,7 +1414,9 @@ impl Session {
         if let Some(n) = owed_exists {
             lines.push(format!("* {n} EXISTS"));
         }
-        if let Some(n) = owed_recent {
+        if let Some(n) = owed_recent
+            && !self.rev2
+        {
             lines.push(format!("* {n} RECENT"));
         }
         let changed: Vec<u32> = std::mem::take(&mut view.pending_flags)
@@ -1335,7 +1429,7 @@ impl Session {
                 let items = vec![
                     imap_codec::imap_types::fetch::MessageDataItem::Flags(fetch::flags(
                         &m.flags,
-                        view.recent.contains(&uid),
+                        view.recent.contains(&uid) && !self.rev2,
                     )),
                     imap_codec::imap_types::fetch::MessageDataItem::Uid(
                         NonZeroU32::new(uid).unwrap_or(NonZeroU32::MIN),
@@ -1541,7 +1635,7 @@ impl Session {
                 let mut items = match fetch::items(
                     &plan,
                     msg,
-                    view.recent.contains(&uid),
+                    view.recent.contains(&uid) && !self.rev2,
                     metas.get(&uid),
                     raw.as_deref(),
                 ) {
@@ -1639,7 +1733,10 @@ impl Session {
                 view.pending_flags.remove(&e.uid);
                 if !silent {
                     let mut items = vec![imap_codec::imap_types::fetch::MessageDataItem::Flags(
-                        fetch::flags(&view.msgs[i].flags, view.recent.contains(&e.uid)),
+                        fetch::flags(
+                            &view.msgs[i].flags,
+                            view.recent.contains(&e.uid) && !self.rev2,
+                        ),
                     )];
                     if uid && let Some(u) = NonZeroU32::new(e.uid) {
                         items.push(imap_codec::imap_types::fetch::MessageDataItem::Uid(u));
@@ -1812,12 +1909,32 @@ impl Session {
             .iter()
             .filter_map(|&u| view.position(u).map(|i| if uid { u } else { i as u32 + 1 }))
             .collect();
-        match self.search_return.take() {
+        let ret = self.search_return.take();
+        if ret.is_some_and(|o| o.save) {
+            // SEARCHRES (RFC 5182): remember the result, as UIDs.
+            self.saved = r
+                .uids
+                .iter()
+                .copied()
+                .filter(|&u| view.position(u).is_some())
+                .collect();
+        }
+        match ret {
             Some(opts) => {
                 if !opts.save_only() {
                     let line = imap_wire::ext::esearch_response(tag, uid, &opts, &numbers);
                     self.push(&line);
                 }
+            }
+            // IMAP4rev2 answers every SEARCH with ESEARCH (RFC 9051 6.4.4).
+            None if self.rev2 => {
+                let line = imap_wire::ext::esearch_response(
+                    tag,
+                    uid,
+                    &imap_wire::ext::SearchReturn::default(),
+                    &numbers,
+                );
+                self.push(&line);
             }
             None => {
                 let mut out = String::from("* SEARCH");
@@ -1841,8 +1958,13 @@ impl Session {
 /// parsers).
 fn first_line_has(msg: &[u8], word: &[u8]) -> bool {
     let line = msg.split(|&b| b == b'\n').next().unwrap_or(&[]);
-    line.split(|&b| b == b' ')
-        .any(|t| t.eq_ignore_ascii_case(word))
+    line.split(|&b| b == b' ').any(|t| {
+        let t = t.strip_suffix(b"\r").unwrap_or(t);
+        let end = t.iter().position(|&b| b == b')').unwrap_or(t.len());
+        let t = &t[..end];
+        let t = t.strip_prefix(b"(").unwrap_or(t);
+        t.eq_ignore_ascii_case(word)
+    })
 }
 
 enum Event {
@@ -1878,6 +2000,16 @@ async fn read_body(c: &mut MailboxClient, mailbox: &str, uid: u32) -> Result<Vec
         out.extend_from_slice(&chunk.data);
     }
     Ok(out)
+}
+
+/// A set in `uid-set` form, or a UID that no message can have (the empty
+/// SEARCHRES result).
+fn uid_list_or_none(v: &[u32]) -> String {
+    if v.is_empty() {
+        u32::MAX.to_string()
+    } else {
+        uid_list(v)
+    }
 }
 
 /// A UID list in `uid-set` form (ascending runs as ranges).

@@ -11,6 +11,7 @@
 //!   RETURN (ESEARCH, RFC 4731) and LIST-EXTENDED (RFC 5258, 5819, 6154).
 
 pub mod ext;
+pub mod fuzz;
 pub mod pattern;
 pub mod quote;
 pub mod seq;
