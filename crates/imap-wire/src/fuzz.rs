@@ -135,3 +135,30 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod depth {
+    use imap_codec::CommandCodec;
+    use imap_codec::decode::Decoder;
+
+    /// Deeply nested input must be refused by the parser, not overflow the
+    /// stack (which would abort the whole gateway).
+    #[test]
+    fn deep_nesting_is_refused() {
+        for depth in [100usize, 10_000, 100_000] {
+            let mut cmd = b"a SEARCH ".to_vec();
+            cmd.extend(std::iter::repeat_n(b'(', depth));
+            cmd.extend_from_slice(b"ALL");
+            cmd.extend(std::iter::repeat_n(b')', depth));
+            cmd.extend_from_slice(b"\r\n");
+            let r = CommandCodec::default().decode(&cmd);
+            assert!(depth < 1000 || r.is_err(), "depth {depth} accepted");
+            let mut cmd = b"a SEARCH ".to_vec();
+            for _ in 0..depth {
+                cmd.extend_from_slice(b"NOT ");
+            }
+            cmd.extend_from_slice(b"ALL\r\n");
+            let _ = CommandCodec::default().decode(&cmd);
+        }
+    }
+}
