@@ -46,7 +46,11 @@ fn walk(key: &pb::SearchKey, n: &mut Needs, depth: usize) {
                 n.data = true;
             }
         }
-        Some(Key::Body(_)) | Some(Key::Text(_)) => n.data = true,
+        Some(Key::Body(_)) => n.data = true,
+        Some(Key::Text(_)) => {
+            n.data = true;
+            n.summary = true;
+        }
         Some(Key::SentBefore(_)) | Some(Key::SentOn(_)) | Some(Key::SentSince(_)) => {
             n.summary = true
         }
@@ -58,6 +62,43 @@ struct Msg<'a> {
     row: &'a MetaRow,
     summary: Option<pb::MessageSummary>,
     data: Option<&'a [u8]>,
+    /// The decoded text of the body parts, lower-cased; computed on first
+    /// use by BODY or TEXT.
+    text: std::cell::OnceCell<String>,
+}
+
+impl Msg<'_> {
+    /// Every text part (plain and HTML, in attached messages too) with its
+    /// transfer encoding and charset decoded (RFC 9051 6.4.4: BODY and TEXT
+    /// match the decoded text), lower-cased for case-insensitive matching.
+    fn body_text(&self) -> &str {
+        self.text.get_or_init(|| {
+            let Some(data) = self.data else {
+                return String::new();
+            };
+            let Some(msg) = mail_parser::MessageParser::default().parse(data) else {
+                return String::new();
+            };
+            let mut out = String::new();
+            for part in &msg.parts {
+                match &part.body {
+                    mail_parser::PartType::Text(t) | mail_parser::PartType::Html(t) => {
+                        out.push_str(t);
+                        out.push('\n');
+                    }
+                    _ => {}
+                }
+            }
+            out.to_lowercase()
+        })
+    }
+
+    /// BODY: the decoded text, or else the raw body (ASCII case folded).
+    fn body_contains(&self, needle: &str) -> bool {
+        let Some(d) = self.data else { return false };
+        self.body_text().contains(&needle.to_lowercase())
+            || contains_ci(&d[header_len(d)..], needle.as_bytes())
+    }
 }
 
 pub fn evaluate(
@@ -76,6 +117,7 @@ pub fn evaluate(
             row,
             summary,
             data: data.as_deref(),
+            text: std::cell::OnceCell::new(),
         };
         if matches(key, &msg, 0)? {
             uids.push(row.uid as u32);
@@ -115,14 +157,22 @@ fn matches(key: &pb::SearchKey, m: &Msg<'_>, depth: usize) -> Result<bool> {
         Some(Key::Flag(f)) => has_flag(r, f),
         Some(Key::Unflag(f)) => !has_flag(r, f),
         Some(Key::Header(h)) => header_matches(m, &h.name, &h.value),
-        Some(Key::Body(s)) => m
-            .data
-            .map(|d| contains_ci(&d[header_len(d)..], s.as_bytes()))
-            .unwrap_or(false),
-        Some(Key::Text(s)) => m
-            .data
-            .map(|d| contains_ci(d, s.as_bytes()))
-            .unwrap_or(false),
+        Some(Key::Body(s)) => m.body_contains(s),
+        // TEXT: the header (raw and as decoded for SEARCH) or the body.
+        Some(Key::Text(s)) => {
+            m.body_contains(s)
+                || m.data
+                    .is_some_and(|d| contains_ci(&d[..header_len(d)], s.as_bytes()))
+                || m.summary
+                    .as_ref()
+                    .and_then(|x| x.search.as_ref())
+                    .is_some_and(|f| {
+                        let n = s.to_lowercase();
+                        [&f.from, &f.to, &f.cc, &f.bcc, &f.subject]
+                            .iter()
+                            .any(|v| v.to_lowercase().contains(&n))
+                    })
+        }
         Some(Key::Before(t)) => day(r.internal_date, r.internal_tz) < *t,
         Some(Key::On(t)) => day(r.internal_date, r.internal_tz) == *t,
         Some(Key::Since(t)) => day(r.internal_date, r.internal_tz) >= *t,

@@ -1189,3 +1189,43 @@ async fn mailbox_hierarchy_operations(backend: Backend) {
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
 }
+
+mod body_search {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::body_search_decodes_transfer_encodings(super::Backend::Sqlite).await
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::body_search_decodes_transfer_encodings(super::Backend::Postgres).await
+    }
+}
+
+async fn body_search_decodes_transfer_encodings(backend: Backend) {
+    let t = setup(backend).await;
+    t.add_account("s@example.org", "pw").await;
+    // "Grüße aus Köln" in quoted-printable and in base64.
+    let qp = "Subject: qp\r\nContent-Type: text/plain; charset=utf-8\r\n\
+Content-Transfer-Encoding: quoted-printable\r\n\r\nGr=C3=BC=C3=9Fe aus K=C3=B6ln\r\n";
+    let b64 = "Subject: b64\r\nContent-Type: text/plain; charset=utf-8\r\n\
+Content-Transfer-Encoding: base64\r\n\r\nR3LDvMOfZSBhdXMgS8O2bG4=\r\n";
+    t.deliver("q", &["s@example.org"], qp.as_bytes()).await;
+    t.deliver("b", &["s@example.org"], b64.as_bytes()).await;
+    let mut c = t.login("s@example.org", "pw").await;
+    let search = |k: pb::search_key::Key| pb::SearchRequest {
+        mailbox: "INBOX".into(),
+        key: Some(pb::SearchKey { key: Some(k) }),
+    };
+    let r = c
+        .search(search(pb::search_key::Key::Body("KÖLN".into())))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.uids, vec![1, 2], "decoded body text not searched");
+    let r = c
+        .search(search(pb::search_key::Key::Text("b64".into())))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.uids, vec![2]);
+}

@@ -39,6 +39,15 @@ def ok(res, what):
     return data
 
 
+def connect():
+    if mode == "ssl":
+        return imaplib.IMAP4_SSL(host, int(port), ssl_context=ctx)
+    c = imaplib.IMAP4(host, int(port))
+    if mode == "starttls":
+        c.starttls(ssl_context=ctx)
+    return c
+
+
 if mode == "ssl":
     M = imaplib.IMAP4_SSL(host, int(port), ssl_context=ctx)
 else:
@@ -209,4 +218,18 @@ names = [b.decode() for b in ok(M.list('""', '"Gr*"'), "list utf8")]
 assert names == ['(\\HasNoChildren) "/" "Grüße"'] or 'Grüße' in names[0], names
 typ, data = M.logout()
 assert typ == "BYE", (typ, data)
+
+# AUTHENTICATE PLAIN (continuation) and RENAME of INBOX (RFC 9051 6.3.6:
+# the messages move, INBOX stays, empty).
+M2 = connect()
+typ, data = M2.authenticate("PLAIN", lambda _: b"\0" + user.encode() + b"\0" + password.encode())
+assert typ == "OK", (typ, data)
+before = int(re.search(rb"MESSAGES (\d+)", ok(M2.status("INBOX", "(MESSAGES)"), "status")[0]).group(1))
+assert before >= 1, before
+ok(M2.rename("INBOX", "Old-Inbox"), "rename INBOX")
+typ, data = M2.select("INBOX")
+assert typ == "OK" and data == [b"0"], data
+typ, data = M2.status("Old-Inbox", "(MESSAGES)")
+assert f"MESSAGES {before}".encode() in data[0], data
+M2.logout()
 print("ALL OK")
