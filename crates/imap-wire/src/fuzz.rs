@@ -111,6 +111,9 @@ mod tests {
             b"\x09t STORE 1,3:5,* +FLAGS.SILENT (\\Deleted $Forwarded)\r\nu UID MOVE 2:* \"&AMk-t&AOk-\"\r\n",
             b"\x04((((((((((((((((((((((((((((((\r\n",
             b"\x00\xff\xfe\x00\r\n\n\n{0}\r\n",
+            // Found by the fuzzer: a LIST pattern with a multi-byte
+            // character at byte 5 panicked in INBOX folding.
+            b"\x01a{{\nNDEc{{IPEN\nc LIST X {5}\r\nhell\xff\n",
         ];
         for seed in seeds {
             command_path(seed);

@@ -21,10 +21,11 @@ fn is_inbox(name: &str) -> bool {
 }
 
 fn fold_inbox(p: &str) -> String {
-    if p.len() >= 5 && p[..5].eq_ignore_ascii_case("inbox") {
-        format!("INBOX{}", &p[5..])
-    } else {
-        p.to_string()
+    // `get` keeps this safe when byte 5 is inside a multi-byte character
+    // (found by the fuzzer: "hell\u{fffd}").
+    match (p.get(..5), p.get(5..)) {
+        (Some(head), Some(rest)) if head.eq_ignore_ascii_case("inbox") => format!("INBOX{rest}"),
+        _ => p.to_string(),
     }
 }
 
@@ -90,6 +91,10 @@ mod tests {
         assert!(matches("S%", "Sent", '/'));
         assert!(!matches("S%", "Trash", '/'));
         assert!(matches("", "", '/'));
+        // Multi-byte characters around the INBOX prefix (fuzzer regression).
+        assert!(!matches("hell\u{fffd}", "INBOX", '/'));
+        assert!(!matches("inbo\u{e9}x", "INBOX", '/'));
+        assert!(matches("INBOX\u{e9}*", "INBOX\u{e9}t\u{e9}", '/'));
     }
 
     #[test]
