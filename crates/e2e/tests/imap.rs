@@ -324,6 +324,15 @@ async fn hostile_input_gets_bad_or_no_and_the_session_goes_on() {
     // Invalid UTF-8 / modified UTF-7 mailbox names.
     let r = a.cmd("SELECT \"&Jjo\"").await;
     assert!(r.last().unwrap().contains(" BAD "), "{r:?}");
+    a.n += 1;
+    let mut raw = format!("t{} SELECT \"", a.n).into_bytes();
+    raw.extend_from_slice(b"\xff\xfe\"\r\n");
+    a.w.write_all(&raw).await.unwrap();
+    let l = a.line().await;
+    assert!(
+        l.contains(" BAD ") || l.contains(" NO "),
+        "invalid UTF-8 name: {l}"
+    );
     let r = a.cmd("CREATE \"a\u{7}b\"").await;
     assert!(
         r.last().unwrap().contains(" NO ") || r.last().unwrap().contains(" BAD "),
