@@ -465,3 +465,26 @@ async fn imap4rev2_mode_and_searchres() {
     let r = a.cmd("SELECT INBOX").await;
     assert!(r[0].starts_with("* OK [CLOSED]"), "{r:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_line_is_cut_off() {
+    let (store, _client) = setup(Backend::Sqlite).await;
+    let imap = TestImap::start(&store.uri()).await;
+    let mut a = Raw::connect(imap.imap).await;
+    // 1 MiB without a line end (the line limit is 64 KiB).
+    let chunk = vec![b'x'; 64 * 1024];
+    let mut closed = None;
+    for _ in 0..16 {
+        if a.w.write_all(&chunk).await.is_err() {
+            break;
+        }
+    }
+    let l = a.line().await;
+    if l.starts_with("* BYE") {
+        closed = Some(l);
+    }
+    assert!(
+        closed.is_some_and(|l| l.contains("too long")),
+        "endless line not refused"
+    );
+}

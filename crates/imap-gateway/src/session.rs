@@ -294,8 +294,25 @@ impl Session {
     /// Reads the next complete command message (line plus any literals).
     /// `None` when the client is gone or idle too long.
     async fn read_message(&mut self) -> Result<Option<()>, End> {
+        // Bytes received since the last complete fragment, and whether they
+        // belong to an announced literal: a line (outside literals) may not
+        // grow past max_line, so memory per connection stays bounded by it
+        // rather than by the APPEND limit.
+        let mut since_fragment: usize = 0;
+        let mut in_literal = false;
         loop {
-            match self.frag.progress() {
+            let progress = self.frag.progress();
+            if progress.is_some() {
+                since_fragment = 0;
+                in_literal = matches!(
+                    progress,
+                    Some(FragmentInfo::Line {
+                        announcement: Some(_),
+                        ..
+                    })
+                );
+            }
+            match progress {
                 Some(FragmentInfo::Line {
                     announcement: Some(LiteralAnnouncement { mode, length }),
                     ..
@@ -351,7 +368,16 @@ impl Session {
                     };
                     match bytes {
                         Ok(b) if b.is_empty() => return Ok(None),
-                        Ok(b) => self.frag.enqueue_bytes(&b),
+                        Ok(b) => {
+                            since_fragment += b.len();
+                            if !in_literal
+                                && since_fragment > self.settings().max_line as usize + READ_CHUNK
+                            {
+                                self.push("* BYE Command line too long");
+                                return Ok(None);
+                            }
+                            self.frag.enqueue_bytes(&b)
+                        }
                         Err(ReadError::Timeout) => {
                             self.push("* BYE Autologout; idle for too long");
                             return Ok(None);
