@@ -80,29 +80,16 @@ pub struct Addresses {
     pub imaps: Option<SocketAddr>,
 }
 
-fn addr(name: &str, s: &str) -> Result<Option<SocketAddr>, String> {
-    if s.is_empty() {
-        return Ok(None);
-    }
-    s.parse()
-        .map(Some)
-        .map_err(|_| format!("{name}: not a socket address: {s:?}"))
-}
-
 impl ImapConfig {
     pub fn validate(&self) -> Result<(Addresses, ImapSettings), String> {
         let addrs = Addresses {
-            imap: addr("listen", &self.listen)?,
-            imaps: addr("tls_listen", &self.tls_listen)?,
+            imap: service_kit::config::listen_addr("listen", &self.listen)?,
+            imaps: service_kit::config::listen_addr("tls_listen", &self.tls_listen)?,
         };
         if addrs.imap.is_none() && addrs.imaps.is_none() {
             return Err("no listener configured (listen, tls_listen)".into());
         }
-        let tls = match (self.tls_cert.is_empty(), self.tls_key.is_empty()) {
-            (true, true) => None,
-            (false, false) => Some((PathBuf::from(&self.tls_cert), PathBuf::from(&self.tls_key))),
-            _ => return Err("tls_cert and tls_key go together".into()),
-        };
+        let tls = service_kit::config::tls_pair(&self.tls_cert, &self.tls_key)?;
         if addrs.imaps.is_some() && tls.is_none() {
             return Err("tls_listen needs tls_cert and tls_key".into());
         }
@@ -115,18 +102,8 @@ impl ImapConfig {
         if self.max_append < 1024 {
             return Err("max_append: at least 1024".into());
         }
-        let secret = if !self.service_secret_file.is_empty() {
-            Some(
-                std::fs::read_to_string(&self.service_secret_file)
-                    .map_err(|e| format!("service_secret_file: {e}"))?
-                    .trim()
-                    .to_string(),
-            )
-        } else if !self.service_secret.is_empty() {
-            Some(self.service_secret.clone())
-        } else {
-            None
-        };
+        let secret =
+            service_kit::config::read_secret(&self.service_secret, &self.service_secret_file)?;
         Ok((
             addrs,
             ImapSettings {

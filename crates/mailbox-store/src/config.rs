@@ -101,15 +101,8 @@ impl StoreConfig {
         if self.throttle_window_secs == 0 || self.session_ttl_secs == 0 {
             return Err("throttle_window_secs and session_ttl_secs must be positive".into());
         }
-        let secret = if !self.service_secret_file.is_empty() {
-            let s = std::fs::read_to_string(&self.service_secret_file)
-                .map_err(|e| format!("service_secret_file {}: {e}", self.service_secret_file))?;
-            Some(s.trim().to_string())
-        } else if !self.service_secret.is_empty() {
-            Some(self.service_secret.clone())
-        } else {
-            None
-        };
+        let secret =
+            service_kit::config::read_secret(&self.service_secret, &self.service_secret_file)?;
         if let Some(s) = &secret
             && (s.len() < 16 || !s.bytes().all(|b| b.is_ascii_graphic()))
         {

@@ -40,6 +40,39 @@ where
     fig.extract().map_err(|e| ConfigError::Invalid(Box::new(e)))
 }
 
+/// An optional listen address: empty means the listener is off.
+pub fn listen_addr(name: &str, s: &str) -> Result<Option<std::net::SocketAddr>, String> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    s.parse()
+        .map(Some)
+        .map_err(|_| format!("{name}: not a socket address: {s:?}"))
+}
+
+/// The service secret from a file (a mounted Kubernetes Secret) or the
+/// config value; `None` when neither is set.
+pub fn read_secret(value: &str, file: &str) -> Result<Option<String>, String> {
+    if !file.is_empty() {
+        return std::fs::read_to_string(file)
+            .map(|s| Some(s.trim().to_string()))
+            .map_err(|e| format!("service_secret_file {file}: {e}"));
+    }
+    Ok((!value.is_empty()).then(|| value.to_string()))
+}
+
+/// A PEM certificate/key pair, both or neither.
+pub fn tls_pair(
+    cert: &str,
+    key: &str,
+) -> Result<Option<(std::path::PathBuf, std::path::PathBuf)>, String> {
+    match (cert.is_empty(), key.is_empty()) {
+        (true, true) => Ok(None),
+        (false, false) => Ok(Some((cert.into(), key.into()))),
+        _ => Err("tls_cert and tls_key go together".into()),
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -84,12 +84,7 @@ pub async fn serve(listener: TcpListener, readiness: Readiness, shutdown: Cancel
 
 /// Parses an optional listen address (empty: off).
 pub fn parse_addr(name: &str, s: &str) -> Result<Option<std::net::SocketAddr>, String> {
-    if s.is_empty() {
-        return Ok(None);
-    }
-    s.parse()
-        .map(Some)
-        .map_err(|_| format!("{name}: not a socket address: {s:?}"))
+    crate::config::listen_addr(name, s)
 }
 
 /// Binds the admin port (if configured) and serves the probes on it.

@@ -113,21 +113,12 @@ pub struct Addresses {
     pub lmtp: Option<SocketAddr>,
 }
 
-fn addr(name: &str, s: &str) -> Result<Option<SocketAddr>, String> {
-    if s.is_empty() {
-        return Ok(None);
-    }
-    s.parse()
-        .map(Some)
-        .map_err(|_| format!("{name}: not a socket address: {s:?}"))
-}
-
 impl SmtpConfig {
     pub fn validate(&self) -> Result<(Addresses, SmtpSettings), String> {
         let addrs = Addresses {
-            smtp: addr("listen", &self.listen)?,
-            smtps: addr("tls_listen", &self.tls_listen)?,
-            lmtp: addr("lmtp_listen", &self.lmtp_listen)?,
+            smtp: service_kit::config::listen_addr("listen", &self.listen)?,
+            smtps: service_kit::config::listen_addr("tls_listen", &self.tls_listen)?,
+            lmtp: service_kit::config::listen_addr("lmtp_listen", &self.lmtp_listen)?,
         };
         if addrs.smtp.is_none() && addrs.smtps.is_none() && addrs.lmtp.is_none() {
             return Err("no listener configured (listen, tls_listen, lmtp_listen)".into());
@@ -135,11 +126,7 @@ impl SmtpConfig {
         if self.hostname.is_empty() || self.hostname.contains(char::is_whitespace) {
             return Err("hostname: a host name without spaces".into());
         }
-        let tls = match (self.tls_cert.is_empty(), self.tls_key.is_empty()) {
-            (true, true) => None,
-            (false, false) => Some((PathBuf::from(&self.tls_cert), PathBuf::from(&self.tls_key))),
-            _ => return Err("tls_cert and tls_key go together".into()),
-        };
+        let tls = service_kit::config::tls_pair(&self.tls_cert, &self.tls_key)?;
         if addrs.smtps.is_some() && tls.is_none() {
             return Err("tls_listen needs tls_cert and tls_key".into());
         }
@@ -154,18 +141,8 @@ impl SmtpConfig {
         if self.max_message_size < 1024 {
             return Err("max_message_size: at least 1024".into());
         }
-        let secret = if !self.service_secret_file.is_empty() {
-            Some(
-                std::fs::read_to_string(&self.service_secret_file)
-                    .map_err(|e| format!("service_secret_file: {e}"))?
-                    .trim()
-                    .to_string(),
-            )
-        } else if !self.service_secret.is_empty() {
-            Some(self.service_secret.clone())
-        } else {
-            None
-        };
+        let secret =
+            service_kit::config::read_secret(&self.service_secret, &self.service_secret_file)?;
         Ok((
             addrs,
             SmtpSettings {
