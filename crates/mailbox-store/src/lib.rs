@@ -15,7 +15,8 @@ mod model;
 mod search;
 pub mod server;
 pub mod store;
-pub mod summary;
+/// The delivery-time message summary (the `mail-summary` crate).
+pub use mail_summary as summary;
 pub mod summary_pb;
 
 pub use config::{StoreConfig, StoreSettings};

@@ -6,7 +6,6 @@
 //! commands (RFC 2920) are written as they are produced and flushed once
 //! the client's buffered input is used up.
 
-use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -16,7 +15,8 @@ use mailbox_api::{CallAuth, DeliveryClient, pb};
 use service_kit::CancellationToken;
 use service_kit::conn::{Connection, Line, ReadError, Stream};
 use service_kit::limit::PerIpLimit;
-use smtp_proto::{Error as ParseError, MAIL_SMTPUTF8, Request};
+use smtp_wire::Data;
+use smtp_wire::smtp_proto::{Error as ParseError, MAIL_SMTPUTF8, Request};
 use tokio::net::TcpStream;
 use tonic::transport::Channel;
 
@@ -107,15 +107,6 @@ struct Envelope {
 #[derive(Clone, Copy)]
 enum Refusal {
     TooBig,
-}
-
-/// What the DATA reader produced.
-enum Data {
-    Complete(Vec<u8>),
-    TooBig,
-    /// A bare CR or LF (SMTP smuggling defence).
-    BareNewline,
-    LineTooLong,
 }
 
 struct Session {
@@ -216,7 +207,7 @@ impl Session {
                     .await?;
                 return Err(End::Closed);
             }
-            let parsed = Request::parse(&mut line.iter()).map(owned);
+            let parsed = smtp_wire::parse_command(&line);
             let started = std::time::Instant::now();
             let name = match &parsed {
                 Ok(r) => r.name(),
@@ -384,7 +375,7 @@ impl Session {
         Ok(())
     }
 
-    async fn mail(&mut self, from: smtp_proto::MailFrom<String>) -> Result<(), End> {
+    async fn mail(&mut self, from: smtp_wire::smtp_proto::MailFrom<String>) -> Result<(), End> {
         if self.helo.is_none() {
             return self.error(503, "5.5.1 Send EHLO/HELO first").await;
         }
@@ -421,7 +412,7 @@ impl Session {
         Ok(())
     }
 
-    async fn rcpt(&mut self, to: smtp_proto::RcptTo<String>) -> Result<(), End> {
+    async fn rcpt(&mut self, to: smtp_wire::smtp_proto::RcptTo<String>) -> Result<(), End> {
         let max = self.settings().max_recipients;
         let Some(tx) = &self.tx else {
             return self.error(503, "5.5.1 Need MAIL command").await;
@@ -524,65 +515,24 @@ impl Session {
         let max_line = self.settings().max_data_line_length;
         let max_size = self.settings().max_message_size as usize;
         let timeout = self.settings().data_timeout;
-        let mut body = Vec::with_capacity(
-            self.tx
-                .as_ref()
-                .map_or(0, |t| t.declared_size as usize)
-                .min(max_size),
-        );
-        let mut too_big = false;
-        let mut bare = false;
-        let mut too_long = false;
-        let mut prev_crlf = true;
+        let hint = self.tx.as_ref().map_or(0, |t| t.declared_size as usize);
+        let mut reader = smtp_wire::DataReader::new(max_size, hint);
         loop {
-            let line = match self.conn.read_line(max_line, timeout).await {
-                Ok(Line::Complete(l)) => l,
-                Ok(Line::TooLong { crlf }) => {
-                    too_long = true;
-                    bare |= !crlf;
-                    prev_crlf = crlf;
-                    continue;
+            match self.conn.read_line(max_line, timeout).await {
+                Ok(Line::Complete(l)) => {
+                    if let Some(d) = reader.line(&l) {
+                        return Ok(d);
+                    }
                 }
+                Ok(Line::TooLong { crlf }) => reader.too_long_line(crlf),
                 Ok(Line::Eof) => return Err(End::Closed),
                 Err(ReadError::Timeout) => {
                     self.reply(421, "4.4.2 Timeout, closing connection").await?;
                     return Err(End::Closed);
                 }
                 Err(ReadError::Io(e)) => return Err(e.into()),
-            };
-            let crlf = line.ends_with(b"\r\n");
-            let content = if crlf {
-                &line[..line.len() - 2]
-            } else {
-                &line[..line.len() - 1]
-            };
-            if crlf && prev_crlf && content == b"." {
-                break;
-            }
-            if !crlf || content.contains(&b'\r') {
-                bare = true;
-            }
-            prev_crlf = crlf;
-            let unstuffed = if line.first() == Some(&b'.') {
-                &line[1..]
-            } else {
-                &line[..]
-            };
-            if body.len() + unstuffed.len() > max_size {
-                too_big = true;
-            } else if !too_big {
-                body.extend_from_slice(unstuffed);
             }
         }
-        Ok(if too_long && !too_big {
-            Data::LineTooLong
-        } else if bare {
-            Data::BareNewline
-        } else if too_big {
-            Data::TooBig
-        } else {
-            Data::Complete(body)
-        })
     }
 
     /// RFC 3030 BDAT: exactly `size` octets follow the command line.
@@ -812,64 +762,4 @@ fn sanitize_host(h: &str) -> String {
         .take(255)
         .collect();
     if s.is_empty() { "unknown".into() } else { s }
-}
-
-fn owned(r: Request<Cow<'_, str>>) -> Request<String> {
-    match r {
-        Request::Ehlo { host } => Request::Ehlo {
-            host: host.into_owned(),
-        },
-        Request::Lhlo { host } => Request::Lhlo {
-            host: host.into_owned(),
-        },
-        Request::Helo { host } => Request::Helo {
-            host: host.into_owned(),
-        },
-        Request::Mail { from } => Request::Mail {
-            from: from.into_owned(),
-        },
-        Request::Rcpt { to } => Request::Rcpt {
-            to: to.into_owned(),
-        },
-        Request::Bdat {
-            chunk_size,
-            is_last,
-        } => Request::Bdat {
-            chunk_size,
-            is_last,
-        },
-        Request::Auth {
-            mechanism,
-            initial_response,
-        } => Request::Auth {
-            mechanism,
-            initial_response: initial_response.into_owned(),
-        },
-        Request::Noop { value } => Request::Noop {
-            value: value.into_owned(),
-        },
-        Request::Vrfy { value } => Request::Vrfy {
-            value: value.into_owned(),
-        },
-        Request::Expn { value } => Request::Expn {
-            value: value.into_owned(),
-        },
-        Request::Help { value } => Request::Help {
-            value: value.into_owned(),
-        },
-        Request::Etrn { name } => Request::Etrn {
-            name: name.into_owned(),
-        },
-        Request::Atrn { domains } => Request::Atrn {
-            domains: domains.into_iter().map(Cow::into_owned).collect(),
-        },
-        Request::Burl { uri, is_last } => Request::Burl {
-            uri: uri.into_owned(),
-            is_last,
-        },
-        Request::StartTls => Request::StartTls,
-        Request::Data => Request::Data,
-        Request::Rset => Request::Rset,
-        Request::Quit => Request::Quit,
-    }
 }

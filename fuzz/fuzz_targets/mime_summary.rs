@@ -1,0 +1,18 @@
+//! The delivery-time MIME summary: any bytes, no panic, offsets inside the
+//! message.
+#![no_main]
+
+fn check(p: &mail_summary::BodyPart, len: u64) {
+    assert!(p.header_start <= p.body_start && p.body_start <= p.body_end && p.body_end <= len);
+    for c in &p.parts {
+        check(c, len);
+    }
+    if let Some(m) = &p.message {
+        check(&m.1, len);
+    }
+}
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let s = mail_summary::summarize(data);
+    check(&s.body, data.len() as u64);
+});
