@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use e2e::{PgDatabase, StoreClient, message, python};
+use e2e::{PgDatabase, Proxy, StoreClient, message, python};
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
 };
@@ -363,52 +363,6 @@ async fn one_smtp_delivery_is_one_trace_and_metrics_are_exported() {
 }
 
 // ------------------------------------------------------------ readiness
-
-/// A TCP proxy that can be cut and restored, standing in for a database
-/// going away.
-struct Proxy {
-    addr: SocketAddr,
-    up: Arc<std::sync::atomic::AtomicBool>,
-    cut: Arc<tokio::sync::Notify>,
-}
-
-impl Proxy {
-    async fn start(target: SocketAddr) -> Self {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let cut = Arc::new(tokio::sync::Notify::new());
-        let (up2, cut2) = (up.clone(), cut.clone());
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut inbound, _)) = l.accept().await else {
-                    return;
-                };
-                if !up2.load(std::sync::atomic::Ordering::SeqCst) {
-                    continue;
-                }
-                let cut = cut2.clone();
-                tokio::spawn(async move {
-                    let Ok(mut out) = TcpStream::connect(target).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut out) => {}
-                        _ = cut.notified() => {}
-                    }
-                });
-            }
-        });
-        Self { addr, up, cut }
-    }
-
-    fn set(&self, up: bool) {
-        self.up.store(up, std::sync::atomic::Ordering::SeqCst);
-        if !up {
-            self.cut.notify_waiters();
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_follows_the_database_and_the_store() {

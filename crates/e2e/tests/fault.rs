@@ -1,0 +1,411 @@
+//! Faults under load, with every service a real process on PostgreSQL: the
+//! store is SIGKILLed and restarted, then the database goes away (its
+//! connections cut through a proxy) and comes back, while SMTP deliveries,
+//! IMAP APPENDs and POP3 DELE+QUIT sessions are in flight. Afterwards every
+//! acknowledged message exists exactly once, no acknowledged deletion is
+//! undone, acknowledged UIDs only grow, failures were temporary, and the
+//! services recovered by themselves.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use e2e::{PgDatabase, Proxy, StoreClient, message};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(which: &str, env: &[(&str, String)]) -> Proc {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_e2e-service"));
+    c.arg(which)
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    Proc(c.spawn().unwrap())
+}
+
+type Conn = (BufReader<OwnedReadHalf>, OwnedWriteHalf);
+
+async fn connect(port: u16) -> Option<Conn> {
+    let t = tokio::time::timeout(
+        Duration::from_secs(5),
+        TcpStream::connect(("127.0.0.1", port)),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    let (r, w) = t.into_split();
+    let mut r = BufReader::new(r);
+    let mut greeting = String::new();
+    tokio::time::timeout(Duration::from_secs(10), r.read_line(&mut greeting))
+        .await
+        .ok()?
+        .ok()?;
+    Some((r, w))
+}
+
+async fn line(r: &mut BufReader<OwnedReadHalf>) -> Option<String> {
+    let mut l = String::new();
+    match tokio::time::timeout(Duration::from_secs(60), r.read_line(&mut l)).await {
+        Ok(Ok(n)) if n > 0 => Some(l),
+        _ => None,
+    }
+}
+
+/// One SMTP delivery; the final reply code (0: connection lost).
+async fn smtp_once(port: u16, id: &str) -> u16 {
+    let Some((mut r, mut w)) = connect(port).await else {
+        return 0;
+    };
+    for cmd in [
+        "HELO f.example",
+        "MAIL FROM:<f@remote.example>",
+        "RCPT TO:<alice@example.org>",
+        "DATA",
+    ] {
+        if w.write_all(format!("{cmd}\r\n").as_bytes()).await.is_err() {
+            return 0;
+        }
+        let Some(l) = line(&mut r).await else {
+            return 0;
+        };
+        let code: u16 = l.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
+        if code >= 400 {
+            return code;
+        }
+    }
+    let _ = w.write_all(&message(id, "under faults")).await;
+    let _ = w.write_all(b".\r\n").await;
+    let code = line(&mut r)
+        .await
+        .and_then(|l| l.get(..3).and_then(|c| c.parse().ok()))
+        .unwrap_or(0);
+    let _ = w.write_all(b"QUIT\r\n").await;
+    code
+}
+
+/// One IMAP APPEND; `Some(uid)` if acknowledged, `None` otherwise, with
+/// whether the failure was a tagged NO (temporary) or a lost connection.
+async fn imap_append_once(port: u16, id: &str) -> Result<u32, String> {
+    let Some((mut r, mut w)) = connect(port).await else {
+        return Err("connect".into());
+    };
+    let msg = message(id, "appended under faults");
+    let cmd = format!(
+        "a LOGIN bob@example.org pw-bob\r\nb APPEND Archive {{{}+}}\r\n",
+        msg.len()
+    );
+    w.write_all(cmd.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    w.write_all(&msg).await.map_err(|e| e.to_string())?;
+    w.write_all(b"\r\nc LOGOUT\r\n")
+        .await
+        .map_err(|e| e.to_string())?;
+    loop {
+        let l = line(&mut r).await.ok_or("lost")?;
+        if l.starts_with("a NO") || l.starts_with("a BAD") {
+            return Err(l);
+        }
+        if l.starts_with("b ") {
+            return match l.split("APPENDUID ").nth(1) {
+                Some(rest) if l.starts_with("b OK") => Ok(rest
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|u| u.trim_end_matches(']').parse().ok())
+                    .unwrap_or(0)),
+                _ => Err(l),
+            };
+        }
+    }
+}
+
+/// One POP3 session deleting message 1; the UIDL it deleted when QUIT was
+/// acknowledged.
+async fn pop3_delete_once(port: u16) -> Result<String, String> {
+    let Some((mut r, mut w)) = connect(port).await else {
+        return Err("connect".into());
+    };
+    w.write_all(b"USER carol@example.org\r\nPASS pw-carol\r\nUIDL 1\r\nDELE 1\r\nQUIT\r\n")
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut uidl = String::new();
+    for i in 0..5 {
+        let l = line(&mut r).await.ok_or("lost")?;
+        if !l.starts_with("+OK") {
+            return Err(format!("step {i}: {l}"));
+        }
+        if i == 2 {
+            uidl = l.split_whitespace().nth(2).unwrap_or_default().to_string();
+        }
+    }
+    Ok(uidl)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn store_kill_and_database_outage_under_load() {
+    let db = PgDatabase::create().await;
+    let proxy = Proxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    let url = db.url.replace("127.0.0.1:5432", &proxy.addr.to_string());
+    let (store_port, smtp_port, pop3_port, imap_port) =
+        (free_port(), free_port(), free_port(), free_port());
+    let store_url = format!("http://127.0.0.1:{store_port}");
+    let store_env = vec![
+        ("MAILSTORE_LISTEN", format!("127.0.0.1:{store_port}")),
+        ("MAILSTORE_DATABASE_URL", url),
+        ("MAILSTORE_ADMIN_LISTEN", String::new()),
+        ("MAILSTORE_FAILURE_DELAY_MS", "0".into()),
+    ];
+    let mut store = spawn("store", &store_env);
+    let client = StoreClient::new(&store_url);
+    let up = |c: StoreClient| async move {
+        let start = Instant::now();
+        while c
+            .admin()
+            .list_domains(e2e::mailbox_api::pb::ListDomainsRequest {})
+            .await
+            .is_err()
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "store did not come back"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    up(client.clone()).await;
+    client.add_domain("example.org").await;
+    for (a, pw) in [
+        ("alice", "pw-alice"),
+        ("bob", "pw-bob"),
+        ("carol", "pw-carol"),
+    ] {
+        client.add_account(&format!("{a}@example.org"), pw).await;
+    }
+    for i in 0..60 {
+        client
+            .deliver(
+                &format!("pre{i}"),
+                &["carol@example.org"],
+                &message(&format!("pop-{i}"), "x"),
+            )
+            .await;
+    }
+    let _smtp = spawn(
+        "smtp",
+        &[
+            ("SMTP_LISTEN", format!("127.0.0.1:{smtp_port}")),
+            ("SMTP_LMTP_LISTEN", String::new()),
+            ("SMTP_STORE_URL", store_url.clone()),
+            ("SMTP_ADMIN_LISTEN", String::new()),
+            ("SMTP_STORE_RETRY_SECS", "3".into()),
+        ],
+    );
+    let _pop3 = spawn(
+        "pop3",
+        &[
+            ("POP3_LISTEN", format!("127.0.0.1:{pop3_port}")),
+            ("POP3_STORE_URL", store_url.clone()),
+            ("POP3_ADMIN_LISTEN", String::new()),
+        ],
+    );
+    let _imap = spawn(
+        "imap",
+        &[
+            ("IMAP_LISTEN", format!("127.0.0.1:{imap_port}")),
+            ("IMAP_STORE_URL", store_url.clone()),
+            ("IMAP_ADMIN_LISTEN", String::new()),
+        ],
+    );
+    for p in [smtp_port, pop3_port, imap_port] {
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", p)).await.is_err() {
+            assert!(start.elapsed() < Duration::from_secs(30));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let smtp_codes: Arc<Mutex<HashMap<String, u16>>> = Arc::default();
+    let appended: Arc<Mutex<Vec<(String, u32)>>> = Arc::default();
+    let append_failures: Arc<Mutex<Vec<String>>> = Arc::default();
+    let deleted: Arc<Mutex<Vec<String>>> = Arc::default();
+    let mut load = Vec::new();
+    {
+        let (stop, codes) = (stop.clone(), smtp_codes.clone());
+        load.push(tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let id = format!("smtp-{i}");
+                let code = smtp_once(smtp_port, &id).await;
+                codes.lock().unwrap().insert(id, code);
+                i += 1;
+            }
+        }));
+    }
+    {
+        let (stop, ok, failed) = (stop.clone(), appended.clone(), append_failures.clone());
+        load.push(tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let id = format!("append-{i}");
+                match imap_append_once(imap_port, &id).await {
+                    Ok(uid) => ok.lock().unwrap().push((id, uid)),
+                    Err(e) => failed.lock().unwrap().push(e),
+                }
+                i += 1;
+            }
+        }));
+    }
+    {
+        let (stop, deleted) = (stop.clone(), deleted.clone());
+        load.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(uidl) = pop3_delete_once(pop3_port).await {
+                    deleted.lock().unwrap().push(uidl);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }));
+    }
+
+    // Faults: kill -9 of the store, then a database outage.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    store.0.kill().unwrap();
+    store.0.wait().unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let _store = spawn("store", &store_env);
+    up(client.clone()).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    proxy.set(false);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    proxy.set(true);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for l in load {
+        l.await.unwrap();
+    }
+    up(client.clone()).await;
+
+    // Every acknowledged SMTP message exactly once; the rest got 4xx (or
+    // lost the connection to a killed process, never a 5xx).
+    let inbox = client
+        .messages("alice@example.org", "pw-alice", "INBOX")
+        .await;
+    let mut count: HashMap<String, usize> = HashMap::new();
+    for m in &inbox {
+        let text = String::from_utf8_lossy(m);
+        if let Some(id) = text
+            .split("Message-ID: <")
+            .nth(1)
+            .and_then(|r| r.split('@').next())
+        {
+            *count.entry(id.to_string()).or_default() += 1;
+        }
+    }
+    let codes = smtp_codes.lock().unwrap().clone();
+    let accepted = codes.values().filter(|c| **c == 250).count();
+    for (id, code) in &codes {
+        let n = count.get(id).copied().unwrap_or(0);
+        assert!(n <= 1, "{id} stored {n} times");
+        if *code == 250 {
+            assert_eq!(n, 1, "{id} got 250 but is missing");
+        } else {
+            assert!(
+                *code == 0 || (400..500).contains(code),
+                "{id}: {code} is not temporary"
+            );
+        }
+    }
+    assert!(accepted > 0, "no SMTP delivery was accepted at all");
+
+    // Every acknowledged APPEND exactly once, with UIDs growing in the
+    // order they were acknowledged.
+    let archive = client
+        .messages("bob@example.org", "pw-bob", "Archive")
+        .await;
+    let appended = appended.lock().unwrap().clone();
+    for (id, _) in &appended {
+        let n = archive
+            .iter()
+            .filter(|m| String::from_utf8_lossy(m).contains(&format!("Message-ID: <{id}@")))
+            .count();
+        assert_eq!(n, 1, "acknowledged APPEND {id} stored {n} times");
+    }
+    let uids: Vec<u32> = appended.iter().map(|(_, u)| *u).collect();
+    assert!(
+        uids.windows(2).all(|w| w[0] < w[1]),
+        "UIDs went backwards: {uids:?}"
+    );
+    assert!(!appended.is_empty(), "no APPEND was acknowledged");
+    for f in append_failures.lock().unwrap().iter() {
+        assert!(
+            f == "connect" || f == "lost" || f.contains("UNAVAILABLE") || f.contains("NO"),
+            "APPEND failed other than temporarily: {f}"
+        );
+    }
+
+    // No acknowledged POP3 deletion is undone.
+    let deleted = deleted.lock().unwrap().clone();
+    assert!(!deleted.is_empty(), "no POP3 deletion was acknowledged");
+    let mut carol = client.login("carol@example.org", "pw-carol").await;
+    let mut s = carol
+        .select(e2e::mailbox_api::pb::SelectRequest {
+            name: "INBOX".into(),
+            read_only: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut validity = 0;
+    let mut left = Vec::new();
+    while let Some(p) = s.message().await.unwrap() {
+        match p.part {
+            Some(e2e::mailbox_api::pb::select_response::Part::Status(st)) => {
+                validity = st.uid_validity
+            }
+            Some(e2e::mailbox_api::pb::select_response::Part::Batch(b)) => {
+                left.extend(b.messages.into_iter().map(|m| m.uid))
+            }
+            None => {}
+        }
+    }
+    for uidl in &deleted {
+        let still = left.iter().any(|u| format!("{validity}.{u}") == *uidl);
+        assert!(!still, "deletion of {uidl} was acknowledged but undone");
+    }
+
+    // And the services serve normally again.
+    assert_eq!(smtp_once(smtp_port, "after-1").await, 250);
+    assert!(imap_append_once(imap_port, "after-2").await.is_ok());
+    eprintln!(
+        "faults: {accepted}/{} SMTP accepted, {} APPENDs acknowledged, {} POP3 deletions",
+        codes.len(),
+        appended.len(),
+        deleted.len()
+    );
+}
