@@ -4,6 +4,7 @@
 //! mailbox-store over gRPC from N concurrent workers and reports
 //! deliveries/s and latency percentiles.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -53,6 +54,35 @@ enum Cmd {
         #[arg(long)]
         setup: bool,
     },
+    /// Memory per idle IMAP connection: opens N connections (the first
+    /// `logged_in` of them log in, SELECT INBOX and IDLE) and reports the
+    /// gateway's resident memory before and after.
+    ImapIdle {
+        #[arg(long, default_value = "127.0.0.1:1143")]
+        imap: String,
+        /// PID of the imap-gateway process, to read its VmRSS.
+        #[arg(long)]
+        pid: u32,
+        #[arg(long, default_value_t = 10_000)]
+        sessions: usize,
+        #[arg(long, default_value_t = 1_000)]
+        logged_in: usize,
+        /// An account with this password (e.g. from imap-large --setup).
+        #[arg(long, default_value = "big10000@bench.test")]
+        account: String,
+    },
+    /// An IMAP mix: N clients loop over SELECT, FETCH, STORE, SEARCH,
+    /// APPEND and a short IDLE for a while; reports commands/s.
+    ImapMix {
+        #[arg(long, default_value = "127.0.0.1:1143")]
+        imap: String,
+        #[arg(long, default_value_t = 20)]
+        clients: usize,
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        #[arg(long, default_value = "big10000@bench.test")]
+        account: String,
+    },
     /// POP3 download rate: N clients (one account each) RETR every message.
     Pop3 {
         #[arg(long, default_value = "127.0.0.1:1110")]
@@ -97,6 +127,19 @@ async fn main() -> anyhow::Result<()> {
             }
             imap_large(&imap, &account).await
         }
+        Cmd::ImapIdle {
+            imap,
+            pid,
+            sessions,
+            logged_in,
+            account,
+        } => imap_idle(&imap, pid, sessions, logged_in, &account).await,
+        Cmd::ImapMix {
+            imap,
+            clients,
+            seconds,
+            account,
+        } => imap_mix(&imap, clients, seconds, &account).await,
         Cmd::Pop3 {
             pop3,
             store,
@@ -485,5 +528,190 @@ async fn imap_large(addr: &str, account: &str) -> anyhow::Result<()> {
         body_bytes as f64 / 1e6,
         noop.as_secs_f64()
     );
+    Ok(())
+}
+
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("no VmRSS")
+}
+
+async fn imap_login(
+    addr: &str,
+    account: &str,
+) -> anyhow::Result<(
+    tokio::io::BufReader<tokio::net::tcp::OwnedReadHalf>,
+    tokio::net::tcp::OwnedWriteHalf,
+)> {
+    use tokio::io::AsyncBufReadExt;
+    let s = tokio::net::TcpStream::connect(addr).await?;
+    s.set_nodelay(true)?;
+    let (r, mut w) = s.into_split();
+    let mut r = tokio::io::BufReader::new(r);
+    let mut greeting = String::new();
+    r.read_line(&mut greeting).await?;
+    imap_cmd(
+        &mut r,
+        &mut w,
+        "l",
+        &format!("LOGIN {account} bench-password"),
+    )
+    .await?;
+    Ok((r, w))
+}
+
+async fn imap_idle(
+    addr: &str,
+    pid: u32,
+    sessions: usize,
+    logged_in: usize,
+    account: &str,
+) -> anyhow::Result<()> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let before = rss_kib(pid)?;
+    let mut held = Vec::with_capacity(sessions);
+    let start = Instant::now();
+    for i in 0..sessions {
+        if i < logged_in {
+            let (mut r, mut w) = imap_login(addr, account).await?;
+            imap_cmd(&mut r, &mut w, "s", "SELECT INBOX").await?;
+            w.write_all(b"i IDLE\r\n").await?;
+            let mut l = String::new();
+            r.read_line(&mut l).await?;
+            anyhow::ensure!(l.starts_with('+'), "IDLE: {l}");
+            held.push((Some(r), w));
+        } else {
+            let s = tokio::net::TcpStream::connect(addr).await?;
+            let (r, w) = s.into_split();
+            let mut r = tokio::io::BufReader::new(r);
+            let mut l = String::new();
+            r.read_line(&mut l).await?;
+            held.push((Some(r), w));
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = rss_kib(pid)?;
+    let grown = after.saturating_sub(before);
+    println!(
+        "imap-idle: {sessions} connections ({logged_in} logged in, SELECTed, IDLE) opened in {:.1} s; \
+         gateway VmRSS {:.1} MiB -> {:.1} MiB: {:.1} KiB per connection",
+        start.elapsed().as_secs_f64(),
+        before as f64 / 1024.0,
+        after as f64 / 1024.0,
+        grown as f64 / sessions as f64
+    );
+    drop(held);
+    Ok(())
+}
+
+async fn imap_mix(addr: &str, clients: usize, seconds: u64, account: &str) -> anyhow::Result<()> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let (addr, account) = (addr.to_string(), account.to_string());
+        tasks.push(tokio::spawn(async move {
+            let mut lat: HashMap<&'static str, Vec<Duration>> = HashMap::new();
+            let (mut r, mut w) = imap_login(&addr, &account).await?;
+            let mut n = 0u32;
+            let body = message(2048);
+            while Instant::now() < deadline {
+                n += 1;
+                let t = format!("c{c}x{n}");
+                let (_, d) = imap_cmd(&mut r, &mut w, &format!("{t}a"), "SELECT INBOX").await?;
+                lat.entry("SELECT").or_default().push(d);
+                let seq = 1 + (n * 7919 + c as u32 * 104_729) % 500;
+                let (_, d) = imap_cmd(
+                    &mut r,
+                    &mut w,
+                    &format!("{t}b"),
+                    &format!("FETCH {seq}:{} (FLAGS ENVELOPE BODY.PEEK[])", seq + 4),
+                )
+                .await?;
+                lat.entry("FETCH").or_default().push(d);
+                let (_, d) = imap_cmd(
+                    &mut r,
+                    &mut w,
+                    &format!("{t}c"),
+                    &format!("STORE {seq} +FLAGS (\\Seen)"),
+                )
+                .await?;
+                lat.entry("STORE").or_default().push(d);
+                let (_, d) = imap_cmd(
+                    &mut r,
+                    &mut w,
+                    &format!("{t}d"),
+                    "SEARCH UNSEEN SMALLER 3000",
+                )
+                .await?;
+                lat.entry("SEARCH").or_default().push(d);
+                let start = Instant::now();
+                w.write_all(format!("{t}e APPEND Drafts {{{}+}}\r\n", body.len()).as_bytes())
+                    .await?;
+                w.write_all(&body).await?;
+                w.write_all(b"\r\n").await?;
+                let mut l = String::new();
+                loop {
+                    l.clear();
+                    r.read_line(&mut l).await?;
+                    if l.starts_with(&format!("{t}e ")) {
+                        anyhow::ensure!(l.contains("OK"), "APPEND: {l}");
+                        break;
+                    }
+                }
+                lat.entry("APPEND").or_default().push(start.elapsed());
+                let start = Instant::now();
+                w.write_all(format!("{t}f IDLE\r\n").as_bytes()).await?;
+                l.clear();
+                r.read_line(&mut l).await?;
+                w.write_all(b"DONE\r\n").await?;
+                loop {
+                    l.clear();
+                    r.read_line(&mut l).await?;
+                    if l.starts_with(&format!("{t}f ")) {
+                        break;
+                    }
+                }
+                lat.entry("IDLE").or_default().push(start.elapsed());
+            }
+            Ok::<_, anyhow::Error>(lat)
+        }));
+    }
+    let mut all: HashMap<&'static str, Vec<Duration>> = HashMap::new();
+    for t in tasks {
+        for (k, v) in t.await?? {
+            all.entry(k).or_default().extend(v);
+        }
+    }
+    let total: usize = all.values().map(Vec::len).sum();
+    println!(
+        "imap-mix: {clients} clients, {seconds} s: {total} commands, {:.0} commands/s",
+        total as f64 / seconds as f64
+    );
+    let mut names: Vec<_> = all.keys().copied().collect();
+    names.sort_unstable();
+    for k in names {
+        let v = all.get_mut(k).map(|v| {
+            v.sort_unstable();
+            v.clone()
+        });
+        let v = v.unwrap_or_default();
+        let p = |q: f64| {
+            v.get(((v.len() as f64 * q) as usize).min(v.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or_default()
+        };
+        println!(
+            "  {k:<7} n={:<6} p50 {:?} p99 {:?}",
+            v.len(),
+            p(0.5),
+            p(0.99)
+        );
+    }
     Ok(())
 }
