@@ -997,22 +997,35 @@ pub async fn select(
     name: &str,
     read_only: bool,
 ) -> Result<(pb::MailboxStatus, i64, Vec<pb::MessageEntry>)> {
-    let mut tx = begin_write(pool).await?;
-    let mb = mailbox_by_name(&mut tx, account, name).await?;
+    // Read in one read-only transaction (a consistent snapshot on SQLite's
+    // WAL; no write lock, so SELECTs do not queue behind deliveries).
+    let mut read = pool.begin().await?;
+    let mb = sqlx::query_as::<_, MailboxRow>(sqlx::AssertSqlSafe(format!(
+        "SELECT {MAILBOX_COLS} FROM mailboxes WHERE account_id = $1 AND name = $2"
+    )))
+    .bind(account.0)
+    .bind(name)
+    .fetch_optional(&mut *read)
+    .await?
+    .ok_or(StoreError::NotFound("mailbox"))?;
     let rows: Vec<MsgRow> = sqlx::query_as(
         "SELECT uid, flags, keywords, modseq, size FROM messages WHERE mailbox_id = $1 ORDER BY uid",
     )
     .bind(mb.id)
-    .fetch_all(&mut *tx)
+    .fetch_all(&mut *read)
     .await?;
+    read.commit().await?;
     if !read_only && mb.recent_uid < mb.uid_next {
-        sqlx::query("UPDATE mailboxes SET recent_uid = $2 WHERE id = $1")
+        // Claiming \Recent is the only write, and only when there is
+        // something new to claim.
+        let mut tx = begin_write(pool).await?;
+        sqlx::query("UPDATE mailboxes SET recent_uid = $2 WHERE id = $1 AND recent_uid < $2")
             .bind(mb.id)
             .bind(mb.uid_next)
             .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
     }
-    tx.commit().await?;
     let mut st = status_of(&mb);
     st.messages = rows.len() as u32;
     st.unseen = rows.iter().filter(|r| r.flags & 1 == 0).count() as u32;
