@@ -1,6 +1,7 @@
 //! Faults under load, with every service a real process on PostgreSQL: the
-//! store is SIGKILLed and restarted, then the database goes away (its
-//! connections cut through a proxy) and comes back, while SMTP deliveries,
+//! store is SIGKILLed and restarted, then PostgreSQL itself is restarted
+//! (a private cluster of this test's own, so other tests are not
+//! disturbed), while SMTP deliveries,
 //! IMAP APPENDs and POP3 DELE+QUIT sessions are in flight. Afterwards every
 //! acknowledged message exists exactly once, no acknowledged deletion is
 //! undone, acknowledged UIDs only grow, failures were temporary, and the
@@ -13,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use e2e::{PgDatabase, Proxy, StoreClient, message};
+use e2e::{StoreClient, message};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -46,6 +47,95 @@ fn spawn(which: &str, env: &[(&str, String)]) -> Proc {
         c.env(k, v);
     }
     Proc(c.spawn().unwrap())
+}
+
+/// A private PostgreSQL cluster (Debian's PostgreSQL 15 binaries, run as
+/// the postgres user) that the test may restart at will.
+struct PrivatePg {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+fn as_postgres(args: &[&str]) -> std::process::Output {
+    let out = Command::new("runuser")
+        .args(["-u", "postgres", "--"])
+        .args(args)
+        .output()
+        .expect("runuser (the test needs root to run PostgreSQL as the postgres user)");
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+impl PrivatePg {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(dir.path())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "chown to postgres failed");
+        let data = dir.path().join("data");
+        as_postgres(&[
+            &format!("{PG_BIN}/initdb"),
+            "-D",
+            data.to_str().unwrap(),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+        ]);
+        let pg = Self {
+            port: free_port(),
+            dir,
+        };
+        pg.ctl("start");
+        pg
+    }
+
+    fn ctl(&self, action: &str) {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.port,
+            self.dir.path().display()
+        );
+        as_postgres(&[
+            &format!("{PG_BIN}/pg_ctl"),
+            "-D",
+            self.dir.path().join("data").to_str().unwrap(),
+            "-o",
+            &opts,
+            "-m",
+            "fast",
+            "-w",
+            "-l",
+            self.dir.path().join("log").to_str().unwrap(),
+            action,
+        ]);
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for PrivatePg {
+    fn drop(&mut self) {
+        let _ = Command::new("runuser")
+            .args(["-u", "postgres", "--", &format!("{PG_BIN}/pg_ctl"), "-D"])
+            .arg(self.dir.path().join("data"))
+            .args(["-m", "immediate", "stop"])
+            .output();
+    }
 }
 
 type Conn = (BufReader<OwnedReadHalf>, OwnedWriteHalf);
@@ -167,10 +257,9 @@ async fn pop3_delete_once(port: u16) -> Result<String, String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn store_kill_and_database_outage_under_load() {
-    let db = PgDatabase::create().await;
-    let proxy = Proxy::start("127.0.0.1:5432".parse().unwrap()).await;
-    let url = db.url.replace("127.0.0.1:5432", &proxy.addr.to_string());
+async fn store_kill_and_postgres_restart_under_load() {
+    let pg = tokio::task::spawn_blocking(PrivatePg::start).await.unwrap();
+    let url = pg.url();
     let (store_port, smtp_port, pop3_port, imap_port) =
         (free_port(), free_port(), free_port(), free_port());
     let store_url = format!("http://127.0.0.1:{store_port}");
@@ -301,11 +390,16 @@ async fn store_kill_and_database_outage_under_load() {
     let _store = spawn("store", &store_env);
     up(client.clone()).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    proxy.set(false);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    proxy.set(true);
+    // PostgreSQL restarts: every database connection is dropped.
+    let pg = tokio::task::spawn_blocking(move || {
+        pg.ctl("restart");
+        pg
+    })
+    .await
+    .unwrap();
     tokio::time::sleep(Duration::from_millis(2500)).await;
     stop.store(true, Ordering::Relaxed);
+    let _keep = &pg;
     for l in load {
         l.await.unwrap();
     }
