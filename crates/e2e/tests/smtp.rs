@@ -623,8 +623,26 @@ async fn errors_and_connections_are_limited() {
     assert!(c.cmd("BOGUS").await.starts_with("500"));
     assert!(c.cmd("BOGUS").await.starts_with("421 4.7.0"));
     assert!(c.closed().await);
-    let _a = Raw::connect(smtp.smtp).await;
-    let _b = Raw::connect(smtp.smtp).await;
+    drop(c);
+    // The closed session gives its per-IP slot back just after the close
+    // the client sees; wait for that rather than race it.
+    let mut held = Vec::new();
+    let start = std::time::Instant::now();
+    while held.len() < 2 {
+        let s = TcpStream::connect(smtp.smtp).await.unwrap();
+        let mut r = BufReader::new(s);
+        let mut line = String::new();
+        r.read_line(&mut line).await.unwrap();
+        if line.starts_with("220") {
+            held.push(r);
+        } else {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "slot never released: {line}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
     let s = TcpStream::connect(smtp.smtp).await.unwrap();
     let mut r = BufReader::new(s);
     let mut line = String::new();
