@@ -91,3 +91,38 @@ pub enum AccountField<'a> {
 
 /// A message row with, when the search needs them, its summary and raw bytes.
 pub type SearchRow = (MetaRow, Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// A message row joined with its blob's summary and/or data (NULL when the
+/// query did not ask for them).
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct MetaBlobRow {
+    pub uid: i64,
+    pub flags: i64,
+    pub keywords: String,
+    pub modseq: i64,
+    pub size: i64,
+    pub internal_date: i64,
+    pub internal_tz: i64,
+    pub blob_id: String,
+    pub summary: Option<Vec<u8>>,
+    pub data: Option<Vec<u8>>,
+}
+
+impl MetaBlobRow {
+    pub fn split(self) -> SearchRow {
+        (
+            MetaRow {
+                uid: self.uid,
+                flags: self.flags,
+                keywords: self.keywords,
+                modseq: self.modseq,
+                size: self.size,
+                internal_date: self.internal_date,
+                internal_tz: self.internal_tz,
+                blob_id: self.blob_id,
+            },
+            self.summary,
+            self.data,
+        )
+    }
+}

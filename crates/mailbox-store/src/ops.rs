@@ -1047,33 +1047,27 @@ pub async fn fetch_meta(
     let (Some(first), Some(last)) = (set.ranges().first(), set.ranges().last()) else {
         return Ok(Vec::new());
     };
-    let rows: Vec<MetaRow> = sqlx::query_as(
-        "SELECT uid, flags, keywords, modseq, size, internal_date, internal_tz, blob_id \
-         FROM messages WHERE mailbox_id = $1 AND uid >= $2 AND uid <= $3 AND modseq > $4 \
-         ORDER BY uid",
-    )
+    // One query: the summary comes with its row (no round trip per message).
+    let rows: Vec<MetaBlobRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT m.uid, m.flags, m.keywords, m.modseq, m.size, m.internal_date, m.internal_tz, \
+         m.blob_id, {} AS summary, NULL AS data FROM messages m JOIN blobs b ON b.id = m.blob_id \
+         WHERE m.mailbox_id = $1 AND m.uid >= $2 AND m.uid <= $3 AND m.modseq > $4 ORDER BY m.uid",
+        if with_summary { "b.summary" } else { "NULL" }
+    )))
     .bind(mb.id)
     .bind(first.0 as i64)
     .bind(last.1 as i64)
     .bind(changed_since)
     .fetch_all(pool)
     .await?;
-    let rows: Vec<MetaRow> = rows
+    Ok(rows
         .into_iter()
         .filter(|r| set.contains(r.uid as u32))
-        .collect();
-    if !with_summary {
-        return Ok(rows.into_iter().map(|r| (r, None)).collect());
-    }
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        let summary: Vec<u8> = sqlx::query_scalar("SELECT summary FROM blobs WHERE id = $1")
-            .bind(&r.blob_id)
-            .fetch_one(pool)
-            .await?;
-        out.push((r, Some(summary)));
-    }
-    Ok(out)
+        .map(|r| {
+            let (meta, summary, _) = r.split();
+            (meta, summary)
+        })
+        .collect())
 }
 
 /// The raw bytes of one message.
@@ -1097,38 +1091,33 @@ pub async fn message_data(
 
 /// The flags, keywords and metadata the search evaluator needs, for every
 /// message of a mailbox, optionally with the summary and raw bytes.
+/// One window of a mailbox for the search evaluator: up to `limit`
+/// messages with a UID above `after`, with the summary and raw bytes when
+/// the search needs them, in one query. Windows keep memory bounded when a
+/// TEXT search walks a large mailbox.
 pub async fn search_rows(
     pool: &Pool<Db>,
     account: AccountId,
     mailbox: &str,
     with_summary: bool,
     with_data: bool,
+    after: i64,
+    limit: i64,
 ) -> Result<(MailboxRow, Vec<SearchRow>)> {
     let mb = mailbox_by_name_pool(pool, account, mailbox).await?;
-    let rows: Vec<MetaRow> = sqlx::query_as(
-        "SELECT uid, flags, keywords, modseq, size, internal_date, internal_tz, blob_id \
-         FROM messages WHERE mailbox_id = $1 ORDER BY uid",
-    )
+    let rows: Vec<MetaBlobRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT m.uid, m.flags, m.keywords, m.modseq, m.size, m.internal_date, m.internal_tz, \
+         m.blob_id, {} AS summary, {} AS data FROM messages m JOIN blobs b ON b.id = m.blob_id \
+         WHERE m.mailbox_id = $1 AND m.uid > $2 ORDER BY m.uid LIMIT $3",
+        if with_summary || with_data { "b.summary" } else { "NULL" },
+        if with_data { "b.data" } else { "NULL" }
+    )))
     .bind(mb.id)
+    .bind(after)
+    .bind(limit)
     .fetch_all(pool)
     .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        let (summary, data) = if with_summary || with_data {
-            let (s, d): (Vec<u8>, Option<Vec<u8>>) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT summary, {} FROM blobs WHERE id = $1",
-                if with_data { "data" } else { "NULL" }
-            )))
-            .bind(&r.blob_id)
-            .fetch_one(pool)
-            .await?;
-            (Some(s), d)
-        } else {
-            (None, None)
-        };
-        out.push((r, summary, data));
-    }
-    Ok((mb, out))
+    Ok((mb, rows.into_iter().map(MetaBlobRow::split).collect()))
 }
 
 pub async fn store_flags(

@@ -667,16 +667,38 @@ impl Store {
     ) -> Result<pb::SearchResponse> {
         let name = parse_mailbox(mailbox)?;
         let needs = crate::search::needs(key);
-        let (mb, rows) = on_backend!(
-            self,
-            search_rows(account, name.as_str(), needs.summary, needs.data)
-        )?;
-        tokio::task::spawn_blocking({
+        // Rows with their blobs' data are big: walk the mailbox in windows,
+        // evaluating each off the async threads.
+        let window: i64 = if needs.data { 256 } else { 20_000 };
+        let mut after = 0i64;
+        let mut uids = Vec::new();
+        let highest = loop {
+            let (mb, rows) = on_backend!(
+                self,
+                search_rows(
+                    account,
+                    name.as_str(),
+                    needs.summary,
+                    needs.data,
+                    after,
+                    window
+                )
+            )?;
+            let n = rows.len() as i64;
+            after = rows.last().map_or(after, |r| r.0.uid);
             let key = key.clone();
-            move || crate::search::evaluate(&key, mb.highest_modseq, rows)
+            let found = tokio::task::spawn_blocking(move || crate::search::evaluate(&key, 0, rows))
+                .await
+                .map_err(|e| StoreError::Internal(format!("search task: {e}")))??;
+            uids.extend(found.uids);
+            if n < window {
+                break mb.highest_modseq;
+            }
+        };
+        Ok(pb::SearchResponse {
+            uids,
+            highest_modseq: highest as u64,
         })
-        .await
-        .map_err(|e| StoreError::Internal(format!("search task: {e}")))?
     }
 
     pub async fn quota(&self, account: AccountId) -> Result<pb::GetQuotaResponse> {

@@ -1228,4 +1228,25 @@ Content-Transfer-Encoding: base64\r\n\r\nR3LDvMOfZSBhdXMgS8O2bG4=\r\n";
         .unwrap()
         .into_inner();
     assert_eq!(r.uids, vec![2]);
+    // A body search walks the mailbox in windows of 256: matches on both
+    // sides of a window boundary are found.
+    for i in 3..=300 {
+        let body = if i == 200 || i == 300 {
+            "the needle"
+        } else {
+            "hay"
+        };
+        t.deliver(
+            &format!("w{i}"),
+            &["s@example.org"],
+            &message(&format!("w{i}"), body),
+        )
+        .await;
+    }
+    let r = c
+        .search(search(pb::search_key::Key::Body("NEEDLE".into())))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.uids, vec![200, 300]);
 }
