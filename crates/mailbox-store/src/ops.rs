@@ -1050,9 +1050,10 @@ pub async fn fetch_meta(
     // One query: the summary comes with its row (no round trip per message).
     let rows: Vec<MetaBlobRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT m.uid, m.flags, m.keywords, m.modseq, m.size, m.internal_date, m.internal_tz, \
-         m.blob_id, {} AS summary, NULL AS data FROM messages m JOIN blobs b ON b.id = m.blob_id \
+         m.blob_id, {} AS summary, NULL AS data FROM messages m {} \
          WHERE m.mailbox_id = $1 AND m.uid >= $2 AND m.uid <= $3 AND m.modseq > $4 ORDER BY m.uid",
-        if with_summary { "b.summary" } else { "NULL" }
+        if with_summary { "b.summary" } else { "NULL" },
+        if with_summary { "JOIN blobs b ON b.id = m.blob_id" } else { "" }
     )))
     .bind(mb.id)
     .bind(first.0 as i64)
@@ -1105,12 +1106,15 @@ pub async fn search_rows(
     limit: i64,
 ) -> Result<(MailboxRow, Vec<SearchRow>)> {
     let mb = mailbox_by_name_pool(pool, account, mailbox).await?;
+    // Flag- and date-only searches do not touch the blobs at all.
+    let blobs = with_summary || with_data;
     let rows: Vec<MetaBlobRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT m.uid, m.flags, m.keywords, m.modseq, m.size, m.internal_date, m.internal_tz, \
-         m.blob_id, {} AS summary, {} AS data FROM messages m JOIN blobs b ON b.id = m.blob_id \
+         m.blob_id, {} AS summary, {} AS data FROM messages m {} \
          WHERE m.mailbox_id = $1 AND m.uid > $2 ORDER BY m.uid LIMIT $3",
-        if with_summary || with_data { "b.summary" } else { "NULL" },
-        if with_data { "b.data" } else { "NULL" }
+        if blobs { "b.summary" } else { "NULL" },
+        if with_data { "b.data" } else { "NULL" },
+        if blobs { "JOIN blobs b ON b.id = m.blob_id" } else { "" }
     )))
     .bind(mb.id)
     .bind(after)
