@@ -1095,7 +1095,7 @@ pub async fn message_data(
 /// One window of a mailbox for the search evaluator: up to `limit`
 /// messages with a UID above `after`, with the summary and raw bytes when
 /// the search needs them, in one query. Windows keep memory bounded when a
-/// TEXT search walks a large mailbox.
+/// BODY or TEXT search walks a large mailbox.
 pub async fn search_rows(
     pool: &Pool<Db>,
     account: AccountId,

@@ -668,8 +668,9 @@ impl Store {
         let name = parse_mailbox(mailbox)?;
         let needs = crate::search::needs(key);
         // Rows with their blobs' data are big: walk the mailbox in windows,
-        // evaluating each off the async threads.
-        let window: i64 = if needs.data { 256 } else { 20_000 };
+        // evaluating each off the async threads. Without data one window
+        // holds the whole mailbox (about 100 bytes a message).
+        let window: i64 = if needs.data { 256 } else { i64::MAX };
         let mut after = 0i64;
         let mut uids = Vec::new();
         let highest = loop {
@@ -691,7 +692,7 @@ impl Store {
                 .await
                 .map_err(|e| StoreError::Internal(format!("search task: {e}")))??;
             uids.extend(found.uids);
-            if n < window {
+            if n < window || window == i64::MAX {
                 break mb.highest_modseq;
             }
         };
