@@ -62,30 +62,18 @@ pub async fn serve(
         settings,
         shutdown: shutdown.clone(),
     });
-    let mut tasks = Vec::new();
-    for (listener, implicit_tls) in [(listeners.pop3, false), (listeners.pop3s, true)] {
-        let Some(listener) = listener else { continue };
-        if let Ok(a) = listener.local_addr() {
-            tracing::info!(addr = %a, implicit_tls, "pop3-gateway listening");
-        }
-        let ctx = ctx.clone();
-        let shutdown = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            let max = ctx.settings.max_connections;
-            let name = if implicit_tls { "pop3s" } else { "pop3" };
-            service_kit::server::serve_connections(
-                listener,
-                name,
-                max,
-                shutdown,
-                move |tcp, peer| session::handle(ctx.clone(), tcp, peer, implicit_tls),
-            )
-            .await
-        }));
-    }
-    for t in tasks {
-        t.await?;
-    }
+    let max = ctx.settings.max_connections;
+    service_kit::server::serve_listeners(
+        "pop3-gateway",
+        vec![
+            (listeners.pop3, "pop3", false),
+            (listeners.pop3s, "pop3s", true),
+        ],
+        max,
+        shutdown,
+        move |tcp, peer, implicit_tls| session::handle(ctx.clone(), tcp, peer, implicit_tls),
+    )
+    .await;
     Ok(())
 }
 

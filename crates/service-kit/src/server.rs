@@ -67,6 +67,43 @@ pub async fn serve_connections<F, Fut>(
     tracker.wait().await;
 }
 
+/// Runs [`serve_connections`] for each of a service's listeners (the absent
+/// ones skipped), all with the same connection limit, until `shutdown`;
+/// returns once every session has ended. `kind` tells the handler which
+/// listener a connection came in on (for instance implicit TLS or not).
+pub async fn serve_listeners<K, F, Fut>(
+    service: &'static str,
+    listeners: Vec<(Option<TcpListener>, &'static str, K)>,
+    max_connections: usize,
+    shutdown: CancellationToken,
+    handle: F,
+) where
+    K: Copy + Send + 'static,
+    F: Fn(TcpStream, SocketAddr, K) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let mut tasks = Vec::new();
+    for (listener, name, kind) in listeners {
+        let Some(listener) = listener else { continue };
+        if let Ok(a) = listener.local_addr() {
+            tracing::info!(addr = %a, listener = name, "{service} listening");
+        }
+        let (handle, shutdown) = (handle.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(serve_connections(
+            listener,
+            name,
+            max_connections,
+            shutdown,
+            move |tcp, peer| handle(tcp, peer, kind),
+        )));
+    }
+    for t in tasks {
+        if let Err(e) = t.await {
+            tracing::error!(error = %e, "accept loop ended abnormally");
+        }
+    }
+}
+
 /// A token cancelled on SIGTERM or Ctrl-C.
 pub fn shutdown_on_signal() -> CancellationToken {
     let token = CancellationToken::new();

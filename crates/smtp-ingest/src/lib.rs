@@ -69,38 +69,19 @@ pub async fn serve(
         settings,
         shutdown: shutdown.clone(),
     });
-    let mut tasks = Vec::new();
-    for (listener, mode) in [
-        (listeners.smtp, Mode::Smtp),
-        (listeners.smtps, Mode::Smtps),
-        (listeners.lmtp, Mode::Lmtp),
-    ] {
-        let Some(listener) = listener else { continue };
-        if let Ok(a) = listener.local_addr() {
-            tracing::info!(addr = %a, ?mode, "smtp-ingest listening");
-        }
-        let ctx = ctx.clone();
-        let shutdown = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            let max = ctx.settings.max_connections;
-            let name = match mode {
-                Mode::Smtp => "smtp",
-                Mode::Smtps => "smtps",
-                Mode::Lmtp => "lmtp",
-            };
-            service_kit::server::serve_connections(
-                listener,
-                name,
-                max,
-                shutdown,
-                move |tcp, peer| session::handle(ctx.clone(), tcp, peer, mode),
-            )
-            .await
-        }));
-    }
-    for t in tasks {
-        t.await?;
-    }
+    let max = ctx.settings.max_connections;
+    service_kit::server::serve_listeners(
+        "smtp-ingest",
+        vec![
+            (listeners.smtp, "smtp", Mode::Smtp),
+            (listeners.smtps, "smtps", Mode::Smtps),
+            (listeners.lmtp, "lmtp", Mode::Lmtp),
+        ],
+        max,
+        shutdown,
+        move |tcp, peer, mode| session::handle(ctx.clone(), tcp, peer, mode),
+    )
+    .await;
     Ok(())
 }
 
