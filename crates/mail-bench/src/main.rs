@@ -193,21 +193,12 @@ async fn pop3_setup(
             .await;
         let mut d = mailbox_api::delivery_client(channel.clone(), auth.clone());
         for i in 0..messages {
-            let chunks = vec![
-                pb::DeliverChunk {
-                    part: Some(pb::deliver_chunk::Part::Header(pb::DeliverHeader {
-                        delivery_id: format!("{run}-{c}-{i}"),
-                        envelope_from: "load@bench.test".into(),
-                        recipients: vec![rcpt.clone()],
-                        received_at: 1_700_000_000,
-                        trace_headers: format!("X-Bench: {c}-{i}\r\n").into_bytes(),
-                        size_hint: body.len() as u64,
-                    })),
-                },
-                pb::DeliverChunk {
-                    part: Some(pb::deliver_chunk::Part::Data(body.clone())),
-                },
-            ];
+            let chunks = deliver_chunks(
+                format!("{run}-{c}-{i}"),
+                rcpt.clone(),
+                format!("X-Bench: {c}-{i}\r\n").into_bytes(),
+                body.clone(),
+            );
             d.deliver(tokio_stream::iter(chunks)).await?;
         }
     }
@@ -340,21 +331,12 @@ async fn store_deliver(
                     return Ok::<_, anyhow::Error>(lat);
                 }
                 let t = Instant::now();
-                let chunks = vec![
-                    pb::DeliverChunk {
-                        part: Some(pb::deliver_chunk::Part::Header(pb::DeliverHeader {
-                            delivery_id: format!("{run}-{i}"),
-                            envelope_from: "load@bench.test".into(),
-                            recipients: vec![rcpt.into()],
-                            received_at: 1_700_000_000,
-                            trace_headers: format!("X-Bench: {i}\r\n").into_bytes(),
-                            size_hint: body.len() as u64,
-                        })),
-                    },
-                    pb::DeliverChunk {
-                        part: Some(pb::deliver_chunk::Part::Data(body.to_vec())),
-                    },
-                ];
+                let chunks = deliver_chunks(
+                    format!("{run}-{i}"),
+                    rcpt,
+                    format!("X-Bench: {i}\r\n").into_bytes(),
+                    body.to_vec(),
+                );
                 client.deliver(tokio_stream::iter(chunks)).await?;
                 lat.push(t.elapsed());
             }
@@ -428,21 +410,12 @@ async fn imap_setup(
                 if i >= messages {
                     return Ok::<_, anyhow::Error>(());
                 }
-                let chunks = vec![
-                    pb::DeliverChunk {
-                        part: Some(pb::deliver_chunk::Part::Header(pb::DeliverHeader {
-                            delivery_id: format!("{run}-{i}"),
-                            envelope_from: "load@bench.test".into(),
-                            recipients: vec![account.clone()],
-                            received_at: 1_700_000_000,
-                            trace_headers: format!("X-Bench: {i}\r\n").into_bytes(),
-                            size_hint: body.len() as u64,
-                        })),
-                    },
-                    pb::DeliverChunk {
-                        part: Some(pb::deliver_chunk::Part::Data(body.to_vec())),
-                    },
-                ];
+                let chunks = deliver_chunks(
+                    format!("{run}-{i}"),
+                    account.clone(),
+                    format!("X-Bench: {i}\r\n").into_bytes(),
+                    body.to_vec(),
+                );
                 d.deliver(tokio_stream::iter(chunks)).await?;
             }
         }));
@@ -714,4 +687,28 @@ async fn imap_mix(addr: &str, clients: usize, seconds: u64, account: &str) -> an
         );
     }
     Ok(())
+}
+
+/// One Deliver stream: the header, then the message in one data chunk.
+fn deliver_chunks(
+    delivery_id: String,
+    recipient: impl Into<String>,
+    trace_headers: Vec<u8>,
+    body: Vec<u8>,
+) -> Vec<pb::DeliverChunk> {
+    vec![
+        pb::DeliverChunk {
+            part: Some(pb::deliver_chunk::Part::Header(pb::DeliverHeader {
+                delivery_id,
+                envelope_from: "load@bench.test".into(),
+                recipients: vec![recipient.into()],
+                received_at: 1_700_000_000,
+                trace_headers,
+                size_hint: body.len() as u64,
+            })),
+        },
+        pb::DeliverChunk {
+            part: Some(pb::deliver_chunk::Part::Data(body)),
+        },
+    ]
 }

@@ -708,13 +708,18 @@ async fn summary_of_multipart_message_is_parsed_at_delivery(backend: Backend) {
             key: Some(pb::SearchKey {
                 key: Some(pb::search_key::Key::Header(pb::HeaderMatch {
                     name: "Subject".into(),
-                    value: "übersicht".into(),
+                    value: "Übersicht".into(),
                 })),
             }),
         })
         .await
         .unwrap()
         .into_inner();
+    assert_eq!(
+        found.uids,
+        vec![1],
+        "decoded (RFC 2047) subject not searched"
+    );
     // Non-ASCII case folding is not promised; the ASCII part must match.
     let found2 = ana
         .search(pb::SearchRequest {
@@ -730,7 +735,6 @@ async fn summary_of_multipart_message_is_parsed_at_delivery(backend: Backend) {
         .unwrap()
         .into_inner();
     assert_eq!(found2.uids, vec![1]);
-    let _ = found;
 }
 
 async fn recipients_are_checked(backend: Backend) {
