@@ -83,6 +83,38 @@ enum Cmd {
         #[arg(long, default_value = "big10000@bench.test")]
         account: String,
     },
+    /// Many IMAP sessions on a few accounts, each checking every response
+    /// against the state a client keeps; exits non-zero on any violation.
+    ImapStress {
+        /// An IMAP address (plaintext port on a trusted network); repeat
+        /// for several gateways, sessions go round-robin.
+        #[arg(long, default_value = "127.0.0.1:1143")]
+        imap: Vec<std::net::SocketAddr>,
+        #[arg(long, default_value_t = 20)]
+        clients: usize,
+        /// Accounts stress0@bench.test .. stress<N-1>@bench.test.
+        #[arg(long, default_value_t = 20)]
+        accounts: usize,
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// One long session per client (no LOGOUT) instead of a login per
+        /// session.
+        #[arg(long)]
+        persistent: bool,
+        /// Messages per mailbox the APPEND/EXPUNGE mix keeps.
+        #[arg(long, default_value_t = 30)]
+        target: u32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Violations printed with their transcript.
+        #[arg(long, default_value_t = 5)]
+        show: usize,
+        /// Create the domain and accounts first, through this store.
+        #[arg(long)]
+        setup_store: Option<String>,
+        #[arg(long)]
+        secret_file: Option<PathBuf>,
+    },
     /// POP3 download rate: N clients (one account each) RETR every message.
     Pop3 {
         #[arg(long, default_value = "127.0.0.1:1110")]
@@ -140,6 +172,45 @@ async fn main() -> anyhow::Result<()> {
             seconds,
             account,
         } => imap_mix(&imap, clients, seconds, &account).await,
+        Cmd::ImapStress {
+            imap,
+            clients,
+            accounts,
+            seconds,
+            persistent,
+            target,
+            seed,
+            show,
+            setup_store,
+            secret_file,
+        } => {
+            let accounts: Vec<(String, String)> = (0..accounts)
+                .map(|i| {
+                    (
+                        format!("stress{i}@bench.test"),
+                        "bench-password".to_string(),
+                    )
+                })
+                .collect();
+            if let Some(uri) = setup_store {
+                create_accounts(&uri, secret_file, &accounts).await?;
+            }
+            let report = mail_bench::imap_stress::run(mail_bench::imap_stress::Config {
+                gateways: imap,
+                accounts,
+                clients,
+                duration: Duration::from_secs(seconds),
+                persistent,
+                target,
+                seed,
+            })
+            .await;
+            print!("{}", report.render(show));
+            if !report.violations.is_empty() {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Cmd::Pop3 {
             pop3,
             store,
@@ -163,6 +234,32 @@ fn auth(secret_file: Option<PathBuf>) -> anyhow::Result<CallAuth> {
         .transpose()?
         .map(|s| s.trim().to_string());
     Ok(CallAuth::new(secret.as_deref())?)
+}
+
+/// Creates `bench.test` and the given accounts (existing ones are kept).
+async fn create_accounts(
+    uri: &str,
+    secret_file: Option<PathBuf>,
+    accounts: &[(String, String)],
+) -> anyhow::Result<()> {
+    let auth = auth(secret_file)?;
+    let channel = mailbox_api::channel(uri)?;
+    let mut admin = mailbox_api::admin_client(channel, auth);
+    let _ = admin
+        .add_domain(pb::AddDomainRequest {
+            name: "bench.test".into(),
+        })
+        .await;
+    for (address, password) in accounts {
+        let _ = admin
+            .add_account(pb::AddAccountRequest {
+                address: address.clone(),
+                password: password.clone(),
+                quota_bytes: 0,
+            })
+            .await;
+    }
+    Ok(())
 }
 
 async fn pop3_setup(

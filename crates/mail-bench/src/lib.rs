@@ -1,0 +1,3 @@
+//! mail-bench as a library: the load generators that tests also run.
+
+pub mod imap_stress;
