@@ -921,6 +921,7 @@ impl Session {
                 .watch(pb::WatchRequest {
                     mailbox: name,
                     since_modseq: since,
+                    claim_recent: !read_only,
                 })
                 .await
             else {
@@ -934,8 +935,9 @@ impl Session {
             }
         });
         view.watch(rx, task);
-        self.push("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)");
-        self.push("* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] Flags permitted");
+        for l in view.flags_responses() {
+            self.push(&l);
+        }
         self.push(&format!("* {} EXISTS", view.exists()));
         if self.rev2 {
             // RFC 9051 6.3.2: the mailbox's LIST response; no RECENT or UNSEEN.
@@ -1299,12 +1301,24 @@ impl Session {
         let Some(mut c) = self.client() else {
             return Done::bad("Log in first");
         };
-        let st = match c
-            .mailbox_status(pb::MailboxStatusRequest { name: name.clone() })
-            .await
-        {
-            Ok(r) => r.into_inner().status.unwrap_or_default(),
-            Err(s) => return store_no(&s),
+        let st = if self.view.as_ref().is_some_and(|v| v.name == name) {
+            // The selected mailbox: bring the view up to date, tell the
+            // client what changed, and answer from the view, so STATUS
+            // agrees with what this session was told.
+            let first = self.sync_view().await;
+            self.drain_updates_with(true, first);
+            match &self.view {
+                Some(v) => v.status(),
+                None => return Done::no("[NONEXISTENT] Mailbox was deleted"),
+            }
+        } else {
+            match c
+                .mailbox_status(pb::MailboxStatusRequest { name: name.clone() })
+                .await
+            {
+                Ok(r) => r.into_inner().status.unwrap_or_default(),
+                Err(s) => return store_no(&s),
+            }
         };
         let mut parts = Vec::new();
         for i in items {
@@ -1395,14 +1409,15 @@ impl Session {
     /// after this session added messages to it (APPEND, COPY) and on NOOP
     /// and CHECK, so the client learns of them before the tagged reply.
     async fn sync_view(&mut self) -> Option<pb::ChangesResponse> {
-        let (name, since) = {
+        let (name, since, read_only) = {
             let v = self.view.as_ref()?;
-            (v.name.clone(), v.highest_modseq)
+            (v.name.clone(), v.highest_modseq, v.read_only)
         };
         let mut c = self.client()?;
         c.changes(pb::ChangesRequest {
             mailbox: name,
             since_modseq: since,
+            claim_recent: !read_only,
         })
         .await
         .ok()
@@ -1418,8 +1433,8 @@ impl Session {
         let Some(view) = self.view.as_mut() else {
             return;
         };
-        let mut owed_exists = None;
         let mut owed_recent = None;
+        let mut owed_flags = false;
         let mut batch: Vec<pb::ChangesResponse> = first.into_iter().collect();
         if let Some(rx) = view.updates.as_mut() {
             while let Ok(c) = rx.try_recv() {
@@ -1428,22 +1443,33 @@ impl Session {
         }
         for c in batch {
             let o = view.absorb(c);
-            owed_exists = o.exists.or(owed_exists);
             owed_recent = o.recent.or(owed_recent);
+            owed_flags |= o.flags;
         }
         let mut lines = Vec::new();
+        // New keywords are announced before any FETCH can show them.
+        let pending: Vec<u32> = view.pending_flags.iter().copied().collect();
+        for uid in pending {
+            if let Some(i) = view.position(uid) {
+                let f = view.msgs[i].flags.clone();
+                owed_flags |= view.learn_keywords(&f);
+            }
+        }
+        if owed_flags {
+            lines.extend(view.flags_responses());
+        }
         if expunges_ok {
             for seq in view.take_expunges() {
                 lines.push(format!("* {seq} EXPUNGE"));
             }
         }
-        if let Some(n) = owed_exists {
+        // Counted after the expunges above: EXISTS is the number of
+        // messages once they are gone.
+        if let Some(n) = view.tell_exists() {
             lines.push(format!("* {n} EXISTS"));
         }
-        if let Some(n) = owed_recent
-            && !self.rev2
-        {
-            lines.push(format!("* {n} RECENT"));
+        if owed_recent.is_some() && !self.rev2 {
+            lines.push(format!("* {} RECENT", view.recent.len()));
         }
         let changed: Vec<u32> = std::mem::take(&mut view.pending_flags)
             .into_iter()
@@ -1472,6 +1498,21 @@ impl Session {
         }
         for f in fetches {
             self.out.extend_from_slice(&f);
+        }
+    }
+
+    /// Sends FLAGS and PERMANENTFLAGS again when `flags` carry a keyword
+    /// the client has not been told of; called before any FETCH response
+    /// that shows flags (RFC 9051 7.3.5: a client learns the mailbox's
+    /// keywords from FLAGS).
+    fn announce_keywords(&mut self, flags: &pb::Flags) {
+        let Some(view) = self.view.as_mut() else {
+            return;
+        };
+        if view.learn_keywords(flags) {
+            for l in view.flags_responses() {
+                self.push(&l);
+            }
         }
     }
 
@@ -1652,12 +1693,15 @@ impl Session {
                 } else {
                     None
                 };
-                let Some(view) = &self.view else { break };
-                let msg = &view.msgs[pos];
                 if plan.meta && !metas.contains_key(&uid) {
                     // Gone from the store: RFC 9051 allows omitting it.
                     continue;
                 }
+                if let Some(f) = self.view.as_ref().map(|v| v.msgs[pos].flags.clone()) {
+                    self.announce_keywords(&f);
+                }
+                let Some(view) = &self.view else { break };
+                let msg = &view.msgs[pos];
                 let mut items = match fetch::items(
                     &plan,
                     msg,
@@ -1734,6 +1778,8 @@ impl Session {
             StoreType::Add => pb::FlagsMode::Add,
             StoreType::Remove => pb::FlagsMode::Remove,
         };
+        let requested = pbflags.clone();
+        let asked = uids.len();
         let r = c
             .store_flags(pb::StoreFlagsRequest {
                 mailbox,
@@ -1748,15 +1794,37 @@ impl Session {
             Err(s) => return store_no(&s),
         };
         let silent = matches!(response, StoreResponse::Silent);
+        // The store reports every message it found (changed or not) in
+        // `updated` or `modified`; the rest were expunged meanwhile.
+        let gone = asked.saturating_sub(r.updated.len() + r.modified.len());
+        for e in &r.updated {
+            if let Some(f) = &e.flags {
+                self.announce_keywords(f);
+            }
+        }
         let Some(view) = self.view.as_mut() else {
             return Done::bad("No mailbox selected");
         };
         let mut out = Vec::new();
         for e in r.updated {
             if let Some(i) = view.position(e.uid) {
-                view.msgs[i].flags = e.flags.unwrap_or_default();
+                let new = e.flags.unwrap_or_default();
+                // After .SILENT the client assumes its own change and
+                // nothing else; if someone else's change is in the result
+                // (or was not told yet), it still gets a FETCH.
+                let told = silent
+                    && !view.pending_flags.contains(&e.uid)
+                    && crate::view::same_flags(
+                        &crate::view::apply_flags(&view.msgs[i].flags, mode, &requested),
+                        &new,
+                    );
+                view.msgs[i].flags = new;
                 view.msgs[i].modseq = e.modseq;
-                view.pending_flags.remove(&e.uid);
+                if silent && !told {
+                    view.pending_flags.insert(e.uid);
+                } else {
+                    view.pending_flags.remove(&e.uid);
+                }
                 if !silent {
                     let mut items = vec![imap_codec::imap_types::fetch::MessageDataItem::Flags(
                         fetch::flags(
@@ -1780,6 +1848,11 @@ impl Session {
                 "[MODIFIED {}] Conditional STORE failed for some",
                 list.join(",")
             ));
+        }
+        if gone > 0 {
+            // RFC 5530: someone else expunged some of them; the client
+            // learns which with the EXPUNGEs of its next command.
+            return Done::no("[EXPUNGEISSUED] Some messages were expunged meanwhile");
         }
         Done::ok("STORE completed")
     }

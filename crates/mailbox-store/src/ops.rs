@@ -1008,31 +1008,72 @@ pub async fn select(
     .fetch_optional(&mut *read)
     .await?
     .ok_or(StoreError::NotFound("mailbox"))?;
+    // Only messages below the uid_next just read (on PostgreSQL each
+    // statement sees its own snapshot): later ones reach the session through
+    // its change feed, with the \Recent claim that covers them.
     let rows: Vec<MsgRow> = sqlx::query_as(
-        "SELECT uid, flags, keywords, modseq, size FROM messages WHERE mailbox_id = $1 ORDER BY uid",
+        "SELECT uid, flags, keywords, modseq, size FROM messages \
+         WHERE mailbox_id = $1 AND uid < $2 ORDER BY uid",
     )
     .bind(mb.id)
+    .bind(mb.uid_next)
     .fetch_all(&mut *read)
     .await?;
     read.commit().await?;
-    if !read_only && mb.recent_uid < mb.uid_next {
-        // Claiming \Recent is the only write, and only when there is
-        // something new to claim.
-        let mut tx = begin_write(pool).await?;
-        sqlx::query("UPDATE mailboxes SET recent_uid = $2 WHERE id = $1 AND recent_uid < $2")
-            .bind(mb.id)
-            .bind(mb.uid_next)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-    }
     let mut st = status_of(&mb);
     st.messages = rows.len() as u32;
     st.unseen = rows.iter().filter(|r| r.flags & 1 == 0).count() as u32;
     st.deleted = rows.iter().filter(|r| r.flags & 8 != 0).count() as u32;
     st.size = rows.iter().map(|r| r.size as u64).sum();
-    st.recent = rows.iter().filter(|r| r.uid >= mb.recent_uid).count() as u32;
+    // A read-write select claims \Recent; EXAMINE only looks (RFC 3501
+    // 2.3.2). Either way the recent messages are the tail of the list.
+    let recent = if read_only {
+        mb.recent_uid..mb.uid_next
+    } else {
+        claim_recent(pool, mb.id, mb.recent_uid, mb.uid_next).await?
+    };
+    st.recent = rows.iter().filter(|r| recent.contains(&r.uid)).count() as u32;
     Ok((st, mb.id, rows.iter().map(entry).collect()))
+}
+
+/// Claims \Recent for the caller on every message below `upto` that no
+/// session has claimed yet (RFC 3501 2.3.2: exactly one session sees a
+/// message as recent). `seen` is the watermark the caller read. The claim
+/// is a compare-and-swap on the mailbox's watermark, so concurrent claimers
+/// on any store replica split the UIDs between them and never share one.
+/// Returns the UIDs claimed, `[from, upto)`; empty when others were first.
+async fn claim_recent(
+    pool: &Pool<Db>,
+    mailbox_id: i64,
+    mut seen: i64,
+    upto: i64,
+) -> Result<std::ops::Range<i64>> {
+    // Each failed swap means another claimer moved the watermark forward,
+    // so this ends after at most a few rounds.
+    loop {
+        if seen >= upto {
+            return Ok(upto..upto);
+        }
+        let mut tx = begin_write(pool).await?;
+        let swapped =
+            sqlx::query("UPDATE mailboxes SET recent_uid = $3 WHERE id = $1 AND recent_uid = $2")
+                .bind(mailbox_id)
+                .bind(seen)
+                .bind(upto)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        if swapped == 1 {
+            tx.commit().await?;
+            return Ok(seen..upto);
+        }
+        seen = sqlx::query_scalar("SELECT recent_uid FROM mailboxes WHERE id = $1")
+            .bind(mailbox_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .unwrap_or(upto);
+        tx.commit().await?;
+    }
 }
 
 pub async fn fetch_meta(
@@ -1508,15 +1549,17 @@ pub async fn changes_by_id(
     account: AccountId,
     mailbox_id: i64,
     since: i64,
+    claim: bool,
 ) -> Result<Option<pb::ChangesResponse>> {
-    let mb: Option<(i64, i64)> = sqlx::query_as(
-        "SELECT highest_modseq, uid_next FROM mailboxes WHERE id = $1 AND account_id = $2",
+    let mb: Option<(i64, i64, i64)> = sqlx::query_as(
+        "SELECT highest_modseq, uid_next, recent_uid FROM mailboxes \
+         WHERE id = $1 AND account_id = $2",
     )
     .bind(mailbox_id)
     .bind(account.0)
     .fetch_optional(pool)
     .await?;
-    let Some((highest, uid_next)) = mb else {
+    let Some((highest, uid_next, recent_uid)) = mb else {
         return Ok(None);
     };
     let mut resp = pb::ChangesResponse {
@@ -1524,15 +1567,24 @@ pub async fn changes_by_id(
         uid_next: uid_next as u32,
         ..Default::default()
     };
+    if claim {
+        let r = claim_recent(pool, mailbox_id, recent_uid, uid_next).await?;
+        resp.recent_from = r.start as u32;
+        resp.recent_to = r.end as u32;
+    }
     if highest <= since {
         return Ok(Some(resp));
     }
+    // Only messages below the uid_next read above: later ones come with
+    // the next call, together with the uid_next (and \Recent claim) that
+    // covers them.
     let rows: Vec<MsgRow> = sqlx::query_as(
         "SELECT uid, flags, keywords, modseq, size FROM messages \
-         WHERE mailbox_id = $1 AND modseq > $2 ORDER BY uid",
+         WHERE mailbox_id = $1 AND modseq > $2 AND uid < $3 ORDER BY uid",
     )
     .bind(mailbox_id)
     .bind(since)
+    .bind(uid_next)
     .fetch_all(pool)
     .await?;
     resp.changed = rows.iter().map(entry).collect();

@@ -690,7 +690,7 @@ impl mailbox_server::Mailbox for MailboxSvc {
         let r = req.into_inner();
         Ok(Response::new(
             self.store
-                .changes(account, &r.mailbox, r.since_modseq)
+                .changes(account, &r.mailbox, r.since_modseq, r.claim_recent)
                 .await?,
         ))
     }
@@ -709,20 +709,23 @@ impl mailbox_server::Mailbox for MailboxSvc {
         if since == 0 {
             since = self
                 .store
-                .changes_by_id(account, id, u64::MAX >> 1)
+                .changes_by_id(account, id, u64::MAX >> 1, false)
                 .await?
                 .map(|c| c.highest_modseq)
                 .ok_or(crate::StoreError::NotFound("mailbox"))?;
         }
+        let claim = r.claim_recent;
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         let store = self.store.clone();
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
             loop {
-                match store.changes_by_id(account, id, since).await {
+                match store.changes_by_id(account, id, since, claim).await {
                     Ok(Some(c)) => {
-                        if c.highest_modseq > since {
-                            since = c.highest_modseq;
+                        // A \Recent claim is sent even without other news:
+                        // it may cover messages the watcher already knows.
+                        if c.highest_modseq > since || c.recent_from < c.recent_to {
+                            since = since.max(c.highest_modseq);
                             if tx.send(Ok(c)).await.is_err() {
                                 return;
                             }

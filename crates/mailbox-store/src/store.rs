@@ -745,10 +745,11 @@ impl Store {
         account: AccountId,
         mailbox: &str,
         since: u64,
+        claim_recent: bool,
     ) -> Result<pb::ChangesResponse> {
         let name = parse_mailbox(mailbox)?;
         let id = on_backend!(self, mailbox_id(account, name.as_str()))?;
-        self.changes_by_id(account, id, since)
+        self.changes_by_id(account, id, since, claim_recent)
             .await?
             .ok_or(StoreError::NotFound("mailbox"))
     }
@@ -758,10 +759,16 @@ impl Store {
         account: AccountId,
         mailbox_id: i64,
         since: u64,
+        claim_recent: bool,
     ) -> Result<Option<pb::ChangesResponse>> {
         on_backend!(
             self,
-            changes_by_id(account, mailbox_id, since.min(i64::MAX as u64) as i64)
+            changes_by_id(
+                account,
+                mailbox_id,
+                since.min(i64::MAX as u64) as i64,
+                claim_recent
+            )
         )
     }
 

@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::HashSet;
 
-use common::{Backend, TestStore, message, select_all, start, start_with};
+use common::{Backend, TestStore, message, select_all, select_with, start, start_with};
 use mailbox_api::pb;
 use tonic::Code;
 
@@ -42,6 +42,7 @@ both_backends!(
     maildrop_lease_is_exclusive,
     service_secret_is_required_when_configured,
     mailbox_hierarchy_operations,
+    recent_is_claimed_by_exactly_one_session,
 );
 
 async fn setup(backend: Backend) -> TestStore {
@@ -407,6 +408,7 @@ async fn call_every_rpc(
         c.changes(pb::ChangesRequest {
             mailbox: "INBOX".into(),
             since_modseq: 0,
+            claim_recent: true,
         })
     );
     call!(
@@ -414,6 +416,7 @@ async fn call_every_rpc(
         c.watch(pb::WatchRequest {
             mailbox: "INBOX".into(),
             since_modseq: 0,
+            claim_recent: true,
         })
     );
     call!(
@@ -916,6 +919,7 @@ async fn flags_copy_move_expunge_and_changes(backend: Backend) {
         .changes(pb::ChangesRequest {
             mailbox: "INBOX".into(),
             since_modseq: st0.highest_modseq,
+            claim_recent: false,
         })
         .await
         .unwrap()
@@ -933,6 +937,89 @@ async fn flags_copy_move_expunge_and_changes(backend: Backend) {
     assert_eq!(q.messages, 4, "1 in INBOX + 2 in Archive + 1 in Trash");
 }
 
+/// RFC 3501 2.3.2: a message is \Recent in one session only. Sessions
+/// claim it at SELECT and through Changes/Watch while deliveries race
+/// them; every message ends up claimed exactly once, and EXAMINE claims
+/// nothing.
+async fn recent_is_claimed_by_exactly_one_session(backend: Backend) {
+    let t = setup(backend).await;
+    t.add_account("r@example.org", "pw").await;
+    for i in 0..5 {
+        t.deliver(&format!("r0-{i}"), &["r@example.org"], &message("r", "x"))
+            .await;
+    }
+    let mut first = t.login("r@example.org", "pw").await;
+    let mut examine = first
+        .select(pb::SelectRequest {
+            name: "INBOX".into(),
+            read_only: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(pb::select_response::Part::Status(st)) =
+        examine.message().await.unwrap().unwrap().part
+    else {
+        panic!("no status first")
+    };
+    assert_eq!(st.recent, 5, "EXAMINE reports the unclaimed messages");
+    drop(examine);
+
+    const SESSIONS: usize = 8;
+    const MORE: usize = 40;
+    let mut tasks = Vec::new();
+    for s in 0..SESSIONS {
+        let mut c = t.login("r@example.org", "pw").await;
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            for round in 0..6 {
+                if (s + round) % 2 == 0 {
+                    let (st, entries) = select_with(&mut c, "INBOX", false).await.unwrap();
+                    let from = entries.len() - st.recent as usize;
+                    mine.extend(entries[from..].iter().map(|e| e.uid));
+                } else {
+                    let ch = c
+                        .changes(pb::ChangesRequest {
+                            mailbox: "INBOX".into(),
+                            since_modseq: 0,
+                            claim_recent: true,
+                        })
+                        .await
+                        .unwrap()
+                        .into_inner();
+                    mine.extend(
+                        ch.changed
+                            .iter()
+                            .map(|e| e.uid)
+                            .filter(|u| (ch.recent_from..ch.recent_to).contains(u)),
+                    );
+                }
+                tokio::task::yield_now().await;
+            }
+            mine
+        }));
+    }
+    for i in 0..MORE {
+        t.deliver(&format!("r1-{i}"), &["r@example.org"], &message("r", "y"))
+            .await;
+    }
+    let mut seen = HashSet::new();
+    for task in tasks {
+        for uid in task.await.unwrap() {
+            assert!(seen.insert(uid), "UID {uid} was \\Recent in two sessions");
+        }
+    }
+    // Whatever the racing sessions left is claimed by the next one, once.
+    let (st, entries) = select_with(&mut first, "INBOX", false).await.unwrap();
+    let from = entries.len() - st.recent as usize;
+    for e in &entries[from..] {
+        assert!(seen.insert(e.uid), "UID {} claimed twice", e.uid);
+    }
+    assert_eq!(seen.len(), 5 + MORE, "every message was recent somewhere");
+    let (st, _) = select_with(&mut first, "INBOX", false).await.unwrap();
+    assert_eq!(st.recent, 0, "nothing is left to claim");
+}
+
 async fn watch_streams_changes(backend: Backend) {
     let t = setup(backend).await;
     t.add_account("w@example.org", "pw").await;
@@ -941,6 +1028,7 @@ async fn watch_streams_changes(backend: Backend) {
         .watch(pb::WatchRequest {
             mailbox: "INBOX".into(),
             since_modseq: 0,
+            claim_recent: false,
         })
         .await
         .unwrap()

@@ -248,15 +248,24 @@ pub async fn deliver_with(
         .map(|r| r.into_inner())
 }
 
-/// Every message entry of a mailbox, from a Select stream.
+/// Every message entry of a mailbox, from a read-only Select stream.
 pub async fn select_all(
     client: &mut MailboxClient,
     name: &str,
 ) -> Result<(pb::MailboxStatus, Vec<pb::MessageEntry>), tonic::Status> {
+    select_with(client, name, true).await
+}
+
+/// As [`select_all`]; a read-write Select claims \Recent.
+pub async fn select_with(
+    client: &mut MailboxClient,
+    name: &str,
+    read_only: bool,
+) -> Result<(pb::MailboxStatus, Vec<pb::MessageEntry>), tonic::Status> {
     let mut stream = client
         .select(pb::SelectRequest {
             name: name.into(),
-            read_only: true,
+            read_only,
         })
         .await?
         .into_inner();
