@@ -1,0 +1,88 @@
+//! IMAP under concurrency: `mail-bench imap-stress` (clients that keep the
+//! state a real client keeps and check every response against it) runs
+//! against two gateway replicas on two store replicas over one PostgreSQL
+//! database, several sessions per mailbox, and must see no violation of
+//! the protocol's state rules: keywords announced by FLAGS before FETCH
+//! shows them (RFC 9051 7.3.5), no number above EXISTS, EXPUNGE only where
+//! RFC 9051 7.5.1 allows it, \Recent in one session only (RFC 3501 2.3.2),
+//! EXISTS before APPEND's OK (RFC 9051 6.3.12), STATUS of the selected
+//! mailbox agreeing with the session.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use e2e::{Backend, TestImap, TestStore};
+use mail_bench::imap_stress::{self, Config, Report};
+
+/// Accounts and clients: 4 sessions per mailbox at once.
+const ACCOUNTS: usize = 3;
+const CLIENTS: usize = 12;
+
+async fn run(gateways: &[&TestImap], persistent: bool, seconds: u64, seed: u64) -> Report {
+    let accounts = (0..ACCOUNTS)
+        .map(|i| {
+            (
+                format!("stress{i}@bench.test"),
+                "bench-password".to_string(),
+            )
+        })
+        .collect();
+    imap_stress::run(Config {
+        gateways: gateways.iter().map(|g| g.imap).collect(),
+        accounts,
+        clients: CLIENTS,
+        duration: Duration::from_secs(seconds),
+        persistent,
+        target: 20,
+        seed,
+    })
+    .await
+}
+
+fn check(report: &Report, what: &str) {
+    let text = report.render(3);
+    println!("{what}:\n{text}");
+    assert!(
+        report.violations.is_empty(),
+        "{what}: {} protocol-state violations\n{text}",
+        report.violations.len()
+    );
+    // The run must have exercised the mix, not just logged in.
+    for cmd in ["SELECT", "FETCH", "STORE", "APPEND", "EXPUNGE", "STATUS"] {
+        let n = report.latencies.get(cmd).map_or(0, Vec::len);
+        assert!(n > 0, "{what}: no {cmd} ran\n{text}");
+    }
+    assert!(report.errors.is_empty(), "{what}: sessions failed\n{text}");
+}
+
+async fn accounts(store: &TestStore) {
+    let c = store.client();
+    c.add_domain("bench.test").await;
+    for i in 0..ACCOUNTS {
+        c.add_account(&format!("stress{i}@bench.test"), "bench-password")
+            .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_state_violations_across_two_gateways_on_two_store_replicas() {
+    let store_a = TestStore::start(Backend::Postgres).await;
+    let store_b = store_a.replica().await;
+    accounts(&store_a).await;
+    let gw_a = TestImap::start(&store_a.uri()).await;
+    let gw_b = TestImap::start(&store_b.uri()).await;
+    let r = run(&[&gw_a, &gw_b], false, 6, 1).await;
+    check(&r, "login per session, PostgreSQL, 2 stores, 2 gateways");
+    let r = run(&[&gw_a, &gw_b], true, 6, 2).await;
+    check(&r, "persistent sessions, PostgreSQL, 2 stores, 2 gateways");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_state_violations_on_the_embedded_store() {
+    let store = TestStore::start(Backend::Sqlite).await;
+    accounts(&store).await;
+    let gw_a = TestImap::start(&store.uri()).await;
+    let gw_b = TestImap::start(&store.uri()).await;
+    let r = run(&[&gw_a, &gw_b], true, 5, 3).await;
+    check(&r, "persistent sessions, SQLite, 2 gateways");
+}
