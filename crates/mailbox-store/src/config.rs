@@ -36,6 +36,13 @@ pub struct StoreConfig {
     pub failure_delay_ms: u64,
     /// Idle lifetime of a session token, in seconds.
     pub session_ttl_secs: u64,
+    /// How long a verified password is remembered (per replica, as a keyed
+    /// hash next to the stored hash it matched), so a repeat login skips
+    /// argon2; 0 turns it off. A changed password is never served from it.
+    pub auth_cache_secs: u64,
+    /// Password hashes checked at once (argon2 takes ~19 MiB each); 0: one
+    /// per CPU.
+    pub argon2_parallelism: usize,
     /// Admin HTTP address for /livez and /readyz. Empty: off.
     pub admin_listen: String,
     /// On SIGTERM: how long in-flight work may take before the process exits.
@@ -57,6 +64,8 @@ impl Default for StoreConfig {
             throttle_window_secs: 900,
             failure_delay_ms: 1000,
             session_ttl_secs: 24 * 3600,
+            auth_cache_secs: 300,
+            argon2_parallelism: 0,
             admin_listen: "127.0.0.1:9180".into(),
             shutdown_grace_secs: 30,
             log_format: LogFormat::Text,
@@ -76,6 +85,8 @@ pub struct StoreSettings {
     pub throttle_window: Duration,
     pub failure_delay: Duration,
     pub session_ttl: Duration,
+    pub auth_cache: Duration,
+    pub argon2_parallelism: usize,
 }
 
 impl StoreConfig {
@@ -120,6 +131,12 @@ impl StoreConfig {
                 throttle_window: Duration::from_secs(self.throttle_window_secs),
                 failure_delay: Duration::from_millis(self.failure_delay_ms),
                 session_ttl: Duration::from_secs(self.session_ttl_secs),
+                auth_cache: Duration::from_secs(self.auth_cache_secs),
+                argon2_parallelism: if self.argon2_parallelism == 0 {
+                    std::thread::available_parallelism().map_or(2, |n| n.get())
+                } else {
+                    self.argon2_parallelism
+                },
             },
         ))
     }

@@ -99,6 +99,18 @@ async fn notify(tx: &mut Tx, origin: &str, mailboxes: &[i64]) -> Result<()> {
     Ok(())
 }
 
+/// Tells the other replicas that an account changed (they forget cached
+/// sessions); the embedded store has no other replicas.
+pub async fn account_changed(pool: &Pool<Db>, origin: &str) -> Result<()> {
+    if PG {
+        sqlx::query("SELECT pg_notify('account_changes', $1)")
+            .bind(origin)
+            .execute(pool)
+            .await?;
+    }
+    Ok(())
+}
+
 async fn insert_blob(tx: &mut Tx, blob: &NewBlob) -> Result<()> {
     sqlx::query(
         "INSERT INTO blobs (id, size, data, summary, created_at) VALUES ($1, $2, $3, $4, $5) \

@@ -119,6 +119,10 @@ struct Inner {
     backend: Backend,
     settings: StoreSettings,
     hub: Hub,
+    auth: Arc<crate::auth_cache::AuthCache>,
+    /// Bounds concurrent argon2 work (memory and CPU), so a login storm
+    /// does not starve every other call of blocking threads.
+    argon2: Arc<tokio::sync::Semaphore>,
     /// Identifies this replica in change notifications, so it ignores its
     /// own (it has already woken its local watchers).
     origin: String,
@@ -173,6 +177,10 @@ impl Store {
         let store = Store {
             inner: Arc::new(Inner {
                 backend,
+                auth: Arc::new(crate::auth_cache::AuthCache::new(settings.auth_cache)),
+                argon2: Arc::new(tokio::sync::Semaphore::new(
+                    settings.argon2_parallelism.max(1),
+                )),
                 settings,
                 hub: Hub::default(),
                 origin: hex::encode(origin),
@@ -182,6 +190,7 @@ impl Store {
             spawn_pg_listener(
                 pool.clone(),
                 store.inner.hub.clone(),
+                store.inner.auth.clone(),
                 store.inner.origin.clone(),
             );
         }
@@ -262,7 +271,8 @@ impl Store {
 
     pub async fn delete_account(&self, address: &str) -> Result<()> {
         let address = parse_address(address)?;
-        on_backend!(self, delete_account(address.as_str()))
+        on_backend!(self, delete_account(address.as_str()))?;
+        self.account_changed().await
     }
 
     pub async fn set_password(&self, address: &str, password: &str) -> Result<()> {
@@ -271,7 +281,15 @@ impl Store {
         on_backend!(
             self,
             set_account_field(address.as_str(), AccountField::PasswordHash(&hash))
-        )
+        )?;
+        self.account_changed().await
+    }
+
+    /// Cached sessions are no longer trusted, here and (through NOTIFY) on
+    /// every other replica.
+    async fn account_changed(&self) -> Result<()> {
+        self.inner.auth.forget_sessions();
+        on_backend!(self, account_changed(&self.inner.origin))
     }
 
     pub async fn set_quota(&self, address: &str, quota: u64) -> Result<()> {
@@ -287,7 +305,8 @@ impl Store {
         on_backend!(
             self,
             set_account_field(address.as_str(), AccountField::Disabled(disabled))
-        )
+        )?;
+        self.account_changed().await
     }
 
     pub async fn add_alias(&self, alias: &str, target: &str) -> Result<()> {
@@ -347,7 +366,19 @@ impl Store {
             Some((id, hash, false)) => (hash.clone(), Some(*id)),
             _ => (dummy_hash().to_string(), None),
         };
-        let ok = verify_password(password, &hash).await && account.is_some();
+        let auth = &self.inner.auth;
+        let ok = account.is_some()
+            && (auth.verified(&user, password, &hash) || {
+                let ok = self.verify_password(password, &hash).await;
+                if ok {
+                    auth.remember(&user, password, &hash);
+                }
+                ok
+            });
+        if account.is_none() {
+            // Unknown users cost the same argon2 work as wrong passwords.
+            self.verify_password(password, &hash).await;
+        }
         let Some(account) = account.filter(|_| ok) else {
             on_backend!(self, record_failure(&acct_key, since))?;
             if !client_ip.is_empty() {
@@ -357,7 +388,9 @@ impl Store {
             tokio::time::sleep(s.failure_delay).await;
             return Err(StoreError::BadCredentials);
         };
-        on_backend!(self, clear_failures(&acct_key))?;
+        if acct_fail > 0 {
+            on_backend!(self, clear_failures(&acct_key))?;
+        }
         let mut raw = [0u8; 32];
         rand::rng().fill_bytes(&mut raw);
         let token = hex::encode(raw);
@@ -374,12 +407,28 @@ impl Store {
         if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(StoreError::BadSession);
         }
+        let hash = token_hash(token);
+        if let Some(account) = self.inner.auth.session(&hash) {
+            return Ok(account);
+        }
         let ttl = self.inner.settings.session_ttl.as_secs() as i64;
-        on_backend!(self, resolve_session(&token_hash(token), ttl))
+        let account = on_backend!(self, resolve_session(&hash, ttl))?;
+        self.inner.auth.remember_session(&hash, account);
+        Ok(account)
     }
 
     pub async fn logout(&self, token: &str) -> Result<()> {
-        on_backend!(self, delete_session(&token_hash(token)))
+        let hash = token_hash(token);
+        self.inner.auth.forget_session(&hash);
+        on_backend!(self, delete_session(&hash))
+    }
+
+    /// argon2 on the blocking pool, at most `argon2_parallelism` at once.
+    async fn verify_password(&self, password: &str, hash: &str) -> bool {
+        let Ok(_permit) = self.inner.argon2.acquire().await else {
+            return false;
+        };
+        verify_password(password, hash).await
     }
 
     // -------------------------------------------------------------- delivery
@@ -787,7 +836,12 @@ impl Store {
 /// Forwards other replicas' `NOTIFY mailbox_changes` into the local hub. If
 /// the listening connection drops, every watcher is woken once it is back,
 /// since hints may have been missed meanwhile.
-fn spawn_pg_listener(pool: sqlx::PgPool, hub: Hub, origin: String) {
+fn spawn_pg_listener(
+    pool: sqlx::PgPool,
+    hub: Hub,
+    auth: Arc<crate::auth_cache::AuthCache>,
+    origin: String,
+) {
     tokio::spawn(async move {
         loop {
             let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
@@ -798,14 +852,23 @@ fn spawn_pg_listener(pool: sqlx::PgPool, hub: Hub, origin: String) {
                     continue;
                 }
             };
-            if let Err(e) = listener.listen("mailbox_changes").await {
+            if let Err(e) = listener
+                .listen_all(["mailbox_changes", "account_changes"])
+                .await
+            {
                 tracing::warn!(error = %e, "LISTEN failed; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
             hub.notify_all();
+            auth.forget_sessions();
             loop {
                 match listener.try_recv().await {
+                    Ok(Some(n)) if n.channel() == "account_changes" => {
+                        if n.payload() != origin {
+                            auth.forget_sessions();
+                        }
+                    }
                     Ok(Some(n)) => {
                         let Some((from, id)) = n.payload().split_once(':') else {
                             continue;
@@ -820,6 +883,7 @@ fn spawn_pg_listener(pool: sqlx::PgPool, hub: Hub, origin: String) {
                     Ok(None) => {
                         // Connection lost; PgListener reconnects on the next call.
                         hub.notify_all();
+                        auth.forget_sessions();
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "change listener failed; reconnecting");

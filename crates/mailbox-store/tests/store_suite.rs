@@ -43,6 +43,7 @@ both_backends!(
     service_secret_is_required_when_configured,
     mailbox_hierarchy_operations,
     recent_is_claimed_by_exactly_one_session,
+    login_caches_never_outlive_a_change,
 );
 
 async fn setup(backend: Backend) -> TestStore {
@@ -1018,6 +1019,96 @@ async fn recent_is_claimed_by_exactly_one_session(backend: Backend) {
     assert_eq!(seen.len(), 5 + MORE, "every message was recent somewhere");
     let (st, _) = select_with(&mut first, "INBOX", false).await.unwrap();
     assert_eq!(st.recent, 0, "nothing is left to claim");
+}
+
+/// The verified-credential and session caches (DESIGN.md 8) across two
+/// replicas: a changed password is refused at once on the other replica,
+/// a wrong password is never served from the cache, and a disabled
+/// account's live sessions stop.
+async fn login_caches_never_outlive_a_change(backend: Backend) {
+    let a = setup(backend).await;
+    let b = a.replica().await;
+    a.add_account("c@example.org", "old-password").await;
+    let login = |t: &TestStore, pw: &str| {
+        let mut anon = t.anonymous();
+        let pw = pw.to_string();
+        async move {
+            anon.authenticate(pb::AuthenticateRequest {
+                username: "c@example.org".into(),
+                password: pw,
+                client_ip: "127.0.0.1".into(),
+                protocol: "test".into(),
+            })
+            .await
+            .map(|r| r.into_inner().session_token)
+        }
+    };
+    // Verified on both replicas, so both cache it.
+    login(&a, "old-password").await.unwrap();
+    login(&b, "old-password").await.unwrap();
+    login(&b, "old-password").await.unwrap();
+    let e = login(&b, "Old-password").await.unwrap_err();
+    assert_eq!(
+        e.code(),
+        Code::Unauthenticated,
+        "wrong password after a cached one"
+    );
+    let token = login(&b, "old-password").await.unwrap();
+    let mut c = b.with_token(&token);
+    c.list_mailboxes(pb::ListMailboxesRequest {}).await.unwrap();
+
+    a.admin()
+        .set_password(pb::SetPasswordRequest {
+            address: "c@example.org".into(),
+            password: "new-password".into(),
+        })
+        .await
+        .unwrap();
+    let e = login(&b, "old-password").await.unwrap_err();
+    assert_eq!(
+        e.code(),
+        Code::Unauthenticated,
+        "old password refused at once on B"
+    );
+    login(&b, "new-password").await.unwrap();
+
+    a.admin()
+        .set_account_disabled(pb::SetAccountDisabledRequest {
+            address: "c@example.org".into(),
+            disabled: true,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        login(&b, "new-password").await.unwrap_err().code(),
+        Code::Unauthenticated,
+        "a disabled account cannot log in, cached or not"
+    );
+    // B forgets cached sessions when told (PostgreSQL NOTIFY), at the latest
+    // after its session cache lifetime.
+    let started = std::time::Instant::now();
+    loop {
+        match c.list_mailboxes(pb::ListMailboxesRequest {}).await {
+            Err(e) => {
+                assert_eq!(e.code(), Code::Unauthenticated);
+                break;
+            }
+            Ok(_) => {
+                assert!(
+                    started.elapsed() < std::time::Duration::from_secs(8),
+                    "a disabled account's session still works on B after 8 s"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+    if matches!(backend, Backend::Postgres) {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "NOTIFY should reach B well before the cache lifetime: {:?}",
+            started.elapsed()
+        );
+    }
 }
 
 async fn watch_streams_changes(backend: Backend) {

@@ -99,6 +99,7 @@ pub struct TestStore {
     pub store: Store,
     pub addr: SocketAddr,
     pub secret: Option<String>,
+    url: String,
     shutdown: CancellationToken,
     _dir: Option<tempfile::TempDir>,
     _pg: Option<PgDatabase>,
@@ -128,6 +129,15 @@ pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut StoreSettings)
     };
     let mut settings = StoreSettings::for_test(&url);
     tweak(&mut settings);
+    serve(settings, url, dir, pg).await
+}
+
+async fn serve(
+    settings: StoreSettings,
+    url: String,
+    dir: Option<tempfile::TempDir>,
+    pg: Option<PgDatabase>,
+) -> TestStore {
     let secret = settings.service_secret.clone();
     let store = Store::open(settings).await.expect("store opens");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -142,6 +152,7 @@ pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut StoreSettings)
         store,
         addr,
         secret,
+        url,
         shutdown,
         _dir: dir,
         _pg: pg,
@@ -149,6 +160,18 @@ pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut StoreSettings)
 }
 
 impl TestStore {
+    /// A second store replica on the same database with its own caches
+    /// (on PostgreSQL it hears the others through LISTEN/NOTIFY).
+    pub async fn replica(&self) -> TestStore {
+        serve(
+            StoreSettings::for_test(&self.url),
+            self.url.clone(),
+            None,
+            None,
+        )
+        .await
+    }
+
     pub fn uri(&self) -> String {
         format!("http://{}", self.addr)
     }
