@@ -54,6 +54,8 @@ const READ_CHUNK: usize = 64 * 1024;
 const MAX_BAD: usize = 50;
 /// Messages fetched from the store per metadata batch.
 const FETCH_BATCH: usize = 256;
+/// Messages per batch when bodies come inline (at most 256 KiB each).
+const BODY_BATCH: usize = 32;
 /// Flush the response buffer once it holds this much.
 const FLUSH_AT: usize = 256 * 1024;
 const SEP: char = '/';
@@ -1612,7 +1614,9 @@ impl Session {
             Some(v) => (v.name.clone(), v.read_only),
             None => return Ok(Done::bad("No mailbox selected")),
         };
-        for batch in positions.chunks(FETCH_BATCH) {
+        // Bodies come inline with the metadata: one store call per batch.
+        let batch_size = if plan.body { BODY_BATCH } else { FETCH_BATCH };
+        for batch in positions.chunks(batch_size) {
             let uids: Vec<u32> = match &self.view {
                 Some(v) => batch.iter().map(|&i| v.msgs[i].uid).collect(),
                 None => return Ok(Done::bad("No mailbox selected")),
@@ -1663,6 +1667,7 @@ impl Session {
                         uids: Some(pb::UidSet::of(uids.iter().copied())),
                         with_summary: plan.summary,
                         changed_since: 0,
+                        with_data: plan.body,
                     })
                     .await;
                 let mut s = match r {
@@ -1683,20 +1688,23 @@ impl Session {
             };
             for (k, &pos) in batch.iter().enumerate() {
                 let uid = uids[k];
-                let raw = if plan.body {
+                if plan.meta && !metas.contains_key(&uid) {
+                    // Gone from the store: RFC 9051 allows omitting it.
+                    continue;
+                }
+                let inline = metas.get(&uid).and_then(|m| m.data.as_deref());
+                // Larger messages are streamed on their own.
+                let streamed = if plan.body && inline.is_none() {
                     match read_body(&mut c, &mailbox, uid).await {
                         Ok(b) => Some(b),
                         // Expunged elsewhere meanwhile: nothing to send.
-                        Err(s) if s.code() == Code::NotFound => None,
+                        Err(s) if s.code() == Code::NotFound => continue,
                         Err(s) => return Ok(store_no(&s)),
                     }
                 } else {
                     None
                 };
-                if plan.meta && !metas.contains_key(&uid) {
-                    // Gone from the store: RFC 9051 allows omitting it.
-                    continue;
-                }
+                let raw = inline.or(streamed.as_deref());
                 if let Some(f) = self.view.as_ref().map(|v| v.msgs[pos].flags.clone()) {
                     self.announce_keywords(&f);
                 }
@@ -1707,7 +1715,7 @@ impl Session {
                     msg,
                     view.recent.contains(&uid) && !self.rev2,
                     metas.get(&uid),
-                    raw.as_deref(),
+                    raw,
                 ) {
                     Ok(i) => i,
                     Err(fetch::ItemError::Binary(crate::structure::BinaryError::UnknownCte)) => {

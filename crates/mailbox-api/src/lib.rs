@@ -123,6 +123,8 @@ impl Interceptor for CallAuth {
 pub const MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
 /// Size of the body chunks callers should send.
 pub const CHUNK_SIZE: usize = 256 * 1024;
+/// Messages up to this size come inline with Fetch (`with_data`).
+pub const INLINE_DATA_LIMIT: u64 = 256 * 1024;
 
 /// A lazily connecting channel to the store at `uri` (e.g.
 /// `http://127.0.0.1:50051`). Calls fail with `UNAVAILABLE` while the store is

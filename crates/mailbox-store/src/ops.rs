@@ -1088,6 +1088,8 @@ async fn claim_recent(
     }
 }
 
+/// Metadata of messages in a UID set, with the summary and (for messages
+/// up to `inline_limit` bytes; 0: none) the raw bytes, in one query.
 pub async fn fetch_meta(
     pool: &Pool<Db>,
     account: AccountId,
@@ -1095,32 +1097,40 @@ pub async fn fetch_meta(
     set: &mail_types::UidSetRanges,
     changed_since: i64,
     with_summary: bool,
-) -> Result<Vec<(MetaRow, Option<Vec<u8>>)>> {
+    inline_limit: i64,
+) -> Result<Vec<(MetaRow, Option<Vec<u8>>, Option<Vec<u8>>)>> {
     let mb = mailbox_by_name_pool(pool, account, mailbox).await?;
     let (Some(first), Some(last)) = (set.ranges().first(), set.ranges().last()) else {
         return Ok(Vec::new());
     };
-    // One query: the summary comes with its row (no round trip per message).
-    let rows: Vec<MetaBlobRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    // One query: the summary and small bodies come with their row (no round
+    // trip per message).
+    let blobs = with_summary || inline_limit > 0;
+    let sql = format!(
         "SELECT m.uid, m.flags, m.keywords, m.modseq, m.size, m.internal_date, m.internal_tz, \
-         m.blob_id, {} AS summary, NULL AS data FROM messages m {} \
+         m.blob_id, {} AS summary, {} AS data FROM messages m {} \
          WHERE m.mailbox_id = $1 AND m.uid >= $2 AND m.uid <= $3 AND m.modseq > $4 ORDER BY m.uid",
         if with_summary { "b.summary" } else { "NULL" },
-        if with_summary { "JOIN blobs b ON b.id = m.blob_id" } else { "" }
-    )))
-    .bind(mb.id)
-    .bind(first.0 as i64)
-    .bind(last.1 as i64)
-    .bind(changed_since)
-    .fetch_all(pool)
-    .await?;
+        if inline_limit > 0 {
+            "CASE WHEN m.size <= $5 THEN b.data ELSE NULL END"
+        } else {
+            "NULL"
+        },
+        if blobs { "JOIN blobs b ON b.id = m.blob_id" } else { "" }
+    );
+    let mut query = sqlx::query_as::<_, MetaBlobRow>(sqlx::AssertSqlSafe(sql))
+        .bind(mb.id)
+        .bind(first.0 as i64)
+        .bind(last.1 as i64)
+        .bind(changed_since);
+    if inline_limit > 0 {
+        query = query.bind(inline_limit);
+    }
+    let rows = query.fetch_all(pool).await?;
     Ok(rows
         .into_iter()
         .filter(|r| set.contains(r.uid as u32))
-        .map(|r| {
-            let (meta, summary, _) = r.split();
-            (meta, summary)
-        })
+        .map(|r| r.split())
         .collect())
 }
 

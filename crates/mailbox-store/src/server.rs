@@ -28,6 +28,9 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'stati
 /// Entries per Select batch and metadata per Fetch batch.
 const SELECT_BATCH: usize = 2048;
 const FETCH_BATCH: usize = 128;
+/// Inline message data per Fetch response message.
+const FETCH_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+
 /// How often a Watch re-reads its mailbox even without a hint: a safety net
 /// for notifications lost while a replica's listener reconnected.
 const WATCH_POLL: Duration = Duration::from_secs(30);
@@ -449,16 +452,28 @@ impl mailbox_server::Mailbox for MailboxSvc {
                 &uid_set(r.uids.as_ref()),
                 r.with_summary,
                 r.changed_since,
+                r.with_data,
             )
             .await?;
-        let out: Vec<Result<pb::FetchResponse, Status>> = metas
-            .chunks(FETCH_BATCH)
-            .map(|c| {
-                Ok(pb::FetchResponse {
-                    messages: c.to_vec(),
-                })
-            })
-            .collect();
+        // Responses of at most FETCH_BATCH messages and about
+        // FETCH_RESPONSE_BYTES of inline data, well under the gRPC limit.
+        let mut out: Vec<Result<pb::FetchResponse, Status>> = Vec::new();
+        let mut cur = pb::FetchResponse::default();
+        let mut bytes = 0usize;
+        for m in metas {
+            let n = m.data.as_ref().map_or(0, Vec::len);
+            if !cur.messages.is_empty()
+                && (cur.messages.len() >= FETCH_BATCH || bytes + n > FETCH_RESPONSE_BYTES)
+            {
+                out.push(Ok(std::mem::take(&mut cur)));
+                bytes = 0;
+            }
+            bytes += n;
+            cur.messages.push(m);
+        }
+        if !cur.messages.is_empty() {
+            out.push(Ok(cur));
+        }
         Ok(Response::new(Box::pin(tokio_stream::iter(out))))
     }
 

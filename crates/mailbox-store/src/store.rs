@@ -562,8 +562,14 @@ impl Store {
         uids: &UidSetRanges,
         with_summary: bool,
         changed_since: u64,
+        with_data: bool,
     ) -> Result<Vec<pb::MessageMeta>> {
         let name = parse_mailbox(mailbox)?;
+        let inline = if with_data {
+            mailbox_api::INLINE_DATA_LIMIT as i64
+        } else {
+            0
+        };
         let rows = on_backend!(
             self,
             fetch_meta(
@@ -571,11 +577,12 @@ impl Store {
                 name.as_str(),
                 uids,
                 changed_since.min(i64::MAX as u64) as i64,
-                with_summary
+                with_summary,
+                inline
             )
         )?;
         rows.into_iter()
-            .map(|(r, summary)| {
+            .map(|(r, summary, data)| {
                 let summary = summary
                     .map(|s| {
                         pb::MessageSummary::decode(s.as_slice())
@@ -594,6 +601,7 @@ impl Store {
                     internal_date_tz: r.internal_tz as i32,
                     summary,
                     blob_id: r.blob_id,
+                    data,
                 })
             })
             .collect()

@@ -304,6 +304,7 @@ async fn call_every_rpc(
                 uids: Some(all.clone()),
                 with_summary: true,
                 changed_since: 0,
+                with_data: false,
             })
             .await?
             .into_inner();
@@ -643,12 +644,34 @@ async fn summary_of_multipart_message_is_parsed_at_delivery(backend: Backend) {
             uids: Some(pb::UidSet::of([1])),
             with_summary: true,
             changed_since: 0,
+            with_data: true,
         })
         .await
         .unwrap()
         .into_inner();
     let meta = s.message().await.unwrap().unwrap().messages.remove(0);
     assert_eq!(meta.size, MULTIPART.len() as u64);
+    assert_eq!(
+        meta.data.as_deref(),
+        Some(MULTIPART.as_bytes()),
+        "small messages come inline"
+    );
+    // A message above the inline limit comes without data (FetchBody).
+    let big = message("big", &"x".repeat(300 * 1024));
+    t.deliver("big", &["ana@example.org"], &big).await;
+    let mut s = ana
+        .fetch(pb::FetchRequest {
+            mailbox: "INBOX".into(),
+            uids: Some(pb::UidSet::of([2])),
+            with_summary: false,
+            changed_since: 0,
+            with_data: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let m = s.message().await.unwrap().unwrap().messages.remove(0);
+    assert!(m.data.is_none() && m.size > mailbox_api::INLINE_DATA_LIMIT);
     let summary = meta.summary.unwrap();
     let env = summary.envelope.unwrap();
     let b = |s: &str| Some(s.as_bytes().to_vec());
