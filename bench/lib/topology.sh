@@ -1,0 +1,59 @@
+# Shared by the bench scripts: our PostgreSQL topology as separate
+# processes on loopback. Source it, then call start_topology; cleanup runs
+# on exit. Needs DATABASE_URL (a role that may CREATE DATABASE) and release
+# binaries in $BIN (default target/release).
+bin=${BIN:-target/release}
+work=$(mktemp -d)
+db="mailbench_$$"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  [ -n "${extra_cleanup:-}" ] && eval "$extra_cleanup"
+  psql -q "$DATABASE_URL" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+wait_port() {
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "nothing listens on $1" >&2
+  return 1
+}
+
+# start_topology STORES: STORES mailbox-store processes on one fresh
+# database (ports 50151..), one imap-gateway per store (11141..) and one
+# pop3-gateway on the first store (11110).
+start_topology() {
+  local n=${1:-2}
+  : "${DATABASE_URL:?DATABASE_URL must name a PostgreSQL role that may CREATE DATABASE}"
+  psql -q "$DATABASE_URL" -c "CREATE DATABASE $db"
+  local url="${DATABASE_URL%/*}/$db"
+  head -c 32 /dev/urandom | base64 > "$work/secret"
+  for i in $(seq 1 "$n"); do
+    MAILSTORE_LISTEN="127.0.0.1:5015$i" MAILSTORE_DATABASE_URL="$url" \
+      MAILSTORE_SERVICE_SECRET_FILE="$work/secret" MAILSTORE_ADMIN_LISTEN="127.0.0.1:928$i" \
+      RUST_LOG=warn "$bin/mailbox-store" >"$work/store$i.log" 2>&1 &
+    pids+=($!)
+    wait_port "5015$i"
+  done
+  for i in $(seq 1 "$n"); do
+    IMAP_LISTEN="127.0.0.1:1114$i" IMAP_STORE_URL="http://127.0.0.1:5015$i" \
+      IMAP_SERVICE_SECRET_FILE="$work/secret" IMAP_ADMIN_LISTEN="127.0.0.1:929$i" \
+      RUST_LOG=warn "$bin/imap-gateway" >"$work/imap$i.log" 2>&1 &
+    pids+=($!)
+    wait_port "1114$i"
+  done
+  POP3_LISTEN="127.0.0.1:11110" POP3_STORE_URL="http://127.0.0.1:50151" \
+    POP3_SERVICE_SECRET_FILE="$work/secret" POP3_ADMIN_LISTEN="127.0.0.1:9290" \
+    RUST_LOG=warn "$bin/pop3-gateway" >"$work/pop3.log" 2>&1 &
+  pids+=($!)
+  wait_port 11110
+  store_uri=http://127.0.0.1:50151
+  secret_file="$work/secret"
+  imap_args=()
+  for i in $(seq 1 "$n"); do imap_args+=(--imap "127.0.0.1:1114$i"); done
+}
