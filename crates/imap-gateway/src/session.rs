@@ -592,17 +592,23 @@ impl Session {
         // Whether EXPUNGE responses may be sent after this command
         // (RFC 9051 7.5.1: not during FETCH, STORE, SEARCH).
         let mut expunges_ok = true;
-        // Whether to ask the store for changes before answering (the
-        // command may have added messages to the selected mailbox, or the
-        // client is polling).
-        let sync = matches!(
-            cmd.body,
-            CommandBody::Noop
-                | CommandBody::Check
-                | CommandBody::Append { .. }
-                | CommandBody::Copy { .. }
-                | CommandBody::Move { .. }
-        ) && selected;
+        // Whether to ask the store for changes before answering: only when
+        // the command added messages to the selected mailbox, which must be
+        // announced before its OK (RFC 9051 6.3.12). Everything else (NOOP
+        // polls included) is told from the Watch stream, which has usually
+        // delivered a change before the client asks: no store call.
+        let sync = selected
+            && match &cmd.body {
+                CommandBody::Append { mailbox, .. }
+                | CommandBody::Copy { mailbox, .. }
+                | CommandBody::Move { mailbox, .. } => {
+                    let target = self.mailbox_name(mailbox).ok();
+                    self.view
+                        .as_ref()
+                        .is_some_and(|v| target.as_deref() == Some(v.name.as_str()))
+                }
+                _ => false,
+            };
         let done = match cmd.body {
             CommandBody::Capability => {
                 let caps = self.capabilities();

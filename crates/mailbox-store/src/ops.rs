@@ -1581,9 +1581,44 @@ pub async fn changes_by_id(
     .bind(account.0)
     .fetch_optional(pool)
     .await?;
-    let Some((highest, uid_next, recent_uid)) = mb else {
+    let Some(mb) = mb else {
         return Ok(None);
     };
+    changes_after(pool, mailbox_id, mb, since, claim)
+        .await
+        .map(Some)
+}
+
+/// As [`changes_by_id`], for a mailbox named by the caller: one query
+/// fewer (the name lookup reads the state the changes start from).
+pub async fn changes_by_name(
+    pool: &Pool<Db>,
+    account: AccountId,
+    name: &str,
+    since: i64,
+    claim: bool,
+) -> Result<pb::ChangesResponse> {
+    let mb: Option<(i64, i64, i64, i64)> = sqlx::query_as(
+        "SELECT id, highest_modseq, uid_next, recent_uid FROM mailboxes \
+         WHERE account_id = $1 AND name = $2",
+    )
+    .bind(account.0)
+    .bind(name)
+    .fetch_optional(pool)
+    .await?;
+    let (id, highest, uid_next, recent_uid) = mb.ok_or(StoreError::NotFound("mailbox"))?;
+    changes_after(pool, id, (highest, uid_next, recent_uid), since, claim).await
+}
+
+/// The changes of a mailbox whose (highest_modseq, uid_next, recent_uid)
+/// were just read.
+async fn changes_after(
+    pool: &Pool<Db>,
+    mailbox_id: i64,
+    (highest, uid_next, recent_uid): (i64, i64, i64),
+    since: i64,
+    claim: bool,
+) -> Result<pb::ChangesResponse> {
     let mut resp = pb::ChangesResponse {
         highest_modseq: highest as u64,
         uid_next: uid_next as u32,
@@ -1595,7 +1630,7 @@ pub async fn changes_by_id(
         resp.recent_to = r.end as u32;
     }
     if highest <= since {
-        return Ok(Some(resp));
+        return Ok(resp);
     }
     // Only messages below the uid_next read above: later ones come with
     // the next call, together with the uid_next (and \Recent claim) that
@@ -1620,5 +1655,5 @@ pub async fn changes_by_id(
     .into_iter()
     .map(|u| u as u32)
     .collect();
-    Ok(Some(resp))
+    Ok(resp)
 }

@@ -805,10 +805,15 @@ impl Store {
         claim_recent: bool,
     ) -> Result<pb::ChangesResponse> {
         let name = parse_mailbox(mailbox)?;
-        let id = on_backend!(self, mailbox_id(account, name.as_str()))?;
-        self.changes_by_id(account, id, since, claim_recent)
-            .await?
-            .ok_or(StoreError::NotFound("mailbox"))
+        on_backend!(
+            self,
+            changes_by_name(
+                account,
+                name.as_str(),
+                since.min(i64::MAX as u64) as i64,
+                claim_recent
+            )
+        )
     }
 
     pub(crate) async fn changes_by_id(
