@@ -346,12 +346,8 @@ impl Store {
         let user = username.trim().to_lowercase();
         let acct_key = format!("acct:{user}");
         let ip_key = format!("ip:{client_ip}");
-        let acct_fail = on_backend!(self, failures(&acct_key, since))?;
-        let ip_fail = if client_ip.is_empty() {
-            0
-        } else {
-            on_backend!(self, failures(&ip_key, since))?
-        };
+        let (acct_fail, ip_fail) = on_backend!(self, failures_of(&acct_key, &ip_key, since))?;
+        let ip_fail = if client_ip.is_empty() { 0 } else { ip_fail };
         if acct_fail >= s.max_failures_per_account as i64 || ip_fail >= s.max_failures_per_ip as i64
         {
             service_kit::metrics::auth_failure("throttled");
