@@ -43,6 +43,12 @@ pub struct StoreConfig {
     /// Password hashes checked at once (argon2 takes ~19 MiB each); 0: one
     /// per CPU.
     pub argon2_parallelism: usize,
+    /// PostgreSQL: wait for the WAL flush on flag changes too. Off by
+    /// default (as Dovecot's default fsync policy for its index): a flag
+    /// change is atomic and visible at once, and only a database crash in
+    /// the next few hundred milliseconds can undo it. Messages, expunges
+    /// and POP3 deletions are always durable before they are acknowledged.
+    pub durable_flags: bool,
     /// Admin HTTP address for /livez and /readyz. Empty: off.
     pub admin_listen: String,
     /// On SIGTERM: how long in-flight work may take before the process exits.
@@ -66,6 +72,7 @@ impl Default for StoreConfig {
             session_ttl_secs: 24 * 3600,
             auth_cache_secs: 300,
             argon2_parallelism: 0,
+            durable_flags: false,
             admin_listen: "127.0.0.1:9180".into(),
             shutdown_grace_secs: 30,
             log_format: LogFormat::Text,
@@ -87,6 +94,7 @@ pub struct StoreSettings {
     pub session_ttl: Duration,
     pub auth_cache: Duration,
     pub argon2_parallelism: usize,
+    pub durable_flags: bool,
 }
 
 impl StoreConfig {
@@ -137,6 +145,7 @@ impl StoreConfig {
                 } else {
                     self.argon2_parallelism
                 },
+                durable_flags: self.durable_flags,
             },
         ))
     }

@@ -1205,8 +1205,18 @@ pub async fn store_flags(
     mode: pb::FlagsMode,
     flags: &pb::Flags,
     unchanged_since: i64,
+    durable: bool,
 ) -> Result<(i64, pb::StoreFlagsResponse)> {
     let mut tx = begin_write(pool).await?;
+    if PG && !durable {
+        // A flag change need not wait for its WAL flush (as Dovecot's
+        // default index fsync policy): it is atomic and visible at once,
+        // and only a database crash within ~3 x wal_writer_delay can undo
+        // it. Messages, expunges and POP3 deletions always wait.
+        sqlx::query("SET LOCAL synchronous_commit = off")
+            .execute(&mut *tx)
+            .await?;
+    }
     let mb = mailbox_by_name(&mut tx, account, mailbox).await?;
     let rows = rows_in_set(&mut tx, mb.id, set).await?;
     let bits = flags.bits();

@@ -634,7 +634,8 @@ impl Store {
                 uids,
                 mode,
                 flags,
-                unchanged_since.min(i64::MAX as u64) as i64
+                unchanged_since.min(i64::MAX as u64) as i64,
+                self.inner.settings.durable_flags
             )
         )?;
         self.changed(&[id]);
