@@ -1825,8 +1825,11 @@ impl Session {
                 let new = e.flags.unwrap_or_default();
                 // After .SILENT the client assumes its own change and
                 // nothing else; if someone else's change is in the result
-                // (or was not told yet), it still gets a FETCH.
+                // (or was not told yet), it still gets a FETCH. So does
+                // every message of a STORE that ends NO (some were gone):
+                // the client cannot tell what was applied.
                 let told = silent
+                    && gone == 0
                     && !view.pending_flags.contains(&e.uid)
                     && crate::view::same_flags(
                         &crate::view::apply_flags(&view.msgs[i].flags, mode, &requested),
