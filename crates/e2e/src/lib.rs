@@ -143,7 +143,22 @@ impl Drop for TestStore {
 
 impl TestStore {
     pub async fn start(backend: Backend) -> Self {
-        let data = StoreData::new(backend).await;
+        Self::serve(StoreData::new(backend).await).await
+    }
+
+    /// Another store replica over the same database, with its own change
+    /// hub: on PostgreSQL it learns of the other replicas' changes through
+    /// LISTEN/NOTIFY, as separate store processes do.
+    pub async fn replica(&self) -> TestStore {
+        Self::serve(StoreData {
+            url: self._data.url.clone(),
+            _dir: None,
+            _pg: None,
+        })
+        .await
+    }
+
+    async fn serve(data: StoreData) -> Self {
         let store = Store::open(StoreSettings::for_test(&data.url))
             .await
             .expect("store opens");
@@ -156,34 +171,6 @@ impl TestStore {
             shutdown.clone(),
         ));
         Self {
-            store,
-            addr,
-            shutdown,
-            _data: data,
-        }
-    }
-
-    /// Another store replica over the same database, with its own change
-    /// hub: on PostgreSQL it learns of the other replicas' changes through
-    /// LISTEN/NOTIFY, as separate store processes do.
-    pub async fn replica(&self) -> TestStore {
-        let data = StoreData {
-            url: self._data.url.clone(),
-            _dir: None,
-            _pg: None,
-        };
-        let store = Store::open(StoreSettings::for_test(&data.url))
-            .await
-            .expect("replica opens");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let shutdown = CancellationToken::new();
-        tokio::spawn(mailbox_store::serve(
-            store.clone(),
-            listener,
-            shutdown.clone(),
-        ));
-        TestStore {
             store,
             addr,
             shutdown,

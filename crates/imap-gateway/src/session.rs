@@ -1410,12 +1410,11 @@ impl Session {
 
     // ------------------------------------------------------------ updates
 
-    /// Takes every change the Watch stream has delivered so far and writes
-    /// the untagged responses that may be sent now.
     /// Asks the store for everything that changed in the selected mailbox
     /// since the view's MODSEQ, without waiting for the Watch stream: used
-    /// after this session added messages to it (APPEND, COPY) and on NOOP
-    /// and CHECK, so the client learns of them before the tagged reply.
+    /// after this session added messages to it (APPEND, COPY, MOVE) and for
+    /// STATUS of it, so the client learns of them before the tagged reply.
+    /// A read-write session claims \Recent on the new messages.
     async fn sync_view(&mut self) -> Option<pb::ChangesResponse> {
         let (name, since, read_only) = {
             let v = self.view.as_ref()?;
@@ -1432,6 +1431,8 @@ impl Session {
         .map(|r| r.into_inner())
     }
 
+    /// Takes every change the Watch stream has delivered so far and writes
+    /// the untagged responses that may be sent now.
     fn drain_updates(&mut self, expunges_ok: bool) {
         self.drain_updates_with(expunges_ok, None);
     }
