@@ -667,3 +667,47 @@ async fn replaced_certificate_files_are_served_without_restart() {
     );
     drop(imap);
 }
+
+/// Logs written to a pipe or a file carry no terminal colour codes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_to_a_pipe_have_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_e2e-service"))
+        .arg("store")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("NO_COLOR")
+        .env("RUST_LOG", "info")
+        .env("MAILSTORE_LISTEN", format!("127.0.0.1:{store_port}"))
+        .env(
+            "MAILSTORE_DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("m.db").display()),
+        )
+        .env("MAILSTORE_ADMIN_LISTEN", "")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client = StoreClient::new(&format!("http://127.0.0.1:{store_port}"));
+    wait_until("store", Duration::from_secs(20), || {
+        let mut a = client.admin();
+        async move {
+            a.list_domains(e2e::mailbox_api::pb::ListDomainsRequest {})
+                .await
+                .is_ok()
+        }
+    })
+    .await;
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("serving"), "no log lines captured: {text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "escape codes in piped logs: {text:?}"
+    );
+}

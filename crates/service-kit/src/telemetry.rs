@@ -112,7 +112,13 @@ pub fn init(service: &'static str, format: LogFormat) -> Telemetry {
     }
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let fmt = match format {
+        // Colour only for a person at a terminal: logs written to a file,
+        // a pipe or a collector carry no escape codes (NO_COLOR too).
         LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_ansi(
+                std::io::IsTerminal::is_terminal(&std::io::stdout())
+                    && std::env::var_os("NO_COLOR").is_none(),
+            )
             .with_target(false)
             .with_filter(filter)
             .boxed(),
