@@ -28,7 +28,7 @@ pub fn database_url() -> String {
         panic!(
             "DATABASE_URL is not set: PostgreSQL tests need a server and a role that may \
              CREATE DATABASE (e.g. postgres://postgres:postgres@127.0.0.1:5432/postgres; \
-             .ci/run sets one up)"
+             scripts/test starts a throwaway cluster when it is unset)"
         )
     })
 }

@@ -367,9 +367,16 @@ async fn one_smtp_delivery_is_one_trace_and_metrics_are_exported() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_follows_the_database_and_the_store() {
     let db = PgDatabase::create().await;
-    let pg: SocketAddr = "127.0.0.1:5432".parse().unwrap();
+    // The database's host:port, wherever DATABASE_URL points.
+    let host_port = db
+        .url
+        .rsplit_once('@')
+        .and_then(|(_, rest)| rest.split_once('/'))
+        .map(|(hp, _)| hp.to_string())
+        .unwrap();
+    let pg: SocketAddr = host_port.parse().unwrap();
     let proxy = Proxy::start(pg).await;
-    let url = db.url.replace("127.0.0.1:5432", &proxy.addr.to_string());
+    let url = db.url.replace(&host_port, &proxy.addr.to_string());
     let (store_port, store_admin, smtp_admin) = (free_port(), free_port(), free_port());
     let store_env = vec![
         ("MAILSTORE_LISTEN", format!("127.0.0.1:{store_port}")),
