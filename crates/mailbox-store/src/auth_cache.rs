@@ -35,7 +35,8 @@ pub const SESSION_CACHE_TTL: Duration = Duration::from_secs(5);
 const MAX_ENTRIES: usize = 100_000;
 
 pub struct AuthCache {
-    key: [u8; 32],
+    /// As long as SHA-256's block, so HMAC takes it as it is.
+    key: [u8; 64],
     credential_ttl: Duration,
     credentials: Mutex<HashMap<[u8; 32], (String, Instant)>>,
     sessions: Mutex<HashMap<String, (AccountId, Instant)>>,
@@ -44,7 +45,7 @@ pub struct AuthCache {
 impl AuthCache {
     /// `credential_ttl` zero turns the credential cache off.
     pub fn new(credential_ttl: Duration) -> Self {
-        let mut key = [0u8; 32];
+        let mut key = [0u8; 64];
         rand::rng().fill_bytes(&mut key);
         Self {
             key,
@@ -55,8 +56,7 @@ impl AuthCache {
     }
 
     fn credential_key(&self, user: &str, password: &str) -> [u8; 32] {
-        let mut mac = <HmacSha256 as KeyInit>::new_from_slice(&self.key)
-            .unwrap_or_else(|_| unreachable_key());
+        let mut mac = <HmacSha256 as KeyInit>::new(&self.key.into());
         mac.update(user.as_bytes());
         mac.update(&[0]);
         mac.update(password.as_bytes());
@@ -115,12 +115,6 @@ impl AuthCache {
             .unwrap_or_else(|p| p.into_inner())
             .clear();
     }
-}
-
-/// HMAC takes keys of any length; this is never reached.
-#[cold]
-fn unreachable_key() -> HmacSha256 {
-    <HmacSha256 as KeyInit>::new_from_slice(&[0u8; 32]).unwrap_or_else(|_| unreachable_key())
 }
 
 /// Keeps a map under [`MAX_ENTRIES`]: drops expired entries, then all.

@@ -148,13 +148,9 @@ impl Conn {
         }
     }
 
-    /// Runs one command (`line` without tag and CRLF), checking every
-    /// response; returns its outcome and time.
-    pub async fn run(&mut self, cmd: Cmd, line: &str) -> anyhow::Result<(Outcome, Duration)> {
-        self.run_with_literal(cmd, line, None).await
-    }
-
-    /// As [`Conn::run`], with a synchronizing literal after `line` (APPEND).
+    /// Runs one command (`line` without tag and CRLF, then `literal` as a
+    /// synchronizing literal if given: APPEND), checking every response;
+    /// returns its outcome and time.
     pub async fn run_with_literal(
         &mut self,
         cmd: Cmd,
@@ -195,20 +191,13 @@ impl Conn {
                         started.elapsed(),
                     ));
                 }
-                Response::Status(Status::Bye(b)) if !matches!(self.model_cmd(), "LOGOUT") => {
+                Response::Status(Status::Bye(b))
+                    if !matches!(self.model.current(), Some(Cmd::Logout)) =>
+                {
                     anyhow::bail!("BYE from the server: {}", b.text);
                 }
                 _ => {}
             }
-        }
-    }
-
-    fn model_cmd(&self) -> &'static str {
-        // Only LOGOUT expects BYE; the model forgets the command at its end,
-        // so the transcript's last client line tells.
-        match self.transcript.iter().rev().find(|l| l.starts_with("C:")) {
-            Some(l) if l.to_ascii_uppercase().contains(" LOGOUT") => "LOGOUT",
-            _ => "",
         }
     }
 

@@ -182,6 +182,11 @@ impl Model {
         }
     }
 
+    /// The command in progress, if any.
+    pub fn current(&self) -> Option<&Cmd> {
+        self.cmd.as_ref().map(|c| &c.cmd)
+    }
+
     /// A command was sent.
     pub fn begin(&mut self, cmd: Cmd) {
         if let Cmd::Select { read_only } = cmd {
@@ -218,7 +223,7 @@ impl Model {
             Response::Data(d) => self.on_data(d, recent, &mut v),
             Response::Status(Status::Untagged(body)) => {
                 if let Some(code) = &body.code {
-                    self.on_code(code, &mut v);
+                    self.on_code(code);
                 }
             }
             Response::Status(Status::Tagged(t)) => {
@@ -231,7 +236,7 @@ impl Model {
                     ));
                 }
                 if let Some(code) = &t.body.code {
-                    self.on_code(code, &mut v);
+                    self.on_code(code);
                 }
                 self.end(ok, t.body.code.as_ref(), &mut v);
             }
@@ -240,7 +245,7 @@ impl Model {
         v
     }
 
-    fn on_code(&mut self, code: &Code<'_>, _v: &mut [String]) {
+    fn on_code(&mut self, code: &Code<'_>) {
         let Some(view) = self.view() else { return };
         match code {
             Code::UidValidity(n) => view.uid_validity = n.get(),
