@@ -1,7 +1,15 @@
-//! The change feed inside one store process: per-mailbox "something
-//! changed" signals that wake `Watch` streams. Each signal is only a hint;
-//! the watcher then reads what changed since the MODSEQ it last sent, so a
-//! coalesced or duplicated hint never loses or repeats a change.
+//! The change feed inside one store process: per-mailbox signals that wake
+//! `Watch` streams.
+//!
+//! A signal either carries the change a local write committed (what a
+//! Watch would read back from the database for it) or is only a hint that
+//! something changed (another replica's NOTIFY, a write that does not
+//! describe its change). A watcher applies a carried change only when it
+//! follows exactly on the MODSEQ it last sent (each write takes the next
+//! MODSEQ of its mailbox, so nothing can be missing in between); on a gap,
+//! a hint, or a lagging receiver it reads what changed since that MODSEQ
+//! from the database. A lost, coalesced, reordered or duplicated signal
+//! therefore never loses or repeats a change; it only costs a read.
 //!
 //! On PostgreSQL, commits on any replica also `NOTIFY mailbox_changes`, and a
 //! listener task feeds those hints into this hub (see `store.rs`).
@@ -9,31 +17,61 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::watch;
+use mailbox_api::pb;
+use tokio::sync::broadcast;
+
+/// What one committed write changed in one mailbox.
+#[derive(Debug)]
+pub struct Change {
+    /// The mailbox's highest MODSEQ before the write; the write's own is
+    /// the next one (`resp.highest_modseq`).
+    pub before: u64,
+    /// Exactly what `Changes` since `before` returns for the write: every
+    /// message it changed or added, every UID it expunged, the new highest
+    /// MODSEQ and UIDNEXT.
+    pub resp: pb::ChangesResponse,
+    /// New messages arrived: a watcher that claims \Recent must go to the
+    /// database for its claim.
+    pub new_messages: bool,
+}
+
+/// One signal: a carried change, or a bare hint.
+pub type Signal = Option<Arc<Change>>;
+
+/// Signals a mailbox keeps for a slow watcher before it must re-read.
+const BACKLOG: usize = 64;
 
 #[derive(Clone, Default)]
 pub struct Hub {
-    inner: Arc<Mutex<HashMap<i64, watch::Sender<u64>>>>,
+    inner: Arc<Mutex<HashMap<i64, broadcast::Sender<Signal>>>>,
 }
 
 impl Hub {
-    /// A receiver that changes whenever mailbox `id` does.
-    pub fn subscribe(&self, mailbox_id: i64) -> watch::Receiver<u64> {
+    /// A receiver of every signal for mailbox `id` from now on.
+    pub fn subscribe(&self, mailbox_id: i64) -> broadcast::Receiver<Signal> {
         let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(mailbox_id)
-            .or_insert_with(|| watch::channel(0).0)
+            .or_insert_with(|| broadcast::channel(BACKLOG).0)
             .subscribe()
     }
 
-    /// Wakes every watcher of `mailbox_id`.
+    /// Wakes every watcher of `mailbox_id` to read its changes.
     pub fn notify(&self, mailbox_id: i64) {
+        self.send(mailbox_id, None);
+    }
+
+    /// Hands a committed change to every watcher of its mailbox.
+    pub fn publish(&self, mailbox_id: i64, change: Change) {
+        self.send(mailbox_id, Some(Arc::new(change)));
+    }
+
+    fn send(&self, mailbox_id: i64, signal: Signal) {
         let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(tx) = map.get(&mailbox_id) {
-            if tx.receiver_count() == 0 {
-                map.remove(&mailbox_id);
-            } else {
-                tx.send_modify(|v| *v = v.wrapping_add(1));
-            }
+        if let Some(tx) = map.get(&mailbox_id)
+            && tx.send(signal).is_err()
+        {
+            // Nobody watches this mailbox any more.
+            map.remove(&mailbox_id);
         }
     }
 
@@ -41,9 +79,115 @@ impl Hub {
     /// channel, when hints may have been missed).
     pub fn notify_all(&self) {
         let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        map.retain(|_, tx| tx.receiver_count() > 0);
-        for tx in map.values() {
-            tx.send_modify(|v| *v = v.wrapping_add(1));
+        map.retain(|_, tx| tx.send(None).is_ok());
+    }
+}
+
+/// A watcher's side: turns the signals received since it last looked into
+/// the changes to send, or says that it must read from the database.
+pub enum Next {
+    /// Changes that follow on each other, starting at the watcher's MODSEQ.
+    Carried(Vec<pb::ChangesResponse>),
+    /// Read everything since the watcher's MODSEQ.
+    Read,
+}
+
+/// Drains the signals `rx` holds (at least one must have arrived) against
+/// a watcher that has sent everything up to `since`.
+pub fn next(
+    rx: &mut broadcast::Receiver<Signal>,
+    first: Result<Signal, broadcast::error::RecvError>,
+    mut since: u64,
+    claim_recent: bool,
+) -> Next {
+    let mut out = Vec::new();
+    let mut read = false;
+    let mut signal = first.map_err(|_| ());
+    loop {
+        match signal {
+            Ok(Some(c)) if c.resp.highest_modseq <= since => {}
+            Ok(Some(c)) if c.before == since && !(claim_recent && c.new_messages) => {
+                since = c.resp.highest_modseq;
+                out.push(c.resp.clone());
+            }
+            // A hint, a gap, a \Recent claim due, or signals lost to lag:
+            // keep draining (they are covered by the read).
+            _ => read = true,
         }
+        signal = match rx.try_recv() {
+            Ok(s) => Ok(s),
+            Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed) => {
+                break;
+            }
+            Err(broadcast::error::TryRecvError::Lagged(_)) => Err(()),
+        };
+    }
+    if read { Next::Read } else { Next::Carried(out) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(before: u64, uid: u32) -> Change {
+        Change {
+            before,
+            resp: pb::ChangesResponse {
+                highest_modseq: before + 1,
+                expunged: vec![uid],
+                ..Default::default()
+            },
+            new_messages: false,
+        }
+    }
+
+    fn first(rx: &mut broadcast::Receiver<Signal>) -> Result<Signal, broadcast::error::RecvError> {
+        rx.try_recv()
+            .map_err(|_| broadcast::error::RecvError::Closed)
+    }
+
+    #[test]
+    fn contiguous_changes_are_carried_and_gaps_read() {
+        let hub = Hub::default();
+        let mut rx = hub.subscribe(1);
+        hub.publish(1, change(10, 1));
+        hub.publish(1, change(11, 2));
+        let f = first(&mut rx);
+        match next(&mut rx, f, 10, false) {
+            Next::Carried(v) => assert_eq!(v.len(), 2),
+            Next::Read => panic!("contiguous changes need no read"),
+        }
+        // Out of order (12 is published before 11's successor 13 after it):
+        // a gap means a read.
+        hub.publish(1, change(13, 4));
+        hub.publish(1, change(12, 3));
+        let f = first(&mut rx);
+        assert!(matches!(next(&mut rx, f, 12, false), Next::Read));
+        // Already-known changes are skipped.
+        hub.publish(1, change(11, 2));
+        let f = first(&mut rx);
+        assert!(matches!(next(&mut rx, f, 14, false), Next::Carried(v) if v.is_empty()));
+        // A bare hint after a carried change still means a read.
+        hub.publish(1, change(14, 5));
+        hub.notify(1);
+        let f = first(&mut rx);
+        assert!(matches!(next(&mut rx, f, 14, false), Next::Read));
+        // New messages and a \Recent claim: read.
+        let mut c = change(15, 6);
+        c.new_messages = true;
+        hub.publish(1, c);
+        let f = first(&mut rx);
+        assert!(matches!(next(&mut rx, f, 15, true), Next::Read));
+    }
+
+    #[test]
+    fn a_lagging_watcher_reads() {
+        let hub = Hub::default();
+        let mut rx = hub.subscribe(1);
+        for i in 0..(BACKLOG as u64 + 5) {
+            hub.publish(1, change(10 + i, i as u32));
+        }
+        let f = first(&mut rx);
+        assert!(matches!(next(&mut rx, f, 10, false), Next::Read));
     }
 }

@@ -15,6 +15,7 @@ use mailbox_api::pb;
 use sqlx::Pool;
 
 use crate::error::{Result, StoreError};
+use crate::hub::Change;
 use crate::model::*;
 
 const MAILBOX_COLS: &str =
@@ -84,6 +85,56 @@ async fn bump_modseq(tx: &mut Tx, mailbox_id: i64) -> Result<i64> {
     .bind(mailbox_id)
     .fetch_one(&mut **tx)
     .await?)
+}
+
+/// A mailbox whose existing messages a write is about to change.
+struct Locked {
+    id: i64,
+    /// The write's MODSEQ (the highest before it, plus one).
+    modseq: i64,
+    uid_next: i64,
+}
+
+/// Locks a mailbox of `account` for a write that changes its messages and
+/// gives the write the mailbox's next MODSEQ, in one statement: the name
+/// lookup, the row lock that serialises the mailbox's writers (so rows read
+/// after it are current: no lost update between two STOREs), the MODSEQ,
+/// and on PostgreSQL the NOTIFY other replicas receive at commit and, when
+/// `async_commit`, a commit that does not wait for its WAL flush. A write
+/// that turns out to change nothing rolls back, MODSEQ included.
+async fn lock_for_change(
+    tx: &mut Tx,
+    origin: &str,
+    account: AccountId,
+    name: &str,
+    async_commit: bool,
+) -> Result<Locked> {
+    let sql = if PG {
+        "UPDATE mailboxes SET highest_modseq = highest_modseq + 1 \
+         WHERE account_id = $1 AND name = $2 \
+         RETURNING id, highest_modseq, uid_next, \
+           pg_notify('mailbox_changes', $3 || ':' || id)::TEXT, \
+           CASE WHEN $4 THEN set_config('synchronous_commit', 'off', true) END"
+    } else {
+        "UPDATE mailboxes SET highest_modseq = highest_modseq + 1 \
+         WHERE account_id = $1 AND name = $2 \
+         RETURNING id, highest_modseq, uid_next, NULL, NULL"
+    };
+    let mut q = sqlx::query_as::<_, (i64, i64, i64, Option<String>, Option<String>)>(sql)
+        .bind(account.0)
+        .bind(name);
+    if PG {
+        q = q.bind(origin).bind(async_commit);
+    }
+    let (id, modseq, uid_next, _, _) = q
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or(StoreError::NotFound("mailbox"))?;
+    Ok(Locked {
+        id,
+        modseq,
+        uid_next,
+    })
 }
 
 /// Tells other store replicas, at commit, that these mailboxes changed.
@@ -1206,18 +1257,13 @@ pub async fn store_flags(
     flags: &pb::Flags,
     unchanged_since: i64,
     durable: bool,
-) -> Result<(i64, pb::StoreFlagsResponse)> {
+) -> Result<(i64, Option<Change>, pb::StoreFlagsResponse)> {
     let mut tx = begin_write(pool).await?;
-    if PG && !durable {
-        // A flag change need not wait for its WAL flush (as Dovecot's
-        // default index fsync policy): it is atomic and visible at once,
-        // and only a database crash within ~3 x wal_writer_delay can undo
-        // it. Messages, expunges and POP3 deletions always wait.
-        sqlx::query("SET LOCAL synchronous_commit = off")
-            .execute(&mut *tx)
-            .await?;
-    }
-    let mb = mailbox_by_name(&mut tx, account, mailbox).await?;
+    // A flag change need not wait for its WAL flush unless configured to
+    // (as Dovecot's default index fsync policy): it is atomic and visible
+    // at once, and only a database crash within ~3 x wal_writer_delay can
+    // undo it. Messages, expunges and POP3 deletions always wait.
+    let mb = lock_for_change(&mut tx, origin, account, mailbox, !durable).await?;
     let rows = rows_in_set(&mut tx, mb.id, set).await?;
     let bits = flags.bits();
     let mut resp = pb::StoreFlagsResponse::default();
@@ -1251,32 +1297,36 @@ pub async fn store_flags(
         }
         changes.push((r, new_bits, new_kw));
     }
-    let mut changed_any = false;
-    if !changes.is_empty() {
-        let modseq = bump_modseq(&mut tx, mb.id).await?;
-        for (mut r, new_bits, new_kw) in changes {
-            sqlx::query(
-                "UPDATE messages SET flags = $3, keywords = $4, modseq = $5 \
-                 WHERE mailbox_id = $1 AND uid = $2",
-            )
-            .bind(mb.id)
-            .bind(r.uid)
-            .bind(new_bits)
-            .bind(&new_kw)
-            .bind(modseq)
-            .execute(&mut *tx)
-            .await?;
-            r.flags = new_bits;
-            r.keywords = new_kw;
-            r.modseq = modseq;
-            resp.updated.push(entry(&r));
-        }
-        resp.updated.sort_by_key(|e| e.uid);
-        notify(&mut tx, origin, &[mb.id]).await?;
-        changed_any = true;
+    if changes.is_empty() {
+        tx.rollback().await?;
+        return Ok((0, None, resp));
+    }
+    let batch: Vec<(i64, i64, String)> = changes
+        .iter()
+        .map(|(r, b, k)| (r.uid, *b, k.clone()))
+        .collect();
+    set_flags_batch(&mut tx, mb.id, mb.modseq, &batch).await?;
+    let mut changed = Vec::with_capacity(changes.len());
+    for (mut r, new_bits, new_kw) in changes {
+        r.flags = new_bits;
+        r.keywords = new_kw;
+        r.modseq = mb.modseq;
+        changed.push(entry(&r));
     }
     tx.commit().await?;
-    Ok((if changed_any { mb.id } else { 0 }, resp))
+    resp.updated.extend(changed.iter().cloned());
+    resp.updated.sort_by_key(|e| e.uid);
+    let change = Change {
+        before: mb.modseq as u64 - 1,
+        resp: pb::ChangesResponse {
+            changed,
+            highest_modseq: mb.modseq as u64,
+            uid_next: mb.uid_next as u32,
+            ..Default::default()
+        },
+        new_messages: false,
+    };
+    Ok((mb.id, Some(change), resp))
 }
 
 /// Copies (and with `remove_source`, moves) messages to another mailbox of
@@ -1364,30 +1414,9 @@ pub async fn copy(
 /// Removes messages, logging them for VANISHED; the caller has chosen them.
 async fn expunge_uids(tx: &mut Tx, account: AccountId, mailbox_id: i64, uids: &[i64]) -> Result<i64> {
     let modseq = bump_modseq(tx, mailbox_id).await?;
-    let mut bytes = 0i64;
-    let mut count = 0i64;
-    for uid in uids {
-        let size: Option<i64> = sqlx::query_scalar(
-            "DELETE FROM messages WHERE mailbox_id = $1 AND uid = $2 RETURNING size",
-        )
-        .bind(mailbox_id)
-        .bind(uid)
-        .fetch_optional(&mut **tx)
-        .await?;
-        let Some(size) = size else { continue };
-        bytes += size;
-        count += 1;
-        sqlx::query(
-            "INSERT INTO expunged (account_id, mailbox_id, uid, modseq) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(account.0)
-        .bind(mailbox_id)
-        .bind(uid)
-        .bind(modseq)
-        .execute(&mut **tx)
-        .await?;
-    }
-    add_usage(tx, account.0, -bytes, -count).await?;
+    let gone = delete_batch(tx, account.0, mailbox_id, modseq, uids).await?;
+    let bytes: i64 = gone.iter().map(|g| g.1).sum();
+    add_usage(tx, account.0, -bytes, -(gone.len() as i64)).await?;
     Ok(modseq)
 }
 
@@ -1400,7 +1429,7 @@ pub async fn expunge(
     set: Option<&mail_types::UidSetRanges>,
     ignore_deleted_flag: bool,
     lease_id: &str,
-) -> Result<(i64, pb::ExpungeResponse)> {
+) -> Result<(i64, Option<Change>, pb::ExpungeResponse)> {
     let mut tx = begin_write(pool).await?;
     if !lease_id.is_empty() {
         let held: Option<i64> = sqlx::query_scalar(
@@ -1416,7 +1445,9 @@ pub async fn expunge(
             return Err(StoreError::Precondition("maildrop lease lost"));
         }
     }
-    let mb = mailbox_by_name(&mut tx, account, mailbox).await?;
+    // Locked first, so the candidates read next are current and two
+    // concurrent EXPUNGEs never both report the same message.
+    let mb = lock_for_change(&mut tx, origin, account, mailbox, false).await?;
     let candidates: Vec<MsgRow> = match set {
         Some(s) => rows_in_set(&mut tx, mb.id, s).await?,
         None => {
@@ -1435,23 +1466,37 @@ pub async fn expunge(
         .map(|r| r.uid)
         .collect();
     if uids.is_empty() {
-        tx.commit().await?;
+        tx.rollback().await?;
         return Ok((
             0,
+            None,
             pb::ExpungeResponse {
                 expunged: Vec::new(),
-                highest_modseq: mb.highest_modseq as u64,
+                highest_modseq: mb.modseq as u64 - 1,
             },
         ));
     }
-    let modseq = expunge_uids(&mut tx, account, mb.id, &uids).await?;
-    notify(&mut tx, origin, &[mb.id]).await?;
+    let gone = delete_batch(&mut tx, account.0, mb.id, mb.modseq, &uids).await?;
+    let bytes: i64 = gone.iter().map(|g| g.1).sum();
+    add_usage(&mut tx, account.0, -bytes, -(gone.len() as i64)).await?;
     tx.commit().await?;
+    let expunged: Vec<u32> = gone.iter().map(|g| g.0 as u32).collect();
+    let change = Change {
+        before: mb.modseq as u64 - 1,
+        resp: pb::ChangesResponse {
+            expunged: expunged.clone(),
+            highest_modseq: mb.modseq as u64,
+            uid_next: mb.uid_next as u32,
+            ..Default::default()
+        },
+        new_messages: false,
+    };
     Ok((
         mb.id,
+        Some(change),
         pb::ExpungeResponse {
-            expunged: uids.into_iter().map(|u| u as u32).collect(),
-            highest_modseq: modseq as u64,
+            expunged,
+            highest_modseq: mb.modseq as u64,
         },
     ))
 }

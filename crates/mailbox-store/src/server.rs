@@ -17,10 +17,12 @@ use mailbox_api::pb::{self, admin_server, delivery_server, mailbox_server};
 use mailbox_api::{AUTHORIZATION_KEY, CHUNK_SIZE, MAX_MESSAGE_SIZE, SERVICE_TOKEN_KEY};
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
+use tokio::sync::broadcast;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::hub;
 use crate::store::{AccountId, Store};
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -734,38 +736,56 @@ impl mailbox_server::Mailbox for MailboxSvc {
         let store = self.store.clone();
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
+            // Changes a local write carried to the hub need no database
+            // read; anything else (another replica's hint, a gap) does.
+            let mut step = hub::Next::Read;
             loop {
-                match store.changes_by_id(account, id, since, claim).await {
-                    Ok(Some(c)) => {
-                        // A \Recent claim is sent even without other news:
-                        // it may cover messages the watcher already knows.
-                        if c.highest_modseq > since || c.recent_from < c.recent_to {
+                match step {
+                    hub::Next::Carried(changes) => {
+                        for c in changes {
                             since = since.max(c.highest_modseq);
                             if tx.send(Ok(c)).await.is_err() {
                                 return;
                             }
                         }
                     }
-                    Ok(None) => {
-                        let _ = tx
-                            .send(Ok(pb::ChangesResponse {
-                                gone: true,
-                                ..Default::default()
-                            }))
-                            .await;
-                        return;
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(e.into())).await;
-                        return;
-                    }
+                    hub::Next::Read => match store.changes_by_id(account, id, since, claim).await {
+                        Ok(Some(c)) => {
+                            // A \Recent claim is sent even without other
+                            // news: it may cover messages the watcher knows.
+                            if c.highest_modseq > since || c.recent_from < c.recent_to {
+                                since = since.max(c.highest_modseq);
+                                if tx.send(Ok(c)).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        Ok(None) => {
+                            let _ = tx
+                                .send(Ok(pb::ChangesResponse {
+                                    gone: true,
+                                    ..Default::default()
+                                }))
+                                .await;
+                            return;
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(e.into())).await;
+                            return;
+                        }
+                    },
                 }
-                tokio::select! {
-                    changed = hint.changed() => if changed.is_err() { return },
-                    _ = tokio::time::sleep(WATCH_POLL) => {}
+                step = tokio::select! {
+                    signal = hint.recv() => {
+                        if matches!(signal, Err(broadcast::error::RecvError::Closed)) {
+                            return;
+                        }
+                        hub::next(&mut hint, signal, since, claim)
+                    }
+                    _ = tokio::time::sleep(WATCH_POLL) => hub::Next::Read,
                     _ = tx.closed() => return,
                     _ = shutdown.cancelled() => return,
-                }
+                };
             }
         });
         Ok(Response::new(ReceiverStream::new(rx).boxed()))

@@ -16,7 +16,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use tokio::sync::watch;
+use tokio::sync::broadcast;
 
 use crate::config::StoreSettings;
 use crate::error::{Result, StoreError};
@@ -31,6 +31,55 @@ mod pg {
     const PG: bool = true;
     async fn begin_write(pool: &sqlx::Pool<Db>) -> Result<Tx> {
         Ok(pool.begin().await?)
+    }
+
+    /// New flags for many messages of one mailbox, in one statement.
+    async fn set_flags_batch(
+        tx: &mut Tx,
+        mailbox_id: i64,
+        modseq: i64,
+        rows: &[(i64, i64, String)],
+    ) -> Result<()> {
+        let uids: Vec<i64> = rows.iter().map(|r| r.0).collect();
+        let flags: Vec<i64> = rows.iter().map(|r| r.1).collect();
+        let keywords: Vec<&str> = rows.iter().map(|r| r.2.as_str()).collect();
+        sqlx::query(
+            "UPDATE messages AS m SET flags = v.flags, keywords = v.keywords, modseq = $2 \
+             FROM UNNEST($3::BIGINT[], $4::BIGINT[], $5::TEXT[]) AS v (uid, flags, keywords) \
+             WHERE m.mailbox_id = $1 AND m.uid = v.uid",
+        )
+        .bind(mailbox_id)
+        .bind(modseq)
+        .bind(&uids)
+        .bind(&flags)
+        .bind(&keywords)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Deletes messages of one mailbox and logs their expunge at `modseq`,
+    /// in one statement; returns the (UID, size) of those that were there.
+    async fn delete_batch(
+        tx: &mut Tx,
+        account: i64,
+        mailbox_id: i64,
+        modseq: i64,
+        uids: &[i64],
+    ) -> Result<Vec<(i64, i64)>> {
+        Ok(sqlx::query_as(
+            "WITH d AS (DELETE FROM messages WHERE mailbox_id = $1 AND uid = ANY($4) \
+                        RETURNING uid, size), \
+                  e AS (INSERT INTO expunged (account_id, mailbox_id, uid, modseq) \
+                        SELECT $2, $1, uid, $3 FROM d) \
+             SELECT uid, size FROM d ORDER BY uid",
+        )
+        .bind(mailbox_id)
+        .bind(account)
+        .bind(modseq)
+        .bind(uids)
+        .fetch_all(&mut **tx)
+        .await?)
     }
     include!("ops.rs");
 }
@@ -71,6 +120,10 @@ mod lite {
         pub async fn commit(self) -> Result<(), sqlx::Error> {
             self.tx.commit().await
         }
+
+        pub async fn rollback(self) -> Result<(), sqlx::Error> {
+            self.tx.rollback().await
+        }
     }
 
     fn write_lock(pool: &sqlx::Pool<Db>) -> Arc<Mutex<()>> {
@@ -89,6 +142,64 @@ mod lite {
         let turn = write_lock(pool).lock_owned().await;
         let tx = pool.begin_with("BEGIN IMMEDIATE").await?;
         Ok(Tx { tx, _turn: turn })
+    }
+
+    /// New flags for many messages of one mailbox (row by row: the
+    /// embedded database has no round trips to save).
+    async fn set_flags_batch(
+        tx: &mut Tx,
+        mailbox_id: i64,
+        modseq: i64,
+        rows: &[(i64, i64, String)],
+    ) -> Result<()> {
+        for (uid, flags, keywords) in rows {
+            sqlx::query(
+                "UPDATE messages SET flags = $3, keywords = $4, modseq = $5 \
+                 WHERE mailbox_id = $1 AND uid = $2",
+            )
+            .bind(mailbox_id)
+            .bind(uid)
+            .bind(flags)
+            .bind(keywords)
+            .bind(modseq)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes messages of one mailbox and logs their expunge at `modseq`;
+    /// returns the (UID, size) of those that were there.
+    async fn delete_batch(
+        tx: &mut Tx,
+        account: i64,
+        mailbox_id: i64,
+        modseq: i64,
+        uids: &[i64],
+    ) -> Result<Vec<(i64, i64)>> {
+        let mut out = Vec::new();
+        for uid in uids {
+            let size: Option<i64> = sqlx::query_scalar(
+                "DELETE FROM messages WHERE mailbox_id = $1 AND uid = $2 RETURNING size",
+            )
+            .bind(mailbox_id)
+            .bind(uid)
+            .fetch_optional(&mut **tx)
+            .await?;
+            let Some(size) = size else { continue };
+            sqlx::query(
+                "INSERT INTO expunged (account_id, mailbox_id, uid, modseq) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(account)
+            .bind(mailbox_id)
+            .bind(uid)
+            .bind(modseq)
+            .execute(&mut **tx)
+            .await?;
+            out.push((*uid, size));
+        }
+        Ok(out)
     }
     include!("ops.rs");
 }
@@ -235,6 +346,15 @@ impl Store {
             if *id != 0 {
                 self.inner.hub.notify(*id);
             }
+        }
+    }
+
+    /// Hands a committed write's change to local watchers of its mailbox
+    /// (a bare wake-up when the write did not describe it).
+    fn publish(&self, mailbox: i64, change: Option<crate::hub::Change>) {
+        match change {
+            Some(c) if mailbox != 0 => self.inner.hub.publish(mailbox, c),
+            _ => self.changed(&[mailbox]),
         }
     }
 
@@ -625,7 +745,7 @@ impl Store {
     ) -> Result<pb::StoreFlagsResponse> {
         let name = parse_mailbox(mailbox)?;
         check_keywords(flags)?;
-        let (id, resp) = on_backend!(
+        let (id, change, resp) = on_backend!(
             self,
             store_flags(
                 self.origin(),
@@ -638,7 +758,7 @@ impl Store {
                 self.inner.settings.durable_flags
             )
         )?;
-        self.changed(&[id]);
+        self.publish(id, change);
         Ok(resp)
     }
 
@@ -676,7 +796,7 @@ impl Store {
         lease_id: &str,
     ) -> Result<pb::ExpungeResponse> {
         let name = parse_mailbox(mailbox)?;
-        let (id, resp) = on_backend!(
+        let (id, change, resp) = on_backend!(
             self,
             expunge(
                 self.origin(),
@@ -687,7 +807,7 @@ impl Store {
                 lease_id
             )
         )?;
-        self.changed(&[id]);
+        self.publish(id, change);
         Ok(resp)
     }
 
@@ -836,7 +956,7 @@ impl Store {
         &self,
         account: AccountId,
         mailbox: &str,
-    ) -> Result<(i64, watch::Receiver<u64>)> {
+    ) -> Result<(i64, broadcast::Receiver<crate::hub::Signal>)> {
         let name = parse_mailbox(mailbox)?;
         let id = on_backend!(self, mailbox_id(account, name.as_str()))?;
         Ok((id, self.inner.hub.subscribe(id)))

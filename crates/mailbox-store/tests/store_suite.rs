@@ -44,6 +44,7 @@ both_backends!(
     mailbox_hierarchy_operations,
     recent_is_claimed_by_exactly_one_session,
     login_caches_never_outlive_a_change,
+    concurrent_writers_lose_nothing_and_watchers_see_it_all,
 );
 
 async fn setup(backend: Backend) -> TestStore {
@@ -1455,4 +1456,160 @@ Content-Transfer-Encoding: base64\r\n\r\nR3LDvMOfZSBhdXMgS8O2bG4=\r\n";
         .unwrap()
         .into_inner();
     assert_eq!(r.uids, vec![200, 300]);
+}
+
+/// Sessions on two store replicas change the same messages at once: no
+/// flag change is lost (each STORE reads the rows it changes only after it
+/// holds the mailbox), no message is reported expunged twice, and a Watch
+/// on each replica, applying what it streams in order, ends with exactly
+/// the mailbox's final state (changes carried from local writes and read
+/// after other replicas' hints alike).
+async fn concurrent_writers_lose_nothing_and_watchers_see_it_all(backend: Backend) {
+    use std::collections::BTreeMap;
+    let a = setup(backend).await;
+    // The embedded store is one process: its replicas share no change
+    // feed (they would only meet at the Watch poll), so there both sides
+    // are the one store.
+    let replica;
+    let b = if matches!(backend, Backend::Postgres) {
+        replica = a.replica().await;
+        &replica
+    } else {
+        &a
+    };
+    a.add_account("c@example.org", "pw").await;
+    const MESSAGES: u32 = 20;
+    const WRITERS: usize = 8;
+    for i in 0..MESSAGES {
+        a.deliver(&format!("c-{i}"), &["c@example.org"], &message("c", "x"))
+            .await;
+    }
+    let mut watchers = Vec::new();
+    for t in [&a, b] {
+        let mut c = t.login("c@example.org", "pw").await;
+        let (st, entries) = select_with(&mut c, "INBOX", true).await.unwrap();
+        let stream = c
+            .watch(pb::WatchRequest {
+                mailbox: "INBOX".into(),
+                since_modseq: st.highest_modseq,
+                claim_recent: false,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let state: BTreeMap<u32, (u64, pb::Flags)> = entries
+            .into_iter()
+            .map(|e| (e.uid, (e.modseq, e.flags.unwrap_or_default())))
+            .collect();
+        watchers.push((c, stream, state, st.highest_modseq));
+    }
+    let mut tasks = Vec::new();
+    for w in 0..WRITERS {
+        let mut c = if w % 2 == 0 { &a } else { b }
+            .login("c@example.org", "pw")
+            .await;
+        tasks.push(tokio::spawn(async move {
+            let mut expunged = Vec::new();
+            for round in 0..10u32 {
+                let kw = format!("$W{w}");
+                let (mode, uids) = if round % 3 == 2 {
+                    (
+                        pb::FlagsMode::Remove,
+                        pb::UidSet::of([round % MESSAGES + 1]),
+                    )
+                } else {
+                    (pb::FlagsMode::Add, pb::UidSet::of(1..=MESSAGES))
+                };
+                // Round 2 removes this writer's keyword from one message;
+                // every later round adds it everywhere again.
+                c.store_flags(pb::StoreFlagsRequest {
+                    mailbox: "INBOX".into(),
+                    uids: Some(uids),
+                    mode: mode as i32,
+                    flags: Some(pb::Flags {
+                        keywords: vec![kw],
+                        seen: w == 0,
+                        ..Default::default()
+                    }),
+                    unchanged_since: 0,
+                })
+                .await
+                .unwrap();
+                tokio::task::yield_now().await;
+            }
+            // All writers expunge overlapping ranges at once.
+            let first = (w as u32 % 4) * 3 + 1;
+            let r = c
+                .expunge(pb::ExpungeRequest {
+                    mailbox: "INBOX".into(),
+                    uids: Some(pb::UidSet::of(first..=first + 5)),
+                    ignore_deleted_flag: true,
+                    lease_id: String::new(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            expunged.extend(r.expunged);
+            expunged
+        }));
+    }
+    let mut all_expunged = Vec::new();
+    for t in tasks {
+        all_expunged.extend(t.await.unwrap());
+    }
+    let unique: HashSet<u32> = all_expunged.iter().copied().collect();
+    assert_eq!(
+        unique.len(),
+        all_expunged.len(),
+        "a message was reported expunged twice: {all_expunged:?}"
+    );
+    assert_eq!(unique, (1..=15).collect(), "UIDs 1..15 were expunged");
+
+    let mut c = a.login("c@example.org", "pw").await;
+    let (st, entries) = select_with(&mut c, "INBOX", true).await.unwrap();
+    assert_eq!(entries.len() as u32, MESSAGES - 15);
+    for e in &entries {
+        let f = e.flags.as_ref().unwrap();
+        let mut kw = f.keywords.clone();
+        kw.sort();
+        let want: Vec<String> = (0..WRITERS).map(|w| format!("$W{w}")).collect();
+        assert_eq!(kw, want, "UID {}: a concurrent flag change was lost", e.uid);
+        assert!(f.seen, "UID {}: \\Seen was lost", e.uid);
+    }
+    let want: BTreeMap<u32, (u64, pb::Flags)> = entries
+        .iter()
+        .map(|e| (e.uid, (e.modseq, e.flags.clone().unwrap_or_default())))
+        .collect();
+    for (i, (_c, mut stream, mut state, mut highest)) in watchers.into_iter().enumerate() {
+        while highest < st.highest_modseq {
+            let ev = tokio::time::timeout(std::time::Duration::from_secs(10), stream.message())
+                .await
+                .unwrap_or_else(|_| panic!("watcher {i} stuck at MODSEQ {highest}"))
+                .unwrap()
+                .unwrap();
+            for e in ev.changed {
+                let cur = state.entry(e.uid).or_default();
+                if e.modseq > cur.0 {
+                    *cur = (e.modseq, e.flags.unwrap_or_default());
+                }
+            }
+            for u in ev.expunged {
+                state.remove(&u);
+            }
+            highest = highest.max(ev.highest_modseq);
+        }
+        assert_eq!(highest, st.highest_modseq);
+        let norm = |m: &mut BTreeMap<u32, (u64, pb::Flags)>| {
+            for (_, f) in m.values_mut() {
+                f.keywords.sort();
+            }
+        };
+        norm(&mut state);
+        let mut want = want.clone();
+        norm(&mut want);
+        assert_eq!(
+            state, want,
+            "watcher {i} did not end with the mailbox's state"
+        );
+    }
 }
