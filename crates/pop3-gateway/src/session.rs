@@ -1,6 +1,7 @@
 //! One POP3 session: AUTHORIZATION -> TRANSACTION -> UPDATE (RFC 1939
 //! section 3), over a connection that may be upgraded with STLS.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -125,7 +126,17 @@ struct Maildrop {
     msgs: Vec<Msg>,
     lease_lost: Arc<AtomicBool>,
     renewer: tokio::task::JoinHandle<()>,
+    /// Messages read ahead of the client's RETR/TOP (DESIGN.md 8: one store
+    /// call per batch, not per message), by UID, oldest first; at most
+    /// READ_AHEAD_BYTES in all.
+    ahead: VecDeque<(u32, Vec<u8>)>,
 }
+
+/// How many messages, and how many bytes, one read-ahead asks the store for.
+/// Clients RETR in order, so the next command is usually answered from
+/// memory; the byte bound keeps a session's memory small.
+const READ_AHEAD_MESSAGES: usize = 32;
+const READ_AHEAD_BYTES: u64 = 1 << 20;
 
 impl Maildrop {
     fn get(&self, n: u32) -> Option<&Msg> {
@@ -139,6 +150,69 @@ impl Maildrop {
             .iter()
             .filter(|m| !m.deleted)
             .fold((0, 0), |(n, s), m| (n + 1, s + m.size))
+    }
+
+    /// Message `n` (at most the inline limit in size) from the read-ahead,
+    /// asking the store for it and the messages after it when it is not
+    /// there. `None`: the store no longer has it (expunged by an
+    /// administrator or another protocol). TOP (`keep`) leaves the message in
+    /// the read-ahead for a RETR that may follow.
+    async fn read_ahead(&mut self, n: u32, keep: bool) -> Result<Option<Vec<u8>>, Status> {
+        let uid = self.msgs[n as usize - 1].uid;
+        if !self.ahead.iter().any(|(u, _)| *u == uid) {
+            let mut wanted = Vec::new();
+            let mut bytes = 0;
+            for m in self.msgs[n as usize - 1..].iter().filter(|m| !m.deleted) {
+                if m.size > mailbox_api::INLINE_DATA_LIMIT {
+                    continue;
+                }
+                if !wanted.is_empty()
+                    && (wanted.len() >= READ_AHEAD_MESSAGES || bytes + m.size > READ_AHEAD_BYTES)
+                {
+                    break;
+                }
+                bytes += m.size;
+                wanted.push(m.uid);
+            }
+            let mut stream = self
+                .client
+                .fetch(pb::FetchRequest {
+                    mailbox: "INBOX".into(),
+                    uids: Some(pb::UidSet {
+                        ranges: wanted
+                            .iter()
+                            .map(|&u| pb::UidRange { first: u, last: u })
+                            .collect(),
+                    }),
+                    with_summary: false,
+                    changed_since: 0,
+                    with_data: true,
+                })
+                .await?
+                .into_inner();
+            self.ahead.clear();
+            while let Some(r) = stream.message().await? {
+                for meta in r.messages {
+                    if let Some(d) = meta.data {
+                        self.ahead.push_back((meta.uid, d));
+                    }
+                }
+            }
+            if !self.ahead.iter().any(|(u, _)| *u == uid) {
+                // Small enough to come inline, so it is gone.
+                return Ok(None);
+            }
+        }
+        // Drop what the client has moved past; take (or copy) this one.
+        while self.ahead.front().is_some_and(|(u, _)| *u < uid) {
+            self.ahead.pop_front();
+        }
+        let data = if keep {
+            self.ahead.front().map(|(_, d)| d.clone())
+        } else {
+            self.ahead.pop_front().map(|(_, d)| d)
+        };
+        Ok(data)
     }
 
     /// Gives the maildrop back and ends the store session.
@@ -570,6 +644,7 @@ impl Session {
             msgs,
             lease_lost: lost,
             renewer,
+            ahead: VecDeque::new(),
         }))
     }
 
@@ -682,8 +757,10 @@ impl Session {
         }
     }
 
-    /// RETR and TOP: streams the message from the store, dot-stuffed, in
-    /// chunks (the maildrop is never held in memory).
+    /// RETR and TOP. Messages up to the store's inline limit come from the
+    /// read-ahead (filled with this one and the ones after it in one store
+    /// call); larger ones stream from the store in chunks, so a maildrop is
+    /// never held in memory.
     async fn retrieve(&mut self, n: u32, top: Option<u32>) -> Result<(), End> {
         let State::Transaction(m) = &mut self.state else {
             return Ok(());
@@ -692,6 +769,43 @@ impl Session {
             return self.error(None, "No such message").await;
         };
         let (uid, size) = (msg.uid, msg.size);
+        let data = if size <= mailbox_api::INLINE_DATA_LIMIT {
+            match m.read_ahead(n, top.is_some()).await {
+                Ok(d) => Some(d),
+                Err(s) => return self.store_error(&s, false).await,
+            }
+        } else {
+            None
+        };
+        match data {
+            Some(Some(data)) => {
+                let mut out = ok(&format!("{size} octets"));
+                let mut stuffer = DotStuffer::new(top);
+                stuffer.push(&data, &mut out);
+                stuffer.finish(&mut out);
+                self.send(&out).await?;
+            }
+            Some(None) => {
+                return self
+                    .error(None, "Message was removed by another session")
+                    .await;
+            }
+            None => self.stream_message(uid, size, top).await?,
+        }
+        if top.is_none()
+            && let State::Transaction(m) = &mut self.state
+            && let Some(x) = m.msgs.get_mut(n as usize - 1)
+        {
+            x.retrieved = true;
+        }
+        Ok(())
+    }
+
+    /// Streams one message from the store, dot-stuffed, chunk by chunk.
+    async fn stream_message(&mut self, uid: u32, size: u64, top: Option<u32>) -> Result<(), End> {
+        let State::Transaction(m) = &mut self.state else {
+            return Ok(());
+        };
         let mut client = m.client.clone();
         let stream = client
             .fetch_body(pb::FetchBodyRequest {
@@ -737,14 +851,7 @@ impl Session {
         }
         out.clear();
         stuffer.finish(&mut out);
-        self.send(&out).await?;
-        if top.is_none()
-            && let State::Transaction(m) = &mut self.state
-            && let Some(x) = m.msgs.get_mut(n as usize - 1)
-        {
-            x.retrieved = true;
-        }
-        Ok(())
+        self.send(&out).await
     }
 
     /// QUIT: in TRANSACTION, the UPDATE state removes the deleted messages

@@ -38,44 +38,45 @@ impl DotStuffer {
         self.done
     }
 
-    /// Appends the stuffed form of `chunk` to `out`.
-    pub fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+    /// Appends the stuffed form of `chunk` to `out`. Works a line at a
+    /// time (the data between line feeds is copied as it is), since this
+    /// runs over every byte a RETR sends.
+    pub fn push(&mut self, mut chunk: &[u8], out: &mut Vec<u8>) {
         out.reserve(chunk.len() + chunk.len() / 64);
-        for &b in chunk {
-            if self.done {
-                return;
-            }
+        while !chunk.is_empty() && !self.done {
             if self.at_line_start {
                 // Before the first byte of a body line under a TOP limit.
                 if self.in_body && self.body_lines_left == Some(0) {
                     self.done = true;
                     return;
                 }
-                if b == b'.' {
+                if chunk[0] == b'.' {
                     out.push(b'.');
                 }
                 self.at_line_start = false;
             }
-            match b {
-                b'\n' => {
-                    if !self.prev_cr {
-                        out.push(b'\r');
-                    }
-                    out.push(b'\n');
-                    self.end_line();
-                }
-                b'\r' => {
-                    // A bare CR (one not followed by LF) is kept as data.
-                    out.push(b'\r');
-                    self.prev_cr = true;
-                    continue;
-                }
-                _ => {
+            let (line, lf, rest) = match memchr::memchr(b'\n', chunk) {
+                Some(i) => (&chunk[..i], true, &chunk[i + 1..]),
+                None => (chunk, false, &chunk[chunk.len()..]),
+            };
+            if let Some(&last) = line.last() {
+                // Bare CRs (not followed by LF) are kept as data; a line
+                // of nothing but CRs still counts as empty.
+                out.extend_from_slice(line);
+                if self.line_empty && line.iter().any(|&b| b != b'\r') {
                     self.line_empty = false;
-                    out.push(b);
                 }
+                self.prev_cr = last == b'\r';
             }
-            self.prev_cr = false;
+            if lf {
+                if !self.prev_cr {
+                    out.push(b'\r');
+                }
+                out.push(b'\n');
+                self.end_line();
+                self.prev_cr = false;
+            }
+            chunk = rest;
         }
     }
 
@@ -140,6 +141,80 @@ mod tests {
             expect,
             b"H: v\r\n\r\n..one\r\ntwo\r\n...three\r\n.\r\n".to_vec()
         );
+    }
+
+    /// The line-at-a-time stuffer against a byte-at-a-time statement of
+    /// the rules, over awkward inputs split everywhere.
+    #[test]
+    fn matches_the_byte_rules() {
+        fn reference(top: Option<u32>, data: &[u8]) -> Vec<u8> {
+            let mut out = Vec::new();
+            let (mut start, mut prev_cr, mut in_body, mut empty) = (true, false, false, true);
+            let mut left = top;
+            for &b in data {
+                if start {
+                    if in_body && left == Some(0) {
+                        out.extend_from_slice(b".\r\n");
+                        return out;
+                    }
+                    if b == b'.' {
+                        out.push(b'.');
+                    }
+                    start = false;
+                }
+                match b {
+                    b'\n' => {
+                        if !prev_cr {
+                            out.push(b'\r');
+                        }
+                        out.push(b'\n');
+                        if in_body {
+                            left = left.map(|n| n.saturating_sub(1));
+                        } else if empty {
+                            in_body = true;
+                        }
+                        start = true;
+                        empty = true;
+                        prev_cr = false;
+                    }
+                    b'\r' => {
+                        out.push(b'\r');
+                        prev_cr = true;
+                    }
+                    _ => {
+                        empty = false;
+                        out.push(b);
+                        prev_cr = false;
+                    }
+                }
+            }
+            if !start {
+                out.extend_from_slice(if prev_cr { b"\n" } else { b"\r\n" });
+            }
+            out.extend_from_slice(b".\r\n");
+            out
+        }
+        let inputs: [&[u8]; 6] = [
+            b"A: 1\r\n\r\n.x\r\ny\n\n.\r\n..\rz\r\r\nend",
+            b"\r\n\r\n.\n.\r.\r\n",
+            b"H: \r\r\n\r\r\nbody\r",
+            b"no newline at all",
+            b".\n.\n.\n",
+            b"\r\r\r\n\n\r\n.a\r\nb\r\nc\r\nd\r\n",
+        ];
+        for data in inputs {
+            for top in [None, Some(0), Some(1), Some(2)] {
+                let want = reference(top, data);
+                for split in 0..=data.len() {
+                    let (a, b) = data.split_at(split);
+                    assert_eq!(
+                        String::from_utf8_lossy(&stuff(top, &[a, b])),
+                        String::from_utf8_lossy(&want),
+                        "{data:?} top {top:?} split at {split}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
