@@ -488,3 +488,57 @@ async fn an_endless_line_is_cut_off() {
         "endless line not refused"
     );
 }
+
+/// The gateway's cache of immutable message data (DESIGN.md 8) is keyed by
+/// account, UIDVALIDITY and UID: a mailbox deleted and created again under
+/// the same name, whose first message has UID 1 again, shows the new
+/// message, and another account's message with the same name and UID is
+/// never served from the cache either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_message_cache_never_serves_another_message() {
+    let (store, client) = setup(Backend::Postgres).await;
+    client.add_account("bob@example.org", "pw-bob").await;
+    let imap = TestImap::start(&store.uri()).await;
+    let append = |subject: &str| {
+        let m = format!("Subject: {subject}\r\nFrom: a@example.org\r\n\r\nbody of {subject}\r\n");
+        format!("APPEND Box {{{}+}}\r\n{m}", m.len())
+    };
+    let mut bob = Raw::connect(imap.imap).await;
+    let r = bob.cmd("LOGIN bob@example.org pw-bob").await;
+    assert!(r.last().unwrap().contains("OK"), "{r:?}");
+    bob.cmd("CREATE Box").await;
+    bob.cmd(&append("bobs-message")).await;
+    let mut a = Raw::connect(imap.imap).await;
+    a.login().await;
+    a.cmd("CREATE Box").await;
+    a.cmd(&append("first-message")).await;
+    let fetch = "FETCH 1 (ENVELOPE BODY.PEEK[])";
+    for (who, s, want) in [
+        ("alice", &mut a, "first-message"),
+        ("bob", &mut bob, "bobs-message"),
+    ] {
+        s.cmd("SELECT Box").await;
+        let r = s.cmd(fetch).await.concat();
+        assert!(r.contains(want), "{who}: {r}");
+        // Twice: the second comes from the cache.
+        let r = s.cmd(fetch).await.concat();
+        assert!(r.contains(want), "{who}, cached: {r}");
+    }
+    a.cmd("UNSELECT").await;
+    let r = a.cmd("DELETE Box").await;
+    assert!(r.last().unwrap().contains("OK"), "{r:?}");
+    a.cmd("CREATE Box").await;
+    let r = a.cmd(&append("second-message")).await.concat();
+    assert!(
+        r.contains("APPENDUID") && r.contains(" 1]"),
+        "UID 1 again: {r}"
+    );
+    a.cmd("SELECT Box").await;
+    let r = a.cmd(fetch).await.concat();
+    assert!(
+        r.contains("second-message") && !r.contains("first-message"),
+        "the deleted mailbox's message came back: {r}"
+    );
+    let r = bob.cmd(fetch).await.concat();
+    assert!(r.contains("bobs-message"), "{r}");
+}

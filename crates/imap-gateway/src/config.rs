@@ -31,6 +31,9 @@ pub struct ImapConfig {
     pub idle_timeout_secs: u64,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
+    /// Memory for the cache of immutable message data (summaries, small
+    /// bodies) shared by all sessions, MiB. 0: no cache.
+    pub cache_mib: usize,
     /// Admin HTTP address for /livez and /readyz. Empty: off.
     pub admin_listen: String,
     /// On SIGTERM: how long in-flight work may take before the process exits.
@@ -54,6 +57,7 @@ impl Default for ImapConfig {
             idle_timeout_secs: 30 * 60,
             max_connections: 5000,
             max_connections_per_ip: 50,
+            cache_mib: 256,
             admin_listen: "127.0.0.1:9183".into(),
             shutdown_grace_secs: 30,
             log_format: LogFormat::Text,
@@ -72,6 +76,7 @@ pub struct ImapSettings {
     pub idle_timeout: Duration,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
+    pub cache_bytes: usize,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -117,6 +122,7 @@ impl ImapConfig {
                 idle_timeout: Duration::from_secs(self.idle_timeout_secs),
                 max_connections: self.max_connections.max(1),
                 max_connections_per_ip: self.max_connections_per_ip.max(1),
+                cache_bytes: self.cache_mib.saturating_mul(1 << 20),
             },
         ))
     }

@@ -10,6 +10,7 @@
 //! other sessions, other gateway replicas, SMTP deliveries and POP3 reach it
 //! through the store's `Watch` stream.
 
+mod cache;
 pub mod config;
 mod fetch;
 mod search;
@@ -65,6 +66,7 @@ pub async fn serve(
         auth: CallAuth::new(settings.service_secret.as_deref())?,
         channel: mailbox_api::channel(&settings.store_url)?,
         per_ip: PerIpLimit::new(settings.max_connections_per_ip),
+        cache: cache::MetaCache::new(settings.cache_bytes),
         tls,
         settings,
         shutdown: shutdown.clone(),

@@ -44,6 +44,7 @@ pub(crate) struct Ctx {
     pub auth: CallAuth,
     pub channel: Channel,
     pub per_ip: PerIpLimit,
+    pub cache: crate::cache::MetaCache,
     pub shutdown: CancellationToken,
 }
 
@@ -1617,10 +1618,11 @@ impl Session {
         let Some(mut c) = self.client() else {
             return Ok(Done::bad("Log in first"));
         };
-        let (mailbox, read_only) = match &self.view {
-            Some(v) => (v.name.clone(), v.read_only),
+        let (mailbox, read_only, uid_validity) = match &self.view {
+            Some(v) => (v.name.clone(), v.read_only, v.uid_validity),
             None => return Ok(Done::bad("No mailbox selected")),
         };
+        let account: Arc<str> = Arc::from(self.user.as_str());
         // Bodies come inline with the metadata: one store call per batch.
         let batch_size = if plan.body { BODY_BATCH } else { FETCH_BATCH };
         for batch in positions.chunks(batch_size) {
@@ -1667,32 +1669,53 @@ impl Session {
                     }
                 }
             }
-            let metas: std::collections::HashMap<u32, pb::MessageMeta> = if plan.meta {
-                let r = c
-                    .fetch(pb::FetchRequest {
-                        mailbox: mailbox.clone(),
-                        uids: Some(pb::UidSet::of(uids.iter().copied())),
-                        with_summary: plan.summary,
-                        changed_since: 0,
-                        with_data: plan.body,
-                    })
-                    .await;
-                let mut s = match r {
-                    Ok(s) => s.into_inner(),
-                    Err(s) => return Ok(store_no(&s)),
+            // What never changes comes from the gateway's cache; the store
+            // is asked once for the rest.
+            let mut metas: std::collections::HashMap<u32, Arc<pb::MessageMeta>> =
+                std::collections::HashMap::new();
+            if plan.meta {
+                let key = |uid| crate::cache::Key {
+                    account: account.clone(),
+                    uid_validity,
+                    uid,
                 };
-                let mut map = std::collections::HashMap::new();
-                loop {
-                    match s.message().await {
-                        Ok(Some(b)) => map.extend(b.messages.into_iter().map(|m| (m.uid, m))),
-                        Ok(None) => break,
-                        Err(s) => return Ok(store_no(&s)),
+                let mut missing = Vec::new();
+                for &uid in &uids {
+                    match self.ctx.cache.get(&key(uid), plan.body) {
+                        Some(m) => {
+                            metas.insert(uid, m);
+                        }
+                        None => missing.push(uid),
                     }
                 }
-                map
-            } else {
-                Default::default()
-            };
+                if !missing.is_empty() {
+                    let r = c
+                        .fetch(pb::FetchRequest {
+                            mailbox: mailbox.clone(),
+                            uids: Some(pb::UidSet::of(missing.iter().copied())),
+                            with_summary: true,
+                            changed_since: 0,
+                            with_data: plan.body,
+                        })
+                        .await;
+                    let mut s = match r {
+                        Ok(s) => s.into_inner(),
+                        Err(s) => return Ok(store_no(&s)),
+                    };
+                    loop {
+                        match s.message().await {
+                            Ok(Some(b)) => {
+                                for m in b.messages {
+                                    let uid = m.uid;
+                                    metas.insert(uid, self.ctx.cache.insert(key(uid), m));
+                                }
+                            }
+                            Ok(None) => break,
+                            Err(s) => return Ok(store_no(&s)),
+                        }
+                    }
+                }
+            }
             for (k, &pos) in batch.iter().enumerate() {
                 let uid = uids[k];
                 if plan.meta && !metas.contains_key(&uid) {
@@ -1721,7 +1744,7 @@ impl Session {
                     &plan,
                     msg,
                     view.recent.contains(&uid) && !self.rev2,
-                    metas.get(&uid),
+                    metas.get(&uid).map(|m| &**m),
                     raw,
                 ) {
                     Ok(i) => i,

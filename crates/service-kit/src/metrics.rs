@@ -24,6 +24,9 @@ pub struct Metrics {
     pub store_rpc_duration: Histogram<f64>,
     /// Database pool connections, by state (used, idle).
     pub db_pool: opentelemetry::metrics::Gauge<u64>,
+    /// Lookups in a gateway's cache of immutable message data, by service
+    /// and result (hit, miss).
+    pub cache_lookups: Counter<u64>,
 }
 
 pub fn metrics() -> &'static Metrics {
@@ -60,6 +63,10 @@ pub fn metrics() -> &'static Metrics {
             db_pool: m
                 .u64_gauge("mail.db.pool.connections")
                 .with_description("Database pool connections")
+                .build(),
+            cache_lookups: m
+                .u64_counter("mail.cache.lookups")
+                .with_description("Gateway cache lookups, by result")
                 .build(),
         }
     })
@@ -131,4 +138,15 @@ pub fn db_pool(open: u64, idle: u64) {
     let g = &metrics().db_pool;
     g.record(open.saturating_sub(idle), &[KeyValue::new("state", "used")]);
     g.record(idle, &[KeyValue::new("state", "idle")]);
+}
+
+/// Counts one lookup in a gateway's message cache.
+pub fn cache_lookup(service: &'static str, hit: bool) {
+    metrics().cache_lookups.add(
+        1,
+        &[
+            KeyValue::new("service", service),
+            KeyValue::new("result", if hit { "hit" } else { "miss" }),
+        ],
+    );
 }
