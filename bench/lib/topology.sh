@@ -31,7 +31,9 @@ start_topology() {
   local n=${1:-2}
   : "${DATABASE_URL:?DATABASE_URL must name a PostgreSQL role that may CREATE DATABASE}"
   psql -q "$DATABASE_URL" -c "CREATE DATABASE $db"
-  local url="${DATABASE_URL%/*}/$db"
+  # Loopback: no TLS between the stores and PostgreSQL (as a sidecar or
+  # a local socket would be; Dovecot reads local files).
+  local url="${DATABASE_URL%/*}/$db?sslmode=disable"
   head -c 32 /dev/urandom | base64 > "$work/secret"
   for i in $(seq 1 "$n"); do
     MAILSTORE_LISTEN="127.0.0.1:5015$i" MAILSTORE_DATABASE_URL="$url" \

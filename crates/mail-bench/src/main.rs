@@ -127,11 +127,16 @@ enum Cmd {
         clients: usize,
         #[arg(long, default_value_t = 1000)]
         messages: usize,
+        /// Mean message size; sizes vary from a quarter of it to 1.75 times.
         #[arg(long, default_value_t = 4096)]
         size: usize,
         /// Deliver the messages first (accounts pop<N>@bench.test).
         #[arg(long)]
         setup: bool,
+        /// With --setup: also write the same messages as Maildir files
+        /// under DIR/pop<N>/new (to load another server with them).
+        #[arg(long)]
+        maildir: Option<PathBuf>,
     },
 }
 
@@ -219,9 +224,10 @@ async fn main() -> anyhow::Result<()> {
             messages,
             size,
             setup,
+            maildir,
         } => {
             if setup {
-                pop3_setup(&store, secret_file, clients, messages, size).await?;
+                pop3_setup(&store, secret_file, clients, messages, size, maildir).await?;
             }
             pop3_bench(&pop3, clients).await
         }
@@ -268,6 +274,7 @@ async fn pop3_setup(
     clients: usize,
     messages: usize,
     size: usize,
+    maildir: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let auth = auth(secret_file)?;
     let channel = mailbox_api::channel(uri)?;
@@ -277,8 +284,8 @@ async fn pop3_setup(
             name: "bench.test".into(),
         })
         .await;
-    let body = message(size);
     let run = uuid::Uuid::new_v4().simple().to_string();
+    let mut tasks = Vec::new();
     for c in 0..clients {
         let rcpt = format!("pop{c}@bench.test");
         let _ = admin
@@ -288,18 +295,38 @@ async fn pop3_setup(
                 quota_bytes: 0,
             })
             .await;
-        let mut d = mailbox_api::delivery_client(channel.clone(), auth.clone());
-        for i in 0..messages {
-            let chunks = deliver_chunks(
-                format!("{run}-{c}-{i}"),
-                rcpt.clone(),
-                format!("X-Bench: {c}-{i}\r\n").into_bytes(),
-                body.clone(),
-            );
-            d.deliver(tokio_stream::iter(chunks)).await?;
+        let dir = maildir.as_ref().map(|d| d.join(format!("pop{c}")));
+        if let Some(d) = &dir {
+            for sub in ["new", "cur", "tmp"] {
+                std::fs::create_dir_all(d.join(sub))?;
+            }
         }
+        let mut d = mailbox_api::delivery_client(channel.clone(), auth.clone());
+        let run = run.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..messages {
+                // Sizes spread from size/4 to 7*size/4 (mean: size).
+                let spread = (i * 7919 + c * 104_729) % (size * 3 / 2).max(1);
+                let body = message(size / 4 + spread);
+                let trace = format!("X-Bench: {c}-{i}\r\n").into_bytes();
+                if let Some(dir) = &dir {
+                    let mut full = trace.clone();
+                    full.extend_from_slice(&body);
+                    std::fs::write(
+                        dir.join(format!("new/{}.{run}.{i}.bench", 1_700_000_000 + i)),
+                        full,
+                    )?;
+                }
+                let chunks = deliver_chunks(format!("{run}-{c}-{i}"), rcpt.clone(), trace, body);
+                d.deliver(tokio_stream::iter(chunks)).await?;
+            }
+            anyhow::Ok(())
+        }));
     }
-    println!("setup: {clients} accounts x {messages} messages of {size} B");
+    for t in tasks {
+        t.await??;
+    }
+    println!("setup: {clients} accounts x {messages} messages, mean {size} B");
     Ok(())
 }
 
@@ -323,6 +350,7 @@ async fn pop3_bench(addr: &str, clients: usize) -> anyhow::Result<()> {
                 Ok(())
             };
             read_line(&mut r, &mut line).await?;
+            let login_started = Instant::now();
             w.write_all(
                 format!("USER pop{c}@bench.test\r\nPASS bench-password\r\nSTAT\r\n").as_bytes(),
             )
@@ -335,6 +363,7 @@ async fn pop3_bench(addr: &str, clients: usize) -> anyhow::Result<()> {
                 String::from_utf8_lossy(&line)
             );
             read_line(&mut r, &mut line).await?;
+            let login = login_started.elapsed();
             let count: usize = String::from_utf8_lossy(&line)
                 .split_whitespace()
                 .nth(1)
@@ -369,21 +398,26 @@ async fn pop3_bench(addr: &str, clients: usize) -> anyhow::Result<()> {
                 next = end;
             }
             w.write_all(b"QUIT\r\n").await?;
-            Ok::<_, anyhow::Error>((msgs, bytes))
+            Ok::<_, anyhow::Error>((msgs, bytes, login))
         }));
     }
-    let (mut msgs, mut bytes) = (0, 0);
+    let (mut msgs, mut bytes, mut logins) = (0, 0, Vec::new());
     for t in tasks {
-        let (m, b) = t.await??;
+        let (m, b, l) = t.await??;
         msgs += m;
         bytes += b;
+        logins.push(l);
     }
     let secs = start.elapsed().as_secs_f64();
+    logins.sort();
     println!(
-        "pop3: {clients} clients, {msgs} messages RETR'd, {:.1} MB in {secs:.2} s: {:.0} messages/s, {:.1} MB/s",
+        "pop3: {clients} clients, {msgs} messages RETR'd, {:.1} MB in {secs:.2} s: {:.0} messages/s, {:.1} MB/s; login+STAT p50 {:.1} ms",
         bytes as f64 / 1e6,
         msgs as f64 / secs,
-        bytes as f64 / 1e6 / secs
+        bytes as f64 / 1e6 / secs,
+        logins
+            .get(logins.len() / 2)
+            .map_or(0.0, |l| l.as_secs_f64() * 1e3)
     );
     Ok(())
 }
