@@ -30,8 +30,8 @@ pub struct Change {
     /// message it changed or added, every UID it expunged, the new highest
     /// MODSEQ and UIDNEXT.
     pub resp: pb::ChangesResponse,
-    /// New messages arrived: a watcher that claims \Recent must go to the
-    /// database for its claim.
+    /// New messages arrived (the first of `resp.changed` is the lowest):
+    /// a watcher that claims \Recent claims them.
     pub new_messages: bool,
 }
 
@@ -86,8 +86,13 @@ impl Hub {
 /// A watcher's side: turns the signals received since it last looked into
 /// the changes to send, or says that it must read from the database.
 pub enum Next {
-    /// Changes that follow on each other, starting at the watcher's MODSEQ.
-    Carried(Vec<pb::ChangesResponse>),
+    /// Changes that follow on each other, starting at the watcher's MODSEQ,
+    /// and for a watcher that claims \Recent, the claim due for the new
+    /// messages among them: (lowest new UID, UIDNEXT after them).
+    Carried {
+        changes: Vec<pb::ChangesResponse>,
+        claim: Option<(u32, u32)>,
+    },
     /// Read everything since the watcher's MODSEQ.
     Read,
 }
@@ -101,17 +106,25 @@ pub fn next(
     claim_recent: bool,
 ) -> Next {
     let mut out = Vec::new();
+    let mut claim: Option<(u32, u32)> = None;
     let mut read = false;
     let mut signal = first.map_err(|_| ());
     loop {
         match signal {
             Ok(Some(c)) if c.resp.highest_modseq <= since => {}
-            Ok(Some(c)) if c.before == since && !(claim_recent && c.new_messages) => {
+            Ok(Some(c)) if c.before == since => {
                 since = c.resp.highest_modseq;
+                if claim_recent && c.new_messages {
+                    let first = c.resp.changed.first().map_or(c.resp.uid_next, |e| e.uid);
+                    claim = Some(match claim {
+                        Some((lo, hi)) => (lo.min(first), hi.max(c.resp.uid_next)),
+                        None => (first, c.resp.uid_next),
+                    });
+                }
                 out.push(c.resp.clone());
             }
-            // A hint, a gap, a \Recent claim due, or signals lost to lag:
-            // keep draining (they are covered by the read).
+            // A hint, a gap, or signals lost to lag: keep draining (they
+            // are covered by the read).
             _ => read = true,
         }
         signal = match rx.try_recv() {
@@ -122,7 +135,14 @@ pub fn next(
             Err(broadcast::error::TryRecvError::Lagged(_)) => Err(()),
         };
     }
-    if read { Next::Read } else { Next::Carried(out) }
+    if read {
+        Next::Read
+    } else {
+        Next::Carried {
+            changes: out,
+            claim,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -154,7 +174,10 @@ mod tests {
         hub.publish(1, change(11, 2));
         let f = first(&mut rx);
         match next(&mut rx, f, 10, false) {
-            Next::Carried(v) => assert_eq!(v.len(), 2),
+            Next::Carried { changes, claim } => {
+                assert_eq!(changes.len(), 2);
+                assert_eq!(claim, None);
+            }
             Next::Read => panic!("contiguous changes need no read"),
         }
         // Out of order (12 is published before 11's successor 13 after it):
@@ -166,18 +189,33 @@ mod tests {
         // Already-known changes are skipped.
         hub.publish(1, change(11, 2));
         let f = first(&mut rx);
-        assert!(matches!(next(&mut rx, f, 14, false), Next::Carried(v) if v.is_empty()));
+        assert!(
+            matches!(next(&mut rx, f, 14, false), Next::Carried { changes, .. } if changes.is_empty())
+        );
         // A bare hint after a carried change still means a read.
         hub.publish(1, change(14, 5));
         hub.notify(1);
         let f = first(&mut rx);
         assert!(matches!(next(&mut rx, f, 14, false), Next::Read));
-        // New messages and a \Recent claim: read.
-        let mut c = change(15, 6);
-        c.new_messages = true;
-        hub.publish(1, c);
-        let f = first(&mut rx);
-        assert!(matches!(next(&mut rx, f, 15, true), Next::Read));
+        // New messages: a watcher that claims \Recent gets the claim to
+        // make; one that does not, none.
+        for claiming in [true, false] {
+            let mut c = change(15, 6);
+            c.new_messages = true;
+            c.resp.changed = vec![pb::MessageEntry {
+                uid: 6,
+                ..Default::default()
+            }];
+            c.resp.uid_next = 7;
+            hub.publish(1, c);
+            let f = first(&mut rx);
+            match next(&mut rx, f, 15, claiming) {
+                Next::Carried { claim, .. } => {
+                    assert_eq!(claim, claiming.then_some((6, 7)));
+                }
+                Next::Read => panic!("contiguous"),
+            }
+        }
     }
 
     #[test]

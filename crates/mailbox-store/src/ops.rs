@@ -1113,7 +1113,11 @@ pub async fn select(
 /// is a compare-and-swap on the mailbox's watermark, so concurrent claimers
 /// on any store replica split the UIDs between them and never share one.
 /// Returns the UIDs claimed, `[from, upto)`; empty when others were first.
-async fn claim_recent(
+/// Claims \Recent on every message below `upto` that no session has
+/// claimed yet, by moving the mailbox's watermark with a compare-and-swap
+/// from `seen` (the watermark as the caller last read it, or its best
+/// guess). Returns the UIDs won, which no other claimer gets.
+pub async fn claim_recent(
     pool: &Pool<Db>,
     mailbox_id: i64,
     mut seen: i64,
@@ -1125,25 +1129,36 @@ async fn claim_recent(
         if seen >= upto {
             return Ok(upto..upto);
         }
-        let mut tx = begin_write(pool).await?;
-        let swapped =
-            sqlx::query("UPDATE mailboxes SET recent_uid = $3 WHERE id = $1 AND recent_uid = $2")
+        const SWAP: &str = "UPDATE mailboxes SET recent_uid = $3 WHERE id = $1 AND recent_uid = $2";
+        let swapped = if PG {
+            // One statement is atomic on its own: no transaction round trips.
+            sqlx::query(SWAP)
+                .bind(mailbox_id)
+                .bind(seen)
+                .bind(upto)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        } else {
+            let mut tx = begin_write(pool).await?;
+            let n = sqlx::query(SWAP)
                 .bind(mailbox_id)
                 .bind(seen)
                 .bind(upto)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
-        if swapped == 1 {
             tx.commit().await?;
+            n
+        };
+        if swapped == 1 {
             return Ok(seen..upto);
         }
         seen = sqlx::query_scalar("SELECT recent_uid FROM mailboxes WHERE id = $1")
             .bind(mailbox_id)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(pool)
             .await?
             .unwrap_or(upto);
-        tx.commit().await?;
     }
 }
 
@@ -1510,38 +1525,73 @@ pub async fn append(
     flags: &pb::Flags,
     date: (i64, i64),
     blob: &NewBlob,
-) -> Result<(i64, pb::AppendResponse)> {
+) -> Result<(i64, Option<Change>, pb::AppendResponse)> {
     let mut tx = begin_write(pool).await?;
-    let mb = mailbox_by_name(&mut tx, account, mailbox).await?;
+    // The name lookup, the mailbox lock, the UID and MODSEQ and (on
+    // PostgreSQL) the NOTIFY for other replicas, in one statement.
+    let sql = if PG {
+        "UPDATE mailboxes SET uid_next = uid_next + 1, highest_modseq = highest_modseq + 1 \
+         WHERE account_id = $1 AND name = $2 \
+         RETURNING id, uid_next, highest_modseq, uid_validity, \
+           pg_notify('mailbox_changes', $3 || ':' || id)::TEXT"
+    } else {
+        "UPDATE mailboxes SET uid_next = uid_next + 1, highest_modseq = highest_modseq + 1 \
+         WHERE account_id = $1 AND name = $2 \
+         RETURNING id, uid_next, highest_modseq, uid_validity, NULL"
+    };
+    let mut q = sqlx::query_as::<_, (i64, i64, i64, i64, Option<String>)>(sql)
+        .bind(account.0)
+        .bind(mailbox);
+    if PG {
+        q = q.bind(origin);
+    }
+    let (id, uid_next, modseq, validity, _) = q
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound("mailbox"))?;
+    if uid_next > u32::MAX as i64 {
+        return Err(StoreError::Precondition("mailbox has run out of UIDs"));
+    }
+    let uid = uid_next - 1;
     let size = blob.data.len() as i64;
-    let (quota, used): (i64, i64) =
-        sqlx::query_as("SELECT quota_bytes, used_bytes FROM accounts WHERE id = $1")
-            .bind(account.0)
-            .fetch_one(&mut *tx)
-            .await?;
-    if quota > 0 && used + size > quota {
+    // Usage and the quota check in one statement; over quota rolls back.
+    let (used, quota): (i64, i64) = sqlx::query_as(
+        "UPDATE accounts SET used_bytes = used_bytes + $2, message_count = message_count + 1 \
+         WHERE id = $1 RETURNING used_bytes, quota_bytes",
+    )
+    .bind(account.0)
+    .bind(size)
+    .fetch_one(&mut *tx)
+    .await?;
+    if quota > 0 && used > quota {
         return Err(StoreError::OverQuota);
     }
     insert_blob(&mut tx, blob).await?;
-    let (uid, modseq, validity) = allocate(&mut tx, mb.id, 1).await?;
+    let bits = flags.bits();
+    let keywords = join_keywords(&flags.keywords);
     insert_message(
-        &mut tx,
-        account.0,
-        mb.id,
-        uid,
-        &blob.id,
-        flags.bits(),
-        &join_keywords(&flags.keywords),
-        modseq,
-        date,
-        size,
+        &mut tx, account.0, id, uid, &blob.id, bits, &keywords, modseq, date, size,
     )
     .await?;
-    add_usage(&mut tx, account.0, size, 1).await?;
-    notify(&mut tx, origin, &[mb.id]).await?;
     tx.commit().await?;
+    let change = Change {
+        before: modseq as u64 - 1,
+        resp: pb::ChangesResponse {
+            changed: vec![pb::MessageEntry {
+                uid: uid as u32,
+                flags: Some(pb::Flags::from_bits(bits, split_keywords(&keywords))),
+                modseq: modseq as u64,
+                size: size as u64,
+            }],
+            highest_modseq: modseq as u64,
+            uid_next: uid_next as u32,
+            ..Default::default()
+        },
+        new_messages: true,
+    };
     Ok((
-        mb.id,
+        id,
+        Some(change),
         pb::AppendResponse {
             uid_validity: validity as u32,
             uid: uid as u32,

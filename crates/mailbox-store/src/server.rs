@@ -741,7 +741,21 @@ impl mailbox_server::Mailbox for MailboxSvc {
             let mut step = hub::Next::Read;
             loop {
                 match step {
-                    hub::Next::Carried(changes) => {
+                    hub::Next::Carried { mut changes, claim } => {
+                        if let Some((guess, upto)) = claim {
+                            match store.claim_recent(id, guess, upto).await {
+                                Ok(won) => {
+                                    if let Some(last) = changes.last_mut() {
+                                        last.recent_from = won.start;
+                                        last.recent_to = won.end;
+                                    }
+                                }
+                                Err(e) => {
+                                    let _ = tx.send(Err(e.into())).await;
+                                    return;
+                                }
+                            }
+                        }
                         for c in changes {
                             since = since.max(c.highest_modseq);
                             if tx.send(Ok(c)).await.is_err() {

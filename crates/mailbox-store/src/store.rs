@@ -825,11 +825,11 @@ impl Store {
             .map(|(d, tz)| (d, tz as i64))
             .unwrap_or((crate::model::now(), 0));
         let blob = self.new_blob(data).await?;
-        let (id, resp) = on_backend!(
+        let (id, change, resp) = on_backend!(
             self,
             append(self.origin(), account, name.as_str(), flags, date, &blob)
         )?;
-        self.changed(&[id]);
+        self.publish(id, change);
         Ok(resp)
     }
 
@@ -949,6 +949,18 @@ impl Store {
                 claim_recent
             )
         )
+    }
+
+    /// Claims \Recent below `upto` in mailbox `id` (see `ops::claim_recent`),
+    /// starting from `guess` as the current watermark.
+    pub(crate) async fn claim_recent(
+        &self,
+        id: i64,
+        guess: u32,
+        upto: u32,
+    ) -> Result<std::ops::Range<u32>> {
+        let r = on_backend!(self, claim_recent(id, guess as i64, upto as i64))?;
+        Ok(r.start as u32..r.end as u32)
     }
 
     /// The mailbox id and a receiver that changes whenever the mailbox does.

@@ -45,6 +45,7 @@ both_backends!(
     recent_is_claimed_by_exactly_one_session,
     login_caches_never_outlive_a_change,
     concurrent_writers_lose_nothing_and_watchers_see_it_all,
+    append_keeps_within_the_quota_and_usage_follows_expunge,
 );
 
 async fn setup(backend: Backend) -> TestStore {
@@ -1612,4 +1613,71 @@ async fn concurrent_writers_lose_nothing_and_watchers_see_it_all(backend: Backen
             "watcher {i} did not end with the mailbox's state"
         );
     }
+}
+
+/// APPEND counts against the account's quota in the same statement that
+/// records the usage: one that would pass the limit is refused with
+/// nothing stored, and EXPUNGE gives the bytes back.
+async fn append_keeps_within_the_quota_and_usage_follows_expunge(backend: Backend) {
+    let t = setup(backend).await;
+    t.add_account("q@example.org", "pw").await;
+    let body = message("quota", &"x".repeat(400));
+    t.admin()
+        .set_quota(pb::SetQuotaRequest {
+            address: "q@example.org".into(),
+            quota_bytes: body.len() as u64 * 2 + 10,
+        })
+        .await
+        .unwrap();
+    let mut c = t.login("q@example.org", "pw").await;
+    let append = |c: &mut mailbox_api::MailboxClient| {
+        let mut c = c.clone();
+        let body = body.clone();
+        async move {
+            c.append(tokio_stream::iter(vec![
+                pb::AppendChunk {
+                    part: Some(pb::append_chunk::Part::Header(pb::AppendHeader {
+                        mailbox: "INBOX".into(),
+                        ..Default::default()
+                    })),
+                },
+                pb::AppendChunk {
+                    part: Some(pb::append_chunk::Part::Data(body)),
+                },
+            ]))
+            .await
+        }
+    };
+    assert_eq!(append(&mut c).await.unwrap().into_inner().uid, 1);
+    assert_eq!(append(&mut c).await.unwrap().into_inner().uid, 2);
+    let refused = append(&mut c).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    let q = c
+        .get_quota(pb::GetQuotaRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((q.messages, q.used_bytes), (2, body.len() as u64 * 2));
+    c.expunge(pb::ExpungeRequest {
+        mailbox: "INBOX".into(),
+        uids: Some(pb::UidSet::of([1])),
+        ignore_deleted_flag: true,
+        lease_id: String::new(),
+    })
+    .await
+    .unwrap();
+    let q = c
+        .get_quota(pb::GetQuotaRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((q.messages, q.used_bytes), (1, body.len() as u64));
+    // The refused APPEND used no UID: the next one is 3.
+    assert_eq!(append(&mut c).await.unwrap().into_inner().uid, 3);
+    let (st, entries) = select_with(&mut c, "INBOX", true).await.unwrap();
+    assert_eq!(
+        entries.iter().map(|e| e.uid).collect::<Vec<_>>(),
+        vec![2, 3]
+    );
+    assert_eq!(st.uid_next, 4);
 }
