@@ -30,6 +30,14 @@ wait_port() {
 start_topology() {
   local n=${1:-2}
   : "${DATABASE_URL:?DATABASE_URL must name a PostgreSQL role that may CREATE DATABASE}"
+  # A leftover process on one of our ports would be measured instead.
+  local p
+  for p in $(seq 50151 $((50150 + n))) $(seq 11141 $((11140 + n))) 11110; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      echo "port $p is already in use (a leftover benchmark process?)" >&2
+      exit 1
+    fi
+  done
   psql -q "$DATABASE_URL" -c "CREATE DATABASE $db"
   # Loopback: no TLS between the stores and PostgreSQL (as a sidecar or
   # a local socket would be; Dovecot reads local files).
