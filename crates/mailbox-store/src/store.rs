@@ -8,7 +8,7 @@ use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use argon2::{Argon2, PasswordHasher, PasswordVerifier};
+use argon2::{Argon2, PasswordHasher};
 use mail_types::{EmailAddress, MailboxName, UidSetRanges};
 use mailbox_api::pb;
 use prost::Message as _;
@@ -231,9 +231,9 @@ struct Inner {
     settings: StoreSettings,
     hub: Hub,
     auth: Arc<crate::auth_cache::AuthCache>,
-    /// Bounds concurrent argon2 work (memory and CPU), so a login storm
-    /// does not starve every other call of blocking threads.
-    argon2: Arc<tokio::sync::Semaphore>,
+    /// Where argon2 runs: `argon2_parallelism` threads of its own, which
+    /// bound its CPU and the memory it keeps (see `argon2_pool`).
+    argon2: crate::argon2_pool::Argon2Pool,
     /// Identifies this replica in change notifications, so it ignores its
     /// own (it has already woken its local watchers).
     origin: String,
@@ -289,9 +289,8 @@ impl Store {
             inner: Arc::new(Inner {
                 backend,
                 auth: Arc::new(crate::auth_cache::AuthCache::new(settings.auth_cache)),
-                argon2: Arc::new(tokio::sync::Semaphore::new(
-                    settings.argon2_parallelism.max(1),
-                )),
+                argon2: crate::argon2_pool::Argon2Pool::new(settings.argon2_parallelism)
+                    .map_err(|e| StoreError::Internal(format!("argon2 threads: {e}")))?,
                 settings,
                 hub: Hub::default(),
                 origin: hex::encode(origin),
@@ -381,7 +380,7 @@ impl Store {
         quota: u64,
     ) -> Result<AccountId> {
         let address = parse_address(address)?;
-        let hash = hash_password(password).await?;
+        let hash = self.hash_password(password).await?;
         on_backend!(self, add_account(&address, &hash, quota_i64(quota)?))
     }
 
@@ -397,7 +396,7 @@ impl Store {
 
     pub async fn set_password(&self, address: &str, password: &str) -> Result<()> {
         let address = parse_address(address)?;
-        let hash = hash_password(password).await?;
+        let hash = self.hash_password(password).await?;
         on_backend!(
             self,
             set_account_field(address.as_str(), AccountField::PasswordHash(&hash))
@@ -539,12 +538,35 @@ impl Store {
         on_backend!(self, delete_session(&hash))
     }
 
-    /// argon2 on the blocking pool, at most `argon2_parallelism` at once.
+    /// Checks a password against its PHC string on the argon2 threads.
     async fn verify_password(&self, password: &str, hash: &str) -> bool {
-        let Ok(_permit) = self.inner.argon2.acquire().await else {
+        if password.len() > MAX_PASSWORD {
             return false;
-        };
-        verify_password(password, hash).await
+        }
+        let (pw, hash) = (password.to_string(), hash.to_string());
+        self.inner
+            .argon2
+            .run(move || crate::argon2_pool::reuse::verify(pw.as_bytes(), &hash))
+            .await
+            .unwrap_or(false)
+    }
+
+    /// A new PHC string for a password, made on the argon2 threads.
+    async fn hash_password(&self, password: &str) -> Result<String> {
+        if password.is_empty() || password.len() > MAX_PASSWORD {
+            return Err(StoreError::Invalid(format!(
+                "password must be 1 to {MAX_PASSWORD} bytes"
+            )));
+        }
+        let pw = password.to_string();
+        self.inner
+            .argon2
+            .run(move || {
+                crate::argon2_pool::reuse::hash(pw.as_bytes())
+                    .map_err(|e| StoreError::Internal(format!("argon2: {e}")))
+            })
+            .await
+            .ok_or_else(|| StoreError::Internal("argon2 threads stopped".into()))?
     }
 
     // -------------------------------------------------------------- delivery
@@ -1070,37 +1092,6 @@ fn token_hash(token: &str) -> String {
 
 /// Longest password accepted (argon2 work is bounded by it).
 const MAX_PASSWORD: usize = 1024;
-
-async fn hash_password(password: &str) -> Result<String> {
-    if password.is_empty() || password.len() > MAX_PASSWORD {
-        return Err(StoreError::Invalid(format!(
-            "password must be 1 to {MAX_PASSWORD} bytes"
-        )));
-    }
-    let pw = password.to_string();
-    tokio::task::spawn_blocking(move || {
-        Argon2::default()
-            .hash_password(pw.as_bytes())
-            .map(|h| h.to_string())
-            .map_err(|e| StoreError::Internal(format!("argon2: {e}")))
-    })
-    .await
-    .map_err(|e| StoreError::Internal(format!("hash task: {e}")))?
-}
-
-async fn verify_password(password: &str, hash: &str) -> bool {
-    if password.len() > MAX_PASSWORD {
-        return false;
-    }
-    let (pw, hash) = (password.to_string(), hash.to_string());
-    tokio::task::spawn_blocking(move || {
-        Argon2::default()
-            .verify_password(pw.as_bytes(), hash.as_str())
-            .is_ok()
-    })
-    .await
-    .unwrap_or(false)
-}
 
 /// A hash to verify against when the user does not exist, so unknown users
 /// cost the same time as wrong passwords.
