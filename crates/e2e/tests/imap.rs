@@ -321,9 +321,10 @@ async fn hostile_input_gets_bad_or_no_and_the_session_goes_on() {
     let l = a.line().await;
     assert!(l.starts_with("h1 NO [TOOBIG]"), "{l}");
     a.login().await;
-    // Invalid UTF-8 / modified UTF-7 mailbox names.
+    // Invalid UTF-8 / modified UTF-7 mailbox names name no mailbox (see
+    // invalid_modified_utf7_names_are_no_not_bad).
     let r = a.cmd("SELECT \"&Jjo\"").await;
-    assert!(r.last().unwrap().contains(" BAD "), "{r:?}");
+    assert!(r.last().unwrap().contains(" NO [NONEXISTENT]"), "{r:?}");
     a.n += 1;
     let mut raw = format!("t{} SELECT \"", a.n).into_bytes();
     raw.extend_from_slice(b"\xff\xfe\"\r\n");
@@ -541,4 +542,38 @@ async fn the_message_cache_never_serves_another_message() {
     );
     let r = bob.cmd(fetch).await.concat();
     assert!(r.contains("bobs-message"), "{r}");
+}
+
+/// A mailbox name that is not valid modified UTF-7 (RFC 3501 5.1.3) names
+/// no mailbox: SELECT, EXAMINE and STATUS of it are NO [NONEXISTENT], CREATE
+/// is NO [CANNOT], and a LIST whose pattern does not decode matches
+/// nothing; none of them is BAD (the commands are well-formed) and the
+/// session goes on, however often it is asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_modified_utf7_names_are_no_not_bad() {
+    let (store, _client) = setup(Backend::Sqlite).await;
+    let imap = TestImap::start(&store.uri()).await;
+    let mut a = Raw::connect(imap.imap).await;
+    a.login().await;
+    for _ in 0..60 {
+        for c in [
+            "SELECT \"&Jjo!\"",
+            "EXAMINE \"a&\"",
+            "STATUS \"&U,BTFw\" (MESSAGES)",
+        ] {
+            let r = a.cmd(c).await;
+            let last = r.last().unwrap();
+            assert!(last.contains(" NO [NONEXISTENT]"), "{c}: {r:?}");
+        }
+        let r = a.cmd("CREATE \"&Jjo!\"").await;
+        assert!(r.last().unwrap().contains(" NO [CANNOT]"), "{r:?}");
+        let r = a.cmd("LIST \"\" \"!#$&'+,-.0-9:;<=>?@^_`|}\"").await;
+        assert_eq!(r.len(), 1, "nothing matches: {r:?}");
+        assert!(r[0].contains(" OK "), "{r:?}");
+        let r = a.cmd("LIST (SUBSCRIBED) \"\" \"&-&\"").await;
+        assert!(r.last().unwrap().contains(" OK "), "{r:?}");
+    }
+    // Still there after 360 such commands (past the BAD limit of 50).
+    let r = a.cmd("SELECT INBOX").await;
+    assert!(r.last().unwrap().contains(" OK ["), "{r:?}");
 }

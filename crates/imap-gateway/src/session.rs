@@ -284,12 +284,22 @@ impl Session {
             Mailbox::Inbox => return Ok("INBOX".into()),
             Mailbox::Other(o) => o.as_ref(),
         };
-        let s = std::str::from_utf8(raw).map_err(|_| Done::bad("Mailbox name is not UTF-8"))?;
+        // A name that cannot be decoded names no mailbox: NO, not BAD (the
+        // command is well-formed; RFC 3501 5.1.3 only says what names a
+        // server creates). CREATE and RENAME say CANNOT instead.
+        let invalid =
+            || Done::no("[NONEXISTENT] No such mailbox (the name is not valid modified UTF-7)");
+        let s = std::str::from_utf8(raw).map_err(|_| invalid())?;
         if self.utf8 {
             return Ok(s.to_string());
         }
-        imap_wire::utf7::decode(s)
-            .map_err(|_| Done::bad("Mailbox name is not valid modified UTF-7"))
+        imap_wire::utf7::decode(s).map_err(|_| invalid())
+    }
+
+    /// As `mailbox_name`, for a name the command would create.
+    fn new_mailbox_name(&self, m: &Mailbox<'_>) -> Result<String, Done> {
+        self.mailbox_name(m)
+            .map_err(|_| Done::no("[CANNOT] Mailbox names must be valid modified UTF-7"))
     }
 
     // ------------------------------------------------------------ framing
@@ -981,7 +991,7 @@ impl Session {
     }
 
     async fn create(&mut self, m: &Mailbox<'_>) -> Done {
-        let name = match self.mailbox_name(m) {
+        let name = match self.new_mailbox_name(m) {
             Ok(n) => n,
             Err(d) => return d,
         };
@@ -1023,7 +1033,7 @@ impl Session {
     }
 
     async fn rename(&mut self, from: &Mailbox<'_>, to: &Mailbox<'_>) -> Done {
-        let (from, to) = match (self.mailbox_name(from), self.mailbox_name(to)) {
+        let (from, to) = match (self.mailbox_name(from), self.new_mailbox_name(to)) {
             (Ok(f), Ok(t)) => (f, t),
             (Err(d), _) | (_, Err(d)) => return d,
         };
@@ -1085,7 +1095,14 @@ impl Session {
                 imap_wire::utf7::decode(&pattern),
             ) {
                 (Ok(r), Ok(p)) => (r, p),
-                _ => return Done::bad("Invalid modified UTF-7 in LIST arguments"),
+                // No mailbox name can match what does not decode.
+                _ => {
+                    return Done::ok(if lsub {
+                        "LSUB completed"
+                    } else {
+                        "LIST completed"
+                    });
+                }
             }
         };
         let cmd = if lsub { "LSUB" } else { "LIST" };
@@ -1149,12 +1166,15 @@ impl Session {
     /// LIST with RFC 5258 selection and return options, several patterns,
     /// LIST-STATUS (RFC 5819) and SPECIAL-USE (RFC 6154).
     async fn list_extended(&mut self, ext: imap_wire::ext::ListExtended) -> Done {
+        // No mailbox name can match a reference or pattern that does not
+        // decode: such a LIST answers nothing, successfully.
         let decode = |b: &[u8]| -> Result<String, Done> {
-            let s = std::str::from_utf8(b).map_err(|_| Done::bad("Not UTF-8"))?;
+            let none = || Done::ok("LIST completed");
+            let s = std::str::from_utf8(b).map_err(|_| none())?;
             if self.utf8 {
                 Ok(s.to_string())
             } else {
-                imap_wire::utf7::decode(s).map_err(|_| Done::bad("Invalid modified UTF-7"))
+                imap_wire::utf7::decode(s).map_err(|_| none())
             }
         };
         let reference = match decode(&ext.reference) {
