@@ -102,12 +102,19 @@ impl MetaCache {
     }
 
     /// Keeps `meta` (as the store sent it; its flags and MODSEQ are
-    /// dropped) and returns the shared copy.
+    /// dropped, and bytes above `DATA_LIMIT`) and returns it for the
+    /// caller's use, bytes included.
     pub fn insert(&self, key: Key, mut meta: pb::MessageMeta) -> Arc<pb::MessageMeta> {
         meta.flags = None;
         meta.modseq = 0;
-        if meta.size > DATA_LIMIT {
-            meta.data = None;
+        if meta.size > DATA_LIMIT && meta.data.is_some() {
+            // The caller gets the bytes; the cache keeps the rest.
+            let kept = pb::MessageMeta {
+                data: None,
+                ..meta.clone()
+            };
+            self.insert(key, kept);
+            return Arc::new(meta);
         }
         let weight = meta.encoded_len() + 128;
         let meta = Arc::new(meta);
@@ -225,6 +232,11 @@ mod tests {
             key("a@x", 5_000),
             meta(5_000, Some(DATA_LIMIT as usize + 1)),
         );
-        assert!(big.data.is_none());
+        assert!(big.data.is_some(), "the caller still gets the bytes");
+        assert!(c.get(&key("a@x", 5_000), false).is_some());
+        assert!(
+            c.get(&key("a@x", 5_000), true).is_none(),
+            "but they are not kept"
+        );
     }
 }
