@@ -1358,6 +1358,17 @@ pub async fn copy(
     let mut tx = begin_write(pool).await?;
     let src = mailbox_by_name(&mut tx, account, mailbox).await?;
     let dst = mailbox_by_name(&mut tx, account, destination).await?;
+    if PG {
+        // Both mailboxes locked, in id order, before the rows are read:
+        // two MOVEs of one message then copy it once (the second finds it
+        // gone), and MOVEs in opposite directions never wait on each other
+        // in a cycle. The account row is locked after them, as everywhere.
+        sqlx::query("SELECT id FROM mailboxes WHERE id = $1 OR id = $2 ORDER BY id FOR UPDATE")
+            .bind(src.id)
+            .bind(dst.id)
+            .fetch_all(&mut *tx)
+            .await?;
+    }
     let rows: Vec<MetaRow> = {
         let (Some(first), Some(last)) = (set.ranges().first(), set.ranges().last()) else {
             return Ok((Vec::new(), pb::CopyResponse::default()));
@@ -1527,6 +1538,10 @@ pub async fn append(
     blob: &NewBlob,
 ) -> Result<(i64, Option<Change>, pb::AppendResponse)> {
     let mut tx = begin_write(pool).await?;
+    // The blob first, before any row lock: a delivery of the same bytes
+    // inserts its blob before it locks mailbox and account, so the other
+    // order could deadlock against it.
+    insert_blob(&mut tx, blob).await?;
     // The name lookup, the mailbox lock, the UID and MODSEQ and (on
     // PostgreSQL) the NOTIFY for other replicas, in one statement.
     let sql = if PG {
@@ -1566,7 +1581,6 @@ pub async fn append(
     if quota > 0 && used > quota {
         return Err(StoreError::OverQuota);
     }
-    insert_blob(&mut tx, blob).await?;
     let bits = flags.bits();
     let keywords = join_keywords(&flags.keywords);
     insert_message(

@@ -46,6 +46,7 @@ both_backends!(
     login_caches_never_outlive_a_change,
     concurrent_writers_lose_nothing_and_watchers_see_it_all,
     append_keeps_within_the_quota_and_usage_follows_expunge,
+    concurrent_moves_move_each_message_once,
 );
 
 async fn setup(backend: Backend) -> TestStore {
@@ -1680,4 +1681,73 @@ async fn append_keeps_within_the_quota_and_usage_follows_expunge(backend: Backen
         vec![2, 3]
     );
     assert_eq!(st.uid_next, 4);
+}
+
+/// Sessions on two replicas MOVE the same messages at once, in both
+/// directions: every message ends up in exactly one mailbox, once (the
+/// mailboxes are locked before the rows are read), and no MOVE deadlocks.
+async fn concurrent_moves_move_each_message_once(backend: Backend) {
+    let a = setup(backend).await;
+    let replica;
+    let b = if matches!(backend, Backend::Postgres) {
+        replica = a.replica().await;
+        &replica
+    } else {
+        &a
+    };
+    a.add_account("m@example.org", "pw").await;
+    const MESSAGES: u32 = 12;
+    for i in 0..MESSAGES {
+        a.deliver(&format!("m-{i}"), &["m@example.org"], &message("m", "x"))
+            .await;
+    }
+    let mut c = a.login("m@example.org", "pw").await;
+    c.create_mailbox(pb::CreateMailboxRequest {
+        name: "Dest".into(),
+        special_use: 0,
+    })
+    .await
+    .unwrap();
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let mut c = if w % 2 == 0 { &a } else { b }
+            .login("m@example.org", "pw")
+            .await;
+        tasks.push(tokio::spawn(async move {
+            let (from, to) = if w % 4 == 3 {
+                ("Dest", "INBOX")
+            } else {
+                ("INBOX", "Dest")
+            };
+            c.r#move(pb::CopyRequest {
+                mailbox: from.into(),
+                uids: Some(pb::UidSet::of(1..=1000)),
+                destination: to.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let (_, inbox) = select_with(&mut c, "INBOX", true).await.unwrap();
+    let (_, dest) = select_with(&mut c, "Dest", true).await.unwrap();
+    assert_eq!(
+        inbox.len() + dest.len(),
+        MESSAGES as usize,
+        "messages lost or duplicated: INBOX {} + Dest {}",
+        inbox.len(),
+        dest.len()
+    );
+    let q = c
+        .get_quota(pb::GetQuotaRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        q.messages, MESSAGES as u64,
+        "usage counts each message once"
+    );
 }
