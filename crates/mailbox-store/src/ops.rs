@@ -741,35 +741,41 @@ pub async fn deliver(
     }
     insert_blob(&mut tx, blob).await?;
     let size = blob.data.len() as i64;
-    let mut results = Vec::with_capacity(recipients.len());
+    let mut results: Vec<pb::RecipientResult> = recipients
+        .iter()
+        .map(|a| pb::RecipientResult {
+            address: a.clone(),
+            ..Default::default()
+        })
+        .collect();
+    let mut resolved = Vec::with_capacity(recipients.len());
+    for (i, address) in recipients.iter().enumerate() {
+        match resolve_recipient(&mut *tx, address).await? {
+            Some(r) => resolved.push((i, r)),
+            None => results[i].status = pb::RecipientStatus::UnknownUser as i32,
+        }
+    }
+    // Each recipient's INBOX and then its account row are locked in
+    // account order, so two deliveries to the same accounts listed in
+    // different orders never wait on each other in a cycle.
+    resolved.sort_by_key(|(i, r)| (r.account_id, *i));
     let mut done: HashMap<i64, (u32, u32)> = HashMap::new();
     let mut changed = Vec::new();
-    for address in recipients {
-        let mut result = pb::RecipientResult {
-            address: address.clone(),
-            ..Default::default()
-        };
-        let Some(r) = resolve_recipient(&mut *tx, address).await? else {
-            result.status = pb::RecipientStatus::UnknownUser as i32;
-            results.push(result);
-            continue;
-        };
+    for (i, r) in resolved {
+        let result = &mut results[i];
         if let Some(&(uid, validity)) = done.get(&r.account_id) {
             // The same account twice (an address and its alias): one copy.
             result.status = pb::RecipientStatus::Accept as i32;
             result.uid = uid;
             result.uid_validity = validity;
-            results.push(result);
             continue;
         }
         if r.disabled {
             result.status = pb::RecipientStatus::Disabled as i32;
-            results.push(result);
             continue;
         }
         if r.quota_bytes > 0 && r.used_bytes + size > r.quota_bytes {
             result.status = pb::RecipientStatus::OverQuota as i32;
-            results.push(result);
             continue;
         }
         let inbox = mailbox_by_name(&mut tx, AccountId(r.account_id), "INBOX").await?;
@@ -793,7 +799,6 @@ pub async fn deliver(
         result.status = pb::RecipientStatus::Accept as i32;
         result.uid = uid as u32;
         result.uid_validity = validity as u32;
-        results.push(result);
     }
     let resp = pb::DeliverResponse {
         results,

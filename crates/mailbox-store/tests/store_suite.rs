@@ -47,6 +47,7 @@ both_backends!(
     concurrent_writers_lose_nothing_and_watchers_see_it_all,
     append_keeps_within_the_quota_and_usage_follows_expunge,
     concurrent_moves_move_each_message_once,
+    crossing_multi_recipient_deliveries_never_deadlock,
 );
 
 async fn setup(backend: Backend) -> TestStore {
@@ -1750,4 +1751,48 @@ async fn concurrent_moves_move_each_message_once(backend: Backend) {
         q.messages, MESSAGES as u64,
         "usage counts each message once"
     );
+}
+
+/// Deliveries to the same two accounts, listed in opposite orders, run at
+/// once: each locks INBOX and account rows in account order, so none is
+/// aborted as a deadlock and every copy is stored.
+async fn crossing_multi_recipient_deliveries_never_deadlock(backend: Backend) {
+    let t = setup(backend).await;
+    t.add_account("x@example.org", "pw").await;
+    t.add_account("y@example.org", "pw").await;
+    const EACH: usize = 40;
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let mut d = t.delivery();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..EACH {
+                let rcpts: [&str; 2] = if (w + i) % 2 == 0 {
+                    ["x@example.org", "y@example.org"]
+                } else {
+                    ["y@example.org", "x@example.org"]
+                };
+                let r = common::deliver_with(
+                    &mut d,
+                    &format!("x-{w}-{i}"),
+                    &rcpts,
+                    &message("cross", &format!("{w}-{i}")),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("delivery {w}-{i} failed: {e:?}"));
+                assert_eq!(r.results.len(), 2);
+                for (res, want) in r.results.iter().zip(rcpts) {
+                    assert_eq!(res.address, want, "results keep the request order");
+                    assert_eq!(res.status, pb::RecipientStatus::Accept as i32);
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    for user in ["x@example.org", "y@example.org"] {
+        let mut c = t.login(user, "pw").await;
+        let (_, entries) = select_with(&mut c, "INBOX", true).await.unwrap();
+        assert_eq!(entries.len(), 4 * EACH, "{user}");
+    }
 }
