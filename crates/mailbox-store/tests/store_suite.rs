@@ -50,6 +50,17 @@ both_backends!(
     crossing_multi_recipient_deliveries_never_deadlock,
 );
 
+/// A second store replica for tests of writers on several replicas; none
+/// on the embedded store, which is one process: its replicas would share
+/// no change feed (they would only meet at the Watch poll), so there both
+/// sides are the one store.
+async fn second_replica(a: &TestStore, backend: Backend) -> Option<TestStore> {
+    match backend {
+        Backend::Postgres => Some(a.replica().await),
+        Backend::Sqlite => None,
+    }
+}
+
 async fn setup(backend: Backend) -> TestStore {
     let t = start(backend).await;
     t.add_domain("example.org").await;
@@ -1470,16 +1481,8 @@ Content-Transfer-Encoding: base64\r\n\r\nR3LDvMOfZSBhdXMgS8O2bG4=\r\n";
 async fn concurrent_writers_lose_nothing_and_watchers_see_it_all(backend: Backend) {
     use std::collections::BTreeMap;
     let a = setup(backend).await;
-    // The embedded store is one process: its replicas share no change
-    // feed (they would only meet at the Watch poll), so there both sides
-    // are the one store.
-    let replica;
-    let b = if matches!(backend, Backend::Postgres) {
-        replica = a.replica().await;
-        &replica
-    } else {
-        &a
-    };
+    let replica = second_replica(&a, backend).await;
+    let b = replica.as_ref().unwrap_or(&a);
     a.add_account("c@example.org", "pw").await;
     const MESSAGES: u32 = 20;
     const WRITERS: usize = 8;
@@ -1689,13 +1692,8 @@ async fn append_keeps_within_the_quota_and_usage_follows_expunge(backend: Backen
 /// mailboxes are locked before the rows are read), and no MOVE deadlocks.
 async fn concurrent_moves_move_each_message_once(backend: Backend) {
     let a = setup(backend).await;
-    let replica;
-    let b = if matches!(backend, Backend::Postgres) {
-        replica = a.replica().await;
-        &replica
-    } else {
-        &a
-    };
+    let replica = second_replica(&a, backend).await;
+    let b = replica.as_ref().unwrap_or(&a);
     a.add_account("m@example.org", "pw").await;
     const MESSAGES: u32 = 12;
     for i in 0..MESSAGES {
