@@ -17,8 +17,8 @@ use imap_codec::imap_types::flag::{Flag, FlagFetch};
 use imap_codec::imap_types::response::{Data, Response};
 use mailbox_api::pb;
 
+use crate::shared::Msg;
 use crate::structure::{self, BinaryError};
-use crate::view::Msg;
 
 /// What a FETCH needs from the store.
 pub struct Plan {

@@ -5,16 +5,19 @@
 //!
 //! Commands are framed and parsed by `imap-codec` (its `Fragmentizer`
 //! separates lines from literals with a size cap) and FETCH data is encoded
-//! by it; the session driver ([`session`]) is ours. Each session keeps only
-//! the selected mailbox's view (sequence numbers, flags); changes made by
-//! other sessions, other gateway replicas, SMTP deliveries and POP3 reach it
-//! through the store's `Watch` stream.
+//! by it; the session driver ([`session`]) is ours. Sessions that select
+//! the same mailbox share one view of it and one subscription to the
+//! store's `Watch` stream ([`shared`]); each keeps only what differs for its
+//! client ([`view`]: sequence numbers of messages not yet told expunged,
+//! \Recent, owed flag changes). Changes made by other sessions, other
+//! gateway replicas, SMTP deliveries and POP3 reach it through that stream.
 
 mod cache;
 pub mod config;
 mod fetch;
 mod search;
 mod session;
+mod shared;
 pub mod structure;
 mod view;
 
@@ -67,6 +70,7 @@ pub async fn serve(
         channel: mailbox_api::channel(&settings.store_url)?,
         per_ip: PerIpLimit::new(settings.max_connections_per_ip),
         cache: cache::MetaCache::new(settings.cache_bytes),
+        views: shared::Views::default(),
         tls,
         settings,
         shutdown: shutdown.clone(),

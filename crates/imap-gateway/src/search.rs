@@ -80,7 +80,7 @@ fn one(k: &SearchKey<'_>, view: &View, depth: usize) -> Result<pb::SearchKey, Se
             let mut list = Vec::new();
             for (a, b) in nums {
                 for n in a..=b.min(view.exists()) {
-                    if let Some(m) = view.msgs.get((n as usize).wrapping_sub(1)) {
+                    if let Some(m) = view.msg_at((n as usize).wrapping_sub(1)) {
                         list.push(m.uid);
                     }
                 }

@@ -30,7 +30,6 @@ use service_kit::CancellationToken;
 use service_kit::conn::{Connection, ReadError, Stream};
 use service_kit::limit::PerIpLimit;
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
@@ -45,6 +44,7 @@ pub(crate) struct Ctx {
     pub channel: Channel,
     pub per_ip: PerIpLimit,
     pub cache: crate::cache::MetaCache,
+    pub views: crate::shared::Views,
     pub shutdown: CancellationToken,
 }
 
@@ -60,6 +60,8 @@ const BODY_BATCH: usize = 32;
 /// Flush the response buffer once it holds this much.
 const FLUSH_AT: usize = 256 * 1024;
 const SEP: char = '/';
+/// Response buffer capacity kept between commands.
+const OUT_KEEP: usize = 16 * 1024;
 
 pub(crate) async fn handle(ctx: Arc<Ctx>, tcp: TcpStream, peer: SocketAddr, implicit_tls: bool) {
     let Some(slot) = ctx.per_ip.try_acquire(peer.ip()) else {
@@ -94,7 +96,7 @@ pub(crate) async fn handle(ctx: Arc<Ctx>, tcp: TcpStream, peer: SocketAddr, impl
         user: String::new(),
         view: None,
         utf8: false,
-        out: Vec::with_capacity(4096),
+        out: Vec::new(),
         bad: 0,
         last_outcome: "OK",
         search_return: None,
@@ -203,6 +205,14 @@ fn store_no(s: &Status) -> Done {
 }
 
 impl Session {
+    /// The largest command message accepted (an APPEND literal and its
+    /// line).
+    fn max_message(&self) -> u32 {
+        self.settings()
+            .max_append
+            .saturating_add(self.settings().max_line)
+    }
+
     fn settings(&self) -> &ImapSettings {
         &self.ctx.settings
     }
@@ -257,6 +267,11 @@ impl Session {
         if !self.out.is_empty() {
             self.conn.write_all(&self.out).await?;
             self.out.clear();
+            // A large response (a FETCH of bodies) does not leave its
+            // buffer behind for the rest of the session.
+            if self.out.capacity() > OUT_KEEP {
+                self.out = Vec::new();
+            }
         }
         self.conn.flush().await?;
         Ok(())
@@ -370,6 +385,13 @@ impl Session {
                 }
                 None => {
                     self.flush().await?;
+                    if self.frag.message_bytes().is_empty() {
+                        // Between commands, with nothing buffered: start
+                        // afresh, so the buffers a large command (an
+                        // APPEND literal) grew are not kept for the rest of
+                        // the session.
+                        self.frag = Fragmentizer::new(self.max_message());
+                    }
                     let timeout = self.settings().idle_timeout;
                     let shutdown = self.ctx.shutdown.clone();
                     let bytes = tokio::select! {
@@ -769,8 +791,10 @@ impl Session {
         if done.kind == "BAD" {
             self.bad += 1;
         }
-        let first = if sync { self.sync_view().await } else { None };
-        self.drain_updates_with(expunges_ok, first);
+        if sync {
+            self.sync_view().await;
+        }
+        self.drain_updates(expunges_ok);
         self.last_outcome = done.kind;
         let line = format!("{tag} {} {}", done.kind, done.text);
         self.push(&line);
@@ -895,65 +919,27 @@ impl Session {
 
     async fn select(&mut self, m: &Mailbox<'_>, read_only: bool) -> Done {
         // A failed SELECT leaves no mailbox selected (RFC 9051 6.3.2); the
-        // end of the previous one's responses is marked (7.1, CLOSED).
-        if self.view.take().is_some() {
+        // end of the previous one's responses is marked (7.1, CLOSED). The
+        // old view is kept until the new one is open: a re-SELECT of the
+        // same mailbox then costs its changes, not the mailbox.
+        let previous = self.view.take();
+        if previous.is_some() {
             self.push("* OK [CLOSED] Previous mailbox closed");
         }
         let name = match self.mailbox_name(m) {
             Ok(n) => n,
             Err(d) => return d,
         };
-        let Some(mut c) = self.client() else {
+        let Some(c) = self.client() else {
             return Done::bad("Log in first");
         };
-        let opened = async {
-            let mut s = c
-                .select(pb::SelectRequest {
-                    name: name.clone(),
-                    read_only,
-                })
-                .await?
-                .into_inner();
-            let mut status = None;
-            let mut entries = Vec::new();
-            while let Some(p) = s.message().await? {
-                match p.part {
-                    Some(pb::select_response::Part::Status(st)) => status = Some(st),
-                    Some(pb::select_response::Part::Batch(b)) => entries.extend(b.messages),
-                    None => {}
-                }
-            }
-            Ok::<_, Status>((status.unwrap_or_default(), entries))
-        }
-        .await;
-        let (status, entries) = match opened {
-            Ok(x) => x,
+        let account: Arc<str> = Arc::from(self.user.as_str());
+        let shared = match self.ctx.views.open(&account, &name, read_only, &c).await {
+            Ok(s) => s,
             Err(s) => return store_no(&s),
         };
-        let mut view = View::new(name.clone(), read_only, &status, entries);
-        // The change feed for this mailbox, from the state we just read.
-        let (tx, rx) = mpsc::channel(64);
-        let mut wc = c.clone();
-        let since = status.highest_modseq.max(1);
-        let task = tokio::spawn(async move {
-            let Ok(resp) = wc
-                .watch(pb::WatchRequest {
-                    mailbox: name,
-                    since_modseq: since,
-                    claim_recent: !read_only,
-                })
-                .await
-            else {
-                return;
-            };
-            let mut s = resp.into_inner();
-            while let Ok(Some(c)) = s.message().await {
-                if tx.send(c).await.is_err() {
-                    return;
-                }
-            }
-        });
-        view.watch(rx, task);
+        drop(previous);
+        let view = View::new(name, shared);
         for l in view.flags_responses() {
             self.push(&l);
         }
@@ -972,15 +958,15 @@ impl Session {
         }
         self.push(&format!(
             "* OK [UIDVALIDITY {}] UIDs valid",
-            view.uid_validity
+            view.uid_validity()
         ));
         self.push(&format!(
             "* OK [UIDNEXT {}] Predicted next UID",
-            view.uid_next
+            view.uid_next()
         ));
         self.push(&format!(
             "* OK [HIGHESTMODSEQ {}] Highest",
-            view.highest_modseq
+            view.highest_modseq()
         ));
         self.view = Some(view);
         if read_only {
@@ -1334,8 +1320,8 @@ impl Session {
             // The selected mailbox: bring the view up to date, tell the
             // client what changed, and answer from the view, so STATUS
             // agrees with what this session was told.
-            let first = self.sync_view().await;
-            self.drain_updates_with(true, first);
+            self.sync_view().await;
+            self.drain_updates(true);
             match &self.view {
                 Some(v) => v.status(),
                 None => return Done::no("[NONEXISTENT] Mailbox was deleted"),
@@ -1436,52 +1422,31 @@ impl Session {
     /// after this session added messages to it (APPEND, COPY, MOVE) and for
     /// STATUS of it, so the client learns of them before the tagged reply.
     /// A read-write session claims \Recent on the new messages.
-    async fn sync_view(&mut self) -> Option<pb::ChangesResponse> {
-        let (name, since, read_only) = {
-            let v = self.view.as_ref()?;
-            (v.name.clone(), v.highest_modseq, v.read_only)
+    async fn sync_view(&mut self) {
+        let shared = match &self.view {
+            Some(v) => v.shared().clone(),
+            None => return,
         };
-        let mut c = self.client()?;
-        c.changes(pb::ChangesRequest {
-            mailbox: name,
-            since_modseq: since,
-            claim_recent: !read_only,
-        })
-        .await
-        .ok()
-        .map(|r| r.into_inner())
+        let Some(c) = self.client() else { return };
+        // A failure leaves the change to the Watch stream.
+        let _ = shared.refresh(c).await;
     }
 
-    /// Takes every change the Watch stream has delivered so far and writes
-    /// the untagged responses that may be sent now.
+    /// Moves the view to the latest shared snapshot and writes the
+    /// untagged responses that may be sent now.
     fn drain_updates(&mut self, expunges_ok: bool) {
-        self.drain_updates_with(expunges_ok, None);
-    }
-
-    /// As [`Session::drain_updates`], with one batch already received.
-    fn drain_updates_with(&mut self, expunges_ok: bool, first: Option<pb::ChangesResponse>) {
         let Some(view) = self.view.as_mut() else {
             return;
         };
-        let mut owed_recent = None;
-        let mut owed_flags = false;
-        let mut batch: Vec<pb::ChangesResponse> = first.into_iter().collect();
-        if let Some(rx) = view.updates.as_mut() {
-            while let Ok(c) = rx.try_recv() {
-                batch.push(c);
-            }
-        }
-        for c in batch {
-            let o = view.absorb(c);
-            owed_recent = o.recent.or(owed_recent);
-            owed_flags |= o.flags;
-        }
+        let owed = view.sync(&std::collections::HashMap::new());
+        let owed_recent = owed.recent;
+        let mut owed_flags = std::mem::take(&mut view.owe_flags);
         let mut lines = Vec::new();
         // New keywords are announced before any FETCH can show them.
         let pending: Vec<u32> = view.pending_flags.iter().copied().collect();
         for uid in pending {
-            if let Some(i) = view.position(uid) {
-                let f = view.msgs[i].flags.clone();
+            if let Some(f) = view.position(uid).and_then(|i| view.msg_at(i)) {
+                let f = f.flags.clone();
                 owed_flags |= view.learn_keywords(&f);
             }
         }
@@ -1506,8 +1471,10 @@ impl Session {
             .collect();
         let mut fetches = Vec::new();
         for uid in changed {
-            if let Some(i) = view.position(uid) {
-                let m = &view.msgs[i];
+            if let Some((i, m)) = view
+                .position(uid)
+                .and_then(|i| view.msg_at(i).map(|m| (i, m)))
+            {
                 let items = vec![
                     imap_codec::imap_types::fetch::MessageDataItem::Flags(fetch::flags(
                         &m.flags,
@@ -1539,7 +1506,7 @@ impl Session {
         let Some(view) = self.view.as_mut() else {
             return;
         };
-        if view.learn_keywords(flags) {
+        if view.learn_keywords(flags) || std::mem::take(&mut view.owe_flags) {
             for l in view.flags_responses() {
                 self.push(&l);
             }
@@ -1569,16 +1536,13 @@ impl Session {
                 self.push(&format!("{tag} BAD Expected DONE"));
                 return Ok(true);
             }
-            let mut rx = self.view.as_mut().and_then(|v| v.updates.take());
+            let mut rx = self.view.as_ref().map(|v| v.changes());
             let event = tokio::select! {
                 b = self.conn.read_some(READ_CHUNK, timeout) => Event::Bytes(b),
-                c = recv(&mut rx) => Event::Change(c),
+                _ = changed(&mut rx) => Event::Change,
                 _ = tokio::time::sleep_until(deadline) => Event::Timeout,
                 _ = shutdown.cancelled() => Event::Shutdown,
             };
-            if let (Some(v), Some(rx)) = (self.view.as_mut(), rx) {
-                v.updates = Some(rx);
-            }
             match event {
                 Event::Bytes(Ok(b)) if b.is_empty() => return Err(End::Closed),
                 Event::Bytes(Ok(b)) => self.frag.enqueue_bytes(&b),
@@ -1588,15 +1552,9 @@ impl Session {
                     return Ok(false);
                 }
                 Event::Bytes(Err(ReadError::Io(e))) => return Err(e.into()),
-                Event::Change(Some(c)) => {
-                    self.drain_updates_with(true, Some(c));
+                Event::Change => {
+                    self.drain_updates(true);
                     self.flush().await?;
-                }
-                Event::Change(None) => {
-                    // No mailbox selected or the feed ended: just wait for DONE.
-                    if let Some(v) = self.view.as_mut() {
-                        v.updates = None;
-                    }
                 }
                 Event::Shutdown => {
                     self.push("* BYE Server shutting down");
@@ -1639,7 +1597,7 @@ impl Session {
             return Ok(Done::bad("Log in first"));
         };
         let (mailbox, read_only, uid_validity) = match &self.view {
-            Some(v) => (v.name.clone(), v.read_only, v.uid_validity),
+            Some(v) => (v.name.clone(), v.read_only, v.uid_validity()),
             None => return Ok(Done::bad("No mailbox selected")),
         };
         let account: Arc<str> = Arc::from(self.user.as_str());
@@ -1647,7 +1605,7 @@ impl Session {
         let batch_size = if plan.body { BODY_BATCH } else { FETCH_BATCH };
         for batch in positions.chunks(batch_size) {
             let uids: Vec<u32> = match &self.view {
-                Some(v) => batch.iter().map(|&i| v.msgs[i].uid).collect(),
+                Some(v) => batch.iter().map(|&i| v.uid_at(i).unwrap_or(0)).collect(),
                 None => return Ok(Done::bad("No mailbox selected")),
             };
             // \Seen is set before the data is sent (RFC 9051 6.4.5).
@@ -1655,8 +1613,9 @@ impl Session {
                 let unseen: Vec<u32> = match &self.view {
                     Some(v) => batch
                         .iter()
-                        .filter(|&&i| !v.msgs[i].flags.seen)
-                        .map(|&i| v.msgs[i].uid)
+                        .filter_map(|&i| v.msg_at(i))
+                        .filter(|m| !m.flags.seen)
+                        .map(|m| m.uid)
                         .collect(),
                     None => Vec::new(),
                 };
@@ -1676,13 +1635,11 @@ impl Session {
                     match r {
                         Ok(r) => {
                             if let Some(v) = self.view.as_mut() {
-                                for e in r.into_inner().updated {
-                                    if let Some(i) = v.position(e.uid) {
-                                        v.msgs[i].flags = e.flags.unwrap_or_default();
-                                        v.msgs[i].modseq = e.modseq;
-                                        v.pending_flags.insert(e.uid);
-                                    }
-                                }
+                                let updated = r.into_inner().updated;
+                                let uids: Vec<u32> = updated.iter().map(|e| e.uid).collect();
+                                // Told below, with the FETCH of each.
+                                v.apply_own(updated);
+                                v.pending_flags.extend(uids);
                             }
                         }
                         Err(s) => return Ok(store_no(&s)),
@@ -1755,11 +1712,18 @@ impl Session {
                     None
                 };
                 let raw = inline.or(streamed.as_deref());
-                if let Some(f) = self.view.as_ref().map(|v| v.msgs[pos].flags.clone()) {
+                if let Some(f) = self
+                    .view
+                    .as_ref()
+                    .and_then(|v| v.msg_at(pos))
+                    .map(|m| m.flags.clone())
+                {
                     self.announce_keywords(&f);
                 }
                 let Some(view) = &self.view else { break };
-                let msg = &view.msgs[pos];
+                let Some(msg) = view.msg_at(pos) else {
+                    continue;
+                };
                 let mut items = match fetch::items(
                     &plan,
                     msg,
@@ -1824,7 +1788,7 @@ impl Session {
             return Done::no("[READ-ONLY] Mailbox is read-only");
         }
         let mailbox = view.name.clone();
-        let uids: Vec<u32> = positions.iter().map(|&i| view.msgs[i].uid).collect();
+        let uids: Vec<u32> = positions.iter().filter_map(|&i| view.uid_at(i)).collect();
         if uids.is_empty() {
             return Done::ok("STORE completed");
         }
@@ -1864,40 +1828,47 @@ impl Session {
             return Done::bad("No mailbox selected");
         };
         let mut out = Vec::new();
-        for e in r.updated {
-            if let Some(i) = view.position(e.uid) {
-                let new = e.flags.unwrap_or_default();
-                // After .SILENT the client assumes its own change and
-                // nothing else; if someone else's change is in the result
-                // (or was not told yet), it still gets a FETCH. So does
-                // every message of a STORE that ends NO (some were gone):
-                // the client cannot tell what was applied.
-                let told = silent
-                    && gone == 0
-                    && !view.pending_flags.contains(&e.uid)
-                    && crate::view::same_flags(
-                        &crate::view::apply_flags(&view.msgs[i].flags, mode, &requested),
-                        &new,
-                    );
-                view.msgs[i].flags = new;
-                view.msgs[i].modseq = e.modseq;
-                if silent && !told {
-                    view.pending_flags.insert(e.uid);
-                } else {
-                    view.pending_flags.remove(&e.uid);
+        // After .SILENT the client assumes its own change and nothing else;
+        // if someone else's change is in the result (or was not told yet),
+        // it still gets a FETCH. So does every message of a STORE that ends
+        // NO (some were gone): the client cannot tell what was applied.
+        let mut owed_fetch = Vec::new();
+        for e in &r.updated {
+            let Some(m) = view.position(e.uid).and_then(|i| view.msg_at(i)) else {
+                continue;
+            };
+            let new = e.flags.clone().unwrap_or_default();
+            let told = silent
+                && gone == 0
+                && !view.pending_flags.contains(&e.uid)
+                && crate::view::same_flags(
+                    &crate::view::apply_flags(&m.flags, mode, &requested),
+                    &new,
+                );
+            if silent && !told {
+                owed_fetch.push(e.uid);
+            }
+        }
+        let updated = r.updated;
+        let answered: Vec<(u32, pb::Flags)> = updated
+            .iter()
+            .map(|e| (e.uid, e.flags.clone().unwrap_or_default()))
+            .collect();
+        view.apply_own(updated);
+        for (u, _) in &answered {
+            view.pending_flags.remove(u);
+        }
+        view.pending_flags.extend(owed_fetch);
+        if !silent {
+            for (u, f) in &answered {
+                let Some(i) = view.position(*u) else { continue };
+                let mut items = vec![imap_codec::imap_types::fetch::MessageDataItem::Flags(
+                    fetch::flags(f, view.recent.contains(u) && !self.rev2),
+                )];
+                if uid && let Some(u) = NonZeroU32::new(*u) {
+                    items.push(imap_codec::imap_types::fetch::MessageDataItem::Uid(u));
                 }
-                if !silent {
-                    let mut items = vec![imap_codec::imap_types::fetch::MessageDataItem::Flags(
-                        fetch::flags(
-                            &view.msgs[i].flags,
-                            view.recent.contains(&e.uid) && !self.rev2,
-                        ),
-                    )];
-                    if uid && let Some(u) = NonZeroU32::new(e.uid) {
-                        items.push(imap_codec::imap_types::fetch::MessageDataItem::Uid(u));
-                    }
-                    out.push(fetch::encode(i as u32 + 1, items));
-                }
+                out.push(fetch::encode(i as u32 + 1, items));
             }
         }
         for o in out {
@@ -1940,7 +1911,7 @@ impl Session {
             return Ok(Done::no("[READ-ONLY] Mailbox is read-only"));
         }
         let mailbox = view.name.clone();
-        let uids: Vec<u32> = positions.iter().map(|&i| view.msgs[i].uid).collect();
+        let uids: Vec<u32> = positions.iter().filter_map(|&i| view.uid_at(i)).collect();
         let verb = if remove { "MOVE" } else { "COPY" };
         if uids.is_empty() {
             return Ok(Done::ok(format!("{verb} completed")));
@@ -2129,16 +2100,19 @@ fn first_line_has(msg: &[u8], word: &[u8]) -> bool {
 
 enum Event {
     Bytes(Result<Vec<u8>, ReadError>),
-    Change(Option<pb::ChangesResponse>),
+    Change,
     Timeout,
     Shutdown,
 }
 
-async fn recv(rx: &mut Option<mpsc::Receiver<pb::ChangesResponse>>) -> Option<pb::ChangesResponse> {
-    match rx {
-        Some(r) => r.recv().await,
-        None => std::future::pending().await,
+/// Resolves when the shared view moves on; never without a view.
+async fn changed(rx: &mut Option<tokio::sync::watch::Receiver<Arc<crate::shared::Snapshot>>>) {
+    if let Some(r) = rx
+        && r.changed().await.is_ok()
+    {
+        return;
     }
+    std::future::pending().await
 }
 
 fn tokio_stream_iter<T: Send + 'static>(v: Vec<T>) -> tokio_stream::Iter<std::vec::IntoIter<T>> {

@@ -1,33 +1,35 @@
 //! The selected mailbox as this session sees it (RFC 9051 2.3.1): message
-//! sequence numbers, UIDs, flags, and the changes learnt from the store's
-//! Watch stream that have not been told to the client yet.
+//! sequence numbers, UIDs, flags, and the changes that have not been told
+//! to the client yet.
 //!
-//! Sequence numbers only change when this session sends EXPUNGE responses,
-//! which happen only where RFC 9051 7.5.1 allows them; until then an
-//! expunged message keeps its number (and FETCH of it returns what is still
-//! known).
+//! The messages themselves live in a snapshot shared by every session of
+//! this gateway that has the mailbox selected ([`crate::shared`]); a view
+//! keeps a pointer to the last snapshot it moved to and only what differs
+//! for this session: messages expunged in the snapshot that the client has
+//! not been told of (they keep their sequence numbers until an EXPUNGE
+//! response may be sent, RFC 9051 7.5.1, and a FETCH of them returns what is
+//! still known), how many messages the client was told of, its \Recent
+//! messages, the keywords it learnt and the flag changes it is owed.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use mailbox_api::pb;
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use tokio::sync::watch;
 
-pub struct Msg {
-    pub uid: u32,
-    pub flags: pb::Flags,
-    pub modseq: u64,
-    pub size: u64,
-}
+use crate::shared::{Msg, Shared, Snapshot};
 
 pub struct View {
     pub name: String,
     pub read_only: bool,
-    pub uid_validity: u32,
-    pub uid_next: u32,
-    pub highest_modseq: u64,
-    /// Index + 1 is the message sequence number; UIDs ascend.
-    pub msgs: Vec<Msg>,
+    shared: Arc<Shared>,
+    rx: watch::Receiver<Arc<Snapshot>>,
+    snap: Arc<Snapshot>,
+    /// Expunged in `snap`, not yet announced: still numbered.
+    ghosts: BTreeMap<u32, Msg>,
+    /// The UIDs by sequence number when there are ghosts (empty otherwise:
+    /// then they are `snap`'s).
+    order: Vec<u32>,
     /// How many messages the client was told of (the last EXISTS, less the
     /// EXPUNGEs since). Messages past it are new and not announced yet.
     told: usize,
@@ -38,94 +40,79 @@ pub struct View {
     /// (keywords are case-insensitive). A FETCH never shows a keyword the
     /// client has not seen in FLAGS first (RFC 9051 7.3.5).
     pub keywords: BTreeMap<String, String>,
-    /// UIDs expunged elsewhere, not yet announced with EXPUNGE.
-    pub pending_expunge: BTreeSet<u32>,
     /// Messages whose flags changed elsewhere, not yet announced.
     pub pending_flags: BTreeSet<u32>,
-    /// The mailbox was deleted or renamed away.
+    /// Keywords were learnt that no FLAGS response has listed yet: FLAGS
+    /// must be sent before any FETCH shows flags.
+    pub owe_flags: bool,
+    /// The mailbox was deleted or re-created.
     pub gone: bool,
-    pub updates: Option<mpsc::Receiver<pb::ChangesResponse>>,
-    watcher: Option<JoinHandle<()>>,
 }
 
-impl Drop for View {
-    fn drop(&mut self) {
-        if let Some(w) = self.watcher.take() {
-            w.abort();
-        }
-    }
-}
-
-/// Untagged responses owed to the client after absorbing changes.
+/// Untagged responses owed to the client after moving to a snapshot (new
+/// keywords are owed through [`View::owe_flags`]).
 #[derive(Default)]
 pub struct Owed {
     pub recent: Option<u32>,
-    /// New keywords: FLAGS and PERMANENTFLAGS must be sent again.
-    pub flags: bool,
 }
 
 impl View {
-    pub fn new(
-        name: String,
-        read_only: bool,
-        status: &pb::MailboxStatus,
-        entries: Vec<pb::MessageEntry>,
-    ) -> Self {
-        let recent_from = entries.len().saturating_sub(status.recent as usize);
-        let recent = entries[recent_from..].iter().map(|e| e.uid).collect();
+    /// The view of a freshly opened (or refreshed) shared mailbox.
+    pub fn new(name: String, shared: Arc<Shared>) -> Self {
+        let mut rx = shared.subscribe();
+        let snap = rx.borrow_and_update().clone();
         let mut keywords = BTreeMap::new();
-        for e in &entries {
-            for k in e.flags.iter().flat_map(|f| &f.keywords) {
+        for m in &snap.msgs {
+            for k in &m.flags.keywords {
                 keywords
                     .entry(k.to_ascii_lowercase())
                     .or_insert_with(|| k.clone());
             }
         }
-        let told = entries.len();
-        Self {
+        let mut v = Self {
             name,
-            read_only,
-            told,
-            uid_validity: status.uid_validity,
-            uid_next: status.uid_next,
-            highest_modseq: status.highest_modseq,
-            msgs: entries
-                .into_iter()
-                .map(|e| Msg {
-                    uid: e.uid,
-                    flags: e.flags.unwrap_or_default(),
-                    modseq: e.modseq,
-                    size: e.size,
-                })
-                .collect(),
-            recent,
+            read_only: shared.read_only(),
+            told: snap.msgs.len(),
+            shared,
+            rx,
+            snap,
+            ghosts: BTreeMap::new(),
+            order: Vec::new(),
+            recent: HashSet::new(),
             keywords,
-            pending_expunge: BTreeSet::new(),
             pending_flags: BTreeSet::new(),
+            owe_flags: false,
             gone: false,
-            updates: None,
-            watcher: None,
-        }
+        };
+        v.take_recent();
+        v
     }
 
-    pub fn watch(&mut self, rx: mpsc::Receiver<pb::ChangesResponse>, task: JoinHandle<()>) {
-        self.updates = Some(rx);
-        self.watcher = Some(task);
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// A receiver that wakes when the shared snapshot moves on.
+    pub fn changes(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.rx.clone()
+    }
+
+    pub fn uid_validity(&self) -> u32 {
+        self.snap.uid_validity
+    }
+
+    pub fn uid_next(&self) -> u32 {
+        self.snap.uid_next
+    }
+
+    pub fn highest_modseq(&self) -> u64 {
+        self.snap.highest_modseq
     }
 
     /// Adds the keywords of `flags` the client has not been told of;
     /// `true` when there were any (FLAGS must be sent before they show).
     pub fn learn_keywords(&mut self, flags: &pb::Flags) -> bool {
-        let mut new = false;
-        for k in &flags.keywords {
-            if let std::collections::btree_map::Entry::Vacant(e) =
-                self.keywords.entry(k.to_ascii_lowercase())
-            {
-                e.insert(k.clone());
-                new = true;
-            }
-        }
-        new
+        learn(&mut self.keywords, flags)
     }
 
     /// The FLAGS and PERMANENTFLAGS responses for this mailbox.
@@ -145,139 +132,232 @@ impl View {
         ]
     }
 
+    fn iter(&self) -> impl Iterator<Item = &Msg> {
+        self.snap.msgs.iter().chain(self.ghosts.values())
+    }
+
     /// STATUS of this mailbox as the session sees it.
     pub fn status(&self) -> pb::MailboxStatus {
         pb::MailboxStatus {
             name: self.name.clone(),
-            uid_validity: self.uid_validity,
-            uid_next: self.uid_next,
-            highest_modseq: self.highest_modseq,
+            uid_validity: self.snap.uid_validity,
+            uid_next: self.snap.uid_next,
+            highest_modseq: self.snap.highest_modseq,
             messages: self.exists(),
-            unseen: self.msgs.iter().filter(|m| !m.flags.seen).count() as u32,
-            deleted: self.msgs.iter().filter(|m| m.flags.deleted).count() as u32,
-            size: self.msgs.iter().map(|m| m.size).sum(),
+            unseen: self.iter().filter(|m| !m.flags.seen).count() as u32,
+            deleted: self.iter().filter(|m| m.flags.deleted).count() as u32,
+            size: self.iter().map(|m| m.size).sum(),
             recent: self.recent.len() as u32,
         }
     }
 
     pub fn exists(&self) -> u32 {
-        self.msgs.len() as u32
+        (self.snap.msgs.len() + self.ghosts.len()) as u32
     }
 
     pub fn uids(&self) -> Vec<u32> {
-        self.msgs.iter().map(|m| m.uid).collect()
+        if self.ghosts.is_empty() {
+            self.snap.msgs.iter().map(|m| m.uid).collect()
+        } else {
+            self.order.clone()
+        }
+    }
+
+    /// The UID of the message at `pos` (sequence number - 1).
+    pub fn uid_at(&self, pos: usize) -> Option<u32> {
+        if self.ghosts.is_empty() {
+            self.snap.msgs.get(pos).map(|m| m.uid)
+        } else {
+            self.order.get(pos).copied()
+        }
+    }
+
+    /// The message at `pos` (sequence number - 1).
+    pub fn msg_at(&self, pos: usize) -> Option<&Msg> {
+        if self.ghosts.is_empty() {
+            return self.snap.msgs.get(pos);
+        }
+        let uid = *self.order.get(pos)?;
+        self.msg(uid)
+    }
+
+    fn msg(&self, uid: u32) -> Option<&Msg> {
+        match self.snap.position(uid) {
+            Some(i) => Some(&self.snap.msgs[i]),
+            None => self.ghosts.get(&uid),
+        }
     }
 
     pub fn position(&self, uid: u32) -> Option<usize> {
-        self.msgs.binary_search_by_key(&uid, |m| m.uid).ok()
+        if self.ghosts.is_empty() {
+            self.snap.position(uid)
+        } else {
+            self.order.binary_search(&uid).ok()
+        }
     }
 
     pub fn unseen_first(&self) -> Option<u32> {
-        self.msgs
-            .iter()
-            .position(|m| !m.flags.seen)
+        (0..self.exists() as usize)
+            .find(|&i| self.msg_at(i).is_some_and(|m| !m.flags.seen))
             .map(|i| i as u32 + 1)
     }
 
-    /// Merges one batch of changes; returns what must be announced now
-    /// (new messages), leaving flag changes and expunges pending.
-    pub fn absorb(&mut self, c: pb::ChangesResponse) -> Owed {
+    /// Moves to the latest shared snapshot: new messages join the end,
+    /// expunged ones stay (numbered) until [`View::take_expunges`], flag
+    /// changes are owed unless `own` says this session caused them (UID and
+    /// the MODSEQ it already told the client).
+    pub fn sync(&mut self, own: &HashMap<u32, u64>) -> Owed {
         let mut owed = Owed::default();
-        if c.gone {
+        let next = self.rx.borrow_and_update().clone();
+        let before = self.exists();
+        let recent_before = self.recent.len();
+        if next.gone {
             self.gone = true;
             return owed;
         }
-        let before = self.msgs.len();
-        let recent_before = self.recent.len();
-        for e in c.changed {
-            let flags = e.flags.unwrap_or_default();
-            owed.flags |= self.learn_keywords(&flags);
-            match self.position(e.uid) {
-                Some(i) => {
-                    let m = &mut self.msgs[i];
-                    // Older than what this session already knows (its own
-                    // STORE answered with a newer MODSEQ): stale, ignore.
-                    if e.modseq <= m.modseq {
-                        continue;
+        if !Arc::ptr_eq(&next, &self.snap) {
+            let (old, new) = (&self.snap.msgs, &next.msgs);
+            let (mut i, mut j) = (0, 0);
+            while i < old.len() || j < new.len() {
+                match (old.get(i), new.get(j)) {
+                    (Some(o), Some(n)) if o.uid == n.uid => {
+                        if o.modseq != n.modseq
+                            && o.flags != n.flags
+                            && own.get(&n.uid) != Some(&n.modseq)
+                        {
+                            self.pending_flags.insert(n.uid);
+                            self.owe_flags |= learn(&mut self.keywords, &n.flags);
+                        }
+                        i += 1;
+                        j += 1;
                     }
-                    if m.flags != flags {
-                        m.flags = flags;
-                        self.pending_flags.insert(e.uid);
+                    (Some(o), n) if n.is_none_or(|n| o.uid < n.uid) => {
+                        self.ghosts.insert(o.uid, o.clone());
+                        self.pending_flags.remove(&o.uid);
+                        i += 1;
                     }
-                    m.modseq = e.modseq;
-                }
-                None if self.msgs.last().is_none_or(|l| e.uid > l.uid)
-                    && !self.pending_expunge.contains(&e.uid) =>
-                {
-                    self.msgs.push(Msg {
-                        uid: e.uid,
-                        flags,
-                        modseq: e.modseq,
-                        size: e.size,
-                    });
-                }
-                None => {}
-            }
-        }
-        for uid in c.expunged {
-            if self.position(uid).is_some() {
-                self.pending_expunge.insert(uid);
-            }
-        }
-        // \Recent this session claimed in the store: new messages mostly,
-        // so walk from the end.
-        if c.recent_from < c.recent_to {
-            for m in self.msgs.iter().rev() {
-                if m.uid < c.recent_from {
-                    break;
-                }
-                if m.uid < c.recent_to && !self.pending_expunge.contains(&m.uid) {
-                    self.recent.insert(m.uid);
+                    (_, Some(n)) => {
+                        self.owe_flags |= learn(&mut self.keywords, &n.flags);
+                        j += 1;
+                    }
+                    (_, None) => break,
                 }
             }
+            self.snap = next;
+            self.reorder();
         }
-        self.uid_next = self.uid_next.max(c.uid_next);
-        self.highest_modseq = self.highest_modseq.max(c.highest_modseq);
-        if self.msgs.len() != before || self.recent.len() != recent_before {
+        self.take_recent();
+        if self.exists() != before || self.recent.len() != recent_before {
             owed.recent = Some(self.recent.len() as u32);
         }
         owed
     }
 
-    /// Removes the pending expunged messages, returning the sequence
-    /// numbers to announce, in the order they must be sent (each EXPUNGE
-    /// renumbers the messages after it). A message the client was never
-    /// told of (no EXISTS covered it yet) goes without an EXPUNGE.
+    /// Rebuilds the sequence-number order when ghosts mix in.
+    fn reorder(&mut self) {
+        self.order.clear();
+        if self.ghosts.is_empty() {
+            return;
+        }
+        let mut ghosts = self.ghosts.keys().copied().peekable();
+        for m in &self.snap.msgs {
+            while let Some(g) = ghosts.next_if(|&g| g < m.uid) {
+                self.order.push(g);
+            }
+            self.order.push(m.uid);
+        }
+        self.order.extend(ghosts);
+    }
+
+    /// Takes the \Recent claims of the shared view (a read-write session
+    /// only; an EXAMINE takes what the store counted when it opened).
+    fn take_recent(&mut self) {
+        let claims = self.shared.take_recent();
+        for r in claims {
+            for m in self.snap.msgs.iter().rev() {
+                if m.uid < r.start {
+                    break;
+                }
+                if r.contains(&m.uid) {
+                    self.recent.insert(m.uid);
+                }
+            }
+        }
+    }
+
+    /// Applies this session's own write (flags it set, with the MODSEQs
+    /// the store gave them) to the shared view and moves to it; the client
+    /// was told of these in the command's own responses.
+    pub fn apply_own(&mut self, entries: Vec<pb::MessageEntry>) -> Owed {
+        let own: HashMap<u32, u64> = entries.iter().map(|e| (e.uid, e.modseq)).collect();
+        let mut changed = entries;
+        changed.sort_by_key(|e| e.uid);
+        self.shared.apply(
+            &pb::ChangesResponse {
+                changed,
+                ..Default::default()
+            },
+            false,
+        );
+        self.sync(&own)
+    }
+
+    /// Removes the expunged messages, returning the sequence numbers to
+    /// announce, in the order they must be sent (each EXPUNGE renumbers the
+    /// messages after it). A message the client was never told of (no
+    /// EXISTS covered it yet) goes without an EXPUNGE.
     pub fn take_expunges(&mut self) -> Vec<u32> {
         let mut out = Vec::new();
-        for uid in std::mem::take(&mut self.pending_expunge) {
-            if let Some(i) = self.position(uid) {
+        for uid in std::mem::take(&mut self.ghosts).into_keys() {
+            if let Ok(i) = self.order.binary_search(&uid) {
                 if i < self.told {
                     out.push(i as u32 + 1);
                     self.told -= 1;
                 }
-                self.msgs.remove(i);
-                self.recent.remove(&uid);
-                self.pending_flags.remove(&uid);
+                self.order.remove(i);
             }
+            self.recent.remove(&uid);
+            self.pending_flags.remove(&uid);
         }
+        self.order.clear();
         out
     }
 
     /// The EXISTS to send, when messages arrived since the last one.
     pub fn tell_exists(&mut self) -> Option<u32> {
-        (self.msgs.len() != self.told).then(|| {
-            self.told = self.msgs.len();
+        let n = self.exists() as usize;
+        (n != self.told).then(|| {
+            self.told = n;
             self.exists()
         })
     }
 
-    /// Applies expunges this session caused itself (EXPUNGE, MOVE), merging
-    /// them with any pending ones.
+    /// Applies expunges this session caused itself (EXPUNGE, MOVE), with
+    /// any others pending.
     pub fn expunged_by_us(&mut self, uids: &[u32]) -> Vec<u32> {
-        self.pending_expunge.extend(uids.iter().copied());
+        self.shared.apply(
+            &pb::ChangesResponse {
+                expunged: uids.to_vec(),
+                ..Default::default()
+            },
+            false,
+        );
+        self.sync(&HashMap::new());
         self.take_expunges()
     }
+}
+
+fn learn(keywords: &mut BTreeMap<String, String>, flags: &pb::Flags) -> bool {
+    let mut new = false;
+    for k in &flags.keywords {
+        if let std::collections::btree_map::Entry::Vacant(e) =
+            keywords.entry(k.to_ascii_lowercase())
+        {
+            e.insert(k.clone());
+            new = true;
+        }
+    }
+    new
 }
 
 /// `old` after a STORE of `f` in `mode`, as the client that sent it
@@ -330,6 +410,7 @@ pub fn same_flags(a: &pb::Flags, b: &pb::Flags) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -345,12 +426,16 @@ mod tests {
         }
     }
 
+    fn shared(entries: Vec<pb::MessageEntry>, recent: u32) -> Arc<Shared> {
+        Shared::for_test(entries, recent, false)
+    }
+
     #[test]
     fn keywords_are_learnt_once_and_listed_in_flags() {
-        let st = pb::MailboxStatus::default();
         let mut e = entry(1, false);
         e.flags.get_or_insert_default().keywords = vec!["$Label1".into()];
-        let mut v = View::new("INBOX".into(), false, &st, vec![e]);
+        let sh = shared(vec![e], 0);
+        let mut v = View::new("INBOX".into(), sh.clone());
         assert!(v.flags_responses()[0].ends_with("\\Draft $Label1)"));
         let mut f = pb::Flags {
             keywords: vec!["$label1".into()],
@@ -363,24 +448,39 @@ mod tests {
         // A message arriving with a new keyword owes FLAGS.
         let mut n = entry(2, false);
         n.flags.get_or_insert_default().keywords = vec!["Work".into()];
-        let owed = v.absorb(pb::ChangesResponse {
-            changed: vec![n],
-            uid_next: 3,
-            ..Default::default()
-        });
-        assert!(owed.flags);
+        sh.apply(
+            &pb::ChangesResponse {
+                changed: vec![n],
+                uid_next: 3,
+                ..Default::default()
+            },
+            true,
+        );
+        v.sync(&HashMap::new());
+        assert!(v.owe_flags);
     }
 
     #[test]
     fn a_message_added_and_expunged_unseen_is_never_announced() {
-        let st = pb::MailboxStatus::default();
-        let mut v = View::new("INBOX".into(), false, &st, vec![entry(1, false)]);
-        v.absorb(pb::ChangesResponse {
-            changed: vec![entry(2, false)],
-            expunged: vec![2],
-            uid_next: 3,
-            ..Default::default()
-        });
+        let sh = shared(vec![entry(1, false)], 0);
+        let mut v = View::new("INBOX".into(), sh.clone());
+        sh.apply(
+            &pb::ChangesResponse {
+                changed: vec![entry(2, false)],
+                uid_next: 3,
+                ..Default::default()
+            },
+            true,
+        );
+        v.sync(&HashMap::new());
+        sh.apply(
+            &pb::ChangesResponse {
+                expunged: vec![2],
+                ..Default::default()
+            },
+            true,
+        );
+        v.sync(&HashMap::new());
         assert_eq!(v.take_expunges(), Vec::<u32>::new());
         assert_eq!(v.tell_exists(), None, "the client still has 1 message");
     }
@@ -424,57 +524,85 @@ mod tests {
 
     #[test]
     fn absorbs_new_flags_and_expunges() {
-        let st = pb::MailboxStatus {
-            uid_validity: 7,
-            uid_next: 4,
-            highest_modseq: 3,
-            recent: 1,
-            ..Default::default()
-        };
-        let mut v = View::new(
-            "INBOX".into(),
-            false,
-            &st,
-            vec![entry(1, true), entry(2, false), entry(3, false)],
-        );
+        let sh = shared(vec![entry(1, true), entry(2, false), entry(3, false)], 1);
+        let mut v = View::new("INBOX".into(), sh.clone());
         assert_eq!(v.recent.len(), 1);
         assert_eq!(v.unseen_first(), Some(2));
-        let owed = v.absorb(pb::ChangesResponse {
-            changed: vec![
-                pb::MessageEntry {
-                    modseq: 50,
-                    ..entry(2, true)
-                },
-                entry(5, false),
-            ],
-            expunged: vec![1, 99],
-            highest_modseq: 9,
-            uid_next: 6,
-            gone: false,
-            // This session claimed \Recent on UID 5 only.
-            recent_from: 5,
-            recent_to: 6,
-        });
+        sh.apply(
+            &pb::ChangesResponse {
+                changed: vec![
+                    pb::MessageEntry {
+                        modseq: 50,
+                        ..entry(2, true)
+                    },
+                    entry(5, false),
+                ],
+                expunged: vec![1, 99],
+                highest_modseq: 50,
+                uid_next: 6,
+                gone: false,
+                // This replica claimed \Recent on UID 5 only.
+                recent_from: 5,
+                recent_to: 6,
+            },
+            true,
+        );
+        let owed = v.sync(&HashMap::new());
         assert_eq!(owed.recent, Some(2));
         assert!(v.recent.contains(&5));
         assert_eq!(v.tell_exists(), Some(4));
         assert_eq!(v.tell_exists(), None);
         assert!(v.pending_flags.contains(&2));
+        // The expunged message keeps its number until it may be told.
+        assert_eq!(v.exists(), 4, "expunge not applied before it may be sent");
+        assert_eq!(v.uids(), vec![1, 2, 3, 5]);
+        assert_eq!(v.msg_at(0).map(|m| m.uid), Some(1));
+        assert_eq!(v.position(5), Some(3));
         // A stale report (older MODSEQ) does not undo newer flags.
         let stale = pb::MessageEntry {
             modseq: 1,
             ..entry(2, false)
         };
-        v.absorb(pb::ChangesResponse {
-            changed: vec![stale],
-            ..Default::default()
-        });
-        assert!(v.msgs[1].flags.seen);
-        assert_eq!(v.exists(), 4, "expunge not applied before it may be sent");
+        sh.apply(
+            &pb::ChangesResponse {
+                changed: vec![stale],
+                ..Default::default()
+            },
+            true,
+        );
+        v.sync(&HashMap::new());
+        assert!(v.msg_at(1).unwrap().flags.seen);
         assert_eq!(v.take_expunges(), vec![1]);
         assert_eq!(v.uids(), vec![2, 3, 5]);
         // Two expunges: the second is numbered after the first is gone.
         assert_eq!(v.expunged_by_us(&[3, 5]), vec![2, 2]);
         assert_eq!(v.uids(), vec![2]);
+    }
+
+    #[test]
+    fn sessions_sharing_a_view_keep_their_own_numbers() {
+        let sh = shared(vec![entry(1, false), entry(2, false), entry(3, false)], 0);
+        let mut a = View::new("INBOX".into(), sh.clone());
+        let mut b = View::new("INBOX".into(), sh.clone());
+        // A expunges 2 and tells its client at once; B's client still has
+        // message 2 as number 2 until B may send EXPUNGE.
+        assert_eq!(a.expunged_by_us(&[2]), vec![2]);
+        b.sync(&HashMap::new());
+        assert_eq!(a.uids(), vec![1, 3]);
+        assert_eq!(b.uids(), vec![1, 2, 3]);
+        assert_eq!(b.msg_at(2).map(|m| m.uid), Some(3));
+        // A's own flag change is not owed to A, but is to B.
+        let own = pb::MessageEntry {
+            modseq: 90,
+            ..entry(3, true)
+        };
+        a.apply_own(vec![own]);
+        assert!(a.pending_flags.is_empty());
+        b.sync(&HashMap::new());
+        assert!(b.pending_flags.contains(&3));
+        assert!(b.msg_at(2).unwrap().flags.seen);
+        assert_eq!(b.take_expunges(), vec![2]);
+        assert_eq!(b.uids(), vec![1, 3]);
+        assert_eq!(b.position(3), Some(1));
     }
 }

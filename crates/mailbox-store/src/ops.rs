@@ -1730,16 +1730,24 @@ pub async fn changes_by_name(
     name: &str,
     since: i64,
     claim: bool,
+    uid_validity: u32,
 ) -> Result<pb::ChangesResponse> {
-    let mb: Option<(i64, i64, i64, i64)> = sqlx::query_as(
-        "SELECT id, highest_modseq, uid_next, recent_uid FROM mailboxes \
+    let mb: Option<(i64, i64, i64, i64, i64)> = sqlx::query_as(
+        "SELECT id, highest_modseq, uid_next, recent_uid, uid_validity FROM mailboxes \
          WHERE account_id = $1 AND name = $2",
     )
     .bind(account.0)
     .bind(name)
     .fetch_optional(pool)
     .await?;
-    let (id, highest, uid_next, recent_uid) = mb.ok_or(StoreError::NotFound("mailbox"))?;
+    let (id, highest, uid_next, recent_uid, validity) =
+        mb.ok_or(StoreError::NotFound("mailbox"))?;
+    if uid_validity != 0 && validity != i64::from(uid_validity) {
+        return Ok(pb::ChangesResponse {
+            gone: true,
+            ..Default::default()
+        });
+    }
     changes_after(pool, id, (highest, uid_next, recent_uid), since, claim).await
 }
 

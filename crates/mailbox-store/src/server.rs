@@ -707,7 +707,13 @@ impl mailbox_server::Mailbox for MailboxSvc {
         let r = req.into_inner();
         Ok(Response::new(
             self.store
-                .changes(account, &r.mailbox, r.since_modseq, r.claim_recent)
+                .changes(
+                    account,
+                    &r.mailbox,
+                    r.since_modseq,
+                    r.claim_recent,
+                    r.uid_validity,
+                )
                 .await?,
         ))
     }

@@ -942,6 +942,7 @@ impl Store {
         mailbox: &str,
         since: u64,
         claim_recent: bool,
+        uid_validity: u32,
     ) -> Result<pb::ChangesResponse> {
         let name = parse_mailbox(mailbox)?;
         on_backend!(
@@ -950,7 +951,8 @@ impl Store {
                 account,
                 name.as_str(),
                 since.min(i64::MAX as u64) as i64,
-                claim_recent
+                claim_recent,
+                uid_validity
             )
         )
     }

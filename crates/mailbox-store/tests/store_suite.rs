@@ -167,6 +167,25 @@ async fn uid_validity_changes_when_mailbox_is_recreated(backend: Backend) {
         .status
         .unwrap();
     assert_eq!(status.uid_validity, second);
+    // A gateway that still holds the old mailbox's state learns it is gone
+    // rather than receiving the new mailbox's changes as if they were its.
+    let changes = |validity: u32| {
+        let mut a = a.clone();
+        async move {
+            a.changes(pb::ChangesRequest {
+                mailbox: "Projects".into(),
+                since_modseq: 0,
+                claim_recent: false,
+                uid_validity: validity,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+        }
+    };
+    assert!(changes(first).await.gone, "changes of a re-created mailbox");
+    assert!(!changes(second).await.gone);
+    assert!(!changes(0).await.gone, "0 asks for no check");
 }
 
 async fn fifty_recipients_store_the_body_once(backend: Backend) {
@@ -426,6 +445,7 @@ async fn call_every_rpc(
             mailbox: "INBOX".into(),
             since_modseq: 0,
             claim_recent: true,
+            uid_validity: 0,
         })
     );
     call!(
@@ -959,6 +979,7 @@ async fn flags_copy_move_expunge_and_changes(backend: Backend) {
             mailbox: "INBOX".into(),
             since_modseq: st0.highest_modseq,
             claim_recent: false,
+            uid_validity: 0,
         })
         .await
         .unwrap()
@@ -1022,6 +1043,7 @@ async fn recent_is_claimed_by_exactly_one_session(backend: Backend) {
                             mailbox: "INBOX".into(),
                             since_modseq: 0,
                             claim_recent: true,
+                            uid_validity: 0,
                         })
                         .await
                         .unwrap()

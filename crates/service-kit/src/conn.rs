@@ -102,7 +102,7 @@ impl Connection {
     pub fn new(stream: Stream, peer: SocketAddr) -> Self {
         Self {
             stream,
-            buf: BytesMut::with_capacity(READ_CHUNK),
+            buf: BytesMut::new(),
             peer,
         }
     }
@@ -151,11 +151,31 @@ impl Connection {
     }
 
     async fn fill(&mut self, timeout: Duration) -> Result<usize, ReadError> {
-        self.buf.reserve(READ_CHUNK);
-        match tokio::time::timeout(timeout, self.stream.read_buf(&mut self.buf)).await {
+        match tokio::time::timeout(timeout, self.fill_now()).await {
             Ok(r) => Ok(r?),
             Err(_) => Err(ReadError::Timeout),
         }
+    }
+
+    async fn fill_now(&mut self) -> io::Result<usize> {
+        if self.buf.is_empty()
+            && let Stream::Plain(tcp) = &self.stream
+        {
+            // An idle plain connection holds no read buffer while it waits
+            // (thousands of IDLE sessions would otherwise keep 64 KiB each);
+            // one is taken once there is something to read.
+            self.buf = BytesMut::new();
+            loop {
+                tcp.readable().await?;
+                self.buf.reserve(READ_CHUNK);
+                match tcp.try_read_buf(&mut self.buf) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    r => return r,
+                }
+            }
+        }
+        self.buf.reserve(READ_CHUNK);
+        self.stream.read_buf(&mut self.buf).await
     }
 
     /// Reads one line of at most `max` bytes (terminator included).

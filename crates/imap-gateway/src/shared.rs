@@ -1,0 +1,562 @@
+//! Mailbox views shared by the sessions of one gateway replica (DESIGN.md
+//! section 8): sessions that select the same mailbox share one snapshot of
+//! it (UIDs, flags, MODSEQs, sizes) and one Watch subscription to the store.
+//! A SELECT of a mailbox another session already has open costs one
+//! `Changes` call (what changed since the snapshot), not the mailbox; an
+//! IDLE session holds a pointer to the snapshot and its own few differences
+//! (see [`crate::view`]), not a copy of the mailbox.
+//!
+//! Snapshots are immutable: a change produces a new one, published through a
+//! `tokio::sync::watch` channel; sessions move to it when they may tell the
+//! client (and keep what they have not told yet, such as expunged messages,
+//! as their own differences).
+//!
+//! \Recent (RFC 3501 2.3.2) is claimed in the store by the shared
+//! subscription for this replica and handed to exactly one session: the
+//! first read-write session that takes it.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use mailbox_api::{MailboxClient, pb};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tonic::{Code, Status};
+
+/// One message as a view knows it.
+#[derive(Clone, Debug)]
+pub struct Msg {
+    pub uid: u32,
+    pub flags: pb::Flags,
+    pub modseq: u64,
+    pub size: u64,
+}
+
+impl From<pb::MessageEntry> for Msg {
+    fn from(e: pb::MessageEntry) -> Self {
+        Self {
+            uid: e.uid,
+            flags: e.flags.unwrap_or_default(),
+            modseq: e.modseq,
+            size: e.size,
+        }
+    }
+}
+
+/// A mailbox's state at one point: messages in ascending UID order.
+#[derive(Default, Debug)]
+pub struct Snapshot {
+    pub uid_validity: u32,
+    pub uid_next: u32,
+    pub highest_modseq: u64,
+    pub msgs: Vec<Msg>,
+    /// The mailbox was deleted (or re-created under its name).
+    pub gone: bool,
+}
+
+impl Snapshot {
+    pub fn position(&self, uid: u32) -> Option<usize> {
+        self.msgs.binary_search_by_key(&uid, |m| m.uid).ok()
+    }
+
+    /// This snapshot with `c` applied; `None` when `c` changes nothing
+    /// (every entry already known at its MODSEQ or newer).
+    fn applied(&self, c: &pb::ChangesResponse) -> Option<Snapshot> {
+        if c.gone {
+            return (!self.gone).then(|| Snapshot {
+                gone: true,
+                uid_validity: self.uid_validity,
+                uid_next: self.uid_next,
+                highest_modseq: self.highest_modseq,
+                msgs: Vec::new(),
+            });
+        }
+        let mut updates: Vec<(usize, &pb::MessageEntry)> = Vec::new();
+        let mut appended: Vec<&pb::MessageEntry> = Vec::new();
+        let mut last = self.msgs.last().map_or(0, |m| m.uid);
+        for e in &c.changed {
+            match self.position(e.uid) {
+                // Older than what is known (a session's own STORE answered
+                // with a newer MODSEQ already): stale.
+                Some(i) if e.modseq > self.msgs[i].modseq => updates.push((i, e)),
+                Some(_) => {}
+                // UIDs only grow: a new message follows every known one.
+                // Anything else was expunged before this snapshot learnt
+                // of it.
+                None if e.uid > last => {
+                    last = e.uid;
+                    appended.push(e);
+                }
+                None => {}
+            }
+        }
+        let expunged: Vec<u32> = c
+            .expunged
+            .iter()
+            .copied()
+            .filter(|&u| self.position(u).is_some())
+            .collect();
+        let uid_next = self.uid_next.max(c.uid_next);
+        let highest_modseq = self.highest_modseq.max(c.highest_modseq);
+        if updates.is_empty()
+            && appended.is_empty()
+            && expunged.is_empty()
+            && uid_next == self.uid_next
+            && highest_modseq == self.highest_modseq
+        {
+            return None;
+        }
+        let mut msgs = Vec::with_capacity(self.msgs.len() + appended.len());
+        msgs.extend_from_slice(&self.msgs);
+        for (i, e) in updates {
+            msgs[i].flags = e.flags.clone().unwrap_or_default();
+            msgs[i].modseq = e.modseq;
+        }
+        msgs.extend(appended.into_iter().map(|e| Msg::from(e.clone())));
+        if !expunged.is_empty() {
+            let mut sorted = expunged;
+            sorted.sort_unstable();
+            msgs.retain(|m| sorted.binary_search(&m.uid).is_err());
+        }
+        Some(Snapshot {
+            uid_validity: self.uid_validity,
+            uid_next,
+            highest_modseq,
+            msgs,
+            gone: false,
+        })
+    }
+}
+
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+struct Key {
+    account: Arc<str>,
+    mailbox: String,
+    read_only: bool,
+}
+
+type Registry = Mutex<HashMap<Key, Weak<Shared>>>;
+
+/// The shared views of one gateway replica, by account, mailbox and mode.
+#[derive(Default)]
+pub struct Views {
+    map: Arc<Registry>,
+}
+
+impl Views {
+    /// The shared view of `mailbox`, brought up to date with the store:
+    /// loaded in full by the first session that opens it, refreshed with
+    /// one `Changes` call by every later one.
+    pub async fn open(
+        &self,
+        account: &Arc<str>,
+        mailbox: &str,
+        read_only: bool,
+        client: &MailboxClient,
+    ) -> Result<Arc<Shared>, Status> {
+        let key = Key {
+            account: account.clone(),
+            mailbox: mailbox.to_string(),
+            read_only,
+        };
+        // A view found gone (the mailbox was re-created under its name) is
+        // replaced once; a second gone means the mailbox keeps changing
+        // under us, and the caller sees it as missing.
+        for _ in 0..2 {
+            let shared = {
+                let mut map = lock(&self.map);
+                match map.get(&key).and_then(Weak::upgrade) {
+                    Some(s) if !s.is_gone() => s,
+                    _ => {
+                        let s = Arc::new(Shared::new(key.clone(), Arc::downgrade(&self.map)));
+                        map.insert(key.clone(), Arc::downgrade(&s));
+                        s
+                    }
+                }
+            };
+            *lock(&shared.client) = Some(client.clone());
+            let mut loaded_here = false;
+            shared
+                .init
+                .get_or_try_init(|| {
+                    loaded_here = true;
+                    shared.load(client.clone())
+                })
+                .await?;
+            if !loaded_here {
+                shared.refresh(client.clone()).await?;
+            }
+            if !shared.is_gone() {
+                return Ok(shared);
+            }
+            shared.forget();
+        }
+        Err(Status::not_found("mailbox not found"))
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One mailbox's shared view.
+pub struct Shared {
+    key: Key,
+    registry: Weak<Registry>,
+    tx: watch::Sender<Arc<Snapshot>>,
+    state: Mutex<State>,
+    init: tokio::sync::OnceCell<()>,
+    watcher: Mutex<Option<JoinHandle<()>>>,
+    /// The client of the session that opened the view last: the watcher
+    /// subscribes again with it if its stream breaks (that session's token
+    /// is the one most likely still valid).
+    client: Mutex<Option<MailboxClient>>,
+}
+
+struct State {
+    /// Every change up to this MODSEQ is in the published snapshot (as told
+    /// by the Watch stream or a Changes answer; a session's own writes may
+    /// have put newer ones in it, without closing gaps below them).
+    complete: u64,
+    /// UIDs claimed \Recent for this replica, not yet given to a session.
+    unclaimed: Vec<Range<u32>>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if let Some(w) = lock(&self.watcher).take() {
+            w.abort();
+        }
+        if let Some(reg) = self.registry.upgrade() {
+            let mut map = lock(&reg);
+            if map.get(&self.key).is_some_and(|w| w.strong_count() == 0) {
+                map.remove(&self.key);
+            }
+        }
+    }
+}
+
+impl Shared {
+    fn new(key: Key, registry: Weak<Registry>) -> Self {
+        Self {
+            key,
+            registry,
+            tx: watch::Sender::new(Arc::new(Snapshot::default())),
+            state: Mutex::new(State {
+                complete: 0,
+                unclaimed: Vec::new(),
+            }),
+            init: tokio::sync::OnceCell::new(),
+            watcher: Mutex::new(None),
+            client: Mutex::new(None),
+        }
+    }
+
+    /// A loaded view of `entries` with no store behind it (unit tests);
+    /// the last `recent` messages are unclaimed \Recent.
+    #[cfg(test)]
+    pub fn for_test(entries: Vec<pb::MessageEntry>, recent: u32, read_only: bool) -> Arc<Self> {
+        let s = Arc::new(Self::new(
+            Key {
+                account: Arc::from("test"),
+                mailbox: "INBOX".into(),
+                read_only,
+            },
+            Weak::new(),
+        ));
+        let msgs: Vec<Msg> = entries.into_iter().map(Msg::from).collect();
+        let uid_next = msgs.last().map_or(1, |m| m.uid + 1);
+        if let Some(first) = msgs
+            .len()
+            .checked_sub(recent as usize)
+            .and_then(|i| msgs.get(i))
+        {
+            lock(&s.state).unclaimed.push(first.uid..uid_next);
+        }
+        s.tx.send_replace(Arc::new(Snapshot {
+            uid_validity: 1,
+            uid_next,
+            highest_modseq: msgs.iter().map(|m| m.modseq).max().unwrap_or(1),
+            msgs,
+            gone: false,
+        }));
+        s
+    }
+
+    pub fn read_only(&self) -> bool {
+        self.key.read_only
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.tx.subscribe()
+    }
+
+    pub fn is_gone(&self) -> bool {
+        self.tx.borrow().gone
+    }
+
+    /// The MODSEQ up to which the view has every change; a `Changes` call
+    /// from here is complete.
+    pub fn complete(&self) -> u64 {
+        lock(&self.state).complete
+    }
+
+    /// Removes this view from the registry, so the next SELECT starts a
+    /// new one.
+    fn forget(self: &Arc<Self>) {
+        if let Some(reg) = self.registry.upgrade() {
+            let mut map = lock(&reg);
+            if map
+                .get(&self.key)
+                .is_some_and(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(self)))
+            {
+                map.remove(&self.key);
+            }
+        }
+    }
+
+    /// The first load: the whole mailbox from the store, then the Watch
+    /// subscription from the state read.
+    async fn load(self: &Arc<Self>, mut client: MailboxClient) -> Result<(), Status> {
+        let mut s = client
+            .select(pb::SelectRequest {
+                name: self.key.mailbox.clone(),
+                read_only: self.key.read_only,
+            })
+            .await?
+            .into_inner();
+        let mut status = pb::MailboxStatus::default();
+        let mut msgs: Vec<Msg> = Vec::new();
+        while let Some(p) = s.message().await? {
+            match p.part {
+                Some(pb::select_response::Part::Status(st)) => status = st,
+                Some(pb::select_response::Part::Batch(b)) => {
+                    msgs.extend(b.messages.into_iter().map(Msg::from))
+                }
+                None => {}
+            }
+        }
+        // The messages the store counted \Recent (claimed by this SELECT
+        // when read-write) are the last ones.
+        let recent_from = msgs.len().saturating_sub(status.recent as usize);
+        {
+            let mut st = lock(&self.state);
+            st.complete = status.highest_modseq;
+            if let Some(first) = msgs.get(recent_from) {
+                st.unclaimed
+                    .push(first.uid..status.uid_next.max(first.uid + 1));
+            }
+            self.tx.send_replace(Arc::new(Snapshot {
+                uid_validity: status.uid_validity,
+                uid_next: status.uid_next,
+                highest_modseq: status.highest_modseq,
+                msgs,
+                gone: false,
+            }));
+        }
+        let task = tokio::spawn(watch_loop(
+            Arc::downgrade(self),
+            client,
+            self.key.mailbox.clone(),
+            !self.key.read_only,
+        ));
+        *lock(&self.watcher) = Some(task);
+        Ok(())
+    }
+
+    /// Brings the view up to date with one `Changes` call (the Watch stream
+    /// may lag behind a write the client made on another connection).
+    pub async fn refresh(&self, mut client: MailboxClient) -> Result<(), Status> {
+        let uid_validity = self.tx.borrow().uid_validity;
+        let c = client
+            .changes(pb::ChangesRequest {
+                mailbox: self.key.mailbox.clone(),
+                since_modseq: self.complete(),
+                claim_recent: !self.key.read_only,
+                uid_validity,
+            })
+            .await;
+        match c {
+            Ok(c) => {
+                self.apply(&c.into_inner(), true);
+                Ok(())
+            }
+            Err(s) if s.code() == Code::NotFound => {
+                self.apply(
+                    &pb::ChangesResponse {
+                        gone: true,
+                        ..Default::default()
+                    },
+                    true,
+                );
+                Err(s)
+            }
+            Err(s) => Err(s),
+        }
+    }
+
+    /// Applies changes and publishes the new snapshot. `complete`: `c`
+    /// holds every change up to its MODSEQ (a Watch batch or a Changes
+    /// answer), not just a session's own write.
+    pub fn apply(&self, c: &pb::ChangesResponse, complete: bool) {
+        let mut st = lock(&self.state);
+        let next = self.tx.borrow().applied(c);
+        if let Some(next) = next {
+            self.tx.send_replace(Arc::new(next));
+        }
+        if complete {
+            st.complete = st.complete.max(c.highest_modseq);
+        }
+        if c.recent_from < c.recent_to {
+            st.unclaimed.push(c.recent_from..c.recent_to);
+        }
+    }
+
+    /// Takes the \Recent claims no session has yet.
+    pub fn take_recent(&self) -> Vec<Range<u32>> {
+        std::mem::take(&mut lock(&self.state).unclaimed)
+    }
+}
+
+/// Follows the store's Watch stream for a shared view while the view
+/// lives, subscribing again (from the view's complete MODSEQ) when the
+/// stream breaks, e.g. when a store replica restarts.
+async fn watch_loop(view: Weak<Shared>, mut client: MailboxClient, mailbox: String, claim: bool) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let Some(since) = view.upgrade().map(|v| v.complete().max(1)) else {
+            return;
+        };
+        match client
+            .watch(pb::WatchRequest {
+                mailbox: mailbox.clone(),
+                since_modseq: since,
+                claim_recent: claim,
+            })
+            .await
+        {
+            Ok(s) => {
+                let mut s = s.into_inner();
+                while let Ok(Some(c)) = s.message().await {
+                    backoff = Duration::from_millis(100);
+                    let Some(v) = view.upgrade() else { return };
+                    v.apply(&c, true);
+                    if c.gone {
+                        v.forget();
+                        return;
+                    }
+                }
+            }
+            Err(s) if s.code() == Code::NotFound => {
+                if let Some(v) = view.upgrade() {
+                    v.apply(
+                        &pb::ChangesResponse {
+                            gone: true,
+                            ..Default::default()
+                        },
+                        true,
+                    );
+                    v.forget();
+                }
+                return;
+            }
+            Err(s) => tracing::debug!(%mailbox, error = %s, "watch failed; retrying"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+        match view.upgrade() {
+            Some(v) => {
+                if let Some(c) = lock(&v.client).clone() {
+                    client = c;
+                }
+            }
+            None => return,
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn entry(uid: u32, seen: bool, modseq: u64) -> pb::MessageEntry {
+        pb::MessageEntry {
+            uid,
+            flags: Some(pb::Flags {
+                seen,
+                ..Default::default()
+            }),
+            modseq,
+            size: 10,
+        }
+    }
+
+    fn snap(uids: &[u32]) -> Snapshot {
+        Snapshot {
+            uid_validity: 1,
+            uid_next: uids.last().map_or(1, |u| u + 1),
+            highest_modseq: 10,
+            msgs: uids
+                .iter()
+                .map(|&u| Msg::from(entry(u, false, 5)))
+                .collect(),
+            gone: false,
+        }
+    }
+
+    #[test]
+    fn applies_new_changed_and_expunged_messages() {
+        let s = snap(&[1, 2, 3]);
+        let n = s
+            .applied(&pb::ChangesResponse {
+                changed: vec![entry(2, true, 11), entry(4, false, 12)],
+                expunged: vec![1, 99],
+                highest_modseq: 12,
+                uid_next: 5,
+                ..Default::default()
+            })
+            .unwrap();
+        let uids: Vec<u32> = n.msgs.iter().map(|m| m.uid).collect();
+        assert_eq!(uids, vec![2, 3, 4]);
+        assert!(n.msgs[0].flags.seen);
+        assert_eq!((n.uid_next, n.highest_modseq), (5, 12));
+    }
+
+    #[test]
+    fn stale_or_out_of_order_entries_change_nothing() {
+        let s = snap(&[1, 5]);
+        // An older MODSEQ than known, and a UID below the last known one
+        // that the snapshot never had (expunged before it was learnt).
+        assert!(
+            s.applied(&pb::ChangesResponse {
+                changed: vec![entry(1, true, 4), entry(3, false, 9)],
+                highest_modseq: 10,
+                uid_next: 6,
+                ..Default::default()
+            })
+            .is_none()
+        );
+    }
+
+    #[test]
+    fn gone_empties_the_view() {
+        let s = snap(&[1]);
+        let g = s
+            .applied(&pb::ChangesResponse {
+                gone: true,
+                ..Default::default()
+            })
+            .unwrap();
+        assert!(g.gone && g.msgs.is_empty());
+        assert!(
+            g.applied(&pb::ChangesResponse {
+                gone: true,
+                ..Default::default()
+            })
+            .is_none()
+        );
+    }
+}
