@@ -52,9 +52,10 @@ start_topology() {
   done
   # Every benchmark client comes from 127.0.0.1: lift the per-address
   # connection limit (50 by default) so that closing and new sessions of
-  # a login-per-session load never meet it.
+  # a login-per-session load never meet it. IMAP_MAX_CONNECTIONS (5,000
+  # by default) passes through from the environment.
   for i in $(seq 1 "$n"); do
-    IMAP_MAX_CONNECTIONS_PER_IP=1000 \
+    IMAP_MAX_CONNECTIONS_PER_IP=${IMAP_MAX_CONNECTIONS_PER_IP:-1000} \
     IMAP_LISTEN="127.0.0.1:1114$i" IMAP_STORE_URL="http://127.0.0.1:5015$i" \
       IMAP_SERVICE_SECRET_FILE="$work/secret" IMAP_ADMIN_LISTEN="127.0.0.1:929$i" \
       RUST_LOG=warn "$bin/imap-gateway" >"$work/imap$i.log" 2>&1 &

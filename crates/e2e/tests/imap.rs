@@ -577,3 +577,92 @@ async fn invalid_modified_utf7_names_are_no_not_bad() {
     let r = a.cmd("SELECT INBOX").await;
     assert!(r.last().unwrap().contains(" OK ["), "{r:?}");
 }
+
+/// Sessions of one gateway that select the same mailbox share its view
+/// (DESIGN.md 8), yet each client keeps its own sequence numbers: an
+/// EXPUNGE one session makes is told to another only when that one may
+/// hear it (RFC 9051 7.5.1: not during FETCH), twenty IDLE sessions all
+/// hear a delivery and the expunge, and a mailbox deleted and created again
+/// under its name is a new mailbox to a later SELECT, not the old view.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_sharing_a_view_keep_their_own_numbers() {
+    let (store, client) = setup(Backend::Postgres).await;
+    for i in 1..=3 {
+        client
+            .deliver(
+                &format!("s{i}"),
+                &["alice@example.org"],
+                &message(&format!("shared-{i}"), "x"),
+            )
+            .await;
+    }
+    let imap = TestImap::start(&store.uri()).await;
+    let mut idle = Vec::new();
+    for _ in 0..20 {
+        let mut d = Raw::connect(imap.imap).await;
+        d.login().await;
+        let r = d.cmd("SELECT INBOX").await;
+        assert!(r.contains(&"* 3 EXISTS\r\n".to_string()), "{r:?}");
+        d.w.write_all(b"i IDLE\r\n").await.unwrap();
+        assert!(d.line().await.starts_with("+ "));
+        idle.push(d);
+    }
+    let mut a = Raw::connect(imap.imap).await;
+    a.login().await;
+    a.cmd("SELECT INBOX").await;
+    let mut b = Raw::connect(imap.imap).await;
+    b.login().await;
+    b.cmd("SELECT INBOX").await;
+    let r = b.cmd("STORE 2 +FLAGS.SILENT (\\Deleted)").await;
+    assert!(r.last().unwrap().contains("OK"), "{r:?}");
+    let r = b.cmd("EXPUNGE").await;
+    assert_eq!(r[0], "* 2 EXPUNGE\r\n", "{r:?}");
+
+    // A is in FETCH: message 2 keeps its number (and its UID) for now.
+    let r = a.cmd("FETCH 1:3 (UID)").await;
+    assert!(!r.iter().any(|l| l.contains("EXPUNGE")), "{r:?}");
+    for (n, uid) in [(1, 1), (2, 2), (3, 3)] {
+        let want = format!("* {n} FETCH (UID {uid})\r\n");
+        assert!(r.contains(&want), "{want} missing: {r:?}");
+    }
+    let r = a.cmd("NOOP").await;
+    assert!(r.contains(&"* 2 EXPUNGE\r\n".to_string()), "{r:?}");
+    let r = a.cmd("FETCH 2 (UID)").await;
+    assert_eq!(r[0], "* 2 FETCH (UID 3)\r\n", "{r:?}");
+
+    // Every IDLE session hears the expunge, then a delivery.
+    for d in idle.iter_mut() {
+        loop {
+            let l = d.line().await;
+            if l == "* 2 EXPUNGE\r\n" {
+                break;
+            }
+            assert!(l.contains("FETCH (FLAGS"), "unexpected {l}");
+        }
+    }
+    client
+        .deliver("s4", &["alice@example.org"], &message("shared-4", "x"))
+        .await;
+    for d in idle.iter_mut() {
+        let l = d.line().await;
+        assert_eq!(l, "* 3 EXISTS\r\n");
+    }
+    let r = a.cmd("NOOP").await;
+    assert!(r.contains(&"* 3 EXISTS\r\n".to_string()), "{r:?}");
+
+    // Deleted and created again: a new mailbox for a later SELECT.
+    a.cmd("CREATE Box").await;
+    a.cmd("COPY 1:* Box").await;
+    a.cmd("SELECT Box").await;
+    let r = b.cmd("DELETE Box").await;
+    assert!(r.last().unwrap().contains("OK"), "{r:?}");
+    b.cmd("CREATE Box").await;
+    b.cmd("COPY 1 Box").await;
+    let mut c = Raw::connect(imap.imap).await;
+    c.login().await;
+    let r = c.cmd("SELECT Box").await;
+    assert!(r.contains(&"* 1 EXISTS\r\n".to_string()), "{r:?}");
+    let r = c.cmd("FETCH 1:* (UID)").await;
+    assert_eq!(r[0], "* 1 FETCH (UID 1)\r\n", "{r:?}");
+    assert_eq!(r.len(), 2, "{r:?}");
+}

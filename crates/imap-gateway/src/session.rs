@@ -442,7 +442,7 @@ impl Session {
                 match imap_wire::ext::parse_list_extended(self.frag.message_bytes()) {
                     Ok(Some(ext)) => {
                         let t = tag.clone().unwrap_or_else(|| "*".into());
-                        let done = self.list_extended(ext).await;
+                        let done = Box::pin(self.list_extended(ext)).await;
                         self.drain_updates(true);
                         self.last_outcome = done.kind;
                         self.push(&format!("{t} {} {}", done.kind, done.text));
@@ -659,14 +659,16 @@ impl Session {
                 self.push("* ID (\"name\" \"imap-gateway\" \"vendor\" \"mail\")");
                 Done::ok("ID completed")
             }
-            CommandBody::StartTLS if !authed => return self.starttls(&tag).await.map(|_| true),
+            CommandBody::StartTLS if !authed => {
+                return Box::pin(self.starttls(&tag)).await.map(|_| true);
+            }
             CommandBody::Login { username, password } if !authed => {
                 let user = String::from_utf8_lossy(username.as_ref()).into_owned();
                 let pw = String::from_utf8_lossy(password.declassify().as_ref()).into_owned();
                 if !self.plaintext_ok() {
                     Done::no("[PRIVACYREQUIRED] LOGIN is disabled before STARTTLS")
                 } else {
-                    self.login(&user, &pw).await
+                    Box::pin(self.login(&user, &pw)).await
                 }
             }
             CommandBody::Authenticate {
@@ -674,7 +676,7 @@ impl Session {
                 initial_response,
             } if !authed => {
                 let ir = initial_response.map(|r| r.declassify().to_vec());
-                self.authenticate(&mechanism, ir).await?
+                Box::pin(self.authenticate(&mechanism, ir)).await?
             }
             CommandBody::StartTLS
             | CommandBody::Login { .. }
@@ -700,36 +702,36 @@ impl Session {
                 self.push("* NAMESPACE ((\"\" \"/\")) NIL NIL");
                 Done::ok("NAMESPACE completed")
             }
-            CommandBody::Select { mailbox, .. } => self.select(&mailbox, false).await,
-            CommandBody::Examine { mailbox, .. } => self.select(&mailbox, true).await,
-            CommandBody::Create { mailbox } => self.create(&mailbox).await,
-            CommandBody::Delete { mailbox } => self.delete(&mailbox).await,
-            CommandBody::Rename { from, to } => self.rename(&from, &to).await,
-            CommandBody::Subscribe { mailbox } => self.subscribe(&mailbox, true).await,
-            CommandBody::Unsubscribe { mailbox } => self.subscribe(&mailbox, false).await,
+            CommandBody::Select { mailbox, .. } => Box::pin(self.select(&mailbox, false)).await,
+            CommandBody::Examine { mailbox, .. } => Box::pin(self.select(&mailbox, true)).await,
+            CommandBody::Create { mailbox } => Box::pin(self.create(&mailbox)).await,
+            CommandBody::Delete { mailbox } => Box::pin(self.delete(&mailbox)).await,
+            CommandBody::Rename { from, to } => Box::pin(self.rename(&from, &to)).await,
+            CommandBody::Subscribe { mailbox } => Box::pin(self.subscribe(&mailbox, true)).await,
+            CommandBody::Unsubscribe { mailbox } => Box::pin(self.subscribe(&mailbox, false)).await,
             CommandBody::List {
                 reference,
                 mailbox_wildcard,
-            } => self.list(&reference, &mailbox_wildcard, false).await,
+            } => Box::pin(self.list(&reference, &mailbox_wildcard, false)).await,
             CommandBody::Lsub {
                 reference,
                 mailbox_wildcard,
-            } => self.list(&reference, &mailbox_wildcard, true).await,
+            } => Box::pin(self.list(&reference, &mailbox_wildcard, true)).await,
             CommandBody::Status {
                 mailbox,
                 item_names,
-            } => self.status(&mailbox, item_names.as_ref()).await,
+            } => Box::pin(self.status(&mailbox, item_names.as_ref())).await,
             CommandBody::Append {
                 mailbox,
                 flags,
                 date,
                 message,
-            } => self.append(&mailbox, &flags, date, message).await,
+            } => Box::pin(self.append(&mailbox, &flags, date, message)).await,
             CommandBody::Idle => return self.idle(&tag).await,
             _ if !selected => Done::bad("No mailbox selected"),
             CommandBody::Check => Done::ok("CHECK completed"),
             CommandBody::Close => {
-                self.expunge_deleted(None, false).await?;
+                Box::pin(self.expunge_deleted(None, false)).await?;
                 self.view = None;
                 Done::ok("CLOSE completed")
             }
@@ -737,9 +739,9 @@ impl Session {
                 self.view = None;
                 Done::ok("UNSELECT completed")
             }
-            CommandBody::Expunge => self.expunge_deleted(None, true).await?,
+            CommandBody::Expunge => Box::pin(self.expunge_deleted(None, true)).await?,
             CommandBody::ExpungeUid { sequence_set } => {
-                self.expunge_deleted(Some(&sequence_set), true).await?
+                Box::pin(self.expunge_deleted(Some(&sequence_set), true)).await?
             }
             CommandBody::Search {
                 criteria,
@@ -748,7 +750,7 @@ impl Session {
             } => {
                 expunges_ok = uid;
                 let _ = charset;
-                self.search(&tag, criteria.as_ref(), uid).await
+                Box::pin(self.search(&tag, criteria.as_ref(), uid)).await
             }
             CommandBody::Fetch {
                 sequence_set,
@@ -757,7 +759,7 @@ impl Session {
                 ..
             } => {
                 expunges_ok = uid;
-                self.fetch(&sequence_set, &macro_or_item_names, uid).await?
+                Box::pin(self.fetch(&sequence_set, &macro_or_item_names, uid)).await?
             }
             CommandBody::Store {
                 sequence_set,
@@ -773,26 +775,25 @@ impl Session {
                     #[allow(unreachable_patterns)]
                     _ => None,
                 });
-                self.store(&sequence_set, kind, response, &flags, uid, unchanged)
-                    .await
+                Box::pin(self.store(&sequence_set, kind, response, &flags, uid, unchanged)).await
             }
             CommandBody::Copy {
                 sequence_set,
                 mailbox,
                 uid,
-            } => self.copy(&sequence_set, &mailbox, uid, false).await?,
+            } => Box::pin(self.copy(&sequence_set, &mailbox, uid, false)).await?,
             CommandBody::Move {
                 sequence_set,
                 mailbox,
                 uid,
-            } => self.copy(&sequence_set, &mailbox, uid, true).await?,
+            } => Box::pin(self.copy(&sequence_set, &mailbox, uid, true)).await?,
             _ => Done::bad("Command not supported"),
         };
         if done.kind == "BAD" {
             self.bad += 1;
         }
         if sync {
-            self.sync_view().await;
+            Box::pin(self.sync_view()).await;
         }
         self.drain_updates(expunges_ok);
         self.last_outcome = done.kind;
@@ -939,7 +940,7 @@ impl Session {
             Err(s) => return store_no(&s),
         };
         drop(previous);
-        let view = View::new(name, shared);
+        let view = View::new(name, shared, c);
         for l in view.flags_responses() {
             self.push(&l);
         }
@@ -1320,7 +1321,7 @@ impl Session {
             // The selected mailbox: bring the view up to date, tell the
             // client what changed, and answer from the view, so STATUS
             // agrees with what this session was told.
-            self.sync_view().await;
+            Box::pin(self.sync_view()).await;
             self.drain_updates(true);
             match &self.view {
                 Some(v) => v.status(),
@@ -1506,7 +1507,9 @@ impl Session {
         let Some(view) = self.view.as_mut() else {
             return;
         };
-        if view.learn_keywords(flags) || std::mem::take(&mut view.owe_flags) {
+        let learnt = view.learn_keywords(flags);
+        if learnt || std::mem::take(&mut view.owe_flags) {
+            view.owe_flags = false;
             for l in view.flags_responses() {
                 self.push(&l);
             }
@@ -1850,17 +1853,21 @@ impl Session {
             }
         }
         let updated = r.updated;
-        let answered: Vec<(u32, pb::Flags)> = updated
+        let answered: Vec<(u32, pb::Flags, u64)> = updated
             .iter()
-            .map(|e| (e.uid, e.flags.clone().unwrap_or_default()))
+            .map(|e| (e.uid, e.flags.clone().unwrap_or_default(), e.modseq))
             .collect();
         view.apply_own(updated);
-        for (u, _) in &answered {
-            view.pending_flags.remove(u);
+        for (u, _, modseq) in &answered {
+            // Told by this STORE's answer, unless someone else's newer
+            // change is in the view already: that one is still owed.
+            if view.msg(*u).is_none_or(|m| m.modseq == *modseq) {
+                view.pending_flags.remove(u);
+            }
         }
         view.pending_flags.extend(owed_fetch);
         if !silent {
-            for (u, f) in &answered {
+            for (u, f, _) in &answered {
                 let Some(i) = view.position(*u) else { continue };
                 let mut items = vec![imap_codec::imap_types::fetch::MessageDataItem::Flags(
                     fetch::flags(f, view.recent.contains(u) && !self.rev2),
@@ -2181,4 +2188,35 @@ fn to_pb_flags(flags: &[Flag<'_>]) -> Result<pb::Flags, Done> {
         }
     }
     Ok(f)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// Every connection is a task holding its session's future: its size
+    /// is paid by every idle session (issue #11's 32 KiB budget), so the
+    /// larger commands run in futures of their own, boxed while they run.
+    #[tokio::test]
+    async fn a_waiting_session_is_a_small_future() {
+        let (_, settings) = crate::config::ImapConfig::default().validate().unwrap();
+        let ctx = Arc::new(Ctx {
+            auth: CallAuth::new(None).unwrap(),
+            channel: mailbox_api::channel("http://127.0.0.1:1").unwrap(),
+            per_ip: PerIpLimit::new(10),
+            cache: crate::cache::MetaCache::new(1 << 20),
+            views: crate::shared::Views::default(),
+            tls: None,
+            settings,
+            shutdown: CancellationToken::new(),
+        });
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (tcp, peer) = l.accept().await.unwrap();
+        let session = handle(ctx, tcp, peer, false);
+        let size = std::mem::size_of_val(&session);
+        println!("session future: {size} bytes");
+        assert!(size <= 4 * 1024, "a session's future takes {size} bytes");
+    }
 }

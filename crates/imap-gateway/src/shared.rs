@@ -75,16 +75,21 @@ impl Snapshot {
         }
         let mut updates: Vec<(usize, &pb::MessageEntry)> = Vec::new();
         let mut appended: Vec<&pb::MessageEntry> = Vec::new();
-        let mut last = self.msgs.last().map_or(0, |m| m.uid);
+        // A new message has a UID at or above the UIDNEXT this snapshot
+        // knows: every answer reports all messages below the UIDNEXT it
+        // gives. An unknown UID below it was expunged (a late report of it,
+        // or a session's own write racing the expunge, must not bring it
+        // back).
+        let mut last = self.uid_next.max(1) - 1;
+        if let Some(m) = self.msgs.last() {
+            last = last.max(m.uid);
+        }
         for e in &c.changed {
             match self.position(e.uid) {
                 // Older than what is known (a session's own STORE answered
                 // with a newer MODSEQ already): stale.
                 Some(i) if e.modseq > self.msgs[i].modseq => updates.push((i, e)),
                 Some(_) => {}
-                // UIDs only grow: a new message follows every known one.
-                // Anything else was expunged before this snapshot learnt
-                // of it.
                 None if e.uid > last => {
                     last = e.uid;
                     appended.push(e);
@@ -165,18 +170,20 @@ impl Views {
         // replaced once; a second gone means the mailbox keeps changing
         // under us, and the caller sees it as missing.
         for _ in 0..2 {
-            let shared = {
+            // A gone view found here is dropped after the registry lock is
+            // released: dropping the last reference takes that lock.
+            let (shared, _stale) = {
                 let mut map = lock(&self.map);
-                match map.get(&key).and_then(Weak::upgrade) {
-                    Some(s) if !s.is_gone() => s,
-                    _ => {
+                let found = map.get(&key).and_then(Weak::upgrade);
+                match found {
+                    Some(s) if !s.is_gone() => (s, None),
+                    stale => {
                         let s = Arc::new(Shared::new(key.clone(), Arc::downgrade(&self.map)));
                         map.insert(key.clone(), Arc::downgrade(&s));
-                        s
+                        (s, stale)
                     }
                 }
             };
-            *lock(&shared.client) = Some(client.clone());
             let mut loaded_here = false;
             shared
                 .init
@@ -209,10 +216,11 @@ pub struct Shared {
     state: Mutex<State>,
     init: tokio::sync::OnceCell<()>,
     watcher: Mutex<Option<JoinHandle<()>>>,
-    /// The client of the session that opened the view last: the watcher
-    /// subscribes again with it if its stream breaks (that session's token
-    /// is the one most likely still valid).
-    client: Mutex<Option<MailboxClient>>,
+    /// The store clients of the sessions that have this view open, by
+    /// lease: the watcher subscribes again with one of them when its stream
+    /// breaks (the token it started with may be gone with its session).
+    clients: Mutex<Vec<(u64, MailboxClient)>>,
+    next_lease: std::sync::atomic::AtomicU64,
 }
 
 struct State {
@@ -250,7 +258,8 @@ impl Shared {
             }),
             init: tokio::sync::OnceCell::new(),
             watcher: Mutex::new(None),
-            client: Mutex::new(None),
+            clients: Mutex::new(Vec::new()),
+            next_lease: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -403,20 +412,56 @@ impl Shared {
     pub fn apply(&self, c: &pb::ChangesResponse, complete: bool) {
         let mut st = lock(&self.state);
         let next = self.tx.borrow().applied(c);
-        if let Some(next) = next {
-            self.tx.send_replace(Arc::new(next));
-        }
         if complete {
             st.complete = st.complete.max(c.highest_modseq);
         }
-        if c.recent_from < c.recent_to {
+        let claimed = c.recent_from < c.recent_to;
+        if claimed {
             st.unclaimed.push(c.recent_from..c.recent_to);
+        }
+        match next {
+            Some(next) => {
+                self.tx.send_replace(Arc::new(next));
+            }
+            // A claim alone still wakes the IDLE sessions (one of them owes
+            // its client a RECENT).
+            None if claimed => self.tx.send_modify(|_| {}),
+            None => {}
         }
     }
 
-    /// Takes the \Recent claims no session has yet.
-    pub fn take_recent(&self) -> Vec<Range<u32>> {
-        std::mem::take(&mut lock(&self.state).unclaimed)
+    /// The latest snapshot (marked seen in `rx`) and the \Recent claims no
+    /// session has taken yet, read together: a claim is published with or
+    /// after the snapshot holding its messages.
+    pub fn latest(
+        &self,
+        rx: &mut watch::Receiver<Arc<Snapshot>>,
+    ) -> (Arc<Snapshot>, Vec<Range<u32>>) {
+        let mut st = lock(&self.state);
+        let snap = rx.borrow_and_update().clone();
+        (snap, std::mem::take(&mut st.unclaimed))
+    }
+
+    /// Lends a session's store client to the watcher while the session has
+    /// the view open.
+    pub fn lease(&self, client: MailboxClient) -> u64 {
+        let id = self
+            .next_lease
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        lock(&self.clients).push((id, client));
+        id
+    }
+
+    pub fn release(&self, lease: u64) {
+        lock(&self.clients).retain(|(id, _)| *id != lease);
+    }
+
+    /// A client to subscribe again with: the newest lease first, then
+    /// older ones on later attempts.
+    fn client_for(&self, attempt: usize) -> Option<MailboxClient> {
+        let c = lock(&self.clients);
+        let n = c.len();
+        (n > 0).then(|| c[n - 1 - attempt % n].1.clone())
     }
 }
 
@@ -425,6 +470,7 @@ impl Shared {
 /// stream breaks, e.g. when a store replica restarts.
 async fn watch_loop(view: Weak<Shared>, mut client: MailboxClient, mailbox: String, claim: bool) {
     let mut backoff = Duration::from_millis(100);
+    let mut attempt = 0;
     loop {
         let Some(since) = view.upgrade().map(|v| v.complete().max(1)) else {
             return;
@@ -466,13 +512,23 @@ async fn watch_loop(view: Weak<Shared>, mut client: MailboxClient, mailbox: Stri
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
-        match view.upgrade() {
-            Some(v) => {
-                if let Some(c) = lock(&v.client).clone() {
-                    client = c;
-                }
+        let Some(v) = view.upgrade() else { return };
+        if let Some(c) = v.client_for(attempt) {
+            client = c;
+        }
+        attempt += 1;
+        // Catch up (and check the UIDVALIDITY: the mailbox may have been
+        // re-created while the stream was down) before subscribing again.
+        match v.refresh(client.clone()).await {
+            Ok(()) if v.is_gone() => {
+                v.forget();
+                return;
             }
-            None => return,
+            Err(s) if s.code() == Code::NotFound => {
+                v.forget();
+                return;
+            }
+            _ => {}
         }
     }
 }

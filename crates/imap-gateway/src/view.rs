@@ -14,6 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
+use mailbox_api::MailboxClient;
 use mailbox_api::pb;
 use tokio::sync::watch;
 
@@ -47,6 +48,14 @@ pub struct View {
     pub owe_flags: bool,
     /// The mailbox was deleted or re-created.
     pub gone: bool,
+    /// This session's store client, lent to the shared view's watcher.
+    lease: u64,
+}
+
+impl Drop for View {
+    fn drop(&mut self) {
+        self.shared.release(self.lease);
+    }
 }
 
 /// Untagged responses owed to the client after moving to a snapshot (new
@@ -58,9 +67,10 @@ pub struct Owed {
 
 impl View {
     /// The view of a freshly opened (or refreshed) shared mailbox.
-    pub fn new(name: String, shared: Arc<Shared>) -> Self {
+    pub fn new(name: String, shared: Arc<Shared>, client: MailboxClient) -> Self {
         let mut rx = shared.subscribe();
-        let snap = rx.borrow_and_update().clone();
+        let (snap, claims) = shared.latest(&mut rx);
+        let lease = shared.lease(client);
         let mut keywords = BTreeMap::new();
         for m in &snap.msgs {
             for k in &m.flags.keywords {
@@ -83,8 +93,9 @@ impl View {
             pending_flags: BTreeSet::new(),
             owe_flags: false,
             gone: false,
+            lease,
         };
-        v.take_recent();
+        v.take_recent(claims);
         v
     }
 
@@ -181,7 +192,8 @@ impl View {
         self.msg(uid)
     }
 
-    fn msg(&self, uid: u32) -> Option<&Msg> {
+    /// The message with `uid`, as this session knows it.
+    pub fn msg(&self, uid: u32) -> Option<&Msg> {
         match self.snap.position(uid) {
             Some(i) => Some(&self.snap.msgs[i]),
             None => self.ghosts.get(&uid),
@@ -208,7 +220,9 @@ impl View {
     /// the MODSEQ it already told the client).
     pub fn sync(&mut self, own: &HashMap<u32, u64>) -> Owed {
         let mut owed = Owed::default();
-        let next = self.rx.borrow_and_update().clone();
+        // The snapshot and the \Recent claims are taken together: a claim
+        // is only ever published with (or after) the messages it covers.
+        let (next, claims) = self.shared.latest(&mut self.rx);
         let before = self.exists();
         let recent_before = self.recent.len();
         if next.gone {
@@ -246,7 +260,7 @@ impl View {
             self.snap = next;
             self.reorder();
         }
-        self.take_recent();
+        self.take_recent(claims);
         if self.exists() != before || self.recent.len() != recent_before {
             owed.recent = Some(self.recent.len() as u32);
         }
@@ -271,8 +285,7 @@ impl View {
 
     /// Takes the \Recent claims of the shared view (a read-write session
     /// only; an EXAMINE takes what the store counted when it opened).
-    fn take_recent(&mut self) {
-        let claims = self.shared.take_recent();
+    fn take_recent(&mut self, claims: Vec<std::ops::Range<u32>>) {
         for r in claims {
             for m in self.snap.msgs.iter().rev() {
                 if m.uid < r.start {
@@ -292,9 +305,11 @@ impl View {
         let own: HashMap<u32, u64> = entries.iter().map(|e| (e.uid, e.modseq)).collect();
         let mut changed = entries;
         changed.sort_by_key(|e| e.uid);
+        let highest_modseq = changed.iter().map(|e| e.modseq).max().unwrap_or(0);
         self.shared.apply(
             &pb::ChangesResponse {
                 changed,
+                highest_modseq,
                 ..Default::default()
             },
             false,
@@ -308,13 +323,15 @@ impl View {
     /// EXISTS covered it yet) goes without an EXPUNGE.
     pub fn take_expunges(&mut self) -> Vec<u32> {
         let mut out = Vec::new();
-        for uid in std::mem::take(&mut self.ghosts).into_keys() {
+        // Ghosts ascend, so each one's number is its place in the order
+        // less the ghosts removed before it.
+        for (removed, uid) in std::mem::take(&mut self.ghosts).into_keys().enumerate() {
             if let Ok(i) = self.order.binary_search(&uid) {
+                let i = i - removed;
                 if i < self.told {
                     out.push(i as u32 + 1);
                     self.told -= 1;
                 }
-                self.order.remove(i);
             }
             self.recent.remove(&uid);
             self.pending_flags.remove(&uid);
@@ -426,16 +443,24 @@ mod tests {
         }
     }
 
+    /// A store client that is never called (no store behind it).
+    fn client() -> MailboxClient {
+        mailbox_api::mailbox_client(
+            mailbox_api::channel("http://127.0.0.1:1").unwrap(),
+            mailbox_api::CallAuth::new(None).unwrap(),
+        )
+    }
+
     fn shared(entries: Vec<pb::MessageEntry>, recent: u32) -> Arc<Shared> {
         Shared::for_test(entries, recent, false)
     }
 
-    #[test]
-    fn keywords_are_learnt_once_and_listed_in_flags() {
+    #[tokio::test]
+    async fn keywords_are_learnt_once_and_listed_in_flags() {
         let mut e = entry(1, false);
         e.flags.get_or_insert_default().keywords = vec!["$Label1".into()];
         let sh = shared(vec![e], 0);
-        let mut v = View::new("INBOX".into(), sh.clone());
+        let mut v = View::new("INBOX".into(), sh.clone(), client());
         assert!(v.flags_responses()[0].ends_with("\\Draft $Label1)"));
         let mut f = pb::Flags {
             keywords: vec!["$label1".into()],
@@ -460,10 +485,10 @@ mod tests {
         assert!(v.owe_flags);
     }
 
-    #[test]
-    fn a_message_added_and_expunged_unseen_is_never_announced() {
+    #[tokio::test]
+    async fn a_message_added_and_expunged_unseen_is_never_announced() {
         let sh = shared(vec![entry(1, false)], 0);
-        let mut v = View::new("INBOX".into(), sh.clone());
+        let mut v = View::new("INBOX".into(), sh.clone(), client());
         sh.apply(
             &pb::ChangesResponse {
                 changed: vec![entry(2, false)],
@@ -485,8 +510,8 @@ mod tests {
         assert_eq!(v.tell_exists(), None, "the client still has 1 message");
     }
 
-    #[test]
-    fn silent_store_expectations() {
+    #[tokio::test]
+    async fn silent_store_expectations() {
         let old = pb::Flags {
             seen: true,
             keywords: vec!["$A".into()],
@@ -522,10 +547,10 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn absorbs_new_flags_and_expunges() {
+    #[tokio::test]
+    async fn absorbs_new_flags_and_expunges() {
         let sh = shared(vec![entry(1, true), entry(2, false), entry(3, false)], 1);
-        let mut v = View::new("INBOX".into(), sh.clone());
+        let mut v = View::new("INBOX".into(), sh.clone(), client());
         assert_eq!(v.recent.len(), 1);
         assert_eq!(v.unseen_first(), Some(2));
         sh.apply(
@@ -579,11 +604,11 @@ mod tests {
         assert_eq!(v.uids(), vec![2]);
     }
 
-    #[test]
-    fn sessions_sharing_a_view_keep_their_own_numbers() {
+    #[tokio::test]
+    async fn sessions_sharing_a_view_keep_their_own_numbers() {
         let sh = shared(vec![entry(1, false), entry(2, false), entry(3, false)], 0);
-        let mut a = View::new("INBOX".into(), sh.clone());
-        let mut b = View::new("INBOX".into(), sh.clone());
+        let mut a = View::new("INBOX".into(), sh.clone(), client());
+        let mut b = View::new("INBOX".into(), sh.clone(), client());
         // A expunges 2 and tells its client at once; B's client still has
         // message 2 as number 2 until B may send EXPUNGE.
         assert_eq!(a.expunged_by_us(&[2]), vec![2]);
@@ -604,5 +629,69 @@ mod tests {
         assert_eq!(b.take_expunges(), vec![2]);
         assert_eq!(b.uids(), vec![1, 3]);
         assert_eq!(b.position(3), Some(1));
+    }
+
+    /// A session's own write (or a late report) on a message that was
+    /// expunged meanwhile must not bring it back: another session holding
+    /// it as not-yet-told-expunged would count it twice.
+    #[tokio::test]
+    async fn an_expunged_message_never_comes_back() {
+        let sh = shared(vec![entry(1, false), entry(2, false), entry(3, false)], 0);
+        let mut a = View::new("INBOX".into(), sh.clone(), client());
+        let mut b = View::new("INBOX".into(), sh.clone(), client());
+        sh.apply(
+            &pb::ChangesResponse {
+                expunged: vec![3],
+                uid_next: 4,
+                highest_modseq: 40,
+                ..Default::default()
+            },
+            true,
+        );
+        b.sync(&HashMap::new());
+        // A's implicit \Seen on 3 was answered before the expunge.
+        a.apply_own(vec![pb::MessageEntry {
+            modseq: 39,
+            ..entry(3, true)
+        }]);
+        b.sync(&HashMap::new());
+        assert_eq!(b.exists(), 3);
+        assert_eq!(b.tell_exists(), None, "no EXISTS for a message it has");
+        assert_eq!(b.take_expunges(), vec![3]);
+        assert_eq!(b.exists(), 2);
+        // Expunges announced in one batch are numbered one after another.
+        sh.apply(
+            &pb::ChangesResponse {
+                expunged: vec![1, 2],
+                highest_modseq: 41,
+                ..Default::default()
+            },
+            true,
+        );
+        b.sync(&HashMap::new());
+        assert_eq!(b.take_expunges(), vec![1, 1]);
+        assert_eq!(b.exists(), 0);
+    }
+
+    /// \Recent claimed with a delivery goes to exactly one session, even
+    /// when the claim is all that changed.
+    #[tokio::test]
+    async fn a_recent_claim_goes_to_one_session() {
+        let sh = shared(vec![entry(1, false)], 0);
+        let mut a = View::new("INBOX".into(), sh.clone(), client());
+        let mut b = View::new("INBOX".into(), sh.clone(), client());
+        let rx = a.changes();
+        sh.apply(
+            &pb::ChangesResponse {
+                recent_from: 1,
+                recent_to: 2,
+                ..Default::default()
+            },
+            true,
+        );
+        assert!(rx.has_changed().unwrap(), "IDLE sessions are woken");
+        assert_eq!(a.sync(&HashMap::new()).recent, Some(1));
+        b.sync(&HashMap::new());
+        assert!(a.recent.contains(&1) && b.recent.is_empty());
     }
 }

@@ -54,22 +54,33 @@ enum Cmd {
         #[arg(long)]
         setup: bool,
     },
-    /// Memory per idle IMAP connection: opens N connections (the first
-    /// `logged_in` of them log in, SELECT INBOX and IDLE) and reports the
-    /// gateway's resident memory before and after.
+    /// Many IDLE sessions on one gateway: `accounts` accounts
+    /// (idle<N>@bench.test) with `messages` messages each, `per_account`
+    /// sessions on each that log in, SELECT INBOX and IDLE; reports the
+    /// gateway's resident memory per session, then delivers one message to
+    /// every account at once, `rounds` times, and reports how long each
+    /// session took to see its EXISTS.
     ImapIdle {
         #[arg(long, default_value = "127.0.0.1:1143")]
         imap: String,
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        store: String,
+        #[arg(long)]
+        secret_file: Option<PathBuf>,
         /// PID of the imap-gateway process, to read its VmRSS.
         #[arg(long)]
         pid: u32,
+        #[arg(long, default_value_t = 100)]
+        accounts: usize,
+        #[arg(long, default_value_t = 100)]
+        per_account: usize,
         #[arg(long, default_value_t = 10_000)]
-        sessions: usize,
-        #[arg(long, default_value_t = 1_000)]
-        logged_in: usize,
-        /// An account with this password (e.g. from imap-large --setup).
-        #[arg(long, default_value = "big10000@bench.test")]
-        account: String,
+        messages: usize,
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// Create the accounts and deliver the messages first.
+        #[arg(long)]
+        setup: bool,
     },
     /// An IMAP mix: N clients loop over SELECT, FETCH, STORE, SEARCH,
     /// APPEND and a short IDLE for a while; reports commands/s.
@@ -166,11 +177,24 @@ async fn main() -> anyhow::Result<()> {
         }
         Cmd::ImapIdle {
             imap,
+            store,
+            secret_file,
             pid,
-            sessions,
-            logged_in,
-            account,
-        } => imap_idle(&imap, pid, sessions, logged_in, &account).await,
+            accounts,
+            per_account,
+            messages,
+            rounds,
+            setup,
+        } => {
+            let names: Vec<String> = (0..accounts)
+                .map(|i| format!("idle{i}@bench.test"))
+                .collect();
+            let auth = auth(secret_file)?;
+            if setup {
+                idle_setup(&store, &auth, &names, messages).await?;
+            }
+            imap_idle(&imap, &store, &auth, pid, &names, per_account, rounds).await
+        }
         Cmd::ImapMix {
             imap,
             clients,
@@ -669,47 +693,201 @@ async fn imap_login(
     Ok((r, w))
 }
 
+/// Creates `accounts` and fills each INBOX with `messages` small
+/// messages: each delivery goes to a group of accounts at once (one body,
+/// many recipients), groups in parallel.
+async fn idle_setup(
+    uri: &str,
+    auth: &CallAuth,
+    accounts: &[String],
+    messages: usize,
+) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let channel = mailbox_api::channel(uri)?;
+    let mut admin = mailbox_api::admin_client(channel.clone(), auth.clone());
+    let _ = admin
+        .add_domain(pb::AddDomainRequest {
+            name: "bench.test".into(),
+        })
+        .await;
+    for a in accounts {
+        let _ = admin
+            .add_account(pb::AddAccountRequest {
+                address: a.clone(),
+                password: "bench-password".into(),
+                quota_bytes: 0,
+            })
+            .await;
+    }
+    const GROUPS: usize = 4;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let mut tasks = Vec::new();
+    for g in 0..GROUPS {
+        let rcpts: Vec<String> = accounts.iter().skip(g).step_by(GROUPS).cloned().collect();
+        if rcpts.is_empty() {
+            continue;
+        }
+        let mut d = mailbox_api::delivery_client(channel.clone(), auth.clone());
+        let run = run.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..messages {
+                let mut chunks = deliver_chunks(
+                    format!("{run}-{g}-{i}"),
+                    String::new(),
+                    format!("X-Bench: {g}-{i}\r\n").into_bytes(),
+                    message(1024),
+                );
+                if let Some(pb::deliver_chunk::Part::Header(h)) = &mut chunks[0].part {
+                    h.recipients = rcpts.clone();
+                }
+                d.deliver(tokio_stream::iter(chunks)).await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    println!(
+        "setup: {} accounts x {messages} messages in {:.0} s",
+        accounts.len(),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 async fn imap_idle(
     addr: &str,
+    store: &str,
+    auth: &CallAuth,
     pid: u32,
-    sessions: usize,
-    logged_in: usize,
-    account: &str,
+    accounts: &[String],
+    per_account: usize,
+    rounds: usize,
 ) -> anyhow::Result<()> {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let sessions = accounts.len() * per_account;
     let before = rss_kib(pid)?;
-    let mut held = Vec::with_capacity(sessions);
     let start = Instant::now();
-    for i in 0..sessions {
-        if i < logged_in {
-            let (mut r, mut w) = imap_login(addr, account).await?;
+    // Each session reports (its account, when it saw a new EXISTS).
+    let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Instant)>();
+    let mut writers = Vec::with_capacity(sessions);
+    let opening = Arc::new(tokio::sync::Semaphore::new(64));
+    let mut opened = Vec::new();
+    for s in 0..sessions {
+        let a = s % accounts.len();
+        let (addr, account) = (addr.to_string(), accounts[a].clone());
+        let permit = opening.clone().acquire_owned().await?;
+        opened.push(tokio::spawn(async move {
+            let (mut r, mut w) = imap_login(&addr, &account).await?;
             imap_cmd(&mut r, &mut w, "s", "SELECT INBOX").await?;
             w.write_all(b"i IDLE\r\n").await?;
             let mut l = String::new();
             r.read_line(&mut l).await?;
             anyhow::ensure!(l.starts_with('+'), "IDLE: {l}");
-            held.push((Some(r), w));
-        } else {
-            let s = tokio::net::TcpStream::connect(addr).await?;
-            let (r, w) = s.into_split();
-            let mut r = tokio::io::BufReader::new(r);
-            let mut l = String::new();
-            r.read_line(&mut l).await?;
-            held.push((Some(r), w));
-        }
+            drop(permit);
+            anyhow::Ok((r, w))
+        }));
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut readers = Vec::with_capacity(sessions);
+    for (s, t) in opened.into_iter().enumerate() {
+        let (mut r, w) = t.await??;
+        writers.push(w);
+        let seen = seen_tx.clone();
+        let a = s % accounts.len();
+        readers.push(tokio::spawn(async move {
+            let mut l = String::new();
+            loop {
+                l.clear();
+                if r.read_line(&mut l).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                if l.ends_with("EXISTS\r\n") && seen.send((a, Instant::now())).is_err() {
+                    return;
+                }
+            }
+        }));
+    }
+    let opened_in = start.elapsed();
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let after = rss_kib(pid)?;
     let grown = after.saturating_sub(before);
     println!(
-        "imap-idle: {sessions} connections ({logged_in} logged in, SELECTed, IDLE) opened in {:.1} s; \
-         gateway VmRSS {:.1} MiB -> {:.1} MiB: {:.1} KiB per connection",
-        start.elapsed().as_secs_f64(),
+        "imap-idle: {sessions} sessions ({} accounts x {per_account}, each logged in, INBOX \
+         SELECTed, IDLE) opened in {:.1} s; gateway VmRSS {:.1} MiB -> {:.1} MiB: \
+         {:.1} KiB per session",
+        accounts.len(),
+        opened_in.as_secs_f64(),
         before as f64 / 1024.0,
         after as f64 / 1024.0,
         grown as f64 / sessions as f64
     );
-    drop(held);
+    // Deliveries: one message to every account at once, per round; each
+    // session's delay is from its account's delivery being sent.
+    let channel = mailbox_api::channel(store)?;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let mut delays: Vec<Duration> = Vec::new();
+    for round in 0..rounds {
+        let sent_at = Instant::now();
+        let mut sends = Vec::new();
+        for (a, account) in accounts.iter().enumerate() {
+            let mut d = mailbox_api::delivery_client(channel.clone(), auth.clone());
+            let chunks = deliver_chunks(
+                format!("{run}-{round}-{a}"),
+                account.clone(),
+                Vec::new(),
+                message(2048),
+            );
+            sends.push(tokio::spawn(async move {
+                d.deliver(tokio_stream::iter(chunks)).await
+            }));
+        }
+        for s in sends {
+            s.await??;
+        }
+        let acked = sent_at.elapsed();
+        let mut got = 0;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while got < sessions {
+            match tokio::time::timeout_at(deadline, seen_rx.recv()).await {
+                Ok(Some((_, at))) => {
+                    delays.push(at - sent_at);
+                    got += 1;
+                }
+                _ => break,
+            }
+        }
+        let mut round_delays: Vec<Duration> = delays[delays.len() - got..].to_vec();
+        round_delays.sort();
+        println!(
+            "round {}: {} deliveries acknowledged in {:.0} ms; {got} of {sessions} sessions \
+             saw EXISTS, last after {:.0} ms",
+            round + 1,
+            accounts.len(),
+            acked.as_secs_f64() * 1e3,
+            round_delays
+                .last()
+                .map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
+        );
+        anyhow::ensure!(
+            got == sessions,
+            "{} sessions never saw the delivery",
+            sessions - got
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    delays.sort();
+    let pct = |p: f64| delays[((delays.len() - 1) as f64 * p) as usize].as_secs_f64() * 1e3;
+    println!(
+        "delivery to EXISTS over {rounds} rounds: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        pct(0.5),
+        pct(0.99),
+        pct(1.0)
+    );
+    drop(writers);
+    for r in readers {
+        r.abort();
+    }
     Ok(())
 }
 
