@@ -102,6 +102,7 @@ pub(crate) async fn handle(ctx: Arc<Ctx>, tcp: TcpStream, peer: SocketAddr, impl
         search_return: None,
         rev2: false,
         saved: Vec::new(),
+        added_here: (0, Vec::new()),
     };
     let span = tracing::info_span!("imap_session", %peer);
     tracing::Instrument::instrument(
@@ -142,6 +143,10 @@ struct Session {
     rev2: bool,
     /// The SEARCHRES saved result (RFC 5182), as UIDs.
     saved: Vec<u32>,
+    /// (UIDVALIDITY, UIDs) of the messages the current command added
+    /// (APPEND, COPY, MOVE): if that is the selected mailbox, the client
+    /// hears of each, even one expunged by someone else meanwhile.
+    added_here: (u32, Vec<u32>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -1406,6 +1411,7 @@ impl Session {
         match c.append(tokio_stream_iter(chunks)).await {
             Ok(r) => {
                 let r = r.into_inner();
+                self.added_here = (r.uid_validity, vec![r.uid]);
                 Done::ok(format!(
                     "[APPENDUID {} {}] APPEND completed",
                     r.uid_validity, r.uid
@@ -1440,6 +1446,10 @@ impl Session {
             return;
         };
         let owed = view.sync(&std::collections::HashMap::new());
+        let (validity, added) = std::mem::take(&mut self.added_here);
+        if validity == view.uid_validity() {
+            view.added_here(&added);
+        }
         let owed_recent = owed.recent;
         let mut owed_flags = std::mem::take(&mut view.owe_flags);
         let mut lines = Vec::new();
@@ -1455,6 +1465,14 @@ impl Session {
             lines.extend(view.flags_responses());
         }
         if expunges_ok {
+            // Messages this command added and someone else expunged at
+            // once: EXISTS counts them before their EXPUNGE (RFC 9051
+            // 6.3.12: the client hears of what it added).
+            if std::mem::take(&mut view.tell_first)
+                && let Some(n) = view.tell_exists()
+            {
+                lines.push(format!("* {n} EXISTS"));
+            }
             for seq in view.take_expunges() {
                 lines.push(format!("* {seq} EXPUNGE"));
             }
@@ -1943,6 +1961,7 @@ impl Session {
             }
             Err(s) => return Ok(store_no(&s)),
         };
+        self.added_here = (r.destination_uid_validity, r.destination_uids.clone());
         let code = format!(
             "[COPYUID {} {} {}]",
             r.destination_uid_validity,

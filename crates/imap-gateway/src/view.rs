@@ -50,6 +50,9 @@ pub struct View {
     pub gone: bool,
     /// This session's store client, lent to the shared view's watcher.
     lease: u64,
+    /// Ghosts this session added itself: EXISTS must count them before
+    /// their EXPUNGE.
+    pub tell_first: bool,
 }
 
 impl Drop for View {
@@ -94,6 +97,7 @@ impl View {
             owe_flags: false,
             gone: false,
             lease,
+            tell_first: false,
         };
         v.take_recent(claims);
         v
@@ -315,6 +319,41 @@ impl View {
             false,
         );
         self.sync(&own)
+    }
+
+    /// Notes messages this session's command added to the mailbox (their
+    /// UIDs from APPENDUID or COPYUID): one that is not in the view (gone
+    /// again before the view learnt of it) joins as a ghost, to be told as
+    /// added and then expunged.
+    pub fn added_here(&mut self, uids: &[u32]) {
+        let last = self
+            .snap
+            .msgs
+            .last()
+            .map(|m| m.uid)
+            .max(self.ghosts.keys().next_back().copied())
+            .unwrap_or(0);
+        let mut added = false;
+        for &uid in uids {
+            // Only once the view has caught up past it (its UIDNEXT is
+            // beyond): then its absence means it is gone, not late.
+            if uid > last && uid < self.snap.uid_next && self.position(uid).is_none() {
+                self.ghosts.insert(
+                    uid,
+                    Msg {
+                        uid,
+                        flags: pb::Flags::default(),
+                        modseq: 0,
+                        size: 0,
+                    },
+                );
+                added = true;
+            }
+        }
+        if added {
+            self.reorder();
+            self.tell_first = true;
+        }
     }
 
     /// Removes the expunged messages, returning the sequence numbers to
@@ -671,6 +710,29 @@ mod tests {
         b.sync(&HashMap::new());
         assert_eq!(b.take_expunges(), vec![1, 1]);
         assert_eq!(b.exists(), 0);
+    }
+
+    /// A message this session appended and someone else expunged before
+    /// the view learnt of it is still told: EXISTS, then EXPUNGE.
+    #[tokio::test]
+    async fn an_append_expunged_at_once_is_told_added_then_expunged() {
+        let sh = shared(vec![entry(1, false)], 0);
+        let mut v = View::new("INBOX".into(), sh.clone(), client());
+        sh.apply(
+            &pb::ChangesResponse {
+                expunged: vec![2],
+                uid_next: 3,
+                highest_modseq: 30,
+                ..Default::default()
+            },
+            true,
+        );
+        v.sync(&HashMap::new());
+        v.added_here(&[2, 1, 3]);
+        assert!(v.tell_first, "2 was added and is gone; 3 is not known yet");
+        assert_eq!(v.tell_exists(), Some(2));
+        assert_eq!(v.take_expunges(), vec![2]);
+        assert_eq!(v.exists(), 1);
     }
 
     /// \Recent claimed with a delivery goes to exactly one session, even
