@@ -666,3 +666,83 @@ async fn sessions_sharing_a_view_keep_their_own_numbers() {
     assert_eq!(r[0], "* 1 FETCH (UID 1)\r\n", "{r:?}");
     assert_eq!(r.len(), 2, "{r:?}");
 }
+
+/// RFC 9051 6.4.4: SENTBEFORE, SENTON and SENTSINCE compare the date of
+/// the Date: header as written, in the header's own time zone, with the
+/// time disregarded; near midnight that differs from the UTC date.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sent_dates_are_compared_in_the_headers_own_zone() {
+    let (store, client) = setup(Backend::Sqlite).await;
+    for (i, date) in [
+        // 04:30 on 1 December in UTC, still 30 November where it was sent.
+        "Mon, 30 Nov 2026 23:30:00 -0500",
+        // 22:30 on 30 November in UTC, already 1 December where it was sent.
+        "Tue, 01 Dec 2026 00:30:00 +0200",
+        "Tue, 01 Dec 2026 12:00:00 +0000",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let m = format!(
+            "From: a@remote.example\r\nTo: alice@example.org\r\nSubject: d{i}\r\nDate: {date}\r\n\r\nx\r\n"
+        );
+        client
+            .deliver(&format!("d{i}"), &["alice@example.org"], m.as_bytes())
+            .await;
+    }
+    let imap = TestImap::start(&store.uri()).await;
+    let mut a = Raw::connect(imap.imap).await;
+    a.login().await;
+    a.cmd("SELECT INBOX").await;
+    for (key, want) in [
+        ("SENTON 30-Nov-2026", "* SEARCH 1\r\n"),
+        ("SENTON 1-Dec-2026", "* SEARCH 2 3\r\n"),
+        ("SENTBEFORE 1-Dec-2026", "* SEARCH 1\r\n"),
+        ("SENTSINCE 1-Dec-2026", "* SEARCH 2 3\r\n"),
+        (
+            "SENTSINCE 30-Nov-2026 SENTBEFORE 1-Dec-2026",
+            "* SEARCH 1\r\n",
+        ),
+    ] {
+        let r = a.cmd(&format!("UID SEARCH {key}")).await;
+        assert_eq!(r[0], want, "UID SEARCH {key}: {r:?}");
+    }
+}
+
+/// RFC 3501 6.3.9: "%" with LSUB stops at a parent that is not
+/// subscribed; that parent is returned, flagged \Noselect, in place of its
+/// subscribed child. "*" returns the child itself and no such parent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lsub_percent_returns_an_unsubscribed_parent_as_noselect() {
+    let (store, _client) = setup(Backend::Sqlite).await;
+    let imap = TestImap::start(&store.uri()).await;
+    let mut a = Raw::connect(imap.imap).await;
+    a.login().await;
+    for c in [
+        "CREATE Lists/Rust",
+        "SUBSCRIBE Lists/Rust",
+        "UNSUBSCRIBE Lists",
+    ] {
+        let r = a.cmd(c).await;
+        assert!(!r.last().unwrap().contains("BAD"), "{c}: {r:?}");
+    }
+    // The mailbox name of an LSUB line, quoted or not.
+    let named = |l: &str, name: &str| {
+        l.trim_end()
+            .rsplit(' ')
+            .next()
+            .is_some_and(|n| n.trim_matches('"') == name)
+    };
+    let r = a.cmd("LSUB \"\" %").await;
+    assert!(
+        r.iter()
+            .any(|l| l.starts_with("* LSUB (\\Noselect) ") && named(l, "Lists")),
+        "{r:?}"
+    );
+    assert!(!r.iter().any(|l| l.contains("Lists/Rust")), "{r:?}");
+    let r = a.cmd("LSUB \"\" *").await;
+    assert!(r.iter().any(|l| named(l, "Lists/Rust")), "{r:?}");
+    assert!(!r.iter().any(|l| named(l, "Lists")), "{r:?}");
+    let r = a.cmd("LSUB \"\" Lists/%").await;
+    assert!(r.iter().any(|l| named(l, "Lists/Rust")), "{r:?}");
+}

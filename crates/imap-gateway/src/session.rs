@@ -1148,6 +1148,34 @@ impl Session {
             line.extend_from_slice(&self.wire_name(&b.name));
             lines.push(line);
         }
+        if lsub {
+            // RFC 3501 6.3.9: when a subscribed mailbox does not match (a
+            // "%" stops at its parent) but a parent that is not subscribed
+            // does, LSUB returns the parent, flagged \Noselect.
+            let subscribed: std::collections::HashSet<&str> = boxes
+                .iter()
+                .filter(|b| b.subscribed)
+                .map(|b| b.name.as_str())
+                .collect();
+            let mut parents = std::collections::BTreeSet::new();
+            for &name in &subscribed {
+                if imap_wire::pattern::matches(&full, name, SEP) {
+                    continue;
+                }
+                let mut up = name;
+                while let Some(i) = up.rfind(SEP) {
+                    up = &up[..i];
+                    if !subscribed.contains(up) && imap_wire::pattern::matches(&full, up, SEP) {
+                        parents.insert(up);
+                    }
+                }
+            }
+            for p in parents {
+                let mut line = b"* LSUB (\\Noselect) \"/\" ".to_vec();
+                line.extend_from_slice(&self.wire_name(p));
+                lines.push(line);
+            }
+        }
         for l in lines {
             self.out.extend_from_slice(&l);
             self.out.extend_from_slice(b"\r\n");

@@ -183,6 +183,8 @@ pub struct SearchFields {
     pub message_id: String,
     /// Date: as unix seconds, 0 if absent/unparsable
     pub sent_date: i64,
+    /// The Date: header's zone, minutes east of UTC.
+    pub sent_tz_minutes: i32,
 }
 
 /// Computes the [`Summary`] of a raw message. Never panics.
@@ -1143,10 +1145,11 @@ fn search_fields(raw: &[u8], body_start: usize, fields: &Fields<'_>) -> SearchFi
         if let Some(subject) = msg.subject() {
             s.subject = subject.trim().to_string();
         }
-        s.sent_date = msg
-            .date()
-            .filter(|d| d.is_valid())
-            .map_or(0, |d| d.to_timestamp());
+        if let Some(d) = msg.date().filter(|d| d.is_valid()) {
+            s.sent_date = d.to_timestamp();
+            let tz = i32::from(d.tz_hour) * 60 + i32::from(d.tz_minute);
+            s.sent_tz_minutes = if d.tz_before_gmt { -tz } else { tz };
+        }
     }
     s
 }
@@ -1321,6 +1324,18 @@ mod tests {
         );
         assert_eq!(s.envelope.subject.as_deref(), Some(&b"a b c"[..]));
         assert!(s.search.sent_date > 0);
+    }
+
+    #[test]
+    fn the_date_header_keeps_its_zone() {
+        let west = summarize(b"Date: Mon, 30 Nov 2026 23:30:00 -0530\r\n\r\n");
+        assert_eq!(west.search.sent_tz_minutes, -330);
+        assert_eq!(
+            west.search.sent_date,
+            1_795_996_800 + 23 * 3600 + 1800 + 330 * 60
+        );
+        let east = summarize(b"Date: Tue, 01 Dec 2026 00:30:00 +0200\r\n\r\n");
+        assert_eq!(east.search.sent_tz_minutes, 120);
     }
 
     #[test]

@@ -201,9 +201,11 @@ fn day(t: i64, tz_minutes: i64) -> i64 {
     local.div_euclid(86_400) * 86_400
 }
 
+/// The date of the Date: header in the header's own zone (RFC 9051
+/// 6.4.4: SENT* keys disregard time and timezone).
 fn sent_day(m: &Msg<'_>) -> Option<i64> {
-    let t = m.summary.as_ref()?.search.as_ref()?.sent_date;
-    (t != 0).then(|| day(t, 0))
+    let s = m.summary.as_ref()?.search.as_ref()?;
+    (s.sent_date != 0).then(|| day(s.sent_date, i64::from(s.sent_tz_minutes)))
 }
 
 fn header_matches(m: &Msg<'_>, name: &str, value: &str) -> bool {

@@ -17,6 +17,7 @@ pub fn to_pb(s: &summary::Summary) -> pb::MessageSummary {
             subject: s.search.subject.clone(),
             message_id: s.search.message_id.clone(),
             sent_date: s.search.sent_date,
+            sent_tz_minutes: s.search.sent_tz_minutes,
         }),
     }
 }
