@@ -1278,6 +1278,12 @@ pub async fn store_flags(
     unchanged_since: i64,
     durable: bool,
 ) -> Result<(i64, Option<Change>, pb::StoreFlagsResponse)> {
+    let keywords_kept = flags.keywords.is_empty()
+        && matches!(mode, pb::FlagsMode::Add | pb::FlagsMode::Remove);
+    if PG && unchanged_since == 0 && (keywords_kept || mode == pb::FlagsMode::Replace) {
+        return store_flags_one_statement(pool, origin, account, mailbox, set, mode, flags, durable)
+            .await;
+    }
     let mut tx = begin_write(pool).await?;
     // A flag change need not wait for its WAL flush unless configured to
     // (as Dovecot's default index fsync policy): it is atomic and visible

@@ -33,6 +33,118 @@ mod pg {
         Ok(pool.begin().await?)
     }
 
+    /// STORE on PostgreSQL as one autocommit statement (one round trip instead
+    /// of BEGIN, lock, read, update, COMMIT), when the new flags can be computed
+    /// from each row in SQL: system flags added or removed, or everything
+    /// replaced. The mailbox row is locked (and its MODSEQ raised, NOTIFY
+    /// queued) first; a message row changed by a concurrent STORE is updated
+    /// from its newest version (PostgreSQL re-reads a row another transaction
+    /// changed before updating it), so no change is lost. Every message of the
+    /// set is reported with its flags after the statement; only changed ones
+    /// take the new MODSEQ. A STORE that changes nothing still uses a MODSEQ
+    /// (a gap CONDSTORE allows).
+    async fn store_flags_one_statement(
+        pool: &Pool<Db>,
+        origin: &str,
+        account: AccountId,
+        mailbox: &str,
+        set: &mail_types::UidSetRanges,
+        mode: pb::FlagsMode,
+        flags: &pb::Flags,
+        durable: bool,
+    ) -> Result<(i64, Option<Change>, pb::StoreFlagsResponse)> {
+        let lo: Vec<i64> = set.ranges().iter().map(|r| i64::from(r.0)).collect();
+        let hi: Vec<i64> = set.ranges().iter().map(|r| i64::from(r.1)).collect();
+        let first = lo.first().copied().unwrap_or(1);
+        let last = hi.last().copied().unwrap_or(0);
+        let op: i32 = match mode {
+            pb::FlagsMode::Add => 1,
+            pb::FlagsMode::Remove => 2,
+            pb::FlagsMode::Replace | pb::FlagsMode::Unspecified => 0,
+        };
+        type Row = (
+            i64,
+            i64,
+            i64,
+            Option<i64>,
+            Option<i64>,
+            Option<String>,
+            Option<i64>,
+            Option<i64>,
+        );
+        let rows: Vec<Row> = sqlx::query_as(
+            "WITH mb AS ( \
+               UPDATE mailboxes SET highest_modseq = highest_modseq + 1 \
+               WHERE account_id = $1 AND name = $2 \
+               RETURNING id, highest_modseq, uid_next, \
+                 pg_notify('mailbox_changes', $3 || ':' || id)::TEXT AS n, \
+                 CASE WHEN $4 THEN set_config('synchronous_commit', 'off', true) END AS c), \
+             u AS ( \
+               UPDATE messages AS m SET \
+                 flags = CASE $7::INT WHEN 1 THEN m.flags | $8 WHEN 2 THEN m.flags & ~$8::BIGINT ELSE $8 END, \
+                 keywords = CASE WHEN $7::INT IN (1, 2) THEN m.keywords ELSE $9 END, \
+                 modseq = CASE WHEN (CASE $7::INT WHEN 1 THEN m.flags | $8 \
+                                       WHEN 2 THEN m.flags & ~$8::BIGINT ELSE $8 END) <> m.flags \
+                                 OR (CASE WHEN $7::INT IN (1, 2) THEN m.keywords ELSE $9 END) <> m.keywords \
+                             THEN mb.highest_modseq ELSE m.modseq END \
+               FROM mb \
+               WHERE m.mailbox_id = mb.id AND m.uid BETWEEN $10 AND $11 \
+                 AND EXISTS (SELECT 1 FROM UNNEST($5::BIGINT[], $6::BIGINT[]) AS r (lo, hi) \
+                             WHERE m.uid BETWEEN r.lo AND r.hi) \
+               RETURNING m.uid, m.flags, m.keywords, m.modseq, m.size) \
+             SELECT mb.id, mb.highest_modseq, mb.uid_next, \
+                    u.uid, u.flags, u.keywords, u.modseq, u.size \
+             FROM mb LEFT JOIN u ON TRUE",
+        )
+        .bind(account.0)
+        .bind(mailbox)
+        .bind(origin)
+        .bind(!durable)
+        .bind(&lo)
+        .bind(&hi)
+        .bind(op)
+        .bind(flags.bits())
+        .bind(join_keywords(&flags.keywords))
+        .bind(first)
+        .bind(last)
+        .fetch_all(pool)
+        .await?;
+        let Some(&(id, modseq, uid_next, ..)) = rows.first() else {
+            return Err(StoreError::NotFound("mailbox"));
+        };
+        let mut resp = pb::StoreFlagsResponse::default();
+        let mut changed = Vec::new();
+        for (_, _, _, uid, f, k, m, size) in rows {
+            let (Some(uid), Some(f), Some(k), Some(m), Some(size)) = (uid, f, k, m, size) else {
+                continue;
+            };
+            let e = entry(&MsgRow {
+                uid,
+                flags: f,
+                keywords: k,
+                modseq: m,
+                size,
+            });
+            if m == modseq {
+                changed.push(e.clone());
+            }
+            resp.updated.push(e);
+        }
+        resp.updated.sort_by_key(|e| e.uid);
+        changed.sort_by_key(|e| e.uid);
+        let change = Change {
+            before: modseq as u64 - 1,
+            resp: pb::ChangesResponse {
+                changed,
+                highest_modseq: modseq as u64,
+                uid_next: uid_next as u32,
+                ..Default::default()
+            },
+            new_messages: false,
+        };
+        Ok((id, Some(change), resp))
+    }
+
     /// New flags for many messages of one mailbox, in one statement.
     async fn set_flags_batch(
         tx: &mut Tx,
@@ -142,6 +254,22 @@ mod lite {
         let turn = write_lock(pool).lock_owned().await;
         let tx = pool.begin_with("BEGIN IMMEDIATE").await?;
         Ok(Tx { tx, _turn: turn })
+    }
+
+    /// PostgreSQL's one-statement STORE; never called here (`PG` is false).
+    async fn store_flags_one_statement(
+        _pool: &sqlx::Pool<Db>,
+        _origin: &str,
+        _account: AccountId,
+        _mailbox: &str,
+        _set: &mail_types::UidSetRanges,
+        _mode: pb::FlagsMode,
+        _flags: &pb::Flags,
+        _durable: bool,
+    ) -> Result<(i64, Option<crate::hub::Change>, pb::StoreFlagsResponse)> {
+        Err(StoreError::Internal(
+            "no one-statement STORE on SQLite".into(),
+        ))
     }
 
     /// New flags for many messages of one mailbox (row by row: the

@@ -48,6 +48,7 @@ both_backends!(
     append_keeps_within_the_quota_and_usage_follows_expunge,
     concurrent_moves_move_each_message_once,
     crossing_multi_recipient_deliveries_never_deadlock,
+    concurrent_system_flag_stores_lose_nothing,
 );
 
 /// A second store replica for tests of writers on several replicas; none
@@ -1814,5 +1815,112 @@ async fn crossing_multi_recipient_deliveries_never_deadlock(backend: Backend) {
         let mut c = t.login(user, "pw").await;
         let (_, entries) = select_with(&mut c, "INBOX", true).await.unwrap();
         assert_eq!(entries.len(), 4 * EACH, "{user}");
+    }
+}
+
+/// STOREs of system flags only (PostgreSQL runs them as one statement) from
+/// writers on two replicas at once: each writer owns one flag and adds it
+/// everywhere, now and then removing it from one message and adding it
+/// back; none of the others' changes may be lost, and a STORE that changes
+/// nothing leaves MODSEQs alone.
+async fn concurrent_system_flag_stores_lose_nothing(backend: Backend) {
+    let a = setup(backend).await;
+    let replica = second_replica(&a, backend).await;
+    let b = replica.as_ref().unwrap_or(&a);
+    a.add_account("f@example.org", "pw").await;
+    const MESSAGES: u32 = 20;
+    for i in 0..MESSAGES {
+        a.deliver(&format!("f-{i}"), &["f@example.org"], &message("f", "x"))
+            .await;
+    }
+    let flag = |w: usize| {
+        let mut f = pb::Flags::default();
+        match w {
+            0 => f.seen = true,
+            1 => f.answered = true,
+            2 => f.flagged = true,
+            3 => f.draft = true,
+            _ => f.deleted = true,
+        }
+        f
+    };
+    let mut tasks = Vec::new();
+    for w in 0..5usize {
+        let mut c = if w % 2 == 0 { &a } else { b }
+            .login("f@example.org", "pw")
+            .await;
+        tasks.push(tokio::spawn(async move {
+            for round in 0..12u32 {
+                let (mode, uids) = if round % 3 == 1 {
+                    (
+                        pb::FlagsMode::Remove,
+                        pb::UidSet::of([round % MESSAGES + 1]),
+                    )
+                } else {
+                    (pb::FlagsMode::Add, pb::UidSet::of(1..=MESSAGES))
+                };
+                let r = c
+                    .store_flags(pb::StoreFlagsRequest {
+                        mailbox: "INBOX".into(),
+                        uids: Some(uids),
+                        mode: mode as i32,
+                        flags: Some(flag(w)),
+                        unchanged_since: 0,
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                // Every message asked for is reported, with the flag as
+                // this writer just left it.
+                for e in &r.updated {
+                    let f = e.flags.clone().unwrap_or_default();
+                    let has = pb::Flags {
+                        keywords: Vec::new(),
+                        ..f
+                    }
+                    .bits()
+                        & flag(w).bits()
+                        != 0;
+                    assert_eq!(
+                        has,
+                        mode == pb::FlagsMode::Add,
+                        "UID {} round {round}",
+                        e.uid
+                    );
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let mut c = a.login("f@example.org", "pw").await;
+    let (st, entries) = select_with(&mut c, "INBOX", true).await.unwrap();
+    assert_eq!(entries.len() as u32, MESSAGES);
+    let all = (0..5).fold(0, |acc, w| acc | flag(w).bits());
+    for e in &entries {
+        let bits = e.flags.clone().unwrap_or_default().bits();
+        assert_eq!(
+            bits, all,
+            "UID {}: a concurrent flag change was lost",
+            e.uid
+        );
+    }
+    // Adding what is there already changes no message's MODSEQ.
+    let r = c
+        .store_flags(pb::StoreFlagsRequest {
+            mailbox: "INBOX".into(),
+            uids: Some(pb::UidSet::of(1..=MESSAGES)),
+            mode: pb::FlagsMode::Add as i32,
+            flags: Some(flag(0)),
+            unchanged_since: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.updated.len() as u32, MESSAGES);
+    for (e, before) in r.updated.iter().zip(&entries) {
+        assert_eq!(e.modseq, before.modseq, "UID {} changed MODSEQ", e.uid);
+        assert!(e.modseq <= st.highest_modseq);
     }
 }
