@@ -1278,9 +1278,8 @@ pub async fn store_flags(
     unchanged_since: i64,
     durable: bool,
 ) -> Result<(i64, Option<Change>, pb::StoreFlagsResponse)> {
-    let keywords_kept = flags.keywords.is_empty()
-        && matches!(mode, pb::FlagsMode::Add | pb::FlagsMode::Remove);
-    if PG && unchanged_since == 0 && (keywords_kept || mode == pb::FlagsMode::Replace) {
+    // UNCHANGEDSINCE (RFC 7162) needs the rows read first: the transaction.
+    if PG && unchanged_since == 0 {
         return store_flags_one_statement(pool, origin, account, mailbox, set, mode, flags, durable)
             .await;
     }

@@ -34,9 +34,8 @@ mod pg {
     }
 
     /// STORE on PostgreSQL as one autocommit statement (one round trip instead
-    /// of BEGIN, lock, read, update, COMMIT), when the new flags can be computed
-    /// from each row in SQL: system flags added or removed, or everything
-    /// replaced. The mailbox row is locked (and its MODSEQ raised, NOTIFY
+    /// of BEGIN, lock, read, update, COMMIT), the new flags and keywords
+    /// computed from each row in SQL. The mailbox row is locked (and its MODSEQ raised, NOTIFY
     /// queued) first; a message row changed by a concurrent STORE is updated
     /// from its newest version (PostgreSQL re-reads a row another transaction
     /// changed before updating it), so no change is lost. Every message of the
@@ -72,8 +71,17 @@ mod pg {
             Option<i64>,
             Option<i64>,
         );
-        let rows: Vec<Row> = sqlx::query_as(
-            "WITH mb AS ( \
+        // Keywords are kept as model::join_keywords writes them: distinct,
+        // in byte order, space-separated; removal ignores ASCII case.
+        const KW: &str = "(CASE $7::INT \
+               WHEN 1 THEN array_to_string(ARRAY(SELECT DISTINCT x COLLATE \"C\" \
+                 FROM unnest(string_to_array(m.keywords, ' ') || $12::TEXT[]) AS x \
+                 WHERE x <> '' ORDER BY 1), ' ') \
+               WHEN 2 THEN array_to_string(ARRAY(SELECT DISTINCT x COLLATE \"C\" \
+                 FROM unnest(string_to_array(m.keywords, ' ')) AS x \
+                 WHERE x <> '' AND lower(x) <> ALL($13::TEXT[]) ORDER BY 1), ' ') \
+               ELSE $9 END)";
+        const STORE_SQL: &str = "WITH mb AS ( \
                UPDATE mailboxes SET highest_modseq = highest_modseq + 1 \
                WHERE account_id = $1 AND name = $2 \
                RETURNING id, highest_modseq, uid_next, \
@@ -82,10 +90,10 @@ mod pg {
              u AS ( \
                UPDATE messages AS m SET \
                  flags = CASE $7::INT WHEN 1 THEN m.flags | $8 WHEN 2 THEN m.flags & ~$8::BIGINT ELSE $8 END, \
-                 keywords = CASE WHEN $7::INT IN (1, 2) THEN m.keywords ELSE $9 END, \
+                 keywords = {KW}, \
                  modseq = CASE WHEN (CASE $7::INT WHEN 1 THEN m.flags | $8 \
                                        WHEN 2 THEN m.flags & ~$8::BIGINT ELSE $8 END) <> m.flags \
-                                 OR (CASE WHEN $7::INT IN (1, 2) THEN m.keywords ELSE $9 END) <> m.keywords \
+                                 OR {KW} <> m.keywords \
                              THEN mb.highest_modseq ELSE m.modseq END \
                FROM mb \
                WHERE m.mailbox_id = mb.id AND m.uid BETWEEN $10 AND $11 \
@@ -94,21 +102,29 @@ mod pg {
                RETURNING m.uid, m.flags, m.keywords, m.modseq, m.size) \
              SELECT mb.id, mb.highest_modseq, mb.uid_next, \
                     u.uid, u.flags, u.keywords, u.modseq, u.size \
-             FROM mb LEFT JOIN u ON TRUE",
-        )
-        .bind(account.0)
-        .bind(mailbox)
-        .bind(origin)
-        .bind(!durable)
-        .bind(&lo)
-        .bind(&hi)
-        .bind(op)
-        .bind(flags.bits())
-        .bind(join_keywords(&flags.keywords))
-        .bind(first)
-        .bind(last)
-        .fetch_all(pool)
-        .await?;
+             FROM mb LEFT JOIN u ON TRUE";
+        let sql = STORE_SQL.replace("{KW}", KW);
+        let lower: Vec<String> = flags
+            .keywords
+            .iter()
+            .map(|k| k.to_ascii_lowercase())
+            .collect();
+        let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(account.0)
+            .bind(mailbox)
+            .bind(origin)
+            .bind(!durable)
+            .bind(&lo)
+            .bind(&hi)
+            .bind(op)
+            .bind(flags.bits())
+            .bind(join_keywords(&flags.keywords))
+            .bind(first)
+            .bind(last)
+            .bind(&flags.keywords)
+            .bind(&lower)
+            .fetch_all(pool)
+            .await?;
         let Some(&(id, modseq, uid_next, ..)) = rows.first() else {
             return Err(StoreError::NotFound("mailbox"));
         };
