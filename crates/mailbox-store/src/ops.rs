@@ -1466,6 +1466,11 @@ pub async fn expunge(
     ignore_deleted_flag: bool,
     lease_id: &str,
 ) -> Result<(i64, Option<Change>, pb::ExpungeResponse)> {
+    // A POP3 deletion first checks its maildrop lease: the transaction.
+    if PG && lease_id.is_empty() {
+        return expunge_one_statement(pool, origin, account, mailbox, set, ignore_deleted_flag)
+            .await;
+    }
     let mut tx = begin_write(pool).await?;
     if !lease_id.is_empty() {
         let held: Option<i64> = sqlx::query_scalar(

@@ -161,6 +161,86 @@ mod pg {
         Ok((id, Some(change), resp))
     }
 
+    /// EXPUNGE on PostgreSQL as one statement (it was BEGIN, lock, read,
+    /// delete, usage, COMMIT): the mailbox row is locked and its MODSEQ
+    /// raised first; a message another EXPUNGE deleted meanwhile is skipped
+    /// (never reported twice) and one whose \Deleted was just cleared is
+    /// kept, as PostgreSQL re-checks a row a concurrent transaction changed.
+    /// Then the expunge log and the account's usage, in the same commit
+    /// (a durable one). An EXPUNGE that removes nothing still uses a MODSEQ.
+    async fn expunge_one_statement(
+        pool: &sqlx::Pool<Db>,
+        origin: &str,
+        account: AccountId,
+        mailbox: &str,
+        set: Option<&mail_types::UidSetRanges>,
+        ignore_deleted_flag: bool,
+    ) -> Result<(i64, Option<crate::hub::Change>, pb::ExpungeResponse)> {
+        let ranges = set.map(|s| s.ranges()).unwrap_or(&[]);
+        let lo: Vec<i64> = ranges.iter().map(|r| i64::from(r.0)).collect();
+        let hi: Vec<i64> = ranges.iter().map(|r| i64::from(r.1)).collect();
+        let first = lo.first().copied().unwrap_or(1);
+        let last = hi.last().copied().unwrap_or(0);
+        let rows: Vec<(i64, i64, i64, Option<i64>)> = sqlx::query_as(
+            "WITH mb AS ( \
+               UPDATE mailboxes SET highest_modseq = highest_modseq + 1 \
+               WHERE account_id = $1 AND name = $2 \
+               RETURNING id, highest_modseq, uid_next, \
+                 pg_notify('mailbox_changes', $3 || ':' || id)::TEXT AS n), \
+             d AS ( \
+               DELETE FROM messages AS m USING mb \
+               WHERE m.mailbox_id = mb.id AND ($4 OR m.flags & 8 <> 0) \
+                 AND (NOT $5 OR (m.uid BETWEEN $8 AND $9 AND EXISTS ( \
+                   SELECT 1 FROM UNNEST($6::BIGINT[], $7::BIGINT[]) AS r (lo, hi) \
+                   WHERE m.uid BETWEEN r.lo AND r.hi))) \
+               RETURNING m.uid, m.size), \
+             e AS ( \
+               INSERT INTO expunged (account_id, mailbox_id, uid, modseq) \
+               SELECT $1, mb.id, d.uid, mb.highest_modseq FROM d, mb), \
+             a AS ( \
+               UPDATE accounts SET \
+                 used_bytes = used_bytes - (SELECT COALESCE(SUM(size), 0) FROM d), \
+                 message_count = message_count - (SELECT COUNT(*) FROM d) \
+               WHERE id = $1 AND EXISTS (SELECT 1 FROM d)) \
+             SELECT mb.id, mb.highest_modseq, mb.uid_next, d.uid \
+             FROM mb LEFT JOIN d ON TRUE",
+        )
+        .bind(account.0)
+        .bind(mailbox)
+        .bind(origin)
+        .bind(ignore_deleted_flag)
+        .bind(set.is_some())
+        .bind(&lo)
+        .bind(&hi)
+        .bind(first)
+        .bind(last)
+        .fetch_all(pool)
+        .await?;
+        let Some(&(id, modseq, uid_next, _)) = rows.first() else {
+            return Err(StoreError::NotFound("mailbox"));
+        };
+        let mut expunged: Vec<u32> = rows.iter().filter_map(|r| r.3).map(|u| u as u32).collect();
+        expunged.sort_unstable();
+        let change = crate::hub::Change {
+            before: modseq as u64 - 1,
+            resp: pb::ChangesResponse {
+                expunged: expunged.clone(),
+                highest_modseq: modseq as u64,
+                uid_next: uid_next as u32,
+                ..Default::default()
+            },
+            new_messages: false,
+        };
+        Ok((
+            id,
+            Some(change),
+            pb::ExpungeResponse {
+                expunged,
+                highest_modseq: modseq as u64,
+            },
+        ))
+    }
+
     /// New flags for many messages of one mailbox, in one statement.
     async fn set_flags_batch(
         tx: &mut Tx,
@@ -270,6 +350,20 @@ mod lite {
         let turn = write_lock(pool).lock_owned().await;
         let tx = pool.begin_with("BEGIN IMMEDIATE").await?;
         Ok(Tx { tx, _turn: turn })
+    }
+
+    /// PostgreSQL's one-statement EXPUNGE; never called here.
+    async fn expunge_one_statement(
+        _pool: &sqlx::Pool<Db>,
+        _origin: &str,
+        _account: AccountId,
+        _mailbox: &str,
+        _set: Option<&mail_types::UidSetRanges>,
+        _ignore_deleted_flag: bool,
+    ) -> Result<(i64, Option<crate::hub::Change>, pb::ExpungeResponse)> {
+        Err(StoreError::Internal(
+            "no one-statement EXPUNGE on SQLite".into(),
+        ))
     }
 
     /// PostgreSQL's one-statement STORE; never called here (`PG` is false).
