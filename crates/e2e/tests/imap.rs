@@ -390,12 +390,39 @@ async fn esearch_and_list_extended() {
         r.iter()
             .any(|l| l.contains("\\Sent") && l.ends_with("\"Sent\"\r\n"))
     );
+    // RFC 5258 3.5 and its examples: a parent listed because of its
+    // subscribed child carries CHILDINFO, subscribed itself or not; no
+    // child attributes unless RETURN (CHILDREN) asks.
+    a.cmd("CREATE Projects/Alpha").await;
+    a.cmd("SUBSCRIBE Projects").await;
+    a.cmd("SUBSCRIBE Projects/Alpha").await;
     let r = a.cmd("LIST (SUBSCRIBED RECURSIVEMATCH) \"\" \"%\"").await;
     assert!(
-        r.iter()
-            .any(|l| l.contains("\"Lists\" (\"CHILDINFO\" (\"SUBSCRIBED\"))")),
+        r.contains(&"* LIST () \"/\" \"Lists\" (\"CHILDINFO\" (\"SUBSCRIBED\"))\r\n".to_string()),
         "{r:?}"
     );
+    assert!(
+        r.contains(
+            &"* LIST (\\Subscribed) \"/\" \"Projects\" (\"CHILDINFO\" (\"SUBSCRIBED\"))\r\n"
+                .to_string()
+        ),
+        "{r:?}"
+    );
+    assert!(!r.iter().any(|l| l.contains("Children")), "{r:?}");
+    let r = a
+        .cmd("LIST (SUBSCRIBED RECURSIVEMATCH) \"\" \"%\" RETURN (CHILDREN)")
+        .await;
+    assert!(
+        r.contains(
+            &"* LIST (\\Subscribed \\HasChildren) \"/\" \"Projects\" (\"CHILDINFO\" (\"SUBSCRIBED\"))\r\n"
+                .to_string()
+        ),
+        "{r:?}"
+    );
+    // With "*" the subscribed children are listed themselves.
+    let r = a.cmd("LIST (SUBSCRIBED RECURSIVEMATCH) \"\" \"*\"").await;
+    assert!(!r.iter().any(|l| l.contains("CHILDINFO")), "{r:?}");
+    assert!(r.iter().any(|l| l.contains("\"Projects/Alpha\"")), "{r:?}");
     let r = a.cmd("LIST \"\" (\"INBOX\" \"Lists/*\") RETURN (SUBSCRIBED CHILDREN STATUS (MESSAGES UNSEEN))").await;
     let text = r.join("");
     assert!(text.contains("* LIST (\\Subscribed \\HasNoChildren) \"/\" \"INBOX\"\r\n* STATUS \"INBOX\" (MESSAGES 4 UNSEEN 2)\r\n"), "{text}");

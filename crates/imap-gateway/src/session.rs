@@ -1244,16 +1244,19 @@ impl Session {
             let exists = info.is_some_and(|b| b.uid_validity != 0);
             let subscribed = info.is_some_and(|b| b.subscribed);
             let prefix = format!("{name}{SEP}");
-            let child_subscribed = boxes
-                .iter()
-                .any(|b| b.subscribed && b.name.starts_with(&prefix));
-            let mut childinfo = false;
-            if ext.subscribed && !subscribed {
-                if ext.recursive_match && child_subscribed {
-                    childinfo = true;
-                } else {
-                    continue;
-                }
+            // RFC 5258 3.5: with RECURSIVEMATCH, a listed mailbox with a
+            // subscribed descendant the patterns do not list carries
+            // CHILDINFO, whether it is subscribed itself or not.
+            let childinfo = ext.recursive_match
+                && boxes.iter().any(|b| {
+                    b.subscribed
+                        && b.name.starts_with(&prefix)
+                        && !patterns
+                            .iter()
+                            .any(|p| imap_wire::pattern::matches(p, &b.name, SEP))
+                });
+            if ext.subscribed && !subscribed && !childinfo {
+                continue;
             }
             if !ext.subscribed && !exists {
                 continue;
@@ -1271,7 +1274,11 @@ impl Session {
             if subscribed && (ext.subscribed || ext.return_subscribed) {
                 attrs.push("\\Subscribed");
             }
-            if exists {
+            // Child attributes are only sent when asked for (RETURN
+            // (CHILDREN)) once selection options are given, as RFC 5258's
+            // examples and Dovecot do; a plain LIST keeps them (CHILDREN).
+            let selecting = ext.subscribed || ext.special_use_only || ext.recursive_match;
+            if exists && (ext.return_children || !selecting) {
                 let has_children = boxes
                     .iter()
                     .any(|b| b.uid_validity != 0 && b.name.starts_with(&prefix));
