@@ -166,6 +166,8 @@ mod pg {
     /// raised first; a message another EXPUNGE deleted meanwhile is skipped
     /// (never reported twice) and one whose \Deleted was just cleared is
     /// kept, as PostgreSQL re-checks a row a concurrent transaction changed.
+    /// As on the transaction path, `ignore_deleted_flag` applies to the
+    /// messages of `set` only: without a set, only \Deleted ones go.
     /// Then the expunge log and the account's usage, in the same commit
     /// (a durable one). An EXPUNGE that removes nothing still uses a MODSEQ.
     async fn expunge_one_statement(
@@ -189,7 +191,7 @@ mod pg {
                  pg_notify('mailbox_changes', $3 || ':' || id)::TEXT AS n), \
              d AS ( \
                DELETE FROM messages AS m USING mb \
-               WHERE m.mailbox_id = mb.id AND ($4 OR m.flags & 8 <> 0) \
+               WHERE m.mailbox_id = mb.id AND (m.flags & 8 <> 0 OR ($4 AND $5)) \
                  AND (NOT $5 OR (m.uid BETWEEN $8 AND $9 AND EXISTS ( \
                    SELECT 1 FROM UNNEST($6::BIGINT[], $7::BIGINT[]) AS r (lo, hi) \
                    WHERE m.uid BETWEEN r.lo AND r.hi))) \

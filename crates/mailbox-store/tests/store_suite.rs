@@ -49,6 +49,7 @@ both_backends!(
     concurrent_moves_move_each_message_once,
     crossing_multi_recipient_deliveries_never_deadlock,
     concurrent_system_flag_stores_lose_nothing,
+    expunge_without_uids_takes_only_deleted_messages,
 );
 
 /// A second store replica for tests of writers on several replicas; none
@@ -60,6 +61,24 @@ async fn second_replica(a: &TestStore, backend: Backend) -> Option<TestStore> {
         Backend::Postgres => Some(a.replica().await),
         Backend::Sqlite => None,
     }
+}
+
+/// The start of the concurrent-writer tests: a store, its second replica
+/// where the backend has one, and `user` (password "pw") with `messages`
+/// messages in INBOX.
+async fn writers_setup(
+    backend: Backend,
+    user: &str,
+    messages: u32,
+) -> (TestStore, Option<TestStore>) {
+    let a = setup(backend).await;
+    let replica = second_replica(&a, backend).await;
+    a.add_account(user, "pw").await;
+    for i in 0..messages {
+        a.deliver(&format!("{user}-{i}"), &[user], &message(user, "x"))
+            .await;
+    }
+    (a, replica)
 }
 
 async fn setup(backend: Backend) -> TestStore {
@@ -1503,16 +1522,10 @@ Content-Transfer-Encoding: base64\r\n\r\nR3LDvMOfZSBhdXMgS8O2bG4=\r\n";
 /// after other replicas' hints alike).
 async fn concurrent_writers_lose_nothing_and_watchers_see_it_all(backend: Backend) {
     use std::collections::BTreeMap;
-    let a = setup(backend).await;
-    let replica = second_replica(&a, backend).await;
-    let b = replica.as_ref().unwrap_or(&a);
-    a.add_account("c@example.org", "pw").await;
     const MESSAGES: u32 = 20;
     const WRITERS: usize = 8;
-    for i in 0..MESSAGES {
-        a.deliver(&format!("c-{i}"), &["c@example.org"], &message("c", "x"))
-            .await;
-    }
+    let (a, replica) = writers_setup(backend, "c@example.org", MESSAGES).await;
+    let b = replica.as_ref().unwrap_or(&a);
     let mut watchers = Vec::new();
     for t in [&a, b] {
         let mut c = t.login("c@example.org", "pw").await;
@@ -1714,15 +1727,9 @@ async fn append_keeps_within_the_quota_and_usage_follows_expunge(backend: Backen
 /// directions: every message ends up in exactly one mailbox, once (the
 /// mailboxes are locked before the rows are read), and no MOVE deadlocks.
 async fn concurrent_moves_move_each_message_once(backend: Backend) {
-    let a = setup(backend).await;
-    let replica = second_replica(&a, backend).await;
-    let b = replica.as_ref().unwrap_or(&a);
-    a.add_account("m@example.org", "pw").await;
     const MESSAGES: u32 = 12;
-    for i in 0..MESSAGES {
-        a.deliver(&format!("m-{i}"), &["m@example.org"], &message("m", "x"))
-            .await;
-    }
+    let (a, replica) = writers_setup(backend, "m@example.org", MESSAGES).await;
+    let b = replica.as_ref().unwrap_or(&a);
     let mut c = a.login("m@example.org", "pw").await;
     c.create_mailbox(pb::CreateMailboxRequest {
         name: "Dest".into(),
@@ -1824,15 +1831,9 @@ async fn crossing_multi_recipient_deliveries_never_deadlock(backend: Backend) {
 /// back; none of the others' changes may be lost, and a STORE that changes
 /// nothing leaves MODSEQs alone.
 async fn concurrent_system_flag_stores_lose_nothing(backend: Backend) {
-    let a = setup(backend).await;
-    let replica = second_replica(&a, backend).await;
-    let b = replica.as_ref().unwrap_or(&a);
-    a.add_account("f@example.org", "pw").await;
     const MESSAGES: u32 = 20;
-    for i in 0..MESSAGES {
-        a.deliver(&format!("f-{i}"), &["f@example.org"], &message("f", "x"))
-            .await;
-    }
+    let (a, replica) = writers_setup(backend, "f@example.org", MESSAGES).await;
+    let b = replica.as_ref().unwrap_or(&a);
     let flag = |w: usize| {
         let mut f = pb::Flags::default();
         match w {
@@ -1923,4 +1924,37 @@ async fn concurrent_system_flag_stores_lose_nothing(backend: Backend) {
         assert_eq!(e.modseq, before.modseq, "UID {} changed MODSEQ", e.uid);
         assert!(e.modseq <= st.highest_modseq);
     }
+}
+
+/// An EXPUNGE without a UID set removes the \Deleted messages only, even
+/// with `ignore_deleted_flag` (which widens a UID set, never the mailbox);
+/// both backends, one-statement path on PostgreSQL included.
+async fn expunge_without_uids_takes_only_deleted_messages(backend: Backend) {
+    let (a, _replica) = writers_setup(backend, "x@example.org", 3).await;
+    let mut c = a.login("x@example.org", "pw").await;
+    c.store_flags(pb::StoreFlagsRequest {
+        mailbox: "INBOX".into(),
+        uids: Some(pb::UidSet::of([2])),
+        mode: pb::FlagsMode::Add as i32,
+        flags: Some(pb::Flags {
+            deleted: true,
+            ..Default::default()
+        }),
+        unchanged_since: 0,
+    })
+    .await
+    .unwrap();
+    let r = c
+        .expunge(pb::ExpungeRequest {
+            mailbox: "INBOX".into(),
+            uids: None,
+            ignore_deleted_flag: true,
+            lease_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.expunged, vec![2]);
+    let (_, left) = select_with(&mut c, "INBOX", true).await.unwrap();
+    assert_eq!(left.iter().map(|e| e.uid).collect::<Vec<_>>(), vec![1, 3]);
 }
