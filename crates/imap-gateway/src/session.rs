@@ -1471,7 +1471,9 @@ impl Session {
         };
         let Some(c) = self.client() else { return };
         // A failure leaves the change to the Watch stream.
-        let _ = shared.refresh(c).await;
+        if let Err(e) = shared.refresh(c).await {
+            tracing::debug!(error = %e, "refreshing the selected mailbox failed");
+        }
     }
 
     /// Moves the view to the latest shared snapshot and writes the
@@ -1480,12 +1482,12 @@ impl Session {
         let Some(view) = self.view.as_mut() else {
             return;
         };
-        let owed = view.sync(&std::collections::HashMap::new());
+        view.sync(&std::collections::HashMap::new());
         let (validity, added) = std::mem::take(&mut self.added_here);
         if validity == view.uid_validity() {
             view.added_here(&added);
         }
-        let owed_recent = owed.recent;
+        let owed_recent = std::mem::take(&mut view.owe_recent);
         let mut owed_flags = std::mem::take(&mut view.owe_flags);
         let mut lines = Vec::new();
         // New keywords are announced before any FETCH can show them.
@@ -1517,7 +1519,7 @@ impl Session {
         if let Some(n) = view.tell_exists() {
             lines.push(format!("* {n} EXISTS"));
         }
-        if owed_recent.is_some() && !self.rev2 {
+        if owed_recent && !self.rev2 {
             lines.push(format!("* {} RECENT", view.recent.len()));
         }
         let changed: Vec<u32> = std::mem::take(&mut view.pending_flags)

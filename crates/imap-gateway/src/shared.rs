@@ -417,7 +417,12 @@ impl Shared {
         }
         let claimed = c.recent_from < c.recent_to;
         if claimed {
-            st.unclaimed.push(c.recent_from..c.recent_to);
+            // Claims follow on each other: one range, however many
+            // deliveries arrive while no session takes them.
+            match st.unclaimed.last_mut() {
+                Some(last) if last.end == c.recent_from => last.end = c.recent_to,
+                _ => st.unclaimed.push(c.recent_from..c.recent_to),
+            }
         }
         match next {
             Some(next) => {

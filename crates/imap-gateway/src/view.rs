@@ -46,6 +46,9 @@ pub struct View {
     /// Keywords were learnt that no FLAGS response has listed yet: FLAGS
     /// must be sent before any FETCH shows flags.
     pub owe_flags: bool,
+    /// The number of \Recent messages changed since the last RECENT
+    /// response (or EXISTS did): one is owed.
+    pub owe_recent: bool,
     /// The mailbox was deleted or re-created.
     pub gone: bool,
     /// This session's store client, lent to the shared view's watcher.
@@ -59,13 +62,6 @@ impl Drop for View {
     fn drop(&mut self) {
         self.shared.release(self.lease);
     }
-}
-
-/// Untagged responses owed to the client after moving to a snapshot (new
-/// keywords are owed through [`View::owe_flags`]).
-#[derive(Default)]
-pub struct Owed {
-    pub recent: Option<u32>,
 }
 
 impl View {
@@ -95,6 +91,7 @@ impl View {
             keywords,
             pending_flags: BTreeSet::new(),
             owe_flags: false,
+            owe_recent: false,
             gone: false,
             lease,
             tell_first: false,
@@ -222,8 +219,7 @@ impl View {
     /// expunged ones stay (numbered) until [`View::take_expunges`], flag
     /// changes are owed unless `own` says this session caused them (UID and
     /// the MODSEQ it already told the client).
-    pub fn sync(&mut self, own: &HashMap<u32, u64>) -> Owed {
-        let mut owed = Owed::default();
+    pub fn sync(&mut self, own: &HashMap<u32, u64>) {
         // The snapshot and the \Recent claims are taken together: a claim
         // is only ever published with (or after) the messages it covers.
         let (next, claims) = self.shared.latest(&mut self.rx);
@@ -231,7 +227,7 @@ impl View {
         let recent_before = self.recent.len();
         if next.gone {
             self.gone = true;
-            return owed;
+            return;
         }
         if !Arc::ptr_eq(&next, &self.snap) {
             let (old, new) = (&self.snap.msgs, &next.msgs);
@@ -266,9 +262,8 @@ impl View {
         }
         self.take_recent(claims);
         if self.exists() != before || self.recent.len() != recent_before {
-            owed.recent = Some(self.recent.len() as u32);
+            self.owe_recent = true;
         }
-        owed
     }
 
     /// Rebuilds the sequence-number order when ghosts mix in.
@@ -305,7 +300,7 @@ impl View {
     /// Applies this session's own write (flags it set, with the MODSEQs
     /// the store gave them) to the shared view and moves to it; the client
     /// was told of these in the command's own responses.
-    pub fn apply_own(&mut self, entries: Vec<pb::MessageEntry>) -> Owed {
+    pub fn apply_own(&mut self, entries: Vec<pb::MessageEntry>) {
         let own: HashMap<u32, u64> = entries.iter().map(|e| (e.uid, e.modseq)).collect();
         let mut changed = entries;
         changed.sort_by_key(|e| e.uid);
@@ -611,8 +606,9 @@ mod tests {
             },
             true,
         );
-        let owed = v.sync(&HashMap::new());
-        assert_eq!(owed.recent, Some(2));
+        v.sync(&HashMap::new());
+        assert!(v.owe_recent);
+        assert_eq!(v.recent.len(), 2);
         assert!(v.recent.contains(&5));
         assert_eq!(v.tell_exists(), Some(4));
         assert_eq!(v.tell_exists(), None);
@@ -712,6 +708,31 @@ mod tests {
         assert_eq!(b.exists(), 0);
     }
 
+    /// New \Recent messages learnt while applying the session's own STORE
+    /// still owe the client a RECENT at the end of the command.
+    #[tokio::test]
+    async fn recent_learnt_during_an_own_write_stays_owed() {
+        let sh = shared(vec![entry(1, false)], 0);
+        let mut v = View::new("INBOX".into(), sh.clone(), client());
+        sh.apply(
+            &pb::ChangesResponse {
+                changed: vec![entry(2, false)],
+                uid_next: 3,
+                recent_from: 2,
+                recent_to: 3,
+                ..Default::default()
+            },
+            true,
+        );
+        v.apply_own(vec![pb::MessageEntry {
+            modseq: 40,
+            ..entry(1, true)
+        }]);
+        v.sync(&HashMap::new());
+        assert!(v.owe_recent, "the RECENT owed by the first sync is kept");
+        assert_eq!(v.recent.len(), 1);
+    }
+
     /// A message this session appended and someone else expunged before
     /// the view learnt of it is still told: EXISTS, then EXPUNGE.
     #[tokio::test]
@@ -752,7 +773,9 @@ mod tests {
             true,
         );
         assert!(rx.has_changed().unwrap(), "IDLE sessions are woken");
-        assert_eq!(a.sync(&HashMap::new()).recent, Some(1));
+        a.sync(&HashMap::new());
+        assert!(a.owe_recent);
+        assert_eq!(a.recent.len(), 1);
         b.sync(&HashMap::new());
         assert!(a.recent.contains(&1) && b.recent.is_empty());
     }
