@@ -113,6 +113,20 @@ async fn curl_fetch_and_search_with_ssl_reqd() {
 }
 
 /// A raw IMAP client for multi-session tests.
+/// Delivers `count` messages to alice's INBOX through the store, as
+/// smtp-ingest does; delivery ids and subjects are named after `tag`.
+async fn deliver_to_alice(client: &StoreClient, tag: &str, count: usize) {
+    for i in 0..count {
+        client
+            .deliver(
+                &format!("{tag}{i}"),
+                &["alice@example.org"],
+                &message(&format!("{tag}-{i}"), "x"),
+            )
+            .await;
+    }
+}
+
 struct Raw {
     r: BufReader<tokio::io::ReadHalf<TcpStream>>,
     w: tokio::io::WriteHalf<TcpStream>,
@@ -262,15 +276,7 @@ async fn idle_sees_delivery_flags_expunge_and_pop3_deletion() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_expunge_during_fetch_and_sequence_numbers_stay_consistent() {
     let (store, client) = setup(Backend::Sqlite).await;
-    for i in 0..3 {
-        client
-            .deliver(
-                &format!("s{i}"),
-                &["alice@example.org"],
-                &message(&format!("seq-{i}"), "x"),
-            )
-            .await;
-    }
+    deliver_to_alice(&client, "s", 3).await;
     let imap = TestImap::start(&store.uri()).await;
     let mut a = Raw::connect(imap.imap).await;
     a.login().await;
@@ -346,15 +352,7 @@ async fn hostile_input_gets_bad_or_no_and_the_session_goes_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn esearch_and_list_extended() {
     let (store, client) = setup(Backend::Sqlite).await;
-    for i in 0..4 {
-        client
-            .deliver(
-                &format!("e{i}"),
-                &["alice@example.org"],
-                &message(&format!("es-{i}"), "x"),
-            )
-            .await;
-    }
+    deliver_to_alice(&client, "e", 4).await;
     let imap = TestImap::start(&store.uri()).await;
     let mut a = Raw::connect(imap.imap).await;
     let caps = a.cmd("CAPABILITY").await;
@@ -437,15 +435,7 @@ async fn esearch_and_list_extended() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn imap4rev2_mode_and_searchres() {
     let (store, client) = setup(Backend::Sqlite).await;
-    for i in 0..4 {
-        client
-            .deliver(
-                &format!("r{i}"),
-                &["alice@example.org"],
-                &message(&format!("rev2-{i}"), "x"),
-            )
-            .await;
-    }
+    deliver_to_alice(&client, "r", 4).await;
     let imap = TestImap::start(&store.uri()).await;
     let mut a = Raw::connect(imap.imap).await;
     let caps = a.cmd("CAPABILITY").await;
@@ -614,15 +604,7 @@ async fn invalid_modified_utf7_names_are_no_not_bad() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_sharing_a_view_keep_their_own_numbers() {
     let (store, client) = setup(Backend::Postgres).await;
-    for i in 1..=3 {
-        client
-            .deliver(
-                &format!("s{i}"),
-                &["alice@example.org"],
-                &message(&format!("shared-{i}"), "x"),
-            )
-            .await;
-    }
+    deliver_to_alice(&client, "s", 3).await;
     let imap = TestImap::start(&store.uri()).await;
     let mut idle = Vec::new();
     for _ in 0..20 {

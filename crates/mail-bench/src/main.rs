@@ -222,7 +222,7 @@ async fn main() -> anyhow::Result<()> {
                 })
                 .collect();
             if let Some(uri) = setup_store {
-                create_accounts(&uri, secret_file, &accounts).await?;
+                create_accounts(&uri, &auth(secret_file)?, &accounts).await?;
             }
             let report = mail_bench::imap_stress::run(mail_bench::imap_stress::Config {
                 gateways: imap,
@@ -269,12 +269,11 @@ fn auth(secret_file: Option<PathBuf>) -> anyhow::Result<CallAuth> {
 /// Creates `bench.test` and the given accounts (existing ones are kept).
 async fn create_accounts(
     uri: &str,
-    secret_file: Option<PathBuf>,
+    auth: &CallAuth,
     accounts: &[(String, String)],
 ) -> anyhow::Result<()> {
-    let auth = auth(secret_file)?;
     let channel = mailbox_api::channel(uri)?;
-    let mut admin = mailbox_api::admin_client(channel, auth);
+    let mut admin = mailbox_api::admin_client(channel, auth.clone());
     let _ = admin
         .add_domain(pb::AddDomainRequest {
             name: "bench.test".into(),
@@ -703,22 +702,12 @@ async fn idle_setup(
     messages: usize,
 ) -> anyhow::Result<()> {
     let start = Instant::now();
+    let with_passwords: Vec<(String, String)> = accounts
+        .iter()
+        .map(|a| (a.clone(), "bench-password".to_string()))
+        .collect();
+    create_accounts(uri, auth, &with_passwords).await?;
     let channel = mailbox_api::channel(uri)?;
-    let mut admin = mailbox_api::admin_client(channel.clone(), auth.clone());
-    let _ = admin
-        .add_domain(pb::AddDomainRequest {
-            name: "bench.test".into(),
-        })
-        .await;
-    for a in accounts {
-        let _ = admin
-            .add_account(pb::AddAccountRequest {
-                address: a.clone(),
-                password: "bench-password".into(),
-                quota_bytes: 0,
-            })
-            .await;
-    }
     const GROUPS: usize = 4;
     let run = uuid::Uuid::new_v4().simple().to_string();
     let mut tasks = Vec::new();
