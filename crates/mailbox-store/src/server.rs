@@ -932,4 +932,16 @@ impl admin_server::Admin for AdminSvc {
     ) -> Result<Response<pb::StatsResponse>, Status> {
         Ok(Response::new(self.store.stats().await?))
     }
+
+    async fn open_session(
+        &self,
+        req: Request<pb::OpenSessionRequest>,
+    ) -> Result<Response<pb::OpenSessionResponse>, Status> {
+        let r = req.into_inner();
+        let token = self.store.open_session(&r.address, &r.purpose).await?;
+        Ok(Response::new(pb::OpenSessionResponse {
+            session_token: token,
+            expires_in: self.store.settings().session_ttl.as_secs(),
+        }))
+    }
 }

@@ -50,6 +50,7 @@ both_backends!(
     crossing_multi_recipient_deliveries_never_deadlock,
     concurrent_system_flag_stores_lose_nothing,
     expunge_without_uids_takes_only_deleted_messages,
+    admin_sessions_act_for_one_account_only,
 );
 
 /// A second store replica for tests of writers on several replicas; none
@@ -1957,4 +1958,73 @@ async fn expunge_without_uids_takes_only_deleted_messages(backend: Backend) {
     assert_eq!(r.expunged, vec![2]);
     let (_, left) = select_with(&mut c, "INBOX", true).await.unwrap();
     assert_eq!(left.iter().map(|e| e.uid).collect::<Vec<_>>(), vec![1, 3]);
+}
+
+/// Admin.OpenSession (for `mailctl import`/`export`): a session scoped to
+/// one account exactly like a login's; unknown and disabled accounts get
+/// none.
+async fn admin_sessions_act_for_one_account_only(backend: Backend) {
+    let t = setup(backend).await;
+    t.add_account("alice@example.org", "pw-alice").await;
+    t.add_account("bob@example.org", "pw-bob").await;
+    t.deliver("b1", &["bob@example.org"], &message("for-bob", "b"))
+        .await;
+    let mut bob = t.login("bob@example.org", "pw-bob").await;
+    let before = snapshot(&mut bob).await;
+    let open = |address: &str| {
+        let mut admin = t.admin();
+        let address = address.to_string();
+        async move {
+            admin
+                .open_session(pb::OpenSessionRequest {
+                    address,
+                    purpose: "import".into(),
+                })
+                .await
+        }
+    };
+    let token = open("alice@example.org")
+        .await
+        .unwrap()
+        .into_inner()
+        .session_token;
+    let mut alice = t.with_token(&token);
+    let outcomes = call_every_rpc(&mut alice).await;
+    assert!(outcomes.len() >= 21);
+    // It acted on alice's own account (the test could fail).
+    t.deliver("a1", &["alice@example.org"], &message("for-alice", "a"))
+        .await;
+    let token = open("alice@example.org")
+        .await
+        .unwrap()
+        .into_inner()
+        .session_token;
+    let mut alice = t.with_token(&token);
+    let (status, uids) = select_all(&mut alice, "INBOX").await.unwrap();
+    assert_eq!((status.messages, uids.len()), (1, 1), "alice's INBOX");
+    assert_eq!(
+        before,
+        snapshot(&mut bob).await,
+        "an admin session for alice changed bob's account"
+    );
+    for nobody in ["nobody@example.org", "not an address"] {
+        let e = open(nobody).await.unwrap_err();
+        assert!(
+            matches!(e.code(), Code::NotFound | Code::InvalidArgument),
+            "{nobody}: {e}"
+        );
+    }
+    t.admin()
+        .set_account_disabled(pb::SetAccountDisabledRequest {
+            address: "bob@example.org".into(),
+            disabled: true,
+        })
+        .await
+        .unwrap();
+    let e = open("bob@example.org").await.unwrap_err();
+    assert_eq!(
+        e.code(),
+        Code::NotFound,
+        "a disabled account got a session: {e}"
+    );
 }
