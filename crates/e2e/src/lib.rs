@@ -15,6 +15,9 @@ use sqlx::Connection;
 
 pub use mailbox_api;
 
+pub mod otlp;
+pub mod promql;
+
 #[derive(Clone, Copy, Debug)]
 pub enum Backend {
     Postgres,

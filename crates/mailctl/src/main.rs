@@ -2,6 +2,7 @@
 //! which runs every service in one process on an embedded SQLite store.
 
 mod admin;
+mod init;
 mod up;
 
 use std::path::PathBuf;
@@ -34,6 +35,8 @@ struct Cli {
 enum Command {
     /// Run every service in one process on an embedded SQLite store.
     Up(Box<up::UpArgs>),
+    /// Create the TLS certificate and store secret a deployment needs, keeping any already there.
+    Init(init::InitArgs),
     #[command(flatten)]
     Admin(admin::AdminCmd),
 }
@@ -57,6 +60,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     rt.block_on(async move {
         match cli.command {
             Command::Up(args) => up::run(&cli.data_dir, *args).await,
+            Command::Init(args) => init::run(args, &cli.data_dir, cli.secret_file.as_deref()),
             Command::Admin(cmd) => {
                 let target = admin::Target::resolve(
                     &cli.data_dir,

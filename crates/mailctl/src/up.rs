@@ -196,19 +196,5 @@ fn random_password() -> String {
 
 /// Reads the service secret, creating it (owner-only) on first run.
 fn ensure_secret(data_dir: &Path) -> anyhow::Result<String> {
-    let path = data_dir.join(SECRET_FILE);
-    if let Ok(s) = std::fs::read_to_string(&path) {
-        return Ok(s.trim().to_string());
-    }
-    let mut b = [0u8; 24];
-    rand::rng().fill_bytes(&mut b);
-    let secret = hex::encode(b);
-    std::fs::write(&path, format!("{secret}\n"))
-        .with_context(|| format!("writing {}", path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-    }
-    Ok(secret)
+    Ok(crate::init::ensure_secret_file(&data_dir.join(SECRET_FILE))?.0)
 }

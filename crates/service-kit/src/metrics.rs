@@ -29,6 +29,15 @@ pub struct Metrics {
     pub cache_lookups: Counter<u64>,
 }
 
+/// Bucket bounds (seconds) of the latency histograms. The SDK's default
+/// bounds (0, 5, 10, 25, ... 10000) suit milliseconds: with latencies in
+/// seconds every sample would land in the first bucket and a p50/p99 from
+/// `histogram_quantile` would say nothing.
+pub const LATENCY_BUCKETS: [f64; 16] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0,
+];
+
 pub fn metrics() -> &'static Metrics {
     static M: OnceLock<Metrics> = OnceLock::new();
     M.get_or_init(|| {
@@ -45,6 +54,7 @@ pub fn metrics() -> &'static Metrics {
             command_duration: m
                 .f64_histogram("mail.command.duration")
                 .with_unit("s")
+                .with_boundaries(LATENCY_BUCKETS.to_vec())
                 .with_description("Protocol command latency")
                 .build(),
             deliveries: m
@@ -58,6 +68,7 @@ pub fn metrics() -> &'static Metrics {
             store_rpc_duration: m
                 .f64_histogram("mail.store.rpc.duration")
                 .with_unit("s")
+                .with_boundaries(LATENCY_BUCKETS.to_vec())
                 .with_description("Store RPC latency")
                 .build(),
             db_pool: m
@@ -72,7 +83,10 @@ pub fn metrics() -> &'static Metrics {
     })
 }
 
-/// Records one command: its count by outcome and its latency.
+/// Records one command: its count by outcome and its latency. The command
+/// is recorded in upper case and the outcome in lower case (`ok`, and e.g.
+/// `no`/`bad` for IMAP, `error`/`temporary` elsewhere), so dashboards and
+/// alerts can count `outcome!="ok"` across every protocol.
 pub fn command(service: &'static str, command: &str, outcome: &str, started: Instant) {
     let m = metrics();
     m.commands.add(
@@ -80,7 +94,7 @@ pub fn command(service: &'static str, command: &str, outcome: &str, started: Ins
         &[
             KeyValue::new("service", service),
             KeyValue::new("command", command.to_ascii_uppercase()),
-            KeyValue::new("outcome", outcome.to_string()),
+            KeyValue::new("outcome", outcome.to_ascii_lowercase()),
         ],
     );
     m.command_duration.record(

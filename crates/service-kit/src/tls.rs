@@ -81,17 +81,23 @@ pub fn ensure_self_signed(
         source,
     };
     std::fs::create_dir_all(&tls_dir).map_err(|e| write_err(&tls_dir, e))?;
-    let names = vec![
-        "localhost".to_string(),
-        "127.0.0.1".to_string(),
-        "::1".to_string(),
-    ];
-    let certified = rcgen::generate_simple_self_signed(names)?;
-    std::fs::write(&cert_path, certified.cert.pem()).map_err(|e| write_err(&cert_path, e))?;
-    std::fs::write(&key_path, certified.signing_key.serialize_pem())
-        .map_err(|e| write_err(&key_path, e))?;
+    let (cert_pem, key_pem) = self_signed_pem(&LOCAL_NAMES.map(String::from))?;
+    std::fs::write(&cert_path, cert_pem).map_err(|e| write_err(&cert_path, e))?;
+    std::fs::write(&key_path, key_pem).map_err(|e| write_err(&key_path, e))?;
     restrict_permissions(&key_path);
     Ok((cert_path, key_path))
+}
+
+/// The names every generated self-signed certificate covers: the local
+/// host, so clients on the same machine can verify it.
+pub const LOCAL_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+
+/// A fresh self-signed certificate for `names` (DNS names or IP addresses)
+/// and its private key, both PEM: `(certificate, key)`. Shared by
+/// [`ensure_self_signed`] (`mailctl up`) and `mailctl init` (compose).
+pub fn self_signed_pem(names: &[String]) -> Result<(String, String), TlsError> {
+    let certified = rcgen::generate_simple_self_signed(names.to_vec())?;
+    Ok((certified.cert.pem(), certified.signing_key.serialize_pem()))
 }
 
 #[cfg(unix)]
