@@ -128,6 +128,21 @@ impl Target {
             CallAuth::new(self.secret.as_deref())?,
         ))
     }
+
+    /// The Admin API client.
+    pub fn admin(&self) -> anyhow::Result<AdminClient> {
+        self.client()
+    }
+
+    /// A Mailbox API client acting with an account's session token.
+    pub fn mailbox(&self, session_token: &str) -> anyhow::Result<mailbox_api::MailboxClient> {
+        let channel = mailbox_api::channel(&self.uri)
+            .with_context(|| format!("store address {:?}", self.uri))?;
+        Ok(mailbox_api::mailbox_client(
+            channel,
+            CallAuth::new(self.secret.as_deref())?.with_session(session_token)?,
+        ))
+    }
 }
 
 /// Reads a password: one line from stdin when it is not a terminal, else a
@@ -141,6 +156,23 @@ fn read_password() -> anyhow::Result<String> {
             bail!("the passwords differ");
         }
         a
+    } else {
+        let mut line = String::new();
+        stdin.lock().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    };
+    if pw.is_empty() {
+        bail!("empty password");
+    }
+    Ok(pw)
+}
+
+/// Reads an existing secret (no confirmation): one line from stdin when it
+/// is not a terminal, else a hidden prompt.
+pub fn read_secret(prompt: &str) -> anyhow::Result<String> {
+    let stdin = std::io::stdin();
+    let pw = if stdin.is_terminal() {
+        rpassword::prompt_password(prompt)?
     } else {
         let mut line = String::new();
         stdin.lock().read_line(&mut line)?;

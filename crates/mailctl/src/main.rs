@@ -3,6 +3,7 @@
 
 mod admin;
 mod init;
+mod migrate;
 mod up;
 
 use std::path::PathBuf;
@@ -37,6 +38,12 @@ enum Command {
     Up(Box<up::UpArgs>),
     /// Create the TLS certificate and store secret a deployment needs, keeping any already there.
     Init(init::InitArgs),
+    /// Copy accounts in from an IMAP server, a Maildir or mbox files;
+    /// resumable, with a count check per folder.
+    #[command(subcommand)]
+    Import(migrate::ImportCmd),
+    /// Write an account out as a Maildir or a directory of mbox files.
+    Export(migrate::ExportArgs),
     #[command(flatten)]
     Admin(admin::AdminCmd),
 }
@@ -61,6 +68,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         match cli.command {
             Command::Up(args) => up::run(&cli.data_dir, *args).await,
             Command::Init(args) => init::run(args, &cli.data_dir, cli.secret_file.as_deref()),
+            Command::Import(cmd) => {
+                let target = admin::Target::resolve(
+                    &cli.data_dir,
+                    cli.store.as_deref(),
+                    cli.secret_file.as_deref(),
+                )?;
+                migrate::import(target, cmd).await
+            }
+            Command::Export(args) => {
+                let target = admin::Target::resolve(
+                    &cli.data_dir,
+                    cli.store.as_deref(),
+                    cli.secret_file.as_deref(),
+                )?;
+                migrate::export(target, args).await
+            }
             Command::Admin(cmd) => {
                 let target = admin::Target::resolve(
                     &cli.data_dir,
