@@ -774,6 +774,9 @@ impl Store {
             self,
             create_session(&token_hash(&token), account, purpose, "", ttl)
         )?;
+        // An audit line: this session acts for the account without its
+        // password.
+        tracing::info!(account = %address, purpose, "admin session opened");
         Ok(token)
     }
 

@@ -75,7 +75,13 @@ def start_dovecot():
     for sub in ("run", "mail", "mbox", "home"):
         os.makedirs(os.path.join(d, sub))
     os.chmod(d, 0o755)
-    port = free_port()
+    port, tls_port = free_port(), free_port()
+    # A self-signed certificate for localhost/127.0.0.1, made by `mailctl init`.
+    tls = os.path.join(d, "tls")
+    r = subprocess.run([MAILCTL, "init", "--tls-dir", tls, "--secret-file", os.path.join(d, "unused.secret"),
+                        "--hostname", "localhost"], capture_output=True, text=True)
+    if r.returncode != 0:
+        fail(f"mailctl init: {r.stdout}{r.stderr}")
     if os.getuid() == 0:
         user = "mail"
         extra = "first_valid_uid = 1\nmail_uid = mail\nmail_gid = mail\n"
@@ -93,6 +99,8 @@ def start_dovecot():
         f.write(f"src@example.test:{{PLAIN}}src-pw:{ids}::{d}/home/src::\n")
         f.write(f"mb@example.test:{{PLAIN}}mb-pw:{ids}::{d}/home/mb::"
                 f"userdb_mail=mbox:{d}/mbox/%n:INBOX={d}/mbox/%n/inbox\n")
+        # Serves what `mailctl export --format maildir` wrote.
+        f.write(f"exp@example.test:{{PLAIN}}exp-pw:{ids}::{d}/home/exp::\n")
     with open(os.path.join(d, "masters"), "w") as f:
         f.write("master:{PLAIN}master-pw\n")
     os.chmod(os.path.join(d, "passwd"), 0o644)
@@ -103,7 +111,9 @@ def start_dovecot():
 listen = 127.0.0.1
 base_dir = {d}/run
 log_path = {d}/dovecot.log
-ssl = no
+ssl = yes
+ssl_cert = <{tls}/tls.crt
+ssl_key = <{tls}/tls.key
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 auth_master_user_separator = *
@@ -147,14 +157,16 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {tls_port}
   }}
 }}
 """)
     subprocess.run(["dovecot", "-c", conf], check=True)
     PROCS.append(("dovecot", conf))
     wait_port(port, "dovecot")
-    return d, port
+    wait_port(tls_port, "dovecot (imaps)")
+    return d, port, tls_port
 
 
 def stop_all():
@@ -355,6 +367,10 @@ def compare(src, dst, what, dates=True, special=True):
             theirs = sorted((f, 0, b) for f, _, b in theirs)
         if msgs != theirs:
             a, b = len(msgs), len(theirs)
+            by_body = {m[2]: m[:2] for m in theirs}
+            for m in msgs:
+                if m[2] in by_body and by_body[m[2]] != m[:2]:
+                    fail(f"{what}: {name}: a message has {by_body[m[2]]} instead of {m[:2]}")
             diff = next(((x[:2], y[:2], bytes_diff(x[2], y[2])) for x, y in zip(msgs, theirs)
                          if x != y), None)
             fail(f"{what}: {name}: {a} source messages vs {b} in the target; first difference {diff}")
@@ -406,7 +422,8 @@ def status_messages(port, user, pw, folder):
 
 
 def main():
-    dv, dport = start_dovecot()
+    dv, dport, dtls = start_dovecot()
+    ca = os.path.join(dv, "tls", "tls.crt")
     t = time.time()
     n_src = populate_maildir_user(dport)
     populate_mbox_user(dport)
@@ -418,14 +435,14 @@ def main():
 
     data, port = start_up()
     mailctl(data, "domain", "add", "example.org")
-    accounts = ["imap", "master", "maildir", "mbox", "rt-maildir", "rt-mbox"]
+    accounts = ["imap", "master", "maildir", "mbox", "rt-maildir", "rt-mbox", "tls"]
     for a in accounts:
         mailctl(data, "account", "add", f"{a}@example.org", stdin="pw\n")
 
     # 1. IMAP import, killed part-way.
     url = f"imap://127.0.0.1:{dport}"
-    cmd = [MAILCTL, "--data-dir", data, "import", "imap", url, "--user", "src@example.test",
-           "--to", "imap@example.org"]
+    cmd = [MAILCTL, "--data-dir", data, "import", "imap", url, "--ca-file", ca, "--user",
+           "src@example.test", "--to", "imap@example.org"]
     p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     p.stdin.write(b"src-pw\n")
     p.stdin.close()
@@ -443,14 +460,14 @@ def main():
         fail("the interrupted import had already finished INBOX")
     print(f"ok: interrupted with {part} messages in INBOX", flush=True)
     t = time.time()
-    r = mailctl(data, "import", "imap", url, "--user", "src@example.test", "--to", "imap@example.org",
+    r = mailctl(data, "import", "imap", url, "--ca-file", ca, "--user", "src@example.test", "--to", "imap@example.org",
                 stdin="src-pw\n")
     took = time.time() - t
     print(r.stdout, end="")
     if "INCOMPLETE" in r.stdout or "INBOX: " not in r.stdout:
         fail(f"second run: {r.stdout}{r.stderr}")
     compare(src, snapshot(port, "imap@example.org", "pw"), "imap import after an interruption")
-    r = mailctl(data, "import", "imap", url, "--user", "src@example.test", "--to", "imap@example.org",
+    r = mailctl(data, "import", "imap", url, "--ca-file", ca, "--user", "src@example.test", "--to", "imap@example.org",
                 stdin="src-pw\n")
     copied = [int(x) for x in re.findall(r"(\d+) copied", r.stdout)]
     if not copied or any(copied):
@@ -459,13 +476,29 @@ def main():
     print(f"ok: rerun copies nothing; second run {took:.1f} s", flush=True)
 
     # 2. A Dovecot master user.
-    mailctl(data, "import", "imap", url, "--user", "src@example.test", "--master-user", "master",
+    mailctl(data, "import", "imap", url, "--ca-file", ca, "--user", "src@example.test", "--master-user", "master",
             "--to", "master@example.org", stdin="master-pw\n")
     compare(src, snapshot(port, "master@example.org", "pw"), "imap import as a master user")
-    bad = mailctl(data, "import", "imap", url, "--user", "src@example.test", "--to",
+    bad = mailctl(data, "import", "imap", url, "--ca-file", ca, "--user", "src@example.test", "--to",
                   "master@example.org", stdin="wrong\n", check=False)
     if bad.returncode == 0 or "logging in" not in bad.stderr:
         fail(f"a wrong source password: {bad.returncode} {bad.stderr}")
+
+    # STARTTLS happened (Dovecot offers it; a login over TLS is logged so).
+    log = open(os.path.join(dv, "dovecot.log"), errors="replace").read()
+    if not re.search(r"imap-login: Info: Login: user=<src@example.test>.*TLS", log):
+        fail("no import login over STARTTLS in Dovecot's log")
+    # imaps://: refused without a trusted certificate, fine with it.
+    turl = f"imaps://127.0.0.1:{dtls}"
+    r = mailctl(data, "import", "imap", turl, "--user", "src@example.test", "--to", "tls@example.org",
+                stdin="src-pw\n", check=False)
+    if r.returncode == 0 or "TLS" not in r.stderr:
+        fail(f"an untrusted certificate was accepted: {r.returncode} {r.stderr}")
+    if status_messages(port, "tls@example.org", "pw", "INBOX") != 0:
+        fail("messages arrived over an untrusted connection")
+    mailctl(data, "import", "imap", turl, "--ca-file", ca, "--user", "src@example.test",
+            "--to", "tls@example.org", stdin="src-pw\n")
+    compare(src, snapshot(port, "tls@example.org", "pw"), "imaps import")
 
     # 3. Dovecot's own files.
     mailctl(data, "import", "maildir", os.path.join(dv, "mail", "src"), "--to", "maildir@example.org")
@@ -486,6 +519,12 @@ def main():
     mailctl(data, "export", "imap@example.org", "--format", "maildir", "--out", out)
     mailctl(data, "import", "maildir", out, "--to", "rt-maildir@example.org")
     compare(ours, snapshot(port, "rt-maildir@example.org", "pw"), "maildir export round trip")
+    # Dovecot itself reads the exported Maildir (sizes in the file names,
+    # keywords, subscriptions, dates) and serves the same account.
+    shutil.copytree(out, os.path.join(dv, "mail", "exp"))
+    if os.getuid() == 0:
+        subprocess.run(["chown", "-R", "mail:mail", os.path.join(dv, "mail", "exp")], check=True)
+    compare(ours, snapshot(dport, "exp@example.test", "exp-pw"), "maildir export served by Dovecot")
     out = os.path.join(ROOT, "export-mbox")
     mailctl(data, "export", "imap@example.org", "--format", "mbox", "--out", out)
     mailctl(data, "import", "mbox", out, "--to", "rt-mbox@example.org")

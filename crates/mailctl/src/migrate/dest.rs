@@ -56,6 +56,11 @@ impl Dest {
         })
     }
 
+    /// Ends the session (it would otherwise stay valid until it expires).
+    pub async fn close(&mut self) {
+        let _ = self.client.logout(pb::LogoutRequest {}).await;
+    }
+
     /// Every folder of the account, parents before children.
     pub async fn folders(&mut self) -> anyhow::Result<Vec<Folder>> {
         let mut all: Vec<Folder> = self
@@ -128,8 +133,13 @@ impl Dest {
         Ok(())
     }
 
-    /// Metadata (with summaries) of every message in a folder, by UID.
-    pub async fn messages(&mut self, folder: &str) -> anyhow::Result<Vec<pb::MessageMeta>> {
+    /// Metadata (with summaries when asked) of every message in a folder,
+    /// by UID.
+    pub async fn messages(
+        &mut self,
+        folder: &str,
+        with_summary: bool,
+    ) -> anyhow::Result<Vec<pb::MessageMeta>> {
         let mut stream = self
             .client
             .fetch(pb::FetchRequest {
@@ -140,7 +150,7 @@ impl Dest {
                         last: u32::MAX,
                     }],
                 }),
-                with_summary: true,
+                with_summary,
                 changed_since: 0,
                 with_data: false,
             })
@@ -158,7 +168,7 @@ impl Dest {
     /// The identities of what a folder holds (both kinds for each message).
     pub async fn index(&mut self, folder: &str) -> anyhow::Result<Index> {
         let mut index = Index::default();
-        for m in self.messages(folder).await? {
+        for m in self.messages(folder, true).await? {
             let id = m
                 .summary
                 .as_ref()

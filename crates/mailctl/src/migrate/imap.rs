@@ -75,15 +75,20 @@ pub async fn run(target: &Target, args: ImapArgs) -> anyhow::Result<()> {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let mut parts = line.splitn(3, char::is_whitespace);
-            let (Some(src), Some(dst)) = (parts.next(), parts.next()) else {
+            let mut words = line.split_whitespace();
+            let (Some(src), Some(dst)) = (words.next(), words.next()) else {
                 bail!(
                     "{}:{}: want `source-user target-account [password]`",
                     file.display(),
                     n + 1
                 );
             };
-            let password = match (&master_pw, parts.next().map(str::trim)) {
+            // The password is the rest of the line after the second field.
+            let rest = line
+                .find(dst)
+                .map(|i| line[i + dst.len()..].trim())
+                .filter(|r| !r.is_empty());
+            let password = match (&master_pw, rest) {
                 (Some(pw), _) => pw.clone(),
                 (None, Some(pw)) if !pw.is_empty() => pw.to_string(),
                 _ => bail!(
@@ -113,9 +118,7 @@ pub async fn run(target: &Target, args: ImapArgs) -> anyhow::Result<()> {
     }
     let mut failed = Vec::new();
     for job in &jobs {
-        if let Err(e) =
-            one_account(target, &url, tls.clone(), args.master_user.as_deref(), job).await
-        {
+        if let Err(e) = one_account(target, &url, tls.clone(), &args, job).await {
             eprintln!("{}: {e:#}", job.target);
             failed.push(job.target.clone());
         }
@@ -265,7 +268,11 @@ struct Resp {
 }
 
 impl Client {
-    async fn connect(url: &Url, tls: Arc<rustls::ClientConfig>) -> anyhow::Result<Self> {
+    async fn connect(
+        url: &Url,
+        tls: Arc<rustls::ClientConfig>,
+        allow_plaintext: bool,
+    ) -> anyhow::Result<Self> {
         let tcp = tokio::time::timeout(
             Duration::from_secs(30),
             TcpStream::connect((url.host.as_str(), url.port)),
@@ -318,6 +325,15 @@ impl Client {
                 caps: Vec::new(),
             };
             c.capability().await?;
+        } else if !url.implicit_tls && !allow_plaintext && !is_loopback(&url.host) {
+            // No password goes over an unencrypted connection to another
+            // machine (an attacker in between can remove STARTTLS).
+            bail!(
+                "{}:{} offers no STARTTLS: use imaps://, or --allow-plaintext to send the \
+                 password unencrypted",
+                url.host,
+                url.port
+            );
         }
         Ok(c)
     }
@@ -407,6 +423,10 @@ impl Client {
     /// SASL PLAIN (RFC 4616), with an authorization identity for a master
     /// login; LOGIN when the server offers no PLAIN and none is needed.
     async fn login(&mut self, user: &str, master: Option<&str>, pw: &str) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            !self.has("LOGINDISABLED") || self.has("AUTH=PLAIN"),
+            "the server refuses logins on this connection (LOGINDISABLED)"
+        );
         let b64 = base64::engine::general_purpose::STANDARD;
         if self.has("AUTH=PLAIN") || master.is_some() {
             let (authz, authc) = match master {
@@ -450,6 +470,14 @@ impl Client {
         }
         self.capability().await
     }
+}
+
+/// A loopback address or `localhost`: traffic that never leaves the host.
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// An IMAP quoted string.
@@ -627,24 +655,26 @@ async fn list_messages(c: &mut Client) -> anyhow::Result<Vec<Entry<u32>>> {
         |r| {
             if let Response::Data(Data::Fetch { items, .. }) = r.parsed {
                 let (mut uid, mut flags, mut date, mut tz, mut size, mut id) =
-                    (0, pb::Flags::default(), 0i64, 0i32, 0u64, Vec::new());
+                    (0, pb::Flags::default(), None, 0i32, None, Vec::new());
                 for item in AsRef::<[MessageDataItem<'_>]>::as_ref(&items) {
                     match item {
                         MessageDataItem::Uid(u) => uid = u.get(),
                         MessageDataItem::Flags(f) => flags = flags_of(f),
                         MessageDataItem::InternalDate(d) => {
                             let d = d.as_ref();
-                            date = d.timestamp();
+                            date = Some(d.timestamp());
                             tz = d.offset().local_minus_utc() / 60;
                         }
-                        MessageDataItem::Rfc822Size(s) => size = u64::from(*s),
+                        MessageDataItem::Rfc822Size(s) => size = Some(u64::from(*s)),
                         MessageDataItem::BodyExt { data, .. } => {
                             id = message_id_of(data.0.as_ref().map_or(&b""[..], |s| s.as_ref()));
                         }
                         _ => {}
                     }
                 }
-                if uid != 0 {
+                // Only complete answers: a server may send unsolicited
+                // FETCH (FLAGS) for other messages meanwhile.
+                if let (true, Some(date), Some(size)) = (uid != 0, date, size) {
                     out.push(Entry {
                         key: Key::Meta(id, date, size),
                         flags,
@@ -700,32 +730,52 @@ async fn one_account(
     target: &Target,
     url: &Url,
     tls: Arc<rustls::ClientConfig>,
-    master: Option<&str>,
+    args: &ImapArgs,
     job: &Job,
 ) -> anyhow::Result<()> {
-    let mut c = Client::connect(url, tls).await?;
+    let master = args.master_user.as_deref();
+    let mut c = Client::connect(url, tls, args.allow_plaintext).await?;
     c.login(&job.source_user, master, &job.password)
         .await
         .with_context(|| format!("logging in to the source as {}", job.source_user))?;
     let folders = list_folders(&mut c).await?;
     let mut dest = Dest::open(target, &job.target, "import").await?;
     let mut plans = Vec::new();
+    let mut reports = Vec::new();
     for f in &folders {
+        if f.folder.special_use == pb::SpecialUse::All && !args.include_all {
+            // Gmail's "All Mail" (and virtual All folders) hold a second
+            // copy of every message.
+            eprintln!(
+                "{}: {} is an \\All folder (a copy of every message): left out; \
+                 --include-all copies it too",
+                job.target, f.folder.name
+            );
+            continue;
+        }
         dest.ensure_folder(&f.folder).await?;
         if f.folder.selectable {
-            c.simple(&format!("EXAMINE {}", quote(&f.wire)))
-                .await
-                .with_context(|| format!("EXAMINE {}", f.wire))?;
-            plans.push((
-                f.folder.name.clone(),
-                f.wire.clone(),
-                list_messages(&mut c).await?,
-            ));
+            let listed = match c.simple(&format!("EXAMINE {}", quote(&f.wire))).await {
+                Ok(()) => list_messages(&mut c).await,
+                Err(e) => Err(e),
+            };
+            match listed {
+                Ok(entries) => plans.push((f.folder.name.clone(), f.wire.clone(), entries)),
+                Err(e) => {
+                    eprintln!("{}: {}: cannot be read: {e:#}", job.target, f.wire);
+                    reports.push((
+                        f.folder.name.clone(),
+                        FolderReport {
+                            unreadable: true,
+                            ..Default::default()
+                        },
+                    ));
+                }
+            }
         }
     }
     let total: usize = plans.iter().map(|p| p.2.len()).sum();
     let mut progress = Progress::new(&job.target, total as u64);
-    let mut reports = Vec::new();
     for (name, wire, entries) in plans {
         let mut index = dest.index(&name).await?;
         let todo = missing(&entries, &mut index);
@@ -759,9 +809,23 @@ async fn one_account(
                 };
                 let data = std::mem::take(&mut got[i].1);
                 let len = data.len() as u64;
-                dest.append(&name, &e.flags, e.date, e.tz, data)
-                    .await
-                    .with_context(|| format!("{name}: appending UID {}", e.locator))?;
+                if len != e.size {
+                    progress.println(format!(
+                        "{}  {name}: UID {} is {len} bytes, the server said {} (RFC822.SIZE); \
+                         a later run will not recognise it",
+                        job.target, e.locator, e.size
+                    ));
+                }
+                if let Err(err) = dest.append(&name, &e.flags, e.date, e.tz, data).await {
+                    // One message the store refuses (too large, a keyword
+                    // it does not take) must not stop the rest; the check
+                    // below reports the folder incomplete.
+                    progress.println(format!(
+                        "{}  {name}: UID {} not copied: {err:#}",
+                        job.target, e.locator
+                    ));
+                    continue;
+                }
                 report.copied += 1;
                 report.bytes += len;
                 progress.add(1, len);
@@ -779,6 +843,7 @@ async fn one_account(
         reports.push((name, report));
     }
     let _ = c.simple("LOGOUT").await;
+    dest.close().await;
     super::conclude(&job.target, &reports, progress.finish())
 }
 
@@ -792,6 +857,22 @@ mod tests {
         assert_eq!(our_name("a/b.c", Some('.')), "a_b/c");
         assert_eq!(our_name("inbox", Some('/')), "INBOX");
         assert_eq!(our_name("&AMk-t&AOk-", Some('/')), "Été");
+    }
+
+    #[test]
+    fn only_loopback_may_go_without_tls() {
+        for h in ["localhost", "127.0.0.1", "127.9.9.9", "::1"] {
+            assert!(is_loopback(h), "{h}");
+        }
+        for h in [
+            "mail.example.org",
+            "10.0.0.1",
+            "192.0.2.1",
+            "::2",
+            "localhost.evil.example",
+        ] {
+            assert!(!is_loopback(h), "{h}");
+        }
     }
 
     #[test]

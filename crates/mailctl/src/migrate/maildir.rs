@@ -18,11 +18,12 @@ use sha2::{Digest, Sha256};
 use super::{Entry, Folder, FolderWriter, Key, LocalSource, guess_special_use, to_crlf};
 
 /// The letters of a maildir file name's info (`:2,<letters>`) for system
-/// flags, in the ASCII order the spec asks for.
-const FLAG_LETTERS: [(char, &str); 6] = [
+/// flags, in the ASCII order the spec asks for. `P` (passed) is read as
+/// `$Forwarded` but not written: Dovecot keeps `$Forwarded` as a keyword
+/// letter and ignores `P`.
+const FLAG_LETTERS: [(char, &str); 5] = [
     ('D', "draft"),
     ('F', "flagged"),
-    ('P', "$Forwarded"),
     ('R', "answered"),
     ('S', "seen"),
     ('T', "deleted"),
@@ -107,7 +108,7 @@ fn inbox_case(name: &str) -> String {
 }
 
 fn decode_component(c: &str) -> String {
-    imap_wire::utf7::decode(c).unwrap_or_else(|_| c.to_string())
+    super::from_file_level(c)
 }
 
 fn nested(dir: &Path, prefix: &str, out: &mut HashMap<String, PathBuf>) -> anyhow::Result<()> {
@@ -177,23 +178,30 @@ fn flags_of(file: &str, keywords: &HashMap<char, String>) -> pb::Flags {
         .iter()
         .find_map(|sep| file.rsplit_once(sep).map(|(_, i)| i))
         .unwrap_or("");
+    let mut push = |k: &str| {
+        if !f.keywords.iter().any(|x| x == k) {
+            f.keywords.push(k.to_string());
+        }
+    };
+    let mut sys = pb::Flags::default();
     for c in info.chars() {
         match c {
-            'D' => f.draft = true,
-            'F' => f.flagged = true,
-            'P' => f.keywords.push("$Forwarded".into()),
-            'R' => f.answered = true,
-            'S' => f.seen = true,
-            'T' => f.deleted = true,
+            'D' => sys.draft = true,
+            'F' => sys.flagged = true,
+            'P' => push("$Forwarded"),
+            'R' => sys.answered = true,
+            'S' => sys.seen = true,
+            'T' => sys.deleted = true,
             'a'..='z' => {
                 if let Some(k) = keywords.get(&c) {
-                    f.keywords.push(k.clone());
+                    push(k);
                 }
             }
             _ => {}
         }
     }
-    f
+    sys.keywords = f.keywords;
+    sys
 }
 
 fn base_name(file: &str) -> &str {
@@ -286,7 +294,7 @@ impl Writer {
         if name == "INBOX" {
             self.root.clone()
         } else {
-            let enc: Vec<String> = name.split('/').map(imap_wire::utf7::encode).collect();
+            let enc: Vec<String> = name.split('/').map(super::to_file_level).collect();
             self.root.join(format!(".{}", enc.join(".")))
         }
     }
@@ -294,14 +302,8 @@ impl Writer {
 
 impl FolderWriter for Writer {
     fn folder(&mut self, f: &Folder) -> anyhow::Result<()> {
-        if f.name.split('/').any(|c| c.contains('.')) {
-            eprintln!(
-                "{}: a '.' in a Maildir++ name reads back as a deeper level",
-                f.name
-            );
-        }
         if f.subscribed {
-            let enc: Vec<String> = f.name.split('/').map(imap_wire::utf7::encode).collect();
+            let enc: Vec<String> = f.name.split('/').map(super::to_file_level).collect();
             self.subscribed.push(enc.join("."));
         }
         if !f.selectable {
@@ -335,8 +337,7 @@ impl FolderWriter for Writer {
                 "flagged" => flags.flagged,
                 "answered" => flags.answered,
                 "seen" => flags.seen,
-                "deleted" => flags.deleted,
-                k => flags.keywords.iter().any(|x| x.eq_ignore_ascii_case(k)),
+                _ => flags.deleted,
             };
             if set {
                 letters.push(c);
@@ -344,9 +345,6 @@ impl FolderWriter for Writer {
         }
         let mut extra = Vec::new();
         for k in &flags.keywords {
-            if k.eq_ignore_ascii_case("$Forwarded") {
-                continue;
-            }
             let next = kw.len();
             let letter = match kw.get(k) {
                 Some(&c) => Some(c),
@@ -366,10 +364,13 @@ impl FolderWriter for Writer {
         letters.extend(extra);
         self.seq += 1;
         let lf = from_crlf(data);
+        // S= is the file's own size, W= the size with CRLF line ends (what
+        // IMAP's RFC822.SIZE says): Dovecot checks and uses both.
         let file = format!(
-            "{date}.M{}P{}.mailctl,S={}:2,{letters}",
+            "{date}.M{}P{}.mailctl,S={},W={}:2,{letters}",
             self.seq,
             std::process::id(),
+            lf.len(),
             data.len()
         );
         let path = dir.join("cur").join(file);

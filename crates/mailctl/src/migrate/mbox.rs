@@ -11,7 +11,7 @@
 //! and `.subscriptions` (Dovecot) lists the subscribed names.
 
 use std::collections::HashSet;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{BufRead, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -110,7 +110,7 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<(String, PathBuf)>) -> anyhow::R
             continue;
         }
         let p = e.path();
-        let level = n.strip_suffix(".sbd").unwrap_or(n);
+        let level = super::from_file_level(n.strip_suffix(".sbd").unwrap_or(n));
         let name = if prefix.is_empty() {
             level.to_string()
         } else {
@@ -143,124 +143,152 @@ fn is_mbox(p: &Path) -> bool {
 /// One message of an mbox file: its `From ` line, the byte range of what
 /// follows it (without the empty line before the next `From `), and
 /// whether its body lines are mboxrd-quoted.
-struct Span<'a> {
-    from: &'a [u8],
-    start: usize,
-    end: usize,
+#[derive(Debug)]
+struct Span {
+    from: Vec<u8>,
+    start: u64,
+    end: u64,
     quoted: bool,
 }
 
-/// The messages of an mbox file. A message with a `Content-Length:` header
-/// that ends exactly before the next `From ` line (or the end of the file)
-/// is taken by that length and not unquoted: such writers (Dovecot, Solaris
-/// mail) do not quote body lines. Otherwise the next `From ` line after an
-/// empty line ends it, and its body is mboxrd-quoted.
-fn split(data: &[u8]) -> Vec<Span<'_>> {
+/// The longest line kept whole while scanning; a longer one is read in
+/// pieces (it is body text either way).
+const MAX_LINE: u64 = 64 * 1024;
+/// The largest message read into memory (the store refuses larger ones).
+const MAX_MESSAGE: u64 = 512 << 20;
+
+/// The message being scanned.
+struct Open {
+    from: Vec<u8>,
+    start: u64,
+    in_headers: bool,
+    content_length: Option<u64>,
+}
+
+/// The messages of an mbox file, read as a stream (memory is one line).
+///
+/// A message with a `Content-Length:` header that ends exactly where the
+/// next `From ` line (or the end of the file) is, is taken by that length
+/// and not unquoted: such writers (Dovecot, Solaris mail) do not quote body
+/// lines, and its body is not even read here. Otherwise the next `From `
+/// line after an empty line ends a message, and its body is mboxrd-quoted.
+fn scan(path: &Path) -> anyhow::Result<Vec<Span>> {
+    let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let len = file.metadata()?.len();
+    let mut peek = std::fs::File::open(path)?;
+    let mut r = std::io::BufReader::with_capacity(256 * 1024, file);
     let mut out = Vec::new();
-    let mut pos = 0;
-    while pos < data.len() {
-        let line_end = memchr_nl(&data[pos..]).map_or(data.len(), |i| pos + i + 1);
-        let from = &data[pos..line_end];
-        if !from.starts_with(b"From ") {
-            // Leading junk (not an mbox message): skip a line.
-            pos = line_end;
+    let mut open: Option<Open> = None;
+    let mut pos = 0u64;
+    let mut prev_empty = true;
+    let mut prev_len = 0u64;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = (&mut r).take(MAX_LINE).read_until(b'\n', &mut line)? as u64;
+        if n == 0 {
+            break;
+        }
+        let line_start = pos;
+        pos += n;
+        let empty = line == b"\n" || line == b"\r\n";
+        if prev_empty && line.starts_with(b"From ") {
+            if let Some(o) = open.take() {
+                let end = if o.start < line_start {
+                    line_start - prev_len
+                } else {
+                    line_start
+                };
+                out.push(Span {
+                    from: o.from,
+                    start: o.start,
+                    end: end.max(o.start),
+                    quoted: true,
+                });
+            }
+            open = Some(Open {
+                from: line.clone(),
+                start: pos,
+                in_headers: true,
+                content_length: None,
+            });
+            prev_empty = false;
+            prev_len = n;
             continue;
         }
-        let start = line_end;
-        if let Some(end) = by_content_length(data, start) {
+        let mut jump = None;
+        if let Some(o) = open.as_mut()
+            && o.in_headers
+        {
+            if empty {
+                o.in_headers = false;
+                if let Some(end) = o.content_length.and_then(|l| pos.checked_add(l))
+                    && end <= len
+                    && at_boundary(&mut peek, end, len)?
+                {
+                    jump = Some(end);
+                }
+            } else if line.len() > 15 && line[..15].eq_ignore_ascii_case(b"content-length:") {
+                o.content_length = String::from_utf8_lossy(&line[15..]).trim().parse().ok();
+            }
+        }
+        if let Some(end) = jump
+            && let Some(o) = open.take()
+        {
             out.push(Span {
-                from,
-                start,
+                from: o.from,
+                start: o.start,
                 end,
                 quoted: false,
             });
-            pos = skip_blank(data, end);
+            r.seek(SeekFrom::Start(end))?;
+            pos = end;
+            // What follows is an empty line or the next From line.
+            prev_empty = true;
+            prev_len = 0;
             continue;
         }
-        // Scan for the next separator.
-        let mut p = start;
-        let mut prev_empty = false;
-        let mut next = data.len();
-        while p < data.len() {
-            let e = memchr_nl(&data[p..]).map_or(data.len(), |i| p + i + 1);
-            let line = &data[p..e];
-            if prev_empty && line.starts_with(b"From ") {
-                next = p;
-                break;
-            }
-            prev_empty = line == b"\n" || line == b"\r\n";
-            p = e;
-        }
+        prev_empty = empty;
+        prev_len = n;
+    }
+    if let Some(o) = open {
+        let end = if prev_empty && pos - prev_len >= o.start {
+            pos - prev_len
+        } else {
+            pos
+        };
         out.push(Span {
-            from,
-            start,
-            end: trim_separator(data, start, next),
+            from: o.from,
+            start: o.start,
+            end,
             quoted: true,
         });
-        pos = next;
     }
-    out
+    Ok(out)
 }
 
-/// The end of a message that starts at `start` by its Content-Length, when
-/// the header is there and the length lands on a message boundary.
-fn by_content_length(data: &[u8], start: usize) -> Option<usize> {
-    let rest = &data[start..];
-    let (head_len, sep) = match (
-        rest.windows(2).position(|w| w == b"\n\n"),
-        rest.windows(4).position(|w| w == b"\r\n\r\n"),
-    ) {
-        (Some(a), Some(b)) if b < a => (b, 4),
-        (Some(a), _) => (a, 2),
-        (None, Some(b)) => (b, 4),
-        (None, None) => return None,
-    };
-    let head = &rest[..head_len + sep / 2];
-    let len: usize = head.split(|&b| b == b'\n').find_map(|l| {
-        let l = l.strip_suffix(b"\r").unwrap_or(l);
-        (l.len() > 15 && l[..15].eq_ignore_ascii_case(b"content-length:"))
-            .then(|| String::from_utf8_lossy(&l[15..]).trim().parse().ok())
-            .flatten()
-    })?;
-    let end = start + head_len + sep + len;
-    if end > data.len() {
-        return None;
+/// Whether a message taken by its Content-Length ends on a boundary: the
+/// end of the file, or (after at most one empty line) a `From ` line.
+fn at_boundary(peek: &mut std::fs::File, at: u64, len: u64) -> anyhow::Result<bool> {
+    if at == len {
+        return Ok(true);
     }
-    let after = &data[end..];
-    let boundary = after.is_empty()
-        || after.starts_with(b"From ")
-        || after.starts_with(b"\nFrom ")
-        || after.starts_with(b"\r\nFrom ")
-        || after == b"\n"
-        || after == b"\r\n";
-    boundary.then_some(end)
-}
-
-/// Past the one empty line after a message.
-fn skip_blank(data: &[u8], pos: usize) -> usize {
-    if data[pos..].starts_with(b"\r\n") {
-        pos + 2
-    } else if data[pos..].starts_with(b"\n") {
-        pos + 1
-    } else {
-        pos
+    let mut buf = [0u8; 7];
+    peek.seek(SeekFrom::Start(at))?;
+    let mut got = 0;
+    while got < buf.len() {
+        let n = peek.read(&mut buf[got..])?;
+        if n == 0 {
+            break;
+        }
+        got += n;
     }
-}
-
-fn memchr_nl(s: &[u8]) -> Option<usize> {
-    s.iter().position(|&b| b == b'\n')
-}
-
-/// Drops the one empty line that separates a message from the next.
-fn trim_separator(data: &[u8], start: usize, end: usize) -> usize {
-    let m = &data[start..end];
-    if m.ends_with(b"\r\n\r\n") {
-        end - 2
-    } else if m.ends_with(b"\n\n") {
-        end - 1
-    } else {
-        end
-    }
+    let b = &buf[..got];
+    Ok(b.starts_with(b"From ")
+        || b.starts_with(b"\nFrom ")
+        || b.starts_with(b"\r\nFrom ")
+        || b == b"\n"
+        || b == b"\r\n")
 }
 
 /// The internal date of a `From sender Thu Nov 29 12:00:00 2026` line.
@@ -271,8 +299,15 @@ fn from_line_date(line: &[u8]) -> Option<i64> {
     // before the year).
     let rest = words.get(2..)?;
     let mut parts: Vec<&str> = rest.iter().take(6).copied().collect();
+    let mut offset = 0i64;
     if parts.len() == 6 && (parts[4].starts_with('+') || parts[4].starts_with('-')) {
-        parts.remove(4);
+        let z = parts.remove(4);
+        if let (Ok(h), Ok(m)) = (
+            z.get(1..3).unwrap_or("").parse::<i64>(),
+            z.get(3..5).unwrap_or("").parse::<i64>(),
+        ) {
+            offset = (h * 3600 + m * 60) * if z.starts_with('-') { -1 } else { 1 };
+        }
     }
     // The weekday is not checked: writers get it wrong.
     let joined = parts
@@ -284,16 +319,27 @@ fn from_line_date(line: &[u8]) -> Option<i64> {
         .join(" ");
     chrono::NaiveDateTime::parse_from_str(&joined, "%b %d %H:%M:%S %Y")
         .ok()
-        .map(|d| d.and_utc().timestamp())
+        .map(|d| d.and_utc().timestamp() - offset)
+}
+
+/// A message as an IMAP server serves it, with what its mbox headers said.
+struct Decoded {
+    data: Vec<u8>,
+    flags: pb::Flags,
+    date_header: Option<i64>,
+    /// UW-IMAP's folder-state pseudo message (`X-IMAP` and "DON'T DELETE
+    /// THIS MESSAGE"): storage, not mail.
+    placeholder: bool,
 }
 
 /// The message as an IMAP server serves it, and its flags.
-fn decode(raw: &[u8], unquote: bool) -> (Vec<u8>, pb::Flags, Option<i64>) {
+fn decode(raw: &[u8], unquote: bool) -> Decoded {
     let mut flags = pb::Flags::default();
     let mut out = Vec::with_capacity(raw.len());
     let mut in_headers = true;
     let mut skipping = false;
     let mut date_header = None;
+    let (mut x_imap, mut internal_subject) = (false, false);
     for line in raw.split_inclusive(|&b| b == b'\n') {
         if in_headers {
             if line == b"\n" || line == b"\r\n" {
@@ -329,6 +375,10 @@ fn decode(raw: &[u8], unquote: bool) -> (Vec<u8>, pb::Flags, Option<i64>) {
                         .filter(|k| !k.is_empty())
                         .map(str::to_string),
                 ),
+                "x-imap" => x_imap = true,
+                "subject" => {
+                    internal_subject = value.contains("DON'T DELETE THIS MESSAGE");
+                }
                 "date" => {
                     date_header = chrono::DateTime::parse_from_rfc2822(value.trim())
                         .ok()
@@ -350,7 +400,12 @@ fn decode(raw: &[u8], unquote: bool) -> (Vec<u8>, pb::Flags, Option<i64>) {
         }
     }
     flags.keywords.dedup();
-    (to_crlf(&out), flags, date_header)
+    Decoded {
+        data: to_crlf(&out),
+        flags,
+        date_header,
+        placeholder: x_imap && internal_subject,
+    }
 }
 
 impl LocalSource for Source {
@@ -364,41 +419,50 @@ impl LocalSource for Source {
         let Some((_, path)) = self.files.iter().find(|(n, _)| *n == folder.name) else {
             return Ok(Vec::new());
         };
-        let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let mut out = Vec::new();
-        for Span {
-            from,
-            start,
-            end,
-            quoted,
-        } in split(&data)
-        {
-            let (msg, flags, date_header) = decode(&data[start..end], quoted);
-            let date = from_line_date(from).or(date_header).unwrap_or(0);
+        for span in scan(path)? {
+            let loc = Loc {
+                path: path.clone(),
+                start: span.start,
+                end: span.end,
+                quoted: span.quoted,
+            };
+            let d = decode(&read_range(&loc)?, span.quoted);
+            if d.placeholder {
+                continue;
+            }
+            let date = from_line_date(&span.from).or(d.date_header).unwrap_or(0);
             out.push(Entry {
-                key: Key::Content(hex::encode(Sha256::digest(&msg))),
-                flags,
+                key: Key::Content(hex::encode(Sha256::digest(&d.data))),
+                flags: d.flags,
                 date,
                 tz: 0,
-                size: msg.len() as u64,
-                locator: Loc {
-                    path: path.clone(),
-                    start: start as u64,
-                    end: end as u64,
-                    quoted,
-                },
+                size: d.data.len() as u64,
+                locator: loc,
             });
         }
         Ok(out)
     }
 
     fn read(&self, loc: &Loc) -> anyhow::Result<Vec<u8>> {
-        let mut f = std::fs::File::open(&loc.path)?;
-        f.seek(SeekFrom::Start(loc.start))?;
-        let mut raw = vec![0; (loc.end - loc.start) as usize];
-        f.read_exact(&mut raw)?;
-        Ok(decode(&raw, loc.quoted).0)
+        Ok(decode(&read_range(loc)?, loc.quoted).data)
     }
+}
+
+/// The raw bytes of one message.
+fn read_range(loc: &Loc) -> anyhow::Result<Vec<u8>> {
+    let n = loc.end.saturating_sub(loc.start);
+    anyhow::ensure!(
+        n <= MAX_MESSAGE,
+        "{}: a message of {n} bytes at offset {} is larger than {MAX_MESSAGE}",
+        loc.path.display(),
+        loc.start
+    );
+    let mut f = std::fs::File::open(&loc.path)?;
+    f.seek(SeekFrom::Start(loc.start))?;
+    let mut raw = vec![0; n as usize];
+    f.read_exact(&mut raw)?;
+    Ok(raw)
 }
 
 /// Writes an account as a directory of mbox files.
@@ -406,6 +470,32 @@ pub struct Writer {
     root: PathBuf,
     parents: HashSet<String>,
     subscribed: Vec<String>,
+    /// Messages that carried mbox storage headers of their own.
+    state_headers_dropped: usize,
+}
+
+/// A header block without the fields mbox keeps its state in; true when
+/// one was there.
+fn without_state_headers(head: &[u8]) -> (Vec<u8>, bool) {
+    let mut out = Vec::with_capacity(head.len());
+    let mut skipping = false;
+    let mut dropped = false;
+    for line in head.split_inclusive(|&b| b == b'\n') {
+        let continuation = line.first().is_some_and(|b| *b == b' ' || *b == b'\t');
+        if !continuation {
+            let name = line.iter().position(|&b| b == b':').map(|i| {
+                String::from_utf8_lossy(&line[..i])
+                    .trim()
+                    .to_ascii_lowercase()
+            });
+            skipping = name.is_some_and(|n| STATE_HEADERS.contains(&n.as_str()));
+            dropped |= skipping;
+        }
+        if !skipping {
+            out.extend_from_slice(line);
+        }
+    }
+    (out, dropped)
 }
 
 impl Writer {
@@ -421,6 +511,7 @@ impl Writer {
             root: root.to_path_buf(),
             parents,
             subscribed: Vec::new(),
+            state_headers_dropped: 0,
         }
     }
 
@@ -432,6 +523,7 @@ impl Writer {
         let parts: Vec<&str> = name.split('/').collect();
         let mut p = self.root.clone();
         for (i, part) in parts.iter().enumerate() {
+            let part = super::to_file_level(part);
             if i + 1 < parts.len() {
                 p.push(format!("{part}.sbd"));
             } else {
@@ -445,7 +537,8 @@ impl Writer {
 impl FolderWriter for Writer {
     fn folder(&mut self, f: &Folder) -> anyhow::Result<()> {
         if f.subscribed {
-            self.subscribed.push(f.name.clone());
+            let enc: Vec<String> = f.name.split('/').map(super::to_file_level).collect();
+            self.subscribed.push(enc.join("/"));
         }
         let path = self.file_of(&f.name);
         if let Some(dir) = path.parent() {
@@ -515,6 +608,13 @@ impl FolderWriter for Writer {
             Some(i) => lf.split_at(i),
             None => (&lf[..], &b""[..]),
         };
+        // The message's own storage headers (a sender can write `X-Status: D`)
+        // would be read back as flags: they go, ours say what is true.
+        let (head, dropped) = without_state_headers(head);
+        if dropped {
+            self.state_headers_dropped += 1;
+        }
+        let head = &head[..];
         text.extend_from_slice(head);
         if header_end.is_none() && !head.is_empty() && !head.ends_with(b"\n") {
             text.push(b'\n');
@@ -545,6 +645,13 @@ impl FolderWriter for Writer {
             text.push('\n');
         }
         std::fs::write(self.root.join(".subscriptions"), text)?;
+        if self.state_headers_dropped > 0 {
+            eprintln!(
+                "{} messages carried Status/X-Status/X-Keywords/X-UID/X-IMAP/Content-Length \
+                 headers of their own; the mbox files have ours instead",
+                self.state_headers_dropped
+            );
+        }
         Ok(())
     }
 }
@@ -553,36 +660,90 @@ impl FolderWriter for Writer {
 mod tests {
     use super::*;
 
+    /// The messages of an mbox given as bytes: (From line, decoded).
+    fn messages(mbox: &[u8]) -> Vec<(Vec<u8>, Decoded, bool)> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("mbox");
+        std::fs::write(&path, mbox).expect("write");
+        scan(&path)
+            .expect("scan")
+            .into_iter()
+            .map(|s| {
+                let loc = Loc {
+                    path: path.clone(),
+                    start: s.start,
+                    end: s.end,
+                    quoted: s.quoted,
+                };
+                let d = decode(&read_range(&loc).expect("read"), s.quoted);
+                (s.from, d, s.quoted)
+            })
+            .collect()
+    }
+
     #[test]
     fn mboxrd_messages_and_their_state() {
         let mbox = b"From a@b Sun Nov 29 12:00:00 2026\nSubject: one\nStatus: RO\nX-Status: AF\nX-Keywords: work $Label1\n\nbody\n>From here\nFrom there\n\nFrom c@d Fri Nov 30 01:02:03 2026\nSubject: two\n\n\n";
-        let msgs = split(mbox);
+        let msgs = messages(mbox);
         assert_eq!(msgs.len(), 2, "a From line not after an empty line is body");
-        let (m, f, _) = decode(&mbox[msgs[0].start..msgs[0].end], msgs[0].quoted);
+        let (from, d, _) = &msgs[0];
         assert_eq!(
-            m,
+            d.data,
             b"Subject: one\r\n\r\nbody\r\nFrom here\r\nFrom there\r\n".to_vec()
         );
-        assert!(f.seen && f.answered && f.flagged && !f.deleted);
-        assert_eq!(f.keywords, vec!["work", "$Label1"]);
-        assert_eq!(from_line_date(msgs[0].from), Some(1_795_953_600));
-        let (m, f, _) = decode(&mbox[msgs[1].start..msgs[1].end], msgs[1].quoted);
-        assert_eq!(m, b"Subject: two\r\n\r\n".to_vec());
-        assert!(!f.seen);
+        assert!(d.flags.seen && d.flags.answered && d.flags.flagged && !d.flags.deleted);
+        assert_eq!(d.flags.keywords, vec!["work", "$Label1"]);
+        assert_eq!(from_line_date(from), Some(1_795_953_600));
+        let (_, d, _) = &msgs[1];
+        assert_eq!(d.data, b"Subject: two\r\n\r\n".to_vec());
+        assert!(!d.flags.seen);
         assert_eq!(
             from_line_date(b"From x Mon Dec  1 09:05:00 2025\n"),
+            Some(1_764_579_900)
+        );
+        // A zone before the year: local time minus the offset.
+        assert_eq!(
+            from_line_date(b"From x Mon Dec  1 10:05:00 +0100 2025\n"),
             Some(1_764_579_900)
         );
     }
 
     #[test]
     fn content_length_messages_are_not_unquoted() {
-        // As Dovecot writes mbox: no quoting, a Content-Length per message.
+        // As Dovecot writes mbox: no quoting, a Content-Length per message,
+        // and a body that holds "From " after an empty line.
         let mbox = b"From a Sun Nov 29 12:00:00 2026\nContent-Length: 23\n\nx\n>From y\n\nFrom z here\n\nFrom b Sun Nov 29 12:00:01 2026\nSubject: 2\n\nbody\n";
-        let msgs = split(mbox);
+        let msgs = messages(mbox);
         assert_eq!(msgs.len(), 2);
-        assert!(!msgs[0].quoted && msgs[1].quoted);
-        let (m, _, _) = decode(&mbox[msgs[0].start..msgs[0].end], msgs[0].quoted);
-        assert_eq!(m, b"\r\nx\r\n>From y\r\n\r\nFrom z here\r\n".to_vec());
+        assert!(!msgs[0].2 && msgs[1].2);
+        assert_eq!(
+            msgs[0].1.data,
+            b"\r\nx\r\n>From y\r\n\r\nFrom z here\r\n".to_vec()
+        );
+        assert_eq!(msgs[1].1.data, b"Subject: 2\r\n\r\nbody\r\n".to_vec());
+    }
+
+    #[test]
+    fn lying_content_lengths_fall_back_to_from_lines() {
+        for cl in ["18446744073709551615", "3", "99999", "-1"] {
+            let mbox = format!(
+                "From a Sun Nov 29 12:00:00 2026\nContent-Length: {cl}\n\none\n\nFrom b Sun Nov 29 12:00:01 2026\n\ntwo\n"
+            );
+            let msgs = messages(mbox.as_bytes());
+            assert_eq!(msgs.len(), 2, "Content-Length {cl}");
+            assert_eq!(
+                msgs[0].1.data,
+                b"\r\none\r\n".to_vec(),
+                "Content-Length {cl}"
+            );
+            assert_eq!(msgs[1].1.data, b"\r\ntwo\r\n".to_vec());
+        }
+    }
+
+    #[test]
+    fn uw_imap_placeholder_is_not_a_message() {
+        let mbox = b"From MAILER-DAEMON Sun Nov 29 12:00:00 2026\nSubject: DON'T DELETE THIS MESSAGE -- FOLDER INTERNAL DATA\nX-IMAP: 1 2\n\nx\n\nFrom b Sun Nov 29 12:00:01 2026\n\ntwo\n";
+        let msgs = messages(mbox);
+        assert!(msgs[0].1.placeholder && !msgs[1].1.placeholder);
     }
 }

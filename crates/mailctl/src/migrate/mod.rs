@@ -71,6 +71,14 @@ pub struct ImapArgs {
     /// Accept any server certificate (a test server's self-signed one).
     #[arg(long)]
     pub insecure: bool,
+    /// Allow imap:// without STARTTLS to a host that is not loopback: the
+    /// password then crosses the network unencrypted.
+    #[arg(long)]
+    pub allow_plaintext: bool,
+    /// Also copy \All folders (Gmail's "All Mail"), which hold a second
+    /// copy of every message.
+    #[arg(long)]
+    pub include_all: bool,
     /// Trust this PEM CA bundle for the server certificate (in addition to
     /// none: without it and without --insecure, only a certificate signed by
     /// a CA in this file is accepted on a TLS connection).
@@ -144,6 +152,8 @@ pub struct FolderReport {
     pub copied: usize,
     pub present: usize,
     pub bytes: u64,
+    /// The source folder could not be read at all.
+    pub unreadable: bool,
 }
 
 /// The message-ID a key uses: the first `<...>` of the header value, or the
@@ -278,7 +288,7 @@ pub fn conclude(
 ) -> anyhow::Result<()> {
     let mut bad = Vec::new();
     for (name, r) in reports {
-        let ok = r.copied + r.present == r.source;
+        let ok = r.copied + r.present == r.source && !r.unreadable;
         println!(
             "{account}  {name}: {} in source, {} copied, {} already there{}",
             r.source,
@@ -316,7 +326,7 @@ pub fn parse_subscriptions(text: &str, v1_separator: char) -> std::collections::
             let sep = if v2 { '\t' } else { v1_separator };
             let name = l
                 .split(sep)
-                .map(|c| imap_wire::utf7::decode(c).unwrap_or_else(|_| c.to_string()))
+                .map(from_file_level)
                 .collect::<Vec<_>>()
                 .join("/");
             if name.eq_ignore_ascii_case("INBOX") {
@@ -326,6 +336,45 @@ pub fn parse_subscriptions(text: &str, v1_separator: char) -> std::collections::
             }
         })
         .collect()
+}
+
+/// One level of a folder name as a file name: modified UTF-7 (ASCII, no
+/// "/"), with "." written `%2E` and "%" written `%25`, since "." separates
+/// levels in Maildir++ and starts hidden files in an mbox tree. A name can
+/// then never climb out of the export directory.
+pub fn to_file_level(level: &str) -> String {
+    let mut out = String::new();
+    for c in imap_wire::utf7::encode(level).chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '.' => out.push_str("%2E"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The folder name level a file name stands for (see [`to_file_level`]);
+/// a name that is not valid modified UTF-7 is taken as it is.
+pub fn from_file_level(file: &str) -> String {
+    let mut unescaped = String::with_capacity(file.len());
+    let mut rest = file;
+    while let Some(i) = rest.find('%') {
+        unescaped.push_str(&rest[..i]);
+        let code = rest.get(i + 1..i + 3).unwrap_or("");
+        if code.eq_ignore_ascii_case("2E") {
+            unescaped.push('.');
+            rest = &rest[i + 3..];
+        } else if code == "25" {
+            unescaped.push('%');
+            rest = &rest[i + 3..];
+        } else {
+            unescaped.push('%');
+            rest = &rest[i + 1..];
+        }
+    }
+    unescaped.push_str(rest);
+    imap_wire::utf7::decode(&unescaped).unwrap_or(unescaped)
 }
 
 /// The special use a folder's name suggests, for sources without one
@@ -394,11 +443,22 @@ async fn local_import<S: LocalSource>(
         };
         progress.add(report.present as u64, 0);
         for e in &todo {
-            let data = source.read(&e.locator)?;
+            // One unreadable or refused message must not stop the rest; the
+            // check below reports the folder incomplete.
+            let data = match source.read(&e.locator) {
+                Ok(d) => d,
+                Err(err) => {
+                    progress.println(format!("{account}  {name}: not copied: {err:#}"));
+                    continue;
+                }
+            };
             let n = data.len() as u64;
-            dest.append(&name, &e.flags, e.date, e.tz, data)
-                .await
-                .with_context(|| format!("{name}: appending a message of {n} bytes"))?;
+            if let Err(err) = dest.append(&name, &e.flags, e.date, e.tz, data).await {
+                progress.println(format!(
+                    "{account}  {name}: a message of {n} bytes not copied: {err:#}"
+                ));
+                continue;
+            }
             report.copied += 1;
             report.bytes += n;
             progress.add(1, n);
@@ -412,6 +472,7 @@ async fn local_import<S: LocalSource>(
         let left = missing(&entries, &mut index).len();
         reports.push((name, recheck(report, left)));
     }
+    dest.close().await;
     let summary = progress.finish();
     conclude(account, &reports, summary)
 }
@@ -449,7 +510,7 @@ pub async fn export(target: Target, args: ExportArgs) -> anyhow::Result<()> {
         if !f.selectable {
             continue;
         }
-        let metas = dest.messages(&f.name).await?;
+        let metas = dest.messages(&f.name, false).await?;
         for m in &metas {
             let data = dest.body(&f.name, m).await?;
             let flags = m.flags.clone().unwrap_or_default();
@@ -459,6 +520,7 @@ pub async fn export(target: Target, args: ExportArgs) -> anyhow::Result<()> {
         counts.insert(f.name.clone(), metas.len());
     }
     writer.finish()?;
+    dest.close().await;
     let summary = progress.finish();
     for f in folders.iter().filter(|f| f.selectable) {
         println!(
@@ -494,6 +556,18 @@ mod tests {
     fn crlf_only_where_missing() {
         assert_eq!(to_crlf(b"a\nb\r\nc\n"), b"a\r\nb\r\nc\r\n");
         assert_eq!(to_crlf(b""), b"");
+    }
+
+    #[test]
+    fn file_levels_round_trip_and_stay_inside() {
+        for level in [
+            "..", ".", ".hidden", "a.b", "x.sbd", "100%", "%2E", "Été", "a&b", "inbox",
+        ] {
+            let f = to_file_level(level);
+            assert!(!f.contains('.') && !f.contains('/'), "{level} -> {f}");
+            assert_eq!(from_file_level(&f), level);
+        }
+        assert_eq!(from_file_level("Entw&APw-rfe"), "Entwürfe");
     }
 
     #[test]
