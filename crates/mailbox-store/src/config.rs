@@ -49,6 +49,13 @@ pub struct StoreConfig {
     /// the next few hundred milliseconds can undo it. Messages, expunges
     /// and POP3 deletions are always durable before they are acknowledged.
     pub durable_flags: bool,
+    /// Seconds between runs of the collector that deletes message bodies no
+    /// message references any more (after expunges); 0: never (run it with
+    /// `mailctl gc`). Every replica runs it; they skip each other's rows.
+    pub blob_gc_interval_secs: u64,
+    /// A body younger than this is never collected, referenced or not: a
+    /// delivery of the same content may be about to reference it.
+    pub blob_gc_grace_secs: u64,
     /// Admin HTTP address for /livez and /readyz. Empty: off.
     pub admin_listen: String,
     /// On SIGTERM: how long in-flight work may take before the process exits.
@@ -73,6 +80,8 @@ impl Default for StoreConfig {
             auth_cache_secs: 300,
             argon2_parallelism: 0,
             durable_flags: false,
+            blob_gc_interval_secs: 600,
+            blob_gc_grace_secs: 3600,
             admin_listen: "127.0.0.1:9180".into(),
             shutdown_grace_secs: 30,
             log_format: LogFormat::Text,
@@ -95,6 +104,9 @@ pub struct StoreSettings {
     pub auth_cache: Duration,
     pub argon2_parallelism: usize,
     pub durable_flags: bool,
+    /// None: the collector never runs on its own.
+    pub blob_gc_interval: Option<Duration>,
+    pub blob_gc_grace: Duration,
 }
 
 impl StoreConfig {
@@ -146,6 +158,9 @@ impl StoreConfig {
                     self.argon2_parallelism
                 },
                 durable_flags: self.durable_flags,
+                blob_gc_interval: (self.blob_gc_interval_secs > 0)
+                    .then(|| Duration::from_secs(self.blob_gc_interval_secs)),
+                blob_gc_grace: Duration::from_secs(self.blob_gc_grace_secs),
             },
         ))
     }
@@ -162,6 +177,8 @@ impl StoreSettings {
         .unwrap_or_else(|e| panic!("test config invalid: {e}"));
         s.failure_delay = Duration::ZERO;
         s.max_connections = 8;
+        // Tests collect when they mean to (Admin.CollectGarbage).
+        s.blob_gc_interval = None;
         s
     }
 }

@@ -162,10 +162,15 @@ pub async fn account_changed(pool: &Pool<Db>, origin: &str) -> Result<()> {
     Ok(())
 }
 
+/// Stores a body unless it is there; when it is, its `created_at` moves to
+/// now, which both keeps the collector's grace period away from it and
+/// locks its row until this transaction ends, so a collection running at
+/// the same time either waits for it or has already removed the row (and
+/// this inserts it again).
 async fn insert_blob(tx: &mut Tx, blob: &NewBlob) -> Result<()> {
     sqlx::query(
         "INSERT INTO blobs (id, size, data, summary, created_at) VALUES ($1, $2, $3, $4, $5) \
-         ON CONFLICT (id) DO NOTHING",
+         ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at",
     )
     .bind(&blob.id)
     .bind(blob.data.len() as i64)
@@ -523,6 +528,30 @@ pub async fn delete_alias(pool: &Pool<Db>, alias: &str) -> Result<()> {
     Ok(())
 }
 
+/// Deletes up to `batch` bodies that no message references and that were
+/// last stored before `before`; returns how many and their bytes. One short
+/// statement per batch: nothing is locked for long, and (PostgreSQL) rows
+/// another replica's collector holds are skipped. A delivery that
+/// references a body in the same instant makes the statement fail on the
+/// foreign key (nothing is deleted then); that is retried.
+pub async fn collect_blobs(pool: &Pool<Db>, before: i64, batch: i64) -> Result<(i64, i64)> {
+    let sql = if PG {
+        "DELETE FROM blobs WHERE id IN (SELECT b.id FROM blobs b WHERE b.created_at <= $1 \
+         AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.blob_id = b.id) \
+         LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING size"
+    } else {
+        "DELETE FROM blobs WHERE id IN (SELECT b.id FROM blobs b WHERE b.created_at <= $1 \
+         AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.blob_id = b.id) LIMIT $2) \
+         RETURNING size"
+    };
+    let sizes: Vec<i64> = sqlx::query_scalar(sql)
+        .bind(before)
+        .bind(batch)
+        .fetch_all(pool)
+        .await?;
+    Ok((sizes.len() as i64, sizes.iter().sum()))
+}
+
 pub async fn stats(pool: &Pool<Db>) -> Result<pb::StatsResponse> {
     let (domains, accounts, mailboxes, messages, blobs, blob_bytes): (i64, i64, i64, i64, i64, i64) =
         sqlx::query_as(
@@ -533,6 +562,12 @@ pub async fn stats(pool: &Pool<Db>) -> Result<pb::StatsResponse> {
         )
         .fetch_one(pool)
         .await?;
+    let (reclaimable_blobs, reclaimable_bytes): (i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM blobs b \
+         WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.blob_id = b.id)",
+    )
+    .fetch_one(pool)
+    .await?;
     Ok(pb::StatsResponse {
         domains: domains as u64,
         accounts: accounts as u64,
@@ -541,6 +576,9 @@ pub async fn stats(pool: &Pool<Db>) -> Result<pb::StatsResponse> {
         blobs: blobs as u64,
         blob_bytes: blob_bytes as u64,
         backend: if PG { "postgres" } else { "sqlite" }.into(),
+        live_bytes: (blob_bytes - reclaimable_bytes).max(0) as u64,
+        reclaimable_bytes: reclaimable_bytes as u64,
+        reclaimable_blobs: reclaimable_blobs as u64,
     })
 }
 
@@ -721,7 +759,7 @@ pub async fn deliver(
     let mut tx = begin_write(pool).await?;
     let claimed = sqlx::query(
         "INSERT INTO deliveries (id, result, created_at) VALUES ($1, NULL, $2) \
-         ON CONFLICT (id) DO NOTHING",
+         ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at",
     )
     .bind(delivery_id)
     .bind(now())

@@ -933,6 +933,18 @@ impl admin_server::Admin for AdminSvc {
         Ok(Response::new(self.store.stats().await?))
     }
 
+    async fn collect_garbage(
+        &self,
+        req: Request<pb::CollectGarbageRequest>,
+    ) -> Result<Response<pb::CollectGarbageResponse>, Status> {
+        let grace = req
+            .into_inner()
+            .grace_secs
+            .map_or(self.store.settings().blob_gc_grace, Duration::from_secs);
+        let (blobs, bytes) = self.store.collect_blobs(grace).await?;
+        Ok(Response::new(pb::CollectGarbageResponse { blobs, bytes }))
+    }
+
     async fn open_session(
         &self,
         req: Request<pb::OpenSessionRequest>,

@@ -536,6 +536,9 @@ impl Store {
                 origin: hex::encode(origin),
             }),
         };
+        if let Some(every) = store.inner.settings.blob_gc_interval {
+            spawn_collector(Arc::downgrade(&store.inner), every);
+        }
         if let Backend::Pg(pool) = &store.inner.backend {
             spawn_pg_listener(
                 pool.clone(),
@@ -685,6 +688,36 @@ impl Store {
 
     pub async fn stats(&self) -> Result<pb::StatsResponse> {
         on_backend!(self, stats())
+    }
+
+    /// Deletes unreferenced bodies last stored more than `grace` ago, in
+    /// batches; returns how many and their bytes.
+    pub async fn collect_blobs(&self, grace: Duration) -> Result<(u64, u64)> {
+        const BATCH: i64 = 500;
+        let before = crate::model::now() - grace.as_secs() as i64;
+        let (mut blobs, mut bytes) = (0u64, 0u64);
+        let mut conflicts = 0;
+        loop {
+            match on_backend!(self, collect_blobs(before, BATCH)) {
+                Ok((n, b)) => {
+                    blobs += n as u64;
+                    bytes += b as u64;
+                    if n < BATCH {
+                        return Ok((blobs, bytes));
+                    }
+                }
+                // A delivery referenced a candidate meanwhile (foreign key):
+                // the batch did nothing; its next read sees the reference.
+                Err(StoreError::Database(e))
+                    if conflicts < 5
+                        && e.as_database_error()
+                            .is_some_and(|d| d.is_foreign_key_violation()) =>
+                {
+                    conflicts += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     // -------------------------------------------------------------- auth
@@ -1265,6 +1298,23 @@ impl Store {
 /// Forwards other replicas' `NOTIFY mailbox_changes` into the local hub. If
 /// the listening connection drops, every watcher is woken once it is back,
 /// since hints may have been missed meanwhile.
+/// Runs the body collector every `every` while the store exists.
+fn spawn_collector(inner: std::sync::Weak<Inner>, every: Duration) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            let Some(inner) = inner.upgrade() else { return };
+            let store = Store { inner };
+            let grace = store.inner.settings.blob_gc_grace;
+            match store.collect_blobs(grace).await {
+                Ok((0, _)) => {}
+                Ok((n, bytes)) => tracing::info!(blobs = n, bytes, "collected unreferenced bodies"),
+                Err(e) => tracing::warn!(error = %e, "body collection failed"),
+            }
+        }
+    });
+}
+
 fn spawn_pg_listener(
     pool: sqlx::PgPool,
     hub: Hub,

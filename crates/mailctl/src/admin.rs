@@ -21,8 +21,16 @@ pub enum AdminCmd {
     /// Set storage quotas.
     #[command(subcommand)]
     Quota(QuotaCmd),
-    /// Show store statistics.
+    /// Show store statistics (with live and reclaimable body bytes).
     Stats,
+    /// Delete now the message bodies no message references any more (the
+    /// store also does it on its own, every blob_gc_interval_secs).
+    Gc {
+        /// Keep bodies stored less than this many seconds ago (default: the
+        /// store's blob_gc_grace_secs).
+        #[arg(long)]
+        grace_secs: Option<u64>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -342,6 +350,22 @@ pub async fn run(target: Target, cmd: AdminCmd) -> anyhow::Result<()> {
             println!("mailboxes  {}", s.mailboxes);
             println!("messages   {}", s.messages);
             println!("blobs      {} ({} bytes)", s.blobs, s.blob_bytes);
+            println!(
+                "live       {} bytes (bodies some message references)",
+                s.live_bytes
+            );
+            println!(
+                "reclaimable {} bytes in {} bodies (collected after the grace period; `mailctl gc`)",
+                s.reclaimable_bytes, s.reclaimable_blobs
+            );
+        }
+        AdminCmd::Gc { grace_secs } => {
+            let r = c
+                .collect_garbage(pb::CollectGarbageRequest { grace_secs })
+                .await
+                .map_err(err)?
+                .into_inner();
+            println!("collected {} bodies, {} bytes", r.blobs, r.bytes);
         }
     }
     Ok(())

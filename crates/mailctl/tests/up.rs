@@ -154,8 +154,15 @@ fn up_serves_the_store_and_admin_commands_reach_it() {
     );
     let (ok, out, _) = run(mailctl(&data).args(["stats"]), None);
     assert!(
-        ok && out.contains("sqlite") && out.contains("accounts   2"),
+        ok && out.contains("sqlite")
+            && out.contains("accounts   2")
+            && out.contains("reclaimable 0 bytes in 0 bodies"),
         "{out}"
+    );
+    let (ok, out, err) = run(mailctl(&data).args(["gc", "--grace-secs", "0"]), None);
+    assert!(
+        ok && out.contains("collected 0 bodies, 0 bytes"),
+        "{out}{err}"
     );
     let (ok, _, err) = run(mailctl(&data).args(["domain", "del", "example.org"]), None);
     assert!(!ok && err.contains("still has accounts"), "{err}");
