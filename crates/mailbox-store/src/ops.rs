@@ -759,7 +759,7 @@ pub async fn deliver(
     let mut tx = begin_write(pool).await?;
     let claimed = sqlx::query(
         "INSERT INTO deliveries (id, result, created_at) VALUES ($1, NULL, $2) \
-         ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at",
+         ON CONFLICT (id) DO NOTHING",
     )
     .bind(delivery_id)
     .bind(now())
