@@ -755,21 +755,68 @@ pub async fn deliver(
     received_at: i64,
     blob: &NewBlob,
 ) -> Result<(pb::DeliverResponse, Vec<i64>)> {
-    use prost::Message as _;
     let mut tx = begin_write(pool).await?;
+    let (resp, changed) = deliver_in(&mut tx, delivery_id, recipients, received_at, blob).await?;
+    notify(&mut tx, origin, &changed).await?;
+    tx.commit().await?;
+    Ok((resp, changed))
+}
+
+/// One delivery of a group commit (see `Store::deliver`).
+pub struct Delivery<'a> {
+    pub id: &'a str,
+    pub recipients: &'a [String],
+    pub received_at: i64,
+    pub blob: &'a NewBlob,
+}
+
+/// Group commit: several deliveries in one transaction, one commit (one
+/// WAL flush, one SQLite fsync) for all, each with its own result, in
+/// order. Any error fails the whole group (the caller then stores each
+/// delivery on its own, so one bad message cannot fail its neighbours).
+pub async fn deliver_group(
+    pool: &Pool<Db>,
+    origin: &str,
+    group: &[Delivery<'_>],
+) -> Result<Vec<(pb::DeliverResponse, Vec<i64>)>> {
+    let mut tx = begin_write(pool).await?;
+    let mut out = Vec::with_capacity(group.len());
+    let mut all_changed = Vec::new();
+    for d in group {
+        let r = deliver_in(&mut tx, d.id, d.recipients, d.received_at, d.blob).await?;
+        all_changed.extend_from_slice(&r.1);
+        out.push(r);
+    }
+    all_changed.sort_unstable();
+    all_changed.dedup();
+    notify(&mut tx, origin, &all_changed).await?;
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// A delivery's work inside a transaction: idempotency claim, body, one
+/// message per accepted recipient, usage, the stored result.
+async fn deliver_in(
+    tx: &mut Tx,
+    delivery_id: &str,
+    recipients: &[String],
+    received_at: i64,
+    blob: &NewBlob,
+) -> Result<(pb::DeliverResponse, Vec<i64>)> {
+    use prost::Message as _;
     let claimed = sqlx::query(
         "INSERT INTO deliveries (id, result, created_at) VALUES ($1, NULL, $2) \
          ON CONFLICT (id) DO NOTHING",
     )
     .bind(delivery_id)
     .bind(now())
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
     if claimed.rows_affected() == 0 {
         let prior: Option<Vec<u8>> =
             sqlx::query_scalar("SELECT result FROM deliveries WHERE id = $1")
                 .bind(delivery_id)
-                .fetch_one(&mut *tx)
+                .fetch_one(&mut **tx)
                 .await?;
         let prior = prior.ok_or_else(|| StoreError::Internal("delivery without result".into()))?;
         let mut resp = pb::DeliverResponse::decode(prior.as_slice())
@@ -777,7 +824,7 @@ pub async fn deliver(
         resp.duplicate = true;
         return Ok((resp, Vec::new()));
     }
-    insert_blob(&mut tx, blob).await?;
+    insert_blob(tx, blob).await?;
     let size = blob.data.len() as i64;
     let mut results: Vec<pb::RecipientResult> = recipients
         .iter()
@@ -788,7 +835,7 @@ pub async fn deliver(
         .collect();
     let mut resolved = Vec::with_capacity(recipients.len());
     for (i, address) in recipients.iter().enumerate() {
-        match resolve_recipient(&mut *tx, address).await? {
+        match resolve_recipient(&mut **tx, address).await? {
             Some(r) => resolved.push((i, r)),
             None => results[i].status = pb::RecipientStatus::UnknownUser as i32,
         }
@@ -816,10 +863,10 @@ pub async fn deliver(
             result.status = pb::RecipientStatus::OverQuota as i32;
             continue;
         }
-        let inbox = mailbox_by_name(&mut tx, AccountId(r.account_id), "INBOX").await?;
-        let (uid, modseq, validity) = allocate(&mut tx, inbox.id, 1).await?;
+        let inbox = mailbox_by_name(tx, AccountId(r.account_id), "INBOX").await?;
+        let (uid, modseq, validity) = allocate(tx, inbox.id, 1).await?;
         insert_message(
-            &mut tx,
+            tx,
             r.account_id,
             inbox.id,
             uid,
@@ -831,7 +878,7 @@ pub async fn deliver(
             size,
         )
         .await?;
-        add_usage(&mut tx, r.account_id, size, 1).await?;
+        add_usage(tx, r.account_id, size, 1).await?;
         done.insert(r.account_id, (uid as u32, validity as u32));
         changed.push(inbox.id);
         result.status = pb::RecipientStatus::Accept as i32;
@@ -846,10 +893,8 @@ pub async fn deliver(
     sqlx::query("UPDATE deliveries SET result = $2 WHERE id = $1")
         .bind(delivery_id)
         .bind(resp.encode_to_vec())
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
-    notify(&mut tx, origin, &changed).await?;
-    tx.commit().await?;
     Ok((resp, changed))
 }
 

@@ -444,9 +444,137 @@ mod lite {
     include!("ops.rs");
 }
 
+#[derive(Clone)]
 enum Backend {
     Pg(sqlx::PgPool),
     Lite(sqlx::SqlitePool),
+}
+
+/// A delivery waiting for its group commit.
+struct Job {
+    id: String,
+    recipients: Vec<String>,
+    received_at: i64,
+    blob: NewBlob,
+    reply: tokio::sync::oneshot::Sender<Result<(pb::DeliverResponse, Vec<i64>)>>,
+}
+
+/// Deliveries per group commit, at most...
+const GROUP_MAX: usize = 64;
+/// ...and about this many bytes of message data.
+const GROUP_MAX_BYTES: usize = 32 << 20;
+/// How long the first delivery of a group waits for company, when the
+/// previous group had some (under load); alone, it does not wait.
+const GROUP_WAIT: Duration = Duration::from_millis(1);
+
+/// The group committer: takes deliveries as they come and stores those that
+/// arrive together in one transaction (see `ops::deliver_group`). Each
+/// caller gets its own result only after the commit. It ends when the store
+/// is dropped (the sender goes with it).
+fn spawn_group_committer(backend: Backend, origin: String) -> tokio::sync::mpsc::Sender<Job> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Job>(GROUP_MAX * 4);
+    tokio::spawn(async move {
+        let mut busy = false;
+        while let Some(first) = rx.recv().await {
+            let mut bytes = first.blob.data.len();
+            let mut group = vec![first];
+            let deadline =
+                tokio::time::Instant::now() + if busy { GROUP_WAIT } else { Duration::ZERO };
+            while group.len() < GROUP_MAX && bytes < GROUP_MAX_BYTES {
+                let next = match rx.try_recv() {
+                    Ok(j) => Some(j),
+                    Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {
+                        tokio::time::timeout_at(deadline, rx.recv())
+                            .await
+                            .ok()
+                            .flatten()
+                    }
+                    Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => None,
+                };
+                let Some(j) = next else { break };
+                bytes += j.blob.data.len();
+                group.push(j);
+            }
+            busy = group.len() > 1;
+            commit_group(&backend, &origin, group).await;
+        }
+    });
+    tx
+}
+
+/// Stores a group in one transaction; if that fails (a deadlock with
+/// another replica, one bad message), each delivery on its own, so no
+/// delivery fails because of a neighbour.
+async fn commit_group(backend: &Backend, origin: &str, group: Vec<Job>) {
+    let together = if group.len() < 2 {
+        None
+    } else {
+        Some(match backend {
+            Backend::Pg(p) => {
+                let ds: Vec<pg::Delivery<'_>> = group
+                    .iter()
+                    .map(|j| pg::Delivery {
+                        id: &j.id,
+                        recipients: &j.recipients,
+                        received_at: j.received_at,
+                        blob: &j.blob,
+                    })
+                    .collect();
+                pg::deliver_group(p, origin, &ds).await
+            }
+            Backend::Lite(p) => {
+                let ds: Vec<lite::Delivery<'_>> = group
+                    .iter()
+                    .map(|j| lite::Delivery {
+                        id: &j.id,
+                        recipients: &j.recipients,
+                        received_at: j.received_at,
+                        blob: &j.blob,
+                    })
+                    .collect();
+                lite::deliver_group(p, origin, &ds).await
+            }
+        })
+    };
+    match together {
+        Some(Ok(results)) => {
+            for (job, r) in group.into_iter().zip(results) {
+                let _ = job.reply.send(Ok(r));
+            }
+        }
+        failed => {
+            if let Some(Err(e)) = failed {
+                tracing::debug!(error = %e, n = group.len(), "group commit failed; storing each alone");
+            }
+            for job in group {
+                let r = match backend {
+                    Backend::Pg(p) => {
+                        pg::deliver(
+                            p,
+                            origin,
+                            &job.id,
+                            &job.recipients,
+                            job.received_at,
+                            &job.blob,
+                        )
+                        .await
+                    }
+                    Backend::Lite(p) => {
+                        lite::deliver(
+                            p,
+                            origin,
+                            &job.id,
+                            &job.recipients,
+                            job.received_at,
+                            &job.blob,
+                        )
+                        .await
+                    }
+                };
+                let _ = job.reply.send(r);
+            }
+        }
+    }
 }
 
 /// Calls the same operation on whichever backend this store runs.
@@ -477,6 +605,8 @@ struct Inner {
     /// Identifies this replica in change notifications, so it ignores its
     /// own (it has already woken its local watchers).
     origin: String,
+    /// Where deliveries go for their group commit.
+    group: tokio::sync::mpsc::Sender<Job>,
 }
 
 /// The mailbox store. Cheap to clone.
@@ -525,6 +655,8 @@ impl Store {
         };
         let mut origin = [0u8; 8];
         rand::rng().fill_bytes(&mut origin);
+        let origin = hex::encode(origin);
+        let group = spawn_group_committer(backend.clone(), origin.clone());
         let store = Store {
             inner: Arc::new(Inner {
                 backend,
@@ -533,7 +665,8 @@ impl Store {
                     .map_err(|e| StoreError::Internal(format!("argon2 threads: {e}")))?,
                 settings,
                 hub: Hub::default(),
-                origin: hex::encode(origin),
+                origin,
+                group,
             }),
         };
         if let Some(every) = store.inner.settings.blob_gc_interval {
@@ -903,10 +1036,35 @@ impl Store {
             .map(|r| parse_address(r).map(|a| a.as_str().to_string()))
             .collect::<Result<_>>()?;
         let blob = self.new_blob(data).await?;
-        let (resp, changed) = on_backend!(
-            self,
-            deliver(self.origin(), delivery_id, &recipients, received_at, &blob)
-        )?;
+        // Group commit: deliveries that arrive together share one
+        // transaction; the answer comes after the commit.
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = Job {
+            id: delivery_id.to_string(),
+            recipients,
+            received_at,
+            blob,
+            reply,
+        };
+        let span = tracing::info_span!(
+            "db",
+            db.operation = "deliver_group",
+            db.system = self.backend_name()
+        );
+        let (resp, changed) = tracing::Instrument::instrument(
+            async {
+                self.inner
+                    .group
+                    .send(job)
+                    .await
+                    .map_err(|_| StoreError::Internal("group committer stopped".into()))?;
+                answer.await.map_err(|_| {
+                    StoreError::Internal("group committer dropped a delivery".into())
+                })?
+            },
+            span,
+        )
+        .await?;
         self.changed(&changed);
         Ok(resp)
     }
