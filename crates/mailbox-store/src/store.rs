@@ -292,6 +292,7 @@ mod pg {
         .await?)
     }
     include!("ops.rs");
+    include!("deliver_pg.rs");
 }
 
 mod lite {
@@ -520,7 +521,7 @@ async fn commit_group(backend: &Backend, origin: &str, group: Vec<Job>) {
                         blob: &j.blob,
                     })
                     .collect();
-                pg::deliver_group(p, origin, &ds).await
+                pg::deliver_group_batched(p, origin, &ds).await
             }
             Backend::Lite(p) => {
                 let ds: Vec<lite::Delivery<'_>> = group

@@ -54,6 +54,7 @@ both_backends!(
     expunge_without_uids_takes_only_deleted_messages,
     admin_sessions_act_for_one_account_only,
     expunged_bodies_are_collected_and_a_racing_delivery_survives,
+    deliveries_committed_together_decide_as_one_at_a_time,
 );
 
 /// A second store replica for tests of writers on several replicas; none
@@ -2147,4 +2148,131 @@ async fn expunged_bodies_are_collected_and_a_racing_delivery_survives(backend: B
     let s = stats(&t).await;
     let live: u64 = expected.iter().map(|m| m.len() as u64).sum();
     assert_eq!((s.live_bytes, s.reclaimable_bytes), (live, 0), "{s:?}");
+}
+
+/// Group commit (deliveries that arrive together share one transaction):
+/// 31 concurrent deliveries decide exactly as one at a time would: quota
+/// holds across the group, an address and its alias share one copy, an
+/// unknown or disabled recipient gets its own status, and one delivery id
+/// sent five times at once is stored once.
+async fn deliveries_committed_together_decide_as_one_at_a_time(backend: Backend) {
+    let t = setup(backend).await;
+    let body = |tag: &str| message(tag, &"q".repeat(900));
+    let size = body("a-00").len() as u64;
+    for a in ["a", "b", "c"] {
+        t.add_account(&format!("{a}@example.org"), "pw").await;
+    }
+    let mut admin = t.admin();
+    admin
+        .set_quota(pb::SetQuotaRequest {
+            address: "a@example.org".into(),
+            quota_bytes: size * 3,
+        })
+        .await
+        .unwrap();
+    admin
+        .set_account_disabled(pb::SetAccountDisabledRequest {
+            address: "b@example.org".into(),
+            disabled: true,
+        })
+        .await
+        .unwrap();
+    admin
+        .add_alias(pb::AddAliasRequest {
+            alias: "c-alias@example.org".into(),
+            target: "c@example.org".into(),
+        })
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let mut d = t.delivery();
+        let m = body(&format!("a-{i:02}"));
+        tasks.push(tokio::spawn(async move {
+            (
+                "a",
+                deliver_with(&mut d, &format!("a-{i}"), &["a@example.org"], &m).await,
+            )
+        }));
+    }
+    for i in 0..10 {
+        let mut d = t.delivery();
+        let m = body(&format!("c-{i:02}"));
+        tasks.push(tokio::spawn(async move {
+            let rcpts = [
+                "c@example.org",
+                "c-alias@example.org",
+                "nobody@example.org",
+                "b@example.org",
+            ];
+            (
+                "c",
+                deliver_with(&mut d, &format!("c-{i}"), &rcpts, &m).await,
+            )
+        }));
+    }
+    for _ in 0..5 {
+        let mut d = t.delivery();
+        let m = body("dup-00");
+        tasks.push(tokio::spawn(async move {
+            (
+                "dup",
+                deliver_with(&mut d, "dup", &["c@example.org"], &m).await,
+            )
+        }));
+    }
+    let (mut a_ok, mut a_over, mut dup_first) = (0, 0, 0);
+    let mut c_uids = HashSet::new();
+    let mut dup_results = Vec::new();
+    for task in tasks {
+        let (kind, r) = task.await.unwrap();
+        let r = r.unwrap_or_else(|e| panic!("{kind}: {e}"));
+        let status = |k: usize| pb::RecipientStatus::try_from(r.results[k].status).unwrap();
+        match kind {
+            "a" => match status(0) {
+                pb::RecipientStatus::Accept => a_ok += 1,
+                pb::RecipientStatus::OverQuota => a_over += 1,
+                s => panic!("a: {s:?}"),
+            },
+            "c" => {
+                assert_eq!(
+                    (status(0), status(1), status(2), status(3)),
+                    (
+                        pb::RecipientStatus::Accept,
+                        pb::RecipientStatus::Accept,
+                        pb::RecipientStatus::UnknownUser,
+                        pb::RecipientStatus::Disabled
+                    )
+                );
+                assert_eq!(r.results[0].uid, r.results[1].uid, "alias got its own copy");
+                assert!(c_uids.insert(r.results[0].uid), "UID handed out twice");
+            }
+            _ => {
+                if !r.duplicate {
+                    dup_first += 1;
+                }
+                dup_results.push(r.results);
+            }
+        }
+    }
+    assert_eq!((a_ok, a_over), (3, 13), "quota across the group");
+    assert_eq!(dup_first, 1, "one id stored more than once");
+    assert!(dup_results.windows(2).all(|w| w[0] == w[1]));
+    let mut a = t.login("a@example.org", "pw").await;
+    let (st, _) = select_all(&mut a, "INBOX").await.unwrap();
+    assert_eq!(st.messages, 3);
+    let mut c = t.login("c@example.org", "pw").await;
+    let (st, entries) = select_all(&mut c, "INBOX").await.unwrap();
+    assert_eq!(st.messages, 11, "ten deliveries and one of the repeated id");
+    assert!(
+        entries
+            .windows(2)
+            .all(|w| w[0].uid < w[1].uid && w[0].modseq < w[1].modseq)
+    );
+    let q = a
+        .get_quota(pb::GetQuotaRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(q.used_bytes, size * 3, "{q:?}");
 }
