@@ -31,6 +31,10 @@ pub struct Plan {
     pub body: bool,
     /// A non-PEEK body item: \Seen is set (RFC 9051 6.4.5).
     pub sets_seen: bool,
+    /// Every body item reads only the message's own header (HEADER,
+    /// HEADER.FIELDS, HEADER.FIELDS.NOT, RFC822.HEADER): a large message's
+    /// body need not be read at all.
+    pub header_only: bool,
 }
 
 pub fn plan(names: &MacroOrMessageDataItemNames<'_>, uid: bool) -> Plan {
@@ -53,8 +57,25 @@ pub fn plan(names: &MacroOrMessageDataItemNames<'_>, uid: bool) -> Plan {
         summary: false,
         body: false,
         sets_seen: false,
+        header_only: true,
     };
     for i in &p.items {
+        use imap_codec::imap_types::fetch::Section;
+        let header = match i {
+            MessageDataItemName::BodyExt { section, .. } => matches!(
+                section,
+                Some(Section::Header(None))
+                    | Some(Section::HeaderFields(None, _))
+                    | Some(Section::HeaderFieldsNot(None, _))
+            ),
+            MessageDataItemName::Rfc822Header => true,
+            MessageDataItemName::Binary { .. }
+            | MessageDataItemName::BinarySize { .. }
+            | MessageDataItemName::Rfc822
+            | MessageDataItemName::Rfc822Text => false,
+            _ => true,
+        };
+        p.header_only &= header;
         match i {
             MessageDataItemName::InternalDate => p.meta = true,
             MessageDataItemName::Envelope

@@ -1760,7 +1760,17 @@ impl Session {
                 let inline = metas.get(&uid).and_then(|m| m.data.as_deref());
                 // Larger messages are streamed on their own.
                 let streamed = if plan.body && inline.is_none() {
-                    match read_body(&mut c, &mailbox, uid).await {
+                    // Only the header asked for: only the header read.
+                    let length = if plan.header_only {
+                        metas
+                            .get(&uid)
+                            .and_then(|m| m.summary.as_ref())
+                            .and_then(|s| s.body.as_ref())
+                            .map_or(0, |b| b.body_start)
+                    } else {
+                        0
+                    };
+                    match read_body(&mut c, &mailbox, uid, length).await {
                         Ok(b) => Some(b),
                         // Expunged elsewhere meanwhile: nothing to send.
                         Err(s) if s.code() == Code::NotFound => continue,
@@ -2182,13 +2192,19 @@ fn tokio_stream_iter<T: Send + 'static>(v: Vec<T>) -> tokio_stream::Iter<std::ve
     tokio_stream::iter(v)
 }
 
-async fn read_body(c: &mut MailboxClient, mailbox: &str, uid: u32) -> Result<Vec<u8>, Status> {
+/// A message's bytes from the start: `length` of them, or all for 0.
+async fn read_body(
+    c: &mut MailboxClient,
+    mailbox: &str,
+    uid: u32,
+    length: u64,
+) -> Result<Vec<u8>, Status> {
     let mut s = c
         .fetch_body(pb::FetchBodyRequest {
             mailbox: mailbox.to_string(),
             uid,
             offset: 0,
-            length: 0,
+            length,
         })
         .await?
         .into_inner();

@@ -635,6 +635,13 @@ pub async fn clear_failures(pool: &Pool<Db>, key: &str) -> Result<()> {
     Ok(())
 }
 
+/// A login session. On PostgreSQL its commit (like the POP3 lease's and a
+/// logout's) does not wait for the WAL flush (set_config of
+/// synchronous_commit in the statement): a database crash may lose it
+/// without harm (the client logs in again; a POP3 deletion still checks
+/// its lease in a durable transaction), and a login then never queues
+/// behind large message writes. Messages, expunges and deletions stay
+/// durable before they are acknowledged.
 pub async fn create_session(
     pool: &Pool<Db>,
     token_hash: &str,
@@ -644,10 +651,14 @@ pub async fn create_session(
     ttl: i64,
 ) -> Result<()> {
     let t = now();
-    sqlx::query(
+    sqlx::query(if PG {
         "INSERT INTO sessions (token_hash, account_id, protocol, client_ip, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
+         SELECT $1, $2, $3, $4, $5, $6 \
+         FROM (SELECT set_config('synchronous_commit', 'off', true)) AS c"
+    } else {
+        "INSERT INTO sessions (token_hash, account_id, protocol, client_ip, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)"
+    })
     .bind(token_hash)
     .bind(account)
     .bind(protocol)
@@ -695,7 +706,12 @@ pub async fn resolve_session(pool: &Pool<Db>, token_hash: &str, ttl: i64) -> Res
 }
 
 pub async fn delete_session(pool: &Pool<Db>, token_hash: &str) -> Result<()> {
-    sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+    sqlx::query(if PG {
+        "DELETE FROM sessions WHERE token_hash = $1 \
+         AND set_config('synchronous_commit', 'off', true) IS NOT NULL"
+    } else {
+        "DELETE FROM sessions WHERE token_hash = $1"
+    })
         .bind(token_hash)
         .execute(pool)
         .await?;
@@ -1298,22 +1314,32 @@ pub async fn fetch_meta(
 }
 
 /// The raw bytes of one message.
+/// `length` bytes of a message from `offset` (to the end for 0), and its
+/// whole size. Only that range leaves the database (a header of an 18 MB
+/// message is a few hundred bytes read, not 18 MB).
 pub async fn message_data(
     pool: &Pool<Db>,
     account: AccountId,
     mailbox: &str,
     uid: i64,
-) -> Result<Vec<u8>> {
+    offset: i64,
+    length: i64,
+) -> Result<(Vec<u8>, i64)> {
     let mb = mailbox_by_name_pool(pool, account, mailbox).await?;
-    sqlx::query_scalar(
-        "SELECT b.data FROM messages m JOIN blobs b ON b.id = m.blob_id \
+    let (data, size): (Vec<u8>, i64) = sqlx::query_as(
+        "SELECT substr(b.data, CAST($3 + 1 AS INTEGER), \
+           CAST(CASE WHEN $4 > 0 THEN $4 ELSE b.size END AS INTEGER)), b.size \
+         FROM messages m JOIN blobs b ON b.id = m.blob_id \
          WHERE m.mailbox_id = $1 AND m.uid = $2",
     )
     .bind(mb.id)
     .bind(uid)
+    .bind(offset)
+    .bind(length)
     .fetch_optional(pool)
     .await?
-    .ok_or(StoreError::NotFound("message"))
+    .ok_or(StoreError::NotFound("message"))?;
+    Ok((data, size))
 }
 
 /// The flags, keywords and metadata the search evaluator needs, for every
@@ -1738,11 +1764,16 @@ pub async fn acquire_maildrop(
 ) -> Result<bool> {
     let t = now();
     let mut tx = begin_write(pool).await?;
-    let taken = sqlx::query(
+    let taken = sqlx::query(if PG {
+        "INSERT INTO pop3_leases (account_id, lease_id, holder, expires_at) \
+         SELECT $1, $2, $3, $4 FROM (SELECT set_config('synchronous_commit', 'off', true)) AS c \
+         ON CONFLICT (account_id) DO UPDATE SET lease_id = $2, holder = $3, expires_at = $4 \
+         WHERE pop3_leases.expires_at < $5"
+    } else {
         "INSERT INTO pop3_leases (account_id, lease_id, holder, expires_at) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (account_id) DO UPDATE SET lease_id = $2, holder = $3, expires_at = $4 \
-         WHERE pop3_leases.expires_at < $5",
-    )
+         WHERE pop3_leases.expires_at < $5"
+    })
     .bind(account.0)
     .bind(lease_id)
     .bind(holder)
@@ -1761,10 +1792,13 @@ pub async fn renew_maildrop(
     ttl: i64,
 ) -> Result<bool> {
     let t = now();
-    let done = sqlx::query(
+    let done = sqlx::query(if PG {
         "UPDATE pop3_leases SET expires_at = $3 WHERE account_id = $1 AND lease_id = $2 \
-         AND expires_at >= $4",
-    )
+         AND expires_at >= $4 AND set_config('synchronous_commit', 'off', true) IS NOT NULL"
+    } else {
+        "UPDATE pop3_leases SET expires_at = $3 WHERE account_id = $1 AND lease_id = $2 \
+         AND expires_at >= $4"
+    })
     .bind(account.0)
     .bind(lease_id)
     .bind(t + ttl)
@@ -1775,7 +1809,12 @@ pub async fn renew_maildrop(
 }
 
 pub async fn release_maildrop(pool: &Pool<Db>, account: AccountId, lease_id: &str) -> Result<()> {
-    sqlx::query("DELETE FROM pop3_leases WHERE account_id = $1 AND lease_id = $2")
+    sqlx::query(if PG {
+        "DELETE FROM pop3_leases WHERE account_id = $1 AND lease_id = $2 \
+         AND set_config('synchronous_commit', 'off', true) IS NOT NULL"
+    } else {
+        "DELETE FROM pop3_leases WHERE account_id = $1 AND lease_id = $2"
+    })
         .bind(account.0)
         .bind(lease_id)
         .execute(pool)

@@ -487,15 +487,11 @@ impl mailbox_server::Mailbox for MailboxSvc {
     ) -> Result<Response<Self::FetchBodyStream>, Status> {
         let account = self.account(&req).await?;
         let r = req.into_inner();
-        let data = self.store.message_data(account, &r.mailbox, r.uid).await?;
-        let total = data.len() as u64;
-        let start = r.offset.min(total) as usize;
-        let end = if r.length == 0 {
-            total as usize
-        } else {
-            r.offset.saturating_add(r.length).min(total) as usize
-        };
-        let data = bytes::Bytes::from(data).slice(start..end);
+        let (data, total) = self
+            .store
+            .message_data(account, &r.mailbox, r.uid, r.offset, r.length)
+            .await?;
+        let data = bytes::Bytes::from(data);
         let mut chunks: Vec<Result<pb::BodyChunk, Status>> = Vec::new();
         let mut off = 0;
         loop {

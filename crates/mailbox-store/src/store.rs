@@ -1201,14 +1201,29 @@ impl Store {
     }
 
     /// The raw message.
+    /// `length` bytes of a message from `offset` (0: to the end), and the
+    /// message's whole size.
     pub async fn message_data(
         &self,
         account: AccountId,
         mailbox: &str,
         uid: u32,
-    ) -> Result<Vec<u8>> {
+        offset: u64,
+        length: u64,
+    ) -> Result<(Vec<u8>, u64)> {
         let name = parse_mailbox(mailbox)?;
-        on_backend!(self, message_data(account, name.as_str(), uid as i64))
+        let clamp = |v: u64| v.min(i64::MAX as u64 / 2) as i64;
+        let (data, size) = on_backend!(
+            self,
+            message_data(
+                account,
+                name.as_str(),
+                uid as i64,
+                clamp(offset),
+                clamp(length)
+            )
+        )?;
+        Ok((data, size.max(0) as u64))
     }
 
     pub async fn store_flags(
