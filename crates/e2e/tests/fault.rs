@@ -344,12 +344,14 @@ async fn store_kill_and_postgres_restart_under_load() {
     let append_failures: Arc<Mutex<Vec<String>>> = Arc::default();
     let deleted: Arc<Mutex<Vec<String>>> = Arc::default();
     let mut load = Vec::new();
-    {
+    // Eight SMTP senders at once, so the store's group commit has groups
+    // to commit when it is killed.
+    for w in 0..8 {
         let (stop, codes) = (stop.clone(), smtp_codes.clone());
         load.push(tokio::spawn(async move {
             let mut i = 0;
             while !stop.load(Ordering::Relaxed) {
-                let id = format!("smtp-{i}");
+                let id = format!("smtp-{w}-{i}");
                 let code = smtp_once(smtp_port, &id).await;
                 codes.lock().unwrap().insert(id, code);
                 i += 1;
@@ -436,6 +438,44 @@ async fn store_kill_and_postgres_restart_under_load() {
         }
     }
     assert!(accepted > 0, "no SMTP delivery was accepted at all");
+
+    // Acknowledged means visible, to the clients too: within a second the
+    // IMAP gateway (STATUS, SELECT, a FETCH of each header) and the POP3
+    // gateway (STAT) show exactly the acknowledged messages.
+    let (imap_at, pop3_at) = (
+        std::net::SocketAddr::from(([127, 0, 0, 1], imap_port)),
+        std::net::SocketAddr::from(([127, 0, 0, 1], pop3_port)),
+    );
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let shown = loop {
+        let seen = e2e::visible::imap_inbox(imap_at, "alice@example.org", "pw-alice").await;
+        let stat = e2e::visible::pop3_stat(pop3_at, "alice@example.org", "pw-alice").await;
+        if let (Some((exists, status, ids)), Some(stat)) = (seen, stat) {
+            let all = [exists as usize, status as usize, ids.len(), stat as usize];
+            if all.iter().all(|n| *n == inbox.len()) || Instant::now() > deadline {
+                break (all, ids);
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the gateways did not answer within 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        shown.0,
+        [inbox.len(); 4],
+        "IMAP EXISTS/STATUS/FETCH and POP3 STAT vs the {} stored messages",
+        inbox.len()
+    );
+    for (id, code) in &codes {
+        if *code == 250 {
+            assert!(
+                shown.1.iter().any(|m| m == &format!("{id}@remote.example")),
+                "{id}: acknowledged but not shown over IMAP"
+            );
+        }
+    }
 
     // Every acknowledged APPEND exactly once, with UIDs growing in the
     // order they were acknowledged.
