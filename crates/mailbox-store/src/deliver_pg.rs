@@ -40,7 +40,7 @@ pub async fn deliver_group_batched(
     let all_ids: Vec<String> = group.iter().map(|d| d.id.to_string()).collect();
     let claimed: Vec<String> = sqlx::query_scalar(
         "INSERT INTO deliveries (id, result, created_at) \
-         SELECT id, NULL, $2 FROM UNNEST($1::TEXT[]) AS t (id) \
+         SELECT id, NULL, $2 FROM UNNEST($1::TEXT[]) AS t (id) ORDER BY id \
          ON CONFLICT (id) DO NOTHING RETURNING id",
     )
     .bind(&all_ids)
@@ -89,7 +89,7 @@ pub async fn deliver_group_batched(
             "INSERT INTO blobs (id, size, data, summary, created_at) \
              SELECT id, size, data, summary, $5 \
              FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::BYTEA[], $4::BYTEA[]) \
-               AS t (id, size, data, summary) \
+               AS t (id, size, data, summary) ORDER BY id \
              ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at",
         )
         .bind(blobs.iter().map(|b| b.id.clone()).collect::<Vec<_>>())
@@ -120,10 +120,40 @@ pub async fn deliver_group_batched(
     .bind(&addresses)
     .fetch_all(&mut *tx)
     .await?;
-    let resolved: HashMap<String, (i64, bool, i64, i64)> = rows
+    let mut resolved: HashMap<String, (i64, bool, i64, i64)> = rows
         .into_iter()
         .map(|(addr, id, disabled, quota, used)| (addr, (id, disabled, quota, used)))
         .collect();
+    // The accounts' state is read again under lock (their INBOX, then the
+    // account row, in account order, as every writer takes them): a
+    // group committing on another replica cannot have its usage missed,
+    // so the quota holds across replicas too.
+    let mut ids: Vec<i64> = resolved.values().map(|r| r.0).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    if !ids.is_empty() {
+        let _inboxes: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM mailboxes WHERE account_id = ANY($1) AND name = 'INBOX' \
+             ORDER BY account_id FOR UPDATE",
+        )
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        let fresh: Vec<(i64, bool, i64, i64)> = sqlx::query_as(
+            "SELECT id, disabled, quota_bytes, used_bytes FROM accounts \
+             WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+        )
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        let fresh: HashMap<i64, (i64, bool, i64, i64)> =
+            fresh.into_iter().map(|r| (r.0, r)).collect();
+        for r in resolved.values_mut() {
+            if let Some(f) = fresh.get(&r.0) {
+                *r = *f;
+            }
+        }
+    }
 
     // 4. The decisions, delivery by delivery, as deliver_in makes them;
     //    usage grows with each accepted copy, so quota holds within the
@@ -181,7 +211,7 @@ pub async fn deliver_group_batched(
         results.insert(i, res);
     }
 
-    // 5. Each INBOX that gets copies: locked in id order, then its UIDs
+    // 5. Each INBOX that gets copies (locked above): its UIDs
     //    and MODSEQs (one each, increasing together, as one delivery at a
     //    time would give them) reserved in one statement.
     let mut accounts: Vec<i64> = copies.iter().map(|c| c.account).collect();
@@ -189,13 +219,6 @@ pub async fn deliver_group_batched(
     accounts.dedup();
     let mut inbox: HashMap<i64, (i64, i64, i64, i64)> = HashMap::new();
     if !accounts.is_empty() {
-        let _locked: Vec<i64> = sqlx::query_scalar(
-            "SELECT id FROM mailboxes WHERE account_id = ANY($1) AND name = 'INBOX' \
-             ORDER BY id FOR UPDATE",
-        )
-        .bind(&accounts)
-        .fetch_all(&mut *tx)
-        .await?;
         let counts: Vec<i64> = accounts
             .iter()
             .map(|a| copies.iter().filter(|c| c.account == *a).count() as i64)

@@ -706,12 +706,8 @@ pub async fn resolve_session(pool: &Pool<Db>, token_hash: &str, ttl: i64) -> Res
 }
 
 pub async fn delete_session(pool: &Pool<Db>, token_hash: &str) -> Result<()> {
-    sqlx::query(if PG {
-        "DELETE FROM sessions WHERE token_hash = $1 \
-         AND set_config('synchronous_commit', 'off', true) IS NOT NULL"
-    } else {
-        "DELETE FROM sessions WHERE token_hash = $1"
-    })
+    // Durable: a logged-out token must not come back after a crash.
+    sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
         .bind(token_hash)
         .execute(pool)
         .await?;
@@ -1327,8 +1323,8 @@ pub async fn message_data(
 ) -> Result<(Vec<u8>, i64)> {
     let mb = mailbox_by_name_pool(pool, account, mailbox).await?;
     let (data, size): (Vec<u8>, i64) = sqlx::query_as(
-        "SELECT substr(b.data, CAST($3 + 1 AS INTEGER), \
-           CAST(CASE WHEN $4 > 0 THEN $4 ELSE b.size END AS INTEGER)), b.size \
+        "SELECT substr(b.data, CAST(CASE WHEN $3 < b.size THEN $3 ELSE b.size END + 1 AS INTEGER), \
+           CAST(CASE WHEN $4 > 0 AND $4 < b.size THEN $4 ELSE b.size END AS INTEGER)), b.size \
          FROM messages m JOIN blobs b ON b.id = m.blob_id \
          WHERE m.mailbox_id = $1 AND m.uid = $2",
     )

@@ -472,7 +472,11 @@ const GROUP_WAIT: Duration = Duration::from_millis(1);
 /// arrive together in one transaction (see `ops::deliver_group`). Each
 /// caller gets its own result only after the commit. It ends when the store
 /// is dropped (the sender goes with it).
-fn spawn_group_committer(backend: Backend, origin: String) -> tokio::sync::mpsc::Sender<Job> {
+fn spawn_group_committer(
+    backend: Backend,
+    origin: String,
+    hub: Hub,
+) -> tokio::sync::mpsc::Sender<Job> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Job>(GROUP_MAX * 4);
     tokio::spawn(async move {
         let mut busy = false;
@@ -497,7 +501,7 @@ fn spawn_group_committer(backend: Backend, origin: String) -> tokio::sync::mpsc:
                 group.push(j);
             }
             busy = group.len() > 1;
-            commit_group(&backend, &origin, group).await;
+            commit_group(&backend, &origin, &hub, group).await;
         }
     });
     tx
@@ -506,7 +510,18 @@ fn spawn_group_committer(backend: Backend, origin: String) -> tokio::sync::mpsc:
 /// Stores a group in one transaction; if that fails (a deadlock with
 /// another replica, one bad message), each delivery on its own, so no
 /// delivery fails because of a neighbour.
-async fn commit_group(backend: &Backend, origin: &str, group: Vec<Job>) {
+/// Local watchers are woken here, after the commit, not by the caller: a
+/// caller that has gone away (a timed-out or disconnected SMTP session)
+/// must not leave this replica's IDLE sessions unaware of a stored
+/// message (other replicas hear the NOTIFY; this one skips its own).
+async fn commit_group(backend: &Backend, origin: &str, hub: &Hub, group: Vec<Job>) {
+    let wake = |r: &Result<(pb::DeliverResponse, Vec<i64>)>| {
+        if let Ok((_, changed)) = r {
+            for id in changed {
+                hub.notify(*id);
+            }
+        }
+    };
     let together = if group.len() < 2 {
         None
     } else {
@@ -540,7 +555,9 @@ async fn commit_group(backend: &Backend, origin: &str, group: Vec<Job>) {
     match together {
         Some(Ok(results)) => {
             for (job, r) in group.into_iter().zip(results) {
-                let _ = job.reply.send(Ok(r));
+                let r = Ok(r);
+                wake(&r);
+                let _ = job.reply.send(r);
             }
         }
         failed => {
@@ -572,6 +589,7 @@ async fn commit_group(backend: &Backend, origin: &str, group: Vec<Job>) {
                         .await
                     }
                 };
+                wake(&r);
                 let _ = job.reply.send(r);
             }
         }
@@ -657,7 +675,8 @@ impl Store {
         let mut origin = [0u8; 8];
         rand::rng().fill_bytes(&mut origin);
         let origin = hex::encode(origin);
-        let group = spawn_group_committer(backend.clone(), origin.clone());
+        let hub = Hub::default();
+        let group = spawn_group_committer(backend.clone(), origin.clone(), hub.clone());
         let store = Store {
             inner: Arc::new(Inner {
                 backend,
@@ -665,7 +684,7 @@ impl Store {
                 argon2: crate::argon2_pool::Argon2Pool::new(settings.argon2_parallelism)
                     .map_err(|e| StoreError::Internal(format!("argon2 threads: {e}")))?,
                 settings,
-                hub: Hub::default(),
+                hub,
                 origin,
                 group,
             }),
@@ -1066,7 +1085,8 @@ impl Store {
             span,
         )
         .await?;
-        self.changed(&changed);
+        // The committer has already woken this replica's watchers.
+        drop(changed);
         Ok(resp)
     }
 
