@@ -722,3 +722,58 @@ pub mod visible {
             .ok()
     }
 }
+
+/// Services as processes of their own (the `e2e-service` binary, whose path
+/// only tests know: `env!("CARGO_BIN_EXE_e2e-service")`).
+pub mod procs {
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    pub fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    /// A service process, killed on drop.
+    pub struct Proc(pub Child);
+
+    impl Drop for Proc {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// Starts `bin <which>` with `env` on top of quiet defaults
+    /// (RUST_LOG=error, no OTLP export, output discarded).
+    pub fn spawn(bin: &str, which: &str, env: &[(&str, String)]) -> Proc {
+        let mut c = Command::new(bin);
+        c.arg(which)
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        Proc(c.spawn().unwrap())
+    }
+
+    /// Waits until something listens on `port` (at most a minute).
+    pub async fn wait_port(port: u16) {
+        let start = Instant::now();
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "nothing listens on {port}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use e2e::procs::{Proc, free_port, wait_port};
 use e2e::visible::{imap_inbox, pop3_stat};
 use e2e::{PgDatabase, StoreClient};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -75,44 +76,8 @@ async fn send(addr: SocketAddr, id: &str, size: usize) -> u16 {
     code
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Proc(std::process::Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn spawn(which: &str, env: &[(&str, String)]) -> Proc {
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_e2e-service"));
-    c.arg(which)
-        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .env("RUST_LOG", "error")
-        .stdout(std::process::Stdio::null());
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    Proc(c.spawn().unwrap())
-}
-
-async fn wait_port(port: u16) {
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "nothing on {port}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    e2e::procs::spawn(env!("CARGO_BIN_EXE_e2e-service"), which, env)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

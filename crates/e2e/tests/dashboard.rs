@@ -13,9 +13,9 @@
 //! attribute, or mistyping a query fails here.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use e2e::procs::{Proc, free_port, wait_port};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use e2e::otlp::{PrometheusExporter, Series, start_receiver};
@@ -45,54 +45,21 @@ fn read(rel: &str) -> String {
     std::fs::read_to_string(repo().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A service process, killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts `e2e-service <which>` exporting OTLP to `otlp` as `name`.
 fn spawn(which: &str, name: &str, otlp: std::net::SocketAddr, env: &[(&str, String)]) -> Proc {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_e2e-service"));
-    c.arg(which)
-        .env("RUST_LOG", "warn")
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}"))
-        .env("OTEL_SERVICE_NAME", name)
-        .env(
+    let mut all = vec![
+        ("RUST_LOG", "warn".to_string()),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}")),
+        ("OTEL_SERVICE_NAME", name.to_string()),
+        (
             "OTEL_RESOURCE_ATTRIBUTES",
-            "service.namespace=mail,deployment.environment=test",
-        )
-        .env("OTEL_METRIC_EXPORT_INTERVAL", "300")
-        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    Proc(c.spawn().unwrap())
-}
-
-async fn wait_for_port(port: u16) {
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "nothing listens on {port}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+            "service.namespace=mail,deployment.environment=test".to_string(),
+        ),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "300".to_string()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100".to_string()),
+    ];
+    all.extend(env.iter().cloned());
+    e2e::procs::spawn(env!("CARGO_BIN_EXE_e2e-service"), which, &all)
 }
 
 /// A line-based client: sends a line, reads reply lines until `done` says
@@ -445,7 +412,7 @@ async fn dashboard_and_alert_queries_use_exported_metric_names() {
             ("IMAP_ADMIN_LISTEN", String::new()),
         ],
     );
-    wait_for_port(store_port).await;
+    wait_port(store_port).await;
     let client = StoreClient::new(&store_url);
     let start = Instant::now();
     while client
@@ -460,7 +427,7 @@ async fn dashboard_and_alert_queries_use_exported_metric_names() {
     client.add_domain("example.org").await;
     client.add_account("alice@example.org", "pw").await;
     for p in [smtp_port, pop3_port, imap_port] {
-        wait_for_port(p).await;
+        wait_port(p).await;
     }
     traffic(smtp_port, pop3_port, imap_port).await;
 

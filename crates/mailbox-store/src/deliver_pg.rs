@@ -109,28 +109,26 @@ pub async fn deliver_group_batched(
         .collect();
     addresses.sort_unstable();
     addresses.dedup();
-    let rows: Vec<(String, i64, bool, i64, i64)> = sqlx::query_as(
-        "SELECT q.address, r.id, r.disabled, r.quota_bytes, r.used_bytes \
-         FROM UNNEST($1::TEXT[]) AS q (address) \
+    let resolved: HashMap<String, i64> = sqlx::query_as::<_, (String, i64)>(
+        "SELECT q.address, r.id FROM UNNEST($1::TEXT[]) AS q (address) \
          JOIN LATERAL ( \
-           SELECT a.id, a.disabled, a.quota_bytes, a.used_bytes FROM accounts a \
+           SELECT a.id FROM accounts a \
            LEFT JOIN aliases al ON al.account_id = a.id AND al.address = q.address \
            WHERE a.address = q.address OR al.address = q.address LIMIT 1) r ON TRUE",
     )
     .bind(&addresses)
     .fetch_all(&mut *tx)
-    .await?;
-    let mut resolved: HashMap<String, (i64, bool, i64, i64)> = rows
-        .into_iter()
-        .map(|(addr, id, disabled, quota, used)| (addr, (id, disabled, quota, used)))
-        .collect();
-    // The accounts' state is read again under lock (their INBOX, then the
-    // account row, in account order, as every writer takes them): a
-    // group committing on another replica cannot have its usage missed,
-    // so the quota holds across replicas too.
-    let mut ids: Vec<i64> = resolved.values().map(|r| r.0).collect();
+    .await?
+    .into_iter()
+    .collect();
+    // The accounts' state is read under lock (their INBOX, then the account
+    // row, in account order, as every writer takes them): a group
+    // committing on another replica cannot have its usage missed, so the
+    // quota holds across replicas too.
+    let mut ids: Vec<i64> = resolved.values().copied().collect();
     ids.sort_unstable();
     ids.dedup();
+    let mut state: HashMap<i64, (i64, bool, i64, i64)> = HashMap::new();
     if !ids.is_empty() {
         let _inboxes: Vec<i64> = sqlx::query_scalar(
             "SELECT id FROM mailboxes WHERE account_id = ANY($1) AND name = 'INBOX' \
@@ -139,21 +137,16 @@ pub async fn deliver_group_batched(
         .bind(&ids)
         .fetch_all(&mut *tx)
         .await?;
-        let fresh: Vec<(i64, bool, i64, i64)> = sqlx::query_as(
+        let rows: Vec<(i64, bool, i64, i64)> = sqlx::query_as(
             "SELECT id, disabled, quota_bytes, used_bytes FROM accounts \
              WHERE id = ANY($1) ORDER BY id FOR UPDATE",
         )
         .bind(&ids)
         .fetch_all(&mut *tx)
         .await?;
-        let fresh: HashMap<i64, (i64, bool, i64, i64)> =
-            fresh.into_iter().map(|r| (r.0, r)).collect();
-        for r in resolved.values_mut() {
-            if let Some(f) = fresh.get(&r.0) {
-                *r = *f;
-            }
-        }
+        state = rows.into_iter().map(|r| (r.0, r)).collect();
     }
+
 
     // 4. The decisions, delivery by delivery, as deliver_in makes them;
     //    usage grows with each accepted copy, so quota holds within the
@@ -176,7 +169,7 @@ pub async fn deliver_group_batched(
             .collect();
         let mut order: Vec<(usize, (i64, bool, i64, i64))> = Vec::new();
         for (k, a) in d.recipients.iter().enumerate() {
-            match resolved.get(a) {
+            match resolved.get(a).and_then(|id| state.get(id)) {
                 Some(r) => order.push((k, *r)),
                 None => res[k].status = pb::RecipientStatus::UnknownUser as i32,
             }

@@ -1071,7 +1071,8 @@ impl Store {
             db.operation = "deliver_group",
             db.system = self.backend_name()
         );
-        let (resp, changed) = tracing::Instrument::instrument(
+        // The committer wakes this replica's watchers itself.
+        let (resp, _changed) = tracing::Instrument::instrument(
             async {
                 self.inner
                     .group
@@ -1085,8 +1086,6 @@ impl Store {
             span,
         )
         .await?;
-        // The committer has already woken this replica's watchers.
-        drop(changed);
         Ok(resp)
     }
 

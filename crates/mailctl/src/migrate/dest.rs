@@ -77,10 +77,7 @@ impl Dest {
                 name: m.name,
             })
             .collect();
-        all.sort_by(|a, b| {
-            (a.name != "INBOX", a.name.split('/').collect::<Vec<_>>())
-                .cmp(&(b.name != "INBOX", b.name.split('/').collect::<Vec<_>>()))
-        });
+        all.sort_by(|a, b| super::folder_order(&a.name, &b.name));
         Ok(all)
     }
 

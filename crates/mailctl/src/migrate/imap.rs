@@ -597,19 +597,7 @@ async fn list_folders(c: &mut Client) -> anyhow::Result<Vec<SourceFolder>> {
     for f in &mut out {
         f.folder.subscribed = subscribed.contains(&f.folder.name);
     }
-    out.sort_by(|a, b| {
-        let k = |f: &SourceFolder| {
-            (
-                f.folder.name != "INBOX",
-                f.folder
-                    .name
-                    .split('/')
-                    .map(str::to_string)
-                    .collect::<Vec<_>>(),
-            )
-        };
-        k(a).cmp(&k(b))
-    });
+    out.sort_by(|a, b| super::folder_order(&a.folder.name, &b.folder.name));
     Ok(out)
 }
 

@@ -15,7 +15,7 @@ use anyhow::Context;
 use mailbox_api::pb;
 use sha2::{Digest, Sha256};
 
-use super::{Entry, Folder, FolderWriter, Key, LocalSource, guess_special_use, to_crlf};
+use super::{Entry, Folder, FolderWriter, Key, LocalSource, to_crlf};
 
 /// The letters of a maildir file name's info (`:2,<letters>`) for system
 /// flags, in the ASCII order the spec asks for. `P` (passed) is read as
@@ -63,47 +63,14 @@ impl Source {
                     .map(decode_component)
                     .collect::<Vec<_>>()
                     .join("/");
-                dirs.insert(inbox_case(&name), p);
+                dirs.insert(super::inbox_case(&name), p);
             }
         }
         // LAYOUT=fs: nested directories that are maildirs themselves.
         nested(root, "", &mut dirs)?;
-        let subscribed = read_subscriptions(root);
-        let mut names: Vec<String> = dirs.keys().cloned().collect();
-        // Parents that only exist as a prefix of a child.
-        let mut parents = HashSet::new();
-        for n in &names {
-            let parts: Vec<&str> = n.split('/').collect();
-            for i in 1..parts.len() {
-                let p = parts[..i].join("/");
-                if !dirs.contains_key(&p) {
-                    parents.insert(p);
-                }
-            }
-        }
-        names.extend(parents);
-        names.sort_by(|a, b| {
-            (a != "INBOX", a.split('/').collect::<Vec<_>>())
-                .cmp(&(b != "INBOX", b.split('/').collect::<Vec<_>>()))
-        });
-        let folders = names
-            .into_iter()
-            .map(|name| Folder {
-                special_use: guess_special_use(&name),
-                subscribed: subscribed.contains(&name),
-                selectable: dirs.contains_key(&name),
-                name,
-            })
-            .collect();
+        let have: HashSet<String> = dirs.keys().cloned().collect();
+        let folders = super::local_folders(&have, &read_subscriptions(root));
         Ok(Self { folders, dirs })
-    }
-}
-
-fn inbox_case(name: &str) -> String {
-    if name.eq_ignore_ascii_case("INBOX") {
-        "INBOX".to_string()
-    } else {
-        name.to_string()
     }
 }
 
@@ -125,7 +92,7 @@ fn nested(dir: &Path, prefix: &str, out: &mut HashMap<String, PathBuf>) -> anyho
             format!("{prefix}/{}", decode_component(n))
         };
         if is_maildir(&e.path()) {
-            out.entry(inbox_case(&name)).or_insert(e.path());
+            out.entry(super::inbox_case(&name)).or_insert(e.path());
         }
         nested(&e.path(), &name, out)?;
     }

@@ -18,7 +18,7 @@ use anyhow::Context;
 use mailbox_api::pb;
 use sha2::{Digest, Sha256};
 
-use super::{Entry, Folder, FolderWriter, Key, LocalSource, guess_special_use, to_crlf};
+use super::{Entry, Folder, FolderWriter, Key, LocalSource, to_crlf};
 
 /// Headers that carry mbox storage state, not message content.
 const STATE_HEADERS: [&str; 7] = [
@@ -60,41 +60,9 @@ impl Source {
             }
         }
         anyhow::ensure!(!files.is_empty(), "no mbox files in {}", path.display());
-        let mut names: Vec<(String, bool)> = files.iter().map(|(n, _)| (n.clone(), true)).collect();
-        let have: HashSet<String> = names.iter().map(|(n, _)| n.clone()).collect();
-        let mut parents = HashSet::new();
-        for (n, _) in &names {
-            let parts: Vec<&str> = n.split('/').collect();
-            for i in 1..parts.len() {
-                let p = parts[..i].join("/");
-                if !have.contains(&p) {
-                    parents.insert(p);
-                }
-            }
-        }
-        names.extend(parents.into_iter().map(|p| (p, false)));
-        names.sort_by(|a, b| {
-            (a.0 != "INBOX", a.0.split('/').collect::<Vec<_>>())
-                .cmp(&(b.0 != "INBOX", b.0.split('/').collect::<Vec<_>>()))
-        });
-        let folders = names
-            .into_iter()
-            .map(|(name, selectable)| Folder {
-                special_use: guess_special_use(&name),
-                subscribed: subscribed.contains(&name),
-                selectable,
-                name,
-            })
-            .collect();
+        let have: HashSet<String> = files.iter().map(|(n, _)| n.clone()).collect();
+        let folders = super::local_folders(&have, &subscribed);
         Ok(Self { folders, files })
-    }
-}
-
-fn inbox_case(name: &str) -> String {
-    if name.eq_ignore_ascii_case("INBOX") {
-        "INBOX".to_string()
-    } else {
-        name.to_string()
     }
 }
 
@@ -120,7 +88,7 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<(String, PathBuf)>) -> anyhow::R
             walk(&p, &name, out)?;
         } else if is_mbox(&p) {
             let name = if prefix.is_empty() {
-                inbox_case(&name)
+                super::inbox_case(&name)
             } else {
                 name
             };

@@ -307,6 +307,50 @@ pub fn conclude(
     Ok(())
 }
 
+/// "INBOX" in any case is INBOX.
+pub fn inbox_case(name: &str) -> String {
+    if name.eq_ignore_ascii_case("INBOX") {
+        "INBOX".to_string()
+    } else {
+        name.to_string()
+    }
+}
+
+/// Folders in the order they are created: INBOX, then parents before
+/// their children.
+pub fn folder_order(a: &str, b: &str) -> std::cmp::Ordering {
+    (a != "INBOX", a.split('/').collect::<Vec<_>>())
+        .cmp(&(b != "INBOX", b.split('/').collect::<Vec<_>>()))
+}
+
+/// A file source's folders: the names it has (selectable), the parents
+/// those only imply (not selectable), special use guessed from the name.
+pub fn local_folders(
+    have: &std::collections::HashSet<String>,
+    subscribed: &std::collections::HashSet<String>,
+) -> Vec<Folder> {
+    let mut names: Vec<String> = have.iter().cloned().collect();
+    for n in have {
+        let parts: Vec<&str> = n.split('/').collect();
+        for i in 1..parts.len() {
+            let p = parts[..i].join("/");
+            if !have.contains(&p) && !names.contains(&p) {
+                names.push(p);
+            }
+        }
+    }
+    names.sort_by(|a, b| folder_order(a, b));
+    names
+        .into_iter()
+        .map(|name| Folder {
+            special_use: guess_special_use(&name),
+            subscribed: subscribed.contains(&name),
+            selectable: have.contains(&name),
+            name,
+        })
+        .collect()
+}
+
 /// Dovecot's subscriptions file: version 2 is a `V\t2` header, an empty
 /// line, then names with TAB between levels; version 1 is one name per line
 /// with `v1_separator` between levels. Levels are modified UTF-7.
@@ -324,16 +368,12 @@ pub fn parse_subscriptions(text: &str, v1_separator: char) -> std::collections::
         .filter(|l| !l.is_empty())
         .map(|l| {
             let sep = if v2 { '\t' } else { v1_separator };
-            let name = l
-                .split(sep)
-                .map(from_file_level)
-                .collect::<Vec<_>>()
-                .join("/");
-            if name.eq_ignore_ascii_case("INBOX") {
-                "INBOX".to_string()
-            } else {
-                name
-            }
+            inbox_case(
+                &l.split(sep)
+                    .map(from_file_level)
+                    .collect::<Vec<_>>()
+                    .join("/"),
+            )
         })
         .collect()
 }
