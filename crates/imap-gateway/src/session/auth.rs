@@ -1,0 +1,109 @@
+//! Not authenticated: STARTTLS, LOGIN, AUTHENTICATE PLAIN.
+
+use super::*;
+
+impl Session {
+    pub(super) async fn starttls(&mut self, tag: &str) -> R {
+        let Some(acceptor) = self.ctx.tls.as_ref().map(|t| t.acceptor()) else {
+            self.push(&format!("{tag} BAD STARTTLS not available"));
+            return Ok(());
+        };
+        if self.conn.is_tls() {
+            self.push(&format!("{tag} BAD Already using TLS"));
+            return Ok(());
+        }
+        self.push(&format!("{tag} OK Begin TLS negotiation now"));
+        self.flush().await?;
+        // Anything the client pipelined after STARTTLS was sent in
+        // plaintext: it is dropped, never executed inside TLS.
+        self.frag = Fragmentizer::new(
+            self.settings()
+                .max_append
+                .saturating_add(self.settings().max_line),
+        );
+        if self.conn.buffered() > 0 {
+            let _ = self
+                .conn
+                .read_some(usize::MAX, Duration::from_secs(1))
+                .await;
+        }
+        self.conn
+            .start_tls(&acceptor, TLS_HANDSHAKE_TIMEOUT)
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn login(&mut self, user: &str, password: &str) -> Done {
+        let mut anon = mailbox_api::mailbox_client(self.ctx.channel.clone(), self.ctx.auth.clone());
+        let r = anon
+            .authenticate(pb::AuthenticateRequest {
+                username: user.to_string(),
+                password: password.to_string(),
+                client_ip: self.conn.peer.ip().to_string(),
+                protocol: "imap".into(),
+            })
+            .await;
+        match r {
+            Ok(r) => {
+                let r = r.into_inner();
+                let Ok(auth) = self.ctx.auth.with_session(&r.session_token) else {
+                    return Done::no("[UNAVAILABLE] Bad session token");
+                };
+                self.client = Some(mailbox_api::mailbox_client(self.ctx.channel.clone(), auth));
+                self.user = r.account;
+                Done::ok(format!("[CAPABILITY {}] Logged in", self.capabilities()))
+            }
+            Err(s) if s.code() == Code::InvalidArgument => {
+                Done::no("[AUTHENTICATIONFAILED] Authentication failed")
+            }
+            Err(s) => store_no(&s),
+        }
+    }
+
+    pub(super) async fn authenticate(
+        &mut self,
+        mech: &AuthMechanism<'_>,
+        ir: Option<Vec<u8>>,
+    ) -> Result<Done, End> {
+        if !matches!(mech, AuthMechanism::Plain) {
+            return Ok(Done::no("[CANNOT] Unsupported mechanism"));
+        }
+        if !self.plaintext_ok() {
+            return Ok(Done::no("[PRIVACYREQUIRED] AUTHENTICATE PLAIN needs TLS"));
+        }
+        let response = match ir {
+            Some(r) => r,
+            None => {
+                self.push("+ ");
+                if self.read_message().await?.is_none() {
+                    return Err(End::Closed);
+                }
+                let line = self.frag.message_bytes().to_vec();
+                let line = String::from_utf8_lossy(&line).trim().to_string();
+                if line == "*" {
+                    return Ok(Done::bad("Authentication cancelled"));
+                }
+                match base64::engine::general_purpose::STANDARD.decode(line.as_bytes()) {
+                    Ok(d) => d,
+                    Err(_) => return Ok(Done::bad("Invalid base64")),
+                }
+            }
+        };
+        let mut parts = response.split(|&b| b == 0);
+        let (Some(authz), Some(authc), Some(pw), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Ok(Done::no("[AUTHENTICATIONFAILED] Malformed PLAIN response"));
+        };
+        if !authz.is_empty() && !authz.eq_ignore_ascii_case(authc) {
+            return Ok(Done::no(
+                "[AUTHORIZATIONFAILED] Authorization identity not permitted",
+            ));
+        }
+        let (user, pw) = (
+            String::from_utf8_lossy(authc).into_owned(),
+            String::from_utf8_lossy(pw).into_owned(),
+        );
+        Ok(self.login(&user, &pw).await)
+    }
+}

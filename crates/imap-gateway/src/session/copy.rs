@@ -1,0 +1,73 @@
+//! COPY and MOVE (RFC 9051 6.4.7, RFC 6851), with COPYUID (RFC 4315).
+
+use super::*;
+
+impl Session {
+    pub(super) async fn copy(
+        &mut self,
+        set: &SequenceSet,
+        m: &Mailbox<'_>,
+        uid: bool,
+        remove: bool,
+    ) -> Result<Done, End> {
+        let positions = match self.resolve(set, uid) {
+            Ok(p) => p,
+            Err(d) => return Ok(d),
+        };
+        let dest = match self.mailbox_name(m) {
+            Ok(n) => n,
+            Err(d) => return Ok(d),
+        };
+        let Some(view) = &self.view else {
+            return Ok(Done::bad("No mailbox selected"));
+        };
+        if remove && view.read_only {
+            return Ok(Done::no("[READ-ONLY] Mailbox is read-only"));
+        }
+        let mailbox = view.name.clone();
+        let uids: Vec<u32> = positions.iter().filter_map(|&i| view.uid_at(i)).collect();
+        let verb = if remove { "MOVE" } else { "COPY" };
+        if uids.is_empty() {
+            return Ok(Done::ok(format!("{verb} completed")));
+        }
+        let Some(mut c) = self.client() else {
+            return Ok(Done::bad("Log in first"));
+        };
+        let req = pb::CopyRequest {
+            mailbox,
+            uids: Some(pb::UidSet::of(uids)),
+            destination: dest,
+        };
+        let r = if remove {
+            c.r#move(req).await
+        } else {
+            c.copy(req).await
+        };
+        let r = match r {
+            Ok(r) => r.into_inner(),
+            Err(s) if s.code() == Code::NotFound => {
+                return Ok(Done::no("[TRYCREATE] No such mailbox"));
+            }
+            Err(s) => return Ok(store_no(&s)),
+        };
+        self.added_here = (r.destination_uid_validity, r.destination_uids.clone());
+        let code = format!(
+            "[COPYUID {} {} {}]",
+            r.destination_uid_validity,
+            uid_list(&r.source_uids),
+            uid_list(&r.destination_uids)
+        );
+        if remove {
+            // RFC 6851: COPYUID in an untagged OK before the EXPUNGEs.
+            self.push(&format!("* OK {code} Moved"));
+            if let Some(v) = self.view.as_mut() {
+                for seq in v.expunged_by_us(&r.source_uids) {
+                    self.out
+                        .extend_from_slice(format!("* {seq} EXPUNGE\r\n").as_bytes());
+                }
+            }
+            return Ok(Done::ok("MOVE completed"));
+        }
+        Ok(Done::ok(format!("{code} COPY completed")))
+    }
+}

@@ -1,0 +1,204 @@
+//! Dispatch: a decoded command to its handler, by state (RFC 9051 3), and
+//! the untagged updates and tagged reply that end every command.
+
+use super::*;
+
+impl Session {
+    /// Runs one command in its own span; `false` ends the session.
+    pub(super) async fn command(&mut self, cmd: Command<'static>) -> Result<bool, End> {
+        let name = cmd.body.name();
+        let span = tracing::info_span!("imap.command", command = name);
+        let started = std::time::Instant::now();
+        let r = tracing::Instrument::instrument(self.command_inner(cmd), span).await;
+        service_kit::metrics::command("imap", name, self.last_outcome, started);
+        r
+    }
+
+    pub(super) async fn command_inner(&mut self, cmd: Command<'static>) -> Result<bool, End> {
+        let tag = cmd.tag.inner().to_string();
+        let authed = self.client.is_some();
+        let selected = self.view.is_some();
+        // Whether EXPUNGE responses may be sent after this command
+        // (RFC 9051 7.5.1: not during FETCH, STORE, SEARCH).
+        let mut expunges_ok = true;
+        // Whether to ask the store for changes before answering: only when
+        // the command added messages to the selected mailbox, which must be
+        // announced before its OK (RFC 9051 6.3.12). Everything else (NOOP
+        // polls included) is told from the Watch stream, which has usually
+        // delivered a change before the client asks: no store call.
+        let sync = selected
+            && match &cmd.body {
+                CommandBody::Append { mailbox, .. }
+                | CommandBody::Copy { mailbox, .. }
+                | CommandBody::Move { mailbox, .. } => {
+                    let target = self.mailbox_name(mailbox).ok();
+                    self.view
+                        .as_ref()
+                        .is_some_and(|v| target.as_deref() == Some(v.name.as_str()))
+                }
+                _ => false,
+            };
+        let done = match cmd.body {
+            CommandBody::Capability => {
+                let caps = self.capabilities();
+                self.push(&format!("* CAPABILITY {caps}"));
+                Done::ok("CAPABILITY completed")
+            }
+            CommandBody::Noop => Done::ok("NOOP completed"),
+            CommandBody::Logout => {
+                self.push("* BYE Logging out");
+                self.push(&format!("{tag} OK LOGOUT completed"));
+                self.flush().await?;
+                return Ok(false);
+            }
+            CommandBody::Id { .. } => {
+                self.push("* ID (\"name\" \"imap-gateway\" \"vendor\" \"mail\")");
+                Done::ok("ID completed")
+            }
+            CommandBody::StartTLS if !authed => {
+                return Box::pin(self.starttls(&tag)).await.map(|_| true);
+            }
+            CommandBody::Login { username, password } if !authed => {
+                let user = String::from_utf8_lossy(username.as_ref()).into_owned();
+                let pw = String::from_utf8_lossy(password.declassify().as_ref()).into_owned();
+                if !self.plaintext_ok() {
+                    Done::no("[PRIVACYREQUIRED] LOGIN is disabled before STARTTLS")
+                } else {
+                    Box::pin(self.login(&user, &pw)).await
+                }
+            }
+            CommandBody::Authenticate {
+                mechanism,
+                initial_response,
+            } if !authed => {
+                let ir = initial_response.map(|r| r.declassify().to_vec());
+                Box::pin(self.authenticate(&mechanism, ir)).await?
+            }
+            CommandBody::StartTLS
+            | CommandBody::Login { .. }
+            | CommandBody::Authenticate { .. } => Done::bad("Already authenticated"),
+            _ if !authed => Done::bad("Log in first"),
+            CommandBody::Enable { capabilities } => {
+                let mut enabled = Vec::new();
+                for c in capabilities.as_ref() {
+                    let s = c.to_string();
+                    let up = s.to_ascii_uppercase();
+                    if up == "UTF8=ACCEPT" || up == "IMAP4REV2" {
+                        self.utf8 = true;
+                        self.rev2 |= up == "IMAP4REV2";
+                        enabled.push(s);
+                    }
+                }
+                if !enabled.is_empty() {
+                    self.push(&format!("* ENABLED {}", enabled.join(" ")));
+                }
+                Done::ok("ENABLE completed")
+            }
+            CommandBody::Namespace => {
+                self.push("* NAMESPACE ((\"\" \"/\")) NIL NIL");
+                Done::ok("NAMESPACE completed")
+            }
+            CommandBody::Select { mailbox, .. } => Box::pin(self.select(&mailbox, false)).await,
+            CommandBody::Examine { mailbox, .. } => Box::pin(self.select(&mailbox, true)).await,
+            CommandBody::Create { mailbox } => Box::pin(self.create(&mailbox)).await,
+            CommandBody::Delete { mailbox } => Box::pin(self.delete(&mailbox)).await,
+            CommandBody::Rename { from, to } => Box::pin(self.rename(&from, &to)).await,
+            CommandBody::Subscribe { mailbox } => Box::pin(self.subscribe(&mailbox, true)).await,
+            CommandBody::Unsubscribe { mailbox } => Box::pin(self.subscribe(&mailbox, false)).await,
+            CommandBody::List {
+                reference,
+                mailbox_wildcard,
+            } => Box::pin(self.list(&reference, &mailbox_wildcard, false)).await,
+            CommandBody::Lsub {
+                reference,
+                mailbox_wildcard,
+            } => Box::pin(self.list(&reference, &mailbox_wildcard, true)).await,
+            CommandBody::Status {
+                mailbox,
+                item_names,
+            } => Box::pin(self.status(&mailbox, item_names.as_ref())).await,
+            CommandBody::Append {
+                mailbox,
+                flags,
+                date,
+                message,
+            } => Box::pin(self.append(&mailbox, &flags, date, message)).await,
+            CommandBody::Idle => return self.idle(&tag).await,
+            _ if !selected => Done::bad("No mailbox selected"),
+            CommandBody::Check => Done::ok("CHECK completed"),
+            CommandBody::Close => {
+                Box::pin(self.expunge_deleted(None, false)).await?;
+                self.view = None;
+                Done::ok("CLOSE completed")
+            }
+            CommandBody::Unselect => {
+                self.view = None;
+                Done::ok("UNSELECT completed")
+            }
+            CommandBody::Expunge => Box::pin(self.expunge_deleted(None, true)).await?,
+            CommandBody::ExpungeUid { sequence_set } => {
+                Box::pin(self.expunge_deleted(Some(&sequence_set), true)).await?
+            }
+            CommandBody::Search {
+                criteria,
+                uid,
+                charset,
+            } => {
+                expunges_ok = uid;
+                let _ = charset;
+                Box::pin(self.search(&tag, criteria.as_ref(), uid)).await
+            }
+            CommandBody::Fetch {
+                sequence_set,
+                macro_or_item_names,
+                uid,
+                ..
+            } => {
+                expunges_ok = uid;
+                Box::pin(self.fetch(&sequence_set, &macro_or_item_names, uid)).await?
+            }
+            CommandBody::Store {
+                sequence_set,
+                kind,
+                response,
+                flags,
+                uid,
+                modifiers,
+            } => {
+                expunges_ok = uid;
+                let unchanged = modifiers.iter().find_map(|m| match m {
+                    imap_codec::imap_types::command::StoreModifier::UnchangedSince(n) => Some(*n),
+                    #[allow(unreachable_patterns)]
+                    _ => None,
+                });
+                Box::pin(self.store(&sequence_set, kind, response, &flags, uid, unchanged)).await
+            }
+            CommandBody::Copy {
+                sequence_set,
+                mailbox,
+                uid,
+            } => Box::pin(self.copy(&sequence_set, &mailbox, uid, false)).await?,
+            CommandBody::Move {
+                sequence_set,
+                mailbox,
+                uid,
+            } => Box::pin(self.copy(&sequence_set, &mailbox, uid, true)).await?,
+            _ => Done::bad("Command not supported"),
+        };
+        if done.kind == "BAD" {
+            self.bad += 1;
+        }
+        if sync {
+            Box::pin(self.sync_view()).await;
+        }
+        self.drain_updates(expunges_ok);
+        self.last_outcome = done.kind;
+        let line = format!("{tag} {} {}", done.kind, done.text);
+        self.push(&line);
+        if self.bad >= MAX_BAD {
+            self.push("* BYE Too many invalid commands");
+            return Ok(false);
+        }
+        Ok(true)
+    }
+}

@@ -1,0 +1,57 @@
+//! EXPUNGE, UID EXPUNGE (RFC 4315) and CLOSE.
+
+use super::*;
+
+impl Session {
+    /// EXPUNGE, UID EXPUNGE and CLOSE: removes \Deleted messages.
+    pub(super) async fn expunge_deleted(
+        &mut self,
+        set: Option<&SequenceSet>,
+        announce: bool,
+    ) -> Result<Done, End> {
+        let Some(view) = &self.view else {
+            return Ok(Done::bad("No mailbox selected"));
+        };
+        if view.read_only {
+            return Ok(if announce {
+                Done::no("[READ-ONLY] Mailbox is read-only")
+            } else {
+                Done::ok("CLOSE completed")
+            });
+        }
+        let mailbox = view.name.clone();
+        let uids = match set {
+            Some(s) => {
+                let all = view.uids();
+                Some(pb::UidSet::of(
+                    imap_wire::seq::uid_positions(s, &all)
+                        .into_iter()
+                        .map(|i| all[i]),
+                ))
+            }
+            None => None,
+        };
+        let Some(mut c) = self.client() else {
+            return Ok(Done::bad("Log in first"));
+        };
+        let r = c
+            .expunge(pb::ExpungeRequest {
+                mailbox,
+                uids,
+                ignore_deleted_flag: false,
+                lease_id: String::new(),
+            })
+            .await;
+        let r = match r {
+            Ok(r) => r.into_inner(),
+            Err(s) => return Ok(store_no(&s)),
+        };
+        if announce && let Some(v) = self.view.as_mut() {
+            for seq in v.expunged_by_us(&r.expunged) {
+                self.out
+                    .extend_from_slice(format!("* {seq} EXPUNGE\r\n").as_bytes());
+            }
+        }
+        Ok(Done::ok("EXPUNGE completed"))
+    }
+}

@@ -1,0 +1,220 @@
+//! FETCH and UID FETCH (RFC 9051 6.4.5), BINARY (RFC 3516).
+
+use super::*;
+
+impl Session {
+    pub(super) async fn fetch(
+        &mut self,
+        set: &SequenceSet,
+        names: &MacroOrMessageDataItemNames<'_>,
+        uid: bool,
+    ) -> Result<Done, End> {
+        let positions = match self.resolve(set, uid) {
+            Ok(p) => p,
+            Err(d) => return Ok(d),
+        };
+        let plan = fetch::plan(names, uid);
+        let Some(mut c) = self.client() else {
+            return Ok(Done::bad("Log in first"));
+        };
+        let (mailbox, read_only, uid_validity) = match &self.view {
+            Some(v) => (v.name.clone(), v.read_only, v.uid_validity()),
+            None => return Ok(Done::bad("No mailbox selected")),
+        };
+        let account: Arc<str> = Arc::from(self.user.as_str());
+        // Bodies come inline with the metadata: one store call per batch.
+        let batch_size = if plan.body { BODY_BATCH } else { FETCH_BATCH };
+        for batch in positions.chunks(batch_size) {
+            let uids: Vec<u32> = match &self.view {
+                Some(v) => batch.iter().map(|&i| v.uid_at(i).unwrap_or(0)).collect(),
+                None => return Ok(Done::bad("No mailbox selected")),
+            };
+            // \Seen is set before the data is sent (RFC 9051 6.4.5).
+            if plan.sets_seen && !read_only {
+                let unseen: Vec<u32> = match &self.view {
+                    Some(v) => batch
+                        .iter()
+                        .filter_map(|&i| v.msg_at(i))
+                        .filter(|m| !m.flags.seen)
+                        .map(|m| m.uid)
+                        .collect(),
+                    None => Vec::new(),
+                };
+                if !unseen.is_empty() {
+                    let r = c
+                        .store_flags(pb::StoreFlagsRequest {
+                            mailbox: mailbox.clone(),
+                            uids: Some(pb::UidSet::of(unseen)),
+                            mode: pb::FlagsMode::Add as i32,
+                            flags: Some(pb::Flags {
+                                seen: true,
+                                ..Default::default()
+                            }),
+                            unchanged_since: 0,
+                        })
+                        .await;
+                    match r {
+                        Ok(r) => {
+                            if let Some(v) = self.view.as_mut() {
+                                let updated = r.into_inner().updated;
+                                let uids: Vec<u32> = updated.iter().map(|e| e.uid).collect();
+                                // Told below, with the FETCH of each.
+                                v.apply_own(updated);
+                                v.pending_flags.extend(uids);
+                            }
+                        }
+                        Err(s) => return Ok(store_no(&s)),
+                    }
+                }
+            }
+            // What never changes comes from the gateway's cache; the store
+            // is asked once for the rest.
+            let mut metas: std::collections::HashMap<u32, Arc<pb::MessageMeta>> =
+                std::collections::HashMap::new();
+            if plan.meta {
+                let key = |uid| crate::cache::Key {
+                    account: account.clone(),
+                    uid_validity,
+                    uid,
+                };
+                let mut missing = Vec::new();
+                for &uid in &uids {
+                    match self.ctx.cache.get(&key(uid), plan.body) {
+                        Some(m) => {
+                            metas.insert(uid, m);
+                        }
+                        None => missing.push(uid),
+                    }
+                }
+                if !missing.is_empty() {
+                    let r = c
+                        .fetch(pb::FetchRequest {
+                            mailbox: mailbox.clone(),
+                            uids: Some(pb::UidSet::of(missing.iter().copied())),
+                            with_summary: true,
+                            changed_since: 0,
+                            with_data: plan.body,
+                        })
+                        .await;
+                    let mut s = match r {
+                        Ok(s) => s.into_inner(),
+                        Err(s) => return Ok(store_no(&s)),
+                    };
+                    loop {
+                        match s.message().await {
+                            Ok(Some(b)) => {
+                                for m in b.messages {
+                                    let uid = m.uid;
+                                    metas.insert(uid, self.ctx.cache.insert(key(uid), m));
+                                }
+                            }
+                            Ok(None) => break,
+                            Err(s) => return Ok(store_no(&s)),
+                        }
+                    }
+                }
+            }
+            for (k, &pos) in batch.iter().enumerate() {
+                let uid = uids[k];
+                if plan.meta && !metas.contains_key(&uid) {
+                    // Gone from the store: RFC 9051 allows omitting it.
+                    continue;
+                }
+                let inline = metas.get(&uid).and_then(|m| m.data.as_deref());
+                // Larger messages are streamed on their own.
+                let streamed = if plan.body && inline.is_none() {
+                    // Only the header asked for: only the header read.
+                    let length = if plan.header_only {
+                        metas
+                            .get(&uid)
+                            .and_then(|m| m.summary.as_ref())
+                            .and_then(|s| s.body.as_ref())
+                            .map_or(0, |b| b.body_start)
+                    } else {
+                        0
+                    };
+                    match read_body(&mut c, &mailbox, uid, length).await {
+                        Ok(b) => Some(b),
+                        // Expunged elsewhere meanwhile: nothing to send.
+                        Err(s) if s.code() == Code::NotFound => continue,
+                        Err(s) => return Ok(store_no(&s)),
+                    }
+                } else {
+                    None
+                };
+                let raw = inline.or(streamed.as_deref());
+                if let Some(f) = self
+                    .view
+                    .as_ref()
+                    .and_then(|v| v.msg_at(pos))
+                    .map(|m| m.flags.clone())
+                {
+                    self.announce_keywords(&f);
+                }
+                let Some(view) = &self.view else { break };
+                let Some(msg) = view.msg_at(pos) else {
+                    continue;
+                };
+                let mut items = match fetch::items(
+                    &plan,
+                    msg,
+                    view.recent.contains(&uid) && !self.rev2,
+                    metas.get(&uid).map(|m| &**m),
+                    raw,
+                ) {
+                    Ok(i) => i,
+                    Err(fetch::ItemError::Binary(crate::structure::BinaryError::UnknownCte)) => {
+                        return Ok(Done::no("[UNKNOWN-CTE] Unknown Content-Transfer-Encoding"));
+                    }
+                    Err(fetch::ItemError::Binary(_)) => {
+                        return Ok(Done::no("[PARSE] Invalid data in MIME part"));
+                    }
+                };
+                if plan.sets_seen
+                    && !plan
+                        .items
+                        .contains(&imap_codec::imap_types::fetch::MessageDataItemName::Flags)
+                    && view.pending_flags.contains(&uid)
+                {
+                    items.push(imap_codec::imap_types::fetch::MessageDataItem::Flags(
+                        fetch::flags(&msg.flags, view.recent.contains(&uid)),
+                    ));
+                }
+                let encoded = fetch::encode(pos as u32 + 1, items);
+                self.out.extend_from_slice(&encoded);
+                if let Some(v) = self.view.as_mut() {
+                    v.pending_flags.remove(&uid);
+                }
+                self.maybe_flush().await?;
+            }
+        }
+        Ok(Done::ok(if uid {
+            "UID FETCH completed"
+        } else {
+            "FETCH completed"
+        }))
+    }
+}
+
+/// A message's bytes from the start: `length` of them, or all for 0.
+async fn read_body(
+    c: &mut MailboxClient,
+    mailbox: &str,
+    uid: u32,
+    length: u64,
+) -> Result<Vec<u8>, Status> {
+    let mut s = c
+        .fetch_body(pb::FetchBodyRequest {
+            mailbox: mailbox.to_string(),
+            uid,
+            offset: 0,
+            length,
+        })
+        .await?
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(chunk) = s.message().await? {
+        out.extend_from_slice(&chunk.data);
+    }
+    Ok(out)
+}

@@ -1,0 +1,310 @@
+//! Framing: reading one command message (line and literals, within the
+//! limits), the command loop, and the syntax imap-codec does not parse yet
+//! (LIST-EXTENDED, SEARCH RETURN, the SEARCHRES `$`).
+
+use super::*;
+
+impl Session {
+    /// Reads the next complete command message (line plus any literals).
+    /// `None` when the client is gone or idle too long.
+    pub(super) async fn read_message(&mut self) -> Result<Option<()>, End> {
+        // Bytes received since the last complete fragment, and whether they
+        // belong to an announced literal: a line (outside literals) may not
+        // grow past max_line, so memory per connection stays bounded by it
+        // rather than by the APPEND limit.
+        let mut since_fragment: usize = 0;
+        let mut in_literal = false;
+        loop {
+            let progress = self.frag.progress();
+            if progress.is_some() {
+                since_fragment = 0;
+                in_literal = matches!(
+                    progress,
+                    Some(FragmentInfo::Line {
+                        announcement: Some(_),
+                        ..
+                    })
+                );
+            }
+            match progress {
+                Some(FragmentInfo::Line {
+                    announcement: Some(LiteralAnnouncement { mode, length }),
+                    ..
+                }) => {
+                    let max = self.settings().max_append;
+                    if length > max {
+                        let tag = self.frag.decode_tag().map(|t| t.inner().to_string());
+                        if mode == LiteralMode::Sync {
+                            // The client waits for "+": refuse, and it will
+                            // not send the literal.
+                            self.frag.skip_message();
+                            let t = tag.unwrap_or_else(|| "*".into());
+                            self.push(&format!(
+                                "{t} NO [TOOBIG] Literal larger than APPENDLIMIT={max}"
+                            ));
+                            self.flush().await?;
+                        } else {
+                            // LITERAL+: the bytes come anyway; the size cap
+                            // discards them and the command fails.
+                            self.frag.poison_message();
+                        }
+                        continue;
+                    }
+                    if mode == LiteralMode::Sync {
+                        self.push("+ Ready for literal data");
+                        self.flush().await?;
+                    }
+                }
+                Some(FragmentInfo::Line { start, end, .. }) => {
+                    let line_len = end - start;
+                    if line_len > self.settings().max_line as usize {
+                        self.frag.poison_message();
+                    }
+                    if self.frag.is_message_complete() {
+                        return Ok(Some(()));
+                    }
+                }
+                Some(FragmentInfo::Literal { .. }) => {
+                    if self.frag.is_message_complete() {
+                        return Ok(Some(()));
+                    }
+                }
+                None => {
+                    self.flush().await?;
+                    if self.frag.message_bytes().is_empty() {
+                        // Between commands, with nothing buffered: start
+                        // afresh, so the buffers a large command (an
+                        // APPEND literal) grew are not kept for the rest of
+                        // the session.
+                        self.frag = Fragmentizer::new(self.max_message());
+                    }
+                    let timeout = self.settings().idle_timeout;
+                    let shutdown = self.ctx.shutdown.clone();
+                    let bytes = tokio::select! {
+                        b = self.conn.read_some(READ_CHUNK, timeout) => b,
+                        _ = shutdown.cancelled() => {
+                            self.push("* BYE Server shutting down");
+                            return Ok(None);
+                        }
+                    };
+                    match bytes {
+                        Ok(b) if b.is_empty() => return Ok(None),
+                        Ok(b) => {
+                            since_fragment += b.len();
+                            if !in_literal
+                                && since_fragment > self.settings().max_line as usize + READ_CHUNK
+                            {
+                                self.push("* BYE Command line too long");
+                                return Ok(None);
+                            }
+                            self.frag.enqueue_bytes(&b)
+                        }
+                        Err(ReadError::Timeout) => {
+                            self.push("* BYE Autologout; idle for too long");
+                            return Ok(None);
+                        }
+                        Err(ReadError::Io(e)) => return Err(e.into()),
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) async fn run(&mut self) -> R {
+        let greeting = format!(
+            "* OK [CAPABILITY {}] IMAP server ready",
+            self.capabilities()
+        );
+        self.push(&greeting);
+        self.flush().await?;
+        loop {
+            if self.read_message().await?.is_none() {
+                return Ok(());
+            }
+            let tag = self.frag.decode_tag().map(|t| t.inner().to_string());
+            // Syntax imap-codec does not parse yet: LIST-EXTENDED and
+            // SEARCH RETURN (ESEARCH).
+            if self.client.is_some() && first_line_has(self.frag.message_bytes(), b"LIST") {
+                match imap_wire::ext::parse_list_extended(self.frag.message_bytes()) {
+                    Ok(Some(ext)) => {
+                        let t = tag.clone().unwrap_or_else(|| "*".into());
+                        let done = Box::pin(self.list_extended(ext)).await;
+                        self.drain_updates(true);
+                        self.last_outcome = done.kind;
+                        self.push(&format!("{t} {} {}", done.kind, done.text));
+                        continue;
+                    }
+                    Err(e) => {
+                        let t = tag.clone().unwrap_or_else(|| "*".into());
+                        self.bad += 1;
+                        self.push(&format!("{t} BAD {e}"));
+                        continue;
+                    }
+                    Ok(None) => {}
+                }
+            }
+            self.search_return = None;
+            let dollar = if self.view.is_some() && first_line_has(self.frag.message_bytes(), b"$") {
+                Some(self.substitute_saved(self.frag.message_bytes()))
+            } else {
+                None
+            };
+            let source: &[u8] = match &dollar {
+                Some(b) => b,
+                None => self.frag.message_bytes(),
+            };
+            let rewritten = if first_line_has(source, b"SEARCH") {
+                match imap_wire::ext::split_search_return(source) {
+                    Ok(Some((bytes, opts))) => {
+                        self.search_return = Some(opts);
+                        Some(bytes)
+                    }
+                    Ok(None) => dollar.clone(),
+                    Err(e) => {
+                        let t = tag.clone().unwrap_or_else(|| "*".into());
+                        self.bad += 1;
+                        self.push(&format!("{t} BAD {e}"));
+                        continue;
+                    }
+                }
+            } else {
+                dollar.clone()
+            };
+            let decoded = match rewritten {
+                Some(bytes) => {
+                    use imap_codec::decode::Decoder;
+                    match CommandCodec::default().decode(&bytes) {
+                        Ok((&[], cmd)) => Ok(cmd.to_static()),
+                        _ => Err(("BAD", "Syntax error in SEARCH".to_string())),
+                    }
+                }
+                None => match self.frag.decode_message(&CommandCodec::default()) {
+                    Ok(cmd) => Ok(cmd.to_static()),
+                    Err(e) => Err(match e {
+                        DecodeMessageError::MessageTooLong { .. } => {
+                            ("NO", "[TOOBIG] Command too long".to_string())
+                        }
+                        DecodeMessageError::MessagePoisoned { .. } => {
+                            ("NO", "[TOOBIG] Command or literal too long".to_string())
+                        }
+                        _ => ("BAD", "Syntax error in command".to_string()),
+                    }),
+                },
+            };
+            match decoded {
+                Ok(cmd) => {
+                    if !self.command(cmd).await? {
+                        return Ok(());
+                    }
+                }
+                Err((kind, text)) => {
+                    self.bad += 1;
+                    let unknown = self.unknown_command_name();
+                    let t = tag.unwrap_or_else(|| "*".into());
+                    let text = match unknown {
+                        Some(name) if kind == "BAD" => {
+                            format!("Unknown or invalid command: {name}")
+                        }
+                        _ => text,
+                    };
+                    self.push(&format!("{t} {kind} {text}"));
+                    if self.bad >= MAX_BAD {
+                        self.push("* BYE Too many invalid commands");
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Replaces the SEARCHRES `$` (RFC 5182) in the first line of a command
+    /// with the saved result: UIDs in UID commands and SEARCH, message
+    /// numbers otherwise. An empty result becomes a UID no message has.
+    pub(super) fn substitute_saved(&self, msg: &[u8]) -> Vec<u8> {
+        let end = msg
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(msg.len(), |p| p + 1);
+        let (line, rest) = msg.split_at(end);
+        let words: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+        let uid_cmd = words.get(1).is_some_and(|w| w.eq_ignore_ascii_case(b"UID"));
+        let search = words
+            .iter()
+            .take(3)
+            .any(|w| w.eq_ignore_ascii_case(b"SEARCH"));
+        let view = self.view.as_ref();
+        let uids = uid_list_or_none(&self.saved);
+        let seqs = {
+            let mut n: Vec<u32> = self
+                .saved
+                .iter()
+                .filter_map(|u| view.and_then(|v| v.position(*u)).map(|i| i as u32 + 1))
+                .collect();
+            n.sort_unstable();
+            uid_list_or_none(&n)
+        };
+        let mut out = Vec::with_capacity(msg.len() + 16);
+        for (i, w) in words.iter().enumerate() {
+            if i > 0 {
+                out.push(b' ');
+            }
+            let (core, tail) = match w.strip_suffix(b"\r\n") {
+                Some(c) => (c, &b"\r\n"[..]),
+                None => match w.strip_suffix(b"\n") {
+                    Some(c) => (c, &b"\n"[..]),
+                    None => (*w, &b""[..]),
+                },
+            };
+            let (core, close) = match core.iter().position(|&b| b == b')') {
+                Some(p) if core[..p] == *b"$" => (&core[..p], &core[p..]),
+                _ => (core, &b""[..]),
+            };
+            if core == b"$" {
+                let prev_uid = i > 0 && words[i - 1].eq_ignore_ascii_case(b"UID");
+                if search && !prev_uid && i > 2 {
+                    out.extend_from_slice(b"UID ");
+                    out.extend_from_slice(uids.as_bytes());
+                } else if uid_cmd || prev_uid {
+                    out.extend_from_slice(uids.as_bytes());
+                } else {
+                    out.extend_from_slice(seqs.as_bytes());
+                }
+            } else {
+                out.extend_from_slice(core);
+            }
+            out.extend_from_slice(close);
+            out.extend_from_slice(tail);
+        }
+        out.extend_from_slice(rest);
+        out
+    }
+
+    /// The command word of the current (undecodable) message, for the BAD
+    /// text; only printable atoms are echoed.
+    pub(super) fn unknown_command_name(&self) -> Option<String> {
+        let bytes = self.frag.message_bytes();
+        let line = bytes.split(|&b| b == b'\n').next()?;
+        let word = line.split(|&b| b == b' ').nth(1)?;
+        let w: String = word
+            .iter()
+            .take(32)
+            .filter(|b| b.is_ascii_alphanumeric() || **b == b'.' || **b == b'-')
+            .map(|&b| b as char)
+            .collect();
+        (!w.is_empty()).then_some(w)
+    }
+}
+
+/// Whether the first line of a command message contains `word` as a
+/// separate, case-insensitive token (a cheap filter before the extension
+/// parsers).
+fn first_line_has(msg: &[u8], word: &[u8]) -> bool {
+    let line = msg.split(|&b| b == b'\n').next().unwrap_or(&[]);
+    line.split(|&b| b == b' ').any(|t| {
+        let t = t.strip_suffix(b"\r").unwrap_or(t);
+        let end = t.iter().position(|&b| b == b')').unwrap_or(t.len());
+        let t = &t[..end];
+        let t = t.strip_prefix(b"(").unwrap_or(t);
+        t.eq_ignore_ascii_case(word)
+    })
+}

@@ -1,0 +1,147 @@
+//! SELECT / EXAMINE, CREATE, DELETE, RENAME, SUBSCRIBE / UNSUBSCRIBE.
+
+use super::*;
+
+impl Session {
+    pub(super) async fn select(&mut self, m: &Mailbox<'_>, read_only: bool) -> Done {
+        // A failed SELECT leaves no mailbox selected (RFC 9051 6.3.2); the
+        // end of the previous one's responses is marked (7.1, CLOSED). The
+        // old view is kept until the new one is open: a re-SELECT of the
+        // same mailbox then costs its changes, not the mailbox.
+        let previous = self.view.take();
+        if previous.is_some() {
+            self.push("* OK [CLOSED] Previous mailbox closed");
+        }
+        let name = match self.mailbox_name(m) {
+            Ok(n) => n,
+            Err(d) => return d,
+        };
+        let Some(c) = self.client() else {
+            return Done::bad("Log in first");
+        };
+        let account: Arc<str> = Arc::from(self.user.as_str());
+        let shared = match self.ctx.views.open(&account, &name, read_only, &c).await {
+            Ok(s) => s,
+            Err(s) => return store_no(&s),
+        };
+        drop(previous);
+        let view = View::new(name, shared, c);
+        for l in view.flags_responses() {
+            self.push(&l);
+        }
+        self.push(&format!("* {} EXISTS", view.exists()));
+        if self.rev2 {
+            // RFC 9051 6.3.2: the mailbox's LIST response; no RECENT or UNSEEN.
+            let mut line = b"* LIST () \"/\" ".to_vec();
+            line.extend_from_slice(&self.wire_name(&view.name));
+            self.out.extend_from_slice(&line);
+            self.out.extend_from_slice(b"\r\n");
+        } else {
+            self.push(&format!("* {} RECENT", view.recent.len()));
+            if let Some(u) = view.unseen_first() {
+                self.push(&format!("* OK [UNSEEN {u}] First unseen"));
+            }
+        }
+        self.push(&format!(
+            "* OK [UIDVALIDITY {}] UIDs valid",
+            view.uid_validity()
+        ));
+        self.push(&format!(
+            "* OK [UIDNEXT {}] Predicted next UID",
+            view.uid_next()
+        ));
+        self.push(&format!(
+            "* OK [HIGHESTMODSEQ {}] Highest",
+            view.highest_modseq()
+        ));
+        self.view = Some(view);
+        if read_only {
+            Done::ok("[READ-ONLY] EXAMINE completed")
+        } else {
+            Done::ok("[READ-WRITE] SELECT completed")
+        }
+    }
+
+    pub(super) async fn create(&mut self, m: &Mailbox<'_>) -> Done {
+        let name = match self.new_mailbox_name(m) {
+            Ok(n) => n,
+            Err(d) => return d,
+        };
+        // A trailing separator only says the name will have children.
+        let name = name.trim_end_matches(SEP).to_string();
+        if name.eq_ignore_ascii_case("INBOX") {
+            return Done::no("[ALREADYEXISTS] INBOX always exists");
+        }
+        let Some(mut c) = self.client() else {
+            return Done::bad("Log in first");
+        };
+        match c
+            .create_mailbox(pb::CreateMailboxRequest {
+                name,
+                special_use: 0,
+            })
+            .await
+        {
+            Ok(_) => Done::ok("CREATE completed"),
+            Err(s) => store_no(&s),
+        }
+    }
+
+    pub(super) async fn delete(&mut self, m: &Mailbox<'_>) -> Done {
+        let name = match self.mailbox_name(m) {
+            Ok(n) => n,
+            Err(d) => return d,
+        };
+        let Some(mut c) = self.client() else {
+            return Done::bad("Log in first");
+        };
+        if self.view.as_ref().is_some_and(|v| v.name == name) {
+            self.view = None;
+        }
+        match c.delete_mailbox(pb::DeleteMailboxRequest { name }).await {
+            Ok(_) => Done::ok("DELETE completed"),
+            Err(s) => store_no(&s),
+        }
+    }
+
+    pub(super) async fn rename(&mut self, from: &Mailbox<'_>, to: &Mailbox<'_>) -> Done {
+        let (from, to) = match (self.mailbox_name(from), self.new_mailbox_name(to)) {
+            (Ok(f), Ok(t)) => (f, t),
+            (Err(d), _) | (_, Err(d)) => return d,
+        };
+        let Some(mut c) = self.client() else {
+            return Done::bad("Log in first");
+        };
+        match c
+            .rename_mailbox(pb::RenameMailboxRequest { from, to })
+            .await
+        {
+            Ok(_) => Done::ok("RENAME completed"),
+            Err(s) => store_no(&s),
+        }
+    }
+
+    pub(super) async fn subscribe(&mut self, m: &Mailbox<'_>, on: bool) -> Done {
+        let name = match self.mailbox_name(m) {
+            Ok(n) => n,
+            Err(d) => return d,
+        };
+        let Some(mut c) = self.client() else {
+            return Done::bad("Log in first");
+        };
+        match c
+            .set_subscribed(pb::SetSubscribedRequest {
+                name,
+                subscribed: on,
+            })
+            .await
+        {
+            Ok(_) => Done::ok(if on {
+                "SUBSCRIBE completed"
+            } else {
+                "UNSUBSCRIBE completed"
+            }),
+            Err(s) => store_no(&s),
+        }
+    }
+}

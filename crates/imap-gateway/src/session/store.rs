@@ -1,0 +1,134 @@
+//! STORE and UID STORE (RFC 9051 6.4.6).
+
+use super::*;
+
+impl Session {
+    pub(super) async fn store(
+        &mut self,
+        set: &SequenceSet,
+        kind: StoreType,
+        response: StoreResponse,
+        flags: &[Flag<'_>],
+        uid: bool,
+        unchanged_since: Option<u64>,
+    ) -> Done {
+        let positions = match self.resolve(set, uid) {
+            Ok(p) => p,
+            Err(d) => return d,
+        };
+        let pbflags = match to_pb_flags(flags) {
+            Ok(f) => f,
+            Err(d) => return d,
+        };
+        let Some(view) = &self.view else {
+            return Done::bad("No mailbox selected");
+        };
+        if view.read_only {
+            return Done::no("[READ-ONLY] Mailbox is read-only");
+        }
+        let mailbox = view.name.clone();
+        let uids: Vec<u32> = positions.iter().filter_map(|&i| view.uid_at(i)).collect();
+        if uids.is_empty() {
+            return Done::ok("STORE completed");
+        }
+        let Some(mut c) = self.client() else {
+            return Done::bad("Log in first");
+        };
+        let mode = match kind {
+            StoreType::Replace => pb::FlagsMode::Replace,
+            StoreType::Add => pb::FlagsMode::Add,
+            StoreType::Remove => pb::FlagsMode::Remove,
+        };
+        let requested = pbflags.clone();
+        let asked = uids.len();
+        let r = c
+            .store_flags(pb::StoreFlagsRequest {
+                mailbox,
+                uids: Some(pb::UidSet::of(uids)),
+                mode: mode as i32,
+                flags: Some(pbflags),
+                unchanged_since: unchanged_since.unwrap_or(0),
+            })
+            .await;
+        let r = match r {
+            Ok(r) => r.into_inner(),
+            Err(s) => return store_no(&s),
+        };
+        let silent = matches!(response, StoreResponse::Silent);
+        // The store reports every message it found (changed or not) in
+        // `updated` or `modified`; the rest were expunged meanwhile.
+        let gone = asked.saturating_sub(r.updated.len() + r.modified.len());
+        for e in &r.updated {
+            if let Some(f) = &e.flags {
+                self.announce_keywords(f);
+            }
+        }
+        let Some(view) = self.view.as_mut() else {
+            return Done::bad("No mailbox selected");
+        };
+        let mut out = Vec::new();
+        // After .SILENT the client assumes its own change and nothing else;
+        // if someone else's change is in the result (or was not told yet),
+        // it still gets a FETCH. So does every message of a STORE that ends
+        // NO (some were gone): the client cannot tell what was applied.
+        let mut owed_fetch = Vec::new();
+        for e in &r.updated {
+            let Some(m) = view.position(e.uid).and_then(|i| view.msg_at(i)) else {
+                continue;
+            };
+            let new = e.flags.clone().unwrap_or_default();
+            let told = silent
+                && gone == 0
+                && !view.pending_flags.contains(&e.uid)
+                && crate::view::same_flags(
+                    &crate::view::apply_flags(&m.flags, mode, &requested),
+                    &new,
+                );
+            if silent && !told {
+                owed_fetch.push(e.uid);
+            }
+        }
+        let updated = r.updated;
+        let answered: Vec<(u32, pb::Flags, u64)> = updated
+            .iter()
+            .map(|e| (e.uid, e.flags.clone().unwrap_or_default(), e.modseq))
+            .collect();
+        view.apply_own(updated);
+        for (u, _, modseq) in &answered {
+            // Told by this STORE's answer, unless someone else's newer
+            // change is in the view already: that one is still owed.
+            if view.msg(*u).is_none_or(|m| m.modseq == *modseq) {
+                view.pending_flags.remove(u);
+            }
+        }
+        view.pending_flags.extend(owed_fetch);
+        if !silent {
+            for (u, f, _) in &answered {
+                let Some(i) = view.position(*u) else { continue };
+                let mut items = vec![imap_codec::imap_types::fetch::MessageDataItem::Flags(
+                    fetch::flags(f, view.recent.contains(u) && !self.rev2),
+                )];
+                if uid && let Some(u) = NonZeroU32::new(*u) {
+                    items.push(imap_codec::imap_types::fetch::MessageDataItem::Uid(u));
+                }
+                out.push(fetch::encode(i as u32 + 1, items));
+            }
+        }
+        for o in out {
+            self.out.extend_from_slice(&o);
+        }
+        if !r.modified.is_empty() {
+            let list: Vec<String> = r.modified.iter().map(|u| u.to_string()).collect();
+            return Done::ok(format!(
+                "[MODIFIED {}] Conditional STORE failed for some",
+                list.join(",")
+            ));
+        }
+        if gone > 0 {
+            // RFC 5530: someone else expunged some of them; the client
+            // learns which with the EXPUNGEs of its next command.
+            return Done::no("[EXPUNGEISSUED] Some messages were expunged meanwhile");
+        }
+        Done::ok("STORE completed")
+    }
+}
