@@ -12,6 +12,8 @@ use mailbox_api::{AdminClient, CallAuth, DeliveryClient, MailboxClient, pb};
 use mailbox_store::{Store, StoreSettings};
 use service_kit::CancellationToken;
 use sqlx::Connection;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
 
 pub use mailbox_api;
 
@@ -775,5 +777,75 @@ pub mod procs {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+}
+
+/// A raw IMAP client for multi-session and RFC-rule tests: it sends
+/// commands as written and returns the lines up to the tagged reply.
+pub struct RawImap {
+    pub r: BufReader<tokio::io::ReadHalf<TcpStream>>,
+    pub w: tokio::io::WriteHalf<TcpStream>,
+    /// The number of the last tag `cmd` used (`t{n}`).
+    pub n: u32,
+}
+
+impl RawImap {
+    pub async fn connect(addr: SocketAddr) -> Self {
+        let s = TcpStream::connect(addr).await.unwrap();
+        let (r, w) = tokio::io::split(s);
+        let mut raw = Self {
+            r: BufReader::new(r),
+            w,
+            n: 0,
+        };
+        assert!(raw.line().await.starts_with("* OK"));
+        raw
+    }
+
+    pub async fn line(&mut self) -> String {
+        let mut l = String::new();
+        let n = tokio::time::timeout(std::time::Duration::from_secs(20), self.r.read_line(&mut l))
+            .await
+            .expect("a line within 20 s")
+            .unwrap();
+        if n == 0 {
+            return "<closed>".into();
+        }
+        l
+    }
+
+    /// Sends a command and returns every line up to its tagged reply.
+    pub async fn cmd(&mut self, c: &str) -> Vec<String> {
+        self.n += 1;
+        let tag = format!("t{}", self.n);
+        self.w
+            .write_all(format!("{tag} {c}\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        loop {
+            let l = self.line().await;
+            let done = l.starts_with(&format!("{tag} ")) || l == "<closed>";
+            out.push(l);
+            if done {
+                return out;
+            }
+        }
+    }
+
+    /// Logs in as alice@example.org (password pw-alice), the account the
+    /// IMAP tests set up.
+    pub async fn login(&mut self) {
+        self.login_as("alice@example.org", "pw-alice").await;
+    }
+
+    pub async fn login_as(&mut self, user: &str, password: &str) {
+        let r = self.cmd(&format!("LOGIN {user} {password}")).await;
+        assert!(r.last().unwrap().contains("OK"), "{r:?}");
+    }
+
+    /// Sends bytes as they are (a literal, DONE).
+    pub async fn send(&mut self, bytes: &[u8]) {
+        self.w.write_all(bytes).await.unwrap();
     }
 }

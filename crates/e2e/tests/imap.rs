@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
-use e2e::{Backend, StoreClient, TestImap, TestStore, message, python};
+use e2e::{Backend, RawImap, StoreClient, TestImap, TestStore, message, python};
 use service_kit::net::TrustedNetworks;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -112,7 +112,6 @@ async fn curl_fetch_and_search_with_ssl_reqd() {
     );
 }
 
-/// A raw IMAP client for multi-session tests.
 /// Delivers `count` messages to alice's INBOX through the store, as
 /// smtp-ingest does; delivery ids and subjects are named after `tag`.
 async fn deliver_to_alice(client: &StoreClient, tag: &str, count: usize) {
@@ -127,62 +126,6 @@ async fn deliver_to_alice(client: &StoreClient, tag: &str, count: usize) {
     }
 }
 
-struct Raw {
-    r: BufReader<tokio::io::ReadHalf<TcpStream>>,
-    w: tokio::io::WriteHalf<TcpStream>,
-    n: u32,
-}
-
-impl Raw {
-    async fn connect(addr: SocketAddr) -> Self {
-        let s = TcpStream::connect(addr).await.unwrap();
-        let (r, w) = tokio::io::split(s);
-        let mut raw = Self {
-            r: BufReader::new(r),
-            w,
-            n: 0,
-        };
-        assert!(raw.line().await.starts_with("* OK"));
-        raw
-    }
-
-    async fn line(&mut self) -> String {
-        let mut l = String::new();
-        let n = tokio::time::timeout(Duration::from_secs(20), self.r.read_line(&mut l))
-            .await
-            .expect("a line within 20 s")
-            .unwrap();
-        if n == 0 {
-            return "<closed>".into();
-        }
-        l
-    }
-
-    /// Sends a command and returns every line up to its tagged reply.
-    async fn cmd(&mut self, c: &str) -> Vec<String> {
-        self.n += 1;
-        let tag = format!("t{}", self.n);
-        self.w
-            .write_all(format!("{tag} {c}\r\n").as_bytes())
-            .await
-            .unwrap();
-        let mut out = Vec::new();
-        loop {
-            let l = self.line().await;
-            let done = l.starts_with(&format!("{tag} ")) || l == "<closed>";
-            out.push(l);
-            if done {
-                return out;
-            }
-        }
-    }
-
-    async fn login(&mut self) {
-        let r = self.cmd("LOGIN alice@example.org pw-alice").await;
-        assert!(r.last().unwrap().contains("OK"), "{r:?}");
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_sees_delivery_flags_expunge_and_pop3_deletion() {
     let (store, client) = setup(Backend::Sqlite).await;
@@ -190,7 +133,7 @@ async fn idle_sees_delivery_flags_expunge_and_pop3_deletion() {
         .deliver("i0", &["alice@example.org"], &message("idle-0", "zero"))
         .await;
     let imap = TestImap::start(&store.uri()).await;
-    let mut a = Raw::connect(imap.imap).await;
+    let mut a = RawImap::connect(imap.imap).await;
     a.login().await;
     a.cmd("SELECT INBOX").await;
     a.w.write_all(b"idle1 IDLE\r\n").await.unwrap();
@@ -232,7 +175,7 @@ async fn idle_sees_delivery_flags_expunge_and_pop3_deletion() {
 
     // A flag change and an expunge through session B on another replica.
     let imap2 = TestImap::start(&store.uri()).await;
-    let mut b = Raw::connect(imap2.imap).await;
+    let mut b = RawImap::connect(imap2.imap).await;
     b.login().await;
     b.cmd("SELECT INBOX").await;
     b.cmd("STORE 1 +FLAGS (\\Flagged)").await;
@@ -278,10 +221,10 @@ async fn no_expunge_during_fetch_and_sequence_numbers_stay_consistent() {
     let (store, client) = setup(Backend::Sqlite).await;
     deliver_to_alice(&client, "s", 3).await;
     let imap = TestImap::start(&store.uri()).await;
-    let mut a = Raw::connect(imap.imap).await;
+    let mut a = RawImap::connect(imap.imap).await;
     a.login().await;
     a.cmd("SELECT INBOX").await;
-    let mut b = Raw::connect(imap.imap).await;
+    let mut b = RawImap::connect(imap.imap).await;
     b.login().await;
     b.cmd("SELECT INBOX").await;
     b.cmd("STORE 2 +FLAGS (\\Deleted)").await;
@@ -304,7 +247,7 @@ async fn no_expunge_during_fetch_and_sequence_numbers_stay_consistent() {
 async fn hostile_input_gets_bad_or_no_and_the_session_goes_on() {
     let (store, _client) = setup(Backend::Sqlite).await;
     let imap = TestImap::start_with(&store.uri(), |s| s.max_append = 4096).await;
-    let mut a = Raw::connect(imap.imap).await;
+    let mut a = RawImap::connect(imap.imap).await;
     for bad in [
         "FOO BAR",
         "LIST \"\" (((",
@@ -354,7 +297,7 @@ async fn esearch_and_list_extended() {
     let (store, client) = setup(Backend::Sqlite).await;
     deliver_to_alice(&client, "e", 4).await;
     let imap = TestImap::start(&store.uri()).await;
-    let mut a = Raw::connect(imap.imap).await;
+    let mut a = RawImap::connect(imap.imap).await;
     let caps = a.cmd("CAPABILITY").await;
     assert!(
         caps[0].contains(" ESEARCH")
@@ -437,7 +380,7 @@ async fn imap4rev2_mode_and_searchres() {
     let (store, client) = setup(Backend::Sqlite).await;
     deliver_to_alice(&client, "r", 4).await;
     let imap = TestImap::start(&store.uri()).await;
-    let mut a = Raw::connect(imap.imap).await;
+    let mut a = RawImap::connect(imap.imap).await;
     let caps = a.cmd("CAPABILITY").await;
     assert!(
         caps[0].contains(" IMAP4rev1 IMAP4rev2 ") && caps[0].contains(" SEARCHRES"),
@@ -488,7 +431,7 @@ async fn imap4rev2_mode_and_searchres() {
 async fn an_endless_line_is_cut_off() {
     let (store, _client) = setup(Backend::Sqlite).await;
     let imap = TestImap::start(&store.uri()).await;
-    let mut a = Raw::connect(imap.imap).await;
+    let mut a = RawImap::connect(imap.imap).await;
     // 1 MiB without a line end (the line limit is 64 KiB).
     let chunk = vec![b'x'; 64 * 1024];
     let mut closed = None;
@@ -521,12 +464,12 @@ async fn the_message_cache_never_serves_another_message() {
         let m = format!("Subject: {subject}\r\nFrom: a@example.org\r\n\r\nbody of {subject}\r\n");
         format!("APPEND Box {{{}+}}\r\n{m}", m.len())
     };
-    let mut bob = Raw::connect(imap.imap).await;
+    let mut bob = RawImap::connect(imap.imap).await;
     let r = bob.cmd("LOGIN bob@example.org pw-bob").await;
     assert!(r.last().unwrap().contains("OK"), "{r:?}");
     bob.cmd("CREATE Box").await;
     bob.cmd(&append("bobs-message")).await;
-    let mut a = Raw::connect(imap.imap).await;
+    let mut a = RawImap::connect(imap.imap).await;
     a.login().await;
     a.cmd("CREATE Box").await;
     a.cmd(&append("first-message")).await;
@@ -570,7 +513,7 @@ async fn the_message_cache_never_serves_another_message() {
 async fn invalid_modified_utf7_names_are_no_not_bad() {
     let (store, _client) = setup(Backend::Sqlite).await;
     let imap = TestImap::start(&store.uri()).await;
-    let mut a = Raw::connect(imap.imap).await;
+    let mut a = RawImap::connect(imap.imap).await;
     a.login().await;
     for _ in 0..60 {
         for c in [
@@ -608,7 +551,7 @@ async fn sessions_sharing_a_view_keep_their_own_numbers() {
     let imap = TestImap::start(&store.uri()).await;
     let mut idle = Vec::new();
     for _ in 0..20 {
-        let mut d = Raw::connect(imap.imap).await;
+        let mut d = RawImap::connect(imap.imap).await;
         d.login().await;
         let r = d.cmd("SELECT INBOX").await;
         assert!(r.contains(&"* 3 EXISTS\r\n".to_string()), "{r:?}");
@@ -616,10 +559,10 @@ async fn sessions_sharing_a_view_keep_their_own_numbers() {
         assert!(d.line().await.starts_with("+ "));
         idle.push(d);
     }
-    let mut a = Raw::connect(imap.imap).await;
+    let mut a = RawImap::connect(imap.imap).await;
     a.login().await;
     a.cmd("SELECT INBOX").await;
-    let mut b = Raw::connect(imap.imap).await;
+    let mut b = RawImap::connect(imap.imap).await;
     b.login().await;
     b.cmd("SELECT INBOX").await;
     let r = b.cmd("STORE 2 +FLAGS.SILENT (\\Deleted)").await;
@@ -667,7 +610,7 @@ async fn sessions_sharing_a_view_keep_their_own_numbers() {
     assert!(r.last().unwrap().contains("OK"), "{r:?}");
     b.cmd("CREATE Box").await;
     b.cmd("COPY 1 Box").await;
-    let mut c = Raw::connect(imap.imap).await;
+    let mut c = RawImap::connect(imap.imap).await;
     c.login().await;
     let r = c.cmd("SELECT Box").await;
     assert!(r.contains(&"* 1 EXISTS\r\n".to_string()), "{r:?}");
@@ -700,7 +643,7 @@ async fn sent_dates_are_compared_in_the_headers_own_zone() {
             .await;
     }
     let imap = TestImap::start(&store.uri()).await;
-    let mut a = Raw::connect(imap.imap).await;
+    let mut a = RawImap::connect(imap.imap).await;
     a.login().await;
     a.cmd("SELECT INBOX").await;
     for (key, want) in [
@@ -725,7 +668,7 @@ async fn sent_dates_are_compared_in_the_headers_own_zone() {
 async fn lsub_percent_returns_an_unsubscribed_parent_as_noselect() {
     let (store, _client) = setup(Backend::Sqlite).await;
     let imap = TestImap::start(&store.uri()).await;
-    let mut a = Raw::connect(imap.imap).await;
+    let mut a = RawImap::connect(imap.imap).await;
     a.login().await;
     for c in [
         "CREATE Lists/Rust",
@@ -754,4 +697,156 @@ async fn lsub_percent_returns_an_unsubscribed_parent_as_noselect() {
     assert!(!r.iter().any(|l| named(l, "Lists")), "{r:?}");
     let r = a.cmd("LSUB \"\" Lists/%").await;
     assert!(r.iter().any(|l| named(l, "Lists/Rust")), "{r:?}");
+}
+
+/// Sends NOOP until a line containing `want` comes back (the change feed
+/// may tell a session a moment after the write), and returns those lines.
+async fn noop_until(a: &mut RawImap, want: &str) -> Vec<String> {
+    for _ in 0..100 {
+        let r = a.cmd("NOOP").await;
+        if r.iter().any(|l| l.contains(want)) {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no {want:?} after NOOPs");
+}
+
+fn status_recent(r: &[String]) -> &str {
+    let l = r
+        .iter()
+        .find(|l| l.starts_with("* STATUS"))
+        .expect("STATUS");
+    let at = l.find("RECENT ").expect("RECENT") + 7;
+    l[at..].split([' ', ')']).next().unwrap()
+}
+
+/// RFC 3501 2.3.2 (\Recent): a message is recent in exactly one session,
+/// the first to be told of it; STATUS (RECENT) (6.3.10) from any other
+/// session does not count a message a selected session has claimed, even
+/// after that session ends; a message no session has claimed yet is
+/// counted, and EXAMINE never claims it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_recent_follows_the_claiming_session() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let (store, client) = setup(backend).await;
+        let imap = TestImap::start(&store.uri()).await;
+        let mut a = RawImap::connect(imap.imap).await;
+        let mut b = RawImap::connect(imap.imap).await;
+        a.login().await;
+        b.login().await;
+        a.cmd("SELECT INBOX").await;
+        // B appends while A has INBOX selected: A is told, and claims it.
+        b.send(b"ap1 APPEND INBOX {20}\r\n").await;
+        assert!(b.line().await.starts_with('+'));
+        b.send(b"Subject: r1\r\n\r\nbody\r\n\r\n").await;
+        assert!(b.line().await.starts_with("ap1 OK"));
+        let r = noop_until(&mut a, "RECENT").await;
+        assert!(r.contains(&"* 1 RECENT\r\n".to_string()), "{r:?}");
+        let r = b.cmd("STATUS INBOX (MESSAGES RECENT)").await;
+        assert_eq!(status_recent(&r), "0", "claimed by A: {r:?}");
+        let mut c = RawImap::connect(imap.imap).await;
+        c.login().await;
+        assert_eq!(status_recent(&c.cmd("STATUS INBOX (RECENT)").await), "0");
+        // The claiming session ends: still not recent for anyone else.
+        a.cmd("LOGOUT").await;
+        assert_eq!(status_recent(&c.cmd("STATUS INBOX (RECENT)").await), "0");
+        let r = c.cmd("SELECT INBOX").await;
+        assert!(r.contains(&"* 0 RECENT\r\n".to_string()), "{r:?}");
+        c.cmd("CLOSE").await;
+        // Nobody selected: a delivery is unclaimed, so recent for STATUS;
+        // EXAMINE shows it and leaves it; the next SELECT claims it.
+        client
+            .deliver("r2", &["alice@example.org"], &message("r2", "x"))
+            .await;
+        assert_eq!(status_recent(&b.cmd("STATUS INBOX (RECENT)").await), "1");
+        let r = b.cmd("EXAMINE INBOX").await;
+        assert!(r.contains(&"* 1 RECENT\r\n".to_string()), "{r:?}");
+        b.cmd("CLOSE").await;
+        assert_eq!(status_recent(&c.cmd("STATUS INBOX (RECENT)").await), "1");
+        let r = c.cmd("SELECT INBOX").await;
+        assert!(r.contains(&"* 1 RECENT\r\n".to_string()), "{r:?}");
+        assert_eq!(status_recent(&b.cmd("STATUS INBOX (RECENT)").await), "0");
+        // STATUS of its own selected mailbox counts the session's own.
+        assert_eq!(status_recent(&c.cmd("STATUS INBOX (RECENT)").await), "1");
+    }
+}
+
+/// RFC 3516 4.2 and RFC 9051 7.5.2: a partial BINARY (and BODY) fetch
+/// names its origin in the response (`BINARY[1]<50>`); BINARY returns the
+/// part with its Content-Transfer-Encoding removed, exactly, so a range
+/// of it may cross base64 line breaks and quoted-printable soft breaks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_binary_names_its_origin_and_decodes_exactly() {
+    let (store, client) = setup(Backend::Sqlite).await;
+    let b64 = "VGhlIHF1aWNrIGJyb3duIGZveCBqdW1wcyBvdmVyIHRoZSBsYXp5IGRvZy4NClRoZSBxdWljayBi\r\n\
+               cm93biBmb3gganVtcHMgb3ZlciB0aGUgbGF6eSBkb2cuDQpUaGUgcXVpY2sgYnJvd24gZm94IGp1\r\n\
+               bXBzIG92ZXIgdGhlIGxhenkgZG9nLg0K\r\n";
+    let b64_decoded = "The quick brown fox jumps over the lazy dog.\r\n".repeat(3);
+    let qp = "caf=C3=A9 au lait, a line long enough that it needs a soft break right =\r\n\
+              here and =3D sign=\r\ns\r\nend";
+    let qp_decoded: &[u8] = b"caf\xc3\xa9 au lait, a line long enough that it needs a soft break right here and = signs\r\nend";
+    let m = format!(
+        "From: a@remote.example\r\nTo: alice@example.org\r\nSubject: binary\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n\
+         --b1\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n{b64}\
+         --b1\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Content-Transfer-Encoding: quoted-printable\r\n\r\n{qp}\r\n--b1--\r\n"
+    );
+    client
+        .deliver("bin", &["alice@example.org"], m.as_bytes())
+        .await;
+    let imap = TestImap::start(&store.uri()).await;
+    let mut a = RawImap::connect(imap.imap).await;
+    a.login().await;
+    a.cmd("EXAMINE INBOX").await;
+    let fetch = |r: Vec<String>| -> Vec<u8> { r[..r.len() - 1].concat().into_bytes() };
+    // Whole parts: no origin.
+    let r = fetch(a.cmd("FETCH 1 (BINARY.PEEK[1])").await);
+    let want = format!(
+        "* 1 FETCH (BINARY[1] ~{{{}}}\r\n{b64_decoded})\r\n",
+        b64_decoded.len()
+    );
+    assert_eq!(String::from_utf8_lossy(&r), want);
+    // A range across the first base64 line (57 decoded bytes) and a CRLF.
+    let r = fetch(a.cmd("FETCH 1 (BINARY.PEEK[1]<40.25>)").await);
+    let want = format!(
+        "* 1 FETCH (BINARY[1]<40> ~{{25}}\r\n{})\r\n",
+        &b64_decoded[40..65]
+    );
+    assert_eq!(String::from_utf8_lossy(&r), want);
+    // The origin 0 is named too.
+    let r = fetch(a.cmd("FETCH 1 (BINARY.PEEK[1]<0.7>)").await);
+    assert_eq!(
+        String::from_utf8_lossy(&r),
+        "* 1 FETCH (BINARY[1]<0> ~{7}\r\nThe qui)\r\n"
+    );
+    // Quoted-printable: a range across the soft break and the =3D.
+    let at = qp_decoded.windows(6).position(|w| w == b"right ").unwrap();
+    let r = a.cmd(&format!("FETCH 1 (BINARY.PEEK[2]<{at}.20>)")).await;
+    let mut want = format!("* 1 FETCH (BINARY[2]<{at}> ~{{20}}\r\n").into_bytes();
+    want.extend_from_slice(&qp_decoded[at..at + 20]);
+    want.extend_from_slice(b")\r\n");
+    assert_eq!(fetch(r), want);
+    // A range past the end is empty, still with its origin.
+    let r = fetch(a.cmd("FETCH 1 (BINARY.PEEK[2]<5000.10>)").await);
+    assert_eq!(
+        String::from_utf8_lossy(&r),
+        "* 1 FETCH (BINARY[2]<5000> ~{0}\r\n)\r\n"
+    );
+    // BINARY.SIZE is the decoded size; BODY partials name their origin.
+    let r = fetch(a.cmd("FETCH 1 (BINARY.SIZE[1] BINARY.SIZE[2])").await);
+    assert_eq!(
+        String::from_utf8_lossy(&r),
+        format!(
+            "* 1 FETCH (BINARY.SIZE[1] {} BINARY.SIZE[2] {})\r\n",
+            b64_decoded.len(),
+            qp_decoded.len()
+        )
+    );
+    let r = fetch(a.cmd("FETCH 1 (BODY.PEEK[1]<10.10>)").await);
+    assert_eq!(
+        String::from_utf8_lossy(&r),
+        format!("* 1 FETCH (BODY[1]<10> {{10}}\r\n{})\r\n", &b64[10..20])
+    );
 }

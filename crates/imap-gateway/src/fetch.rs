@@ -155,6 +155,14 @@ pub enum ItemError {
     Binary(BinaryError),
 }
 
+/// The response items for one message, and where a partial `BINARY` item
+/// names its origin (imap-types' `Binary` item has no origin field).
+pub struct Items {
+    pub list: Vec<MessageDataItem<'static>>,
+    /// (index in `list`, origin) of each partial `BINARY[...]<origin>`.
+    pub binary_origins: Vec<(usize, u32)>,
+}
+
 /// The response items for one message.
 pub fn items(
     plan: &Plan,
@@ -162,12 +170,13 @@ pub fn items(
     recent: bool,
     meta: Option<&pb::MessageMeta>,
     raw: Option<&[u8]>,
-) -> Result<Vec<MessageDataItem<'static>>, ItemError> {
+) -> Result<Items, ItemError> {
     let empty = pb::BodyPart::default();
     let summary = meta.and_then(|m| m.summary.as_ref());
     let body = summary.and_then(|s| s.body.as_ref()).unwrap_or(&empty);
     let raw = raw.unwrap_or(&[]);
     let mut out = Vec::with_capacity(plan.items.len());
+    let mut binary_origins = Vec::new();
     for name in &plan.items {
         let item = match name {
             MessageDataItemName::Uid => match NonZeroU32::new(msg.uid) {
@@ -227,6 +236,9 @@ pub fn items(
                     structure::binary_bytes(raw, body, section).map_err(ItemError::Binary)?;
                 let data = match partial {
                     Some((origin, len)) => {
+                        // RFC 3516 4.2 / RFC 9051 7.5.2: the response names
+                        // the origin of a partial fetch.
+                        binary_origins.push((out.len(), *origin));
                         structure::partial(&data, *origin, Some(len.get())).to_vec()
                     }
                     None => data,
@@ -252,7 +264,44 @@ pub fn items(
         };
         out.push(item);
     }
-    Ok(out)
+    Ok(Items {
+        list: out,
+        binary_origins,
+    })
+}
+
+/// `* seq FETCH (items)` on the wire, with the origin of each partial
+/// `BINARY` item (`BINARY[1]<0> ~{7}`).
+pub fn encode_items(seq: u32, items: Items) -> Vec<u8> {
+    if items.binary_origins.is_empty() {
+        return encode(seq, items.list);
+    }
+    let mut out = format!("* {seq} FETCH (").into_bytes();
+    for (i, item) in items.list.into_iter().enumerate() {
+        // Each item encoded on its own, cut out of its one-item response.
+        let one = encode(seq, vec![item]);
+        let prefix = format!("* {seq} FETCH (").len();
+        let Some(body) = one.get(prefix..one.len().saturating_sub(3)) else {
+            continue;
+        };
+        if i > 0 {
+            out.push(b' ');
+        }
+        match items.binary_origins.iter().find(|(at, _)| *at == i) {
+            // `BINARY[section]`: the section holds no `]` of its own.
+            Some((_, origin)) => match body.iter().position(|&b| b == b']') {
+                Some(p) => {
+                    out.extend_from_slice(&body[..=p]);
+                    out.extend_from_slice(format!("<{origin}>").as_bytes());
+                    out.extend_from_slice(&body[p + 1..]);
+                }
+                None => out.extend_from_slice(body),
+            },
+            None => out.extend_from_slice(body),
+        }
+    }
+    out.extend_from_slice(b")\r\n");
+    out
 }
 
 /// `* seq FETCH (items)` on the wire.
@@ -263,4 +312,50 @@ pub fn encode(seq: u32, items: Vec<MessageDataItem<'static>>) -> Vec<u8> {
     ResponseCodec::default()
         .encode(&Response::Data(Data::Fetch { seq, items }))
         .dump()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn binary(section: &[u32], data: &[u8]) -> MessageDataItem<'static> {
+        MessageDataItem::Binary {
+            section: section
+                .iter()
+                .map(|&n| NonZeroU32::new(n).unwrap())
+                .collect(),
+            value: NString8::Literal8(Literal8 {
+                data: Cow::Owned(data.to_vec()),
+                mode: imap_codec::imap_types::core::LiteralMode::Sync,
+            }),
+        }
+    }
+
+    /// RFC 3516 4.2 and RFC 9051 7.5.2: a partial BINARY names its origin
+    /// (`BINARY[5]<0>`); a whole one does not.
+    #[test]
+    fn a_partial_binary_names_its_origin() {
+        let items = Items {
+            list: vec![
+                MessageDataItem::Uid(NonZeroU32::new(9).unwrap()),
+                binary(&[1, 2], b"a]b\r\n"),
+                binary(&[5], b"x"),
+            ],
+            binary_origins: vec![(1, 7)],
+        };
+        let out = String::from_utf8(encode_items(3, items)).unwrap();
+        assert_eq!(
+            out,
+            "* 3 FETCH (UID 9 BINARY[1.2]<7> ~{5}\r\na]b\r\n BINARY[5] ~{1}\r\nx)\r\n"
+        );
+        let whole = Items {
+            list: vec![binary(&[5], b"x")],
+            binary_origins: vec![],
+        };
+        assert_eq!(
+            encode_items(1, whole),
+            b"* 1 FETCH (BINARY[5] ~{1}\r\nx)\r\n".to_vec()
+        );
+    }
 }

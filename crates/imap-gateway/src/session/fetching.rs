@@ -176,11 +176,13 @@ impl Session {
                         .contains(&imap_codec::imap_types::fetch::MessageDataItemName::Flags)
                     && view.pending_flags.contains(&uid)
                 {
-                    items.push(imap_codec::imap_types::fetch::MessageDataItem::Flags(
-                        fetch::flags(&msg.flags, view.recent.contains(&uid)),
-                    ));
+                    items
+                        .list
+                        .push(imap_codec::imap_types::fetch::MessageDataItem::Flags(
+                            fetch::flags(&msg.flags, view.recent.contains(&uid)),
+                        ));
                 }
-                let encoded = fetch::encode(pos as u32 + 1, items);
+                let encoded = fetch::encode_items(pos as u32 + 1, items);
                 self.out.extend_from_slice(&encoded);
                 if let Some(v) = self.view.as_mut() {
                     v.pending_flags.remove(&uid);
