@@ -56,6 +56,24 @@ pub fn translate(criteria: &[SearchKey<'_>], view: &View) -> Result<pb::SearchKe
     Ok(key(Key::And(pb::SearchKeyList { keys })))
 }
 
+/// Whether the criteria use MODSEQ (RFC 7162 3.1.5): then the response
+/// names the highest MODSEQ of what matched.
+pub fn has_modseq(criteria: &[SearchKey<'_>]) -> bool {
+    fn any(k: &SearchKey<'_>, depth: usize) -> bool {
+        if depth > MAX_DEPTH {
+            return false;
+        }
+        match k {
+            SearchKey::ModSequence { .. } => true,
+            SearchKey::And(ks) => ks.as_ref().iter().any(|k| any(k, depth + 1)),
+            SearchKey::Or(a, b) => any(a, depth + 1) || any(b, depth + 1),
+            SearchKey::Not(a) => any(a, depth + 1),
+            _ => false,
+        }
+    }
+    criteria.iter().any(|k| any(k, 0))
+}
+
 fn one(k: &SearchKey<'_>, view: &View, depth: usize) -> Result<pb::SearchKey, SearchError> {
     if depth > MAX_DEPTH {
         return Err(SearchError::TooDeep);

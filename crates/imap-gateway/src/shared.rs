@@ -385,6 +385,7 @@ impl Shared {
                 since_modseq: self.complete(),
                 claim_recent: !self.key.read_only,
                 uid_validity,
+                expunged_only: false,
             })
             .await;
         match c {

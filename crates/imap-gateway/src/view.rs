@@ -351,11 +351,12 @@ impl View {
         }
     }
 
-    /// Removes the expunged messages, returning the sequence numbers to
-    /// announce, in the order they must be sent (each EXPUNGE renumbers the
-    /// messages after it). A message the client was never told of (no
-    /// EXISTS covered it yet) goes without an EXPUNGE.
-    pub fn take_expunges(&mut self) -> Vec<u32> {
+    /// Removes the expunged messages, returning (sequence number, UID) of
+    /// each to announce, in the order they must be sent (each EXPUNGE
+    /// renumbers the messages after it; VANISHED names the UIDs). A message
+    /// the client was never told of (no EXISTS covered it yet) goes without
+    /// an EXPUNGE.
+    pub fn take_expunges(&mut self) -> Vec<(u32, u32)> {
         let mut out = Vec::new();
         // Ghosts ascend, so each one's number is its place in the order
         // less the ghosts removed before it.
@@ -363,7 +364,7 @@ impl View {
             if let Ok(i) = self.order.binary_search(&uid) {
                 let i = i - removed;
                 if i < self.told {
-                    out.push(i as u32 + 1);
+                    out.push((i as u32 + 1, uid));
                     self.told -= 1;
                 }
             }
@@ -385,7 +386,7 @@ impl View {
 
     /// Applies expunges this session caused itself (EXPUNGE, MOVE), with
     /// any others pending.
-    pub fn expunged_by_us(&mut self, uids: &[u32]) -> Vec<u32> {
+    pub fn expunged_by_us(&mut self, uids: &[u32]) -> Vec<(u32, u32)> {
         self.shared.apply(
             &pb::ChangesResponse {
                 expunged: uids.to_vec(),
@@ -465,6 +466,10 @@ pub fn same_flags(a: &pb::Flags, b: &pb::Flags) -> bool {
 mod tests {
     use super::*;
 
+    fn seqs(v: Vec<(u32, u32)>) -> Vec<u32> {
+        v.into_iter().map(|(seq, _)| seq).collect()
+    }
+
     fn entry(uid: u32, seen: bool) -> pb::MessageEntry {
         pb::MessageEntry {
             uid,
@@ -540,7 +545,7 @@ mod tests {
             true,
         );
         v.sync(&HashMap::new());
-        assert_eq!(v.take_expunges(), Vec::<u32>::new());
+        assert_eq!(seqs(v.take_expunges()), Vec::<u32>::new());
         assert_eq!(v.tell_exists(), None, "the client still has 1 message");
     }
 
@@ -632,10 +637,10 @@ mod tests {
         );
         v.sync(&HashMap::new());
         assert!(v.msg_at(1).unwrap().flags.seen);
-        assert_eq!(v.take_expunges(), vec![1]);
+        assert_eq!(seqs(v.take_expunges()), vec![1]);
         assert_eq!(v.uids(), vec![2, 3, 5]);
         // Two expunges: the second is numbered after the first is gone.
-        assert_eq!(v.expunged_by_us(&[3, 5]), vec![2, 2]);
+        assert_eq!(seqs(v.expunged_by_us(&[3, 5])), vec![2, 2]);
         assert_eq!(v.uids(), vec![2]);
     }
 
@@ -646,7 +651,7 @@ mod tests {
         let mut b = View::new("INBOX".into(), sh.clone(), client());
         // A expunges 2 and tells its client at once; B's client still has
         // message 2 as number 2 until B may send EXPUNGE.
-        assert_eq!(a.expunged_by_us(&[2]), vec![2]);
+        assert_eq!(seqs(a.expunged_by_us(&[2])), vec![2]);
         b.sync(&HashMap::new());
         assert_eq!(a.uids(), vec![1, 3]);
         assert_eq!(b.uids(), vec![1, 2, 3]);
@@ -661,7 +666,7 @@ mod tests {
         b.sync(&HashMap::new());
         assert!(b.pending_flags.contains(&3));
         assert!(b.msg_at(2).unwrap().flags.seen);
-        assert_eq!(b.take_expunges(), vec![2]);
+        assert_eq!(seqs(b.take_expunges()), vec![2]);
         assert_eq!(b.uids(), vec![1, 3]);
         assert_eq!(b.position(3), Some(1));
     }
@@ -692,7 +697,7 @@ mod tests {
         b.sync(&HashMap::new());
         assert_eq!(b.exists(), 3);
         assert_eq!(b.tell_exists(), None, "no EXISTS for a message it has");
-        assert_eq!(b.take_expunges(), vec![3]);
+        assert_eq!(seqs(b.take_expunges()), vec![3]);
         assert_eq!(b.exists(), 2);
         // Expunges announced in one batch are numbered one after another.
         sh.apply(
@@ -704,7 +709,7 @@ mod tests {
             true,
         );
         b.sync(&HashMap::new());
-        assert_eq!(b.take_expunges(), vec![1, 1]);
+        assert_eq!(seqs(b.take_expunges()), vec![1, 1]);
         assert_eq!(b.exists(), 0);
     }
 
@@ -752,7 +757,7 @@ mod tests {
         v.added_here(&[2, 1, 3]);
         assert!(v.tell_first, "2 was added and is gone; 3 is not known yet");
         assert_eq!(v.tell_exists(), Some(2));
-        assert_eq!(v.take_expunges(), vec![2]);
+        assert_eq!(seqs(v.take_expunges()), vec![2]);
         assert_eq!(v.exists(), 1);
     }
 

@@ -1845,7 +1845,7 @@ pub async fn changes_by_id(
     let Some(mb) = mb else {
         return Ok(None);
     };
-    changes_after(pool, mailbox_id, mb, since, claim)
+    changes_after(pool, mailbox_id, mb, since, claim, false)
         .await
         .map(Some)
 }
@@ -1859,6 +1859,7 @@ pub async fn changes_by_name(
     since: i64,
     claim: bool,
     uid_validity: u32,
+    expunged_only: bool,
 ) -> Result<pb::ChangesResponse> {
     let mb: Option<(i64, i64, i64, i64, i64)> = sqlx::query_as(
         "SELECT id, highest_modseq, uid_next, recent_uid, uid_validity FROM mailboxes \
@@ -1876,17 +1877,26 @@ pub async fn changes_by_name(
             ..Default::default()
         });
     }
-    changes_after(pool, id, (highest, uid_next, recent_uid), since, claim).await
+    changes_after(
+        pool,
+        id,
+        (highest, uid_next, recent_uid),
+        since,
+        claim,
+        expunged_only,
+    )
+    .await
 }
 
 /// The changes of a mailbox whose (highest_modseq, uid_next, recent_uid)
-/// were just read.
+/// were just read; only its expunged UIDs when `expunged_only`.
 async fn changes_after(
     pool: &Pool<Db>,
     mailbox_id: i64,
     (highest, uid_next, recent_uid): (i64, i64, i64),
     since: i64,
     claim: bool,
+    expunged_only: bool,
 ) -> Result<pb::ChangesResponse> {
     let mut resp = pb::ChangesResponse {
         highest_modseq: highest as u64,
@@ -1904,16 +1914,18 @@ async fn changes_after(
     // Only messages below the uid_next read above: later ones come with
     // the next call, together with the uid_next (and \Recent claim) that
     // covers them.
-    let rows: Vec<MsgRow> = sqlx::query_as(
-        "SELECT uid, flags, keywords, modseq, size FROM messages \
-         WHERE mailbox_id = $1 AND modseq > $2 AND uid < $3 ORDER BY uid",
-    )
-    .bind(mailbox_id)
-    .bind(since)
-    .bind(uid_next)
-    .fetch_all(pool)
-    .await?;
-    resp.changed = rows.iter().map(entry).collect();
+    if !expunged_only {
+        let rows: Vec<MsgRow> = sqlx::query_as(
+            "SELECT uid, flags, keywords, modseq, size FROM messages \
+             WHERE mailbox_id = $1 AND modseq > $2 AND uid < $3 ORDER BY uid",
+        )
+        .bind(mailbox_id)
+        .bind(since)
+        .bind(uid_next)
+        .fetch_all(pool)
+        .await?;
+        resp.changed = rows.iter().map(entry).collect();
+    }
     resp.expunged = sqlx::query_scalar::<_, i64>(
         "SELECT uid FROM expunged WHERE mailbox_id = $1 AND modseq > $2 ORDER BY uid",
     )

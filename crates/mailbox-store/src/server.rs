@@ -709,6 +709,7 @@ impl mailbox_server::Mailbox for MailboxSvc {
                     r.since_modseq,
                     r.claim_recent,
                     r.uid_validity,
+                    r.expunged_only,
                 )
                 .await?,
         ))

@@ -1432,6 +1432,7 @@ impl Store {
         since: u64,
         claim_recent: bool,
         uid_validity: u32,
+        expunged_only: bool,
     ) -> Result<pb::ChangesResponse> {
         let name = parse_mailbox(mailbox)?;
         on_backend!(
@@ -1441,7 +1442,8 @@ impl Store {
                 name.as_str(),
                 since.min(i64::MAX as u64) as i64,
                 claim_recent,
-                uid_validity
+                uid_validity,
+                expunged_only
             )
         )
     }

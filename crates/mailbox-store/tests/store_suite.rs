@@ -202,6 +202,7 @@ async fn uid_validity_changes_when_mailbox_is_recreated(backend: Backend) {
                 since_modseq: 0,
                 claim_recent: false,
                 uid_validity: validity,
+                expunged_only: false,
             })
             .await
             .unwrap()
@@ -471,6 +472,7 @@ async fn call_every_rpc(
             since_modseq: 0,
             claim_recent: true,
             uid_validity: 0,
+            expunged_only: false,
         })
     );
     call!(
@@ -1005,6 +1007,7 @@ async fn flags_copy_move_expunge_and_changes(backend: Backend) {
             since_modseq: st0.highest_modseq,
             claim_recent: false,
             uid_validity: 0,
+            expunged_only: false,
         })
         .await
         .unwrap()
@@ -1069,6 +1072,7 @@ async fn recent_is_claimed_by_exactly_one_session(backend: Backend) {
                             since_modseq: 0,
                             claim_recent: true,
                             uid_validity: 0,
+                            expunged_only: false,
                         })
                         .await
                         .unwrap()

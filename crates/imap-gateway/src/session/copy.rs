@@ -61,10 +61,8 @@ impl Session {
             // RFC 6851: COPYUID in an untagged OK before the EXPUNGEs.
             self.push(&format!("* OK {code} Moved"));
             if let Some(v) = self.view.as_mut() {
-                for seq in v.expunged_by_us(&r.source_uids) {
-                    self.out
-                        .extend_from_slice(format!("* {seq} EXPUNGE\r\n").as_bytes());
-                }
+                let gone = v.expunged_by_us(&r.source_uids);
+                self.push_expunged(&gone);
             }
             return Ok(Done::ok("MOVE completed"));
         }

@@ -21,6 +21,9 @@ impl Session {
         // Whether EXPUNGE responses may be sent after this command
         // (RFC 9051 7.5.1: not during FETCH, STORE, SEARCH).
         let mut expunges_ok = true;
+        // Whether the tagged OK names the HIGHESTMODSEQ the client is now
+        // in sync with (EXPUNGE once QRESYNC is enabled, RFC 7162 3.2.10).
+        let mut tell_modseq = false;
         // Whether to ask the store for changes before answering: only when
         // the command added messages to the selected mailbox, which must be
         // announced before its OK (RFC 9051 6.3.12). Everything else (NOOP
@@ -87,6 +90,14 @@ impl Session {
                         self.utf8 = true;
                         self.rev2 |= up == "IMAP4REV2";
                         enabled.push(s);
+                    } else if up == "CONDSTORE" {
+                        self.condstore = true;
+                        enabled.push(s);
+                    } else if up == "QRESYNC" {
+                        // RFC 7162 3.2.3: QRESYNC implies CONDSTORE.
+                        self.qresync = true;
+                        self.condstore = true;
+                        enabled.push(s);
                     }
                 }
                 if !enabled.is_empty() {
@@ -98,8 +109,14 @@ impl Session {
                 self.push("* NAMESPACE ((\"\" \"/\")) NIL NIL");
                 Done::ok("NAMESPACE completed")
             }
-            CommandBody::Select { mailbox, .. } => Box::pin(self.select(&mailbox, false)).await,
-            CommandBody::Examine { mailbox, .. } => Box::pin(self.select(&mailbox, true)).await,
+            CommandBody::Select {
+                mailbox,
+                parameters,
+            } => Box::pin(self.select(&mailbox, false, &parameters)).await,
+            CommandBody::Examine {
+                mailbox,
+                parameters,
+            } => Box::pin(self.select(&mailbox, true, &parameters)).await,
             CommandBody::Create { mailbox } => Box::pin(self.create(&mailbox)).await,
             CommandBody::Delete { mailbox } => Box::pin(self.delete(&mailbox)).await,
             CommandBody::Rename { from, to } => Box::pin(self.rename(&from, &to)).await,
@@ -116,7 +133,13 @@ impl Session {
             CommandBody::Status {
                 mailbox,
                 item_names,
-            } => Box::pin(self.status(&mailbox, item_names.as_ref())).await,
+            } => {
+                // RFC 7162 3.1: STATUS (HIGHESTMODSEQ) enables CONDSTORE.
+                if item_names.contains(&StatusDataItemName::HighestModSeq) {
+                    self.condstore = true;
+                }
+                Box::pin(self.status(&mailbox, item_names.as_ref())).await
+            }
             CommandBody::Append {
                 mailbox,
                 flags,
@@ -135,8 +158,12 @@ impl Session {
                 self.view = None;
                 Done::ok("UNSELECT completed")
             }
-            CommandBody::Expunge => Box::pin(self.expunge_deleted(None, true)).await?,
+            CommandBody::Expunge => {
+                tell_modseq = self.qresync;
+                Box::pin(self.expunge_deleted(None, true)).await?
+            }
             CommandBody::ExpungeUid { sequence_set } => {
+                tell_modseq = self.qresync;
                 Box::pin(self.expunge_deleted(Some(&sequence_set), true)).await?
             }
             CommandBody::Search {
@@ -146,16 +173,20 @@ impl Session {
             } => {
                 expunges_ok = uid;
                 let _ = charset;
+                // RFC 7162 3.1: SEARCH MODSEQ enables CONDSTORE.
+                if crate::search::has_modseq(criteria.as_ref()) {
+                    self.condstore = true;
+                }
                 Box::pin(self.search(&tag, criteria.as_ref(), uid)).await
             }
             CommandBody::Fetch {
                 sequence_set,
                 macro_or_item_names,
                 uid,
-                ..
+                modifiers,
             } => {
                 expunges_ok = uid;
-                Box::pin(self.fetch(&sequence_set, &macro_or_item_names, uid)).await?
+                Box::pin(self.fetch(&sequence_set, &macro_or_item_names, uid, &modifiers)).await?
             }
             CommandBody::Store {
                 sequence_set,
@@ -171,6 +202,10 @@ impl Session {
                     #[allow(unreachable_patterns)]
                     _ => None,
                 });
+                // RFC 7162 3.1: UNCHANGEDSINCE enables CONDSTORE.
+                if unchanged.is_some() {
+                    self.condstore = true;
+                }
                 Box::pin(self.store(&sequence_set, kind, response, &flags, uid, unchanged)).await
             }
             CommandBody::Copy {
@@ -193,6 +228,13 @@ impl Session {
         }
         self.drain_updates(expunges_ok);
         self.last_outcome = done.kind;
+        let mut done = done;
+        if tell_modseq
+            && done.kind == "OK"
+            && let Some(v) = &self.view
+        {
+            done.text = format!("[HIGHESTMODSEQ {}] {}", v.highest_modseq(), done.text);
+        }
         let line = format!("{tag} {} {}", done.kind, done.text);
         self.push(&line);
         if self.bad >= MAX_BAD {

@@ -47,10 +47,8 @@ impl Session {
             Err(s) => return Ok(store_no(&s)),
         };
         if announce && let Some(v) = self.view.as_mut() {
-            for seq in v.expunged_by_us(&r.expunged) {
-                self.out
-                    .extend_from_slice(format!("* {seq} EXPUNGE\r\n").as_bytes());
-            }
+            let gone = v.expunged_by_us(&r.expunged);
+            self.push_expunged(&gone);
         }
         Ok(Done::ok("EXPUNGE completed"))
     }

@@ -1,4 +1,8 @@
-//! FETCH and UID FETCH (RFC 9051 6.4.5), BINARY (RFC 3516).
+//! FETCH and UID FETCH (RFC 9051 6.4.5), BINARY (RFC 3516), CHANGEDSINCE
+//! and VANISHED (RFC 7162 3.1.4, 3.2.6).
+
+use imap_codec::imap_types::command::FetchModifier;
+use imap_codec::imap_types::fetch::{MessageDataItem, MessageDataItemName};
 
 use super::*;
 
@@ -8,12 +12,50 @@ impl Session {
         set: &SequenceSet,
         names: &MacroOrMessageDataItemNames<'_>,
         uid: bool,
+        modifiers: &[FetchModifier],
     ) -> Result<Done, End> {
-        let positions = match self.resolve(set, uid) {
+        let mut changed_since = None;
+        let mut vanished = false;
+        for m in modifiers {
+            match m {
+                FetchModifier::ChangedSince(n) => changed_since = Some(n.get()),
+                FetchModifier::Vanished => vanished = true,
+            }
+        }
+        // RFC 7162 3.2.6: VANISHED only in UID FETCH, with CHANGEDSINCE,
+        // once QRESYNC is enabled.
+        if vanished && !(uid && changed_since.is_some() && self.qresync) {
+            return Ok(Done::bad(
+                "VANISHED needs UID FETCH, CHANGEDSINCE and ENABLE QRESYNC",
+            ));
+        }
+        let mut positions = match self.resolve(set, uid) {
             Ok(p) => p,
             Err(d) => return Ok(d),
         };
-        let plan = fetch::plan(names, uid);
+        let mut plan = fetch::plan(names, uid);
+        // RFC 7162 3.1: FETCH MODSEQ and CHANGEDSINCE enable CONDSTORE;
+        // CHANGEDSINCE returns MODSEQ (3.1.4.1) and only what changed.
+        if let Some(since) = changed_since {
+            if !plan.items.contains(&MessageDataItemName::ModSeq) {
+                plan.items.push(MessageDataItemName::ModSeq);
+            }
+            if let Some(v) = &self.view {
+                positions.retain(|&i| v.msg_at(i).is_some_and(|m| m.modseq > since));
+            }
+        }
+        if plan.items.contains(&MessageDataItemName::ModSeq) {
+            self.condstore = true;
+        }
+        if vanished && let Some(since) = changed_since {
+            match Box::pin(self.vanished_since(since, Some(set))).await {
+                Ok(v) if !v.is_empty() => {
+                    self.push(&format!("* VANISHED (EARLIER) {}", uid_list(&v)));
+                }
+                Ok(_) => {}
+                Err(d) => return Ok(d),
+            }
+        }
         let Some(mut c) = self.client() else {
             return Ok(Done::bad("Log in first"));
         };
@@ -170,17 +212,22 @@ impl Session {
                         return Ok(Done::no("[PARSE] Invalid data in MIME part"));
                     }
                 };
-                if plan.sets_seen
-                    && !plan
-                        .items
-                        .contains(&imap_codec::imap_types::fetch::MessageDataItemName::Flags)
-                    && view.pending_flags.contains(&uid)
-                {
-                    items
-                        .list
-                        .push(imap_codec::imap_types::fetch::MessageDataItem::Flags(
-                            fetch::flags(&msg.flags, view.recent.contains(&uid)),
-                        ));
+                if plan.sets_seen && view.pending_flags.contains(&uid) {
+                    // This FETCH set \Seen: the response tells the new
+                    // flags, and the new MODSEQ under CONDSTORE (RFC 7162
+                    // 3.2).
+                    if !plan.items.contains(&MessageDataItemName::Flags) {
+                        items.list.push(MessageDataItem::Flags(fetch::flags(
+                            &msg.flags,
+                            view.recent.contains(&uid) && !self.rev2,
+                        )));
+                    }
+                    if self.condstore
+                        && !plan.items.contains(&MessageDataItemName::ModSeq)
+                        && let Some(m) = std::num::NonZeroU64::new(msg.modseq)
+                    {
+                        items.list.push(MessageDataItem::ModSeq(m));
+                    }
                 }
                 let encoded = fetch::encode_items(pos as u32 + 1, items);
                 self.out.extend_from_slice(&encoded);

@@ -1,9 +1,39 @@
 //! SELECT / EXAMINE, CREATE, DELETE, RENAME, SUBSCRIBE / UNSUBSCRIBE.
 
+use imap_codec::imap_types::command::SelectParameter;
+
 use super::*;
 
 impl Session {
-    pub(super) async fn select(&mut self, m: &Mailbox<'_>, read_only: bool) -> Done {
+    pub(super) async fn select(
+        &mut self,
+        m: &Mailbox<'_>,
+        read_only: bool,
+        params: &[SelectParameter],
+    ) -> Done {
+        // RFC 7162 3.2.5: QRESYNC parameters before ENABLE QRESYNC are a
+        // protocol error (and nothing is closed); CONDSTORE enables it.
+        let mut resync = None;
+        for p in params {
+            match p {
+                SelectParameter::CondStore => self.condstore = true,
+                SelectParameter::QResync {
+                    uid_validity,
+                    mod_sequence_value,
+                    known_uids,
+                    ..
+                } => {
+                    if !self.qresync {
+                        return Done::bad("QRESYNC is not enabled (ENABLE QRESYNC first)");
+                    }
+                    resync = Some((
+                        uid_validity.get(),
+                        mod_sequence_value.get(),
+                        known_uids.clone(),
+                    ));
+                }
+            }
+        }
         // A failed SELECT leaves no mailbox selected (RFC 9051 6.3.2); the
         // end of the previous one's responses is marked (7.1, CLOSED). The
         // old view is kept until the new one is open: a re-SELECT of the
@@ -55,6 +85,11 @@ impl Session {
             view.highest_modseq()
         ));
         self.view = Some(view);
+        if let Some((validity, modseq, known)) = resync
+            && let Err(d) = Box::pin(self.qresync_select(validity, modseq, known.as_ref())).await
+        {
+            return d;
+        }
         if read_only {
             Done::ok("[READ-ONLY] EXAMINE completed")
         } else {

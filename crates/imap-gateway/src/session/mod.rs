@@ -7,6 +7,7 @@
 
 mod append;
 mod auth;
+mod condstore;
 mod copy;
 mod dispatch;
 mod expunge;
@@ -117,6 +118,8 @@ pub(crate) async fn handle(ctx: Arc<Ctx>, tcp: TcpStream, peer: SocketAddr, impl
         last_outcome: "OK",
         search_return: None,
         rev2: false,
+        condstore: false,
+        qresync: false,
         saved: Vec::new(),
         added_here: (0, Vec::new()),
     };
@@ -157,6 +160,11 @@ struct Session {
     /// IMAP4rev2 enabled (RFC 9051): no \Recent, ESEARCH for every SEARCH,
     /// LIST in SELECT responses.
     rev2: bool,
+    /// A CONDSTORE enabling command was seen (RFC 7162 3.1): untagged
+    /// FETCH responses carry MODSEQ.
+    condstore: bool,
+    /// ENABLE QRESYNC (RFC 7162 3.2.3): VANISHED instead of EXPUNGE.
+    qresync: bool,
     /// The SEARCHRES saved result (RFC 5182), as UIDs.
     saved: Vec<u32>,
     /// (UIDVALIDITY, UIDs) of the messages the current command added
@@ -263,6 +271,8 @@ impl Session {
             "SPECIAL-USE".into(),
             "BINARY".into(),
             "STATUS=SIZE".into(),
+            "CONDSTORE".into(),
+            "QRESYNC".into(),
             "UTF8=ACCEPT".into(),
             format!("APPENDLIMIT={}", self.settings().max_append),
         ];

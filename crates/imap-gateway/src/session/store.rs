@@ -1,4 +1,5 @@
-//! STORE and UID STORE (RFC 9051 6.4.6).
+//! STORE and UID STORE (RFC 9051 6.4.6), UNCHANGEDSINCE and MODIFIED (RFC
+//! 7162 3.1.3).
 
 use super::*;
 
@@ -30,6 +31,20 @@ impl Session {
         let uids: Vec<u32> = positions.iter().filter_map(|&i| view.uid_at(i)).collect();
         if uids.is_empty() {
             return Done::ok("STORE completed");
+        }
+        if unchanged_since == Some(0) {
+            // RFC 7162 3.1.3: UNCHANGEDSINCE 0 always fails (every message
+            // has system flags, whether set or not).
+            let mut failed: Vec<u32> = if uid {
+                uids
+            } else {
+                positions.iter().map(|&i| i as u32 + 1).collect()
+            };
+            failed.sort_unstable();
+            return Done::ok(format!(
+                "[MODIFIED {}] Conditional STORE failed",
+                uid_list(&failed)
+            ));
         }
         let Some(mut c) = self.client() else {
             return Done::bad("Log in first");
@@ -88,6 +103,12 @@ impl Session {
                 owed_fetch.push(e.uid);
             }
         }
+        // MODSEQs before this STORE: a message whose MODSEQ moved changed.
+        let before: std::collections::HashMap<u32, u64> = r
+            .updated
+            .iter()
+            .filter_map(|e| view.msg(e.uid).map(|m| (e.uid, m.modseq)))
+            .collect();
         let updated = r.updated;
         let answered: Vec<(u32, pb::Flags, u64)> = updated
             .iter()
@@ -101,27 +122,52 @@ impl Session {
                 view.pending_flags.remove(u);
             }
         }
+        let owed: std::collections::HashSet<u32> = owed_fetch.iter().copied().collect();
         view.pending_flags.extend(owed_fetch);
-        if !silent {
-            for (u, f, _) in &answered {
-                let Some(i) = view.position(*u) else { continue };
-                let mut items = vec![imap_codec::imap_types::fetch::MessageDataItem::Flags(
-                    fetch::flags(f, view.recent.contains(u) && !self.rev2),
-                )];
-                if uid && let Some(u) = NonZeroU32::new(*u) {
-                    items.push(imap_codec::imap_types::fetch::MessageDataItem::Uid(u));
-                }
-                out.push(fetch::encode(i as u32 + 1, items));
+        let condstore = self.condstore;
+        for (u, f, modseq) in &answered {
+            let Some(i) = view.position(*u) else { continue };
+            use imap_codec::imap_types::fetch::MessageDataItem as Item;
+            let mut items = Vec::new();
+            if !silent {
+                items.push(Item::Flags(fetch::flags(
+                    f,
+                    view.recent.contains(u) && !self.rev2,
+                )));
+            } else if !condstore || owed.contains(u) || before.get(u) == Some(modseq) {
+                // .SILENT: nothing, unless CONDSTORE is on and this changed
+                // the message (RFC 7162 3.1.3: its new MODSEQ is sent even
+                // with .SILENT). Owed ones get a whole FETCH below.
+                continue;
             }
+            if (uid || condstore)
+                && let Some(u) = NonZeroU32::new(*u)
+            {
+                items.push(Item::Uid(u));
+            }
+            if condstore && let Some(m) = std::num::NonZeroU64::new(*modseq) {
+                items.push(Item::ModSeq(m));
+            }
+            out.push(fetch::encode(i as u32 + 1, items));
         }
         for o in out {
             self.out.extend_from_slice(&o);
         }
         if !r.modified.is_empty() {
-            let list: Vec<String> = r.modified.iter().map(|u| u.to_string()).collect();
+            // RFC 7162 3.1.3: message numbers for STORE, UIDs for UID STORE.
+            let mut failed: Vec<u32> = match &self.view {
+                Some(v) if !uid => r
+                    .modified
+                    .iter()
+                    .filter_map(|u| v.position(*u).map(|i| i as u32 + 1))
+                    .collect(),
+                _ => r.modified.clone(),
+            };
+            failed.sort_unstable();
+            failed.dedup();
             return Done::ok(format!(
                 "[MODIFIED {}] Conditional STORE failed for some",
-                list.join(",")
+                uid_list(&failed)
             ));
         }
         if gone > 0 {

@@ -24,6 +24,7 @@ impl Session {
     /// Moves the view to the latest shared snapshot and writes the
     /// untagged responses that may be sent now.
     pub(super) fn drain_updates(&mut self, expunges_ok: bool) {
+        let (how, qresync) = (self.flag_fetch(), self.qresync);
         let Some(view) = self.view.as_mut() else {
             return;
         };
@@ -55,9 +56,7 @@ impl Session {
             {
                 lines.push(format!("* {n} EXISTS"));
             }
-            for seq in view.take_expunges() {
-                lines.push(format!("* {seq} EXPUNGE"));
-            }
+            lines.extend(condstore::expunge_lines(&view.take_expunges(), qresync));
         }
         // Counted after the expunges above: EXISTS is the number of
         // messages once they are gone.
@@ -76,15 +75,7 @@ impl Session {
                 .position(uid)
                 .and_then(|i| view.msg_at(i).map(|m| (i, m)))
             {
-                let items = vec![
-                    imap_codec::imap_types::fetch::MessageDataItem::Flags(fetch::flags(
-                        &m.flags,
-                        view.recent.contains(&uid) && !self.rev2,
-                    )),
-                    imap_codec::imap_types::fetch::MessageDataItem::Uid(
-                        NonZeroU32::new(uid).unwrap_or(NonZeroU32::MIN),
-                    ),
-                ];
+                let items = condstore::flag_items(how, m, view.recent.contains(&uid));
                 fetches.push(fetch::encode(i as u32 + 1, items));
             }
         }
