@@ -46,6 +46,9 @@
 
 use mail_parser::MessageParser;
 
+mod sort_keys;
+pub use sort_keys::{SortKeys, base_subject, sort_keys};
+
 /// Maximum nesting depth (multipart and message/rfc822 levels) that is
 /// parsed. A multipart or message part found at this depth is treated as an
 /// opaque `application/octet-stream` leaf.

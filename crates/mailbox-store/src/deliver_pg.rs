@@ -86,10 +86,10 @@ pub async fn deliver_group_batched(
         .collect();
     if !blobs.is_empty() {
         sqlx::query(
-            "INSERT INTO blobs (id, size, data, summary, created_at) \
-             SELECT id, size, data, summary, $5 \
-             FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::BYTEA[], $4::BYTEA[]) \
-               AS t (id, size, data, summary) ORDER BY id \
+            "INSERT INTO blobs (id, size, data, summary, created_at, sort_keys) \
+             SELECT id, size, data, summary, $5, sort_keys \
+             FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::BYTEA[], $4::BYTEA[], $6::BYTEA[]) \
+               AS t (id, size, data, summary, sort_keys) ORDER BY id \
              ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at",
         )
         .bind(blobs.iter().map(|b| b.id.clone()).collect::<Vec<_>>())
@@ -97,6 +97,7 @@ pub async fn deliver_group_batched(
         .bind(blobs.iter().map(|b| b.data.clone()).collect::<Vec<_>>())
         .bind(blobs.iter().map(|b| b.summary.clone()).collect::<Vec<_>>())
         .bind(created)
+        .bind(blobs.iter().map(|b| b.sort_keys.clone()).collect::<Vec<_>>())
         .execute(&mut *tx)
         .await?;
     }

@@ -16,6 +16,7 @@ pub mod hub;
 mod model;
 mod search;
 pub mod server;
+mod sort;
 pub mod store;
 /// The delivery-time message summary (the `mail-summary` crate).
 pub use mail_summary as summary;

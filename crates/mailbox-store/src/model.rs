@@ -53,6 +53,8 @@ pub struct NewBlob {
     pub id: String,
     pub data: Vec<u8>,
     pub summary: Vec<u8>,
+    /// Protobuf `SortKeys` (SORT and THREAD).
+    pub sort_keys: Vec<u8>,
 }
 
 /// Keywords are stored as one space-separated, sorted, de-duplicated string.
@@ -91,6 +93,17 @@ pub enum AccountField<'a> {
 
 /// A message row with, when the search needs them, its summary and raw bytes.
 pub type SearchRow = (MetaRow, Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// What SORT and THREAD read of a message: its body's stored keys (NULL
+/// for a body stored before they were kept).
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct SortRow {
+    pub uid: i64,
+    pub size: i64,
+    pub internal_date: i64,
+    pub blob_id: String,
+    pub sort_keys: Option<Vec<u8>>,
+}
 
 /// A message row joined with its blob's summary and/or data (NULL when the
 /// query did not ask for them).

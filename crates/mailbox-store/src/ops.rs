@@ -169,7 +169,8 @@ pub async fn account_changed(pool: &Pool<Db>, origin: &str) -> Result<()> {
 /// this inserts it again).
 async fn insert_blob(tx: &mut Tx, blob: &NewBlob) -> Result<()> {
     sqlx::query(
-        "INSERT INTO blobs (id, size, data, summary, created_at) VALUES ($1, $2, $3, $4, $5) \
+        "INSERT INTO blobs (id, size, data, summary, created_at, sort_keys) \
+         VALUES ($1, $2, $3, $4, $5, $6) \
          ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at",
     )
     .bind(&blob.id)
@@ -177,6 +178,7 @@ async fn insert_blob(tx: &mut Tx, blob: &NewBlob) -> Result<()> {
     .bind(&blob.data)
     .bind(&blob.summary)
     .bind(now())
+    .bind(&blob.sort_keys)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -1370,6 +1372,45 @@ pub async fn search_rows(
     .fetch_all(pool)
     .await?;
     Ok((mb, rows.into_iter().map(MetaBlobRow::split).collect()))
+}
+
+/// Every message of a mailbox with its SORT/THREAD keys, in UID order: one
+/// query, a few dozen bytes a message.
+pub async fn sort_rows(
+    pool: &Pool<Db>,
+    account: AccountId,
+    mailbox: &str,
+) -> Result<Vec<SortRow>> {
+    let mb = mailbox_by_name_pool(pool, account, mailbox).await?;
+    Ok(sqlx::query_as(
+        "SELECT m.uid, m.size, m.internal_date, m.blob_id, b.sort_keys \
+         FROM messages m JOIN blobs b ON b.id = m.blob_id \
+         WHERE m.mailbox_id = $1 ORDER BY m.uid",
+    )
+    .bind(mb.id)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Computes the SORT/THREAD keys of a body stored before they were kept,
+/// and keeps them.
+pub async fn fill_sort_keys(pool: &Pool<Db>, blob_id: &str) -> Result<Vec<u8>> {
+    let data: Option<Vec<u8>> = sqlx::query_scalar("SELECT data FROM blobs WHERE id = $1")
+        .bind(blob_id)
+        .fetch_optional(pool)
+        .await?;
+    let Some(data) = data else {
+        return Ok(Vec::new());
+    };
+    let keys = prost::Message::encode_to_vec(&crate::summary_pb::sort_keys(&data));
+    let mut tx = begin_write(pool).await?;
+    sqlx::query("UPDATE blobs SET sort_keys = $2 WHERE id = $1")
+        .bind(blob_id)
+        .bind(&keys)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(keys)
 }
 
 pub async fn store_flags(

@@ -639,6 +639,44 @@ impl mailbox_server::Mailbox for MailboxSvc {
         ))
     }
 
+    async fn sort(
+        &self,
+        req: Request<pb::SortRequest>,
+    ) -> Result<Response<pb::SortResponse>, Status> {
+        let account = self.account(&req).await?;
+        let r = req.into_inner();
+        Ok(Response::new(
+            self.store
+                .sort(
+                    account,
+                    &r.mailbox,
+                    r.criteria,
+                    r.key.as_ref(),
+                    r.uids.as_ref(),
+                )
+                .await?,
+        ))
+    }
+
+    async fn thread(
+        &self,
+        req: Request<pb::ThreadRequest>,
+    ) -> Result<Response<pb::ThreadResponse>, Status> {
+        let account = self.account(&req).await?;
+        let r = req.into_inner();
+        Ok(Response::new(
+            self.store
+                .thread(
+                    account,
+                    &r.mailbox,
+                    r.algorithm(),
+                    r.key.as_ref(),
+                    r.uids.as_ref(),
+                )
+                .await?,
+        ))
+    }
+
     async fn get_quota(
         &self,
         req: Request<pb::GetQuotaRequest>,

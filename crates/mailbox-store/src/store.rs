@@ -1097,9 +1097,11 @@ impl Store {
         tokio::task::spawn_blocking(move || {
             let id = hex::encode(Sha256::digest(&data));
             let summary = crate::summary_pb::to_pb(&crate::summary::summarize(&data));
+            let sort_keys = crate::summary_pb::sort_keys(&data);
             NewBlob {
                 id,
                 summary: summary.encode_to_vec(),
+                sort_keys: sort_keys.encode_to_vec(),
                 data,
             }
         })
@@ -1387,6 +1389,87 @@ impl Store {
         })
     }
 
+    /// SORT (RFC 5256, RFC 5957): the UIDs of the messages `key` matches
+    /// (within `only`), in order.
+    pub async fn sort(
+        &self,
+        account: AccountId,
+        mailbox: &str,
+        criteria: Vec<pb::SortCriterion>,
+        key: Option<&pb::SearchKey>,
+        only: Option<&pb::UidSet>,
+    ) -> Result<pb::SortResponse> {
+        let rows = self.sort_rows(account, mailbox, key, only).await?;
+        let uids = tokio::task::spawn_blocking(move || {
+            crate::sort::sort(decode_sort_rows(rows), &criteria)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("sort task: {e}")))?;
+        Ok(pb::SortResponse { uids })
+    }
+
+    /// THREAD (RFC 5256): the messages `key` matches (within `only`) as
+    /// threads.
+    pub async fn thread(
+        &self,
+        account: AccountId,
+        mailbox: &str,
+        algorithm: pb::ThreadAlgorithm,
+        key: Option<&pb::SearchKey>,
+        only: Option<&pb::UidSet>,
+    ) -> Result<pb::ThreadResponse> {
+        let rows = self.sort_rows(account, mailbox, key, only).await?;
+        let nodes = tokio::task::spawn_blocking(move || {
+            let items = decode_sort_rows(rows);
+            match algorithm {
+                pb::ThreadAlgorithm::Orderedsubject => crate::sort::ordered_subject(items),
+                pb::ThreadAlgorithm::References => crate::sort::references(items),
+            }
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("thread task: {e}")))?;
+        Ok(pb::ThreadResponse { nodes })
+    }
+
+    /// The rows SORT and THREAD work on: the mailbox's messages in `only`
+    /// that `key` matches (the search runs first unless the key matches
+    /// everything), each with its stored keys, computed now for a body
+    /// stored before they were kept.
+    async fn sort_rows(
+        &self,
+        account: AccountId,
+        mailbox: &str,
+        key: Option<&pb::SearchKey>,
+        only: Option<&pb::UidSet>,
+    ) -> Result<Vec<crate::model::SortRow>> {
+        let name = parse_mailbox(mailbox)?;
+        let wanted: Option<std::collections::HashSet<u32>> = match key {
+            Some(k) if !matches_all(k, 0) => Some(
+                self.search(account, mailbox, k)
+                    .await?
+                    .uids
+                    .into_iter()
+                    .collect(),
+            ),
+            _ => None,
+        };
+        let only = only.map(|s| {
+            mail_types::UidSetRanges::from_ranges(s.ranges.iter().map(|r| (r.first, r.last)))
+        });
+        let mut rows = on_backend!(self, sort_rows(account, name.as_str()))?;
+        rows.retain(|r| {
+            let uid = r.uid as u32;
+            wanted.as_ref().is_none_or(|w| w.contains(&uid))
+                && only.as_ref().is_none_or(|o| o.contains(uid))
+        });
+        for r in &mut rows {
+            if r.sort_keys.is_none() {
+                r.sort_keys = Some(on_backend!(self, fill_sort_keys(&r.blob_id))?);
+            }
+        }
+        Ok(rows)
+    }
+
     pub async fn quota(&self, account: AccountId) -> Result<pb::GetQuotaResponse> {
         on_backend!(self, quota(account))
     }
@@ -1613,4 +1696,29 @@ fn dummy_hash() -> &'static str {
             .map(|h| h.to_string())
             .unwrap_or_default()
     })
+}
+
+/// Whether a search key matches every message (ALL, or an AND of such):
+/// then SORT and THREAD need no search first.
+fn matches_all(k: &pb::SearchKey, depth: usize) -> bool {
+    use pb::search_key::Key;
+    match &k.key {
+        None | Some(Key::All(true)) => true,
+        Some(Key::And(l)) => depth < 64 && l.keys.iter().all(|k| matches_all(k, depth + 1)),
+        _ => false,
+    }
+}
+
+fn decode_sort_rows(rows: Vec<crate::model::SortRow>) -> Vec<crate::sort::Item> {
+    rows.into_iter()
+        .map(|r| crate::sort::Item {
+            uid: r.uid as u32,
+            size: r.size as u64,
+            arrival: r.internal_date,
+            keys: r
+                .sort_keys
+                .and_then(|b| pb::SortKeys::decode(b.as_slice()).ok())
+                .unwrap_or_default(),
+        })
+        .collect()
 }

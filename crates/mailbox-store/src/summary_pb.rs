@@ -22,6 +22,23 @@ pub fn to_pb(s: &summary::Summary) -> pb::MessageSummary {
     }
 }
 
+/// The SORT/THREAD keys of a raw message in their stored (protobuf) form.
+pub fn sort_keys(raw: &[u8]) -> pb::SortKeys {
+    let k = mail_summary::sort_keys(raw);
+    pb::SortKeys {
+        sent_date: k.sent_date,
+        from: k.from,
+        to: k.to,
+        cc: k.cc,
+        display_from: k.display_from,
+        display_to: k.display_to,
+        base_subject: k.base_subject,
+        is_reply: k.is_reply,
+        message_id: k.message_id,
+        references: k.references,
+    }
+}
+
 fn addresses(list: &Option<Vec<summary::Address>>) -> Option<pb::AddressList> {
     list.as_ref().map(|l| pb::AddressList {
         addresses: l

@@ -55,6 +55,7 @@ both_backends!(
     admin_sessions_act_for_one_account_only,
     expunged_bodies_are_collected_and_a_racing_delivery_survives,
     deliveries_committed_together_decide_as_one_at_a_time,
+    sort_and_thread_over_stored_keys,
 );
 
 /// A second store replica for tests of writers on several replicas; none
@@ -444,6 +445,29 @@ async fn call_every_rpc(
             key: None,
         })
     );
+    call!("sort", async {
+        let r = c
+            .sort(pb::SortRequest {
+                mailbox: "INBOX".into(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        assert!(r.uids.is_empty(), "sorted another account's messages");
+        Ok::<(), tonic::Status>(())
+    });
+    call!("thread", async {
+        let r = c
+            .thread(pb::ThreadRequest {
+                mailbox: "INBOX".into(),
+                algorithm: pb::ThreadAlgorithm::References as i32,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        assert!(r.nodes.is_empty(), "threaded another account's messages");
+        Ok::<(), tonic::Status>(())
+    });
     call!("quota", c.get_quota(pb::GetQuotaRequest {}));
     call!(
         "acquire",
@@ -2279,4 +2303,167 @@ async fn deliveries_committed_together_decide_as_one_at_a_time(backend: Backend)
         .unwrap()
         .into_inner();
     assert_eq!(q.used_bytes, size * 3, "{q:?}");
+}
+
+/// SORT and THREAD (RFC 5256, RFC 5957) over the keys kept with each body:
+/// every key, REVERSE, a search key and a UID restriction, both
+/// algorithms; and bodies stored before the keys existed (NULL) get them
+/// computed on first use and kept.
+async fn sort_and_thread_over_stored_keys(backend: Backend) {
+    let t = setup(backend).await;
+    t.add_account("s@example.org", "pw").await;
+    let msgs = [
+        "From: Zed <zed@a.org>\r\nTo: amy@b.org\r\nSubject: Plans\r\n\
+         Date: Mon, 02 Nov 2026 10:00:00 +0000\r\nMessage-ID: <p1@x>\r\n\r\nx\r\n",
+        "From: \"Amy\" <amy@b.org>\r\nTo: zed@a.org\r\nSubject: Re: Plans\r\n\
+         Date: Tue, 03 Nov 2026 10:00:00 +0000\r\nMessage-ID: <p2@x>\r\nReferences: <p1@x>\r\n\r\nx\r\n",
+        "From: bob@c.org\r\nTo: zed@a.org\r\nCc: dan@d.org\r\nSubject: Lunch\r\n\
+         Date: Sun, 01 Nov 2026 23:30:00 -0300\r\nMessage-ID: <l1@x>\r\n\r\nx\r\n",
+        "From: Carl <carl@d.org>\r\nTo: zed@a.org\r\nSubject: Re: [team] plans\r\n\
+         Date: Wed, 04 Nov 2026 10:00:00 +0000\r\nMessage-ID: <p3@x>\r\nIn-Reply-To: <p2@x>\r\n\r\nx\r\n",
+        "From: \"Al\" <zz@e.org>\r\nTo: bea@b.org\r\nSubject: Fwd: Lunch\r\n\
+         Message-ID: <l2@x>\r\n\r\na body much longer than the others, to be the largest\r\n",
+    ];
+    for (i, m) in msgs.iter().enumerate() {
+        t.deliver(&format!("s{i}"), &["s@example.org"], m.as_bytes())
+            .await;
+    }
+    let mut c = t.login("s@example.org", "pw").await;
+    use pb::SortField as F;
+    let crit = |f: F, reverse: bool| pb::SortCriterion {
+        field: f as i32,
+        reverse,
+    };
+    let mut sort = async |criteria: Vec<pb::SortCriterion>,
+                          key: Option<pb::SearchKey>,
+                          uids: Option<pb::UidSet>| {
+        c.sort(pb::SortRequest {
+            mailbox: "INBOX".into(),
+            criteria,
+            key,
+            uids,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .uids
+    };
+    assert_eq!(
+        sort(vec![crit(F::Subject, false)], None, None).await,
+        [3, 5, 1, 2, 4]
+    );
+    // No Date: the INTERNALDATE (2023 here) is the sent date (RFC 5256
+    // 2.2); the -0300 date is 02:30 UTC on 2 Nov, before message 1.
+    assert_eq!(
+        sort(vec![crit(F::Date, true)], None, None).await,
+        [4, 2, 1, 3, 5]
+    );
+    assert_eq!(
+        sort(vec![crit(F::From, false)], None, None).await,
+        [2, 3, 4, 1, 5]
+    );
+    assert_eq!(
+        sort(vec![crit(F::DisplayFrom, false)], None, None).await,
+        [5, 2, 3, 4, 1]
+    );
+    assert_eq!(
+        sort(vec![crit(F::DisplayTo, false)], None, None).await,
+        [1, 5, 2, 3, 4]
+    );
+    assert_eq!(
+        sort(vec![crit(F::Cc, false), crit(F::To, true)], None, None).await,
+        [2, 4, 5, 1, 3]
+    );
+    let mut by_size: Vec<u32> = (1..=5).collect();
+    by_size.sort_by_key(|&u| (std::cmp::Reverse(msgs[u as usize - 1].len()), u));
+    assert_eq!(sort(vec![crit(F::Size, true)], None, None).await, by_size);
+    assert_eq!(
+        sort(vec![crit(F::Arrival, true)], None, None).await,
+        [1, 2, 3, 4, 5],
+        "equal INTERNALDATEs: sequence order, also in REVERSE"
+    );
+    let subject_has = |s: &str| pb::SearchKey {
+        key: Some(pb::search_key::Key::Header(pb::HeaderMatch {
+            name: "subject".into(),
+            value: s.into(),
+        })),
+    };
+    assert_eq!(
+        sort(
+            vec![crit(F::Date, false)],
+            Some(subject_has("plans")),
+            Some(pb::UidSet::of([1, 2, 3]))
+        )
+        .await,
+        [1, 2]
+    );
+    let mut thread = async |algorithm: pb::ThreadAlgorithm| {
+        c.thread(pb::ThreadRequest {
+            mailbox: "INBOX".into(),
+            algorithm: algorithm as i32,
+            key: None,
+            uids: None,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .nodes
+        .iter()
+        .map(|n| (n.uid, n.depth))
+        .collect::<Vec<_>>()
+    };
+    // (3 5)(1 2 4): the forward gathered under its original by subject.
+    assert_eq!(
+        thread(pb::ThreadAlgorithm::References).await,
+        [(3, 0), (5, 1), (1, 0), (2, 1), (4, 2)]
+    );
+    // (5 3)(1 (2)(4)): groups by base subject, each led by its earliest.
+    assert_eq!(
+        thread(pb::ThreadAlgorithm::Orderedsubject).await,
+        [(5, 0), (3, 1), (1, 0), (2, 1), (4, 1)]
+    );
+
+    // Bodies stored without keys: computed on first use, then kept.
+    let nulls = async |sql: &str| -> i64 {
+        match backend {
+            Backend::Postgres => {
+                use sqlx::Connection;
+                let mut db = sqlx::PgConnection::connect(t.url()).await.unwrap();
+                sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+                    .execute(&mut db)
+                    .await
+                    .unwrap();
+                sqlx::query_scalar("SELECT COUNT(*) FROM blobs WHERE sort_keys IS NULL")
+                    .fetch_one(&mut db)
+                    .await
+                    .unwrap()
+            }
+            Backend::Sqlite => {
+                use sqlx::Connection;
+                let mut db = sqlx::SqliteConnection::connect(t.url()).await.unwrap();
+                sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+                    .execute(&mut db)
+                    .await
+                    .unwrap();
+                sqlx::query_scalar("SELECT COUNT(*) FROM blobs WHERE sort_keys IS NULL")
+                    .fetch_one(&mut db)
+                    .await
+                    .unwrap()
+            }
+        }
+    };
+    assert_eq!(nulls("UPDATE blobs SET sort_keys = NULL").await, 5);
+    let mut c = t.login("s@example.org", "pw").await;
+    let r = c
+        .sort(pb::SortRequest {
+            mailbox: "INBOX".into(),
+            criteria: vec![crit(F::Subject, false)],
+            key: None,
+            uids: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.uids, [3, 5, 1, 2, 4]);
+    assert_eq!(nulls("SELECT 1").await, 0, "the keys were kept");
 }

@@ -172,6 +172,11 @@ impl TestStore {
         .await
     }
 
+    /// The database URL (for tests that look under the store).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     pub fn uri(&self) -> String {
         format!("http://{}", self.addr)
     }
