@@ -85,18 +85,45 @@ pub struct SearchReturn {
     pub count: bool,
     /// `SAVE` (RFC 5182 2): keep the result for `$`.
     pub save: bool,
+    /// `PARTIAL first:last` (RFC 5267 4.4, RFC 9394 3.1): the results at
+    /// these positions (1-based; negative counts from the end), normalised
+    /// so that `first <= last`.
+    pub partial: Option<(i32, i32)>,
+    /// `UPDATE` (RFC 5267 4.2): keep telling the client how the result
+    /// changes (ADDTO / REMOVEFROM).
+    pub update: bool,
+    /// `CONTEXT` (RFC 5267 4.1): a hint that the result will be reused.
+    pub context: bool,
 }
 
 impl SearchReturn {
     /// Whether no option was given (`RETURN ()`, which means `ALL`).
     pub fn is_empty(&self) -> bool {
-        !(self.min || self.max || self.all || self.count || self.save)
+        !(self.min || self.max || self.all || self.count || self.save) && self.partial.is_none()
     }
 
     /// Whether `SAVE` is the only option: the result is saved and no
     /// `ESEARCH` response is sent (RFC 5182 2; Dovecot does the same).
     pub fn save_only(&self) -> bool {
-        self.save && !(self.min || self.max || self.all || self.count)
+        self.save && !(self.min || self.max || self.all || self.count) && self.partial.is_none()
+    }
+
+    /// The 0-based positions `PARTIAL` picks out of `len` results.
+    pub fn partial_positions(&self, len: usize) -> std::ops::Range<usize> {
+        let Some((a, b)) = self.partial else {
+            return 0..0;
+        };
+        let len_i = len as i64;
+        let (a, b) = (i64::from(a), i64::from(b));
+        // 1-based from the start, or -1 the last.
+        let (start, end) = if a > 0 {
+            (a - 1, b)
+        } else {
+            (len_i + a.min(b), len_i + a.max(b) + 1)
+        };
+        let start = start.clamp(0, len_i) as usize;
+        let end = end.clamp(0, len_i) as usize;
+        start..end.max(start)
     }
 }
 
@@ -125,7 +152,8 @@ pub fn split_search_return(msg: &[u8]) -> Result<Option<(Vec<u8>, SearchReturn)>
         }
         word = c.take_while(is_atom_char);
     }
-    if !word.eq_ignore_ascii_case(b"SEARCH") {
+    // SORT RETURN is ESORT (RFC 5267 3).
+    if !word.eq_ignore_ascii_case(b"SEARCH") && !word.eq_ignore_ascii_case(b"SORT") {
         return Ok(None);
     }
     let cut_start = c.pos;
@@ -148,6 +176,12 @@ pub fn split_search_return(msg: &[u8]) -> Result<Option<(Vec<u8>, SearchReturn)>
                 "ALL" => opts.all = true,
                 "COUNT" => opts.count = true,
                 "SAVE" => opts.save = true,
+                "UPDATE" => opts.update = true,
+                "CONTEXT" => opts.context = true,
+                "PARTIAL" => {
+                    c.expect(b' ', "expected SP after PARTIAL")?;
+                    opts.partial = Some(partial_range(&mut c)?);
+                }
                 _ => return Err(ExtError::UnknownSearchReturn(echo(name))),
             }
             if c.eat(b')') {
@@ -166,6 +200,71 @@ pub fn split_search_return(msg: &[u8]) -> Result<Option<(Vec<u8>, SearchReturn)>
     out.extend_from_slice(&msg[..cut_start]);
     out.extend_from_slice(&msg[cut_end..]);
     Ok(Some((out, opts)))
+}
+
+/// `partial-range` (RFC 9394 3.1): `n:m` or `-n:-m`, non-zero, both ends
+/// of one sign; the result is ordered.
+fn partial_range(c: &mut Cursor<'_>) -> Result<(i32, i32), ExtError> {
+    let num = |c: &mut Cursor<'_>| -> Result<i32, ExtError> {
+        let neg = c.eat(b'-');
+        let digits = c.take_while(|b| b.is_ascii_digit());
+        let n: i32 = std::str::from_utf8(digits)
+            .ok()
+            .and_then(|d| d.parse().ok())
+            .filter(|&n| n > 0)
+            .ok_or(ExtError::Syntax("expected a non-zero number in PARTIAL"))?;
+        Ok(if neg { -n } else { n })
+    };
+    let a = num(c)?;
+    c.expect(b':', "expected \":\" in PARTIAL range")?;
+    let b = num(c)?;
+    if (a < 0) != (b < 0) {
+        return Err(ExtError::Syntax("PARTIAL range ends of different signs"));
+    }
+    Ok((a.min(b), a.max(b)))
+}
+
+/// `PARTIAL (range set)` of an ESEARCH response: the results at the
+/// range's positions of `ordered` (RFC 5267 4.4, RFC 9394 3.1), or NIL.
+fn push_partial(out: &mut String, opts: &SearchReturn, ordered: &[u32]) {
+    let Some((a, b)) = opts.partial else { return };
+    let _ = write!(out, " PARTIAL ({a}:{b} ");
+    let picked = &ordered[opts.partial_positions(ordered.len())];
+    if picked.is_empty() {
+        out.push_str("NIL");
+    } else {
+        push_sequence_set(out, picked);
+    }
+    out.push(')');
+}
+
+/// The untagged `ESEARCH` response of `SORT RETURN (...)` (ESORT, RFC 5267
+/// 3): `numbers` in sort order; MIN and MAX are the first and last in that
+/// order, ALL lists them in it, PARTIAL picks positions of it.
+pub fn esort_response(tag: &str, uid: bool, opts: &SearchReturn, numbers: &[u32]) -> String {
+    let mut out = String::from("* ESEARCH (TAG ");
+    push_string(&mut out, tag);
+    out.push(')');
+    if uid {
+        out.push_str(" UID");
+    }
+    if let (Some(first), Some(last)) = (numbers.first(), numbers.last()) {
+        if opts.min {
+            let _ = write!(out, " MIN {first}");
+        }
+        if opts.max {
+            let _ = write!(out, " MAX {last}");
+        }
+    }
+    if opts.count {
+        let _ = write!(out, " COUNT {}", numbers.len());
+    }
+    if (opts.all || opts.is_empty()) && !numbers.is_empty() {
+        out.push_str(" ALL ");
+        push_sequence_set(&mut out, numbers);
+    }
+    push_partial(&mut out, opts, numbers);
+    out
 }
 
 /// The untagged `ESEARCH` response (RFC 4731 3.1, RFC 9051 7.3.4) for the
@@ -209,6 +308,7 @@ pub fn esearch_response(tag: &str, uid: bool, opts: &SearchReturn, numbers: &[u3
         out.push_str(" ALL ");
         push_sequence_set(&mut out, &nums);
     }
+    push_partial(&mut out, opts, &nums);
     out
 }
 
@@ -717,6 +817,9 @@ mod tests {
         all: false,
         count: false,
         save: false,
+        partial: None,
+        update: false,
+        context: false,
     };
 
     fn opts(names: &str) -> SearchReturn {
@@ -889,16 +992,69 @@ mod tests {
         }
     }
 
+    /// RFC 5267 3 (ESORT), 4.4 (PARTIAL) and 4.2 (UPDATE, CONTEXT); RFC
+    /// 9394 3.1 (negative PARTIAL ranges).
+    #[test]
+    fn sort_return_partial_update_context() {
+        let (rest, o) =
+            split_search_return(b"t UID SORT RETURN (MIN MAX COUNT ALL) (DATE) UTF-8 ALL\r\n")
+                .unwrap()
+                .unwrap();
+        assert_eq!(rest, b"t UID SORT (DATE) UTF-8 ALL\r\n");
+        assert_eq!(o, opts("min max all count"));
+        let (_, o) = split_search_return(b"t SEARCH RETURN (PARTIAL 10:1 UPDATE CONTEXT) ALL\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(o.partial, Some((1, 10)));
+        assert!(o.update && o.context && !o.is_empty());
+        let (_, o) = split_search_return(b"t SEARCH RETURN (PARTIAL -1:-3) ALL\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(o.partial, Some((-3, -1)));
+        assert_eq!(o.partial_positions(10), 7..10);
+        assert_eq!(o.partial_positions(2), 0..2);
+        let first = SearchReturn {
+            partial: Some((2, 4)),
+            ..NONE
+        };
+        assert_eq!(first.partial_positions(10), 1..4);
+        assert_eq!(first.partial_positions(1), 1..1);
+        // Sort order kept; ascending runs compressed; PARTIAL by position.
+        let both = SearchReturn {
+            min: true,
+            max: true,
+            all: true,
+            partial: Some((2, 3)),
+            ..NONE
+        };
+        assert_eq!(
+            esort_response("t", true, &both, &[9, 3, 4, 5, 1]),
+            "* ESEARCH (TAG \"t\") UID MIN 9 MAX 1 ALL 9,3:5,1 PARTIAL (2:3 3:4)"
+        );
+        let none = SearchReturn {
+            partial: Some((5, 9)),
+            ..NONE
+        };
+        assert_eq!(
+            esearch_response("t", false, &none, &[1, 2]),
+            "* ESEARCH (TAG \"t\") PARTIAL (5:9 NIL)"
+        );
+    }
+
     #[test]
     fn search_return_errors() {
         use ExtError::*;
         let unknown = |s: &str| UnknownSearchReturn(s.to_string());
         let cases: &[(&[u8], ExtError)] = &[
             (
-                b"a SEARCH RETURN (PARTIAL 1:10) ALL\r\n",
-                unknown("PARTIAL"),
+                b"a SEARCH RETURN (PARTIAL 0:10) ALL\r\n",
+                Syntax("expected a non-zero number in PARTIAL"),
             ),
-            (b"a SEARCH RETURN (MIN UPDATE) ALL\r\n", unknown("UPDATE")),
+            (
+                b"a SEARCH RETURN (PARTIAL -1:10) ALL\r\n",
+                Syntax("PARTIAL range ends of different signs"),
+            ),
+            (b"a SEARCH RETURN (MIN FUZZY) ALL\r\n", unknown("FUZZY")),
             (
                 b"a SEARCH RETURN (min relevancy) ALL\r\n",
                 unknown("relevancy"),

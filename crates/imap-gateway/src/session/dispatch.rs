@@ -179,6 +179,34 @@ impl Session {
                 }
                 Box::pin(self.search(&tag, criteria.as_ref(), uid)).await
             }
+            CommandBody::Sort {
+                sort_criteria,
+                charset,
+                search_criteria,
+                uid,
+            } => {
+                expunges_ok = uid;
+                if crate::search::has_modseq(search_criteria.as_ref()) {
+                    self.condstore = true;
+                }
+                Box::pin(self.sort(
+                    &tag,
+                    sort_criteria.as_ref(),
+                    &charset,
+                    search_criteria.as_ref(),
+                    uid,
+                ))
+                .await
+            }
+            CommandBody::Thread {
+                algorithm,
+                charset,
+                search_criteria,
+                uid,
+            } => {
+                expunges_ok = uid;
+                Box::pin(self.thread(&algorithm, &charset, search_criteria.as_ref(), uid)).await
+            }
             CommandBody::Fetch {
                 sequence_set,
                 macro_or_item_names,

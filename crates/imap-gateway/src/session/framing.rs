@@ -153,7 +153,8 @@ impl Session {
                 Some(b) => b,
                 None => self.frag.message_bytes(),
             };
-            let rewritten = if first_line_has(source, b"SEARCH") {
+            let rewritten = if first_line_has(source, b"SEARCH") || first_line_has(source, b"SORT")
+            {
                 match imap_wire::ext::split_search_return(source) {
                     Ok(Some((bytes, opts))) => {
                         self.search_return = Some(opts);

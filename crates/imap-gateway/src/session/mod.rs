@@ -16,6 +16,7 @@ mod framing;
 mod list;
 mod mailboxes;
 mod searching;
+mod sorting;
 mod status;
 mod store;
 mod updates;
@@ -273,6 +274,11 @@ impl Session {
             "STATUS=SIZE".into(),
             "CONDSTORE".into(),
             "QRESYNC".into(),
+            "SORT".into(),
+            "SORT=DISPLAY".into(),
+            "ESORT".into(),
+            "THREAD=ORDEREDSUBJECT".into(),
+            "THREAD=REFERENCES".into(),
             "UTF8=ACCEPT".into(),
             format!("APPENDLIMIT={}", self.settings().max_append),
         ];

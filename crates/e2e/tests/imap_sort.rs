@@ -1,0 +1,194 @@
+//! SORT and THREAD (RFC 5256), SORT=DISPLAY (RFC 5957), ESORT and PARTIAL
+//! (RFC 5267) end to end: the real store on both backends and raw IMAP
+//! sessions, each check naming its RFC section; then Python's imaplib
+//! (SORT, THREAD, CONDSTORE and a QRESYNC resync).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use e2e::{Backend, RawImap, StoreClient, TestImap, TestStore, python};
+
+async fn setup(backend: Backend) -> (TestStore, StoreClient) {
+    let store = TestStore::start(backend).await;
+    let client = store.client();
+    client.add_domain("example.org").await;
+    client.add_account("alice@example.org", "pw-alice").await;
+    (store, client)
+}
+
+/// Five messages: a thread of three (by References and In-Reply-To), and
+/// a message with a forward of it that only the subject ties together.
+/// Message 5 has no Date: its INTERNALDATE (the delivery, now) stands in.
+const MESSAGES: [&str; 5] = [
+    "From: Zed <zed@a.org>\r\nTo: amy@b.org\r\nSubject: Plans\r\n\
+     Date: Mon, 02 Nov 2026 10:00:00 +0000\r\nMessage-ID: <p1@x>\r\n\r\nx\r\n",
+    "From: \"Amy\" <amy@b.org>\r\nTo: zed@a.org\r\nSubject: Re: Plans\r\n\
+     Date: Tue, 03 Nov 2026 10:00:00 +0000\r\nMessage-ID: <p2@x>\r\nReferences: <p1@x>\r\n\r\nx\r\n",
+    "From: bob@c.org\r\nTo: zed@a.org\r\nCc: dan@d.org\r\nSubject: Lunch\r\n\
+     Date: Sun, 01 Nov 2026 23:30:00 -0300\r\nMessage-ID: <l1@x>\r\n\r\nx\r\n",
+    "From: Carl <carl@d.org>\r\nTo: zed@a.org\r\nSubject: Re: [team] plans\r\n\
+     Date: Wed, 04 Nov 2026 10:00:00 +0000\r\nMessage-ID: <p3@x>\r\nIn-Reply-To: <p2@x>\r\n\r\nx\r\n",
+    "From: \"Al\" <zz@e.org>\r\nTo: bea@b.org\r\nSubject: Fwd: Lunch (fwd)\r\n\
+     Message-ID: <l2@x>\r\n\r\nthe longest body of the five, by some way, and a few words more\r\n",
+];
+
+/// Delivers MESSAGES in order (UIDs 1 to 5) with today's INTERNALDATE.
+async fn deliver_all(store: &TestStore) {
+    let imap = TestImap::start(&store.uri()).await;
+    let mut a = RawImap::connect(imap.imap).await;
+    a.login().await;
+    for m in MESSAGES {
+        a.send(format!("ap APPEND INBOX {{{}+}}\r\n{m}\r\n", m.len()).as_bytes())
+            .await;
+        let l = a.line().await;
+        assert!(l.starts_with("ap OK"), "{l}");
+    }
+    a.cmd("LOGOUT").await;
+}
+
+fn first(r: &[String]) -> &str {
+    r[0].trim_end()
+}
+
+/// RFC 5256 3 (SORT: every key, REVERSE per key, base subject, sent date
+/// or INTERNALDATE, ties in sequence order, UID SORT, search criteria,
+/// BADCHARSET), RFC 5957 (DISPLAYFROM / DISPLAYTO), RFC 5267 3 and 4.4
+/// (ESORT MIN MAX COUNT ALL, PARTIAL), RFC 5256 3 (THREAD=ORDEREDSUBJECT
+/// and THREAD=REFERENCES, placeholder and subject gathering), and a
+/// message this session was not told of stays out of the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sort_esort_and_thread() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let (store, client) = setup(backend).await;
+        deliver_all(&store).await;
+        let imap = TestImap::start(&store.uri()).await;
+        let mut a = RawImap::connect(imap.imap).await;
+        a.login().await;
+        let caps = a.cmd("CAPABILITY").await;
+        for c in [
+            " SORT ",
+            " SORT=DISPLAY ",
+            " ESORT ",
+            " THREAD=ORDEREDSUBJECT ",
+            " THREAD=REFERENCES ",
+        ] {
+            assert!(caps[0].contains(c), "{c}: {caps:?}");
+        }
+        a.cmd("SELECT INBOX").await;
+        let cases = [
+            // Base subject: "Re:", "Fwd:", "[team]", "(fwd)" stripped.
+            ("SORT (SUBJECT) UTF-8 ALL", "* SORT 3 5 1 2 4"),
+            // -0300 on 1 Nov is 02:30 UTC on 2 Nov; no Date: INTERNALDATE.
+            ("SORT (DATE) UTF-8 ALL", "* SORT 3 1 2 4 5"),
+            ("SORT (REVERSE DATE) UTF-8 ALL", "* SORT 5 4 2 1 3"),
+            ("SORT (ARRIVAL) UTF-8 ALL", "* SORT 1 2 3 4 5"),
+            // addr-mailbox of the first From, case-insensitively.
+            ("SORT (FROM) US-ASCII ALL", "* SORT 2 3 4 1 5"),
+            ("SORT (TO REVERSE DATE) UTF-8 ALL", "* SORT 1 5 4 2 3"),
+            // No Cc sorts first (empty); ties in sequence order.
+            ("SORT (CC) UTF-8 ALL", "* SORT 1 2 4 5 3"),
+            ("SORT (DISPLAYFROM) UTF-8 ALL", "* SORT 5 2 3 4 1"),
+            ("SORT (DISPLAYTO) UTF-8 ALL", "* SORT 1 5 2 3 4"),
+            ("UID SORT (DATE) UTF-8 SUBJECT plans", "* SORT 1 2 4"),
+            ("SORT (SUBJECT) UTF-8 FROM nobody", "* SORT"),
+            // ESORT: MIN / MAX are the first and last in sort order.
+            (
+                "SORT RETURN (MIN MAX COUNT ALL) (DATE) UTF-8 ALL",
+                "* ESEARCH (TAG \"t5\") MIN 3 MAX 5 COUNT 5 ALL 3,1:2,4:5",
+            ),
+            (
+                "UID SORT RETURN (PARTIAL 2:3) (REVERSE DATE) UTF-8 ALL",
+                "* ESEARCH (TAG \"t6\") UID PARTIAL (2:3 4,2)",
+            ),
+            (
+                "SORT RETURN (PARTIAL -2:-1) (SUBJECT) UTF-8 ALL",
+                "* ESEARCH (TAG \"t7\") PARTIAL (-2:-1 2,4)",
+            ),
+            (
+                "SEARCH RETURN (PARTIAL 1:2) ALL",
+                "* ESEARCH (TAG \"t8\") PARTIAL (1:2 1:2)",
+            ),
+            ("THREAD REFERENCES UTF-8 ALL", "* THREAD (3 5)(1 2 4)"),
+            (
+                "THREAD ORDEREDSUBJECT UTF-8 ALL",
+                "* THREAD (3 5)(1 (2)(4))",
+            ),
+            (
+                "UID THREAD REFERENCES UTF-8 NOT SUBJECT lunch",
+                "* THREAD (1 2 4)",
+            ),
+            // Without the root (a missing parent): its reply leads.
+            (
+                "THREAD REFERENCES UTF-8 NOT FROM zed",
+                "* THREAD (3 5)(2 4)",
+            ),
+        ];
+        for (i, (cmd, want)) in cases.iter().enumerate() {
+            let r = a.cmd(cmd).await;
+            assert!(r.last().unwrap().contains(" OK "), "{cmd}: {r:?}");
+            let got = first(&r);
+            // The ESEARCH lines carry this command's tag.
+            let want = want.replace("\"t5\"", &format!("\"t{}\"", a.n));
+            let want = want.replace("\"t6\"", &format!("\"t{}\"", a.n));
+            let want = want.replace("\"t7\"", &format!("\"t{}\"", a.n));
+            let want = want.replace("\"t8\"", &format!("\"t{}\"", a.n));
+            assert_eq!(got, want, "case {i}: {cmd}");
+        }
+        // SIZE: RFC822.SIZE, here the length of each APPENDed message.
+        let mut by_size: Vec<usize> = (1..=5).collect();
+        by_size.sort_by_key(|&n| (std::cmp::Reverse(MESSAGES[n - 1].len()), n));
+        let want: Vec<String> = by_size.iter().map(|n| n.to_string()).collect();
+        let r = a.cmd("SORT (REVERSE SIZE) UTF-8 ALL").await;
+        assert_eq!(first(&r), format!("* SORT {}", want.join(" ")));
+        let r = a.cmd("SORT (DATE) KOI8-R ALL").await;
+        assert!(r[0].contains("NO [BADCHARSET"), "{r:?}");
+        let r = a.cmd("THREAD NOSUCH UTF-8 ALL").await;
+        assert!(r[0].contains(" BAD "), "{r:?}");
+        let r = a.cmd("SORT () UTF-8 ALL").await;
+        assert!(r[0].contains(" BAD "), "{r:?}");
+
+        // A delivery this session has not been told of (no NOOP yet) is
+        // not in SORT's answer; after EXISTS it is.
+        client
+            .deliver("late", &["alice@example.org"], MESSAGES[0].as_bytes())
+            .await;
+        let r = a.cmd("SORT (ARRIVAL) UTF-8 ALL").await;
+        if !r.iter().any(|l| l.contains("EXISTS")) {
+            assert_eq!(first(&r), "* SORT 1 2 3 4 5");
+        }
+        let mut seen = false;
+        for _ in 0..100 {
+            let r = a.cmd("NOOP").await;
+            if r.iter().any(|l| l.contains("6 EXISTS")) {
+                seen = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(seen, "EXISTS for the late delivery");
+        let r = a.cmd("SORT (ARRIVAL) UTF-8 ALL").await;
+        let mut got: Vec<&str> = first(&r).split(' ').skip(2).collect();
+        got.sort_unstable();
+        assert_eq!(got, ["1", "2", "3", "4", "5", "6"], "{r:?}");
+    }
+}
+
+/// Python's imaplib: SORT, UID SORT, THREAD, CONDSTORE (FETCH MODSEQ,
+/// STORE UNCHANGEDSINCE, STATUS HIGHESTMODSEQ) and a QRESYNC resync after
+/// another client's change and expunge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imaplib_sorts_threads_and_resyncs() {
+    let (store, _client) = setup(Backend::Postgres).await;
+    deliver_all(&store).await;
+    let imap = TestImap::start(&store.uri()).await;
+    let port = imap.imap.port().to_string();
+    let (ok, out) = tokio::task::spawn_blocking(move || {
+        python(
+            "imap_sort_sync.py",
+            &["127.0.0.1", &port, "alice@example.org", "pw-alice"],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(ok && out.contains("ALL OK"), "{out}");
+}
