@@ -13,6 +13,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use mailbox_api::{CallAuth, pb};
 
+mod sync;
+
 #[derive(Parser)]
 #[command(about = "Benchmarks against a running mail system")]
 struct Cli {
@@ -126,6 +128,42 @@ enum Cmd {
         #[arg(long)]
         secret_file: Option<PathBuf>,
     },
+    /// A large mailbox of varied, threaded messages: QRESYNC resync time
+    /// after another client changed 1,000 messages and expunged 100
+    /// (checked exact), and SORT / THREAD times. IMAP only, so it runs
+    /// against any server.
+    ImapSync {
+        #[arg(long, default_value = "127.0.0.1:1143")]
+        imap: String,
+        #[arg(long, default_value = "sync@bench.test")]
+        user: String,
+        #[arg(long, default_value = "bench-password")]
+        password: String,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Name printed on every line (ours, dovecot).
+        #[arg(long, default_value = "imap")]
+        label: String,
+        /// Create the account and deliver the messages first, through this
+        /// store.
+        #[arg(long)]
+        setup_store: Option<String>,
+        #[arg(long)]
+        secret_file: Option<PathBuf>,
+        #[arg(long, default_value_t = 100_000)]
+        messages: usize,
+        #[arg(long, default_value_t = 2048)]
+        size: usize,
+        /// With --setup-store: also write the messages as Maildir files
+        /// here (for another server).
+        #[arg(long)]
+        maildir: Option<PathBuf>,
+        /// With --setup-store: deliver one at a time, so that UIDs follow
+        /// the messages' order exactly (as the Maildir's): the two
+        /// servers' answers can then be compared line by line.
+        #[arg(long)]
+        ordered: bool,
+    },
     /// POP3 download rate: N clients (one account each) RETR every message.
     Pop3 {
         #[arg(long, default_value = "127.0.0.1:1110")]
@@ -161,6 +199,26 @@ async fn main() -> anyhow::Result<()> {
             concurrency,
             size,
         } => store_deliver(&store, secret_file, count, concurrency, size).await,
+        Cmd::ImapSync {
+            imap,
+            user,
+            password,
+            rounds,
+            label,
+            setup_store,
+            secret_file,
+            messages,
+            size,
+            maildir,
+            ordered,
+        } => {
+            if let Some(store) = setup_store {
+                let auth = auth(secret_file)?;
+                sync::setup(&store, &auth, &user, messages, size, maildir, ordered).await?;
+                return Ok(());
+            }
+            sync::run(&imap, &user, &password, rounds, &label).await
+        }
         Cmd::ImapLarge {
             imap,
             store,
