@@ -153,11 +153,13 @@ async fn sort_esort_and_thread() {
             .deliver("late", &["alice@example.org"], MESSAGES[0].as_bytes())
             .await;
         let r = a.cmd("SORT (ARRIVAL) UTF-8 ALL").await;
-        if !r.iter().any(|l| l.contains("EXISTS")) {
-            assert_eq!(first(&r), "* SORT 1 2 3 4 5");
-        }
-        let mut seen = false;
+        // The SORT may itself announce it (EXISTS after the answer).
+        let mut seen = r.iter().any(|l| l.contains("6 EXISTS"));
+        assert_eq!(first(&r), "* SORT 1 2 3 4 5", "not told of it yet");
         for _ in 0..100 {
+            if seen {
+                break;
+            }
             let r = a.cmd("NOOP").await;
             if r.iter().any(|l| l.contains("6 EXISTS")) {
                 seen = true;
@@ -191,4 +193,115 @@ async fn imaplib_sorts_threads_and_resyncs() {
     .await
     .unwrap();
     assert!(ok && out.contains("ALL OK"), "{out}");
+}
+
+/// Sends NOOP until a line containing `want` arrives; returns that NOOP's
+/// lines.
+async fn noop_until(a: &mut RawImap, want: &str) -> Vec<String> {
+    for _ in 0..100 {
+        let r = a.cmd("NOOP").await;
+        if r.iter().any(|l| l.contains(want)) {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no {want:?} after NOOPs");
+}
+
+fn index_of(r: &[String], needle: &str) -> usize {
+    r.iter()
+        .position(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("{needle:?} not in {r:?}"))
+}
+
+/// RFC 5267 4 (CONTEXT=SEARCH, CONTEXT=SORT): RETURN (UPDATE) keeps a
+/// result current. A flag change another session makes removes a
+/// message (REMOVEFROM, position 0 for SEARCH, its sort position for
+/// SORT); a new message joins after its EXISTS (ADDTO, 4.3); an expunge is
+/// preceded by its REMOVEFROM (4.3); UPDATE alone returns no data; a
+/// reused tag is BAD; beyond the server's limit NOUPDATE (4.2);
+/// CANCELUPDATE ends a context and an unknown tag is NO; SELECT ends them
+/// all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_and_sort_contexts_follow_the_mailbox() {
+    let (store, _client) = setup(Backend::Postgres).await;
+    deliver_all(&store).await;
+    let imap = TestImap::start(&store.uri()).await;
+    let mut a = RawImap::connect(imap.imap).await;
+    let mut b = RawImap::connect(imap.imap).await;
+    a.login().await;
+    b.login().await;
+    let caps = a.cmd("CAPABILITY").await;
+    assert!(caps[0].contains(" CONTEXT=SEARCH ") && caps[0].contains(" CONTEXT=SORT "));
+    a.cmd("SELECT INBOX").await;
+    b.cmd("SELECT INBOX").await;
+    // t4: UID SEARCH context; t5: SORT context (by subject: 3 5 1 2 4).
+    let r = a.cmd("UID SEARCH RETURN (UPDATE COUNT) UNSEEN").await;
+    assert_eq!(r[0], "* ESEARCH (TAG \"t4\") UID COUNT 5\r\n");
+    let r = a
+        .cmd("SORT RETURN (UPDATE ALL) (SUBJECT) UTF-8 UNSEEN")
+        .await;
+    assert_eq!(r[0], "* ESEARCH (TAG \"t5\") ALL 3,5,1:2,4\r\n");
+    let r = a.cmd("SEARCH RETURN (UPDATE) UNSEEN").await;
+    assert_eq!(r[0], "* ESEARCH (TAG \"t6\")\r\n", "UPDATE alone: no data");
+    // Message 1 stops matching UNSEEN: removed at its place.
+    b.cmd("STORE 1 +FLAGS (\\Seen)").await;
+    let r = noop_until(&mut a, "REMOVEFROM").await;
+    assert!(
+        r.contains(&"* ESEARCH (TAG \"t4\") UID REMOVEFROM (0 1)\r\n".into()),
+        "{r:?}"
+    );
+    assert!(
+        r.contains(&"* ESEARCH (TAG \"t5\") REMOVEFROM (3 1)\r\n".into()),
+        "{r:?}"
+    );
+    assert!(
+        r.contains(&"* ESEARCH (TAG \"t6\") REMOVEFROM (0 1)\r\n".into()),
+        "{r:?}"
+    );
+    // A new message ("Lunch" subject sorts after 3 and 5): ADDTO after
+    // its EXISTS.
+    let m = "From: x@y.org\r\nSubject: Lunch again\r\n\r\nx\r\n";
+    b.cmd(&format!("APPEND INBOX {{{}+}}\r\n{m}", m.len()))
+        .await;
+    let r = noop_until(&mut a, "ADDTO").await;
+    let exists = index_of(&r, "* 6 EXISTS");
+    let add = index_of(&r, "TAG \"t5\") ADDTO (3 6)");
+    assert!(exists < add, "ADDTO after EXISTS: {r:?}");
+    assert!(
+        r.contains(&"* ESEARCH (TAG \"t4\") UID ADDTO (0 6)\r\n".into()),
+        "{r:?}"
+    );
+    // An expunge: REMOVEFROM before the EXPUNGE (and positions shift).
+    b.cmd("STORE 5 +FLAGS.SILENT (\\Deleted)").await;
+    b.cmd("EXPUNGE").await;
+    let r = noop_until(&mut a, "EXPUNGE").await;
+    let gone = index_of(&r, "* 5 EXPUNGE");
+    let rm = index_of(&r, "TAG \"t5\") REMOVEFROM (2 5)");
+    assert!(rm < gone, "REMOVEFROM before EXPUNGE: {r:?}");
+    // Tag reuse, CANCELUPDATE, unknown tag.
+    let r = a.cmd("CANCELUPDATE \"t4\"").await;
+    assert!(r.last().unwrap().contains(" OK "), "{r:?}");
+    let r = a.cmd("CANCELUPDATE \"t4\"").await;
+    assert!(r.last().unwrap().contains(" NO "), "{r:?}");
+    let r = a.cmd("CANCELUPDATE t5").await;
+    assert!(r.last().unwrap().contains(" BAD "), "unquoted: {r:?}");
+    a.send(b"t5 SEARCH RETURN (UPDATE) ALL\r\n").await;
+    let l = a.line().await;
+    assert!(l.starts_with("t5 BAD"), "reused tag: {l}");
+    // The limit: NOUPDATE, and the search still answered.
+    for _ in 0..9 {
+        a.cmd("SEARCH RETURN (UPDATE COUNT) ALL").await;
+    }
+    let r = a.cmd("SEARCH RETURN (UPDATE COUNT) ALL").await;
+    assert!(r.iter().any(|l| l.contains("COUNT 5")), "{r:?}");
+    assert!(
+        r.iter().any(|l| l.starts_with("* NO [NOUPDATE \"")),
+        "{r:?}"
+    );
+    // SELECT ends every context: no more updates.
+    a.cmd("SELECT INBOX").await;
+    b.cmd("STORE 1:* -FLAGS (\\Seen)").await;
+    let r = noop_until(&mut a, "FETCH").await;
+    assert!(!r.iter().any(|l| l.contains("ESEARCH")), "{r:?}");
 }

@@ -175,6 +175,22 @@ impl View {
         }
     }
 
+    /// The UIDs of the messages still in the mailbox (not the expunged
+    /// ones still numbered).
+    pub fn live_uids(&self) -> Vec<u32> {
+        self.snap.msgs.iter().map(|m| m.uid).collect()
+    }
+
+    /// What changes whenever the mailbox does (a message added, expunged
+    /// or changed): search contexts are evaluated again when it moves.
+    pub fn marker(&self) -> (u64, u32, usize) {
+        (
+            self.snap.highest_modseq,
+            self.snap.uid_next,
+            self.snap.msgs.len(),
+        )
+    }
+
     /// The UID of the message at `pos` (sequence number - 1).
     pub fn uid_at(&self, pos: usize) -> Option<u32> {
         if self.ghosts.is_empty() {
@@ -386,7 +402,16 @@ impl View {
 
     /// Applies expunges this session caused itself (EXPUNGE, MOVE), with
     /// any others pending.
+    #[cfg(test)]
     pub fn expunged_by_us(&mut self, uids: &[u32]) -> Vec<(u32, u32)> {
+        self.apply_expunged(uids);
+        self.take_expunges()
+    }
+
+    /// Applies expunges this session caused, leaving them numbered until
+    /// [`View::take_expunges`] (so that what must precede their EXPUNGE
+    /// responses can still name them).
+    pub fn apply_expunged(&mut self, uids: &[u32]) {
         self.shared.apply(
             &pb::ChangesResponse {
                 expunged: uids.to_vec(),
@@ -395,7 +420,6 @@ impl View {
             false,
         );
         self.sync(&HashMap::new());
-        self.take_expunges()
     }
 }
 

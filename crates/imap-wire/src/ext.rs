@@ -99,7 +99,10 @@ pub struct SearchReturn {
 impl SearchReturn {
     /// Whether no option was given (`RETURN ()`, which means `ALL`).
     pub fn is_empty(&self) -> bool {
-        !(self.min || self.max || self.all || self.count || self.save) && self.partial.is_none()
+        // UPDATE alone asks for notifications only (RFC 5267 4.2; Dovecot
+        // answers it without data); CONTEXT is only a hint.
+        !(self.min || self.max || self.all || self.count || self.save || self.update)
+            && self.partial.is_none()
     }
 
     /// Whether `SAVE` is the only option: the result is saved and no
@@ -200,6 +203,28 @@ pub fn split_search_return(msg: &[u8]) -> Result<Option<(Vec<u8>, SearchReturn)>
     out.extend_from_slice(&msg[..cut_start]);
     out.extend_from_slice(&msg[cut_end..]);
     Ok(Some((out, opts)))
+}
+
+/// `CANCELUPDATE 1*(SP quoted)` (RFC 5267 4.2): the tags whose search
+/// contexts end. `Ok(None)` for any other command.
+pub fn parse_cancelupdate(msg: &[u8]) -> Result<Option<Vec<String>>, ExtError> {
+    let mut c = Cursor::new(msg);
+    if c.tag().is_none()
+        || !c
+            .take_while(is_atom_char)
+            .eq_ignore_ascii_case(b"CANCELUPDATE")
+    {
+        return Ok(None);
+    }
+    let mut tags = Vec::new();
+    while c.eat(b' ') {
+        let t = c.quoted()?;
+        tags.push(String::from_utf8_lossy(&t).into_owned());
+    }
+    if tags.is_empty() || !c.line_end() {
+        return Err(ExtError::Syntax("expected CANCELUPDATE SP quoted-tag ..."));
+    }
+    Ok(Some(tags))
 }
 
 /// `partial-range` (RFC 9394 3.1): `n:m` or `-n:-m`, non-zero, both ends
@@ -1039,6 +1064,18 @@ mod tests {
             esearch_response("t", false, &none, &[1, 2]),
             "* ESEARCH (TAG \"t\") PARTIAL (5:9 NIL)"
         );
+    }
+
+    #[test]
+    fn cancelupdate() {
+        assert_eq!(
+            parse_cancelupdate(b"c CANCELUPDATE \"B01\" \"a\\\"b\"\r\n").unwrap(),
+            Some(vec!["B01".to_string(), "a\"b".to_string()])
+        );
+        assert_eq!(parse_cancelupdate(b"c NOOP\r\n").unwrap(), None);
+        assert!(parse_cancelupdate(b"c CANCELUPDATE\r\n").is_err());
+        assert!(parse_cancelupdate(b"c CANCELUPDATE B01\r\n").is_err());
+        assert!(parse_cancelupdate(b"c CANCELUPDATE \"B01\" x\r\n").is_err());
     }
 
     #[test]

@@ -61,7 +61,12 @@ impl Session {
             // RFC 6851: COPYUID in an untagged OK before the EXPUNGEs.
             self.push(&format!("* OK {code} Moved"));
             if let Some(v) = self.view.as_mut() {
-                let gone = v.expunged_by_us(&r.source_uids);
+                v.apply_expunged(&r.source_uids);
+            }
+            // RFC 5267 4.3: REMOVEFROM before the EXPUNGEs.
+            Box::pin(self.context_removals()).await;
+            if let Some(v) = self.view.as_mut() {
+                let gone = v.take_expunges();
                 self.push_expunged(&gone);
             }
             return Ok(Done::ok("MOVE completed"));

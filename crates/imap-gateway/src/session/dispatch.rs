@@ -152,10 +152,12 @@ impl Session {
             CommandBody::Close => {
                 Box::pin(self.expunge_deleted(None, false)).await?;
                 self.view = None;
+                self.contexts.clear();
                 Done::ok("CLOSE completed")
             }
             CommandBody::Unselect => {
                 self.view = None;
+                self.contexts.clear();
                 Done::ok("UNSELECT completed")
             }
             CommandBody::Expunge => {
@@ -254,7 +256,11 @@ impl Session {
         if sync {
             Box::pin(self.sync_view()).await;
         }
+        // Search contexts: REMOVEFROM before any EXPUNGE, ADDTO after the
+        // EXISTS (RFC 5267 4.3).
+        Box::pin(self.context_removals()).await;
         self.drain_updates(expunges_ok);
+        self.context_additions();
         self.last_outcome = done.kind;
         let mut done = done;
         if tell_modseq

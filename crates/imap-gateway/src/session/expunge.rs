@@ -46,9 +46,16 @@ impl Session {
             Ok(r) => r.into_inner(),
             Err(s) => return Ok(store_no(&s)),
         };
-        if announce && let Some(v) = self.view.as_mut() {
-            let gone = v.expunged_by_us(&r.expunged);
-            self.push_expunged(&gone);
+        if announce {
+            if let Some(v) = self.view.as_mut() {
+                v.apply_expunged(&r.expunged);
+            }
+            // RFC 5267 4.3: REMOVEFROM before the EXPUNGEs.
+            Box::pin(self.context_removals()).await;
+            if let Some(v) = self.view.as_mut() {
+                let gone = v.take_expunges();
+                self.push_expunged(&gone);
+            }
         }
         Ok(Done::ok("EXPUNGE completed"))
     }

@@ -143,6 +143,25 @@ impl Session {
                     Ok(None) => {}
                 }
             }
+            // CANCELUPDATE (RFC 5267 4.2), which imap-codec does not parse.
+            if self.client.is_some() && first_line_has(self.frag.message_bytes(), b"CANCELUPDATE") {
+                let t = tag.clone().unwrap_or_else(|| "*".into());
+                let done = match imap_wire::ext::parse_cancelupdate(self.frag.message_bytes()) {
+                    Ok(Some(_)) if self.view.is_none() => Done::bad("No mailbox selected"),
+                    Ok(Some(tags)) => self.cancel_update(&tags),
+                    Ok(None) => Done::bad("Syntax error in CANCELUPDATE"),
+                    Err(e) => Done::bad(e.to_string()),
+                };
+                if done.kind == "BAD" {
+                    self.bad += 1;
+                }
+                Box::pin(self.context_removals()).await;
+                self.drain_updates(true);
+                self.context_additions();
+                self.last_outcome = done.kind;
+                self.push(&format!("{t} {} {}", done.kind, done.text));
+                continue;
+            }
             self.search_return = None;
             let dollar = if self.view.is_some() && first_line_has(self.frag.message_bytes(), b"$") {
                 Some(self.substitute_saved(self.frag.message_bytes()))

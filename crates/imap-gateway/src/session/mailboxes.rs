@@ -39,6 +39,8 @@ impl Session {
         // old view is kept until the new one is open: a re-SELECT of the
         // same mailbox then costs its changes, not the mailbox.
         let previous = self.view.take();
+        // Contexts end with the mailbox (RFC 5267 4.2).
+        self.contexts.clear();
         if previous.is_some() {
             self.push("* OK [CLOSED] Previous mailbox closed");
         }

@@ -8,6 +8,7 @@
 mod append;
 mod auth;
 mod condstore;
+mod contexts;
 mod copy;
 mod dispatch;
 mod expunge;
@@ -121,6 +122,7 @@ pub(crate) async fn handle(ctx: Arc<Ctx>, tcp: TcpStream, peer: SocketAddr, impl
         rev2: false,
         condstore: false,
         qresync: false,
+        contexts: Vec::new(),
         saved: Vec::new(),
         added_here: (0, Vec::new()),
     };
@@ -166,6 +168,8 @@ struct Session {
     condstore: bool,
     /// ENABLE QRESYNC (RFC 7162 3.2.3): VANISHED instead of EXPUNGE.
     qresync: bool,
+    /// SEARCH / SORT results kept up to date (RFC 5267 4).
+    contexts: Vec<contexts::SearchContext>,
     /// The SEARCHRES saved result (RFC 5182), as UIDs.
     saved: Vec<u32>,
     /// (UIDVALIDITY, UIDs) of the messages the current command added
@@ -277,6 +281,8 @@ impl Session {
             "SORT".into(),
             "SORT=DISPLAY".into(),
             "ESORT".into(),
+            "CONTEXT=SEARCH".into(),
+            "CONTEXT=SORT".into(),
             "THREAD=ORDEREDSUBJECT".into(),
             "THREAD=REFERENCES".into(),
             "UTF8=ACCEPT".into(),

@@ -1,5 +1,5 @@
 //! SEARCH and UID SEARCH (RFC 9051 6.4.4), ESEARCH (RFC 4731), SEARCHRES
-//! (RFC 5182).
+//! (RFC 5182), PARTIAL and UPDATE (RFC 5267 4).
 
 use super::*;
 
@@ -10,6 +10,11 @@ impl Session {
         criteria: &[SearchKey<'_>],
         uid: bool,
     ) -> Done {
+        let update = self.search_return.is_some_and(|o| o.update);
+        if update && self.context_tag_in_use(tag) {
+            self.search_return = None;
+            return Done::bad("Tag reuse: that tag already has a search context");
+        }
         let Some(view) = &self.view else {
             return Done::bad("No mailbox selected");
         };
@@ -24,7 +29,7 @@ impl Session {
         let r = match c
             .search(pb::SearchRequest {
                 mailbox,
-                key: Some(key),
+                key: Some(key.clone()),
             })
             .await
         {
@@ -118,6 +123,15 @@ impl Session {
                 }
                 self.push(&out);
             }
+        }
+        if update && let Some(view) = &self.view {
+            let result: Vec<u32> = r
+                .uids
+                .iter()
+                .copied()
+                .filter(|&u| view.position(u).is_some())
+                .collect();
+            self.add_context(tag, uid, key, None, result);
         }
         Done::ok(if uid {
             "UID SEARCH completed"

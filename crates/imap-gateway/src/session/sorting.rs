@@ -52,6 +52,10 @@ impl Session {
         uid: bool,
     ) -> Done {
         let ret = self.search_return.take();
+        let update = ret.is_some_and(|o| o.update);
+        if update && self.context_tag_in_use(tag) {
+            return Done::bad("Tag reuse: that tag already has a search context");
+        }
         if !charset_ok(charset) {
             return Done::no(BADCHARSET);
         }
@@ -59,7 +63,7 @@ impl Session {
             Ok(s) => s,
             Err(d) => return d,
         };
-        let criteria = criteria
+        let criteria: Vec<pb::SortCriterion> = criteria
             .iter()
             .map(|c| pb::SortCriterion {
                 field: match c.key {
@@ -82,8 +86,8 @@ impl Session {
         let r = match c
             .sort(pb::SortRequest {
                 mailbox,
-                criteria,
-                key: Some(key),
+                criteria: criteria.clone(),
+                key: Some(key.clone()),
                 uids: Some(uids),
             })
             .await
@@ -138,6 +142,15 @@ impl Session {
                 }
                 self.push(&out);
             }
+        }
+        if update && let Some(view) = &self.view {
+            let result: Vec<u32> = r
+                .uids
+                .iter()
+                .copied()
+                .filter(|&u| view.position(u).is_some())
+                .collect();
+            self.add_context(tag, uid, key, Some(criteria), result);
         }
         Done::ok(if uid {
             "UID SORT completed"

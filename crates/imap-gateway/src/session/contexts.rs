@@ -1,0 +1,254 @@
+//! CONTEXT=SEARCH and CONTEXT=SORT (RFC 5267 4): a SEARCH or SORT with
+//! RETURN (UPDATE) keeps its result, and the session tells the client how
+//! it changes as messages arrive, change flags or go: `ESEARCH (TAG ...)
+//! REMOVEFROM (...)` before the EXPUNGEs that cause it, `ADDTO (...)` after
+//! the EXISTS (4.3). A SEARCH context uses position 0; a SORT context
+//! names each message's position in the sorted result. CANCELUPDATE ends
+//! contexts; so does leaving the mailbox.
+
+use std::collections::HashSet;
+
+use super::*;
+
+/// Contexts a session may keep (RFC 5267 4.2: at least one; beyond this
+/// an UPDATE gets `NO [NOUPDATE "tag"]` and the search is still answered).
+pub(super) const MAX_CONTEXTS: usize = 10;
+
+pub(super) struct SearchContext {
+    pub tag: String,
+    pub uid: bool,
+    /// The store's search key (message numbers in the criteria were
+    /// resolved when the command came, RFC 5267 4.2).
+    pub key: pb::SearchKey,
+    /// SORT criteria; `None` for a SEARCH context.
+    pub sort: Option<Vec<pb::SortCriterion>>,
+    /// The result as UIDs: mailbox order for SEARCH, sort order for SORT.
+    pub result: Vec<u32>,
+    /// The view's marker when `result` was computed.
+    pub at: (u64, u32, usize),
+    /// UIDs found matching that the client is not told of yet (ADDTO
+    /// waits for their EXISTS).
+    pub pending: Vec<u32>,
+}
+
+impl Session {
+    /// Registers a context for `tag` after its command answered, or tells
+    /// why not (`NO [NOUPDATE]`); `Err` is a tag already in use (BAD).
+    pub(super) fn add_context(
+        &mut self,
+        tag: &str,
+        uid: bool,
+        key: pb::SearchKey,
+        sort: Option<Vec<pb::SortCriterion>>,
+        result: Vec<u32>,
+    ) {
+        let Some(view) = &self.view else { return };
+        if self.contexts.len() >= MAX_CONTEXTS {
+            // A tag is an atom: no quoting needed.
+            self.push(&format!(
+                "* NO [NOUPDATE \"{tag}\"] Too many search contexts"
+            ));
+            return;
+        }
+        let at = view.marker();
+        self.contexts.push(SearchContext {
+            tag: tag.to_string(),
+            uid,
+            key,
+            sort,
+            result,
+            at,
+            pending: Vec::new(),
+        });
+    }
+
+    /// Whether `tag` already has a context (RFC 5267 4.2: reusing it for
+    /// another UPDATE is BAD).
+    pub(super) fn context_tag_in_use(&self, tag: &str) -> bool {
+        self.contexts.iter().any(|c| c.tag == tag)
+    }
+
+    /// CANCELUPDATE: ends the named contexts.
+    pub(super) fn cancel_update(&mut self, tags: &[String]) -> Done {
+        let before = self.contexts.len();
+        self.contexts.retain(|c| !tags.contains(&c.tag));
+        if self.contexts.len() + tags.len() > before {
+            return Done::no("Unknown search context tag");
+        }
+        Done::ok("CANCELUPDATE completed: no further updates")
+    }
+
+    /// Before the untagged updates of a command (or an IDLE wake-up): when
+    /// the mailbox moved, evaluates every context again and sends the
+    /// REMOVEFROM of what left each result, in the numbers the client
+    /// knows now (before any EXPUNGE); what joined waits for
+    /// [`Session::context_additions`].
+    pub(super) async fn context_removals(&mut self) {
+        if self.contexts.is_empty() {
+            return;
+        }
+        let Some(view) = self.view.as_mut() else {
+            self.contexts.clear();
+            return;
+        };
+        view.sync(&std::collections::HashMap::new());
+        let marker = view.marker();
+        let (mailbox, live) = (view.name.clone(), view.live_uids());
+        let Some(mut c) = self.client() else { return };
+        for i in 0..self.contexts.len() {
+            if self.contexts[i].at == marker {
+                continue;
+            }
+            let ctx = &self.contexts[i];
+            let uids = Some(pb::UidSet::of(live.iter().copied()));
+            let found = match &ctx.sort {
+                Some(criteria) => c
+                    .sort(pb::SortRequest {
+                        mailbox: mailbox.clone(),
+                        criteria: criteria.clone(),
+                        key: Some(ctx.key.clone()),
+                        uids,
+                    })
+                    .await
+                    .map(|r| r.into_inner().uids),
+                None => c
+                    .search(pb::SearchRequest {
+                        mailbox: mailbox.clone(),
+                        key: Some(pb::SearchKey {
+                            key: Some(pb::search_key::Key::And(pb::SearchKeyList {
+                                keys: vec![
+                                    ctx.key.clone(),
+                                    pb::SearchKey {
+                                        key: Some(pb::search_key::Key::Uid(pb::UidSet::of(
+                                            live.iter().copied(),
+                                        ))),
+                                    },
+                                ],
+                            })),
+                        }),
+                    })
+                    .await
+                    .map(|r| r.into_inner().uids),
+            };
+            // A failure leaves the context as it was, to try again.
+            let Ok(new) = found else { continue };
+            let Some(view) = &self.view else { return };
+            let ctx = &mut self.contexts[i];
+            let now: HashSet<u32> = new.iter().copied().collect();
+            let before: HashSet<u32> = ctx.result.iter().copied().collect();
+            let number = |u: u32| -> Option<u32> {
+                if ctx.uid {
+                    Some(u)
+                } else {
+                    view.position(u).map(|p| p as u32 + 1)
+                }
+            };
+            let mut line = String::new();
+            if ctx.sort.is_some() {
+                // From the end, so each position is before its removal
+                // and the earlier ones stay as they were.
+                let mut pairs = Vec::new();
+                for (pos, &u) in ctx.result.iter().enumerate().rev() {
+                    if !now.contains(&u)
+                        && let Some(n) = number(u)
+                    {
+                        pairs.push(format!("{} {n}", pos + 1));
+                    }
+                }
+                if !pairs.is_empty() {
+                    line = format!("REMOVEFROM ({})", pairs.join(" "));
+                }
+            } else {
+                let mut gone: Vec<u32> = ctx
+                    .result
+                    .iter()
+                    .filter(|u| !now.contains(u))
+                    .filter_map(|&u| number(u))
+                    .collect();
+                gone.sort_unstable();
+                if !gone.is_empty() {
+                    line = format!("REMOVEFROM (0 {})", uid_list(&gone));
+                }
+            }
+            ctx.pending = new
+                .iter()
+                .copied()
+                .filter(|u| !before.contains(u))
+                .collect();
+            ctx.result = new;
+            ctx.at = marker;
+            if !line.is_empty() {
+                let head = esearch_head(&ctx.tag, ctx.uid);
+                self.push(&format!("{head} {line}"));
+            }
+        }
+    }
+
+    /// After the untagged updates: the ADDTO of what joined each result,
+    /// numbered as the client now numbers messages (after the EXISTS that
+    /// announced them).
+    pub(super) fn context_additions(&mut self) {
+        let Some(view) = &self.view else {
+            self.contexts.clear();
+            return;
+        };
+        let mut lines = Vec::new();
+        for ctx in &mut self.contexts {
+            if ctx.pending.is_empty() {
+                continue;
+            }
+            let added: HashSet<u32> = std::mem::take(&mut ctx.pending).into_iter().collect();
+            let number = |u: u32| -> Option<u32> {
+                if ctx.uid {
+                    Some(u)
+                } else {
+                    view.position(u).map(|p| p as u32 + 1)
+                }
+            };
+            let line = if ctx.sort.is_some() {
+                // In order of their final positions: each lands where it
+                // belongs once those before it are in.
+                let mut pairs: Vec<(usize, Vec<u32>)> = Vec::new();
+                for (pos, &u) in ctx.result.iter().enumerate() {
+                    if !added.contains(&u) {
+                        continue;
+                    }
+                    let Some(n) = number(u) else { continue };
+                    match pairs.last_mut() {
+                        // Consecutive positions and numbers: one range.
+                        Some((p, run))
+                            if *p + run.len() == pos + 1 && run.last() == Some(&(n - 1)) =>
+                        {
+                            run.push(n)
+                        }
+                        _ => pairs.push((pos + 1, vec![n])),
+                    }
+                }
+                let text: Vec<String> = pairs
+                    .iter()
+                    .map(|(p, run)| format!("{p} {}", uid_list(run)))
+                    .collect();
+                format!("ADDTO ({})", text.join(" "))
+            } else {
+                let mut nums: Vec<u32> = added.iter().filter_map(|&u| number(u)).collect();
+                nums.sort_unstable();
+                format!("ADDTO (0 {})", uid_list(&nums))
+            };
+            if !line.ends_with("()") && !line.ends_with("(0 )") {
+                lines.push(format!("{} {line}", esearch_head(&ctx.tag, ctx.uid)));
+            }
+        }
+        for l in lines {
+            self.push(&l);
+        }
+    }
+}
+
+/// `* ESEARCH (TAG "tag") [UID]`.
+fn esearch_head(tag: &str, uid: bool) -> String {
+    let mut s = format!("* ESEARCH (TAG \"{tag}\")");
+    if uid {
+        s.push_str(" UID");
+    }
+    s
+}
