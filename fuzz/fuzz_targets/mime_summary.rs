@@ -1,5 +1,5 @@
-//! The delivery-time MIME summary: any bytes, no panic, offsets inside the
-//! message.
+//! The delivery-time MIME summary and SORT/THREAD keys: any bytes, no
+//! panic, offsets inside the message.
 #![no_main]
 
 fn check(p: &mail_summary::BodyPart, len: u64) {
@@ -15,4 +15,8 @@ fn check(p: &mail_summary::BodyPart, len: u64) {
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let s = mail_summary::summarize(data);
     check(&s.body, data.len() as u64);
+    let _ = mail_summary::sort_keys(data);
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = mail_summary::base_subject(text);
+    }
 });

@@ -199,6 +199,13 @@ async fn condstore_modseq_conditional_store_and_search() {
         let r = a.cmd("SEARCH MODSEQ 999999999").await;
         assert_eq!(r[0], "* SEARCH\r\n");
 
+        // A FETCH that sets \Seen tells UID and the new MODSEQ (3.2).
+        let r = a.cmd("FETCH 4 (BODY[])").await;
+        let l = r.iter().find(|l| l.contains("FLAGS (")).expect("flags");
+        assert!(
+            r.concat().contains("UID 4") && r.concat().contains("MODSEQ ("),
+            "{l}: {r:?}"
+        );
         // Another session's change reaches this one with UID and MODSEQ.
         b.cmd("STORE 2 +FLAGS (\\Deleted)").await;
         let mut seen = None;

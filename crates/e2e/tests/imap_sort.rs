@@ -140,6 +140,16 @@ async fn sort_esort_and_thread() {
         let want: Vec<String> = by_size.iter().map(|n| n.to_string()).collect();
         let r = a.cmd("SORT (REVERSE SIZE) UTF-8 ALL").await;
         assert_eq!(first(&r), format!("* SORT {}", want.join(" ")));
+        // RFC 5182 2.1: a saved result ($) in UID SORT / THREAD criteria
+        // is the UIDs saved.
+        a.cmd("UID SEARCH RETURN (SAVE) SUBJECT lunch").await;
+        let r = a.cmd("UID SORT (REVERSE DATE) UTF-8 $").await;
+        assert_eq!(first(&r), "* SORT 5 3", "{r:?}");
+        let r = a.cmd("THREAD REFERENCES UTF-8 $").await;
+        assert_eq!(first(&r), "* THREAD (3 5)", "{r:?}");
+        // CANCELUPDATE as an argument is just a word.
+        let r = a.cmd("SEARCH SUBJECT CANCELUPDATE").await;
+        assert!(r.last().unwrap().contains(" OK "), "{r:?}");
         let r = a.cmd("SORT (DATE) KOI8-R ALL").await;
         assert!(r[0].contains("NO [BADCHARSET"), "{r:?}");
         let r = a.cmd("THREAD NOSUCH UTF-8 ALL").await;
@@ -279,6 +289,21 @@ async fn search_and_sort_contexts_follow_the_mailbox() {
     let gone = index_of(&r, "* 5 EXPUNGE");
     let rm = index_of(&r, "TAG \"t5\") REMOVEFROM (2 5)");
     assert!(rm < gone, "REMOVEFROM before EXPUNGE: {r:?}");
+    // Any command's updates keep the order, LIST-EXTENDED's too: the
+    // REMOVEFROM precedes the EXPUNGE.
+    b.cmd("STORE 2 +FLAGS.SILENT (\\Deleted)").await;
+    b.cmd("EXPUNGE").await;
+    let mut r = Vec::new();
+    for _ in 0..100 {
+        r = a.cmd("LIST (SUBSCRIBED) \"\" \"*\"").await;
+        if r.iter().any(|l| l.contains("EXPUNGE")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let gone = index_of(&r, "* 2 EXPUNGE");
+    let rm = index_of(&r, "TAG \"t6\") REMOVEFROM (0 2)");
+    assert!(rm < gone, "REMOVEFROM before EXPUNGE: {r:?}");
     // Tag reuse, CANCELUPDATE, unknown tag.
     let r = a.cmd("CANCELUPDATE \"t4\"").await;
     assert!(r.last().unwrap().contains(" OK "), "{r:?}");
@@ -294,7 +319,7 @@ async fn search_and_sort_contexts_follow_the_mailbox() {
         a.cmd("SEARCH RETURN (UPDATE COUNT) ALL").await;
     }
     let r = a.cmd("SEARCH RETURN (UPDATE COUNT) ALL").await;
-    assert!(r.iter().any(|l| l.contains("COUNT 5")), "{r:?}");
+    assert!(r.iter().any(|l| l.contains("COUNT 4")), "{r:?}");
     assert!(
         r.iter().any(|l| l.starts_with("* NO [NOUPDATE \"")),
         "{r:?}"

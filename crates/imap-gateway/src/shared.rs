@@ -54,6 +54,12 @@ pub struct Snapshot {
     pub msgs: Vec<Msg>,
     /// The mailbox was deleted (or re-created under its name).
     pub gone: bool,
+    /// The MODSEQ up to which this snapshot holds every change (a
+    /// session's own write raises `highest_modseq` before a lower change
+    /// from elsewhere may have arrived): what a client may be told as its
+    /// HIGHESTMODSEQ (RFC 7162). Raised in place while this is the latest
+    /// snapshot and a complete batch adds nothing new.
+    pub complete: std::sync::atomic::AtomicU64,
 }
 
 impl Snapshot {
@@ -71,6 +77,7 @@ impl Snapshot {
                 uid_next: self.uid_next,
                 highest_modseq: self.highest_modseq,
                 msgs: Vec::new(),
+                complete: Default::default(),
             });
         }
         let mut updates: Vec<(usize, &pb::MessageEntry)> = Vec::new();
@@ -131,6 +138,7 @@ impl Snapshot {
             highest_modseq,
             msgs,
             gone: false,
+            complete: Default::default(),
         })
     }
 }
@@ -284,10 +292,13 @@ impl Shared {
         {
             lock(&s.state).unclaimed.push(first.uid..uid_next);
         }
+        let highest = msgs.iter().map(|m| m.modseq).max().unwrap_or(1);
+        lock(&s.state).complete = highest;
         s.tx.send_replace(Arc::new(Snapshot {
             uid_validity: 1,
             uid_next,
-            highest_modseq: msgs.iter().map(|m| m.modseq).max().unwrap_or(1),
+            highest_modseq: highest,
+            complete: highest.into(),
             msgs,
             gone: false,
         }));
@@ -363,6 +374,7 @@ impl Shared {
                 highest_modseq: status.highest_modseq,
                 msgs,
                 gone: false,
+                complete: status.highest_modseq.into(),
             }));
         }
         let task = tokio::spawn(watch_loop(
@@ -425,14 +437,25 @@ impl Shared {
                 _ => st.unclaimed.push(c.recent_from..c.recent_to),
             }
         }
+        let complete = st.complete;
         match next {
             Some(next) => {
+                next.complete
+                    .store(complete, std::sync::atomic::Ordering::Relaxed);
                 self.tx.send_replace(Arc::new(next));
             }
-            // A claim alone still wakes the IDLE sessions (one of them owes
-            // its client a RECENT).
-            None if claimed => self.tx.send_modify(|_| {}),
-            None => {}
+            None => {
+                // Nothing new, but perhaps more is known complete.
+                self.tx
+                    .borrow()
+                    .complete
+                    .fetch_max(complete, std::sync::atomic::Ordering::Relaxed);
+                // A claim alone still wakes the IDLE sessions (one of them
+                // owes its client a RECENT).
+                if claimed {
+                    self.tx.send_modify(|_| {});
+                }
+            }
         }
     }
 
@@ -566,6 +589,7 @@ mod tests {
                 .map(|&u| Msg::from(entry(u, false, 5)))
                 .collect(),
             gone: false,
+            complete: 10.into(),
         }
     }
 

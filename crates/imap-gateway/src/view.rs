@@ -117,8 +117,14 @@ impl View {
         self.snap.uid_next
     }
 
+    /// The HIGHESTMODSEQ a client may be told: every change up to it is
+    /// in this view (RFC 7162: a client resyncing from it misses nothing).
     pub fn highest_modseq(&self) -> u64 {
-        self.snap.highest_modseq
+        self.snap.highest_modseq.min(
+            self.snap
+                .complete
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
     }
 
     /// Adds the keywords of `flags` the client has not been told of;
@@ -154,7 +160,7 @@ impl View {
             name: self.name.clone(),
             uid_validity: self.snap.uid_validity,
             uid_next: self.snap.uid_next,
-            highest_modseq: self.snap.highest_modseq,
+            highest_modseq: self.highest_modseq(),
             messages: self.exists(),
             unseen: self.iter().filter(|m| !m.flags.seen).count() as u32,
             deleted: self.iter().filter(|m| m.flags.deleted).count() as u32,
@@ -179,6 +185,17 @@ impl View {
     /// ones still numbered).
     pub fn live_uids(&self) -> Vec<u32> {
         self.snap.msgs.iter().map(|m| m.uid).collect()
+    }
+
+    /// UIDs of the live messages changed after MODSEQ `modseq` or added at
+    /// or after UID `uid_next`: what a search context must look at again.
+    pub fn touched_since(&self, modseq: u64, uid_next: u32) -> Vec<u32> {
+        self.snap
+            .msgs
+            .iter()
+            .filter(|m| m.modseq > modseq || m.uid >= uid_next)
+            .map(|m| m.uid)
+            .collect()
     }
 
     /// What changes whenever the mailbox does (a message added, expunged
@@ -516,6 +533,48 @@ mod tests {
 
     fn shared(entries: Vec<pb::MessageEntry>, recent: u32) -> Arc<Shared> {
         Shared::for_test(entries, recent, false)
+    }
+
+    /// RFC 7162: the HIGHESTMODSEQ a client is told must cover every
+    /// change up to it. A session's own write (MODSEQ 40) raises the
+    /// mailbox's MODSEQ before a lower change from elsewhere (35) has
+    /// arrived; until a complete batch covers it, the view reports what it
+    /// knows complete (13).
+    #[tokio::test]
+    async fn highestmodseq_is_what_the_view_holds_complete() {
+        let sh = shared(vec![entry(1, false), entry(2, false), entry(3, false)], 0);
+        let mut v = View::new("INBOX".into(), sh.clone(), client());
+        assert_eq!(v.highest_modseq(), 13);
+        v.apply_own(vec![pb::MessageEntry {
+            modseq: 40,
+            ..entry(1, true)
+        }]);
+        assert_eq!(v.highest_modseq(), 13, "own write: not yet complete");
+        sh.apply(
+            &pb::ChangesResponse {
+                changed: vec![pb::MessageEntry {
+                    modseq: 35,
+                    ..entry(2, true)
+                }],
+                highest_modseq: 40,
+                uid_next: 4,
+                ..Default::default()
+            },
+            true,
+        );
+        v.sync(&HashMap::new());
+        assert_eq!(v.highest_modseq(), 40, "the batch up to 40 arrived");
+        // A complete batch up to 41 with no message in it.
+        sh.apply(
+            &pb::ChangesResponse {
+                highest_modseq: 41,
+                uid_next: 4,
+                ..Default::default()
+            },
+            true,
+        );
+        v.sync(&HashMap::new());
+        assert_eq!(v.status().highest_modseq, 41);
     }
 
     #[tokio::test]

@@ -86,9 +86,9 @@ pub struct SearchReturn {
     /// `SAVE` (RFC 5182 2): keep the result for `$`.
     pub save: bool,
     /// `PARTIAL first:last` (RFC 5267 4.4, RFC 9394 3.1): the results at
-    /// these positions (1-based; negative counts from the end), normalised
-    /// so that `first <= last`.
-    pub partial: Option<(i32, i32)>,
+    /// these positions (1-based; negative counts from the end), as the
+    /// client wrote them (the response echoes them).
+    pub partial: Option<(i64, i64)>,
     /// `UPDATE` (RFC 5267 4.2): keep telling the client how the result
     /// changes (ADDTO / REMOVEFROM).
     pub update: bool,
@@ -117,7 +117,7 @@ impl SearchReturn {
             return 0..0;
         };
         let len_i = len as i64;
-        let (a, b) = (i64::from(a), i64::from(b));
+        let (a, b) = (a.min(b), a.max(b));
         // 1-based from the start, or -1 the last.
         let (start, end) = if a > 0 {
             (a - 1, b)
@@ -179,8 +179,14 @@ pub fn split_search_return(msg: &[u8]) -> Result<Option<(Vec<u8>, SearchReturn)>
                 "ALL" => opts.all = true,
                 "COUNT" => opts.count = true,
                 "SAVE" => opts.save = true,
+                "UPDATE" if opts.update => {
+                    return Err(ExtError::Syntax("UPDATE given twice"));
+                }
                 "UPDATE" => opts.update = true,
                 "CONTEXT" => opts.context = true,
+                "PARTIAL" if opts.partial.is_some() => {
+                    return Err(ExtError::Syntax("PARTIAL given twice"));
+                }
                 "PARTIAL" => {
                     c.expect(b' ', "expected SP after PARTIAL")?;
                     opts.partial = Some(partial_range(&mut c)?);
@@ -192,6 +198,10 @@ pub fn split_search_return(msg: &[u8]) -> Result<Option<(Vec<u8>, SearchReturn)>
             }
             c.expect(b' ', "expected SP or \")\" in SEARCH return options")?;
         }
+    }
+    // RFC 5267 4.4 / RFC 9394 3.1: PARTIAL and ALL exclude each other.
+    if opts.partial.is_some() && opts.all {
+        return Err(ExtError::Syntax("PARTIAL and ALL cannot both be asked for"));
     }
     let cut_end = c.pos;
     if !c.eat(b' ') || c.at_line_end() {
@@ -227,18 +237,18 @@ pub fn parse_cancelupdate(msg: &[u8]) -> Result<Option<Vec<String>>, ExtError> {
     Ok(Some(tags))
 }
 
-/// `partial-range` (RFC 9394 3.1): `n:m` or `-n:-m`, non-zero, both ends
-/// of one sign; the result is ordered.
-fn partial_range(c: &mut Cursor<'_>) -> Result<(i32, i32), ExtError> {
-    let num = |c: &mut Cursor<'_>| -> Result<i32, ExtError> {
+/// `partial-range` (RFC 9394 3.1): `n:m` or `-n:-m`, each a non-zero
+/// 32-bit number, both ends of one sign; kept as written.
+fn partial_range(c: &mut Cursor<'_>) -> Result<(i64, i64), ExtError> {
+    let num = |c: &mut Cursor<'_>| -> Result<i64, ExtError> {
         let neg = c.eat(b'-');
         let digits = c.take_while(|b| b.is_ascii_digit());
-        let n: i32 = std::str::from_utf8(digits)
+        let n: u32 = std::str::from_utf8(digits)
             .ok()
             .and_then(|d| d.parse().ok())
             .filter(|&n| n > 0)
             .ok_or(ExtError::Syntax("expected a non-zero number in PARTIAL"))?;
-        Ok(if neg { -n } else { n })
+        Ok(if neg { -i64::from(n) } else { i64::from(n) })
     };
     let a = num(c)?;
     c.expect(b':', "expected \":\" in PARTIAL range")?;
@@ -246,7 +256,7 @@ fn partial_range(c: &mut Cursor<'_>) -> Result<(i32, i32), ExtError> {
     if (a < 0) != (b < 0) {
         return Err(ExtError::Syntax("PARTIAL range ends of different signs"));
     }
-    Ok((a.min(b), a.max(b)))
+    Ok((a, b))
 }
 
 /// `PARTIAL (range set)` of an ESEARCH response: the results at the
@@ -1030,12 +1040,29 @@ mod tests {
         let (_, o) = split_search_return(b"t SEARCH RETURN (PARTIAL 10:1 UPDATE CONTEXT) ALL\r\n")
             .unwrap()
             .unwrap();
-        assert_eq!(o.partial, Some((1, 10)));
+        assert_eq!(o.partial, Some((10, 1)));
+        assert_eq!(o.partial_positions(20), 0..10);
+        let (_, big) = split_search_return(b"t SEARCH RETURN (PARTIAL 1:4294967295) ALL\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(big.partial_positions(3), 0..3);
+        for bad in [
+            &b"t SEARCH RETURN (PARTIAL 1:5 ALL) ALL\r\n"[..],
+            b"t SEARCH RETURN (PARTIAL 1:5 PARTIAL 2:3) ALL\r\n",
+            b"t SEARCH RETURN (UPDATE UPDATE) ALL\r\n",
+            b"t SEARCH RETURN (PARTIAL 1:4294967296) ALL\r\n",
+        ] {
+            assert!(
+                split_search_return(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
         assert!(o.update && o.context && !o.is_empty());
         let (_, o) = split_search_return(b"t SEARCH RETURN (PARTIAL -1:-3) ALL\r\n")
             .unwrap()
             .unwrap();
-        assert_eq!(o.partial, Some((-3, -1)));
+        assert_eq!(o.partial, Some((-1, -3)));
         assert_eq!(o.partial_positions(10), 7..10);
         assert_eq!(o.partial_positions(2), 0..2);
         let first = SearchReturn {

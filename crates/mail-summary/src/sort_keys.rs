@@ -33,6 +33,9 @@ pub struct SortKeys {
     pub references: Vec<String>,
 }
 
+/// References kept per message (the last ones).
+pub const MAX_REFERENCES: usize = 128;
+
 /// Computes the [`SortKeys`] of a raw message. Never panics.
 pub fn sort_keys(raw: &[u8]) -> SortKeys {
     let end = header_end(raw);
@@ -60,6 +63,11 @@ pub fn sort_keys(raw: &[u8]) -> SortKeys {
     };
     let (base_subject, is_reply) = base_subject(msg.subject().unwrap_or_default());
     let mut references = ids(msg.references());
+    // The nearest ancestors are the ones that count (the last is the
+    // parent); a header of thousands only costs the threading time.
+    if references.len() > MAX_REFERENCES {
+        references.drain(..references.len() - MAX_REFERENCES);
+    }
     if references.is_empty() {
         references = ids(msg.in_reply_to()).into_iter().take(1).collect();
     }
@@ -139,7 +147,8 @@ pub fn base_subject(subject: &str) -> (String, bool) {
                 s.truncate(t.len());
                 continue;
             }
-            if s.len() >= 5 && s[s.len() - 5..].eq_ignore_ascii_case("(fwd)") {
+            // Compared as bytes: the subject is any UTF-8.
+            if s.len() >= 5 && s.as_bytes()[s.len() - 5..].eq_ignore_ascii_case(b"(fwd)") {
                 s.truncate(s.len() - 5);
                 reply = true;
                 continue;
@@ -168,7 +177,7 @@ pub fn base_subject(subject: &str) -> (String, bool) {
             }
         }
         // (6) "[fwd: ... ]" around the whole subject.
-        if s.len() >= 6 && s[..5].eq_ignore_ascii_case("[fwd:") && s.ends_with(']') {
+        if s.len() >= 6 && s.as_bytes()[..5].eq_ignore_ascii_case(b"[fwd:") && s.ends_with(']') {
             s = s[5..s.len() - 1].to_string();
             reply = true;
             continue;
@@ -241,12 +250,45 @@ mod tests {
             ("re", "re", false),
             ("", "", false),
             ("Re:", "", true),
+            // Any UTF-8, cut nowhere inside a character.
+            (
+                "Größenänderung der Übersicht",
+                "Größenänderung der Übersicht",
+                false,
+            ),
+            ("Re: Öl (fwd)", "Öl", true),
+            ("[fwd: ß]", "ß", true),
+            ("ßßß", "ßßß", false),
+            ("é[", "é[", false),
+            ("[é] é", "é", false),
+            ("Ré: x", "Ré: x", false),
         ] {
             assert_eq!(
                 base_subject(subject),
                 (base.to_string(), reply),
                 "{subject:?}"
             );
+        }
+    }
+
+    /// Every short combination of the pieces base-subject extraction looks
+    /// at, with multi-byte characters among them: never a panic, and the
+    /// result is a suffix-trimmed part of the input.
+    #[test]
+    fn base_subject_never_panics() {
+        let pieces = [
+            "Re:", "fwd", "[", "]", "(fwd)", "\u{df}", "\u{e9}", " ", "x", ":", "[fwd:", "\t",
+        ];
+        let n = pieces.len();
+        for i in 0..n.pow(4) {
+            let mut s = String::new();
+            let mut k = i;
+            for _ in 0..4 {
+                s.push_str(pieces[k % n]);
+                k /= n;
+            }
+            let (base, _) = base_subject(&s);
+            assert!(base.len() <= s.len(), "{s:?}");
         }
     }
 

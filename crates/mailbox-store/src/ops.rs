@@ -1353,6 +1353,7 @@ pub async fn search_rows(
     with_summary: bool,
     with_data: bool,
     after: i64,
+    upto: i64,
     limit: i64,
 ) -> Result<(MailboxRow, Vec<SearchRow>)> {
     let mb = mailbox_by_name_pool(pool, account, mailbox).await?;
@@ -1361,7 +1362,7 @@ pub async fn search_rows(
     let rows: Vec<MetaBlobRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT m.uid, m.flags, m.keywords, m.modseq, m.size, m.internal_date, m.internal_tz, \
          m.blob_id, {} AS summary, {} AS data FROM messages m {} \
-         WHERE m.mailbox_id = $1 AND m.uid > $2 ORDER BY m.uid LIMIT $3",
+         WHERE m.mailbox_id = $1 AND m.uid > $2 AND m.uid <= $4 ORDER BY m.uid LIMIT $3",
         if blobs { "b.summary" } else { "NULL" },
         if with_data { "b.data" } else { "NULL" },
         if blobs { "JOIN blobs b ON b.id = m.blob_id" } else { "" }
@@ -1369,6 +1370,7 @@ pub async fn search_rows(
     .bind(mb.id)
     .bind(after)
     .bind(limit)
+    .bind(upto)
     .fetch_all(pool)
     .await?;
     Ok((mb, rows.into_iter().map(MetaBlobRow::split).collect()))

@@ -115,20 +115,28 @@ pub fn ordered_subject(mut items: Vec<Item>) -> Vec<pb::ThreadNode> {
 }
 
 /// How far a loop check walks up a chain of parents: a References chain
-/// deeper than this is cut there, so threading stays linear-ish whatever
-/// the messages claim.
+/// deeper than this is cut there.
 const MAX_WALK: usize = 4096;
+
+/// Parent steps all loop checks of one THREAD may take together: a
+/// mailbox built to make every check walk far gets its later links
+/// refused (treated as loops) rather than minutes of work.
+const WALK_BUDGET: usize = 20_000_000;
 
 struct Container {
     /// Index into the items; `None` for a message referenced but not here.
     msg: Option<usize>,
     parent: Option<usize>,
     children: Vec<usize>,
+    /// This container's index in its parent's `children` (kept while
+    /// step 1 links and unlinks, so an unlink costs O(1)).
+    slot: usize,
 }
 
 struct Arena<'a> {
     items: &'a [Item],
     c: Vec<Container>,
+    budget: std::cell::Cell<usize>,
 }
 
 impl Arena<'_> {
@@ -137,12 +145,13 @@ impl Arena<'_> {
             msg,
             parent: None,
             children: Vec::new(),
+            slot: 0,
         });
         self.c.len() - 1
     }
 
-    /// Whether `a` is `b` or one of its ancestors (within the walk limit;
-    /// a chain too long to tell counts as a loop).
+    /// Whether `a` is `b` or one of its ancestors (within the walk limit
+    /// and budget; a chain too long to tell counts as a loop).
     fn is_ancestor(&self, a: usize, mut b: usize) -> bool {
         if a != b && self.c[a].children.is_empty() {
             // A leaf is nobody's ancestor.
@@ -152,6 +161,11 @@ impl Arena<'_> {
             if a == b {
                 return true;
             }
+            let left = self.budget.get();
+            if left == 0 {
+                return true;
+            }
+            self.budget.set(left - 1);
             match self.c[b].parent {
                 Some(p) => b = p,
                 None => return false,
@@ -162,12 +176,22 @@ impl Arena<'_> {
 
     fn unlink(&mut self, child: usize) {
         if let Some(p) = self.c[child].parent.take() {
-            self.c[p].children.retain(|&x| x != child);
+            let slot = self.c[child].slot;
+            let kids = &mut self.c[p].children;
+            if kids.get(slot) == Some(&child) {
+                kids.swap_remove(slot);
+                if let Some(&moved) = kids.get(slot) {
+                    self.c[moved].slot = slot;
+                }
+            } else {
+                kids.retain(|&x| x != child);
+            }
         }
     }
 
     fn link(&mut self, parent: usize, child: usize) {
         self.c[child].parent = Some(parent);
+        self.c[child].slot = self.c[parent].children.len();
         self.c[parent].children.push(child);
     }
 
@@ -211,6 +235,7 @@ pub fn references(items: Vec<Item>) -> Vec<pb::ThreadNode> {
     let mut a = Arena {
         items: &items,
         c: Vec::with_capacity(items.len() * 2),
+        budget: std::cell::Cell::new(WALK_BUDGET),
     };
     let mut ids: HashMap<&str, usize> = HashMap::with_capacity(items.len() * 2);
     // Step 1, in mailbox order.
@@ -550,6 +575,43 @@ mod tests {
             show(&references(items)),
             "(5)(1 (2 3)(4)(8))((6)(7))(11 10 9)"
         );
+    }
+
+    /// References built to make threading slow (each message re-parenting
+    /// a child of one huge sibling list, and every check walking a deep
+    /// chain) still thread, every message once.
+    #[test]
+    fn hostile_references_stay_bounded() {
+        let n = 20_000u32;
+        let mut items: Vec<Item> = (1..=n)
+            .map(|i| {
+                let (id, next) = (format!("m{i}"), format!("m{}", i + 1));
+                item(i, i64::from(i), "x", &id, &["root", &next])
+            })
+            .collect();
+        // A deep chain, then messages whose references jump from its leaf
+        // back to its root again and again.
+        for i in 1..=5_000u32 {
+            let (id, parent) = (format!("c{i}"), format!("c{}", i - 1));
+            items.push(item(n + i, 0, "y", &id, &[&parent]));
+        }
+        for i in 1..=2_000u32 {
+            let refs: Vec<String> = (0..64)
+                .map(|k| {
+                    if k % 2 == 0 {
+                        "c5000".into()
+                    } else {
+                        "c1".into()
+                    }
+                })
+                .collect();
+            let refs: Vec<&str> = refs.iter().map(String::as_str).collect();
+            items.push(item(n + 5_000 + i, 0, "z", &format!("h{i}"), &refs));
+        }
+        let total = items.len();
+        let nodes = references(items);
+        let real: Vec<u32> = nodes.iter().map(|n| n.uid).filter(|&u| u != 0).collect();
+        assert_eq!(real.len(), total);
     }
 
     /// A chain of 20,000 replies threads without deep recursion, and a

@@ -1358,7 +1358,11 @@ impl Store {
         // evaluating each off the async threads. Without data one window
         // holds the whole mailbox (about 100 bytes a message).
         let window: i64 = if needs.data { 256 } else { i64::MAX };
-        let mut after = 0i64;
+        // A key that is an AND with a UID set (a search context looking
+        // at the messages that changed) reads only that UID range.
+        let (lo, hi) = uid_bounds(key, 0);
+        let mut after = i64::from(lo).saturating_sub(1).max(0);
+        let upto = i64::from(hi);
         let mut uids = Vec::new();
         let highest = loop {
             let (mb, rows) = on_backend!(
@@ -1369,6 +1373,7 @@ impl Store {
                     needs.summary,
                     needs.data,
                     after,
+                    upto,
                     window
                 )
             )?;
@@ -1721,4 +1726,26 @@ fn decode_sort_rows(rows: Vec<crate::model::SortRow>) -> Vec<crate::sort::Item> 
                 .unwrap_or_default(),
         })
         .collect()
+}
+
+/// The UID range a search key can match: a UID set's bounds, narrowed by
+/// every UID set in a top-level AND; everything otherwise.
+fn uid_bounds(k: &pb::SearchKey, depth: usize) -> (u32, u32) {
+    use pb::search_key::Key;
+    match &k.key {
+        Some(Key::Uid(set)) => {
+            let lo = set.ranges.iter().map(|r| r.first.min(r.last)).min();
+            let hi = set.ranges.iter().map(|r| r.first.max(r.last)).max();
+            match (lo, hi) {
+                (Some(lo), Some(hi)) => (lo, hi),
+                // An empty set matches nothing.
+                _ => (1, 0),
+            }
+        }
+        Some(Key::And(l)) if depth < 64 => l.keys.iter().fold((1, u32::MAX), |(lo, hi), k| {
+            let (a, b) = uid_bounds(k, depth + 1);
+            (lo.max(a), hi.min(b))
+        }),
+        _ => (1, u32::MAX),
+    }
 }

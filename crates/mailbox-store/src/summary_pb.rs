@@ -23,8 +23,10 @@ pub fn to_pb(s: &summary::Summary) -> pb::MessageSummary {
 }
 
 /// The SORT/THREAD keys of a raw message in their stored (protobuf) form.
+/// A message they cannot be computed for is still stored, with empty
+/// keys: a fault here must never refuse a delivery.
 pub fn sort_keys(raw: &[u8]) -> pb::SortKeys {
-    let k = mail_summary::sort_keys(raw);
+    let k = std::panic::catch_unwind(|| mail_summary::sort_keys(raw)).unwrap_or_default();
     pb::SortKeys {
         sent_date: k.sent_date,
         from: k.from,

@@ -32,6 +32,15 @@ pub(super) struct SearchContext {
 }
 
 impl Session {
+    /// The untagged updates at the end of a command (or an IDLE wake-up),
+    /// with the search contexts' around them: REMOVEFROM before any
+    /// EXPUNGE, ADDTO after the EXISTS (RFC 5267 4.3).
+    pub(super) async fn tell_updates(&mut self, expunges_ok: bool) {
+        Box::pin(self.context_removals()).await;
+        self.drain_updates(expunges_ok);
+        self.context_additions();
+    }
+
     /// Registers a context for `tag` after its command answered, or tells
     /// why not (`NO [NOUPDATE]`); `Err` is a tag already in use (BAD).
     pub(super) fn add_context(
@@ -100,18 +109,19 @@ impl Session {
                 continue;
             }
             let ctx = &self.contexts[i];
-            let uids = Some(pb::UidSet::of(live.iter().copied()));
-            let found = match &ctx.sort {
-                Some(criteria) => c
-                    .sort(pb::SortRequest {
-                        mailbox: mailbox.clone(),
-                        criteria: criteria.clone(),
-                        key: Some(ctx.key.clone()),
-                        uids,
-                    })
-                    .await
-                    .map(|r| r.into_inner().uids),
-                None => c
+            // Only what changed since the last look is evaluated again:
+            // messages with a newer MODSEQ or new UIDs (RFC 5267 appendix
+            // B); an expunged one simply leaves.
+            let touched: HashSet<u32> = match &self.view {
+                Some(v) => v.touched_since(ctx.at.0, ctx.at.1).into_iter().collect(),
+                None => return,
+            };
+            let matched: Vec<u32> = if touched.is_empty() {
+                Vec::new()
+            } else {
+                let mut t: Vec<u32> = touched.iter().copied().collect();
+                t.sort_unstable();
+                let r = c
                     .search(pb::SearchRequest {
                         mailbox: mailbox.clone(),
                         key: Some(pb::SearchKey {
@@ -119,16 +129,56 @@ impl Session {
                                 keys: vec![
                                     ctx.key.clone(),
                                     pb::SearchKey {
-                                        key: Some(pb::search_key::Key::Uid(pb::UidSet::of(
-                                            live.iter().copied(),
-                                        ))),
+                                        key: Some(pb::search_key::Key::Uid(pb::UidSet::of(t))),
                                     },
                                 ],
                             })),
                         }),
                     })
+                    .await;
+                // A failure leaves the context as it was, to try again.
+                match r {
+                    Ok(r) => r.into_inner().uids,
+                    Err(_) => continue,
+                }
+            };
+            let ctx = &self.contexts[i];
+            let old: HashSet<u32> = ctx.result.iter().copied().collect();
+            let stays = |u: &u32| live.binary_search(u).is_ok() && !touched.contains(u);
+            let found: Result<Vec<u32>, ()> = match &ctx.sort {
+                None => {
+                    let mut v: Vec<u32> = ctx.result.iter().copied().filter(stays).collect();
+                    v.extend(matched.iter().copied());
+                    v.sort_unstable();
+                    v.dedup();
+                    Ok(v)
+                }
+                // Nothing joined: the sorted result keeps its order.
+                Some(_) if matched.iter().all(|u| old.contains(u)) => {
+                    let keep: HashSet<u32> = matched.iter().copied().collect();
+                    Ok(ctx
+                        .result
+                        .iter()
+                        .copied()
+                        .filter(|u| stays(u) || keep.contains(u))
+                        .collect())
+                }
+                // Something joined: the store sorts the new members.
+                Some(criteria) => {
+                    let mut members: Vec<u32> = ctx.result.iter().copied().filter(stays).collect();
+                    members.extend(matched.iter().copied());
+                    members.sort_unstable();
+                    members.dedup();
+                    c.sort(pb::SortRequest {
+                        mailbox: mailbox.clone(),
+                        criteria: criteria.clone(),
+                        key: None,
+                        uids: Some(pb::UidSet::of(members)),
+                    })
                     .await
-                    .map(|r| r.into_inner().uids),
+                    .map(|r| r.into_inner().uids)
+                    .map_err(|_| ())
+                }
             };
             // A failure leaves the context as it was, to try again.
             let Ok(new) = found else { continue };

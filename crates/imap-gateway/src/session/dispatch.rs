@@ -256,11 +256,7 @@ impl Session {
         if sync {
             Box::pin(self.sync_view()).await;
         }
-        // Search contexts: REMOVEFROM before any EXPUNGE, ADDTO after the
-        // EXISTS (RFC 5267 4.3).
-        Box::pin(self.context_removals()).await;
-        self.drain_updates(expunges_ok);
-        self.context_additions();
+        self.tell_updates(expunges_ok).await;
         self.last_outcome = done.kind;
         let mut done = done;
         if tell_modseq

@@ -223,6 +223,12 @@ impl Session {
                         )));
                     }
                     if self.condstore
+                        && !plan.items.contains(&MessageDataItemName::Uid)
+                        && let Some(u) = NonZeroU32::new(uid)
+                    {
+                        items.list.push(MessageDataItem::Uid(u));
+                    }
+                    if self.condstore
                         && !plan.items.contains(&MessageDataItemName::ModSeq)
                         && let Some(m) = std::num::NonZeroU64::new(msg.modseq)
                     {

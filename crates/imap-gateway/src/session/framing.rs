@@ -129,7 +129,7 @@ impl Session {
                     Ok(Some(ext)) => {
                         let t = tag.clone().unwrap_or_else(|| "*".into());
                         let done = Box::pin(self.list_extended(ext)).await;
-                        self.drain_updates(true);
+                        self.tell_updates(true).await;
                         self.last_outcome = done.kind;
                         self.push(&format!("{t} {} {}", done.kind, done.text));
                         continue;
@@ -144,20 +144,26 @@ impl Session {
                 }
             }
             // CANCELUPDATE (RFC 5267 4.2), which imap-codec does not parse.
-            if self.client.is_some() && first_line_has(self.frag.message_bytes(), b"CANCELUPDATE") {
+            let cancel = if self.client.is_some()
+                && first_line_has(self.frag.message_bytes(), b"CANCELUPDATE")
+            {
+                // Only a command that is CANCELUPDATE (the word may be an
+                // argument of another); the rest goes to imap-codec.
+                match imap_wire::ext::parse_cancelupdate(self.frag.message_bytes()) {
+                    Ok(Some(_)) if self.view.is_none() => Some(Done::bad("No mailbox selected")),
+                    Ok(Some(tags)) => Some(self.cancel_update(&tags)),
+                    Ok(None) => None,
+                    Err(e) => Some(Done::bad(e.to_string())),
+                }
+            } else {
+                None
+            };
+            if let Some(done) = cancel {
                 let t = tag.clone().unwrap_or_else(|| "*".into());
-                let done = match imap_wire::ext::parse_cancelupdate(self.frag.message_bytes()) {
-                    Ok(Some(_)) if self.view.is_none() => Done::bad("No mailbox selected"),
-                    Ok(Some(tags)) => self.cancel_update(&tags),
-                    Ok(None) => Done::bad("Syntax error in CANCELUPDATE"),
-                    Err(e) => Done::bad(e.to_string()),
-                };
                 if done.kind == "BAD" {
                     self.bad += 1;
                 }
-                Box::pin(self.context_removals()).await;
-                self.drain_updates(true);
-                self.context_additions();
+                self.tell_updates(true).await;
                 self.last_outcome = done.kind;
                 self.push(&format!("{t} {} {}", done.kind, done.text));
                 continue;
@@ -248,10 +254,12 @@ impl Session {
         let (line, rest) = msg.split_at(end);
         let words: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
         let uid_cmd = words.get(1).is_some_and(|w| w.eq_ignore_ascii_case(b"UID"));
-        let search = words
-            .iter()
-            .take(3)
-            .any(|w| w.eq_ignore_ascii_case(b"SEARCH"));
+        // SORT and THREAD take search criteria too (RFC 5182 2.1).
+        let search = words.iter().take(3).any(|w| {
+            w.eq_ignore_ascii_case(b"SEARCH")
+                || w.eq_ignore_ascii_case(b"SORT")
+                || w.eq_ignore_ascii_case(b"THREAD")
+        });
         let view = self.view.as_ref();
         let uids = uid_list_or_none(&self.saved);
         let seqs = {

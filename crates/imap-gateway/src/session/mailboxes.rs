@@ -90,6 +90,8 @@ impl Session {
         if let Some((validity, modseq, known)) = resync
             && let Err(d) = Box::pin(self.qresync_select(validity, modseq, known.as_ref())).await
         {
+            // A failed SELECT leaves nothing selected (RFC 9051 6.3.2).
+            self.view = None;
             return d;
         }
         if read_only {

@@ -16,7 +16,7 @@ impl Session {
             // client what changed, and answer from the view, so STATUS
             // agrees with what this session was told.
             Box::pin(self.sync_view()).await;
-            self.drain_updates(true);
+            self.tell_updates(true).await;
             match &self.view {
                 Some(v) => v.status(),
                 None => return Done::no("[NONEXISTENT] Mailbox was deleted"),

@@ -108,9 +108,7 @@ impl Session {
     }
 
     pub(super) async fn idle(&mut self, tag: &str) -> Result<bool, End> {
-        Box::pin(self.context_removals()).await;
-        self.drain_updates(true);
-        self.context_additions();
+        self.tell_updates(true).await;
         self.push("+ idling");
         self.flush().await?;
         let timeout = self.settings().idle_timeout;
@@ -125,9 +123,7 @@ impl Session {
                     .trim()
                     .to_ascii_uppercase();
                 if line == "DONE" {
-                    Box::pin(self.context_removals()).await;
-                    self.drain_updates(true);
-                    self.context_additions();
+                    self.tell_updates(true).await;
                     self.push(&format!("{tag} OK IDLE terminated"));
                     return Ok(true);
                 }
@@ -151,9 +147,7 @@ impl Session {
                 }
                 Event::Bytes(Err(ReadError::Io(e))) => return Err(e.into()),
                 Event::Change => {
-                    Box::pin(self.context_removals()).await;
-                    self.drain_updates(true);
-                    self.context_additions();
+                    self.tell_updates(true).await;
                     self.flush().await?;
                 }
                 Event::Shutdown => {
