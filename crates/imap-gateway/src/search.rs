@@ -43,6 +43,12 @@ fn day(d: &imap_codec::imap_types::datetime::NaiveDate) -> i64 {
     days * 86_400
 }
 
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 fn uids(list: impl IntoIterator<Item = u32>) -> pb::SearchKey {
     key(Key::Uid(pb::UidSet::of(list)))
 }
@@ -147,7 +153,10 @@ fn one(k: &SearchKey<'_>, view: &View, depth: usize) -> Result<pb::SearchKey, Se
         SearchKey::Larger(n) => key(Key::Larger(*n as u64)),
         SearchKey::Smaller(n) => key(Key::Smaller(*n as u64)),
         SearchKey::ModSequence { modseq, .. } => key(Key::Modseq(*modseq)),
+        // WITHIN (RFC 5032 3): seconds before now, by INTERNALDATE.
+        SearchKey::Older(n) => key(Key::ArrivedBefore(now() - i64::from(n.get()))),
+        SearchKey::Younger(n) => key(Key::ArrivedSince(now() - i64::from(n.get()))),
         #[allow(unreachable_patterns)]
-        _ => return Err(SearchError::Unsupported("WITHIN")),
+        _ => return Err(SearchError::Unsupported("this search key")),
     })
 }

@@ -166,6 +166,11 @@ impl View {
             deleted: self.iter().filter(|m| m.flags.deleted).count() as u32,
             size: self.iter().map(|m| m.size).sum(),
             recent: self.recent.len() as u32,
+            deleted_size: self
+                .iter()
+                .filter(|m| m.flags.deleted)
+                .map(|m| m.size)
+                .sum(),
         }
     }
 

@@ -1141,14 +1141,17 @@ pub async fn mailbox_status(
     name: &str,
 ) -> Result<(pb::MailboxStatus, i64)> {
     let mb = mailbox_by_name_pool(pool, account, name).await?;
-    let (messages, unseen, deleted, size, recent): (i64, i64, i64, i64, i64) = sqlx::query_as(
-        "SELECT COUNT(*), \
+    #[allow(clippy::type_complexity)]
+    let (messages, unseen, deleted, size, recent, deleted_size): (i64, i64, i64, i64, i64, i64) =
+        sqlx::query_as(
+            "SELECT COUNT(*), \
            CAST(COALESCE(SUM(CASE WHEN flags & 1 = 0 THEN 1 ELSE 0 END), 0) AS BIGINT), \
            CAST(COALESCE(SUM(CASE WHEN flags & 8 <> 0 THEN 1 ELSE 0 END), 0) AS BIGINT), \
            CAST(COALESCE(SUM(size), 0) AS BIGINT), \
-           CAST(COALESCE(SUM(CASE WHEN uid >= $2 THEN 1 ELSE 0 END), 0) AS BIGINT) \
+           CAST(COALESCE(SUM(CASE WHEN uid >= $2 THEN 1 ELSE 0 END), 0) AS BIGINT), \
+           CAST(COALESCE(SUM(CASE WHEN flags & 8 <> 0 THEN size ELSE 0 END), 0) AS BIGINT) \
          FROM messages WHERE mailbox_id = $1",
-    )
+        )
     .bind(mb.id)
     .bind(mb.recent_uid)
     .fetch_one(pool)
@@ -1159,6 +1162,7 @@ pub async fn mailbox_status(
     st.deleted = deleted as u32;
     st.size = size as u64;
     st.recent = recent as u32;
+    st.deleted_size = deleted_size as u64;
     Ok((st, mb.id))
 }
 
@@ -1198,6 +1202,11 @@ pub async fn select(
     st.unseen = rows.iter().filter(|r| r.flags & 1 == 0).count() as u32;
     st.deleted = rows.iter().filter(|r| r.flags & 8 != 0).count() as u32;
     st.size = rows.iter().map(|r| r.size as u64).sum();
+    st.deleted_size = rows
+        .iter()
+        .filter(|r| r.flags & 8 != 0)
+        .map(|r| r.size as u64)
+        .sum();
     // A read-write select claims \Recent; EXAMINE only looks (RFC 3501
     // 2.3.2). Either way the recent messages are the tail of the list.
     let recent = if read_only {

@@ -179,6 +179,8 @@ fn matches(key: &pb::SearchKey, m: &Msg<'_>, depth: usize) -> Result<bool> {
         Some(Key::SentBefore(t)) => sent_day(m).is_some_and(|d| d < *t),
         Some(Key::SentOn(t)) => sent_day(m).is_some_and(|d| d == *t),
         Some(Key::SentSince(t)) => sent_day(m).is_some_and(|d| d >= *t),
+        Some(Key::ArrivedBefore(t)) => r.internal_date < *t,
+        Some(Key::ArrivedSince(t)) => r.internal_date >= *t,
         Some(Key::Larger(n)) => r.size as u64 > *n,
         Some(Key::Smaller(n)) => (r.size as u64) < *n,
         Some(Key::Modseq(n)) => r.modseq as u64 >= *n,

@@ -3,6 +3,26 @@
 use super::*;
 
 impl Session {
+    /// UNAUTHENTICATE (RFC 8437 3): back to the not-authenticated state,
+    /// as if just connected (TLS stays): the store session ends, the
+    /// mailbox is closed without expunging, and every ENABLEd extension
+    /// and saved result is forgotten.
+    pub(super) async fn unauthenticate(&mut self) {
+        if let Some(mut c) = self.client.take() {
+            let _ = c.logout(pb::LogoutRequest {}).await;
+        }
+        self.user.clear();
+        self.view = None;
+        self.contexts.clear();
+        self.saved.clear();
+        self.search_return = None;
+        self.utf8 = false;
+        self.rev2 = false;
+        self.condstore = false;
+        self.qresync = false;
+        self.added_here = (0, Vec::new());
+    }
+
     pub(super) async fn starttls(&mut self, tag: &str) -> R {
         let Some(acceptor) = self.ctx.tls.as_ref().map(|t| t.acceptor()) else {
             self.push(&format!("{tag} BAD STARTTLS not available"));

@@ -146,6 +146,13 @@ impl Session {
                 date,
                 message,
             } => Box::pin(self.append(&mailbox, &flags, date, message)).await,
+            CommandBody::GetQuota { root } => Box::pin(self.get_quota(&root)).await,
+            CommandBody::GetQuotaRoot { mailbox } => Box::pin(self.get_quota_root(&mailbox)).await,
+            CommandBody::SetQuota { .. } => {
+                // RFC 9208 4.1: no QUOTASET capability; limits are the
+                // operator's (mailctl quota).
+                Done::no("[NOPERM] Quotas are set by the administrator")
+            }
             CommandBody::Idle => return self.idle(&tag).await,
             _ if !selected => Done::bad("No mailbox selected"),
             CommandBody::Check => Done::ok("CHECK completed"),

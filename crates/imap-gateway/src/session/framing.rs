@@ -158,6 +158,14 @@ impl Session {
             } else {
                 None
             };
+            // UNAUTHENTICATE (RFC 8437), which imap-codec does not parse.
+            if self.client.is_some() && is_unauthenticate(self.frag.message_bytes()) {
+                let t = tag.clone().unwrap_or_else(|| "*".into());
+                Box::pin(self.unauthenticate()).await;
+                self.last_outcome = "OK";
+                self.push(&format!("{t} OK Not authenticated any more"));
+                continue;
+            }
             if let Some(done) = cancel {
                 let t = tag.clone().unwrap_or_else(|| "*".into());
                 if done.kind == "BAD" {
@@ -335,4 +343,15 @@ fn first_line_has(msg: &[u8], word: &[u8]) -> bool {
         let t = t.strip_prefix(b"(").unwrap_or(t);
         t.eq_ignore_ascii_case(word)
     })
+}
+
+/// Whether a command message is `tag SP UNAUTHENTICATE` and nothing more.
+fn is_unauthenticate(msg: &[u8]) -> bool {
+    let line = msg
+        .strip_suffix(b"\r\n")
+        .or(msg.strip_suffix(b"\n"))
+        .unwrap_or(msg);
+    let mut words = line.split(|&b| b == b' ');
+    let (_tag, cmd, rest) = (words.next(), words.next(), words.next());
+    rest.is_none() && cmd.is_some_and(|c| c.eq_ignore_ascii_case(b"UNAUTHENTICATE"))
 }

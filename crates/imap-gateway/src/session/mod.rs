@@ -16,6 +16,7 @@ mod fetching;
 mod framing;
 mod list;
 mod mailboxes;
+mod quota;
 mod searching;
 mod sorting;
 mod status;
@@ -283,11 +284,18 @@ impl Session {
             "ESORT".into(),
             "CONTEXT=SEARCH".into(),
             "CONTEXT=SORT".into(),
+            "QUOTA".into(),
+            "QUOTA=RES-STORAGE".into(),
+            "WITHIN".into(),
             "THREAD=ORDEREDSUBJECT".into(),
             "THREAD=REFERENCES".into(),
             "UTF8=ACCEPT".into(),
             format!("APPENDLIMIT={}", self.settings().max_append),
         ];
+        if self.client.is_some() {
+            // RFC 8437: offered once authenticated.
+            caps.push("UNAUTHENTICATE".into());
+        }
         if self.client.is_none() {
             if self.ctx.tls.is_some() && !self.conn.is_tls() {
                 caps.push("STARTTLS".into());

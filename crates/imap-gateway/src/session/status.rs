@@ -39,7 +39,10 @@ impl Session {
                 StatusDataItemName::UidValidity => format!("UIDVALIDITY {}", st.uid_validity),
                 StatusDataItemName::Unseen => format!("UNSEEN {}", st.unseen),
                 StatusDataItemName::Deleted => format!("DELETED {}", st.deleted),
-                StatusDataItemName::DeletedStorage => format!("DELETED-STORAGE {}", 0),
+                // RFC 9208 4.1.4: in units of 1,024 octets.
+                StatusDataItemName::DeletedStorage => {
+                    format!("DELETED-STORAGE {}", st.deleted_size.div_ceil(1024))
+                }
                 StatusDataItemName::Size => format!("SIZE {}", st.size),
                 StatusDataItemName::HighestModSeq => format!("HIGHESTMODSEQ {}", st.highest_modseq),
             });

@@ -1,0 +1,178 @@
+//! IMAP's modern set (issue #14) end to end, each check naming its RFC
+//! section: QUOTA (RFC 9208), WITHIN (RFC 5032), UNAUTHENTICATE (RFC
+//! 8437); raw sessions and Python's imaplib.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use e2e::{Backend, RawImap, StoreClient, TestImap, TestStore, message};
+use mailbox_api::pb;
+
+async fn setup(backend: Backend) -> (TestStore, StoreClient) {
+    let store = TestStore::start(backend).await;
+    let client = store.client();
+    client.add_domain("example.org").await;
+    client.add_account("alice@example.org", "pw-alice").await;
+    (store, client)
+}
+
+fn tagged(r: &[String]) -> &str {
+    r.last().unwrap()
+}
+
+async fn append(a: &mut RawImap, date: Option<&str>, body: &str) -> Vec<String> {
+    let date = date.map(|d| format!(" \"{d}\"")).unwrap_or_default();
+    a.cmd(&format!("APPEND INBOX{date} {{{}+}}\r\n{body}", body.len()))
+        .await
+}
+
+/// RFC 9208: QUOTA and QUOTA=RES-STORAGE advertised; GETQUOTAROOT names
+/// the account's root "" with its STORAGE usage and limit in units of
+/// 1,024 octets (4.3, 5.1); GETQUOTA "" the same (4.2), another root NO;
+/// an unlimited account has no resources; an APPEND past the limit is
+/// NO [OVERQUOTA] (4.1.1... 7); SETQUOTA is refused (no QUOTASET);
+/// STATUS DELETED-STORAGE counts the \Deleted messages' size (4.1.4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_storage_root_and_deleted_storage() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let (store, client) = setup(backend).await;
+        let imap = TestImap::start(&store.uri()).await;
+        let mut a = RawImap::connect(imap.imap).await;
+        a.login().await;
+        let caps = a.cmd("CAPABILITY").await;
+        assert!(
+            caps[0].contains(" QUOTA ") && caps[0].contains(" QUOTA=RES-STORAGE "),
+            "{caps:?}"
+        );
+        let r = a.cmd("GETQUOTAROOT INBOX").await;
+        assert_eq!(r[0], "* QUOTAROOT \"INBOX\" \"\"\r\n", "{r:?}");
+        assert_eq!(r[1], "* QUOTA \"\" ()\r\n", "unlimited: {r:?}");
+        client
+            .admin()
+            .set_quota(pb::SetQuotaRequest {
+                address: "alice@example.org".into(),
+                quota_bytes: 10 * 1024,
+            })
+            .await
+            .unwrap();
+        let body = format!("Subject: q\r\n\r\n{}\r\n", "x".repeat(3000));
+        assert!(tagged(&append(&mut a, None, &body).await).contains(" OK "));
+        let r = a.cmd("GETQUOTA \"\"").await;
+        assert_eq!(r[0], "* QUOTA \"\" (STORAGE 3 10)\r\n", "{r:?}");
+        let r = a.cmd("GETQUOTAROOT INBOX").await;
+        assert_eq!(r[1], "* QUOTA \"\" (STORAGE 3 10)\r\n", "{r:?}");
+        // The same through Python's imaplib.
+        let port = imap.imap.port().to_string();
+        let (ok, out) = tokio::task::spawn_blocking(move || {
+            e2e::python(
+                "imap_quota.py",
+                &[
+                    "127.0.0.1",
+                    &port,
+                    "alice@example.org",
+                    "pw-alice",
+                    "3",
+                    "10",
+                ],
+            )
+        })
+        .await
+        .unwrap();
+        assert!(ok && out.contains("ALL OK"), "{out}");
+        let r = a.cmd("GETQUOTA \"other\"").await;
+        assert!(tagged(&r).contains(" NO "), "{r:?}");
+        let r = a.cmd("GETQUOTAROOT Nonexistent").await;
+        assert!(tagged(&r).contains("NO [NONEXISTENT]"), "{r:?}");
+        let r = a.cmd("SETQUOTA \"\" (STORAGE 100000)").await;
+        assert!(tagged(&r).contains(" NO "), "{r:?}");
+        // Past the limit.
+        let big = format!("Subject: big\r\n\r\n{}\r\n", "x".repeat(9000));
+        let r = append(&mut a, None, &big).await;
+        assert!(tagged(&r).contains("NO [OVERQUOTA]"), "{r:?}");
+        // DELETED-STORAGE, for a mailbox not selected and selected.
+        a.cmd("SELECT INBOX").await;
+        a.cmd("STORE 1 +FLAGS.SILENT (\\Deleted)").await;
+        let r = a.cmd("STATUS INBOX (DELETED DELETED-STORAGE)").await;
+        assert_eq!(
+            r[0], "* STATUS \"INBOX\" (DELETED 1 DELETED-STORAGE 3)\r\n",
+            "{r:?}"
+        );
+        a.cmd("UNSELECT").await;
+        let r = a.cmd("STATUS INBOX (DELETED-STORAGE)").await;
+        assert_eq!(r[0], "* STATUS \"INBOX\" (DELETED-STORAGE 3)\r\n");
+    }
+}
+
+/// RFC 5032 3: SEARCH OLDER / YOUNGER by INTERNALDATE, in seconds before
+/// now; the two partition the mailbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn within_older_and_younger() {
+    let (store, _client) = setup(Backend::Sqlite).await;
+    let imap = TestImap::start(&store.uri()).await;
+    let mut a = RawImap::connect(imap.imap).await;
+    a.login().await;
+    let caps = a.cmd("CAPABILITY").await;
+    assert!(caps[0].contains(" WITHIN "), "{caps:?}");
+    let old = "Subject: old\r\n\r\nx\r\n";
+    let new = "Subject: new\r\n\r\nx\r\n";
+    assert!(
+        tagged(&append(&mut a, Some("01-Jan-2020 10:00:00 +0000"), old).await).contains(" OK ")
+    );
+    assert!(tagged(&append(&mut a, None, new).await).contains(" OK "));
+    a.cmd("SELECT INBOX").await;
+    for (key, want) in [
+        ("YOUNGER 3600", "* SEARCH 2\r\n"),
+        ("OLDER 3600", "* SEARCH 1\r\n"),
+        ("OR OLDER 60 YOUNGER 60", "* SEARCH 1 2\r\n"),
+        ("YOUNGER 4000000000", "* SEARCH 1 2\r\n"),
+    ] {
+        let r = a.cmd(&format!("SEARCH {key}")).await;
+        assert_eq!(r[0], want, "SEARCH {key}");
+    }
+    let r = a.cmd("SEARCH OLDER 0").await;
+    assert!(tagged(&r).contains(" BAD "), "interval is nz-number: {r:?}");
+}
+
+/// RFC 8437 3: UNAUTHENTICATE (advertised once authenticated) returns to
+/// the not-authenticated state: the mailbox is closed without expunging,
+/// ENABLEd extensions are forgotten, commands needing a login are refused,
+/// and the client can log in again (as another user, too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticate_returns_to_not_authenticated() {
+    let (store, client) = setup(Backend::Sqlite).await;
+    client.add_account("bob@example.org", "pw-bob").await;
+    client
+        .deliver("u1", &["alice@example.org"], &message("u1", "x"))
+        .await;
+    let imap = TestImap::start(&store.uri()).await;
+    let mut a = RawImap::connect(imap.imap).await;
+    let caps = a.cmd("CAPABILITY").await;
+    assert!(!caps[0].contains("UNAUTHENTICATE"), "{caps:?}");
+    a.login().await;
+    let caps = a.cmd("CAPABILITY").await;
+    assert!(caps[0].contains(" UNAUTHENTICATE"), "{caps:?}");
+    a.cmd("ENABLE QRESYNC").await;
+    a.cmd("SELECT INBOX").await;
+    a.cmd("STORE 1 +FLAGS.SILENT (\\Deleted)").await;
+    let r = a.cmd("UNAUTHENTICATE").await;
+    assert!(tagged(&r).contains(" OK "), "{r:?}");
+    assert!(
+        !r.iter()
+            .any(|l| l.contains("EXPUNGE") || l.contains("VANISHED"))
+    );
+    let r = a.cmd("SELECT INBOX").await;
+    assert!(tagged(&r).contains(" BAD "), "not authenticated: {r:?}");
+    let caps = a.cmd("CAPABILITY").await;
+    assert!(caps[0].contains("AUTH=PLAIN"), "{caps:?}");
+    a.login_as("bob@example.org", "pw-bob").await;
+    let r = a.cmd("SELECT INBOX").await;
+    assert!(
+        r.contains(&"* 0 EXISTS\r\n".to_string()),
+        "bob's INBOX: {r:?}"
+    );
+    a.cmd("UNAUTHENTICATE").await;
+    a.login().await;
+    // Alice's message was not expunged, and QRESYNC is off again.
+    let r = a.cmd("SELECT INBOX (QRESYNC (1 1))").await;
+    assert!(tagged(&r).contains(" BAD "), "ENABLE forgotten: {r:?}");
+    let r = a.cmd("SELECT INBOX").await;
+    assert!(r.contains(&"* 1 EXISTS\r\n".to_string()), "{r:?}");
+}

@@ -1,0 +1,79 @@
+//! QUOTA (RFC 9208): one quota root per account, named "", with the
+//! STORAGE resource the store enforces at delivery and APPEND (refusals
+//! are `NO [OVERQUOTA]`). Limits are set by the operator (`mailctl`), so
+//! SETQUOTA is refused.
+
+use imap_codec::imap_types::core::AString;
+
+use super::*;
+
+impl Session {
+    /// `* QUOTA "" (STORAGE used limit)` in units of 1,024 octets
+    /// (RFC 9208 5.1); an unlimited account has no resources: `()`.
+    async fn quota_line(&mut self) -> Result<String, Done> {
+        let Some(mut c) = self.client() else {
+            return Err(Done::bad("Log in first"));
+        };
+        let q = c
+            .get_quota(pb::GetQuotaRequest {})
+            .await
+            .map_err(|s| store_no(&s))?
+            .into_inner();
+        Ok(if q.limit_bytes == 0 {
+            "* QUOTA \"\" ()".to_string()
+        } else {
+            format!(
+                "* QUOTA \"\" (STORAGE {} {})",
+                q.used_bytes.div_ceil(1024),
+                q.limit_bytes / 1024
+            )
+        })
+    }
+
+    /// GETQUOTA (RFC 9208 4.2): the one root there is.
+    pub(super) async fn get_quota(&mut self, root: &AString<'_>) -> Done {
+        let name: &[u8] = match root {
+            AString::Atom(a) => a.inner().as_bytes(),
+            AString::String(s) => s.as_ref(),
+        };
+        if !name.is_empty() {
+            return Done::no("[NONEXISTENT] No such quota root (the account's is \"\")");
+        }
+        match self.quota_line().await {
+            Ok(l) => {
+                self.push(&l);
+                Done::ok("GETQUOTA completed")
+            }
+            Err(d) => d,
+        }
+    }
+
+    /// GETQUOTAROOT (RFC 9208 4.3): every mailbox is under the account's
+    /// root "".
+    pub(super) async fn get_quota_root(&mut self, m: &Mailbox<'_>) -> Done {
+        let name = match self.mailbox_name(m) {
+            Ok(n) => n,
+            Err(d) => return d,
+        };
+        let Some(mut c) = self.client() else {
+            return Done::bad("Log in first");
+        };
+        // The mailbox must exist.
+        if let Err(s) = c
+            .mailbox_status(pb::MailboxStatusRequest { name: name.clone() })
+            .await
+        {
+            return store_no(&s);
+        }
+        let mut line = b"* QUOTAROOT ".to_vec();
+        line.extend_from_slice(&self.wire_name(&name));
+        line.extend_from_slice(b" \"\"\r\n");
+        let quota = match self.quota_line().await {
+            Ok(l) => l,
+            Err(d) => return d,
+        };
+        self.out.extend_from_slice(&line);
+        self.push(&quota);
+        Done::ok("GETQUOTAROOT completed")
+    }
+}
