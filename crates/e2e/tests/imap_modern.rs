@@ -176,3 +176,30 @@ async fn unauthenticate_returns_to_not_authenticated() {
     let r = a.cmd("SELECT INBOX").await;
     assert!(r.contains(&"* 1 EXISTS\r\n".to_string()), "{r:?}");
 }
+
+/// RFC 4978: COMPRESS=DEFLATE with Python's zlib over imaplib's socket,
+/// on the plain port, after STARTTLS, and on the implicit-TLS port: the
+/// session goes on compressed (APPEND with a literal, SELECT, FETCH,
+/// SEARCH), a large FETCH arrives compressed, and a second COMPRESS is NO
+/// [COMPRESSIONACTIVE].
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compress_deflate_with_zlib_on_every_port() {
+    let (store, _client) = setup(Backend::Sqlite).await;
+    let imap = TestImap::start(&store.uri()).await;
+    for (port, mode) in [
+        (imap.imap.port(), "plain"),
+        (imap.imap.port(), "starttls"),
+        (imap.imaps.port(), "ssl"),
+    ] {
+        let port = port.to_string();
+        let (ok, out) = tokio::task::spawn_blocking(move || {
+            e2e::python(
+                "imap_compress.py",
+                &["127.0.0.1", &port, "alice@example.org", "pw-alice", mode],
+            )
+        })
+        .await
+        .unwrap();
+        assert!(ok && out.contains("ALL OK"), "{mode}: {out}");
+    }
+}

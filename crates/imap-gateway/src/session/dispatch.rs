@@ -81,6 +81,9 @@ impl Session {
             | CommandBody::Login { .. }
             | CommandBody::Authenticate { .. } => Done::bad("Already authenticated"),
             _ if !authed => Done::bad("Log in first"),
+            CommandBody::Compress { .. } => {
+                return Box::pin(self.compress(&tag)).await.map(|_| true);
+            }
             CommandBody::Enable { capabilities } => {
                 let mut enabled = Vec::new();
                 for c in capabilities.as_ref() {
@@ -255,6 +258,8 @@ impl Session {
                 mailbox,
                 uid,
             } => Box::pin(self.copy(&sequence_set, &mailbox, uid, true)).await?,
+            // Every variant is handled today; imap-codec may add more.
+            #[allow(unreachable_patterns)]
             _ => Done::bad("Command not supported"),
         };
         if done.kind == "BAD" {

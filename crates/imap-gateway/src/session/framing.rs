@@ -81,7 +81,7 @@ impl Session {
                     let timeout = self.settings().idle_timeout;
                     let shutdown = self.ctx.shutdown.clone();
                     let bytes = tokio::select! {
-                        b = self.conn.read_some(READ_CHUNK, timeout) => b,
+                        b = self.read_input(READ_CHUNK, timeout) => b,
                         _ = shutdown.cancelled() => {
                             self.push("* BYE Server shutting down");
                             return Ok(None);

@@ -7,6 +7,7 @@
 
 mod append;
 mod auth;
+mod compress;
 mod condstore;
 mod contexts;
 mod copy;
@@ -124,6 +125,7 @@ pub(crate) async fn handle(ctx: Arc<Ctx>, tcp: TcpStream, peer: SocketAddr, impl
         condstore: false,
         qresync: false,
         contexts: Vec::new(),
+        deflate: None,
         saved: Vec::new(),
         added_here: (0, Vec::new()),
     };
@@ -171,6 +173,8 @@ struct Session {
     qresync: bool,
     /// SEARCH / SORT results kept up to date (RFC 5267 4).
     contexts: Vec<contexts::SearchContext>,
+    /// COMPRESS=DEFLATE once the client asked for it (RFC 4978).
+    deflate: Option<Box<compress::Deflate>>,
     /// The SEARCHRES saved result (RFC 5182), as UIDs.
     saved: Vec<u32>,
     /// (UIDVALIDITY, UIDs) of the messages the current command added
@@ -287,6 +291,7 @@ impl Session {
             "QUOTA".into(),
             "QUOTA=RES-STORAGE".into(),
             "WITHIN".into(),
+            "COMPRESS=DEFLATE".into(),
             "THREAD=ORDEREDSUBJECT".into(),
             "THREAD=REFERENCES".into(),
             "UTF8=ACCEPT".into(),
@@ -316,8 +321,7 @@ impl Session {
 
     async fn flush(&mut self) -> R {
         if !self.out.is_empty() {
-            self.conn.write_all(&self.out).await?;
-            self.out.clear();
+            self.write_out(true).await?;
             // A large response (a FETCH of bodies) does not leave its
             // buffer behind for the rest of the session.
             if self.out.capacity() > OUT_KEEP {
@@ -330,8 +334,7 @@ impl Session {
 
     async fn maybe_flush(&mut self) -> R {
         if self.out.len() >= FLUSH_AT {
-            self.conn.write_all(&self.out).await?;
-            self.out.clear();
+            self.write_out(false).await?;
         }
         Ok(())
     }

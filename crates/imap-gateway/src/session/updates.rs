@@ -132,7 +132,7 @@ impl Session {
             }
             let mut rx = self.view.as_ref().map(|v| v.changes());
             let event = tokio::select! {
-                b = self.conn.read_some(READ_CHUNK, timeout) => Event::Bytes(b),
+                b = self.read_input(READ_CHUNK, timeout) => Event::Bytes(b),
                 _ = changed(&mut rx) => Event::Change,
                 _ = tokio::time::sleep_until(deadline) => Event::Timeout,
                 _ = shutdown.cancelled() => Event::Shutdown,
