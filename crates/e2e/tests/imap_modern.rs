@@ -203,3 +203,45 @@ async fn compress_deflate_with_zlib_on_every_port() {
         assert!(ok && out.contains("ALL OK"), "{mode}: {out}");
     }
 }
+
+/// RFC 6154 3 (CREATE-SPECIAL-USE): CREATE name (USE (\Sent)) makes a
+/// mailbox LIST shows with that attribute; more than one use, or one not
+/// kept, is NO [USEATTR]; a plain CREATE is unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_special_use() {
+    let (store, _client) = setup(Backend::Postgres).await;
+    let imap = TestImap::start(&store.uri()).await;
+    let mut a = RawImap::connect(imap.imap).await;
+    a.login().await;
+    let caps = a.cmd("CAPABILITY").await;
+    assert!(caps[0].contains(" CREATE-SPECIAL-USE "), "{caps:?}");
+    let r = a.cmd("CREATE \"My Sent\" (USE (\\Sent))").await;
+    assert!(tagged(&r).contains(" OK "), "{r:?}");
+    a.send(b"c2 CREATE {6+}\r\nScraps (USE (\\Trash))\r\n")
+        .await;
+    let l = a.line().await;
+    assert!(l.starts_with("c2 OK"), "literal name: {l}");
+    let r = a.cmd("CREATE Two (USE (\\Sent \\Trash))").await;
+    assert!(tagged(&r).contains("NO [USEATTR]"), "{r:?}");
+    let r = a.cmd("CREATE Odd (USE (\\Important))").await;
+    assert!(tagged(&r).contains("NO [USEATTR]"), "{r:?}");
+    let r = a.cmd("CREATE Bad (USE \\Sent)").await;
+    assert!(tagged(&r).contains(" BAD "), "{r:?}");
+    let r = a.cmd("CREATE \"My Sent\" (USE (\\Sent))").await;
+    assert!(tagged(&r).contains("NO [ALREADYEXISTS]"), "{r:?}");
+    let r = a.cmd("CREATE Plain").await;
+    assert!(tagged(&r).contains(" OK "), "{r:?}");
+    let r = a.cmd("LIST (SPECIAL-USE) \"\" \"*\"").await;
+    assert!(
+        r.contains(&"* LIST (\\Sent) \"/\" \"My Sent\"\r\n".to_string()),
+        "{r:?}"
+    );
+    assert!(
+        r.contains(&"* LIST (\\Trash) \"/\" \"Scraps\"\r\n".to_string()),
+        "{r:?}"
+    );
+    assert!(
+        !r.iter()
+            .any(|l| l.contains("Plain") || l.contains("Two") || l.contains("Odd"))
+    );
+}

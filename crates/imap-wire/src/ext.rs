@@ -215,6 +215,54 @@ pub fn split_search_return(msg: &[u8]) -> Result<Option<(Vec<u8>, SearchReturn)>
     Ok(Some((out, opts)))
 }
 
+/// A CREATE with USE: the raw mailbox name and the attributes.
+pub type CreateUse = (Vec<u8>, Vec<String>);
+
+/// `CREATE mailbox SP "(" "USE" SP "(" [use-attr *(SP use-attr)] ")" ")"`
+/// (RFC 6154 3, CREATE-SPECIAL-USE): the raw mailbox name and the
+/// special-use attributes as written (`\Sent`). `Ok(None)` for a CREATE
+/// without parameters (imap-codec's) or another command.
+pub fn parse_create_special_use(msg: &[u8]) -> Result<Option<CreateUse>, ExtError> {
+    let mut c = Cursor::new(msg);
+    if c.tag().is_none() || !c.take_while(is_atom_char).eq_ignore_ascii_case(b"CREATE") {
+        return Ok(None);
+    }
+    if !c.eat(b' ') {
+        return Ok(None);
+    }
+    let name = c.string(|b| is_atom_char(b) || b == b']' || b == b'%' || b == b'*')?;
+    if c.line_end() {
+        return Ok(None);
+    }
+    c.expect(b' ', "expected SP after the mailbox name")?;
+    c.expect(b'(', "expected \"(\" before CREATE parameters")?;
+    if !c.take_while(is_atom_char).eq_ignore_ascii_case(b"USE") {
+        return Err(ExtError::Syntax("the only CREATE parameter is USE"));
+    }
+    c.expect(b' ', "expected SP after USE")?;
+    c.expect(b'(', "expected \"(\" after USE")?;
+    let mut uses = Vec::new();
+    if !c.eat(b')') {
+        loop {
+            c.expect(b'\\', "expected a special-use attribute (\\Sent, ...)")?;
+            let a = c.take_while(is_atom_char);
+            if a.is_empty() {
+                return Err(ExtError::Syntax("expected a special-use attribute"));
+            }
+            uses.push(format!("\\{}", String::from_utf8_lossy(a)));
+            if c.eat(b')') {
+                break;
+            }
+            c.expect(b' ', "expected SP or \")\" in USE")?;
+        }
+    }
+    c.expect(b')', "expected \")\" after the CREATE parameters")?;
+    if !c.line_end() {
+        return Err(ExtError::Syntax("unexpected text after CREATE parameters"));
+    }
+    Ok(Some((name, uses)))
+}
+
 /// `CANCELUPDATE 1*(SP quoted)` (RFC 5267 4.2): the tags whose search
 /// contexts end. `Ok(None)` for any other command.
 pub fn parse_cancelupdate(msg: &[u8]) -> Result<Option<Vec<String>>, ExtError> {
@@ -1091,6 +1139,39 @@ mod tests {
             esearch_response("t", false, &none, &[1, 2]),
             "* ESEARCH (TAG \"t\") PARTIAL (5:9 NIL)"
         );
+    }
+
+    #[test]
+    fn create_special_use() {
+        assert_eq!(
+            parse_create_special_use(b"c CREATE MySent (USE (\\Sent))\r\n").unwrap(),
+            Some((b"MySent".to_vec(), vec!["\\Sent".to_string()]))
+        );
+        assert_eq!(
+            parse_create_special_use(b"c CREATE \"A b\" (USE (\\Drafts \\Trash))\r\n").unwrap(),
+            Some((b"A b".to_vec(), vec!["\\Drafts".into(), "\\Trash".into()]))
+        );
+        assert_eq!(
+            parse_create_special_use(b"c CREATE X (USE ())\r\n").unwrap(),
+            Some((b"X".to_vec(), vec![]))
+        );
+        assert_eq!(
+            parse_create_special_use(b"c CREATE Plain\r\n").unwrap(),
+            None
+        );
+        assert_eq!(parse_create_special_use(b"c LIST x y\r\n").unwrap(), None);
+        for bad in [
+            &b"c CREATE X (FOO (\\Sent))\r\n"[..],
+            b"c CREATE X (USE (Sent))\r\n",
+            b"c CREATE X (USE (\\Sent)\r\n",
+            b"c CREATE X (USE (\\Sent)) junk\r\n",
+        ] {
+            assert!(
+                parse_create_special_use(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[test]

@@ -158,6 +158,27 @@ impl Session {
             } else {
                 None
             };
+            // CREATE with USE (RFC 6154 3), which imap-codec does not parse.
+            if self.client.is_some() && first_line_has(self.frag.message_bytes(), b"CREATE") {
+                let parsed = imap_wire::ext::parse_create_special_use(self.frag.message_bytes());
+                let done = match parsed {
+                    Ok(Some((name, uses))) => {
+                        Some(Box::pin(self.create_special_use(&name, &uses)).await)
+                    }
+                    Ok(None) => None,
+                    Err(e) => Some(Done::bad(e.to_string())),
+                };
+                if let Some(done) = done {
+                    let t = tag.clone().unwrap_or_else(|| "*".into());
+                    if done.kind == "BAD" {
+                        self.bad += 1;
+                    }
+                    self.tell_updates(true).await;
+                    self.last_outcome = done.kind;
+                    self.push(&format!("{t} {} {}", done.kind, done.text));
+                    continue;
+                }
+            }
             // UNAUTHENTICATE (RFC 8437), which imap-codec does not parse.
             if self.client.is_some() && is_unauthenticate(self.frag.message_bytes()) {
                 let t = tag.clone().unwrap_or_else(|| "*".into());

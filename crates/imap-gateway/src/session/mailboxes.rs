@@ -106,6 +106,38 @@ impl Session {
             Ok(n) => n,
             Err(d) => return d,
         };
+        self.create_named(name, pb::SpecialUse::None).await
+    }
+
+    /// CREATE with USE (RFC 6154 3, CREATE-SPECIAL-USE): the mailbox gets
+    /// the one special use named; several, or one we do not keep, is NO
+    /// [USEATTR].
+    pub(super) async fn create_special_use(&mut self, raw: &[u8], uses: &[String]) -> Done {
+        let name = match Mailbox::try_from(raw.to_vec()) {
+            Ok(m) => match self.new_mailbox_name(&m) {
+                Ok(n) => n,
+                Err(d) => return d,
+            },
+            Err(_) => return Done::bad("Invalid mailbox name"),
+        };
+        let special = match uses {
+            [] => pb::SpecialUse::None,
+            [one] => match one.to_ascii_lowercase().as_str() {
+                "\\drafts" => pb::SpecialUse::Drafts,
+                "\\sent" => pb::SpecialUse::Sent,
+                "\\trash" => pb::SpecialUse::Trash,
+                "\\junk" => pb::SpecialUse::Junk,
+                "\\archive" => pb::SpecialUse::Archive,
+                "\\all" => pb::SpecialUse::All,
+                "\\flagged" => pb::SpecialUse::Flagged,
+                _ => return Done::no(format!("[USEATTR] {one} is not a special use we keep")),
+            },
+            _ => return Done::no("[USEATTR] A mailbox has one special use here"),
+        };
+        self.create_named(name, special).await
+    }
+
+    async fn create_named(&mut self, name: String, special: pb::SpecialUse) -> Done {
         // A trailing separator only says the name will have children.
         let name = name.trim_end_matches(SEP).to_string();
         if name.eq_ignore_ascii_case("INBOX") {
@@ -117,7 +149,7 @@ impl Session {
         match c
             .create_mailbox(pb::CreateMailboxRequest {
                 name,
-                special_use: 0,
+                special_use: special as i32,
             })
             .await
         {

@@ -279,6 +279,7 @@ impl Session {
             "LIST-EXTENDED".into(),
             "LIST-STATUS".into(),
             "SPECIAL-USE".into(),
+            "CREATE-SPECIAL-USE".into(),
             "BINARY".into(),
             "STATUS=SIZE".into(),
             "CONDSTORE".into(),
