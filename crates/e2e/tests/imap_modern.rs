@@ -245,3 +245,64 @@ async fn create_special_use() {
             .any(|l| l.contains("Plain") || l.contains("Two") || l.contains("Odd"))
     );
 }
+
+/// RFC 3502 (MULTIAPPEND): several messages in one APPEND, each with its
+/// flags, date and literal (also literal8), stored together with
+/// consecutive UIDs (APPENDUID with a set, RFC 4315) and announced to a
+/// session that has the mailbox selected before the OK; when one of them
+/// cannot be stored (over quota) none is; a missing mailbox is TRYCREATE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multiappend_all_or_nothing() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let (store, client) = setup(backend).await;
+        let imap = TestImap::start(&store.uri()).await;
+        let mut a = RawImap::connect(imap.imap).await;
+        a.login().await;
+        let caps = a.cmd("CAPABILITY").await;
+        assert!(caps[0].contains(" MULTIAPPEND "), "{caps:?}");
+        a.cmd("SELECT INBOX").await;
+        let r = a
+            .cmd(
+                "APPEND INBOX (\\Seen $Work) \"01-Jan-2020 10:00:00 +0100\" {16+}\r\n\
+                 Subject: one\r\n\r\n {16+}\r\nSubject: two\r\n\r\n () ~{17+}\r\nSubject: thr\r\n\r\n\0",
+            )
+            .await;
+        let ok = tagged(&r);
+        assert!(
+            ok.contains("OK [APPENDUID ") && ok.contains(" 1:3]"),
+            "{r:?}"
+        );
+        let exists = r.iter().position(|l| l == "* 3 EXISTS\r\n");
+        assert!(exists.is_some(), "told before the OK: {r:?}");
+        let r = a.cmd("FETCH 1:3 (FLAGS INTERNALDATE RFC822.SIZE)").await;
+        assert!(r[0].contains("\\Seen") && r[0].contains("$Work"), "{r:?}");
+        assert!(r[0].contains("\"01-Jan-2020 10:00:00 +0100\""), "{r:?}");
+        assert!(r[2].contains("RFC822.SIZE 17"), "{r:?}");
+        // All or nothing: the second message does not fit in the quota.
+        client
+            .admin()
+            .set_quota(pb::SetQuotaRequest {
+                address: "alice@example.org".into(),
+                quota_bytes: 1000,
+            })
+            .await
+            .unwrap();
+        let big = "x".repeat(1500);
+        let r = a
+            .cmd(&format!(
+                "APPEND INBOX {{10+}}\r\nSubject: a {{{}+}}\r\n{big}",
+                big.len()
+            ))
+            .await;
+        assert!(tagged(&r).contains("NO [OVERQUOTA]"), "{r:?}");
+        let r = a.cmd("STATUS INBOX (MESSAGES UIDNEXT)").await;
+        assert_eq!(
+            r[0], "* STATUS \"INBOX\" (MESSAGES 3 UIDNEXT 4)\r\n",
+            "nothing of it stored, no UID used: {r:?}"
+        );
+        let r = a.cmd("APPEND Nowhere {1+}\r\na {1+}\r\nb").await;
+        assert!(tagged(&r).contains("NO [TRYCREATE]"), "{r:?}");
+        let r = a.cmd("APPEND INBOX {1+}\r\na junk").await;
+        assert!(tagged(&r).contains(" BAD "), "{r:?}");
+    }
+}

@@ -263,6 +263,78 @@ pub fn parse_create_special_use(msg: &[u8]) -> Result<Option<CreateUse>, ExtErro
     Ok(Some((name, uses)))
 }
 
+/// A MULTIAPPEND: the raw mailbox name and the messages.
+pub type MultiAppend = (Vec<u8>, Vec<AppendMessage>);
+
+/// One message of a MULTIAPPEND.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendMessage {
+    /// Flags as written (`\\Seen`, `$Label`).
+    pub flags: Vec<String>,
+    /// The date-time string, without its quotes.
+    pub date: Option<String>,
+    pub data: Vec<u8>,
+}
+
+/// `APPEND mailbox 1*(SP [flag-list SP] [date-time SP] literal)` with more
+/// than one message (MULTIAPPEND, RFC 3502 6): the raw mailbox name and the
+/// messages. `Ok(None)` for an APPEND of one message (imap-codec's) or
+/// another command.
+pub fn parse_multiappend(msg: &[u8]) -> Result<Option<MultiAppend>, ExtError> {
+    let mut c = Cursor::new(msg);
+    if c.tag().is_none() || !c.take_while(is_atom_char).eq_ignore_ascii_case(b"APPEND") {
+        return Ok(None);
+    }
+    if !c.eat(b' ') {
+        return Ok(None);
+    }
+    let mailbox = c.string(|b| is_atom_char(b) || b == b']' || b == b'%' || b == b'*')?;
+    let mut messages = Vec::new();
+    while c.eat(b' ') {
+        let mut m = AppendMessage {
+            flags: Vec::new(),
+            date: None,
+            data: Vec::new(),
+        };
+        if c.eat(b'(') {
+            if !c.eat(b')') {
+                loop {
+                    let backslash = c.eat(b'\\');
+                    let f = c.take_while(is_atom_char);
+                    if f.is_empty() {
+                        return Err(ExtError::Syntax("expected a flag"));
+                    }
+                    let f = String::from_utf8_lossy(f);
+                    m.flags.push(if backslash {
+                        format!("\\{f}")
+                    } else {
+                        f.into_owned()
+                    });
+                    if c.eat(b')') {
+                        break;
+                    }
+                    c.expect(b' ', "expected SP or \")\" in the flag list")?;
+                }
+            }
+            c.expect(b' ', "expected SP after the flag list")?;
+        }
+        if c.peek() == Some(b'"') {
+            let d = c.quoted()?;
+            m.date = Some(String::from_utf8_lossy(&d).into_owned());
+            c.expect(b' ', "expected SP after the date-time")?;
+        }
+        m.data = c.literal_with(true)?;
+        messages.push(m);
+    }
+    if !c.line_end() {
+        return Err(ExtError::Syntax("unexpected text in APPEND"));
+    }
+    if messages.is_empty() {
+        return Err(ExtError::Syntax("APPEND without a message"));
+    }
+    Ok((messages.len() > 1).then_some((mailbox, messages)))
+}
+
 /// `CANCELUPDATE 1*(SP quoted)` (RFC 5267 4.2): the tags whose search
 /// contexts end. `Ok(None)` for any other command.
 pub fn parse_cancelupdate(msg: &[u8]) -> Result<Option<Vec<String>>, ExtError> {
@@ -855,6 +927,13 @@ impl<'a> Cursor<'a> {
 
     /// `"{" number ["+"] "}" CRLF *CHAR8` (RFC 9051 9, RFC 7888).
     fn literal(&mut self) -> Result<Vec<u8>, ExtError> {
+        self.literal_with(false)
+    }
+
+    /// A literal, or with `binary` also a literal8 (`~{n}`, RFC 3516),
+    /// which may hold NUL.
+    fn literal_with(&mut self, binary: bool) -> Result<Vec<u8>, ExtError> {
+        let eight = binary && self.eat(b'~');
         self.expect(b'{', "expected a literal")?;
         let digits = self.take_while(|b| b.is_ascii_digit());
         if digits.is_empty() {
@@ -880,7 +959,7 @@ impl<'a> Cursor<'a> {
                 available,
             })?;
         let bytes = &self.buf[self.pos..self.pos + len];
-        if bytes.contains(&0) {
+        if !eight && bytes.contains(&0) {
             return Err(ExtError::Syntax("NUL in literal"));
         }
         self.pos += len;
@@ -1168,6 +1247,37 @@ mod tests {
         ] {
             assert!(
                 parse_create_special_use(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn multiappend() {
+        let msg = b"a APPEND Saved (\\Seen $Work) \"01-Jan-2020 10:00:00 +0000\" {3}\r\nabc ~{2}\r\nx\0 () {1+}\r\nz\r\n";
+        let (mailbox, m) = parse_multiappend(msg).unwrap().unwrap();
+        assert_eq!(mailbox, b"Saved");
+        assert_eq!(m.len(), 3);
+        assert_eq!(m[0].flags, vec!["\\Seen".to_string(), "$Work".to_string()]);
+        assert_eq!(m[0].date.as_deref(), Some("01-Jan-2020 10:00:00 +0000"));
+        assert_eq!(m[0].data, b"abc");
+        assert_eq!(m[1].data, b"x\0");
+        assert!(m[2].flags.is_empty() && m[2].data == b"z");
+        // One message: imap-codec's.
+        assert_eq!(
+            parse_multiappend(b"a APPEND INBOX {1}\r\nx\r\n").unwrap(),
+            None
+        );
+        assert_eq!(parse_multiappend(b"a NOOP\r\n").unwrap(), None);
+        for bad in [
+            &b"a APPEND INBOX {1}\r\nx junk\r\n"[..],
+            b"a APPEND INBOX {1}\r\nx {5}\r\nab\r\n",
+            b"a APPEND INBOX\r\n",
+            b"a APPEND INBOX {1}\r\nx {1}\r\n\0\r\n",
+        ] {
+            assert!(
+                parse_multiappend(bad).is_err(),
                 "{}",
                 String::from_utf8_lossy(bad)
             );

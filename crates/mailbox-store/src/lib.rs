@@ -24,6 +24,7 @@ pub mod summary_pb;
 
 pub use config::{StoreConfig, StoreSettings};
 pub use error::{Result, StoreError};
+pub use model::NewMessage;
 pub use server::serve;
 pub use store::Store;
 

@@ -1,5 +1,7 @@
 //! Row types shared by both backends.
 
+use mailbox_api::pb;
+
 /// An account's primary key. Obtained only from a verified session token or
 /// an Admin call, never from a caller-supplied id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -55,6 +57,21 @@ pub struct NewBlob {
     pub summary: Vec<u8>,
     /// Protobuf `SortKeys` (SORT and THREAD).
     pub sort_keys: Vec<u8>,
+}
+
+/// One message of an APPEND as a client sends it.
+pub struct NewMessage {
+    pub flags: pb::Flags,
+    /// INTERNALDATE (unix seconds, zone minutes); `None`: now.
+    pub internal_date: Option<(i64, i32)>,
+    pub data: Vec<u8>,
+}
+
+/// One message of an APPEND, ready to store.
+pub struct AppendItem<'a> {
+    pub flags: &'a pb::Flags,
+    pub date: (i64, i64),
+    pub blob: &'a NewBlob,
 }
 
 /// Keywords are stored as one space-separated, sorted, de-duplicated string.

@@ -1700,76 +1700,102 @@ pub async fn expunge(
 }
 
 #[allow(clippy::too_many_arguments)]
+/// Appends messages to a mailbox in one transaction: all or none
+/// (MULTIAPPEND, RFC 3502), with consecutive UIDs and MODSEQs in order.
 pub async fn append(
     pool: &Pool<Db>,
     origin: &str,
     account: AccountId,
     mailbox: &str,
-    flags: &pb::Flags,
-    date: (i64, i64),
-    blob: &NewBlob,
+    items: &[AppendItem<'_>],
 ) -> Result<(i64, Option<Change>, pb::AppendResponse)> {
+    let n = items.len() as i64;
+    if n == 0 {
+        return Err(StoreError::Invalid("nothing to append".into()));
+    }
     let mut tx = begin_write(pool).await?;
-    // The blob first, before any row lock: a delivery of the same bytes
-    // inserts its blob before it locks mailbox and account, so the other
-    // order could deadlock against it.
-    insert_blob(&mut tx, blob).await?;
-    // The name lookup, the mailbox lock, the UID and MODSEQ and (on
+    // The blobs first, before any row lock (in id order): a delivery of
+    // the same bytes inserts its blob before it locks mailbox and account,
+    // so the other order could deadlock against it.
+    let mut blobs: Vec<&NewBlob> = items.iter().map(|i| i.blob).collect();
+    blobs.sort_by(|a, b| a.id.cmp(&b.id));
+    blobs.dedup_by(|a, b| a.id == b.id);
+    for b in blobs {
+        insert_blob(&mut tx, b).await?;
+    }
+    // The name lookup, the mailbox lock, the UIDs and MODSEQs and (on
     // PostgreSQL) the NOTIFY for other replicas, in one statement.
     let sql = if PG {
-        "UPDATE mailboxes SET uid_next = uid_next + 1, highest_modseq = highest_modseq + 1 \
+        "UPDATE mailboxes SET uid_next = uid_next + $3, highest_modseq = highest_modseq + $3 \
          WHERE account_id = $1 AND name = $2 \
          RETURNING id, uid_next, highest_modseq, uid_validity, \
-           pg_notify('mailbox_changes', $3 || ':' || id)::TEXT"
+           pg_notify('mailbox_changes', $4 || ':' || id)::TEXT"
     } else {
-        "UPDATE mailboxes SET uid_next = uid_next + 1, highest_modseq = highest_modseq + 1 \
+        "UPDATE mailboxes SET uid_next = uid_next + $3, highest_modseq = highest_modseq + $3 \
          WHERE account_id = $1 AND name = $2 \
          RETURNING id, uid_next, highest_modseq, uid_validity, NULL"
     };
     let mut q = sqlx::query_as::<_, (i64, i64, i64, i64, Option<String>)>(sql)
         .bind(account.0)
-        .bind(mailbox);
+        .bind(mailbox)
+        .bind(n);
     if PG {
         q = q.bind(origin);
     }
-    let (id, uid_next, modseq, validity, _) = q
+    let (id, uid_next, highest, validity, _) = q
         .fetch_optional(&mut *tx)
         .await?
         .ok_or(StoreError::NotFound("mailbox"))?;
     if uid_next > u32::MAX as i64 {
         return Err(StoreError::Precondition("mailbox has run out of UIDs"));
     }
-    let uid = uid_next - 1;
-    let size = blob.data.len() as i64;
+    let size: i64 = items.iter().map(|i| i.blob.data.len() as i64).sum();
     // Usage and the quota check in one statement; over quota rolls back.
     let (used, quota): (i64, i64) = sqlx::query_as(
-        "UPDATE accounts SET used_bytes = used_bytes + $2, message_count = message_count + 1 \
+        "UPDATE accounts SET used_bytes = used_bytes + $2, message_count = message_count + $3 \
          WHERE id = $1 RETURNING used_bytes, quota_bytes",
     )
     .bind(account.0)
     .bind(size)
+    .bind(n)
     .fetch_one(&mut *tx)
     .await?;
     if quota > 0 && used > quota {
         return Err(StoreError::OverQuota);
     }
-    let bits = flags.bits();
-    let keywords = join_keywords(&flags.keywords);
-    insert_message(
-        &mut tx, account.0, id, uid, &blob.id, bits, &keywords, modseq, date, size,
-    )
-    .await?;
+    let mut changed = Vec::with_capacity(items.len());
+    for (k, item) in items.iter().enumerate() {
+        let (uid, modseq) = (uid_next - n + k as i64, highest - n + 1 + k as i64);
+        let bits = item.flags.bits();
+        let keywords = join_keywords(&item.flags.keywords);
+        let size = item.blob.data.len() as i64;
+        insert_message(
+            &mut tx,
+            account.0,
+            id,
+            uid,
+            &item.blob.id,
+            bits,
+            &keywords,
+            modseq,
+            item.date,
+            size,
+        )
+        .await?;
+        changed.push(pb::MessageEntry {
+            uid: uid as u32,
+            flags: Some(pb::Flags::from_bits(bits, split_keywords(&keywords))),
+            modseq: modseq as u64,
+            size: size as u64,
+        });
+    }
     tx.commit().await?;
+    let uids: Vec<u32> = changed.iter().map(|e| e.uid).collect();
     let change = Change {
-        before: modseq as u64 - 1,
+        before: (highest - n) as u64,
         resp: pb::ChangesResponse {
-            changed: vec![pb::MessageEntry {
-                uid: uid as u32,
-                flags: Some(pb::Flags::from_bits(bits, split_keywords(&keywords))),
-                modseq: modseq as u64,
-                size: size as u64,
-            }],
-            highest_modseq: modseq as u64,
+            changed,
+            highest_modseq: highest as u64,
             uid_next: uid_next as u32,
             ..Default::default()
         },
@@ -1780,7 +1806,8 @@ pub async fn append(
         Some(change),
         pb::AppendResponse {
             uid_validity: validity as u32,
-            uid: uid as u32,
+            uid: uids.first().copied().unwrap_or(0),
+            uids,
         },
     ))
 }

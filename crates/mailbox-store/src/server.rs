@@ -596,31 +596,58 @@ impl mailbox_server::Mailbox for MailboxSvc {
     ) -> Result<Response<pb::AppendResponse>, Status> {
         let account = self.account(&req).await?;
         let mut stream = req.into_inner();
-        let header = match stream.message().await?.and_then(|c| c.part) {
+        let max = self.store.settings().max_message_size;
+        // A header, its data chunks; another header starts the next
+        // message (MULTIAPPEND). The messages together are bounded like
+        // one message is, so a stream of many cannot exhaust memory.
+        let mut header = match stream.message().await?.and_then(|c| c.part) {
             Some(pb::append_chunk::Part::Header(h)) => h,
             _ => return Err(Status::invalid_argument("first chunk must be the header")),
         };
-        let max = self.store.settings().max_message_size;
-        if header.size > max {
-            return Err(crate::StoreError::TooLarge.into());
+        let mut messages: Vec<crate::NewMessage> = Vec::new();
+        let mut total: u64 = 0;
+        loop {
+            if header.size > max {
+                return Err(crate::StoreError::TooLarge.into());
+            }
+            let mut data = Vec::with_capacity(header.size.min(max) as usize);
+            let mut next = None;
+            while let Some(chunk) = stream.message().await? {
+                match chunk.part {
+                    Some(pb::append_chunk::Part::Data(d)) => {
+                        total += d.len() as u64;
+                        if (data.len() + d.len()) as u64 > max || total > max.saturating_mul(4) {
+                            return Err(crate::StoreError::TooLarge.into());
+                        }
+                        data.extend_from_slice(&d);
+                    }
+                    Some(pb::append_chunk::Part::Header(h)) => {
+                        next = Some(h);
+                        break;
+                    }
+                    None => return Err(Status::invalid_argument("empty chunk")),
+                }
+            }
+            let date = (header.internal_date != 0)
+                .then_some((header.internal_date, header.internal_date_tz));
+            messages.push(crate::NewMessage {
+                flags: header.flags.clone().unwrap_or_default(),
+                internal_date: date,
+                data,
+            });
+            match next {
+                Some(h) => {
+                    if h.mailbox != header.mailbox {
+                        return Err(Status::invalid_argument("one mailbox per APPEND"));
+                    }
+                    header = h;
+                }
+                None => break,
+            }
         }
-        let mut data = Vec::with_capacity(header.size as usize);
-        read_body(&mut stream, &mut data, max, |c| match c.part {
-            Some(pb::append_chunk::Part::Data(d)) => Some(d),
-            _ => None,
-        })
-        .await?;
-        let date =
-            (header.internal_date != 0).then_some((header.internal_date, header.internal_date_tz));
         let resp = self
             .store
-            .append(
-                account,
-                &header.mailbox,
-                &header.flags.unwrap_or_default(),
-                date,
-                data,
-            )
+            .append(account, &header.mailbox, messages)
             .await?;
         Ok(Response::new(resp))
     }

@@ -22,7 +22,7 @@ use crate::config::StoreSettings;
 use crate::error::{Result, StoreError};
 use crate::hub::Hub;
 pub use crate::model::AccountId;
-use crate::model::{AccountField, NewBlob};
+use crate::model::{AccountField, NewBlob, NewMessage};
 
 mod pg {
     #![allow(clippy::too_many_arguments)]
@@ -1324,24 +1324,35 @@ impl Store {
         Ok(resp)
     }
 
+    /// APPEND of one message or (MULTIAPPEND, RFC 3502) several: all are
+    /// stored, in one transaction, or none.
     pub async fn append(
         &self,
         account: AccountId,
         mailbox: &str,
-        flags: &pb::Flags,
-        internal_date: Option<(i64, i32)>,
-        data: Vec<u8>,
+        messages: Vec<NewMessage>,
     ) -> Result<pb::AppendResponse> {
         let name = parse_mailbox(mailbox)?;
-        check_keywords(flags)?;
-        let date = internal_date
-            .map(|(d, tz)| (d, tz as i64))
-            .unwrap_or((crate::model::now(), 0));
-        let blob = self.new_blob(data).await?;
-        let (id, change, resp) = on_backend!(
-            self,
-            append(self.origin(), account, name.as_str(), flags, date, &blob)
-        )?;
+        let now = crate::model::now();
+        let mut prepared = Vec::with_capacity(messages.len());
+        for m in messages {
+            check_keywords(&m.flags)?;
+            let date = m
+                .internal_date
+                .map(|(d, tz)| (d, tz as i64))
+                .unwrap_or((now, 0));
+            prepared.push((m.flags, date, self.new_blob(m.data).await?));
+        }
+        let items: Vec<crate::model::AppendItem<'_>> = prepared
+            .iter()
+            .map(|(flags, date, blob)| crate::model::AppendItem {
+                flags,
+                date: *date,
+                blob,
+            })
+            .collect();
+        let (id, change, resp) =
+            on_backend!(self, append(self.origin(), account, name.as_str(), &items))?;
         self.publish(id, change);
         Ok(resp)
     }

@@ -1,6 +1,18 @@
-//! APPEND (RFC 9051 6.3.12), with APPENDUID (RFC 4315).
+//! APPEND (RFC 9051 6.3.12), with APPENDUID (RFC 4315), and MULTIAPPEND
+//! (RFC 3502): several messages in one command, stored in one
+//! transaction or not at all.
+
+use imap_wire::ext::AppendMessage;
 
 use super::*;
+
+/// A message to append: flags, INTERNALDATE (unix seconds and zone
+/// minutes; 0/0: now) and bytes.
+struct ToAppend {
+    flags: pb::Flags,
+    date: (i64, i32),
+    data: Vec<u8>,
+}
 
 impl Session {
     pub(super) async fn append(
@@ -18,45 +30,88 @@ impl Session {
             LiteralOrLiteral8::Literal(l) => l.data().to_vec(),
             LiteralOrLiteral8::Literal8(l) => l.data.to_vec(),
         };
-        if data.len() as u64 > self.settings().max_append as u64 {
-            return Done::no("[TOOBIG] Message larger than APPENDLIMIT");
-        }
-        let pbflags = match to_pb_flags(flags) {
+        let flags = match to_pb_flags(flags) {
             Ok(f) => f,
             Err(d) => return d,
         };
-        let (internal_date, tz) = match &date {
+        let date = match &date {
             Some(d) => {
                 let d: &chrono::DateTime<chrono::FixedOffset> = d.as_ref();
                 (d.timestamp(), d.offset().local_minus_utc() / 60)
             }
             None => (0, 0),
         };
+        self.append_all(name, vec![ToAppend { flags, date, data }])
+            .await
+    }
+
+    /// MULTIAPPEND (RFC 3502 6): every message, or (on any refusal) none.
+    pub(super) async fn multiappend(&mut self, raw: &[u8], messages: Vec<AppendMessage>) -> Done {
+        let name = match Mailbox::try_from(raw.to_vec()) {
+            Ok(m) => match self.mailbox_name(&m) {
+                Ok(n) => n,
+                Err(d) => return d,
+            },
+            Err(_) => return Done::bad("Invalid mailbox name"),
+        };
+        let mut all = Vec::with_capacity(messages.len());
+        for m in messages {
+            let flags = match flags_of(&m.flags) {
+                Ok(f) => f,
+                Err(d) => return d,
+            };
+            let date = match m.date.as_deref().map(parse_date_time) {
+                None => (0, 0),
+                Some(Some(d)) => d,
+                Some(None) => return Done::bad("Invalid date-time"),
+            };
+            all.push(ToAppend {
+                flags,
+                date,
+                data: m.data,
+            });
+        }
+        self.append_all(name, all).await
+    }
+
+    /// Sends the messages to the store in one Append stream (a header
+    /// before each message's data): one transaction.
+    async fn append_all(&mut self, name: String, messages: Vec<ToAppend>) -> Done {
+        let max = self.settings().max_append as u64;
+        if messages.iter().any(|m| m.data.len() as u64 > max) {
+            return Done::no("[TOOBIG] Message larger than APPENDLIMIT");
+        }
         let Some(mut c) = self.client() else {
             return Done::bad("Log in first");
         };
-        let mut chunks = vec![pb::AppendChunk {
-            part: Some(pb::append_chunk::Part::Header(pb::AppendHeader {
-                mailbox: name.clone(),
-                flags: Some(pbflags),
-                internal_date,
-                internal_date_tz: tz,
-                size: data.len() as u64,
-            })),
-        }];
-        for part in data.chunks(mailbox_api::CHUNK_SIZE) {
+        let mut chunks = Vec::new();
+        for m in messages {
             chunks.push(pb::AppendChunk {
-                part: Some(pb::append_chunk::Part::Data(part.to_vec())),
+                part: Some(pb::append_chunk::Part::Header(pb::AppendHeader {
+                    mailbox: name.clone(),
+                    flags: Some(m.flags),
+                    internal_date: m.date.0,
+                    internal_date_tz: m.date.1,
+                    size: m.data.len() as u64,
+                })),
             });
+            for part in m.data.chunks(mailbox_api::CHUNK_SIZE) {
+                chunks.push(pb::AppendChunk {
+                    part: Some(pb::append_chunk::Part::Data(part.to_vec())),
+                });
+            }
         }
-        match c.append(tokio_stream_iter(chunks)).await {
+        match c.append(tokio_stream::iter(chunks)).await {
             Ok(r) => {
                 let r = r.into_inner();
-                self.added_here = (r.uid_validity, vec![r.uid]);
-                Done::ok(format!(
-                    "[APPENDUID {} {}] APPEND completed",
-                    r.uid_validity, r.uid
-                ))
+                let uids = if r.uids.is_empty() {
+                    vec![r.uid]
+                } else {
+                    r.uids
+                };
+                let code = format!("[APPENDUID {} {}]", r.uid_validity, uid_list(&uids));
+                self.added_here = (r.uid_validity, uids);
+                Done::ok(format!("{code} APPEND completed"))
             }
             Err(s) if s.code() == Code::NotFound => Done::no("[TRYCREATE] No such mailbox"),
             Err(s) => store_no(&s),
@@ -64,6 +119,26 @@ impl Session {
     }
 }
 
-fn tokio_stream_iter<T: Send + 'static>(v: Vec<T>) -> tokio_stream::Iter<std::vec::IntoIter<T>> {
-    tokio_stream::iter(v)
+/// Flags as MULTIAPPEND's parser gives them (`\Seen`, `$Label`).
+fn flags_of(names: &[String]) -> Result<pb::Flags, Done> {
+    let mut f = pb::Flags::default();
+    for n in names {
+        match n.to_ascii_lowercase().as_str() {
+            "\\seen" => f.seen = true,
+            "\\answered" => f.answered = true,
+            "\\flagged" => f.flagged = true,
+            "\\deleted" => f.deleted = true,
+            "\\draft" => f.draft = true,
+            s if s.starts_with('\\') => return Err(Done::bad("Unknown system flag")),
+            _ => f.keywords.push(n.clone()),
+        }
+    }
+    Ok(f)
+}
+
+/// `date-time` (RFC 9051 9): `dd-Mon-yyyy hh:mm:ss +zzzz`, the day may be
+/// space-padded; (unix seconds, zone minutes).
+fn parse_date_time(s: &str) -> Option<(i64, i32)> {
+    let d = chrono::DateTime::parse_from_str(s.trim_start(), "%d-%b-%Y %H:%M:%S %z").ok()?;
+    Some((d.timestamp(), d.offset().local_minus_utc() / 60))
 }

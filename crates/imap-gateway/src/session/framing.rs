@@ -158,6 +158,32 @@ impl Session {
             } else {
                 None
             };
+            // MULTIAPPEND (RFC 3502), which imap-codec does not parse.
+            if self.client.is_some() && first_line_has(self.frag.message_bytes(), b"APPEND") {
+                let parsed = imap_wire::ext::parse_multiappend(self.frag.message_bytes());
+                let done = match parsed {
+                    Ok(Some((name, messages))) => {
+                        let done = Box::pin(self.multiappend(&name, messages)).await;
+                        // Added to the selected mailbox: told before the OK.
+                        if self.view.is_some() && done.kind == "OK" {
+                            Box::pin(self.sync_view()).await;
+                        }
+                        Some(done)
+                    }
+                    Ok(None) => None,
+                    Err(e) => Some(Done::bad(e.to_string())),
+                };
+                if let Some(done) = done {
+                    let t = tag.clone().unwrap_or_else(|| "*".into());
+                    if done.kind == "BAD" {
+                        self.bad += 1;
+                    }
+                    self.tell_updates(true).await;
+                    self.last_outcome = done.kind;
+                    self.push(&format!("{t} {} {}", done.kind, done.text));
+                    continue;
+                }
+            }
             // CREATE with USE (RFC 6154 3), which imap-codec does not parse.
             if self.client.is_some() && first_line_has(self.frag.message_bytes(), b"CREATE") {
                 let parsed = imap_wire::ext::parse_create_special_use(self.frag.message_bytes());

@@ -266,6 +266,7 @@ impl Session {
             "IMAP4rev2".into(),
             "SEARCHRES".into(),
             "LITERAL+".into(),
+            "MULTIAPPEND".into(),
             "SASL-IR".into(),
             "ENABLE".into(),
             "IDLE".into(),
