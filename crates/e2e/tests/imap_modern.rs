@@ -306,3 +306,85 @@ async fn multiappend_all_or_nothing() {
         assert!(tagged(&r).contains(" BAD "), "{r:?}");
     }
 }
+
+/// RFC 4469 (CATENATE): a message built from TEXT parts and IMAP URLs
+/// (RFC 5092) of messages and sections this account has: the stored bytes
+/// are exactly the parts in order; a URL with another UIDVALIDITY, a UID
+/// that is not there, another user's URL or URLAUTH is NO [BADURL] and
+/// nothing is stored; past APPENDLIMIT is NO [TOOBIG]; CATENATE inside a
+/// MULTIAPPEND.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catenate_text_and_urls() {
+    let (store, client) = setup(Backend::Postgres).await;
+    let src = "From: a@remote.example\r\nSubject: source\r\nMIME-Version: 1.0\r\n\
+               Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+               --b\r\nContent-Type: text/plain\r\n\r\nfirst part\r\n\
+               --b\r\nContent-Type: text/plain\r\n\r\nsecond part\r\n--b--\r\n";
+    client
+        .deliver("src", &["alice@example.org"], src.as_bytes())
+        .await;
+    let imap = TestImap::start_with(&store.uri(), |s| s.max_append = 4096).await;
+    let mut a = RawImap::connect(imap.imap).await;
+    a.login().await;
+    let caps = a.cmd("CAPABILITY").await;
+    assert!(caps[0].contains(" CATENATE "), "{caps:?}");
+    let r = a.cmd("STATUS INBOX (UIDVALIDITY)").await;
+    let v: u32 = r[0]
+        .split("UIDVALIDITY ")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches([')', '\r', '\n'])
+        .parse()
+        .unwrap();
+    a.cmd("CREATE Drafts2").await;
+    let head = "Subject: built\r\n\r\n";
+    let r = a
+        .cmd(&format!(
+            "APPEND Drafts2 CATENATE (TEXT {{{}+}}\r\n{head} URL \"/INBOX;UIDVALIDITY={v}/;UID=1/;SECTION=2\" \
+             TEXT {{2+}}\r\n-- URL \"imap://alice%40example.org@localhost/INBOX/;UID=1/;SECTION=1/;PARTIAL=0.5\")",
+            head.len()
+        ))
+        .await;
+    assert!(tagged(&r).contains("OK [APPENDUID "), "{r:?}");
+    a.cmd("SELECT Drafts2").await;
+    let r = a.cmd("FETCH 1 (BODY.PEEK[])").await;
+    let got: String = r[1..r.len() - 1].concat();
+    assert_eq!(
+        got.trim_end_matches(")\r\n"),
+        "Subject: built\r\n\r\nsecond part--first",
+        "{r:?}"
+    );
+    // Bad URLs: nothing stored.
+    for url in [
+        format!("/INBOX;UIDVALIDITY={}/;UID=1", v + 1),
+        "/INBOX/;UID=99".to_string(),
+        "imap://bob%40example.org@localhost/INBOX/;UID=1".to_string(),
+        "/INBOX/;UID=1/;URLAUTH=anonymous".to_string(),
+        "/Nowhere/;UID=1".to_string(),
+        "/INBOX/;UID=1/;SECTION=9".to_string(),
+    ] {
+        let r = a
+            .cmd(&format!(
+                "APPEND Drafts2 CATENATE (TEXT {{1+}}\r\nx URL \"{url}\")"
+            ))
+            .await;
+        assert!(tagged(&r).contains("NO [BADURL "), "{url}: {r:?}");
+    }
+    // Past APPENDLIMIT (4,096 here).
+    let big = "y".repeat(3000);
+    let r = a
+        .cmd(&format!(
+            "APPEND Drafts2 CATENATE (TEXT {{{}+}}\r\n{big} TEXT {{{}+}}\r\n{big})",
+            big.len(),
+            big.len()
+        ))
+        .await;
+    assert!(tagged(&r).contains("NO [TOOBIG]"), "{r:?}");
+    // Inside a MULTIAPPEND, beside a plain literal.
+    let r = a
+        .cmd("APPEND Drafts2 {3+}\r\nabc CATENATE (URL \"/INBOX/;UID=1/;SECTION=HEADER\")")
+        .await;
+    assert!(tagged(&r).contains("OK [APPENDUID "), "{r:?}");
+    let r = a.cmd("STATUS Drafts2 (MESSAGES)").await;
+    assert_eq!(r[0], "* STATUS \"Drafts2\" (MESSAGES 3)\r\n", "{r:?}");
+}

@@ -273,7 +273,18 @@ pub struct AppendMessage {
     pub flags: Vec<String>,
     /// The date-time string, without its quotes.
     pub date: Option<String>,
+    /// The literal (empty with `catenate`).
     pub data: Vec<u8>,
+    /// `CATENATE (...)` (RFC 4469 5) instead of a literal: the parts.
+    pub catenate: Option<Vec<CatPart>>,
+}
+
+/// A part of CATENATE (RFC 4469 5): text, or an IMAP URL (RFC 5092) of a
+/// message or part of one already on the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatPart {
+    Text(Vec<u8>),
+    Url(String),
 }
 
 /// `APPEND mailbox 1*(SP [flag-list SP] [date-time SP] literal)` with more
@@ -295,6 +306,7 @@ pub fn parse_multiappend(msg: &[u8]) -> Result<Option<MultiAppend>, ExtError> {
             flags: Vec::new(),
             date: None,
             data: Vec::new(),
+            catenate: None,
         };
         if c.eat(b'(') {
             if !c.eat(b')') {
@@ -323,7 +335,33 @@ pub fn parse_multiappend(msg: &[u8]) -> Result<Option<MultiAppend>, ExtError> {
             m.date = Some(String::from_utf8_lossy(&d).into_owned());
             c.expect(b' ', "expected SP after the date-time")?;
         }
-        m.data = c.literal_with(true)?;
+        if c.peek().is_some_and(|b| b == b'C' || b == b'c') {
+            if !c.take_while(is_atom_char).eq_ignore_ascii_case(b"CATENATE") {
+                return Err(ExtError::Syntax("expected a literal or CATENATE"));
+            }
+            c.expect(b' ', "expected SP after CATENATE")?;
+            c.expect(b'(', "expected \"(\" after CATENATE")?;
+            let mut parts = Vec::new();
+            loop {
+                let kind = c.take_while(is_atom_char);
+                c.expect(b' ', "expected SP in a CATENATE part")?;
+                if kind.eq_ignore_ascii_case(b"TEXT") {
+                    parts.push(CatPart::Text(c.literal()?));
+                } else if kind.eq_ignore_ascii_case(b"URL") {
+                    let u = c.string(is_atom_char)?;
+                    parts.push(CatPart::Url(String::from_utf8_lossy(&u).into_owned()));
+                } else {
+                    return Err(ExtError::Syntax("a CATENATE part is TEXT or URL"));
+                }
+                if c.eat(b')') {
+                    break;
+                }
+                c.expect(b' ', "expected SP or \")\" in CATENATE")?;
+            }
+            m.catenate = Some(parts);
+        } else {
+            m.data = c.literal_with(true)?;
+        }
         messages.push(m);
     }
     if !c.line_end() {
@@ -332,7 +370,8 @@ pub fn parse_multiappend(msg: &[u8]) -> Result<Option<MultiAppend>, ExtError> {
     if messages.is_empty() {
         return Err(ExtError::Syntax("APPEND without a message"));
     }
-    Ok((messages.len() > 1).then_some((mailbox, messages)))
+    let ours = messages.len() > 1 || messages.iter().any(|m| m.catenate.is_some());
+    Ok(ours.then_some((mailbox, messages)))
 }
 
 /// `CANCELUPDATE 1*(SP quoted)` (RFC 5267 4.2): the tags whose search
@@ -1264,6 +1303,22 @@ mod tests {
         assert_eq!(m[0].data, b"abc");
         assert_eq!(m[1].data, b"x\0");
         assert!(m[2].flags.is_empty() && m[2].data == b"z");
+        // CATENATE, also for one message (RFC 4469 5).
+        let (_, m) = parse_multiappend(
+            b"a APPEND INBOX CATENATE (TEXT {2}\r\nhi URL \"/INBOX;UIDVALIDITY=9/;UID=3\" TEXT {1+}\r\n!)\r\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            m[0].catenate,
+            Some(vec![
+                CatPart::Text(b"hi".to_vec()),
+                CatPart::Url("/INBOX;UIDVALIDITY=9/;UID=3".into()),
+                CatPart::Text(b"!".to_vec()),
+            ])
+        );
+        assert!(parse_multiappend(b"a APPEND INBOX CATENATE (FOO x)\r\n").is_err());
+        assert!(parse_multiappend(b"a APPEND INBOX CATENATE ()\r\n").is_err());
         // One message: imap-codec's.
         assert_eq!(
             parse_multiappend(b"a APPEND INBOX {1}\r\nx\r\n").unwrap(),

@@ -65,11 +65,14 @@ impl Session {
                 Some(Some(d)) => d,
                 Some(None) => return Done::bad("Invalid date-time"),
             };
-            all.push(ToAppend {
-                flags,
-                date,
-                data: m.data,
-            });
+            let data = match m.catenate {
+                Some(parts) => match Box::pin(self.catenate(parts)).await {
+                    Ok(d) => d,
+                    Err(d) => return d,
+                },
+                None => m.data,
+            };
+            all.push(ToAppend { flags, date, data });
         }
         self.append_all(name, all).await
     }

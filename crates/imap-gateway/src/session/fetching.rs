@@ -252,7 +252,7 @@ impl Session {
 }
 
 /// A message's bytes from the start: `length` of them, or all for 0.
-async fn read_body(
+pub(super) async fn read_body(
     c: &mut MailboxClient,
     mailbox: &str,
     uid: u32,

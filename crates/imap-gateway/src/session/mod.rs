@@ -7,6 +7,7 @@
 
 mod append;
 mod auth;
+mod catenate;
 mod compress;
 mod condstore;
 mod contexts;
@@ -267,6 +268,7 @@ impl Session {
             "SEARCHRES".into(),
             "LITERAL+".into(),
             "MULTIAPPEND".into(),
+            "CATENATE".into(),
             "SASL-IR".into(),
             "ENABLE".into(),
             "IDLE".into(),
