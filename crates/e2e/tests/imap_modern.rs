@@ -42,9 +42,12 @@ async fn quota_storage_root_and_deleted_storage() {
             caps[0].contains(" QUOTA ") && caps[0].contains(" QUOTA=RES-STORAGE "),
             "{caps:?}"
         );
+        // Unlimited: no quota root (a quota-list needs a resource).
         let r = a.cmd("GETQUOTAROOT INBOX").await;
-        assert_eq!(r[0], "* QUOTAROOT \"INBOX\" \"\"\r\n", "{r:?}");
-        assert_eq!(r[1], "* QUOTA \"\" ()\r\n", "unlimited: {r:?}");
+        assert_eq!(r[0], "* QUOTAROOT \"INBOX\"\r\n", "{r:?}");
+        assert!(tagged(&r).contains(" OK "), "{r:?}");
+        let r = a.cmd("GETQUOTA \"\"").await;
+        assert!(tagged(&r).contains("NO [NONEXISTENT]"), "{r:?}");
         client
             .admin()
             .set_quota(pb::SetQuotaRequest {
@@ -58,6 +61,7 @@ async fn quota_storage_root_and_deleted_storage() {
         let r = a.cmd("GETQUOTA \"\"").await;
         assert_eq!(r[0], "* QUOTA \"\" (STORAGE 3 10)\r\n", "{r:?}");
         let r = a.cmd("GETQUOTAROOT INBOX").await;
+        assert_eq!(r[0], "* QUOTAROOT \"INBOX\" \"\"\r\n", "{r:?}");
         assert_eq!(r[1], "* QUOTA \"\" (STORAGE 3 10)\r\n", "{r:?}");
         // The same through Python's imaplib.
         let port = imap.imap.port().to_string();
@@ -223,6 +227,9 @@ async fn create_special_use() {
     assert!(l.starts_with("c2 OK"), "literal name: {l}");
     let r = a.cmd("CREATE Two (USE (\\Sent \\Trash))").await;
     assert!(tagged(&r).contains("NO [USEATTR]"), "{r:?}");
+    // \All and \Flagged name virtual mailboxes (RFC 6154 2).
+    let r = a.cmd("CREATE Everything (USE (\\All))").await;
+    assert!(tagged(&r).contains("NO [USEATTR]"), "{r:?}");
     let r = a.cmd("CREATE Odd (USE (\\Important))").await;
     assert!(tagged(&r).contains("NO [USEATTR]"), "{r:?}");
     let r = a.cmd("CREATE Bad (USE \\Sent)").await;
@@ -300,6 +307,11 @@ async fn multiappend_all_or_nothing() {
             r[0], "* STATUS \"INBOX\" (MESSAGES 3 UIDNEXT 4)\r\n",
             "nothing of it stored, no UID used: {r:?}"
         );
+        // RFC 3502 6.3.11: a zero-length message cancels the APPEND.
+        let r = a.cmd("APPEND INBOX {3+}\r\nabc {0+}\r\n").await;
+        assert!(tagged(&r).contains(" NO "), "{r:?}");
+        let r = a.cmd("STATUS INBOX (MESSAGES)").await;
+        assert_eq!(r[0], "* STATUS \"INBOX\" (MESSAGES 3)\r\n", "{r:?}");
         let r = a.cmd("APPEND Nowhere {1+}\r\na {1+}\r\nb").await;
         assert!(tagged(&r).contains("NO [TRYCREATE]"), "{r:?}");
         let r = a.cmd("APPEND INBOX {1+}\r\na junk").await;
@@ -362,6 +374,7 @@ async fn catenate_text_and_urls() {
         "/INBOX/;UID=1/;URLAUTH=anonymous".to_string(),
         "/Nowhere/;UID=1".to_string(),
         "/INBOX/;UID=1/;SECTION=9".to_string(),
+        "imap://localhost/INBOX/;UID=1".to_string(),
     ] {
         let r = a
             .cmd(&format!(
@@ -370,6 +383,10 @@ async fn catenate_text_and_urls() {
             .await;
         assert!(tagged(&r).contains("NO [BADURL "), "{url}: {r:?}");
     }
+    // At most 100 URLs in one APPEND.
+    let many = vec!["URL \"/INBOX/;UID=1/;SECTION=1\""; 101].join(" ");
+    let r = a.cmd(&format!("APPEND Drafts2 CATENATE ({many})")).await;
+    assert!(tagged(&r).contains("NO [LIMIT]"), "{r:?}");
     // Past APPENDLIMIT (4,096 here).
     let big = "y".repeat(3000);
     let r = a

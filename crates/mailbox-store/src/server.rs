@@ -291,6 +291,9 @@ async fn read_body<T>(
     Ok(())
 }
 
+/// Messages one Append stream may carry (MULTIAPPEND).
+const MAX_APPEND_MESSAGES: usize = 1000;
+
 // ------------------------------------------------------------------ Mailbox
 
 pub struct MailboxSvc {
@@ -610,7 +613,13 @@ impl mailbox_server::Mailbox for MailboxSvc {
             if header.size > max {
                 return Err(crate::StoreError::TooLarge.into());
             }
-            let mut data = Vec::with_capacity(header.size.min(max) as usize);
+            if messages.len() >= MAX_APPEND_MESSAGES {
+                return Err(Status::invalid_argument("too many messages in one APPEND"));
+            }
+            // The announced size is only a hint: never trusted for more
+            // than a chunk's worth of memory up front.
+            let mut data =
+                Vec::with_capacity(header.size.min(mailbox_api::CHUNK_SIZE as u64) as usize);
             let mut next = None;
             while let Some(chunk) = stream.message().await? {
                 match chunk.part {

@@ -32,6 +32,8 @@ class Deflated:
 
     def __init__(self, sock):
         self.sock = sock
+        # A stalled server fails the test instead of hanging it.
+        self.sock.settimeout(30)
         self.c = zlib.compressobj(6, zlib.DEFLATED, -15)
         self.d = zlib.decompressobj(-15)
         self.buf = b""
@@ -76,6 +78,13 @@ typ, data = m.fetch(str(n), "(BODY.PEEK[])")
 assert typ == "OK" and data[0][1] == body, "the body came back intact"
 ratio = (z.wire_in - before) / len(body)
 assert ratio < 0.2, "the FETCH was compressed (ratio %.3f)" % ratio
+# Literals that inflate to more than one read's worth in their last
+# burst (the inflater holds output beyond what one step hands out).
+for size in (65000, 70001, 80000, 96000, 131072, 200003):
+    text = b"".join(b"%d lines of text, not all alike %d\r\n" % (i, i * 7) for i in range(size // 30))
+    msg = (b"Subject: sized %d\r\n\r\n" % size) + text[:size]
+    typ, data = m.append("INBOX", None, None, msg)
+    assert typ == "OK", (size, typ, data)
 typ, data = m.search(None, "SUBJECT", "compressed")
 assert typ == "OK" and str(n).encode() in data[0].split(), data
 # A second COMPRESS: NO [COMPRESSIONACTIVE] (RFC 4978 3).
@@ -89,7 +98,7 @@ if mode == "plain":
     # Hostile input after COMPRESS: 64 MiB of one endless line squeezed
     # into ~64 KiB, then a stream that is not DEFLATE at all. Each session
     # is cut off; the server stays up for the next client.
-    for payload in ("bomb", "garbage"):
+    for payload in ("bomb", "garbage", "ended"):
         m = imaplib.IMAP4(host, int(port))
         m.login(user, password)
         m._simple_command("COMPRESS", "DEFLATE")
@@ -103,6 +112,14 @@ if mode == "plain":
                 sock.sendall(c.flush(zlib.Z_SYNC_FLUSH))
             except OSError:
                 pass  # the server closed first
+        elif payload == "ended":
+            # A stream the client ends (BFINAL), then more bytes.
+            c = zlib.compressobj(6, zlib.DEFLATED, -15)
+            sock.sendall(c.compress(b"e1 NOOP\r\n") + c.flush(zlib.Z_FINISH))
+            try:
+                sock.sendall(b"x" * 100000)
+            except OSError:
+                pass
         else:
             try:
                 sock.sendall(b"\xff" * 4096)

@@ -6,6 +6,11 @@ use imap_wire::ext::AppendMessage;
 
 use super::*;
 
+/// Messages one APPEND may carry (MULTIAPPEND).
+pub(super) const MAX_MESSAGES: usize = 1000;
+/// CATENATE URL parts one APPEND may hold.
+const MAX_URLS: usize = 100;
+
 /// A message to append: flags, INTERNALDATE (unix seconds and zone
 /// minutes; 0/0: now) and bytes.
 struct ToAppend {
@@ -46,7 +51,24 @@ impl Session {
     }
 
     /// MULTIAPPEND (RFC 3502 6): every message, or (on any refusal) none.
+    /// One command is bounded: at most MAX_MESSAGES messages, URL parts
+    /// reading at most four APPENDLIMITs, and the messages together at
+    /// most what one command may carry.
     pub(super) async fn multiappend(&mut self, raw: &[u8], messages: Vec<AppendMessage>) -> Done {
+        if messages.len() > MAX_MESSAGES {
+            return Done::no(format!(
+                "[LIMIT] At most {MAX_MESSAGES} messages in one APPEND"
+            ));
+        }
+        let urls = messages
+            .iter()
+            .flat_map(|m| m.catenate.iter().flatten())
+            .filter(|p| matches!(p, imap_wire::ext::CatPart::Url(_)))
+            .count();
+        if urls > MAX_URLS {
+            return Done::no(format!("[LIMIT] At most {MAX_URLS} URLs in one APPEND"));
+        }
+        self.catenate_budget = 4 * u64::from(self.settings().max_append);
         let name = match Mailbox::try_from(raw.to_vec()) {
             Ok(m) => match self.mailbox_name(&m) {
                 Ok(n) => n,
@@ -73,6 +95,10 @@ impl Session {
                 None => m.data,
             };
             all.push(ToAppend { flags, date, data });
+            let total: u64 = all.iter().map(|m| m.data.len() as u64).sum();
+            if total > u64::from(self.max_message()) {
+                return Done::no("[TOOBIG] The messages together are too large for one APPEND");
+            }
         }
         self.append_all(name, all).await
     }
@@ -83,6 +109,10 @@ impl Session {
         let max = self.settings().max_append as u64;
         if messages.iter().any(|m| m.data.len() as u64 > max) {
             return Done::no("[TOOBIG] Message larger than APPENDLIMIT");
+        }
+        // RFC 3502 6.3.11: a zero-length message cancels the APPEND.
+        if messages.iter().any(|m| m.data.is_empty()) {
+            return Done::no("Zero-length message: APPEND cancelled");
         }
         let Some(mut c) = self.client() else {
             return Done::bad("Log in first");

@@ -32,6 +32,11 @@ impl Session {
             self.push(&format!("{tag} BAD Already using TLS"));
             return Ok(());
         }
+        if self.deflate.is_some() {
+            // TLS cannot start under a DEFLATE stream (RFC 4978 4).
+            self.push(&format!("{tag} BAD STARTTLS after COMPRESS"));
+            return Ok(());
+        }
         self.push(&format!("{tag} OK Begin TLS negotiation now"));
         self.flush().await?;
         // Anything the client pipelined after STARTTLS was sent in

@@ -47,11 +47,12 @@ fn parse_url(url: &str, user: &str) -> Option<ImapUrl> {
     let path = match url.strip_prefix("imap://") {
         Some(rest) => {
             let (authority, path) = rest.split_once('/')?;
-            if let Some((userinfo, _host)) = authority.rsplit_once('@') {
-                let who = percent_decode(userinfo.split(';').next()?)?;
-                if !who.eq_ignore_ascii_case(user.as_bytes()) {
-                    return None;
-                }
+            // Only this account's URLs: a URL without a user is anonymous
+            // access (RFC 5092 3.2), not ours to follow.
+            let (userinfo, _host) = authority.rsplit_once('@')?;
+            let who = percent_decode(userinfo.split(';').next()?)?;
+            if !who.eq_ignore_ascii_case(user.as_bytes()) {
+                return None;
             }
             path
         }
@@ -141,13 +142,12 @@ impl Session {
         let shown: String = url.chars().filter(|&c| c != ']' && c >= ' ').collect();
         let bad = || Done::no(format!("[BADURL {shown}] The URL names nothing here"));
         let u = parse_url(url, &self.user).ok_or_else(bad)?;
+        // RFC 5092 9: a URL's mailbox name is UTF-8, percent-encoded.
         let raw_name = String::from_utf8(u.mailbox.clone()).map_err(|_| bad())?;
         let name = if raw_name.eq_ignore_ascii_case("INBOX") {
             "INBOX".to_string()
-        } else if self.utf8 {
-            raw_name
         } else {
-            imap_wire::utf7::decode(&raw_name).map_err(|_| bad())?
+            raw_name
         };
         let Some(mut c) = self.client() else {
             return Err(Done::bad("Log in first"));
@@ -178,6 +178,13 @@ impl Session {
             meta = b.messages.into_iter().find(|m| m.uid == u.uid).or(meta);
         }
         let meta = meta.ok_or_else(bad)?;
+        // A command's URLs read a bounded amount, however they repeat.
+        if meta.size > self.catenate_budget {
+            return Err(Done::no(
+                "[LIMIT] CATENATE would read too much for one command",
+            ));
+        }
+        self.catenate_budget -= meta.size;
         let raw = match meta.data {
             Some(d) => d,
             None => super::fetching::read_body(&mut c, &name, u.uid, 0)

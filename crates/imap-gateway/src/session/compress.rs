@@ -11,7 +11,7 @@
 //! is dropped; the next response starts a new one, continuing the same
 //! stream. Mid-response writes use a sync flush and keep it.
 
-use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
 use super::*;
 
@@ -27,6 +27,9 @@ pub(super) struct Deflate {
     inp: Decompress,
     /// Compressed bytes read and not inflated yet.
     pending: Vec<u8>,
+    /// The last inflate filled its output: the inflater may hold more
+    /// (decoded ahead into its window) even with no input pending.
+    more: bool,
 }
 
 impl Deflate {
@@ -37,6 +40,7 @@ impl Deflate {
             out: None,
             inp: Decompress::new(false),
             pending: Vec::new(),
+            more: false,
         }
     }
 
@@ -80,11 +84,22 @@ impl Deflate {
     fn inflate_some(&mut self) -> std::io::Result<Vec<u8>> {
         let mut out = Vec::with_capacity(INFLATE_STEP);
         let before = self.inp.total_in();
-        self.inp
+        let status = self
+            .inp
             .decompress_vec(&self.pending, &mut out, FlushDecompress::None)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
         let used = (self.inp.total_in() - before) as usize;
         self.pending.drain(..used);
+        if status == Status::StreamEnd {
+            // RFC 4978: the stream lasts as long as the connection; an end
+            // of it is the end of the session (and nothing after it is
+            // read, so nothing piles up).
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the client ended its DEFLATE stream",
+            ));
+        }
+        self.more = out.len() == out.capacity();
         Ok(out)
     }
 }
@@ -118,7 +133,7 @@ impl Session {
             return self.conn.read_some(max, timeout).await;
         };
         loop {
-            if !d.pending.is_empty() {
+            if !d.pending.is_empty() || d.more {
                 let out = d.inflate_some()?;
                 if !out.is_empty() {
                     return Ok(out);

@@ -32,7 +32,10 @@ impl Session {
                     ..
                 }) => {
                     let max = self.settings().max_append;
-                    if length > max {
+                    // Each literal within APPENDLIMIT, and the command as a
+                    // whole (a MULTIAPPEND) within what one command may carry.
+                    let so_far = self.frag.message_bytes().len() as u64;
+                    if length > max || so_far + u64::from(length) > u64::from(self.max_message()) {
                         let tag = self.frag.decode_tag().map(|t| t.inner().to_string());
                         if mode == LiteralMode::Sync {
                             // The client waits for "+": refuse, and it will
@@ -118,6 +121,12 @@ impl Session {
         self.push(&greeting);
         self.flush().await?;
         loop {
+            // Whichever path counted the last BAD (imap-codec's or one of
+            // the extension parsers below), too many end the session.
+            if self.bad >= MAX_BAD {
+                self.push("* BYE Too many invalid commands");
+                return Ok(());
+            }
             if self.read_message().await?.is_none() {
                 return Ok(());
             }

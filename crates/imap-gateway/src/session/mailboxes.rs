@@ -128,8 +128,8 @@ impl Session {
                 "\\trash" => pb::SpecialUse::Trash,
                 "\\junk" => pb::SpecialUse::Junk,
                 "\\archive" => pb::SpecialUse::Archive,
-                "\\all" => pb::SpecialUse::All,
-                "\\flagged" => pb::SpecialUse::Flagged,
+                // \All and \Flagged name virtual mailboxes (RFC 6154 2):
+                // a plain mailbox must not claim to be one.
                 _ => return Done::no(format!("[USEATTR] {one} is not a special use we keep")),
             },
             _ => return Done::no("[USEATTR] A mailbox has one special use here"),

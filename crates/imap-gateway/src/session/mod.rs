@@ -127,6 +127,7 @@ pub(crate) async fn handle(ctx: Arc<Ctx>, tcp: TcpStream, peer: SocketAddr, impl
         qresync: false,
         contexts: Vec::new(),
         deflate: None,
+        catenate_budget: 0,
         saved: Vec::new(),
         added_here: (0, Vec::new()),
     };
@@ -176,6 +177,8 @@ struct Session {
     contexts: Vec<contexts::SearchContext>,
     /// COMPRESS=DEFLATE once the client asked for it (RFC 4978).
     deflate: Option<Box<compress::Deflate>>,
+    /// Bytes CATENATE URLs may still read in the current command.
+    catenate_budget: u64,
     /// The SEARCHRES saved result (RFC 5182), as UIDs.
     saved: Vec<u32>,
     /// (UIDVALIDITY, UIDs) of the messages the current command added
@@ -306,7 +309,7 @@ impl Session {
             caps.push("UNAUTHENTICATE".into());
         }
         if self.client.is_none() {
-            if self.ctx.tls.is_some() && !self.conn.is_tls() {
+            if self.ctx.tls.is_some() && !self.conn.is_tls() && self.deflate.is_none() {
                 caps.push("STARTTLS".into());
             }
             if self.plaintext_ok() {

@@ -9,8 +9,9 @@ use super::*;
 
 impl Session {
     /// `* QUOTA "" (STORAGE used limit)` in units of 1,024 octets
-    /// (RFC 9208 5.1); an unlimited account has no resources: `()`.
-    async fn quota_line(&mut self) -> Result<String, Done> {
+    /// (RFC 9208 5.1); `None` for an unlimited account, which has no quota
+    /// root (a quota-list holds at least one resource).
+    async fn quota_line(&mut self) -> Result<Option<String>, Done> {
         let Some(mut c) = self.client() else {
             return Err(Done::bad("Log in first"));
         };
@@ -19,15 +20,13 @@ impl Session {
             .await
             .map_err(|s| store_no(&s))?
             .into_inner();
-        Ok(if q.limit_bytes == 0 {
-            "* QUOTA \"\" ()".to_string()
-        } else {
+        Ok((q.limit_bytes != 0).then(|| {
             format!(
                 "* QUOTA \"\" (STORAGE {} {})",
                 q.used_bytes.div_ceil(1024),
                 q.limit_bytes / 1024
             )
-        })
+        }))
     }
 
     /// GETQUOTA (RFC 9208 4.2): the one root there is.
@@ -40,10 +39,11 @@ impl Session {
             return Done::no("[NONEXISTENT] No such quota root (the account's is \"\")");
         }
         match self.quota_line().await {
-            Ok(l) => {
+            Ok(Some(l)) => {
                 self.push(&l);
                 Done::ok("GETQUOTA completed")
             }
+            Ok(None) => Done::no("[NONEXISTENT] This account has no quota"),
             Err(d) => d,
         }
     }
@@ -65,15 +65,20 @@ impl Session {
         {
             return store_no(&s);
         }
-        let mut line = b"* QUOTAROOT ".to_vec();
-        line.extend_from_slice(&self.wire_name(&name));
-        line.extend_from_slice(b" \"\"\r\n");
         let quota = match self.quota_line().await {
-            Ok(l) => l,
+            Ok(q) => q,
             Err(d) => return d,
         };
+        let mut line = b"* QUOTAROOT ".to_vec();
+        line.extend_from_slice(&self.wire_name(&name));
+        if quota.is_some() {
+            line.extend_from_slice(b" \"\"");
+        }
+        line.extend_from_slice(b"\r\n");
         self.out.extend_from_slice(&line);
-        self.push(&quota);
+        if let Some(q) = quota {
+            self.push(&q);
+        }
         Done::ok("GETQUOTAROOT completed")
     }
 }
