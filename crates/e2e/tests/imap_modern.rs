@@ -405,3 +405,41 @@ async fn catenate_text_and_urls() {
     let r = a.cmd("STATUS Drafts2 (MESSAGES)").await;
     assert_eq!(r[0], "* STATUS \"Drafts2\" (MESSAGES 3)\r\n", "{r:?}");
 }
+
+/// App passwords (issue #14) over IMAP: one the operator made logs in
+/// with LOGIN and AUTHENTICATE PLAIN; once revoked, it is refused and the
+/// session it opened cannot go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_passwords_over_imap() {
+    let (store, client) = setup(Backend::Sqlite).await;
+    let pw = client
+        .admin()
+        .add_app_password(pb::AddAppPasswordRequest {
+            address: "alice@example.org".into(),
+            name: "mutt".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .password;
+    let imap = TestImap::start(&store.uri()).await;
+    let mut a = RawImap::connect(imap.imap).await;
+    a.login_as("alice@example.org", &pw).await;
+    let r = a.cmd("SELECT INBOX").await;
+    assert!(tagged(&r).contains(" OK "), "{r:?}");
+    client
+        .admin()
+        .revoke_app_password(pb::RevokeAppPasswordRequest {
+            address: "alice@example.org".into(),
+            name: "mutt".into(),
+        })
+        .await
+        .unwrap();
+    // The next command that reaches the store is refused.
+    let r = a.cmd("LIST \"\" \"*\"").await;
+    assert!(!tagged(&r).contains(" OK "), "revoked session: {r:?}");
+    let mut b = RawImap::connect(imap.imap).await;
+    let r = b.cmd(&format!("LOGIN alice@example.org {pw}")).await;
+    assert!(tagged(&r).contains("NO [AUTHENTICATIONFAILED]"), "{r:?}");
+    b.login().await;
+}

@@ -471,6 +471,96 @@ pub async fn set_account_field(
     Ok(())
 }
 
+/// Adds an app password (kept as `secret_hash`) named `name` to an account.
+pub async fn add_app_password(
+    pool: &Pool<Db>,
+    address: &str,
+    name: &str,
+    secret_hash: &str,
+) -> Result<()> {
+    let mut tx = begin_write(pool).await?;
+    let account: i64 = sqlx::query_scalar("SELECT id FROM accounts WHERE address = $1")
+        .bind(address)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound("account"))?;
+    let done = sqlx::query(
+        "INSERT INTO app_passwords (account_id, name, secret_hash, created_at) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (account_id, name) DO NOTHING",
+    )
+    .bind(account)
+    .bind(name)
+    .bind(secret_hash)
+    .bind(now())
+    .execute(&mut *tx)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::AlreadyExists("app password with this name"));
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// An account's app passwords: (name, created_at), by name.
+pub async fn list_app_passwords(pool: &Pool<Db>, address: &str) -> Result<Vec<(String, i64)>> {
+    let account: i64 = sqlx::query_scalar("SELECT id FROM accounts WHERE address = $1")
+        .bind(address)
+        .fetch_optional(pool)
+        .await?
+        .ok_or(StoreError::NotFound("account"))?;
+    Ok(sqlx::query_as(
+        "SELECT name, created_at FROM app_passwords WHERE account_id = $1 ORDER BY name",
+    )
+    .bind(account)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Revokes an app password; the sessions opened with it go with it (ON
+/// DELETE CASCADE).
+pub async fn revoke_app_password(pool: &Pool<Db>, address: &str, name: &str) -> Result<()> {
+    let mut tx = begin_write(pool).await?;
+    let done = sqlx::query(
+        "DELETE FROM sessions WHERE app_password_id IN (SELECT p.id FROM app_passwords p \
+           JOIN accounts a ON a.id = p.account_id WHERE a.address = $1 AND p.name = $2)",
+    )
+    .bind(address)
+    .bind(name)
+    .execute(&mut *tx)
+    .await;
+    done?;
+    let gone = sqlx::query(
+        "DELETE FROM app_passwords WHERE name = $2 \
+           AND account_id = (SELECT id FROM accounts WHERE address = $1)",
+    )
+    .bind(address)
+    .bind(name)
+    .execute(&mut *tx)
+    .await?;
+    if gone.rows_affected() == 0 {
+        return Err(StoreError::NotFound("app password"));
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The account (id, disabled) and app password id a login with an app
+/// password of this hash opens, if it is one of that address's.
+pub async fn app_password_login(
+    pool: &Pool<Db>,
+    address: &str,
+    secret_hash: &str,
+) -> Result<Option<(i64, bool, i64)>> {
+    Ok(sqlx::query_as(
+        "SELECT a.id, a.disabled, p.id FROM app_passwords p JOIN accounts a ON a.id = p.account_id \
+         WHERE p.secret_hash = $1 AND a.address = $2",
+    )
+    .bind(secret_hash)
+    .bind(address)
+    .fetch_optional(pool)
+    .await?)
+}
+
 pub async fn add_alias(pool: &Pool<Db>, alias: &str, target: &str) -> Result<()> {
     let mut tx = begin_write(pool).await?;
     let domain_ok: Option<i64> = sqlx::query_scalar("SELECT id FROM domains WHERE name = $1")
@@ -644,6 +734,7 @@ pub async fn clear_failures(pool: &Pool<Db>, key: &str) -> Result<()> {
 /// its lease in a durable transaction), and a login then never queues
 /// behind large message writes. Messages, expunges and deletions stay
 /// durable before they are acknowledged.
+#[allow(clippy::too_many_arguments)]
 pub async fn create_session(
     pool: &Pool<Db>,
     token_hash: &str,
@@ -651,15 +742,18 @@ pub async fn create_session(
     protocol: &str,
     client_ip: &str,
     ttl: i64,
+    app_password: Option<i64>,
 ) -> Result<()> {
     let t = now();
     sqlx::query(if PG {
-        "INSERT INTO sessions (token_hash, account_id, protocol, client_ip, created_at, expires_at) \
-         SELECT $1, $2, $3, $4, $5, $6 \
+        "INSERT INTO sessions (token_hash, account_id, protocol, client_ip, created_at, expires_at, \
+           app_password_id) \
+         SELECT $1, $2, $3, $4, $5, $6, $7 \
          FROM (SELECT set_config('synchronous_commit', 'off', true)) AS c"
     } else {
-        "INSERT INTO sessions (token_hash, account_id, protocol, client_ip, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6)"
+        "INSERT INTO sessions (token_hash, account_id, protocol, client_ip, created_at, expires_at, \
+           app_password_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)"
     })
     .bind(token_hash)
     .bind(account)
@@ -667,6 +761,7 @@ pub async fn create_session(
     .bind(client_ip)
     .bind(t)
     .bind(t + ttl)
+    .bind(app_password)
     .execute(pool)
     .await?;
     // Expired sessions of this account are swept now and then (one login

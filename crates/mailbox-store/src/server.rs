@@ -971,6 +971,39 @@ impl admin_server::Admin for AdminSvc {
         Ok(Response::new(pb::SetAccountDisabledResponse {}))
     }
 
+    async fn add_app_password(
+        &self,
+        req: Request<pb::AddAppPasswordRequest>,
+    ) -> Result<Response<pb::AddAppPasswordResponse>, Status> {
+        let r = req.into_inner();
+        let password = self.store.add_app_password(&r.address, &r.name).await?;
+        Ok(Response::new(pb::AddAppPasswordResponse { password }))
+    }
+
+    async fn list_app_passwords(
+        &self,
+        req: Request<pb::ListAppPasswordsRequest>,
+    ) -> Result<Response<pb::ListAppPasswordsResponse>, Status> {
+        let r = req.into_inner();
+        let passwords = self
+            .store
+            .list_app_passwords(&r.address)
+            .await?
+            .into_iter()
+            .map(|(name, created_at)| pb::AppPassword { name, created_at })
+            .collect();
+        Ok(Response::new(pb::ListAppPasswordsResponse { passwords }))
+    }
+
+    async fn revoke_app_password(
+        &self,
+        req: Request<pb::RevokeAppPasswordRequest>,
+    ) -> Result<Response<pb::RevokeAppPasswordResponse>, Status> {
+        let r = req.into_inner();
+        self.store.revoke_app_password(&r.address, &r.name).await?;
+        Ok(Response::new(pb::RevokeAppPasswordResponse {}))
+    }
+
     async fn add_alias(
         &self,
         req: Request<pb::AddAliasRequest>,

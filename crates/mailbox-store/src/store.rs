@@ -899,6 +899,26 @@ impl Store {
             tokio::time::sleep(s.failure_delay).await;
             return Err(StoreError::Throttled);
         }
+        // An app password (the format this store makes them in) is looked
+        // up by its hash: 128 random bits need no argon2.
+        if is_app_password(password)
+            && let Ok(a) = EmailAddress::parse(&user)
+            && let Some((account, false, app)) = on_backend!(
+                self,
+                app_password_login(
+                    a.as_str(),
+                    &hex::encode(Sha256::digest(password.as_bytes()))
+                )
+            )?
+        {
+            if acct_fail > 0 {
+                on_backend!(self, clear_failures(&acct_key))?;
+            }
+            return self
+                .new_session(account, protocol, client_ip, Some(app))
+                .await
+                .map(|t| (t, user));
+        }
         let creds = match EmailAddress::parse(&user) {
             Ok(a) => on_backend!(self, credentials(a.as_str()))?,
             Err(_) => None,
@@ -932,15 +952,61 @@ impl Store {
         if acct_fail > 0 {
             on_backend!(self, clear_failures(&acct_key))?;
         }
+        let token = self.new_session(account, protocol, client_ip, None).await?;
+        Ok((token, user))
+    }
+
+    /// A new session token for an account (opened with an app password
+    /// when `app` is set: it ends when that is revoked).
+    async fn new_session(
+        &self,
+        account: i64,
+        protocol: &str,
+        client_ip: &str,
+        app: Option<i64>,
+    ) -> Result<String> {
         let mut raw = [0u8; 32];
         rand::rng().fill_bytes(&mut raw);
         let token = hex::encode(raw);
-        let ttl = s.session_ttl.as_secs() as i64;
+        let ttl = self.inner.settings.session_ttl.as_secs() as i64;
         on_backend!(
             self,
-            create_session(&token_hash(&token), account, protocol, client_ip, ttl)
+            create_session(&token_hash(&token), account, protocol, client_ip, ttl, app)
         )?;
-        Ok((token, user))
+        Ok(token)
+    }
+
+    /// Makes an app password for an account and returns it (once: only
+    /// its hash is kept).
+    pub async fn add_app_password(&self, address: &str, name: &str) -> Result<String> {
+        let address = parse_address(address)?;
+        let name = name.trim();
+        if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
+            return Err(StoreError::Invalid(
+                "an app password's name is 1 to 100 printable characters".into(),
+            ));
+        }
+        let mut raw = [0u8; 16];
+        rand::rng().fill_bytes(&mut raw);
+        let password = format!("{APP_PASSWORD_PREFIX}{}", hex::encode(raw));
+        let hash = hex::encode(Sha256::digest(password.as_bytes()));
+        on_backend!(self, add_app_password(address.as_str(), name, &hash))?;
+        tracing::info!(account = %address, name, "app password added");
+        Ok(password)
+    }
+
+    pub async fn list_app_passwords(&self, address: &str) -> Result<Vec<(String, i64)>> {
+        let address = parse_address(address)?;
+        on_backend!(self, list_app_passwords(address.as_str()))
+    }
+
+    /// Revokes an app password; the sessions opened with it end, here and
+    /// on every replica.
+    pub async fn revoke_app_password(&self, address: &str, name: &str) -> Result<()> {
+        let address = parse_address(address)?;
+        on_backend!(self, revoke_app_password(address.as_str(), name))?;
+        tracing::info!(account = %address, name, "app password revoked");
+        self.account_changed().await
     }
 
     /// A session for an account without its password (the Admin API's
@@ -958,7 +1024,7 @@ impl Store {
         let purpose = if purpose.is_empty() { "admin" } else { purpose };
         on_backend!(
             self,
-            create_session(&token_hash(&token), account, purpose, "", ttl)
+            create_session(&token_hash(&token), account, purpose, "", ttl, None)
         )?;
         // An audit line: this session acts for the account without its
         // password.
@@ -1759,4 +1825,12 @@ fn uid_bounds(k: &pb::SearchKey, depth: usize) -> (u32, u32) {
         }),
         _ => (1, u32::MAX),
     }
+}
+
+/// App passwords are "app-" and 32 hex digits (128 random bits).
+const APP_PASSWORD_PREFIX: &str = "app-";
+
+fn is_app_password(p: &str) -> bool {
+    p.strip_prefix(APP_PASSWORD_PREFIX)
+        .is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }

@@ -56,6 +56,7 @@ both_backends!(
     expunged_bodies_are_collected_and_a_racing_delivery_survives,
     deliveries_committed_together_decide_as_one_at_a_time,
     sort_and_thread_over_stored_keys,
+    app_passwords_log_in_and_are_revoked_one_by_one,
 );
 
 /// A second store replica for tests of writers on several replicas; none
@@ -2466,4 +2467,98 @@ async fn sort_and_thread_over_stored_keys(backend: Backend) {
         .into_inner();
     assert_eq!(r.uids, [3, 5, 1, 2, 4]);
     assert_eq!(nulls("SELECT 1").await, 0, "the keys were kept");
+}
+
+/// App passwords (issue #14): made by the store and shown once; each logs
+/// in to its own account only; revoking one refuses it and ends the
+/// sessions opened with it, and leaves the others and the account's
+/// password alone; a disabled account cannot use them.
+async fn app_passwords_log_in_and_are_revoked_one_by_one(backend: Backend) {
+    let t = setup(backend).await;
+    t.add_account("p@example.org", "main-pw").await;
+    t.add_account("q@example.org", "q-pw").await;
+    let mut admin = t.admin();
+    let mut add = async |name: &str| {
+        admin
+            .add_app_password(pb::AddAppPasswordRequest {
+                address: "p@example.org".into(),
+                name: name.into(),
+            })
+            .await
+            .map(|r| r.into_inner().password)
+    };
+    let phone = add("phone").await.unwrap();
+    let laptop = add("laptop").await.unwrap();
+    assert!(phone.starts_with("app-") && phone.len() == 36 && phone != laptop);
+    assert_eq!(add("phone").await.unwrap_err().code(), Code::AlreadyExists);
+    let login = async |user: &str, pw: &str| {
+        t.anonymous()
+            .authenticate(pb::AuthenticateRequest {
+                username: user.into(),
+                password: pw.into(),
+                client_ip: String::new(),
+                protocol: "test".into(),
+            })
+            .await
+            .map(|r| r.into_inner().session_token)
+    };
+    let phone_token = login("p@example.org", &phone).await.unwrap();
+    let laptop_token = login("P@Example.org", &laptop).await.unwrap();
+    login("p@example.org", "main-pw").await.unwrap();
+    assert!(
+        login("q@example.org", &phone).await.is_err(),
+        "another account's"
+    );
+    let list = t
+        .admin()
+        .list_app_passwords(pb::ListAppPasswordsRequest {
+            address: "p@example.org".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .passwords;
+    let names: Vec<&str> = list.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["laptop", "phone"]);
+    let mut with_phone = t.with_token(&phone_token);
+    with_phone
+        .list_mailboxes(pb::ListMailboxesRequest {})
+        .await
+        .unwrap();
+    t.admin()
+        .revoke_app_password(pb::RevokeAppPasswordRequest {
+            address: "p@example.org".into(),
+            name: "phone".into(),
+        })
+        .await
+        .unwrap();
+    assert!(login("p@example.org", &phone).await.is_err(), "revoked");
+    let e = with_phone
+        .list_mailboxes(pb::ListMailboxesRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "its session ended: {e}");
+    t.with_token(&laptop_token)
+        .list_mailboxes(pb::ListMailboxesRequest {})
+        .await
+        .unwrap();
+    login("p@example.org", &laptop).await.unwrap();
+    login("p@example.org", "main-pw").await.unwrap();
+    let e = t
+        .admin()
+        .revoke_app_password(pb::RevokeAppPasswordRequest {
+            address: "p@example.org".into(),
+            name: "phone".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    t.admin()
+        .set_account_disabled(pb::SetAccountDisabledRequest {
+            address: "p@example.org".into(),
+            disabled: true,
+        })
+        .await
+        .unwrap();
+    assert!(login("p@example.org", &laptop).await.is_err(), "disabled");
 }

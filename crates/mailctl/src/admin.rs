@@ -21,6 +21,10 @@ pub enum AdminCmd {
     /// Set storage quotas.
     #[command(subcommand)]
     Quota(QuotaCmd),
+    /// App passwords: one per client that only speaks PLAIN, each
+    /// revocable on its own (its sessions end with it).
+    #[command(subcommand)]
+    AppPassword(AppPasswordCmd),
     /// Show store statistics (with live and reclaimable body bytes).
     Stats,
     /// Delete now the message bodies no message references any more (the
@@ -84,6 +88,24 @@ pub enum AliasCmd {
     #[command(alias = "rm")]
     Del {
         alias: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AppPasswordCmd {
+    /// Make an app password for an account; it is printed once.
+    Add {
+        address: String,
+        name: String,
+    },
+    List {
+        address: String,
+    },
+    /// Revoke one (the sessions opened with it end too).
+    #[command(alias = "rm")]
+    Revoke {
+        address: String,
+        name: String,
     },
 }
 
@@ -328,6 +350,43 @@ pub async fn run(target: Target, cmd: AdminCmd) -> anyhow::Result<()> {
             .await
             .map_err(err)?;
             println!("alias {alias} deleted");
+        }
+        AdminCmd::AppPassword(AppPasswordCmd::Add { address, name }) => {
+            let r = c
+                .add_app_password(pb::AddAppPasswordRequest {
+                    address: address.clone(),
+                    name: name.clone(),
+                })
+                .await
+                .map_err(err)?
+                .into_inner();
+            // The password alone on stdout (for scripts); the rest on stderr.
+            eprintln!("app password {name:?} for {address} (shown once):");
+            println!("{}", r.password);
+        }
+        AdminCmd::AppPassword(AppPasswordCmd::List { address }) => {
+            let r = c
+                .list_app_passwords(pb::ListAppPasswordsRequest {
+                    address: address.clone(),
+                })
+                .await
+                .map_err(err)?
+                .into_inner();
+            for p in r.passwords {
+                let when = chrono::DateTime::from_timestamp(p.created_at, 0)
+                    .map(|d| d.to_rfc3339())
+                    .unwrap_or_default();
+                println!("{}\tcreated {when}", p.name);
+            }
+        }
+        AdminCmd::AppPassword(AppPasswordCmd::Revoke { address, name }) => {
+            c.revoke_app_password(pb::RevokeAppPasswordRequest {
+                address: address.clone(),
+                name: name.clone(),
+            })
+            .await
+            .map_err(err)?;
+            println!("app password {name:?} of {address} revoked");
         }
         AdminCmd::Quota(QuotaCmd::Set { address, bytes }) => {
             c.set_quota(pb::SetQuotaRequest {
