@@ -848,4 +848,18 @@ impl RawImap {
     pub async fn send(&mut self, bytes: &[u8]) {
         self.w.write_all(bytes).await.unwrap();
     }
+
+    /// Sends NOOP until a line containing `want` comes back (the change
+    /// feed may tell a session a moment after the write); returns that
+    /// NOOP's lines.
+    pub async fn noop_until(&mut self, want: &str) -> Vec<String> {
+        for _ in 0..100 {
+            let r = self.cmd("NOOP").await;
+            if r.iter().any(|l| l.contains(want)) {
+                return r;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("no {want:?} after NOOPs");
+    }
 }

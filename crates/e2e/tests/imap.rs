@@ -699,19 +699,6 @@ async fn lsub_percent_returns_an_unsubscribed_parent_as_noselect() {
     assert!(r.iter().any(|l| named(l, "Lists/Rust")), "{r:?}");
 }
 
-/// Sends NOOP until a line containing `want` comes back (the change feed
-/// may tell a session a moment after the write), and returns those lines.
-async fn noop_until(a: &mut RawImap, want: &str) -> Vec<String> {
-    for _ in 0..100 {
-        let r = a.cmd("NOOP").await;
-        if r.iter().any(|l| l.contains(want)) {
-            return r;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no {want:?} after NOOPs");
-}
-
 fn status_recent(r: &[String]) -> &str {
     let l = r
         .iter()
@@ -741,7 +728,7 @@ async fn status_recent_follows_the_claiming_session() {
         assert!(b.line().await.starts_with('+'));
         b.send(b"Subject: r1\r\n\r\nbody\r\n\r\n").await;
         assert!(b.line().await.starts_with("ap1 OK"));
-        let r = noop_until(&mut a, "RECENT").await;
+        let r = a.noop_until("RECENT").await;
         assert!(r.contains(&"* 1 RECENT\r\n".to_string()), "{r:?}");
         let r = b.cmd("STATUS INBOX (MESSAGES RECENT)").await;
         assert_eq!(status_recent(&r), "0", "claimed by A: {r:?}");

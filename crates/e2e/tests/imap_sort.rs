@@ -205,19 +205,6 @@ async fn imaplib_sorts_threads_and_resyncs() {
     assert!(ok && out.contains("ALL OK"), "{out}");
 }
 
-/// Sends NOOP until a line containing `want` arrives; returns that NOOP's
-/// lines.
-async fn noop_until(a: &mut RawImap, want: &str) -> Vec<String> {
-    for _ in 0..100 {
-        let r = a.cmd("NOOP").await;
-        if r.iter().any(|l| l.contains(want)) {
-            return r;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no {want:?} after NOOPs");
-}
-
 fn index_of(r: &[String], needle: &str) -> usize {
     r.iter()
         .position(|l| l.contains(needle))
@@ -256,7 +243,7 @@ async fn search_and_sort_contexts_follow_the_mailbox() {
     assert_eq!(r[0], "* ESEARCH (TAG \"t6\")\r\n", "UPDATE alone: no data");
     // Message 1 stops matching UNSEEN: removed at its place.
     b.cmd("STORE 1 +FLAGS (\\Seen)").await;
-    let r = noop_until(&mut a, "REMOVEFROM").await;
+    let r = a.noop_until("REMOVEFROM").await;
     assert!(
         r.contains(&"* ESEARCH (TAG \"t4\") UID REMOVEFROM (0 1)\r\n".into()),
         "{r:?}"
@@ -274,7 +261,7 @@ async fn search_and_sort_contexts_follow_the_mailbox() {
     let m = "From: x@y.org\r\nSubject: Lunch again\r\n\r\nx\r\n";
     b.cmd(&format!("APPEND INBOX {{{}+}}\r\n{m}", m.len()))
         .await;
-    let r = noop_until(&mut a, "ADDTO").await;
+    let r = a.noop_until("ADDTO").await;
     let exists = index_of(&r, "* 6 EXISTS");
     let add = index_of(&r, "TAG \"t5\") ADDTO (3 6)");
     assert!(exists < add, "ADDTO after EXISTS: {r:?}");
@@ -285,7 +272,7 @@ async fn search_and_sort_contexts_follow_the_mailbox() {
     // An expunge: REMOVEFROM before the EXPUNGE (and positions shift).
     b.cmd("STORE 5 +FLAGS.SILENT (\\Deleted)").await;
     b.cmd("EXPUNGE").await;
-    let r = noop_until(&mut a, "EXPUNGE").await;
+    let r = a.noop_until("EXPUNGE").await;
     let gone = index_of(&r, "* 5 EXPUNGE");
     let rm = index_of(&r, "TAG \"t5\") REMOVEFROM (2 5)");
     assert!(rm < gone, "REMOVEFROM before EXPUNGE: {r:?}");
@@ -327,6 +314,6 @@ async fn search_and_sort_contexts_follow_the_mailbox() {
     // SELECT ends every context: no more updates.
     a.cmd("SELECT INBOX").await;
     b.cmd("STORE 1:* -FLAGS (\\Seen)").await;
-    let r = noop_until(&mut a, "FETCH").await;
+    let r = a.noop_until("FETCH").await;
     assert!(!r.iter().any(|l| l.contains("ESEARCH")), "{r:?}");
 }

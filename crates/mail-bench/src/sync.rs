@@ -107,21 +107,13 @@ pub async fn setup(
                     return anyhow::Ok(());
                 }
                 let (m, date) = message(i, size);
-                let chunks = vec![
-                    pb::DeliverChunk {
-                        part: Some(pb::deliver_chunk::Part::Header(pb::DeliverHeader {
-                            delivery_id: format!("{run}-{i}"),
-                            envelope_from: "load@bench.test".into(),
-                            recipients: vec![account.clone()],
-                            received_at: date + 60,
-                            trace_headers: Vec::new(),
-                            size_hint: m.len() as u64,
-                        })),
-                    },
-                    pb::DeliverChunk {
-                        part: Some(pb::deliver_chunk::Part::Data(m)),
-                    },
-                ];
+                let mut chunks =
+                    super::deliver_chunks(format!("{run}-{i}"), account.clone(), Vec::new(), m);
+                // INTERNALDATE a minute after the Date: (as the Maildir's
+                // file times).
+                if let Some(pb::deliver_chunk::Part::Header(h)) = &mut chunks[0].part {
+                    h.received_at = date + 60;
+                }
                 d.deliver(tokio_stream::iter(chunks)).await?;
             }
         }));

@@ -372,8 +372,9 @@ pub fn references(items: Vec<Item>) -> Vec<pb::ThreadNode> {
 /// RFC 5256 3 step 4: a placeholder without children goes; one with
 /// children is replaced by them, except at the top where it stays when
 /// it has more than one. Returns the new root set.
-fn prune(a: &mut Arena<'_>, roots: Vec<usize>) -> Vec<usize> {
-    // Post-order over the whole forest, without recursion.
+/// Every container under `roots`, children before their parent, without
+/// recursion.
+fn post_order(a: &Arena<'_>, roots: &[usize]) -> Vec<usize> {
     let mut post = Vec::with_capacity(a.c.len());
     let mut stack: Vec<(usize, bool)> = roots.iter().map(|&r| (r, false)).collect();
     while let Some((i, done)) = stack.pop() {
@@ -386,7 +387,11 @@ fn prune(a: &mut Arena<'_>, roots: Vec<usize>) -> Vec<usize> {
             stack.push((k, false));
         }
     }
-    for i in post {
+    post
+}
+
+fn prune(a: &mut Arena<'_>, roots: Vec<usize>) -> Vec<usize> {
+    for i in post_order(a, &roots) {
         let Some(p) = a.c[i].parent else { continue };
         if a.c[i].msg.is_some() {
             continue;
@@ -425,19 +430,7 @@ fn prune(a: &mut Arena<'_>, roots: Vec<usize>) -> Vec<usize> {
 /// RFC 5256 3 step 6: every set of siblings below `roots` in sent-date
 /// order (a placeholder by its first child), the deepest first.
 fn sort_children(a: &mut Arena<'_>, roots: &[usize]) {
-    let mut post = Vec::new();
-    let mut stack: Vec<(usize, bool)> = roots.iter().map(|&r| (r, false)).collect();
-    while let Some((i, done)) = stack.pop() {
-        if done {
-            post.push(i);
-            continue;
-        }
-        stack.push((i, true));
-        for &k in &a.c[i].children {
-            stack.push((k, false));
-        }
-    }
-    for i in post {
+    for i in post_order(a, roots) {
         let mut kids = std::mem::take(&mut a.c[i].children);
         kids.sort_by(|&x, &y| a.order(x, y));
         a.c[i].children = kids;

@@ -41,17 +41,23 @@ impl Session {
         self.context_additions();
     }
 
-    /// Registers a context for `tag` after its command answered, or tells
-    /// why not (`NO [NOUPDATE]`); `Err` is a tag already in use (BAD).
+    /// Registers a context for `tag` after its command answered (its
+    /// result: the store's `found`, less what this session does not know),
+    /// or tells why not (`NO [NOUPDATE]`).
     pub(super) fn add_context(
         &mut self,
         tag: &str,
         uid: bool,
         key: pb::SearchKey,
         sort: Option<Vec<pb::SortCriterion>>,
-        result: Vec<u32>,
+        found: &[u32],
     ) {
         let Some(view) = &self.view else { return };
+        let result: Vec<u32> = found
+            .iter()
+            .copied()
+            .filter(|&u| view.position(u).is_some())
+            .collect();
         if self.contexts.len() >= MAX_CONTEXTS {
             // A tag is an atom: no quoting needed.
             self.push(&format!(

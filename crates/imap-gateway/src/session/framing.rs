@@ -152,77 +152,8 @@ impl Session {
                     Ok(None) => {}
                 }
             }
-            // CANCELUPDATE (RFC 5267 4.2), which imap-codec does not parse.
-            let cancel = if self.client.is_some()
-                && first_line_has(self.frag.message_bytes(), b"CANCELUPDATE")
-            {
-                // Only a command that is CANCELUPDATE (the word may be an
-                // argument of another); the rest goes to imap-codec.
-                match imap_wire::ext::parse_cancelupdate(self.frag.message_bytes()) {
-                    Ok(Some(_)) if self.view.is_none() => Some(Done::bad("No mailbox selected")),
-                    Ok(Some(tags)) => Some(self.cancel_update(&tags)),
-                    Ok(None) => None,
-                    Err(e) => Some(Done::bad(e.to_string())),
-                }
-            } else {
-                None
-            };
-            // MULTIAPPEND (RFC 3502), which imap-codec does not parse.
-            if self.client.is_some() && first_line_has(self.frag.message_bytes(), b"APPEND") {
-                let parsed = imap_wire::ext::parse_multiappend(self.frag.message_bytes());
-                let done = match parsed {
-                    Ok(Some((name, messages))) => {
-                        let done = Box::pin(self.multiappend(&name, messages)).await;
-                        // Added to the selected mailbox: told before the OK.
-                        if self.view.is_some() && done.kind == "OK" {
-                            Box::pin(self.sync_view()).await;
-                        }
-                        Some(done)
-                    }
-                    Ok(None) => None,
-                    Err(e) => Some(Done::bad(e.to_string())),
-                };
-                if let Some(done) = done {
-                    let t = tag.clone().unwrap_or_else(|| "*".into());
-                    if done.kind == "BAD" {
-                        self.bad += 1;
-                    }
-                    self.tell_updates(true).await;
-                    self.last_outcome = done.kind;
-                    self.push(&format!("{t} {} {}", done.kind, done.text));
-                    continue;
-                }
-            }
-            // CREATE with USE (RFC 6154 3), which imap-codec does not parse.
-            if self.client.is_some() && first_line_has(self.frag.message_bytes(), b"CREATE") {
-                let parsed = imap_wire::ext::parse_create_special_use(self.frag.message_bytes());
-                let done = match parsed {
-                    Ok(Some((name, uses))) => {
-                        Some(Box::pin(self.create_special_use(&name, &uses)).await)
-                    }
-                    Ok(None) => None,
-                    Err(e) => Some(Done::bad(e.to_string())),
-                };
-                if let Some(done) = done {
-                    let t = tag.clone().unwrap_or_else(|| "*".into());
-                    if done.kind == "BAD" {
-                        self.bad += 1;
-                    }
-                    self.tell_updates(true).await;
-                    self.last_outcome = done.kind;
-                    self.push(&format!("{t} {} {}", done.kind, done.text));
-                    continue;
-                }
-            }
-            // UNAUTHENTICATE (RFC 8437), which imap-codec does not parse.
-            if self.client.is_some() && is_unauthenticate(self.frag.message_bytes()) {
-                let t = tag.clone().unwrap_or_else(|| "*".into());
-                Box::pin(self.unauthenticate()).await;
-                self.last_outcome = "OK";
-                self.push(&format!("{t} OK Not authenticated any more"));
-                continue;
-            }
-            if let Some(done) = cancel {
+            // Commands imap-codec does not parse.
+            if let Some(done) = Box::pin(self.extension_command()).await {
                 let t = tag.clone().unwrap_or_else(|| "*".into());
                 if done.kind == "BAD" {
                     self.bad += 1;
@@ -305,6 +236,57 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// The commands imap-codec does not parse, once authenticated:
+    /// CANCELUPDATE (RFC 5267 4.2), APPEND with several messages or
+    /// CATENATE (RFC 3502, RFC 4469), CREATE with USE (RFC 6154 3),
+    /// UNAUTHENTICATE (RFC 8437). `None`: the message is none of these (a
+    /// keyword may be another command's argument) and goes to imap-codec.
+    async fn extension_command(&mut self) -> Option<Done> {
+        use imap_wire::ext;
+        self.client.as_ref()?;
+        let msg = self.frag.message_bytes();
+        if first_line_has(msg, b"CANCELUPDATE") {
+            match ext::parse_cancelupdate(msg) {
+                Ok(Some(_)) if self.view.is_none() => {
+                    return Some(Done::bad("No mailbox selected"));
+                }
+                Ok(Some(tags)) => return Some(self.cancel_update(&tags)),
+                Ok(None) => {}
+                Err(e) => return Some(Done::bad(e.to_string())),
+            }
+        }
+        let msg = self.frag.message_bytes();
+        if first_line_has(msg, b"APPEND") {
+            match ext::parse_multiappend(msg) {
+                Ok(Some((name, messages))) => {
+                    let done = Box::pin(self.multiappend(&name, messages)).await;
+                    // Added to the selected mailbox: told before the OK.
+                    if self.view.is_some() && done.kind == "OK" {
+                        Box::pin(self.sync_view()).await;
+                    }
+                    return Some(done);
+                }
+                Ok(None) => {}
+                Err(e) => return Some(Done::bad(e.to_string())),
+            }
+        }
+        let msg = self.frag.message_bytes();
+        if first_line_has(msg, b"CREATE") {
+            match ext::parse_create_special_use(msg) {
+                Ok(Some((name, uses))) => {
+                    return Some(Box::pin(self.create_special_use(&name, &uses)).await);
+                }
+                Ok(None) => {}
+                Err(e) => return Some(Done::bad(e.to_string())),
+            }
+        }
+        if is_unauthenticate(self.frag.message_bytes()) {
+            Box::pin(self.unauthenticate()).await;
+            return Some(Done::ok("Not authenticated any more"));
+        }
+        None
     }
 
     /// Replaces the SEARCHRES `$` (RFC 5182) in the first line of a command

@@ -73,16 +73,9 @@ impl Session {
                     "\\HasNoChildren"
                 });
             }
-            match pb::SpecialUse::try_from(b.special_use).unwrap_or(pb::SpecialUse::None) {
-                pb::SpecialUse::Drafts => attrs.push("\\Drafts"),
-                pb::SpecialUse::Sent => attrs.push("\\Sent"),
-                pb::SpecialUse::Trash => attrs.push("\\Trash"),
-                pb::SpecialUse::Junk => attrs.push("\\Junk"),
-                pb::SpecialUse::Archive => attrs.push("\\Archive"),
-                pb::SpecialUse::All => attrs.push("\\All"),
-                pb::SpecialUse::Flagged => attrs.push("\\Flagged"),
-                pb::SpecialUse::None => {}
-            }
+            attrs.extend(special_use_attr(
+                pb::SpecialUse::try_from(b.special_use).unwrap_or(pb::SpecialUse::None),
+            ));
             let mut line = format!("* {cmd} ({}) \"/\" ", attrs.join(" ")).into_bytes();
             line.extend_from_slice(&self.wire_name(&b.name));
             lines.push(line);
@@ -227,16 +220,7 @@ impl Session {
                     "\\HasNoChildren"
                 });
             }
-            match special {
-                pb::SpecialUse::Drafts => attrs.push("\\Drafts"),
-                pb::SpecialUse::Sent => attrs.push("\\Sent"),
-                pb::SpecialUse::Trash => attrs.push("\\Trash"),
-                pb::SpecialUse::Junk => attrs.push("\\Junk"),
-                pb::SpecialUse::Archive => attrs.push("\\Archive"),
-                pb::SpecialUse::All => attrs.push("\\All"),
-                pb::SpecialUse::Flagged => attrs.push("\\Flagged"),
-                pb::SpecialUse::None => {}
-            }
+            attrs.extend(special_use_attr(special));
             out.extend_from_slice(format!("* LIST ({}) \"/\" ", attrs.join(" ")).as_bytes());
             out.extend_from_slice(&self.wire_name(name));
             if childinfo {
@@ -287,4 +271,18 @@ impl Session {
         self.out.extend_from_slice(&result);
         Done::ok("LIST completed")
     }
+}
+
+/// The LIST attribute of a special use (RFC 6154 2).
+fn special_use_attr(s: pb::SpecialUse) -> Option<&'static str> {
+    Some(match s {
+        pb::SpecialUse::Drafts => "\\Drafts",
+        pb::SpecialUse::Sent => "\\Sent",
+        pb::SpecialUse::Trash => "\\Trash",
+        pb::SpecialUse::Junk => "\\Junk",
+        pb::SpecialUse::Archive => "\\Archive",
+        pb::SpecialUse::All => "\\All",
+        pb::SpecialUse::Flagged => "\\Flagged",
+        pb::SpecialUse::None => return None,
+    })
 }

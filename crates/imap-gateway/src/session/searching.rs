@@ -124,14 +124,8 @@ impl Session {
                 self.push(&out);
             }
         }
-        if update && let Some(view) = &self.view {
-            let result: Vec<u32> = r
-                .uids
-                .iter()
-                .copied()
-                .filter(|&u| view.position(u).is_some())
-                .collect();
-            self.add_context(tag, uid, key, None, result);
+        if update {
+            self.add_context(tag, uid, key, None, &r.uids);
         }
         Done::ok(if uid {
             "UID SEARCH completed"

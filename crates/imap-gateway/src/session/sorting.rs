@@ -143,14 +143,8 @@ impl Session {
                 self.push(&out);
             }
         }
-        if update && let Some(view) = &self.view {
-            let result: Vec<u32> = r
-                .uids
-                .iter()
-                .copied()
-                .filter(|&u| view.position(u).is_some())
-                .collect();
-            self.add_context(tag, uid, key, Some(criteria), result);
+        if update {
+            self.add_context(tag, uid, key, Some(criteria), &r.uids);
         }
         Done::ok(if uid {
             "UID SORT completed"
