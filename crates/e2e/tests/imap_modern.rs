@@ -443,3 +443,47 @@ async fn app_passwords_over_imap() {
     assert!(tagged(&r).contains("NO [AUTHENTICATIONFAILED]"), "{r:?}");
     b.login().await;
 }
+
+/// RFC 7888 5 (LITERAL-), configured with `literals = "minus"`: LITERAL-
+/// is advertised instead of LITERAL+ (never both); a non-synchronizing
+/// literal of up to 4,096 bytes is taken; a larger one gets a tagged BAD
+/// with TOOBIG for APPEND and the session goes on; a synchronizing one of
+/// any size is fine. The default server advertises LITERAL+ alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn literal_minus() {
+    let (store, _client) = setup(Backend::Sqlite).await;
+    let plus = TestImap::start(&store.uri()).await;
+    let mut p = RawImap::connect(plus.imap).await;
+    let caps = p.cmd("CAPABILITY").await;
+    assert!(
+        caps[0].contains(" LITERAL+ ") && !caps[0].contains("LITERAL-"),
+        "{caps:?}"
+    );
+    let imap = TestImap::start_with(&store.uri(), |s| s.literal_minus = true).await;
+    let mut a = RawImap::connect(imap.imap).await;
+    let caps = a.cmd("CAPABILITY").await;
+    assert!(
+        caps[0].contains(" LITERAL- ") && !caps[0].contains("LITERAL+"),
+        "{caps:?}"
+    );
+    a.login().await;
+    let small = format!("Subject: s\r\n\r\n{}", "x".repeat(4096 - 14));
+    assert_eq!(small.len(), 4096);
+    let r = a
+        .cmd(&format!("APPEND INBOX {{{}+}}\r\n{small}", small.len()))
+        .await;
+    assert!(tagged(&r).contains(" OK "), "{r:?}");
+    let big = format!("Subject: b\r\n\r\n{}", "x".repeat(5000));
+    let r = a
+        .cmd(&format!("APPEND INBOX {{{}+}}\r\n{big}", big.len()))
+        .await;
+    assert!(tagged(&r).contains(" BAD [TOOBIG]"), "{r:?}");
+    // A synchronizing literal of the same size: continuation, then OK.
+    a.send(format!("s1 APPEND INBOX {{{}}}\r\n", big.len()).as_bytes())
+        .await;
+    assert!(a.line().await.starts_with('+'));
+    a.send(format!("{big}\r\n").as_bytes()).await;
+    assert!(a.line().await.starts_with("s1 OK"));
+    let r = a.cmd("STATUS INBOX (MESSAGES)").await;
+    assert_eq!(r[0], "* STATUS \"INBOX\" (MESSAGES 2)\r\n", "{r:?}");
+}

@@ -27,6 +27,10 @@ pub struct ImapConfig {
     pub max_append: u32,
     /// Longest command line (without literals), bytes.
     pub max_line: u32,
+    /// Non-synchronizing literals (RFC 7888): "plus" (LITERAL+, any size)
+    /// or "minus" (LITERAL-, at most 4,096 bytes; larger ones need a
+    /// continuation). The two are never advertised together.
+    pub literals: String,
     /// Autologout, seconds (RFC 9051 5.4: at least 30 minutes).
     pub idle_timeout_secs: u64,
     pub max_connections: usize,
@@ -54,6 +58,7 @@ impl Default for ImapConfig {
             trusted_networks: vec!["127.0.0.0/8".into(), "::1/128".into()],
             max_append: 50 * 1024 * 1024,
             max_line: 64 * 1024,
+            literals: "plus".into(),
             idle_timeout_secs: 30 * 60,
             max_connections: 5000,
             max_connections_per_ip: 50,
@@ -73,6 +78,8 @@ pub struct ImapSettings {
     pub trusted: TrustedNetworks,
     pub max_append: u32,
     pub max_line: u32,
+    /// LITERAL- instead of LITERAL+ (RFC 7888 5).
+    pub literal_minus: bool,
     pub idle_timeout: Duration,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
@@ -107,6 +114,11 @@ impl ImapConfig {
         if self.max_append < 1024 {
             return Err("max_append: at least 1024".into());
         }
+        let literal_minus = match self.literals.as_str() {
+            "plus" => false,
+            "minus" => true,
+            other => return Err(format!("literals: \"plus\" or \"minus\", not {other:?}")),
+        };
         let secret =
             service_kit::config::read_secret(&self.service_secret, &self.service_secret_file)?;
         Ok((
@@ -119,6 +131,7 @@ impl ImapConfig {
                     .map_err(|e| format!("trusted_networks: {e}"))?,
                 max_append: self.max_append,
                 max_line: self.max_line,
+                literal_minus,
                 idle_timeout: Duration::from_secs(self.idle_timeout_secs),
                 max_connections: self.max_connections.max(1),
                 max_connections_per_ip: self.max_connections_per_ip.max(1),

@@ -53,6 +53,17 @@ impl Session {
                         }
                         continue;
                     }
+                    if mode == LiteralMode::NonSync
+                        && self.settings().literal_minus
+                        && length > LITERAL_MINUS_MAX
+                    {
+                        // RFC 7888 5: over 4,096 bytes needs a synchronizing
+                        // literal; the bytes come anyway and are discarded,
+                        // and the command is BAD [TOOBIG].
+                        self.literal_minus_breach = true;
+                        self.frag.poison_message();
+                        continue;
+                    }
                     if mode == LiteralMode::Sync {
                         self.push("+ Ready for literal data");
                         self.flush().await?;
@@ -205,6 +216,15 @@ impl Session {
                         DecodeMessageError::MessageTooLong { .. } => {
                             ("NO", "[TOOBIG] Command too long".to_string())
                         }
+                        DecodeMessageError::MessagePoisoned { .. }
+                            if std::mem::take(&mut self.literal_minus_breach) =>
+                        {
+                            (
+                                "BAD",
+                                "[TOOBIG] A non-synchronizing literal is at most 4096 bytes (LITERAL-)"
+                                    .to_string(),
+                            )
+                        }
                         DecodeMessageError::MessagePoisoned { .. } => {
                             ("NO", "[TOOBIG] Command or literal too long".to_string())
                         }
@@ -222,8 +242,10 @@ impl Session {
                     self.bad += 1;
                     let unknown = self.unknown_command_name();
                     let t = tag.unwrap_or_else(|| "*".into());
+                    // A plain syntax error names the command; a specific
+                    // reason (a response code) stays as it is.
                     let text = match unknown {
-                        Some(name) if kind == "BAD" => {
+                        Some(name) if kind == "BAD" && !text.starts_with('[') => {
                             format!("Unknown or invalid command: {name}")
                         }
                         _ => text,

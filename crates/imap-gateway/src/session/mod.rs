@@ -82,6 +82,8 @@ const BODY_BATCH: usize = 32;
 /// Flush the response buffer once it holds this much.
 const FLUSH_AT: usize = 256 * 1024;
 const SEP: char = '/';
+/// LITERAL- (RFC 7888 5): the largest non-synchronizing literal.
+const LITERAL_MINUS_MAX: u32 = 4096;
 /// Response buffer capacity kept between commands.
 const OUT_KEEP: usize = 16 * 1024;
 
@@ -128,6 +130,7 @@ pub(crate) async fn handle(ctx: Arc<Ctx>, tcp: TcpStream, peer: SocketAddr, impl
         contexts: Vec::new(),
         deflate: None,
         catenate_budget: 0,
+        literal_minus_breach: false,
         saved: Vec::new(),
         added_here: (0, Vec::new()),
     };
@@ -179,6 +182,8 @@ struct Session {
     deflate: Option<Box<compress::Deflate>>,
     /// Bytes CATENATE URLs may still read in the current command.
     catenate_budget: u64,
+    /// The message in progress broke LITERAL-'s 4,096-byte limit.
+    literal_minus_breach: bool,
     /// The SEARCHRES saved result (RFC 5182), as UIDs.
     saved: Vec<u32>,
     /// (UIDVALIDITY, UIDs) of the messages the current command added
@@ -269,7 +274,12 @@ impl Session {
             "IMAP4rev1".to_string(),
             "IMAP4rev2".into(),
             "SEARCHRES".into(),
-            "LITERAL+".into(),
+            // RFC 7888 5: one or the other, never both.
+            if self.settings().literal_minus {
+                "LITERAL-".into()
+            } else {
+                "LITERAL+".into()
+            },
             "MULTIAPPEND".into(),
             "CATENATE".into(),
             "SASL-IR".into(),
