@@ -12,3 +12,4 @@ CREATE TABLE app_passwords (
 );
 ALTER TABLE sessions ADD COLUMN app_password_id BIGINT
     REFERENCES app_passwords (id) ON DELETE CASCADE;
+CREATE INDEX sessions_app_password ON sessions (app_password_id);

@@ -478,6 +478,15 @@ async fn literal_minus() {
         .cmd(&format!("APPEND INBOX {{{}+}}\r\n{big}", big.len()))
         .await;
     assert!(tagged(&r).contains(" BAD [TOOBIG]"), "{r:?}");
+    // Also inside a MULTIAPPEND (a path imap-codec does not parse): the
+    // whole command is refused, nothing of it stored.
+    let r = a
+        .cmd(&format!(
+            "APPEND INBOX {{{}+}}\r\n{big} {{10+}}\r\nSubject: x",
+            big.len()
+        ))
+        .await;
+    assert!(tagged(&r).contains(" BAD [TOOBIG]"), "{r:?}");
     // A synchronizing literal of the same size: continuation, then OK.
     a.send(format!("s1 APPEND INBOX {{{}}}\r\n", big.len()).as_bytes())
         .await;

@@ -1004,6 +1004,8 @@ impl Store {
     /// on every replica.
     pub async fn revoke_app_password(&self, address: &str, name: &str) -> Result<()> {
         let address = parse_address(address)?;
+        // Named as add_app_password keeps it.
+        let name = name.trim();
         on_backend!(self, revoke_app_password(address.as_str(), name))?;
         tracing::info!(account = %address, name, "app password revoked");
         self.account_changed().await

@@ -138,13 +138,22 @@ impl Session {
                 self.push("* BYE Too many invalid commands");
                 return Ok(());
             }
+            self.literal_minus_breach = false;
             if self.read_message().await?.is_none() {
                 return Ok(());
             }
             let tag = self.frag.decode_tag().map(|t| t.inner().to_string());
+            // A message over a limit (a line, a literal) is refused by
+            // imap-codec's decoder below, whatever command it holds: none
+            // of the parsers of our own may run it.
+            let over_limit =
+                self.frag.is_message_poisoned() || self.frag.is_max_message_size_exceeded();
             // Syntax imap-codec does not parse yet: LIST-EXTENDED and
             // SEARCH RETURN (ESEARCH).
-            if self.client.is_some() && first_line_has(self.frag.message_bytes(), b"LIST") {
+            if !over_limit
+                && self.client.is_some()
+                && first_line_has(self.frag.message_bytes(), b"LIST")
+            {
                 match imap_wire::ext::parse_list_extended(self.frag.message_bytes()) {
                     Ok(Some(ext)) => {
                         let t = tag.clone().unwrap_or_else(|| "*".into());
@@ -164,7 +173,12 @@ impl Session {
                 }
             }
             // Commands imap-codec does not parse.
-            if let Some(done) = Box::pin(self.extension_command()).await {
+            let ext = if over_limit {
+                None
+            } else {
+                Box::pin(self.extension_command()).await
+            };
+            if let Some(done) = ext {
                 let t = tag.clone().unwrap_or_else(|| "*".into());
                 if done.kind == "BAD" {
                     self.bad += 1;
@@ -175,7 +189,10 @@ impl Session {
                 continue;
             }
             self.search_return = None;
-            let dollar = if self.view.is_some() && first_line_has(self.frag.message_bytes(), b"$") {
+            let dollar = if !over_limit
+                && self.view.is_some()
+                && first_line_has(self.frag.message_bytes(), b"$")
+            {
                 Some(self.substitute_saved(self.frag.message_bytes()))
             } else {
                 None
@@ -184,7 +201,8 @@ impl Session {
                 Some(b) => b,
                 None => self.frag.message_bytes(),
             };
-            let rewritten = if first_line_has(source, b"SEARCH") || first_line_has(source, b"SORT")
+            let rewritten = if !over_limit
+                && (first_line_has(source, b"SEARCH") || first_line_has(source, b"SORT"))
             {
                 match imap_wire::ext::split_search_return(source) {
                     Ok(Some((bytes, opts))) => {
