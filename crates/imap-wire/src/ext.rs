@@ -32,6 +32,10 @@ pub enum ExtError {
     /// expected.
     #[error("syntax error: {0}")]
     Syntax(&'static str),
+    /// More of something than one command may hold (the parser stops
+    /// there rather than build it all): `NO [LIMIT]`.
+    #[error("{0}")]
+    TooMany(&'static str),
     /// A `SEARCH RETURN` option this server does not implement (say
     /// `PARTIAL`, RFC 9394, or `UPDATE`, RFC 5267).
     #[error("unsupported SEARCH return option {0}")]
@@ -263,6 +267,9 @@ pub fn parse_create_special_use(msg: &[u8]) -> Result<Option<CreateUse>, ExtErro
     Ok(Some((name, uses)))
 }
 
+/// Messages, and CATENATE parts, one APPEND may hold.
+pub const MAX_APPEND_MESSAGES: usize = 1000;
+
 /// A MULTIAPPEND: the raw mailbox name and the messages.
 pub type MultiAppend = (Vec<u8>, Vec<AppendMessage>);
 
@@ -301,7 +308,11 @@ pub fn parse_multiappend(msg: &[u8]) -> Result<Option<MultiAppend>, ExtError> {
     }
     let mailbox = c.string(|b| is_atom_char(b) || b == b']' || b == b'%' || b == b'*')?;
     let mut messages = Vec::new();
+    let mut parts_seen = 0;
     while c.eat(b' ') {
+        if messages.len() == MAX_APPEND_MESSAGES {
+            return Err(ExtError::TooMany("at most 1000 messages in one APPEND"));
+        }
         let mut m = AppendMessage {
             flags: Vec::new(),
             date: None,
@@ -343,6 +354,12 @@ pub fn parse_multiappend(msg: &[u8]) -> Result<Option<MultiAppend>, ExtError> {
             c.expect(b'(', "expected \"(\" after CATENATE")?;
             let mut parts = Vec::new();
             loop {
+                parts_seen += 1;
+                if parts_seen > MAX_APPEND_MESSAGES {
+                    return Err(ExtError::TooMany(
+                        "at most 1000 CATENATE parts in one APPEND",
+                    ));
+                }
                 let kind = c.take_while(is_atom_char);
                 c.expect(b' ', "expected SP in a CATENATE part")?;
                 if kind.eq_ignore_ascii_case(b"TEXT") {
@@ -1319,6 +1336,14 @@ mod tests {
         );
         assert!(parse_multiappend(b"a APPEND INBOX CATENATE (FOO x)\r\n").is_err());
         assert!(parse_multiappend(b"a APPEND INBOX CATENATE ()\r\n").is_err());
+        // Bounded while parsing: the 1,001st message stops it.
+        let many = format!("a APPEND INBOX{}\r\n", " {1+}\r\nx".repeat(1001));
+        assert!(matches!(
+            parse_multiappend(many.as_bytes()),
+            Err(ExtError::TooMany(_))
+        ));
+        let many = format!("a APPEND INBOX{}\r\n", " {1+}\r\nx".repeat(1000));
+        assert!(parse_multiappend(many.as_bytes()).is_ok());
         // One message: imap-codec's.
         assert_eq!(
             parse_multiappend(b"a APPEND INBOX {1}\r\nx\r\n").unwrap(),

@@ -62,20 +62,13 @@ pub async fn setup(
     ordered: bool,
 ) -> anyhow::Result<()> {
     let start = Instant::now();
+    super::create_accounts(
+        uri,
+        auth,
+        &[(account.to_string(), "bench-password".to_string())],
+    )
+    .await?;
     let channel = mailbox_api::channel(uri)?;
-    let mut admin = mailbox_api::admin_client(channel.clone(), auth.clone());
-    let _ = admin
-        .add_domain(pb::AddDomainRequest {
-            name: "bench.test".into(),
-        })
-        .await;
-    let _ = admin
-        .add_account(pb::AddAccountRequest {
-            address: account.into(),
-            password: "bench-password".into(),
-            quota_bytes: 0,
-        })
-        .await;
     if let Some(d) = &maildir {
         for sub in ["new", "cur", "tmp"] {
             std::fs::create_dir_all(d.join(sub))?;

@@ -6,8 +6,6 @@ use imap_wire::ext::AppendMessage;
 
 use super::*;
 
-/// Messages one APPEND may carry (MULTIAPPEND).
-pub(super) const MAX_MESSAGES: usize = 1000;
 /// CATENATE URL parts one APPEND may hold.
 const MAX_URLS: usize = 100;
 
@@ -51,15 +49,11 @@ impl Session {
     }
 
     /// MULTIAPPEND (RFC 3502 6): every message, or (on any refusal) none.
-    /// One command is bounded: at most MAX_MESSAGES messages, URL parts
+    /// One command is bounded: at most 1,000 messages (imap-wire stops
+    /// parsing there, NO [LIMIT]), URL parts
     /// reading at most four APPENDLIMITs, and the messages together at
     /// most what one command may carry.
     pub(super) async fn multiappend(&mut self, raw: &[u8], messages: Vec<AppendMessage>) -> Done {
-        if messages.len() > MAX_MESSAGES {
-            return Done::no(format!(
-                "[LIMIT] At most {MAX_MESSAGES} messages in one APPEND"
-            ));
-        }
         let urls = messages
             .iter()
             .flat_map(|m| m.catenate.iter().flatten())

@@ -300,6 +300,9 @@ impl Session {
         let msg = self.frag.message_bytes();
         if first_line_has(msg, b"APPEND") {
             match ext::parse_multiappend(msg) {
+                Err(ext::ExtError::TooMany(what)) => {
+                    return Some(Done::no(format!("[LIMIT] {what}")));
+                }
                 Ok(Some((name, messages))) => {
                     let done = Box::pin(self.multiappend(&name, messages)).await;
                     // Added to the selected mailbox: told before the OK.
