@@ -53,6 +53,7 @@ async fn quota_storage_root_and_deleted_storage() {
             .set_quota(pb::SetQuotaRequest {
                 address: "alice@example.org".into(),
                 quota_bytes: 10 * 1024,
+                quota_messages: None,
             })
             .await
             .unwrap();
@@ -102,6 +103,31 @@ async fn quota_storage_root_and_deleted_storage() {
         a.cmd("UNSELECT").await;
         let r = a.cmd("STATUS INBOX (DELETED-STORAGE)").await;
         assert_eq!(r[0], "* STATUS \"INBOX\" (DELETED-STORAGE 3)\r\n");
+        // The MESSAGE resource (5.2): counted in messages, beside STORAGE;
+        // alone once the storage limit is lifted; past it, NO [OVERQUOTA]
+        // for APPEND and for COPY.
+        let set = |bytes: u64, messages: u64| pb::SetQuotaRequest {
+            address: "alice@example.org".into(),
+            quota_bytes: bytes,
+            quota_messages: Some(messages),
+        };
+        client.admin().set_quota(set(10 * 1024, 2)).await.unwrap();
+        assert!(caps[0].contains(" QUOTA=RES-MESSAGE "), "{caps:?}");
+        let r = a.cmd("GETQUOTA \"\"").await;
+        assert_eq!(r[0], "* QUOTA \"\" (STORAGE 3 10 MESSAGE 1 2)\r\n", "{r:?}");
+        client.admin().set_quota(set(0, 2)).await.unwrap();
+        let r = a.cmd("GETQUOTAROOT INBOX").await;
+        assert_eq!(r[0], "* QUOTAROOT \"INBOX\" \"\"\r\n", "{r:?}");
+        assert_eq!(r[1], "* QUOTA \"\" (MESSAGE 1 2)\r\n", "{r:?}");
+        assert!(tagged(&append(&mut a, None, "Subject: 2\r\n\r\nx\r\n").await).contains(" OK "));
+        let r = append(&mut a, None, "Subject: 3\r\n\r\nx\r\n").await;
+        assert!(tagged(&r).contains("NO [OVERQUOTA]"), "{r:?}");
+        a.cmd("CREATE Other").await;
+        a.cmd("SELECT INBOX").await;
+        let r = a.cmd("COPY 1 Other").await;
+        assert!(tagged(&r).contains("NO [OVERQUOTA]"), "{r:?}");
+        let r = a.cmd("GETQUOTA \"\"").await;
+        assert_eq!(r[0], "* QUOTA \"\" (MESSAGE 2 2)\r\n", "{r:?}");
     }
 }
 
@@ -291,6 +317,7 @@ async fn multiappend_all_or_nothing() {
             .set_quota(pb::SetQuotaRequest {
                 address: "alice@example.org".into(),
                 quota_bytes: 1000,
+                quota_messages: None,
             })
             .await
             .unwrap();

@@ -404,6 +404,7 @@ async fn over_quota_recipient_gets_452_and_implicit_tls_works() {
         .set_quota(e2e::mailbox_api::pb::SetQuotaRequest {
             address: "alice@example.org".into(),
             quota_bytes: 1000,
+            quota_messages: None,
         })
         .await
         .unwrap();

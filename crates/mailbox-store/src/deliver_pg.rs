@@ -10,6 +10,10 @@
 // alias in one delivery) are made here from one read of the recipients,
 // exactly as `deliver_in` makes them one delivery at a time.
 
+/// An account as a group decides for it: id, disabled, storage limit and
+/// use, message limit and count.
+type AccountState = (i64, bool, i64, i64, i64, i64);
+
 /// One accepted copy: which delivery, which account, and where it lands.
 struct GroupCopy {
     delivery: usize,
@@ -129,7 +133,7 @@ pub async fn deliver_group_batched(
     let mut ids: Vec<i64> = resolved.values().copied().collect();
     ids.sort_unstable();
     ids.dedup();
-    let mut state: HashMap<i64, (i64, bool, i64, i64)> = HashMap::new();
+    let mut state: HashMap<i64, AccountState> = HashMap::new();
     if !ids.is_empty() {
         let _inboxes: Vec<i64> = sqlx::query_scalar(
             "SELECT id FROM mailboxes WHERE account_id = ANY($1) AND name = 'INBOX' \
@@ -138,8 +142,9 @@ pub async fn deliver_group_batched(
         .bind(&ids)
         .fetch_all(&mut *tx)
         .await?;
-        let rows: Vec<(i64, bool, i64, i64)> = sqlx::query_as(
-            "SELECT id, disabled, quota_bytes, used_bytes FROM accounts \
+        let rows: Vec<AccountState> = sqlx::query_as(
+            "SELECT id, disabled, quota_bytes, used_bytes, quota_messages, message_count \
+             FROM accounts \
              WHERE id = ANY($1) ORDER BY id FOR UPDATE",
         )
         .bind(&ids)
@@ -152,7 +157,8 @@ pub async fn deliver_group_batched(
     // 4. The decisions, delivery by delivery, as deliver_in makes them;
     //    usage grows with each accepted copy, so quota holds within the
     //    group too.
-    let mut added: HashMap<i64, i64> = HashMap::new();
+    // account -> (octets, messages) accepted so far in this group.
+    let mut added: HashMap<i64, (i64, i64)> = HashMap::new();
     let mut copies: Vec<GroupCopy> = Vec::new();
     let mut results: HashMap<usize, Vec<pb::RecipientResult>> = HashMap::new();
     // (delivery, recipient index) -> account whose copy it shares.
@@ -168,7 +174,7 @@ pub async fn deliver_group_batched(
                 ..Default::default()
             })
             .collect();
-        let mut order: Vec<(usize, (i64, bool, i64, i64))> = Vec::new();
+        let mut order: Vec<(usize, AccountState)> = Vec::new();
         for (k, a) in d.recipients.iter().enumerate() {
             match resolved.get(a).and_then(|id| state.get(id)) {
                 Some(r) => order.push((k, *r)),
@@ -177,7 +183,7 @@ pub async fn deliver_group_batched(
         }
         order.sort_by_key(|(k, r)| (r.0, *k));
         let mut done: std::collections::HashSet<i64> = std::collections::HashSet::new();
-        for (k, (account, disabled, quota, used)) in order {
+        for (k, (account, disabled, quota, used, quota_messages, count)) in order {
             if done.contains(&account) {
                 res[k].status = pb::RecipientStatus::Accept as i32;
                 shares.push((i, k, account));
@@ -187,12 +193,14 @@ pub async fn deliver_group_batched(
                 res[k].status = pb::RecipientStatus::Disabled as i32;
                 continue;
             }
-            let so_far = added.get(&account).copied().unwrap_or(0);
-            if quota > 0 && used + so_far + size > quota {
+            let (so_far, n) = added.get(&account).copied().unwrap_or((0, 0));
+            if crate::model::over_quota((quota, used + so_far + size), (quota_messages, count + n + 1))
+            {
                 res[k].status = pb::RecipientStatus::OverQuota as i32;
                 continue;
             }
-            *added.entry(account).or_default() += size;
+            let a = added.entry(account).or_default();
+            *a = (a.0 + size, a.1 + 1);
             done.insert(account);
             res[k].status = pb::RecipientStatus::Accept as i32;
             shares.push((i, k, account));
@@ -280,11 +288,8 @@ pub async fn deliver_group_batched(
         .execute(&mut *tx)
         .await?;
         // 7. Usage, once per account.
-        let bytes: Vec<i64> = accounts.iter().map(|a| added[a]).collect();
-        let counts: Vec<i64> = accounts
-            .iter()
-            .map(|a| copies.iter().filter(|c| c.account == *a).count() as i64)
-            .collect();
+        let bytes: Vec<i64> = accounts.iter().map(|a| added[a].0).collect();
+        let counts: Vec<i64> = accounts.iter().map(|a| added[a].1).collect();
         sqlx::query(
             "UPDATE accounts AS a SET used_bytes = a.used_bytes + v.b, \
                message_count = a.message_count + v.n \

@@ -47,6 +47,25 @@ pub struct RecipientRow {
     pub disabled: bool,
     pub quota_bytes: i64,
     pub used_bytes: i64,
+    pub quota_messages: i64,
+    pub message_count: i64,
+}
+
+impl RecipientRow {
+    /// Whether one more message of `size` octets goes past a limit
+    /// (storage or message count, RFC 9208 5.1-5.2).
+    pub fn over_quota(&self, size: i64) -> bool {
+        over_quota(
+            (self.quota_bytes, self.used_bytes + size),
+            (self.quota_messages, self.message_count + 1),
+        )
+    }
+}
+
+/// Whether usage after a change, `(limit, used)` for storage and for the
+/// message count, is past a limit (0 is unlimited).
+pub fn over_quota(bytes: (i64, i64), messages: (i64, i64)) -> bool {
+    (bytes.0 > 0 && bytes.1 > bytes.0) || (messages.0 > 0 && messages.1 > messages.0)
 }
 
 /// What one Deliver stores: the message bytes (trace lines included), their
@@ -105,6 +124,7 @@ pub fn now() -> i64 {
 pub enum AccountField<'a> {
     PasswordHash(&'a str),
     Quota(i64),
+    QuotaMessages(i64),
     Disabled(bool),
 }
 

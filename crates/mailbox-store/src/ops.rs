@@ -373,8 +373,9 @@ pub async fn add_account(
 }
 
 pub async fn list_accounts(pool: &Pool<Db>, domain: &str) -> Result<Vec<pb::AccountInfo>> {
-    let rows: Vec<(String, i64, i64, i64, bool)> = sqlx::query_as(
-        "SELECT a.address, a.quota_bytes, a.used_bytes, a.message_count, a.disabled \
+    let rows: Vec<(String, i64, i64, i64, bool, i64)> = sqlx::query_as(
+        "SELECT a.address, a.quota_bytes, a.used_bytes, a.message_count, a.disabled, \
+         a.quota_messages \
          FROM accounts a JOIN domains d ON d.id = a.domain_id \
          WHERE $1 = '' OR d.name = $1 ORDER BY a.address",
     )
@@ -383,12 +384,13 @@ pub async fn list_accounts(pool: &Pool<Db>, domain: &str) -> Result<Vec<pb::Acco
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(address, q, u, m, disabled)| pb::AccountInfo {
+        .map(|(address, q, u, m, disabled, qm)| pb::AccountInfo {
             address,
             quota_bytes: q as u64,
             used_bytes: u as u64,
             messages: m as u64,
             disabled,
+            quota_messages: qm as u64,
         })
         .collect())
 }
@@ -442,6 +444,13 @@ pub async fn set_account_field(
         }
         AccountField::Quota(q) => {
             sqlx::query("UPDATE accounts SET quota_bytes = $2 WHERE address = $1")
+                .bind(address)
+                .bind(q)
+                .execute(&mut *tx)
+                .await?
+        }
+        AccountField::QuotaMessages(q) => {
+            sqlx::query("UPDATE accounts SET quota_messages = $2 WHERE address = $1")
                 .bind(address)
                 .bind(q)
                 .execute(&mut *tx)
@@ -819,7 +828,8 @@ where
     E: sqlx::Executor<'e, Database = Db>,
 {
     Ok(sqlx::query_as::<_, RecipientRow>(
-        "SELECT a.id AS account_id, a.address, a.disabled, a.quota_bytes, a.used_bytes \
+        "SELECT a.id AS account_id, a.address, a.disabled, a.quota_bytes, a.used_bytes, \
+         a.quota_messages, a.message_count \
          FROM accounts a LEFT JOIN aliases al ON al.account_id = a.id AND al.address = $1 \
          WHERE a.address = $1 OR al.address = $1 LIMIT 1",
     )
@@ -845,7 +855,7 @@ pub async fn check_recipient(
     };
     let status = if r.disabled {
         pb::RecipientStatus::Disabled
-    } else if r.quota_bytes > 0 && r.used_bytes + size_hint > r.quota_bytes {
+    } else if r.over_quota(size_hint) {
         pb::RecipientStatus::OverQuota
     } else {
         pb::RecipientStatus::Accept
@@ -968,7 +978,7 @@ async fn deliver_in(
             result.status = pb::RecipientStatus::Disabled as i32;
             continue;
         }
-        if r.quota_bytes > 0 && r.used_bytes + size > r.quota_bytes {
+        if r.over_quota(size) {
             result.status = pb::RecipientStatus::OverQuota as i32;
             continue;
         }
@@ -1659,12 +1669,17 @@ pub async fn copy(
     let bytes: i64 = rows.iter().map(|r| r.size).sum();
     if !remove_source {
         // A copy adds to the quota; a move does not.
-        let (quota, used): (i64, i64) =
-            sqlx::query_as("SELECT quota_bytes, used_bytes FROM accounts WHERE id = $1")
-                .bind(account.0)
-                .fetch_one(&mut *tx)
-                .await?;
-        if quota > 0 && used + bytes > quota {
+        let (quota, used, quota_messages, count): (i64, i64, i64, i64) = sqlx::query_as(
+            "SELECT quota_bytes, used_bytes, quota_messages, message_count \
+             FROM accounts WHERE id = $1",
+        )
+        .bind(account.0)
+        .fetch_one(&mut *tx)
+        .await?;
+        if over_quota(
+            (quota, used + bytes),
+            (quota_messages, count + rows.len() as i64),
+        ) {
             return Err(StoreError::OverQuota);
         }
     }
@@ -1846,16 +1861,16 @@ pub async fn append(
     }
     let size: i64 = items.iter().map(|i| i.blob.data.len() as i64).sum();
     // Usage and the quota check in one statement; over quota rolls back.
-    let (used, quota): (i64, i64) = sqlx::query_as(
+    let (used, quota, count, quota_messages): (i64, i64, i64, i64) = sqlx::query_as(
         "UPDATE accounts SET used_bytes = used_bytes + $2, message_count = message_count + $3 \
-         WHERE id = $1 RETURNING used_bytes, quota_bytes",
+         WHERE id = $1 RETURNING used_bytes, quota_bytes, message_count, quota_messages",
     )
     .bind(account.0)
     .bind(size)
     .bind(n)
     .fetch_one(&mut *tx)
     .await?;
-    if quota > 0 && used > quota {
+    if over_quota((quota, used), (quota_messages, count)) {
         return Err(StoreError::OverQuota);
     }
     let mut changed = Vec::with_capacity(items.len());
@@ -1908,8 +1923,9 @@ pub async fn append(
 }
 
 pub async fn quota(pool: &Pool<Db>, account: AccountId) -> Result<pb::GetQuotaResponse> {
-    let (used, limit, messages): (i64, i64, i64) = sqlx::query_as(
-        "SELECT used_bytes, quota_bytes, message_count FROM accounts WHERE id = $1",
+    let (used, limit, messages, limit_messages): (i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT used_bytes, quota_bytes, message_count, quota_messages FROM accounts \
+         WHERE id = $1",
     )
     .bind(account.0)
     .fetch_optional(pool)
@@ -1919,6 +1935,7 @@ pub async fn quota(pool: &Pool<Db>, account: AccountId) -> Result<pb::GetQuotaRe
         used_bytes: used as u64,
         limit_bytes: limit as u64,
         messages: messages as u64,
+        limit_messages: limit_messages as u64,
     })
 }
 

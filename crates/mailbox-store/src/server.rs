@@ -958,7 +958,9 @@ impl admin_server::Admin for AdminSvc {
         req: Request<pb::SetQuotaRequest>,
     ) -> Result<Response<pb::SetQuotaResponse>, Status> {
         let r = req.into_inner();
-        self.store.set_quota(&r.address, r.quota_bytes).await?;
+        self.store
+            .set_quota(&r.address, r.quota_bytes, r.quota_messages)
+            .await?;
         Ok(Response::new(pb::SetQuotaResponse {}))
     }
 

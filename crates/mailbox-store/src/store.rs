@@ -807,12 +807,21 @@ impl Store {
         on_backend!(self, account_changed(&self.inner.origin))
     }
 
-    pub async fn set_quota(&self, address: &str, quota: u64) -> Result<()> {
+    /// Sets the storage limit and, when given, the message-count limit
+    /// (0: unlimited).
+    pub async fn set_quota(&self, address: &str, quota: u64, messages: Option<u64>) -> Result<()> {
         let address = parse_address(address)?;
         on_backend!(
             self,
             set_account_field(address.as_str(), AccountField::Quota(quota_i64(quota)?))
-        )
+        )?;
+        if let Some(m) = messages {
+            on_backend!(
+                self,
+                set_account_field(address.as_str(), AccountField::QuotaMessages(quota_i64(m)?))
+            )?;
+        }
+        Ok(())
     }
 
     pub async fn set_disabled(&self, address: &str, disabled: bool) -> Result<()> {

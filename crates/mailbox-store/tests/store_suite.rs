@@ -57,6 +57,7 @@ both_backends!(
     deliveries_committed_together_decide_as_one_at_a_time,
     sort_and_thread_over_stored_keys,
     app_passwords_log_in_and_are_revoked_one_by_one,
+    message_count_quota_holds_everywhere_messages_arrive,
 );
 
 /// A second store replica for tests of writers on several replicas; none
@@ -860,6 +861,7 @@ async fn recipients_are_checked(backend: Backend) {
         .set_quota(pb::SetQuotaRequest {
             address: "full@example.org".into(),
             quota_bytes: 100,
+            quota_messages: None,
         })
         .await
         .unwrap();
@@ -1701,6 +1703,7 @@ async fn append_keeps_within_the_quota_and_usage_follows_expunge(backend: Backen
         .set_quota(pb::SetQuotaRequest {
             address: "q@example.org".into(),
             quota_bytes: body.len() as u64 * 2 + 10,
+            quota_messages: None,
         })
         .await
         .unwrap();
@@ -2196,6 +2199,7 @@ async fn deliveries_committed_together_decide_as_one_at_a_time(backend: Backend)
         .set_quota(pb::SetQuotaRequest {
             address: "a@example.org".into(),
             quota_bytes: size * 3,
+            quota_messages: None,
         })
         .await
         .unwrap();
@@ -2561,4 +2565,161 @@ async fn app_passwords_log_in_and_are_revoked_one_by_one(backend: Backend) {
         .await
         .unwrap();
     assert!(login("p@example.org", &laptop).await.is_err(), "disabled");
+}
+
+/// QUOTA's MESSAGE resource (RFC 9208 5.2): a limit on the number of
+/// messages holds for concurrent deliveries (group commit included), the
+/// recipient check, APPEND and COPY; MOVE and EXPUNGE keep the count
+/// exact; setting only the storage limit leaves the message limit alone.
+async fn message_count_quota_holds_everywhere_messages_arrive(backend: Backend) {
+    let t = setup(backend).await;
+    t.add_account("m@example.org", "pw").await;
+    let mut admin = t.admin();
+    admin
+        .set_quota(pb::SetQuotaRequest {
+            address: "m@example.org".into(),
+            quota_bytes: 0,
+            quota_messages: Some(3),
+        })
+        .await
+        .unwrap();
+    // Five deliveries at once: exactly three fit.
+    let mut tasks = Vec::new();
+    for i in 0..5 {
+        let mut d = t.delivery();
+        let m = message(&format!("m-{i}"), "small");
+        tasks.push(tokio::spawn(async move {
+            deliver_with(&mut d, &format!("m-{i}"), &["m@example.org"], &m)
+                .await
+                .unwrap()
+                .results[0]
+                .status
+        }));
+    }
+    let mut accepted = 0;
+    for task in tasks {
+        match pb::RecipientStatus::try_from(task.await.unwrap()).unwrap() {
+            pb::RecipientStatus::Accept => accepted += 1,
+            pb::RecipientStatus::OverQuota => {}
+            s => panic!("{s:?}"),
+        }
+    }
+    assert_eq!(accepted, 3);
+    let mut d = t.delivery();
+    let check = d
+        .check_recipient(pb::CheckRecipientRequest {
+            address: "m@example.org".into(),
+            size_hint: 10,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(check.status, pb::RecipientStatus::OverQuota as i32);
+    let mut c = t.login("m@example.org", "pw").await;
+    let q = c
+        .get_quota(pb::GetQuotaRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((q.messages, q.limit_messages, q.limit_bytes), (3, 3, 0));
+    let append = |c: &mut mailbox_api::MailboxClient| {
+        let mut c = c.clone();
+        async move {
+            c.append(tokio_stream::iter(vec![
+                pb::AppendChunk {
+                    part: Some(pb::append_chunk::Part::Header(pb::AppendHeader {
+                        mailbox: "INBOX".into(),
+                        ..Default::default()
+                    })),
+                },
+                pb::AppendChunk {
+                    part: Some(pb::append_chunk::Part::Data(message("a", "x"))),
+                },
+            ]))
+            .await
+        }
+    };
+    let refused = append(&mut c).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    c.create_mailbox(pb::CreateMailboxRequest {
+        name: "Keep".into(),
+        special_use: 0,
+    })
+    .await
+    .unwrap();
+    // MOVE does not change the count, so it is allowed at the limit.
+    let (_, entries) = select_all(&mut c, "INBOX").await.unwrap();
+    let uids: Vec<u32> = entries.iter().map(|e| e.uid).collect();
+    c.r#move(pb::CopyRequest {
+        mailbox: "INBOX".into(),
+        uids: Some(pb::UidSet::of([uids[0]])),
+        destination: "Keep".into(),
+    })
+    .await
+    .unwrap();
+    c.expunge(pb::ExpungeRequest {
+        mailbox: "INBOX".into(),
+        uids: Some(pb::UidSet::of([uids[1]])),
+        ignore_deleted_flag: true,
+        lease_id: String::new(),
+    })
+    .await
+    .unwrap();
+    // Two held: a COPY of two would make four, of one makes three.
+    let c2 = c.clone();
+    let copy = |uids: Vec<u32>| {
+        let mut c = c2.clone();
+        async move {
+            c.copy(pb::CopyRequest {
+                mailbox: "Keep".into(),
+                uids: Some(pb::UidSet::of(uids)),
+                destination: "INBOX".into(),
+            })
+            .await
+        }
+    };
+    let (_, kept) = select_all(&mut c, "Keep").await.unwrap();
+    assert_eq!(kept.len(), 1);
+    c.r#move(pb::CopyRequest {
+        mailbox: "INBOX".into(),
+        uids: Some(pb::UidSet::of([uids[2]])),
+        destination: "Keep".into(),
+    })
+    .await
+    .unwrap();
+    let (_, kept) = select_all(&mut c, "Keep").await.unwrap();
+    let kept: Vec<u32> = kept.iter().map(|e| e.uid).collect();
+    let refused = copy(kept.clone()).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    copy(vec![kept[0]]).await.unwrap();
+    let q = c
+        .get_quota(pb::GetQuotaRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(q.messages, 3);
+    // Only the storage limit changes: the message limit stays.
+    admin
+        .set_quota(pb::SetQuotaRequest {
+            address: "m@example.org".into(),
+            quota_bytes: 1 << 20,
+            quota_messages: None,
+        })
+        .await
+        .unwrap();
+    let q = c
+        .get_quota(pb::GetQuotaRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((q.limit_messages, q.limit_bytes), (3, 1 << 20));
+    let accounts = admin
+        .list_accounts(pb::ListAccountsRequest {
+            domain: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .accounts;
+    assert_eq!(accounts[0].quota_messages, 3, "{accounts:?}");
 }

@@ -111,8 +111,14 @@ pub enum AppPasswordCmd {
 
 #[derive(Subcommand)]
 pub enum QuotaCmd {
-    /// Set an account's quota in bytes (0: unlimited).
-    Set { address: String, bytes: u64 },
+    /// Set an account's quota in bytes (0: unlimited) and, with
+    /// --messages, the most messages it may hold (0: unlimited).
+    Set {
+        address: String,
+        bytes: u64,
+        #[arg(long)]
+        messages: Option<u64>,
+    },
 }
 
 /// Where the store is and how to authenticate to it.
@@ -296,17 +302,24 @@ pub async fn run(target: Target, cmd: AdminCmd) -> anyhow::Result<()> {
                 "address", "used", "quota", "msgs"
             );
             for a in accounts {
-                let quota = if a.quota_bytes == 0 {
-                    "unlimited".to_string()
+                let limit = |l: u64| {
+                    if l == 0 {
+                        "unlimited".to_string()
+                    } else {
+                        l.to_string()
+                    }
+                };
+                let msgs = if a.quota_messages == 0 {
+                    a.messages.to_string()
                 } else {
-                    a.quota_bytes.to_string()
+                    format!("{}/{}", a.messages, a.quota_messages)
                 };
                 println!(
                     "{:<40} {:>12} {:>12} {:>8}  {}",
                     a.address,
                     a.used_bytes,
-                    quota,
-                    a.messages,
+                    limit(a.quota_bytes),
+                    msgs,
                     if a.disabled { "disabled" } else { "active" }
                 );
             }
@@ -388,14 +401,22 @@ pub async fn run(target: Target, cmd: AdminCmd) -> anyhow::Result<()> {
             .map_err(err)?;
             println!("app password {name:?} of {address} revoked");
         }
-        AdminCmd::Quota(QuotaCmd::Set { address, bytes }) => {
+        AdminCmd::Quota(QuotaCmd::Set {
+            address,
+            bytes,
+            messages,
+        }) => {
             c.set_quota(pb::SetQuotaRequest {
                 address: address.clone(),
                 quota_bytes: bytes,
+                quota_messages: messages,
             })
             .await
             .map_err(err)?;
-            println!("quota of {address} set to {bytes} bytes");
+            match messages {
+                Some(m) => println!("quota of {address} set to {bytes} bytes, {m} messages"),
+                None => println!("quota of {address} set to {bytes} bytes"),
+            }
         }
         AdminCmd::Stats => {
             let s = c

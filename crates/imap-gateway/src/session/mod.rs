@@ -307,6 +307,7 @@ impl Session {
             "CONTEXT=SORT".into(),
             "QUOTA".into(),
             "QUOTA=RES-STORAGE".into(),
+            "QUOTA=RES-MESSAGE".into(),
             "WITHIN".into(),
             "COMPRESS=DEFLATE".into(),
             "THREAD=ORDEREDSUBJECT".into(),

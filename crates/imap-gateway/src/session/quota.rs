@@ -1,16 +1,18 @@
 //! QUOTA (RFC 9208): one quota root per account, named "", with the
-//! STORAGE resource the store enforces at delivery and APPEND (refusals
-//! are `NO [OVERQUOTA]`). Limits are set by the operator (`mailctl`), so
-//! SETQUOTA is refused.
+//! STORAGE and MESSAGE resources the store enforces at delivery, APPEND
+//! and COPY (refusals are `NO [OVERQUOTA]`). Limits are set by the
+//! operator (`mailctl quota set`), so SETQUOTA is refused.
 
 use imap_codec::imap_types::core::AString;
 
 use super::*;
 
 impl Session {
-    /// `* QUOTA "" (STORAGE used limit)` in units of 1,024 octets
-    /// (RFC 9208 5.1); `None` for an unlimited account, which has no quota
-    /// root (a quota-list holds at least one resource).
+    /// `* QUOTA "" (STORAGE used limit MESSAGE used limit)`, STORAGE in
+    /// units of 1,024 octets (RFC 9208 5.1), MESSAGE in messages (5.2),
+    /// each resource only when it has a limit; `None` for an unlimited
+    /// account, which has no quota root (a quota-list holds at least one
+    /// resource).
     async fn quota_line(&mut self) -> Result<Option<String>, Done> {
         let Some(mut c) = self.client() else {
             return Err(Done::bad("Log in first"));
@@ -20,13 +22,18 @@ impl Session {
             .await
             .map_err(|s| store_no(&s))?
             .into_inner();
-        Ok((q.limit_bytes != 0).then(|| {
-            format!(
-                "* QUOTA \"\" (STORAGE {} {})",
+        let mut resources = Vec::new();
+        if q.limit_bytes != 0 {
+            resources.push(format!(
+                "STORAGE {} {}",
                 q.used_bytes.div_ceil(1024),
                 q.limit_bytes / 1024
-            )
-        }))
+            ));
+        }
+        if q.limit_messages != 0 {
+            resources.push(format!("MESSAGE {} {}", q.messages, q.limit_messages));
+        }
+        Ok((!resources.is_empty()).then(|| format!("* QUOTA \"\" ({})", resources.join(" "))))
     }
 
     /// GETQUOTA (RFC 9208 4.2): the one root there is.
