@@ -12,7 +12,7 @@ use mailbox_api::{AdminClient, CallAuth, DeliveryClient, MailboxClient, pb};
 use mailbox_store::{Store, StoreSettings};
 use service_kit::CancellationToken;
 use sqlx::Connection;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 pub use mailbox_api;
@@ -812,6 +812,19 @@ impl RawImap {
             return "<closed>".into();
         }
         l
+    }
+
+    /// Reads exactly `n` bytes (a literal that need not be UTF-8).
+    pub async fn bytes(&mut self, n: usize) -> Vec<u8> {
+        let mut b = vec![0; n];
+        tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            self.r.read_exact(&mut b),
+        )
+        .await
+        .expect("the bytes within 20 s")
+        .unwrap();
+        b
     }
 
     /// Sends a command and returns every line up to its tagged reply.

@@ -413,6 +413,137 @@ pub fn parse_cancelupdate(msg: &[u8]) -> Result<Option<Vec<String>>, ExtError> {
     Ok(Some(tags))
 }
 
+// ----------------------------------------------------------------------
+// URLAUTH (RFC 4467) and extended URLFETCH (RFC 5524)
+// ----------------------------------------------------------------------
+
+/// URLs one GENURLAUTH or URLFETCH may hold.
+pub const MAX_URLS: usize = 100;
+
+/// The three URLAUTH commands, with their arguments as the client wrote
+/// them (URLs are astrings; mailbox names raw, as for the other parsers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UrlAuthCommand {
+    /// `GENURLAUTH 1*(SP url-rump SP mechanism)` (RFC 4467 6).
+    GenUrlAuth(Vec<(String, String)>),
+    /// `RESETKEY [SP mailbox *(SP mechanism)]` (RFC 4467 5).
+    ResetKey(Option<Vec<u8>>, Vec<String>),
+    /// `URLFETCH 1*(SP url)`, each URL possibly with RFC 5524 parameters.
+    UrlFetch(Vec<UrlFetchArg>),
+}
+
+/// One URL of URLFETCH and what RFC 5524 3.1 asks of it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UrlFetchArg {
+    pub url: String,
+    /// Given in the parenthesized form (RFC 5524): the answer takes the
+    /// extended form too.
+    pub extended: bool,
+    pub body_part_structure: bool,
+    pub binary: bool,
+    pub body: bool,
+}
+
+/// Parses GENURLAUTH, RESETKEY and URLFETCH; `Ok(None)` for any other
+/// command.
+pub fn parse_urlauth(msg: &[u8]) -> Result<Option<UrlAuthCommand>, ExtError> {
+    let mut c = Cursor::new(msg);
+    if c.tag().is_none() {
+        return Ok(None);
+    }
+    let name = c.take_while(is_atom_char).to_ascii_uppercase();
+    let url = |c: &mut Cursor<'_>| -> Result<String, ExtError> {
+        let u = c.string(is_atom_char)?;
+        String::from_utf8(u).map_err(|_| ExtError::Syntax("a URL is ASCII"))
+    };
+    match name.as_slice() {
+        b"GENURLAUTH" => {
+            let mut pairs = Vec::new();
+            while c.eat(b' ') {
+                if pairs.len() == MAX_URLS {
+                    return Err(ExtError::TooMany("too many URLs in one command"));
+                }
+                let u = url(&mut c)?;
+                c.expect(b' ', "expected SP and a mechanism after the URL")?;
+                let mech = c.take_while(is_atom_char);
+                if mech.is_empty() {
+                    return Err(ExtError::Syntax("expected a URLAUTH mechanism"));
+                }
+                pairs.push((u, String::from_utf8_lossy(mech).into_owned()));
+            }
+            if pairs.is_empty() || !c.line_end() {
+                return Err(ExtError::Syntax(
+                    "expected GENURLAUTH SP url SP mechanism ...",
+                ));
+            }
+            Ok(Some(UrlAuthCommand::GenUrlAuth(pairs)))
+        }
+        b"RESETKEY" => {
+            let mut mailbox = None;
+            let mut mechs = Vec::new();
+            if c.eat(b' ') {
+                mailbox = Some(c.string(|b| is_atom_char(b) || b == b']')?);
+                while c.eat(b' ') {
+                    let m = c.take_while(is_atom_char);
+                    if m.is_empty() {
+                        return Err(ExtError::Syntax("expected a URLAUTH mechanism"));
+                    }
+                    mechs.push(String::from_utf8_lossy(m).into_owned());
+                }
+            }
+            if !c.line_end() {
+                return Err(ExtError::Syntax(
+                    "expected RESETKEY [SP mailbox *(SP mechanism)]",
+                ));
+            }
+            Ok(Some(UrlAuthCommand::ResetKey(mailbox, mechs)))
+        }
+        b"URLFETCH" => {
+            let mut args = Vec::new();
+            while c.eat(b' ') {
+                if args.len() == MAX_URLS {
+                    return Err(ExtError::TooMany("too many URLs in one command"));
+                }
+                if c.eat(b'(') {
+                    let mut a = UrlFetchArg {
+                        url: url(&mut c)?,
+                        extended: true,
+                        ..Default::default()
+                    };
+                    while c.eat(b' ') {
+                        let p = c.take_while(is_atom_char).to_ascii_uppercase();
+                        let seen = match p.as_slice() {
+                            b"BODYPARTSTRUCTURE" => &mut a.body_part_structure,
+                            b"BINARY" => &mut a.binary,
+                            b"BODY" => &mut a.body,
+                            _ => return Err(ExtError::Syntax("unknown URLFETCH parameter")),
+                        };
+                        // RFC 5524 3.1: each at most once.
+                        if std::mem::replace(seen, true) {
+                            return Err(ExtError::Syntax("a URLFETCH parameter given twice"));
+                        }
+                    }
+                    if a.binary && a.body {
+                        return Err(ExtError::Syntax("BINARY and BODY together"));
+                    }
+                    c.expect(b')', "expected \")\" after the URLFETCH parameters")?;
+                    args.push(a);
+                } else {
+                    args.push(UrlFetchArg {
+                        url: url(&mut c)?,
+                        ..Default::default()
+                    });
+                }
+            }
+            if args.is_empty() || !c.line_end() {
+                return Err(ExtError::Syntax("expected URLFETCH SP url ..."));
+            }
+            Ok(Some(UrlAuthCommand::UrlFetch(args)))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// `partial-range` (RFC 9394 3.1): `n:m` or `-n:-m`, each a non-zero
 /// 32-bit number, both ends of one sign; kept as written.
 fn partial_range(c: &mut Cursor<'_>) -> Result<(i64, i64), ExtError> {
@@ -1365,6 +1496,69 @@ mod tests {
     }
 
     #[test]
+    fn urlauth_commands() {
+        let u = "imap://joe@example.com/INBOX/;uid=20/;section=1.2;urlauth=submit+fred";
+        assert_eq!(
+            parse_urlauth(format!("a GENURLAUTH \"{u}\" INTERNAL {u} internal\r\n").as_bytes()),
+            Ok(Some(UrlAuthCommand::GenUrlAuth(vec![
+                (u.to_string(), "INTERNAL".into()),
+                (u.to_string(), "internal".into())
+            ])))
+        );
+        assert_eq!(
+            parse_urlauth(b"a RESETKEY\r\n"),
+            Ok(Some(UrlAuthCommand::ResetKey(None, vec![])))
+        );
+        assert_eq!(
+            parse_urlauth(b"a resetkey \"My Box\" INTERNAL\r\n"),
+            Ok(Some(UrlAuthCommand::ResetKey(
+                Some(b"My Box".to_vec()),
+                vec!["INTERNAL".into()]
+            )))
+        );
+        assert_eq!(
+            parse_urlauth(
+                format!("a URLFETCH {u} (\"{u}\" BINARY BODYPARTSTRUCTURE)\r\n").as_bytes()
+            ),
+            Ok(Some(UrlAuthCommand::UrlFetch(vec![
+                UrlFetchArg {
+                    url: u.into(),
+                    ..Default::default()
+                },
+                UrlFetchArg {
+                    url: u.into(),
+                    extended: true,
+                    binary: true,
+                    body_part_structure: true,
+                    body: false
+                }
+            ])))
+        );
+        assert_eq!(parse_urlauth(b"a FETCH 1 BODY[]\r\n"), Ok(None));
+        for bad in [
+            &b"a GENURLAUTH\r\n"[..],
+            b"a GENURLAUTH url\r\n",
+            b"a URLFETCH\r\n",
+            b"a URLFETCH (u BINARY BODY)\r\n",
+            b"a URLFETCH (u BINARY BINARY)\r\n",
+            b"a URLFETCH (u FOO)\r\n",
+            b"a URLFETCH (u BINARY\r\n",
+            b"a RESETKEY INBOX \"x\"\r\n",
+        ] {
+            assert!(
+                parse_urlauth(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let many = format!("a URLFETCH{}\r\n", " u".repeat(MAX_URLS + 1));
+        assert!(matches!(
+            parse_urlauth(many.as_bytes()),
+            Err(ExtError::TooMany(_))
+        ));
+    }
+
+    #[test]
     fn cancelupdate() {
         assert_eq!(
             parse_cancelupdate(b"c CANCELUPDATE \"B01\" \"a\\\"b\"\r\n").unwrap(),
@@ -2001,6 +2195,7 @@ mod tests {
     const SPECIALS: &[u8] = b"(){}\"\\ \r\n%*]+0123456789~\x00\x7f\xc3\xff";
 
     fn run_all(input: &[u8]) {
+        let _ = parse_urlauth(input);
         let _ = split_search_return(input);
         let _ = parse_list_extended(input);
         if let Ok(Some((out, o))) = split_search_return(input) {

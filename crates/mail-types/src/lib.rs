@@ -5,6 +5,8 @@
 
 use std::fmt;
 
+pub mod imap_url;
+
 /// A mail address `local@domain` as used for accounts and envelope
 /// recipients (RFC 5321 4.1.2 `Mailbox`). The domain is stored lower-case;
 /// the local part keeps its case but compares case-insensitively for

@@ -1939,6 +1939,83 @@ pub async fn quota(pool: &Pool<Db>, account: AccountId) -> Result<pb::GetQuotaRe
     })
 }
 
+// ------------------------------------------------------------------ URLAUTH
+
+/// An account's address and whether it is disabled.
+pub async fn account_by_id(pool: &Pool<Db>, account: AccountId) -> Result<(String, bool)> {
+    sqlx::query_as("SELECT address, disabled FROM accounts WHERE id = $1")
+        .bind(account.0)
+        .fetch_optional(pool)
+        .await?
+        .ok_or(StoreError::NotFound("account"))
+}
+
+/// The account an address names (not an alias), if enabled.
+pub async fn enabled_account_by_address(
+    pool: &Pool<Db>,
+    address: &str,
+) -> Result<Option<AccountId>> {
+    let row: Option<(i64, bool)> =
+        sqlx::query_as("SELECT id, disabled FROM accounts WHERE address = $1")
+            .bind(address)
+            .fetch_optional(pool)
+            .await?;
+    Ok(row.filter(|r| !r.1).map(|r| AccountId(r.0)))
+}
+
+/// A mailbox's URLAUTH access key and UIDVALIDITY; with `create`, a new
+/// key (from `fresh`) when it has none. `None` when it has none.
+pub async fn urlauth_key(
+    pool: &Pool<Db>,
+    account: AccountId,
+    mailbox: &str,
+    fresh: Option<&str>,
+) -> Result<Option<(String, u32)>> {
+    let mb = mailbox_by_name_pool(pool, account, mailbox).await?;
+    if let Some(key) = fresh {
+        // Two GENURLAUTHs at once: one key wins, both read it.
+        sqlx::query(
+            "INSERT INTO urlauth_keys (mailbox_id, account_id, access_key) VALUES ($1, $2, $3) \
+             ON CONFLICT (mailbox_id) DO NOTHING",
+        )
+        .bind(mb.id)
+        .bind(account.0)
+        .bind(key)
+        .execute(pool)
+        .await?;
+    }
+    let key: Option<String> =
+        sqlx::query_scalar("SELECT access_key FROM urlauth_keys WHERE mailbox_id = $1")
+            .bind(mb.id)
+            .fetch_optional(pool)
+            .await?;
+    Ok(key.map(|k| (k, mb.uid_validity as u32)))
+}
+
+/// RESETKEY: drops one mailbox's access key, or all of the account's.
+pub async fn reset_urlauth_keys(
+    pool: &Pool<Db>,
+    account: AccountId,
+    mailbox: Option<&str>,
+) -> Result<()> {
+    match mailbox {
+        Some(name) => {
+            let mb = mailbox_by_name_pool(pool, account, name).await?;
+            sqlx::query("DELETE FROM urlauth_keys WHERE mailbox_id = $1")
+                .bind(mb.id)
+                .execute(pool)
+                .await?;
+        }
+        None => {
+            sqlx::query("DELETE FROM urlauth_keys WHERE account_id = $1")
+                .bind(account.0)
+                .execute(pool)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
 // ------------------------------------------------------------------ POP3 lease
 
 /// Takes the maildrop lock unless a live lease is held by someone else.

@@ -789,6 +789,50 @@ impl mailbox_server::Mailbox for MailboxSvc {
         ))
     }
 
+    async fn gen_url_auth(
+        &self,
+        req: Request<pb::GenUrlAuthRequest>,
+    ) -> Result<Response<pb::GenUrlAuthResponse>, Status> {
+        let account = self.account(&req).await?;
+        let url = self
+            .store
+            .gen_urlauth(account, &req.into_inner().rump)
+            .await?;
+        Ok(Response::new(pb::GenUrlAuthResponse { url }))
+    }
+
+    async fn reset_url_auth_keys(
+        &self,
+        req: Request<pb::ResetUrlAuthKeysRequest>,
+    ) -> Result<Response<pb::ResetUrlAuthKeysResponse>, Status> {
+        let account = self.account(&req).await?;
+        let r = req.into_inner();
+        let mailbox = (!r.mailbox.is_empty()).then_some(r.mailbox.as_str());
+        self.store.reset_urlauth_keys(account, mailbox).await?;
+        Ok(Response::new(pb::ResetUrlAuthKeysResponse {}))
+    }
+
+    type UrlFetchStream = BoxStream<pb::UrlFetchChunk>;
+
+    async fn url_fetch(
+        &self,
+        req: Request<pb::UrlFetchRequest>,
+    ) -> Result<Response<Self::UrlFetchStream>, Status> {
+        let account = self.account(&req).await?;
+        let (meta, data) = self.store.url_fetch(account, &req.into_inner().url).await?;
+        let mut out: Vec<Result<pb::UrlFetchChunk, Status>> = vec![Ok(pb::UrlFetchChunk {
+            meta: Some(meta),
+            data: Vec::new(),
+        })];
+        out.extend(data.chunks(CHUNK_SIZE).map(|c| {
+            Ok(pb::UrlFetchChunk {
+                meta: None,
+                data: c.to_vec(),
+            })
+        }));
+        Ok(Response::new(Box::pin(tokio_stream::iter(out))))
+    }
+
     type WatchStream = BoxStream<pb::ChangesResponse>;
 
     /// Streams changes of one mailbox. `since_modseq` 0 means "from now".

@@ -176,7 +176,7 @@ impl Session {
             let ext = if over_limit {
                 None
             } else {
-                Box::pin(self.extension_command()).await
+                Box::pin(self.extension_command()).await?
             };
             if let Some(done) = ext {
                 let t = tag.clone().unwrap_or_else(|| "*".into());
@@ -281,27 +281,30 @@ impl Session {
     /// The commands imap-codec does not parse, once authenticated:
     /// CANCELUPDATE (RFC 5267 4.2), APPEND with several messages or
     /// CATENATE (RFC 3502, RFC 4469), CREATE with USE (RFC 6154 3),
-    /// UNAUTHENTICATE (RFC 8437). `None`: the message is none of these (a
+    /// UNAUTHENTICATE (RFC 8437), GENURLAUTH / RESETKEY / URLFETCH (RFC
+    /// 4467, RFC 5524). `None`: the message is none of these (a
     /// keyword may be another command's argument) and goes to imap-codec.
-    async fn extension_command(&mut self) -> Option<Done> {
+    async fn extension_command(&mut self) -> Result<Option<Done>, End> {
         use imap_wire::ext;
-        self.client.as_ref()?;
+        if self.client.is_none() {
+            return Ok(None);
+        }
         let msg = self.frag.message_bytes();
         if first_line_has(msg, b"CANCELUPDATE") {
             match ext::parse_cancelupdate(msg) {
                 Ok(Some(_)) if self.view.is_none() => {
-                    return Some(Done::bad("No mailbox selected"));
+                    return Ok(Some(Done::bad("No mailbox selected")));
                 }
-                Ok(Some(tags)) => return Some(self.cancel_update(&tags)),
+                Ok(Some(tags)) => return Ok(Some(self.cancel_update(&tags))),
                 Ok(None) => {}
-                Err(e) => return Some(Done::bad(e.to_string())),
+                Err(e) => return Ok(Some(Done::bad(e.to_string()))),
             }
         }
         let msg = self.frag.message_bytes();
         if first_line_has(msg, b"APPEND") {
             match ext::parse_multiappend(msg) {
                 Err(ext::ExtError::TooMany(what)) => {
-                    return Some(Done::no(format!("[LIMIT] {what}")));
+                    return Ok(Some(Done::no(format!("[LIMIT] {what}"))));
                 }
                 Ok(Some((name, messages))) => {
                     let done = Box::pin(self.multiappend(&name, messages)).await;
@@ -309,27 +312,51 @@ impl Session {
                     if self.view.is_some() && done.kind == "OK" {
                         Box::pin(self.sync_view()).await;
                     }
-                    return Some(done);
+                    return Ok(Some(done));
                 }
                 Ok(None) => {}
-                Err(e) => return Some(Done::bad(e.to_string())),
+                Err(e) => return Ok(Some(Done::bad(e.to_string()))),
             }
         }
         let msg = self.frag.message_bytes();
         if first_line_has(msg, b"CREATE") {
             match ext::parse_create_special_use(msg) {
                 Ok(Some((name, uses))) => {
-                    return Some(Box::pin(self.create_special_use(&name, &uses)).await);
+                    return Ok(Some(Box::pin(self.create_special_use(&name, &uses)).await));
                 }
                 Ok(None) => {}
-                Err(e) => return Some(Done::bad(e.to_string())),
+                Err(e) => return Ok(Some(Done::bad(e.to_string()))),
             }
         }
         if is_unauthenticate(self.frag.message_bytes()) {
             Box::pin(self.unauthenticate()).await;
-            return Some(Done::ok("Not authenticated any more"));
+            return Ok(Some(Done::ok("Not authenticated any more")));
         }
-        None
+        let msg = self.frag.message_bytes();
+        if first_line_has(msg, b"GENURLAUTH")
+            || first_line_has(msg, b"RESETKEY")
+            || first_line_has(msg, b"URLFETCH")
+        {
+            match ext::parse_urlauth(msg) {
+                Ok(Some(ext::UrlAuthCommand::GenUrlAuth(pairs))) => {
+                    return Ok(Some(Box::pin(self.gen_urlauth(&pairs)).await));
+                }
+                Ok(Some(ext::UrlAuthCommand::ResetKey(mailbox, mechs))) => {
+                    return Ok(Some(
+                        Box::pin(self.reset_key(mailbox.as_deref(), &mechs)).await,
+                    ));
+                }
+                Ok(Some(ext::UrlAuthCommand::UrlFetch(args))) => {
+                    return Ok(Some(Box::pin(self.url_fetch(&args)).await?));
+                }
+                Ok(None) => {}
+                Err(ext::ExtError::TooMany(what)) => {
+                    return Ok(Some(Done::no(format!("[LIMIT] {what}"))));
+                }
+                Err(e) => return Ok(Some(Done::bad(e.to_string()))),
+            }
+        }
+        Ok(None)
     }
 
     /// Replaces the SEARCHRES `$` (RFC 5182) in the first line of a command

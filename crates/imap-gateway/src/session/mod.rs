@@ -24,6 +24,7 @@ mod sorting;
 mod status;
 mod store;
 mod updates;
+mod urlauth;
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -308,6 +309,8 @@ impl Session {
             "QUOTA".into(),
             "QUOTA=RES-STORAGE".into(),
             "QUOTA=RES-MESSAGE".into(),
+            "URLAUTH".into(),
+            "URLAUTH=BINARY".into(),
             "WITHIN".into(),
             "COMPRESS=DEFLATE".into(),
             "THREAD=ORDEREDSUBJECT".into(),
