@@ -414,6 +414,252 @@ pub fn parse_cancelupdate(msg: &[u8]) -> Result<Option<Vec<String>>, ExtError> {
 }
 
 // ----------------------------------------------------------------------
+// NOTIFY (RFC 5465)
+// ----------------------------------------------------------------------
+
+/// Mailboxes one NOTIFY may name.
+pub const MAX_NOTIFY_NAMES: usize = 1000;
+
+/// `NOTIFY NONE` or `NOTIFY SET [STATUS] event-groups` (RFC 5465 8).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotifyCommand {
+    None,
+    Set {
+        status: bool,
+        groups: Vec<NotifyGroup>,
+    },
+}
+
+/// `"(" filter-mailboxes SP events ")"`; `events` empty for `NONE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyGroup {
+    pub filter: NotifyFilter,
+    pub events: Vec<NotifyEvent>,
+}
+
+/// `filter-mailboxes`; names raw, as the other parsers keep them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotifyFilter {
+    Selected,
+    SelectedDelayed,
+    Inboxes,
+    Personal,
+    Subscribed,
+    Subtree(Vec<Vec<u8>>),
+    Mailboxes(Vec<Vec<u8>>),
+}
+
+/// An `event`; `MessageNew` with its fetch-att list as written (without
+/// the parentheses).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotifyEvent {
+    MessageNew(Option<String>),
+    MessageExpunge,
+    FlagChange,
+    AnnotationChange,
+    MailboxName,
+    SubscriptionChange,
+    MailboxMetadataChange,
+    ServerMetadataChange,
+    /// `event-ext`: an atom this parser does not know.
+    Other(String),
+}
+
+impl NotifyEvent {
+    pub fn name(&self) -> &str {
+        match self {
+            NotifyEvent::MessageNew(_) => "MessageNew",
+            NotifyEvent::MessageExpunge => "MessageExpunge",
+            NotifyEvent::FlagChange => "FlagChange",
+            NotifyEvent::AnnotationChange => "AnnotationChange",
+            NotifyEvent::MailboxName => "MailboxName",
+            NotifyEvent::SubscriptionChange => "SubscriptionChange",
+            NotifyEvent::MailboxMetadataChange => "MailboxMetadataChange",
+            NotifyEvent::ServerMetadataChange => "ServerMetadataChange",
+            NotifyEvent::Other(a) => a,
+        }
+    }
+
+    /// A `message-event` (the only kind SELECTED may carry).
+    pub fn is_message_event(&self) -> bool {
+        matches!(
+            self,
+            NotifyEvent::MessageNew(_)
+                | NotifyEvent::MessageExpunge
+                | NotifyEvent::FlagChange
+                | NotifyEvent::AnnotationChange
+        )
+    }
+}
+
+/// Parses NOTIFY; `Ok(None)` for another command. The rules of RFC 5465 5
+/// and 6.1 that make a command BAD are checked here: MessageNew and
+/// MessageExpunge together, FlagChange / AnnotationChange only with both,
+/// only message events (and fetch-atts) for SELECTED / SELECTED-DELAYED,
+/// and at most one of those.
+pub fn parse_notify(msg: &[u8]) -> Result<Option<NotifyCommand>, ExtError> {
+    let mut c = Cursor::new(msg);
+    if c.tag().is_none() || !c.take_while(is_atom_char).eq_ignore_ascii_case(b"NOTIFY") {
+        return Ok(None);
+    }
+    c.expect(b' ', "expected NOTIFY SET or NOTIFY NONE")?;
+    let verb = c.take_while(is_atom_char).to_ascii_uppercase();
+    match verb.as_slice() {
+        b"NONE" => {
+            if !c.line_end() {
+                return Err(ExtError::Syntax("unexpected text after NOTIFY NONE"));
+            }
+            return Ok(Some(NotifyCommand::None));
+        }
+        b"SET" => {}
+        _ => return Err(ExtError::Syntax("expected NOTIFY SET or NOTIFY NONE")),
+    }
+    c.expect(b' ', "expected SP after NOTIFY SET")?;
+    let mut status = false;
+    if c.peek() != Some(b'(') {
+        if !c.take_while(is_atom_char).eq_ignore_ascii_case(b"STATUS") {
+            return Err(ExtError::Syntax("expected STATUS or an event group"));
+        }
+        status = true;
+        c.expect(b' ', "expected SP after STATUS")?;
+    }
+    let mut groups = Vec::new();
+    let mut names = 0usize;
+    let mut selected_seen = false;
+    loop {
+        c.expect(b'(', "expected \"(\" to open an event group")?;
+        let kw = c.take_while(is_atom_char).to_ascii_uppercase();
+        let mut mailbox_list = |c: &mut Cursor<'_>| -> Result<Vec<Vec<u8>>, ExtError> {
+            c.expect(b' ', "expected SP and mailboxes")?;
+            let mut v = Vec::new();
+            let one = |c: &mut Cursor<'_>| {
+                c.string(|b| is_atom_char(b) || b == b']' || b == b'%' || b == b'*')
+            };
+            if c.eat(b'(') {
+                loop {
+                    v.push(one(c)?);
+                    if c.eat(b')') {
+                        break;
+                    }
+                    c.expect(b' ', "expected SP or \")\" in a mailbox list")?;
+                }
+            } else {
+                v.push(one(c)?);
+            }
+            names += v.len();
+            if names > MAX_NOTIFY_NAMES {
+                return Err(ExtError::TooMany("too many mailboxes in one NOTIFY"));
+            }
+            Ok(v)
+        };
+        let filter = match kw.as_slice() {
+            b"SELECTED" => NotifyFilter::Selected,
+            b"SELECTED-DELAYED" => NotifyFilter::SelectedDelayed,
+            b"INBOXES" => NotifyFilter::Inboxes,
+            b"PERSONAL" => NotifyFilter::Personal,
+            b"SUBSCRIBED" => NotifyFilter::Subscribed,
+            b"SUBTREE" => NotifyFilter::Subtree(mailbox_list(&mut c)?),
+            b"MAILBOXES" => NotifyFilter::Mailboxes(mailbox_list(&mut c)?),
+            _ => return Err(ExtError::Syntax("unknown NOTIFY mailbox filter")),
+        };
+        let selected = matches!(
+            filter,
+            NotifyFilter::Selected | NotifyFilter::SelectedDelayed
+        );
+        if selected && std::mem::replace(&mut selected_seen, true) {
+            return Err(ExtError::Syntax(
+                "SELECTED or SELECTED-DELAYED at most once (RFC 5465 6.1)",
+            ));
+        }
+        c.expect(b' ', "expected SP and the events")?;
+        let mut events = Vec::new();
+        // The RFC's own examples write a group's events without their
+        // parentheses ("(subtree Lists MessageNew)"); taken the same way.
+        let bare = c.peek() != Some(b'(') && {
+            let save = c.pos;
+            let none = c.take_while(is_atom_char).eq_ignore_ascii_case(b"NONE");
+            c.pos = save;
+            !none
+        };
+        if bare || c.eat(b'(') {
+            loop {
+                let name = c.take_while(is_atom_char);
+                if name.is_empty() {
+                    return Err(ExtError::Syntax("expected an event name"));
+                }
+                let e = match name.to_ascii_lowercase().as_slice() {
+                    b"messagenew" => {
+                        let mut atts = None;
+                        if c.peek() == Some(b' ') && c.buf.get(c.pos + 1) == Some(&b'(') {
+                            c.pos += 1;
+                            atts = Some(c.balanced_parens()?);
+                        }
+                        NotifyEvent::MessageNew(atts)
+                    }
+                    b"messageexpunge" => NotifyEvent::MessageExpunge,
+                    b"flagchange" => NotifyEvent::FlagChange,
+                    b"annotationchange" => NotifyEvent::AnnotationChange,
+                    b"mailboxname" => NotifyEvent::MailboxName,
+                    b"subscriptionchange" => NotifyEvent::SubscriptionChange,
+                    b"mailboxmetadatachange" => NotifyEvent::MailboxMetadataChange,
+                    b"servermetadatachange" => NotifyEvent::ServerMetadataChange,
+                    _ => NotifyEvent::Other(String::from_utf8_lossy(name).into_owned()),
+                };
+                events.push(e);
+                if events.len() > 16 {
+                    return Err(ExtError::Syntax("too many events in one group"));
+                }
+                if bare && c.peek() == Some(b')') {
+                    break;
+                }
+                if !bare && c.eat(b')') {
+                    break;
+                }
+                c.expect(b' ', "expected SP or \")\" in the events")?;
+            }
+        } else if !c.take_while(is_atom_char).eq_ignore_ascii_case(b"NONE") {
+            return Err(ExtError::Syntax("expected \"(\" events \")\" or NONE"));
+        }
+        c.expect(b')', "expected \")\" to close an event group")?;
+        let has = |f: fn(&NotifyEvent) -> bool| events.iter().any(f);
+        let new = has(|e| matches!(e, NotifyEvent::MessageNew(_)));
+        let expunge = has(|e| matches!(e, NotifyEvent::MessageExpunge));
+        if new != expunge {
+            return Err(ExtError::Syntax(
+                "MessageNew and MessageExpunge go together (RFC 5465 5)",
+            ));
+        }
+        if !new && has(|e| matches!(e, NotifyEvent::FlagChange | NotifyEvent::AnnotationChange)) {
+            return Err(ExtError::Syntax(
+                "FlagChange needs MessageNew and MessageExpunge (RFC 5465 5)",
+            ));
+        }
+        if selected
+            && events
+                .iter()
+                .any(|e| !e.is_message_event() && !matches!(e, NotifyEvent::Other(_)))
+        {
+            return Err(ExtError::Syntax(
+                "SELECTED takes message events only (RFC 5465 6.1)",
+            ));
+        }
+        if !selected && has(|e| matches!(e, NotifyEvent::MessageNew(Some(_)))) {
+            return Err(ExtError::Syntax(
+                "fetch attributes only for SELECTED (RFC 5465 8)",
+            ));
+        }
+        groups.push(NotifyGroup { filter, events });
+        if !c.eat(b' ') {
+            break;
+        }
+    }
+    if !c.line_end() {
+        return Err(ExtError::Syntax("unexpected text after the event groups"));
+    }
+    Ok(Some(NotifyCommand::Set { status, groups }))
+}
+
+// ----------------------------------------------------------------------
 // URLAUTH (RFC 4467) and extended URLFETCH (RFC 5524)
 // ----------------------------------------------------------------------
 
@@ -1077,6 +1323,32 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// `"(" ... ")"` with nested parentheses and quoted strings, on one
+    /// line: the text inside, as written.
+    fn balanced_parens(&mut self) -> Result<String, ExtError> {
+        self.expect(b'(', "expected \"(\"")?;
+        let start = self.pos;
+        let mut depth = 1usize;
+        while depth > 0 {
+            match self.peek() {
+                None | Some(b'\r' | b'\n' | b'{') => {
+                    return Err(ExtError::Syntax("unbalanced parentheses"));
+                }
+                Some(b'"') => {
+                    self.quoted()?;
+                    continue;
+                }
+                Some(b'(') => depth += 1,
+                Some(b')') => depth -= 1,
+                _ => {}
+            }
+            self.pos += 1;
+        }
+        let inner = &self.buf[start..self.pos - 1];
+        String::from_utf8(inner.to_vec())
+            .map_err(|_| ExtError::Syntax("fetch attributes are ASCII"))
+    }
+
     /// `DQUOTE *QUOTED-CHAR DQUOTE`, with UTF-8 allowed (RFC 9051 9).
     fn quoted(&mut self) -> Result<Vec<u8>, ExtError> {
         self.expect(b'"', "expected a quoted string")?;
@@ -1489,6 +1761,79 @@ mod tests {
         ] {
             assert!(
                 parse_multiappend(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn notify_commands() {
+        use NotifyEvent as E;
+        use NotifyFilter as F;
+        let r = parse_notify(
+            b"b notify set status (selected MessageNew (uid body.peek[header.fields (from to subject)]) MessageExpunge) (subtree Lists MessageNew messageexpunge) (mailboxes (misc \"a b\") NONE)\r\n",
+        );
+        assert_eq!(
+            r,
+            Ok(Some(NotifyCommand::Set {
+                status: true,
+                groups: vec![
+                    NotifyGroup {
+                        filter: F::Selected,
+                        events: vec![
+                            E::MessageNew(Some(
+                                "uid body.peek[header.fields (from to subject)]".into()
+                            )),
+                            E::MessageExpunge
+                        ]
+                    },
+                    NotifyGroup {
+                        filter: F::Subtree(vec![b"Lists".to_vec()]),
+                        events: vec![E::MessageNew(None), E::MessageExpunge]
+                    },
+                    NotifyGroup {
+                        filter: F::Mailboxes(vec![b"misc".to_vec(), b"a b".to_vec()]),
+                        events: vec![]
+                    },
+                ]
+            }))
+        );
+        assert_eq!(
+            parse_notify(b"a NOTIFY NONE\r\n"),
+            Ok(Some(NotifyCommand::None))
+        );
+        assert_eq!(
+            parse_notify(b"a NOTIFY SET (personal (MailboxName SubscriptionChange FooBar))\r\n"),
+            Ok(Some(NotifyCommand::Set {
+                status: false,
+                groups: vec![NotifyGroup {
+                    filter: F::Personal,
+                    events: vec![
+                        E::MailboxName,
+                        E::SubscriptionChange,
+                        E::Other("FooBar".into())
+                    ]
+                }]
+            }))
+        );
+        assert_eq!(parse_notify(b"a NOOP\r\n"), Ok(None));
+        for bad in [
+            &b"a NOTIFY\r\n"[..],
+            b"a NOTIFY SET\r\n",
+            b"a NOTIFY SET (selected (MessageNew))\r\n",
+            b"a NOTIFY SET (selected (FlagChange))\r\n",
+            b"a NOTIFY SET (personal (FlagChange MessageExpunge))\r\n",
+            b"a NOTIFY SET (selected (MailboxName))\r\n",
+            b"a NOTIFY SET (selected NONE) (selected-delayed NONE)\r\n",
+            b"a NOTIFY SET (inboxes (MessageNew (uid) MessageExpunge))\r\n",
+            b"a NOTIFY SET (nowhere NONE)\r\n",
+            b"a NOTIFY SET (selected (MessageNew (uid MessageExpunge))\r\n",
+            b"a NOTIFY SET (subtree NONE)\r\n",
+            b"a NOTIFY NONE extra\r\n",
+        ] {
+            assert!(
+                parse_notify(bad).is_err(),
                 "{}",
                 String::from_utf8_lossy(bad)
             );
@@ -2196,6 +2541,7 @@ mod tests {
 
     fn run_all(input: &[u8]) {
         let _ = parse_urlauth(input);
+        let _ = parse_notify(input);
         let _ = split_search_return(input);
         let _ = parse_list_extended(input);
         if let Ok(Some((out, o))) = split_search_return(input) {

@@ -833,6 +833,39 @@ impl mailbox_server::Mailbox for MailboxSvc {
         Ok(Response::new(Box::pin(tokio_stream::iter(out))))
     }
 
+    type WatchMailboxListStream = BoxStream<pb::WatchMailboxListResponse>;
+
+    async fn watch_mailbox_list(
+        &self,
+        req: Request<pb::WatchMailboxListRequest>,
+    ) -> Result<Response<Self::WatchMailboxListStream>, Status> {
+        let account = self.account(&req).await?;
+        let mut ticks = self.store.watch_mailbox_list(account);
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    t = ticks.recv() => {
+                        if matches!(t, Err(broadcast::error::RecvError::Closed)) {
+                            return;
+                        }
+                    }
+                    _ = tokio::time::sleep(WATCH_POLL) => {}
+                    _ = tx.closed() => return,
+                    _ = shutdown.cancelled() => return,
+                }
+                // Ticks that pile up while the caller reads are one.
+                if let Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) =
+                    tx.try_send(Ok(pb::WatchMailboxListResponse {}))
+                {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx).boxed()))
+    }
+
     type WatchStream = BoxStream<pb::ChangesResponse>;
 
     /// Streams changes of one mailbox. `since_modseq` 0 means "from now".

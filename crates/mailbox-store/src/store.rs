@@ -1322,13 +1322,16 @@ impl Store {
         special_use: pb::SpecialUse,
     ) -> Result<pb::MailboxInfo> {
         let name = parse_mailbox(name)?;
-        on_backend!(self, create_mailbox(account, &name, special_use as i64))
+        let info = on_backend!(self, create_mailbox(account, &name, special_use as i64))?;
+        self.mailbox_list_changed(account).await;
+        Ok(info)
     }
 
     pub async fn delete_mailbox(&self, account: AccountId, name: &str) -> Result<()> {
         let name = parse_mailbox(name)?;
         let id = on_backend!(self, delete_mailbox(account, &name))?;
         self.changed(&[id]);
+        self.mailbox_list_changed(account).await;
         Ok(())
     }
 
@@ -1337,12 +1340,37 @@ impl Store {
         let to = parse_mailbox(to)?;
         let ids = on_backend!(self, rename_mailbox(account, &from, &to))?;
         self.changed(&ids);
+        self.mailbox_list_changed(account).await;
         Ok(())
     }
 
     pub async fn set_subscribed(&self, account: AccountId, name: &str, on: bool) -> Result<()> {
         let name = parse_mailbox(name)?;
-        on_backend!(self, set_subscribed(account, &name, on))
+        on_backend!(self, set_subscribed(account, &name, on))?;
+        self.mailbox_list_changed(account).await;
+        Ok(())
+    }
+
+    /// Ticks the account's mailbox-list watchers here and, through
+    /// `NOTIFY mailbox_list_changes`, on every other replica. A lost tick
+    /// costs only latency: watchers also re-read every WATCH_POLL.
+    async fn mailbox_list_changed(&self, account: AccountId) {
+        self.inner.hub.notify_list(account.0);
+        if let Backend::Pg(pool) = &self.inner.backend {
+            let payload = format!("{}:{}", self.inner.origin, account.0);
+            if let Err(e) = sqlx::query("SELECT pg_notify('mailbox_list_changes', $1)")
+                .bind(payload)
+                .execute(pool)
+                .await
+            {
+                tracing::warn!(error = %e, "NOTIFY mailbox_list_changes failed");
+            }
+        }
+    }
+
+    /// A tick each time the account's mailbox list or subscriptions change.
+    pub fn watch_mailbox_list(&self, account: AccountId) -> broadcast::Receiver<()> {
+        self.inner.hub.subscribe_list(account.0)
     }
 
     pub async fn mailbox_status(
@@ -1822,7 +1850,7 @@ fn spawn_pg_listener(
                 }
             };
             if let Err(e) = listener
-                .listen_all(["mailbox_changes", "account_changes"])
+                .listen_all(["mailbox_changes", "account_changes", "mailbox_list_changes"])
                 .await
             {
                 tracing::warn!(error = %e, "LISTEN failed; retrying");
@@ -1836,6 +1864,14 @@ fn spawn_pg_listener(
                     Ok(Some(n)) if n.channel() == "account_changes" => {
                         if n.payload() != origin {
                             auth.forget_sessions();
+                        }
+                    }
+                    Ok(Some(n)) if n.channel() == "mailbox_list_changes" => {
+                        if let Some((from, id)) = n.payload().split_once(':')
+                            && from != origin
+                            && let Ok(id) = id.parse::<i64>()
+                        {
+                            hub.notify_list(id);
                         }
                     }
                     Ok(Some(n)) => {

@@ -100,6 +100,7 @@ impl Session {
     /// Sends the messages to the store in one Append stream (a header
     /// before each message's data): one transaction.
     async fn append_all(&mut self, name: String, messages: Vec<ToAppend>) -> Done {
+        self.notify_own_change(&name);
         let max = self.settings().max_append as u64;
         if messages.iter().any(|m| m.data.len() as u64 > max) {
             return Done::no("[TOOBIG] Message larger than APPENDLIMIT");

@@ -21,6 +21,7 @@ impl Session {
         self.condstore = false;
         self.qresync = false;
         self.added_here = (0, Vec::new());
+        self.notify = None;
     }
 
     pub(super) async fn starttls(&mut self, tag: &str) -> R {

@@ -37,8 +37,32 @@ impl Session {
     /// EXPUNGE, ADDTO after the EXISTS (RFC 5267 4.3).
     pub(super) async fn tell_updates(&mut self, expunges_ok: bool) {
         Box::pin(self.context_removals()).await;
+        // NOTIFY's SELECTED MessageNew fetch-atts: the messages that
+        // arrive now from elsewhere get a FETCH after their EXISTS.
+        let fetch_new = self
+            .notify
+            .as_ref()
+            .and_then(|n| n.selected.as_ref())
+            .is_some_and(|s| s.fetch_atts.is_some());
+        let before: Option<(u32, Vec<u32>)> = match (&self.view, fetch_new) {
+            (Some(v), true) => Some((v.uid_validity(), v.uids())),
+            _ => None,
+        };
+        let own = self.added_here.1.clone();
         self.drain_updates(expunges_ok);
         self.context_additions();
+        if let (Some((validity, before)), Some(v)) = (before, &self.view)
+            && v.uid_validity() == validity
+        {
+            let known: std::collections::HashSet<u32> = before.into_iter().chain(own).collect();
+            let new: Vec<u32> = v
+                .uids()
+                .into_iter()
+                .filter(|u| !known.contains(u))
+                .collect();
+            Box::pin(self.notify_fetch_new(&new)).await;
+        }
+        Box::pin(self.notify_pending()).await;
     }
 
     /// Registers a context for `tag` after its command answered (its

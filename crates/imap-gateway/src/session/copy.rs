@@ -18,6 +18,7 @@ impl Session {
             Ok(n) => n,
             Err(d) => return Ok(d),
         };
+        self.notify_own_change(&dest);
         let Some(view) = &self.view else {
             return Ok(Done::bad("No mailbox selected"));
         };

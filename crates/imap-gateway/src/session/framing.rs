@@ -94,8 +94,24 @@ impl Session {
                     }
                     let timeout = self.settings().idle_timeout;
                     let shutdown = self.ctx.shutdown.clone();
+                    // With NOTIFY, events are told between commands too
+                    // (RFC 5465 3.1): the selected mailbox's as SELECTED /
+                    // SELECTED-DELAYED say, other mailboxes' as they come.
+                    let wake = self.notify.as_ref().map(|n| n.wake.clone());
+                    let mut view_rx = match self.notify.as_ref().and_then(|n| n.selected.as_ref()) {
+                        Some(s) if s.messages || s.flags => self.view.as_ref().map(|v| v.changes()),
+                        _ => None,
+                    };
                     let bytes = tokio::select! {
                         b = self.read_input(READ_CHUNK, timeout) => b,
+                        _ = notified(wake) => {
+                            self.notify_between().await;
+                            continue;
+                        }
+                        _ = super::updates::changed(&mut view_rx) => {
+                            self.notify_between().await;
+                            continue;
+                        }
                         _ = shutdown.cancelled() => {
                             self.push("* BYE Server shutting down");
                             return Ok(None);
@@ -333,6 +349,17 @@ impl Session {
             return Ok(Some(Done::ok("Not authenticated any more")));
         }
         let msg = self.frag.message_bytes();
+        if first_line_has(msg, b"NOTIFY") {
+            match ext::parse_notify(msg) {
+                Ok(Some(cmd)) => return Ok(Some(Box::pin(self.notify(cmd)).await)),
+                Ok(None) => {}
+                Err(ext::ExtError::TooMany(what)) => {
+                    return Ok(Some(Done::no(format!("[NOTIFICATIONOVERFLOW] {what}"))));
+                }
+                Err(e) => return Ok(Some(Done::bad(e.to_string()))),
+            }
+        }
+        let msg = self.frag.message_bytes();
         if first_line_has(msg, b"GENURLAUTH")
             || first_line_has(msg, b"RESETKEY")
             || first_line_has(msg, b"URLFETCH")
@@ -462,4 +489,12 @@ fn is_unauthenticate(msg: &[u8]) -> bool {
     let mut words = line.split(|&b| b == b' ');
     let (_tag, cmd, rest) = (words.next(), words.next(), words.next());
     rest.is_none() && cmd.is_some_and(|c| c.eq_ignore_ascii_case(b"UNAUTHENTICATE"))
+}
+
+/// Resolves when NOTIFY's watchers have news; never without NOTIFY.
+async fn notified(wake: Option<Arc<tokio::sync::Notify>>) {
+    match wake {
+        Some(w) => w.notified().await,
+        None => std::future::pending().await,
+    }
 }

@@ -138,6 +138,8 @@ impl Session {
     }
 
     async fn create_named(&mut self, name: String, special: pb::SpecialUse) -> Done {
+        // NOTIFY does not echo this session's own list changes.
+        self.own_list_change = self.notify.is_some();
         // A trailing separator only says the name will have children.
         let name = name.trim_end_matches(SEP).to_string();
         if name.eq_ignore_ascii_case("INBOX") {
@@ -159,6 +161,8 @@ impl Session {
     }
 
     pub(super) async fn delete(&mut self, m: &Mailbox<'_>) -> Done {
+        // NOTIFY does not echo this session's own list changes.
+        self.own_list_change = self.notify.is_some();
         let name = match self.mailbox_name(m) {
             Ok(n) => n,
             Err(d) => return d,
@@ -176,6 +180,8 @@ impl Session {
     }
 
     pub(super) async fn rename(&mut self, from: &Mailbox<'_>, to: &Mailbox<'_>) -> Done {
+        // NOTIFY does not echo this session's own list changes.
+        self.own_list_change = self.notify.is_some();
         let (from, to) = match (self.mailbox_name(from), self.new_mailbox_name(to)) {
             (Ok(f), Ok(t)) => (f, t),
             (Err(d), _) | (_, Err(d)) => return d,
@@ -193,6 +199,8 @@ impl Session {
     }
 
     pub(super) async fn subscribe(&mut self, m: &Mailbox<'_>, on: bool) -> Done {
+        // NOTIFY does not echo this session's own list changes.
+        self.own_list_change = self.notify.is_some();
         let name = match self.mailbox_name(m) {
             Ok(n) => n,
             Err(d) => return d,

@@ -18,6 +18,7 @@ mod fetching;
 mod framing;
 mod list;
 mod mailboxes;
+mod notify;
 mod quota;
 mod searching;
 mod sorting;
@@ -134,6 +135,9 @@ pub(crate) async fn handle(ctx: Arc<Ctx>, tcp: TcpStream, peer: SocketAddr, impl
         literal_minus_breach: false,
         saved: Vec::new(),
         added_here: (0, Vec::new()),
+        notify: None,
+        own_changes: Vec::new(),
+        own_list_change: false,
     };
     let span = tracing::info_span!("imap_session", %peer);
     tracing::Instrument::instrument(
@@ -191,6 +195,12 @@ struct Session {
     /// (APPEND, COPY, MOVE): if that is the selected mailbox, the client
     /// hears of each, even one expunged by someone else meanwhile.
     added_here: (u32, Vec<u32>),
+    /// NOTIFY SET in effect (RFC 5465).
+    notify: Option<notify::NotifyState>,
+    /// Other mailboxes the current command added to (not echoed by NOTIFY).
+    own_changes: Vec<String>,
+    /// The current command changed the mailbox list (not echoed).
+    own_list_change: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -309,6 +319,7 @@ impl Session {
             "QUOTA".into(),
             "QUOTA=RES-STORAGE".into(),
             "QUOTA=RES-MESSAGE".into(),
+            "NOTIFY".into(),
             "URLAUTH".into(),
             "URLAUTH=BINARY".into(),
             "WITHIN".into(),

@@ -107,6 +107,20 @@ impl Session {
         }
     }
 
+    /// Between commands with NOTIFY: the selected mailbox's events (its
+    /// expunges only for SELECTED, not SELECTED-DELAYED, RFC 5465 6.1)
+    /// and other mailboxes', written out at once.
+    pub(super) async fn notify_between(&mut self) {
+        let selected = self.notify.as_ref().and_then(|n| n.selected.as_ref());
+        let expunges_ok = selected.is_some_and(|s| s.messages && !s.delayed);
+        if selected.is_some_and(|s| s.messages || s.flags) {
+            self.tell_updates(expunges_ok).await;
+        } else {
+            Box::pin(self.notify_pending()).await;
+        }
+        let _ = self.flush().await;
+    }
+
     pub(super) async fn idle(&mut self, tag: &str) -> Result<bool, End> {
         self.tell_updates(true).await;
         self.push("+ idling");
@@ -131,9 +145,16 @@ impl Session {
                 return Ok(true);
             }
             let mut rx = self.view.as_ref().map(|v| v.changes());
+            let wake = self.notify.as_ref().map(|n| n.wake.clone());
             let event = tokio::select! {
                 b = self.read_input(READ_CHUNK, timeout) => Event::Bytes(b),
                 _ = changed(&mut rx) => Event::Change,
+                _ = async {
+                    match wake {
+                        Some(w) => w.notified().await,
+                        None => std::future::pending().await,
+                    }
+                } => Event::Change,
                 _ = tokio::time::sleep_until(deadline) => Event::Timeout,
                 _ = shutdown.cancelled() => Event::Shutdown,
             };
@@ -168,7 +189,9 @@ enum Event {
 }
 
 /// Resolves when the shared view moves on; never without a view.
-async fn changed(rx: &mut Option<tokio::sync::watch::Receiver<Arc<crate::shared::Snapshot>>>) {
+pub(super) async fn changed(
+    rx: &mut Option<tokio::sync::watch::Receiver<Arc<crate::shared::Snapshot>>>,
+) {
     if let Some(r) = rx
         && r.changed().await.is_ok()
     {
