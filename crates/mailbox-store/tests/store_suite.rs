@@ -58,6 +58,8 @@ both_backends!(
     sort_and_thread_over_stored_keys,
     app_passwords_log_in_and_are_revoked_one_by_one,
     message_count_quota_holds_everywhere_messages_arrive,
+    mailbox_list_watch_ticks_for_changes_on_any_replica,
+    urlauth_keys_verify_and_reset,
 );
 
 /// A second store replica for tests of writers on several replicas; none
@@ -2722,4 +2724,176 @@ async fn message_count_quota_holds_everywhere_messages_arrive(backend: Backend) 
         .into_inner()
         .accounts;
     assert_eq!(accounts[0].quota_messages, 3, "{accounts:?}");
+}
+
+async fn list_tick(ticks: &mut tonic::Streaming<pb::WatchMailboxListResponse>) {
+    tokio::time::timeout(std::time::Duration::from_secs(10), ticks.message())
+        .await
+        .expect("a tick within 10 s")
+        .unwrap()
+        .expect("the stream goes on");
+}
+
+/// WatchMailboxList (behind IMAP NOTIFY's MailboxName and
+/// SubscriptionChange, RFC 5465 5.4-5.5) ticks for CREATE, RENAME,
+/// SUBSCRIBE and DELETE made through another replica (PostgreSQL NOTIFY)
+/// as through this one, and not for another account's changes.
+async fn mailbox_list_watch_ticks_for_changes_on_any_replica(backend: Backend) {
+    let t = setup(backend).await;
+    let replica = second_replica(&t, backend).await;
+    t.add_account("w@example.org", "pw").await;
+    t.add_account("x@example.org", "pw").await;
+    let mut watcher = t.login("w@example.org", "pw").await;
+    let mut ticks = watcher
+        .watch_mailbox_list(pb::WatchMailboxListRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let writer_store = replica.as_ref().unwrap_or(&t);
+    let mut w = writer_store.login("w@example.org", "pw").await;
+    let mut x = writer_store.login("x@example.org", "pw").await;
+    // Another account's change: no tick for w.
+    x.create_mailbox(pb::CreateMailboxRequest {
+        name: "Theirs".into(),
+        special_use: 0,
+    })
+    .await
+    .unwrap();
+    let quiet = tokio::time::timeout(std::time::Duration::from_millis(500), ticks.message()).await;
+    assert!(quiet.is_err(), "another account's change ticked: {quiet:?}");
+    w.create_mailbox(pb::CreateMailboxRequest {
+        name: "Mine".into(),
+        special_use: 0,
+    })
+    .await
+    .unwrap();
+    list_tick(&mut ticks).await;
+    let names = |l: pb::ListMailboxesResponse| -> Vec<String> {
+        l.mailboxes.into_iter().map(|m| m.name).collect()
+    };
+    let l = watcher
+        .list_mailboxes(pb::ListMailboxesRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let l = names(l);
+    assert!(
+        l.contains(&"Mine".to_string()) && !l.contains(&"Theirs".to_string()),
+        "{l:?}"
+    );
+    w.rename_mailbox(pb::RenameMailboxRequest {
+        from: "Mine".into(),
+        to: "Ours".into(),
+    })
+    .await
+    .unwrap();
+    list_tick(&mut ticks).await;
+    w.set_subscribed(pb::SetSubscribedRequest {
+        name: "Ours".into(),
+        subscribed: true,
+    })
+    .await
+    .unwrap();
+    list_tick(&mut ticks).await;
+    w.delete_mailbox(pb::DeleteMailboxRequest {
+        name: "Ours".into(),
+    })
+    .await
+    .unwrap();
+    list_tick(&mut ticks).await;
+}
+
+/// URLAUTH (RFC 4467) in the store: GENURLAUTH only for the caller's own
+/// mailbox; URLFETCH checks the verifier over the rump, the access
+/// identifier against the caller, EXPIRE, and reads the owner's message
+/// across accounts; RESETKEY (one mailbox, or all) stops old URLs; every
+/// refusal is NOT_FOUND.
+async fn urlauth_keys_verify_and_reset(backend: Backend) {
+    let t = setup(backend).await;
+    t.add_account("o@example.org", "pw").await;
+    t.add_account("r@example.org", "pw").await;
+    t.deliver("u1", &["o@example.org"], &message("urlauth", "the body"))
+        .await;
+    let mut o = t.login("o@example.org", "pw").await;
+    let mut r = t.login("r@example.org", "pw").await;
+    let gen_url = |c: &mut mailbox_api::MailboxClient, rump: &str| {
+        let mut c = c.clone();
+        let rump = rump.to_string();
+        async move {
+            c.gen_url_auth(pb::GenUrlAuthRequest { rump })
+                .await
+                .map(|r| r.into_inner().url)
+        }
+    };
+    let fetch = |c: &mut mailbox_api::MailboxClient, url: &str| {
+        let mut c = c.clone();
+        let url = url.to_string();
+        async move {
+            let mut s = c.url_fetch(pb::UrlFetchRequest { url }).await?.into_inner();
+            let mut data = Vec::new();
+            while let Some(chunk) = s.message().await? {
+                data.extend_from_slice(&chunk.data);
+            }
+            Ok::<_, tonic::Status>(data)
+        }
+    };
+    let base = "imap://o%40example.org@h/INBOX/;UID=1";
+    let url = gen_url(&mut o, &format!("{base};URLAUTH=authuser"))
+        .await
+        .unwrap();
+    assert!(
+        url.starts_with(&format!("{base};URLAUTH=authuser:internal:")),
+        "{url}"
+    );
+    let body = fetch(&mut r, &url).await.unwrap();
+    assert!(String::from_utf8_lossy(&body).contains("the body"));
+    // Someone else's mailbox, a URL without URLAUTH, a full URL: refused.
+    for bad in [
+        "imap://r%40example.org@h/INBOX/;UID=1;URLAUTH=authuser".to_string(),
+        base.to_string(),
+        url.clone(),
+    ] {
+        let e = gen_url(&mut o, &bad).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{bad}: {e:?}");
+    }
+    // The verifier covers the rump; user+ admits only that user; EXPIRE.
+    let tampered = url.replacen("UID=1", "UID=2", 1);
+    let only_o = gen_url(&mut o, &format!("{base};URLAUTH=user+o%40example.org"))
+        .await
+        .unwrap();
+    let expired = gen_url(
+        &mut o,
+        &format!("{base};EXPIRE=2020-01-01T00:00:00Z;URLAUTH=anonymous"),
+    )
+    .await
+    .unwrap();
+    for (who, bad) in [(&r, &tampered), (&r, &only_o), (&o, &expired)] {
+        let e = fetch(&mut who.clone(), bad).await.unwrap_err();
+        assert_eq!(e.code(), Code::NotFound, "{bad}: {e:?}");
+    }
+    assert!(fetch(&mut o, &only_o).await.is_ok());
+    // RESETKEY of the mailbox, then of all: old URLs stop working.
+    o.reset_url_auth_keys(pb::ResetUrlAuthKeysRequest {
+        mailbox: "INBOX".into(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        fetch(&mut r, &url).await.unwrap_err().code(),
+        Code::NotFound
+    );
+    let again = gen_url(&mut o, &format!("{base};URLAUTH=authuser"))
+        .await
+        .unwrap();
+    assert_ne!(again, url);
+    assert!(fetch(&mut r, &again).await.is_ok());
+    o.reset_url_auth_keys(pb::ResetUrlAuthKeysRequest {
+        mailbox: String::new(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        fetch(&mut r, &again).await.unwrap_err().code(),
+        Code::NotFound
+    );
 }
