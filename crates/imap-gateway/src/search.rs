@@ -141,7 +141,31 @@ fn one(k: &SearchKey<'_>, view: &View, depth: usize) -> Result<pb::SearchKey, Se
         SearchKey::From(a) => header("from", a),
         SearchKey::To(a) => header("to", a),
         SearchKey::Subject(a) => header("subject", a),
-        SearchKey::Header(name, value) => header(&text(name), value),
+        SearchKey::Header(name, value) => {
+            // SAVEDATE and OBJECTID keys, as imap-wire rewrote them.
+            use imap_wire::ext as x;
+            let n = text(name);
+            let v = text(value);
+            match n.as_str() {
+                x::SAVED_BEFORE | x::SAVED_ON | x::SAVED_SINCE => {
+                    let d = chrono::NaiveDate::parse_from_str(&v, "%d-%b-%Y")
+                        .map_err(|_| SearchError::Unsupported("a date that is not dd-Mon-yyyy"))?;
+                    let t = d
+                        .and_hms_opt(0, 0, 0)
+                        .map_or(0, |t| t.and_utc().timestamp());
+                    key(match n.as_str() {
+                        x::SAVED_BEFORE => Key::SavedBefore(t),
+                        x::SAVED_ON => Key::SavedOn(t),
+                        _ => Key::SavedSince(t),
+                    })
+                }
+                // EMAILIDs are "M" and the blob id (see FETCH EMAILID).
+                x::EMAIL_ID => key(Key::EmailId(v.strip_prefix('M').unwrap_or("-").to_string())),
+                // No thread ids are kept (THREADID is NIL): none match.
+                x::THREAD_ID => key(Key::Not(Box::new(key(Key::All(true))))),
+                _ => header(&n, value),
+            }
+        }
         SearchKey::Body(a) => key(Key::Body(text(a))),
         SearchKey::Text(a) => key(Key::Text(text(a))),
         SearchKey::Before(d) => key(Key::Before(day(d))),

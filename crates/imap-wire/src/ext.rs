@@ -414,6 +414,275 @@ pub fn parse_cancelupdate(msg: &[u8]) -> Result<Option<Vec<String>>, ExtError> {
 }
 
 // ----------------------------------------------------------------------
+// FETCH items imap-codec does not know: OBJECTID (RFC 8474), SAVEDATE
+// (RFC 8514), PREVIEW (RFC 8970)
+// ----------------------------------------------------------------------
+
+/// Takes MAILBOXID (RFC 8474 4.2) out of a STATUS command's item list:
+/// the command imap-codec then parses (MESSAGES in place of a list left
+/// empty) and whether MAILBOXID was asked for alone. `None`: not a
+/// STATUS, or no MAILBOXID.
+pub fn split_status_mailboxid(msg: &[u8]) -> Option<(Vec<u8>, bool)> {
+    let line_end = msg.iter().position(|&b| b == b'\n').unwrap_or(msg.len());
+    let line = &msg[..line_end];
+    let mut c = Cursor::new(line);
+    c.tag()?;
+    if !c.take_while(is_atom_char).eq_ignore_ascii_case(b"STATUS") {
+        return None;
+    }
+    // The item list is the last parenthesized group of the line.
+    let open = line.iter().rposition(|&b| b == b'(')?;
+    let close = open + line[open..].iter().position(|&b| b == b')')?;
+    let items: Vec<&[u8]> = line[open + 1..close]
+        .split(|&b| b == b' ')
+        .filter(|i| !i.is_empty())
+        .collect();
+    let kept: Vec<&[u8]> = items
+        .iter()
+        .copied()
+        .filter(|i| !i.eq_ignore_ascii_case(b"MAILBOXID"))
+        .collect();
+    if kept.len() == items.len() {
+        return None;
+    }
+    let alone = kept.is_empty();
+    let mut out = line[..=open].to_vec();
+    if alone {
+        out.extend_from_slice(b"MESSAGES");
+    } else {
+        out.extend_from_slice(&kept.join(&b' '));
+    }
+    out.extend_from_slice(&msg[close..]);
+    Some((out, alone))
+}
+
+/// Header names no message can have (a field name holds no ":"): the
+/// search keys imap-codec does not parse travel through it as `HEADER`
+/// keys with these names, for the server to recognise.
+pub const SAVED_BEFORE: &str = "saved:before";
+pub const SAVED_ON: &str = "saved:on";
+pub const SAVED_SINCE: &str = "saved:since";
+pub const EMAIL_ID: &str = "emailid:";
+pub const THREAD_ID: &str = "threadid:";
+
+/// Rewrites the search keys of SAVEDATE (RFC 8514 5: SAVEDBEFORE,
+/// SAVEDON, SAVEDSINCE, SAVEDATESUPPORTED) and OBJECTID (RFC 8474 6:
+/// EMAILID, THREADID) in a SEARCH / SORT / THREAD command into keys
+/// imap-codec parses: `HEADER "<name above>" arg`, and ALL for
+/// SAVEDATESUPPORTED (every mailbox here keeps save dates). Quoted strings
+/// and literals are skipped. `None` when there is nothing to rewrite.
+pub fn rewrite_search_extras(msg: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(msg.len() + 32);
+    let mut i = 0;
+    let mut changed = false;
+    let mut prev_sp = false;
+    while i < msg.len() {
+        let b = msg[i];
+        match b {
+            b'"' => {
+                // A quoted string, as is.
+                let start = i;
+                i += 1;
+                while i < msg.len() && msg[i] != b'"' {
+                    if msg[i] == b'\\' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+                i = (i + 1).min(msg.len());
+                out.extend_from_slice(&msg[start..i]);
+            }
+            b'{' => {
+                // A literal: its announcement, line end and bytes, as is.
+                let start = i;
+                let close = msg[i..].iter().position(|&c| c == b'}').map(|p| i + p);
+                let n = close.and_then(|c| {
+                    std::str::from_utf8(&msg[start + 1..c])
+                        .ok()?
+                        .trim_end_matches(['+', '-'])
+                        .parse::<usize>()
+                        .ok()
+                });
+                match (close, n) {
+                    (Some(c), Some(n)) => {
+                        let mut j = c + 1;
+                        if msg.get(j) == Some(&b'\r') {
+                            j += 1;
+                        }
+                        if msg.get(j) == Some(&b'\n') {
+                            j += 1;
+                        }
+                        let end = (j + n).min(msg.len());
+                        out.extend_from_slice(&msg[start..end]);
+                        i = end;
+                    }
+                    _ => {
+                        out.push(b);
+                        i += 1;
+                    }
+                }
+            }
+            _ if is_atom_char(b) => {
+                let start = i;
+                while i < msg.len() && is_atom_char(msg[i]) {
+                    i += 1;
+                }
+                let word = &msg[start..i];
+                let at_key = prev_sp || start == 0 || msg[start - 1] == b'(';
+                let name = match word.to_ascii_uppercase().as_slice() {
+                    b"SAVEDBEFORE" => Some(SAVED_BEFORE),
+                    b"SAVEDON" => Some(SAVED_ON),
+                    b"SAVEDSINCE" => Some(SAVED_SINCE),
+                    b"EMAILID" => Some(EMAIL_ID),
+                    b"THREADID" => Some(THREAD_ID),
+                    _ => None,
+                };
+                if at_key && word.eq_ignore_ascii_case(b"SAVEDATESUPPORTED") {
+                    out.extend_from_slice(b"ALL");
+                    changed = true;
+                } else if let (true, Some(name)) = (at_key, name) {
+                    out.extend_from_slice(format!("HEADER \"{name}\"").as_bytes());
+                    changed = true;
+                } else {
+                    out.extend_from_slice(word);
+                }
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+        prev_sp = out.last() == Some(&b' ');
+    }
+    changed.then_some(out)
+}
+
+/// The FETCH items taken out of a command for the server to add itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FetchExtras {
+    pub email_id: bool,
+    pub thread_id: bool,
+    pub save_date: bool,
+    pub preview: bool,
+}
+
+impl FetchExtras {
+    pub fn any(&self) -> bool {
+        self.email_id || self.thread_id || self.save_date || self.preview
+    }
+}
+
+/// Takes EMAILID, THREADID, SAVEDATE and PREVIEW [(LAZY)] out of a FETCH
+/// or UID FETCH attribute list, leaving a command imap-codec parses (with
+/// `UID` in place of a list left empty). `Ok(None)`: not a FETCH, or none
+/// of these items.
+pub fn split_fetch_extras(msg: &[u8]) -> Result<Option<(Vec<u8>, FetchExtras)>, ExtError> {
+    let mut c = Cursor::new(msg);
+    if c.tag().is_none() {
+        return Ok(None);
+    }
+    let mut word = c.take_while(is_atom_char);
+    if word.eq_ignore_ascii_case(b"UID") {
+        if !c.eat(b' ') {
+            return Ok(None);
+        }
+        word = c.take_while(is_atom_char);
+    }
+    if !word.eq_ignore_ascii_case(b"FETCH") || !c.eat(b' ') {
+        return Ok(None);
+    }
+    // The sequence set.
+    if c.take_while(|b| b != b' ' && b != b'\r' && b != b'\n')
+        .is_empty()
+        || !c.eat(b' ')
+    {
+        return Ok(None);
+    }
+    let list_start = c.pos;
+    let paren = c.eat(b'(');
+    // Tokens of the list at its own level: (start, end) in msg.
+    let mut tokens: Vec<(usize, usize)> = Vec::new();
+    loop {
+        let start = c.pos;
+        let (mut brackets, mut parens) = (0i32, 0i32);
+        while let Some(b) = c.peek() {
+            match b {
+                b'{' | b'\r' | b'\n' => break,
+                b'"' => {
+                    c.quoted()?;
+                    continue;
+                }
+                b'[' => brackets += 1,
+                b']' => brackets -= 1,
+                b'(' => parens += 1,
+                b')' if parens == 0 && brackets == 0 => break,
+                b')' => parens -= 1,
+                b' ' if parens == 0 && brackets == 0 => break,
+                _ => {}
+            }
+            c.pos += 1;
+        }
+        if c.peek() == Some(b'{') {
+            // A literal in the list: left to imap-codec as it is.
+            return Ok(None);
+        }
+        if c.pos > start {
+            tokens.push((start, c.pos));
+        }
+        if !paren || !c.eat(b' ') {
+            break;
+        }
+    }
+    if paren && !c.eat(b')') {
+        return Ok(None);
+    }
+    let list_end = c.pos;
+    let mut extras = FetchExtras::default();
+    let mut kept: Vec<&[u8]> = Vec::new();
+    let mut i = 0;
+    while i < tokens.len() {
+        let t = &msg[tokens[i].0..tokens[i].1];
+        let upper = t.to_ascii_uppercase();
+        match upper.as_slice() {
+            b"EMAILID" => extras.email_id = true,
+            b"THREADID" => extras.thread_id = true,
+            b"SAVEDATE" => extras.save_date = true,
+            b"PREVIEW" => {
+                extras.preview = true;
+                // RFC 8970 3: PREVIEW [SP "(" preview-mod *(SP preview-mod) ")"].
+                if let Some(&(s, e)) = tokens.get(i + 1)
+                    && msg[s] == b'('
+                {
+                    let mods = &msg[s + 1..e.saturating_sub(1)];
+                    if !mods
+                        .split(|&b| b == b' ')
+                        .all(|m| m.eq_ignore_ascii_case(b"LAZY"))
+                    {
+                        return Err(ExtError::Syntax("the only PREVIEW modifier is LAZY"));
+                    }
+                    i += 1;
+                }
+            }
+            _ => kept.push(t),
+        }
+        i += 1;
+    }
+    if !extras.any() {
+        return Ok(None);
+    }
+    let mut out = msg[..list_start].to_vec();
+    if kept.is_empty() {
+        out.extend_from_slice(b"UID");
+    } else {
+        out.push(b'(');
+        out.extend_from_slice(&kept.join(&b' '));
+        out.push(b')');
+    }
+    out.extend_from_slice(&msg[list_end..]);
+    Ok(Some((out, extras)))
+}
+
+// ----------------------------------------------------------------------
 // NOTIFY (RFC 5465)
 // ----------------------------------------------------------------------
 
@@ -968,6 +1237,8 @@ pub enum StatusItem {
     Recent,
     /// `HIGHESTMODSEQ` (RFC 7162)
     HighestModSeq,
+    /// `MAILBOXID` (RFC 8474 4.2)
+    MailboxId,
 }
 
 impl StatusItem {
@@ -982,6 +1253,7 @@ impl StatusItem {
             StatusItem::Size => "SIZE",
             StatusItem::Recent => "RECENT",
             StatusItem::HighestModSeq => "HIGHESTMODSEQ",
+            StatusItem::MailboxId => "MAILBOXID",
         }
     }
 
@@ -995,6 +1267,7 @@ impl StatusItem {
             "SIZE" => StatusItem::Size,
             "RECENT" => StatusItem::Recent,
             "HIGHESTMODSEQ" => StatusItem::HighestModSeq,
+            "MAILBOXID" => StatusItem::MailboxId,
             _ => return None,
         })
     }
@@ -1768,6 +2041,70 @@ mod tests {
     }
 
     #[test]
+    fn search_extras() {
+        assert_eq!(
+            rewrite_search_extras(b"a UID SEARCH SAVEDSINCE 1-Feb-2026 NOT (EMAILID M12) SUBJECT \"EMAILID\" SAVEDATESUPPORTED\r\n"),
+            Some(b"a UID SEARCH HEADER \"saved:since\" 1-Feb-2026 NOT (HEADER \"emailid:\" M12) SUBJECT \"EMAILID\" ALL\r\n".to_vec())
+        );
+        assert_eq!(
+            rewrite_search_extras(b"a SEARCH SUBJECT {7}\r\nEMAILID THREADID T1\r\n"),
+            Some(b"a SEARCH SUBJECT {7}\r\nEMAILID HEADER \"threadid:\" T1\r\n".to_vec())
+        );
+        assert_eq!(rewrite_search_extras(b"a SEARCH FROM x\r\n"), None);
+    }
+
+    #[test]
+    fn status_mailboxid() {
+        assert_eq!(
+            split_status_mailboxid(b"a STATUS INBOX (MESSAGES MAILBOXID)\r\n"),
+            Some((b"a STATUS INBOX (MESSAGES)\r\n".to_vec(), false))
+        );
+        assert_eq!(
+            split_status_mailboxid(b"a status \"a (b)\" (mailboxid)\r\n"),
+            Some((b"a status \"a (b)\" (MESSAGES)\r\n".to_vec(), true))
+        );
+        assert_eq!(
+            split_status_mailboxid(b"a STATUS INBOX (MESSAGES)\r\n"),
+            None
+        );
+        assert_eq!(split_status_mailboxid(b"a FETCH 1 (MAILBOXID)\r\n"), None);
+    }
+
+    #[test]
+    fn fetch_extras() {
+        let all = FetchExtras {
+            email_id: true,
+            thread_id: true,
+            save_date: true,
+            preview: true,
+        };
+        assert_eq!(
+            split_fetch_extras(b"a UID FETCH 1:* (FLAGS EMAILID BODY.PEEK[HEADER.FIELDS (A B)] THREADID SAVEDATE PREVIEW (LAZY)) (CHANGEDSINCE 5)\r\n"),
+            Ok(Some((
+                b"a UID FETCH 1:* (FLAGS BODY.PEEK[HEADER.FIELDS (A B)]) (CHANGEDSINCE 5)\r\n".to_vec(),
+                all
+            )))
+        );
+        assert_eq!(
+            split_fetch_extras(b"a FETCH 2 (PREVIEW)\r\n"),
+            Ok(Some((
+                b"a FETCH 2 UID\r\n".to_vec(),
+                FetchExtras {
+                    preview: true,
+                    ..Default::default()
+                }
+            )))
+        );
+        assert_eq!(
+            split_fetch_extras(b"a fetch 2 emailid\r\n").map(|r| r.map(|(b, _)| b)),
+            Ok(Some(b"a fetch 2 UID\r\n".to_vec()))
+        );
+        assert_eq!(split_fetch_extras(b"a FETCH 1 (FLAGS UID)\r\n"), Ok(None));
+        assert_eq!(split_fetch_extras(b"a SEARCH EMAILID x\r\n"), Ok(None));
+        assert!(split_fetch_extras(b"a FETCH 1 (PREVIEW (FUZZY))\r\n").is_err());
+    }
+
+    #[test]
     fn notify_commands() {
         use NotifyEvent as E;
         use NotifyFilter as F;
@@ -2495,6 +2832,7 @@ mod tests {
             Size,
             Recent,
             HighestModSeq,
+            MailboxId,
         ] {
             assert_eq!(StatusItem::from_name(item.as_str().as_bytes()), Some(item));
             assert_eq!(
@@ -2502,7 +2840,7 @@ mod tests {
                 Some(item)
             );
         }
-        assert_eq!(StatusItem::from_name(b"MAILBOXID"), None);
+        assert_eq!(StatusItem::from_name(b"APPENDLIMIT"), None);
     }
 
     // ---- no panics --------------------------------------------------------
@@ -2540,6 +2878,9 @@ mod tests {
     const SPECIALS: &[u8] = b"(){}\"\\ \r\n%*]+0123456789~\x00\x7f\xc3\xff";
 
     fn run_all(input: &[u8]) {
+        let _ = split_fetch_extras(input);
+        let _ = rewrite_search_extras(input);
+        let _ = split_status_mailboxid(input);
         let _ = parse_urlauth(input);
         let _ = parse_notify(input);
         let _ = split_search_return(input);

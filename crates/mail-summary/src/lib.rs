@@ -191,6 +191,38 @@ pub struct SearchFields {
 }
 
 /// Computes the [`Summary`] of a raw message. Never panics.
+/// The PREVIEW of a message (RFC 8970 3): the start of its first text
+/// body (an HTML one made text when there is no plain one), whitespace
+/// collapsed to single spaces, at most 256 characters; `None` when it has
+/// no text.
+pub fn preview(raw: &[u8]) -> Option<String> {
+    let msg = mail_parser::MessageParser::default().parse(raw)?;
+    // A bounded amount of text is enough for 256 characters.
+    let text = msg.body_preview(16 * 1024)?;
+    let mut out = String::new();
+    let (mut count, mut space) = (0usize, false);
+    for ch in text.chars() {
+        if ch.is_whitespace() || ch.is_control() {
+            space = !out.is_empty();
+            continue;
+        }
+        if space {
+            if count + 1 >= 256 {
+                break;
+            }
+            out.push(' ');
+            count += 1;
+            space = false;
+        }
+        if count == 256 {
+            break;
+        }
+        out.push(ch);
+        count += 1;
+    }
+    (!out.is_empty()).then_some(out)
+}
+
 pub fn summarize(raw: &[u8]) -> Summary {
     let (fields, body_start) = parse_header(raw, 0, raw.len());
     let envelope = envelope_from(&fields);

@@ -273,8 +273,8 @@ pub async fn deliver_group_batched(
     if !copies.is_empty() {
         sqlx::query(
             "INSERT INTO messages (account_id, mailbox_id, uid, blob_id, flags, keywords, \
-               modseq, internal_date, internal_tz, size) \
-             SELECT a, m, u, b, 0, '', ms, d, 0, s FROM UNNEST($1::BIGINT[], $2::BIGINT[], \
+               modseq, internal_date, internal_tz, size, save_date) \
+             SELECT a, m, u, b, 0, '', ms, d, 0, s, EXTRACT(EPOCH FROM now())::BIGINT FROM UNNEST($1::BIGINT[], $2::BIGINT[], \
                $3::BIGINT[], $4::TEXT[], $5::BIGINT[], $6::BIGINT[], $7::BIGINT[]) \
                AS t (a, m, u, b, ms, d, s)",
         )

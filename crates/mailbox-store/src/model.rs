@@ -37,6 +37,8 @@ pub struct MetaRow {
     pub internal_date: i64,
     pub internal_tz: i64,
     pub blob_id: String,
+    /// SAVEDATE (RFC 8514); NULL for messages from before it was kept.
+    pub save_date: Option<i64>,
 }
 
 /// A resolved delivery recipient.
@@ -154,6 +156,7 @@ pub struct MetaBlobRow {
     pub internal_date: i64,
     pub internal_tz: i64,
     pub blob_id: String,
+    pub save_date: Option<i64>,
     pub summary: Option<Vec<u8>>,
     pub data: Option<Vec<u8>>,
 }
@@ -170,6 +173,7 @@ impl MetaBlobRow {
                 internal_date: self.internal_date,
                 internal_tz: self.internal_tz,
                 blob_id: self.blob_id,
+                save_date: self.save_date,
             },
             self.summary,
             self.data,

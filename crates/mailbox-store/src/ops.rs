@@ -199,7 +199,8 @@ async fn insert_message(
 ) -> Result<()> {
     sqlx::query(
         "INSERT INTO messages (account_id, mailbox_id, uid, blob_id, flags, keywords, modseq, \
-         internal_date, internal_tz, size) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+         internal_date, internal_tz, size, save_date) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(account)
     .bind(mailbox)
@@ -211,6 +212,7 @@ async fn insert_message(
     .bind(date.0)
     .bind(date.1)
     .bind(size)
+    .bind(now())
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -1398,7 +1400,7 @@ pub async fn fetch_meta(
     let blobs = with_summary || inline_limit > 0;
     let sql = format!(
         "SELECT m.uid, m.flags, m.keywords, m.modseq, m.size, m.internal_date, m.internal_tz, \
-         m.blob_id, {} AS summary, {} AS data FROM mailboxes mb \
+         m.blob_id, m.save_date, {} AS summary, {} AS data FROM mailboxes mb \
          JOIN messages m ON m.mailbox_id = mb.id {} \
          WHERE mb.account_id = $1 AND mb.name = $6 \
          AND m.uid >= $2 AND m.uid <= $3 AND m.modseq > $4 ORDER BY m.uid",
@@ -1475,7 +1477,7 @@ pub async fn search_rows(
     let blobs = with_summary || with_data;
     let rows: Vec<MetaBlobRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT m.uid, m.flags, m.keywords, m.modseq, m.size, m.internal_date, m.internal_tz, \
-         m.blob_id, {} AS summary, {} AS data FROM messages m {} \
+         m.blob_id, m.save_date, {} AS summary, {} AS data FROM messages m {} \
          WHERE m.mailbox_id = $1 AND m.uid > $2 AND m.uid <= $4 ORDER BY m.uid LIMIT $3",
         if blobs { "b.summary" } else { "NULL" },
         if with_data { "b.data" } else { "NULL" },
@@ -1646,7 +1648,7 @@ pub async fn copy(
             return Ok((Vec::new(), pb::CopyResponse::default()));
         };
         let all: Vec<MetaRow> = sqlx::query_as(
-            "SELECT uid, flags, keywords, modseq, size, internal_date, internal_tz, blob_id \
+            "SELECT uid, flags, keywords, modseq, size, internal_date, internal_tz, blob_id, save_date \
              FROM messages WHERE mailbox_id = $1 AND uid >= $2 AND uid <= $3 ORDER BY uid",
         )
         .bind(src.id)

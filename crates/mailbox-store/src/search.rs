@@ -179,6 +179,10 @@ fn matches(key: &pb::SearchKey, m: &Msg<'_>, depth: usize) -> Result<bool> {
         Some(Key::SentBefore(t)) => sent_day(m).is_some_and(|d| d < *t),
         Some(Key::SentOn(t)) => sent_day(m).is_some_and(|d| d == *t),
         Some(Key::SentSince(t)) => sent_day(m).is_some_and(|d| d >= *t),
+        Some(Key::SavedBefore(t)) => saved_day(r) < *t,
+        Some(Key::SavedOn(t)) => saved_day(r) == *t,
+        Some(Key::SavedSince(t)) => saved_day(r) >= *t,
+        Some(Key::EmailId(id)) => r.blob_id == *id,
         Some(Key::ArrivedBefore(t)) => r.internal_date < *t,
         Some(Key::ArrivedSince(t)) => r.internal_date >= *t,
         Some(Key::Larger(n)) => r.size as u64 > *n,
@@ -198,6 +202,15 @@ fn has_flag(r: &MetaRow, flag: &str) -> bool {
 
 /// The start (UTC midnight, unix seconds) of the day a time falls on in its
 /// own zone: RFC 9051 date keys disregard time and timezone.
+/// The (UTC) day a message was saved into its mailbox; its INTERNALDATE's
+/// day for messages from before save dates were kept.
+fn saved_day(r: &MetaRow) -> i64 {
+    match r.save_date {
+        Some(t) => day(t, 0),
+        None => day(r.internal_date, r.internal_tz),
+    }
+}
+
 fn day(t: i64, tz_minutes: i64) -> i64 {
     let local = t + tz_minutes * 60;
     local.div_euclid(86_400) * 86_400

@@ -1440,6 +1440,7 @@ impl Store {
                     summary,
                     blob_id: r.blob_id,
                     data,
+                    save_date: r.save_date.unwrap_or(0),
                 })
             })
             .collect()

@@ -34,6 +34,14 @@ impl Session {
             Err(d) => return Ok(d),
         };
         let mut plan = fetch::plan(names, uid);
+        let extras = std::mem::take(&mut self.fetch_extras);
+        if extras.any() {
+            plan.meta = true;
+        }
+        if extras.preview {
+            plan.body = true;
+            plan.header_only = false;
+        }
         // RFC 7162 3.1: FETCH MODSEQ and CHANGEDSINCE enable CONDSTORE;
         // CHANGEDSINCE returns MODSEQ (3.1.4.1) and only what changed.
         if let Some(since) = changed_since {
@@ -235,7 +243,13 @@ impl Session {
                         items.list.push(MessageDataItem::ModSeq(m));
                     }
                 }
-                let encoded = fetch::encode_items(pos as u32 + 1, items);
+                let mut encoded = fetch::encode_items(pos as u32 + 1, items);
+                if extras.any() {
+                    let more = extra_items(&extras, metas.get(&uid).map(|m| &**m), raw);
+                    // Before the closing ")\r\n" of the FETCH response.
+                    let at = encoded.len().saturating_sub(3);
+                    encoded.splice(at..at, more);
+                }
                 self.out.extend_from_slice(&encoded);
                 if let Some(v) = self.view.as_mut() {
                     v.pending_flags.remove(&uid);
@@ -272,4 +286,50 @@ pub(super) async fn read_body(
         out.extend_from_slice(&chunk.data);
     }
     Ok(out)
+}
+
+/// EMAILID, THREADID (RFC 8474 5), SAVEDATE (RFC 8514 4) and PREVIEW (RFC
+/// 8970 3) as FETCH response items, each after a SP.
+fn extra_items(
+    extras: &imap_wire::ext::FetchExtras,
+    meta: Option<&pb::MessageMeta>,
+    raw: Option<&[u8]>,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    if extras.email_id {
+        // The content's digest: the same for every copy of the message,
+        // never for another content (RFC 8474 5.1).
+        let id: String = meta
+            .map(|m| {
+                m.blob_id
+                    .chars()
+                    .filter(char::is_ascii_alphanumeric)
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.extend_from_slice(format!(" EMAILID (M{id})").as_bytes());
+    }
+    if extras.thread_id {
+        // RFC 8474 5.2: NIL when the server does not keep thread ids.
+        out.extend_from_slice(b" THREADID NIL");
+    }
+    if extras.save_date {
+        match meta.map(|m| m.save_date).filter(|&d| d > 0) {
+            Some(d) => {
+                let when = chrono::DateTime::from_timestamp(d, 0).unwrap_or_default();
+                out.extend_from_slice(
+                    format!(" SAVEDATE \"{}\"", when.format("%e-%b-%Y %H:%M:%S +0000")).as_bytes(),
+                );
+            }
+            None => out.extend_from_slice(b" SAVEDATE NIL"),
+        }
+    }
+    if extras.preview {
+        out.extend_from_slice(b" PREVIEW ");
+        match raw.and_then(mail_summary::preview) {
+            Some(p) => quote::string_with(&mut out, p.as_bytes(), true),
+            None => out.extend_from_slice(b"NIL"),
+        }
+    }
+    out
 }

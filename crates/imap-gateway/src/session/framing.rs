@@ -217,6 +217,22 @@ impl Session {
                 Some(b) => b,
                 None => self.frag.message_bytes(),
             };
+            // SAVEDATE / OBJECTID search keys imap-codec does not parse.
+            let extras = if !over_limit
+                && self.view.is_some()
+                && (first_line_has(source, b"SEARCH")
+                    || first_line_has(source, b"SORT")
+                    || first_line_has(source, b"THREAD"))
+            {
+                imap_wire::ext::rewrite_search_extras(source)
+            } else {
+                None
+            };
+            let dollar = extras.or(dollar);
+            let source: &[u8] = match &dollar {
+                Some(b) => b,
+                None => self.frag.message_bytes(),
+            };
             let rewritten = if !over_limit
                 && (first_line_has(source, b"SEARCH") || first_line_has(source, b"SORT"))
             {
@@ -235,6 +251,42 @@ impl Session {
                 }
             } else {
                 dollar.clone()
+            };
+            // FETCH items imap-codec does not know (OBJECTID, SAVEDATE,
+            // PREVIEW): taken out here, added to each FETCH response.
+            self.fetch_extras = Default::default();
+            self.status_mailboxid = None;
+            let mailboxid = if over_limit || self.client.is_none() {
+                None
+            } else {
+                imap_wire::ext::split_status_mailboxid(rewritten.as_deref().unwrap_or(source))
+            };
+            let rewritten = match mailboxid {
+                Some((bytes, alone)) => {
+                    self.status_mailboxid = Some(alone);
+                    Some(bytes)
+                }
+                None => rewritten,
+            };
+            let rewritten = if !over_limit
+                && self.view.is_some()
+                && first_line_has(rewritten.as_deref().unwrap_or(source), b"FETCH")
+            {
+                match imap_wire::ext::split_fetch_extras(rewritten.as_deref().unwrap_or(source)) {
+                    Ok(Some((bytes, extras))) => {
+                        self.fetch_extras = extras;
+                        Some(bytes)
+                    }
+                    Ok(None) => rewritten,
+                    Err(e) => {
+                        let t = tag.clone().unwrap_or_else(|| "*".into());
+                        self.bad += 1;
+                        self.push(&format!("{t} BAD {e}"));
+                        continue;
+                    }
+                }
+            } else {
+                rewritten
             };
             let decoded = match rewritten {
                 Some(bytes) => {

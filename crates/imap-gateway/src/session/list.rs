@@ -250,6 +250,9 @@ impl Session {
                 .iter()
                 .map(|i| {
                     use imap_wire::ext::StatusItem as S;
+                    if *i == S::MailboxId {
+                        return format!("MAILBOXID (F{})", st.uid_validity);
+                    }
                     let v = match i {
                         S::Messages => st.messages as u64,
                         S::UidNext => st.uid_next as u64,
@@ -259,6 +262,7 @@ impl Session {
                         S::Size => st.size,
                         S::Recent => st.recent as u64,
                         S::HighestModSeq => st.highest_modseq,
+                        S::MailboxId => 0,
                     };
                     format!("{} {v}", i.as_str())
                 })

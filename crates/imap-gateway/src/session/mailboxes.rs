@@ -78,6 +78,9 @@ impl Session {
             "* OK [UIDVALIDITY {}] UIDs valid",
             view.uid_validity()
         ));
+        // RFC 8474 4.2: the mailbox's MAILBOXID (its UIDVALIDITY, which
+        // the store never reuses and a RENAME keeps).
+        self.push(&format!("* OK [MAILBOXID (F{})] Ok", view.uid_validity()));
         self.push(&format!(
             "* OK [UIDNEXT {}] Predicted next UID",
             view.uid_next()
@@ -155,7 +158,14 @@ impl Session {
             })
             .await
         {
-            Ok(_) => Done::ok("CREATE completed"),
+            // RFC 8474 4.1: the new mailbox's MAILBOXID.
+            Ok(r) => match r.into_inner().mailbox {
+                Some(m) => Done::ok(format!(
+                    "[MAILBOXID (F{})] CREATE completed",
+                    m.uid_validity
+                )),
+                None => Done::ok("CREATE completed"),
+            },
             Err(s) => store_no(&s),
         }
     }

@@ -136,6 +136,8 @@ pub(crate) async fn handle(ctx: Arc<Ctx>, tcp: TcpStream, peer: SocketAddr, impl
         saved: Vec::new(),
         added_here: (0, Vec::new()),
         notify: None,
+        fetch_extras: Default::default(),
+        status_mailboxid: None,
         own_changes: Vec::new(),
         own_list_change: false,
     };
@@ -195,6 +197,11 @@ struct Session {
     /// (APPEND, COPY, MOVE): if that is the selected mailbox, the client
     /// hears of each, even one expunged by someone else meanwhile.
     added_here: (u32, Vec<u32>),
+    /// FETCH items imap-codec does not know, taken out of the current
+    /// command (OBJECTID, SAVEDATE, PREVIEW).
+    fetch_extras: imap_wire::ext::FetchExtras,
+    /// STATUS asked for MAILBOXID (RFC 8474 4.2); `Some(true)` alone.
+    status_mailboxid: Option<bool>,
     /// NOTIFY SET in effect (RFC 5465).
     notify: Option<notify::NotifyState>,
     /// Other mailboxes the current command added to (not echoed by NOTIFY).
@@ -320,6 +327,9 @@ impl Session {
             "QUOTA=RES-STORAGE".into(),
             "QUOTA=RES-MESSAGE".into(),
             "NOTIFY".into(),
+            "OBJECTID".into(),
+            "SAVEDATE".into(),
+            "PREVIEW".into(),
             "URLAUTH".into(),
             "URLAUTH=BINARY".into(),
             "WITHIN".into(),

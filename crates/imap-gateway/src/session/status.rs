@@ -47,6 +47,12 @@ impl Session {
                 StatusDataItemName::HighestModSeq => format!("HIGHESTMODSEQ {}", st.highest_modseq),
             });
         }
+        if let Some(alone) = self.status_mailboxid.take() {
+            if alone {
+                parts.clear();
+            }
+            parts.push(format!("MAILBOXID (F{})", st.uid_validity));
+        }
         let mut line = b"* STATUS ".to_vec();
         line.extend_from_slice(&self.wire_name(&name));
         line.extend_from_slice(format!(" ({})\r\n", parts.join(" ")).as_bytes());
