@@ -1941,6 +1941,113 @@ pub async fn quota(pool: &Pool<Db>, account: AccountId) -> Result<pb::GetQuotaRe
     })
 }
 
+// ------------------------------------------------------------------ METADATA
+
+/// The entries of a mailbox (or, for `None`, of the server) as (name,
+/// value), by name.
+pub async fn get_metadata(
+    pool: &Pool<Db>,
+    account: AccountId,
+    mailbox: Option<&str>,
+) -> Result<Vec<(String, Vec<u8>)>> {
+    Ok(match mailbox {
+        None => {
+            sqlx::query_as(
+                "SELECT name, value FROM server_metadata WHERE account_id = $1 ORDER BY name",
+            )
+            .bind(account.0)
+            .fetch_all(pool)
+            .await?
+        }
+        Some(name) => {
+            let mb = mailbox_by_name_pool(pool, account, name).await?;
+            sqlx::query_as(
+                "SELECT name, value FROM mailbox_metadata WHERE mailbox_id = $1 ORDER BY name",
+            )
+            .bind(mb.id)
+            .fetch_all(pool)
+            .await?
+        }
+    })
+}
+
+/// Sets and removes (`None`) entries in one transaction; more than
+/// `max_entries` after it rolls everything back.
+pub async fn set_metadata(
+    pool: &Pool<Db>,
+    account: AccountId,
+    mailbox: Option<&str>,
+    entries: &[(String, Option<Vec<u8>>)],
+    max_entries: i64,
+) -> Result<()> {
+    let mut tx = begin_write(pool).await?;
+    let mailbox_id = match mailbox {
+        Some(name) => Some(mailbox_by_name(&mut tx, account, name).await?.id),
+        None => None,
+    };
+    for (name, value) in entries {
+        match (mailbox_id, value) {
+            (None, None) => {
+                sqlx::query("DELETE FROM server_metadata WHERE account_id = $1 AND name = $2")
+                    .bind(account.0)
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            (Some(id), None) => {
+                sqlx::query("DELETE FROM mailbox_metadata WHERE mailbox_id = $1 AND name = $2")
+                    .bind(id)
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            (None, Some(v)) => {
+                sqlx::query(
+                    "INSERT INTO server_metadata (account_id, name, value) VALUES ($1, $2, $3) \
+                     ON CONFLICT (account_id, name) DO UPDATE SET value = excluded.value",
+                )
+                .bind(account.0)
+                .bind(name)
+                .bind(v)
+                .execute(&mut *tx)
+                .await?;
+            }
+            (Some(id), Some(v)) => {
+                sqlx::query(
+                    "INSERT INTO mailbox_metadata (mailbox_id, account_id, name, value) \
+                     VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (mailbox_id, name) DO UPDATE SET value = excluded.value",
+                )
+                .bind(id)
+                .bind(account.0)
+                .bind(name)
+                .bind(v)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+    }
+    let count: i64 = match mailbox_id {
+        None => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM server_metadata WHERE account_id = $1")
+                .bind(account.0)
+                .fetch_one(&mut *tx)
+                .await?
+        }
+        Some(id) => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM mailbox_metadata WHERE mailbox_id = $1")
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?
+        }
+    };
+    if count > max_entries {
+        return Err(StoreError::Precondition("metadata: too many entries"));
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
 // ------------------------------------------------------------------ URLAUTH
 
 /// An account's address and whether it is disabled.

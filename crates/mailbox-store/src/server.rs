@@ -833,6 +833,30 @@ impl mailbox_server::Mailbox for MailboxSvc {
         Ok(Response::new(Box::pin(tokio_stream::iter(out))))
     }
 
+    async fn get_metadata(
+        &self,
+        req: Request<pb::GetMetadataRequest>,
+    ) -> Result<Response<pb::GetMetadataResponse>, Status> {
+        let account = self.account(&req).await?;
+        let entries = self
+            .store
+            .get_metadata(account, &req.into_inner().mailbox)
+            .await?;
+        Ok(Response::new(pb::GetMetadataResponse { entries }))
+    }
+
+    async fn set_metadata(
+        &self,
+        req: Request<pb::SetMetadataRequest>,
+    ) -> Result<Response<pb::SetMetadataResponse>, Status> {
+        let account = self.account(&req).await?;
+        let r = req.into_inner();
+        self.store
+            .set_metadata(account, &r.mailbox, r.entries)
+            .await?;
+        Ok(Response::new(pb::SetMetadataResponse {}))
+    }
+
     type WatchMailboxListStream = BoxStream<pb::WatchMailboxListResponse>;
 
     async fn watch_mailbox_list(

@@ -24,6 +24,10 @@ use crate::hub::Hub;
 pub use crate::model::AccountId;
 use crate::model::{AccountField, NewBlob, NewMessage};
 
+/// METADATA limits (RFC 5464 4.3: MAXSIZE and TOOMANY).
+pub const METADATA_MAX_VALUE: usize = 64 * 1024;
+pub const METADATA_MAX_ENTRIES: i64 = 256;
+
 mod pg {
     #![allow(clippy::too_many_arguments)]
     type Db = sqlx::Postgres;
@@ -1002,6 +1006,68 @@ impl Store {
         on_backend!(self, add_app_password(address.as_str(), name, &hash))?;
         tracing::info!(account = %address, name, "app password added");
         Ok(password)
+    }
+
+    // -------------------------------------------------------------- METADATA
+
+    /// METADATA entries of a mailbox, or of the server (`mailbox` empty).
+    pub async fn get_metadata(
+        &self,
+        account: AccountId,
+        mailbox: &str,
+    ) -> Result<Vec<pb::MetadataEntry>> {
+        let name = (!mailbox.is_empty())
+            .then(|| parse_mailbox(mailbox))
+            .transpose()?;
+        let rows = on_backend!(
+            self,
+            get_metadata(account, name.as_ref().map(|n| n.as_str()))
+        )?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, value)| pb::MetadataEntry {
+                name,
+                value,
+                remove: false,
+            })
+            .collect())
+    }
+
+    /// Sets and removes METADATA entries, all or none: names must be
+    /// `/private/...` or `/shared/...`, values at most METADATA_MAX_VALUE,
+    /// at most METADATA_MAX_ENTRIES entries after the change.
+    pub async fn set_metadata(
+        &self,
+        account: AccountId,
+        mailbox: &str,
+        entries: Vec<pb::MetadataEntry>,
+    ) -> Result<()> {
+        let name = (!mailbox.is_empty())
+            .then(|| parse_mailbox(mailbox))
+            .transpose()?;
+        let mut changes = Vec::with_capacity(entries.len());
+        for e in entries {
+            let n = e.name.to_ascii_lowercase();
+            let root_ok = n.starts_with("/private/") || n.starts_with("/shared/");
+            if !root_ok || n.contains("//") || n.ends_with('/') || n.len() > 1024 {
+                return Err(StoreError::Invalid(format!("metadata entry name {n:?}")));
+            }
+            if e.value.len() > METADATA_MAX_VALUE {
+                return Err(StoreError::Invalid("metadata value too large".into()));
+            }
+            changes.push((n, (!e.remove).then_some(e.value)));
+        }
+        on_backend!(
+            self,
+            set_metadata(
+                account,
+                name.as_ref().map(|n| n.as_str()),
+                &changes,
+                METADATA_MAX_ENTRIES
+            )
+        )?;
+        self.mailbox_list_changed(account).await;
+        Ok(())
     }
 
     // -------------------------------------------------------------- URLAUTH

@@ -151,6 +151,15 @@ impl Session {
             } => Box::pin(self.append(&mailbox, &flags, date, message)).await,
             CommandBody::GetQuota { root } => Box::pin(self.get_quota(&root)).await,
             CommandBody::GetQuotaRoot { mailbox } => Box::pin(self.get_quota_root(&mailbox)).await,
+            CommandBody::GetMetadata {
+                options,
+                mailbox,
+                entries,
+            } => Box::pin(self.get_metadata(&options, &mailbox, entries.as_ref())).await,
+            CommandBody::SetMetadata {
+                mailbox,
+                entry_values,
+            } => Box::pin(self.set_metadata(&mailbox, entry_values.as_ref())).await,
             CommandBody::SetQuota { .. } => {
                 // RFC 9208 4.1: no QUOTASET capability; limits are the
                 // operator's (mailctl quota).

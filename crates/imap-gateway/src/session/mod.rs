@@ -18,6 +18,7 @@ mod fetching;
 mod framing;
 mod list;
 mod mailboxes;
+mod metadata;
 mod notify;
 mod quota;
 mod searching;
@@ -327,6 +328,8 @@ impl Session {
             "QUOTA=RES-STORAGE".into(),
             "QUOTA=RES-MESSAGE".into(),
             "NOTIFY".into(),
+            "METADATA".into(),
+            "METADATA-SERVER".into(),
             "OBJECTID".into(),
             "SAVEDATE".into(),
             "PREVIEW".into(),

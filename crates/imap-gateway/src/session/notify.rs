@@ -21,7 +21,8 @@ use super::*;
 const MAX_WATCHED: usize = 200;
 
 /// The events this server reports (BADEVENT lists them, RFC 5465 3.1).
-const SUPPORTED: &str = "MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange";
+const SUPPORTED: &str = "MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange \
+                         MailboxMetadataChange ServerMetadataChange";
 
 /// What SELECTED / SELECTED-DELAYED asked for (RFC 5465 6.1).
 pub(super) struct SelectedEvents {
@@ -48,6 +49,8 @@ struct Group {
     flags: bool,
     names: bool,
     subscriptions: bool,
+    /// MailboxMetadataChange (RFC 5465 5.6).
+    metadata: bool,
 }
 
 impl Filter {
@@ -86,6 +89,11 @@ pub(super) struct NotifyState {
     watched: HashMap<String, Watched>,
     list: Vec<pb::MailboxInfo>,
     list_task: Option<JoinHandle<()>>,
+    /// ServerMetadataChange (RFC 5465 5.7).
+    server_metadata: bool,
+    /// METADATA entries as last told, per mailbox ("" for the server),
+    /// for the mailboxes with metadata events.
+    metadata: HashMap<String, Vec<pb::MetadataEntry>>,
     dirty: Arc<Mutex<Dirty>>,
     pub wake: Arc<tokio::sync::Notify>,
 }
@@ -172,15 +180,10 @@ impl Session {
             NotifyCommand::Set { status, groups } => (status, groups),
         };
         // Unsupported events: NO [BADEVENT (...)], not BAD (3.1).
-        let unsupported = groups.iter().flat_map(|g| &g.events).any(|e| {
-            matches!(
-                e,
-                NotifyEvent::AnnotationChange
-                    | NotifyEvent::MailboxMetadataChange
-                    | NotifyEvent::ServerMetadataChange
-                    | NotifyEvent::Other(_)
-            )
-        });
+        let unsupported = groups
+            .iter()
+            .flat_map(|g| &g.events)
+            .any(|e| matches!(e, NotifyEvent::AnnotationChange | NotifyEvent::Other(_)));
         if unsupported {
             return Done::no(format!("[BADEVENT ({SUPPORTED})] Unsupported event"));
         }
@@ -190,6 +193,8 @@ impl Session {
             watched: HashMap::new(),
             list: Vec::new(),
             list_task: None,
+            server_metadata: false,
+            metadata: HashMap::new(),
             dirty: Arc::default(),
             wake: Arc::default(),
         };
@@ -236,7 +241,11 @@ impl Session {
                 flags,
                 names: has(|e| matches!(e, NotifyEvent::MailboxName)),
                 subscriptions: has(|e| matches!(e, NotifyEvent::SubscriptionChange)),
+                metadata: has(|e| matches!(e, NotifyEvent::MailboxMetadataChange)),
             });
+            if has(|e| matches!(e, NotifyEvent::ServerMetadataChange)) {
+                state.server_metadata = true;
+            }
         }
         // The previous NOTIFY's watchers stop before the new ones start.
         self.notify = None;
@@ -258,6 +267,7 @@ impl Session {
                 self.start_watch(&mut state, name).await;
             }
             state.list_task = Some(spawn_list_watch(c, &state));
+            state.metadata = self.read_metadata(&state, &state.list).await;
         }
         if status {
             // 3.1: STATUS for each non-selected mailbox with message events.
@@ -518,11 +528,89 @@ impl Session {
                 self.start_watch(&mut state, name).await;
             }
         }
+        // METADATA changes (RFC 5465 5.6, 5.7): the names of the entries
+        // set, changed or removed, per mailbox.
+        let metadata = self.read_metadata(&state, &new).await;
+        if tell {
+            for (mailbox, entries) in &metadata {
+                let old = state.metadata.get(mailbox);
+                let mut changed: Vec<&str> = entries
+                    .iter()
+                    .filter(|e| {
+                        !old.is_some_and(|o| {
+                            o.iter().any(|x| x.name == e.name && x.value == e.value)
+                        })
+                    })
+                    .map(|e| e.name.as_str())
+                    .collect();
+                if let Some(o) = old {
+                    changed.extend(
+                        o.iter()
+                            .filter(|x| !entries.iter().any(|e| e.name == x.name))
+                            .map(|x| x.name.as_str()),
+                    );
+                }
+                if changed.is_empty() {
+                    continue;
+                }
+                let mut l = b"* METADATA ".to_vec();
+                if mailbox.is_empty() {
+                    l.extend_from_slice(b"\"\"");
+                } else {
+                    l.extend_from_slice(&self.wire_name(mailbox));
+                }
+                for name in changed {
+                    l.push(b' ');
+                    quote::string(&mut l, name.as_bytes());
+                }
+                l.extend_from_slice(b"\r\n");
+                lines.push(l);
+            }
+        }
+        state.metadata = metadata;
         state.list = new;
         self.notify = Some(state);
         for l in lines {
             self.out.extend_from_slice(&l);
         }
+    }
+
+    /// The METADATA entries of the server (with ServerMetadataChange) and
+    /// of each listed mailbox with MailboxMetadataChange.
+    async fn read_metadata(
+        &self,
+        state: &NotifyState,
+        list: &[pb::MailboxInfo],
+    ) -> HashMap<String, Vec<pb::MetadataEntry>> {
+        let mut out = HashMap::new();
+        let Some(mut c) = self.client() else {
+            return out;
+        };
+        let mut names: Vec<String> = list
+            .iter()
+            .filter(|m| {
+                state
+                    .groups
+                    .iter()
+                    .any(|g| g.metadata && g.filter.matches(&m.name, m.subscribed))
+            })
+            .map(|m| m.name.clone())
+            .take(MAX_WATCHED)
+            .collect();
+        if state.server_metadata {
+            names.push(String::new());
+        }
+        for name in names {
+            if let Ok(r) = c
+                .get_metadata(pb::GetMetadataRequest {
+                    mailbox: name.clone(),
+                })
+                .await
+            {
+                out.insert(name, r.into_inner().entries);
+            }
+        }
+        out
     }
 
     /// MessageNew's fetch-atts for SELECTED (RFC 5465 5.2): a FETCH for
