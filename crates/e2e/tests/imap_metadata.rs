@@ -148,6 +148,22 @@ async fn metadata_server_and_mailbox_entries() {
         assert!(tagged(&r).contains("NO [METADATA TOOMANY]"), "{r:?}");
         let r = ok(&mut a, "GETMETADATA Drafts /private/e255").await;
         assert_eq!(r.len(), 1, "nothing of a refused SETMETADATA kept: {r:?}");
+        // All of an account's values together are bounded too (4 MiB).
+        let value = "m".repeat(60_000);
+        let mut cmd = String::from("SETMETADATA Sent (");
+        for i in 0..75 {
+            cmd.push_str(&format!("/private/big{i} {{{}+}}\r\n{value} ", value.len()));
+        }
+        cmd.pop();
+        cmd.push(')');
+        let r = a.cmd(&cmd).await;
+        assert!(
+            tagged(&r).contains("NO [METADATA TOOMANY]"),
+            "{}",
+            tagged(&r)
+        );
+        let r = ok(&mut a, "GETMETADATA Sent /private/big0").await;
+        assert_eq!(r.len(), 1, "nothing kept");
         let r = a.cmd("GETMETADATA Nowhere /private/comment").await;
         assert!(tagged(&r).contains(" NO "), "{r:?}");
         // A value with NUL travels as literal8.

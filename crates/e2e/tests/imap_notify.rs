@@ -174,10 +174,43 @@ async fn notify_events_reach_an_idle_client() {
         let seen = until(&mut a, "* STATUS \"Lists/New\"").await;
         assert!(seen.last().unwrap().contains("MESSAGES 1"), "{seen:?}");
 
+        // Another client's delivery just before this session's own APPEND
+        // to the same mailbox is still told (only the own one is not).
+        append(&mut b, "misc", "theirs").await;
+        let r = ok(&mut a, "APPEND misc {3+}\r\nx\r\n").await;
+        let st: Vec<&String> = r
+            .iter()
+            .filter(|l| l.starts_with("* STATUS \"misc\""))
+            .collect();
+        // Told at once between commands (before the APPEND ran), or with
+        // it: either way B's message is counted, and A's own is not told
+        // on its own.
+        assert!(
+            st.len() == 1
+                && (st[0].contains("MESSAGES 2 UIDNEXT 3")
+                    || st[0].contains("MESSAGES 3 UIDNEXT 4")),
+            "{r:?}"
+        );
+        // A failing CREATE hides nothing either.
+        ok(&mut b, "CREATE Theirs").await;
+        let r = a.cmd("CREATE INBOX").await;
+        assert!(tagged(&r).contains(" NO "), "{r:?}");
+        let seen = if r.iter().any(|l| l.contains("Theirs")) {
+            r
+        } else {
+            until(&mut a, "Theirs").await
+        };
+        assert!(
+            seen.iter()
+                .any(|l| l == "* LIST (\\HasNoChildren) \"/\" \"Theirs\"\r\n"),
+            "{seen:?}"
+        );
         // 5: the session's own changes are not echoed.
         let r = ok(&mut a, "CREATE Own").await;
         assert!(!r.iter().any(|l| l.contains("Own")), "{r:?}");
         let r = ok(&mut a, "APPEND misc {3+}\r\nx\r\n").await;
+        assert!(!r.iter().any(|l| l.starts_with("* STATUS")), "{r:?}");
+        let r = ok(&mut a, "NOOP").await;
         assert!(!r.iter().any(|l| l.starts_with("* STATUS")), "{r:?}");
         let r = ok(&mut a, "NOOP").await;
         assert!(

@@ -152,6 +152,15 @@ async fn urlauth_generate_fetch_and_reset() {
             "{r:?}"
         );
 
+        // A section the message does not have: NIL, and the command goes
+        // on to the next URL (RFC 4467 7).
+        let nopart = gen_url(&mut a, format!("{base}/;SECTION=9.9;URLAUTH=authuser")).await;
+        let r = b.cmd(&format!("URLFETCH \"{nopart}\" \"{text}\"")).await;
+        assert_eq!(r[0], format!("* URLFETCH \"{nopart}\" NIL\r\n"), "{r:?}");
+        assert!(
+            all(&r).contains("Si vis pacem") && tagged(&r).contains(" OK "),
+            "{r:?}"
+        );
         // The verifier covers the rump: another section, a changed digit,
         // another mechanism name: NIL.
         let other_section = text.replacen("SECTION=1", "SECTION=2", 1);

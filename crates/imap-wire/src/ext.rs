@@ -456,6 +456,40 @@ pub fn split_status_mailboxid(msg: &[u8]) -> Option<(Vec<u8>, bool)> {
     Some((out, alone))
 }
 
+/// Search keys followed by one argument (RFC 9051 6.4.4, RFC 8514, RFC
+/// 8474, RFC 7162).
+const ARG_KEYS: &[&[u8]] = &[
+    b"BCC",
+    b"BEFORE",
+    b"BODY",
+    b"CC",
+    b"FROM",
+    b"KEYWORD",
+    b"LARGER",
+    b"ON",
+    b"SENTBEFORE",
+    b"SENTON",
+    b"SENTSINCE",
+    b"SINCE",
+    b"SMALLER",
+    b"SUBJECT",
+    b"TEXT",
+    b"TO",
+    b"UID",
+    b"UNKEYWORD",
+    b"HEADER",
+    b"MODSEQ",
+    b"OLDER",
+    b"YOUNGER",
+    b"SAVEDBEFORE",
+    b"SAVEDON",
+    b"SAVEDSINCE",
+    b"EMAILID",
+    b"THREADID",
+];
+/// HEADER takes a field name and a value: the word two after it is the value.
+const HEADER_NAME_FOLLOWS: &[u8] = b"HEADER";
+
 /// Header names no message can have (a field name holds no ":"): the
 /// search keys imap-codec does not parse travel through it as `HEADER`
 /// keys with these names, for the server to recognise.
@@ -476,6 +510,9 @@ pub fn rewrite_search_extras(msg: &[u8]) -> Option<Vec<u8>> {
     let mut i = 0;
     let mut changed = false;
     let mut prev_sp = false;
+    // The last two words (or `"` for a string), to tell keys from
+    // arguments.
+    let (mut prev_word, mut prev_prev_word): (Vec<u8>, Vec<u8>) = (Vec::new(), Vec::new());
     while i < msg.len() {
         let b = msg[i];
         match b {
@@ -491,6 +528,9 @@ pub fn rewrite_search_extras(msg: &[u8]) -> Option<Vec<u8>> {
                 }
                 i = (i + 1).min(msg.len());
                 out.extend_from_slice(&msg[start..i]);
+                // An argument, not a key.
+                prev_word.clear();
+                prev_word.push(b'"');
             }
             b'{' => {
                 // A literal: its announcement, line end and bytes, as is.
@@ -503,18 +543,19 @@ pub fn rewrite_search_extras(msg: &[u8]) -> Option<Vec<u8>> {
                         .parse::<usize>()
                         .ok()
                 });
-                match (close, n) {
-                    (Some(c), Some(n)) => {
-                        let mut j = c + 1;
-                        if msg.get(j) == Some(&b'\r') {
-                            j += 1;
-                        }
-                        if msg.get(j) == Some(&b'\n') {
-                            j += 1;
-                        }
-                        let end = (j + n).min(msg.len());
+                // Only `{n}` that ends its line announces a literal.
+                let line_end = close.and_then(|c| match &msg[c + 1..] {
+                    [b'\r', b'\n', ..] => Some(c + 3),
+                    [b'\n', ..] => Some(c + 2),
+                    _ => None,
+                });
+                match (line_end, n) {
+                    (Some(j), Some(n)) => {
+                        let end = j.saturating_add(n).min(msg.len());
                         out.extend_from_slice(&msg[start..end]);
                         i = end;
+                        prev_word.clear();
+                        prev_word.push(b'"');
                     }
                     _ => {
                         out.push(b);
@@ -528,7 +569,12 @@ pub fn rewrite_search_extras(msg: &[u8]) -> Option<Vec<u8>> {
                     i += 1;
                 }
                 let word = &msg[start..i];
-                let at_key = prev_sp || start == 0 || msg[start - 1] == b'(';
+                // A word right after a key that takes an argument is that
+                // argument (SUBJECT EMAILID), never a key.
+                let argument = ARG_KEYS.iter().any(|k| prev_word.eq_ignore_ascii_case(k))
+                    || HEADER_NAME_FOLLOWS.eq_ignore_ascii_case(&prev_prev_word);
+                let at_key = !argument && (prev_sp || start == 0 || msg[start - 1] == b'(');
+                prev_prev_word = std::mem::replace(&mut prev_word, word.to_vec());
                 let name = match word.to_ascii_uppercase().as_slice() {
                     b"SAVEDBEFORE" => Some(SAVED_BEFORE),
                     b"SAVEDON" => Some(SAVED_ON),
@@ -1040,6 +1086,11 @@ pub fn parse_urlauth(msg: &[u8]) -> Result<Option<UrlAuthCommand>, ExtError> {
                     }
                     if a.binary && a.body {
                         return Err(ExtError::Syntax("BINARY and BODY together"));
+                    }
+                    if !(a.binary || a.body || a.body_part_structure) {
+                        return Err(ExtError::Syntax(
+                            "a parenthesized URL takes BODYPARTSTRUCTURE, BINARY or BODY",
+                        ));
                     }
                     c.expect(b')', "expected \")\" after the URLFETCH parameters")?;
                     args.push(a);
@@ -2051,6 +2102,24 @@ mod tests {
             Some(b"a SEARCH SUBJECT {7}\r\nEMAILID HEADER \"threadid:\" T1\r\n".to_vec())
         );
         assert_eq!(rewrite_search_extras(b"a SEARCH FROM x\r\n"), None);
+        // Arguments that look like keys stay arguments.
+        assert_eq!(
+            rewrite_search_extras(b"a SEARCH SUBJECT EMAILID KEYWORD SAVEDON\r\n"),
+            None
+        );
+        assert_eq!(
+            rewrite_search_extras(b"a SEARCH HEADER X-A EMAILID\r\n"),
+            None
+        );
+        // A huge {n} in the middle of a line is no literal, and no panic.
+        assert_eq!(
+            rewrite_search_extras(b"a SEARCH TEXT x {18446744073709551515} EMAILID M1\r\n"),
+            Some(b"a SEARCH TEXT x {18446744073709551515} HEADER \"emailid:\" M1\r\n".to_vec())
+        );
+        assert!(
+            rewrite_search_extras(b"a SEARCH TEXT {18446744073709551515}\r\nab EMAILID x")
+                .is_none()
+        );
     }
 
     #[test]
@@ -2225,6 +2294,7 @@ mod tests {
             b"a URLFETCH (u BINARY BINARY)\r\n",
             b"a URLFETCH (u FOO)\r\n",
             b"a URLFETCH (u BINARY\r\n",
+            b"a URLFETCH (u)\r\n",
             b"a RESETKEY INBOX \"x\"\r\n",
         ] {
             assert!(

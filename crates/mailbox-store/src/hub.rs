@@ -46,7 +46,7 @@ pub struct Hub {
     inner: Arc<Mutex<HashMap<i64, broadcast::Sender<Signal>>>>,
     /// Per account: its mailbox list or subscriptions changed (a bare
     /// tick; a watcher re-reads the list).
-    lists: Arc<Mutex<HashMap<i64, broadcast::Sender<()>>>>,
+    lists: Arc<Mutex<HashMap<i64, broadcast::Sender<bool>>>>,
 }
 
 impl Hub {
@@ -84,12 +84,12 @@ impl Hub {
         let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         map.retain(|_, tx| tx.send(None).is_ok());
         let mut lists = self.lists.lock().unwrap_or_else(|p| p.into_inner());
-        lists.retain(|_, tx| tx.send(()).is_ok());
+        lists.retain(|_, tx| tx.send(true).is_ok());
     }
 
-    /// A receiver of a tick each time account `id`'s mailbox list or
-    /// subscriptions change.
-    pub fn subscribe_list(&self, account_id: i64) -> broadcast::Receiver<()> {
+    /// A receiver of a tick each time account `id`'s mailbox list,
+    /// subscriptions or METADATA change (`true`: METADATA may have).
+    pub fn subscribe_list(&self, account_id: i64) -> broadcast::Receiver<bool> {
         let mut map = self.lists.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(account_id)
             .or_insert_with(|| broadcast::channel(BACKLOG).0)
@@ -97,10 +97,10 @@ impl Hub {
     }
 
     /// Ticks every watcher of account `id`'s mailbox list.
-    pub fn notify_list(&self, account_id: i64) {
+    pub fn notify_list(&self, account_id: i64, metadata: bool) {
         let mut map = self.lists.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(tx) = map.get(&account_id)
-            && tx.send(()).is_err()
+            && tx.send(metadata).is_err()
         {
             map.remove(&account_id);
         }

@@ -1670,18 +1670,20 @@ pub async fn copy(
     }
     let bytes: i64 = rows.iter().map(|r| r.size).sum();
     if !remove_source {
-        // A copy adds to the quota; a move does not.
-        let (quota, used, quota_messages, count): (i64, i64, i64, i64) = sqlx::query_as(
-            "SELECT quota_bytes, used_bytes, quota_messages, message_count \
-             FROM accounts WHERE id = $1",
+        // A copy adds to the quota (a move does not): usage and the check
+        // in one statement, as APPEND does, so concurrent copies cannot
+        // both pass; over quota rolls back.
+        let (used, quota, count, quota_messages): (i64, i64, i64, i64) = sqlx::query_as(
+            "UPDATE accounts SET used_bytes = used_bytes + $2, \
+             message_count = message_count + $3 WHERE id = $1 \
+             RETURNING used_bytes, quota_bytes, message_count, quota_messages",
         )
         .bind(account.0)
+        .bind(bytes)
+        .bind(rows.len() as i64)
         .fetch_one(&mut *tx)
         .await?;
-        if over_quota(
-            (quota, used + bytes),
-            (quota_messages, count + rows.len() as i64),
-        ) {
+        if over_quota((quota, used), (quota_messages, count)) {
             return Err(StoreError::OverQuota);
         }
     }
@@ -1704,7 +1706,10 @@ pub async fn copy(
         resp.source_uids.push(r.uid as u32);
         resp.destination_uids.push(uid as u32);
     }
-    add_usage(&mut tx, account.0, bytes, rows.len() as i64).await?;
+    if remove_source {
+        // The copy's usage; the expunge below takes it off again.
+        add_usage(&mut tx, account.0, bytes, rows.len() as i64).await?;
+    }
     let mut changed = vec![dst.id];
     if remove_source {
         let uids: Vec<i64> = rows.iter().map(|r| r.uid).collect();
@@ -1979,6 +1984,7 @@ pub async fn set_metadata(
     mailbox: Option<&str>,
     entries: &[(String, Option<Vec<u8>>)],
     max_entries: i64,
+    max_account_bytes: i64,
 ) -> Result<()> {
     let mut tx = begin_write(pool).await?;
     let mailbox_id = match mailbox {
@@ -2041,7 +2047,15 @@ pub async fn set_metadata(
                 .await?
         }
     };
-    if count > max_entries {
+    // The account's values together, server and every mailbox.
+    let bytes: i64 = sqlx::query_scalar(
+        "SELECT COALESCE((SELECT SUM(LENGTH(value)) FROM server_metadata WHERE account_id = $1), 0) \
+         + COALESCE((SELECT SUM(LENGTH(value)) FROM mailbox_metadata WHERE account_id = $1), 0)",
+    )
+    .bind(account.0)
+    .fetch_one(&mut *tx)
+    .await?;
+    if count > max_entries || bytes > max_account_bytes {
         return Err(StoreError::Precondition("metadata: too many entries"));
     }
     tx.commit().await?;

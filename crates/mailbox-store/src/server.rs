@@ -869,19 +869,21 @@ impl mailbox_server::Mailbox for MailboxSvc {
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
             loop {
-                tokio::select! {
-                    t = ticks.recv() => {
-                        if matches!(t, Err(broadcast::error::RecvError::Closed)) {
-                            return;
-                        }
-                    }
-                    _ = tokio::time::sleep(WATCH_POLL) => {}
+                let metadata = tokio::select! {
+                    t = ticks.recv() => match t {
+                        Ok(m) => m,
+                        Err(broadcast::error::RecvError::Closed) => return,
+                        // Missed ticks: any of them may have been METADATA.
+                        Err(broadcast::error::RecvError::Lagged(_)) => true,
+                    },
+                    // The periodic re-read covers the list only.
+                    _ = tokio::time::sleep(WATCH_POLL) => false,
                     _ = tx.closed() => return,
                     _ = shutdown.cancelled() => return,
-                }
+                };
                 // Ticks that pile up while the caller reads are one.
                 if let Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) =
-                    tx.try_send(Ok(pb::WatchMailboxListResponse {}))
+                    tx.try_send(Ok(pb::WatchMailboxListResponse { metadata }))
                 {
                     return;
                 }

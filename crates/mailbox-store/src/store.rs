@@ -27,6 +27,9 @@ use crate::model::{AccountField, NewBlob, NewMessage};
 /// METADATA limits (RFC 5464 4.3: MAXSIZE and TOOMANY).
 pub const METADATA_MAX_VALUE: usize = 64 * 1024;
 pub const METADATA_MAX_ENTRIES: i64 = 256;
+/// All of an account's METADATA values together (well under the 16 MiB
+/// a gRPC message may carry, so GETMETADATA always fits in one).
+pub const METADATA_MAX_ACCOUNT_BYTES: i64 = 4 * 1024 * 1024;
 
 mod pg {
     #![allow(clippy::too_many_arguments)]
@@ -1063,10 +1066,11 @@ impl Store {
                 account,
                 name.as_ref().map(|n| n.as_str()),
                 &changes,
-                METADATA_MAX_ENTRIES
+                METADATA_MAX_ENTRIES,
+                METADATA_MAX_ACCOUNT_BYTES
             )
         )?;
-        self.mailbox_list_changed(account).await;
+        self.list_or_metadata_changed(account, true).await;
         Ok(())
     }
 
@@ -1159,22 +1163,28 @@ impl Store {
             .as_deref()
             .and_then(|a| EmailAddress::parse(a).ok())
             .ok_or_else(nf)?;
-        let owner =
-            on_backend!(self, enabled_account_by_address(owner.as_str()))?.ok_or_else(nf)?;
+        // A missing account, mailbox or key takes the same steps as a
+        // wrong verifier (a key lookup and an HMAC), so response times do
+        // not tell which it was.
+        let found = on_backend!(self, enabled_account_by_address(owner.as_str()))?;
+        let owner = found.unwrap_or(AccountId(0));
         let name = u
             .mailbox_name()
             .and_then(|n| parse_mailbox(&n).ok())
             .ok_or_else(nf)?;
-        let (key, validity) = match on_backend!(self, urlauth_key(owner, name.as_str(), None)) {
-            Ok(Some(k)) => k,
-            Ok(None) | Err(StoreError::NotFound(_)) => return Err(nf()),
+        let key = match on_backend!(self, urlauth_key(owner, name.as_str(), None)) {
+            Ok(k) => k,
+            Err(StoreError::NotFound(_)) => None,
             Err(e) => return Err(e),
         };
-        let mac = urlauth_mac(&key, &url[..auth.rump_len]).ok_or_else(nf)?;
+        let dummy = "00".repeat(32);
+        let key_hex = key.as_ref().map_or(dummy.as_str(), |(k, _)| k.as_str());
+        let mac = urlauth_mac(key_hex, &url[..auth.rump_len]).ok_or_else(nf)?;
         let token = hex::decode(token).map_err(|_| nf())?;
-        if mac.verify_slice(&token).is_err() {
+        let verified = mac.verify_slice(&token).is_ok();
+        let Some((_, validity)) = key.filter(|_| verified && found.is_some()) else {
             return Err(nf());
-        }
+        };
         if u.uid_validity.is_some_and(|v| v != validity) {
             return Err(nf());
         }
@@ -1421,9 +1431,14 @@ impl Store {
     /// `NOTIFY mailbox_list_changes`, on every other replica. A lost tick
     /// costs only latency: watchers also re-read every WATCH_POLL.
     async fn mailbox_list_changed(&self, account: AccountId) {
-        self.inner.hub.notify_list(account.0);
+        self.list_or_metadata_changed(account, false).await
+    }
+
+    async fn list_or_metadata_changed(&self, account: AccountId, metadata: bool) {
+        self.inner.hub.notify_list(account.0, metadata);
         if let Backend::Pg(pool) = &self.inner.backend {
-            let payload = format!("{}:{}", self.inner.origin, account.0);
+            let tag = if metadata { ":m" } else { "" };
+            let payload = format!("{}:{}{tag}", self.inner.origin, account.0);
             if let Err(e) = sqlx::query("SELECT pg_notify('mailbox_list_changes', $1)")
                 .bind(payload)
                 .execute(pool)
@@ -1435,7 +1450,7 @@ impl Store {
     }
 
     /// A tick each time the account's mailbox list or subscriptions change.
-    pub fn watch_mailbox_list(&self, account: AccountId) -> broadcast::Receiver<()> {
+    pub fn watch_mailbox_list(&self, account: AccountId) -> broadcast::Receiver<bool> {
         self.inner.hub.subscribe_list(account.0)
     }
 
@@ -1936,9 +1951,14 @@ fn spawn_pg_listener(
                     Ok(Some(n)) if n.channel() == "mailbox_list_changes" => {
                         if let Some((from, id)) = n.payload().split_once(':')
                             && from != origin
-                            && let Ok(id) = id.parse::<i64>()
                         {
-                            hub.notify_list(id);
+                            let (id, metadata) = match id.strip_suffix(":m") {
+                                Some(id) => (id, true),
+                                None => (id, false),
+                            };
+                            if let Ok(id) = id.parse::<i64>() {
+                                hub.notify_list(id, metadata);
+                            }
                         }
                     }
                     Ok(Some(n)) => {

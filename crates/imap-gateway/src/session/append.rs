@@ -100,7 +100,7 @@ impl Session {
     /// Sends the messages to the store in one Append stream (a header
     /// before each message's data): one transaction.
     async fn append_all(&mut self, name: String, messages: Vec<ToAppend>) -> Done {
-        self.notify_own_change(&name);
+        let unseen = messages.iter().filter(|m| !m.flags.seen).count() as u32;
         let max = self.settings().max_append as u64;
         if messages.iter().any(|m| m.data.len() as u64 > max) {
             return Done::no("[TOOBIG] Message larger than APPENDLIMIT");
@@ -138,6 +138,7 @@ impl Session {
                     r.uids
                 };
                 let code = format!("[APPENDUID {} {}]", r.uid_validity, uid_list(&uids));
+                self.notify_own_change(&name, uids.len() as u32, unseen);
                 self.added_here = (r.uid_validity, uids);
                 Done::ok(format!("{code} APPEND completed"))
             }

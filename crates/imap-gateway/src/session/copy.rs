@@ -18,7 +18,6 @@ impl Session {
             Ok(n) => n,
             Err(d) => return Ok(d),
         };
-        self.notify_own_change(&dest);
         let Some(view) = &self.view else {
             return Ok(Done::bad("No mailbox selected"));
         };
@@ -27,6 +26,11 @@ impl Session {
         }
         let mailbox = view.name.clone();
         let uids: Vec<u32> = positions.iter().filter_map(|&i| view.uid_at(i)).collect();
+        let unseen = positions
+            .iter()
+            .filter_map(|&i| view.msg_at(i))
+            .filter(|m| !m.flags.seen)
+            .count() as u32;
         let verb = if remove { "MOVE" } else { "COPY" };
         if uids.is_empty() {
             return Ok(Done::ok(format!("{verb} completed")));
@@ -34,6 +38,7 @@ impl Session {
         let Some(mut c) = self.client() else {
             return Ok(Done::bad("Log in first"));
         };
+        let req_dest = dest.clone();
         let req = pb::CopyRequest {
             mailbox,
             uids: Some(pb::UidSet::of(uids)),
@@ -52,6 +57,7 @@ impl Session {
             Err(s) => return Ok(store_no(&s)),
         };
         self.added_here = (r.destination_uid_validity, r.destination_uids.clone());
+        self.notify_own_change(&req_dest, r.destination_uids.len() as u32, unseen);
         let code = format!(
             "[COPYUID {} {} {}]",
             r.destination_uid_validity,

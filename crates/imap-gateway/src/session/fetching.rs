@@ -245,7 +245,7 @@ impl Session {
                 }
                 let mut encoded = fetch::encode_items(pos as u32 + 1, items);
                 if extras.any() {
-                    let more = extra_items(&extras, metas.get(&uid).map(|m| &**m), raw);
+                    let more = extra_items(&extras, metas.get(&uid).map(|m| &**m), raw, self.utf8);
                     // Before the closing ")\r\n" of the FETCH response.
                     let at = encoded.len().saturating_sub(3);
                     encoded.splice(at..at, more);
@@ -294,6 +294,7 @@ fn extra_items(
     extras: &imap_wire::ext::FetchExtras,
     meta: Option<&pb::MessageMeta>,
     raw: Option<&[u8]>,
+    utf8: bool,
 ) -> Vec<u8> {
     let mut out = Vec::new();
     if extras.email_id {
@@ -327,7 +328,8 @@ fn extra_items(
     if extras.preview {
         out.extend_from_slice(b" PREVIEW ");
         match raw.and_then(mail_summary::preview) {
-            Some(p) => quote::string_with(&mut out, p.as_bytes(), true),
+            // A literal unless the client takes UTF-8 in quoted strings.
+            Some(p) => quote::string_with(&mut out, p.as_bytes(), utf8),
             None => out.extend_from_slice(b"NIL"),
         }
     }

@@ -14,6 +14,7 @@ impl Session {
         // rather than by the APPEND limit.
         let mut since_fragment: usize = 0;
         let mut in_literal = false;
+        let mut idle_deadline = tokio::time::Instant::now() + self.settings().idle_timeout;
         loop {
             let progress = self.frag.progress();
             if progress.is_some() {
@@ -97,13 +98,30 @@ impl Session {
                     // With NOTIFY, events are told between commands too
                     // (RFC 5465 3.1): the selected mailbox's as SELECTED /
                     // SELECTED-DELAYED say, other mailboxes' as they come.
-                    let wake = self.notify.as_ref().map(|n| n.wake.clone());
+                    // Only between commands: never while a command is
+                    // partly received (its message numbers must hold).
+                    let between = self.frag.message_bytes().is_empty();
+                    let wake = self
+                        .notify
+                        .as_ref()
+                        .filter(|_| between)
+                        .map(|n| n.wake.clone());
                     let mut view_rx = match self.notify.as_ref().and_then(|n| n.selected.as_ref()) {
-                        Some(s) if s.messages || s.flags => self.view.as_ref().map(|v| v.changes()),
+                        Some(s) if between && (s.messages || s.flags) => {
+                            self.view.as_ref().map(|v| v.changes())
+                        }
                         _ => None,
                     };
+                    // Notifications do not count as the client's activity:
+                    // the autologout deadline holds across them.
+                    let remaining =
+                        idle_deadline.saturating_duration_since(tokio::time::Instant::now());
+                    if remaining.is_zero() {
+                        self.push("* BYE Autologout; idle for too long");
+                        return Ok(None);
+                    }
                     let bytes = tokio::select! {
-                        b = self.read_input(READ_CHUNK, timeout) => b,
+                        b = self.read_input(READ_CHUNK, remaining.min(timeout)) => b,
                         _ = notified(wake) => {
                             self.notify_between().await;
                             continue;
@@ -120,6 +138,8 @@ impl Session {
                     match bytes {
                         Ok(b) if b.is_empty() => return Ok(None),
                         Ok(b) => {
+                            idle_deadline =
+                                tokio::time::Instant::now() + self.settings().idle_timeout;
                             since_fragment += b.len();
                             if !in_literal
                                 && since_fragment > self.settings().max_line as usize + READ_CHUNK

@@ -141,8 +141,6 @@ impl Session {
     }
 
     async fn create_named(&mut self, name: String, special: pb::SpecialUse) -> Done {
-        // NOTIFY does not echo this session's own list changes.
-        self.own_list_change = self.notify.is_some();
         // A trailing separator only says the name will have children.
         let name = name.trim_end_matches(SEP).to_string();
         if name.eq_ignore_ascii_case("INBOX") {
@@ -153,26 +151,27 @@ impl Session {
         };
         match c
             .create_mailbox(pb::CreateMailboxRequest {
-                name,
+                name: name.clone(),
                 special_use: special as i32,
             })
             .await
         {
             // RFC 8474 4.1: the new mailbox's MAILBOXID.
-            Ok(r) => match r.into_inner().mailbox {
-                Some(m) => Done::ok(format!(
-                    "[MAILBOXID (F{})] CREATE completed",
-                    m.uid_validity
-                )),
-                None => Done::ok("CREATE completed"),
-            },
+            Ok(r) => {
+                self.notify_own_list(&[&name]);
+                match r.into_inner().mailbox {
+                    Some(m) => Done::ok(format!(
+                        "[MAILBOXID (F{})] CREATE completed",
+                        m.uid_validity
+                    )),
+                    None => Done::ok("CREATE completed"),
+                }
+            }
             Err(s) => store_no(&s),
         }
     }
 
     pub(super) async fn delete(&mut self, m: &Mailbox<'_>) -> Done {
-        // NOTIFY does not echo this session's own list changes.
-        self.own_list_change = self.notify.is_some();
         let name = match self.mailbox_name(m) {
             Ok(n) => n,
             Err(d) => return d,
@@ -183,15 +182,19 @@ impl Session {
         if self.view.as_ref().is_some_and(|v| v.name == name) {
             self.view = None;
         }
-        match c.delete_mailbox(pb::DeleteMailboxRequest { name }).await {
-            Ok(_) => Done::ok("DELETE completed"),
+        match c
+            .delete_mailbox(pb::DeleteMailboxRequest { name: name.clone() })
+            .await
+        {
+            Ok(_) => {
+                self.notify_own_list(&[&name]);
+                Done::ok("DELETE completed")
+            }
             Err(s) => store_no(&s),
         }
     }
 
     pub(super) async fn rename(&mut self, from: &Mailbox<'_>, to: &Mailbox<'_>) -> Done {
-        // NOTIFY does not echo this session's own list changes.
-        self.own_list_change = self.notify.is_some();
         let (from, to) = match (self.mailbox_name(from), self.new_mailbox_name(to)) {
             (Ok(f), Ok(t)) => (f, t),
             (Err(d), _) | (_, Err(d)) => return d,
@@ -200,17 +203,21 @@ impl Session {
             return Done::bad("Log in first");
         };
         match c
-            .rename_mailbox(pb::RenameMailboxRequest { from, to })
+            .rename_mailbox(pb::RenameMailboxRequest {
+                from: from.clone(),
+                to: to.clone(),
+            })
             .await
         {
-            Ok(_) => Done::ok("RENAME completed"),
+            Ok(_) => {
+                self.notify_own_list(&[&from, &to]);
+                Done::ok("RENAME completed")
+            }
             Err(s) => store_no(&s),
         }
     }
 
     pub(super) async fn subscribe(&mut self, m: &Mailbox<'_>, on: bool) -> Done {
-        // NOTIFY does not echo this session's own list changes.
-        self.own_list_change = self.notify.is_some();
         let name = match self.mailbox_name(m) {
             Ok(n) => n,
             Err(d) => return d,
@@ -220,16 +227,19 @@ impl Session {
         };
         match c
             .set_subscribed(pb::SetSubscribedRequest {
-                name,
+                name: name.clone(),
                 subscribed: on,
             })
             .await
         {
-            Ok(_) => Done::ok(if on {
-                "SUBSCRIBE completed"
-            } else {
-                "UNSUBSCRIBE completed"
-            }),
+            Ok(_) => {
+                self.notify_own_list(&[&name]);
+                Done::ok(if on {
+                    "SUBSCRIBE completed"
+                } else {
+                    "UNSUBSCRIBE completed"
+                })
+            }
             Err(s) => store_no(&s),
         }
     }

@@ -144,8 +144,6 @@ impl Session {
         m: &Mailbox<'_>,
         values: &[EntryValue<'_>],
     ) -> Done {
-        // NOTIFY does not echo this session's own changes.
-        self.own_list_change = self.notify.is_some();
         let mailbox = match self.metadata_mailbox(m) {
             Ok(n) => n,
             Err(d) => return d,
@@ -175,16 +173,23 @@ impl Session {
             return Done::bad("Log in first");
         };
         match c
-            .set_metadata(pb::SetMetadataRequest { mailbox, entries })
+            .set_metadata(pb::SetMetadataRequest {
+                mailbox: mailbox.clone(),
+                entries,
+            })
             .await
         {
-            Ok(_) => Done::ok("SETMETADATA completed"),
+            Ok(_) => {
+                self.notify_own_list(&[&mailbox]);
+                Done::ok("SETMETADATA completed")
+            }
             Err(s) if s.code() == Code::FailedPrecondition && s.message().contains("metadata") => {
                 Done::no("[METADATA TOOMANY] Too many entries")
             }
-            Err(s) if s.code() == Code::InvalidArgument => {
+            Err(s) if s.code() == Code::InvalidArgument && s.message().contains("too large") => {
                 Done::no(format!("[METADATA MAXSIZE {MAX_VALUE}] Value too large"))
             }
+            Err(s) if s.code() == Code::InvalidArgument => Done::bad(s.message().to_string()),
             Err(s) => store_no(&s),
         }
     }

@@ -140,7 +140,7 @@ pub(crate) async fn handle(ctx: Arc<Ctx>, tcp: TcpStream, peer: SocketAddr, impl
         fetch_extras: Default::default(),
         status_mailboxid: None,
         own_changes: Vec::new(),
-        own_list_change: false,
+        own_list: Vec::new(),
     };
     let span = tracing::info_span!("imap_session", %peer);
     tracing::Instrument::instrument(
@@ -206,9 +206,10 @@ struct Session {
     /// NOTIFY SET in effect (RFC 5465).
     notify: Option<notify::NotifyState>,
     /// Other mailboxes the current command added to (not echoed by NOTIFY).
-    own_changes: Vec<String>,
-    /// The current command changed the mailbox list (not echoed).
-    own_list_change: bool,
+    own_changes: Vec<(String, u32, u32)>,
+    /// Mailboxes ("" for the server) whose list entry, subscription or
+    /// METADATA the current command changed (not echoed by NOTIFY).
+    own_list: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -76,6 +76,8 @@ impl Filter {
 struct Dirty {
     mailboxes: HashSet<String>,
     list: bool,
+    /// METADATA changed somewhere in the account.
+    metadata: bool,
 }
 
 struct Watched {
@@ -92,8 +94,9 @@ pub(super) struct NotifyState {
     /// ServerMetadataChange (RFC 5465 5.7).
     server_metadata: bool,
     /// METADATA entries as last told, per mailbox ("" for the server),
-    /// for the mailboxes with metadata events.
-    metadata: HashMap<String, Vec<pb::MetadataEntry>>,
+    /// for the mailboxes with metadata events: a hash of each value, not
+    /// the value.
+    metadata: HashMap<String, HashMap<String, u64>>,
     dirty: Arc<Mutex<Dirty>>,
     pub wake: Arc<tokio::sync::Notify>,
 }
@@ -336,18 +339,29 @@ impl Session {
                 }
             }
             // The stream ended (deleted, renamed, store restarted): the
-            // list decides what to watch now.
+            // list decides what to watch now, after a pause (a stream that
+            // keeps failing is not restarted in a loop).
+            tokio::time::sleep(Duration::from_secs(1)).await;
             NotifyState::mark(&dirty, |d| d.list = true);
             wake.notify_one();
         });
         state.watched.insert(name, Watched { status, task });
     }
 
-    /// Records that this command changed `mailbox` itself (APPEND, COPY,
-    /// MOVE into it): its next STATUS notification is not echoed.
-    pub(super) fn notify_own_change(&mut self, mailbox: &str) {
+    /// Records that this command added `added` messages to `mailbox`
+    /// (APPEND, COPY, MOVE into it): NOTIFY does not tell them back, but
+    /// still tells what others did there meanwhile.
+    pub(super) fn notify_own_change(&mut self, mailbox: &str, added: u32, unseen: u32) {
         if self.notify.is_some() {
-            self.own_changes.push(mailbox.to_string());
+            self.own_changes.push((mailbox.to_string(), added, unseen));
+        }
+    }
+
+    /// Records mailboxes ("" for the server) whose list entry,
+    /// subscription or METADATA this command changed: not told back.
+    pub(super) fn notify_own_list(&mut self, names: &[&str]) {
+        if self.notify.is_some() {
+            self.own_list.extend(names.iter().map(|n| n.to_string()));
         }
     }
 
@@ -356,26 +370,24 @@ impl Session {
     pub(super) async fn notify_pending(&mut self) {
         let Some(state) = &self.notify else { return };
         let own = std::mem::take(&mut self.own_changes);
-        let own_list = std::mem::take(&mut self.own_list_change);
-        let (names, list) = {
+        let own_list = std::mem::take(&mut self.own_list);
+        let (mut names, list, metadata) = {
             let mut d = state.dirty.lock().unwrap_or_else(|p| p.into_inner());
             (
                 std::mem::take(&mut d.mailboxes),
                 std::mem::take(&mut d.list),
+                std::mem::take(&mut d.metadata),
             )
         };
-        if own_list {
-            Box::pin(self.notify_relist(false)).await;
+        if list || metadata || !own_list.is_empty() {
+            Box::pin(self.notify_relist(&own_list, metadata || !own_list.is_empty())).await;
         }
-        if list {
-            Box::pin(self.notify_relist(true)).await;
-        }
-        for name in own {
-            if let Some(st) = self.fresh_status(&name).await
-                && let Some(w) = self.notify.as_mut().and_then(|n| n.watched.get_mut(&name))
-            {
-                w.status = st;
-            }
+        // What this command added is expected; anything beyond is news.
+        let mut added: HashMap<String, (u32, u32)> = HashMap::new();
+        for (name, n, unseen) in own {
+            let a = added.entry(name.clone()).or_default();
+            *a = (a.0 + n, a.1 + unseen);
+            names.insert(name);
         }
         let selected = self.view.as_ref().map(|v| v.name.clone());
         let mut names: Vec<String> = names.into_iter().collect();
@@ -395,17 +407,20 @@ impl Session {
                 continue;
             };
             let mut items = Vec::new();
-            let counts = st.messages != old.messages || st.uid_next != old.uid_next;
+            let (own, own_unseen) = added.get(&name).copied().unwrap_or((0, 0));
+            let counts = st.messages != old.messages.saturating_add(own)
+                || st.uid_next != old.uid_next.saturating_add(own);
+            let unseen_changed = st.unseen != old.unseen.saturating_add(own_unseen);
             if msg && counts {
                 items.push(format!("MESSAGES {}", st.messages));
                 items.push(format!("UIDNEXT {}", st.uid_next));
             }
             if st.uid_validity != old.uid_validity
-                || (flags && self.condstore && st.highest_modseq != old.highest_modseq)
+                || (flags && self.condstore && own == 0 && st.highest_modseq != old.highest_modseq)
             {
                 items.push(format!("UIDVALIDITY {}", st.uid_validity));
             }
-            if (flags || (msg && counts)) && st.unseen != old.unseen {
+            if (flags || (msg && counts)) && unseen_changed {
                 items.push(format!("UNSEEN {}", st.unseen));
             }
             if self.condstore && !items.is_empty() && st.highest_modseq != old.highest_modseq {
@@ -433,10 +448,12 @@ impl Session {
     }
 
     /// Reads the mailbox list again: tells what was created, deleted,
-    /// renamed or (un)subscribed (when `tell`; not after this session's
-    /// own CREATE, DELETE, RENAME, SUBSCRIBE), and watches the mailboxes
-    /// that now match.
-    async fn notify_relist(&mut self, tell: bool) {
+    /// renamed or (un)subscribed, and (with `metadata`, when the store
+    /// said METADATA changed) whose METADATA changed, except for the
+    /// mailboxes in `own` (this command's own changes, not told back);
+    /// and watches the mailboxes that now match.
+    async fn notify_relist(&mut self, own: &[String], metadata: bool) {
+        let mine = |name: &str| own.iter().any(|o| o == name);
         let Some(mut c) = self.client() else { return };
         let Ok(r) = c.list_mailboxes(pb::ListMailboxesRequest {}).await else {
             return;
@@ -446,62 +463,65 @@ impl Session {
             return;
         };
         let mut lines: Vec<Vec<u8>> = Vec::new();
-        if tell {
-            let old_by: HashMap<u32, &pb::MailboxInfo> =
-                state.list.iter().map(|m| (m.uid_validity, m)).collect();
-            let new_by: HashMap<u32, &pb::MailboxInfo> =
-                new.iter().map(|m| (m.uid_validity, m)).collect();
-            // Renamed parents: their children's renames are not told (5.4).
-            let renamed: Vec<(&str, &str)> = new
-                .iter()
-                .filter_map(|m| {
-                    let o = old_by.get(&m.uid_validity)?;
-                    (o.name != m.name).then_some((o.name.as_str(), m.name.as_str()))
-                })
-                .collect();
-            for m in &new {
-                let (_, _, names, subs) = state.events_for(&m.name, m.subscribed);
-                match old_by.get(&m.uid_validity) {
-                    None => {
-                        if names {
-                            lines.push(list_line(&self.wire_name(&m.name), &info_attrs(m), None));
-                        }
-                    }
-                    Some(o) if o.name != m.name => {
-                        let (_, _, old_names, _) = state.events_for(&o.name, o.subscribed);
-                        let child = renamed.iter().any(|(from, to)| {
-                            o.name
-                                .strip_prefix(from)
-                                .is_some_and(|t| t.starts_with('/'))
-                                && m.name.strip_prefix(to).is_some_and(|t| t.starts_with('/'))
-                        });
-                        if (names || old_names) && !child {
-                            let old = self.wire_name(&o.name);
-                            lines.push(list_line(
-                                &self.wire_name(&m.name),
-                                &info_attrs(m),
-                                Some(&old),
-                            ));
-                        }
-                    }
-                    Some(o) if o.subscribed != m.subscribed => {
-                        if subs || state.events_for(&o.name, o.subscribed).3 {
-                            lines.push(list_line(&self.wire_name(&m.name), &info_attrs(m), None));
-                        }
-                    }
-                    Some(_) => {}
-                }
+        let old_by: HashMap<u32, &pb::MailboxInfo> =
+            state.list.iter().map(|m| (m.uid_validity, m)).collect();
+        let new_by: HashMap<u32, &pb::MailboxInfo> =
+            new.iter().map(|m| (m.uid_validity, m)).collect();
+        // Renamed parents: their children's renames are not told (5.4).
+        let renamed: Vec<(&str, &str)> = new
+            .iter()
+            .filter_map(|m| {
+                let o = old_by.get(&m.uid_validity)?;
+                (o.name != m.name).then_some((o.name.as_str(), m.name.as_str()))
+            })
+            .collect();
+        for m in &new {
+            let (_, _, names, subs) = state.events_for(&m.name, m.subscribed);
+            let old = old_by.get(&m.uid_validity);
+            if mine(&m.name) || old.is_some_and(|o| mine(&o.name)) {
+                continue;
             }
-            for o in &state.list {
-                if !new_by.contains_key(&o.uid_validity)
-                    && state.events_for(&o.name, o.subscribed).2
-                {
-                    lines.push(list_line(
-                        &self.wire_name(&o.name),
-                        &["\\NonExistent"],
-                        None,
-                    ));
+            match old {
+                None => {
+                    if names {
+                        lines.push(list_line(&self.wire_name(&m.name), &info_attrs(m), None));
+                    }
                 }
+                Some(o) if o.name != m.name => {
+                    let (_, _, old_names, _) = state.events_for(&o.name, o.subscribed);
+                    let child = renamed.iter().any(|(from, to)| {
+                        o.name
+                            .strip_prefix(from)
+                            .is_some_and(|t| t.starts_with('/'))
+                            && m.name.strip_prefix(to).is_some_and(|t| t.starts_with('/'))
+                    });
+                    if (names || old_names) && !child {
+                        let old = self.wire_name(&o.name);
+                        lines.push(list_line(
+                            &self.wire_name(&m.name),
+                            &info_attrs(m),
+                            Some(&old),
+                        ));
+                    }
+                }
+                Some(o) if o.subscribed != m.subscribed => {
+                    if subs || state.events_for(&o.name, o.subscribed).3 {
+                        lines.push(list_line(&self.wire_name(&m.name), &info_attrs(m), None));
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        for o in &state.list {
+            if !new_by.contains_key(&o.uid_validity)
+                && !mine(&o.name)
+                && state.events_for(&o.name, o.subscribed).2
+            {
+                lines.push(list_line(
+                    &self.wire_name(&o.name),
+                    &["\\NonExistent"],
+                    None,
+                ));
             }
         }
         // What to watch now.
@@ -530,29 +550,36 @@ impl Session {
         }
         // METADATA changes (RFC 5465 5.6, 5.7): the names of the entries
         // set, changed or removed, per mailbox.
-        let metadata = self.read_metadata(&state, &new).await;
-        if tell {
-            for (mailbox, entries) in &metadata {
+        let fresh = if metadata {
+            self.read_metadata(&state, &new).await
+        } else {
+            std::mem::take(&mut state.metadata)
+        };
+        if metadata {
+            let mut mailboxes: Vec<&String> = fresh.keys().collect();
+            mailboxes.sort();
+            for mailbox in mailboxes {
+                if mine(mailbox) {
+                    continue;
+                }
+                let entries = &fresh[mailbox];
                 let old = state.metadata.get(mailbox);
                 let mut changed: Vec<&str> = entries
                     .iter()
-                    .filter(|e| {
-                        !old.is_some_and(|o| {
-                            o.iter().any(|x| x.name == e.name && x.value == e.value)
-                        })
-                    })
-                    .map(|e| e.name.as_str())
+                    .filter(|(name, hash)| old.and_then(|o| o.get(*name)) != Some(*hash))
+                    .map(|(name, _)| name.as_str())
                     .collect();
                 if let Some(o) = old {
                     changed.extend(
-                        o.iter()
-                            .filter(|x| !entries.iter().any(|e| e.name == x.name))
-                            .map(|x| x.name.as_str()),
+                        o.keys()
+                            .filter(|name| !entries.contains_key(*name))
+                            .map(String::as_str),
                     );
                 }
                 if changed.is_empty() {
                     continue;
                 }
+                changed.sort_unstable();
                 let mut l = b"* METADATA ".to_vec();
                 if mailbox.is_empty() {
                     l.extend_from_slice(b"\"\"");
@@ -567,7 +594,7 @@ impl Session {
                 lines.push(l);
             }
         }
-        state.metadata = metadata;
+        state.metadata = fresh;
         state.list = new;
         self.notify = Some(state);
         for l in lines {
@@ -581,7 +608,7 @@ impl Session {
         &self,
         state: &NotifyState,
         list: &[pb::MailboxInfo],
-    ) -> HashMap<String, Vec<pb::MetadataEntry>> {
+    ) -> HashMap<String, HashMap<String, u64>> {
         let mut out = HashMap::new();
         let Some(mut c) = self.client() else {
             return out;
@@ -607,7 +634,18 @@ impl Session {
                 })
                 .await
             {
-                out.insert(name, r.into_inner().entries);
+                let hashed = r
+                    .into_inner()
+                    .entries
+                    .into_iter()
+                    .map(|e| {
+                        use std::hash::{Hash, Hasher};
+                        let mut h = std::collections::hash_map::DefaultHasher::new();
+                        e.value.hash(&mut h);
+                        (e.name, h.finish())
+                    })
+                    .collect();
+                out.insert(name, hashed);
             }
         }
         out
@@ -665,8 +703,11 @@ fn spawn_list_watch(mut c: MailboxClient, state: &NotifyState) -> JoinHandle<()>
         loop {
             if let Ok(s) = c.watch_mailbox_list(pb::WatchMailboxListRequest {}).await {
                 let mut s = s.into_inner();
-                while let Ok(Some(_)) = s.message().await {
-                    NotifyState::mark(&dirty, |d| d.list = true);
+                while let Ok(Some(r)) = s.message().await {
+                    NotifyState::mark(&dirty, |d| {
+                        d.list = true;
+                        d.metadata |= r.metadata;
+                    });
                     wake.notify_one();
                 }
             }

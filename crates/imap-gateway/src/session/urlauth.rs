@@ -153,9 +153,14 @@ impl Session {
         let Some(content) = UrlContent::new(&u, &meta, &raw) else {
             return Ok(nil(line));
         };
+        // A section that names nothing is this URL's NIL, not the
+        // command's failure (RFC 4467 7).
+        let Ok(body) = content.body() else {
+            return Ok(nil(line));
+        };
         if !a.extended {
             line.push(b' ');
-            push_literal(&mut line, &content.body()?, false);
+            push_literal(&mut line, &body, false);
             line.extend_from_slice(b"\r\n");
             return Ok(line);
         }
@@ -178,7 +183,7 @@ impl Session {
         }
         if a.body {
             line.extend_from_slice(b" (BODY ");
-            push_literal(&mut line, &content.body()?, false);
+            push_literal(&mut line, &body, false);
             line.push(b')');
         }
         line.extend_from_slice(b"\r\n");
@@ -194,8 +199,19 @@ struct UrlContent<'a> {
 }
 
 impl<'a> UrlContent<'a> {
+    /// `None` when the URL names a body part the message does not have.
     fn new(url: &'a ImapUrl, meta: &pb::MessageMeta, raw: &'a [u8]) -> Option<Self> {
         let body = meta.summary.as_ref()?.body.clone().unwrap_or_default();
+        let parts: Vec<NonZeroU32> = url
+            .section
+            .as_deref()
+            .unwrap_or("")
+            .split('.')
+            .map_while(|n| n.parse::<u32>().ok().and_then(NonZeroU32::new))
+            .collect();
+        if !parts.is_empty() && crate::structure::resolve_part(&body, &parts).is_none() {
+            return None;
+        }
         Some(UrlContent { url, body, raw })
     }
 
