@@ -17,6 +17,7 @@ use tokio::net::TcpStream;
 
 pub use mailbox_api;
 
+pub mod oidc;
 pub mod otlp;
 pub mod promql;
 

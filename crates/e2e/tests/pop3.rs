@@ -366,8 +366,13 @@ async fn plaintext_refused_before_stls_without_trusted_networks() {
     let mut c = Raw::connect(pop.pop3).await;
     assert!(c.cmd("CAPA").await.starts_with("+OK"));
     let caps = c.multi().await.join("");
+    // SCRAM never sends the password: the only mechanism before STLS.
     assert!(
-        caps.contains("STLS") && !caps.contains("USER") && !caps.contains("SASL"),
+        caps.contains("STLS")
+            && !caps.contains("USER")
+            && caps.contains("SASL SCRAM-SHA-256\r\n")
+            && !caps.contains("PLAIN")
+            && !caps.contains("OAUTHBEARER"),
         "{caps}"
     );
     let r = c.cmd("USER alice@example.org").await;

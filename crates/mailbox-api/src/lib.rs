@@ -4,6 +4,7 @@
 //! conversions between protobuf messages and the domain types.
 
 pub mod convert;
+pub mod sasl;
 
 /// Generated protobuf messages and tonic clients/servers.
 #[allow(clippy::all)]

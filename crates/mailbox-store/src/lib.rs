@@ -14,6 +14,8 @@ pub mod config;
 pub mod error;
 pub mod hub;
 mod model;
+pub mod oidc;
+pub mod scram;
 mod search;
 pub mod server;
 mod sort;

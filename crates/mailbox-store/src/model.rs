@@ -121,10 +121,16 @@ pub fn now() -> i64 {
         .unwrap_or(0)
 }
 
+/// An account's SCRAM keys as stored: hex salt, iterations, hex StoredKey,
+/// hex ServerKey.
+pub type ScramColumns = (String, i64, String, String);
+
 /// An account attribute Admin can change.
 #[derive(Clone, Copy, Debug)]
 pub enum AccountField<'a> {
-    PasswordHash(&'a str),
+    /// The argon2 PHC string and the SCRAM columns (salt, iterations,
+    /// StoredKey, ServerKey), changed together.
+    PasswordHash(&'a str, &'a ScramColumns),
     Quota(i64),
     QuotaMessages(i64),
     Disabled(bool),

@@ -313,6 +313,10 @@ pub async fn delete_domain(pool: &Pool<Db>, name: &str) -> Result<()> {
             "domain still has accounts; delete them first",
         ));
     }
+    sqlx::query("DELETE FROM domain_oidc WHERE domain = $1")
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query("DELETE FROM domains WHERE id = $1")
         .bind(id)
         .execute(&mut *tx)
@@ -335,6 +339,7 @@ pub async fn add_account(
     pool: &Pool<Db>,
     address: &mail_types::EmailAddress,
     password_hash: &str,
+    scram: &crate::model::ScramColumns,
     quota: i64,
 ) -> Result<AccountId> {
     let mut tx = begin_write(pool).await?;
@@ -351,14 +356,19 @@ pub async fn add_account(
         return Err(StoreError::AlreadyExists("alias with this address"));
     }
     let id: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO accounts (domain_id, address, password_hash, quota_bytes, created_at) \
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (address) DO NOTHING RETURNING id",
+        "INSERT INTO accounts (domain_id, address, password_hash, quota_bytes, created_at, \
+           scram_salt, scram_iterations, scram_stored_key, scram_server_key) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (address) DO NOTHING RETURNING id",
     )
     .bind(domain)
     .bind(address.as_str())
     .bind(password_hash)
     .bind(quota)
     .bind(now())
+    .bind(&scram.0)
+    .bind(scram.1)
+    .bind(&scram.2)
+    .bind(&scram.3)
     .fetch_optional(&mut *tx)
     .await?;
     let id = id.ok_or(StoreError::AlreadyExists("account"))?;
@@ -437,10 +447,17 @@ pub async fn set_account_field(
 ) -> Result<()> {
     let mut tx = begin_write(pool).await?;
     let done = match field {
-        AccountField::PasswordHash(h) => {
-            sqlx::query("UPDATE accounts SET password_hash = $2 WHERE address = $1")
-                .bind(address)
-                .bind(h)
+        AccountField::PasswordHash(h, scram) => {
+            sqlx::query(
+                "UPDATE accounts SET password_hash = $2, scram_salt = $3, scram_iterations = $4, \
+                 scram_stored_key = $5, scram_server_key = $6 WHERE address = $1",
+            )
+            .bind(address)
+            .bind(h)
+            .bind(&scram.0)
+            .bind(scram.1)
+            .bind(&scram.2)
+            .bind(&scram.3)
                 .execute(&mut *tx)
                 .await?
         }
@@ -469,7 +486,7 @@ pub async fn set_account_field(
     if done.rows_affected() == 0 {
         return Err(StoreError::NotFound("account"));
     }
-    if matches!(field, AccountField::PasswordHash(_) | AccountField::Disabled(true)) {
+    if matches!(field, AccountField::PasswordHash(..) | AccountField::Disabled(true)) {
         // A new password or a disabled account ends every session.
         sqlx::query(
             "DELETE FROM sessions WHERE account_id = (SELECT id FROM accounts WHERE address = $1)",
@@ -687,14 +704,132 @@ pub async fn stats(pool: &Pool<Db>) -> Result<pb::StatsResponse> {
 
 // ------------------------------------------------------------------ auth
 
-/// The account id, password hash and disabled flag of a login name.
-pub async fn credentials(pool: &Pool<Db>, address: &str) -> Result<Option<(i64, String, bool)>> {
+/// The account id, password hash, disabled flag and whether it has SCRAM
+/// keys, of a login name.
+pub async fn credentials(
+    pool: &Pool<Db>,
+    address: &str,
+) -> Result<Option<(i64, String, bool, bool)>> {
     Ok(sqlx::query_as(
-        "SELECT id, password_hash, disabled FROM accounts WHERE address = $1",
+        "SELECT id, password_hash, disabled, scram_stored_key IS NOT NULL \
+         FROM accounts WHERE address = $1",
     )
     .bind(address)
     .fetch_optional(pool)
     .await?)
+}
+
+/// An account's id, disabled flag and SCRAM columns (NULL until made).
+pub async fn scram_keys(
+    pool: &Pool<Db>,
+    address: &str,
+) -> Result<
+    Option<(
+        i64,
+        bool,
+        Option<String>,
+        Option<i64>,
+        Option<String>,
+        Option<String>,
+    )>,
+> {
+    Ok(sqlx::query_as(
+        "SELECT id, disabled, scram_salt, scram_iterations, scram_stored_key, scram_server_key \
+         FROM accounts WHERE address = $1",
+    )
+    .bind(address)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// SCRAM keys for an account that has none yet (made at a PLAIN login with
+/// the password the argon2 hash `hash` holds: a password changed meanwhile
+/// keeps its own keys).
+pub async fn fill_scram_keys(
+    pool: &Pool<Db>,
+    account: i64,
+    hash: &str,
+    scram: &crate::model::ScramColumns,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE accounts SET scram_salt = $3, scram_iterations = $4, scram_stored_key = $5, \
+         scram_server_key = $6 WHERE id = $1 AND password_hash = $2 AND scram_stored_key IS NULL",
+    )
+    .bind(account)
+    .bind(hash)
+    .bind(&scram.0)
+    .bind(scram.1)
+    .bind(&scram.2)
+    .bind(&scram.3)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// A secret every replica shares: the first caller's `fresh` value, kept.
+pub async fn store_secret(pool: &Pool<Db>, name: &str, fresh: &str) -> Result<String> {
+    sqlx::query("INSERT INTO store_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+        .bind(name)
+        .bind(fresh)
+        .execute(pool)
+        .await?;
+    Ok(
+        sqlx::query_scalar("SELECT value FROM store_secrets WHERE name = $1")
+            .bind(name)
+            .fetch_one(pool)
+            .await?,
+    )
+}
+
+/// A domain's OpenID Connect issuer: issuer, audience, JWKS URL, claim.
+pub async fn domain_oidc(
+    pool: &Pool<Db>,
+    domain: &str,
+) -> Result<Option<(String, String, String, String)>> {
+    Ok(sqlx::query_as(
+        "SELECT issuer, audience, jwks_url, mailbox_claim FROM domain_oidc WHERE domain = $1",
+    )
+    .bind(domain)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// Sets (or, with an empty issuer, removes) a domain's issuer.
+pub async fn set_domain_oidc(
+    pool: &Pool<Db>,
+    domain: &str,
+    issuer: &str,
+    audience: &str,
+    jwks_url: &str,
+    claim: &str,
+) -> Result<()> {
+    let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM domains WHERE name = $1")
+        .bind(domain)
+        .fetch_optional(pool)
+        .await?;
+    if exists.is_none() {
+        return Err(StoreError::NotFound("domain"));
+    }
+    if issuer.is_empty() {
+        sqlx::query("DELETE FROM domain_oidc WHERE domain = $1")
+            .bind(domain)
+            .execute(pool)
+            .await?;
+    } else {
+        sqlx::query(
+            "INSERT INTO domain_oidc (domain, issuer, audience, jwks_url, mailbox_claim) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (domain) DO UPDATE SET \
+             issuer = $2, audience = $3, jwks_url = $4, mailbox_claim = $5",
+        )
+        .bind(domain)
+        .bind(issuer)
+        .bind(audience)
+        .bind(jwks_url)
+        .bind(claim)
+        .execute(pool)
+        .await?;
+    }
+    Ok(())
 }
 
 /// Failures recorded for `key` within the window that started after `since`.

@@ -326,6 +326,62 @@ impl mailbox_server::Mailbox for MailboxSvc {
         }))
     }
 
+    async fn scram_begin(
+        &self,
+        req: Request<pb::ScramBeginRequest>,
+    ) -> Result<Response<pb::ScramBeginResponse>, Status> {
+        let r = req.into_inner();
+        let (salt, iterations) = self.store.scram_begin(&r.username).await?;
+        Ok(Response::new(pb::ScramBeginResponse { salt, iterations }))
+    }
+
+    async fn scram_finish(
+        &self,
+        req: Request<pb::ScramFinishRequest>,
+    ) -> Result<Response<pb::ScramFinishResponse>, Status> {
+        let r = req.into_inner();
+        let (signature, token, account) = self
+            .store
+            .scram_finish(
+                &r.username,
+                &r.auth_message,
+                &r.client_proof,
+                &r.client_ip,
+                &r.protocol,
+            )
+            .await?;
+        Ok(Response::new(pb::ScramFinishResponse {
+            server_signature: signature.to_vec(),
+            session_token: token,
+            account,
+            expires_in: self.store.settings().session_ttl.as_secs(),
+        }))
+    }
+
+    async fn authenticate_token(
+        &self,
+        req: Request<pb::AuthenticateTokenRequest>,
+    ) -> Result<Response<pb::AuthenticateTokenResponse>, Status> {
+        let r = req.into_inner();
+        let resp = match self
+            .store
+            .authenticate_token(&r.token, &r.authzid, &r.client_ip, &r.protocol)
+            .await?
+        {
+            Ok((token, account)) => pb::AuthenticateTokenResponse {
+                session_token: token,
+                account,
+                expires_in: self.store.settings().session_ttl.as_secs(),
+                error_json: String::new(),
+            },
+            Err(error_json) => pb::AuthenticateTokenResponse {
+                error_json,
+                ..Default::default()
+            },
+        };
+        Ok(Response::new(resp))
+    }
+
     async fn logout(
         &self,
         req: Request<pb::LogoutRequest>,
@@ -1008,6 +1064,27 @@ impl admin_server::Admin for AdminSvc {
     ) -> Result<Response<pb::ListDomainsResponse>, Status> {
         Ok(Response::new(pb::ListDomainsResponse {
             domains: self.store.list_domains().await?,
+        }))
+    }
+
+    async fn set_domain_oidc(
+        &self,
+        req: Request<pb::SetDomainOidcRequest>,
+    ) -> Result<Response<pb::SetDomainOidcResponse>, Status> {
+        let o = req
+            .into_inner()
+            .oidc
+            .ok_or_else(|| Status::invalid_argument("oidc missing"))?;
+        self.store.set_domain_oidc(&o).await?;
+        Ok(Response::new(pb::SetDomainOidcResponse {}))
+    }
+
+    async fn get_domain_oidc(
+        &self,
+        req: Request<pb::GetDomainOidcRequest>,
+    ) -> Result<Response<pb::GetDomainOidcResponse>, Status> {
+        Ok(Response::new(pb::GetDomainOidcResponse {
+            oidc: self.store.domain_oidc(&req.into_inner().domain).await?,
         }))
     }
 

@@ -633,6 +633,18 @@ struct Inner {
     origin: String,
     /// Where deliveries go for their group commit.
     group: tokio::sync::mpsc::Sender<Job>,
+    /// The key of SCRAM's fake salts, the same on every replica.
+    scram_secret: Vec<u8>,
+    /// OpenID Connect issuers' signing keys, by JWKS URL.
+    jwks: crate::oidc::JwksCache,
+}
+
+/// A login's place in the throttle (see `Store::throttle`).
+struct Throttle {
+    acct_key: String,
+    ip_key: Option<String>,
+    since: i64,
+    acct_fail: i64,
 }
 
 /// The mailbox store. Cheap to clone.
@@ -679,6 +691,14 @@ impl Store {
                 .await?;
             Backend::Pg(pool)
         };
+        let mut fresh = [0u8; 32];
+        rand::rng().fill_bytes(&mut fresh);
+        let fresh = hex::encode(fresh);
+        let secret = match &backend {
+            Backend::Lite(pool) => lite::store_secret(pool, "scram-fake-salt", &fresh).await?,
+            Backend::Pg(pool) => pg::store_secret(pool, "scram-fake-salt", &fresh).await?,
+        };
+        let scram_secret = hex::decode(&secret).unwrap_or_else(|_| secret.into_bytes());
         let mut origin = [0u8; 8];
         rand::rng().fill_bytes(&mut origin);
         let origin = hex::encode(origin);
@@ -694,6 +714,8 @@ impl Store {
                 hub,
                 origin,
                 group,
+                scram_secret,
+                jwks: Default::default(),
             }),
         };
         if let Some(every) = store.inner.settings.blob_gc_interval {
@@ -784,7 +806,11 @@ impl Store {
     ) -> Result<AccountId> {
         let address = parse_address(address)?;
         let hash = self.hash_password(password).await?;
-        on_backend!(self, add_account(&address, &hash, quota_i64(quota)?))
+        let scram = self.scram_columns(password).await?;
+        on_backend!(
+            self,
+            add_account(&address, &hash, &scram, quota_i64(quota)?)
+        )
     }
 
     pub async fn list_accounts(&self, domain: &str) -> Result<Vec<pb::AccountInfo>> {
@@ -800,9 +826,10 @@ impl Store {
     pub async fn set_password(&self, address: &str, password: &str) -> Result<()> {
         let address = parse_address(address)?;
         let hash = self.hash_password(password).await?;
+        let scram = self.scram_columns(password).await?;
         on_backend!(
             self,
-            set_account_field(address.as_str(), AccountField::PasswordHash(&hash))
+            set_account_field(address.as_str(), AccountField::PasswordHash(&hash, &scram))
         )?;
         self.account_changed().await
     }
@@ -939,9 +966,9 @@ impl Store {
             Ok(a) => on_backend!(self, credentials(a.as_str()))?,
             Err(_) => None,
         };
-        let (hash, account) = match &creds {
-            Some((id, hash, false)) => (hash.clone(), Some(*id)),
-            _ => (dummy_hash().to_string(), None),
+        let (hash, account, has_scram) = match &creds {
+            Some((id, hash, false, scram)) => (hash.clone(), Some(*id), *scram),
+            _ => (dummy_hash().to_string(), None, true),
         };
         let auth = &self.inner.auth;
         let ok = account.is_some()
@@ -968,8 +995,269 @@ impl Store {
         if acct_fail > 0 {
             on_backend!(self, clear_failures(&acct_key))?;
         }
+        if !has_scram {
+            // An account made before SCRAM: its keys from the password
+            // just proven (a failure here costs SCRAM, not the login).
+            match self.scram_columns(password).await {
+                Ok(scram) => {
+                    if let Err(e) = on_backend!(self, fill_scram_keys(account, &hash, &scram)) {
+                        tracing::warn!(error = %e, "storing SCRAM keys");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "making SCRAM keys"),
+            }
+        }
         let token = self.new_session(account, protocol, client_ip, None).await?;
         Ok((token, user))
+    }
+
+    /// OAUTHBEARER / XOAUTH2: a session for the mailbox a JWT names,
+    /// when the token checks out against that domain's issuer (see
+    /// `oidc`). `Ok(Err(json))` is a refusal carrying the RFC 7628 3.2.2
+    /// error object. The domain is the one of `authzid` when the client
+    /// gave one (the token must then name that very mailbox), else of the
+    /// token's `email` claim; the domain's configured claim must name a
+    /// mailbox of that domain. Failures count per client IP (and per
+    /// account when one was named) in the login throttle.
+    pub async fn authenticate_token(
+        &self,
+        token: &str,
+        authzid: &str,
+        client_ip: &str,
+        protocol: &str,
+    ) -> Result<std::result::Result<(String, String), String>> {
+        let authzid = authzid.trim().to_lowercase();
+        let t = self.throttle(&authzid, client_ip).await?;
+        match self.verify_token(token, &authzid).await {
+            Ok((account, address)) => {
+                if !authzid.is_empty() && t.acct_fail > 0 {
+                    on_backend!(self, clear_failures(&t.acct_key))?;
+                }
+                let token = self.new_session(account, protocol, client_ip, None).await?;
+                Ok(Ok((token, address)))
+            }
+            Err(crate::oidc::Refused::Unavailable(e)) => {
+                tracing::warn!(error = %e, "token login: issuer keys unavailable");
+                Err(StoreError::Internal(format!(
+                    "issuer keys unavailable: {e}"
+                )))
+            }
+            Err(refused) => {
+                tracing::info!(reason = %refused, "token login refused");
+                self.failed(&t, !authzid.is_empty()).await?;
+                Ok(Err(refused.error_json()))
+            }
+        }
+    }
+
+    async fn verify_token(
+        &self,
+        token: &str,
+        authzid: &str,
+    ) -> std::result::Result<(i64, String), crate::oidc::Refused> {
+        use crate::oidc::Refused;
+        let invalid = |m: &str| Refused::Invalid(m.to_string());
+        let named = if authzid.is_empty() {
+            let claims = crate::oidc::unverified_claims(token)?;
+            claims[crate::oidc::DEFAULT_CLAIM]
+                .as_str()
+                .ok_or_else(|| invalid("no authzid and no email claim"))?
+                .to_lowercase()
+        } else {
+            authzid.to_string()
+        };
+        let named = EmailAddress::parse(&named).map_err(|_| invalid("not a mailbox address"))?;
+        let domain = named.domain().to_string();
+        let issuer = match on_backend!(self, domain_oidc(&domain)) {
+            Ok(Some((issuer, audience, jwks_url, claim))) => crate::oidc::Issuer {
+                issuer,
+                audience,
+                jwks_url,
+                claim,
+            },
+            Ok(None) => return Err(invalid("the domain has no OpenID Connect issuer")),
+            Err(e) => return Err(Refused::Unavailable(e.to_string())),
+        };
+        let claims = self.inner.jwks.verify(token, &issuer).await?;
+        let claim = if issuer.claim.is_empty() {
+            crate::oidc::DEFAULT_CLAIM
+        } else {
+            &issuer.claim
+        };
+        let address = claims[claim]
+            .as_str()
+            .ok_or_else(|| invalid("the mailbox claim is missing"))?
+            .to_lowercase();
+        let address =
+            EmailAddress::parse(&address).map_err(|_| invalid("the claim is no address"))?;
+        if address.domain() != domain || (!authzid.is_empty() && address.as_str() != authzid) {
+            return Err(invalid("the token is for another mailbox"));
+        }
+        if let Some(false) = claims.get("email_verified").and_then(|v| v.as_bool())
+            && claim == "email"
+        {
+            return Err(invalid("email not verified"));
+        }
+        match on_backend!(self, credentials(address.as_str())) {
+            Ok(Some((id, _, false, _))) => Ok((id, address.as_str().to_string())),
+            Ok(_) => Err(invalid("no such mailbox, or disabled")),
+            Err(e) => Err(Refused::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Sets (empty issuer: removes) a domain's OpenID Connect issuer.
+    pub async fn set_domain_oidc(&self, o: &pb::DomainOidc) -> Result<()> {
+        let d =
+            mail_types::Domain::parse(&o.domain).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        if !o.issuer.is_empty() {
+            if o.audience.trim().is_empty() {
+                return Err(StoreError::Invalid("an audience is needed".into()));
+            }
+            crate::oidc::check_jwks_url(&o.jwks_url).map_err(StoreError::Invalid)?;
+        }
+        let claim = if o.mailbox_claim.is_empty() {
+            crate::oidc::DEFAULT_CLAIM
+        } else {
+            o.mailbox_claim.as_str()
+        };
+        on_backend!(
+            self,
+            set_domain_oidc(
+                d.as_str(),
+                o.issuer.trim(),
+                o.audience.trim(),
+                o.jwks_url.trim(),
+                claim
+            )
+        )
+    }
+
+    pub async fn domain_oidc(&self, domain: &str) -> Result<Option<pb::DomainOidc>> {
+        let d =
+            mail_types::Domain::parse(domain).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        Ok(on_backend!(self, domain_oidc(d.as_str()))?.map(
+            |(issuer, audience, jwks_url, mailbox_claim)| pb::DomainOidc {
+                domain: d.as_str().to_string(),
+                issuer,
+                audience,
+                jwks_url,
+                mailbox_claim,
+            },
+        ))
+    }
+
+    /// SCRAM keys for a password, made off the async threads (PBKDF2).
+    async fn scram_columns(&self, password: &str) -> Result<crate::model::ScramColumns> {
+        let pw = password.to_string();
+        tokio::task::spawn_blocking(move || crate::scram::ScramKeys::new(&pw).to_columns())
+            .await
+            .map_err(|e| StoreError::Internal(format!("scram keys: {e}")))
+    }
+
+    /// The throttle keys of a login and whether it is refused now: the
+    /// same per-account and per-IP counts `authenticate` keeps.
+    async fn throttle(&self, user: &str, client_ip: &str) -> Result<Throttle> {
+        let s = &self.inner.settings;
+        let since = crate::model::now() - s.throttle_window.as_secs() as i64;
+        let acct_key = format!("acct:{user}");
+        let ip_key = format!("ip:{client_ip}");
+        let (acct_fail, ip_fail) = on_backend!(self, failures_of(&acct_key, &ip_key, since))?;
+        let ip_fail = if client_ip.is_empty() { 0 } else { ip_fail };
+        // No name (a token login without one): no account to count for.
+        let acct_fail = if user.is_empty() { 0 } else { acct_fail };
+        if acct_fail >= s.max_failures_per_account as i64 || ip_fail >= s.max_failures_per_ip as i64
+        {
+            service_kit::metrics::auth_failure("throttled");
+            tokio::time::sleep(s.failure_delay).await;
+            return Err(StoreError::Throttled);
+        }
+        Ok(Throttle {
+            acct_key,
+            ip_key: (!client_ip.is_empty()).then_some(ip_key),
+            since,
+            acct_fail,
+        })
+    }
+
+    /// Counts a failed login in the throttle, waits the failure delay.
+    async fn failed(&self, t: &Throttle, per_account: bool) -> Result<()> {
+        if per_account {
+            on_backend!(self, record_failure(&t.acct_key, t.since))?;
+        }
+        if let Some(ip) = &t.ip_key {
+            on_backend!(self, record_failure(ip, t.since))?;
+        }
+        service_kit::metrics::auth_failure("bad_credentials");
+        tokio::time::sleep(self.inner.settings.failure_delay).await;
+        Ok(())
+    }
+
+    /// SCRAM, first step (RFC 5802 3): the salt and iteration count of a
+    /// user. Unknown users and accounts without keys get a salt derived
+    /// from the name, so the answer does not tell them apart; their
+    /// ScramFinish fails.
+    pub async fn scram_begin(&self, username: &str) -> Result<(Vec<u8>, u32)> {
+        let user = username.trim().to_lowercase();
+        let keys = match EmailAddress::parse(&user) {
+            Ok(a) => self.scram_keys_of(a.as_str()).await?.map(|(_, _, k)| k),
+            Err(_) => None,
+        };
+        Ok(match keys {
+            Some(k) => (k.salt, k.iterations),
+            None => (
+                crate::scram::fake_salt(&self.inner.scram_secret, &user),
+                crate::scram::ITERATIONS,
+            ),
+        })
+    }
+
+    async fn scram_keys_of(
+        &self,
+        address: &str,
+    ) -> Result<Option<(i64, bool, crate::scram::ScramKeys)>> {
+        let row = on_backend!(self, scram_keys(address))?;
+        Ok(row.and_then(|(id, disabled, salt, iter, stored, server)| {
+            let k = crate::scram::ScramKeys::from_columns(
+                salt.as_deref()?,
+                iter?,
+                stored.as_deref()?,
+                server.as_deref()?,
+            )?;
+            Some((id, disabled, k))
+        }))
+    }
+
+    /// SCRAM, last step: checks the ClientProof over the AuthMessage the
+    /// gateway built; returns the ServerSignature, a session and the
+    /// account. Failures count in the login throttle; a disabled account
+    /// is refused like a wrong proof.
+    pub async fn scram_finish(
+        &self,
+        username: &str,
+        auth_message: &[u8],
+        client_proof: &[u8],
+        client_ip: &str,
+        protocol: &str,
+    ) -> Result<([u8; 32], String, String)> {
+        let user = username.trim().to_lowercase();
+        let t = self.throttle(&user, client_ip).await?;
+        let keys = match EmailAddress::parse(&user) {
+            Ok(a) => self.scram_keys_of(a.as_str()).await?,
+            Err(_) => None,
+        };
+        let verified = match &keys {
+            Some((id, false, k)) => k.verify(auth_message, client_proof).map(|s| (*id, s)),
+            _ => None,
+        };
+        let Some((account, signature)) = verified else {
+            self.failed(&t, true).await?;
+            return Err(StoreError::BadCredentials);
+        };
+        if t.acct_fail > 0 {
+            on_backend!(self, clear_failures(&t.acct_key))?;
+        }
+        let token = self.new_session(account, protocol, client_ip, None).await?;
+        Ok((signature, token, user))
     }
 
     /// A new session token for an account (opened with an app password
@@ -1220,7 +1508,7 @@ impl Store {
     /// refused as a login would be.
     pub async fn open_session(&self, address: &str, purpose: &str) -> Result<String> {
         let address = parse_address(address)?;
-        let Some((account, _, false)) = on_backend!(self, credentials(address.as_str()))? else {
+        let Some((account, _, false, _)) = on_backend!(self, credentials(address.as_str()))? else {
             return Err(StoreError::NotFound("account"));
         };
         let mut raw = [0u8; 32];

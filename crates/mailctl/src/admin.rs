@@ -49,6 +49,36 @@ pub enum DomainCmd {
     Del {
         name: String,
     },
+    /// The OpenID Connect issuer whose JWTs log in the domain's mailboxes
+    /// over IMAP and POP3 (SASL OAUTHBEARER / XOAUTH2).
+    #[command(subcommand)]
+    Oidc(OidcCmd),
+}
+
+#[derive(Subcommand)]
+pub enum OidcCmd {
+    /// Set (or replace) the domain's issuer.
+    Set {
+        domain: String,
+        /// The `iss` tokens must carry.
+        #[arg(long)]
+        issuer: String,
+        /// The `aud` tokens must carry (the client id the identity
+        /// provider gives the mail service).
+        #[arg(long)]
+        audience: String,
+        /// The issuer's key set (https://, or http:// to a loopback host).
+        #[arg(long)]
+        jwks_url: String,
+        /// The claim naming the mailbox.
+        #[arg(long, default_value = "email")]
+        claim: String,
+    },
+    /// Show the domain's issuer.
+    Show { domain: String },
+    /// Remove the domain's issuer (token logins stop).
+    #[command(alias = "rm")]
+    Del { domain: String },
 }
 
 #[derive(Subcommand)]
@@ -260,6 +290,56 @@ pub async fn run(target: Target, cmd: AdminCmd) -> anyhow::Result<()> {
                 .await
                 .map_err(err)?;
             println!("domain {name} deleted");
+        }
+        AdminCmd::Domain(DomainCmd::Oidc(OidcCmd::Set {
+            domain,
+            issuer,
+            audience,
+            jwks_url,
+            claim,
+        })) => {
+            c.set_domain_oidc(pb::SetDomainOidcRequest {
+                oidc: Some(pb::DomainOidc {
+                    domain: domain.clone(),
+                    issuer,
+                    audience,
+                    jwks_url,
+                    mailbox_claim: claim,
+                }),
+            })
+            .await
+            .map_err(err)?;
+            println!("domain {domain}: OpenID Connect issuer set");
+        }
+        AdminCmd::Domain(DomainCmd::Oidc(OidcCmd::Show { domain })) => {
+            match c
+                .get_domain_oidc(pb::GetDomainOidcRequest {
+                    domain: domain.clone(),
+                })
+                .await
+                .map_err(err)?
+                .into_inner()
+                .oidc
+            {
+                Some(o) => {
+                    println!("issuer    {}", o.issuer);
+                    println!("audience  {}", o.audience);
+                    println!("jwks-url  {}", o.jwks_url);
+                    println!("claim     {}", o.mailbox_claim);
+                }
+                None => println!("domain {domain} has no OpenID Connect issuer"),
+            }
+        }
+        AdminCmd::Domain(DomainCmd::Oidc(OidcCmd::Del { domain })) => {
+            c.set_domain_oidc(pb::SetDomainOidcRequest {
+                oidc: Some(pb::DomainOidc {
+                    domain: domain.clone(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .map_err(err)?;
+            println!("domain {domain}: OpenID Connect issuer removed");
         }
         AdminCmd::Account(AccountCmd::Add { address, quota }) => {
             let password = read_password()?;

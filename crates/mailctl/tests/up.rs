@@ -166,6 +166,43 @@ fn up_serves_the_store_and_admin_commands_reach_it() {
     );
     let (ok, _, err) = run(mailctl(&data).args(["domain", "del", "example.org"]), None);
     assert!(!ok && err.contains("still has accounts"), "{err}");
+    // The domain's OpenID Connect issuer (OAUTHBEARER / XOAUTH2 logins).
+    let oidc = |extra: &[&str]| {
+        let mut c = mailctl(&data);
+        c.args(["domain", "oidc"]).args(extra);
+        run(&mut c, None)
+    };
+    let (ok, out, err) = oidc(&[
+        "set",
+        "example.org",
+        "--issuer",
+        "https://idp.example",
+        "--audience",
+        "mail",
+        "--jwks-url",
+        "https://idp.example/keys",
+    ]);
+    assert!(ok && out.contains("issuer set"), "{out}{err}");
+    let (ok, out, _) = oidc(&["show", "example.org"]);
+    assert!(
+        ok && out.contains("jwks-url  https://idp.example/keys") && out.contains("claim     email"),
+        "{out}"
+    );
+    let (ok, _, err) = oidc(&[
+        "set",
+        "example.org",
+        "--issuer",
+        "https://idp.example",
+        "--audience",
+        "mail",
+        "--jwks-url",
+        "http://idp.example/keys",
+    ]);
+    assert!(!ok && err.contains("loopback"), "{err}");
+    let (ok, _, _) = oidc(&["del", "example.org"]);
+    assert!(ok);
+    let (ok, out, _) = oidc(&["show", "example.org"]);
+    assert!(ok && out.contains("has no OpenID Connect issuer"), "{out}");
 
     // Without the data directory's secret the store refuses.
     let elsewhere = dir.path().join("empty");

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use base64::Engine;
+use mailbox_api::sasl::{self, Mechanism, Outcome};
 use mailbox_api::{CallAuth, MailboxClient, pb};
 use pop3_wire::{
     Command, DotStuffer, MAX_COMMAND_LINE, MAX_SASL_LINE, ParseError, RespCode, err, ok,
@@ -32,6 +33,30 @@ pub(crate) struct Ctx {
 const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Protocol errors tolerated before the connection is closed.
 const MAX_ERRORS: usize = 20;
+
+/// One SASL round over POP3 (RFC 5034 4): `+ <base64>`, then the
+/// client's line.
+struct Pop3Sasl<'a>(&'a mut Session);
+
+impl sasl::SaslIo for Pop3Sasl<'_> {
+    type Error = End;
+    async fn challenge(&mut self, data: &[u8]) -> Result<String, End> {
+        let s = &mut *self.0;
+        let line = format!(
+            "+ {}\r\n",
+            base64::engine::general_purpose::STANDARD.encode(data)
+        );
+        s.conn.write_all(line.as_bytes()).await?;
+        s.conn.flush().await?;
+        let timeout = s.settings().idle_timeout;
+        match s.conn.read_line(MAX_SASL_LINE, timeout).await {
+            Ok(Line::Complete(l)) => Ok(String::from_utf8_lossy(&l).trim_end().to_string()),
+            // Too long to be base64 of anything we take: not base64.
+            Ok(Line::TooLong { .. }) => Ok("!".into()),
+            _ => Err(End::Closed),
+        }
+    }
+}
 
 pub(crate) async fn handle(ctx: Arc<Ctx>, tcp: TcpStream, peer: SocketAddr, implicit_tls: bool) {
     let Some(slot) = ctx.per_ip.try_acquire(peer.ip()) else {
@@ -403,9 +428,13 @@ impl Session {
             "UTF8",
         ];
         let authorization = matches!(self.state, State::Authorization { .. });
+        let sasl = self.mechanisms().join(" ");
+        let sasl = format!("SASL {sasl}");
         if authorization && self.plaintext_ok() {
             lines.push("USER");
-            lines.push("SASL PLAIN");
+        }
+        if authorization {
+            lines.push(&sasl);
         }
         if authorization && self.ctx.tls.is_some() && !self.conn.is_tls() {
             lines.push("STLS");
@@ -440,19 +469,38 @@ impl Session {
         Ok(())
     }
 
-    /// RFC 5034 AUTH; only PLAIN (RFC 4616) is offered.
+    /// The SASL mechanisms offered now: PLAIN and the bearer tokens
+    /// (OAUTHBEARER, XOAUTH2) where a secret may be sent (TLS or a trusted
+    /// network); SCRAM-SHA-256 always (it never sends the password);
+    /// SCRAM-SHA-256-PLUS on TLS 1.3 (RFC 9266 3).
+    fn mechanisms(&self) -> Vec<&'static str> {
+        let mut m = Vec::new();
+        if self.plaintext_ok() {
+            m.push("PLAIN");
+        }
+        m.push("SCRAM-SHA-256");
+        if self.conn.tls_exporter().is_some() {
+            m.push("SCRAM-SHA-256-PLUS");
+        }
+        if self.plaintext_ok() {
+            m.extend(["OAUTHBEARER", "XOAUTH2"]);
+        }
+        m
+    }
+
+    /// RFC 5034 AUTH: PLAIN (RFC 4616) here, the others through
+    /// `mailbox_api::sasl`.
     async fn auth(&mut self, mechanism: &str, initial: Option<String>) -> Result<(), End> {
         if mechanism.is_empty() {
-            let mechs: Vec<&str> = if self.plaintext_ok() {
-                vec!["PLAIN"]
-            } else {
-                vec![]
-            };
+            let mechs = self.mechanisms();
             return self
                 .send(&pop3_wire::multiline("Mechanisms follow", mechs))
                 .await;
         }
-        if mechanism != "PLAIN" {
+        if let Some(m) = Mechanism::from_name(mechanism) {
+            return self.auth_sasl(m, initial).await;
+        }
+        if !mechanism.eq_ignore_ascii_case("PLAIN") {
             return self
                 .error(None, "Unsupported authentication mechanism")
                 .await;
@@ -517,6 +565,54 @@ impl Session {
         self.login(&authc, &pw).await
     }
 
+    /// AUTH with a mechanism beyond PLAIN (the rules of IMAP's
+    /// AUTHENTICATE; RFC 5034 4 for the exchange, RFC 7628 3.2.2 for a
+    /// refused token: error challenge, the client's answer, then -ERR).
+    async fn auth_sasl(&mut self, mech: Mechanism, initial: Option<String>) -> Result<(), End> {
+        if mech.sends_secret() && !self.plaintext_ok() {
+            return self
+                .error(
+                    Some(RespCode::Auth),
+                    "Bearer tokens are not accepted without TLS; use STLS",
+                )
+                .await;
+        }
+        let tls_exporter = self.conn.tls_exporter();
+        if mech == Mechanism::ScramSha256Plus && tls_exporter.is_none() {
+            return self
+                .error(None, "SCRAM-SHA-256-PLUS needs a TLS 1.3 connection")
+                .await;
+        }
+        // RFC 5034 4: "=" is an empty initial response.
+        let initial = match initial.as_deref().map(str::trim) {
+            None => None,
+            Some("=") => Some(Vec::new()),
+            Some("*") => return self.error(None, "Authentication cancelled").await,
+            Some(r) => match base64::engine::general_purpose::STANDARD.decode(r) {
+                Ok(d) => Some(d),
+                Err(_) => return self.error(None, "Invalid base64").await,
+            },
+        };
+        let ctx = sasl::Context {
+            channel: self.ctx.channel.clone(),
+            auth: self.ctx.auth.clone(),
+            client_ip: self.conn.peer.ip().to_string(),
+            protocol: "pop3",
+            tls_exporter,
+        };
+        match sasl::run(mech, initial, &mut Pop3Sasl(self), &ctx).await? {
+            Outcome::LoggedIn { session_token, .. } => self.open_session(&session_token).await,
+            Outcome::Cancelled => self.error(None, "Authentication cancelled").await,
+            Outcome::BadBase64 => self.error(None, "Invalid base64").await,
+            Outcome::Failed(why) => {
+                tracing::info!(mechanism = mech.name(), reason = %why, "authentication failed");
+                self.error(Some(RespCode::Auth), "Authentication failed")
+                    .await
+            }
+            Outcome::Store(s) => self.store_error(&s, true).await,
+        }
+    }
+
     /// Verifies the credentials through the store, locks the maildrop and
     /// takes its snapshot.
     async fn login(&mut self, user: &str, password: &str) -> Result<(), End> {
@@ -533,7 +629,13 @@ impl Session {
             Ok(r) => r.into_inner().session_token,
             Err(s) => return self.store_error(&s, true).await,
         };
-        let Ok(session_auth) = self.ctx.auth.with_session(&token) else {
+        self.open_session(&token).await
+    }
+
+    /// After a login: locks the maildrop of the session's account and
+    /// takes its snapshot.
+    async fn open_session(&mut self, token: &str) -> Result<(), End> {
+        let Ok(session_auth) = self.ctx.auth.with_session(token) else {
             return self
                 .error(Some(RespCode::SysTemp), "Bad session token")
                 .await;

@@ -19,8 +19,9 @@ pub use stuff::DotStuffer;
 /// Longest command line accepted (RFC 2449 section 4: 255 octets including
 /// the CRLF); SASL response lines may be longer.
 pub const MAX_COMMAND_LINE: usize = 255;
-/// Longest SASL response line (a base64 PLAIN response).
-pub const MAX_SASL_LINE: usize = 2048;
+/// Longest SASL response line: a base64 PLAIN response, or an OAUTHBEARER
+/// one carrying a JWT (identity providers' tokens run to a few KiB).
+pub const MAX_SASL_LINE: usize = 16 * 1024;
 
 /// A message number as the client sees it (1-based, per session).
 pub type MsgNum = u32;

@@ -125,6 +125,22 @@ impl Connection {
         matches!(self.stream, Stream::Tls(_))
     }
 
+    /// The RFC 9266 `tls-exporter` channel binding of this connection (32
+    /// bytes of keying material, label `EXPORTER-Channel-Binding`, no
+    /// context): only on TLS 1.3, where it is unique to the connection
+    /// (RFC 9266 3); none on plaintext or TLS 1.2.
+    pub fn tls_exporter(&self) -> Option<[u8; 32]> {
+        let Stream::Tls(s) = &self.stream else {
+            return None;
+        };
+        let conn = s.get_ref().1;
+        if conn.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3) {
+            return None;
+        }
+        conn.export_keying_material([0u8; 32], b"EXPORTER-Channel-Binding", None)
+            .ok()
+    }
+
     /// Bytes the client sent that have not been consumed yet.
     pub fn buffered(&self) -> usize {
         self.buf.len()

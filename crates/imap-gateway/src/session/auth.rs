@@ -1,6 +1,30 @@
-//! Not authenticated: STARTTLS, LOGIN, AUTHENTICATE PLAIN.
+//! Not authenticated: STARTTLS, LOGIN, AUTHENTICATE (PLAIN here;
+//! SCRAM-SHA-256(-PLUS), OAUTHBEARER and XOAUTH2 through
+//! `mailbox_api::sasl`).
+
+use mailbox_api::sasl::{self, Mechanism, Outcome};
 
 use super::*;
+
+/// One SASL round over IMAP (RFC 9051 6.2.2): `+ <base64>`, then the
+/// client's line.
+struct ImapSasl<'a>(&'a mut Session);
+
+impl sasl::SaslIo for ImapSasl<'_> {
+    type Error = End;
+    async fn challenge(&mut self, data: &[u8]) -> Result<String, End> {
+        let s = &mut *self.0;
+        s.push(&format!(
+            "+ {}",
+            base64::engine::general_purpose::STANDARD.encode(data)
+        ));
+        if s.read_message().await?.is_none() {
+            return Err(End::Closed);
+        }
+        let line = String::from_utf8_lossy(s.frag.message_bytes()).into_owned();
+        Ok(line.trim_end_matches(['\r', '\n']).to_string())
+    }
+}
 
 impl Session {
     /// UNAUTHENTICATE (RFC 8437 3): back to the not-authenticated state,
@@ -92,7 +116,10 @@ impl Session {
         ir: Option<Vec<u8>>,
     ) -> Result<Done, End> {
         if !matches!(mech, AuthMechanism::Plain) {
-            return Ok(Done::no("[CANNOT] Unsupported mechanism"));
+            return match Mechanism::from_name(mech.as_ref()) {
+                Some(m) => self.authenticate_sasl(m, ir).await,
+                None => Ok(Done::no("[CANNOT] Unsupported mechanism")),
+            };
         }
         if !self.plaintext_ok() {
             return Ok(Done::no("[PRIVACYREQUIRED] AUTHENTICATE PLAIN needs TLS"));
@@ -131,5 +158,57 @@ impl Session {
             String::from_utf8_lossy(pw).into_owned(),
         );
         Ok(self.login(&user, &pw).await)
+    }
+
+    /// AUTHENTICATE with a mechanism beyond PLAIN. SCRAM never sends the
+    /// password and may run without TLS; a bearer token is a secret like
+    /// a password and needs TLS outside trusted networks. -PLUS only on
+    /// TLS 1.3 (RFC 9266 3). A refused token gets the RFC 7628 3.2.2
+    /// error challenge before the NO.
+    async fn authenticate_sasl(
+        &mut self,
+        mech: Mechanism,
+        ir: Option<Vec<u8>>,
+    ) -> Result<Done, End> {
+        if mech.sends_secret() && !self.plaintext_ok() {
+            return Ok(Done::no(format!(
+                "[PRIVACYREQUIRED] AUTHENTICATE {} needs TLS",
+                mech.name()
+            )));
+        }
+        let tls_exporter = self.conn.tls_exporter();
+        if mech == Mechanism::ScramSha256Plus && tls_exporter.is_none() {
+            return Ok(Done::no(
+                "[CANNOT] SCRAM-SHA-256-PLUS needs a TLS 1.3 connection",
+            ));
+        }
+        let ctx = sasl::Context {
+            channel: self.ctx.channel.clone(),
+            auth: self.ctx.auth.clone(),
+            client_ip: self.conn.peer.ip().to_string(),
+            protocol: "imap",
+            tls_exporter,
+        };
+        let outcome = sasl::run(mech, ir, &mut ImapSasl(self), &ctx).await?;
+        Ok(match outcome {
+            Outcome::LoggedIn {
+                session_token,
+                account,
+            } => {
+                let Ok(auth) = self.ctx.auth.with_session(&session_token) else {
+                    return Ok(Done::no("[UNAVAILABLE] Bad session token"));
+                };
+                self.client = Some(mailbox_api::mailbox_client(self.ctx.channel.clone(), auth));
+                self.user = account;
+                Done::ok(format!("[CAPABILITY {}] Logged in", self.capabilities()))
+            }
+            Outcome::Cancelled => Done::bad("Authentication cancelled"),
+            Outcome::BadBase64 => Done::bad("Invalid base64"),
+            Outcome::Failed(why) => {
+                tracing::info!(mechanism = mech.name(), reason = %why, "authentication failed");
+                Done::no("[AUTHENTICATIONFAILED] Authentication failed")
+            }
+            Outcome::Store(s) => store_no(&s),
+        })
     }
 }

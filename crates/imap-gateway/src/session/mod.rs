@@ -356,6 +356,16 @@ impl Session {
             } else {
                 caps.push("LOGINDISABLED".into());
             }
+            // SCRAM never sends the password: offered on plaintext too;
+            // -PLUS where the tls-exporter binding exists (TLS 1.3).
+            caps.push("AUTH=SCRAM-SHA-256".into());
+            if self.conn.tls_exporter().is_some() {
+                caps.push("AUTH=SCRAM-SHA-256-PLUS".into());
+            }
+            if self.plaintext_ok() {
+                caps.push("AUTH=OAUTHBEARER".into());
+                caps.push("AUTH=XOAUTH2".into());
+            }
         }
         caps.join(" ")
     }
