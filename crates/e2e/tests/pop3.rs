@@ -366,13 +366,10 @@ async fn plaintext_refused_before_stls_without_trusted_networks() {
     let mut c = Raw::connect(pop.pop3).await;
     assert!(c.cmd("CAPA").await.starts_with("+OK"));
     let caps = c.multi().await.join("");
-    // SCRAM never sends the password: the only mechanism before STLS.
+    // No mechanism before STLS: PLAIN and the tokens would send a
+    // secret, and SCRAM in the clear can be attacked offline.
     assert!(
-        caps.contains("STLS")
-            && !caps.contains("USER")
-            && caps.contains("SASL SCRAM-SHA-256\r\n")
-            && !caps.contains("PLAIN")
-            && !caps.contains("OAUTHBEARER"),
+        caps.contains("STLS") && !caps.contains("USER") && !caps.contains("SASL"),
         "{caps}"
     );
     let r = c.cmd("USER alice@example.org").await;

@@ -55,11 +55,13 @@ impl Mechanism {
         }
     }
 
-    /// Whether the mechanism sends a secret that can be replayed (a bearer
-    /// token): then it needs TLS outside trusted networks, as PLAIN does.
-    /// SCRAM never sends the password.
+    /// Whether the mechanism needs TLS outside trusted networks, as PLAIN
+    /// does: a bearer token can be replayed, and a SCRAM exchange seen in
+    /// the clear can be attacked offline (salt, iterations, proof) or
+    /// relayed by a man in the middle. SCRAM-SHA-256-PLUS needs TLS 1.3
+    /// anyway.
     pub fn sends_secret(self) -> bool {
-        matches!(self, Self::OAuthBearer | Self::XOAuth2)
+        matches!(self, Self::OAuthBearer | Self::XOAuth2 | Self::ScramSha256)
     }
 }
 
@@ -485,13 +487,19 @@ async fn scram<I: SaslIo>(
     let last = io
         .challenge(server_final(&done.server_signature).as_bytes())
         .await?;
-    if last.trim() == "*" {
+    // Anything but the empty answer (RFC 5802 5) leaves the client not
+    // logged in, and the session made for it ends.
+    if !last.trim().is_empty() {
         if let Ok(auth) = ctx.auth.with_session(&done.session_token) {
             let _ = crate::mailbox_client(ctx.channel.clone(), auth)
                 .logout(pb::LogoutRequest {})
                 .await;
         }
-        return Ok(Outcome::Cancelled);
+        return Ok(if last.trim() == "*" {
+            Outcome::Cancelled
+        } else {
+            Outcome::Failed("the client did not accept the server's signature".into())
+        });
     }
     Ok(Outcome::LoggedIn {
         session_token: done.session_token,

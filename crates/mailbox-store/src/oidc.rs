@@ -97,6 +97,9 @@ struct Cached {
 #[derive(Default)]
 pub struct JwksCache {
     sets: Mutex<HashMap<String, Cached>>,
+    /// When a fetch of a URL last failed: a failing issuer is asked at
+    /// most every REFETCH_MIN, however many tokens arrive meanwhile.
+    failed: Mutex<HashMap<String, Instant>>,
 }
 
 impl JwksCache {
@@ -165,17 +168,39 @@ impl JwksCache {
                 _ => {}
             }
         }
+        // The issuer is down: a set not older than twice its life still
+        // serves (its age kept, so it does expire), and the issuer is not
+        // asked again before REFETCH_MIN.
+        let stale = |e: String| match &cached {
+            Some((keys, age)) if *age < 2 * JWKS_TTL => pick(keys, kid, alg)
+                .unwrap_or_else(|| Err(Refused::Invalid("unknown signing key".into()))),
+            _ => Err(Refused::Unavailable(e)),
+        };
+        let recently_failed = self
+            .failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(url)
+            .is_some_and(|t| t.elapsed() < REFETCH_MIN);
+        if recently_failed {
+            return stale("the issuer's key set could not be fetched".into());
+        }
         let keys = match fetch_jwks(url).await {
-            Ok(k) => Arc::new(k),
-            // The issuer is down: a set not older than twice its life
-            // still serves.
-            Err(e) => match cached {
-                Some((keys, age)) if age < 2 * JWKS_TTL => {
-                    tracing::warn!(url, error = %e, "JWKS fetch failed; using the cached set");
-                    keys
-                }
-                _ => return Err(Refused::Unavailable(e)),
-            },
+            Ok(k) => {
+                self.failed
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(url);
+                Arc::new(k)
+            }
+            Err(e) => {
+                tracing::warn!(url, error = %e, "JWKS fetch failed");
+                self.failed
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(url.to_string(), Instant::now());
+                return stale(e);
+            }
         };
         self.sets.lock().unwrap_or_else(|e| e.into_inner()).insert(
             url.to_string(),

@@ -931,7 +931,7 @@ impl Store {
         let s = &self.inner.settings;
         let window = s.throttle_window.as_secs() as i64;
         let since = crate::model::now() - window;
-        let user = username.trim().to_lowercase();
+        let user = login_name(username);
         let acct_key = format!("acct:{user}");
         let ip_key = format!("ip:{client_ip}");
         let (acct_fail, ip_fail) = on_backend!(self, failures_of(&acct_key, &ip_key, since))?;
@@ -1093,9 +1093,14 @@ impl Store {
         if address.domain() != domain || (!authzid.is_empty() && address.as_str() != authzid) {
             return Err(invalid("the token is for another mailbox"));
         }
-        if let Some(false) = claims.get("email_verified").and_then(|v| v.as_bool())
-            && claim == "email"
-        {
+        // An address the issuer says is unverified names no mailbox
+        // (false, or "false" from issuers that send strings).
+        let unverified = match claims.get("email_verified") {
+            Some(serde_json::Value::Bool(b)) => !b,
+            Some(serde_json::Value::String(s)) => !s.eq_ignore_ascii_case("true"),
+            _ => false,
+        };
+        if unverified && claim == "email" {
             return Err(invalid("email not verified"));
         }
         match on_backend!(self, credentials(address.as_str())) {
@@ -1197,7 +1202,7 @@ impl Store {
     /// from the name, so the answer does not tell them apart; their
     /// ScramFinish fails.
     pub async fn scram_begin(&self, username: &str) -> Result<(Vec<u8>, u32)> {
-        let user = username.trim().to_lowercase();
+        let user = login_name(username);
         let keys = match EmailAddress::parse(&user) {
             Ok(a) => self.scram_keys_of(a.as_str()).await?.map(|(_, _, k)| k),
             Err(_) => None,
@@ -1239,7 +1244,7 @@ impl Store {
         client_ip: &str,
         protocol: &str,
     ) -> Result<([u8; 32], String, String)> {
-        let user = username.trim().to_lowercase();
+        let user = login_name(username);
         let t = self.throttle(&user, client_ip).await?;
         let keys = match EmailAddress::parse(&user) {
             Ok(a) => self.scram_keys_of(a.as_str()).await?,
@@ -1250,7 +1255,10 @@ impl Store {
             _ => None,
         };
         let Some((account, signature)) = verified else {
-            self.failed(&t, true).await?;
+            // An account without SCRAM keys cannot be guessed at here:
+            // its failures count per IP only, so a client that tries
+            // SCRAM first does not lock its user out of PLAIN.
+            self.failed(&t, keys.is_some()).await?;
             return Err(StoreError::BadCredentials);
         };
         if t.acct_fail > 0 {
@@ -2288,6 +2296,16 @@ fn urlauth_mac(key_hex: &str, rump: &str) -> Option<hmac::Hmac<Sha256>> {
     let mut mac = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(&key).ok()?;
     mac.update(rump.as_bytes());
     Some(mac)
+}
+
+/// The name a login counts under (throttle, fake salt, session): the
+/// address in its one spelling when it is one (`Alice@Example.org.` and
+/// `alice@example.org` are the same account), else the name lower-cased.
+fn login_name(raw: &str) -> String {
+    let u = raw.trim().to_lowercase();
+    EmailAddress::parse(&u)
+        .map(|a| a.as_str().to_string())
+        .unwrap_or(u)
 }
 
 fn parse_mailbox(s: &str) -> Result<MailboxName> {

@@ -433,7 +433,9 @@ impl Session {
         if authorization && self.plaintext_ok() {
             lines.push("USER");
         }
-        if authorization {
+        // No SASL line when no mechanism is offered now (RFC 2449 6.3:
+        // it lists at least one).
+        if authorization && sasl.len() > "SASL ".len() {
             lines.push(&sasl);
         }
         if authorization && self.ctx.tls.is_some() && !self.conn.is_tls() {
@@ -469,16 +471,16 @@ impl Session {
         Ok(())
     }
 
-    /// The SASL mechanisms offered now: PLAIN and the bearer tokens
-    /// (OAUTHBEARER, XOAUTH2) where a secret may be sent (TLS or a trusted
-    /// network); SCRAM-SHA-256 always (it never sends the password);
-    /// SCRAM-SHA-256-PLUS on TLS 1.3 (RFC 9266 3).
+    /// The SASL mechanisms offered now: PLAIN, SCRAM-SHA-256 and the
+    /// bearer tokens (OAUTHBEARER, XOAUTH2) where TLS protects them or the
+    /// network is trusted (a SCRAM exchange in the clear can be attacked
+    /// offline); SCRAM-SHA-256-PLUS on TLS 1.3 (RFC 9266 3).
     fn mechanisms(&self) -> Vec<&'static str> {
         let mut m = Vec::new();
         if self.plaintext_ok() {
             m.push("PLAIN");
+            m.push("SCRAM-SHA-256");
         }
-        m.push("SCRAM-SHA-256");
         if self.conn.tls_exporter().is_some() {
             m.push("SCRAM-SHA-256-PLUS");
         }

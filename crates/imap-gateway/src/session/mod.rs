@@ -356,9 +356,13 @@ impl Session {
             } else {
                 caps.push("LOGINDISABLED".into());
             }
-            // SCRAM never sends the password: offered on plaintext too;
-            // -PLUS where the tls-exporter binding exists (TLS 1.3).
-            caps.push("AUTH=SCRAM-SHA-256".into());
+            // SCRAM and the bearer tokens where PLAIN is (TLS or a trusted
+            // network: a SCRAM exchange in the clear can be attacked
+            // offline); -PLUS where the tls-exporter binding exists (TLS
+            // 1.3).
+            if self.plaintext_ok() {
+                caps.push("AUTH=SCRAM-SHA-256".into());
+            }
             if self.conn.tls_exporter().is_some() {
                 caps.push("AUTH=SCRAM-SHA-256-PLUS".into());
             }
