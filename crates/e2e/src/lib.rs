@@ -790,6 +790,21 @@ pub struct RawImap {
     pub n: u32,
 }
 
+/// The tagged reply among a command's lines (the last one).
+pub fn tagged(r: &[String]) -> &str {
+    r.last().map_or("", String::as_str)
+}
+
+/// A store with domain example.org and alice@example.org (password
+/// pw-alice), and its admin client.
+pub async fn store_with_alice(backend: Backend) -> (TestStore, StoreClient) {
+    let store = TestStore::start(backend).await;
+    let client = store.client();
+    client.add_domain("example.org").await;
+    client.add_account("alice@example.org", "pw-alice").await;
+    (store, client)
+}
+
 impl RawImap {
     pub async fn connect(addr: SocketAddr) -> Self {
         let s = TcpStream::connect(addr).await.unwrap();
@@ -813,6 +828,28 @@ impl RawImap {
             return "<closed>".into();
         }
         l
+    }
+
+    /// Sends a command that must succeed; its lines.
+    pub async fn ok(&mut self, c: &str) -> Vec<String> {
+        let r = self.cmd(c).await;
+        assert!(tagged(&r).contains(" OK "), "{c}: {r:?}");
+        r
+    }
+
+    /// Reads unsolicited lines until one contains `want` (each within
+    /// 20 s); returns them all.
+    pub async fn until(&mut self, want: &str) -> Vec<String> {
+        let mut seen = Vec::new();
+        loop {
+            let l = self.line().await;
+            assert_ne!(l, "<closed>", "{seen:?}");
+            let done = l.contains(want);
+            seen.push(l);
+            if done {
+                return seen;
+            }
+        }
     }
 
     /// Reads exactly `n` bytes (a literal that need not be UTF-8).

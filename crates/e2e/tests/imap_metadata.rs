@@ -3,25 +3,7 @@
 //! (RFC 5465 5.6, 5.7).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use e2e::{Backend, RawImap, StoreClient, TestImap, TestStore};
-
-async fn setup(backend: Backend) -> (TestStore, StoreClient) {
-    let store = TestStore::start(backend).await;
-    let client = store.client();
-    client.add_domain("example.org").await;
-    client.add_account("alice@example.org", "pw-alice").await;
-    (store, client)
-}
-
-fn tagged(r: &[String]) -> &str {
-    r.last().unwrap()
-}
-
-async fn ok(s: &mut RawImap, c: &str) -> Vec<String> {
-    let r = s.cmd(c).await;
-    assert!(tagged(&r).contains(" OK "), "{c}: {r:?}");
-    r
-}
+use e2e::{Backend, RawImap, TestImap, store_with_alice, tagged};
 
 /// RFC 5464 4.2 (GETMETADATA, DEPTH, MAXSIZE and LONGENTRIES), 4.3
 /// (SETMETADATA, NIL removes, MAXSIZE and TOOMANY refusals, all or
@@ -30,7 +12,7 @@ async fn ok(s: &mut RawImap, c: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metadata_server_and_mailbox_entries() {
     for backend in [Backend::Sqlite, Backend::Postgres] {
-        let (store, _client) = setup(backend).await;
+        let (store, _client) = store_with_alice(backend).await;
         let imap = TestImap::start(&store.uri()).await;
         let mut a = RawImap::connect(imap.imap).await;
         a.login().await;
@@ -42,81 +24,67 @@ async fn metadata_server_and_mailbox_entries() {
             "{caps:?}"
         );
         // NOTIFY for metadata changes, in the other session.
-        ok(
-            &mut b,
-            "NOTIFY SET (personal (MailboxMetadataChange ServerMetadataChange))",
-        )
-        .await;
+        b.ok("NOTIFY SET (personal (MailboxMetadataChange ServerMetadataChange))")
+            .await;
 
-        ok(
-            &mut a,
-            "SETMETADATA INBOX (/private/comment \"My comment\" /Shared/Comment \"Shared one\")",
-        )
-        .await;
-        let seen = until(&mut b, "* METADATA").await;
+        a.ok("SETMETADATA INBOX (/private/comment \"My comment\" /Shared/Comment \"Shared one\")")
+            .await;
+        let seen = b.until("* METADATA").await;
         let l = seen.last().unwrap();
         assert!(l.starts_with("* METADATA \"INBOX\" "), "{seen:?}");
         assert!(
             l.contains("\"/private/comment\"") && l.contains("\"/shared/comment\""),
             "{l}"
         );
-        let r = ok(&mut a, "GETMETADATA INBOX /private/comment").await;
+        let r = a.ok("GETMETADATA INBOX /private/comment").await;
         assert_eq!(
             r[0],
             "* METADATA \"INBOX\" (\"/private/comment\" \"My comment\")\r\n"
         );
-        let r = ok(
-            &mut a,
-            "GETMETADATA INBOX (/private/comment /shared/comment /shared/nothing)",
-        )
-        .await;
+        let r = a
+            .ok("GETMETADATA INBOX (/private/comment /shared/comment /shared/nothing)")
+            .await;
         assert_eq!(
             r[0],
             "* METADATA \"INBOX\" (\"/private/comment\" \"My comment\" \"/shared/comment\" \"Shared one\")\r\n"
         );
         // DEPTH (4.2.2).
-        ok(
-            &mut a,
-            "SETMETADATA INBOX (/private/vendor/x \"1\" /private/vendor/x/y \"2\")",
-        )
-        .await;
-        let r = ok(&mut a, "GETMETADATA (DEPTH 1) INBOX /private/vendor").await;
+        a.ok("SETMETADATA INBOX (/private/vendor/x \"1\" /private/vendor/x/y \"2\")")
+            .await;
+        let r = a.ok("GETMETADATA (DEPTH 1) INBOX /private/vendor").await;
         assert_eq!(
             r[0],
             "* METADATA \"INBOX\" (\"/private/vendor/x\" \"1\")\r\n"
         );
-        let r = ok(&mut a, "GETMETADATA (DEPTH infinity) INBOX /private/vendor").await;
+        let r = a
+            .ok("GETMETADATA (DEPTH infinity) INBOX /private/vendor")
+            .await;
         assert_eq!(
             r[0],
             "* METADATA \"INBOX\" (\"/private/vendor/x\" \"1\" \"/private/vendor/x/y\" \"2\")\r\n"
         );
         // MAXSIZE (4.2.1): left out, and LONGENTRIES says how long.
-        let r = ok(
-            &mut a,
-            "GETMETADATA (MAXSIZE 5) INBOX (/private/comment /private/vendor/x)",
-        )
-        .await;
+        let r = a
+            .ok("GETMETADATA (MAXSIZE 5) INBOX (/private/comment /private/vendor/x)")
+            .await;
         assert_eq!(
             r[0],
             "* METADATA \"INBOX\" (\"/private/vendor/x\" \"1\")\r\n"
         );
         assert!(tagged(&r).contains("[METADATA LONGENTRIES 10]"), "{r:?}");
         // NIL removes.
-        ok(&mut a, "SETMETADATA INBOX (/private/comment NIL)").await;
-        let r = ok(&mut a, "GETMETADATA INBOX /private/comment").await;
+        a.ok("SETMETADATA INBOX (/private/comment NIL)").await;
+        let r = a.ok("GETMETADATA INBOX /private/comment").await;
         assert_eq!(r.len(), 1, "{r:?}");
         // Server entries: mailbox "".
-        ok(
-            &mut a,
-            "SETMETADATA \"\" (/shared/admin \"mailto:admin@example.org\")",
-        )
-        .await;
-        let seen = until(&mut b, "/shared/admin").await;
+        a.ok("SETMETADATA \"\" (/shared/admin \"mailto:admin@example.org\")")
+            .await;
+        let seen = b.until("/shared/admin").await;
         assert!(
             seen.last().unwrap().starts_with("* METADATA \"\" "),
             "{seen:?}"
         );
-        let r = ok(&mut a, "GETMETADATA \"\" /shared/admin").await;
+        let r = a.ok("GETMETADATA \"\" /shared/admin").await;
         assert_eq!(
             r[0],
             "* METADATA \"\" (\"/shared/admin\" \"mailto:admin@example.org\")\r\n"
@@ -140,13 +108,14 @@ async fn metadata_server_and_mailbox_entries() {
             .await;
         assert!(tagged(&r).contains("NO [METADATA MAXSIZE 65536]"), "{r:?}");
         let many: Vec<String> = (0..250).map(|i| format!("/private/e{i} \"x\"")).collect();
-        ok(&mut a, &format!("SETMETADATA Drafts ({})", many.join(" "))).await;
+        a.ok(&format!("SETMETADATA Drafts ({})", many.join(" ")))
+            .await;
         let more: Vec<String> = (250..260).map(|i| format!("/private/e{i} \"x\"")).collect();
         let r = a
             .cmd(&format!("SETMETADATA Drafts ({})", more.join(" ")))
             .await;
         assert!(tagged(&r).contains("NO [METADATA TOOMANY]"), "{r:?}");
-        let r = ok(&mut a, "GETMETADATA Drafts /private/e255").await;
+        let r = a.ok("GETMETADATA Drafts /private/e255").await;
         assert_eq!(r.len(), 1, "nothing of a refused SETMETADATA kept: {r:?}");
         // All of an account's values together are bounded too (4 MiB).
         let value = "m".repeat(60_000);
@@ -162,7 +131,7 @@ async fn metadata_server_and_mailbox_entries() {
             "{}",
             tagged(&r)
         );
-        let r = ok(&mut a, "GETMETADATA Sent /private/big0").await;
+        let r = a.ok("GETMETADATA Sent /private/big0").await;
         assert_eq!(r.len(), 1, "nothing kept");
         let r = a.cmd("GETMETADATA Nowhere /private/comment").await;
         assert!(tagged(&r).contains(" NO "), "{r:?}");
@@ -174,38 +143,24 @@ async fn metadata_server_and_mailbox_entries() {
             l = a.line().await;
         }
         assert!(l.starts_with("x1 OK"), "{l}");
-        let r = ok(&mut a, "GETMETADATA INBOX /private/bin").await;
+        let r = a.ok("GETMETADATA INBOX /private/bin").await;
         assert_eq!(r[0], "* METADATA \"INBOX\" (\"/private/bin\" ~{3}\r\n");
         assert_eq!(r[1], "a\0b)\r\n");
         // Entries follow RENAME and go with DELETE.
-        ok(&mut a, "CREATE Proj").await;
-        ok(&mut a, "SETMETADATA Proj (/shared/comment \"p\")").await;
-        ok(&mut a, "RENAME Proj Proj2").await;
-        let r = ok(&mut a, "GETMETADATA Proj2 /shared/comment").await;
+        a.ok("CREATE Proj").await;
+        a.ok("SETMETADATA Proj (/shared/comment \"p\")").await;
+        a.ok("RENAME Proj Proj2").await;
+        let r = a.ok("GETMETADATA Proj2 /shared/comment").await;
         assert_eq!(r[0], "* METADATA \"Proj2\" (\"/shared/comment\" \"p\")\r\n");
-        ok(&mut a, "DELETE Proj2").await;
-        ok(&mut a, "CREATE Proj2").await;
-        let r = ok(&mut a, "GETMETADATA Proj2 /shared/comment").await;
+        a.ok("DELETE Proj2").await;
+        a.ok("CREATE Proj2").await;
+        let r = a.ok("GETMETADATA Proj2 /shared/comment").await;
         assert_eq!(r.len(), 1, "{r:?}");
         // The session's own changes are not echoed to it.
-        ok(&mut b, "NOOP").await;
-        let r = ok(&mut b, "SETMETADATA INBOX (/private/own \"x\")").await;
+        b.ok("NOOP").await;
+        let r = b.ok("SETMETADATA INBOX (/private/own \"x\")").await;
         assert!(!r.iter().any(|l| l.contains("/private/own")), "{r:?}");
-        let r = ok(&mut b, "NOOP").await;
+        let r = b.ok("NOOP").await;
         assert!(!r.iter().any(|l| l.contains("/private/own")), "{r:?}");
-    }
-}
-
-/// Reads unsolicited lines until one contains `want`.
-async fn until(s: &mut RawImap, want: &str) -> Vec<String> {
-    let mut seen = Vec::new();
-    loop {
-        let l = s.line().await;
-        assert_ne!(l, "<closed>", "{seen:?}");
-        let done = l.contains(want);
-        seen.push(l);
-        if done {
-            return seen;
-        }
     }
 }

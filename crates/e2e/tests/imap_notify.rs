@@ -3,44 +3,11 @@
 //! them without sending a command.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use e2e::{Backend, RawImap, StoreClient, TestImap, TestStore};
-
-async fn setup(backend: Backend) -> (TestStore, StoreClient) {
-    let store = TestStore::start(backend).await;
-    let client = store.client();
-    client.add_domain("example.org").await;
-    client.add_account("alice@example.org", "pw-alice").await;
-    (store, client)
-}
-
-fn tagged(r: &[String]) -> &str {
-    r.last().unwrap()
-}
-
-async fn ok(s: &mut RawImap, c: &str) -> Vec<String> {
-    let r = s.cmd(c).await;
-    assert!(tagged(&r).contains(" OK "), "{c}: {r:?}");
-    r
-}
+use e2e::{Backend, RawImap, TestImap, store_with_alice, tagged};
 
 async fn append(s: &mut RawImap, mailbox: &str, subject: &str) {
     let m = format!("Subject: {subject}\r\n\r\nbody\r\n");
-    ok(s, &format!("APPEND {mailbox} {{{}+}}\r\n{m}", m.len())).await;
-}
-
-/// Reads unsolicited lines until one contains `want` (20 s at most);
-/// returns them all.
-async fn until(s: &mut RawImap, want: &str) -> Vec<String> {
-    let mut seen = Vec::new();
-    loop {
-        let l = s.line().await;
-        assert_ne!(l, "<closed>", "{seen:?}");
-        let done = l.contains(want);
-        seen.push(l);
-        if done {
-            return seen;
-        }
-    }
+    s.ok(&format!("APPEND {mailbox} {{{}+}}\r\n{m}", m.len())).await;
 }
 
 /// RFC 5465 3.1 (SET STATUS, BADEVENT, BAD rules of 5), 5.1-5.5 (each
@@ -49,7 +16,7 @@ async fn until(s: &mut RawImap, want: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notify_events_reach_an_idle_client() {
     for backend in [Backend::Sqlite, Backend::Postgres] {
-        let (store, _client) = setup(backend).await;
+        let (store, _client) = store_with_alice(backend).await;
         let imap = TestImap::start(&store.uri()).await;
         let mut a = RawImap::connect(imap.imap).await;
         a.login().await;
@@ -58,7 +25,7 @@ async fn notify_events_reach_an_idle_client() {
         let caps = a.cmd("CAPABILITY").await;
         assert!(caps[0].contains(" NOTIFY "), "{caps:?}");
         for m in ["Lists", "Lists/Lemonade", "misc"] {
-            ok(&mut a, &format!("CREATE {m}")).await;
+            a.ok(&format!("CREATE {m}")).await;
         }
         append(&mut b, "misc", "old").await;
 
@@ -82,9 +49,7 @@ async fn notify_events_reach_an_idle_client() {
 
         // STATUS for each non-selected mailbox with message events, before
         // the OK; none for INBOX (names only) or a missing mailbox.
-        let r = ok(
-            &mut a,
-            "NOTIFY SET STATUS (selected (MessageNew (UID BODY.PEEK[HEADER.FIELDS (Subject)]) MessageExpunge FlagChange)) (subtree Lists (MessageNew MessageExpunge)) (mailboxes (misc nowhere) (MessageNew MessageExpunge FlagChange)) (personal (MailboxName SubscriptionChange))",
+        let r = a.ok("NOTIFY SET STATUS (selected (MessageNew (UID BODY.PEEK[HEADER.FIELDS (Subject)]) MessageExpunge FlagChange)) (subtree Lists (MessageNew MessageExpunge)) (mailboxes (misc nowhere) (MessageNew MessageExpunge FlagChange)) (personal (MailboxName SubscriptionChange))",
         )
         .await;
         let status: Vec<&String> = r.iter().filter(|l| l.starts_with("* STATUS")).collect();
@@ -99,11 +64,11 @@ async fn notify_events_reach_an_idle_client() {
                 .any(|l| l.starts_with("* STATUS \"Lists/Lemonade\" (MESSAGES 0 ")),
             "{r:?}"
         );
-        ok(&mut a, "SELECT INBOX").await;
+        a.ok("SELECT INBOX").await;
 
         // 5.2, selected: EXISTS and the FETCH asked for, unasked.
         append(&mut b, "INBOX", "hello").await;
-        let seen = until(&mut a, "FETCH").await;
+        let seen = a.until("FETCH").await;
         assert!(seen.iter().any(|l| l == "* 1 EXISTS\r\n"), "{seen:?}");
         assert!(
             seen.last()
@@ -116,68 +81,68 @@ async fn notify_events_reach_an_idle_client() {
         assert_eq!(l, "Subject: hello\r\n");
         // 5.2 elsewhere: STATUS (MESSAGES UIDNEXT ...).
         append(&mut b, "Lists/Lemonade", "list mail").await;
-        let seen = until(&mut a, "* STATUS \"Lists/Lemonade\"").await;
+        let seen = a.until("* STATUS \"Lists/Lemonade\"").await;
         assert!(
             seen.last().unwrap().contains("MESSAGES 1 UIDNEXT 2"),
             "{seen:?}"
         );
         // 5.1 elsewhere: a flag change that changes UNSEEN.
-        ok(&mut b, "SELECT misc").await;
-        ok(&mut b, "STORE 1 +FLAGS.SILENT (\\Seen)").await;
-        let seen = until(&mut a, "* STATUS \"misc\"").await;
+        b.ok("SELECT misc").await;
+        b.ok("STORE 1 +FLAGS.SILENT (\\Seen)").await;
+        let seen = a.until("* STATUS \"misc\"").await;
         assert!(seen.last().unwrap().contains("UNSEEN 0"), "{seen:?}");
         // 5.1 selected: FETCH with UID and FLAGS.
-        ok(&mut b, "SELECT INBOX").await;
-        ok(&mut b, "STORE 1 +FLAGS.SILENT (\\Flagged)").await;
-        let seen = until(&mut a, "\\Flagged").await;
+        b.ok("SELECT INBOX").await;
+        b.ok("STORE 1 +FLAGS.SILENT (\\Flagged)").await;
+        let seen = a.until("\\Flagged").await;
         let l = seen.last().unwrap();
         assert!(
             l.starts_with("* 1 FETCH (") && l.contains("UID 1"),
             "{seen:?}"
         );
         // 5.3 and 6.1.1: SELECTED sends EXPUNGE at once.
-        ok(&mut b, "STORE 1 +FLAGS.SILENT (\\Deleted)").await;
-        ok(&mut b, "EXPUNGE").await;
-        let seen = until(&mut a, "EXPUNGE").await;
+        b.ok("STORE 1 +FLAGS.SILENT (\\Deleted)").await;
+        b.ok("EXPUNGE").await;
+        let seen = a.until("EXPUNGE").await;
         assert_eq!(seen.last().unwrap(), "* 1 EXPUNGE\r\n", "{seen:?}");
 
         // 5.4 MailboxName: create, rename (OLDNAME), delete; 5.5
         // SubscriptionChange.
-        ok(&mut b, "CREATE Newbox").await;
-        let seen = until(&mut a, "Newbox").await;
+        b.ok("CREATE Newbox").await;
+        let seen = a.until("Newbox").await;
         assert_eq!(
             seen.last().unwrap(),
             "* LIST (\\HasNoChildren) \"/\" \"Newbox\"\r\n"
         );
-        ok(&mut b, "RENAME Newbox Renamed").await;
-        let seen = until(&mut a, "Renamed").await;
+        b.ok("RENAME Newbox Renamed").await;
+        let seen = a.until("Renamed").await;
         assert_eq!(
             seen.last().unwrap(),
             "* LIST (\\HasNoChildren) \"/\" \"Renamed\" (\"OLDNAME\" (\"Newbox\"))\r\n"
         );
-        ok(&mut b, "SUBSCRIBE Renamed").await;
-        let seen = until(&mut a, "Renamed").await;
+        b.ok("SUBSCRIBE Renamed").await;
+        let seen = a.until("Renamed").await;
         assert_eq!(
             seen.last().unwrap(),
             "* LIST (\\HasNoChildren \\Subscribed) \"/\" \"Renamed\"\r\n"
         );
-        ok(&mut b, "DELETE Renamed").await;
-        let seen = until(&mut a, "Renamed").await;
+        b.ok("DELETE Renamed").await;
+        let seen = a.until("Renamed").await;
         assert_eq!(
             seen.last().unwrap(),
             "* LIST (\\NonExistent) \"/\" \"Renamed\"\r\n"
         );
         // A mailbox created under a watched subtree is watched too.
-        ok(&mut b, "CREATE Lists/New").await;
-        until(&mut a, "Lists/New").await;
+        b.ok("CREATE Lists/New").await;
+        a.until("Lists/New").await;
         append(&mut b, "Lists/New", "x").await;
-        let seen = until(&mut a, "* STATUS \"Lists/New\"").await;
+        let seen = a.until("* STATUS \"Lists/New\"").await;
         assert!(seen.last().unwrap().contains("MESSAGES 1"), "{seen:?}");
 
         // Another client's delivery just before this session's own APPEND
         // to the same mailbox is still told (only the own one is not).
         append(&mut b, "misc", "theirs").await;
-        let r = ok(&mut a, "APPEND misc {3+}\r\nx\r\n").await;
+        let r = a.ok("APPEND misc {3+}\r\nx\r\n").await;
         let st: Vec<&String> = r
             .iter()
             .filter(|l| l.starts_with("* STATUS \"misc\""))
@@ -192,13 +157,13 @@ async fn notify_events_reach_an_idle_client() {
             "{r:?}"
         );
         // A failing CREATE hides nothing either.
-        ok(&mut b, "CREATE Theirs").await;
+        b.ok("CREATE Theirs").await;
         let r = a.cmd("CREATE INBOX").await;
         assert!(tagged(&r).contains(" NO "), "{r:?}");
         let seen = if r.iter().any(|l| l.contains("Theirs")) {
             r
         } else {
-            until(&mut a, "Theirs").await
+            a.until("Theirs").await
         };
         assert!(
             seen.iter()
@@ -206,13 +171,13 @@ async fn notify_events_reach_an_idle_client() {
             "{seen:?}"
         );
         // 5: the session's own changes are not echoed.
-        let r = ok(&mut a, "CREATE Own").await;
+        let r = a.ok("CREATE Own").await;
         assert!(!r.iter().any(|l| l.contains("Own")), "{r:?}");
-        let r = ok(&mut a, "APPEND misc {3+}\r\nx\r\n").await;
+        let r = a.ok("APPEND misc {3+}\r\nx\r\n").await;
         assert!(!r.iter().any(|l| l.starts_with("* STATUS")), "{r:?}");
-        let r = ok(&mut a, "NOOP").await;
+        let r = a.ok("NOOP").await;
         assert!(!r.iter().any(|l| l.starts_with("* STATUS")), "{r:?}");
-        let r = ok(&mut a, "NOOP").await;
+        let r = a.ok("NOOP").await;
         assert!(
             !r.iter()
                 .any(|l| l.contains("Own") || l.starts_with("* STATUS")),
@@ -221,24 +186,21 @@ async fn notify_events_reach_an_idle_client() {
 
         // 6.1.2 SELECTED-DELAYED: new mail at once, the expunge only with
         // a command that allows it.
-        ok(
-            &mut a,
-            "NOTIFY SET (selected-delayed (MessageNew MessageExpunge))",
-        )
-        .await;
+        a.ok("NOTIFY SET (selected-delayed (MessageNew MessageExpunge))")
+            .await;
         append(&mut b, "INBOX", "second").await;
-        until(&mut a, "EXISTS").await;
-        ok(&mut b, "STORE 1:* +FLAGS.SILENT (\\Deleted)").await;
-        ok(&mut b, "EXPUNGE").await;
+        a.until("EXISTS").await;
+        b.ok("STORE 1:* +FLAGS.SILENT (\\Deleted)").await;
+        b.ok("EXPUNGE").await;
         // Only the FETCH of the flag change may come unasked; the
         // EXPUNGE waits for NOOP.
-        let r = ok(&mut a, "NOOP").await;
+        let r = a.ok("NOOP").await;
         assert!(r.iter().any(|l| l == "* 1 EXPUNGE\r\n"), "{r:?}");
 
         // NOTIFY NONE: nothing unasked; NOOP tells as before NOTIFY.
-        ok(&mut a, "NOTIFY NONE").await;
+        a.ok("NOTIFY NONE").await;
         append(&mut b, "INBOX", "third").await;
-        let r = ok(&mut a, "NOOP").await;
+        let r = a.ok("NOOP").await;
         assert!(r.iter().any(|l| l.ends_with(" EXISTS\r\n")), "{r:?}");
     }
 }

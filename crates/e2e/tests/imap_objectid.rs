@@ -2,25 +2,7 @@
 //! end over raw sessions, on both store backends.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use e2e::{Backend, RawImap, StoreClient, TestImap, TestStore};
-
-async fn setup(backend: Backend) -> (TestStore, StoreClient) {
-    let store = TestStore::start(backend).await;
-    let client = store.client();
-    client.add_domain("example.org").await;
-    client.add_account("alice@example.org", "pw-alice").await;
-    (store, client)
-}
-
-fn tagged(r: &[String]) -> &str {
-    r.last().unwrap()
-}
-
-async fn ok(s: &mut RawImap, c: &str) -> Vec<String> {
-    let r = s.cmd(c).await;
-    assert!(tagged(&r).contains(" OK "), "{c}: {r:?}");
-    r
-}
+use e2e::{Backend, RawImap, TestImap, store_with_alice, tagged};
 
 /// The parenthesized id after `item (` in `text`.
 fn id_after(text: &str, item: &str) -> String {
@@ -40,7 +22,7 @@ fn now() -> chrono::DateTime<chrono::Utc> {
 }
 
 async fn append(s: &mut RawImap, mailbox: &str, m: &str) {
-    ok(s, &format!("APPEND {mailbox} {{{}+}}\r\n{m}", m.len())).await;
+    s.ok(&format!("APPEND {mailbox} {{{}+}}\r\n{m}", m.len())).await;
 }
 
 /// RFC 8474 4 (MAILBOXID in CREATE, SELECT, STATUS, LIST-STATUS; kept by
@@ -52,7 +34,7 @@ async fn append(s: &mut RawImap, mailbox: &str, m: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn objectid_savedate_preview() {
     for backend in [Backend::Sqlite, Backend::Postgres] {
-        let (store, _client) = setup(backend).await;
+        let (store, _client) = store_with_alice(backend).await;
         let imap = TestImap::start(&store.uri()).await;
         let mut a = RawImap::connect(imap.imap).await;
         a.login().await;
@@ -62,29 +44,29 @@ async fn objectid_savedate_preview() {
         }
 
         // MAILBOXID: made by CREATE, the same after RENAME, everywhere.
-        let r = ok(&mut a, "CREATE Box").await;
+        let r = a.ok("CREATE Box").await;
         let id = id_after(tagged(&r), "MAILBOXID");
         assert!(id.starts_with('F') && id.len() > 1, "{r:?}");
-        let r = ok(&mut a, "STATUS Box (MAILBOXID)").await;
+        let r = a.ok("STATUS Box (MAILBOXID)").await;
         assert_eq!(r[0], format!("* STATUS \"Box\" (MAILBOXID ({id}))\r\n"));
-        ok(&mut a, "RENAME Box Box2").await;
-        let r = ok(&mut a, "STATUS Box2 (MESSAGES MAILBOXID)").await;
+        a.ok("RENAME Box Box2").await;
+        let r = a.ok("STATUS Box2 (MESSAGES MAILBOXID)").await;
         assert_eq!(
             r[0],
             format!("* STATUS \"Box2\" (MESSAGES 0 MAILBOXID ({id}))\r\n")
         );
-        let r = ok(&mut a, "LIST \"\" Box2 RETURN (STATUS (MAILBOXID))").await;
+        let r = a.ok("LIST \"\" Box2 RETURN (STATUS (MAILBOXID))").await;
         assert!(
             r.iter().any(|l| l.contains(&format!("MAILBOXID ({id})"))),
             "{r:?}"
         );
-        let r = ok(&mut a, "EXAMINE Box2").await;
+        let r = a.ok("EXAMINE Box2").await;
         assert!(
             r.iter()
                 .any(|l| l.starts_with(&format!("* OK [MAILBOXID ({id})]"))),
             "{r:?}"
         );
-        let r = ok(&mut a, "STATUS INBOX (MAILBOXID)").await;
+        let r = a.ok("STATUS INBOX (MAILBOXID)").await;
         assert_ne!(id_after(&r[0], "MAILBOXID"), id, "{r:?}");
 
         let plain = "Subject: p\r\n\r\nHello   there,\r\n\r\n\tsee you\r\n";
@@ -94,8 +76,10 @@ async fn objectid_savedate_preview() {
         append(&mut a, "INBOX", plain).await;
         append(&mut a, "INBOX", html).await;
         append(&mut a, "INBOX", &long).await;
-        ok(&mut a, "SELECT INBOX").await;
-        let r = ok(&mut a, "FETCH 1:4 (UID EMAILID THREADID SAVEDATE PREVIEW)").await;
+        a.ok("SELECT INBOX").await;
+        let r = a
+            .ok("FETCH 1:4 (UID EMAILID THREADID SAVEDATE PREVIEW)")
+            .await;
         let all = r.concat();
         let e: Vec<String> = r
             .iter()
@@ -122,30 +106,32 @@ async fn objectid_savedate_preview() {
             .unwrap();
         assert!(long_preview.chars().count() <= 256, "{long_preview}");
         assert!(long_preview.starts_with("word word"), "{long_preview}");
-        let r = ok(&mut a, "FETCH 1 (PREVIEW (LAZY))").await;
+        let r = a.ok("FETCH 1 (PREVIEW (LAZY))").await;
         assert!(r[0].contains("PREVIEW \"Hello there, see you\""), "{r:?}");
         let r = a.cmd("FETCH 1 (PREVIEW (FUZZY))").await;
         assert!(tagged(&r).contains(" BAD "), "{r:?}");
         // A copy keeps the EMAILID (RFC 8474 5.1).
-        ok(&mut a, "COPY 1 Box2").await;
-        ok(&mut a, "EXAMINE Box2").await;
-        let r = ok(&mut a, "FETCH 1 (EMAILID)").await;
+        a.ok("COPY 1 Box2").await;
+        a.ok("EXAMINE Box2").await;
+        let r = a.ok("FETCH 1 (EMAILID)").await;
         assert_eq!(id_after(&r[0], "EMAILID"), e[0]);
-        ok(&mut a, "SELECT INBOX").await;
+        a.ok("SELECT INBOX").await;
 
         // SEARCH (RFC 8474 6, RFC 8514 5).
-        let r = ok(&mut a, &format!("UID SEARCH EMAILID {}", e[0])).await;
+        let r = a.ok(&format!("UID SEARCH EMAILID {}", e[0])).await;
         assert_eq!(r[0], "* SEARCH 1 2\r\n");
-        let r = ok(&mut a, "SEARCH THREADID T1").await;
+        let r = a.ok("SEARCH THREADID T1").await;
         assert_eq!(r[0], "* SEARCH\r\n");
         let day = now().format("%d-%b-%Y").to_string();
-        let r = ok(&mut a, &format!("SEARCH SAVEDON {day}")).await;
+        let r = a.ok(&format!("SEARCH SAVEDON {day}")).await;
         assert_eq!(r[0], "* SEARCH 1 2 3 4\r\n");
-        let r = ok(&mut a, &format!("SEARCH SAVEDSINCE {day} NOT SUBJECT h")).await;
+        let r = a
+            .ok(&format!("SEARCH SAVEDSINCE {day} NOT SUBJECT h"))
+            .await;
         assert_eq!(r[0], "* SEARCH 1 2 4\r\n");
-        let r = ok(&mut a, &format!("SEARCH SAVEDBEFORE {day}")).await;
+        let r = a.ok(&format!("SEARCH SAVEDBEFORE {day}")).await;
         assert_eq!(r[0], "* SEARCH\r\n");
-        let r = ok(&mut a, "SEARCH SAVEDATESUPPORTED").await;
+        let r = a.ok("SEARCH SAVEDATESUPPORTED").await;
         assert_eq!(r[0], "* SEARCH 1 2 3 4\r\n");
     }
 }

@@ -3,20 +3,7 @@
 //! another fetches it; every way a URL must stop working is tried.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use e2e::{Backend, RawImap, StoreClient, TestImap, TestStore};
-
-async fn setup(backend: Backend) -> (TestStore, StoreClient) {
-    let store = TestStore::start(backend).await;
-    let client = store.client();
-    client.add_domain("example.org").await;
-    client.add_account("alice@example.org", "pw-alice").await;
-    client.add_account("bob@example.org", "pw-bob").await;
-    (store, client)
-}
-
-fn tagged(r: &[String]) -> &str {
-    r.last().unwrap()
-}
+use e2e::{Backend, RawImap, TestImap, store_with_alice, tagged};
 
 fn all(r: &[String]) -> String {
     r.concat()
@@ -66,7 +53,8 @@ async fn gen_url(a: &mut RawImap, rump: String) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn urlauth_generate_fetch_and_reset() {
     for backend in [Backend::Sqlite, Backend::Postgres] {
-        let (store, _client) = setup(backend).await;
+        let (store, client) = store_with_alice(backend).await;
+        client.add_account("bob@example.org", "pw-bob").await;
         let imap = TestImap::start(&store.uri()).await;
         let mut a = RawImap::connect(imap.imap).await;
         a.login().await;
