@@ -7,7 +7,8 @@ use e2e::{Backend, RawImap, TestImap, store_with_alice, tagged};
 
 async fn append(s: &mut RawImap, mailbox: &str, subject: &str) {
     let m = format!("Subject: {subject}\r\n\r\nbody\r\n");
-    s.ok(&format!("APPEND {mailbox} {{{}+}}\r\n{m}", m.len())).await;
+    s.ok(&format!("APPEND {mailbox} {{{}+}}\r\n{m}", m.len()))
+        .await;
 }
 
 /// RFC 5465 3.1 (SET STATUS, BADEVENT, BAD rules of 5), 5.1-5.5 (each

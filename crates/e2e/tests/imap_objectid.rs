@@ -22,7 +22,8 @@ fn now() -> chrono::DateTime<chrono::Utc> {
 }
 
 async fn append(s: &mut RawImap, mailbox: &str, m: &str) {
-    s.ok(&format!("APPEND {mailbox} {{{}+}}\r\n{m}", m.len())).await;
+    s.ok(&format!("APPEND {mailbox} {{{}+}}\r\n{m}", m.len()))
+        .await;
 }
 
 /// RFC 8474 4 (MAILBOXID in CREATE, SELECT, STATUS, LIST-STATUS; kept by
