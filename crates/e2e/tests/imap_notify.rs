@@ -133,9 +133,17 @@ async fn notify_events_reach_an_idle_client() {
             seen.last().unwrap(),
             "* LIST (\\NonExistent) \"/\" \"Renamed\"\r\n"
         );
-        // A mailbox created under a watched subtree is watched too.
+        // A mailbox created under a watched subtree is watched too; its
+        // parent is affected as well (5.4: \HasChildren may change).
         b.ok("CREATE Lists/New").await;
-        a.until("Lists/New").await;
+        let seen = a.until("Lists/New").await;
+        let r = a.ok("NOOP").await;
+        let all: Vec<&String> = seen.iter().chain(r.iter()).collect();
+        assert!(
+            all.iter()
+                .any(|l| *l == "* LIST (\\HasChildren) \"/\" \"Lists\"\r\n"),
+            "{all:?}"
+        );
         append(&mut b, "Lists/New", "x").await;
         let seen = a.until("* STATUS \"Lists/New\"").await;
         assert!(seen.last().unwrap().contains("MESSAGES 1"), "{seen:?}");

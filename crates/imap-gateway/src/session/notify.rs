@@ -463,6 +463,9 @@ impl Session {
             return;
         };
         let mut lines: Vec<Vec<u8>> = Vec::new();
+        // Names told already, and parents of created / deleted mailboxes.
+        let mut told: HashSet<String> = HashSet::new();
+        let mut parents: std::collections::BTreeSet<String> = Default::default();
         let old_by: HashMap<u32, &pb::MailboxInfo> =
             state.list.iter().map(|m| (m.uid_validity, m)).collect();
         let new_by: HashMap<u32, &pb::MailboxInfo> =
@@ -485,7 +488,9 @@ impl Session {
                 None => {
                     if names {
                         lines.push(list_line(&self.wire_name(&m.name), &info_attrs(m), None));
+                        told.insert(m.name.clone());
                     }
+                    parents.extend(parent_of(&m.name));
                 }
                 Some(o) if o.name != m.name => {
                     let (_, _, old_names, _) = state.events_for(&o.name, o.subscribed);
@@ -513,15 +518,32 @@ impl Session {
             }
         }
         for o in &state.list {
-            if !new_by.contains_key(&o.uid_validity)
-                && !mine(&o.name)
-                && state.events_for(&o.name, o.subscribed).2
-            {
-                lines.push(list_line(
-                    &self.wire_name(&o.name),
-                    &["\\NonExistent"],
-                    None,
-                ));
+            if !new_by.contains_key(&o.uid_validity) && !mine(&o.name) {
+                if state.events_for(&o.name, o.subscribed).2 {
+                    lines.push(list_line(
+                        &self.wire_name(&o.name),
+                        &["\\NonExistent"],
+                        None,
+                    ));
+                    told.insert(o.name.clone());
+                }
+                parents.extend(parent_of(&o.name));
+            }
+        }
+        // RFC 5465 5.4: a created or deleted mailbox's direct parent is
+        // affected too (its \HasChildren may have changed), existing or not.
+        for p in parents {
+            if told.contains(&p) || mine(&p) {
+                continue;
+            }
+            match new.iter().find(|m| m.name == p) {
+                Some(m) if state.events_for(&m.name, m.subscribed).2 => {
+                    lines.push(list_line(&self.wire_name(&m.name), &info_attrs(m), None));
+                }
+                None if state.events_for(&p, false).2 => {
+                    lines.push(list_line(&self.wire_name(&p), &["\\NonExistent"], None));
+                }
+                _ => {}
             }
         }
         // What to watch now.
@@ -679,6 +701,11 @@ impl Session {
             let _ = Box::pin(self.fetch(&sequence_set, &macro_or_item_names, true, &[])).await;
         }
     }
+}
+
+/// The direct parent of a mailbox name (`a/b` -> `a`), if it has one.
+fn parent_of(name: &str) -> Option<String> {
+    name.rsplit_once('/').map(|(p, _)| p.to_string())
 }
 
 /// The mailboxes that exist (a subscription may outlive its mailbox;
