@@ -181,13 +181,16 @@ async fn traffic(smtp: u16, pop3: u16, imap: u16) {
     c.imap("f", "LOGOUT").await;
 
     let mut c = Client::connect(pop3).await;
-    c.line().await;
+    let greeting = c.line().await;
+    // Each reply is shown when it is not +OK (a failure once seen under
+    // load said nothing of why).
+    let user = c.pop3("USER alice@example.org", false).await;
     assert!(
-        c.pop3("USER alice@example.org", false)
-            .await
-            .starts_with("+OK")
+        user.starts_with("+OK"),
+        "greeting {greeting:?}, USER: {user:?}"
     );
-    assert!(c.pop3("PASS pw", false).await.starts_with("+OK"));
+    let pass = c.pop3("PASS pw", false).await;
+    assert!(pass.starts_with("+OK"), "PASS: {pass:?}");
     assert!(c.pop3("STAT", false).await.starts_with("+OK"));
     assert!(c.pop3("LIST", true).await.starts_with("+OK"));
     assert!(c.pop3("RETR 1", true).await.starts_with("+OK"));
