@@ -781,20 +781,6 @@ pub enum NotifyEvent {
 }
 
 impl NotifyEvent {
-    pub fn name(&self) -> &str {
-        match self {
-            NotifyEvent::MessageNew(_) => "MessageNew",
-            NotifyEvent::MessageExpunge => "MessageExpunge",
-            NotifyEvent::FlagChange => "FlagChange",
-            NotifyEvent::AnnotationChange => "AnnotationChange",
-            NotifyEvent::MailboxName => "MailboxName",
-            NotifyEvent::SubscriptionChange => "SubscriptionChange",
-            NotifyEvent::MailboxMetadataChange => "MailboxMetadataChange",
-            NotifyEvent::ServerMetadataChange => "ServerMetadataChange",
-            NotifyEvent::Other(a) => a,
-        }
-    }
-
     /// A `message-event` (the only kind SELECTED may carry).
     pub fn is_message_event(&self) -> bool {
         matches!(

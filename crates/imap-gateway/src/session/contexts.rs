@@ -44,22 +44,24 @@ impl Session {
             .as_ref()
             .and_then(|n| n.selected.as_ref())
             .is_some_and(|s| s.fetch_atts.is_some());
-        let before: Option<(u32, Vec<u32>)> = match (&self.view, fetch_new) {
-            (Some(v), true) => Some((v.uid_validity(), v.uids())),
+        // New messages join the end of the view with UIDs from its
+        // UIDNEXT on: only those are looked at, not the whole mailbox.
+        let before: Option<(u32, u32)> = match (&self.view, fetch_new) {
+            (Some(v), true) => Some((v.uid_validity(), v.uid_next())),
             _ => None,
         };
         let own = self.added_here.1.clone();
         self.drain_updates(expunges_ok);
         self.context_additions();
-        if let (Some((validity, before)), Some(v)) = (before, &self.view)
+        if let (Some((validity, next)), Some(v)) = (before, &self.view)
             && v.uid_validity() == validity
         {
-            let known: std::collections::HashSet<u32> = before.into_iter().chain(own).collect();
-            let new: Vec<u32> = v
-                .uids()
-                .into_iter()
-                .filter(|u| !known.contains(u))
+            let mut new: Vec<u32> = (0..v.exists() as usize)
+                .rev()
+                .map_while(|pos| v.uid_at(pos).filter(|&u| u >= next))
+                .filter(|u| !own.contains(u))
                 .collect();
+            new.reverse();
             Box::pin(self.notify_fetch_new(&new)).await;
         }
         Box::pin(self.notify_pending()).await;
