@@ -5,6 +5,7 @@
 # mode. Source it after bench/lib/topology.sh (it uses $work and adds to the
 # cleanup), then call start_dovecot ADDRESS...: those accounts, password
 # bench-password, each with its Maildir at $dv/mail/DOMAIN/USER.
+# DOVECOT_EXTRA_CONF is appended to its configuration.
 
 ensure_dovecot() {
   if ! command -v dovecot >/dev/null; then
@@ -79,6 +80,7 @@ service lmtp {
     port = 21024
   }
 }
+${DOVECOT_EXTRA_CONF:-}
 CONF
   chown -R vmail:vmail "$dv/mail"
   dovecot -c "$dv/dovecot.conf"
