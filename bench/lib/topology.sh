@@ -1,16 +1,29 @@
 # Shared by the bench scripts: our PostgreSQL topology as separate
 # processes on loopback. Source it, then call start_topology; cleanup runs
-# on exit. Needs DATABASE_URL (a role that may CREATE DATABASE) and release
-# binaries in $BIN (default target/release).
+# on exit. Needs release binaries in $BIN (default target/release).
+#
+# PostgreSQL: with DATABASE_URL unset, a throwaway cluster of its own with
+# TLS on (scripts/lib/pg-cluster.sh). With DATABASE_URL (a role that may
+# CREATE DATABASE), that server; then MAIL_TEST_PG_CA names the CA file of
+# its certificate (scripts/pg-test-tls makes one). The stores reach it as
+# production does, over TLS with sslmode=verify-full; PG_SSLMODE=disable
+# only for a labelled extra line.
 bin=${BIN:-target/release}
 work=$(mktemp -d)
 db="mailbench_$$"
 pids=()
+pg_sslmode=${PG_SSLMODE:-verify-full}
+. "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/pg-cluster.sh"
+# no_pg=1: the caller needs no PostgreSQL at all.
+if [ -z "${DATABASE_URL:-}" ] && [ "${no_pg:-0}" != 1 ]; then
+  start_throwaway_pg "$work/pg"
+fi
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   [ -n "${extra_cleanup:-}" ] && eval "$extra_cleanup"
   psql -q "$DATABASE_URL" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+  stop_throwaway_pg
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -39,9 +52,14 @@ start_topology() {
     fi
   done
   psql -q "$DATABASE_URL" -c "CREATE DATABASE $db"
-  # Loopback: no TLS between the stores and PostgreSQL (as a sidecar or
-  # a local socket would be; Dovecot reads local files).
-  local url="${DATABASE_URL%/*}/$db?sslmode=disable"
+  # TLS between the stores and PostgreSQL, verified against the cluster's
+  # CA, as with any managed PostgreSQL (PG_SSLMODE=disable: the extra line).
+  local url="${DATABASE_URL%/*}/$db?sslmode=$pg_sslmode"
+  if [ "$pg_sslmode" != disable ]; then
+    : "${MAIL_TEST_PG_CA:?MAIL_TEST_PG_CA must name the CA file of the PostgreSQL server certificate (scripts/pg-test-tls), or leave DATABASE_URL unset for a throwaway cluster}"
+    url+="&sslrootcert=$MAIL_TEST_PG_CA"
+  fi
+  echo "stores reach PostgreSQL with sslmode=$pg_sslmode" >&2
   head -c 32 /dev/urandom | base64 > "$work/secret"
   for i in $(seq 1 "$n"); do
     MAILSTORE_LISTEN="127.0.0.1:5015$i" MAILSTORE_DATABASE_URL="$url" \

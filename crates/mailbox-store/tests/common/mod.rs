@@ -132,6 +132,12 @@ pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut StoreSettings)
     serve(settings, url, dir, pg).await
 }
 
+/// A store on a database that already exists, reached through `url` as
+/// given (for tests that choose its connection options).
+pub async fn start_on(url: &str) -> TestStore {
+    serve(StoreSettings::for_test(url), url.to_string(), None, None).await
+}
+
 async fn serve(
     settings: StoreSettings,
     url: String,
