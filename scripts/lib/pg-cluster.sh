@@ -4,6 +4,7 @@
 # Source it, then call start_throwaway_pg DIR. It exports DATABASE_URL (a
 # superuser, trust auth on loopback) and MAIL_TEST_PG_CA (the CA file for
 # sslmode=verify-full), and sets stop_throwaway_pg for the caller's trap.
+# PG_SERVER_OPTS adds server options (e.g. -c shared_preload_libraries=...).
 # Needs Debian's postgresql server binaries (installed when missing if run
 # as root).
 
@@ -34,10 +35,12 @@ start_throwaway_pg() {
   port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   "${_pg_run[@]}" "$pgbin/initdb" -D "$pgdir/data" -U postgres --auth=trust -E UTF8 >/dev/null
   "${_pg_run[@]}" "$pgbin/pg_ctl" -D "$pgdir/data" -l "$pgdir/log" -w \
-    -o "-p $port -c listen_addresses=127.0.0.1 -k $pgdir -c max_connections=300 -c ssl=on -c ssl_cert_file=$pgdir/tls/server.crt -c ssl_key_file=$pgdir/tls/server.key" \
+    -o "-p $port -c listen_addresses=127.0.0.1 -k $pgdir -c max_connections=300 -c ssl=on -c ssl_cert_file=$pgdir/tls/server.crt -c ssl_key_file=$pgdir/tls/server.key ${PG_SERVER_OPTS:-}" \
     start >/dev/null
   _pg_bin=$pgbin
   _pg_dir=$pgdir
+  # The postmaster's pid, for benchmarks that count its CPU time.
+  pg_postmaster_pid=$(head -n 1 "$pgdir/data/postmaster.pid")
   export DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
   export MAIL_TEST_PG_CA="$pgdir/tls/ca.pem"
   echo "throwaway PostgreSQL with TLS on 127.0.0.1:$port ($pgbin)" >&2

@@ -57,10 +57,15 @@ where
     });
 }
 
-/// Serves `/livez` and `/readyz` on `listener` until `shutdown`.
+/// Serves `/livez`, `/readyz` and `/counters` (the process's command and
+/// store RPC counts, as text) on `listener` until `shutdown`.
 pub async fn serve(listener: TcpListener, readiness: Readiness, shutdown: CancellationToken) {
     let app = Router::new()
         .route("/livez", get(|| async { (StatusCode::OK, "ok\n") }))
+        .route(
+            "/counters",
+            get(|| async { (StatusCode::OK, crate::metrics::counters_text()) }),
+        )
         .route(
             "/readyz",
             get(move || {
@@ -156,6 +161,35 @@ mod tests {
         r.set(true);
         assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 200"));
         assert!(get(addr, "/nope").await.starts_with("HTTP/1.1 404"));
+        shutdown.cancel();
+    }
+
+    #[tokio::test]
+    async fn counters_count_commands_and_store_rpcs() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        tokio::spawn(serve(l, Readiness::default(), shutdown.clone()));
+        let value = |text: &str, name: &str| -> u64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+                .unwrap_or(0)
+        };
+        let before = get(addr, "/counters").await;
+        let started = std::time::Instant::now();
+        crate::metrics::command("imap", "noop", "ok", started);
+        crate::metrics::command("imap", "NOOP", "no", started);
+        crate::metrics::store_rpc("Select", started);
+        let after = get(addr, "/counters").await;
+        assert!(after.starts_with("HTTP/1.1 200"), "{after}");
+        assert_eq!(
+            value(&after, "command.imap.NOOP") - value(&before, "command.imap.NOOP"),
+            2
+        );
+        assert_eq!(
+            value(&after, "store_rpc.Select") - value(&before, "store_rpc.Select"),
+            1
+        );
         shutdown.cancel();
     }
 }

@@ -3,7 +3,8 @@
 //! installed an OTLP meter provider and cost next to nothing otherwise.
 //! Names follow OpenTelemetry conventions (dot-separated, unit in `unit`).
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 use opentelemetry::KeyValue;
@@ -83,11 +84,39 @@ pub fn metrics() -> &'static Metrics {
     })
 }
 
+/// Counts kept in the process beside the exported instruments, served as
+/// text on the admin port's `/counters` (see [`counters_text`]): what a
+/// benchmark reads before and after a run to say how many store RPCs an
+/// IMAP command costs, without an OpenTelemetry collector.
+fn local_counters() -> &'static Mutex<HashMap<String, u64>> {
+    static C: OnceLock<Mutex<HashMap<String, u64>>> = OnceLock::new();
+    C.get_or_init(Mutex::default)
+}
+
+fn bump(prefix: &str, name: &str) {
+    let key = format!("{prefix}{name}");
+    let mut map = local_counters().lock().unwrap_or_else(|p| p.into_inner());
+    *map.entry(key).or_default() += 1;
+}
+
+/// Every local counter, one `name value` line each, sorted by name:
+/// `command.SERVICE.COMMAND` and `store_rpc.METHOD`.
+pub fn counters_text() -> String {
+    let map = local_counters().lock().unwrap_or_else(|p| p.into_inner());
+    let mut lines: Vec<String> = map.iter().map(|(k, v)| format!("{k} {v}\n")).collect();
+    lines.sort_unstable();
+    lines.concat()
+}
+
 /// Records one command: its count by outcome and its latency. The command
 /// is recorded in upper case and the outcome in lower case (`ok`, and e.g.
 /// `no`/`bad` for IMAP, `error`/`temporary` elsewhere), so dashboards and
 /// alerts can count `outcome!="ok"` across every protocol.
 pub fn command(service: &'static str, command: &str, outcome: &str, started: Instant) {
+    bump(
+        &format!("command.{service}."),
+        &command.to_ascii_uppercase(),
+    );
     let m = metrics();
     m.commands.add(
         1,
@@ -127,6 +156,7 @@ impl Drop for ConnectionGauge {
 
 /// Records a store RPC's latency (server side).
 pub fn store_rpc(method: &str, started: Instant) {
+    bump("store_rpc.", method);
     metrics().store_rpc_duration.record(
         started.elapsed().as_secs_f64(),
         &[KeyValue::new("method", method.to_string())],
