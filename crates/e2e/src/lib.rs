@@ -729,15 +729,106 @@ pub mod visible {
 /// Services as processes of their own (the `e2e-service` binary, whose path
 /// only tests know: `env!("CARGO_BIN_EXE_e2e-service")`).
 pub mod procs {
+    use std::collections::BTreeSet;
     use std::process::{Child, Command, Stdio};
+    use std::sync::Mutex;
     use std::time::{Duration, Instant};
 
+    /// A loopback port nothing listens on now, never one this process
+    /// handed out before: the kernel gives a released port out again now
+    /// and then (about 3 in 10,000 runs of four calls), and two services
+    /// told the same port race to bind it. Another process may still take
+    /// it before the service binds it: [`spawn_listening`] checks for that.
     pub fn free_port() -> u16 {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
+        static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+        // The ones held while looking, so the kernel offers others.
+        let mut held = Vec::new();
+        loop {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = l.local_addr().unwrap().port();
+            if GIVEN.lock().unwrap_or_else(|p| p.into_inner()).insert(port) {
+                return port;
+            }
+            held.push(l);
+        }
+    }
+
+    /// The inodes of the sockets listening on `port` (any local address).
+    fn listening_inodes(port: u16) -> BTreeSet<String> {
+        let want = format!(":{port:04X}");
+        let mut out = BTreeSet::new();
+        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+            let Ok(text) = std::fs::read_to_string(table) else {
+                continue;
+            };
+            for line in text.lines().skip(1) {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                // sl local_address rem_address st ... uid timeout inode
+                if f.len() > 9 && f[1].ends_with(&want) && f[3] == "0A" {
+                    out.insert(f[9].to_string());
+                }
+            }
+        }
+        out
+    }
+
+    impl Proc {
+        /// Whether this process itself (not some other one) listens on
+        /// `port`: one of its descriptors is a listening socket on it.
+        pub fn listens_on(&self, port: u16) -> bool {
+            let inodes = listening_inodes(port);
+            if inodes.is_empty() {
+                return false;
+            }
+            let Ok(fds) = std::fs::read_dir(format!("/proc/{}/fd", self.0.id())) else {
+                return false;
+            };
+            fds.flatten().any(|fd| {
+                std::fs::read_link(fd.path()).is_ok_and(|t| {
+                    t.to_str()
+                        .and_then(|t| t.strip_prefix("socket:["))
+                        .and_then(|t| t.strip_suffix(']'))
+                        .is_some_and(|i| inodes.contains(i))
+                })
+            })
+        }
+
+        /// Waits until this process listens on `port` (Ok) or has exited
+        /// (Err: how), at most a minute (a guard against hanging).
+        pub async fn wait_listening(&mut self, port: u16) -> Result<(), String> {
+            let start = Instant::now();
+            loop {
+                if let Some(status) = self.0.try_wait().unwrap() {
+                    return Err(format!("exited before listening on {port}: {status}"));
+                }
+                if self.listens_on(port) {
+                    return Ok(());
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(60),
+                    "the service does not listen on {port} after a minute"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+
+    /// A service listening on a port of its own: `start(port)` spawns it
+    /// told to listen on `port`; this waits until that process (not merely
+    /// something) listens there. When it exits first (the port was taken
+    /// by another process between [`free_port`] and its bind), it is
+    /// started again on another port, up to four more times.
+    pub async fn spawn_listening(mut start: impl FnMut(u16) -> Proc) -> (Proc, u16) {
+        let mut why = Vec::new();
+        for _ in 0..5 {
+            let port = free_port();
+            let mut p = start(port);
+            match p.wait_listening(port).await {
+                Ok(()) => return (p, port),
+                Err(e) => why.push(e),
+            }
+        }
+        panic!("the service never listened: {why:?}");
     }
 
     /// A service process, killed on drop.

@@ -13,7 +13,7 @@
 //! attribute, or mistyping a query fails here.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use e2e::procs::{Proc, free_port, wait_port};
+use e2e::procs::{Proc, spawn_listening};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -367,55 +367,61 @@ async fn dashboard_and_alert_queries_use_exported_metric_names() {
 
     let (received, otlp) = start_receiver().await;
     let dir = tempfile::tempdir().unwrap();
-    let (store_port, smtp_port, pop3_port, imap_port) =
-        (free_port(), free_port(), free_port(), free_port());
+    // Each service on a port of its own, and waited for until that very
+    // process listens there: a port that another process took between
+    // free_port() and the service's bind (the service then exits) would
+    // otherwise be answered by that other process.
+    let (_store, store_port) = spawn_listening(|port| {
+        spawn(
+            "store",
+            "mailbox-store",
+            otlp,
+            &[
+                ("MAILSTORE_LISTEN", format!("127.0.0.1:{port}")),
+                (
+                    "MAILSTORE_DATABASE_URL",
+                    format!("sqlite://{}", dir.path().join("m.db").display()),
+                ),
+                ("MAILSTORE_ADMIN_LISTEN", String::new()),
+                ("MAILSTORE_FAILURE_DELAY_MS", "0".into()),
+            ],
+        )
+    })
+    .await;
     let store_url = format!("http://127.0.0.1:{store_port}");
-    let _store = spawn(
-        "store",
-        "mailbox-store",
-        otlp,
-        &[
-            ("MAILSTORE_LISTEN", format!("127.0.0.1:{store_port}")),
-            (
-                "MAILSTORE_DATABASE_URL",
-                format!("sqlite://{}", dir.path().join("m.db").display()),
-            ),
-            ("MAILSTORE_ADMIN_LISTEN", String::new()),
-            ("MAILSTORE_FAILURE_DELAY_MS", "0".into()),
-        ],
+    let ((_smtp, smtp_port), (_pop3, pop3_port), (_imap, imap_port)) = tokio::join!(
+        spawn_listening(|port| spawn(
+            "smtp",
+            "smtp-ingest",
+            otlp,
+            &[
+                ("SMTP_LISTEN", format!("127.0.0.1:{port}")),
+                ("SMTP_LMTP_LISTEN", String::new()),
+                ("SMTP_STORE_URL", store_url.clone()),
+                ("SMTP_ADMIN_LISTEN", String::new()),
+            ],
+        )),
+        spawn_listening(|port| spawn(
+            "pop3",
+            "pop3-gateway",
+            otlp,
+            &[
+                ("POP3_LISTEN", format!("127.0.0.1:{port}")),
+                ("POP3_STORE_URL", store_url.clone()),
+                ("POP3_ADMIN_LISTEN", String::new()),
+            ],
+        )),
+        spawn_listening(|port| spawn(
+            "imap",
+            "imap-gateway",
+            otlp,
+            &[
+                ("IMAP_LISTEN", format!("127.0.0.1:{port}")),
+                ("IMAP_STORE_URL", store_url.clone()),
+                ("IMAP_ADMIN_LISTEN", String::new()),
+            ],
+        )),
     );
-    let _smtp = spawn(
-        "smtp",
-        "smtp-ingest",
-        otlp,
-        &[
-            ("SMTP_LISTEN", format!("127.0.0.1:{smtp_port}")),
-            ("SMTP_LMTP_LISTEN", String::new()),
-            ("SMTP_STORE_URL", store_url.clone()),
-            ("SMTP_ADMIN_LISTEN", String::new()),
-        ],
-    );
-    let _pop3 = spawn(
-        "pop3",
-        "pop3-gateway",
-        otlp,
-        &[
-            ("POP3_LISTEN", format!("127.0.0.1:{pop3_port}")),
-            ("POP3_STORE_URL", store_url.clone()),
-            ("POP3_ADMIN_LISTEN", String::new()),
-        ],
-    );
-    let _imap = spawn(
-        "imap",
-        "imap-gateway",
-        otlp,
-        &[
-            ("IMAP_LISTEN", format!("127.0.0.1:{imap_port}")),
-            ("IMAP_STORE_URL", store_url.clone()),
-            ("IMAP_ADMIN_LISTEN", String::new()),
-        ],
-    );
-    wait_port(store_port).await;
     let client = StoreClient::new(&store_url);
     let start = Instant::now();
     while client
@@ -424,14 +430,11 @@ async fn dashboard_and_alert_queries_use_exported_metric_names() {
         .await
         .is_err()
     {
-        assert!(start.elapsed() < Duration::from_secs(20), "store not up");
+        assert!(start.elapsed() < Duration::from_secs(30), "store not up");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     client.add_domain("example.org").await;
     client.add_account("alice@example.org", "pw").await;
-    for p in [smtp_port, pop3_port, imap_port] {
-        wait_port(p).await;
-    }
     traffic(smtp_port, pop3_port, imap_port).await;
 
     // Every instrument, from every process, reaches the receiver.
