@@ -628,22 +628,10 @@ impl Proxy {
 }
 
 /// What a mail client sees of an INBOX, read over the protocols: for the
-/// "acknowledged means visible" checks.
+/// "acknowledged means visible" checks. The sessions are
+/// `mail_bench::burst`'s, which the burst test and benchmark use.
 pub mod visible {
-    use std::time::Duration;
-
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-    use tokio::net::TcpStream;
-
-    const STEP: Duration = Duration::from_secs(20);
-
-    async fn read_line(r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> Option<String> {
-        let mut l = String::new();
-        match tokio::time::timeout(STEP, r.read_line(&mut l)).await {
-            Ok(Ok(n)) if n > 0 => Some(l),
-            _ => None,
-        }
-    }
+    pub use mail_bench::burst::{Pop3Seen, pop3_session};
 
     /// The INBOX over IMAP in one fresh session: EXISTS from SELECT,
     /// MESSAGES from STATUS, and the Message-ID of every message from a
@@ -654,75 +642,20 @@ pub mod visible {
         user: &str,
         password: &str,
     ) -> Option<(u32, u32, Vec<String>)> {
-        let s = TcpStream::connect(addr).await.ok()?;
-        let (r, mut w) = s.into_split();
-        let mut r = BufReader::new(r);
-        read_line(&mut r).await?;
-        w.write_all(
-            format!(
-                "a LOGIN {user} {password}\r\nb STATUS INBOX (MESSAGES)\r\nc SELECT INBOX\r\n\
-                 d FETCH 1:* (BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])\r\ne LOGOUT\r\n"
-            )
-            .as_bytes(),
-        )
-        .await
-        .ok()?;
-        let (mut status, mut exists, mut ids) = (None, None, Vec::new());
-        loop {
-            let l = read_line(&mut r).await?;
-            if let Some(n) = l.strip_prefix("* STATUS ") {
-                status = n
-                    .split("MESSAGES ")
-                    .nth(1)
-                    .and_then(|v| v.trim_end_matches([')', '\r', '\n']).parse().ok());
-            } else if l.starts_with("* ") && l.trim_end().ends_with(" EXISTS") {
-                exists = l.split_whitespace().nth(1).and_then(|n| n.parse().ok());
-            } else if l.starts_with("* ")
-                && l.contains(" FETCH ")
-                && let Some(n) = l
-                    .trim_end()
-                    .strip_suffix('}')
-                    .and_then(|x| x.rsplit_once('{'))
-                    .and_then(|(_, n)| n.parse::<usize>().ok())
-            {
-                let mut lit = vec![0; n];
-                tokio::time::timeout(STEP, r.read_exact(&mut lit))
-                    .await
-                    .ok()?
-                    .ok()?;
-                let text = String::from_utf8_lossy(&lit);
-                if let Some(id) = text.split('<').nth(1).and_then(|x| x.split('>').next()) {
-                    ids.push(id.to_string());
-                }
-            } else if l.starts_with("a NO") || l.starts_with("b NO") || l.starts_with("d NO") {
-                return None;
-            } else if l.starts_with("e OK") {
-                break;
-            }
-        }
-        Some((exists?, status?, ids))
-    }
-
-    /// The maildrop's message count from POP3 STAT in a fresh session.
-    pub async fn pop3_stat(addr: std::net::SocketAddr, user: &str, password: &str) -> Option<u32> {
-        let s = TcpStream::connect(addr).await.ok()?;
-        let (r, mut w) = s.into_split();
-        let mut r = BufReader::new(r);
-        read_line(&mut r).await?;
-        w.write_all(format!("USER {user}\r\nPASS {password}\r\nSTAT\r\nQUIT\r\n").as_bytes())
+        let l = mail_bench::burst::imap_inbox(addr, user, password)
             .await
             .ok()?;
-        read_line(&mut r).await?;
-        let pass = read_line(&mut r).await?;
-        if !pass.starts_with("+OK") {
-            return None;
+        Some((l.exists, l.status, l.ids))
+    }
+
+    /// The maildrop's message count from POP3 STAT in a fresh session, QUIT
+    /// answered (so the maildrop lock is given back); None if the session
+    /// failed or the maildrop was locked.
+    pub async fn pop3_stat(addr: std::net::SocketAddr, user: &str, password: &str) -> Option<u32> {
+        match pop3_session(addr, user, password).await {
+            Ok(Pop3Seen::Count(n)) => Some(n),
+            _ => None,
         }
-        let stat = read_line(&mut r).await?;
-        stat.strip_prefix("+OK ")?
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()
     }
 }
 
