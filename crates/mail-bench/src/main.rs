@@ -164,6 +164,28 @@ enum Cmd {
         #[arg(long)]
         ordered: bool,
     },
+    /// Acknowledged -> visible under a burst (the e2e `burst` test's load:
+    /// 12 messages of 1-18 MB at once and 3 senders of small ones over
+    /// SMTP, a fresh IMAP session every 150 ms and POP3 sessions back to
+    /// back): for every 250, how long until the first IMAP session and the
+    /// first POP3 STAT begun after it ended showing it; p50/p99/max over
+    /// all rounds. Each round uses a new account burst<N>-<id>@bench.test,
+    /// created through the store. Exits non-zero if a session failed or a
+    /// message was not shown.
+    Burst {
+        #[arg(long, default_value = "127.0.0.1:1125")]
+        smtp: std::net::SocketAddr,
+        #[arg(long, default_value = "127.0.0.1:1143")]
+        imap: std::net::SocketAddr,
+        #[arg(long, default_value = "127.0.0.1:1110")]
+        pop3: std::net::SocketAddr,
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        store: String,
+        #[arg(long)]
+        secret_file: Option<PathBuf>,
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
     /// POP3 download rate: N clients (one account each) RETR every message.
     Pop3 {
         #[arg(long, default_value = "127.0.0.1:1110")]
@@ -298,6 +320,14 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Cmd::Burst {
+            smtp,
+            imap,
+            pop3,
+            store,
+            secret_file,
+            rounds,
+        } => burst(smtp, imap, pop3, &store, &auth(secret_file)?, rounds).await,
         Cmd::Pop3 {
             pop3,
             store,
@@ -345,6 +375,87 @@ async fn create_accounts(
                 quota_bytes: 0,
             })
             .await;
+    }
+    Ok(())
+}
+
+/// `mail-bench burst`: see [`Cmd::Burst`].
+async fn burst(
+    smtp: std::net::SocketAddr,
+    imap: std::net::SocketAddr,
+    pop3: std::net::SocketAddr,
+    store: &str,
+    auth: &CallAuth,
+    rounds: usize,
+) -> anyhow::Result<()> {
+    use mail_bench::burst::{self, Config, quantile};
+    let show = |v: &[Duration]| {
+        format!(
+            "p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+            quantile(v, 0.5).as_secs_f64() * 1e3,
+            quantile(v, 0.99).as_secs_f64() * 1e3,
+            quantile(v, 1.0).as_secs_f64() * 1e3
+        )
+    };
+    let (mut all_imap, mut all_pop3, mut problems) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        let user = format!(
+            "burst{round}-{}@bench.test",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let password = "bench-password".to_string();
+        create_accounts(store, auth, &[(user.clone(), password.clone())]).await?;
+        // A cold login (argon2) is not what this measures.
+        burst::imap_inbox(imap, &user, &password)
+            .await
+            .map_err(|e| anyhow::anyhow!("IMAP warm-up: {e}"))?;
+        burst::pop3_session(pop3, &user, &password)
+            .await
+            .map_err(|e| anyhow::anyhow!("POP3 warm-up: {e}"))?;
+        let report = burst::run(&Config::new(smtp, imap, pop3, &user, &password)).await;
+        let (mut i, mut p) = (Vec::new(), Vec::new());
+        for ((id, _), (imap_lat, pop3_lat)) in report.acks.iter().zip(report.latencies()) {
+            match imap_lat {
+                Some(d) => i.push(d),
+                None => problems.push(format!("round {round}: {id} not shown over IMAP")),
+            }
+            match pop3_lat {
+                Some(d) => p.push(d),
+                None => problems.push(format!("round {round}: {id} not counted by POP3 STAT")),
+            }
+        }
+        problems.extend(report.errors.iter().map(|e| format!("round {round}: {e}")));
+        let refused = report
+            .pop3
+            .iter()
+            .filter(|c| matches!(c.seen, burst::Pop3Seen::InUse(_)))
+            .count();
+        i.sort();
+        p.sort();
+        println!(
+            "round {round}: {} acknowledged ({} large), {} IMAP and {} POP3 sessions \
+             ({refused} refused [IN-USE]); IMAP {}; POP3 {}",
+            report.acks.len(),
+            report.large_codes.iter().filter(|(_, c)| *c == 250).count(),
+            report.imap.len(),
+            report.pop3.len(),
+            show(&i),
+            show(&p)
+        );
+        all_imap.extend(i);
+        all_pop3.extend(p);
+    }
+    all_imap.sort();
+    all_pop3.sort();
+    println!(
+        "all {rounds} rounds, {} messages: 250 -> shown by the first session begun after it: \
+         IMAP {}; POP3 STAT {}",
+        all_imap.len().max(all_pop3.len()),
+        show(&all_imap),
+        show(&all_pop3)
+    );
+    if !problems.is_empty() {
+        anyhow::bail!("{} problem(s): {problems:?}", problems.len());
     }
     Ok(())
 }
