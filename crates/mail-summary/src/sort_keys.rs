@@ -11,14 +11,16 @@ pub struct SortKeys {
     /// The Date: header as unix seconds (UTC); 0 when absent or
     /// unparsable (then the INTERNALDATE is used, RFC 5256 2.2).
     pub sent_date: i64,
-    /// addr-mailbox (the local part) of the first From, To and Cc address
-    /// (RFC 5256 3: FROM, TO, CC), as written.
+    /// addr-mailbox of the first From, To and Cc address as ENVELOPE
+    /// shows it (RFC 5256 3: FROM, TO, CC): the unquoted local part, or
+    /// the group name of a leading group; empty without the header.
     pub from: String,
     pub to: String,
     pub cc: String,
-    /// The display name of the first From / To address, RFC 2047 decoded,
-    /// or its addr-spec when it has none (RFC 5957 2: DISPLAYFROM,
-    /// DISPLAYTO).
+    /// The display sort value of the first From / To address (RFC 5957 3
+    /// and 4: DISPLAYFROM, DISPLAYTO): the display name (a comment when
+    /// there is none, as ENVELOPE), RFC 2047 decoded; else `local@domain`;
+    /// else the group name; empty without the header.
     pub display_from: String,
     pub display_to: String,
     /// The base subject (RFC 5256 2.1).
@@ -39,27 +41,25 @@ pub const MAX_REFERENCES: usize = 128;
 /// Computes the [`SortKeys`] of a raw message. Never panics.
 pub fn sort_keys(raw: &[u8]) -> SortKeys {
     let end = header_end(raw);
+    // The address keys come from the ENVELOPE's own address parser, so
+    // that SORT orders by exactly what FETCH ENVELOPE shows: the first
+    // header of its name, group syntax, comments and quoting as there.
+    let (fields, _) = crate::parse_header(raw, 0, end);
+    let first = |name: &str| {
+        crate::field(&fields, name)
+            .map(crate::parse_address_list)
+            .and_then(|l| l.into_iter().next())
+    };
+    let (from, to, cc) = (first("From"), first("To"), first("Cc"));
     let Some(msg) = MessageParser::default().parse_headers(&raw[..end]) else {
-        return SortKeys::default();
-    };
-    fn first<'a>(a: Option<&mail_parser::Address<'a>>) -> Option<mail_parser::Addr<'a>> {
-        a.and_then(|a| a.first()).cloned()
-    }
-    let (from, to, cc) = (first(msg.from()), first(msg.to()), first(msg.cc()));
-    let local = |a: &Option<mail_parser::Addr<'_>>| {
-        a.as_ref()
-            .and_then(|a| a.address.as_deref())
-            .map(|e| e.rsplit_once('@').map_or(e, |(l, _)| l).to_string())
-            .unwrap_or_default()
-    };
-    let display = |a: &Option<mail_parser::Addr<'_>>| {
-        let Some(a) = a else {
-            return String::new();
+        return SortKeys {
+            from: addr_mailbox(from.as_ref()),
+            to: addr_mailbox(to.as_ref()),
+            cc: addr_mailbox(cc.as_ref()),
+            display_from: display(from.as_ref()),
+            display_to: display(to.as_ref()),
+            ..SortKeys::default()
         };
-        match a.name.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
-            Some(n) => n.to_string(),
-            None => a.address.as_deref().unwrap_or_default().to_string(),
-        }
     };
     let (base_subject, is_reply) = base_subject(msg.subject().unwrap_or_default());
     let mut references = ids(msg.references());
@@ -76,16 +76,63 @@ pub fn sort_keys(raw: &[u8]) -> SortKeys {
             .date()
             .filter(|d| d.is_valid())
             .map_or(0, |d| d.to_timestamp()),
-        from: local(&from),
-        to: local(&to),
-        cc: local(&cc),
-        display_from: display(&from),
-        display_to: display(&to),
+        from: addr_mailbox(from.as_ref()),
+        to: addr_mailbox(to.as_ref()),
+        cc: addr_mailbox(cc.as_ref()),
+        display_from: display(from.as_ref()),
+        display_to: display(to.as_ref()),
         base_subject,
         is_reply,
         message_id: msg.message_id().unwrap_or_default().trim().to_string(),
         references,
     }
+}
+
+/// RFC 5256 3 (FROM, TO, CC): the addr-mailbox of the first address, as
+/// ENVELOPE gives it: the local part (unquoted), or the group name when
+/// the header starts with a group (RFC 9051 7.5.2); empty when the header
+/// is missing or holds no address.
+fn addr_mailbox(a: Option<&crate::Address>) -> String {
+    a.and_then(|a| a.mailbox.as_deref())
+        .map(|m| String::from_utf8_lossy(m).into_owned())
+        .unwrap_or_default()
+}
+
+/// RFC 5957 3 (the display sort value of an address): its addr-name with
+/// RFC 2047 encoded words decoded when that is not empty; else
+/// addr-mailbox@addr-host when both are there; else addr-mailbox (a group
+/// name); else the empty string.
+fn display(a: Option<&crate::Address>) -> String {
+    let Some(a) = a else {
+        return String::new();
+    };
+    if let Some(n) = a.name.as_deref() {
+        let n = decode_words(n);
+        if !n.is_empty() {
+            return n;
+        }
+    }
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    match (a.mailbox.as_deref(), a.host.as_deref()) {
+        (Some(m), Some(h)) if !h.is_empty() => format!("{}@{}", text(m), text(h)),
+        (Some(m), _) => text(m),
+        (None, _) => String::new(),
+    }
+}
+
+/// A display name with its RFC 2047 encoded words decoded, trimmed.
+fn decode_words(name: &[u8]) -> String {
+    let text = String::from_utf8_lossy(name);
+    if !text.contains("=?") {
+        return text.trim().to_string();
+    }
+    // mail-parser decodes encoded words in unstructured text (charsets
+    // included); the name is given to it as a Subject of its own.
+    let header = format!("Subject: {}\r\n\r\n", text.replace(['\r', '\n'], " "));
+    MessageParser::default()
+        .parse_headers(header.as_bytes())
+        .and_then(|m| m.subject().map(|s| s.trim().to_string()))
+        .unwrap_or_else(|| text.trim().to_string())
 }
 
 /// Where the header ends (the blank line), or the whole message.
@@ -313,5 +360,52 @@ Message-ID: <m3@x.org>\r\nReferences: <m1@x.org>\r\n <m2@x.org>\r\nIn-Reply-To: 
         assert_eq!(k.sent_date, 0);
         assert_eq!(sort_keys(b""), SortKeys::default());
         assert_eq!(sort_keys(b"\xff\xfe\r\n\r\n").message_id, "");
+    }
+
+    /// RFC 5256 3 (FROM, TO, CC: the addr-mailbox of the first address)
+    /// and RFC 5957 3-4 (DISPLAYFROM, DISPLAYTO: the display name, else
+    /// mailbox@host, else the mailbox), read as ENVELOPE reads the header.
+    #[test]
+    fn address_keys_follow_the_envelope() {
+        let keys = |h: &str| sort_keys(format!("{h}\r\n\r\nbody\r\n").as_bytes());
+        for (header, cc) in [
+            ("Cc: user-cc@domain.org", "user-cc"),
+            ("Cc: RealCc <user-cc@domain.org>", "user-cc"),
+            ("Cc: <user-cc (comment)@ (comment) domain.org>", "user-cc"),
+            ("Cc: user-cc@domain.org (RealCc)", "user-cc"),
+            ("Cc: \"john q\"@domain.org", "john q"),
+            ("Cc: first@a.org, second@b.org", "first"),
+            // A leading group: its name is the first addr-mailbox.
+            ("Cc: team: zed@a.org, amy@b.org;", "team"),
+            ("Cc: undisclosed-recipients:;", "undisclosed-recipients"),
+            // The first Cc header is the one that counts.
+            ("Cc: bob@a.org\r\nCc: amy@a.org", "bob"),
+            ("Cc: ", ""),
+            ("X-Cc: amy@a.org", ""),
+        ] {
+            assert_eq!(keys(header).cc, cc, "{header:?}");
+        }
+        for (header, display) in [
+            ("To: RealTo <user-to@domain.org>", "RealTo"),
+            ("To: \"Real, To\" <user-to@domain.org>", "Real, To"),
+            ("To: user-to@domain.org (RealTo)", "RealTo"),
+            ("To: =?utf-8?q?Jos=C3=A9?= <j@x.org>", "Jos\u{e9}"),
+            ("To: \"=?iso-8859-1?q?J=F6rg?=\" <j@x.org>", "J\u{f6}rg"),
+            ("To: user-to@domain.org", "user-to@domain.org"),
+            ("To: <user-to@domain.org>", "user-to@domain.org"),
+            ("To: \"\" <user-to@domain.org>", "user-to@domain.org"),
+            ("To: localonly", "localonly"),
+            ("To: group: a@b.org;", "group"),
+            ("To: undisclosed-recipients:;", "undisclosed-recipients"),
+            ("To:", ""),
+            ("Subject: no To", ""),
+        ] {
+            let k = keys(header);
+            assert_eq!(k.display_to, display, "{header:?}");
+            let from = keys(&header.replacen("To:", "From:", 1));
+            assert_eq!(from.display_from, display, "{header:?} as From");
+        }
+        let k = keys("From: RealFrom <User-From@Domain.org>\r\nTo: a@b.org");
+        assert_eq!((k.from.as_str(), k.to.as_str()), ("User-From", "a"));
     }
 }

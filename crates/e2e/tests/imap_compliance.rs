@@ -1,0 +1,99 @@
+//! What the independent IMAP compliance suite (issue #23) found, one
+//! test per failure, over raw sessions; each names the RFC section it
+//! holds the server to.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use e2e::{Backend, RawImap, TestImap, store_with_alice, tagged};
+
+/// APPENDs `m` to `mailbox` with the INTERNALDATE `date`.
+async fn append(a: &mut RawImap, mailbox: &str, date: &str, m: &str) {
+    let r = a
+        .cmd(&format!(
+            "APPEND {mailbox} \"{date}\" {{{}+}}\r\n{m}",
+            m.len()
+        ))
+        .await;
+    assert!(tagged(&r).contains(" OK "), "{r:?}");
+}
+
+/// The first line starting with `prefix`, trimmed.
+fn line<'a>(r: &'a [String], prefix: &str) -> &'a str {
+    r.iter()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no {prefix:?} in {r:?}"))
+        .trim_end()
+}
+
+/// Seven messages whose From, To and Cc headers take the forms address
+/// keys must read as ENVELOPE does: quoted local parts, groups (a leading
+/// group's name is the first addr-mailbox), comments as display names,
+/// RFC 2047 words, a header given twice (the first counts), none at all.
+/// Arrival (INTERNALDATE) rises with the sequence number.
+const ADDRESSED: [&str; 7] = [
+    "From: zed@a.org\r\nTo: \"Zed\" <a@x.org>\r\nCc: bob@a.org\r\nSubject: 1\r\n\r\nx\r\n",
+    "From: \"amy b\"@a.org\r\nTo: undisclosed-recipients:;\r\nCc: bob@b.org\r\n\
+     Cc: amy@c.org\r\nSubject: 2\r\n\r\nx\r\n",
+    "From: Carl <carl@a.org>\r\nTo: =?utf-8?q?=C3=89mile?= <e@x.org>\r\nSubject: 3\r\n\r\nx\r\n",
+    "From: bob@a.org (Bobby)\r\nTo: bob@x.org (Bobby)\r\nCc: abe: zed@a.org;\r\n\
+     Subject: 4\r\n\r\nx\r\n",
+    "Cc: \"carl q\"@d.org\r\nSubject: 5\r\n\r\nx\r\n",
+    "From: dan@a.org\r\nFrom: abe@a.org\r\nTo: group: amy@x.org;\r\nSubject: 6\r\n\r\nx\r\n",
+    "From: =?utf-8?q?Eve?= <x@a.org>\r\nTo: <carl@x.org>\r\nCc: BOB@e.org\r\nSubject: 7\r\n\r\nx\r\n",
+];
+
+/// RFC 5256 3: FROM, TO and CC sort by the addr-mailbox of the first
+/// address of the (first) header, as ENVELOPE gives it (a group's name
+/// for a leading group, RFC 9051 7.5.2; the unquoted local part); no
+/// header sorts as the empty string; ties in sequence order; REVERSE per
+/// key. RFC 5957 3-4: DISPLAYFROM and DISPLAYTO sort by the first
+/// address's display name (RFC 2047 decoded; a comment stands in for a
+/// missing name, as in ENVELOPE), else mailbox@host, else the mailbox (a
+/// group's name).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sort_address_keys_read_as_the_envelope() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let (store, _client) = store_with_alice(backend).await;
+        let imap = TestImap::start(&store.uri()).await;
+        let mut a = RawImap::connect(imap.imap).await;
+        a.login().await;
+        for (i, m) in ADDRESSED.iter().enumerate() {
+            append(
+                &mut a,
+                "INBOX",
+                &format!("0{}-Dec-2026 10:00:00 +0000", i + 1),
+                m,
+            )
+            .await;
+        }
+        a.ok("SELECT INBOX").await;
+        for (cmd, want) in [
+            // Keys: "", "", ABE, BOB, BOB (first Cc), BOB, CARL Q.
+            ("SORT (CC) US-ASCII ALL", "* SORT 3 6 4 1 2 7 5"),
+            ("SORT (REVERSE CC) US-ASCII ALL", "* SORT 5 1 2 7 4 3 6"),
+            (
+                "SORT (CC REVERSE ARRIVAL) US-ASCII ALL",
+                "* SORT 6 3 4 7 2 1 5",
+            ),
+            // Keys: ZED, AMY B, CARL, BOB, "", DAN (first From), X.
+            ("SORT (FROM) US-ASCII ALL", "* SORT 5 2 4 3 6 7 1"),
+            ("SORT (REVERSE FROM) US-ASCII ALL", "* SORT 1 7 6 3 4 2 5"),
+            // Keys: A, UNDISCLOSED-RECIPIENTS, E, BOB, "", GROUP, CARL.
+            ("SORT (TO) US-ASCII ALL", "* SORT 5 1 4 7 3 6 2"),
+            ("UID SORT (TO) US-ASCII ALL", "* SORT 5 1 4 7 3 6 2"),
+            // Keys: ZED, UNDISCLOSED-RECIPIENTS, Émile (after ASCII),
+            // BOBBY, "", GROUP, CARL@X.ORG.
+            ("SORT (DISPLAYTO) UTF-8 ALL", "* SORT 5 4 7 6 2 1 3"),
+            ("SORT (REVERSE DISPLAYTO) UTF-8 ALL", "* SORT 3 1 2 6 7 4 5"),
+            // Keys: ZED@A.ORG, AMY B@A.ORG, CARL, BOBBY, "", DAN@A.ORG, EVE.
+            ("SORT (DISPLAYFROM) UTF-8 ALL", "* SORT 5 2 4 3 6 7 1"),
+            (
+                "SORT (REVERSE DISPLAYFROM) UTF-8 ALL",
+                "* SORT 1 7 6 3 4 2 5",
+            ),
+        ] {
+            let r = a.cmd(cmd).await;
+            assert!(tagged(&r).contains(" OK "), "{cmd}: {r:?}");
+            assert_eq!(line(&r, "* SORT"), want, "{backend:?} {cmd}");
+        }
+    }
+}
