@@ -97,3 +97,63 @@ async fn sort_address_keys_read_as_the_envelope() {
         }
     }
 }
+
+/// RFC 9394 3.1 (and RFC 5267 4.4): `n:m` and `m:n` name one range, and
+/// the ESEARCH response names it in one form, the end nearer its origin
+/// first (`2:4`, `-1:-5`, as RFC 9394's examples write ranges), for
+/// SEARCH, UID SEARCH, SORT and UID SORT alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_ranges_are_echoed_normalised() {
+    let (store, _client) = store_with_alice(Backend::Sqlite).await;
+    let imap = TestImap::start(&store.uri()).await;
+    let mut a = RawImap::connect(imap.imap).await;
+    a.login().await;
+    for i in 1..=5 {
+        let m = format!("Subject: {i}\r\n\r\nx\r\n");
+        append(
+            &mut a,
+            "INBOX",
+            &format!("0{i}-Dec-2026 10:00:00 +0000"),
+            &m,
+        )
+        .await;
+    }
+    a.ok("SELECT INBOX").await;
+    for (cmd, want) in [
+        ("SEARCH RETURN (PARTIAL 4:2) ALL", "PARTIAL (2:4 2:4)"),
+        ("SEARCH RETURN (PARTIAL 2:4) ALL", "PARTIAL (2:4 2:4)"),
+        ("SEARCH RETURN (PARTIAL 6:1) ALL", "PARTIAL (1:6 1:5)"),
+        (
+            "UID SEARCH RETURN (PARTIAL 3:1) ALL",
+            "UID PARTIAL (1:3 1:3)",
+        ),
+        ("SEARCH RETURN (PARTIAL -5:-4) ALL", "PARTIAL (-4:-5 1:2)"),
+        (
+            "UID SEARCH RETURN (PARTIAL -1:-2) ALL",
+            "UID PARTIAL (-1:-2 4:5)",
+        ),
+        (
+            "SORT RETURN (PARTIAL 4:2) (ARRIVAL) US-ASCII ALL",
+            "PARTIAL (2:4 2:4)",
+        ),
+        (
+            "SORT RETURN (PARTIAL 4:2) (REVERSE ARRIVAL) US-ASCII ALL",
+            "PARTIAL (2:4 4,3,2)",
+        ),
+        (
+            "UID SORT RETURN (PARTIAL -3:-1) (REVERSE ARRIVAL) US-ASCII ALL",
+            "UID PARTIAL (-1:-3 3,2,1)",
+        ),
+    ] {
+        let r = a.cmd(cmd).await;
+        assert!(tagged(&r).contains(" OK "), "{cmd}: {r:?}");
+        let got = line(&r, "* ESEARCH");
+        let tag = format!("(TAG \"t{}\") ", a.n);
+        assert_eq!(
+            got.strip_prefix("* ESEARCH ")
+                .and_then(|s| s.strip_prefix(&tag)),
+            Some(want),
+            "{cmd}: {got}"
+        );
+    }
+}

@@ -102,7 +102,8 @@ async fn sort_esort_and_thread() {
             ),
             (
                 "SORT RETURN (PARTIAL -2:-1) (SUBJECT) UTF-8 ALL",
-                "* ESEARCH (TAG \"t7\") PARTIAL (-2:-1 2,4)",
+                // RFC 9394 3.1: echoed nearer end first.
+                "* ESEARCH (TAG \"t7\") PARTIAL (-1:-2 2,4)",
             ),
             (
                 "SEARCH RETURN (PARTIAL 1:2) ALL",

@@ -90,8 +90,10 @@ pub struct SearchReturn {
     /// `SAVE` (RFC 5182 2): keep the result for `$`.
     pub save: bool,
     /// `PARTIAL first:last` (RFC 5267 4.4, RFC 9394 3.1): the results at
-    /// these positions (1-based; negative counts from the end), as the
-    /// client wrote them (the response echoes them).
+    /// these positions (1-based; negative counts from the end), nearer
+    /// end first whichever way the client wrote them (`4:2` is `2:4`,
+    /// `-5:-1` is `-1:-5`, as RFC 9394's examples write ranges): the
+    /// form the response echoes.
     pub partial: Option<(i64, i64)>,
     /// `UPDATE` (RFC 5267 4.2): keep telling the client how the result
     /// changes (ADDTO / REMOVEFROM).
@@ -1097,7 +1099,10 @@ pub fn parse_urlauth(msg: &[u8]) -> Result<Option<UrlAuthCommand>, ExtError> {
 }
 
 /// `partial-range` (RFC 9394 3.1): `n:m` or `-n:-m`, each a non-zero
-/// 32-bit number, both ends of one sign; kept as written.
+/// 32-bit number, both ends of one sign; normalised so that the end
+/// nearer its origin comes first (`4:2` -> `2:4`, `-5:-1` -> `-1:-5`).
+/// RFC 9394 3.1 makes `n:m` and `m:n` the same range, and the response
+/// names the range in this one form (Dovecot echoes `4:2` as `2:4`).
 fn partial_range(c: &mut Cursor<'_>) -> Result<(i64, i64), ExtError> {
     let num = |c: &mut Cursor<'_>| -> Result<i64, ExtError> {
         let neg = c.eat(b'-');
@@ -1115,7 +1120,7 @@ fn partial_range(c: &mut Cursor<'_>) -> Result<(i64, i64), ExtError> {
     if (a < 0) != (b < 0) {
         return Err(ExtError::Syntax("PARTIAL range ends of different signs"));
     }
-    Ok((a, b))
+    Ok(if a.abs() <= b.abs() { (a, b) } else { (b, a) })
 }
 
 /// `PARTIAL (range set)` of an ESEARCH response: the results at the
@@ -1936,8 +1941,50 @@ mod tests {
         let (_, o) = split_search_return(b"t SEARCH RETURN (PARTIAL 10:1 UPDATE CONTEXT) ALL\r\n")
             .unwrap()
             .unwrap();
-        assert_eq!(o.partial, Some((10, 1)));
+        // Echoed normalised (RFC 9394 3.1: either order names one range).
+        assert_eq!(o.partial, Some((1, 10)));
         assert_eq!(o.partial_positions(20), 0..10);
+        assert_eq!(
+            esearch_response("t", false, &o, &[1, 2, 3, 4, 5]),
+            "* ESEARCH (TAG \"t\") PARTIAL (1:10 1:5)"
+        );
+        for (given, normal) in [
+            (&b"4:2"[..], (2, 4)),
+            (b"2:4", (2, 4)),
+            (b"3:3", (3, 3)),
+            (b"-1:-5", (-1, -5)),
+            (b"-5:-1", (-1, -5)),
+            (b"-2:-2", (-2, -2)),
+        ] {
+            let cmd = [&b"t UID SEARCH RETURN (PARTIAL "[..], given, b") ALL\r\n"].concat();
+            let (_, o) = split_search_return(&cmd).unwrap().unwrap();
+            assert_eq!(
+                o.partial,
+                Some(normal),
+                "{}",
+                String::from_utf8_lossy(given)
+            );
+            let cmd = [
+                &b"t SORT RETURN (PARTIAL "[..],
+                given,
+                b") (DATE) UTF-8 ALL\r\n",
+            ]
+            .concat();
+            let (_, o) = split_search_return(&cmd).unwrap().unwrap();
+            assert_eq!(
+                o.partial,
+                Some(normal),
+                "{}",
+                String::from_utf8_lossy(given)
+            );
+        }
+        let (_, back) = split_search_return(b"t SEARCH RETURN (PARTIAL -5:-1) ALL\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            esearch_response("t", false, &back, &[1, 2, 3, 4, 5, 6, 7]),
+            "* ESEARCH (TAG \"t\") PARTIAL (-1:-5 3:7)"
+        );
         let (_, big) = split_search_return(b"t SEARCH RETURN (PARTIAL 1:4294967295) ALL\r\n")
             .unwrap()
             .unwrap();
