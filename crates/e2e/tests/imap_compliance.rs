@@ -157,3 +157,66 @@ async fn partial_ranges_are_echoed_normalised() {
         );
     }
 }
+
+/// RFC 7162 3.1: when a CONDSTORE-enabling command other than
+/// SELECT/EXAMINE (FETCH MODSEQ, SEARCH MODSEQ, STORE UNCHANGEDSINCE,
+/// STATUS HIGHESTMODSEQ) enables CONDSTORE while a mailbox is selected,
+/// the server sends the HIGHESTMODSEQ response code, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn condstore_enabled_while_selected_tells_highestmodseq() {
+    let (store, _client) = store_with_alice(Backend::Postgres).await;
+    let imap = TestImap::start(&store.uri()).await;
+    let mut setup = RawImap::connect(imap.imap).await;
+    setup.login().await;
+    for i in 1..=2 {
+        let m = format!("Subject: {i}\r\n\r\nx\r\n");
+        append(&mut setup, "INBOX", "01-Dec-2026 10:00:00 +0000", &m).await;
+    }
+    let highest = |r: &[String]| -> String {
+        line(r, "* OK [HIGHESTMODSEQ ")["* OK [HIGHESTMODSEQ ".len()..]
+            .split(']')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    for first in [
+        "FETCH 1 (MODSEQ)",
+        "UID FETCH 1:* (FLAGS) (CHANGEDSINCE 1)",
+        "SEARCH MODSEQ 1",
+        "STORE 1 (UNCHANGEDSINCE 1000000) +FLAGS (\\Seen)",
+        "STATUS INBOX (HIGHESTMODSEQ)",
+    ] {
+        let mut a = RawImap::connect(imap.imap).await;
+        a.login().await;
+        let sel = a.ok("SELECT INBOX").await;
+        let r = a.ok(first).await;
+        // The STORE raised the mailbox's HIGHESTMODSEQ past SELECT's.
+        if !first.starts_with("STORE") {
+            assert_eq!(highest(&r), highest(&sel), "{first}: {r:?}");
+        } else {
+            assert!(
+                highest(&r).parse::<u64>().unwrap() > highest(&sel).parse::<u64>().unwrap(),
+                "{first}: {r:?}"
+            );
+        }
+        // Once: CONDSTORE is on now.
+        let r = a.ok("FETCH 2 (MODSEQ)").await;
+        assert!(
+            !r.iter().any(|l| l.contains("HIGHESTMODSEQ")),
+            "{first}: {r:?}"
+        );
+        a.cmd("LOGOUT").await;
+    }
+    // Not selected: nothing to tell (SELECT will tell it).
+    let mut a = RawImap::connect(imap.imap).await;
+    a.login().await;
+    let r = a.ok("STATUS INBOX (HIGHESTMODSEQ)").await;
+    assert!(
+        !r.iter().any(|l| l.starts_with("* OK [HIGHESTMODSEQ")),
+        "{r:?}"
+    );
+    // SELECT (CONDSTORE) tells it once, among SELECT's responses.
+    let r = a.ok("SELECT INBOX (CONDSTORE)").await;
+    let n = r.iter().filter(|l| l.contains("HIGHESTMODSEQ")).count();
+    assert_eq!(n, 1, "{r:?}");
+}

@@ -41,6 +41,15 @@ impl Session {
                 }
                 _ => false,
             };
+        // RFC 7162 3.1: CONDSTORE enabled by a command other than
+        // SELECT/EXAMINE (whose responses always carry HIGHESTMODSEQ)
+        // while a mailbox is selected is answered with the mailbox's
+        // HIGHESTMODSEQ.
+        let condstore_before = self.condstore
+            || matches!(
+                cmd.body,
+                CommandBody::Select { .. } | CommandBody::Examine { .. }
+            );
         let done = match cmd.body {
             CommandBody::Capability => {
                 let caps = self.capabilities();
@@ -278,6 +287,13 @@ impl Session {
             Box::pin(self.sync_view()).await;
         }
         self.tell_updates(expunges_ok).await;
+        if !condstore_before
+            && self.condstore
+            && let Some(v) = &self.view
+        {
+            let line = format!("* OK [HIGHESTMODSEQ {}] Highest", v.highest_modseq());
+            self.push(&line);
+        }
         self.last_outcome = done.kind;
         let mut done = done;
         if tell_modseq
