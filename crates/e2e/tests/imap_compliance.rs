@@ -220,3 +220,45 @@ async fn condstore_enabled_while_selected_tells_highestmodseq() {
     let n = r.iter().filter(|l| l.contains("HIGHESTMODSEQ")).count();
     assert_eq!(n, 1, "{r:?}");
 }
+
+/// RFC 4469 5 with RFC 9051 6.3.12: CATENATE into a mailbox that does not
+/// exist is NO [TRYCREATE], whatever its URLs name (checked before any URL
+/// is read), and stores nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catenate_to_a_missing_mailbox_is_trycreate() {
+    let (store, _client) = store_with_alice(Backend::Sqlite).await;
+    let imap = TestImap::start(&store.uri()).await;
+    let mut a = RawImap::connect(imap.imap).await;
+    a.login().await;
+    append(
+        &mut a,
+        "INBOX",
+        "01-Dec-2026 10:00:00 +0000",
+        "Subject: s\r\n\r\nbody\r\n",
+    )
+    .await;
+    for parts in [
+        "URL \"/INBOX;UIDVALIDITY=12345/;UID=1/;SECTION=HEADER\"".to_string(),
+        "TEXT {8+}\r\nhdr: 1\r\n URL \"/INBOX;UIDVALIDITY=12345/;UID=1/;SECTION=HEADER\" \
+         TEXT {8+}\r\nhdr: 2\r\n"
+            .to_string(),
+        "URL \"/INBOX/;UID=1/;SECTION=1\"".to_string(),
+        "TEXT {7+}\r\nhello\r\n URL \"/INBOX/;UID=1/;SECTION=1\"".to_string(),
+    ] {
+        let r = a.cmd(&format!("APPEND Nowhere CATENATE ({parts})")).await;
+        assert!(tagged(&r).contains("NO [TRYCREATE]"), "{parts}: {r:?}");
+    }
+    // MULTIAPPEND with one CATENATE message: the same.
+    let r = a
+        .cmd("APPEND Nowhere {3+}\r\nabc CATENATE (URL \"/INBOX;UIDVALIDITY=12345/;UID=1\")")
+        .await;
+    assert!(tagged(&r).contains("NO [TRYCREATE]"), "{r:?}");
+    let r = a.cmd("STATUS Nowhere (MESSAGES)").await;
+    assert!(tagged(&r).contains(" NO "), "{r:?}");
+    // An existing mailbox still reports the bad URL.
+    a.ok("CREATE Somewhere").await;
+    let r = a
+        .cmd("APPEND Somewhere CATENATE (URL \"/INBOX;UIDVALIDITY=12345/;UID=1\")")
+        .await;
+    assert!(tagged(&r).contains("NO [BADURL "), "{r:?}");
+}

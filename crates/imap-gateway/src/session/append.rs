@@ -70,6 +70,24 @@ impl Session {
             },
             Err(_) => return Done::bad("Invalid mailbox name"),
         };
+        // RFC 4469 5 (with RFC 9051 6.3.12): the target mailbox is checked
+        // before any URL is read, so an APPEND to a mailbox that does not
+        // exist is NO [TRYCREATE] whatever its URLs name (as Dovecot).
+        if messages.iter().any(|m| m.catenate.is_some()) {
+            let Some(mut c) = self.client() else {
+                return Done::bad("Log in first");
+            };
+            match c
+                .mailbox_status(pb::MailboxStatusRequest { name: name.clone() })
+                .await
+            {
+                Ok(_) => {}
+                Err(s) if s.code() == Code::NotFound => {
+                    return Done::no("[TRYCREATE] No such mailbox");
+                }
+                Err(s) => return store_no(&s),
+            }
+        }
         let mut all = Vec::with_capacity(messages.len());
         for m in messages {
             let flags = match flags_of(&m.flags) {
