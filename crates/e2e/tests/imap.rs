@@ -791,14 +791,14 @@ async fn partial_binary_names_its_origin_and_decodes_exactly() {
     // Whole parts: no origin.
     let r = fetch(a.cmd("FETCH 1 (BINARY.PEEK[1])").await);
     let want = format!(
-        "* 1 FETCH (BINARY[1] ~{{{}}}\r\n{b64_decoded})\r\n",
+        "* 1 FETCH (BINARY[1] {{{}}}\r\n{b64_decoded})\r\n",
         b64_decoded.len()
     );
     assert_eq!(String::from_utf8_lossy(&r), want);
     // A range across the first base64 line (57 decoded bytes) and a CRLF.
     let r = fetch(a.cmd("FETCH 1 (BINARY.PEEK[1]<40.25>)").await);
     let want = format!(
-        "* 1 FETCH (BINARY[1]<40> ~{{25}}\r\n{})\r\n",
+        "* 1 FETCH (BINARY[1]<40> {{25}}\r\n{})\r\n",
         &b64_decoded[40..65]
     );
     assert_eq!(String::from_utf8_lossy(&r), want);
@@ -806,12 +806,12 @@ async fn partial_binary_names_its_origin_and_decodes_exactly() {
     let r = fetch(a.cmd("FETCH 1 (BINARY.PEEK[1]<0.7>)").await);
     assert_eq!(
         String::from_utf8_lossy(&r),
-        "* 1 FETCH (BINARY[1]<0> ~{7}\r\nThe qui)\r\n"
+        "* 1 FETCH (BINARY[1]<0> {7}\r\nThe qui)\r\n"
     );
     // Quoted-printable: a range across the soft break and the =3D.
     let at = qp_decoded.windows(6).position(|w| w == b"right ").unwrap();
     let r = a.cmd(&format!("FETCH 1 (BINARY.PEEK[2]<{at}.20>)")).await;
-    let mut want = format!("* 1 FETCH (BINARY[2]<{at}> ~{{20}}\r\n").into_bytes();
+    let mut want = format!("* 1 FETCH (BINARY[2]<{at}> {{20}}\r\n").into_bytes();
     want.extend_from_slice(&qp_decoded[at..at + 20]);
     want.extend_from_slice(b")\r\n");
     assert_eq!(fetch(r), want);
@@ -819,7 +819,7 @@ async fn partial_binary_names_its_origin_and_decodes_exactly() {
     let r = fetch(a.cmd("FETCH 1 (BINARY.PEEK[2]<5000.10>)").await);
     assert_eq!(
         String::from_utf8_lossy(&r),
-        "* 1 FETCH (BINARY[2]<5000> ~{0}\r\n)\r\n"
+        "* 1 FETCH (BINARY[2]<5000> {0}\r\n)\r\n"
     );
     // BINARY.SIZE is the decoded size; BODY partials name their origin.
     let r = fetch(a.cmd("FETCH 1 (BINARY.SIZE[1] BINARY.SIZE[2])").await);

@@ -262,3 +262,42 @@ async fn catenate_to_a_missing_mailbox_is_trycreate() {
         .await;
     assert!(tagged(&r).contains("NO [BADURL "), "{r:?}");
 }
+
+/// RFC 9051 7.5.2 (BODY[section]<origin>) and RFC 3516 4.2 (BINARY, whose
+/// data is `nstring / literal8`): a section with no bytes is the literal
+/// `{0}`, as Dovecot sends it, for BODY, BINARY and their partial forms;
+/// BINARY data is a `literal8` only when it holds a NUL (which a
+/// `literal` cannot carry).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_section_is_a_zero_length_literal() {
+    let (store, _client) = store_with_alice(Backend::Sqlite).await;
+    let imap = TestImap::start(&store.uri()).await;
+    let mut a = RawImap::connect(imap.imap).await;
+    a.login().await;
+    let m = "From: a@example.org\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+             --b\r\nContent-Type: text/plain\r\n\r\n\r\n\
+             --b\r\nContent-Type: application/octet-stream\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\n\r\n\
+             --b\r\nContent-Type: application/octet-stream\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\nAAEA\r\n--b--\r\n";
+    append(&mut a, "INBOX", "01-Dec-2026 10:00:00 +0000", m).await;
+    a.ok("SELECT INBOX").await;
+    for (items, want) in [
+        ("BODY.PEEK[1]", "* 1 FETCH (BODY[1] {0}\r\n"),
+        ("BODY.PEEK[2]", "* 1 FETCH (BODY[2] {0}\r\n"),
+        ("BODY.PEEK[1]<0.10>", "* 1 FETCH (BODY[1]<0> {0}\r\n"),
+        ("BODY.PEEK[]<5000.10>", "* 1 FETCH (BODY[]<5000> {0}\r\n"),
+        ("BINARY.PEEK[1]", "* 1 FETCH (BINARY[1] {0}\r\n"),
+        ("BINARY.PEEK[2]", "* 1 FETCH (BINARY[2] {0}\r\n"),
+        ("BINARY.PEEK[2]<0.10>", "* 1 FETCH (BINARY[2]<0> {0}\r\n"),
+    ] {
+        let r = a.ok(&format!("FETCH 1 ({items})")).await;
+        assert_eq!(r[0], want, "{items}: {r:?}");
+        assert_eq!(r[1], ")\r\n", "{items}: {r:?}");
+    }
+    // Part 3 decodes to NUL, 1, NUL: only a literal8 can carry it.
+    let r = a.ok("FETCH 1 (BINARY.PEEK[3])").await;
+    assert_eq!(r[0], "* 1 FETCH (BINARY[3] ~{3}\r\n", "{r:?}");
+    assert_eq!(r[1], "\0\u{1}\0)\r\n", "{r:?}");
+}

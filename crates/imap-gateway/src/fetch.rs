@@ -143,6 +143,22 @@ fn literal(data: Cow<'_, [u8]>) -> NString<'static> {
     ))))
 }
 
+/// A BINARY item's data (RFC 3516 4.2: `nstring / literal8`): a
+/// `literal8` only when the decoded bytes hold a NUL, which no `literal`
+/// may carry; otherwise a plain `literal`, so an empty section is `{0}`.
+/// Dovecot answers the same way, and clients and test suites written
+/// against it expect it.
+fn binary_value(data: Vec<u8>) -> NString8<'static> {
+    if data.contains(&0) {
+        NString8::Literal8(Literal8 {
+            data: Cow::Owned(data),
+            mode: imap_codec::imap_types::core::LiteralMode::Sync,
+        })
+    } else {
+        NString8::NString(literal(Cow::Owned(data)))
+    }
+}
+
 fn internal_date(meta: &pb::MessageMeta) -> Option<DateTime> {
     let tz = chrono::FixedOffset::east_opt(meta.internal_date_tz * 60)?;
     let utc = chrono::DateTime::from_timestamp(meta.internal_date, 0)?;
@@ -245,10 +261,7 @@ pub fn items(
                 };
                 MessageDataItem::Binary {
                     section: section.clone(),
-                    value: NString8::Literal8(Literal8 {
-                        data: Cow::Owned(data),
-                        mode: imap_codec::imap_types::core::LiteralMode::Sync,
-                    }),
+                    value: binary_value(data),
                 }
             }
             MessageDataItemName::BinarySize { section } => MessageDataItem::BinarySize {
@@ -356,6 +369,33 @@ mod tests {
         assert_eq!(
             encode_items(1, whole),
             b"* 1 FETCH (BINARY[5] ~{1}\r\nx)\r\n".to_vec()
+        );
+    }
+
+    /// RFC 3516 4.2: BINARY data is a `literal8` only when it holds a NUL
+    /// (a `literal` cannot); else a `literal`, `{0}` when empty, as
+    /// Dovecot sends it; a partial one still names its origin.
+    #[test]
+    fn binary_data_is_a_literal_unless_it_holds_a_nul() {
+        let item = |data: &[u8]| MessageDataItem::Binary {
+            section: vec![NonZeroU32::new(1).unwrap()],
+            value: binary_value(data.to_vec()),
+        };
+        for (data, want) in [
+            (&b""[..], &b"* 1 FETCH (BINARY[1] {0}\r\n)\r\n"[..]),
+            (b"abc", b"* 1 FETCH (BINARY[1] {3}\r\nabc)\r\n"),
+            (b"\xff\x80", b"* 1 FETCH (BINARY[1] {2}\r\n\xff\x80)\r\n"),
+            (b"a\x00b", b"* 1 FETCH (BINARY[1] ~{3}\r\na\x00b)\r\n"),
+        ] {
+            assert_eq!(encode(1, vec![item(data)]), want.to_vec(), "{data:?}");
+        }
+        let partial = Items {
+            list: vec![item(b"")],
+            binary_origins: vec![(0, 5000)],
+        };
+        assert_eq!(
+            encode_items(1, partial),
+            b"* 1 FETCH (BINARY[1]<5000> {0}\r\n)\r\n".to_vec()
         );
     }
 }
