@@ -301,3 +301,70 @@ async fn an_empty_section_is_a_zero_length_literal() {
     assert_eq!(r[0], "* 1 FETCH (BINARY[3] ~{3}\r\n", "{r:?}");
     assert_eq!(r[1], "\0\u{1}\0)\r\n", "{r:?}");
 }
+
+/// RFC 5092 3.2 (iuserinfo and host) and RFC 4467 3 (access identifiers)
+/// for an account named `local@domain`: a URL names it by the local part
+/// with the account's domain as host (`imap://testuser1@example.test/`, as
+/// the compliance suite writes it) or by the whole address
+/// percent-encoded on any host; `user+` takes the full address or the
+/// local part. The local part on another host names nobody.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn urls_name_a_virtual_domain_account_as_users_write_them() {
+    let (store, client) = store_with_alice(Backend::Sqlite).await;
+    client.add_domain("example.test").await;
+    client.add_account("testuser1@example.test", "pw-t1").await;
+    let imap = TestImap::start(&store.uri()).await;
+    let mut a = RawImap::connect(imap.imap).await;
+    a.login_as("testuser1@example.test", "pw-t1").await;
+    a.ok("CREATE imaptest").await;
+    let body = "Subject: url\r\n\r\nthe body\r\n";
+    append(&mut a, "imaptest", "01-Dec-2026 10:00:00 +0000", body).await;
+    a.ok("SELECT imaptest").await;
+    for rump in [
+        "imap://testuser1@example.test/imaptest/;uid=1;urlauth=user+testuser1@example.test",
+        "imap://testuser1@example.test:143/imaptest/;uid=1;urlauth=user+testuser1",
+        "imap://testuser1%40example.test@imap.example.net/imaptest/;uid=1;urlauth=user+testuser1%40example.test",
+    ] {
+        let r = a.cmd(&format!("GENURLAUTH \"{rump}\" INTERNAL")).await;
+        assert!(tagged(&r).contains(" OK "), "{rump}: {r:?}");
+        let url = line(&r, "* GENURLAUTH ")["* GENURLAUTH ".len()..]
+            .trim_matches('"')
+            .to_string();
+        let r = a.ok(&format!("URLFETCH \"{url}\"")).await;
+        assert_eq!(
+            r[0],
+            format!("* URLFETCH \"{url}\" {{{}}}\r\n", body.len()),
+            "{r:?}"
+        );
+    }
+    // The local part on a host that is not the account's domain, or
+    // another account's address: not this user's.
+    for rump in [
+        "imap://testuser1@imap.example.net/imaptest/;uid=1;urlauth=anonymous",
+        "imap://alice%40example.org@example.test/imaptest/;uid=1;urlauth=anonymous",
+        "imap://alice@example.test/imaptest/;uid=1;urlauth=anonymous",
+    ] {
+        let r = a.cmd(&format!("GENURLAUTH \"{rump}\" INTERNAL")).await;
+        assert!(tagged(&r).contains("NO [CANNOT]"), "{rump}: {r:?}");
+    }
+    // CATENATE and URLFETCH read this account's own plain URLs written
+    // either way.
+    for url in [
+        "imap://testuser1@example.test/imaptest/;UID=1",
+        "imap://testuser1%40example.test@localhost/imaptest/;UID=1",
+    ] {
+        let r = a.ok(&format!("URLFETCH \"{url}\"")).await;
+        assert!(
+            r[0].ends_with(&format!("{{{}}}\r\n", body.len())),
+            "{url}: {r:?}"
+        );
+        let r = a
+            .cmd(&format!("APPEND imaptest CATENATE (URL \"{url}\")"))
+            .await;
+        assert!(tagged(&r).contains("OK [APPENDUID "), "{url}: {r:?}");
+    }
+    let r = a
+        .ok("URLFETCH \"imap://testuser1@elsewhere.test/imaptest/;UID=1\"")
+        .await;
+    assert!(r[0].ends_with(" NIL\r\n"), "{r:?}");
+}

@@ -35,6 +35,9 @@ pub struct ImapUrl {
     /// The user of `imap://user@host/`, percent-decoded; `None` in a
     /// relative URL (`/mailbox/;UID=n`).
     pub user: Option<String>,
+    /// The host of `imap://user@host[:port]/`, without the port;
+    /// `None` in a relative URL.
+    pub host: Option<String>,
     /// The mailbox name, percent-decoded (UTF-8 per RFC 5092 9, or
     /// modified UTF-7 from older clients).
     pub mailbox: Vec<u8>,
@@ -99,17 +102,17 @@ pub fn parse(url: &str) -> Option<ImapUrl> {
     if url.len() > 8192 || !url.is_ascii() {
         return None;
     }
-    let (user, path) = match url.get(..7) {
+    let (user, host, path) = match url.get(..7) {
         Some(scheme) if scheme.eq_ignore_ascii_case("imap://") => {
             let (authority, path) = url[7..].split_once('/')?;
-            let user = match authority.rsplit_once('@') {
+            let (user, host) = match authority.rsplit_once('@') {
                 // `;AUTH=` after the user is not ours to check.
-                Some((userinfo, _host)) => Some(decoded_user(userinfo.split(';').next()?)?),
-                None => None,
+                Some((userinfo, host)) => (Some(decoded_user(userinfo.split(';').next()?)?), host),
+                None => (None, authority),
             };
-            (user, path)
+            (user, Some(without_port(host).to_string()), path)
         }
-        _ => (None, url.strip_prefix('/')?),
+        _ => (None, None, url.strip_prefix('/')?),
     };
     let path_start = url.len() - path.len();
     // The URLAUTH part, then EXPIRE before it, end the last component.
@@ -171,6 +174,7 @@ pub fn parse(url: &str) -> Option<ImapUrl> {
     }
     let mut u = ImapUrl {
         user,
+        host,
         mailbox: percent_decode(mbox)?,
         uid_validity: validity,
         uid: 0,
@@ -197,7 +201,63 @@ pub fn parse(url: &str) -> Option<ImapUrl> {
     (u.uid != 0).then_some(u)
 }
 
+/// `host[:port]` without the port (`[v6]:port` keeps its brackets).
+fn without_port(host: &str) -> &str {
+    match host.rsplit_once(':') {
+        Some((h, port))
+            if port.bytes().all(|b| b.is_ascii_digit())
+                && (!h.contains(':') || h.ends_with(']')) =>
+        {
+            h
+        }
+        _ => host,
+    }
+}
+
+/// `name` as a full address: as it is when it has an `@`, else with
+/// `@domain` added; `None` when that gives no `local@domain`.
+fn qualified(name: &str, domain: Option<&str>) -> Option<String> {
+    let full = if name.contains('@') {
+        name.to_string()
+    } else {
+        format!("{name}@{}", domain.filter(|d| !d.is_empty())?)
+    };
+    let (local, domain) = full.rsplit_once('@')?;
+    (!local.is_empty() && !domain.is_empty()).then_some(full)
+}
+
 impl ImapUrl {
+    /// The account (its full address) the URL's user names, for a server
+    /// whose accounts are `local@domain` (virtual domains). RFC 5092's
+    /// `iuserinfo` cannot hold a bare `@`, so a user writes either:
+    ///
+    /// * the whole address percent-encoded, on any host:
+    ///   `imap://joe%40example.com@imap.example.net/...` (an unencoded
+    ///   `joe@example.com@host` is read the same way);
+    /// * the local part, with the account's own domain as the host:
+    ///   `imap://joe@example.com/...`.
+    ///
+    /// `None` for a relative URL, or one with neither form. The caller
+    /// compares the result with the account's address without case.
+    pub fn owner(&self) -> Option<String> {
+        qualified(self.user.as_deref()?, self.host.as_deref())
+    }
+
+    /// The account an access identifier's user (`user+name`,
+    /// `submit+name`, RFC 4467 3) names, by the same rule: `name` when it
+    /// is a full address (`user+joe@example.com`,
+    /// `user+joe%40example.com`), else `name` in the domain of the URL's
+    /// owner (`user+joe` in a URL of `ann@example.com`'s is
+    /// `joe@example.com`).
+    pub fn access_user(&self, name: &str) -> Option<String> {
+        let owner = self.owner();
+        let domain = owner
+            .as_deref()
+            .and_then(|o| o.rsplit_once('@'))
+            .map(|(_, d)| d);
+        qualified(name, domain)
+    }
+
     /// The mailbox as a name: UTF-8, with INBOX in any case as `INBOX`.
     pub fn mailbox_name(&self) -> Option<String> {
         let name = String::from_utf8(self.mailbox.clone()).ok()?;
@@ -255,6 +315,72 @@ mod tests {
         ] {
             assert_eq!(parse(bad), None, "{bad}");
         }
+    }
+
+    /// RFC 5092 3.2 (iuserinfo and host) for accounts named
+    /// `local@domain`: the percent-encoded address on any host, or the
+    /// local part on the account's own domain; the same for RFC 4467 3's
+    /// `user+name` access identifiers.
+    #[test]
+    fn owners_of_virtual_domain_urls() {
+        for (url, owner) in [
+            (
+                "imap://testuser1@example.test/imaptest/;uid=1",
+                Some("testuser1@example.test"),
+            ),
+            (
+                "imap://testuser1@example.test:143/imaptest/;uid=1",
+                Some("testuser1@example.test"),
+            ),
+            (
+                "imap://joe%40example.com@imap.example.net/INBOX/;uid=1",
+                Some("joe@example.com"),
+            ),
+            (
+                "imap://joe%40example.com@[::1]:993/INBOX/;uid=1",
+                Some("joe@example.com"),
+            ),
+            (
+                "imap://joe@example.com@imap.example.net/INBOX/;uid=1",
+                Some("joe@example.com"),
+            ),
+            (
+                "imap://joe;AUTH=*@example.com/INBOX/;uid=1",
+                Some("joe@example.com"),
+            ),
+            ("imap://example.com/INBOX/;uid=1", None),
+            ("/INBOX/;uid=1", None),
+        ] {
+            let u = parse(url).unwrap();
+            assert_eq!(u.owner().as_deref(), owner, "{url}");
+        }
+        assert_eq!(
+            parse("imap://joe@[::1]:143/INBOX/;uid=1")
+                .unwrap()
+                .host
+                .as_deref(),
+            Some("[::1]")
+        );
+        let u = parse(
+            "imap://testuser1@example.test/imaptest/;uid=1;urlauth=user+testuser1@example.test",
+        )
+        .unwrap();
+        let Some(UrlAuth {
+            access: Access::User(who),
+            ..
+        }) = &u.urlauth
+        else {
+            panic!("{u:?}");
+        };
+        assert_eq!(
+            u.access_user(who).as_deref(),
+            Some("testuser1@example.test")
+        );
+        assert_eq!(u.access_user("bob").as_deref(), Some("bob@example.test"));
+        assert_eq!(u.access_user("bob@x.org").as_deref(), Some("bob@x.org"));
+        assert_eq!(u.access_user("@x.org"), None);
+        let r = parse("/INBOX/;uid=1").unwrap();
+        assert_eq!(r.access_user("bob"), None);
     }
 
     /// RFC 4467 2.1's example, and the rump the verifier covers.

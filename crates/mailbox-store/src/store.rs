@@ -1385,7 +1385,9 @@ impl Store {
             return Err(bad());
         }
         let (address, _) = on_backend!(self, account_by_id(account))?;
-        let owner = u.user.as_deref().and_then(|a| EmailAddress::parse(a).ok());
+        // The percent-encoded address on any host, or the local part on
+        // the account's own domain (ImapUrl::owner).
+        let owner = u.owner().and_then(|a| EmailAddress::parse(&a).ok());
         if !owner.is_some_and(|o| o.as_str().eq_ignore_ascii_case(&address)) {
             return Err(StoreError::Invalid(
                 "a URLAUTH URL names the user it belongs to".into(),
@@ -1446,7 +1448,10 @@ impl Store {
             Access::Anonymous | Access::AuthUser => {}
             Access::User(who) => {
                 let (me, _) = on_backend!(self, account_by_id(caller))?;
-                let who = EmailAddress::parse(who).map_err(|_| nf())?;
+                let who = u
+                    .access_user(who)
+                    .and_then(|w| EmailAddress::parse(&w).ok())
+                    .ok_or_else(nf)?;
                 if !who.as_str().eq_ignore_ascii_case(&me) {
                     return Err(nf());
                 }
@@ -1455,9 +1460,8 @@ impl Store {
             Access::Submit(_) => return Err(nf()),
         }
         let owner = u
-            .user
-            .as_deref()
-            .and_then(|a| EmailAddress::parse(a).ok())
+            .owner()
+            .and_then(|a| EmailAddress::parse(&a).ok())
             .ok_or_else(nf)?;
         // A missing account, mailbox or key takes the same steps as a
         // wrong verifier (a key lookup and an HMAC), so response times do

@@ -2,7 +2,7 @@
 //! and from IMAP URLs (RFC 5092) naming messages, or parts of them, on
 //! this server: this account's own
 //! (`/mailbox;UIDVALIDITY=n/;UID=n[/;SECTION=s][/;PARTIAL=o.l]`, or the
-//! same after `imap://user@host/` with this account's user), or any
+//! same after `imap://user@host/` naming this account), or any
 //! account's through a URLAUTH-authorized URL (RFC 4467) the store
 //! verifies; anything else is NO [BADURL]. URLFETCH reads URLs the same
 //! way (`url_content`).
@@ -125,14 +125,16 @@ impl Session {
             }
             return Ok(meta.map(|m| (m, raw)));
         }
-        // This account's user, or a relative URL; an absolute URL without
-        // a user asks for anonymous access (RFC 5092 3.2), not ours.
+        // This account's user (the percent-encoded address on any host,
+        // or the local part on the account's own domain: ImapUrl::owner),
+        // or a relative URL; an absolute URL without a user asks for
+        // anonymous access (RFC 5092 3.2), not ours.
         let absolute = url
             .get(..7)
             .is_some_and(|s| s.eq_ignore_ascii_case("imap://"));
-        match u.user.as_deref() {
-            Some(who) if who.eq_ignore_ascii_case(&self.user) => {}
-            None if !absolute => {}
+        match (u.user.as_deref(), u.owner()) {
+            (Some(_), Some(who)) if who.eq_ignore_ascii_case(&self.user) => {}
+            (None, _) if !absolute => {}
             _ => return Ok(None),
         }
         let Some(name) = u.mailbox_name() else {
