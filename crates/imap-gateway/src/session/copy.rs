@@ -58,6 +58,15 @@ impl Session {
         };
         self.added_here = (r.destination_uid_validity, r.destination_uids.clone());
         self.notify_own_change(&req_dest, r.destination_uids.len() as u32, unseen);
+        if r.source_uids.is_empty() {
+            // RFC 2180 4.3: every one of them was expunged by another
+            // session meanwhile; nothing was copied, which is no failure
+            // the client could have avoided. No COPYUID: its sets cannot
+            // be empty (RFC 4315 3).
+            return Ok(Done::ok(format!(
+                "[EXPUNGEISSUED] {verb} completed; the messages were expunged meanwhile"
+            )));
+        }
         let code = format!(
             "[COPYUID {} {} {}]",
             r.destination_uid_validity,

@@ -55,7 +55,7 @@ impl Session {
             StoreType::Remove => pb::FlagsMode::Remove,
         };
         let requested = pbflags.clone();
-        let asked = uids.len();
+        let asked = uids.clone();
         let r = c
             .store_flags(pb::StoreFlagsRequest {
                 mailbox,
@@ -72,7 +72,13 @@ impl Session {
         let silent = matches!(response, StoreResponse::Silent);
         // The store reports every message it found (changed or not) in
         // `updated` or `modified`; the rest were expunged meanwhile.
-        let gone = asked.saturating_sub(r.updated.len() + r.modified.len());
+        let found: std::collections::HashSet<u32> = r
+            .updated
+            .iter()
+            .map(|e| e.uid)
+            .chain(r.modified.iter().copied())
+            .collect();
+        let gone: Vec<u32> = asked.into_iter().filter(|u| !found.contains(u)).collect();
         for e in &r.updated {
             if let Some(f) = &e.flags {
                 self.announce_keywords(f);
@@ -84,8 +90,7 @@ impl Session {
         let mut out = Vec::new();
         // After .SILENT the client assumes its own change and nothing else;
         // if someone else's change is in the result (or was not told yet),
-        // it still gets a FETCH. So does every message of a STORE that ends
-        // NO (some were gone): the client cannot tell what was applied.
+        // it still gets a FETCH.
         let mut owed_fetch = Vec::new();
         for e in &r.updated {
             let Some(m) = view.position(e.uid).and_then(|i| view.msg_at(i)) else {
@@ -93,7 +98,6 @@ impl Session {
             };
             let new = e.flags.clone().unwrap_or_default();
             let told = silent
-                && gone == 0
                 && !view.pending_flags.contains(&e.uid)
                 && crate::view::same_flags(
                     &crate::view::apply_flags(&m.flags, mode, &requested),
@@ -124,6 +128,13 @@ impl Session {
         }
         let owed: std::collections::HashSet<u32> = owed_fetch.iter().copied().collect();
         view.pending_flags.extend(owed_fetch);
+        if !gone.is_empty() {
+            // RFC 2180 4.2: the store says these are gone; the view learns
+            // it now (they keep their numbers until an EXPUNGE may be
+            // sent), so no FETCH shows one of them, unchanged by this
+            // STORE, as if the STORE had left it so.
+            view.apply_expunged(&gone);
+        }
         let condstore = self.condstore;
         for (u, f, modseq) in &answered {
             let Some(i) = view.position(*u) else { continue };
@@ -170,10 +181,15 @@ impl Session {
                 uid_list(&failed)
             ));
         }
-        if gone > 0 {
-            // RFC 5530: someone else expunged some of them; the client
-            // learns which with the EXPUNGEs of its next command.
-            return Done::no("[EXPUNGEISSUED] Some messages were expunged meanwhile");
+        if !gone.is_empty() {
+            // RFC 2180 4.2: someone else expunged some of them; the change
+            // applies to the rest and the STORE succeeds (as Dovecot's
+            // does: a tagged NO is a failed user action to a client that
+            // could not have known). RFC 5530's EXPUNGEISSUED hints that
+            // the EXPUNGEs come with a later command.
+            return Done::ok(
+                "[EXPUNGEISSUED] STORE completed; some messages were expunged meanwhile",
+            );
         }
         Done::ok("STORE completed")
     }

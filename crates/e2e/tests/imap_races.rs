@@ -1,0 +1,186 @@
+//! Races between sessions that a client cannot avoid (issue #23), over raw
+//! sessions on both store backends: commands on messages another session
+//! expunged (RFC 2180 4.1-4.5, RFC 5530 EXPUNGEISSUED), new messages
+//! another session copied into the selected mailbox (RFC 9051 5.2, 7.4.1),
+//! and NOTIFY STATUS for other mailboxes (RFC 5465 5).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use e2e::{Backend, RawImap, TestImap, store_with_alice, tagged};
+
+async fn append(s: &mut RawImap, mailbox: &str, subject: &str) {
+    let m = format!("Subject: {subject}\r\n\r\nbody of {subject}\r\n");
+    s.ok(&format!("APPEND {mailbox} {{{}+}}\r\n{m}", m.len()))
+        .await;
+}
+
+/// A and B (logged in) select a new mailbox `name` holding four
+/// messages; B expunges message 2 (UID 2) and A has not been told yet.
+async fn message_2_expunged_by_b(a: &mut RawImap, b: &mut RawImap, name: &str) {
+    a.ok(&format!("CREATE {name}")).await;
+    for i in 1..=4 {
+        append(a, name, &format!("m{i}")).await;
+    }
+    a.ok(&format!("SELECT {name}")).await;
+    b.ok(&format!("SELECT {name}")).await;
+    b.ok("UID STORE 2 +FLAGS.SILENT (\\Deleted)").await;
+    let r = b.ok("UID EXPUNGE 2").await;
+    assert!(r.contains(&"* 2 EXPUNGE\r\n".to_string()), "{r:?}");
+}
+
+/// Two logged-in sessions on a fresh store.
+async fn two_sessions(imap: &TestImap) -> (RawImap, RawImap) {
+    let mut a = RawImap::connect(imap.imap).await;
+    a.login().await;
+    let mut b = RawImap::connect(imap.imap).await;
+    b.login().await;
+    (a, b)
+}
+
+/// Whether a command's lines tell an EXPUNGE (or VANISHED).
+fn tells_expunge(r: &[String]) -> bool {
+    r.iter()
+        .any(|l| l.starts_with("* ") && (l.ends_with(" EXPUNGE\r\n") || l.contains("VANISHED")))
+}
+
+/// RFC 2180 4.2 (STORE of a message another session expunged: the server
+/// may apply it to the rest and answer OK, as Dovecot does; a tagged NO is
+/// a failed user action to desktop clients), RFC 5530 (EXPUNGEISSUED as a
+/// hint in the OK), RFC 7162 3.1.3 (MODIFIED still reported for
+/// UNCHANGEDSINCE), RFC 9051 7.5.1 (no EXPUNGE during STORE).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_on_messages_expunged_elsewhere_is_ok() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let (store, _client) = store_with_alice(backend).await;
+        let imap = TestImap::start(&store.uri()).await;
+        let (mut a, mut b) = two_sessions(&imap).await;
+        // (commands first, the one checked, what its tagged OK says)
+        let cases: [(&[&str], &str, &str); 8] = [
+            (&[], "STORE 1:3 +FLAGS (\\Flagged)", "OK [EXPUNGEISSUED]"),
+            (&[], "STORE 2 +FLAGS (\\Seen)", "OK [EXPUNGEISSUED]"),
+            (
+                &[],
+                "STORE 2 +FLAGS.SILENT (\\Deleted)",
+                "OK [EXPUNGEISSUED]",
+            ),
+            (&[], "STORE 2:4 FLAGS.SILENT ($Junk)", "OK [EXPUNGEISSUED]"),
+            (&[], "UID STORE 2 +FLAGS (\\Answered)", "OK"),
+            (&[], "UID STORE 1:3 -FLAGS.SILENT (\\Seen)", "OK"),
+            // A changed message is MODIFIED, the gone one is not.
+            (
+                &["STORE 1 +FLAGS.SILENT (\\Seen)"],
+                "STORE 1:2 (UNCHANGEDSINCE 1) +FLAGS (\\Draft)",
+                "OK [MODIFIED 1]",
+            ),
+            (
+                &[],
+                "STORE 2:3 (UNCHANGEDSINCE 1000) +FLAGS (\\Draft)",
+                "OK [EXPUNGEISSUED]",
+            ),
+        ];
+        for (i, (before, c, want)) in cases.iter().enumerate() {
+            message_2_expunged_by_b(&mut a, &mut b, &format!("s{i}")).await;
+            for x in before.iter() {
+                a.ok(x).await;
+            }
+            let r = a.cmd(c).await;
+            let ctx = format!("{backend:?} {c}");
+            assert!(tagged(&r).contains(&format!(" {want}")), "{ctx}: {r:?}");
+            if !c.starts_with("UID ") {
+                assert!(!tells_expunge(&r), "{ctx}: EXPUNGE during STORE: {r:?}");
+            }
+            if i == 0 {
+                // Applied to the other two, each told with its flags.
+                for n in [1, 3] {
+                    let f = format!("* {n} FETCH (FLAGS (\\Flagged");
+                    assert!(r.iter().any(|l| l.starts_with(&f)), "{ctx}: {r:?}");
+                }
+                assert_eq!(r.len(), 3, "{ctx}: {r:?}");
+            }
+            // The next command that may tells the EXPUNGE; the change
+            // stayed on the others.
+            let r = a.ok("NOOP").await;
+            if !c.starts_with("UID ") {
+                assert!(r.contains(&"* 2 EXPUNGE\r\n".to_string()), "{ctx}: {r:?}");
+            }
+            let r = a.ok("UID FETCH 1:* (FLAGS)").await;
+            assert_eq!(r.len(), 4, "{ctx}: {r:?}");
+            if i == 0 {
+                assert!(
+                    r[0].contains("\\Flagged") && r[1].contains("\\Flagged"),
+                    "{r:?}"
+                );
+                assert!(!r[2].contains("\\Flagged"), "{r:?}");
+            }
+        }
+    }
+}
+
+/// RFC 2180 4.1 (FETCH of a message another session expunged: OK, with
+/// what can still be sent), 4.3 (COPY: the rest copied, OK, and no
+/// COPYUID naming nothing, RFC 4315 3), 4.4-4.5 (SEARCH, MOVE): no tagged
+/// NO or BAD for a race the client could not see coming, and no EXPUNGE
+/// during FETCH or SEARCH (RFC 9051 7.5.1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_copy_move_search_of_messages_expunged_elsewhere_are_ok() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let (store, _client) = store_with_alice(backend).await;
+        let imap = TestImap::start(&store.uri()).await;
+        let (mut a, mut b) = two_sessions(&imap).await;
+        a.ok("CREATE dest").await;
+        // (command, the COPYUID source set it answers with, if any)
+        let cases: [(&str, Option<&str>); 13] = [
+            ("FETCH 2 (FLAGS)", None),
+            ("FETCH 2 (BODY[])", None),
+            (
+                "FETCH 1:3 (UID FLAGS BODY.PEEK[HEADER] ENVELOPE BODYSTRUCTURE)",
+                None,
+            ),
+            ("FETCH 2 (BODY[TEXT] BINARY.PEEK[1])", None),
+            ("UID FETCH 2 (FLAGS BODY.PEEK[])", None),
+            ("SEARCH ALL", None),
+            ("SEARCH 2 BODY body", None),
+            ("UID SEARCH UID 1:3", None),
+            ("COPY 2 dest", None),
+            ("COPY 1:3 dest", Some("1,3")),
+            ("UID COPY 2 dest", None),
+            ("MOVE 2 dest", None),
+            ("MOVE 1:3 dest", Some("1,3")),
+        ];
+        for (i, (c, copied)) in cases.iter().enumerate() {
+            message_2_expunged_by_b(&mut a, &mut b, &format!("f{i}")).await;
+            let r = a.cmd(c).await;
+            let ctx = format!("{backend:?} {c}");
+            assert!(tagged(&r).contains(" OK "), "{ctx}: {r:?}");
+            if c.starts_with("FETCH") || c.starts_with("SEARCH") {
+                assert!(!tells_expunge(&r), "{ctx}: EXPUNGE during it: {r:?}");
+            }
+            let copyuid: Vec<&String> = r.iter().filter(|l| l.contains("[COPYUID ")).collect();
+            match copied {
+                None => assert!(copyuid.is_empty(), "{ctx}: COPYUID for nothing: {r:?}"),
+                Some(set) => {
+                    assert_eq!(copyuid.len(), 1, "{ctx}: {r:?}");
+                    let code = copyuid[0].split("[COPYUID ").nth(1).unwrap();
+                    let parts: Vec<&str> = code.split(']').next().unwrap().split(' ').collect();
+                    assert_eq!(parts.len(), 3, "{ctx}: {r:?}");
+                    assert_eq!(&parts[1], set, "{ctx}: {r:?}");
+                }
+            }
+            if c.starts_with("SEARCH ALL") {
+                // Message 2 is still numbered; it matches or not, but the
+                // others do.
+                assert!(
+                    r[0].starts_with("* SEARCH 1 ") && r[0].contains(" 3"),
+                    "{r:?}"
+                );
+            }
+            if c.starts_with("MOVE 1:3") {
+                // The moved ones and the one gone meanwhile are told gone.
+                let gone = r.iter().filter(|l| l.ends_with(" EXPUNGE\r\n")).count();
+                assert_eq!(gone, 3, "{ctx}: {r:?}");
+            }
+            a.ok("NOOP").await;
+        }
+        let r = a.ok("STATUS dest (MESSAGES)").await;
+        assert!(r[0].contains("(MESSAGES 4)"), "{backend:?}: {r:?}");
+    }
+}
