@@ -184,3 +184,72 @@ async fn fetch_copy_move_search_of_messages_expunged_elsewhere_are_ok() {
         assert!(r[0].contains("(MESSAGES 4)"), "{backend:?}: {r:?}");
     }
 }
+
+/// imaptest's `copy` group: session 1 COPYs into the mailbox session 2
+/// has selected; session 2's very next NOOP tells `* 3 EXISTS` (RFC 9051
+/// 5.2 and 7.4.1: a server tells the client of new messages; RFC 3501
+/// 6.1.2: NOOP is how a client polls for them), and the rest of the
+/// transcript works on them (no BAD for numbers the server never told, no
+/// disconnection).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_into_a_mailbox_another_session_has_selected() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        for round in 0..5 {
+            let (store, _client) = store_with_alice(backend).await;
+            let imap = TestImap::start(&store.uri()).await;
+            let mut s1 = RawImap::connect(imap.imap).await;
+            s1.login().await;
+            let mut s2 = RawImap::connect(imap.imap).await;
+            s2.login().await;
+            s1.ok("CREATE box").await;
+            s1.ok("SELECT box").await;
+            for i in 1..=5 {
+                append(&mut s1, "box", &format!("m{i}")).await;
+            }
+            s2.ok("CREATE box2").await;
+            s2.ok("SELECT box2").await;
+            s1.ok("STORE 1 FLAGS (\\Seen)").await;
+            s1.ok("STORE 2 FLAGS (\\Draft \\Flagged)").await;
+            s1.ok("STORE 5 FLAGS (\\Flagged $$keyword1 $$keyword2)")
+                .await;
+            s1.ok("COPY 1:2,4 box2").await;
+
+            let r = s2.ok("NOOP").await;
+            let ctx = format!("{backend:?} round {round}");
+            assert!(r.contains(&"* 3 EXISTS\r\n".to_string()), "{ctx}: {r:?}");
+            assert!(r.contains(&"* 3 RECENT\r\n".to_string()), "{ctx}: {r:?}");
+            let r = s2.ok("FETCH 1:3 (FLAGS INTERNALDATE)").await;
+            assert_eq!(r.len(), 4, "{ctx}: {r:?}");
+            assert!(
+                r[0].starts_with("* 1 FETCH (FLAGS (")
+                    && r[0].contains("\\Seen")
+                    && r[0].contains("\\Recent"),
+                "{ctx}: {r:?}"
+            );
+            assert!(
+                r[2].starts_with("* 3 FETCH (FLAGS (\\Recent)"),
+                "{ctx}: {r:?}"
+            );
+            let r = s2.ok("STORE 3 +FLAGS ($$keyword1 $$keyword2)").await;
+            assert!(r.iter().any(|l| l.contains("$$keyword2")), "{ctx}: {r:?}");
+
+            s1.ok("COPY 5 box2").await;
+            let r = s2.ok("NOOP").await;
+            assert!(r.contains(&"* 4 EXISTS\r\n".to_string()), "{ctx}: {r:?}");
+            let r = s2.ok("FETCH 4 (FLAGS)").await;
+            assert!(
+                r[0].contains("\\Flagged") && r[0].contains("$$keyword1"),
+                "{ctx}: {r:?}"
+            );
+            s2.ok("CLOSE").await;
+            // MOVE and APPEND into it are told the same way.
+            s2.ok("SELECT box2").await;
+            s1.ok("MOVE 3 box2").await;
+            let r = s2.ok("NOOP").await;
+            assert!(r.contains(&"* 5 EXISTS\r\n".to_string()), "{ctx}: {r:?}");
+            append(&mut s1, "box2", "appended").await;
+            let r = s2.ok("NOOP").await;
+            assert!(r.contains(&"* 6 EXISTS\r\n".to_string()), "{ctx}: {r:?}");
+        }
+    }
+}

@@ -229,6 +229,13 @@ pub struct Shared {
     /// breaks (the token it started with may be gone with its session).
     clients: Mutex<Vec<(u64, MailboxClient)>>,
     next_lease: std::sync::atomic::AtomicU64,
+    /// One `Changes` call at a time per view; `refreshes` counts those
+    /// begun, so a caller that finds one begun after it asked takes that
+    /// one's answer instead of making another (sessions polling at once),
+    /// unless it failed.
+    refreshing: tokio::sync::Mutex<()>,
+    refreshes: std::sync::atomic::AtomicU64,
+    refresh_failed: std::sync::atomic::AtomicBool,
 }
 
 struct State {
@@ -268,6 +275,9 @@ impl Shared {
             watcher: Mutex::new(None),
             clients: Mutex::new(Vec::new()),
             next_lease: std::sync::atomic::AtomicU64::new(0),
+            refreshing: tokio::sync::Mutex::new(()),
+            refreshes: std::sync::atomic::AtomicU64::new(0),
+            refresh_failed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -388,8 +398,27 @@ impl Shared {
     }
 
     /// Brings the view up to date with one `Changes` call (the Watch stream
-    /// may lag behind a write the client made on another connection).
-    pub async fn refresh(&self, mut client: MailboxClient) -> Result<(), Status> {
+    /// may lag behind a write the client made on another connection). A
+    /// call begun after this one was asked for answers it too: its
+    /// snapshot holds everything committed before the ask.
+    pub async fn refresh(&self, client: MailboxClient) -> Result<(), Status> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let asked = self.refreshes.load(SeqCst);
+        let _one = self.refreshing.lock().await;
+        // Begun (under the lock) after the ask, finished (the lock is
+        // ours), and answered: it covers this ask.
+        if self.refreshes.load(SeqCst) != asked && !self.refresh_failed.load(SeqCst) {
+            return Ok(());
+        }
+        self.refreshes.fetch_add(1, SeqCst);
+        // Failed until it answers (a call dropped half way covers none).
+        self.refresh_failed.store(true, SeqCst);
+        let r = self.changes(client).await;
+        self.refresh_failed.store(r.is_err(), SeqCst);
+        r
+    }
+
+    async fn changes(&self, mut client: MailboxClient) -> Result<(), Status> {
         let uid_validity = self.tx.borrow().uid_validity;
         let c = client
             .changes(pb::ChangesRequest {
@@ -508,7 +537,9 @@ async fn watch_loop(view: Weak<Shared>, mut client: MailboxClient, mailbox: Stri
             .watch(pb::WatchRequest {
                 mailbox: mailbox.clone(),
                 since_modseq: since,
-                claim_recent: claim,
+                // \Recent is claimed by `refresh` below, not by the
+                // stream: see there.
+                claim_recent: false,
             })
             .await
         {
@@ -517,6 +548,25 @@ async fn watch_loop(view: Weak<Shared>, mut client: MailboxClient, mailbox: Stri
                 while let Ok(Some(c)) = s.message().await {
                     backoff = Duration::from_millis(100);
                     let Some(v) = view.upgrade() else { return };
+                    // New messages in a read-write view: read with a
+                    // `Changes` call that claims their \Recent, one at a
+                    // time with the sessions' own (NOOP, a write to the
+                    // mailbox). Whichever claims them publishes the claim
+                    // with the messages, so no session is told of new
+                    // messages without their \Recent (RFC 3501 2.3.2)
+                    // because the stream took the claim and has not
+                    // delivered it yet.
+                    if claim && !c.gone && c.uid_next > v.tx.borrow().uid_next {
+                        // A session's client: the stream's may have logged
+                        // out with its session.
+                        let rc = v.client_for(0).unwrap_or_else(|| client.clone());
+                        match v.refresh(rc).await {
+                            Ok(()) => continue,
+                            Err(e) => {
+                                tracing::debug!(%mailbox, error = %e, "claiming \\Recent failed");
+                            }
+                        }
+                    }
                     v.apply(&c, true);
                     if c.gone {
                         v.forget();

@@ -24,13 +24,18 @@ impl Session {
         // Whether the tagged OK names the HIGHESTMODSEQ the client is now
         // in sync with (EXPUNGE once QRESYNC is enabled, RFC 7162 3.2.10).
         let mut tell_modseq = false;
-        // Whether to ask the store for changes before answering: only when
-        // the command added messages to the selected mailbox, which must be
-        // announced before its OK (RFC 9051 6.3.12). Everything else (NOOP
-        // polls included) is told from the Watch stream, which has usually
-        // delivered a change before the client asks: no store call.
+        // Whether to ask the store for changes before answering: when the
+        // command added messages to the selected mailbox, which must be
+        // announced before its OK (RFC 9051 6.3.12), and for NOOP and
+        // CHECK, the client's poll for news (RFC 9051 6.1.2): what another
+        // session finished before the poll was sent (a COPY into this
+        // mailbox, on this gateway or another) is told by it, even when
+        // the Watch stream has not delivered it yet. Sessions of the view
+        // polling at once share one store call. Everything else is told
+        // from the Watch stream: no store call.
         let sync = selected
             && match &cmd.body {
+                CommandBody::Noop | CommandBody::Check => true,
                 CommandBody::Append { mailbox, .. }
                 | CommandBody::Copy { mailbox, .. }
                 | CommandBody::Move { mailbox, .. } => {
