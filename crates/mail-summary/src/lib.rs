@@ -47,7 +47,7 @@
 use mail_parser::MessageParser;
 
 mod sort_keys;
-pub use sort_keys::{SortKeys, base_subject, sort_keys};
+pub use sort_keys::{SortKeys, base_subject, sort_keys, unicode_casemap};
 
 /// Maximum nesting depth (multipart and message/rfc822 levels) that is
 /// parsed. A multipart or message part found at this depth is treated as an

@@ -135,6 +135,30 @@ fn decode_words(name: &[u8]) -> String {
         .unwrap_or_else(|| text.trim().to_string())
 }
 
+/// The i;unicode-casemap form of a string (RFC 5051 2): each character
+/// by its (simple) title case, then compatibility-decomposed (NFKD), so
+/// that SORT's string keys compare the way Dovecot compares them (`É`
+/// sorts as `E` and an accent, beside `E`, not after `Z`). ASCII maps to
+/// its upper case, so for ASCII keys the order is i;ascii-casemap's.
+pub fn unicode_casemap(s: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    if s.is_ascii() {
+        return s.to_ascii_uppercase();
+    }
+    s.chars()
+        .map(|c| {
+            // A simple (one-character) mapping only, as RFC 5051 uses the
+            // titlecase property of each character; `ß` stays `ß`.
+            let mut up = c.to_uppercase();
+            match (up.next(), up.next()) {
+                (Some(u), None) => u,
+                _ => c,
+            }
+        })
+        .nfkd()
+        .collect()
+}
+
 /// Where the header ends (the blank line), or the whole message.
 fn header_end(raw: &[u8]) -> usize {
     let mut i = 0;
@@ -360,6 +384,26 @@ Message-ID: <m3@x.org>\r\nReferences: <m1@x.org>\r\n <m2@x.org>\r\nIn-Reply-To: 
         assert_eq!(k.sent_date, 0);
         assert_eq!(sort_keys(b""), SortKeys::default());
         assert_eq!(sort_keys(b"\xff\xfe\r\n\r\n").message_id, "");
+    }
+
+    /// RFC 5051 2 (i;unicode-casemap): title case, then NFKD.
+    #[test]
+    fn unicode_casemap_titlecases_and_decomposes() {
+        for (s, want) in [
+            ("Zed", "ZED"),
+            ("amy b@a.org", "AMY B@A.ORG"),
+            ("\u{c9}mile", "E\u{301}MILE"),
+            ("\u{e9}mile", "E\u{301}MILE"),
+            ("J\u{f6}rg", "JO\u{308}RG"),
+            ("stra\u{df}e", "STRA\u{df}E"),
+            ("", ""),
+        ] {
+            assert_eq!(unicode_casemap(s), want, "{s:?}");
+        }
+        // Accented names sort beside their base letters.
+        let mut names = vec!["Zed", "\u{c9}mile", "Emil", "Fay", "Adam"];
+        names.sort_by_key(|n| unicode_casemap(n));
+        assert_eq!(names, ["Adam", "Emil", "\u{c9}mile", "Fay", "Zed"]);
     }
 
     /// RFC 5256 3 (FROM, TO, CC: the addr-mailbox of the first address)

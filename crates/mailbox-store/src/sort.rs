@@ -29,9 +29,13 @@ impl Item {
     }
 }
 
-/// The i;ascii-casemap comparator's form of a string (RFC 4790 9.2).
+/// The form string keys are compared in: i;unicode-casemap (RFC 5051;
+/// [`mail_summary::unicode_casemap`]), as Dovecot compares them, which
+/// orders ASCII keys as i;ascii-casemap (RFC 4790 9.2) does and puts
+/// accented letters beside their base letters (RFC 5957 3 decodes display
+/// names to Unicode).
 fn casemap(s: &str) -> Vec<u8> {
-    s.bytes().map(|b| b.to_ascii_uppercase()).collect()
+    mail_summary::unicode_casemap(s).into_bytes()
 }
 
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
@@ -530,6 +534,30 @@ mod tests {
             vec![4, 3, 2, 1]
         );
         assert_eq!(sort(items, &[c(F::Arrival, true)]), vec![4, 3, 2, 1]);
+    }
+
+    /// RFC 5957 3 decodes display names to Unicode; compared as
+    /// i;unicode-casemap (RFC 5051), an accented name sorts beside its
+    /// base letter and case does not count, ASCII or not.
+    #[test]
+    fn display_keys_compare_as_unicode_casemap() {
+        let names = ["Zed", "\u{e9}mile", "Emil", "\u{c9}MILE", "fay", "", "Adam"];
+        let items: Vec<Item> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let mut it = item(i as u32 + 1, 0, "", "", &[]);
+                it.keys.display_to = (*n).into();
+                it
+            })
+            .collect();
+        let c = |reverse| pb::SortCriterion {
+            field: pb::SortField::DisplayTo as i32,
+            reverse,
+        };
+        // "", Adam, Emil, émile = ÉMILE (ties by number), fay, Zed.
+        assert_eq!(sort(items.clone(), &[c(false)]), vec![6, 7, 3, 2, 4, 5, 1]);
+        assert_eq!(sort(items, &[c(true)]), vec![1, 5, 2, 4, 3, 7, 6]);
     }
 
     #[test]
