@@ -253,3 +253,80 @@ async fn copy_into_a_mailbox_another_session_has_selected() {
         }
     }
 }
+
+/// RFC 5465 5 (and 3.1's STATUS): MessageNew and MessageExpunge go
+/// together only for the selected mailbox; for another mailbox either
+/// alone is a valid request (Dovecot takes it; imaptest's `notify` group
+/// sends it), answered OK with the STATUS of the mailbox; and no NOTIFY
+/// ends the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_status_with_one_message_event_for_another_mailbox() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let (store, _client) = store_with_alice(backend).await;
+        let imap = TestImap::start(&store.uri()).await;
+        let mut a = RawImap::connect(imap.imap).await;
+        a.login().await;
+        a.ok("CREATE box2").await;
+        append(&mut a, "box2", "one").await;
+        for c in [
+            "NOTIFY SET STATUS (MAILBOXES box2 (MessageExpunge))",
+            "NOTIFY SET STATUS (MAILBOXES box2 (MessageNew))",
+            "NOTIFY SET STATUS (MAILBOXES box2 (MessageNew MessageExpunge))",
+            "NOTIFY SET STATUS (MAILBOXES box2 (MessageNew MessageExpunge FlagChange))",
+        ] {
+            let r = a.cmd(c).await;
+            assert!(tagged(&r).contains(" OK "), "{backend:?} {c}: {r:?}");
+            assert!(
+                r.iter().any(
+                    |l| l.starts_with("* STATUS \"box2\" (MESSAGES 1 UIDNEXT 2 ")
+                        || l.starts_with("* STATUS box2 (MESSAGES 1 UIDNEXT 2 ")
+                ),
+                "{backend:?} {c}: {r:?}"
+            );
+        }
+        // The two sent at once (a client pipelining them): both OK, and
+        // the session goes on.
+        a.send(
+            b"p1 NOTIFY SET STATUS (MAILBOXES box2 (MessageExpunge))\r\n\
+              p2 NOTIFY SET STATUS (MAILBOXES box2 (MessageNew))\r\n",
+        )
+        .await;
+        let seen = a.until("p2 ").await;
+        for t in ["p1 OK", "p2 OK"] {
+            assert!(
+                seen.iter().any(|l| l.starts_with(t)),
+                "{backend:?}: {seen:?}"
+            );
+        }
+        a.ok("NOOP").await;
+        // For SELECTED the pair is still required (RFC 5465 5).
+        a.ok("SELECT INBOX").await;
+        let r = a.cmd("NOTIFY SET (SELECTED (MessageNew))").await;
+        assert!(tagged(&r).contains(" BAD "), "{backend:?}: {r:?}");
+        a.ok("NOOP").await;
+
+        // Events for each alone: another session adds to box2 and
+        // expunges from it; MessageNew alone hears the first, not the
+        // second, and the other way round.
+        let mut b = RawImap::connect(imap.imap).await;
+        b.login().await;
+        a.ok("NOTIFY SET (MAILBOXES box2 (MessageNew))").await;
+        append(&mut b, "box2", "two").await;
+        let seen = a.until("* STATUS").await;
+        assert!(
+            seen.last().unwrap().contains("(MESSAGES 2 UIDNEXT 3"),
+            "{backend:?}: {seen:?}"
+        );
+        a.ok("NOTIFY SET (MAILBOXES box2 (MessageExpunge))").await;
+        b.ok("SELECT box2").await;
+        b.ok("STORE 1 +FLAGS.SILENT (\\Deleted)").await;
+        b.ok("EXPUNGE").await;
+        let seen = a.until("* STATUS").await;
+        assert!(
+            seen.last().unwrap().contains("(MESSAGES 1 UIDNEXT 3"),
+            "{backend:?}: {seen:?}"
+        );
+        let r = a.ok("NOOP").await;
+        assert_eq!(r.len(), 1, "{backend:?}: {r:?}");
+    }
+}

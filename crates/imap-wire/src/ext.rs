@@ -797,7 +797,9 @@ impl NotifyEvent {
 
 /// Parses NOTIFY; `Ok(None)` for another command. The rules of RFC 5465 5
 /// and 6.1 that make a command BAD are checked here: MessageNew and
-/// MessageExpunge together, FlagChange / AnnotationChange only with both,
+/// MessageExpunge together for SELECTED / SELECTED-DELAYED (one alone is
+/// taken for other mailboxes, as Dovecot does), FlagChange /
+/// AnnotationChange only with both,
 /// only message events (and fetch-atts) for SELECTED / SELECTED-DELAYED,
 /// and at most one of those.
 pub fn parse_notify(msg: &[u8]) -> Result<Option<NotifyCommand>, ExtError> {
@@ -927,9 +929,13 @@ pub fn parse_notify(msg: &[u8]) -> Result<Option<NotifyCommand>, ExtError> {
         let has = |f: fn(&NotifyEvent) -> bool| events.iter().any(f);
         let new = has(|e| matches!(e, NotifyEvent::MessageNew(_)));
         let expunge = has(|e| matches!(e, NotifyEvent::MessageExpunge));
-        if new != expunge {
+        // For the selected mailbox the two go together (RFC 5465 5): its
+        // message numbers are only right with both. For other mailboxes
+        // each is a STATUS trigger of its own, and one alone is taken, as
+        // Dovecot takes it (clients and test suites send it).
+        if selected && new != expunge {
             return Err(ExtError::Syntax(
-                "MessageNew and MessageExpunge go together (RFC 5465 5)",
+                "MessageNew and MessageExpunge go together for SELECTED (RFC 5465 5)",
             ));
         }
         if !new && has(|e| matches!(e, NotifyEvent::FlagChange | NotifyEvent::AnnotationChange)) {
@@ -2257,7 +2263,30 @@ mod tests {
             }))
         );
         assert_eq!(parse_notify(b"a NOOP\r\n"), Ok(None));
+        // One of MessageNew / MessageExpunge alone, for another mailbox.
+        for (line, event) in [
+            (
+                &b"a NOTIFY SET STATUS (MAILBOXES box2 (MessageExpunge))\r\n"[..],
+                E::MessageExpunge,
+            ),
+            (
+                b"a NOTIFY SET STATUS (MAILBOXES box2 (MessageNew))\r\n",
+                E::MessageNew(None),
+            ),
+        ] {
+            assert_eq!(
+                parse_notify(line),
+                Ok(Some(NotifyCommand::Set {
+                    status: true,
+                    groups: vec![NotifyGroup {
+                        filter: F::Mailboxes(vec![b"box2".to_vec()]),
+                        events: vec![event],
+                    }]
+                }))
+            );
+        }
         for bad in [
+            b"a NOTIFY SET (selected-delayed (MessageExpunge))\r\n",
             &b"a NOTIFY\r\n"[..],
             b"a NOTIFY SET\r\n",
             b"a NOTIFY SET (selected (MessageNew))\r\n",

@@ -45,7 +45,10 @@ enum Filter {
 
 struct Group {
     filter: Filter,
-    messages: bool,
+    /// MessageNew; for a mailbox other than the selected one it may come
+    /// without MessageExpunge, and the other way round.
+    new: bool,
+    expunge: bool,
     flags: bool,
     names: bool,
     subscriptions: bool,
@@ -114,20 +117,29 @@ impl Drop for NotifyState {
 
 impl NotifyState {
     /// The events that apply to a (non-selected) mailbox: (messages,
-    /// flags, names, subscriptions).
+    /// flags, names, subscriptions); messages is MessageNew or
+    /// MessageExpunge (see [`NotifyState::message_events`]).
     fn events_for(&self, name: &str, subscribed: bool) -> (bool, bool, bool, bool) {
-        let mut e = (false, false, false, false);
+        let (new, expunge) = self.message_events(name, subscribed);
+        let mut e = (new || expunge, false, false, false);
         for g in self
             .groups
             .iter()
             .filter(|g| g.filter.matches(name, subscribed))
         {
-            e.0 |= g.messages;
             e.1 |= g.flags;
             e.2 |= g.names;
             e.3 |= g.subscriptions;
         }
         e
+    }
+
+    /// (MessageNew, MessageExpunge) for a (non-selected) mailbox.
+    fn message_events(&self, name: &str, subscribed: bool) -> (bool, bool) {
+        self.groups
+            .iter()
+            .filter(|g| g.filter.matches(name, subscribed))
+            .fold((false, false), |(n, x), g| (n || g.new, x || g.expunge))
     }
 
     /// The mailboxes of `list` to watch for message events.
@@ -203,7 +215,8 @@ impl Session {
         };
         for NotifyGroup { filter, events } in groups {
             let has = |f: fn(&NotifyEvent) -> bool| events.iter().any(f);
-            let messages = has(|e| matches!(e, NotifyEvent::MessageNew(_)));
+            let new = has(|e| matches!(e, NotifyEvent::MessageNew(_)));
+            let expunge = has(|e| matches!(e, NotifyEvent::MessageExpunge));
             let flags = has(|e| matches!(e, NotifyEvent::FlagChange));
             let names = |raw: Vec<Vec<u8>>| -> Vec<String> {
                 // A name that cannot be decoded names no mailbox: ignored
@@ -226,7 +239,8 @@ impl Session {
                     }
                     state.selected = Some(SelectedEvents {
                         delayed: matches!(filter, NotifyFilter::SelectedDelayed),
-                        messages,
+                        // Both or neither (the parser's rule for SELECTED).
+                        messages: new && expunge,
                         flags,
                         fetch_atts,
                     });
@@ -240,7 +254,8 @@ impl Session {
             };
             state.groups.push(Group {
                 filter,
-                messages,
+                new,
+                expunge,
                 flags,
                 names: has(|e| matches!(e, NotifyEvent::MailboxName)),
                 subscriptions: has(|e| matches!(e, NotifyEvent::SubscriptionChange)),
@@ -402,16 +417,21 @@ impl Session {
             };
             let old = w.status.clone();
             let subscribed = state.list.iter().any(|m| m.name == name && m.subscribed);
-            let (msg, flags, _, _) = state.events_for(&name, subscribed);
+            let (_, flags, _, _) = state.events_for(&name, subscribed);
+            let (new_events, expunge_events) = state.message_events(&name, subscribed);
             let Some(st) = self.fresh_status(&name).await else {
                 continue;
             };
             let mut items = Vec::new();
             let (own, own_unseen) = added.get(&name).copied().unwrap_or((0, 0));
-            let counts = st.messages != old.messages.saturating_add(own)
-                || st.uid_next != old.uid_next.saturating_add(own);
+            // Someone else added messages (UIDs beyond this command's own);
+            // some were expunged (fewer than if every new UID had stayed).
+            let arrived = st.uid_next != old.uid_next.saturating_add(own);
+            let allocated = st.uid_next.saturating_sub(old.uid_next);
+            let expunged = st.messages < old.messages.saturating_add(allocated);
+            let counts = (new_events && arrived) || (expunge_events && expunged);
             let unseen_changed = st.unseen != old.unseen.saturating_add(own_unseen);
-            if msg && counts {
+            if counts {
                 items.push(format!("MESSAGES {}", st.messages));
                 items.push(format!("UIDNEXT {}", st.uid_next));
             }
@@ -420,7 +440,7 @@ impl Session {
             {
                 items.push(format!("UIDVALIDITY {}", st.uid_validity));
             }
-            if (flags || (msg && counts)) && unseen_changed {
+            if (flags || counts) && unseen_changed {
                 items.push(format!("UNSEEN {}", st.unseen));
             }
             if self.condstore && !items.is_empty() && st.highest_modseq != old.highest_modseq {
