@@ -231,10 +231,27 @@ async fn good_client(s: &System, n: usize) {
     );
 }
 
-async fn read_all(t: &mut TcpStream, limit: Duration) -> String {
+/// Reads until `done` holds for what came so far or the peer closes; the
+/// minute is a guard against hanging, not a bound on how soon the answer
+/// comes (the assertions on what was read decide).
+async fn read_until(t: &mut TcpStream, done: impl Fn(&str) -> bool) -> String {
     let mut out = Vec::new();
-    let _ = tokio::time::timeout(limit, t.read_to_end(&mut out)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(60), async {
+        let mut buf = [0u8; 4096];
+        while !done(&String::from_utf8_lossy(&out)) {
+            match t.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Everything until the peer closes (at most a minute: a hang guard).
+async fn read_all(t: &mut TcpStream) -> String {
+    read_until(t, |_| false).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -262,7 +279,7 @@ async fn abusers_are_bounded_and_others_are_served() {
             }
         }
         let _ = t.write_all(b"\r\n").await;
-        let got = read_all(&mut t, Duration::from_secs(5)).await;
+        let got = read_until(&mut t, |got| got.to_lowercase().contains("too long")).await;
         assert!(got.to_lowercase().contains("too long"), "{name}: {got}");
         let _ = start;
     }
@@ -322,7 +339,7 @@ async fn abusers_are_bounded_and_others_are_served() {
     ] {
         let mut t = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
         t.write_all(bytes).await.unwrap();
-        let got = read_all(&mut t, Duration::from_secs(2)).await;
+        let got = read_until(&mut t, |got| !got.is_empty()).await;
         assert!(!got.is_empty(), "no answer to invalid bytes on {port}");
     }
 
@@ -336,7 +353,7 @@ async fn abusers_are_bounded_and_others_are_served() {
             .await
             .unwrap();
         let mut buf = [0u8; 64];
-        let n = tokio::time::timeout(Duration::from_secs(5), t.read(&mut buf))
+        let n = tokio::time::timeout(Duration::from_secs(30), t.read(&mut buf))
             .await
             .unwrap()
             .unwrap();
@@ -370,12 +387,13 @@ async fn abusers_are_bounded_and_others_are_served() {
             t.write_all(&[*b]).await.unwrap();
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        read_all(&mut t, Duration::from_millis(500)).await
+        // The greeting, then the answer to the slowly sent USER.
+        read_until(&mut t, |got| got.matches('\n').count() >= 2).await
     });
     good_client(&s, 1).await;
     let got = slow.await.unwrap();
     assert!(
-        got.contains("+OK"),
+        got.starts_with("+OK") && got.matches('\n').count() >= 2,
         "slow sender not eventually answered: {got}"
     );
 
@@ -392,7 +410,7 @@ async fn abusers_are_bounded_and_others_are_served() {
         t.write_all(b"a LOGIN alice@example.org wrong\r\nb LOGOUT\r\n")
             .await
             .unwrap();
-        outcomes.push(read_all(&mut t, Duration::from_secs(5)).await);
+        outcomes.push(read_all(&mut t).await);
     }
     assert!(
         outcomes[..5]
@@ -405,7 +423,7 @@ async fn abusers_are_bounded_and_others_are_served() {
         "throttle not shared: {outcomes:?}"
     );
 
-    let got = read_all(&mut stalled, Duration::from_secs(40)).await;
+    let got = read_all(&mut stalled).await;
     let _ = got; // closed without a reply: read_to_end returned
     let closed = matches!(stalled.read(&mut [0u8; 1]).await, Ok(0) | Err(_));
     assert!(closed, "a TLS handshake that never finishes is not closed");

@@ -500,7 +500,7 @@ async fn sigterm_finishes_smtp_data_and_says_bye_to_idle_imap() {
     );
     let bye = smtp_reply(&mut r).await;
     assert!(bye.starts_with("421"), "{bye}");
-    let st = tokio::task::spawn_blocking(move || wait_exit(&mut smtp, Duration::from_secs(10)))
+    let st = tokio::task::spawn_blocking(move || wait_exit(&mut smtp, Duration::from_secs(60)))
         .await
         .unwrap();
     assert!(st.success(), "smtp-ingest exit status {st:?}");
@@ -530,12 +530,12 @@ async fn sigterm_finishes_smtp_data_and_says_bye_to_idle_imap() {
     }
     sigterm(&imap);
     line.clear();
-    tokio::time::timeout(Duration::from_secs(10), r.read_line(&mut line))
+    tokio::time::timeout(Duration::from_secs(60), r.read_line(&mut line))
         .await
         .unwrap()
         .unwrap();
     assert!(line.starts_with("* BYE"), "{line}");
-    let st = tokio::task::spawn_blocking(move || wait_exit(&mut imap, Duration::from_secs(10)))
+    let st = tokio::task::spawn_blocking(move || wait_exit(&mut imap, Duration::from_secs(60)))
         .await
         .unwrap();
     assert!(st.success(), "imap-gateway exit status {st:?}");
@@ -595,7 +595,7 @@ async fn replaced_certificate_files_are_served_without_restart() {
     assert_ne!(normalise(&first), normalise(&second));
     wait_until(
         "the new certificate served",
-        Duration::from_secs(15),
+        Duration::from_secs(60),
         || {
             let want = normalise(&second);
             async move {

@@ -637,8 +637,9 @@ async fn errors_and_connections_are_limited() {
         if line.starts_with("220") {
             held.push(r);
         } else {
+            // A guard against hanging, not a bound on how soon.
             assert!(
-                start.elapsed() < Duration::from_secs(5),
+                start.elapsed() < Duration::from_secs(60),
                 "slot never released: {line}"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
