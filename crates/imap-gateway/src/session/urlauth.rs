@@ -165,7 +165,9 @@ impl Session {
             return Ok(line);
         }
         if a.body_part_structure {
-            let Some(bs) = content.structure() else {
+            // With BINARY, the structure of the data BINARY returns.
+            let decoded = if a.binary { content.decoded() } else { None };
+            let Some(bs) = content.structure(decoded.as_deref()) else {
                 return Ok(nil(line));
             };
             line.extend_from_slice(b" (BODYPARTSTRUCTURE ");
@@ -244,13 +246,45 @@ impl<'a> UrlContent<'a> {
         Some(self.partial(data))
     }
 
-    /// The BODYSTRUCTURE of the part the URL names (RFC 5524 3).
-    fn structure(&self) -> Option<Vec<u8>> {
+    /// The whole part the URL names with its transfer encoding undone
+    /// (no partial applied); `None` as for [`Self::binary`].
+    fn decoded(&self) -> Option<Vec<u8>> {
+        let part = part_numbers(self.url.section.as_deref())?;
+        crate::structure::binary_bytes(self.raw, &self.body, &part).ok()
+    }
+
+    /// The BODYSTRUCTURE of the part the URL names (RFC 5524 3). Given
+    /// the part's `decoded` bytes (BINARY asked for too), a single part
+    /// is described as BINARY returns it (RFC 5524 3.2, as Dovecot does):
+    /// no transfer encoding left (`7bit`, `8bit`, or `binary` when it
+    /// holds a NUL), the decoded size, 0 lines. A multipart or message
+    /// part is described as stored, as BINARY returns it as stored.
+    fn structure(&self, decoded: Option<&[u8]>) -> Option<Vec<u8>> {
         let part = part_numbers(self.url.section.as_deref())?;
         let b = if part.is_empty() {
             &self.body
         } else {
             crate::structure::resolve_part(&self.body, &part)?
+        };
+        let converted;
+        let b = match decoded {
+            Some(data) if b.parts.is_empty() && b.message_body.is_none() => {
+                let encoding: &[u8] = if data.contains(&0) {
+                    b"binary"
+                } else if data.is_ascii() {
+                    b"7bit"
+                } else {
+                    b"8bit"
+                };
+                converted = pb::BodyPart {
+                    encoding: encoding.to_vec(),
+                    size: data.len() as u64,
+                    lines: 0,
+                    ..b.clone()
+                };
+                &converted
+            }
+            _ => b,
         };
         let bs = crate::structure::body_structure(b, true);
         let one = crate::fetch::encode(1, vec![MessageDataItem::BodyStructure(bs)]);
