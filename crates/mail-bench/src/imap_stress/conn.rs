@@ -14,7 +14,7 @@ use imap_codec::imap_types::response::{Code, Response, Status, StatusKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::model::{Cmd, Model, RecentRegistry};
+use super::model::{Cmd, Model, Registry};
 use super::{Shared, Violation};
 
 /// Lines of transcript kept per session.
@@ -95,6 +95,13 @@ impl Conn {
         }
     }
 
+    /// The server ended the connection: a violation unless after LOGOUT.
+    fn lost(&mut self, how: &str) {
+        if let Some(rule) = self.model.disconnected(how) {
+            self.violation(rule);
+        }
+    }
+
     fn violation(&self, rule: String) {
         let v = Violation {
             session: self.model.session,
@@ -124,8 +131,18 @@ impl Conn {
             }
             let n = tokio::time::timeout(RESPONSE_TIMEOUT, self.tcp.read(&mut self.buf))
                 .await
-                .map_err(|_| anyhow::anyhow!("no response within {RESPONSE_TIMEOUT:?}"))??;
-            anyhow::ensure!(n > 0, "connection closed by the server");
+                .map_err(|_| anyhow::anyhow!("no response within {RESPONSE_TIMEOUT:?}"))?;
+            let n = match n {
+                Ok(0) => {
+                    self.lost("connection closed by the server");
+                    anyhow::bail!("connection closed by the server");
+                }
+                Ok(n) => n,
+                Err(e) => {
+                    self.lost(&format!("connection error: {e}"));
+                    return Err(e.into());
+                }
+            };
             self.frag.enqueue_bytes(&self.buf[..n]);
         }
     }
@@ -142,8 +159,8 @@ impl Conn {
     }
 
     /// Feeds one response to the model; reports what it breaks.
-    fn check(&mut self, r: &Response<'static>, recent: &RecentRegistry) {
-        for rule in self.model.on_response(r, recent) {
+    fn check(&mut self, r: &Response<'static>, registry: &Registry) {
+        for rule in self.model.on_response(r, registry) {
             self.violation(rule);
         }
     }
@@ -159,7 +176,7 @@ impl Conn {
     ) -> anyhow::Result<(Outcome, Duration)> {
         let tag = self.tag();
         let started = Instant::now();
-        self.model.begin(cmd);
+        self.model.begin(cmd, &self.shared.registry);
         let head = match literal {
             Some(l) => format!("{tag} {line} {{{}}}\r\n", l.len()),
             None => format!("{tag} {line}\r\n"),
@@ -179,7 +196,7 @@ impl Conn {
                 self.tcp.write_all(&bytes).await?;
                 continue;
             }
-            self.check(&r, &shared.recent);
+            self.check(&r, &shared.registry);
             match r {
                 Response::Status(Status::Tagged(t)) if t.tag.inner() == tag => {
                     return Ok((
@@ -194,6 +211,7 @@ impl Conn {
                 Response::Status(Status::Bye(b))
                     if !matches!(self.model.current(), Some(Cmd::Logout)) =>
                 {
+                    self.lost(&format!("BYE {}", b.text));
                     anyhow::bail!("BYE from the server: {}", b.text);
                 }
                 _ => {}

@@ -10,14 +10,26 @@
 //! - a sequence number keeps its UID until an EXPUNGE renumbers it, and UIDs
 //!   ascend with sequence numbers (RFC 9051 2.3.1.1);
 //! - \Recent is shown for a message in at most one session
-//!   (RFC 3501 2.3.2), checked across sessions through [`RecentRegistry`];
+//!   (RFC 3501 2.3.2), checked across sessions through [`Registry`];
 //! - APPEND to the selected mailbox is followed by EXISTS before its tagged
 //!   OK (RFC 9051 6.3.12);
 //! - a STORE's own FETCH responses show the flags it set (RFC 9051 6.4.6);
 //! - STATUS of the selected mailbox agrees with the session's view;
 //! - UID FETCH responses carry the UID (RFC 9051 6.4.9);
 //! - BAD to a well-formed command, or a response that does not parse, is a
-//!   fault of the server.
+//!   fault of the server;
+//! - so is a tagged NO to a command the client could not have known would
+//!   fail: STORE, FETCH, COPY... of messages another session expunged meanwhile
+//!   (RFC 2180 4: Dovecot answers OK), anything but a server condition
+//!   (UNAVAILABLE, OVERQUOTA);
+//! - a message another session added (APPEND, COPY, MOVE: its tagged OK
+//!   came back) is told by EXISTS at the latest in the response to a NOOP
+//!   sent after that OK (RFC 9051 6.1.2, 7.4.1): checked when its UID shows
+//!   at a number announced only after such a NOOP, through [`Registry`];
+//! - COPY into the selected mailbox is followed by EXISTS before its tagged
+//!   OK, as APPEND is (RFC 9051 6.3.12, 6.4.7);
+//! - the server never ends the connection except after LOGOUT (an
+//!   unexpected disconnection, or BYE, is what a user sees as a failure).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
@@ -28,14 +40,46 @@ use imap_codec::imap_types::mailbox::Mailbox;
 use imap_codec::imap_types::response::{Code, Data, Response, Status, StatusKind};
 use imap_codec::imap_types::status::StatusDataItem;
 
-/// Which session first saw \Recent on a message, across every session of a
-/// run: (account, UIDVALIDITY, UID) -> session id.
+/// What the sessions of a run share: which session first saw \Recent on a
+/// message ((account, UIDVALIDITY, UID) -> session id), which messages a
+/// session added and when its OK came back, and the clock those moments
+/// are read from (a counter: a later tick happened after, across threads).
 #[derive(Default)]
-pub struct RecentRegistry {
+pub struct Registry {
     seen: Mutex<HashMap<(String, u32, u32), u64>>,
+    /// (account, UIDVALIDITY) -> UID -> tick of the adding command's OK.
+    added: Mutex<HashMap<(String, u32), HashMap<u32, u64>>>,
+    clock: std::sync::atomic::AtomicU64,
 }
 
-impl RecentRegistry {
+impl Registry {
+    /// The moment now, on the run's clock.
+    pub fn tick(&self) -> u64 {
+        self.clock.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1
+    }
+
+    /// Records UIDs a session added to a mailbox, its OK received now.
+    fn add(&self, account: &str, uid_validity: u32, uids: &[u32]) {
+        let now = self.tick();
+        let mut added = self.added.lock().unwrap_or_else(|p| p.into_inner());
+        let m = added
+            .entry((account.to_string(), uid_validity))
+            .or_default();
+        for &u in uids {
+            m.entry(u).or_insert(now);
+        }
+    }
+
+    /// Whether `uid` was added (its OK received) before tick `at`.
+    fn added_before(&self, account: &str, uid_validity: u32, uid: u32, at: u64) -> Option<u64> {
+        let added = self.added.lock().unwrap_or_else(|p| p.into_inner());
+        added
+            .get(&(account.to_string(), uid_validity))
+            .and_then(|m| m.get(&uid))
+            .copied()
+            .filter(|&t| t < at)
+    }
+
     /// Records that `session` saw \Recent; returns the other session that
     /// saw it first, if any.
     fn claim(&self, account: &str, uid_validity: u32, uid: u32, session: u64) -> Option<u64> {
@@ -81,8 +125,16 @@ pub enum Cmd {
     Expunge,
     /// APPEND to INBOX (the selected mailbox when one is).
     Append,
+    /// COPY or MOVE (`remove`), into the selected mailbox or not.
+    Copy {
+        uid: bool,
+        remove: bool,
+        to_selected: bool,
+    },
     Noop,
     Logout,
+    /// Any other command (NOTIFY, SEARCH...): only the general rules.
+    Other(&'static str),
 }
 
 impl Cmd {
@@ -98,8 +150,29 @@ impl Cmd {
             Cmd::Store { uid: true, .. } => "UID STORE",
             Cmd::Expunge => "EXPUNGE",
             Cmd::Append => "APPEND",
+            Cmd::Copy {
+                uid: false,
+                remove: false,
+                ..
+            } => "COPY",
+            Cmd::Copy {
+                uid: true,
+                remove: false,
+                ..
+            } => "UID COPY",
+            Cmd::Copy {
+                uid: false,
+                remove: true,
+                ..
+            } => "MOVE",
+            Cmd::Copy {
+                uid: true,
+                remove: true,
+                ..
+            } => "UID MOVE",
             Cmd::Noop => "NOOP",
             Cmd::Logout => "LOGOUT",
+            Cmd::Other(name) => name,
         }
     }
 
@@ -126,6 +199,12 @@ pub struct Selected {
     /// Lower-cased keywords of the last FLAGS response.
     pub keywords: HashSet<String>,
     pub uid_next: u32,
+    /// Per message: announced (by EXISTS) after the NOOP sent at this
+    /// tick had completed; cleared once its UID is checked.
+    late: Vec<Option<u64>>,
+    /// The tick at which the last NOOP that ended OK was sent: everything
+    /// added before it has been told.
+    polled: Option<u64>,
 }
 
 impl Selected {
@@ -157,8 +236,12 @@ struct InFlight {
     /// STORE targets whose first FETCH was already checked.
     store_checked: HashSet<u32>,
     /// STORE echoes that did not show the change: violations if the STORE
-    /// ends OK (after NO [EXPUNGEISSUED] the FETCH may be someone else's).
+    /// ends OK.
     echo_mismatch: Vec<String>,
+    /// When it was sent, on the run's clock.
+    sent: u64,
+    /// COPYUID of a MOVE, which comes in an untagged OK (RFC 6851 4.3).
+    copyuid: Option<(u32, Vec<u32>)>,
 }
 
 /// One session's model.
@@ -187,8 +270,8 @@ impl Model {
         self.cmd.as_ref().map(|c| &c.cmd)
     }
 
-    /// A command was sent.
-    pub fn begin(&mut self, cmd: Cmd) {
+    /// A command was sent (`reg` gives the moment).
+    pub fn begin(&mut self, cmd: Cmd, reg: &Registry) {
         if let Cmd::Select { read_only } = cmd {
             // SELECT closes the previous mailbox whatever its outcome.
             self.selected = None;
@@ -204,7 +287,23 @@ impl Model {
             expunged: 0,
             store_checked: HashSet::new(),
             echo_mismatch: Vec::new(),
+            sent: reg.tick(),
+            copyuid: None,
         });
+    }
+
+    /// The server closed the connection (or said BYE) during the current
+    /// command: a violation unless that command was LOGOUT.
+    pub fn disconnected(&mut self, how: &str) -> Option<String> {
+        let cmd = self.cmd.take();
+        match cmd.as_ref().map(|c| &c.cmd) {
+            Some(Cmd::Logout) => None,
+            Some(c) => Some(format!(
+                "unexpected disconnection during {}: {how}",
+                c.name()
+            )),
+            None => Some(format!("unexpected disconnection between commands: {how}")),
+        }
     }
 
     /// The view responses apply to: the mailbox being opened, or the
@@ -217,7 +316,7 @@ impl Model {
     }
 
     /// One response from the server; returns the rules it broke.
-    pub fn on_response(&mut self, r: &Response<'_>, recent: &RecentRegistry) -> Vec<String> {
+    pub fn on_response(&mut self, r: &Response<'_>, recent: &Registry) -> Vec<String> {
         let mut v = Vec::new();
         match r {
             Response::Data(d) => self.on_data(d, recent, &mut v),
@@ -228,17 +327,23 @@ impl Model {
             }
             Response::Status(Status::Tagged(t)) => {
                 let ok = t.body.kind == StatusKind::Ok;
+                let name = self.cmd.as_ref().map_or("command", |c| c.cmd.name());
                 if t.body.kind == StatusKind::Bad {
-                    v.push(format!(
-                        "BAD for a well-formed {}: {}",
-                        self.cmd.as_ref().map_or("command", |c| c.cmd.name()),
-                        t.body.text
-                    ));
+                    v.push(format!("BAD for a well-formed {name}: {}", t.body.text));
+                }
+                // A NO the client could not have seen coming: every
+                // command of the mix is valid in its state, and a race
+                // with another session (an expunge) is no reason (RFC 2180
+                // 4). A server condition (a store outage, a full quota) is.
+                let code = t.body.code.as_ref().map(code_name).unwrap_or_default();
+                let condition = code == "UNAVAILABLE" || code == "OVERQUOTA";
+                if t.body.kind == StatusKind::No && !condition {
+                    v.push(format!("NO [{code}] to {name}: {}", t.body.text));
                 }
                 if let Some(code) = &t.body.code {
                     self.on_code(code);
                 }
-                self.end(ok, t.body.code.as_ref(), &mut v);
+                self.end(ok, t.body.code.as_ref(), recent, &mut v);
             }
             Response::Status(Status::Bye(_)) | Response::CommandContinuationRequest(_) => {}
         }
@@ -246,6 +351,17 @@ impl Model {
     }
 
     fn on_code(&mut self, code: &Code<'_>) {
+        if let (
+            Code::CopyUid {
+                uid_validity,
+                destination,
+                ..
+            },
+            Some(c),
+        ) = (code, self.cmd.as_mut())
+        {
+            c.copyuid = Some((uid_validity.get(), uids_of(destination)));
+        }
         let Some(view) = self.view() else { return };
         match code {
             Code::UidValidity(n) => view.uid_validity = n.get(),
@@ -262,7 +378,7 @@ impl Model {
         }
     }
 
-    fn on_data(&mut self, d: &Data<'_>, recent: &RecentRegistry, v: &mut Vec<String>) {
+    fn on_data(&mut self, d: &Data<'_>, recent: &Registry, v: &mut Vec<String>) {
         let forbids_expunge = self.cmd.as_ref().is_some_and(|c| c.cmd.forbids_expunge());
         let cmd_name = self.cmd.as_ref().map_or("no command", |c| c.cmd.name());
         match d {
@@ -279,6 +395,10 @@ impl Model {
             }
             Data::Exists(n) => {
                 let Some(view) = self.view() else { return };
+                // Messages announced now, after the last NOOP that ended:
+                // if one was added before that NOOP was sent, the NOOP
+                // should have told it (checked when its UID shows).
+                let polled = view.polled;
                 if *n < view.exists {
                     v.push(format!(
                         "EXISTS went down from {} to {n} without EXPUNGE",
@@ -288,6 +408,7 @@ impl Model {
                 view.exists = *n;
                 view.uids.resize(*n as usize, 0);
                 view.flags.resize(*n as usize, None);
+                view.late.resize(*n as usize, polled);
             }
             Data::Recent(n) => {
                 let Some(view) = self.view() else { return };
@@ -313,6 +434,9 @@ impl Model {
                 }
                 view.uids.remove(n as usize - 1);
                 view.flags.remove(n as usize - 1);
+                if (n as usize) <= view.late.len() {
+                    view.late.remove(n as usize - 1);
+                }
                 view.exists -= 1;
                 if let Some(c) = self.cmd.as_mut() {
                     c.expunged += 1;
@@ -362,7 +486,7 @@ impl Model {
         &mut self,
         seq: u32,
         items: &[MessageDataItem<'_>],
-        recent: &RecentRegistry,
+        recent: &Registry,
         v: &mut Vec<String>,
     ) {
         let (session, account) = (self.session, self.account.clone());
@@ -403,6 +527,17 @@ impl Model {
                 view.uids[idx] = u;
                 uid = u;
             }
+        }
+        // Announced only after a NOOP that should have told it.
+        if uid != 0
+            && let Some(polled) = view.late.get_mut(idx).and_then(Option::take)
+            && let Some(at) = recent.added_before(&account, view.uid_validity, uid, polled)
+        {
+            v.push(format!(
+                "UID {uid} (message {seq}) was added (OK at tick {at}) before a NOOP sent at \
+                 tick {polled}, which did not tell it: EXISTS must reach every session by NOOP \
+                 at the latest (RFC 9051 6.1.2, 7.4.1)"
+            ));
         }
         if matches!(
             cmd,
@@ -490,7 +625,7 @@ impl Model {
         }
     }
 
-    fn end(&mut self, ok: bool, code: Option<&Code<'_>>, v: &mut Vec<String>) {
+    fn end(&mut self, ok: bool, code: Option<&Code<'_>>, reg: &Registry, v: &mut Vec<String>) {
         let Some(c) = self.cmd.take() else { return };
         if ok {
             v.extend(c.echo_mismatch.iter().cloned());
@@ -533,10 +668,42 @@ impl Model {
                     }
                 }
             }
+            Cmd::Noop if ok => {
+                if let Some(view) = self.selected.as_mut() {
+                    view.polled = Some(c.sent);
+                }
+            }
+            Cmd::Copy { to_selected, .. } if ok => {
+                let copied = match code {
+                    Some(Code::CopyUid {
+                        uid_validity,
+                        destination,
+                        ..
+                    }) => Some((uid_validity.get(), uids_of(destination))),
+                    _ => c.copyuid.clone(),
+                };
+                let Some((uid_validity, uids)) = copied else {
+                    return;
+                };
+                reg.add(&self.account, uid_validity, &uids);
+                let Some(view) = self.selected.as_ref() else {
+                    return;
+                };
+                let grown = (view.exists + c.expunged) as i64 - c.exists_before as i64;
+                if to_selected && uid_validity == view.uid_validity && grown < 1 {
+                    v.push(format!(
+                        "{} OK [COPYUID {uid_validity} ...] into the selected mailbox without \
+                         an EXISTS for it (RFC 9051 6.4.7, 7.4.1)",
+                        c.cmd.name()
+                    ));
+                }
+            }
             Cmd::Append if ok => {
-                let (Some(view), Some(Code::AppendUid { uid_validity, uid })) =
-                    (self.selected.as_ref(), code)
-                else {
+                let Some(Code::AppendUid { uid_validity, uid }) = code else {
+                    return;
+                };
+                reg.add(&self.account, uid_validity.get(), &[uid.get()]);
+                let Some(view) = self.selected.as_ref() else {
                     return;
                 };
                 if uid_validity.get() != view.uid_validity {
@@ -555,6 +722,31 @@ impl Model {
     }
 }
 
+/// A response code's name (EXPUNGEISSUED, OVERQUOTA...).
+fn code_name(code: &Code<'_>) -> String {
+    match code {
+        Code::Other(o) => String::from_utf8_lossy(o.inner()).to_ascii_uppercase(),
+        Code::OverQuota => "OVERQUOTA".into(),
+        other => format!("{other:?}").to_ascii_uppercase(),
+    }
+}
+
+/// The UIDs of a UID set.
+fn uids_of(set: &imap_codec::imap_types::extensions::uidplus::UidSet) -> Vec<u32> {
+    use imap_codec::imap_types::extensions::uidplus::UidElement;
+    let mut out = Vec::new();
+    for e in set.0.as_ref() {
+        match e {
+            UidElement::Single(u) => out.push(u.get()),
+            UidElement::Range(a, b) => {
+                let (a, b) = (a.get().min(b.get()), a.get().max(b.get()));
+                out.extend(a..=b.min(a.saturating_add(100_000)));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -562,7 +754,7 @@ mod tests {
     use imap_codec::decode::Decoder;
     use imap_codec::imap_types::ToStatic;
 
-    fn feed(m: &mut Model, reg: &RecentRegistry, lines: &[&str]) -> Vec<String> {
+    fn feed(m: &mut Model, reg: &Registry, lines: &[&str]) -> Vec<String> {
         let mut v = Vec::new();
         for l in lines {
             let bytes = format!("{l}\r\n");
@@ -574,8 +766,8 @@ mod tests {
         v
     }
 
-    fn selected(m: &mut Model, reg: &RecentRegistry) {
-        m.begin(Cmd::Select { read_only: false });
+    fn selected(m: &mut Model, reg: &Registry) {
+        m.begin(Cmd::Select { read_only: false }, reg);
         let v = feed(
             m,
             reg,
@@ -590,7 +782,7 @@ mod tests {
             ],
         );
         assert!(v.is_empty(), "{v:?}");
-        m.begin(Cmd::Fetch { uid: false });
+        m.begin(Cmd::Fetch { uid: false }, reg);
         let v = feed(
             m,
             reg,
@@ -606,10 +798,10 @@ mod tests {
 
     #[test]
     fn a_keyword_needs_a_flags_response_first() {
-        let reg = RecentRegistry::default();
+        let reg = Registry::default();
         let mut m = Model::new(1, "a");
         selected(&mut m, &reg);
-        m.begin(Cmd::Noop);
+        m.begin(Cmd::Noop, &reg);
         let v = feed(
             &mut m,
             &reg,
@@ -617,7 +809,7 @@ mod tests {
         );
         assert_eq!(v.len(), 1, "{v:?}");
         assert!(v[0].contains("$label2"));
-        m.begin(Cmd::Noop);
+        m.begin(Cmd::Noop, &reg);
         let v = feed(
             &mut m,
             &reg,
@@ -632,17 +824,17 @@ mod tests {
 
     #[test]
     fn numbers_above_exists_and_misplaced_expunges_are_caught() {
-        let reg = RecentRegistry::default();
+        let reg = Registry::default();
         let mut m = Model::new(1, "a");
         selected(&mut m, &reg);
-        m.begin(Cmd::Fetch { uid: false });
+        m.begin(Cmd::Fetch { uid: false }, &reg);
         let v = feed(
             &mut m,
             &reg,
             &["* 4 FETCH (FLAGS ())", "* 1 EXPUNGE", "f OK done"],
         );
         assert_eq!(v.len(), 2, "{v:?}");
-        m.begin(Cmd::Noop);
+        m.begin(Cmd::Noop, &reg);
         let v = feed(
             &mut m,
             &reg,
@@ -653,10 +845,10 @@ mod tests {
 
     #[test]
     fn uids_keep_their_numbers_and_ascend() {
-        let reg = RecentRegistry::default();
+        let reg = Registry::default();
         let mut m = Model::new(1, "a");
         selected(&mut m, &reg);
-        m.begin(Cmd::Noop);
+        m.begin(Cmd::Noop, &reg);
         let v = feed(
             &mut m,
             &reg,
@@ -676,11 +868,11 @@ mod tests {
 
     #[test]
     fn recent_in_two_sessions_is_caught() {
-        let reg = RecentRegistry::default();
+        let reg = Registry::default();
         let mut a = Model::new(1, "acct");
         let mut b = Model::new(2, "acct");
         selected(&mut a, &reg);
-        b.begin(Cmd::Select { read_only: false });
+        b.begin(Cmd::Select { read_only: false }, &reg);
         feed(
             &mut b,
             &reg,
@@ -691,7 +883,7 @@ mod tests {
                 "s OK x",
             ],
         );
-        b.begin(Cmd::Fetch { uid: true });
+        b.begin(Cmd::Fetch { uid: true }, &reg);
         let v = feed(
             &mut b,
             &reg,
@@ -703,22 +895,25 @@ mod tests {
 
     #[test]
     fn append_needs_exists_and_store_echoes_its_flags() {
-        let reg = RecentRegistry::default();
+        let reg = Registry::default();
         let mut m = Model::new(1, "a");
         selected(&mut m, &reg);
-        m.begin(Cmd::Append);
+        m.begin(Cmd::Append, &reg);
         let v = feed(&mut m, &reg, &["a OK [APPENDUID 7 4] done"]);
         assert_eq!(v.len(), 1, "{v:?}");
-        m.begin(Cmd::Append);
+        m.begin(Cmd::Append, &reg);
         let v = feed(&mut m, &reg, &["* 4 EXISTS", "a OK [APPENDUID 7 5] done"]);
         assert!(v.is_empty(), "{v:?}");
-        m.begin(Cmd::Store {
-            uid: false,
-            silent: false,
-            mode: StoreMode::Add,
-            flags: vec!["\\flagged".into()],
-            targets: vec![1],
-        });
+        m.begin(
+            Cmd::Store {
+                uid: false,
+                silent: false,
+                mode: StoreMode::Add,
+                flags: vec!["\\flagged".into()],
+                targets: vec![1],
+            },
+            &reg,
+        );
         let v = feed(
             &mut m,
             &reg,
@@ -733,10 +928,10 @@ mod tests {
 
     #[test]
     fn status_of_the_selected_mailbox_must_agree() {
-        let reg = RecentRegistry::default();
+        let reg = Registry::default();
         let mut m = Model::new(1, "a");
         selected(&mut m, &reg);
-        m.begin(Cmd::StatusInbox);
+        m.begin(Cmd::StatusInbox, &reg);
         let v = feed(
             &mut m,
             &reg,
@@ -747,5 +942,221 @@ mod tests {
             ],
         );
         assert_eq!(v.len(), 3, "{v:?}");
+    }
+
+    /// A model of a session that selected a mailbox holding `exists`
+    /// messages (UIDs from 1; none yet when 0), UIDVALIDITY `validity`.
+    fn opened(session: u64, reg: &Registry, exists: u32, validity: u32) -> Model {
+        let mut m = Model::new(session, "acct");
+        m.begin(Cmd::Select { read_only: false }, reg);
+        let exists = format!("* {exists} EXISTS");
+        let validity = format!("* OK [UIDVALIDITY {validity}] x");
+        let v = feed(
+            &mut m,
+            reg,
+            &[
+                "* FLAGS (\\Seen)",
+                &exists,
+                &validity,
+                "s OK [READ-WRITE] x",
+            ],
+        );
+        assert!(v.is_empty(), "{v:?}");
+        m
+    }
+
+    /// Issue #23's stress transcripts: STORE (and STORE +FLAGS \Deleted)
+    /// of a message another session expunged answered NO [EXPUNGEISSUED];
+    /// a client could not have known (RFC 2180 4.2: Dovecot says OK).
+    #[test]
+    fn store_no_expungeissued_is_a_violation() {
+        let reg = Registry::default();
+        let mut m = Model::new(1, "a");
+        selected(&mut m, &reg);
+        for flags in ["$label1", "\\deleted"] {
+            m.begin(
+                Cmd::Store {
+                    uid: false,
+                    silent: false,
+                    mode: StoreMode::Add,
+                    flags: vec![flags.into()],
+                    targets: vec![2],
+                },
+                &reg,
+            );
+            let v = feed(
+                &mut m,
+                &reg,
+                &["t NO [EXPUNGEISSUED] Some messages were expunged meanwhile"],
+            );
+            assert_eq!(v.len(), 1, "{v:?}");
+            assert!(v[0].contains("NO [EXPUNGEISSUED] to STORE"), "{v:?}");
+        }
+        // The same race answered as Dovecot does is no violation; a server
+        // condition is not either.
+        m.begin(Cmd::Fetch { uid: false }, &reg);
+        let v = feed(&mut m, &reg, &["* 1 FETCH (FLAGS (\\Seen))", "f OK done"]);
+        assert!(v.is_empty(), "{v:?}");
+        m.begin(Cmd::Append, &reg);
+        let v = feed(&mut m, &reg, &["a NO [OVERQUOTA] Quota exceeded"]);
+        assert!(v.is_empty(), "{v:?}");
+    }
+
+    /// imaptest's copy group as issue #23 saw it: session 1 COPYs into the
+    /// mailbox session 2 has selected; session 2's NOOP has no EXISTS, its
+    /// FETCH 1:3 is BAD, its STORE 3 ends in a disconnection. Each is
+    /// counted; and when the EXISTS comes later (a second NOOP), the
+    /// messages' UIDs show that the first NOOP missed them.
+    #[test]
+    fn the_copy_group_transcript_is_caught() {
+        let reg = Registry::default();
+        let mut s1 = opened(1, &reg, 5, 7);
+        let mut s2 = opened(2, &reg, 0, 9);
+        s1.begin(
+            Cmd::Copy {
+                uid: false,
+                remove: false,
+                to_selected: false,
+            },
+            &reg,
+        );
+        let v = feed(
+            &mut s1,
+            &reg,
+            &["c OK [COPYUID 9 1:2,4 1:3] Copy completed"],
+        );
+        assert!(v.is_empty(), "{v:?}");
+
+        s2.begin(Cmd::Noop, &reg);
+        assert!(feed(&mut s2, &reg, &["n OK NOOP completed"]).is_empty());
+        s2.begin(Cmd::Fetch { uid: false }, &reg);
+        let v = feed(&mut s2, &reg, &["f BAD Invalid message sequence number"]);
+        assert_eq!(v.len(), 1, "{v:?}");
+        s2.begin(
+            Cmd::Store {
+                uid: false,
+                silent: false,
+                mode: StoreMode::Add,
+                flags: vec!["$$keyword1".into(), "$$keyword2".into()],
+                targets: vec![3],
+            },
+            &reg,
+        );
+        let v = s2.disconnected("connection closed by the server");
+        assert!(v.is_some_and(|r| r.contains("unexpected disconnection during STORE")));
+
+        // What today's server did next: the EXISTS with the next NOOP.
+        let mut s2 = opened(3, &reg, 0, 9);
+        s2.begin(Cmd::Noop, &reg);
+        assert!(feed(&mut s2, &reg, &["n OK NOOP completed"]).is_empty());
+        s2.begin(Cmd::Noop, &reg);
+        let v = feed(
+            &mut s2,
+            &reg,
+            &["* 3 EXISTS", "* 3 RECENT", "n OK NOOP completed"],
+        );
+        assert!(v.is_empty(), "{v:?}");
+        s2.begin(Cmd::Fetch { uid: true }, &reg);
+        let v = feed(
+            &mut s2,
+            &reg,
+            &[
+                "* 1 FETCH (UID 1 FLAGS (\\Seen \\Recent))",
+                "* 2 FETCH (UID 2 FLAGS (\\Recent))",
+                "* 3 FETCH (UID 3 FLAGS (\\Recent))",
+                "f OK done",
+            ],
+        );
+        assert_eq!(v.len(), 3, "{v:?}");
+        assert!(v.iter().all(|r| r.contains("by NOOP")), "{v:?}");
+
+        // Told by the first NOOP: nothing to say.
+        let mut s4 = opened(4, &reg, 0, 9);
+        s4.begin(Cmd::Noop, &reg);
+        let v = feed(&mut s4, &reg, &["* 3 EXISTS", "n OK NOOP completed"]);
+        assert!(v.is_empty(), "{v:?}");
+        s4.begin(Cmd::Noop, &reg);
+        assert!(feed(&mut s4, &reg, &["n OK NOOP completed"]).is_empty());
+        s4.begin(Cmd::Fetch { uid: true }, &reg);
+        let v = feed(&mut s4, &reg, &["* 3 FETCH (UID 3 FLAGS ())", "f OK done"]);
+        assert!(v.is_empty(), "{v:?}");
+        // Added after the NOOP was sent: told later is fine.
+        s1.begin(
+            Cmd::Copy {
+                uid: false,
+                remove: false,
+                to_selected: false,
+            },
+            &reg,
+        );
+        feed(&mut s1, &reg, &["c OK [COPYUID 9 5 4] Copy completed"]);
+        s4.begin(Cmd::Fetch { uid: true }, &reg);
+        let v = feed(
+            &mut s4,
+            &reg,
+            &["* 4 EXISTS", "* 4 FETCH (UID 4 FLAGS ())", "f OK done"],
+        );
+        assert!(v.is_empty(), "{v:?}");
+    }
+
+    /// COPY into the selected mailbox, like APPEND, tells EXISTS before
+    /// its OK; a MOVE's COPYUID comes in an untagged OK (RFC 6851).
+    #[test]
+    fn copy_into_the_selected_mailbox_needs_exists() {
+        let reg = Registry::default();
+        let mut m = Model::new(1, "a");
+        selected(&mut m, &reg);
+        let copy = Cmd::Copy {
+            uid: false,
+            remove: false,
+            to_selected: true,
+        };
+        m.begin(copy.clone(), &reg);
+        let v = feed(&mut m, &reg, &["c OK [COPYUID 7 1 4] done"]);
+        assert_eq!(v.len(), 1, "{v:?}");
+        m.begin(copy, &reg);
+        let v = feed(&mut m, &reg, &["* 5 EXISTS", "c OK [COPYUID 7 1 5] done"]);
+        assert!(v.is_empty(), "{v:?}");
+        let mut other = opened(2, &reg, 3, 7);
+        other.begin(Cmd::Noop, &reg);
+        feed(&mut other, &reg, &["n OK done"]);
+        m.begin(
+            Cmd::Copy {
+                uid: true,
+                remove: true,
+                to_selected: false,
+            },
+            &reg,
+        );
+        let v = feed(
+            &mut m,
+            &reg,
+            &["* OK [COPYUID 7 2 6] Moved", "* 2 EXPUNGE", "m OK done"],
+        );
+        assert!(v.is_empty(), "{v:?}");
+        assert!(reg.added_before("a", 7, 6, u64::MAX).is_some());
+    }
+
+    /// imaptest's notify group as issue #23 saw it: BAD to a valid NOTIFY,
+    /// then the connection closed during the next one. Both are counted;
+    /// a close after LOGOUT is not.
+    #[test]
+    fn the_notify_transcript_is_caught() {
+        let reg = Registry::default();
+        let mut m = Model::new(1, "a");
+        m.begin(Cmd::Other("NOTIFY"), &reg);
+        let v = feed(
+            &mut m,
+            &reg,
+            &["t BAD syntax error: MessageNew and MessageExpunge go together (RFC 5465 5)"],
+        );
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert!(v[0].starts_with("BAD for a well-formed NOTIFY"), "{v:?}");
+        m.begin(Cmd::Other("NOTIFY"), &reg);
+        let v = m.disconnected("connection closed by the server");
+        assert!(v.is_some_and(|r| r.contains("unexpected disconnection during NOTIFY")),);
+        assert!(m.disconnected("closed").is_some(), "between commands too");
+        m.begin(Cmd::Logout, &reg);
+        assert!(m.disconnected("closed").is_none());
     }
 }
