@@ -5,8 +5,11 @@
 //! the protocol's state rules: keywords announced by FLAGS before FETCH
 //! shows them (RFC 9051 7.3.5), no number above EXISTS, EXPUNGE only where
 //! RFC 9051 7.5.1 allows it, \Recent in one session only (RFC 3501 2.3.2),
-//! EXISTS before APPEND's OK (RFC 9051 6.3.12), STATUS of the selected
-//! mailbox agreeing with the session.
+//! EXISTS before APPEND's and COPY's OK (RFC 9051 6.3.12), STATUS of the
+//! selected mailbox agreeing with the session; no tagged NO or BAD for a
+//! race the client could not avoid (STORE of a message another session
+//! expunged, RFC 2180 4), what other sessions added told by the next NOOP
+//! at the latest (RFC 9051 6.1.2, 7.4.1), and no unexpected disconnection.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
