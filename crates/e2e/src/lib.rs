@@ -928,13 +928,15 @@ impl RawImap {
     /// feed may tell a session a moment after the write); returns that
     /// NOOP's lines.
     pub async fn noop_until(&mut self, want: &str) -> Vec<String> {
-        for _ in 0..100 {
+        let since = std::time::Instant::now();
+        // A guard against hanging, not a bound on how soon.
+        while since.elapsed() < std::time::Duration::from_secs(60) {
             let r = self.cmd("NOOP").await;
             if r.iter().any(|l| l.contains(want)) {
                 return r;
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
-        panic!("no {want:?} after NOOPs");
+        panic!("no {want:?} after a minute of NOOPs");
     }
 }

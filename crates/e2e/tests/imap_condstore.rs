@@ -209,7 +209,9 @@ async fn condstore_modseq_conditional_store_and_search() {
         // Another session's change reaches this one with UID and MODSEQ.
         b.cmd("STORE 2 +FLAGS (\\Deleted)").await;
         let mut seen = None;
-        for _ in 0..100 {
+        let since = std::time::Instant::now();
+        // A guard against hanging, not a bound on how soon.
+        while since.elapsed() < std::time::Duration::from_secs(60) {
             let r = a.cmd("NOOP").await;
             if let Some(l) = find(&r, "* 2 FETCH") {
                 seen = Some(l.clone());
@@ -265,7 +267,9 @@ async fn qresync_vanished_rules() {
     b.cmd("STORE 2:3 +FLAGS.SILENT (\\Deleted)").await;
     b.cmd("EXPUNGE").await;
     let mut got = None;
-    for _ in 0..100 {
+    let since = std::time::Instant::now();
+    // A guard against hanging, not a bound on how soon.
+    while since.elapsed() < std::time::Duration::from_secs(60) {
         let r = a.cmd("NOOP").await;
         if let Some(l) = find(&r, "* VANISHED") {
             assert!(!r.iter().any(|l| l.contains("EXPUNGE")), "{r:?}");
