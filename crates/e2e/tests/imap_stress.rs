@@ -40,6 +40,7 @@ async fn run(gateways: &[&TestImap], persistent: bool, seconds: u64, seed: u64) 
         // however slow the machine, also races EXPUNGEs.
         target: 8,
         seed,
+        fail_fast: false,
     })
     .await
 }

@@ -122,6 +122,10 @@ enum Cmd {
         /// Violations printed with their transcript.
         #[arg(long, default_value_t = 5)]
         show: usize,
+        /// Stop at the first violation (and exit 1) instead of running the
+        /// whole time.
+        #[arg(long)]
+        fail_fast: bool,
         /// Create the domain and accounts first, through this store.
         #[arg(long)]
         setup_store: Option<String>,
@@ -290,6 +294,7 @@ async fn main() -> anyhow::Result<()> {
             target,
             seed,
             show,
+            fail_fast,
             setup_store,
             secret_file,
         } => {
@@ -312,6 +317,7 @@ async fn main() -> anyhow::Result<()> {
                 persistent,
                 target,
                 seed,
+                fail_fast,
             })
             .await;
             print!("{}", report.render(show));

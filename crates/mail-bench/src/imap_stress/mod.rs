@@ -39,6 +39,9 @@ pub struct Config {
     /// Messages per mailbox the APPEND/EXPUNGE mix keeps around.
     pub target: u32,
     pub seed: u64,
+    /// Stop every session at the first violation (a broken build fails
+    /// as soon as it is caught, not at the end of the run).
+    pub fail_fast: bool,
 }
 
 /// One broken rule, with the session transcript around it.
@@ -58,14 +61,34 @@ pub struct Shared {
     errors: Mutex<Vec<String>>,
     latencies: Mutex<BTreeMap<&'static str, Vec<Duration>>>,
     sessions: std::sync::atomic::AtomicU64,
+    /// When the run started, and whether it stops at the first violation.
+    started: Option<Instant>,
+    fail_fast: bool,
+    /// Time of the first violation since the start.
+    first: Mutex<Option<Duration>>,
+    stop: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
     fn report(&self, v: Violation) {
+        if let Some(t) = self.started {
+            self.first
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert(t.elapsed());
+        }
+        if self.fail_fast {
+            self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         self.violations
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(v);
+    }
+
+    /// The run is over early (`fail_fast` and a violation).
+    fn stopped(&self) -> bool {
+        self.stop.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn error(&self, e: String) {
@@ -93,6 +116,8 @@ pub struct Report {
     /// Latencies per command name.
     pub latencies: BTreeMap<&'static str, Vec<Duration>>,
     pub violations: Vec<Violation>,
+    /// When the first violation was seen, from the start of the run.
+    pub first_violation: Option<Duration>,
     /// Tagged NO (a violation too unless it reports a server condition),
     /// dropped connections (a violation too unless after LOGOUT),
     /// timeouts: listed.
@@ -140,6 +165,9 @@ impl Report {
         for v in &self.violations {
             *by_rule.entry(rule_kind(&v.rule)).or_default() += 1;
         }
+        if let Some(t) = self.first_violation {
+            let _ = writeln!(s, "  first violation after {:.1} s", t.as_secs_f64());
+        }
         for (rule, n) in &by_rule {
             let _ = writeln!(s, "  violation x{n}: {rule}");
         }
@@ -184,8 +212,12 @@ fn rule_kind(rule: &str) -> String {
 
 /// Runs the mix for the configured time and reports.
 pub async fn run(cfg: Config) -> Report {
-    let shared = Arc::new(Shared::default());
     let started = Instant::now();
+    let shared = Arc::new(Shared {
+        started: Some(started),
+        fail_fast: cfg.fail_fast,
+        ..Default::default()
+    });
     let deadline = started + cfg.duration;
     let mut tasks = Vec::new();
     for c in 0..cfg.clients {
@@ -194,7 +226,7 @@ pub async fn run(cfg: Config) -> Report {
             let mut rng = StdRng::seed_from_u64(cfg.seed ^ (c as u64).wrapping_mul(0x9e37_79b9));
             let (user, password) = &cfg.accounts[c % cfg.accounts.len()];
             let mut round = 0usize;
-            while Instant::now() < deadline {
+            while Instant::now() < deadline && !shared.stopped() {
                 let gw = cfg.gateways[(c + round) % cfg.gateways.len()];
                 round += 1;
                 let id = shared
@@ -218,6 +250,7 @@ pub async fn run(cfg: Config) -> Report {
         sessions: shared.sessions.load(std::sync::atomic::Ordering::Relaxed),
         latencies: take(&shared.latencies),
         violations: take(&shared.violations),
+        first_violation: *shared.first.lock().unwrap_or_else(|p| p.into_inner()),
         errors: take(&shared.errors),
     }
 }
@@ -280,7 +313,7 @@ async fn session(
         rng.random_range(4..12)
     };
     for _ in 0..ops {
-        if Instant::now() >= deadline {
+        if Instant::now() >= deadline || shared.stopped() {
             break;
         }
         one_op(cfg, shared, &mut c, rng).await?;
