@@ -189,8 +189,10 @@ async fn fetch_copy_move_search_of_messages_expunged_elsewhere_are_ok() {
 /// has selected; session 2's very next NOOP tells `* 3 EXISTS` (RFC 9051
 /// 5.2 and 7.4.1: a server tells the client of new messages; RFC 3501
 /// 6.1.2: NOOP is how a client polls for them), and the rest of the
-/// transcript works on them (no BAD for numbers the server never told, no
-/// disconnection).
+/// transcript works on them (no BAD for numbers the server never told).
+/// The "unexpected disconnection" imaptest reported next was its own:
+/// imaptest closes a connection that gets a BAD it did not expect
+/// (imap-client.c, "BAD reply for command"), so the BAD was the fault.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copy_into_a_mailbox_another_session_has_selected() {
     for backend in [Backend::Sqlite, Backend::Postgres] {
@@ -257,8 +259,9 @@ async fn copy_into_a_mailbox_another_session_has_selected() {
 /// RFC 5465 5 (and 3.1's STATUS): MessageNew and MessageExpunge go
 /// together only for the selected mailbox; for another mailbox either
 /// alone is a valid request (Dovecot takes it; imaptest's `notify` group
-/// sends it), answered OK with the STATUS of the mailbox; and no NOTIFY
-/// ends the connection.
+/// sends it), answered OK with the STATUS of the mailbox. (The
+/// disconnection imaptest reported at the next command was imaptest
+/// closing the connection after the unexpected BAD.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notify_status_with_one_message_event_for_another_mailbox() {
     for backend in [Backend::Sqlite, Backend::Postgres] {

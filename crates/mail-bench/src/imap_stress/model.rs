@@ -1004,9 +1004,11 @@ mod tests {
 
     /// imaptest's copy group as issue #23 saw it: session 1 COPYs into the
     /// mailbox session 2 has selected; session 2's NOOP has no EXISTS, its
-    /// FETCH 1:3 is BAD, its STORE 3 ends in a disconnection. Each is
-    /// counted; and when the EXISTS comes later (a second NOOP), the
-    /// messages' UIDs show that the first NOOP missed them.
+    /// FETCH 1:3 is BAD, its STORE 3 ends in a disconnection (imaptest
+    /// closes a connection after a BAD it did not expect; a client of ours
+    /// reading a server's close sees the same). Each is counted; and when
+    /// the EXISTS comes later (a second NOOP), the messages' UIDs show that
+    /// the first NOOP missed them.
     #[test]
     fn the_copy_group_transcript_is_caught() {
         let reg = Registry::default();
