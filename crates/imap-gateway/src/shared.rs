@@ -231,11 +231,13 @@ pub struct Shared {
     next_lease: std::sync::atomic::AtomicU64,
     /// One `Changes` call at a time per view; `refreshes` counts those
     /// begun, so a caller that finds one begun after it asked takes that
-    /// one's answer instead of making another (sessions polling at once),
-    /// unless it failed.
+    /// one's outcome instead of making another (sessions polling at once;
+    /// when the store is down they wait for one call, not one each).
     refreshing: tokio::sync::Mutex<()>,
     refreshes: std::sync::atomic::AtomicU64,
-    refresh_failed: std::sync::atomic::AtomicBool,
+    /// The last call's outcome; `None` while it runs, or when it was
+    /// dropped half way (then it covers no one).
+    refreshed: Mutex<Option<Result<(), Status>>>,
 }
 
 struct State {
@@ -277,7 +279,7 @@ impl Shared {
             next_lease: std::sync::atomic::AtomicU64::new(0),
             refreshing: tokio::sync::Mutex::new(()),
             refreshes: std::sync::atomic::AtomicU64::new(0),
-            refresh_failed: std::sync::atomic::AtomicBool::new(false),
+            refreshed: Mutex::new(None),
         }
     }
 
@@ -405,16 +407,22 @@ impl Shared {
         use std::sync::atomic::Ordering::SeqCst;
         let asked = self.refreshes.load(SeqCst);
         let _one = self.refreshing.lock().await;
-        // Begun (under the lock) after the ask, finished (the lock is
-        // ours), and answered: it covers this ask.
-        if self.refreshes.load(SeqCst) != asked && !self.refresh_failed.load(SeqCst) {
-            return Ok(());
+        // Begun (under the lock) after the ask and finished (the lock is
+        // ours): its outcome is this ask's, unless it failed for reasons of
+        // its own caller (another session's token, logged out meanwhile).
+        if self.refreshes.load(SeqCst) != asked
+            && let Some(outcome) = lock(&self.refreshed).clone()
+            && outcome
+                .as_ref()
+                .err()
+                .is_none_or(|e| matches!(e.code(), Code::Unavailable | Code::DeadlineExceeded))
+        {
+            return outcome;
         }
         self.refreshes.fetch_add(1, SeqCst);
-        // Failed until it answers (a call dropped half way covers none).
-        self.refresh_failed.store(true, SeqCst);
+        *lock(&self.refreshed) = None;
         let r = self.changes(client).await;
-        self.refresh_failed.store(r.is_err(), SeqCst);
+        *lock(&self.refreshed) = Some(r.clone());
         r
     }
 

@@ -32,11 +32,13 @@ impl Session {
     /// mailbox is closed without expunging, and every ENABLEd extension
     /// and saved result is forgotten.
     pub(super) async fn unauthenticate(&mut self) {
+        // The view (and its lease of this session's store client to the
+        // shared watcher) goes before the token does.
+        self.view = None;
         if let Some(mut c) = self.client.take() {
             let _ = c.logout(pb::LogoutRequest {}).await;
         }
         self.user.clear();
-        self.view = None;
         self.contexts.clear();
         self.saved.clear();
         self.search_return = None;

@@ -149,6 +149,9 @@ pub(crate) async fn handle(ctx: Arc<Ctx>, tcp: TcpStream, peer: SocketAddr, impl
                 tracing::debug!(error = %e, "session ended");
             }
             let _ = s.flush().await;
+            // The view's store client lease goes first: its watcher may
+            // use it until then, and the token dies with the logout.
+            s.view = None;
             if let Some(c) = &mut s.client {
                 let _ = c.logout(pb::LogoutRequest {}).await;
             }
