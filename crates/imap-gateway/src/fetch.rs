@@ -137,10 +137,19 @@ pub fn flags(f: &pb::Flags, recent: bool) -> Vec<FlagFetch<'static>> {
     out
 }
 
+/// Message data as a `literal` (BODY[...], RFC822*). A literal may hold
+/// no NUL (RFC 9051 4.3: CHAR8), and only a BINARY fetch may be answered
+/// with a `literal8` (RFC 3516 4.2), so a NUL the stored message still
+/// holds (a part declared binary is stored in base64, see
+/// `binary_parts_to_base64`; a NUL elsewhere is malformed MIME) is sent
+/// as 0x80, as Dovecot does: the sizes and offsets stay those of the
+/// stored message, and BINARY gives the exact bytes.
 fn literal(data: Cow<'_, [u8]>) -> NString<'static> {
-    NString(Some(IString::Literal(Literal::unvalidated(
-        data.into_owned(),
-    ))))
+    let mut data = data.into_owned();
+    for b in data.iter_mut().filter(|b| **b == 0) {
+        *b = 0x80;
+    }
+    NString(Some(IString::Literal(Literal::unvalidated(data))))
 }
 
 /// A BINARY item's data (RFC 3516 4.2: `nstring / literal8`): a

@@ -27,7 +27,8 @@ pub fn string_with(out: &mut Vec<u8>, s: &[u8], utf8: bool) {
         out.push(b'"');
     } else {
         out.extend_from_slice(format!("{{{}}}\r\n", s.len()).as_bytes());
-        out.extend_from_slice(s);
+        // A literal holds no NUL (RFC 9051 4.3, CHAR8): 0x80 stands for it.
+        out.extend(s.iter().map(|&b| if b == 0 { 0x80 } else { b }));
     }
 }
 
@@ -57,5 +58,6 @@ mod tests {
         assert_eq!(to_string_bytes(""), b"\"\"");
         assert_eq!(to_utf8_string_bytes("Grüße"), "\"Grüße\"".as_bytes());
         assert_eq!(to_utf8_string_bytes("a\r\nb"), b"{4}\r\na\r\nb");
+        assert_eq!(to_string_bytes("a\0b"), b"{3}\r\na\x80b");
     }
 }

@@ -131,7 +131,10 @@ impl Session {
             return Done::bad("Log in first");
         };
         let mut chunks = Vec::new();
-        for m in messages {
+        for mut m in messages {
+            if let Some(encoded) = binary_parts_to_base64(&m.data) {
+                m.data = encoded;
+            }
             chunks.push(pb::AppendChunk {
                 part: Some(pb::append_chunk::Part::Header(pb::AppendHeader {
                     mailbox: name.clone(),
@@ -188,4 +191,149 @@ fn flags_of(names: &[String]) -> Result<pb::Flags, Done> {
 fn parse_date_time(s: &str) -> Option<(i64, i32)> {
     let d = chrono::DateTime::parse_from_str(s.trim_start(), "%d-%b-%Y %H:%M:%S %z").ok()?;
     Some((d.timestamp(), d.offset().local_minus_utc() / 60))
+}
+
+/// RFC 3516 4.4 and 6: a part a literal8 APPEND sent with
+/// `Content-Transfer-Encoding: binary` and holding a NUL is stored in
+/// base64 (the server may change a part's CTE without losing data), as
+/// Dovecot does: then BODYSTRUCTURE describes it in a CTE a client without
+/// BINARY can take, `BODY[]` and `BODY[section]` carry it intact in a
+/// plain `literal` (which may hold no NUL, RFC 9051 4.3), and
+/// `BINARY[section]` still gives the original bytes. None when no such
+/// part exists (the message is stored as sent; a NUL elsewhere reaches
+/// BODY fetches as 0x80, see `fetch::literal`).
+pub(super) fn binary_parts_to_base64(raw: &[u8]) -> Option<Vec<u8>> {
+    if !raw.contains(&0) {
+        return None;
+    }
+    let summary = mail_summary::summarize(raw);
+    let mut leaves = Vec::new();
+    binary_leaves(raw, &summary.body, &mut leaves);
+    if leaves.is_empty() {
+        return None;
+    }
+    // Rewrite from the end so earlier offsets stay valid.
+    leaves.sort_by_key(|p| std::cmp::Reverse(p.header_start));
+    let mut out = raw.to_vec();
+    for p in leaves {
+        let (h, b, e) = (
+            p.header_start as usize,
+            p.body_start as usize,
+            p.body_end as usize,
+        );
+        let body = base64_lines(&raw[b..e], e == raw.len());
+        out.splice(b..e, body);
+        let mut header = b"Content-Transfer-Encoding: base64\r\n".to_vec();
+        header.extend(without_cte_fields(&raw[h..b]));
+        out.splice(h..b, header);
+    }
+    Some(out)
+}
+
+/// The leaf parts declared `binary` whose body holds a NUL, through
+/// multiparts and encapsulated messages.
+fn binary_leaves<'a>(
+    raw: &[u8],
+    part: &'a mail_summary::BodyPart,
+    out: &mut Vec<&'a mail_summary::BodyPart>,
+) {
+    if !part.parts.is_empty() {
+        for p in &part.parts {
+            binary_leaves(raw, p, out);
+        }
+    } else if let Some(m) = &part.message {
+        binary_leaves(raw, &m.1, out);
+    } else if part.encoding.eq_ignore_ascii_case(b"binary")
+        && part.header_start <= part.body_start
+        && raw
+            .get(part.body_start as usize..part.body_end as usize)
+            .is_some_and(|b| b.contains(&0))
+    {
+        out.push(part);
+    }
+}
+
+/// `data` in base64, 76 characters a line (RFC 2045 6.8), CRLF between
+/// lines and after the last when `last_crlf` (the part ends the message;
+/// in a multipart the line break before the delimiter is the delimiter's).
+fn base64_lines(data: &[u8], last_crlf: bool) -> Vec<u8> {
+    use base64::Engine as _;
+    let text = base64::engine::general_purpose::STANDARD.encode(data);
+    let mut out = Vec::with_capacity(text.len() + text.len() / 38 + 2);
+    for (i, line) in text.as_bytes().chunks(76).enumerate() {
+        if i > 0 {
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(line);
+    }
+    if last_crlf {
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// A part's header without its Content-Transfer-Encoding fields (with
+/// their continuation lines).
+fn without_cte_fields(header: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(header.len());
+    let mut skipping = false;
+    for line in header.split_inclusive(|&b| b == b'\n') {
+        let continuation = line.first().is_some_and(|&b| b == b' ' || b == b'\t');
+        if !continuation {
+            let name = line.split(|&b| b == b':').next().unwrap_or_default();
+            skipping = line.contains(&b':')
+                && name
+                    .trim_ascii_end()
+                    .eq_ignore_ascii_case(b"Content-Transfer-Encoding");
+        }
+        if !skipping {
+            out.extend_from_slice(line);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binary_parts_with_a_nul_are_stored_in_base64() {
+        let m = b"From: a@example.org\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+                  --b\r\nContent-Type: text/plain\r\n\r\nhello\r\n\
+                  --b\r\nContent-Type: application/octet-stream\r\n\
+                  Content-Transfer-Encoding:\r\n binary\r\n\r\n\x00\x01\x02\xff\r\n--b--\r\n";
+        let out = binary_parts_to_base64(m).unwrap();
+        assert!(!out.contains(&0));
+        let want: &[u8] =
+            b"From: a@example.org\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+                  --b\r\nContent-Type: text/plain\r\n\r\nhello\r\n\
+                  --b\r\nContent-Transfer-Encoding: base64\r\n\
+                  Content-Type: application/octet-stream\r\n\r\nAAEC/w==\r\n--b--\r\n";
+        assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(want));
+        let s = mail_summary::summarize(&out);
+        assert_eq!(s.body.parts[1].encoding, b"base64");
+        assert_eq!(s.body.parts[1].decoded_size, Some(4));
+    }
+
+    #[test]
+    fn a_single_part_message_ends_with_a_line_break() {
+        let m = b"Subject: x\r\nContent-Transfer-Encoding: BINARY\r\n\r\na\x00b";
+        let out = binary_parts_to_base64(m).unwrap();
+        assert_eq!(
+            out,
+            b"Content-Transfer-Encoding: base64\r\nSubject: x\r\n\r\nYQBi\r\n"
+        );
+    }
+
+    #[test]
+    fn other_messages_are_stored_as_sent() {
+        // No NUL; a NUL in a part not declared binary (left to FETCH).
+        assert!(binary_parts_to_base64(b"Content-Transfer-Encoding: binary\r\n\r\nab").is_none());
+        assert!(binary_parts_to_base64(b"Subject: thr\r\n\r\n\x00").is_none());
+        let long = vec![0u8; 100];
+        let lines = base64_lines(&long, false);
+        assert_eq!(lines.iter().filter(|&&b| b == b'\n').count(), 1);
+    }
 }

@@ -23,10 +23,16 @@ fn urlfetch_line(url: &str) -> Vec<u8> {
 }
 
 /// A `literal` (or with `eight`, a `literal8`, RFC 3516 4.2) of `data`.
+/// A `literal` holds no NUL (RFC 9051 4.3): one is sent as 0x80, as
+/// FETCH BODY does.
 fn push_literal(out: &mut Vec<u8>, data: &[u8], eight: bool) {
     let tilde = if eight { "~" } else { "" };
     out.extend_from_slice(format!("{tilde}{{{}}}\r\n", data.len()).as_bytes());
-    out.extend_from_slice(data);
+    if eight {
+        out.extend_from_slice(data);
+    } else {
+        out.extend(data.iter().map(|&b| if b == 0 { 0x80 } else { b }));
+    }
 }
 
 /// The body part numbers a section names when it is a part (`1.2`), or
