@@ -359,7 +359,8 @@ async fn offlineimap_two_way_sync_of_2000_messages() {
 
     // While offlineimap syncs round one, the other device races it: it
     // marks n % 10 == 5 as drafts, and n % 50 == 2 (which offlineimap is
-    // deleting from the server) too. No command may fail (RFC 2180 4.2:
+    // deleting from the server) too, and sets a keyword on every message
+    // by sequence number. No command may fail (RFC 2180 4.2:
     // STORE on messages expunged meanwhile is OK).
     let racing_5 = uids(b, "INBOX", |n| n % 10 == 5).await;
     let racing_2 = uids(b, "INBOX", |n| n % 50 == 2).await;
@@ -376,6 +377,13 @@ async fn offlineimap_two_way_sync_of_2000_messages() {
                 if !tagged(&r).contains(" OK") {
                     failures.push(tagged(&r).to_string());
                 }
+            }
+            // By sequence number, over every message, some of which
+            // offlineimap has just expunged in its own session: a keyword
+            // (offlineimap leaves keywords alone here).
+            let r = other.cmd("STORE 1:* +FLAGS.SILENT ($Race)").await;
+            if !tagged(&r).contains(" OK") {
+                failures.push(tagged(&r).to_string());
             }
             let r = other.cmd("NOOP").await;
             if !tagged(&r).contains(" OK") {
