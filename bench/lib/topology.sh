@@ -16,6 +16,7 @@ pg_sslmode=${PG_SSLMODE:-verify-full}
 . "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/pg-cluster.sh"
 # no_pg=1: the caller needs no PostgreSQL at all.
 if [ -z "${DATABASE_URL:-}" ] && [ "${no_pg:-0}" != 1 ]; then
+  chmod 755 "$work"   # the cluster runs as postgres
   start_throwaway_pg "$work/pg"
 fi
 cleanup() {

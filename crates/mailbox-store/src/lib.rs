@@ -12,6 +12,7 @@ mod argon2_pool;
 mod auth_cache;
 pub mod config;
 pub mod error;
+mod failure_mirror;
 pub mod hub;
 mod model;
 pub mod oidc;

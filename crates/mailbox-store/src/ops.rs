@@ -446,9 +446,9 @@ pub async fn set_account_field(
     field: AccountField<'_>,
 ) -> Result<()> {
     let mut tx = begin_write(pool).await?;
-    let done = match field {
-        AccountField::PasswordHash(h, scram) => {
-            sqlx::query(
+    let done =
+        match field {
+            AccountField::PasswordHash(h, scram) => sqlx::query(
                 "UPDATE accounts SET password_hash = $2, scram_salt = $3, scram_iterations = $4, \
                  scram_stored_key = $5, scram_server_key = $6 WHERE address = $1",
             )
@@ -458,35 +458,37 @@ pub async fn set_account_field(
             .bind(scram.1)
             .bind(&scram.2)
             .bind(&scram.3)
-                .execute(&mut *tx)
-                .await?
-        }
-        AccountField::Quota(q) => {
-            sqlx::query("UPDATE accounts SET quota_bytes = $2 WHERE address = $1")
-                .bind(address)
-                .bind(q)
-                .execute(&mut *tx)
-                .await?
-        }
-        AccountField::QuotaMessages(q) => {
-            sqlx::query("UPDATE accounts SET quota_messages = $2 WHERE address = $1")
-                .bind(address)
-                .bind(q)
-                .execute(&mut *tx)
-                .await?
-        }
-        AccountField::Disabled(d) => {
-            sqlx::query("UPDATE accounts SET disabled = $2 WHERE address = $1")
-                .bind(address)
-                .bind(d)
-                .execute(&mut *tx)
-                .await?
-        }
-    };
+            .execute(&mut *tx)
+            .await?,
+            AccountField::Quota(q) => {
+                sqlx::query("UPDATE accounts SET quota_bytes = $2 WHERE address = $1")
+                    .bind(address)
+                    .bind(q)
+                    .execute(&mut *tx)
+                    .await?
+            }
+            AccountField::QuotaMessages(q) => {
+                sqlx::query("UPDATE accounts SET quota_messages = $2 WHERE address = $1")
+                    .bind(address)
+                    .bind(q)
+                    .execute(&mut *tx)
+                    .await?
+            }
+            AccountField::Disabled(d) => {
+                sqlx::query("UPDATE accounts SET disabled = $2 WHERE address = $1")
+                    .bind(address)
+                    .bind(d)
+                    .execute(&mut *tx)
+                    .await?
+            }
+        };
     if done.rows_affected() == 0 {
         return Err(StoreError::NotFound("account"));
     }
-    if matches!(field, AccountField::PasswordHash(..) | AccountField::Disabled(true)) {
+    if matches!(
+        field,
+        AccountField::PasswordHash(..) | AccountField::Disabled(true)
+    ) {
         // A new password or a disabled account ends every session.
         sqlx::query(
             "DELETE FROM sessions WHERE account_id = (SELECT id FROM accounts WHERE address = $1)",
@@ -673,15 +675,21 @@ pub async fn collect_blobs(pool: &Pool<Db>, before: i64, batch: i64) -> Result<(
 }
 
 pub async fn stats(pool: &Pool<Db>) -> Result<pb::StatsResponse> {
-    let (domains, accounts, mailboxes, messages, blobs, blob_bytes): (i64, i64, i64, i64, i64, i64) =
-        sqlx::query_as(
-            "SELECT (SELECT COUNT(*) FROM domains), (SELECT COUNT(*) FROM accounts), \
+    let (domains, accounts, mailboxes, messages, blobs, blob_bytes): (
+        i64,
+        i64,
+        i64,
+        i64,
+        i64,
+        i64,
+    ) = sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM domains), (SELECT COUNT(*) FROM accounts), \
              (SELECT COUNT(*) FROM mailboxes), (SELECT COUNT(*) FROM messages), \
              (SELECT COUNT(*) FROM blobs), \
              (SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM blobs)",
-        )
-        .fetch_one(pool)
-        .await?;
+    )
+    .fetch_one(pool)
+    .await?;
     let (reclaimable_blobs, reclaimable_bytes): (i64, i64) = sqlx::query_as(
         "SELECT COUNT(*), CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM blobs b \
          WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.blob_id = b.id)",
@@ -768,11 +776,13 @@ pub async fn fill_scram_keys(
 
 /// A secret every replica shares: the first caller's `fresh` value, kept.
 pub async fn store_secret(pool: &Pool<Db>, name: &str, fresh: &str) -> Result<String> {
-    sqlx::query("INSERT INTO store_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
-        .bind(name)
-        .bind(fresh)
-        .execute(pool)
-        .await?;
+    sqlx::query(
+        "INSERT INTO store_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(name)
+    .bind(fresh)
+    .execute(pool)
+    .await?;
     Ok(
         sqlx::query_scalar("SELECT value FROM store_secrets WHERE name = $1")
             .bind(name)
@@ -848,29 +858,73 @@ pub async fn failures_of(pool: &Pool<Db>, a: &str, b: &str, since: i64) -> Resul
     Ok((of(a), of(b)))
 }
 
-pub async fn record_failure(pool: &Pool<Db>, key: &str, since: i64) -> Result<()> {
-    sqlx::query(
+/// Counts a failure of `key` (a new window when the last began before
+/// `since`) and returns its row (failures, window_start); on PostgreSQL
+/// the other replicas are told (NOTIFY `auth_failures`, "origin:key").
+pub async fn record_failure(
+    pool: &Pool<Db>,
+    key: &str,
+    since: i64,
+    origin: &str,
+) -> Result<(i64, i64)> {
+    let row: (i64, i64) = sqlx::query_as(
         "INSERT INTO auth_failures (key, failures, window_start) VALUES ($1, 1, $2) \
          ON CONFLICT (key) DO UPDATE SET \
            failures = CASE WHEN auth_failures.window_start < $3 THEN 1 \
                            ELSE auth_failures.failures + 1 END, \
            window_start = CASE WHEN auth_failures.window_start < $3 THEN $2 \
-                               ELSE auth_failures.window_start END",
+                               ELSE auth_failures.window_start END \
+         RETURNING failures, window_start",
     )
     .bind(key)
     .bind(now())
     .bind(since)
-    .execute(pool)
+    .fetch_one(pool)
     .await?;
-    Ok(())
+    failures_changed(pool, origin, key).await?;
+    Ok(row)
 }
 
-pub async fn clear_failures(pool: &Pool<Db>, key: &str) -> Result<()> {
+pub async fn clear_failures(pool: &Pool<Db>, key: &str, origin: &str) -> Result<()> {
     sqlx::query("DELETE FROM auth_failures WHERE key = $1")
         .bind(key)
         .execute(pool)
         .await?;
+    failures_changed(pool, origin, key).await
+}
+
+async fn failures_changed(pool: &Pool<Db>, origin: &str, key: &str) -> Result<()> {
+    if PG {
+        sqlx::query("SELECT pg_notify('auth_failures', $1)")
+            .bind(format!("{origin}:{key}"))
+            .execute(pool)
+            .await?;
+    }
     Ok(())
+}
+
+/// One key's row (failures, window_start), if any. (PostgreSQL's failure
+/// mirror; SQLite reads the counts directly.)
+#[allow(dead_code)]
+pub async fn failure_row(pool: &Pool<Db>, key: &str) -> Result<Option<(i64, i64)>> {
+    Ok(
+        sqlx::query_as("SELECT failures, window_start FROM auth_failures WHERE key = $1")
+            .bind(key)
+            .fetch_optional(pool)
+            .await?,
+    )
+}
+
+/// Every window begun at or after `since` (key, failures, window_start):
+/// the failure mirror's full load (PostgreSQL only).
+#[allow(dead_code)]
+pub async fn failures_since(pool: &Pool<Db>, since: i64) -> Result<Vec<(String, i64, i64)>> {
+    Ok(sqlx::query_as(
+        "SELECT key, failures, window_start FROM auth_failures WHERE window_start >= $1",
+    )
+    .bind(since)
+    .fetch_all(pool)
+    .await?)
 }
 
 /// A login session. On PostgreSQL its commit (like the POP3 lease's and a
@@ -1301,14 +1355,12 @@ pub async fn rename_mailbox(
             .fetch_all(&mut *tx)
             .await?;
         let modseq = bump_modseq(&mut tx, src.id).await?;
-        sqlx::query(
-            "UPDATE mailboxes SET uid_next = $2, highest_modseq = $3 WHERE id = $1",
-        )
-        .bind(dst.id)
-        .bind(src.uid_next)
-        .bind(modseq)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query("UPDATE mailboxes SET uid_next = $2, highest_modseq = $3 WHERE id = $1")
+            .bind(dst.id)
+            .bind(src.uid_next)
+            .bind(modseq)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("UPDATE messages SET mailbox_id = $2, modseq = $3 WHERE mailbox_id = $1")
             .bind(src.id)
             .bind(dst.id)
@@ -1384,16 +1436,22 @@ pub async fn mailbox_status(
 ) -> Result<(pb::MailboxStatus, i64)> {
     let mb = mailbox_by_name_pool(pool, account, name).await?;
     #[allow(clippy::type_complexity)]
-    let (messages, unseen, deleted, size, recent, deleted_size): (i64, i64, i64, i64, i64, i64) =
-        sqlx::query_as(
-            "SELECT COUNT(*), \
+    let (messages, unseen, deleted, size, recent, deleted_size): (
+        i64,
+        i64,
+        i64,
+        i64,
+        i64,
+        i64,
+    ) = sqlx::query_as(
+        "SELECT COUNT(*), \
            CAST(COALESCE(SUM(CASE WHEN flags & 1 = 0 THEN 1 ELSE 0 END), 0) AS BIGINT), \
            CAST(COALESCE(SUM(CASE WHEN flags & 8 <> 0 THEN 1 ELSE 0 END), 0) AS BIGINT), \
            CAST(COALESCE(SUM(size), 0) AS BIGINT), \
            CAST(COALESCE(SUM(CASE WHEN uid >= $2 THEN 1 ELSE 0 END), 0) AS BIGINT), \
            CAST(COALESCE(SUM(CASE WHEN flags & 8 <> 0 THEN size ELSE 0 END), 0) AS BIGINT) \
          FROM messages WHERE mailbox_id = $1",
-        )
+    )
     .bind(mb.id)
     .bind(mb.recent_uid)
     .fetch_one(pool)
@@ -1545,7 +1603,11 @@ pub async fn fetch_meta(
         } else {
             "CASE WHEN $5 > 0 THEN NULL ELSE NULL END"
         },
-        if blobs { "JOIN blobs b ON b.id = m.blob_id" } else { "" }
+        if blobs {
+            "JOIN blobs b ON b.id = m.blob_id"
+        } else {
+            ""
+        }
     );
     let query = sqlx::query_as::<_, MetaBlobRow>(sqlx::AssertSqlSafe(sql))
         .bind(account.0)
@@ -1616,7 +1678,11 @@ pub async fn search_rows(
          WHERE m.mailbox_id = $1 AND m.uid > $2 AND m.uid <= $4 ORDER BY m.uid LIMIT $3",
         if blobs { "b.summary" } else { "NULL" },
         if with_data { "b.data" } else { "NULL" },
-        if blobs { "JOIN blobs b ON b.id = m.blob_id" } else { "" }
+        if blobs {
+            "JOIN blobs b ON b.id = m.blob_id"
+        } else {
+            ""
+        }
     )))
     .bind(mb.id)
     .bind(after)
@@ -1629,11 +1695,7 @@ pub async fn search_rows(
 
 /// Every message of a mailbox with its SORT/THREAD keys, in UID order: one
 /// query, a few dozen bytes a message.
-pub async fn sort_rows(
-    pool: &Pool<Db>,
-    account: AccountId,
-    mailbox: &str,
-) -> Result<Vec<SortRow>> {
+pub async fn sort_rows(pool: &Pool<Db>, account: AccountId, mailbox: &str) -> Result<Vec<SortRow>> {
     let mb = mailbox_by_name_pool(pool, account, mailbox).await?;
     Ok(sqlx::query_as(
         "SELECT m.uid, m.size, m.internal_date, m.blob_id, b.sort_keys \
@@ -1679,8 +1741,10 @@ pub async fn store_flags(
 ) -> Result<(i64, Option<Change>, pb::StoreFlagsResponse)> {
     // UNCHANGEDSINCE (RFC 7162) needs the rows read first: the transaction.
     if PG && unchanged_since == 0 {
-        return store_flags_one_statement(pool, origin, account, mailbox, set, mode, flags, durable)
-            .await;
+        return store_flags_one_statement(
+            pool, origin, account, mailbox, set, mode, flags, durable,
+        )
+        .await;
     }
     let mut tx = begin_write(pool).await?;
     // A flag change need not wait for its WAL flush unless configured to
@@ -1857,7 +1921,12 @@ pub async fn copy(
 }
 
 /// Removes messages, logging them for VANISHED; the caller has chosen them.
-async fn expunge_uids(tx: &mut Tx, account: AccountId, mailbox_id: i64, uids: &[i64]) -> Result<i64> {
+async fn expunge_uids(
+    tx: &mut Tx,
+    account: AccountId,
+    mailbox_id: i64,
+    uids: &[i64],
+) -> Result<i64> {
     let modseq = bump_modseq(tx, mailbox_id).await?;
     let gone = delete_batch(tx, account.0, mailbox_id, modseq, uids).await?;
     let bytes: i64 = gone.iter().map(|g| g.1).sum();
@@ -2337,10 +2406,10 @@ pub async fn release_maildrop(pool: &Pool<Db>, account: AccountId, lease_id: &st
     } else {
         "DELETE FROM pop3_leases WHERE account_id = $1 AND lease_id = $2"
     })
-        .bind(account.0)
-        .bind(lease_id)
-        .execute(pool)
-        .await?;
+    .bind(account.0)
+    .bind(lease_id)
+    .execute(pool)
+    .await?;
     Ok(())
 }
 

@@ -625,6 +625,8 @@ struct Inner {
     settings: StoreSettings,
     hub: Hub,
     auth: Arc<crate::auth_cache::AuthCache>,
+    /// The login throttle's failure counts, mirrored (see `failure_mirror`).
+    failures: Arc<crate::failure_mirror::FailureMirror>,
     /// Where argon2 runs: `argon2_parallelism` threads of its own, which
     /// bound its CPU and the memory it keeps (see `argon2_pool`).
     argon2: crate::argon2_pool::Argon2Pool,
@@ -708,6 +710,7 @@ impl Store {
             inner: Arc::new(Inner {
                 backend,
                 auth: Arc::new(crate::auth_cache::AuthCache::new(settings.auth_cache)),
+                failures: Arc::default(),
                 argon2: crate::argon2_pool::Argon2Pool::new(settings.argon2_parallelism)
                     .map_err(|e| StoreError::Internal(format!("argon2 threads: {e}")))?,
                 settings,
@@ -721,12 +724,17 @@ impl Store {
         if let Some(every) = store.inner.settings.blob_gc_interval {
             spawn_collector(Arc::downgrade(&store.inner), every);
         }
+        // On SQLite the mirror stays out of sync (a local read costs next
+        // to nothing, and nothing would tell it of another process's
+        // writes to the same file).
         if let Backend::Pg(pool) = &store.inner.backend {
             spawn_pg_listener(
                 pool.clone(),
                 store.inner.hub.clone(),
                 store.inner.auth.clone(),
+                store.inner.failures.clone(),
                 store.inner.origin.clone(),
+                store.inner.settings.throttle_window,
             );
         }
         Ok(store)
@@ -934,7 +942,7 @@ impl Store {
         let user = login_name(username);
         let acct_key = format!("acct:{user}");
         let ip_key = format!("ip:{client_ip}");
-        let (acct_fail, ip_fail) = on_backend!(self, failures_of(&acct_key, &ip_key, since))?;
+        let (acct_fail, ip_fail) = self.failures_of(&acct_key, &ip_key, since).await?;
         let ip_fail = if client_ip.is_empty() { 0 } else { ip_fail };
         if acct_fail >= s.max_failures_per_account as i64 || ip_fail >= s.max_failures_per_ip as i64
         {
@@ -955,7 +963,7 @@ impl Store {
             )?
         {
             if acct_fail > 0 {
-                on_backend!(self, clear_failures(&acct_key))?;
+                self.clear_failures(&acct_key).await?;
             }
             return self
                 .new_session(account, protocol, client_ip, Some(app))
@@ -984,16 +992,16 @@ impl Store {
             self.verify_password(password, &hash).await;
         }
         let Some(account) = account.filter(|_| ok) else {
-            on_backend!(self, record_failure(&acct_key, since))?;
+            self.record_failure(&acct_key, since).await?;
             if !client_ip.is_empty() {
-                on_backend!(self, record_failure(&ip_key, since))?;
+                self.record_failure(&ip_key, since).await?;
             }
             service_kit::metrics::auth_failure("bad_credentials");
             tokio::time::sleep(s.failure_delay).await;
             return Err(StoreError::BadCredentials);
         };
         if acct_fail > 0 {
-            on_backend!(self, clear_failures(&acct_key))?;
+            self.clear_failures(&acct_key).await?;
         }
         if !has_scram {
             // An account made before SCRAM: its keys from the password
@@ -1031,7 +1039,7 @@ impl Store {
         match self.verify_token(token, &authzid).await {
             Ok((account, address)) => {
                 if !authzid.is_empty() && t.acct_fail > 0 {
-                    on_backend!(self, clear_failures(&t.acct_key))?;
+                    self.clear_failures(&t.acct_key).await?;
                 }
                 let token = self.new_session(account, protocol, client_ip, None).await?;
                 Ok(Ok((token, address)))
@@ -1159,6 +1167,45 @@ impl Store {
             .map_err(|e| StoreError::Internal(format!("scram keys: {e}")))
     }
 
+    /// Failures of two throttle keys in windows begun at or after `since`:
+    /// from the mirror when it is in sync, else from the database.
+    async fn failures_of(&self, a: &str, b: &str, since: i64) -> Result<(i64, i64)> {
+        if let Some(counts) = self.inner.failures.failures_of(a, b, since) {
+            return Ok(counts);
+        }
+        on_backend!(self, failures_of(a, b, since))
+    }
+
+    /// Counts a failure in the database (the shared record), then here.
+    async fn record_failure(&self, key: &str, since: i64) -> Result<()> {
+        let row = on_backend!(self, record_failure(key, since, &self.inner.origin))?;
+        self.inner.failures.set(key, Some(row), since);
+        Ok(())
+    }
+
+    async fn clear_failures(&self, key: &str) -> Result<()> {
+        on_backend!(self, clear_failures(key, &self.inner.origin))?;
+        self.inner.failures.set(key, None, 0);
+        Ok(())
+    }
+
+    /// A login name's and a client address's failures in the current
+    /// throttle window, and whether this replica answered from its mirror
+    /// (PostgreSQL, listener in sync) rather than the database: for
+    /// operators and for the tests of the mirror.
+    pub async fn login_failures(&self, user: &str, client_ip: &str) -> Result<(i64, i64, bool)> {
+        let since = crate::model::now() - self.inner.settings.throttle_window.as_secs() as i64;
+        let (a, i) = (
+            format!("acct:{}", login_name(user)),
+            format!("ip:{client_ip}"),
+        );
+        if let Some((x, y)) = self.inner.failures.failures_of(&a, &i, since) {
+            return Ok((x, y, true));
+        }
+        let (x, y) = on_backend!(self, failures_of(&a, &i, since))?;
+        Ok((x, y, false))
+    }
+
     /// The throttle keys of a login and whether it is refused now: the
     /// same per-account and per-IP counts `authenticate` keeps.
     async fn throttle(&self, user: &str, client_ip: &str) -> Result<Throttle> {
@@ -1166,7 +1213,7 @@ impl Store {
         let since = crate::model::now() - s.throttle_window.as_secs() as i64;
         let acct_key = format!("acct:{user}");
         let ip_key = format!("ip:{client_ip}");
-        let (acct_fail, ip_fail) = on_backend!(self, failures_of(&acct_key, &ip_key, since))?;
+        let (acct_fail, ip_fail) = self.failures_of(&acct_key, &ip_key, since).await?;
         let ip_fail = if client_ip.is_empty() { 0 } else { ip_fail };
         // No name (a token login without one): no account to count for.
         let acct_fail = if user.is_empty() { 0 } else { acct_fail };
@@ -1187,10 +1234,10 @@ impl Store {
     /// Counts a failed login in the throttle, waits the failure delay.
     async fn failed(&self, t: &Throttle, per_account: bool) -> Result<()> {
         if per_account {
-            on_backend!(self, record_failure(&t.acct_key, t.since))?;
+            self.record_failure(&t.acct_key, t.since).await?;
         }
         if let Some(ip) = &t.ip_key {
-            on_backend!(self, record_failure(ip, t.since))?;
+            self.record_failure(ip, t.since).await?;
         }
         service_kit::metrics::auth_failure("bad_credentials");
         tokio::time::sleep(self.inner.settings.failure_delay).await;
@@ -1262,7 +1309,7 @@ impl Store {
             return Err(StoreError::BadCredentials);
         };
         if t.acct_fail > 0 {
-            on_backend!(self, clear_failures(&t.acct_key))?;
+            self.clear_failures(&t.acct_key).await?;
         }
         let token = self.new_session(account, protocol, client_ip, None).await?;
         Ok((signature, token, user))
@@ -1281,10 +1328,13 @@ impl Store {
         rand::rng().fill_bytes(&mut raw);
         let token = hex::encode(raw);
         let ttl = self.inner.settings.session_ttl.as_secs() as i64;
+        let hash = token_hash(&token);
         on_backend!(
             self,
-            create_session(&token_hash(&token), account, protocol, client_ip, ttl, app)
+            create_session(&hash, account, protocol, client_ip, ttl, app)
         )?;
+        // The gateway's next call names it: no database read for that.
+        self.inner.auth.remember_session(&hash, AccountId(account));
         Ok(token)
     }
 
@@ -2219,8 +2269,11 @@ fn spawn_pg_listener(
     pool: sqlx::PgPool,
     hub: Hub,
     auth: Arc<crate::auth_cache::AuthCache>,
+    failures: Arc<crate::failure_mirror::FailureMirror>,
     origin: String,
+    throttle_window: Duration,
 ) {
+    let since = move || crate::model::now() - throttle_window.as_secs() as i64;
     tokio::spawn(async move {
         loop {
             let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
@@ -2232,7 +2285,12 @@ fn spawn_pg_listener(
                 }
             };
             if let Err(e) = listener
-                .listen_all(["mailbox_changes", "account_changes", "mailbox_list_changes"])
+                .listen_all([
+                    "mailbox_changes",
+                    "account_changes",
+                    "mailbox_list_changes",
+                    "auth_failures",
+                ])
                 .await
             {
                 tracing::warn!(error = %e, "LISTEN failed; retrying");
@@ -2241,8 +2299,27 @@ fn spawn_pg_listener(
             }
             hub.notify_all();
             auth.forget_sessions();
+            // Listening first, then the full load: a failure committed
+            // after the load is announced on this connection.
+            match pg::failures_since(&pool, since()).await {
+                Ok(all) => failures.load(all),
+                Err(e) => tracing::warn!(error = %e, "loading login failures"),
+            }
             loop {
                 match listener.try_recv().await {
+                    Ok(Some(n)) if n.channel() == "auth_failures" => {
+                        if let Some((from, key)) = n.payload().split_once(':')
+                            && from != origin
+                        {
+                            match pg::failure_row(&pool, key).await {
+                                Ok(row) => failures.set(key, row, since()),
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "reading a login failure");
+                                    failures.unsync();
+                                }
+                            }
+                        }
+                    }
                     Ok(Some(n)) if n.channel() == "account_changes" => {
                         if n.payload() != origin {
                             auth.forget_sessions();
@@ -2273,11 +2350,16 @@ fn spawn_pg_listener(
                         }
                     }
                     Ok(None) => {
-                        // Connection lost; PgListener reconnects on the next call.
+                        // Connection lost: notifications in between are
+                        // lost. A new listener LISTENs again before the
+                        // watchers re-read and the mirror is loaded again.
+                        failures.unsync();
                         hub.notify_all();
                         auth.forget_sessions();
+                        break;
                     }
                     Err(e) => {
+                        failures.unsync();
                         tracing::warn!(error = %e, "change listener failed; reconnecting");
                         tokio::time::sleep(Duration::from_secs(1)).await;
                         break;

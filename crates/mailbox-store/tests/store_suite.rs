@@ -37,6 +37,7 @@ both_backends!(
     tokens_scope_every_mailbox_call_to_their_account,
     missing_or_forged_tokens_are_refused,
     failed_logins_look_alike_and_are_throttled,
+    failed_logins_count_on_every_replica,
     summary_of_multipart_message_is_parsed_at_delivery,
     recipients_are_checked,
     flags_copy_move_expunge_and_changes,
@@ -689,6 +690,67 @@ async fn failed_logins_look_alike_and_are_throttled(backend: Backend) {
     auth("erin@example.org", "right", "198.51.100.10")
         .await
         .unwrap();
+}
+
+/// The throttle's counts are shared through the database: failures made
+/// on one replica refuse the account on another. On PostgreSQL each
+/// replica answers from its in-memory mirror, kept by NOTIFY, so a login
+/// asks the database nothing about failures; on SQLite it reads them.
+async fn failed_logins_count_on_every_replica(backend: Backend) {
+    let a = start_with(backend, |s| {
+        s.max_failures_per_account = 3;
+        s.max_failures_per_ip = 100;
+    })
+    .await;
+    a.add_domain("example.org").await;
+    a.add_account("fay@example.org", "right").await;
+    let b = a
+        .replica_with(|s| {
+            s.max_failures_per_account = 3;
+            s.max_failures_per_ip = 100;
+        })
+        .await;
+    let auth = |t: &TestStore, pw: &str, ip: &str| {
+        let mut c = t.anonymous();
+        let req = pb::AuthenticateRequest {
+            username: "fay@example.org".into(),
+            password: pw.into(),
+            client_ip: ip.into(),
+            protocol: "test".into(),
+        };
+        async move { c.authenticate(req).await }
+    };
+    // Two failures on a, one on b: three in the shared record.
+    auth(&a, "wrong", "192.0.2.1").await.unwrap_err();
+    auth(&a, "wrong", "192.0.2.2").await.unwrap_err();
+    auth(&b, "wrong", "192.0.2.3").await.unwrap_err();
+    // Each replica comes to count all three (on PostgreSQL, from its
+    // mirror once the notifications arrived; the deadline only guards
+    // against a hang).
+    for (name, t) in [("a", &a), ("b", &b)] {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let (acct, _, mirrored) = t
+                .store
+                .login_failures("fay@example.org", "192.0.2.9")
+                .await
+                .unwrap();
+            let want_mirror = matches!(backend, Backend::Postgres);
+            if acct == 3 && mirrored == want_mirror {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "replica {name} counts {acct} failures (mirror: {mirrored})"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    // So both refuse even the right password for the window.
+    for t in [&a, &b] {
+        let e = auth(t, "right", "192.0.2.4").await.unwrap_err();
+        assert_eq!(e.code(), Code::ResourceExhausted, "{e}");
+    }
 }
 
 const MULTIPART: &str = "From: =?utf-8?q?Jos=C3=A9?= <jose@remote.example>\r\n\

@@ -169,13 +169,14 @@ impl TestStore {
     /// A second store replica on the same database with its own caches
     /// (on PostgreSQL it hears the others through LISTEN/NOTIFY).
     pub async fn replica(&self) -> TestStore {
-        serve(
-            StoreSettings::for_test(&self.url),
-            self.url.clone(),
-            None,
-            None,
-        )
-        .await
+        self.replica_with(|_| {}).await
+    }
+
+    /// As [`TestStore::replica`], with its settings changed by `tweak`.
+    pub async fn replica_with(&self, tweak: impl FnOnce(&mut StoreSettings)) -> TestStore {
+        let mut settings = StoreSettings::for_test(&self.url);
+        tweak(&mut settings);
+        serve(settings, self.url.clone(), None, None).await
     }
 
     /// The database URL (for tests that look under the store).
