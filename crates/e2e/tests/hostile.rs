@@ -11,13 +11,8 @@ use e2e::{StoreClient, message};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+// Never the same port twice in this process (see e2e::procs::free_port).
+use e2e::procs::free_port;
 
 struct Proc(Child);
 

@@ -15,13 +15,8 @@ use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+// Never the same port twice in this process (see e2e::procs::free_port).
+use e2e::procs::free_port;
 
 /// A service process, killed on drop.
 struct Proc(Child);

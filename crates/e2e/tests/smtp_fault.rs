@@ -81,11 +81,7 @@ async fn send_one(addr: std::net::SocketAddr, id: &str) -> u16 {
 async fn store_killed_and_restarted_during_deliveries() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("mail.db").display());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = e2e::procs::free_port();
     let listen = format!("127.0.0.1:{port}");
     let mut store = spawn_store(&listen, &url);
     let client = StoreClient::new(&format!("http://{listen}"));
