@@ -132,7 +132,12 @@ impl Session {
         };
         let mut chunks = Vec::new();
         for mut m in messages {
-            if let Some(encoded) = binary_parts_to_base64(&m.data) {
+            // Base64 is a third larger: a message that would no longer fit
+            // is stored as sent (BINARY still gives its bytes; BODY shows
+            // its NULs as 0x80).
+            if let Some(encoded) = binary_parts_to_base64(&m.data)
+                && encoded.len() as u64 <= max
+            {
                 m.data = encoded;
             }
             chunks.push(pb::AppendChunk {
