@@ -92,9 +92,9 @@ async fn verify_full_refuses_a_server_another_ca_signed() {
     );
 }
 
-/// One round of work through the gRPC API: deliveries of a 40 KiB message
-/// (several TLS records per write) and small reads, one after another.
-async fn workload(store: &TestStore, round: &str) -> Duration {
+/// Work through the gRPC API: deliveries of a 40 KiB message (several TLS
+/// records per write) and small reads, one after another.
+async fn workload(store: &TestStore, round: &str, n: usize) -> Duration {
     let mut body = String::new();
     while body.len() < 40 * 1024 {
         body.push_str("The quick brown fox jumps over the lazy dog, again and again.\r\n");
@@ -102,7 +102,7 @@ async fn workload(store: &TestStore, round: &str) -> Duration {
     let msg = message("tls", &body);
     let mut reader = store.login("tls@example.org", "pw").await;
     let started = Instant::now();
-    for i in 0..40 {
+    for i in 0..n {
         store
             .deliver(&format!("{round}-{i}"), &["tls@example.org"], &msg)
             .await;
@@ -114,29 +114,28 @@ async fn workload(store: &TestStore, round: &str) -> Duration {
     started.elapsed()
 }
 
-/// Not a latency figure (those are in BENCHMARKS.md): a bound on the ratio
-/// of the same work with and without TLS, alternated and taken at its best
-/// of three, so that a loaded machine slows both alike. The stall this
-/// guards against cost 40 ms per multi-record write, tens of times the
-/// work itself.
+/// Not a latency figure (those are in BENCHMARKS.md) and no bound below
+/// 10 s: the same 400 deliveries with and without TLS, where the stall
+/// this guards against (Nagle's algorithm waiting for PostgreSQL's delayed
+/// ACK) cost about 45 ms each, 18 s in all, against about 3 s for the work
+/// itself in a debug build. TLS may cost twice the work plus 10 s before
+/// this fails, so a loaded machine, which slows both alike, cannot fail it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn tls_costs_a_small_fraction_of_the_same_work_in_the_clear() {
+    const N: usize = 400;
     let ca = ca_file();
     let db = PgDatabase::create().await;
     let plain = common::start_on(&with_query(&db.url, "sslmode=disable")).await;
     let tls = common::start_on(&verify_full(&db.url, &ca)).await;
     plain.add_domain("example.org").await;
     plain.add_account("tls@example.org", "pw").await;
-    let (mut best_plain, mut best_tls) = (Duration::MAX, Duration::MAX);
-    for round in 0..3 {
-        best_plain = best_plain.min(workload(&plain, &format!("p{round}")).await);
-        best_tls = best_tls.min(workload(&tls, &format!("t{round}")).await);
-    }
-    eprintln!("best of three: in the clear {best_plain:?}, TLS {best_tls:?}");
+    let in_clear = workload(&plain, "p", N).await;
+    let over_tls = workload(&tls, "t", N).await;
+    eprintln!("{N} deliveries and reads: in the clear {in_clear:?}, TLS {over_tls:?}");
     assert!(
-        best_tls <= best_plain * 3 + Duration::from_millis(500),
-        "TLS to PostgreSQL costs far more than the work itself: {best_tls:?} against \
-         {best_plain:?} in the clear"
+        over_tls <= in_clear * 2 + Duration::from_secs(10),
+        "TLS to PostgreSQL costs far more than the work itself: {over_tls:?} against \
+         {in_clear:?} in the clear"
     );
     drop(db);
 }
