@@ -1,14 +1,18 @@
 //! The login throttle's failure counts, mirrored in each replica's memory
-//! so that a login that fails nothing asks the database nothing about them.
+//! so that a login asks the database nothing about them.
 //!
-//! The database stays the shared record (`auth_failures`): every failure
-//! and every clearing is written there first, and on PostgreSQL announced
-//! to the other replicas (NOTIFY `auth_failures`), which read that one row
-//! again. The mirror answers only while it is known to hold everything:
-//! after a full load that followed a successful LISTEN, until the listener
-//! loses its connection (then every lookup goes to the database again until
-//! the next full load). On SQLite it is never in sync: a local read costs
-//! next to nothing.
+//! The database stays the shared record (`auth_failures`). Every failure
+//! and every clearing is written there, and the same statement announces
+//! the resulting row (NOTIFY `auth_failures`) to every replica, the writer
+//! included; each replica applies these in the order they were committed,
+//! so its mirror replays the table. The mirror answers only while it is
+//! known to hold everything: after a full load that followed a successful
+//! LISTEN, until the listener loses its connection (then every lookup goes
+//! to the database until the next full load). Rows announced while the
+//! full load ran may arrive after it; a later window, or a higher count in
+//! the same window, wins, and a clearing removes only a window no newer
+//! than the one it removed, so a late row never lowers a count. On SQLite
+//! it is never in sync: a local read costs next to nothing.
 //!
 //! Bounded: past [`MAX_KEYS`] keys, expired windows are dropped; if that is
 //! not enough (a spray of addresses), the mirror gives up and lookups go to
@@ -50,21 +54,24 @@ impl FailureMirror {
         Some((of(a), of(b)))
     }
 
-    /// The row of `key` as the database has it now (`None`: no row).
-    /// A re-read may race with a newer local write: a later window, or a
-    /// higher count in the same window, wins, so the mirror never counts
-    /// fewer failures than the database held.
-    pub fn set(&self, key: &str, row: Option<(i64, i64)>, since: i64) {
+    /// Applies a row announced by the database: `failures` in the window
+    /// begun at `window_start`, or, with `failures` 0, the removal of that
+    /// window. `since` is the oldest window still counted (for sweeping).
+    pub fn apply(&self, key: &str, failures: i64, window_start: i64, since: i64) {
         let mut rows = self.rows();
-        match row {
-            None => {
+        if failures == 0 {
+            if rows
+                .get(key)
+                .is_some_and(|&(_, start)| start <= window_start)
+            {
                 rows.remove(key);
             }
-            Some((n, start)) => {
-                let e = rows.entry(key.to_string()).or_insert((n, start));
-                if start > e.1 || (start == e.1 && n > e.0) {
-                    *e = (n, start);
-                }
+        } else {
+            let e = rows
+                .entry(key.to_string())
+                .or_insert((failures, window_start));
+            if window_start > e.1 || (window_start == e.1 && failures > e.0) {
+                *e = (failures, window_start);
             }
         }
         if rows.len() > MAX_KEYS {
@@ -74,6 +81,21 @@ impl FailureMirror {
                 self.synced.store(false, Ordering::Release);
             }
         }
+    }
+
+    /// Applies a NOTIFY payload "origin:failures:window_start:key".
+    pub fn apply_payload(&self, payload: &str, since: i64) -> bool {
+        let mut parts = payload.splitn(4, ':');
+        let (Some(_origin), Some(n), Some(start), Some(key)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return false;
+        };
+        let (Ok(n), Ok(start)) = (n.parse::<i64>(), start.parse::<i64>()) else {
+            return false;
+        };
+        self.apply(key, n, start, since);
+        true
     }
 
     /// Replaces everything with a full load and answers from it from now on.
@@ -112,17 +134,23 @@ mod tests {
     }
 
     #[test]
-    fn a_stale_reread_never_lowers_a_count() {
+    fn a_late_row_never_lowers_a_count() {
         let m = FailureMirror::default();
         m.load(Vec::new());
-        m.set("ip:x", Some((3, 100)), 0);
-        m.set("ip:x", Some((2, 100)), 0);
-        assert_eq!(m.failures_of("ip:x", "ip:y", 0), Some((3, 0)));
-        // A new window replaces the old one; clearing removes it.
-        m.set("ip:x", Some((1, 200)), 0);
-        assert_eq!(m.failures_of("ip:x", "ip:y", 0), Some((1, 0)));
-        m.set("ip:x", None, 0);
-        assert_eq!(m.failures_of("ip:x", "ip:y", 0), Some((0, 0)));
+        assert!(m.apply_payload("ab12:3:100:ip:192.0.2.1", 0));
+        // Announced before the 3, arriving after it.
+        assert!(m.apply_payload("cd34:2:100:ip:192.0.2.1", 0));
+        assert_eq!(m.failures_of("ip:192.0.2.1", "x", 0), Some((3, 0)));
+        // A new window replaces the old one.
+        m.apply("ip:192.0.2.1", 1, 200, 0);
+        assert_eq!(m.failures_of("ip:192.0.2.1", "x", 0), Some((1, 0)));
+        // A late clearing of the old window leaves the new one.
+        m.apply("ip:192.0.2.1", 0, 100, 0);
+        assert_eq!(m.failures_of("ip:192.0.2.1", "x", 0), Some((1, 0)));
+        // Clearing the current window removes it.
+        assert!(m.apply_payload("ab12:0:200:ip:192.0.2.1", 0));
+        assert_eq!(m.failures_of("ip:192.0.2.1", "x", 0), Some((0, 0)));
+        assert!(!m.apply_payload("garbage", 0));
     }
 
     #[test]
@@ -130,7 +158,7 @@ mod tests {
         let m = FailureMirror::default();
         m.load(Vec::new());
         for i in 0..=MAX_KEYS {
-            m.set(&format!("ip:{i}"), Some((1, 100)), 0);
+            m.apply(&format!("ip:{i}"), 1, 100, 0);
         }
         assert_eq!(m.failures_of("ip:0", "ip:1", 0), None);
     }

@@ -859,60 +859,65 @@ pub async fn failures_of(pool: &Pool<Db>, a: &str, b: &str, since: i64) -> Resul
 }
 
 /// Counts a failure of `key` (a new window when the last began before
-/// `since`) and returns its row (failures, window_start); on PostgreSQL
-/// the other replicas are told (NOTIFY `auth_failures`, "origin:key").
+/// `since`) and returns its row (failures, window_start). On PostgreSQL
+/// the same statement tells every replica, this one included, the row
+/// (NOTIFY `auth_failures`, "origin:failures:window_start:key"), so the
+/// failure mirrors replay the table's changes in commit order.
 pub async fn record_failure(
     pool: &Pool<Db>,
     key: &str,
     since: i64,
     origin: &str,
 ) -> Result<(i64, i64)> {
-    let row: (i64, i64) = sqlx::query_as(
-        "INSERT INTO auth_failures (key, failures, window_start) VALUES ($1, 1, $2) \
+    let upsert = "INSERT INTO auth_failures (key, failures, window_start) VALUES ($1, 1, $2) \
          ON CONFLICT (key) DO UPDATE SET \
            failures = CASE WHEN auth_failures.window_start < $3 THEN 1 \
                            ELSE auth_failures.failures + 1 END, \
            window_start = CASE WHEN auth_failures.window_start < $3 THEN $2 \
                                ELSE auth_failures.window_start END \
-         RETURNING failures, window_start",
-    )
-    .bind(key)
-    .bind(now())
-    .bind(since)
-    .fetch_one(pool)
-    .await?;
-    failures_changed(pool, origin, key).await?;
+         RETURNING failures, window_start";
+    let row: (i64, i64) = if PG {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "WITH r AS ({upsert}) SELECT r.failures, r.window_start FROM r, \
+             LATERAL (SELECT pg_notify('auth_failures', \
+               $4 || ':' || r.failures || ':' || r.window_start || ':' || $1)) n"
+        )))
+        .bind(key)
+        .bind(now())
+        .bind(since)
+        .bind(origin)
+        .fetch_one(pool)
+        .await?
+    } else {
+        sqlx::query_as(upsert)
+            .bind(key)
+            .bind(now())
+            .bind(since)
+            .fetch_one(pool)
+            .await?
+    };
     Ok(row)
 }
 
+/// Forgets the failures of `key`; on PostgreSQL every replica is told
+/// ("origin:0:window_start:key", the window of the row removed).
 pub async fn clear_failures(pool: &Pool<Db>, key: &str, origin: &str) -> Result<()> {
-    sqlx::query("DELETE FROM auth_failures WHERE key = $1")
+    if PG {
+        sqlx::query(
+            "WITH d AS (DELETE FROM auth_failures WHERE key = $1 RETURNING window_start) \
+             SELECT pg_notify('auth_failures', $2 || ':0:' || d.window_start || ':' || $1) FROM d",
+        )
         .bind(key)
+        .bind(origin)
         .execute(pool)
         .await?;
-    failures_changed(pool, origin, key).await
-}
-
-async fn failures_changed(pool: &Pool<Db>, origin: &str, key: &str) -> Result<()> {
-    if PG {
-        sqlx::query("SELECT pg_notify('auth_failures', $1)")
-            .bind(format!("{origin}:{key}"))
+    } else {
+        sqlx::query("DELETE FROM auth_failures WHERE key = $1")
+            .bind(key)
             .execute(pool)
             .await?;
     }
     Ok(())
-}
-
-/// One key's row (failures, window_start), if any. (PostgreSQL's failure
-/// mirror; SQLite reads the counts directly.)
-#[allow(dead_code)]
-pub async fn failure_row(pool: &Pool<Db>, key: &str) -> Result<Option<(i64, i64)>> {
-    Ok(
-        sqlx::query_as("SELECT failures, window_start FROM auth_failures WHERE key = $1")
-            .bind(key)
-            .fetch_optional(pool)
-            .await?,
-    )
 }
 
 /// Every window begun at or after `since` (key, failures, window_start):
@@ -945,15 +950,18 @@ pub async fn create_session(
     app_password: Option<i64>,
 ) -> Result<()> {
     let t = now();
-    sqlx::query(if PG {
+    // Only for an account still enabled: a login that raced the account's
+    // disabling (which ends its sessions) gets no session to remember.
+    let inserted = sqlx::query(if PG {
         "INSERT INTO sessions (token_hash, account_id, protocol, client_ip, created_at, expires_at, \
            app_password_id) \
          SELECT $1, $2, $3, $4, $5, $6, $7 \
-         FROM (SELECT set_config('synchronous_commit', 'off', true)) AS c"
+         FROM accounts a, (SELECT set_config('synchronous_commit', 'off', true)) AS c \
+         WHERE a.id = $2 AND a.disabled = FALSE"
     } else {
         "INSERT INTO sessions (token_hash, account_id, protocol, client_ip, created_at, expires_at, \
            app_password_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)"
+         SELECT $1, $2, $3, $4, $5, $6, $7 FROM accounts a WHERE a.id = $2 AND a.disabled = FALSE"
     })
     .bind(token_hash)
     .bind(account)
@@ -963,7 +971,11 @@ pub async fn create_session(
     .bind(t + ttl)
     .bind(app_password)
     .execute(pool)
-    .await?;
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        return Err(StoreError::BadCredentials);
+    }
     // Expired sessions of this account are swept now and then (one login
     // in 16), not at every login: a write less on the login path, and the
     // table still stays at about the live sessions.

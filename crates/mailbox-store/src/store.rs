@@ -940,8 +940,7 @@ impl Store {
         let window = s.throttle_window.as_secs() as i64;
         let since = crate::model::now() - window;
         let user = login_name(username);
-        let acct_key = format!("acct:{user}");
-        let ip_key = format!("ip:{client_ip}");
+        let (acct_key, ip_key) = throttle_keys(&user, client_ip);
         let (acct_fail, ip_fail) = self.failures_of(&acct_key, &ip_key, since).await?;
         let ip_fail = if client_ip.is_empty() { 0 } else { ip_fail };
         if acct_fail >= s.max_failures_per_account as i64 || ip_fail >= s.max_failures_per_ip as i64
@@ -963,7 +962,7 @@ impl Store {
             )?
         {
             if acct_fail > 0 {
-                self.clear_failures(&acct_key).await?;
+                self.clear_failures(&acct_key).await;
             }
             return self
                 .new_session(account, protocol, client_ip, Some(app))
@@ -992,16 +991,16 @@ impl Store {
             self.verify_password(password, &hash).await;
         }
         let Some(account) = account.filter(|_| ok) else {
-            self.record_failure(&acct_key, since).await?;
+            self.record_failure(&acct_key, since).await;
             if !client_ip.is_empty() {
-                self.record_failure(&ip_key, since).await?;
+                self.record_failure(&ip_key, since).await;
             }
             service_kit::metrics::auth_failure("bad_credentials");
             tokio::time::sleep(s.failure_delay).await;
             return Err(StoreError::BadCredentials);
         };
         if acct_fail > 0 {
-            self.clear_failures(&acct_key).await?;
+            self.clear_failures(&acct_key).await;
         }
         if !has_scram {
             // An account made before SCRAM: its keys from the password
@@ -1039,7 +1038,7 @@ impl Store {
         match self.verify_token(token, &authzid).await {
             Ok((account, address)) => {
                 if !authzid.is_empty() && t.acct_fail > 0 {
-                    self.clear_failures(&t.acct_key).await?;
+                    self.clear_failures(&t.acct_key).await;
                 }
                 let token = self.new_session(account, protocol, client_ip, None).await?;
                 Ok(Ok((token, address)))
@@ -1176,17 +1175,23 @@ impl Store {
         on_backend!(self, failures_of(a, b, since))
     }
 
-    /// Counts a failure in the database (the shared record), then here.
-    async fn record_failure(&self, key: &str, since: i64) -> Result<()> {
-        let row = on_backend!(self, record_failure(key, since, &self.inner.origin))?;
-        self.inner.failures.set(key, Some(row), since);
-        Ok(())
+    /// Counts a failure in the database (the shared record; the mirrors
+    /// learn of it from the notification). Never fails the refusal it
+    /// belongs to: an error is logged and the mirror stops answering until
+    /// its next full load.
+    async fn record_failure(&self, key: &str, since: i64) {
+        if let Err(e) = on_backend!(self, record_failure(key, since, &self.inner.origin)) {
+            tracing::warn!(error = %e, "recording a failed login");
+            self.inner.failures.unsync();
+        }
     }
 
-    async fn clear_failures(&self, key: &str) -> Result<()> {
-        on_backend!(self, clear_failures(key, &self.inner.origin))?;
-        self.inner.failures.set(key, None, 0);
-        Ok(())
+    /// Forgets a key's failures after a successful login (best effort: a
+    /// count left behind only expires with its window).
+    async fn clear_failures(&self, key: &str) {
+        if let Err(e) = on_backend!(self, clear_failures(key, &self.inner.origin)) {
+            tracing::warn!(error = %e, "clearing failed logins");
+        }
     }
 
     /// A login name's and a client address's failures in the current
@@ -1195,10 +1200,7 @@ impl Store {
     /// operators and for the tests of the mirror.
     pub async fn login_failures(&self, user: &str, client_ip: &str) -> Result<(i64, i64, bool)> {
         let since = crate::model::now() - self.inner.settings.throttle_window.as_secs() as i64;
-        let (a, i) = (
-            format!("acct:{}", login_name(user)),
-            format!("ip:{client_ip}"),
-        );
+        let (a, i) = throttle_keys(&login_name(user), client_ip);
         if let Some((x, y)) = self.inner.failures.failures_of(&a, &i, since) {
             return Ok((x, y, true));
         }
@@ -1211,8 +1213,7 @@ impl Store {
     async fn throttle(&self, user: &str, client_ip: &str) -> Result<Throttle> {
         let s = &self.inner.settings;
         let since = crate::model::now() - s.throttle_window.as_secs() as i64;
-        let acct_key = format!("acct:{user}");
-        let ip_key = format!("ip:{client_ip}");
+        let (acct_key, ip_key) = throttle_keys(&user, client_ip);
         let (acct_fail, ip_fail) = self.failures_of(&acct_key, &ip_key, since).await?;
         let ip_fail = if client_ip.is_empty() { 0 } else { ip_fail };
         // No name (a token login without one): no account to count for.
@@ -1234,10 +1235,10 @@ impl Store {
     /// Counts a failed login in the throttle, waits the failure delay.
     async fn failed(&self, t: &Throttle, per_account: bool) -> Result<()> {
         if per_account {
-            self.record_failure(&t.acct_key, t.since).await?;
+            self.record_failure(&t.acct_key, t.since).await;
         }
         if let Some(ip) = &t.ip_key {
-            self.record_failure(ip, t.since).await?;
+            self.record_failure(ip, t.since).await;
         }
         service_kit::metrics::auth_failure("bad_credentials");
         tokio::time::sleep(self.inner.settings.failure_delay).await;
@@ -1309,7 +1310,7 @@ impl Store {
             return Err(StoreError::BadCredentials);
         };
         if t.acct_fail > 0 {
-            self.clear_failures(&t.acct_key).await?;
+            self.clear_failures(&t.acct_key).await;
         }
         let token = self.new_session(account, protocol, client_ip, None).await?;
         Ok((signature, token, user))
@@ -2303,21 +2304,19 @@ fn spawn_pg_listener(
             // after the load is announced on this connection.
             match pg::failures_since(&pool, since()).await {
                 Ok(all) => failures.load(all),
-                Err(e) => tracing::warn!(error = %e, "loading login failures"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "loading login failures; reconnecting");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
             }
             loop {
                 match listener.try_recv().await {
+                    // Every replica's, this one's included: the mirror
+                    // replays the table in commit order.
                     Ok(Some(n)) if n.channel() == "auth_failures" => {
-                        if let Some((from, key)) = n.payload().split_once(':')
-                            && from != origin
-                        {
-                            match pg::failure_row(&pool, key).await {
-                                Ok(row) => failures.set(key, row, since()),
-                                Err(e) => {
-                                    tracing::warn!(error = %e, "reading a login failure");
-                                    failures.unsync();
-                                }
-                            }
+                        if !failures.apply_payload(n.payload(), since()) {
+                            tracing::warn!(payload = n.payload(), "odd auth_failures notification");
                         }
                     }
                     Ok(Some(n)) if n.channel() == "account_changes" => {
@@ -2387,6 +2386,21 @@ fn urlauth_mac(key_hex: &str, rump: &str) -> Option<hmac::Hmac<Sha256>> {
 /// The name a login counts under (throttle, fake salt, session): the
 /// address in its one spelling when it is one (`Alice@Example.org.` and
 /// `alice@example.org` are the same account), else the name lower-cased.
+/// The throttle's keys for a login name and a client address. Names and
+/// addresses longer than any real one are keyed by their SHA-256, so a
+/// key (and the notification that carries it) stays small whatever a
+/// client sends.
+fn throttle_keys(user: &str, client_ip: &str) -> (String, String) {
+    let key = |kind: &str, v: &str, max: usize| {
+        if v.len() > max {
+            format!("{kind}:#{}", hex::encode(Sha256::digest(v.as_bytes())))
+        } else {
+            format!("{kind}:{v}")
+        }
+    };
+    (key("acct", user, 320), key("ip", client_ip, 64))
+}
+
 fn login_name(raw: &str) -> String {
     let u = raw.trim().to_lowercase();
     EmailAddress::parse(&u)

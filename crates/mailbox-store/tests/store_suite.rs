@@ -690,6 +690,18 @@ async fn failed_logins_look_alike_and_are_throttled(backend: Backend) {
     auth("erin@example.org", "right", "198.51.100.10")
         .await
         .unwrap();
+
+    // Names longer than any address (keyed by their digest) count like any
+    // other: the per-IP limit holds for them too.
+    for i in 0..5 {
+        let huge = format!("{}{i}@example.org", "x".repeat(20_000));
+        let e = auth(&huge, "x", "203.0.113.7").await.unwrap_err();
+        assert_eq!(e.code(), Code::Unauthenticated, "{e}");
+    }
+    let e = auth("erin@example.org", "right", "203.0.113.7")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e}");
 }
 
 /// The throttle's counts are shared through the database: failures made
