@@ -1213,7 +1213,7 @@ impl Store {
     async fn throttle(&self, user: &str, client_ip: &str) -> Result<Throttle> {
         let s = &self.inner.settings;
         let since = crate::model::now() - s.throttle_window.as_secs() as i64;
-        let (acct_key, ip_key) = throttle_keys(&user, client_ip);
+        let (acct_key, ip_key) = throttle_keys(user, client_ip);
         let (acct_fail, ip_fail) = self.failures_of(&acct_key, &ip_key, since).await?;
         let ip_fail = if client_ip.is_empty() { 0 } else { ip_fail };
         // No name (a token login without one): no account to count for.
