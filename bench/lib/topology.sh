@@ -14,20 +14,20 @@ db="mailbench_$$"
 pids=()
 pg_sslmode=${PG_SSLMODE:-verify-full}
 . "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/pg-cluster.sh"
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  [ -n "${extra_cleanup:-}" ] && eval "$extra_cleanup"
+  psql -q "${DATABASE_URL:-}" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+  stop_throwaway_pg
+  rm -rf "$work"
+}
+trap cleanup EXIT
 # no_pg=1: the caller needs no PostgreSQL at all.
 if [ -z "${DATABASE_URL:-}" ] && [ "${no_pg:-0}" != 1 ]; then
   chmod 755 "$work"   # the cluster runs as postgres
   start_throwaway_pg "$work/pg"
 fi
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  [ -n "${extra_cleanup:-}" ] && eval "$extra_cleanup"
-  psql -q "$DATABASE_URL" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
-  stop_throwaway_pg
-  rm -rf "$work"
-}
-trap cleanup EXIT
 
 wait_port() {
   for _ in $(seq 1 100); do
@@ -55,7 +55,9 @@ start_topology() {
   psql -q "$DATABASE_URL" -c "CREATE DATABASE $db"
   # TLS between the stores and PostgreSQL, verified against the cluster's
   # CA, as with any managed PostgreSQL (PG_SSLMODE=disable: the extra line).
-  local url="${DATABASE_URL%/*}/$db?sslmode=$pg_sslmode"
+  # The server part of DATABASE_URL (its query may hold paths with '/').
+  local server="${DATABASE_URL%%\?*}"
+  local url="${server%/*}/$db?sslmode=$pg_sslmode"
   if [ "$pg_sslmode" != disable ]; then
     : "${MAIL_TEST_PG_CA:?MAIL_TEST_PG_CA must name the CA file of the PostgreSQL server certificate (scripts/pg-test-tls), or leave DATABASE_URL unset for a throwaway cluster}"
     url+="&sslrootcert=$MAIL_TEST_PG_CA"

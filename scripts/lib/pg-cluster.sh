@@ -3,7 +3,8 @@
 # 127.0.0.1 from scripts/pg-test-tls), as a managed PostgreSQL would be.
 # Source it, then call start_throwaway_pg DIR. It exports DATABASE_URL (a
 # superuser, trust auth on loopback) and MAIL_TEST_PG_CA (the CA file for
-# sslmode=verify-full), and sets stop_throwaway_pg for the caller's trap.
+# sslmode=verify-full); set the caller's trap to stop_throwaway_pg before
+# calling it.
 # PG_SERVER_OPTS adds server options (e.g. -c shared_preload_libraries=...).
 # Needs Debian's postgresql server binaries (installed when missing if run
 # as root).
@@ -23,6 +24,10 @@ start_throwaway_pg() {
   fi
   rm -rf "$pgdir"
   mkdir -p "$pgdir"
+  # Known before anything starts, so stop_throwaway_pg (the caller's trap,
+  # set before this is called) cleans up after a start that failed half way.
+  _pg_bin=$pgbin
+  _pg_dir=$pgdir
   _pg_run=()
   local owner=""
   if [ "$(id -u)" = 0 ]; then
@@ -37,8 +42,6 @@ start_throwaway_pg() {
   "${_pg_run[@]}" "$pgbin/pg_ctl" -D "$pgdir/data" -l "$pgdir/log" -w \
     -o "-p $port -c listen_addresses=127.0.0.1 -k $pgdir -c max_connections=300 -c ssl=on -c ssl_cert_file=$pgdir/tls/server.crt -c ssl_key_file=$pgdir/tls/server.key ${PG_SERVER_OPTS:-}" \
     start >/dev/null
-  _pg_bin=$pgbin
-  _pg_dir=$pgdir
   # The postmaster's pid, for benchmarks that count its CPU time.
   pg_postmaster_pid=$(head -n 1 "$pgdir/data/postmaster.pid")
   export DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
