@@ -7,10 +7,12 @@
 # clients on 5 accounts, each with a login per session and with persistent
 # sessions. Exits non-zero if any run reports a violation.
 #
-#   DATABASE_URL=postgres://postgres:postgres@127.0.0.1:5432/postgres \
+#   [DATABASE_URL=postgres://... MAIL_TEST_PG_CA=ca.pem] \
 #     bench/imap-stress-topology.sh [seconds-per-run]
 #
-# Needs release binaries: cargo build --release --workspace --bins
+# Without DATABASE_URL, a throwaway PostgreSQL with TLS of its own; the
+# stores reach it with sslmode=verify-full (PG_SSLMODE=disable: the extra
+# line in the clear). Needs release binaries: cargo build --release --workspace --bins
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-60}
