@@ -26,11 +26,14 @@ impl Session {
         }
         let mailbox = view.name.clone();
         let uids: Vec<u32> = positions.iter().filter_map(|&i| view.uid_at(i)).collect();
-        let unseen = positions
+        // UIDs of the unseen ones: NOTIFY's own-change count takes only
+        // those the store really copied (others may have been expunged).
+        let unseen_uids: Vec<u32> = positions
             .iter()
             .filter_map(|&i| view.msg_at(i))
             .filter(|m| !m.flags.seen)
-            .count() as u32;
+            .map(|m| m.uid)
+            .collect();
         let verb = if remove { "MOVE" } else { "COPY" };
         if uids.is_empty() {
             return Ok(Done::ok(format!("{verb} completed")));
@@ -57,7 +60,11 @@ impl Session {
             Err(s) => return Ok(store_no(&s)),
         };
         self.added_here = (r.destination_uid_validity, r.destination_uids.clone());
-        self.notify_own_change(&req_dest, r.destination_uids.len() as u32, unseen);
+        if !r.source_uids.is_empty() {
+            let copied: std::collections::HashSet<u32> = r.source_uids.iter().copied().collect();
+            let unseen = unseen_uids.iter().filter(|u| copied.contains(u)).count() as u32;
+            self.notify_own_change(&req_dest, r.destination_uids.len() as u32, unseen);
+        }
         if r.source_uids.is_empty() {
             // RFC 2180 4.3: every one of them was expunged by another
             // session meanwhile; nothing was copied, which is no failure
