@@ -1721,6 +1721,23 @@ pub async fn sort_rows(pool: &Pool<Db>, account: AccountId, mailbox: &str) -> Re
 
 /// Computes the SORT/THREAD keys of a body stored before they were kept,
 /// and keeps them.
+/// Up to `batch` bodies after `after` (in id order) whose SORT keys are not
+/// stored: the background refill's next batch. Walking the primary key
+/// keeps the whole refill one pass over the table.
+pub async fn blobs_without_sort_keys(
+    pool: &Pool<Db>,
+    after: &str,
+    batch: i64,
+) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT id FROM blobs WHERE id > $1 AND sort_keys IS NULL ORDER BY id LIMIT $2",
+    )
+    .bind(after)
+    .bind(batch)
+    .fetch_all(pool)
+    .await?)
+}
+
 pub async fn fill_sort_keys(pool: &Pool<Db>, blob_id: &str) -> Result<Vec<u8>> {
     let data: Option<Vec<u8>> = sqlx::query_scalar("SELECT data FROM blobs WHERE id = $1")
         .bind(blob_id)

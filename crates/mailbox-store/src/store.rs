@@ -724,6 +724,7 @@ impl Store {
         if let Some(every) = store.inner.settings.blob_gc_interval {
             spawn_collector(Arc::downgrade(&store.inner), every);
         }
+        spawn_sort_key_refill(Arc::downgrade(&store.inner));
         // On SQLite the mirror stays out of sync (a local read costs next
         // to nothing, and nothing would tell it of another process's
         // writes to the same file).
@@ -2262,6 +2263,44 @@ fn spawn_collector(inner: std::sync::Weak<Inner>, every: Duration) {
                 Ok((n, bytes)) => tracing::info!(blobs = n, bytes, "collected unreferenced bodies"),
                 Err(e) => tracing::warn!(error = %e, "body collection failed"),
             }
+        }
+    });
+}
+
+/// Fills, once per start and in small batches, the SORT keys of bodies
+/// stored without them (before migration 0002, or cleared by 0009 when
+/// the way they are read changed), so that the first SORT of a large
+/// mailbox after an upgrade need not parse every body itself. SORT still
+/// fills any it meets first; both write the same keys.
+fn spawn_sort_key_refill(inner: std::sync::Weak<Inner>) {
+    tokio::spawn(async move {
+        let mut after = String::new();
+        let mut filled = 0u64;
+        loop {
+            let Some(inner) = inner.upgrade() else { return };
+            let store = Store { inner };
+            let ids = match on_backend!(store, blobs_without_sort_keys(&after, 100)) {
+                Ok(ids) => ids,
+                Err(e) => {
+                    tracing::warn!(error = %e, "SORT key refill stopped");
+                    return;
+                }
+            };
+            let Some(last) = ids.last() else { break };
+            after = last.clone();
+            for id in &ids {
+                if let Err(e) = on_backend!(store, fill_sort_keys(id)) {
+                    tracing::warn!(error = %e, "SORT key refill stopped");
+                    return;
+                }
+                filled += 1;
+            }
+            drop(store);
+            // Gentle: the refill yields to the work clients are waiting for.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if filled > 0 {
+            tracing::info!(bodies = filled, "SORT keys filled");
         }
     });
 }

@@ -2604,6 +2604,30 @@ async fn sort_and_thread_over_stored_keys(backend: Backend) {
         .into_inner();
     assert_eq!(r.uids, [3, 5, 1, 2, 4]);
     assert_eq!(nulls("SELECT 1").await, 0, "the keys were kept");
+
+    // A store that starts on bodies without keys fills them in the
+    // background, with no SORT asking (the deadline only guards a hang).
+    assert_eq!(nulls("UPDATE blobs SET sort_keys = NULL").await, 5);
+    let _replica = t.replica().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while nulls("SELECT 1").await > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the keys were not filled"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let r = c
+        .sort(pb::SortRequest {
+            mailbox: "INBOX".into(),
+            criteria: vec![crit(F::Subject, false)],
+            key: None,
+            uids: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.uids, [3, 5, 1, 2, 4], "the filled keys sort alike");
 }
 
 /// App passwords (issue #14): made by the store and shown once; each logs
