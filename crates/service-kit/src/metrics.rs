@@ -93,10 +93,24 @@ fn local_counters() -> &'static Mutex<HashMap<String, u64>> {
     C.get_or_init(Mutex::default)
 }
 
+/// Names counted apart before the rest go under `PREFIXother`: the names
+/// come from the peer (a store RPC's path), so the map stays bounded.
+const MAX_COUNTERS: usize = 1024;
+
 fn bump(prefix: &str, name: &str) {
-    let key = format!("{prefix}{name}");
     let mut map = local_counters().lock().unwrap_or_else(|p| p.into_inner());
-    *map.entry(key).or_default() += 1;
+    bump_in(&mut map, prefix, name);
+}
+
+fn bump_in(map: &mut HashMap<String, u64>, prefix: &str, name: &str) {
+    let key = format!("{prefix}{name}");
+    if let Some(n) = map.get_mut(&key) {
+        *n += 1;
+    } else if map.len() < MAX_COUNTERS {
+        map.insert(key, 1);
+    } else {
+        *map.entry(format!("{prefix}other")).or_default() += 1;
+    }
 }
 
 /// Every local counter, one `name value` line each, sorted by name:
@@ -193,4 +207,21 @@ pub fn cache_lookup(service: &'static str, hit: bool) {
             KeyValue::new("result", if hit { "hit" } else { "miss" }),
         ],
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_stay_bounded_whatever_names_peers_send() {
+        let mut map = HashMap::new();
+        for i in 0..MAX_COUNTERS + 500 {
+            bump_in(&mut map, "store_rpc.", &format!("/x/{i}"));
+        }
+        bump_in(&mut map, "store_rpc.", "/x/0");
+        assert!(map.len() <= MAX_COUNTERS + 1, "{}", map.len());
+        assert_eq!(map["store_rpc./x/0"], 2);
+        assert_eq!(map["store_rpc.other"], 500);
+    }
 }
