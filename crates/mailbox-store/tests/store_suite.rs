@@ -638,16 +638,7 @@ async fn failed_logins_look_alike_and_are_throttled(backend: Backend) {
     t.add_domain("example.org").await;
     t.add_account("dave@example.org", "right").await;
     t.add_account("erin@example.org", "right").await;
-    let auth = |user: &str, pw: &str, ip: &str| {
-        let mut c = t.anonymous();
-        let req = pb::AuthenticateRequest {
-            username: user.into(),
-            password: pw.into(),
-            client_ip: ip.into(),
-            protocol: "test".into(),
-        };
-        async move { c.authenticate(req).await }
-    };
+    let auth = async |user: &str, pw: &str, ip: &str| t.authenticate(user, pw, ip).await;
     let wrong = auth("dave@example.org", "wrong", "192.0.2.1")
         .await
         .unwrap_err();
@@ -722,16 +713,8 @@ async fn failed_logins_count_on_every_replica(backend: Backend) {
             s.max_failures_per_ip = 100;
         })
         .await;
-    let auth = |t: &TestStore, pw: &str, ip: &str| {
-        let mut c = t.anonymous();
-        let req = pb::AuthenticateRequest {
-            username: "fay@example.org".into(),
-            password: pw.into(),
-            client_ip: ip.into(),
-            protocol: "test".into(),
-        };
-        async move { c.authenticate(req).await }
-    };
+    let auth =
+        async |t: &TestStore, pw: &str, ip: &str| t.authenticate("fay@example.org", pw, ip).await;
     // Two failures on a, one on b: three in the shared record.
     auth(&a, "wrong", "192.0.2.1").await.unwrap_err();
     auth(&a, "wrong", "192.0.2.2").await.unwrap_err();

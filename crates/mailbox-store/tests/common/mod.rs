@@ -213,6 +213,23 @@ impl TestStore {
         mailbox_api::mailbox_client(self.channel(), self.auth().with_session(token).unwrap())
     }
 
+    /// One Authenticate call as a gateway makes it for `client_ip`.
+    pub async fn authenticate(
+        &self,
+        user: &str,
+        password: &str,
+        client_ip: &str,
+    ) -> Result<tonic::Response<pb::AuthenticateResponse>, tonic::Status> {
+        self.anonymous()
+            .authenticate(pb::AuthenticateRequest {
+                username: user.into(),
+                password: password.into(),
+                client_ip: client_ip.into(),
+                protocol: "test".into(),
+            })
+            .await
+    }
+
     /// Logs in and returns a client carrying the session token.
     pub async fn login(&self, user: &str, password: &str) -> MailboxClient {
         let token = self
