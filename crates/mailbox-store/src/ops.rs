@@ -2063,6 +2063,9 @@ pub async fn append(
     if n == 0 {
         return Err(StoreError::Invalid("nothing to append".into()));
     }
+    if PG && let [item] = items {
+        return append_one_statement(pool, origin, account, mailbox, item).await;
+    }
     let mut tx = begin_write(pool).await?;
     // The blobs first, before any row lock (in id order): a delivery of
     // the same bytes inserts its blob before it locks mailbox and account,
@@ -2474,8 +2477,12 @@ pub async fn changes_by_id(
         .map(Some)
 }
 
-/// As [`changes_by_id`], for a mailbox named by the caller: one query
-/// fewer (the name lookup reads the state the changes start from).
+/// As [`changes_by_id`], for a mailbox named by the caller, in one
+/// statement: the mailbox row, its changed messages and expunged UIDs
+/// since `since` (one snapshot, so they agree with the UIDNEXT read), and
+/// on PostgreSQL the \Recent claim too (a compare-and-set on the
+/// watermark read in the same statement; when another session moved it
+/// meanwhile, [`claim_recent`] takes over).
 pub async fn changes_by_name(
     pool: &Pool<Db>,
     account: AccountId,
@@ -2485,31 +2492,95 @@ pub async fn changes_by_name(
     uid_validity: u32,
     expunged_only: bool,
 ) -> Result<pb::ChangesResponse> {
-    let mb: Option<(i64, i64, i64, i64, i64)> = sqlx::query_as(
-        "SELECT id, highest_modseq, uid_next, recent_uid, uid_validity FROM mailboxes \
-         WHERE account_id = $1 AND name = $2",
-    )
-    .bind(account.0)
-    .bind(name)
-    .fetch_optional(pool)
-    .await?;
-    let (id, highest, uid_next, recent_uid, validity) =
-        mb.ok_or(StoreError::NotFound("mailbox"))?;
+    // Rows: kind 0 the mailbox (id, highest_modseq, uid_next, recent_uid,
+    // uid_validity, claimed), kind 1 a changed message (uid, flags,
+    // modseq, size, keywords), kind 2 an expunged UID. Messages and
+    // expunges are only read when the UIDVALIDITY is the caller's (or the
+    // caller has none) and the mailbox changed since `since`.
+    const PARTS: &str = "\
+        SELECT CAST(1 AS BIGINT), m.uid, m.flags, m.modseq, m.size, 0, 0, m.keywords \
+          FROM mb JOIN messages m ON m.mailbox_id = mb.id \
+         WHERE mb.highest_modseq > $3 AND ($5 = 0 OR mb.uid_validity = $5) AND NOT $6 \
+           AND m.modseq > $3 AND m.uid < mb.uid_next \
+        UNION ALL \
+        SELECT 2, e.uid, 0, 0, 0, 0, 0, NULL \
+          FROM mb JOIN expunged e ON e.mailbox_id = mb.id \
+         WHERE mb.highest_modseq > $3 AND ($5 = 0 OR mb.uid_validity = $5) \
+           AND e.modseq > $3 \
+        ORDER BY 1, 2";
+    let sql = if PG {
+        format!(
+            "WITH mb AS (SELECT id, highest_modseq, uid_next, recent_uid, uid_validity \
+               FROM mailboxes WHERE account_id = $1 AND name = $2), \
+             cl AS (UPDATE mailboxes c SET recent_uid = mb.uid_next FROM mb \
+               WHERE $4 AND c.id = mb.id AND c.recent_uid = mb.recent_uid \
+                 AND mb.recent_uid < mb.uid_next AND ($5 = 0 OR mb.uid_validity = $5) \
+               RETURNING c.id) \
+             SELECT CAST(0 AS BIGINT), id, highest_modseq, uid_next, recent_uid, uid_validity, \
+               (SELECT count(*) FROM cl), CAST(NULL AS TEXT) FROM mb \
+             UNION ALL {PARTS}"
+        )
+    } else {
+        // SQLite has no data-modifying WITH: the claim is its own
+        // statement, below. $4 is still bound (unused) to keep the numbering.
+        format!(
+            "WITH mb AS (SELECT id, highest_modseq, uid_next, recent_uid, uid_validity \
+               FROM mailboxes WHERE account_id = $1 AND name = $2 AND $4 = $4) \
+             SELECT CAST(0 AS BIGINT), id, highest_modseq, uid_next, recent_uid, uid_validity, \
+               0, CAST(NULL AS TEXT) FROM mb \
+             UNION ALL {PARTS}"
+        )
+    };
+    type Row = (i64, i64, i64, i64, i64, i64, i64, Option<String>);
+    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(account.0)
+        .bind(name)
+        .bind(since)
+        .bind(claim)
+        .bind(i64::from(uid_validity))
+        .bind(expunged_only)
+        .fetch_all(pool)
+        .await?;
+    let mut rows = rows.into_iter();
+    let Some((0, id, highest, uid_next, recent_uid, validity, claimed)) =
+        rows.next().map(|r| (r.0, r.1, r.2, r.3, r.4, r.5, r.6))
+    else {
+        return Err(StoreError::NotFound("mailbox"));
+    };
     if uid_validity != 0 && validity != i64::from(uid_validity) {
         return Ok(pb::ChangesResponse {
             gone: true,
             ..Default::default()
         });
     }
-    changes_after(
-        pool,
-        id,
-        (highest, uid_next, recent_uid),
-        since,
-        claim,
-        expunged_only,
-    )
-    .await
+    let mut resp = pb::ChangesResponse {
+        highest_modseq: highest as u64,
+        uid_next: uid_next as u32,
+        ..Default::default()
+    };
+    if claim {
+        let r = if claimed == 1 {
+            recent_uid..uid_next
+        } else {
+            claim_recent(pool, id, recent_uid, uid_next).await?
+        };
+        resp.recent_from = r.start as u32;
+        resp.recent_to = r.end as u32;
+    }
+    for (kind, uid, flags, modseq, size, _, _, keywords) in rows {
+        if kind == 1 {
+            resp.changed.push(entry(&MsgRow {
+                uid,
+                flags,
+                keywords: keywords.unwrap_or_default(),
+                modseq,
+                size,
+            }));
+        } else {
+            resp.expunged.push(uid as u32);
+        }
+    }
+    Ok(resp)
 }
 
 /// The changes of a mailbox whose (highest_modseq, uid_next, recent_uid)

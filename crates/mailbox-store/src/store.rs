@@ -168,6 +168,116 @@ mod pg {
         Ok((id, Some(change), resp))
     }
 
+    /// APPEND of one message on PostgreSQL as one autocommit statement (it
+    /// was BEGIN, blob, mailbox, usage, message, COMMIT): the body is
+    /// stored first (or its row refreshed and locked against the
+    /// collector), then the mailbox row is locked as it takes the UID and
+    /// MODSEQ (and queues the NOTIFY), then the account's usage is raised
+    /// under the quota, then the message row is written; the same lock
+    /// order as a delivery. A quota lost to a concurrent APPEND after the
+    /// mailbox row was taken leaves a UID unused, which IMAP allows.
+    async fn append_one_statement(
+        pool: &Pool<Db>,
+        origin: &str,
+        account: AccountId,
+        mailbox: &str,
+        item: &AppendItem<'_>,
+    ) -> Result<(i64, Option<Change>, pb::AppendResponse)> {
+        const OVER: &str = "((a.quota_bytes > 0 AND a.used_bytes + $6 > a.quota_bytes) \
+            OR (a.quota_messages > 0 AND a.message_count + 1 > a.quota_messages))";
+        let sql = format!(
+            "WITH b AS ( \
+               INSERT INTO blobs (id, size, data, summary, created_at, sort_keys) \
+               VALUES ($4, $6, $5, $7, $8, $9) \
+               ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at \
+               RETURNING id), \
+             mb AS ( \
+               UPDATE mailboxes SET uid_next = uid_next + 1, highest_modseq = highest_modseq + 1 \
+               WHERE account_id = $1 AND name = $2 AND uid_next < 4294967295 \
+                 AND EXISTS (SELECT 1 FROM b) \
+                 AND EXISTS (SELECT 1 FROM accounts a WHERE a.id = $1 AND NOT {OVER}) \
+               RETURNING id, uid_next, highest_modseq, uid_validity, \
+                 pg_notify('mailbox_changes', $3 || ':' || id)::TEXT AS n), \
+             acc AS ( \
+               UPDATE accounts a SET used_bytes = a.used_bytes + $6, \
+                 message_count = a.message_count + 1 \
+               FROM mb WHERE a.id = $1 AND NOT {OVER} \
+               RETURNING a.id), \
+             ins AS ( \
+               INSERT INTO messages (account_id, mailbox_id, uid, blob_id, flags, keywords, \
+                 modseq, internal_date, internal_tz, size, save_date) \
+               SELECT $1, mb.id, mb.uid_next - 1, $4, $10, $11, mb.highest_modseq, $12, $13, \
+                 $6, $8 FROM mb, acc \
+               RETURNING uid) \
+             SELECT (SELECT id FROM mb), (SELECT uid_next FROM mb), \
+               (SELECT highest_modseq FROM mb), (SELECT uid_validity FROM mb), \
+               (SELECT count(*) FROM ins), \
+               (SELECT uid_next FROM mailboxes WHERE account_id = $1 AND name = $2)"
+        );
+        let blob = item.blob;
+        let bits = item.flags.bits();
+        let keywords = join_keywords(&item.flags.keywords);
+        let size = blob.data.len() as i64;
+        type Row = (
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            i64,
+            Option<i64>,
+        );
+        let row: Row = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(account.0)
+            .bind(mailbox)
+            .bind(origin)
+            .bind(&blob.id)
+            .bind(&blob.data)
+            .bind(size)
+            .bind(&blob.summary)
+            .bind(now())
+            .bind(&blob.sort_keys)
+            .bind(bits)
+            .bind(&keywords)
+            .bind(item.date.0)
+            .bind(item.date.1)
+            .fetch_one(pool)
+            .await?;
+        let (Some(id), Some(uid_next), Some(modseq), Some(validity), 1, _) = row else {
+            return Err(match row.5 {
+                None => StoreError::NotFound("mailbox"),
+                Some(next) if next >= i64::from(u32::MAX) => {
+                    StoreError::Precondition("mailbox has run out of UIDs")
+                }
+                Some(_) => StoreError::OverQuota,
+            });
+        };
+        let uid = (uid_next - 1) as u32;
+        let change = Change {
+            before: modseq as u64 - 1,
+            resp: pb::ChangesResponse {
+                changed: vec![pb::MessageEntry {
+                    uid,
+                    flags: Some(pb::Flags::from_bits(bits, split_keywords(&keywords))),
+                    modseq: modseq as u64,
+                    size: size as u64,
+                }],
+                highest_modseq: modseq as u64,
+                uid_next: uid_next as u32,
+                ..Default::default()
+            },
+            new_messages: true,
+        };
+        Ok((
+            id,
+            Some(change),
+            pb::AppendResponse {
+                uid_validity: validity as u32,
+                uid,
+                uids: vec![uid],
+            },
+        ))
+    }
+
     /// EXPUNGE on PostgreSQL as one statement (it was BEGIN, lock, read,
     /// delete, usage, COMMIT): the mailbox row is locked and its MODSEQ
     /// raised first; a message another EXPUNGE deleted meanwhile is skipped
@@ -360,6 +470,19 @@ mod lite {
         let turn = write_lock(pool).lock_owned().await;
         let tx = pool.begin_with("BEGIN IMMEDIATE").await?;
         Ok(Tx { tx, _turn: turn })
+    }
+
+    /// PostgreSQL's one-statement APPEND; never called here.
+    async fn append_one_statement(
+        _pool: &sqlx::Pool<Db>,
+        _origin: &str,
+        _account: AccountId,
+        _mailbox: &str,
+        _item: &AppendItem<'_>,
+    ) -> Result<(i64, Option<crate::hub::Change>, pb::AppendResponse)> {
+        Err(StoreError::Internal(
+            "no one-statement APPEND on SQLite".into(),
+        ))
     }
 
     /// PostgreSQL's one-statement EXPUNGE; never called here.

@@ -1103,6 +1103,40 @@ async fn flags_copy_move_expunge_and_changes(backend: Backend) {
         ch.changed.iter().map(|e| e.uid).collect::<Vec<_>>(),
         vec![2]
     );
+    // The same answer in parts: only the expunges; nothing since the
+    // latest MODSEQ; a UIDVALIDITY that is not the mailbox's: gone.
+    let changes = |since, uid_validity, expunged_only| {
+        let mut c = c.clone();
+        async move {
+            c.changes(pb::ChangesRequest {
+                mailbox: "INBOX".into(),
+                since_modseq: since,
+                claim_recent: false,
+                uid_validity,
+                expunged_only,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+        }
+    };
+    let only = changes(st0.highest_modseq, st0.uid_validity, true).await;
+    assert_eq!(only.expunged, vec![1, 3, 4]);
+    assert!(only.changed.is_empty(), "expunged_only: {:?}", only.changed);
+    assert_eq!(only.highest_modseq, ch.highest_modseq);
+    let none = changes(ch.highest_modseq, st0.uid_validity, false).await;
+    assert!(none.changed.is_empty() && none.expunged.is_empty() && !none.gone);
+    assert_eq!(none.uid_next, ch.uid_next);
+    let gone = changes(0, st0.uid_validity + 1, false).await;
+    assert!(gone.gone && gone.changed.is_empty() && gone.expunged.is_empty());
+    let missing = c
+        .changes(pb::ChangesRequest {
+            mailbox: "Nowhere".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound);
     let q = c
         .get_quota(pb::GetQuotaRequest {})
         .await
