@@ -581,6 +581,69 @@ enum Backend {
     Lite(sqlx::SqlitePool),
 }
 
+/// Keeps the PostgreSQL pool on the primary across a failover. The store
+/// reaches the primary through a stable address that follows the leader
+/// (a Kubernetes Service, a proxy checking Patroni); connections made
+/// before the switch may still reach the old server, now a standby. A
+/// write refused there (SQLSTATE 25006) marks every connection made
+/// before it stale: the pool closes them as they are released or
+/// acquired, and new ones go to whatever the address reaches now. A new
+/// connection to a read-only server is refused outright
+/// ([`refuse_read_only`], libpq's `target_session_attrs=read-write`,
+/// which sqlx does not have), and the change listener connects again.
+#[derive(Default)]
+struct PoolRefresh {
+    /// When a read-only server was last seen.
+    since: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Bumped at each sighting, for the change listener.
+    seen: tokio::sync::watch::Sender<u64>,
+}
+
+impl PoolRefresh {
+    /// Whether a connection of this age was made before the last
+    /// read-only sighting.
+    fn stale(&self, age: Duration) -> bool {
+        let since = *self.since.lock().unwrap_or_else(|p| p.into_inner());
+        since.is_some_and(|at| age >= at.elapsed())
+    }
+
+    /// Looks at a result: a read-only server's refusal marks the pool.
+    fn check<T>(&self, r: &Result<T>) {
+        if let Err(e) = r {
+            self.check_err(e);
+        }
+    }
+
+    fn check_err(&self, e: &StoreError) {
+        if e.db_fault() == Some(crate::error::DbFault::ReadOnly) {
+            self.read_only_seen();
+        }
+    }
+
+    fn read_only_seen(&self) {
+        tracing::warn!("database server is read-only (a standby now): refreshing the pool");
+        *self.since.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
+        self.seen.send_modify(|n| *n += 1);
+    }
+}
+
+/// The pool's check of each new PostgreSQL connection: a server whose
+/// transactions are read-only (a hot standby, or one set
+/// `default_transaction_read_only`) is refused, so the pool tries again
+/// until the stable address reaches the primary (or the acquire times out:
+/// a temporary failure).
+async fn refuse_read_only(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+    let ro: String = sqlx::query_scalar("SHOW transaction_read_only")
+        .fetch_one(&mut *conn)
+        .await?;
+    if ro == "on" {
+        return Err(sqlx::Error::Protocol(
+            "the server is read-only (a standby): not a primary".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// A delivery waiting for its group commit.
 struct Job {
     id: String,
@@ -606,6 +669,7 @@ fn spawn_group_committer(
     backend: Backend,
     origin: String,
     hub: Hub,
+    refresh: Arc<PoolRefresh>,
 ) -> tokio::sync::mpsc::Sender<Job> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Job>(GROUP_MAX * 4);
     tokio::spawn(async move {
@@ -631,7 +695,7 @@ fn spawn_group_committer(
                 group.push(j);
             }
             busy = group.len() > 1;
-            commit_group(&backend, &origin, &hub, group).await;
+            commit_group(&backend, &origin, &hub, &refresh, group).await;
         }
     });
     tx
@@ -644,8 +708,15 @@ fn spawn_group_committer(
 /// caller that has gone away (a timed-out or disconnected SMTP session)
 /// must not leave this replica's IDLE sessions unaware of a stored
 /// message (other replicas hear the NOTIFY; this one skips its own).
-async fn commit_group(backend: &Backend, origin: &str, hub: &Hub, group: Vec<Job>) {
+async fn commit_group(
+    backend: &Backend,
+    origin: &str,
+    hub: &Hub,
+    refresh: &PoolRefresh,
+    group: Vec<Job>,
+) {
     let wake = |r: &Result<(pb::DeliverResponse, Vec<i64>)>| {
+        refresh.check(r);
         if let Ok((_, changed)) = r {
             for id in changed {
                 hub.notify(*id);
@@ -692,6 +763,7 @@ async fn commit_group(backend: &Backend, origin: &str, hub: &Hub, group: Vec<Job
         }
         failed => {
             if let Some(Err(e)) = failed {
+                refresh.check_err(&e);
                 tracing::debug!(error = %e, n = group.len(), "group commit failed; storing each alone");
             }
             for job in group {
@@ -732,10 +804,12 @@ macro_rules! on_backend {
     ($self:expr, $f:ident($($arg:expr),* $(,)?)) => {
         tracing::Instrument::instrument(
             async {
-                match &$self.inner.backend {
+                let r = match &$self.inner.backend {
                     Backend::Pg(p) => pg::$f(p, $($arg),*).await,
                     Backend::Lite(p) => lite::$f(p, $($arg),*).await,
-                }
+                };
+                $self.inner.refresh.check(&r);
+                r
             },
             tracing::info_span!("db", db.operation = stringify!($f), db.system = $self.backend_name()),
         )
@@ -745,6 +819,8 @@ macro_rules! on_backend {
 
 struct Inner {
     backend: Backend,
+    /// Keeps the pool on the primary (PostgreSQL; idle on SQLite).
+    refresh: Arc<PoolRefresh>,
     settings: StoreSettings,
     hub: Hub,
     auth: Arc<crate::auth_cache::AuthCache>,
@@ -783,6 +859,7 @@ impl Store {
     /// for other replicas' change notifications.
     pub async fn open(settings: StoreSettings) -> Result<Store> {
         let url = settings.database_url.clone();
+        let refresh = Arc::new(PoolRefresh::default());
         let backend = if url.starts_with("sqlite:") {
             let opts = SqliteConnectOptions::from_str(&url)?;
             if let Some(dir) = opts.get_filename().parent()
@@ -806,9 +883,19 @@ impl Store {
             Backend::Lite(pool)
         } else {
             let opts = PgConnectOptions::from_str(&url)?;
+            let (r1, r2) = (refresh.clone(), refresh.clone());
             let pool = PgPoolOptions::new()
                 .max_connections(settings.max_connections)
                 .acquire_timeout(Duration::from_secs(5))
+                .after_connect(|conn, _| Box::pin(refuse_read_only(conn)))
+                .before_acquire(move |_, meta| {
+                    let fresh = !r1.stale(meta.age);
+                    Box::pin(async move { Ok(fresh) })
+                })
+                .after_release(move |_, meta| {
+                    let fresh = !r2.stale(meta.age);
+                    Box::pin(async move { Ok(fresh) })
+                })
                 .connect_with(opts)
                 .await?;
             sqlx::migrate!("../../migrations/postgres")
@@ -828,10 +915,16 @@ impl Store {
         rand::rng().fill_bytes(&mut origin);
         let origin = hex::encode(origin);
         let hub = Hub::default();
-        let group = spawn_group_committer(backend.clone(), origin.clone(), hub.clone());
+        let group = spawn_group_committer(
+            backend.clone(),
+            origin.clone(),
+            hub.clone(),
+            refresh.clone(),
+        );
         let store = Store {
             inner: Arc::new(Inner {
                 backend,
+                refresh,
                 auth: Arc::new(crate::auth_cache::AuthCache::new(settings.auth_cache)),
                 failures: Arc::default(),
                 argon2: crate::argon2_pool::Argon2Pool::new(settings.argon2_parallelism)
@@ -854,6 +947,7 @@ impl Store {
         if let Backend::Pg(pool) = &store.inner.backend {
             spawn_pg_listener(
                 pool.clone(),
+                store.inner.refresh.clone(),
                 store.inner.hub.clone(),
                 store.inner.auth.clone(),
                 store.inner.failures.clone(),
@@ -885,11 +979,13 @@ impl Store {
 
     /// Whether the database answers (readiness).
     pub async fn ping(&self) -> Result<()> {
-        match &self.inner.backend {
-            Backend::Pg(p) => sqlx::query("SELECT 1").execute(p).await.map(|_| ())?,
-            Backend::Lite(p) => sqlx::query("SELECT 1").execute(p).await.map(|_| ())?,
+        let r = match &self.inner.backend {
+            Backend::Pg(p) => sqlx::query("SELECT 1").execute(p).await.map(|_| ()),
+            Backend::Lite(p) => sqlx::query("SELECT 1").execute(p).await.map(|_| ()),
         }
-        Ok(())
+        .map_err(StoreError::from);
+        self.inner.refresh.check(&r);
+        r
     }
 
     fn origin(&self) -> &str {
@@ -2430,6 +2526,7 @@ fn spawn_sort_key_refill(inner: std::sync::Weak<Inner>) {
 
 fn spawn_pg_listener(
     pool: sqlx::PgPool,
+    refresh: Arc<PoolRefresh>,
     hub: Hub,
     auth: Arc<crate::auth_cache::AuthCache>,
     failures: Arc<crate::failure_mirror::FailureMirror>,
@@ -2437,8 +2534,10 @@ fn spawn_pg_listener(
     throttle_window: Duration,
 ) {
     let since = move || crate::model::now() - throttle_window.as_secs() as i64;
+    let mut read_only = refresh.seen.subscribe();
     tokio::spawn(async move {
         loop {
+            read_only.mark_unchanged();
             let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
                 Ok(l) => l,
                 Err(e) => {
@@ -2456,6 +2555,9 @@ fn spawn_pg_listener(
                 ])
                 .await
             {
+                // On a standby: "cannot execute LISTEN during recovery".
+                let e = StoreError::Database(e);
+                refresh.check_err(&e);
                 tracing::warn!(error = %e, "LISTEN failed; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
@@ -2473,7 +2575,18 @@ fn spawn_pg_listener(
                 }
             }
             loop {
-                match listener.try_recv().await {
+                let next = tokio::select! {
+                    n = listener.try_recv() => n,
+                    // The pool found the server read-only: this connection
+                    // may be to the same (old) server, where no write will
+                    // ever be announced. Listen on the primary instead
+                    // (the watchers re-read once it listens).
+                    _ = read_only.changed() => {
+                        failures.unsync();
+                        break;
+                    }
+                };
+                match next {
                     // Every replica's, this one's included: the mirror
                     // replays the table in commit order.
                     Ok(Some(n)) if n.channel() == "auth_failures" => {
