@@ -5,6 +5,7 @@
 
 pub mod convert;
 pub mod sasl;
+pub mod tls;
 
 /// Generated protobuf messages and tonic clients/servers.
 #[allow(clippy::all)]

@@ -3,6 +3,7 @@
 //! ([`StoreSettings`]).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -24,6 +25,15 @@ pub struct StoreConfig {
     pub service_secret: String,
     /// Read the shared secret from this file instead (Kubernetes Secret).
     pub service_secret_file: String,
+    /// PEM certificate chain and key of the gRPC listener. Set (both): the
+    /// listener speaks only TLS (HTTP/2 by ALPN `h2`); empty: plaintext
+    /// h2c. Reloaded when the files change.
+    pub grpc_tls_cert: String,
+    pub grpc_tls_key: String,
+    /// PEM CA certificate(s) client certificates must chain to: set, every
+    /// caller must present one (mutual TLS; the shared secret is still
+    /// checked). Needs `grpc_tls_cert`. Reloaded when it changes.
+    pub grpc_tls_client_ca: String,
     /// Largest message accepted by Deliver and Append, in bytes.
     pub max_message_size: u64,
     /// Failed logins per account within `throttle_window_secs` before further
@@ -71,6 +81,9 @@ impl Default for StoreConfig {
             max_connections: 16,
             service_secret: String::new(),
             service_secret_file: String::new(),
+            grpc_tls_cert: String::new(),
+            grpc_tls_key: String::new(),
+            grpc_tls_client_ca: String::new(),
             max_message_size: 64 * 1024 * 1024,
             max_failures_per_account: 10,
             max_failures_per_ip: 30,
@@ -95,6 +108,9 @@ pub struct StoreSettings {
     pub database_url: String,
     pub max_connections: u32,
     pub service_secret: Option<String>,
+    /// TLS on the gRPC listener (ALPN `h2`, with a client CA for mutual
+    /// TLS); `None`: plaintext.
+    pub grpc_tls: Option<service_kit::tls::ServerTlsFiles>,
     pub max_message_size: u64,
     pub max_failures_per_account: u32,
     pub max_failures_per_ip: u32,
@@ -139,12 +155,14 @@ impl StoreConfig {
         {
             return Err("service secret: at least 16 printable ASCII characters".into());
         }
+        let grpc_tls = self.grpc_tls()?;
         Ok((
             listen,
             StoreSettings {
                 database_url: self.database_url.clone(),
                 max_connections: self.max_connections,
                 service_secret: secret,
+                grpc_tls,
                 max_message_size: self.max_message_size,
                 max_failures_per_account: self.max_failures_per_account.max(1),
                 max_failures_per_ip: self.max_failures_per_ip.max(1),
@@ -163,6 +181,34 @@ impl StoreConfig {
                 blob_gc_grace: Duration::from_secs(self.blob_gc_grace_secs),
             },
         ))
+    }
+}
+
+impl StoreConfig {
+    /// The gRPC listener's TLS files: certificate and key both or neither,
+    /// and a client CA only with them.
+    fn grpc_tls(&self) -> Result<Option<service_kit::tls::ServerTlsFiles>, String> {
+        let set = |s: &str| (!s.trim().is_empty()).then(|| PathBuf::from(s.trim()));
+        let (cert, key, ca) = (
+            set(&self.grpc_tls_cert),
+            set(&self.grpc_tls_key),
+            set(&self.grpc_tls_client_ca),
+        );
+        match (cert, key) {
+            (None, None) if ca.is_some() => {
+                Err("grpc_tls_client_ca needs grpc_tls_cert and grpc_tls_key".into())
+            }
+            (None, None) => Ok(None),
+            (Some(cert), Some(key)) => Ok(Some(service_kit::tls::ServerTlsFiles {
+                cert,
+                key,
+                client_ca: ca,
+                // gRPC is HTTP/2 only; without ALPN clients would not
+                // know to speak it over TLS.
+                alpn: vec![b"h2".to_vec()],
+            })),
+            _ => Err("grpc_tls_cert and grpc_tls_key go together".into()),
+        }
     }
 }
 

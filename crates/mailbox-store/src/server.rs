@@ -6,6 +6,12 @@
 //! service is exempt so probes work. Every Mailbox call except Authenticate
 //! must carry a session token, and the account it resolves to is the only
 //! account the call can touch.
+//!
+//! With `grpc_tls_cert`/`grpc_tls_key` set the listener speaks only TLS
+//! (HTTP/2 by ALPN `h2`), and with `grpc_tls_client_ca` only to callers
+//! presenting a client certificate from that CA (mutual TLS; the shared
+//! secret is checked as well). The files are reloaded when they change
+//! (service-kit's `ReloadingTls`).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -71,7 +77,7 @@ pub async fn serve(
         store: store.clone(),
     });
 
-    tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .trace_fn(|req| {
             let span = tracing::info_span!(
                 "grpc.server",
@@ -95,9 +101,26 @@ pub async fn serve(
         ))
         .add_service(tonic::service::interceptor::InterceptedService::new(
             admin, check,
-        ))
-        .serve_with_incoming_shutdown(incoming(listener), shutdown.cancelled())
-        .await?;
+        ));
+    match store.settings().grpc_tls.clone() {
+        None => {
+            router
+                .serve_with_incoming_shutdown(incoming(listener), shutdown.cancelled())
+                .await?
+        }
+        Some(files) => {
+            let mutual = files.client_ca.is_some();
+            let tls = service_kit::tls::ReloadingTls::start_with(files, shutdown.clone())
+                .map_err(|e| anyhow::anyhow!("gRPC listener TLS: {e}"))?;
+            tracing::info!(mutual, "gRPC listener speaks TLS only");
+            router
+                .serve_with_incoming_shutdown(
+                    tls_incoming(listener, tls, shutdown.clone()),
+                    shutdown.cancelled(),
+                )
+                .await?
+        }
+    }
     Ok(())
 }
 
@@ -145,6 +168,74 @@ fn incoming(listener: TcpListener) -> impl Stream<Item = std::io::Result<tokio::
         }
         s
     })
+}
+
+/// TLS handshakes in progress at once on the gRPC listener; further
+/// connections wait in the kernel backlog until one finishes.
+const MAX_TLS_HANDSHAKES: usize = 64;
+/// A peer that has not completed its handshake by then is dropped.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepted connections after their TLS handshake, for tonic. Handshakes
+/// run in their own tasks (at most [`MAX_TLS_HANDSHAKES`], each within
+/// [`TLS_HANDSHAKE_TIMEOUT`]) so a slow or silent peer never holds up the
+/// accept loop; a failed one (no or wrong client certificate, plaintext
+/// h2c, a port scan) is logged at debug and dropped. Each connection gets
+/// the acceptor current when it arrives, so a reloaded certificate applies
+/// to new connections only. The stream ends on `shutdown` or when tonic
+/// drops it.
+fn tls_incoming(
+    listener: TcpListener,
+    tls: service_kit::tls::ReloadingTls,
+    shutdown: CancellationToken,
+) -> impl Stream<Item = std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(MAX_TLS_HANDSHAKES);
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_TLS_HANDSHAKES));
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(5);
+        loop {
+            let permit = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tx.closed() => return,
+                p = permits.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => return,
+                },
+            };
+            let accepted = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tx.closed() => return,
+                a = listener.accept() => a,
+            };
+            let (tcp, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "gRPC accept failed; backing off");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            };
+            backoff = Duration::from_millis(5);
+            let _ = tcp.set_nodelay(true);
+            let (acceptor, tx) = (tls.acceptor(), tx.clone());
+            tokio::spawn(async move {
+                let handshake =
+                    tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
+                drop(permit);
+                match handshake {
+                    Ok(Ok(stream)) => {
+                        let _ = tx.send(Ok(stream)).await;
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "gRPC TLS handshake failed")
+                    }
+                    Err(_) => tracing::debug!(%peer, "gRPC TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    ReceiverStream::new(rx)
 }
 
 /// Marks the store NOT_SERVING while its database does not answer, and

@@ -19,6 +19,13 @@ pub struct Pop3Config {
     pub store_url: String,
     pub service_secret: String,
     pub service_secret_file: String,
+    /// TLS to the store (its `grpc_tls_*`): the PEM CA its certificate
+    /// must chain to, and this service's client certificate and key for
+    /// mutual TLS. Empty: plaintext h2c. Needs an `https://` or `dns:///`
+    /// store_url.
+    pub store_tls_ca: String,
+    pub store_tls_cert: String,
+    pub store_tls_key: String,
     pub tls_cert: String,
     pub tls_key: String,
     /// Networks allowed to log in before TLS (default: loopback only).
@@ -48,6 +55,9 @@ impl Default for Pop3Config {
             store_url: "http://127.0.0.1:50051".into(),
             service_secret: String::new(),
             service_secret_file: String::new(),
+            store_tls_ca: String::new(),
+            store_tls_cert: String::new(),
+            store_tls_key: String::new(),
             tls_cert: String::new(),
             tls_key: String::new(),
             trusted_networks: vec!["127.0.0.0/8".into(), "::1/128".into()],
@@ -67,6 +77,8 @@ impl Default for Pop3Config {
 pub struct Pop3Settings {
     pub store_url: String,
     pub service_secret: Option<String>,
+    /// TLS (and client certificate) towards the store; `None`: plaintext.
+    pub store_tls: Option<mailbox_api::tls::StoreTls>,
     pub tls: Option<(PathBuf, PathBuf)>,
     pub trusted: TrustedNetworks,
     pub delete_retrieved: bool,
@@ -110,6 +122,11 @@ impl Pop3Config {
             Pop3Settings {
                 store_url: self.store_url.clone(),
                 service_secret: secret,
+                store_tls: mailbox_api::tls::StoreTls::from_config(
+                    &self.store_tls_ca,
+                    &self.store_tls_cert,
+                    &self.store_tls_key,
+                )?,
                 tls,
                 trusted: TrustedNetworks::parse(&self.trusted_networks)
                     .map_err(|e| format!("trusted_networks: {e}"))?,

@@ -23,6 +23,13 @@ pub struct SmtpConfig {
     pub store_url: String,
     pub service_secret: String,
     pub service_secret_file: String,
+    /// TLS to the store (its `grpc_tls_*`): the PEM CA its certificate
+    /// must chain to, and this service's client certificate and key for
+    /// mutual TLS. Empty: plaintext h2c. Needs an `https://` or `dns:///`
+    /// store_url.
+    pub store_tls_ca: String,
+    pub store_tls_cert: String,
+    pub store_tls_key: String,
     /// PEM certificate chain and key; empty: no STARTTLS or implicit TLS.
     pub tls_cert: String,
     pub tls_key: String,
@@ -65,6 +72,9 @@ impl Default for SmtpConfig {
             store_url: "http://127.0.0.1:50051".into(),
             service_secret: String::new(),
             service_secret_file: String::new(),
+            store_tls_ca: String::new(),
+            store_tls_cert: String::new(),
+            store_tls_key: String::new(),
             tls_cert: String::new(),
             tls_key: String::new(),
             max_message_size: 50 * 1024 * 1024,
@@ -91,6 +101,8 @@ pub struct SmtpSettings {
     pub hostname: String,
     pub store_url: String,
     pub service_secret: Option<String>,
+    /// TLS (and client certificate) towards the store; `None`: plaintext.
+    pub store_tls: Option<mailbox_api::tls::StoreTls>,
     pub tls: Option<(PathBuf, PathBuf)>,
     pub max_message_size: u64,
     pub max_recipients: usize,
@@ -149,6 +161,11 @@ impl SmtpConfig {
                 hostname: self.hostname.clone(),
                 store_url: self.store_url.clone(),
                 service_secret: secret,
+                store_tls: mailbox_api::tls::StoreTls::from_config(
+                    &self.store_tls_ca,
+                    &self.store_tls_cert,
+                    &self.store_tls_key,
+                )?,
                 tls,
                 max_message_size: self.max_message_size,
                 max_recipients: self.max_recipients,
