@@ -1857,6 +1857,9 @@ pub async fn copy(
     destination: &str,
     remove_source: bool,
 ) -> Result<(Vec<i64>, pb::CopyResponse)> {
+    if PG && !remove_source {
+        return copy_one_statement(pool, origin, account, mailbox, set, destination).await;
+    }
     let mut tx = begin_write(pool).await?;
     let src = mailbox_by_name(&mut tx, account, mailbox).await?;
     let dst = mailbox_by_name(&mut tx, account, destination).await?;

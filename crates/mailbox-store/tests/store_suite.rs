@@ -1064,6 +1064,33 @@ async fn flags_copy_move_expunge_and_changes(backend: Backend) {
         .into_inner();
     assert_eq!(copied.source_uids, vec![2, 4]);
     assert_eq!(copied.destination_uids, vec![1, 2]);
+    // Into a mailbox that is not there: NotFound (the gateway's TRYCREATE),
+    // nothing written; of UIDs that are not there: an empty answer.
+    let copy = |uids: Vec<u32>, destination: &str| {
+        let mut c = c.clone();
+        let destination = destination.to_string();
+        async move {
+            c.copy(pb::CopyRequest {
+                mailbox: "INBOX".into(),
+                uids: Some(pb::UidSet::of(uids)),
+                destination,
+            })
+            .await
+        }
+    };
+    let missing = copy(vec![2], "Nowhere").await.unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+    let none = copy(vec![90, 91], "Archive").await.unwrap().into_inner();
+    assert!(none.source_uids.is_empty() && none.destination_uids.is_empty());
+    assert_eq!(
+        none.destination_uid_validity,
+        copied.destination_uid_validity
+    );
+    let (_, archived) = select_all(&mut c, "Archive").await.unwrap();
+    assert_eq!(
+        archived.iter().map(|e| e.uid).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
     let moved = c
         .r#move(pb::CopyRequest {
             mailbox: "INBOX".into(),
