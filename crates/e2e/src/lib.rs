@@ -196,7 +196,7 @@ impl TestStore {
 /// gRPC clients to a store, for setup and for reading what was stored.
 #[derive(Clone)]
 pub struct StoreClient {
-    channel: tonic::transport::Channel,
+    channel: mailbox_api::StoreChannel,
 }
 
 impl StoreClient {

@@ -1,11 +1,18 @@
 //! The gRPC contract of mailbox-store (`proto/mailbox/v1`), generated with
 //! tonic/prost, plus what every caller needs around it: the metadata that
-//! authenticates a call ([`CallAuth`]), a channel constructor, and
-//! conversions between protobuf messages and the domain types.
+//! authenticates a call ([`CallAuth`]), the channel to the store replicas
+//! ([`channel`], balanced and retried over every replica `store_url`
+//! names), and conversions between protobuf messages and the domain types.
 
+pub mod balance;
 pub mod convert;
+mod retry;
 pub mod sasl;
+pub mod store_url;
 pub mod tls;
+
+pub use balance::StoreChannel;
+pub use store_url::{StoreTarget, StoreUrlError, parse_store_url};
 
 /// Generated protobuf messages and tonic clients/servers.
 #[allow(clippy::all)]
@@ -14,12 +21,10 @@ pub mod pb {
 }
 
 use std::str::FromStr;
-use std::time::Duration;
 
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
 
 /// Metadata key carrying the calling service's shared secret.
 pub const SERVICE_TOKEN_KEY: &str = "x-service-token";
@@ -27,7 +32,7 @@ pub const SERVICE_TOKEN_KEY: &str = "x-service-token";
 pub const AUTHORIZATION_KEY: &str = "authorization";
 
 /// A client channel wrapped so that every call carries [`CallAuth`].
-pub type AuthChannel = InterceptedService<Channel, CallAuth>;
+pub type AuthChannel = InterceptedService<StoreChannel, CallAuth>;
 pub type MailboxClient = pb::mailbox_client::MailboxClient<AuthChannel>;
 pub type DeliveryClient = pb::delivery_client::DeliveryClient<AuthChannel>;
 pub type AdminClient = pb::admin_client::AdminClient<AuthChannel>;
@@ -128,50 +133,38 @@ pub const CHUNK_SIZE: usize = 256 * 1024;
 /// Messages up to this size come inline with Fetch (`with_data`).
 pub const INLINE_DATA_LIMIT: u64 = 256 * 1024;
 
-/// A lazily connecting channel to the store at `uri` (e.g.
-/// `http://127.0.0.1:50051`). Calls fail with `UNAVAILABLE` while the store is
-/// down and succeed again once it is back.
-pub fn channel(uri: &str) -> Result<Channel, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(uri.to_string())?
-        .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_while_idle(true)
-        .connect_lazy())
+/// The channel to the store replicas that `store_url` names: one
+/// `http(s)://host:port` URL (one replica, as before), or a comma-separated
+/// list of such URLs and `dns:///NAME:PORT` names (every address the name
+/// resolves to, resolved again every few seconds: a Kubernetes headless
+/// Service). Calls are spread over the replicas that are up and retried on
+/// another when that is safe (see [`balance`]). Connections are made lazily:
+/// calls fail with `UNAVAILABLE` while no replica answers and succeed
+/// again once one is back. Needs a Tokio runtime.
+pub fn channel(store_url: &str) -> Result<StoreChannel, StoreUrlError> {
+    Ok(StoreChannel::new(parse_store_url(store_url)?))
 }
 
-pub fn mailbox_client(channel: Channel, auth: CallAuth) -> MailboxClient {
+pub fn mailbox_client(channel: StoreChannel, auth: CallAuth) -> MailboxClient {
     pb::mailbox_client::MailboxClient::with_interceptor(channel, auth)
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE)
 }
 
-pub fn delivery_client(channel: Channel, auth: CallAuth) -> DeliveryClient {
+pub fn delivery_client(channel: StoreChannel, auth: CallAuth) -> DeliveryClient {
     pb::delivery_client::DeliveryClient::with_interceptor(channel, auth)
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE)
 }
 
-pub fn admin_client(channel: Channel, auth: CallAuth) -> AdminClient {
+pub fn admin_client(channel: StoreChannel, auth: CallAuth) -> AdminClient {
     pb::admin_client::AdminClient::with_interceptor(channel, auth)
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE)
 }
 
 /// Whether the store answers `grpc.health.v1` with SERVING (its database
-/// reachable): the gateways' and ingest's readiness.
-pub async fn store_serving(channel: Channel) -> bool {
-    use tonic_health::pb::HealthCheckRequest;
-    use tonic_health::pb::health_check_response::ServingStatus;
-    use tonic_health::pb::health_client::HealthClient;
-    let mut c = HealthClient::new(channel);
-    match c
-        .check(HealthCheckRequest {
-            service: String::new(),
-        })
-        .await
-    {
-        Ok(r) => r.into_inner().status() == ServingStatus::Serving,
-        Err(_) => false,
-    }
+/// reachable) on some replica: the gateways' and ingest's readiness.
+pub async fn store_serving(channel: StoreChannel) -> bool {
+    balance::serving(channel).await
 }

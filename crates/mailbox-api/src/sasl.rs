@@ -342,7 +342,7 @@ pub enum Outcome {
 pub struct Context {
     /// The store, and the calls' credentials without a session (the
     /// service token only).
-    pub channel: tonic::transport::Channel,
+    pub channel: crate::StoreChannel,
     pub auth: crate::CallAuth,
     pub client_ip: String,
     pub protocol: &'static str,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use base64::Engine;
+use mailbox_api::StoreChannel;
 use mailbox_api::sasl::{self, Mechanism, Outcome};
 use mailbox_api::{CallAuth, MailboxClient, pb};
 use pop3_wire::{
@@ -16,7 +17,6 @@ use service_kit::CancellationToken;
 use service_kit::conn::{Connection, Line, ReadError, Stream};
 use service_kit::limit::PerIpLimit;
 use tokio::net::TcpStream;
-use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use crate::config::Pop3Settings;
@@ -25,7 +25,7 @@ pub(crate) struct Ctx {
     pub settings: Pop3Settings,
     pub tls: Option<service_kit::tls::ReloadingTls>,
     pub auth: CallAuth,
-    pub channel: Channel,
+    pub channel: StoreChannel,
     pub per_ip: PerIpLimit,
     pub shutdown: CancellationToken,
 }

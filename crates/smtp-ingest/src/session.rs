@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use mail_types::EmailAddress;
+use mailbox_api::StoreChannel;
 use mailbox_api::{CallAuth, DeliveryClient, pb};
 use service_kit::CancellationToken;
 use service_kit::conn::{Connection, Line, ReadError, Stream};
@@ -18,7 +19,6 @@ use service_kit::limit::PerIpLimit;
 use smtp_wire::Data;
 use smtp_wire::smtp_proto::{Error as ParseError, MAIL_SMTPUTF8, Request};
 use tokio::net::TcpStream;
-use tonic::transport::Channel;
 
 use crate::config::SmtpSettings;
 use crate::deliver::{self, Outgoing};
@@ -39,7 +39,7 @@ pub(crate) struct Ctx {
     pub settings: SmtpSettings,
     pub tls: Option<service_kit::tls::ReloadingTls>,
     pub auth: CallAuth,
-    pub channel: Channel,
+    pub channel: StoreChannel,
     pub per_ip: PerIpLimit,
     pub shutdown: CancellationToken,
 }

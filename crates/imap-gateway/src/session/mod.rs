@@ -50,12 +50,12 @@ use imap_codec::imap_types::search::SearchKey;
 use imap_codec::imap_types::sequence::SequenceSet;
 use imap_codec::imap_types::status::StatusDataItemName;
 use imap_wire::quote;
+use mailbox_api::StoreChannel;
 use mailbox_api::{CallAuth, MailboxClient, pb};
 use service_kit::CancellationToken;
 use service_kit::conn::{Connection, ReadError, Stream};
 use service_kit::limit::PerIpLimit;
 use tokio::net::TcpStream;
-use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use crate::config::ImapSettings;
@@ -66,7 +66,7 @@ pub(crate) struct Ctx {
     pub settings: ImapSettings,
     pub tls: Option<service_kit::tls::ReloadingTls>,
     pub auth: CallAuth,
-    pub channel: Channel,
+    pub channel: StoreChannel,
     pub per_ip: PerIpLimit,
     pub cache: crate::cache::MetaCache,
     pub views: crate::shared::Views,

@@ -192,7 +192,7 @@ impl TestStore {
         CallAuth::new(self.secret.as_deref()).unwrap()
     }
 
-    pub fn channel(&self) -> tonic::transport::Channel {
+    pub fn channel(&self) -> mailbox_api::StoreChannel {
         mailbox_api::channel(&self.uri()).unwrap()
     }
 
