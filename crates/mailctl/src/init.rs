@@ -12,6 +12,12 @@
 //!   writing the other would make a pair that does not match.
 //! - the global `--secret-file` (default `<data-dir>/store.secret`): kept
 //!   when present, else a fresh random secret.
+//! - with `--grpc-tls-dir`, the services' gRPC mutual TLS: a private CA
+//!   (`ca.crt`), the store's server certificate (`store.crt`/`store.key`,
+//!   for `--store-hostname` and the local names) and one client certificate
+//!   the callers share (`client.crt`/`client.key`). All five present, they
+//!   are kept; none, a new set is made (the CA's key is not kept: delete
+//!   the five files to get a new set); some, an error.
 //!
 //! New files are created exclusively (never over an existing file). The key
 //! and the secret are owner-only (0600), the certificate 0644: in the
@@ -39,7 +45,26 @@ pub struct InitArgs {
     /// localhost, 127.0.0.1 and ::1.
     #[arg(long, default_value = "mail.example.test")]
     hostname: String,
+    /// Directory for the gRPC mutual-TLS files (`ca.crt`, `store.crt`,
+    /// `store.key`, `client.crt`, `client.key`; created if missing). Not
+    /// given: none are made.
+    #[arg(long, env = "MAILCTL_INIT_GRPC_TLS_DIR")]
+    grpc_tls_dir: Option<PathBuf>,
+    /// Host name the store's gRPC certificate is issued for (the host of
+    /// the callers' `store_url`), in addition to localhost, 127.0.0.1 and ::1.
+    #[arg(long, default_value = "mailbox-store")]
+    store_hostname: String,
 }
+
+/// The gRPC mutual-TLS files in `--grpc-tls-dir`, in the order they are
+/// written (keys before their certificates, the CA last).
+pub const GRPC_TLS_FILES: [&str; 5] = [
+    "store.key",
+    "store.crt",
+    "client.key",
+    "client.crt",
+    "ca.crt",
+];
 
 /// What happened to one file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,7 +97,65 @@ pub fn run(args: InitArgs, data_dir: &Path, secret_file: Option<&Path>) -> anyho
     );
     let (_, secret) = ensure_secret_file(&secret_file)?;
     println!("store secret:    {}: {secret}", secret_file.display());
+    if let Some(dir) = &args.grpc_tls_dir {
+        let grpc = ensure_grpc_tls(dir, &args.store_hostname)?;
+        println!(
+            "gRPC mutual TLS: {} (ca.crt, store.crt/key, client.crt/key): {grpc}",
+            dir.display()
+        );
+    }
     Ok(())
+}
+
+/// Makes sure the five gRPC mutual-TLS files exist in `dir`: a CA, the
+/// store's certificate for `store_hostname` and the local names, and a
+/// client certificate; all made together or none.
+fn ensure_grpc_tls(dir: &Path, store_hostname: &str) -> anyhow::Result<Outcome> {
+    let paths = GRPC_TLS_FILES.map(|f| dir.join(f));
+    let mut present = Vec::new();
+    for p in &paths {
+        if exists(p)? {
+            present.push(p.display().to_string());
+        }
+    }
+    if present.len() == paths.len() {
+        return Ok(Outcome::Kept);
+    }
+    if !present.is_empty() {
+        anyhow::bail!(
+            "{} exist(s) but not all of {}: remove them to have a new set generated, \
+             or put the missing files in place",
+            present.join(", "),
+            GRPC_TLS_FILES.join(", ")
+        );
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    use service_kit::tls::{CertUsage, InternalCa};
+    let ca = InternalCa::generate("mail internal gRPC CA").context("generating the gRPC CA")?;
+    let mut names = vec![store_hostname.to_string()];
+    names.extend(
+        service_kit::tls::LOCAL_NAMES
+            .iter()
+            .filter(|n| **n != store_hostname)
+            .map(|n| n.to_string()),
+    );
+    let (store_cert, store_key) = ca
+        .issue(&names, CertUsage::Server)
+        .context("issuing the store's gRPC certificate")?;
+    let (client_cert, client_key) = ca
+        .issue(&["mail-services".to_string()], CertUsage::Client)
+        .context("issuing the gRPC client certificate")?;
+    let contents = [
+        (store_key, 0o600),
+        (store_cert, 0o644),
+        (client_key, 0o600),
+        (client_cert, 0o644),
+        (ca.cert_pem().to_string(), 0o644),
+    ];
+    for (path, (pem, mode)) in paths.iter().zip(contents) {
+        write_new(path, pem.as_bytes(), mode)?;
+    }
+    Ok(Outcome::Created)
 }
 
 /// Makes sure `dir/tls.crt` and `dir/tls.key` exist, generating a

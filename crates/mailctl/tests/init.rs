@@ -125,3 +125,55 @@ fn half_a_pair_is_an_error_and_is_left_alone() {
         "a key was written for a foreign certificate"
     );
 }
+
+#[test]
+fn grpc_mutual_tls_files_are_made_together_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tls, secret) = (dir.path().join("tls"), dir.path().join("secret"));
+    let grpc = dir.path().join("grpc-tls");
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_mailctl"))
+            .env_remove("MAILCTL_SECRET_FILE")
+            .env_remove("MAILCTL_DATA_DIR")
+            .env_remove("MAILCTL_INIT_GRPC_TLS_DIR")
+            .args(["init", "--tls-dir"])
+            .arg(&tls)
+            .arg("--secret-file")
+            .arg(&secret)
+            .arg("--grpc-tls-dir")
+            .arg(&grpc)
+            .output()
+            .unwrap()
+    };
+    let first = ok(&run());
+    assert!(first.contains("gRPC mutual TLS"), "{first}");
+    // The store's files load as a mutual-TLS listener with the CA.
+    let files = service_kit::tls::ServerTlsFiles {
+        cert: grpc.join("store.crt"),
+        key: grpc.join("store.key"),
+        client_ca: Some(grpc.join("ca.crt")),
+        alpn: vec![b"h2".to_vec()],
+    };
+    service_kit::tls::server_config_from(&files).expect("store certificate, key and CA load");
+    #[cfg(unix)]
+    for key in ["store.key", "client.key"] {
+        assert_eq!(mode(&grpc.join(key)) & 0o077, 0, "{key} readable by others");
+    }
+    let before: Vec<Vec<u8>> = ["ca.crt", "store.crt", "client.crt"]
+        .iter()
+        .map(|f| std::fs::read(grpc.join(f)).unwrap())
+        .collect();
+    let second = ok(&run());
+    assert!(
+        second.contains("gRPC mutual TLS") && second.contains("kept"),
+        "{second}"
+    );
+    for (f, b) in ["ca.crt", "store.crt", "client.crt"].iter().zip(&before) {
+        assert_eq!(&std::fs::read(grpc.join(f)).unwrap(), b, "{f} replaced");
+    }
+    // Some files missing: an error, and nothing is written.
+    std::fs::remove_file(grpc.join("client.key")).unwrap();
+    let out = run();
+    assert!(!out.status.success());
+    assert!(!grpc.join("client.key").exists());
+}
