@@ -2464,20 +2464,16 @@ pub async fn changes_by_id(
     since: i64,
     claim: bool,
 ) -> Result<Option<pb::ChangesResponse>> {
-    let mb: Option<(i64, i64, i64)> = sqlx::query_as(
-        "SELECT highest_modseq, uid_next, recent_uid FROM mailboxes \
-         WHERE id = $1 AND account_id = $2",
+    changes_of(
+        pool,
+        account,
+        Mailbox::Id(mailbox_id),
+        since,
+        claim,
+        0,
+        false,
     )
-    .bind(mailbox_id)
-    .bind(account.0)
-    .fetch_optional(pool)
-    .await?;
-    let Some(mb) = mb else {
-        return Ok(None);
-    };
-    changes_after(pool, mailbox_id, mb, since, claim, false)
-        .await
-        .map(Some)
+    .await
 }
 
 /// As [`changes_by_id`], for a mailbox named by the caller, in one
@@ -2495,6 +2491,40 @@ pub async fn changes_by_name(
     uid_validity: u32,
     expunged_only: bool,
 ) -> Result<pb::ChangesResponse> {
+    changes_of(
+        pool,
+        account,
+        Mailbox::Name(name),
+        since,
+        claim,
+        uid_validity,
+        expunged_only,
+    )
+    .await?
+    .ok_or(StoreError::NotFound("mailbox"))
+}
+
+/// A mailbox of the caller's account, by name or by id.
+enum Mailbox<'a> {
+    Name(&'a str),
+    Id(i64),
+}
+
+/// What [`changes_by_name`] and [`changes_by_id`] answer, in one
+/// statement; `None` when the account has no such mailbox.
+async fn changes_of(
+    pool: &Pool<Db>,
+    account: AccountId,
+    mailbox: Mailbox<'_>,
+    since: i64,
+    claim: bool,
+    uid_validity: u32,
+    expunged_only: bool,
+) -> Result<Option<pb::ChangesResponse>> {
+    let by = match mailbox {
+        Mailbox::Name(_) => "name",
+        Mailbox::Id(_) => "id",
+    };
     // Rows: kind 0 the mailbox (id, highest_modseq, uid_next, recent_uid,
     // uid_validity, claimed), kind 1 a changed message (uid, flags,
     // modseq, size, keywords), kind 2 an expunged UID. Messages and
@@ -2514,7 +2544,7 @@ pub async fn changes_by_name(
     let sql = if PG {
         format!(
             "WITH mb AS (SELECT id, highest_modseq, uid_next, recent_uid, uid_validity \
-               FROM mailboxes WHERE account_id = $1 AND name = $2), \
+               FROM mailboxes WHERE account_id = $1 AND {by} = $2), \
              cl AS (UPDATE mailboxes c SET recent_uid = mb.uid_next FROM mb \
                WHERE $4 AND c.id = mb.id AND c.recent_uid = mb.recent_uid \
                  AND mb.recent_uid < mb.uid_next AND ($5 = 0 OR mb.uid_validity = $5) \
@@ -2528,16 +2558,19 @@ pub async fn changes_by_name(
         // statement, below. $4 is still bound (unused) to keep the numbering.
         format!(
             "WITH mb AS (SELECT id, highest_modseq, uid_next, recent_uid, uid_validity \
-               FROM mailboxes WHERE account_id = $1 AND name = $2 AND $4 = $4) \
+               FROM mailboxes WHERE account_id = $1 AND {by} = $2 AND $4 = $4) \
              SELECT CAST(0 AS BIGINT), id, highest_modseq, uid_next, recent_uid, uid_validity, \
                0, CAST(NULL AS TEXT) FROM mb \
              UNION ALL {PARTS}"
         )
     };
     type Row = (i64, i64, i64, i64, i64, i64, i64, Option<String>);
-    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(account.0)
-        .bind(name)
+    let q = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(account.0);
+    let q = match mailbox {
+        Mailbox::Name(name) => q.bind(name),
+        Mailbox::Id(id) => q.bind(id),
+    };
+    let rows: Vec<Row> = q
         .bind(since)
         .bind(claim)
         .bind(i64::from(uid_validity))
@@ -2548,13 +2581,13 @@ pub async fn changes_by_name(
     let Some((0, id, highest, uid_next, recent_uid, validity, claimed)) =
         rows.next().map(|r| (r.0, r.1, r.2, r.3, r.4, r.5, r.6))
     else {
-        return Err(StoreError::NotFound("mailbox"));
+        return Ok(None);
     };
     if uid_validity != 0 && validity != i64::from(uid_validity) {
-        return Ok(pb::ChangesResponse {
+        return Ok(Some(pb::ChangesResponse {
             gone: true,
             ..Default::default()
-        });
+        }));
     }
     let mut resp = pb::ChangesResponse {
         highest_modseq: highest as u64,
@@ -2583,56 +2616,5 @@ pub async fn changes_by_name(
             resp.expunged.push(uid as u32);
         }
     }
-    Ok(resp)
-}
-
-/// The changes of a mailbox whose (highest_modseq, uid_next, recent_uid)
-/// were just read; only its expunged UIDs when `expunged_only`.
-async fn changes_after(
-    pool: &Pool<Db>,
-    mailbox_id: i64,
-    (highest, uid_next, recent_uid): (i64, i64, i64),
-    since: i64,
-    claim: bool,
-    expunged_only: bool,
-) -> Result<pb::ChangesResponse> {
-    let mut resp = pb::ChangesResponse {
-        highest_modseq: highest as u64,
-        uid_next: uid_next as u32,
-        ..Default::default()
-    };
-    if claim {
-        let r = claim_recent(pool, mailbox_id, recent_uid, uid_next).await?;
-        resp.recent_from = r.start as u32;
-        resp.recent_to = r.end as u32;
-    }
-    if highest <= since {
-        return Ok(resp);
-    }
-    // Only messages below the uid_next read above: later ones come with
-    // the next call, together with the uid_next (and \Recent claim) that
-    // covers them.
-    if !expunged_only {
-        let rows: Vec<MsgRow> = sqlx::query_as(
-            "SELECT uid, flags, keywords, modseq, size FROM messages \
-             WHERE mailbox_id = $1 AND modseq > $2 AND uid < $3 ORDER BY uid",
-        )
-        .bind(mailbox_id)
-        .bind(since)
-        .bind(uid_next)
-        .fetch_all(pool)
-        .await?;
-        resp.changed = rows.iter().map(entry).collect();
-    }
-    resp.expunged = sqlx::query_scalar::<_, i64>(
-        "SELECT uid FROM expunged WHERE mailbox_id = $1 AND modseq > $2 ORDER BY uid",
-    )
-    .bind(mailbox_id)
-    .bind(since)
-    .fetch_all(pool)
-    .await?
-    .into_iter()
-    .map(|u| u as u32)
-    .collect();
-    Ok(resp)
+    Ok(Some(resp))
 }
