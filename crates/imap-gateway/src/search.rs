@@ -111,14 +111,11 @@ fn one(k: &SearchKey<'_>, view: &View, depth: usize) -> Result<pb::SearchKey, Se
             }
             uids(list)
         }
-        SearchKey::Uid(set) => {
-            let all = view.uids();
-            uids(
-                imap_wire::seq::uid_positions(set, &all)
-                    .into_iter()
-                    .map(|i| all[i]),
-            )
-        }
+        SearchKey::Uid(set) => uids(
+            view.uid_positions(set)
+                .into_iter()
+                .filter_map(|i| view.uid_at(i)),
+        ),
         SearchKey::Answered => flag("\\Answered"),
         SearchKey::Deleted => flag("\\Deleted"),
         SearchKey::Draft => flag("\\Draft"),

@@ -20,6 +20,7 @@ use std::ops::Range;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use imbl::Vector;
 use mailbox_api::{MailboxClient, pb};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -45,13 +46,23 @@ impl From<pb::MessageEntry> for Msg {
     }
 }
 
+/// The fewest UIDs a snapshot's change log keeps (see
+/// [`Snapshot::touched_since`]); it keeps up to a quarter of the mailbox
+/// beyond that, so a session that fell further behind compares the whole
+/// mailbox once per that many changes.
+const LOG_MIN: usize = 1024;
+
 /// A mailbox's state at one point: messages in ascending UID order.
+///
+/// The messages are a persistent vector: a change makes the next snapshot
+/// in O(log n) per message it touches, sharing everything else with the
+/// one before, so a change costs what it changes, not the mailbox.
 #[derive(Default, Debug)]
 pub struct Snapshot {
     pub uid_validity: u32,
     pub uid_next: u32,
     pub highest_modseq: u64,
-    pub msgs: Vec<Msg>,
+    pub msgs: Vector<Msg>,
     /// The mailbox was deleted (or re-created under its name).
     pub gone: bool,
     /// The MODSEQ up to which this snapshot holds every change (a
@@ -60,11 +71,58 @@ pub struct Snapshot {
     /// HIGHESTMODSEQ (RFC 7162). Raised in place while this is the latest
     /// snapshot and a complete batch adds nothing new.
     pub complete: std::sync::atomic::AtomicU64,
+    /// The UIDs the latest changes touched (flags changed, added or
+    /// expunged), oldest first: the last `log.len()` of the `log_end` UIDs
+    /// logged since the view was loaded.
+    log: Vector<u32>,
+    log_end: u64,
 }
 
 impl Snapshot {
+    /// The index of the message with `uid`.
     pub fn position(&self, uid: u32) -> Option<usize> {
         self.msgs.binary_search_by_key(&uid, |m| m.uid).ok()
+    }
+
+    /// How many messages have a UID below `uid`.
+    pub fn rank(&self, uid: u32) -> usize {
+        match self.msgs.binary_search_by_key(&uid, |m| m.uid) {
+            Ok(i) | Err(i) => i,
+        }
+    }
+
+    /// The message with `uid`.
+    pub fn get(&self, uid: u32) -> Option<&Msg> {
+        self.position(uid).and_then(|i| self.msgs.get(i))
+    }
+
+    /// The UIDs (ascending, once each) whose message differs between
+    /// `older`, an earlier snapshot of the same view, and this one: the
+    /// only ones a session moving from `older` to here must look at.
+    /// `None` when the log no longer reaches back to `older` (or `older` is
+    /// not an earlier snapshot of this view): then compare them whole.
+    pub fn touched_since(&self, older: &Snapshot) -> Option<Vec<u32>> {
+        let n = usize::try_from(self.log_end.checked_sub(older.log_end)?).ok()?;
+        let skip = self.log.len().checked_sub(n)?;
+        let mut uids: Vec<u32> = self.log.skip(skip).into_iter().collect();
+        uids.sort_unstable();
+        uids.dedup();
+        Some(uids)
+    }
+
+    /// A snapshot of a whole mailbox read from the store: nothing before
+    /// it is in its log, so a session on an older one compares whole.
+    fn loaded(&self, status: &pb::MailboxStatus, msgs: Vector<Msg>) -> Snapshot {
+        Snapshot {
+            uid_validity: status.uid_validity,
+            uid_next: status.uid_next,
+            highest_modseq: status.highest_modseq,
+            msgs,
+            gone: false,
+            complete: status.highest_modseq.into(),
+            log: Vector::new(),
+            log_end: self.log_end + 1,
+        }
     }
 
     /// This snapshot with `c` applied; `None` when `c` changes nothing
@@ -76,8 +134,10 @@ impl Snapshot {
                 uid_validity: self.uid_validity,
                 uid_next: self.uid_next,
                 highest_modseq: self.highest_modseq,
-                msgs: Vec::new(),
+                msgs: Vector::new(),
                 complete: Default::default(),
+                log: Vector::new(),
+                log_end: self.log_end + 1,
             });
         }
         let mut updates: Vec<(usize, &pb::MessageEntry)> = Vec::new();
@@ -104,7 +164,7 @@ impl Snapshot {
                 None => {}
             }
         }
-        let expunged: Vec<u32> = c
+        let mut expunged: Vec<u32> = c
             .expunged
             .iter()
             .copied()
@@ -120,17 +180,46 @@ impl Snapshot {
         {
             return None;
         }
-        let mut msgs = Vec::with_capacity(self.msgs.len() + appended.len());
-        msgs.extend_from_slice(&self.msgs);
+        let mut msgs = self.msgs.clone();
+        let mut log = self.log.clone();
+        let logged = log.len();
         for (i, e) in updates {
-            msgs[i].flags = e.flags.clone().unwrap_or_default();
-            msgs[i].modseq = e.modseq;
+            if let Some(m) = msgs.get_mut(i) {
+                m.flags = e.flags.clone().unwrap_or_default();
+                m.modseq = e.modseq;
+                log.push_back(m.uid);
+            }
         }
-        msgs.extend(appended.into_iter().map(|e| Msg::from(e.clone())));
+        for e in appended {
+            msgs.push_back(Msg::from(e.clone()));
+            log.push_back(e.uid);
+        }
         if !expunged.is_empty() {
-            let mut sorted = expunged;
-            sorted.sort_unstable();
-            msgs.retain(|m| sorted.binary_search(&m.uid).is_err());
+            expunged.sort_unstable();
+            expunged.dedup();
+            if expunged.len() * 16 > msgs.len() {
+                // Many at once: one pass over the mailbox. (Not
+                // `Vector::retain`: imbl's `FocusMut`, which it uses, is
+                // unsound on shared trees, imbl issue #59; it corrupted the
+                // heap in this module's model test.)
+                msgs = msgs
+                    .iter()
+                    .filter(|m| expunged.binary_search(&m.uid).is_err())
+                    .cloned()
+                    .collect();
+            } else {
+                for &u in expunged.iter().rev() {
+                    if let Ok(i) = msgs.binary_search_by_key(&u, |m| m.uid) {
+                        msgs.remove(i);
+                    }
+                }
+            }
+            log.extend(expunged);
+        }
+        let log_end = self.log_end + (log.len() - logged) as u64;
+        let keep = LOG_MIN.max(msgs.len() / 4);
+        if log.len() > keep {
+            log = log.skip(log.len() - keep);
         }
         Some(Snapshot {
             uid_validity: self.uid_validity,
@@ -139,6 +228,8 @@ impl Snapshot {
             msgs,
             gone: false,
             complete: Default::default(),
+            log,
+            log_end,
         })
     }
 }
@@ -295,7 +386,7 @@ impl Shared {
             },
             Weak::new(),
         ));
-        let msgs: Vec<Msg> = entries.into_iter().map(Msg::from).collect();
+        let msgs: Vector<Msg> = entries.into_iter().map(Msg::from).collect();
         let uid_next = msgs.last().map_or(1, |m| m.uid + 1);
         if let Some(first) = msgs
             .len()
@@ -306,14 +397,14 @@ impl Shared {
         }
         let highest = msgs.iter().map(|m| m.modseq).max().unwrap_or(1);
         lock(&s.state).complete = highest;
-        s.tx.send_replace(Arc::new(Snapshot {
+        let status = pb::MailboxStatus {
             uid_validity: 1,
             uid_next,
             highest_modseq: highest,
-            complete: highest.into(),
-            msgs,
-            gone: false,
-        }));
+            ..Default::default()
+        };
+        let next = s.tx.borrow().loaded(&status, msgs);
+        s.tx.send_replace(Arc::new(next));
         s
     }
 
@@ -360,7 +451,7 @@ impl Shared {
             .await?
             .into_inner();
         let mut status = pb::MailboxStatus::default();
-        let mut msgs: Vec<Msg> = Vec::new();
+        let mut msgs: Vector<Msg> = Vector::new();
         while let Some(p) = s.message().await? {
             match p.part {
                 Some(pb::select_response::Part::Status(st)) => status = st,
@@ -380,14 +471,8 @@ impl Shared {
                 st.unclaimed
                     .push(first.uid..status.uid_next.max(first.uid + 1));
             }
-            self.tx.send_replace(Arc::new(Snapshot {
-                uid_validity: status.uid_validity,
-                uid_next: status.uid_next,
-                highest_modseq: status.highest_modseq,
-                msgs,
-                gone: false,
-                complete: status.highest_modseq.into(),
-            }));
+            let next = self.tx.borrow().loaded(&status, msgs);
+            self.tx.send_replace(Arc::new(next));
         }
         let task = tokio::spawn(watch_loop(
             Arc::downgrade(self),
@@ -531,11 +616,19 @@ impl Shared {
     }
 }
 
+/// The first wait before subscribing again after the Watch stream broke;
+/// it doubles (up to [`WATCH_RETRY_MAX`]) while subscribing keeps failing.
+const WATCH_RETRY_FIRST: Duration = Duration::from_millis(100);
+const WATCH_RETRY_MAX: Duration = Duration::from_secs(5);
+/// A stream open at least this long counts as having worked: when it
+/// breaks, the retry starts again from [`WATCH_RETRY_FIRST`].
+const WATCH_SERVED: Duration = Duration::from_secs(1);
+
 /// Follows the store's Watch stream for a shared view while the view
 /// lives, subscribing again (from the view's complete MODSEQ) when the
 /// stream breaks, e.g. when a store replica restarts.
 async fn watch_loop(view: Weak<Shared>, mut client: MailboxClient, mailbox: String, claim: bool) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = WATCH_RETRY_FIRST;
     let mut attempt = 0;
     loop {
         let Some(since) = view.upgrade().map(|v| v.complete().max(1)) else {
@@ -552,9 +645,10 @@ async fn watch_loop(view: Weak<Shared>, mut client: MailboxClient, mailbox: Stri
             .await
         {
             Ok(s) => {
+                let opened = tokio::time::Instant::now();
                 let mut s = s.into_inner();
                 while let Ok(Some(c)) = s.message().await {
-                    backoff = Duration::from_millis(100);
+                    backoff = WATCH_RETRY_FIRST;
                     let Some(v) = view.upgrade() else { return };
                     // New messages in a read-write view: read with a
                     // `Changes` call that claims their \Recent, one at a
@@ -581,6 +675,13 @@ async fn watch_loop(view: Weak<Shared>, mut client: MailboxClient, mailbox: Stri
                         return;
                     }
                 }
+                // A stream that served a while ended (its store replica
+                // went away): subscribe again at once (on another replica)
+                // rather than after the backoff earlier failures grew, even
+                // when no change came meanwhile.
+                if opened.elapsed() >= WATCH_SERVED {
+                    backoff = WATCH_RETRY_FIRST;
+                }
             }
             Err(s) if s.code() == Code::NotFound => {
                 if let Some(v) = view.upgrade() {
@@ -598,7 +699,7 @@ async fn watch_loop(view: Weak<Shared>, mut client: MailboxClient, mailbox: Stri
             Err(s) => tracing::debug!(%mailbox, error = %s, "watch failed; retrying"),
         }
         tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+        backoff = (backoff * 2).min(WATCH_RETRY_MAX);
         let Some(v) = view.upgrade() else { return };
         if let Some(c) = v.client_for(attempt) {
             client = c;
@@ -622,7 +723,7 @@ async fn watch_loop(view: Weak<Shared>, mut client: MailboxClient, mailbox: Stri
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn entry(uid: u32, seen: bool, modseq: u64) -> pb::MessageEntry {
@@ -646,8 +747,8 @@ mod tests {
                 .iter()
                 .map(|&u| Msg::from(entry(u, false, 5)))
                 .collect(),
-            gone: false,
             complete: 10.into(),
+            ..Default::default()
         }
     }
 
@@ -702,5 +803,175 @@ mod tests {
             })
             .is_none()
         );
+    }
+
+    /// A small deterministic generator for the model tests.
+    pub(crate) struct Lcg(pub u64);
+
+    impl Lcg {
+        pub fn below(&mut self, n: u64) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (self.0 >> 33) % n.max(1)
+        }
+    }
+
+    /// Random batches of flag changes (some stale), new messages (some
+    /// below UIDNEXT) and expunges, applied one after another: every
+    /// snapshot holds what a plain list of messages does, and between any
+    /// two of them the log names every UID whose message differs (so a
+    /// session that looks only at those misses nothing), or admits it
+    /// cannot reach back.
+    #[test]
+    fn snapshots_follow_a_plain_model_and_log_every_difference() {
+        let mut rng = Lcg(7);
+        let mut model: Vec<Msg> = (1..=300).map(|u| Msg::from(entry(u, false, 5))).collect();
+        let mut snaps = vec![Arc::new(Snapshot {
+            uid_next: 301,
+            highest_modseq: 10,
+            msgs: model.iter().cloned().collect(),
+            ..Default::default()
+        })];
+        let mut modseq = 10;
+        for step in 0..800 {
+            let cur = snaps.last().unwrap().clone();
+            let mut c = pb::ChangesResponse::default();
+            for _ in 0..rng.below(4) {
+                modseq += 1;
+                // Mostly a message the snapshot has; now and then any UID.
+                let uid = match cur
+                    .msgs
+                    .get(rng.below(cur.msgs.len() as u64 * 5 / 4) as usize)
+                {
+                    Some(m) => m.uid,
+                    None => 1 + rng.below(u64::from(cur.uid_next) + 3) as u32,
+                };
+                // A stale report now and then: an older MODSEQ.
+                let m = if rng.below(5) == 0 { 1 } else { modseq };
+                c.changed.push(entry(uid, rng.below(2) == 0, m));
+            }
+            if rng.below(3) == 0 {
+                modseq += 1;
+                c.changed
+                    .push(entry(cur.uid_next + rng.below(3) as u32, false, modseq));
+            }
+            // Many at once now and then (the other way of removing).
+            let many = if step % 50 == 49 { 40 } else { rng.below(3) };
+            for _ in 0..many {
+                c.expunged
+                    .push(1 + rng.below(u64::from(cur.uid_next)) as u32);
+            }
+            c.highest_modseq = modseq;
+            c.uid_next = c.changed.iter().map(|e| e.uid + 1).max().unwrap_or(0);
+            // The model: the same rules, on a plain list.
+            let last = model.last().map_or(0, |m| m.uid).max(cur.uid_next - 1);
+            let mut top = last;
+            // Entries are looked up in the snapshot before the batch.
+            let before = model.len();
+            for e in &c.changed {
+                match model[..before].iter_mut().find(|m| m.uid == e.uid) {
+                    Some(m) if e.modseq > m.modseq => *m = Msg::from(e.clone()),
+                    Some(_) => {}
+                    None if e.uid > top => {
+                        top = e.uid;
+                        model.push(Msg::from(e.clone()));
+                    }
+                    None => {}
+                }
+            }
+            let present: Vec<u32> = c
+                .expunged
+                .iter()
+                .copied()
+                .filter(|u| cur.position(*u).is_some())
+                .collect();
+            model.retain(|m| !present.contains(&m.uid));
+            if let Some(next) = cur.applied(&c) {
+                snaps.push(Arc::new(next));
+            }
+            let now = snaps.last().unwrap();
+            let got: Vec<(u32, u64, bool)> = now
+                .msgs
+                .iter()
+                .map(|m| (m.uid, m.modseq, m.flags.seen))
+                .collect();
+            let want: Vec<(u32, u64, bool)> = model
+                .iter()
+                .map(|m| (m.uid, m.modseq, m.flags.seen))
+                .collect();
+            assert_eq!(got, want, "step {step}");
+        }
+        // The UIDs whose message differs, by a merge of the two.
+        let differs = |a: &Snapshot, b: &Snapshot| -> Vec<u32> {
+            let (mut x, mut y) = (a.msgs.iter().peekable(), b.msgs.iter().peekable());
+            let mut out = Vec::new();
+            loop {
+                match (x.peek(), y.peek()) {
+                    (None, None) => return out,
+                    (Some(m), Some(n)) if m.uid == n.uid => {
+                        if m.modseq != n.modseq || m.flags != n.flags {
+                            out.push(m.uid);
+                        }
+                        x.next();
+                        y.next();
+                    }
+                    (Some(m), n) if n.is_none_or(|n| m.uid < n.uid) => {
+                        out.push(m.uid);
+                        x.next();
+                    }
+                    (_, Some(n)) => {
+                        out.push(n.uid);
+                        y.next();
+                    }
+                    (_, None) => unreachable!(),
+                }
+            }
+        };
+        // Near pairs, and every snapshot from the first (the log stops
+        // reaching back to it some way in).
+        let pairs = (0..snaps.len())
+            .flat_map(|i| (i..snaps.len().min(i + 30)).map(move |j| (i, j)))
+            .chain((0..snaps.len()).map(|j| (0, j)));
+        let (mut reached, mut not) = (0, 0);
+        for (i, j) in pairs {
+            let want = differs(&snaps[i], &snaps[j]);
+            match snaps[j].touched_since(&snaps[i]) {
+                Some(touched) => {
+                    reached += 1;
+                    assert!(touched.windows(2).all(|w| w[0] < w[1]));
+                    for u in want {
+                        assert!(touched.binary_search(&u).is_ok(), "{i}->{j}: {u}");
+                    }
+                }
+                None => {
+                    not += 1;
+                    let behind = snaps[j].log_end - snaps[i].log_end;
+                    assert!(behind > snaps[j].log.len() as u64, "{i}->{j}");
+                }
+            }
+        }
+        assert!(not > 0, "the log never stopped reaching back");
+        assert!(reached > 0);
+        // A newer snapshot is never mistaken for an older one.
+        assert!(snaps[0].touched_since(snaps.last().unwrap()).is_none());
+    }
+
+    /// A reloaded mailbox starts a new log: a session on a snapshot from
+    /// before it compares whole.
+    #[test]
+    fn a_loaded_snapshot_is_compared_whole() {
+        let s = snap(&[1, 2, 3]);
+        let next = s.applied(&pb::ChangesResponse {
+            changed: vec![entry(2, true, 11)],
+            highest_modseq: 11,
+            ..Default::default()
+        });
+        let next = next.unwrap();
+        assert_eq!(next.touched_since(&s), Some(vec![2]));
+        let loaded = next.loaded(&pb::MailboxStatus::default(), Vector::new());
+        assert_eq!(loaded.touched_since(&next), None);
+        assert_eq!(loaded.touched_since(&s), None);
     }
 }

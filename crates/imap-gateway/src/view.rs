@@ -14,6 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
+use imap_codec::imap_types::sequence::SequenceSet;
 use mailbox_api::MailboxClient;
 use mailbox_api::pb;
 use tokio::sync::watch;
@@ -28,9 +29,9 @@ pub struct View {
     snap: Arc<Snapshot>,
     /// Expunged in `snap`, not yet announced: still numbered.
     ghosts: BTreeMap<u32, Msg>,
-    /// The UIDs by sequence number when there are ghosts (empty otherwise:
-    /// then they are `snap`'s).
-    order: Vec<u32>,
+    /// Each ghost's position (sequence number - 1) and UID, ascending
+    /// (the live messages fill the positions between them).
+    ghost_at: Vec<(usize, u32)>,
     /// How many messages the client was told of (the last EXISTS, less the
     /// EXPUNGEs since). Messages past it are new and not announced yet.
     told: usize,
@@ -86,7 +87,7 @@ impl View {
             rx,
             snap,
             ghosts: BTreeMap::new(),
-            order: Vec::new(),
+            ghost_at: Vec::new(),
             recent: HashSet::new(),
             keywords,
             pending_flags: BTreeSet::new(),
@@ -178,11 +179,58 @@ impl View {
         (self.snap.msgs.len() + self.ghosts.len()) as u32
     }
 
+    /// Every UID by sequence number.
     pub fn uids(&self) -> Vec<u32> {
-        if self.ghosts.is_empty() {
-            self.snap.msgs.iter().map(|m| m.uid).collect()
-        } else {
-            self.order.clone()
+        let mut out = Vec::with_capacity(self.exists() as usize);
+        let mut ghosts = self.ghosts.keys().copied().peekable();
+        for m in &self.snap.msgs {
+            while let Some(g) = ghosts.next_if(|&g| g < m.uid) {
+                out.push(g);
+            }
+            out.push(m.uid);
+        }
+        out.extend(ghosts);
+        out
+    }
+
+    /// The positions (sequence number - 1) of the messages whose UIDs fall
+    /// in `set`, ascending, as `imap_wire::seq::uid_positions` over
+    /// [`View::uids`] finds them, without listing the mailbox: "*" is the
+    /// largest UID, and "n:*" with n above it matches that one.
+    pub fn uid_positions(&self, set: &SequenceSet) -> Vec<usize> {
+        let last = self.uid_at((self.exists() as usize).wrapping_sub(1));
+        let largest = last.unwrap_or(0);
+        let mut out = Vec::new();
+        for (a, b) in imap_wire::seq::ranges(set, largest) {
+            let (a, b) = match last {
+                Some(l) if b == largest && a > largest => (l, l),
+                _ => (a, b),
+            };
+            let start = self.below(a);
+            let end = if b == u32::MAX {
+                self.exists() as usize
+            } else {
+                self.below(b + 1)
+            };
+            out.extend(start..end);
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// How many messages (live or ghosts) have a UID below `uid`.
+    fn below(&self, uid: u32) -> usize {
+        self.snap.rank(uid) + self.ghost_at.partition_point(|&(_, g)| g < uid)
+    }
+
+    /// Where position `pos` falls: a ghost's UID, or the index of a live
+    /// message in the snapshot.
+    fn slot(&self, pos: usize) -> Result<u32, usize> {
+        let before = self.ghost_at.partition_point(|&(p, _)| p <= pos);
+        match before.checked_sub(1).map(|i| self.ghost_at[i]) {
+            Some((p, uid)) if p == pos => Ok(uid),
+            _ => Err(pos - before),
         }
     }
 
@@ -215,35 +263,35 @@ impl View {
 
     /// The UID of the message at `pos` (sequence number - 1).
     pub fn uid_at(&self, pos: usize) -> Option<u32> {
-        if self.ghosts.is_empty() {
-            self.snap.msgs.get(pos).map(|m| m.uid)
-        } else {
-            self.order.get(pos).copied()
+        match self.slot(pos) {
+            Ok(uid) => Some(uid),
+            Err(i) => self.snap.msgs.get(i).map(|m| m.uid),
         }
     }
 
     /// The message at `pos` (sequence number - 1).
     pub fn msg_at(&self, pos: usize) -> Option<&Msg> {
-        if self.ghosts.is_empty() {
-            return self.snap.msgs.get(pos);
+        match self.slot(pos) {
+            Ok(uid) => self.ghosts.get(&uid),
+            Err(i) => self.snap.msgs.get(i),
         }
-        let uid = *self.order.get(pos)?;
-        self.msg(uid)
     }
 
     /// The message with `uid`, as this session knows it.
     pub fn msg(&self, uid: u32) -> Option<&Msg> {
-        match self.snap.position(uid) {
-            Some(i) => Some(&self.snap.msgs[i]),
-            None => self.ghosts.get(&uid),
-        }
+        self.snap.get(uid).or_else(|| self.ghosts.get(&uid))
     }
 
+    /// The position (sequence number - 1) of the message with `uid`.
     pub fn position(&self, uid: u32) -> Option<usize> {
-        if self.ghosts.is_empty() {
-            self.snap.position(uid)
-        } else {
-            self.order.binary_search(&uid).ok()
+        let ghosts_before = self.ghost_at.partition_point(|&(_, g)| g < uid);
+        match self.snap.position(uid) {
+            Some(i) => Some(i + ghosts_before),
+            None => self
+                .ghost_at
+                .get(ghosts_before)
+                .filter(|&&(_, g)| g == uid)
+                .map(|&(p, _)| p),
         }
     }
 
@@ -268,31 +316,28 @@ impl View {
             return;
         }
         if !Arc::ptr_eq(&next, &self.snap) {
-            let (old, new) = (&self.snap.msgs, &next.msgs);
-            let (mut i, mut j) = (0, 0);
-            while i < old.len() || j < new.len() {
-                match (old.get(i), new.get(j)) {
-                    (Some(o), Some(n)) if o.uid == n.uid => {
-                        if o.modseq != n.modseq
-                            && o.flags != n.flags
-                            && own.get(&n.uid) != Some(&n.modseq)
-                        {
-                            self.pending_flags.insert(n.uid);
-                            self.owe_flags |= learn(&mut self.keywords, &n.flags);
-                        }
-                        i += 1;
-                        j += 1;
+            let old = self.snap.clone();
+            match next.touched_since(&old) {
+                // Only the messages the changes since `old` touched, in
+                // UID order.
+                Some(uids) => {
+                    for uid in uids {
+                        self.absorb(old.get(uid), next.get(uid), own);
                     }
-                    (Some(o), n) if n.is_none_or(|n| o.uid < n.uid) => {
-                        self.ghosts.insert(o.uid, o.clone());
-                        self.pending_flags.remove(&o.uid);
-                        i += 1;
+                }
+                // Too far behind for the log: the whole mailbox, merged
+                // in UID order.
+                None => {
+                    let (mut o, mut n) = (old.msgs.iter().peekable(), next.msgs.iter().peekable());
+                    loop {
+                        let pair = match (o.peek(), n.peek()) {
+                            (None, None) => break,
+                            (Some(a), Some(b)) if a.uid == b.uid => (o.next(), n.next()),
+                            (Some(a), b) if b.is_none_or(|b| a.uid < b.uid) => (o.next(), None),
+                            _ => (None, n.next()),
+                        };
+                        self.absorb(pair.0, pair.1, own);
                     }
-                    (_, Some(n)) => {
-                        self.owe_flags |= learn(&mut self.keywords, &n.flags);
-                        j += 1;
-                    }
-                    (_, None) => break,
                 }
             }
             self.snap = next;
@@ -304,20 +349,36 @@ impl View {
         }
     }
 
-    /// Rebuilds the sequence-number order when ghosts mix in.
-    fn reorder(&mut self) {
-        self.order.clear();
-        if self.ghosts.is_empty() {
-            return;
-        }
-        let mut ghosts = self.ghosts.keys().copied().peekable();
-        for m in &self.snap.msgs {
-            while let Some(g) = ghosts.next_if(|&g| g < m.uid) {
-                self.order.push(g);
+    /// What moving from message `o` to `n` (the same UID in the old and
+    /// the new snapshot, either absent) owes the client: flags changed by
+    /// someone else (not `own`: this session's writes, by UID and the
+    /// MODSEQ it told), a message expunged (kept numbered as a ghost), new
+    /// keywords.
+    fn absorb(&mut self, o: Option<&Msg>, n: Option<&Msg>, own: &HashMap<u32, u64>) {
+        match (o, n) {
+            (Some(o), Some(n)) => {
+                if o.modseq != n.modseq && o.flags != n.flags && own.get(&n.uid) != Some(&n.modseq)
+                {
+                    self.pending_flags.insert(n.uid);
+                    self.owe_flags |= learn(&mut self.keywords, &n.flags);
+                }
             }
-            self.order.push(m.uid);
+            (Some(o), None) => {
+                self.ghosts.insert(o.uid, o.clone());
+                self.pending_flags.remove(&o.uid);
+            }
+            (None, Some(n)) => self.owe_flags |= learn(&mut self.keywords, &n.flags),
+            (None, None) => {}
         }
-        self.order.extend(ghosts);
+    }
+
+    /// Places the ghosts among the live messages again (the snapshot or
+    /// the ghosts changed): O(ghosts x log(messages)).
+    fn reorder(&mut self) {
+        self.ghost_at.clear();
+        for (j, &g) in self.ghosts.keys().enumerate() {
+            self.ghost_at.push((self.snap.rank(g) + j, g));
+        }
     }
 
     /// Takes the \Recent claims of the shared view (a read-write session
@@ -396,20 +457,18 @@ impl View {
     /// an EXPUNGE.
     pub fn take_expunges(&mut self) -> Vec<(u32, u32)> {
         let mut out = Vec::new();
-        // Ghosts ascend, so each one's number is its place in the order
-        // less the ghosts removed before it.
-        for (removed, uid) in std::mem::take(&mut self.ghosts).into_keys().enumerate() {
-            if let Ok(i) = self.order.binary_search(&uid) {
-                let i = i - removed;
-                if i < self.told {
-                    out.push((i as u32 + 1, uid));
-                    self.told -= 1;
-                }
+        // Ghosts ascend, so each one's number is its place less the
+        // ghosts removed before it.
+        self.ghosts.clear();
+        for (removed, (pos, uid)) in std::mem::take(&mut self.ghost_at).into_iter().enumerate() {
+            let i = pos - removed;
+            if i < self.told {
+                out.push((i as u32 + 1, uid));
+                self.told -= 1;
             }
             self.recent.remove(&uid);
             self.pending_flags.remove(&uid);
         }
-        self.order.clear();
         out
     }
 
@@ -871,5 +930,107 @@ mod tests {
         assert_eq!(a.recent.len(), 1);
         b.sync(&HashMap::new());
         assert!(a.recent.contains(&1) && b.recent.is_empty());
+    }
+
+    /// Sessions that move between snapshots by the change log (often, or
+    /// after a few changes) and one so far behind that it compares whole
+    /// end up the same: numbers, flags owed, keywords, expunges to tell.
+    /// Their numbers with expunged messages still in (ghosts) agree with
+    /// the plain list of UIDs, for every lookup.
+    #[tokio::test]
+    async fn moving_by_the_log_or_whole_ends_the_same() {
+        let sh = shared((1..=200).map(|u| entry(u, false)).collect(), 0);
+        let mut often = View::new("INBOX".into(), sh.clone(), client());
+        let mut midway = View::new("INBOX".into(), sh.clone(), client());
+        let mut whole = View::new("INBOX".into(), sh.clone(), client());
+        let (mut modseq, mut uid_next) = (1000u64, 201u32);
+        let mut rng = crate::shared::tests::Lcg(3);
+        for step in 0..1400u32 {
+            modseq += 1;
+            let mut c = pb::ChangesResponse {
+                highest_modseq: modseq,
+                ..Default::default()
+            };
+            // A new keyword on a message (every change differs).
+            let mut e = entry(1 + rng.below(u64::from(uid_next - 1)) as u32, step % 2 == 0);
+            e.modseq = modseq;
+            e.flags.get_or_insert_default().keywords = vec![format!("K{step}")];
+            c.changed.push(e);
+            if step % 7 == 0 {
+                let mut e = entry(uid_next, false);
+                e.modseq = modseq;
+                c.changed.push(e);
+                uid_next += 1;
+            }
+            // Expunges of the first messages only (a message added and
+            // expunged between two looks is a ghost to one session only).
+            if step % 5 == 0 {
+                c.expunged.push(1 + rng.below(200) as u32);
+            }
+            c.uid_next = uid_next;
+            sh.apply(&c, true);
+            often.sync(&HashMap::new());
+            if step == 700 {
+                midway.sync(&HashMap::new());
+            }
+        }
+        midway.sync(&HashMap::new());
+        let before = whole.snap.clone();
+        whole.sync(&HashMap::new());
+        assert!(
+            whole.snap.touched_since(&before).is_none(),
+            "this session must have compared whole"
+        );
+        let uids = whole.uids();
+        assert!(!whole.ghosts.is_empty());
+        for v in [&often, &midway] {
+            assert_eq!(v.uids(), uids);
+            // A keyword replaced before a session looked is not learnt.
+            assert!(whole.keywords.keys().all(|k| v.keywords.contains_key(k)));
+            assert_eq!(v.owe_flags, whole.owe_flags);
+        }
+        // The messages both had from the start owe the same FETCHes (one
+        // added meanwhile is new to one session and changed to another).
+        let first = |v: &View| -> Vec<u32> {
+            v.pending_flags
+                .iter()
+                .copied()
+                .filter(|&u| u <= 200)
+                .collect()
+        };
+        assert!(!first(&whole).is_empty());
+        assert_eq!(first(&midway), first(&whole));
+        for (pos, &uid) in uids.iter().enumerate() {
+            assert_eq!(whole.uid_at(pos), Some(uid));
+            assert_eq!(whole.position(uid), Some(pos));
+            let (m, n) = (whole.msg_at(pos).unwrap(), midway.msg_at(pos).unwrap());
+            assert_eq!(m.uid, n.uid);
+            // An expunged one is as each session last knew it.
+            if !whole.ghosts.contains_key(&m.uid) {
+                assert_eq!(m.modseq, n.modseq);
+            }
+        }
+        assert_eq!(whole.uid_at(uids.len()), None);
+        assert_eq!(whole.position(uid_next + 1), None);
+        let last = *uids.last().unwrap();
+        for set in [
+            "1:*".to_string(),
+            "*".into(),
+            "5:10".into(),
+            "150:3".into(),
+            format!("{}:*", last + 5),
+            "1,3,7:9,250:*".into(),
+            "99999".into(),
+            format!("{}", uids[1]),
+        ] {
+            let set: SequenceSet = set.parse().unwrap();
+            let want = imap_wire::seq::uid_positions(&set, &uids);
+            assert_eq!(whole.uid_positions(&set), want);
+            assert_eq!(often.uid_positions(&set), want);
+        }
+        let told = whole.take_expunges();
+        assert!(!told.is_empty());
+        assert_eq!(midway.take_expunges(), told);
+        assert_eq!(whole.uids(), midway.uids());
     }
 }

@@ -20,17 +20,13 @@ impl Session {
             });
         }
         let mailbox = view.name.clone();
-        let uids = match set {
-            Some(s) => {
-                let all = view.uids();
-                Some(pb::UidSet::of(
-                    imap_wire::seq::uid_positions(s, &all)
-                        .into_iter()
-                        .map(|i| all[i]),
-                ))
-            }
-            None => None,
-        };
+        let uids = set.map(|s| {
+            pb::UidSet::of(
+                view.uid_positions(s)
+                    .into_iter()
+                    .filter_map(|i| view.uid_at(i)),
+            )
+        });
         let Some(mut c) = self.client() else {
             return Ok(Done::bad("Log in first"));
         };

@@ -444,7 +444,7 @@ impl Session {
             return Err(Done::bad("No mailbox selected"));
         };
         if uid {
-            Ok(imap_wire::seq::uid_positions(set, &view.uids()))
+            Ok(view.uid_positions(set))
         } else {
             match imap_wire::seq::message_numbers(set, view.exists()) {
                 Some(nums) => Ok(nums.into_iter().map(|n| n as usize - 1).collect()),
