@@ -17,8 +17,10 @@ use tokio::net::TcpStream;
 
 pub use mailbox_api;
 
+pub mod load;
 pub mod oidc;
 pub mod otlp;
+pub mod patroni;
 pub mod promql;
 
 #[derive(Clone, Copy, Debug)]

@@ -14,11 +14,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use e2e::load::{connect, line};
 use e2e::procs::{Proc, free_port};
 use e2e::{StoreClient, message};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 fn spawn(which: &str, env: &[(&str, String)]) -> Proc {
     e2e::procs::spawn(env!("CARGO_BIN_EXE_e2e-service"), which, env)
@@ -113,64 +113,9 @@ impl Drop for PrivatePg {
     }
 }
 
-type Conn = (BufReader<OwnedReadHalf>, OwnedWriteHalf);
-
-async fn connect(port: u16) -> Option<Conn> {
-    let t = tokio::time::timeout(
-        Duration::from_secs(5),
-        TcpStream::connect(("127.0.0.1", port)),
-    )
-    .await
-    .ok()?
-    .ok()?;
-    let (r, w) = t.into_split();
-    let mut r = BufReader::new(r);
-    let mut greeting = String::new();
-    tokio::time::timeout(Duration::from_secs(10), r.read_line(&mut greeting))
-        .await
-        .ok()?
-        .ok()?;
-    Some((r, w))
-}
-
-async fn line(r: &mut BufReader<OwnedReadHalf>) -> Option<String> {
-    let mut l = String::new();
-    match tokio::time::timeout(Duration::from_secs(60), r.read_line(&mut l)).await {
-        Ok(Ok(n)) if n > 0 => Some(l),
-        _ => None,
-    }
-}
-
-/// One SMTP delivery; the final reply code (0: connection lost).
+/// One SMTP delivery to alice; the final reply code (0: connection lost).
 async fn smtp_once(port: u16, id: &str) -> u16 {
-    let Some((mut r, mut w)) = connect(port).await else {
-        return 0;
-    };
-    for cmd in [
-        "HELO f.example",
-        "MAIL FROM:<f@remote.example>",
-        "RCPT TO:<alice@example.org>",
-        "DATA",
-    ] {
-        if w.write_all(format!("{cmd}\r\n").as_bytes()).await.is_err() {
-            return 0;
-        }
-        let Some(l) = line(&mut r).await else {
-            return 0;
-        };
-        let code: u16 = l.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
-        if code >= 400 {
-            return code;
-        }
-    }
-    let _ = w.write_all(&message(id, "under faults")).await;
-    let _ = w.write_all(b".\r\n").await;
-    let code = line(&mut r)
-        .await
-        .and_then(|l| l.get(..3).and_then(|c| c.parse().ok()))
-        .unwrap_or(0);
-    let _ = w.write_all(b"QUIT\r\n").await;
-    code
+    e2e::load::smtp_once(port, id, "alice@example.org").await
 }
 
 /// One IMAP APPEND; `Some(uid)` if acknowledged, `None` otherwise, with
