@@ -58,6 +58,9 @@ pub struct StoreConfig {
     /// change is atomic and visible at once, and only a database crash in
     /// the next few hundred milliseconds can undo it. Messages, expunges
     /// and POP3 deletions are always durable before they are acknowledged.
+    /// Without it a flag change does not wait for a synchronous standby
+    /// either, so a failover may undo the last ones: turn it on where a
+    /// standby must keep every acknowledged STORE.
     pub durable_flags: bool,
     /// Seconds between runs of the collector that deletes message bodies no
     /// message references any more (after expunges); 0: never (run it with
