@@ -16,6 +16,11 @@ pub struct ImapConfig {
     pub listen: String,
     /// IMAPS, implicit TLS (993). Empty: off.
     pub tls_listen: String,
+    /// The store replicas: one `http(s)://HOST:PORT` URL, or a
+    /// comma-separated list of such URLs and `dns:///NAME:PORT` names (every
+    /// address NAME resolves to, resolved again every 5 s: a Kubernetes
+    /// headless Service). Calls go to the replicas that are up, in turn,
+    /// and are retried on another when that is safe (`mailbox_api::balance`).
     pub store_url: String,
     pub service_secret: String,
     pub service_secret_file: String,
@@ -131,6 +136,7 @@ impl ImapConfig {
             "minus" => true,
             other => return Err(format!("literals: \"plus\" or \"minus\", not {other:?}")),
         };
+        mailbox_api::parse_store_url(&self.store_url).map_err(|e| e.to_string())?;
         let secret =
             service_kit::config::read_secret(&self.service_secret, &self.service_secret_file)?;
         Ok((

@@ -59,10 +59,11 @@ const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The per-replica endpoint: the one place where a connection to a store
 /// replica is configured (timeouts, keep-alive). Client TLS to the store
-/// (certificates, mutual TLS) belongs here too, applied to every replica
-/// alike; for `dns:///` entries `uri` holds the resolved address
-/// (`http://10.1.2.3:50051`), and the name it came from is in the
-/// [`StoreTarget`] list if a certificate check needs it.
+/// (`crate::tls::apply`: CA, client certificate for mutual TLS) belongs
+/// here too, applied to every replica alike. For `dns:///` entries `uri`
+/// holds the resolved address (`http://10.1.2.3:50051`); the name a
+/// certificate is checked against is [`Replica::new`]'s `server_name`
+/// (the `dns:///` name, or the URL's host), which calls this.
 fn replica_endpoint(uri: Uri) -> Endpoint {
     Endpoint::from(uri)
         .connect_timeout(Duration::from_secs(5))
@@ -102,14 +103,18 @@ struct Balancer {
 struct Replica {
     /// `http://host:port`: its identity and its name in logs.
     key: String,
+    /// The host name it was reached by: the `dns:///` name it was
+    /// resolved from, or the URL's host.
+    server_name: String,
     channel: Channel,
     up: AtomicBool,
 }
 
 impl Replica {
-    fn new(uri: Uri) -> Arc<Self> {
+    fn new(uri: Uri, server_name: &str) -> Arc<Self> {
         Arc::new(Self {
             key: uri.to_string().trim_end_matches('/').to_string(),
+            server_name: server_name.to_string(),
             channel: replica_endpoint(uri).connect_lazy(),
             up: AtomicBool::new(true),
         })
@@ -117,13 +122,22 @@ impl Replica {
 
     fn take_out(&self, why: &dyn std::fmt::Display) {
         if self.up.swap(false, Ordering::SeqCst) {
-            tracing::warn!(replica = %self.key, error = %why, "store replica taken out");
+            tracing::warn!(
+                replica = %self.key,
+                name = %self.server_name,
+                error = %why,
+                "store replica taken out"
+            );
         }
     }
 
     fn put_back(&self) {
         if !self.up.swap(true, Ordering::SeqCst) {
-            tracing::info!(replica = %self.key, "store replica back in use");
+            tracing::info!(
+                replica = %self.key,
+                name = %self.server_name,
+                "store replica back in use"
+            );
         }
     }
 
@@ -142,7 +156,7 @@ impl StoreChannel {
         let fixed: Vec<Arc<Replica>> = targets
             .iter()
             .filter_map(|t| match t {
-                StoreTarget::Url(u) => Some(Replica::new(u.clone())),
+                StoreTarget::Url(u) => Some(Replica::new(u.clone(), u.host().unwrap_or_default())),
                 StoreTarget::Dns { .. } => None,
             })
             .collect();
@@ -203,7 +217,8 @@ impl Balancer {
     /// that appeared are added, those gone are removed. When a lookup
     /// fails, nothing is removed.
     async fn resolve(&self) {
-        let mut found: Vec<String> = Vec::new();
+        // (http://address:port, the name it was resolved from)
+        let mut found: Vec<(String, &str)> = Vec::new();
         let mut complete = true;
         for t in &self.targets {
             let StoreTarget::Dns { name, port } = t else {
@@ -218,7 +233,11 @@ impl Balancer {
                 Ok(Ok(addrs)) => {
                     let mut addrs: Vec<_> = addrs.collect();
                     addrs.sort();
-                    found.extend(addrs.into_iter().map(|a| format!("http://{a}")));
+                    found.extend(
+                        addrs
+                            .into_iter()
+                            .map(|a| (format!("http://{a}"), name.as_str())),
+                    );
                 }
                 Ok(Err(e)) => {
                     complete = false;
@@ -244,14 +263,14 @@ impl Balancer {
                 }
             }
         }
-        for key in found {
+        for (key, name) in found {
             if !seen.insert(key.clone()) {
                 continue;
             }
             match old.iter().find(|r| r.key == key) {
                 Some(r) => next.push(r.clone()),
                 None => match key.parse::<Uri>() {
-                    Ok(uri) => next.push(Replica::new(uri)),
+                    Ok(uri) => next.push(Replica::new(uri, name)),
                     Err(e) => tracing::warn!(%key, error = %e, "unusable resolved address"),
                 },
             }

@@ -16,6 +16,11 @@ pub struct Pop3Config {
     pub listen: String,
     /// POP3 in implicit TLS (995). Empty: off.
     pub tls_listen: String,
+    /// The store replicas: one `http(s)://HOST:PORT` URL, or a
+    /// comma-separated list of such URLs and `dns:///NAME:PORT` names (every
+    /// address NAME resolves to, resolved again every 5 s: a Kubernetes
+    /// headless Service). Calls go to the replicas that are up, in turn,
+    /// and are retried on another when that is safe (`mailbox_api::balance`).
     pub store_url: String,
     pub service_secret: String,
     pub service_secret_file: String,
@@ -115,6 +120,7 @@ impl Pop3Config {
         if self.lease_ttl_secs < 10 {
             return Err("lease_ttl_secs: at least 10".into());
         }
+        mailbox_api::parse_store_url(&self.store_url).map_err(|e| e.to_string())?;
         let secret =
             service_kit::config::read_secret(&self.service_secret, &self.service_secret_file)?;
         Ok((

@@ -20,6 +20,11 @@ pub struct SmtpConfig {
     /// Our name in the greeting, EHLO and Received lines.
     pub hostname: String,
     /// The store's gRPC address.
+    /// The store replicas: one `http(s)://HOST:PORT` URL, or a
+    /// comma-separated list of such URLs and `dns:///NAME:PORT` names (every
+    /// address NAME resolves to, resolved again every 5 s: a Kubernetes
+    /// headless Service). Calls go to the replicas that are up, in turn,
+    /// and are retried on another when that is safe (`mailbox_api::balance`).
     pub store_url: String,
     pub service_secret: String,
     pub service_secret_file: String,
@@ -153,6 +158,7 @@ impl SmtpConfig {
         if self.max_message_size < 1024 {
             return Err("max_message_size: at least 1024".into());
         }
+        mailbox_api::parse_store_url(&self.store_url).map_err(|e| e.to_string())?;
         let secret =
             service_kit::config::read_secret(&self.service_secret, &self.service_secret_file)?;
         Ok((

@@ -1,0 +1,616 @@
+//! Client-side balancing over store replicas (issue #25), with real
+//! processes on one PostgreSQL database: three store replicas and an
+//! imap-gateway whose `IMAP_STORE_URL` lists all three. Under an IMAP
+//! load each replica serves a fair share of the calls (read from each
+//! store's `/counters`); a replica SIGKILLed under that load costs no
+//! IMAP command a NO, a BAD or its connection, the other two take its
+//! share within seconds, an IDLE session whose Watch stream it served
+//! still hears a delivery, and once restarted on the same port it gets
+//! calls again. Also: `dns:///` names, and `store_url` refused with a
+//! clear error when it is malformed.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use e2e::procs::{Proc, free_port, spawn_listening};
+use e2e::{Backend, PgDatabase, StoreClient, message};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+fn spawn(which: &str, env: &[(&str, String)]) -> Proc {
+    e2e::procs::spawn(env!("CARGO_BIN_EXE_e2e-service"), which, env)
+}
+
+/// A store replica process: its gRPC port and its admin port (/counters).
+struct Replica {
+    proc: Proc,
+    port: u16,
+    admin: u16,
+}
+
+fn store_env(port: u16, admin: u16, db: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("MAILSTORE_LISTEN", format!("127.0.0.1:{port}")),
+        ("MAILSTORE_DATABASE_URL", db.to_string()),
+        ("MAILSTORE_ADMIN_LISTEN", format!("127.0.0.1:{admin}")),
+    ]
+}
+
+async fn start_replica(db: &str) -> Replica {
+    let admin = free_port();
+    let (proc, port) = spawn_listening(|port| spawn("store", &store_env(port, admin, db))).await;
+    Replica { proc, port, admin }
+}
+
+/// The store's local counters (`name value` lines), None if it does not
+/// answer.
+async fn counters(admin: u16) -> Option<Vec<(String, u64)>> {
+    let mut s = tokio::time::timeout(
+        Duration::from_secs(2),
+        TcpStream::connect(("127.0.0.1", admin)),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    s.write_all(b"GET /counters HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .ok()?;
+    let mut text = String::new();
+    tokio::time::timeout(Duration::from_secs(2), s.read_to_string(&mut text))
+        .await
+        .ok()?
+        .ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    Some(
+        body.lines()
+            .filter_map(|l| {
+                let (k, v) = l.rsplit_once(' ')?;
+                Some((k.to_string(), v.parse().ok()?))
+            })
+            .collect(),
+    )
+}
+
+/// Mailbox API calls a replica has served (health checks not counted).
+async fn mailbox_calls(admin: u16) -> Option<u64> {
+    Some(
+        counters(admin)
+            .await?
+            .iter()
+            .filter(|(k, _)| k.starts_with("store_rpc./mailbox.v1.Mailbox/"))
+            .map(|(_, v)| v)
+            .sum(),
+    )
+}
+
+/// Watch streams a replica has opened.
+async fn watch_calls(admin: u16) -> u64 {
+    counters(admin)
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|(k, _)| k == "store_rpc./mailbox.v1.Mailbox/Watch")
+        .map(|(_, v)| v)
+        .sum()
+}
+
+/// A plain IMAP client that reports failures instead of panicking.
+struct Imap {
+    r: BufReader<OwnedReadHalf>,
+    w: OwnedWriteHalf,
+    n: u32,
+}
+
+impl Imap {
+    async fn connect(port: u16) -> Result<Self, String> {
+        let s = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .map_err(|e| e.to_string())?;
+        let (r, w) = s.into_split();
+        let mut c = Self {
+            r: BufReader::new(r),
+            w,
+            n: 0,
+        };
+        let greeting = c.line().await?;
+        if !greeting.starts_with("* OK") {
+            return Err(format!("greeting: {greeting}"));
+        }
+        Ok(c)
+    }
+
+    async fn line(&mut self) -> Result<String, String> {
+        let mut l = String::new();
+        match tokio::time::timeout(Duration::from_secs(30), self.r.read_line(&mut l)).await {
+            Err(_) => Err("no line within 30 s".into()),
+            Ok(Err(e)) => Err(format!("read: {e}")),
+            Ok(Ok(0)) => Err("connection closed".into()),
+            Ok(Ok(_)) => Ok(l),
+        }
+    }
+
+    /// Sends a command; Ok(lines) if its tagged answer is OK, Err(why)
+    /// for a NO, a BAD, a lost connection or no answer.
+    async fn ok(&mut self, cmd: &str) -> Result<Vec<String>, String> {
+        self.n += 1;
+        let tag = format!("t{}", self.n);
+        self.w
+            .write_all(format!("{tag} {cmd}\r\n").as_bytes())
+            .await
+            .map_err(|e| format!("{cmd}: write: {e}"))?;
+        let mut out = Vec::new();
+        loop {
+            let l = self.line().await.map_err(|e| format!("{cmd}: {e}"))?;
+            if let Some(rest) = l.strip_prefix(&format!("{tag} ")) {
+                return if rest.starts_with("OK") {
+                    out.push(l);
+                    Ok(out)
+                } else {
+                    Err(format!("{cmd}: {}", l.trim_end()))
+                };
+            }
+            out.push(l);
+        }
+    }
+}
+
+/// One IMAP session of the mix (SELECT, FETCH, STORE, NOOP, SEARCH) until
+/// `stop`; every failure is recorded with when it happened.
+async fn imap_load(
+    port: u16,
+    n: usize,
+    stop: Arc<AtomicBool>,
+    done: Arc<Mutex<u64>>,
+    failures: Arc<Mutex<Vec<String>>>,
+) {
+    let fail = |e: String| failures.lock().unwrap().push(format!("session {n}: {e}"));
+    let mut c = match Imap::connect(port).await {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    for cmd in ["LOGIN alice@example.org pw-alice", "SELECT INBOX"] {
+        if let Err(e) = c.ok(cmd).await {
+            return fail(e);
+        }
+    }
+    let mut i = n;
+    while !stop.load(Ordering::Relaxed) {
+        let k = 1 + i % 20;
+        let cmd = match i % 7 {
+            0 => "NOOP".to_string(),
+            1 => "FETCH 1:* (FLAGS)".to_string(),
+            2 => format!("STORE {k} +FLAGS (\\Flagged)"),
+            3 => format!("FETCH {k} (UID BODY.PEEK[HEADER.FIELDS (SUBJECT)])"),
+            4 => format!("STORE {k} -FLAGS (\\Flagged)"),
+            5 => "UID SEARCH FLAGGED".to_string(),
+            _ => "SELECT INBOX".to_string(),
+        };
+        if let Err(e) = c.ok(&cmd).await {
+            // A session that lost its connection cannot go on.
+            let lost = e.contains("closed") || e.contains("write") || e.contains("read:");
+            fail(e);
+            if lost {
+                return;
+            }
+        }
+        *done.lock().unwrap() += 1;
+        i += 1;
+    }
+    let _ = c.ok("LOGOUT").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_replicas_share_the_load_and_one_dies_unnoticed() {
+    let db = PgDatabase::create().await;
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        replicas.push(start_replica(&db.url).await);
+    }
+    let store_url = replicas
+        .iter()
+        .map(|r| format!("http://127.0.0.1:{}", r.port))
+        .collect::<Vec<_>>()
+        .join(",");
+    let client = StoreClient::new(&store_url);
+    client.add_domain("example.org").await;
+    client.add_account("alice@example.org", "pw-alice").await;
+    client.add_account("bob@example.org", "pw-bob").await;
+    for i in 0..20 {
+        client
+            .deliver(
+                &format!("seed-{i}"),
+                &["alice@example.org"],
+                &message(&format!("seed-{i}"), "load"),
+            )
+            .await;
+    }
+    let (_imap, imap_port) = spawn_listening(|port| {
+        spawn(
+            "imap",
+            &[
+                ("IMAP_LISTEN", format!("127.0.0.1:{port}")),
+                ("IMAP_STORE_URL", store_url.clone()),
+                ("IMAP_ADMIN_LISTEN", String::new()),
+            ],
+        )
+    })
+    .await;
+
+    // Bob IDLEs first, alone, so the one Watch stream opened so far is
+    // his: the replica serving it is the one to kill.
+    let watches_before: Vec<u64> = {
+        let mut v = Vec::new();
+        for r in &replicas {
+            v.push(watch_calls(r.admin).await);
+        }
+        v
+    };
+    let mut idle = Imap::connect(imap_port).await.unwrap();
+    idle.ok("LOGIN bob@example.org pw-bob").await.unwrap();
+    idle.ok("SELECT INBOX").await.unwrap();
+    let start = Instant::now();
+    let victim = loop {
+        let mut opened = Vec::new();
+        for (i, r) in replicas.iter().enumerate() {
+            if watch_calls(r.admin).await > watches_before[i] {
+                opened.push(i);
+            }
+        }
+        if let [one] = opened[..] {
+            break one;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "bob's Watch stream: opened on {opened:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    idle.w.write_all(b"idle IDLE\r\n").await.unwrap();
+    assert!(idle.line().await.unwrap().starts_with('+'));
+
+    // The IMAP mix from five sessions.
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(Mutex::new(0u64));
+    let failures: Arc<Mutex<Vec<String>>> = Arc::default();
+    let mut load = Vec::new();
+    for n in 0..5 {
+        load.push(tokio::spawn(imap_load(
+            imap_port,
+            n,
+            stop.clone(),
+            done.clone(),
+            failures.clone(),
+        )));
+    }
+    // Warm up (logins, views), then measure the shares.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let snapshot = |rs: &Vec<Replica>| {
+        let admins: Vec<u16> = rs.iter().map(|r| r.admin).collect();
+        async move {
+            let mut v = Vec::new();
+            for a in admins {
+                v.push(mailbox_calls(a).await.unwrap_or(0));
+            }
+            v
+        }
+    };
+    let (before, t0) = (snapshot(&replicas).await, Instant::now());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = snapshot(&replicas).await;
+    let window = t0.elapsed().as_secs_f64();
+    let served: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+    let total: u64 = served.iter().sum();
+    let shares: Vec<f64> = served.iter().map(|s| *s as f64 / total as f64).collect();
+    eprintln!(
+        "calls served per replica in {window:.1} s: {served:?} (shares {:?})",
+        shares
+            .iter()
+            .map(|s| format!("{:.1}%", s * 100.0))
+            .collect::<Vec<_>>()
+    );
+    assert!(total >= 300, "too little load to judge: {served:?}");
+    for (i, s) in shares.iter().enumerate() {
+        assert!(
+            (0.25..=0.42).contains(s),
+            "replica {i} served {:.1}% of the calls: {served:?}",
+            s * 100.0
+        );
+    }
+    let rate = total as f64 / window;
+
+    // SIGKILL the replica serving bob's Watch stream, under load.
+    let survivors: Vec<usize> = (0..3).filter(|i| *i != victim).collect();
+    let survivor_admins: Vec<u16> = survivors.iter().map(|i| replicas[*i].admin).collect();
+    let base = {
+        let mut v = 0;
+        for a in &survivor_admins {
+            v += mailbox_calls(*a).await.unwrap();
+        }
+        v
+    };
+    let killed_at = Instant::now();
+    replicas[victim].proc.0.kill().unwrap();
+    replicas[victim].proc.0.wait().unwrap();
+    // The two survivors take its share: the end of the first half-second
+    // window after the kill in which they served at least half the calls
+    // per second that all three served before (a closed-loop load: when
+    // nothing stalls, it keeps its rate).
+    let mut samples: Vec<(f64, u64)> = vec![(0.0, base)];
+    let took_over = loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut now = 0;
+        for a in &survivor_admins {
+            now += mailbox_calls(*a).await.unwrap_or(0);
+        }
+        let t = killed_at.elapsed().as_secs_f64();
+        samples.push((t, now));
+        if let Some((t1, c1)) = samples.iter().rev().find(|(ts, _)| t - ts >= 0.5)
+            && (now - c1) as f64 / (t - t1) >= rate / 2.0
+        {
+            break t;
+        }
+        assert!(
+            t < 30.0,
+            "the survivors did not take the killed replica's share in 30 s: {samples:?}"
+        );
+    };
+    eprintln!(
+        "replica {victim} killed: the other two served its share {took_over:.2} s later \
+         (a half-second window at half the former rate or more)"
+    );
+    assert!(
+        took_over <= 5.0,
+        "the survivors took {took_over:.2} s to take the share"
+    );
+
+    // Bob's IDLE hears a delivery made after the kill: his view's Watch
+    // stream was on the dead replica and is open again elsewhere.
+    let delivered_at = Instant::now();
+    client
+        .deliver(
+            "after-kill",
+            &["bob@example.org"],
+            &message("after-kill", "x"),
+        )
+        .await;
+    loop {
+        let l = idle.line().await.unwrap();
+        if l.contains("EXISTS") {
+            break;
+        }
+    }
+    eprintln!(
+        "IDLE heard the delivery {:.2} s after it was acknowledged",
+        delivered_at.elapsed().as_secs_f64()
+    );
+    idle.w.write_all(b"DONE\r\n").await.unwrap();
+    loop {
+        let l = idle.line().await.unwrap();
+        if l.starts_with("idle ") {
+            assert!(l.contains("OK"), "{l}");
+            break;
+        }
+    }
+
+    // Restarted on the same port, it gets calls again.
+    let port = replicas[victim].port;
+    let admin = replicas[victim].admin;
+    let db_url = db.url.clone();
+    let mut back = spawn("store", &store_env(port, admin, &db_url));
+    back.wait_listening(port).await.unwrap();
+    let listening_at = Instant::now();
+    let rejoined = loop {
+        if mailbox_calls(admin).await.unwrap_or(0) > 0 {
+            break listening_at.elapsed().as_secs_f64();
+        }
+        assert!(
+            listening_at.elapsed() < Duration::from_secs(60),
+            "the restarted replica got no call in a minute"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    replicas[victim].proc = back;
+    eprintln!("replica {victim} restarted: its first call {rejoined:.2} s after it listened");
+    assert!(rejoined <= 30.0, "{rejoined:.2} s to get calls again");
+
+    stop.store(true, Ordering::Relaxed);
+    for l in load {
+        l.await.unwrap();
+    }
+    let failures = failures.lock().unwrap().clone();
+    eprintln!(
+        "{} IMAP commands, {} failed",
+        done.lock().unwrap(),
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "IMAP commands failed across the kill: {failures:?}"
+    );
+    drop(replicas);
+}
+
+/// `dns:///localhost:PORT` reaches a store listening on 127.0.0.1 (and
+/// an address the name also resolves to where nothing listens, ::1 on
+/// most machines, is taken out by the first call that fails there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_names_are_resolved() {
+    let (store, _) = e2e::store_with_alice(Backend::Postgres).await;
+    let url = format!("dns:///localhost:{}", store.addr.port());
+    let channel = e2e::mailbox_api::channel(&url).unwrap();
+    let mut admin =
+        e2e::mailbox_api::admin_client(channel.clone(), e2e::mailbox_api::CallAuth::default());
+    for _ in 0..20 {
+        let domains = admin
+            .list_domains(e2e::mailbox_api::pb::ListDomainsRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(
+            domains.domains.iter().any(|d| d == "example.org"),
+            "{domains:?}"
+        );
+    }
+    let states = channel.replica_states();
+    let want = format!("http://127.0.0.1:{}", store.addr.port());
+    assert!(states.iter().any(|(k, up)| *k == want && *up), "{states:?}");
+    // Every address the name gave that does not answer is out.
+    for (k, up) in &states {
+        assert!(*k == want || !*up, "{states:?}");
+    }
+    // A URL and a name for the same address are one replica.
+    let both = e2e::mailbox_api::channel(&format!("{want}, {url}")).unwrap();
+    let mut admin = e2e::mailbox_api::admin_client(both.clone(), Default::default());
+    admin
+        .list_domains(e2e::mailbox_api::pb::ListDomainsRequest {})
+        .await
+        .unwrap();
+    let states = both.replica_states();
+    assert_eq!(
+        states.iter().filter(|(k, _)| *k == want).count(),
+        1,
+        "{states:?}"
+    );
+}
+
+/// A malformed `store_url` is refused before anything starts, naming the
+/// entry and what is wrong with it.
+#[tokio::test]
+async fn a_bad_store_url_is_refused_clearly() {
+    for (url, want) in [
+        ("http://127.0.0.1:1,,http://127.0.0.1:2", "entry 2 is empty"),
+        ("127.0.0.1:50051", "no scheme"),
+        ("dns:///store-headless", "no port"),
+    ] {
+        let e = e2e::mailbox_api::channel(url).unwrap_err().to_string();
+        assert!(e.contains(want), "{url}: {e}");
+        // The real process exits at once with the same words.
+        let port = free_port();
+        let run = tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_e2e-service"))
+                .arg("imap")
+                .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+                .env("IMAP_LISTEN", format!("127.0.0.1:{port}"))
+                .env("IMAP_ADMIN_LISTEN", "")
+                .env("IMAP_STORE_URL", url)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap()
+        });
+        let out = tokio::time::timeout(Duration::from_secs(30), run)
+            .await
+            .expect("the gateway exits on a bad store_url")
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{url}: started anyway");
+        assert!(
+            err.contains("store_url") && err.contains(want),
+            "{url}: {err}"
+        );
+    }
+}
+
+/// A "replica" that takes whatever a client sends (after its HTTP/2
+/// SETTINGS, so the client does send its request) and closes the
+/// connection without an answer, as a store killed mid-call does. Counts
+/// the bytes it got.
+async fn dying_replica() -> (u16, Arc<Mutex<usize>>) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let got = Arc::new(Mutex::new(0));
+    let count = got.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let count = count.clone();
+            tokio::spawn(async move {
+                // An empty SETTINGS frame (RFC 9113 6.5).
+                let _ = s.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await;
+                let mut buf = vec![0; 64 * 1024];
+                let until = Instant::now() + Duration::from_millis(300);
+                while let Ok(Ok(n)) = tokio::time::timeout_at(until.into(), s.read(&mut buf)).await
+                {
+                    if n == 0 {
+                        break;
+                    }
+                    *count.lock().unwrap() += n;
+                }
+            });
+        }
+    });
+    (port, got)
+}
+
+/// A call whose replica's connection breaks after the request left is
+/// sent to another replica only if it is safe to run twice (a read); a
+/// write that may have been done is not, but one that provably never
+/// left (nothing listening) is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_cut_mid_way_is_retried_only_when_safe() {
+    use e2e::mailbox_api::{CallAuth, admin_client, channel, pb};
+    let (store, _) = e2e::store_with_alice(Backend::Postgres).await;
+    let real = store.uri();
+    let (dying, got) = dying_replica().await;
+    let first_dying = format!("http://127.0.0.1:{dying},{real}");
+
+    // A read: answered by the other replica. (A new channel's first call
+    // goes to its first replica.)
+    let ch = channel(&first_dying).unwrap();
+    let domains = admin_client(ch.clone(), CallAuth::default())
+        .list_domains(pb::ListDomainsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(domains.domains, vec!["example.org".to_string()]);
+    assert!(
+        *got.lock().unwrap() > 24,
+        "the call did not go to the dying replica first"
+    );
+    let states = ch.replica_states();
+    assert_eq!(
+        states,
+        vec![
+            (format!("http://127.0.0.1:{dying}"), false),
+            (real.clone(), true)
+        ]
+    );
+
+    // A write that may have been done: not sent again.
+    let sent_before = *got.lock().unwrap();
+    let ch = channel(&first_dying).unwrap();
+    let r = admin_client(ch, CallAuth::default())
+        .add_domain(pb::AddDomainRequest {
+            name: "maybe.example".into(),
+        })
+        .await;
+    assert!(r.is_err(), "{r:?}");
+    assert!(*got.lock().unwrap() > sent_before);
+    let domains = store
+        .client()
+        .admin()
+        .list_domains(pb::ListDomainsRequest {})
+        .await;
+    assert!(
+        !domains
+            .unwrap()
+            .into_inner()
+            .domains
+            .contains(&"maybe.example".to_string()),
+        "AddDomain was sent to the other replica"
+    );
+
+    // A write that never left (nothing listens on the first replica):
+    // sent to the other.
+    let ch = channel(&format!("http://127.0.0.1:{},{real}", free_port())).unwrap();
+    admin_client(ch, CallAuth::default())
+        .add_domain(pb::AddDomainRequest {
+            name: "never-sent.example".into(),
+        })
+        .await
+        .unwrap();
+}
