@@ -13,6 +13,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use mailbox_api::{CallAuth, pb};
 
+mod change_cost;
 mod sync;
 
 #[derive(Parser)]
@@ -168,6 +169,45 @@ enum Cmd {
         #[arg(long)]
         ordered: bool,
     },
+    /// What one small change costs on a mailbox (issue #24): p50/p90 of
+    /// UID STORE +FLAGS (\Seen) on one message, NOOP after one delivery
+    /// (until its EXISTS), EXPUNGE of one message and UID FETCH FLAGS of
+    /// the last 50, one session, round after round. IMAP only (delivery
+    /// through our store or LMTP), so it runs against any server.
+    ImapChangeCost {
+        #[arg(long, default_value = "127.0.0.1:1143")]
+        imap: String,
+        #[arg(long)]
+        user: String,
+        #[arg(long, default_value = "bench-password")]
+        password: String,
+        /// Name printed on every line (ours, dovecot).
+        #[arg(long, default_value = "imap")]
+        label: String,
+        #[arg(long, default_value_t = 50)]
+        rounds: usize,
+        /// IDLE sessions on the same mailbox while the rounds run.
+        #[arg(long, default_value_t = 2)]
+        idlers: usize,
+        /// Deliver each round's message through this store (Deliver RPC).
+        #[arg(long)]
+        store: Option<String>,
+        #[arg(long)]
+        secret_file: Option<PathBuf>,
+        /// Deliver each round's message over LMTP here instead.
+        #[arg(long)]
+        lmtp: Option<String>,
+        /// Create the account and deliver `messages` messages first,
+        /// through --store (and write them to --maildir), then stop.
+        #[arg(long)]
+        setup: bool,
+        #[arg(long, default_value_t = 1000)]
+        messages: usize,
+        #[arg(long, default_value_t = 2048)]
+        size: usize,
+        #[arg(long)]
+        maildir: Option<PathBuf>,
+    },
     /// Acknowledged -> visible under a burst (the e2e `burst` test's load:
     /// 12 messages of 1-18 MB at once and 3 senders of small ones over
     /// SMTP, a fresh IMAP session every 150 ms and POP3 sessions back to
@@ -244,6 +284,46 @@ async fn main() -> anyhow::Result<()> {
                 return Ok(());
             }
             sync::run(&imap, &user, &password, rounds, &label).await
+        }
+        Cmd::ImapChangeCost {
+            imap,
+            user,
+            password,
+            label,
+            rounds,
+            idlers,
+            store,
+            secret_file,
+            lmtp,
+            setup,
+            messages,
+            size,
+            maildir,
+        } => {
+            let delivery = match (store, lmtp) {
+                (Some(uri), None) => change_cost::Delivery::Store {
+                    uri,
+                    auth: auth(secret_file)?,
+                },
+                (None, Some(addr)) if !setup => change_cost::Delivery::Lmtp(addr),
+                _ => anyhow::bail!("give --store (with --setup too), or --lmtp"),
+            };
+            if setup {
+                let change_cost::Delivery::Store { uri, auth } = &delivery else {
+                    anyhow::bail!("--setup needs --store");
+                };
+                return sync::setup(uri, auth, &user, messages, size, maildir, false).await;
+            }
+            change_cost::run(change_cost::Config {
+                imap,
+                user,
+                password,
+                label,
+                rounds,
+                idlers,
+                delivery,
+            })
+            .await
         }
         Cmd::ImapLarge {
             imap,
