@@ -614,3 +614,108 @@ async fn a_call_cut_mid_way_is_retried_only_when_safe() {
         .await
         .unwrap();
 }
+
+/// Mutual TLS between the services and the store, end to end: a store
+/// process serving gRPC only over TLS with client certificates required,
+/// and an imap-gateway process reaching it by a `dns:///` name with the
+/// CA, certificate and key of its settings: LOGIN and SELECT work. A
+/// caller with the CA but no client certificate, or in plaintext, is
+/// refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_reach_the_store_over_mutual_tls() {
+    use e2e::mailbox_api::{self, pb, tls::StoreTls};
+    use service_kit::tls::{CertUsage, InternalCa};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = InternalCa::generate("mail test CA").unwrap();
+    let (server_cert, server_key) = ca
+        .issue(&["localhost".into(), "127.0.0.1".into()], CertUsage::Server)
+        .unwrap();
+    let (client_cert, client_key) = ca
+        .issue(&["imap-gateway".into()], CertUsage::Client)
+        .unwrap();
+    let path = |name: &str, pem: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, pem).unwrap();
+        p.display().to_string()
+    };
+    let ca_file = path("ca.pem", ca.cert_pem());
+    let (sc, sk) = (
+        path("server.pem", &server_cert),
+        path("server.key", &server_key),
+    );
+    let (cc, ck) = (
+        path("client.pem", &client_cert),
+        path("client.key", &client_key),
+    );
+
+    let db = PgDatabase::create().await;
+    let admin_port = free_port();
+    let (_store, port) = spawn_listening(|port| {
+        let mut env = store_env(port, admin_port, &db.url);
+        env.push(("MAILSTORE_GRPC_TLS_CERT", sc.clone()));
+        env.push(("MAILSTORE_GRPC_TLS_KEY", sk.clone()));
+        env.push(("MAILSTORE_GRPC_TLS_CLIENT_CA", ca_file.clone()));
+        spawn("store", &env)
+    })
+    .await;
+    let url = format!("dns:///localhost:{port}");
+    let tls = StoreTls::from_config(&ca_file, &cc, &ck).unwrap().unwrap();
+    let channel = mailbox_api::channel_with_tls(&url, Some(&tls)).unwrap();
+    let mut admin = mailbox_api::admin_client(channel, Default::default());
+    let start = Instant::now();
+    while admin
+        .add_domain(pb::AddDomainRequest {
+            name: "example.org".into(),
+        })
+        .await
+        .is_err()
+    {
+        assert!(start.elapsed() < Duration::from_secs(30), "store not up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    admin
+        .add_account(pb::AddAccountRequest {
+            address: "alice@example.org".into(),
+            password: "pw-alice".into(),
+            quota_bytes: 0,
+        })
+        .await
+        .unwrap();
+
+    // Without a client certificate (the CA only) and in plaintext: refused.
+    let ca_only = StoreTls::from_config(&ca_file, "", "").unwrap().unwrap();
+    for channel in [
+        mailbox_api::channel_with_tls(&url, Some(&ca_only)).unwrap(),
+        mailbox_api::channel(&format!("http://127.0.0.1:{port}")).unwrap(),
+    ] {
+        // Refused in the handshake (no certificate) or by a TLS server
+        // that h2c cannot talk to: an error, whatever its code; never served.
+        let refused = mailbox_api::admin_client(channel, Default::default())
+            .list_domains(pb::ListDomainsRequest {})
+            .await;
+        assert!(
+            refused.is_err(),
+            "served without a client certificate: {refused:?}"
+        );
+    }
+
+    let (_imap, imap_port) = spawn_listening(|p| {
+        spawn(
+            "imap",
+            &[
+                ("IMAP_LISTEN", format!("127.0.0.1:{p}")),
+                ("IMAP_STORE_URL", url.clone()),
+                ("IMAP_STORE_TLS_CA", ca_file.clone()),
+                ("IMAP_STORE_TLS_CERT", cc.clone()),
+                ("IMAP_STORE_TLS_KEY", ck.clone()),
+                ("IMAP_ADMIN_LISTEN", String::new()),
+            ],
+        )
+    })
+    .await;
+    let mut c = Imap::connect(imap_port).await.unwrap();
+    c.ok("LOGIN alice@example.org pw-alice").await.unwrap();
+    let select = c.ok("SELECT INBOX").await.unwrap();
+    assert!(select.iter().any(|l| l.contains("EXISTS")), "{select:?}");
+    c.ok("LOGOUT").await.unwrap();
+}

@@ -42,6 +42,7 @@ use tower::ServiceExt as _;
 
 use crate::retry::{self, Failure};
 use crate::store_url::StoreTarget;
+use crate::tls::{StoreTls, StoreTlsError};
 
 /// How often `dns:///` names are resolved again.
 pub const RESOLVE_INTERVAL: Duration = Duration::from_secs(5);
@@ -64,12 +65,29 @@ const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// holds the resolved address (`http://10.1.2.3:50051`); the name a
 /// certificate is checked against is [`Replica::new`]'s `server_name`
 /// (the `dns:///` name, or the URL's host), which calls this.
-fn replica_endpoint(uri: Uri) -> Endpoint {
-    Endpoint::from(uri)
+fn replica_endpoint(
+    uri: Uri,
+    server_name: &str,
+    tls: Option<&StoreTls>,
+) -> Result<Endpoint, StoreTlsError> {
+    let uri = match tls {
+        // TLS is asked for by the settings, whatever scheme the URL has.
+        Some(_) if uri.scheme_str() != Some("https") => {
+            let mut parts = uri.into_parts();
+            parts.scheme = Some(tonic::codegen::http::uri::Scheme::HTTPS);
+            Uri::from_parts(parts).map_err(|e| StoreTlsError::Uri(e.to_string()))?
+        }
+        _ => uri,
+    };
+    let endpoint = Endpoint::from(uri)
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_while_idle(true)
+        .keep_alive_while_idle(true);
+    match tls {
+        Some(tls) => crate::tls::apply(endpoint, tls, server_name),
+        None => Ok(endpoint),
+    }
 }
 
 /// A client channel to every store replica that `store_url` names, cheap
@@ -92,6 +110,9 @@ impl std::fmt::Debug for StoreChannel {
 
 struct Balancer {
     targets: Vec<StoreTarget>,
+    /// Client TLS (mutual, with a certificate) to every replica; `None`:
+    /// plaintext h2c.
+    tls: Option<StoreTls>,
     /// The replicas now known (static ones first, then resolved ones).
     replicas: RwLock<Arc<[Arc<Replica>]>>,
     /// The round-robin position.
@@ -111,13 +132,17 @@ struct Replica {
 }
 
 impl Replica {
-    fn new(uri: Uri, server_name: &str) -> Arc<Self> {
-        Arc::new(Self {
+    fn new(
+        uri: Uri,
+        server_name: &str,
+        tls: Option<&StoreTls>,
+    ) -> Result<Arc<Self>, StoreTlsError> {
+        Ok(Arc::new(Self {
             key: uri.to_string().trim_end_matches('/').to_string(),
             server_name: server_name.to_string(),
-            channel: replica_endpoint(uri).connect_lazy(),
+            channel: replica_endpoint(uri, server_name, tls)?.connect_lazy(),
             up: AtomicBool::new(true),
-        })
+        }))
     }
 
     fn take_out(&self, why: &dyn std::fmt::Display) {
@@ -153,18 +178,37 @@ impl StoreChannel {
     /// which must exist) resolves and checks them while any clone of the
     /// channel lives.
     pub fn new(targets: Vec<StoreTarget>) -> Self {
-        let fixed: Vec<Arc<Replica>> = targets
-            .iter()
-            .filter_map(|t| match t {
-                StoreTarget::Url(u) => Some(Replica::new(u.clone(), u.host().unwrap_or_default())),
-                StoreTarget::Dns { .. } => None,
-            })
-            .collect();
+        match Self::with_tls(targets, None) {
+            Ok(c) => c,
+            // Without TLS an endpoint is only timeouts: nothing can fail.
+            Err(e) => unreachable!("plaintext endpoint: {e}"),
+        }
+    }
+
+    /// As [`StoreChannel::new`], speaking TLS to every replica with `tls`
+    /// (the store's certificate checked against the configured host name,
+    /// the client certificate presented for mutual TLS). An unreadable CA,
+    /// certificate or key is an error here, at start.
+    pub fn with_tls(
+        targets: Vec<StoreTarget>,
+        tls: Option<StoreTls>,
+    ) -> Result<Self, StoreTlsError> {
+        let mut fixed: Vec<Arc<Replica>> = Vec::new();
+        for t in &targets {
+            if let StoreTarget::Url(u) = t {
+                fixed.push(Replica::new(
+                    u.clone(),
+                    u.host().unwrap_or_default(),
+                    tls.as_ref(),
+                )?);
+            }
+        }
         let has_dns = fixed.len() < targets.len();
         let (resolved, _) = tokio::sync::watch::channel(!has_dns);
         let needs_task = has_dns || fixed.len() > 1;
         let inner = Arc::new(Balancer {
             targets,
+            tls,
             replicas: RwLock::new(fixed.into()),
             next: AtomicUsize::new(0),
             resolved,
@@ -172,7 +216,7 @@ impl StoreChannel {
         if needs_task {
             tokio::spawn(maintain(Arc::downgrade(&inner), has_dns));
         }
-        Self { inner }
+        Ok(Self { inner })
     }
 
     /// Every replica now known and whether it is in use, as
@@ -270,7 +314,11 @@ impl Balancer {
             match old.iter().find(|r| r.key == key) {
                 Some(r) => next.push(r.clone()),
                 None => match key.parse::<Uri>() {
-                    Ok(uri) => next.push(Replica::new(uri, name)),
+                    Ok(uri) => match Replica::new(uri, name, self.tls.as_ref()) {
+                        Ok(r) => next.push(r),
+                        // The files are read again at the next resolution.
+                        Err(e) => tracing::error!(%key, error = %e, "store replica left out"),
+                    },
                     Err(e) => tracing::warn!(%key, error = %e, "unusable resolved address"),
                 },
             }

@@ -145,6 +145,30 @@ pub fn channel(store_url: &str) -> Result<StoreChannel, StoreUrlError> {
     Ok(StoreChannel::new(parse_store_url(store_url)?))
 }
 
+/// Why a channel to the store could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    #[error(transparent)]
+    Url(#[from] StoreUrlError),
+    #[error(transparent)]
+    Tls(#[from] tls::StoreTlsError),
+}
+
+/// As [`channel`], with client TLS to every replica when `tls` is set
+/// (`store_tls_ca`, `store_tls_cert`, `store_tls_key`: the store's
+/// certificate is checked against the host named in `store_url`, and the
+/// client certificate is presented for mutual TLS). The files are read
+/// now: a missing or unreadable one is an error at start.
+pub fn channel_with_tls(
+    store_url: &str,
+    tls: Option<&tls::StoreTls>,
+) -> Result<StoreChannel, ChannelError> {
+    Ok(StoreChannel::with_tls(
+        parse_store_url(store_url)?,
+        tls.cloned(),
+    )?)
+}
+
 pub fn mailbox_client(channel: StoreChannel, auth: CallAuth) -> MailboxClient {
     pb::mailbox_client::MailboxClient::with_interceptor(channel, auth)
         .max_decoding_message_size(MAX_MESSAGE_SIZE)

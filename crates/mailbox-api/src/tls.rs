@@ -52,6 +52,8 @@ pub enum StoreTlsError {
     NoServerName,
     #[error("store TLS: {0}")]
     Config(#[from] tonic::transport::Error),
+    #[error("store TLS: cannot make an https:// address: {0}")]
+    Uri(String),
 }
 
 impl StoreTls {

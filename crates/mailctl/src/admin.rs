@@ -155,6 +155,7 @@ pub enum QuotaCmd {
 pub struct Target {
     uri: String,
     secret: Option<String>,
+    tls: Option<mailbox_api::tls::StoreTls>,
 }
 
 impl Target {
@@ -162,6 +163,7 @@ impl Target {
         data_dir: &Path,
         store: Option<&str>,
         secret_file: Option<&Path>,
+        tls: Option<mailbox_api::tls::StoreTls>,
     ) -> anyhow::Result<Self> {
         let recorded = std::fs::read_to_string(data_dir.join(crate::up::STORE_URL_FILE))
             .ok()
@@ -183,11 +185,11 @@ impl Target {
             ),
             None => None,
         };
-        Ok(Self { uri, secret })
+        Ok(Self { uri, secret, tls })
     }
 
     fn client(&self) -> anyhow::Result<AdminClient> {
-        let channel = mailbox_api::channel(&self.uri)
+        let channel = mailbox_api::channel_with_tls(&self.uri, self.tls.as_ref())
             .with_context(|| format!("store address {:?}", self.uri))?;
         Ok(mailbox_api::admin_client(
             channel,
@@ -202,7 +204,7 @@ impl Target {
 
     /// A Mailbox API client acting with an account's session token.
     pub fn mailbox(&self, session_token: &str) -> anyhow::Result<mailbox_api::MailboxClient> {
-        let channel = mailbox_api::channel(&self.uri)
+        let channel = mailbox_api::channel_with_tls(&self.uri, self.tls.as_ref())
             .with_context(|| format!("store address {:?}", self.uri))?;
         Ok(mailbox_api::mailbox_client(
             channel,

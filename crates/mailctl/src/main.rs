@@ -28,6 +28,21 @@ struct Cli {
     /// when it exists). The secret itself is never taken from the command line.
     #[arg(long, global = true, env = "MAILCTL_SECRET_FILE")]
     secret_file: Option<PathBuf>,
+    /// CA file of the store's gRPC certificate, when the store serves gRPC
+    /// over TLS (`grpc_tls_*` in its settings).
+    #[arg(long, global = true, env = "MAILCTL_STORE_TLS_CA", default_value = "")]
+    store_tls_ca: String,
+    /// Client certificate for the store's mutual TLS (with --store-tls-key).
+    #[arg(
+        long,
+        global = true,
+        env = "MAILCTL_STORE_TLS_CERT",
+        default_value = ""
+    )]
+    store_tls_cert: String,
+    /// Key of the client certificate.
+    #[arg(long, global = true, env = "MAILCTL_STORE_TLS_KEY", default_value = "")]
+    store_tls_key: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -64,6 +79,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let tls = mailbox_api::tls::StoreTls::from_config(
+        &cli.store_tls_ca,
+        &cli.store_tls_cert,
+        &cli.store_tls_key,
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
     rt.block_on(async move {
         match cli.command {
             Command::Up(args) => up::run(&cli.data_dir, *args).await,
@@ -73,6 +94,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     &cli.data_dir,
                     cli.store.as_deref(),
                     cli.secret_file.as_deref(),
+                    tls,
                 )?;
                 migrate::import(target, cmd).await
             }
@@ -81,6 +103,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     &cli.data_dir,
                     cli.store.as_deref(),
                     cli.secret_file.as_deref(),
+                    tls,
                 )?;
                 migrate::export(target, args).await
             }
@@ -89,6 +112,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     &cli.data_dir,
                     cli.store.as_deref(),
                     cli.secret_file.as_deref(),
+                    tls,
                 )?;
                 admin::run(target, cmd).await
             }

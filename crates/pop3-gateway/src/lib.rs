@@ -56,7 +56,7 @@ pub async fn serve(
     };
     let ctx = Arc::new(session::Ctx {
         auth: CallAuth::new(settings.service_secret.as_deref())?,
-        channel: mailbox_api::channel(&settings.store_url)?,
+        channel: mailbox_api::channel_with_tls(&settings.store_url, settings.store_tls.as_ref())?,
         per_ip: PerIpLimit::new(settings.max_connections_per_ip),
         tls,
         settings,
@@ -91,7 +91,7 @@ pub async fn run(config_file: Option<&std::path::Path>) -> anyhow::Result<()> {
     let shutdown = service_kit::server::shutdown_on_signal();
     let readiness = service_kit::health::Readiness::default();
     service_kit::health::start_admin(admin, readiness.clone(), shutdown.clone()).await?;
-    let channel = mailbox_api::channel(&settings.store_url)?;
+    let channel = mailbox_api::channel_with_tls(&settings.store_url, settings.store_tls.as_ref())?;
     service_kit::health::spawn_checker(readiness, shutdown.clone(), move || {
         mailbox_api::store_serving(channel.clone())
     });
