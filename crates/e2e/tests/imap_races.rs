@@ -333,3 +333,47 @@ async fn notify_status_with_one_message_event_for_another_mailbox() {
         assert_eq!(r.len(), 1, "{backend:?}: {r:?}");
     }
 }
+
+/// A client that learned a UID elsewhere (the APPENDUID another session,
+/// here on another gateway, was given) and names it at once, before any
+/// NOOP: UID STORE and UID FETCH act on that message (its EXISTS told
+/// first), never pass over it with an OK that changed nothing. Twenty
+/// rounds, so a Watch stream that happens to be quick does not hide it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uids_learned_elsewhere_are_acted_on_at_once() {
+    let (store, _client) = store_with_alice(Backend::Postgres).await;
+    let one = TestImap::start(&store.uri()).await;
+    let two = TestImap::start(&store.uri()).await;
+    let mut a = RawImap::connect(one.imap).await;
+    a.login().await;
+    let mut b = RawImap::connect(two.imap).await;
+    b.login().await;
+    a.ok("SELECT INBOX").await;
+    b.ok("EXAMINE Trash").await;
+    for i in 0..20 {
+        let m = format!("Subject: r{i}\r\n\r\nround {i}\r\n");
+        let r = b.ok(&format!("APPEND INBOX {{{}+}}\r\n{m}", m.len())).await;
+        let uid: u32 = tagged(&r)
+            .split("APPENDUID ")
+            .nth(1)
+            .and_then(|s| s.split([' ', ']']).nth(1))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no APPENDUID: {r:?}"));
+        let r = a.ok(&format!("UID STORE {uid} +FLAGS (\\Flagged)")).await;
+        assert!(
+            r.iter().any(|l| l.contains(" FETCH (")
+                && l.contains("\\Flagged")
+                && l.contains(&format!("UID {uid}"))),
+            "round {i}: UID STORE {uid} changed nothing: {r:?}"
+        );
+        assert!(
+            r.iter().any(|l| l.ends_with(" EXISTS\r\n")),
+            "round {i}: the message was not announced: {r:?}"
+        );
+        let f = b.ok("STATUS INBOX (MESSAGES)").await;
+        assert!(
+            f.iter().any(|l| l.contains(&format!("MESSAGES {}", i + 1))),
+            "{f:?}"
+        );
+    }
+}

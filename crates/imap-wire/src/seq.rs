@@ -63,6 +63,21 @@ pub fn uid_positions(set: &SequenceSet, uids: &[u32]) -> Vec<usize> {
     out
 }
 
+/// The largest number a set names explicitly, ranges with "*" left out:
+/// a UID a client can only have learned elsewhere (APPENDUID, COPYUID)
+/// when it is at or above the UIDNEXT it was told.
+pub fn largest_explicit(set: &SequenceSet) -> Option<u32> {
+    set.0
+        .as_ref()
+        .iter()
+        .filter_map(|s| match s {
+            Sequence::Single(SeqOrUid::Value(v)) => Some(v.get()),
+            Sequence::Range(SeqOrUid::Value(a), SeqOrUid::Value(b)) => Some(a.get().max(b.get())),
+            _ => None,
+        })
+        .max()
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -70,6 +85,14 @@ mod tests {
 
     fn set(s: &str) -> SequenceSet {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn largest_explicit_leaves_out_asterisks() {
+        assert_eq!(largest_explicit(&set("1:*")), None);
+        assert_eq!(largest_explicit(&set("*")), None);
+        assert_eq!(largest_explicit(&set("7")), Some(7));
+        assert_eq!(largest_explicit(&set("9:3,12,20:*")), Some(12));
     }
 
     #[test]

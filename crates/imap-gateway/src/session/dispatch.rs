@@ -55,6 +55,48 @@ impl Session {
                 cmd.body,
                 CommandBody::Select { .. } | CommandBody::Examine { .. }
             );
+        // A UID command naming a UID at or above the UIDNEXT this session
+        // was told: a message the client learned of elsewhere (the
+        // APPENDUID of an APPEND whose announcement failed, the COPYUID of
+        // another session) that the Watch stream may not have brought yet.
+        // The view is brought up to date first (the new messages announced
+        // before the command's own responses), so the command acts on the
+        // message instead of passing over a UID it does not know. Sets with
+        // "*" (a client asking what is new) are left to the Watch stream.
+        if selected {
+            let named = match &cmd.body {
+                CommandBody::Fetch {
+                    sequence_set,
+                    uid: true,
+                    ..
+                }
+                | CommandBody::Store {
+                    sequence_set,
+                    uid: true,
+                    ..
+                }
+                | CommandBody::Copy {
+                    sequence_set,
+                    uid: true,
+                    ..
+                }
+                | CommandBody::Move {
+                    sequence_set,
+                    uid: true,
+                    ..
+                }
+                | CommandBody::ExpungeUid { sequence_set } => {
+                    imap_wire::seq::largest_explicit(sequence_set)
+                }
+                _ => None,
+            };
+            if let (Some(n), Some(v)) = (named, &self.view)
+                && n >= v.uid_next()
+            {
+                Box::pin(self.sync_view()).await;
+                self.tell_updates(true).await;
+            }
+        }
         let done = match cmd.body {
             CommandBody::Capability => {
                 let caps = self.capabilities();
