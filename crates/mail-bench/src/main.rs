@@ -446,7 +446,7 @@ async fn create_accounts(
     auth: &CallAuth,
     accounts: &[(String, String)],
 ) -> anyhow::Result<()> {
-    let channel = mailbox_api::channel(uri)?;
+    let channel = mail_bench::store_channel(uri)?;
     let mut admin = mailbox_api::admin_client(channel, auth.clone());
     let _ = admin
         .add_domain(pb::AddDomainRequest {
@@ -555,7 +555,7 @@ async fn pop3_setup(
     maildir: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let auth = auth(secret_file)?;
-    let channel = mailbox_api::channel(uri)?;
+    let channel = mail_bench::store_channel(uri)?;
     let mut admin = mailbox_api::admin_client(channel.clone(), auth.clone());
     let _ = admin
         .add_domain(pb::AddDomainRequest {
@@ -708,7 +708,7 @@ async fn store_deliver(
     size: usize,
 ) -> anyhow::Result<()> {
     let auth = auth(secret_file)?;
-    let channel = mailbox_api::channel(uri)?;
+    let channel = mail_bench::store_channel(uri)?;
     let mut admin = mailbox_api::admin_client(channel.clone(), auth.clone());
     let rcpt = "bench@bench.test";
     // Idempotent setup: existing domain/account are fine.
@@ -790,7 +790,7 @@ async fn imap_setup(
     size: usize,
 ) -> anyhow::Result<()> {
     let auth = auth(secret_file)?;
-    let channel = mailbox_api::channel(uri)?;
+    let channel = mail_bench::store_channel(uri)?;
     let mut admin = mailbox_api::admin_client(channel.clone(), auth.clone());
     let _ = admin
         .add_domain(pb::AddDomainRequest {
@@ -962,7 +962,7 @@ async fn idle_setup(
         .map(|a| (a.clone(), "bench-password".to_string()))
         .collect();
     create_accounts(uri, auth, &with_passwords).await?;
-    let channel = mailbox_api::channel(uri)?;
+    let channel = mail_bench::store_channel(uri)?;
     const GROUPS: usize = 4;
     let run = uuid::Uuid::new_v4().simple().to_string();
     let mut tasks = Vec::new();
@@ -1068,7 +1068,7 @@ async fn imap_idle(
     );
     // Deliveries: one message to every account at once, per round; each
     // session's delay is from its account's delivery being sent.
-    let channel = mailbox_api::channel(store)?;
+    let channel = mail_bench::store_channel(store)?;
     let run = uuid::Uuid::new_v4().simple().to_string();
     let mut delays: Vec<Duration> = Vec::new();
     for round in 0..rounds {

@@ -68,7 +68,7 @@ pub async fn setup(
         &[(account.to_string(), "bench-password".to_string())],
     )
     .await?;
-    let channel = mailbox_api::channel(uri)?;
+    let channel = mail_bench::store_channel(uri)?;
     if let Some(d) = &maildir {
         for sub in ["new", "cur", "tmp"] {
             std::fs::create_dir_all(d.join(sub))?;
