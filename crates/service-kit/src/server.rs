@@ -3,8 +3,11 @@
 //! Connections are bounded by a semaphore (over the limit, new connections
 //! wait in the kernel backlog rather than being accepted); accept errors
 //! such as EMFILE back off instead of spinning. Shutdown is a
-//! [`CancellationToken`]: when it fires the loop stops accepting, and
-//! [`serve_connections`] returns once every connection task has finished.
+//! [`CancellationToken`]: when it fires the loop stops accepting and
+//! closes the listening socket (so new connections are refused at once,
+//! not left in the kernel's backlog for the whole drain and then reset),
+//! and [`serve_connections`] returns once every connection task has
+//! finished.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -63,6 +66,9 @@ pub async fn serve_connections<F, Fut>(
             }
         }
     }
+    // Refuse new connections while the open ones drain: a load balancer
+    // or client then tries another replica at once.
+    drop(listener);
     tracker.close();
     tracker.wait().await;
 }
@@ -171,6 +177,50 @@ mod tests {
         assert_eq!(&buf, b"hi\n");
         shutdown.cancel();
         drop(b);
+        server.await.unwrap();
+    }
+
+    /// Once shutdown fires, a new connection is refused even while an
+    /// open one still drains.
+    #[tokio::test]
+    async fn refuses_new_connections_while_draining() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(serve_connections(
+            listener,
+            "test",
+            10,
+            shutdown.clone(),
+            |mut s, _| async move {
+                let _ = s.write_all(b"hi\n").await;
+                let mut buf = [0u8; 1];
+                let _ = s.read(&mut buf).await;
+            },
+        ));
+        let mut open = TcpStream::connect(addr).await.unwrap();
+        let mut buf = [0u8; 3];
+        open.read_exact(&mut buf).await.unwrap();
+        shutdown.cancel();
+        // The accept loop sees the cancellation at its next poll.
+        let start = std::time::Instant::now();
+        // Refused, not taken into the backlog (where a connect succeeds,
+        // or hangs once the backlog is full).
+        while !matches!(
+            tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(addr)).await,
+            Ok(Err(_))
+        ) {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "still accepting connections while draining"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            !server.is_finished(),
+            "stopped before the open session ended"
+        );
+        drop(open);
         server.await.unwrap();
     }
 }
