@@ -1,4 +1,5 @@
-//! Protocol clients for the fault tests (`fault.rs`, `pg_failover.rs`):
+//! Protocol clients for the fault tests (`fault.rs`, `pg_failover.rs`,
+//! `replica_loss.rs`):
 //! plain line-based sessions over loopback that report exactly what the
 //! server answered, so a test can check every acknowledgement afterwards
 //! and tell a temporary answer from a dropped connection.
@@ -48,9 +49,15 @@ pub async fn line(r: &mut BufReader<OwnedReadHalf>) -> Option<String> {
 /// to `rcpt`; the final reply code (0: the connection was lost or never
 /// made).
 pub async fn smtp_once(port: u16, id: &str, rcpt: &str) -> u16 {
-    let Some((mut r, mut w)) = connect(port).await else {
-        return 0;
-    };
+    match connect(port).await {
+        Some(conn) => smtp_on(conn, id, rcpt).await,
+        None => 0,
+    }
+}
+
+/// [`smtp_once`] over a connection already made (its greeting read): the
+/// final reply code, 0 if the connection was lost.
+pub async fn smtp_on((mut r, mut w): Conn, id: &str, rcpt: &str) -> u16 {
     for cmd in [
         "HELO f.example".to_string(),
         "MAIL FROM:<f@remote.example>".into(),
@@ -77,4 +84,187 @@ pub async fn smtp_once(port: u16, id: &str, rcpt: &str) -> u16 {
         .unwrap_or(0);
     let _ = w.write_all(b"QUIT\r\n").await;
     code
+}
+
+/// What a TCP load balancer in front of a service's replicas does for
+/// the test's clients (a Kubernetes Service, a cloud load balancer): each
+/// new connection goes to the next replica in turn; a replica that
+/// refuses the connection (stopped, not yet listening again) or closes it
+/// before its greeting is skipped, as a Service drops an endpoint that
+/// stopped. It counts what it skipped and where each connection went.
+pub struct Balancer {
+    ports: Vec<u16>,
+    /// How a good greeting starts (`* OK`, `+OK`, `220`).
+    greeting: &'static str,
+    next: std::sync::atomic::AtomicUsize,
+    log: std::sync::Mutex<BalancerLog>,
+}
+
+/// What a [`Balancer`] saw.
+#[derive(Clone, Debug, Default)]
+pub struct BalancerLog {
+    /// Each connection handed to a client: (replica index, when).
+    pub connections: Vec<(usize, std::time::Instant)>,
+    /// Connections refused (nothing listening): (replica index, when).
+    pub refused: Vec<(usize, std::time::Instant)>,
+    /// Connections accepted but closed, or answered with something other
+    /// than a greeting (a `* BYE`, `-ERR`, `421`), before the client said
+    /// anything: (replica index, when, the first line or why).
+    pub turned_away: Vec<(usize, std::time::Instant, String)>,
+}
+
+impl Balancer {
+    /// A balancer over the replicas listening on `ports` (loopback) whose
+    /// greeting starts with `greeting`.
+    pub fn new(ports: Vec<u16>, greeting: &'static str) -> Self {
+        Self {
+            ports,
+            greeting,
+            next: std::sync::atomic::AtomicUsize::new(0),
+            log: std::sync::Mutex::default(),
+        }
+    }
+
+    /// The replicas' ports, in index order.
+    pub fn ports(&self) -> &[u16] {
+        &self.ports
+    }
+
+    /// A copy of what it saw so far.
+    pub fn log(&self) -> BalancerLog {
+        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// A connection to the next replica that takes it, its greeting read:
+    /// (replica index, when the connection was asked for, connection).
+    /// None when no replica greeted a client for a minute (a guard against
+    /// hanging).
+    pub async fn connect(&self) -> Option<(usize, std::time::Instant, Conn)> {
+        use std::sync::atomic::Ordering;
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_secs(60) {
+            for _ in 0..self.ports.len() {
+                let i = self.next.fetch_add(1, Ordering::Relaxed) % self.ports.len();
+                let now = std::time::Instant::now();
+                let tcp = match tokio::time::timeout(
+                    Duration::from_secs(5),
+                    TcpStream::connect(("127.0.0.1", self.ports[i])),
+                )
+                .await
+                {
+                    Ok(Ok(t)) => t,
+                    Ok(Err(_)) | Err(_) => {
+                        self.record(|l| l.refused.push((i, now)));
+                        continue;
+                    }
+                };
+                let (r, w) = tcp.into_split();
+                let mut r = BufReader::new(r);
+                let mut greeting = String::new();
+                let why =
+                    match tokio::time::timeout(Duration::from_secs(10), r.read_line(&mut greeting))
+                        .await
+                    {
+                        Ok(Ok(n)) if n > 0 && greeting.starts_with(self.greeting) => {
+                            self.record(|l| l.connections.push((i, now)));
+                            return Some((i, now, (r, w)));
+                        }
+                        Ok(Ok(0)) => "closed before the greeting".to_string(),
+                        Ok(Ok(_)) => greeting.trim_end().to_string(),
+                        Ok(Err(e)) => format!("read: {e}"),
+                        Err(_) => "no greeting within 10 s".to_string(),
+                    };
+                self.record(|l| l.turned_away.push((i, now, why)));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
+    }
+
+    fn record(&self, f: impl FnOnce(&mut BalancerLog)) {
+        f(&mut self.log.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+}
+
+/// The status code of `GET path` on a service's admin port (None: no
+/// answer within a few seconds).
+pub async fn http_status(port: u16, path: &str) -> Option<u16> {
+    use tokio::io::AsyncReadExt;
+    let mut s = tokio::time::timeout(
+        Duration::from_secs(2),
+        TcpStream::connect(("127.0.0.1", port)),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut text = String::new();
+    tokio::time::timeout(Duration::from_secs(3), s.read_to_string(&mut text))
+        .await
+        .ok()?
+        .ok()?;
+    text.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The local part of the first `Message-ID: <...@` of a message.
+pub fn message_id(raw: &[u8]) -> String {
+    String::from_utf8_lossy(raw)
+        .split("Message-ID: <")
+        .nth(1)
+        .and_then(|r| r.split('@').next())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// A mailbox as the store has it, read over its API (not through a
+/// gateway): its UIDVALIDITY and (UID, flags, Message-ID local part) of
+/// every message, the bodies fetched in batches.
+pub async fn stored(
+    client: &crate::StoreClient,
+    user: &str,
+    password: &str,
+    mailbox: &str,
+) -> (u32, Vec<(u32, mailbox_api::pb::Flags, String)>) {
+    use mailbox_api::pb;
+    let mut c = client.login(user, password).await;
+    let mut s = c
+        .select(pb::SelectRequest {
+            name: mailbox.into(),
+            read_only: true,
+        })
+        .await
+        .expect("Select")
+        .into_inner();
+    let (mut validity, mut uids) = (0, Vec::new());
+    while let Some(p) = s.message().await.expect("Select stream") {
+        match p.part {
+            Some(pb::select_response::Part::Status(st)) => validity = st.uid_validity,
+            Some(pb::select_response::Part::Batch(b)) => {
+                uids.extend(b.messages.into_iter().map(|m| m.uid))
+            }
+            None => {}
+        }
+    }
+    let mut out = Vec::new();
+    for batch in uids.chunks(200) {
+        let mut s = c
+            .fetch(pb::FetchRequest {
+                mailbox: mailbox.into(),
+                uids: Some(pb::UidSet::of(batch.iter().copied())),
+                with_data: true,
+                ..Default::default()
+            })
+            .await
+            .expect("Fetch")
+            .into_inner();
+        while let Some(r) = s.message().await.expect("Fetch stream") {
+            for m in r.messages {
+                let id = message_id(m.data.as_deref().unwrap_or_default());
+                out.push((m.uid, m.flags.unwrap_or_default(), id));
+            }
+        }
+    }
+    (validity, out)
 }
