@@ -26,6 +26,9 @@ pub(crate) enum Safety {
     /// `StoreFlags`: safe unless CONDSTORE UNCHANGEDSINCE is set (a second
     /// try would report the first one's change as a conflict).
     StoreFlags,
+    /// `AcquireMaildrop`: safe when the caller chose the lease id (taking
+    /// a lease one holds again succeeds); a lease the store names is not.
+    AcquireMaildrop,
     /// Creates, deletes, copies, moves, appends, leases: sent again only
     /// when it provably never left.
     Unsafe,
@@ -95,7 +98,6 @@ const UNSAFE_SINGLE: &[&str] = &[
     "/mailbox.v1.Mailbox/Copy",
     "/mailbox.v1.Mailbox/Move",
     "/mailbox.v1.Mailbox/Expunge",
-    "/mailbox.v1.Mailbox/AcquireMaildrop",
     "/mailbox.v1.Mailbox/GenUrlAuth",
     "/mailbox.v1.Mailbox/ResetUrlAuthKeys",
     "/mailbox.v1.Admin/AddDomain",
@@ -111,6 +113,7 @@ const UNSAFE_SINGLE: &[&str] = &[
 ];
 
 const STORE_FLAGS: &str = "/mailbox.v1.Mailbox/StoreFlags";
+const ACQUIRE_MAILDROP: &str = "/mailbox.v1.Mailbox/AcquireMaildrop";
 
 /// The retry policy of the RPC at `path`. An unknown path is handled as a
 /// client stream that is not safe: sent again only if it never left.
@@ -119,6 +122,11 @@ pub(crate) fn policy(path: &str) -> Policy {
         Policy {
             single: true,
             safe: Safety::StoreFlags,
+        }
+    } else if path == ACQUIRE_MAILDROP {
+        Policy {
+            single: true,
+            safe: Safety::AcquireMaildrop,
         }
     } else if SAFE.contains(&path) {
         Policy {
@@ -149,6 +157,12 @@ impl Safety {
                 // Uncompressed flag, 4-byte length, the message.
                 [0, _, _, _, _, msg @ ..] => {
                     pb::StoreFlagsRequest::decode(msg).is_ok_and(|r| r.unchanged_since == 0)
+                }
+                _ => false,
+            },
+            Safety::AcquireMaildrop => match framed {
+                [0, _, _, _, _, msg @ ..] => {
+                    pb::AcquireMaildropRequest::decode(msg).is_ok_and(|r| !r.lease_id.is_empty())
                 }
                 _ => false,
             },
@@ -222,10 +236,16 @@ mod tests {
                 let name = &rpc[..rpc.find('(').unwrap()];
                 let path = format!("/mailbox.v1.{service}/{name}");
                 let streaming_in = rpc.split(" returns").next().unwrap().contains("(stream ");
-                let listed = [SAFE, UNSAFE_SINGLE, CLIENT_STREAMING, &[STORE_FLAGS]]
-                    .iter()
-                    .filter(|l| l.contains(&path.as_str()))
-                    .count();
+                let listed = [
+                    SAFE,
+                    UNSAFE_SINGLE,
+                    CLIENT_STREAMING,
+                    &[STORE_FLAGS],
+                    &[ACQUIRE_MAILDROP],
+                ]
+                .iter()
+                .filter(|l| l.contains(&path.as_str()))
+                .count();
                 assert_eq!(listed, 1, "{path} must be in exactly one list");
                 assert_eq!(
                     CLIENT_STREAMING.contains(&path.as_str()),
@@ -265,6 +285,26 @@ mod tests {
         compressed[0] = 1;
         assert!(!p.safe.allows_resend(&compressed));
         assert!(!p.safe.allows_resend(&plain[..3]));
+    }
+
+    #[test]
+    fn acquire_maildrop_is_safe_only_with_the_callers_lease_id() {
+        let frame = |r: pb::AcquireMaildropRequest| {
+            let msg = r.encode_to_vec();
+            let mut f = vec![0];
+            f.extend((msg.len() as u32).to_be_bytes());
+            f.extend(msg);
+            f
+        };
+        let named = frame(pb::AcquireMaildropRequest {
+            lease_id: "0f6c1b1e-8c53-4b7e-9a55-0c2b6f3e9d11".into(),
+            ..Default::default()
+        });
+        let unnamed = frame(pb::AcquireMaildropRequest::default());
+        let p = policy(ACQUIRE_MAILDROP);
+        assert!(p.single);
+        assert!(p.safe.allows_resend(&named));
+        assert!(!p.safe.allows_resend(&unnamed));
     }
 
     #[test]

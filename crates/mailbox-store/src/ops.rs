@@ -671,6 +671,12 @@ pub async fn collect_blobs(pool: &Pool<Db>, before: i64, batch: i64) -> Result<(
         .bind(batch)
         .fetch_all(pool)
         .await?;
+    // APPEND's idempotency keys live as long as a body's grace period:
+    // far longer than any retry of the APPEND they answer.
+    sqlx::query("DELETE FROM append_keys WHERE created_at <= $1")
+        .bind(before)
+        .execute(pool)
+        .await?;
     Ok((sizes.len() as i64, sizes.iter().sum()))
 }
 
@@ -2061,13 +2067,67 @@ pub async fn append(
     account: AccountId,
     mailbox: &str,
     items: &[AppendItem<'_>],
+    key: &str,
+) -> Result<(i64, Option<Change>, pb::AppendResponse)> {
+    let r = if PG && let [item] = items {
+        append_one_statement(pool, origin, account, mailbox, item, key).await
+    } else {
+        append_tx(pool, origin, account, mailbox, items, key).await
+    };
+    match r {
+        // The key was stored (by the first try of this APPEND, committed
+        // after this one began, or before): nothing was stored now, and
+        // the answer is the first one's. The mailbox id is not needed:
+        // there is no change to publish.
+        Err(e) if !key.is_empty() && is_append_key_conflict(&e) => {
+            let first: Option<(i64, String)> = sqlx::query_as(
+                "SELECT uid_validity, uids FROM append_keys WHERE account_id = $1 AND key = $2",
+            )
+            .bind(account.0)
+            .bind(key)
+            .fetch_optional(pool)
+            .await?;
+            let (validity, uids) = first.ok_or(e)?;
+            let uids: Vec<u32> = uids.split(',').filter_map(|u| u.parse().ok()).collect();
+            Ok((
+                0,
+                None,
+                pb::AppendResponse {
+                    uid_validity: validity as u32,
+                    uid: uids.first().copied().unwrap_or(0),
+                    uids,
+                },
+            ))
+        }
+        r => r,
+    }
+}
+
+/// Whether an APPEND failed because its idempotency key is already
+/// stored.
+fn is_append_key_conflict(e: &StoreError) -> bool {
+    match e {
+        StoreError::Database(sqlx::Error::Database(d)) => {
+            d.is_unique_violation()
+                && (d.constraint() == Some("append_keys_pkey")
+                    || d.message().contains("append_keys"))
+        }
+        _ => false,
+    }
+}
+
+/// [`append`] in a transaction: MULTIAPPEND, and every APPEND on SQLite.
+async fn append_tx(
+    pool: &Pool<Db>,
+    origin: &str,
+    account: AccountId,
+    mailbox: &str,
+    items: &[AppendItem<'_>],
+    key: &str,
 ) -> Result<(i64, Option<Change>, pb::AppendResponse)> {
     let n = items.len() as i64;
     if n == 0 {
         return Err(StoreError::Invalid("nothing to append".into()));
-    }
-    if PG && let [item] = items {
-        return append_one_statement(pool, origin, account, mailbox, item).await;
     }
     let mut tx = begin_write(pool).await?;
     // The blobs first, before any row lock (in id order): a delivery of
@@ -2145,8 +2205,22 @@ pub async fn append(
             size: size as u64,
         });
     }
-    tx.commit().await?;
     let uids: Vec<u32> = changed.iter().map(|e| e.uid).collect();
+    if !key.is_empty() {
+        let list: Vec<String> = uids.iter().map(u32::to_string).collect();
+        sqlx::query(
+            "INSERT INTO append_keys (account_id, key, uid_validity, uids, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(account.0)
+        .bind(key)
+        .bind(validity)
+        .bind(list.join(","))
+        .bind(now())
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
     let change = Change {
         before: (highest - n) as u64,
         resp: pb::ChangesResponse {
@@ -2394,11 +2468,11 @@ pub async fn acquire_maildrop(
         "INSERT INTO pop3_leases (account_id, lease_id, holder, expires_at) \
          SELECT $1, $2, $3, $4 FROM (SELECT set_config('synchronous_commit', 'off', true)) AS c \
          ON CONFLICT (account_id) DO UPDATE SET lease_id = $2, holder = $3, expires_at = $4 \
-         WHERE pop3_leases.expires_at < $5"
+         WHERE pop3_leases.expires_at < $5 OR pop3_leases.lease_id = $2"
     } else {
         "INSERT INTO pop3_leases (account_id, lease_id, holder, expires_at) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (account_id) DO UPDATE SET lease_id = $2, holder = $3, expires_at = $4 \
-         WHERE pop3_leases.expires_at < $5"
+         WHERE pop3_leases.expires_at < $5 OR pop3_leases.lease_id = $2"
     })
     .bind(account.0)
     .bind(lease_id)

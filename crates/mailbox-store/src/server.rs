@@ -754,6 +754,12 @@ impl mailbox_server::Mailbox for MailboxSvc {
             Some(pb::append_chunk::Part::Header(h)) => h,
             _ => return Err(Status::invalid_argument("first chunk must be the header")),
         };
+        let key = std::mem::take(&mut header.idempotency_key);
+        if key.len() > 128 {
+            return Err(Status::invalid_argument(
+                "idempotency key longer than 128 bytes",
+            ));
+        }
         let mut messages: Vec<crate::NewMessage> = Vec::new();
         let mut total: u64 = 0;
         loop {
@@ -803,7 +809,7 @@ impl mailbox_server::Mailbox for MailboxSvc {
         }
         let resp = self
             .store
-            .append(account, &header.mailbox, messages)
+            .append(account, &header.mailbox, messages, &key)
             .await?;
         Ok(Response::new(resp))
     }
@@ -880,6 +886,7 @@ impl mailbox_server::Mailbox for MailboxSvc {
                 account,
                 &r.holder,
                 Duration::from_secs(r.ttl_seconds.into()),
+                &r.lease_id,
             )
             .await?;
         Ok(Response::new(pb::AcquireMaildropResponse {

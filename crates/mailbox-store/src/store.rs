@@ -182,6 +182,7 @@ mod pg {
         account: AccountId,
         mailbox: &str,
         item: &AppendItem<'_>,
+        key: &str,
     ) -> Result<(i64, Option<Change>, pb::AppendResponse)> {
         const OVER: &str = "((a.quota_bytes > 0 AND a.used_bytes + $6 > a.quota_bytes) \
             OR (a.quota_messages > 0 AND a.message_count + 1 > a.quota_messages))";
@@ -208,10 +209,15 @@ mod pg {
                  modseq, internal_date, internal_tz, size, save_date) \
                SELECT $1, mb.id, mb.uid_next - 1, $4, $10, $11, mb.highest_modseq, $12, $13, \
                  $6, $8 FROM mb, acc \
-               RETURNING uid) \
+               RETURNING uid), \
+             k AS ( \
+               INSERT INTO append_keys (account_id, key, uid_validity, uids, created_at) \
+               SELECT $1, $14, mb.uid_validity, CAST(ins.uid AS TEXT), $8 FROM mb, ins \
+               WHERE $14 <> '' \
+               RETURNING 1) \
              SELECT (SELECT id FROM mb), (SELECT uid_next FROM mb), \
                (SELECT highest_modseq FROM mb), (SELECT uid_validity FROM mb), \
-               (SELECT count(*) FROM ins), \
+               (SELECT count(*) FROM ins) + 0 * (SELECT count(*) FROM k), \
                (SELECT uid_next FROM mailboxes WHERE account_id = $1 AND name = $2)"
         );
         let blob = item.blob;
@@ -240,6 +246,7 @@ mod pg {
             .bind(&keywords)
             .bind(item.date.0)
             .bind(item.date.1)
+            .bind(key)
             .fetch_one(pool)
             .await?;
         let (Some(id), Some(uid_next), Some(modseq), Some(validity), 1, _) = row else {
@@ -608,6 +615,7 @@ mod lite {
         _account: AccountId,
         _mailbox: &str,
         _item: &AppendItem<'_>,
+        _key: &str,
     ) -> Result<(i64, Option<crate::hub::Change>, pb::AppendResponse)> {
         Err(StoreError::Internal(
             "no one-statement APPEND on SQLite".into(),
@@ -2346,11 +2354,15 @@ impl Store {
 
     /// APPEND of one message or (MULTIAPPEND, RFC 3502) several: all are
     /// stored, in one transaction, or none.
+    /// Stores `messages` in `mailbox`, all or none. With a non-empty
+    /// `key` (the caller's idempotency key), an APPEND that was stored
+    /// with the same key stores nothing and gets that one's answer.
     pub async fn append(
         &self,
         account: AccountId,
         mailbox: &str,
         messages: Vec<NewMessage>,
+        key: &str,
     ) -> Result<pb::AppendResponse> {
         let name = parse_mailbox(mailbox)?;
         let now = crate::model::now();
@@ -2371,8 +2383,10 @@ impl Store {
                 blob,
             })
             .collect();
-        let (id, change, resp) =
-            on_backend!(self, append(self.origin(), account, name.as_str(), &items))?;
+        let (id, change, resp) = on_backend!(
+            self,
+            append(self.origin(), account, name.as_str(), &items, key)
+        )?;
         self.publish(id, change);
         Ok(resp)
     }
@@ -2512,17 +2526,32 @@ impl Store {
 
     // -------------------------------------------------------------- POP3 lease
 
-    /// Takes the account's maildrop lock for `ttl`; `None` when another live
-    /// session holds it.
+    /// Takes the account's maildrop lock for `ttl` under `lease_id` (the
+    /// caller's; empty: a new random one); `None` when another live
+    /// session holds it. Taking it again under the id it is held by
+    /// succeeds: a retry of a call whose answer was lost.
     pub async fn acquire_maildrop(
         &self,
         account: AccountId,
         holder: &str,
         ttl: Duration,
+        lease_id: &str,
     ) -> Result<Option<String>> {
-        let mut raw = [0u8; 16];
-        rand::rng().fill_bytes(&mut raw);
-        let lease = hex::encode(raw);
+        let lease = if lease_id.is_empty() {
+            let mut raw = [0u8; 16];
+            rand::rng().fill_bytes(&mut raw);
+            hex::encode(raw)
+        } else if (16..=128).contains(&lease_id.len())
+            && lease_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            lease_id.to_string()
+        } else {
+            return Err(StoreError::Invalid(
+                "lease id: 16 to 128 letters, digits or '-'".into(),
+            ));
+        };
         let ttl = ttl.as_secs().clamp(1, 3600) as i64;
         let got = on_backend!(self, acquire_maildrop(account, &lease, holder, ttl))?;
         Ok(got.then_some(lease))

@@ -61,6 +61,7 @@ both_backends!(
     message_count_quota_holds_everywhere_messages_arrive,
     mailbox_list_watch_ticks_for_changes_on_any_replica,
     urlauth_keys_verify_and_reset,
+    append_with_an_idempotency_key_stores_once,
 );
 
 /// A second store replica for tests of writers on several replicas; none
@@ -479,6 +480,7 @@ async fn call_every_rpc(
         c.acquire_maildrop(pb::AcquireMaildropRequest {
             holder: "t".into(),
             ttl_seconds: 60,
+            lease_id: String::new(),
         })
     );
     call!(
@@ -1470,6 +1472,7 @@ async fn maildrop_lease_is_exclusive(backend: Backend) {
     let acquire = |holder: &str| pb::AcquireMaildropRequest {
         holder: holder.into(),
         ttl_seconds: 120,
+        lease_id: String::new(),
     };
     let l1 = s1
         .acquire_maildrop(acquire("one"))
@@ -1539,6 +1542,7 @@ async fn maildrop_lease_is_exclusive(backend: Backend) {
         .acquire_maildrop(pb::AcquireMaildropRequest {
             holder: "dies".into(),
             ttl_seconds: 1,
+            lease_id: String::new(),
         })
         .await
         .unwrap()
@@ -1559,6 +1563,43 @@ async fn maildrop_lease_is_exclusive(backend: Backend) {
         .unwrap()
         .into_inner();
     assert!(!after.in_use, "an expired lease still blocks the maildrop");
+    next.release_maildrop(pb::ReleaseMaildropRequest {
+        lease_id: after.lease_id,
+    })
+    .await
+    .unwrap();
+
+    // A lease id the caller chose: taking it again under that id (a retry
+    // whose first answer was lost) succeeds, under another id it does not;
+    // an id that is too short or not plain is refused.
+    let mine = "0f6c1b1e-8c53-4b7e-9a55-0c2b6f3e9d11";
+    let chosen = |id: &str| pb::AcquireMaildropRequest {
+        holder: "chosen".into(),
+        ttl_seconds: 120,
+        lease_id: id.into(),
+    };
+    let first = s1
+        .acquire_maildrop(chosen(mine))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((first.in_use, first.lease_id.as_str()), (false, mine));
+    let again = s1
+        .acquire_maildrop(chosen(mine))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((again.in_use, again.lease_id.as_str()), (false, mine));
+    let other = s2
+        .acquire_maildrop(chosen("11111111-2222-3333-4444-555555555555"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(other.in_use, "another id took a held maildrop");
+    for bad in ["short", "has spaces in it, sixteen+", &"x".repeat(129)] {
+        let e = s2.acquire_maildrop(chosen(bad)).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{bad}");
+    }
 }
 
 async fn service_secret_is_required_when_configured(backend: Backend) {
@@ -3095,4 +3136,78 @@ async fn urlauth_keys_verify_and_reset(backend: Backend) {
         fetch(&mut r, &again).await.unwrap_err().code(),
         Code::NotFound
     );
+}
+
+/// An APPEND sent again with its idempotency key (a retry after a lost
+/// answer) stores nothing and gets the first answer, MULTIAPPEND too, and
+/// two tries racing each other store one copy; another key stores
+/// another copy; an oversized key is refused.
+async fn append_with_an_idempotency_key_stores_once(backend: Backend) {
+    let t = setup(backend).await;
+    t.add_account("k@example.org", "pw").await;
+    let c = t.login("k@example.org", "pw").await;
+    let append = |bodies: Vec<Vec<u8>>, key: &str| {
+        let mut c = c.clone();
+        let key = key.to_string();
+        async move {
+            let mut chunks = Vec::new();
+            for (i, body) in bodies.into_iter().enumerate() {
+                chunks.push(pb::AppendChunk {
+                    part: Some(pb::append_chunk::Part::Header(pb::AppendHeader {
+                        mailbox: "INBOX".into(),
+                        idempotency_key: if i == 0 { key.clone() } else { String::new() },
+                        ..Default::default()
+                    })),
+                });
+                chunks.push(pb::AppendChunk {
+                    part: Some(pb::append_chunk::Part::Data(body)),
+                });
+            }
+            c.append(tokio_stream::iter(chunks))
+                .await
+                .map(|r| r.into_inner())
+        }
+    };
+    let one = append(vec![message("once", "a")], "key-1").await.unwrap();
+    let again = append(vec![message("once", "a")], "key-1").await.unwrap();
+    assert_eq!(
+        (again.uid_validity, again.uids.clone()),
+        (one.uid_validity, one.uids.clone())
+    );
+    let multi = append(vec![message("m1", "b"), message("m2", "c")], "key-2")
+        .await
+        .unwrap();
+    assert_eq!(multi.uids.len(), 2);
+    let multi_again = append(vec![message("m1", "b"), message("m2", "c")], "key-2")
+        .await
+        .unwrap();
+    assert_eq!(multi_again.uids, multi.uids);
+    // Two tries at once: one stores, both answer the same.
+    let (x, y) = tokio::join!(
+        append(vec![message("race", "d")], "key-3"),
+        append(vec![message("race", "d")], "key-3")
+    );
+    let (x, y) = (x.unwrap(), y.unwrap());
+    assert_eq!(x.uids, y.uids);
+    // Without a key, or with another one: another copy.
+    let other = append(vec![message("once", "a")], "key-4").await.unwrap();
+    let none = append(vec![message("once", "a")], "").await.unwrap();
+    assert_ne!(other.uid, one.uid);
+    assert_ne!(none.uid, other.uid);
+    let long = append(vec![message("long", "e")], &"k".repeat(129))
+        .await
+        .unwrap_err();
+    assert_eq!(long.code(), Code::InvalidArgument);
+    let mut c2 = c.clone();
+    let (_, entries) = select_all(&mut c2, "INBOX").await.unwrap();
+    let mut want = vec![one.uid];
+    want.extend(&multi.uids);
+    want.extend([x.uid, other.uid, none.uid]);
+    assert_eq!(entries.iter().map(|e| e.uid).collect::<Vec<_>>(), want);
+    let q = c2
+        .get_quota(pb::GetQuotaRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(q.messages, 6, "usage counts each message once");
 }

@@ -671,6 +671,10 @@ impl Session {
             .acquire_maildrop(pb::AcquireMaildropRequest {
                 holder: self.settings().instance.clone(),
                 ttl_seconds: ttl.as_secs() as u32,
+                // Ours, so the balancer may send the call again when a
+                // store replica dies under it: the lease it may have taken
+                // is then ours, not a lock held until its TTL.
+                lease_id: uuid::Uuid::new_v4().to_string(),
             })
             .await?
             .into_inner();

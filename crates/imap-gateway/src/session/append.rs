@@ -130,6 +130,10 @@ impl Session {
         let Some(mut c) = self.client() else {
             return Done::bad("Log in first");
         };
+        // One key for the whole APPEND (in the first header): the store
+        // answers a repeat of it with the first answer, so the call may be
+        // sent again when its answer was lost.
+        let mut key = uuid::Uuid::new_v4().simple().to_string();
         let mut chunks = Vec::new();
         for mut m in messages {
             // Base64 is a third larger: a message that would no longer fit
@@ -147,6 +151,7 @@ impl Session {
                     internal_date: m.date.0,
                     internal_date_tz: m.date.1,
                     size: m.data.len() as u64,
+                    idempotency_key: std::mem::take(&mut key),
                 })),
             });
             for part in m.data.chunks(mailbox_api::CHUNK_SIZE) {
@@ -155,7 +160,23 @@ impl Session {
                 });
             }
         }
-        match c.append(tokio_stream::iter(chunks)).await {
+        // A store replica that died (or stopped) with the call in flight:
+        // the APPEND may or may not have been stored. Sent again (the
+        // balancer picks a replica that is up), the key makes it store at
+        // most once; the client gets its APPENDUID either way instead of a
+        // NO that would make it append a second copy.
+        let mut r = c.append(tokio_stream::iter(chunks.clone())).await;
+        for wait in [50, 250, 1000] {
+            match &r {
+                Err(s) if retry_append(s.code()) => {
+                    tracing::info!(code = ?s.code(), error = %s.message(), "APPEND sent again");
+                    tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+                    r = c.append(tokio_stream::iter(chunks.clone())).await;
+                }
+                _ => break,
+            }
+        }
+        match r {
             Ok(r) => {
                 let r = r.into_inner();
                 let uids = if r.uids.is_empty() {
@@ -172,6 +193,16 @@ impl Session {
             Err(s) => store_no(&s),
         }
     }
+}
+
+/// Whether an APPEND that failed with `code` may have failed in transit
+/// (a replica lost, a connection cut), not by the store's decision: then
+/// it is sent again under its idempotency key.
+fn retry_append(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unavailable | Code::Unknown | Code::Internal | Code::Cancelled | Code::Aborted
+    )
 }
 
 /// Flags as MULTIAPPEND's parser gives them (`\Seen`, `$Label`).

@@ -215,6 +215,9 @@ impl Dest {
                 internal_date: date,
                 internal_date_tz: tz,
                 size: data.len() as u64,
+                // The import keeps its own count check per folder; two
+                // equal messages in a folder are both kept.
+                idempotency_key: String::new(),
             })),
         }];
         for part in data.chunks(mailbox_api::CHUNK_SIZE) {
