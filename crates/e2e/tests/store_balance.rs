@@ -274,12 +274,13 @@ async fn three_replicas_share_the_load_and_one_dies_unnoticed() {
     idle.w.write_all(b"idle IDLE\r\n").await.unwrap();
     assert!(idle.line().await.unwrap().starts_with('+'));
 
-    // The IMAP mix from five sessions.
+    // The IMAP mix from twelve sessions (each session keeps to one
+    // replica, StoreChannel::pinned: four on each).
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(Mutex::new(0u64));
     let failures: Arc<Mutex<Vec<String>>> = Arc::default();
     let mut load = Vec::new();
-    for n in 0..5 {
+    for n in 0..12 {
         load.push(tokio::spawn(imap_load(
             imap_port,
             n,

@@ -97,6 +97,10 @@ fn replica_endpoint(
 #[derive(Clone)]
 pub struct StoreChannel {
     inner: Arc<Balancer>,
+    /// A session's own turn (see [`StoreChannel::pinned`]): its calls start
+    /// at the same replica while the replicas that are up stay the same.
+    /// `None`: each call takes the next turn.
+    turn: Option<usize>,
 }
 
 impl std::fmt::Debug for StoreChannel {
@@ -117,6 +121,9 @@ struct Balancer {
     replicas: RwLock<Arc<[Arc<Replica>]>>,
     /// The round-robin position.
     next: AtomicUsize,
+    /// The next session's turn (`StoreChannel::pinned`): a counter of its
+    /// own, so that sessions take the replicas evenly in turn.
+    pins: AtomicUsize,
     /// True once the `dns:///` names were resolved (at once without any).
     resolved: tokio::sync::watch::Sender<bool>,
 }
@@ -211,12 +218,26 @@ impl StoreChannel {
             tls,
             replicas: RwLock::new(fixed.into()),
             next: AtomicUsize::new(0),
+            pins: AtomicUsize::new(0),
             resolved,
         });
         if needs_task {
             tokio::spawn(maintain(Arc::downgrade(&inner), has_dns));
         }
-        Ok(Self { inner })
+        Ok(Self { inner, turn: None })
+    }
+
+    /// The same channel for one client session: its calls all start at
+    /// one replica (the sessions of a gateway taking the replicas in turn),
+    /// so a session's writes and the changes its views watch meet in one
+    /// store process (told in memory, not through the database's change
+    /// feed) and its token is cached where it was made. When that replica
+    /// is taken out, the session's calls go to the next one up.
+    pub fn pinned(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            turn: Some(self.inner.pins.fetch_add(1, Ordering::Relaxed)),
+        }
     }
 
     /// Every replica now known and whether it is in use, as
@@ -239,22 +260,24 @@ impl Balancer {
     }
 
     /// The replicas to try for one call, in order: those up, starting at
-    /// the round-robin position; every replica when none is up.
-    fn candidates(&self) -> Vec<Arc<Replica>> {
+    /// the round-robin position, then those taken out (a call that every
+    /// replica in use refused may still find one that came back before
+    /// its next health check: a rolling restart moves faster than the
+    /// checks).
+    fn candidates(&self, turn: Option<usize>) -> Vec<Arc<Replica>> {
         let all = self.snapshot();
-        let live: Vec<&Arc<Replica>> = all.iter().filter(|r| r.is_up()).collect();
-        let pool: Vec<&Arc<Replica>> = if live.is_empty() {
-            all.iter().collect()
-        } else {
-            live
-        };
-        if pool.is_empty() {
-            return Vec::new();
+        let (live, out): (Vec<&Arc<Replica>>, Vec<&Arc<Replica>>) =
+            all.iter().partition(|r| r.is_up());
+        let turn = turn.unwrap_or_else(|| self.next.fetch_add(1, Ordering::Relaxed));
+        let mut order = Vec::with_capacity(all.len());
+        for group in [live, out] {
+            if group.is_empty() {
+                continue;
+            }
+            let start = turn % group.len();
+            order.extend((0..group.len()).map(|i| group[(start + i) % group.len()].clone()));
         }
-        let start = self.next.fetch_add(1, Ordering::Relaxed) % pool.len();
-        (0..pool.len())
-            .map(|i| pool[(start + i) % pool.len()].clone())
-            .collect()
+        order
     }
 
     /// Resolves the `dns:///` names and updates the replica set: addresses
@@ -471,11 +494,15 @@ impl tower::Service<Request<Body>> for StoreChannel {
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
-        Box::pin(call(self.inner.clone(), req))
+        Box::pin(call(self.inner.clone(), self.turn, req))
     }
 }
 
-async fn call(b: Arc<Balancer>, req: Request<Body>) -> Result<Response<Body>, StdError> {
+async fn call(
+    b: Arc<Balancer>,
+    turn: Option<usize>,
+    req: Request<Body>,
+) -> Result<Response<Body>, StdError> {
     let (parts, body) = req.into_parts();
     let policy = retry::policy(parts.uri.path());
     let mut payload = if policy.single {
@@ -493,7 +520,7 @@ async fn call(b: Arc<Balancer>, req: Request<Body>) -> Result<Response<Body>, St
         let mut rx = b.resolved.subscribe();
         let _ = tokio::time::timeout(FIRST_RESOLUTION_WAIT, rx.wait_for(|done| *done)).await;
     }
-    let candidates = b.candidates();
+    let candidates = b.candidates(turn);
     let mut last: Option<StdError> = None;
     for replica in candidates {
         let slot: Slot = Arc::new(Mutex::new(Some(match &mut payload {

@@ -84,6 +84,7 @@ pub(crate) async fn handle(ctx: Arc<Ctx>, tcp: TcpStream, peer: SocketAddr, impl
     };
     let mut s = Session {
         ctx: ctx.clone(),
+        store: ctx.channel.pinned(),
         conn,
         state: State::Authorization { user: None },
         errors: 0,
@@ -255,6 +256,9 @@ impl Maildrop {
 
 struct Session {
     ctx: Arc<Ctx>,
+    /// The store channel of this session: its calls start at one store
+    /// replica (`StoreChannel::pinned`), where its token is cached.
+    store: StoreChannel,
     conn: Connection,
     state: State,
     errors: usize,
@@ -596,7 +600,7 @@ impl Session {
             },
         };
         let ctx = sasl::Context {
-            channel: self.ctx.channel.clone(),
+            channel: self.store.clone(),
             auth: self.ctx.auth.clone(),
             client_ip: self.conn.peer.ip().to_string(),
             protocol: "pop3",
@@ -618,7 +622,7 @@ impl Session {
     /// Verifies the credentials through the store, locks the maildrop and
     /// takes its snapshot.
     async fn login(&mut self, user: &str, password: &str) -> Result<(), End> {
-        let mut anon = mailbox_api::mailbox_client(self.ctx.channel.clone(), self.ctx.auth.clone());
+        let mut anon = mailbox_api::mailbox_client(self.store.clone(), self.ctx.auth.clone());
         let auth = anon
             .authenticate(pb::AuthenticateRequest {
                 username: user.to_string(),
@@ -642,7 +646,7 @@ impl Session {
                 .error(Some(RespCode::SysTemp), "Bad session token")
                 .await;
         };
-        let mut client = mailbox_api::mailbox_client(self.ctx.channel.clone(), session_auth);
+        let mut client = mailbox_api::mailbox_client(self.store.clone(), session_auth);
         match self.open_maildrop(&mut client).await {
             Ok(Some(m)) => {
                 let (n, size) = m.totals();

@@ -86,7 +86,7 @@ impl Session {
     }
 
     pub(super) async fn login(&mut self, user: &str, password: &str) -> Done {
-        let mut anon = mailbox_api::mailbox_client(self.ctx.channel.clone(), self.ctx.auth.clone());
+        let mut anon = mailbox_api::mailbox_client(self.store.clone(), self.ctx.auth.clone());
         let r = anon
             .authenticate(pb::AuthenticateRequest {
                 username: user.to_string(),
@@ -101,7 +101,7 @@ impl Session {
                 let Ok(auth) = self.ctx.auth.with_session(&r.session_token) else {
                     return Done::no("[UNAVAILABLE] Bad session token");
                 };
-                self.client = Some(mailbox_api::mailbox_client(self.ctx.channel.clone(), auth));
+                self.client = Some(mailbox_api::mailbox_client(self.store.clone(), auth));
                 self.user = r.account;
                 Done::ok(format!("[CAPABILITY {}] Logged in", self.capabilities()))
             }
@@ -185,7 +185,7 @@ impl Session {
             ));
         }
         let ctx = sasl::Context {
-            channel: self.ctx.channel.clone(),
+            channel: self.store.clone(),
             auth: self.ctx.auth.clone(),
             client_ip: self.conn.peer.ip().to_string(),
             protocol: "imap",
@@ -200,7 +200,7 @@ impl Session {
                 let Ok(auth) = self.ctx.auth.with_session(&session_token) else {
                     return Ok(Done::no("[UNAVAILABLE] Bad session token"));
                 };
-                self.client = Some(mailbox_api::mailbox_client(self.ctx.channel.clone(), auth));
+                self.client = Some(mailbox_api::mailbox_client(self.store.clone(), auth));
                 self.user = account;
                 Done::ok(format!("[CAPABILITY {}] Logged in", self.capabilities()))
             }

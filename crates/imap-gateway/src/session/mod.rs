@@ -117,6 +117,7 @@ pub(crate) async fn handle(ctx: Arc<Ctx>, tcp: TcpStream, peer: SocketAddr, impl
         .saturating_add(ctx.settings.max_line);
     let mut s = Session {
         ctx: ctx.clone(),
+        store: ctx.channel.pinned(),
         conn,
         frag: Fragmentizer::new(max),
         client: None,
@@ -165,6 +166,10 @@ pub(crate) async fn handle(ctx: Arc<Ctx>, tcp: TcpStream, peer: SocketAddr, impl
 
 struct Session {
     ctx: Arc<Ctx>,
+    /// The store channel of this session: its calls start at one store
+    /// replica (`StoreChannel::pinned`), where its token is cached and its
+    /// writes meet the changes its views watch.
+    store: StoreChannel,
     conn: Connection,
     frag: Fragmentizer,
     /// The store client with this session's token, once authenticated.
