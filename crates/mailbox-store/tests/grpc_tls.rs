@@ -263,14 +263,19 @@ async fn only_clients_with_a_certificate_of_our_ca_get_in() {
     assert!(domains.iter().any(|d| d == "tls.test"), "{domains:?}");
 
     // TLS without a client certificate, or with one of another CA: the
-    // store ends the handshake with an alert, so no call is answered.
+    // store ends the handshake with an alert, so no call is answered. In
+    // TLS 1.3 the client may have sent its request before the alert
+    // arrives: it then sees the connection broken instead of the alert.
     for (client, alert) in [
         (&f.client_without_cert, "CertificateRequired"),
         (&f.client_of_other_ca, "UnknownCA"),
     ] {
         let refused = list_domains(addr, Some(client), Some(SECRET)).await;
         match refused {
-            Err((_, e)) => assert!(e.contains(alert), "expected {alert}, got {e}"),
+            Err((_, e)) => assert!(
+                e.contains(alert) || e.contains("broken pipe") || e.contains("connection reset"),
+                "expected {alert} (or the connection broken by it), got {e}"
+            ),
             Ok(d) => panic!("{:?} was served: {d:?}", client.cert),
         }
     }
