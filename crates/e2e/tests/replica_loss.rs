@@ -1737,7 +1737,12 @@ async fn a_gateway_replica_stopped_under_load_drains_as_documented() {
         }
     }
     for s in &logs.idle {
-        match s.replicas[..] {
+        // A reconnection can meet the stopping replica once more while its
+        // listener closes (turned away before the greeting, counted with
+        // the balancer's figures): the same replica twice in a row is one.
+        let mut replicas = s.replicas.clone();
+        replicas.dedup();
+        match replicas[..] {
             [1] => assert_eq!(s.byes, 0),
             [0, 1] => assert_eq!(s.byes, 1, "{name}: IDLE {s:?}"),
             ref r => panic!("{name}: IDLE connections on {r:?}"),
