@@ -987,14 +987,33 @@ impl Session {
             Err(Status::failed_precondition("maildrop lease lost"))
         } else {
             let mut c = m.client.clone();
-            c.expunge(pb::ExpungeRequest {
+            let req = pb::ExpungeRequest {
                 mailbox: "INBOX".into(),
                 uids: Some(pb::UidSet::of(uids.iter().copied())),
                 ignore_deleted_flag: true,
                 lease_id: m.lease.clone(),
-            })
-            .await
-            .map(|_| ())
+            };
+            // Removing these UIDs under the lease we still hold is the same
+            // done twice: a call cut with its store replica (which may or
+            // may not have committed) is sent again, so the client is not
+            // told the deletions failed when another replica can do them.
+            let mut r = c.expunge(req.clone()).await.map(|_| ());
+            for wait in [50, 250, 1000] {
+                match &r {
+                    Err(s)
+                        if matches!(
+                            s.code(),
+                            Code::Unavailable | Code::Unknown | Code::Internal | Code::Cancelled
+                        ) =>
+                    {
+                        tracing::info!(code = ?s.code(), error = %s.message(), "UPDATE sent again");
+                        tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+                        r = c.expunge(req.clone()).await.map(|_| ());
+                    }
+                    _ => break,
+                }
+            }
+            r
         };
         m.close().await;
         match result {
