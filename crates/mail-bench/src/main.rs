@@ -15,6 +15,7 @@ use mailbox_api::{CallAuth, pb};
 
 mod change_cost;
 mod sync;
+mod timed;
 
 #[derive(Parser)]
 #[command(about = "Benchmarks against a running mail system")]

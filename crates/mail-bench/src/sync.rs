@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use mailbox_api::pb;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+use crate::timed::Conn;
 
 /// Message `i` of the mailbox: senders, recipients, subjects (some
 /// replies and forwards), dates and References that make threads.
@@ -119,65 +119,6 @@ pub async fn setup(
         start.elapsed().as_secs_f64()
     );
     Ok(())
-}
-
-struct Conn {
-    r: BufReader<OwnedReadHalf>,
-    w: OwnedWriteHalf,
-    n: u32,
-}
-
-impl Conn {
-    async fn login(addr: &str, user: &str, password: &str) -> anyhow::Result<Self> {
-        let s = tokio::net::TcpStream::connect(addr)
-            .await
-            .with_context(|| addr.to_string())?;
-        s.set_nodelay(true)?;
-        let (r, w) = s.into_split();
-        let mut c = Self {
-            r: BufReader::new(r),
-            w,
-            n: 0,
-        };
-        let mut greeting = String::new();
-        c.r.read_line(&mut greeting).await?;
-        c.cmd(&format!("LOGIN {user} {password}")).await?;
-        Ok(c)
-    }
-
-    /// Sends a command; returns its untagged lines (literals skipped),
-    /// the tagged line, and how long it took. Not OK is an error.
-    async fn cmd(&mut self, cmd: &str) -> anyhow::Result<(Vec<String>, String, Duration)> {
-        self.n += 1;
-        let tag = format!("s{}", self.n);
-        let start = Instant::now();
-        self.w
-            .write_all(format!("{tag} {cmd}\r\n").as_bytes())
-            .await?;
-        let mut lines = Vec::new();
-        let mut line = Vec::new();
-        loop {
-            line.clear();
-            let n = self.r.read_until(b'\n', &mut line).await?;
-            anyhow::ensure!(n > 0, "connection closed during {cmd}");
-            if line.ends_with(b"}\r\n")
-                && let Some(open) = line.iter().rposition(|&b| b == b'{')
-                && let Ok(len) = std::str::from_utf8(&line[open + 1..line.len() - 3])
-                    .unwrap_or("")
-                    .trim_end_matches('+')
-                    .parse::<usize>()
-            {
-                let mut buf = vec![0u8; len];
-                self.r.read_exact(&mut buf).await?;
-            }
-            let text = String::from_utf8_lossy(&line).trim_end().to_string();
-            if let Some(rest) = text.strip_prefix(&format!("{tag} ")) {
-                anyhow::ensure!(rest.starts_with("OK"), "{cmd}: {text}");
-                return Ok((lines, text, start.elapsed()));
-            }
-            lines.push(text);
-        }
-    }
 }
 
 fn number_after(lines: &[String], key: &str) -> Option<u64> {
