@@ -186,9 +186,9 @@ impl Balancer {
     }
 }
 
-/// The status code of `GET path` on a service's admin port (None: no
-/// answer within a few seconds).
-pub async fn http_status(port: u16, path: &str) -> Option<u16> {
+/// `GET path` on a loopback HTTP port (a service's admin port): the
+/// status and the body, None if it does not answer within seconds.
+pub async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     use tokio::io::AsyncReadExt;
     let mut s = tokio::time::timeout(
         Duration::from_secs(2),
@@ -205,7 +205,31 @@ pub async fn http_status(port: u16, path: &str) -> Option<u16> {
         .await
         .ok()?
         .ok()?;
-    text.split_whitespace().nth(1)?.parse().ok()
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body.to_string()))
+}
+
+/// The status code of `GET path` on a service's admin port (None: no
+/// answer within a few seconds).
+pub async fn http_status(port: u16, path: &str) -> Option<u16> {
+    http_get(port, path).await.map(|(status, _)| status)
+}
+
+/// A service's `/counters` (`name value` lines), None unless it answers
+/// 200.
+pub async fn counters(admin: u16) -> Option<Vec<(String, u64)>> {
+    match http_get(admin, "/counters").await? {
+        (200, body) => Some(
+            body.lines()
+                .filter_map(|l| {
+                    let (k, v) = l.rsplit_once(' ')?;
+                    Some((k.to_string(), v.parse().ok()?))
+                })
+                .collect(),
+        ),
+        _ => None,
+    }
 }
 
 /// The local part of the first `Message-ID: <...@` of a message.

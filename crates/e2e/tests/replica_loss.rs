@@ -44,7 +44,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use e2e::load::{Balancer, Conn, http_status, line, stored};
+use e2e::load::{Balancer, Conn, counters, http_status, line, stored};
 use e2e::procs::{Proc, free_port, spawn_listening};
 use e2e::{PgDatabase, StoreClient, message};
 use tokio::io::AsyncWriteExt;
@@ -186,28 +186,12 @@ async fn wait_ready(what: &str, admin: u16) {
 /// A store replica's counter values whose name starts with `prefix`,
 /// summed (None if it does not answer).
 async fn counter(admin: u16, prefix: &str) -> Option<u64> {
-    use tokio::io::AsyncReadExt;
-    let mut s = tokio::time::timeout(
-        Duration::from_secs(2),
-        tokio::net::TcpStream::connect(("127.0.0.1", admin)),
-    )
-    .await
-    .ok()?
-    .ok()?;
-    s.write_all(b"GET /counters HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .ok()?;
-    let mut text = String::new();
-    tokio::time::timeout(Duration::from_secs(3), s.read_to_string(&mut text))
-        .await
-        .ok()?
-        .ok()?;
-    let (_, body) = text.split_once("\r\n\r\n")?;
     Some(
-        body.lines()
-            .filter_map(|l| l.rsplit_once(' '))
+        counters(admin)
+            .await?
+            .iter()
             .filter(|(k, _)| k.starts_with(prefix))
-            .filter_map(|(_, v)| v.parse::<u64>().ok())
+            .map(|(_, v)| v)
             .sum(),
     )
 }

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use e2e::load::counters;
 use e2e::procs::{Proc, free_port, spawn_listening};
 use e2e::{Backend, PgDatabase, StoreClient, message};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -43,38 +44,6 @@ async fn start_replica(db: &str) -> Replica {
     let admin = free_port();
     let (proc, port) = spawn_listening(|port| spawn("store", &store_env(port, admin, db))).await;
     Replica { proc, port, admin }
-}
-
-/// The store's local counters (`name value` lines), None if it does not
-/// answer.
-async fn counters(admin: u16) -> Option<Vec<(String, u64)>> {
-    let mut s = tokio::time::timeout(
-        Duration::from_secs(2),
-        TcpStream::connect(("127.0.0.1", admin)),
-    )
-    .await
-    .ok()?
-    .ok()?;
-    s.write_all(b"GET /counters HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .ok()?;
-    let mut text = String::new();
-    tokio::time::timeout(Duration::from_secs(2), s.read_to_string(&mut text))
-        .await
-        .ok()?
-        .ok()?;
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    if !head.starts_with("HTTP/1.1 200") {
-        return None;
-    }
-    Some(
-        body.lines()
-            .filter_map(|l| {
-                let (k, v) = l.rsplit_once(' ')?;
-                Some((k.to_string(), v.parse().ok()?))
-            })
-            .collect(),
-    )
 }
 
 /// Mailbox API calls a replica has served (health checks not counted).
