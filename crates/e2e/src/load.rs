@@ -232,6 +232,21 @@ pub async fn counters(admin: u16) -> Option<Vec<(String, u64)>> {
     }
 }
 
+/// Whether an untagged FETCH among `lines` gives `uid` the flag `flag`.
+pub fn fetched_flag(lines: &[String], uid: u32, flag: &str) -> bool {
+    lines.iter().any(|l| {
+        let words: Vec<&str> = l
+            .split(|c: char| c.is_whitespace() || c == '(' || c == ')')
+            .filter(|w| !w.is_empty())
+            .collect();
+        words.get(2) == Some(&"FETCH")
+            && words
+                .windows(2)
+                .any(|w| w[0] == "UID" && w[1] == uid.to_string())
+            && words.contains(&flag)
+    })
+}
+
 /// The local part of the first `Message-ID: <...@` of a message.
 pub fn message_id(raw: &[u8]) -> String {
     String::from_utf8_lossy(raw)

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use e2e::load::{connect, line, smtp_once};
+use e2e::load::{connect, fetched_flag, line, smtp_once};
 use e2e::mailbox_api::pb;
 use e2e::patroni::Cluster;
 use e2e::procs::{Proc, free_port};
@@ -126,21 +126,6 @@ impl Imap {
             untagged.push(l);
         }
     }
-}
-
-/// Whether an untagged FETCH among `lines` gives `uid` the flag `flag`.
-fn fetched_flag(lines: &[String], uid: u32, flag: &str) -> bool {
-    lines.iter().any(|l| {
-        let words: Vec<&str> = l
-            .split(|c: char| c.is_whitespace() || c == '(' || c == ')')
-            .filter(|w| !w.is_empty())
-            .collect();
-        words.get(2) == Some(&"FETCH")
-            && words
-                .windows(2)
-                .any(|w| w[0] == "UID" && w[1] == uid.to_string())
-            && words.contains(&flag)
-    })
 }
 
 /// Whether a VANISHED among `lines` names `uid`.

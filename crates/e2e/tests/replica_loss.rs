@@ -44,7 +44,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use e2e::load::{Balancer, Conn, counters, http_status, line, stored};
+use e2e::load::{Balancer, Conn, counters, fetched_flag, http_status, line, stored};
 use e2e::procs::{Proc, free_port, spawn_listening};
 use e2e::{PgDatabase, StoreClient, message};
 use tokio::io::AsyncWriteExt;
@@ -495,21 +495,6 @@ impl ImapConn {
             untagged.push(l);
         }
     }
-}
-
-/// Whether an untagged FETCH among `lines` gives `uid` the flag `flag`.
-fn fetched_flag(lines: &[String], uid: u32, flag: &str) -> bool {
-    lines.iter().any(|l| {
-        let words: Vec<&str> = l
-            .split(|c: char| c.is_whitespace() || c == '(' || c == ')')
-            .filter(|w| !w.is_empty())
-            .collect();
-        words.get(2) == Some(&"FETCH")
-            && words
-                .windows(2)
-                .any(|w| w[0] == "UID" && w[1] == uid.to_string())
-            && words.contains(&flag)
-    })
 }
 
 /// What one IMAP session had acknowledged, and how it went.
