@@ -671,13 +671,16 @@ pub async fn collect_blobs(pool: &Pool<Db>, before: i64, batch: i64) -> Result<(
         .bind(batch)
         .fetch_all(pool)
         .await?;
-    // APPEND's idempotency keys live as long as a body's grace period:
-    // far longer than any retry of the APPEND they answer.
-    sqlx::query("DELETE FROM append_keys WHERE created_at <= $1")
+    Ok((sizes.len() as i64, sizes.iter().sum()))
+}
+
+/// Forgets APPEND idempotency keys stored before `before`.
+pub async fn sweep_append_keys(pool: &Pool<Db>, before: i64) -> Result<()> {
+    sqlx::query("DELETE FROM append_keys WHERE created_at < $1")
         .bind(before)
         .execute(pool)
         .await?;
-    Ok((sizes.len() as i64, sizes.iter().sum()))
+    Ok(())
 }
 
 pub async fn stats(pool: &Pool<Db>) -> Result<pb::StatsResponse> {

@@ -171,7 +171,8 @@ mod pg {
     /// APPEND of one message on PostgreSQL as one autocommit statement (it
     /// was BEGIN, blob, mailbox, usage, message, COMMIT): the body is
     /// stored first (or its row refreshed and locked against the
-    /// collector), then the mailbox row is locked as it takes the UID and
+    /// collector), only when the mailbox exists and the quota allows it
+    /// (so a refused APPEND leaves no body behind), then the mailbox row is locked as it takes the UID and
     /// MODSEQ (and queues the NOTIFY), then the account's usage is raised
     /// under the quota, then the message row is written; the same lock
     /// order as a delivery. A quota lost to a concurrent APPEND after the
@@ -189,7 +190,10 @@ mod pg {
         let sql = format!(
             "WITH b AS ( \
                INSERT INTO blobs (id, size, data, summary, created_at, sort_keys) \
-               VALUES ($4, $6, $5, $7, $8, $9) \
+               SELECT $4, $6, $5, $7, $8, $9 \
+               WHERE EXISTS (SELECT 1 FROM mailboxes \
+                             WHERE account_id = $1 AND name = $2 AND uid_next < 4294967295) \
+                 AND EXISTS (SELECT 1 FROM accounts a WHERE a.id = $1 AND NOT {OVER}) \
                ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at \
                RETURNING id), \
              mb AS ( \
@@ -328,7 +332,7 @@ mod pg {
                  highest_modseq = d.highest_modseq + 1 \
                FROM tot \
                WHERE d.account_id = $1 AND d.name = $3 AND tot.n > 0 \
-                 AND d.uid_next + tot.n <= 4294967296 \
+                 AND d.uid_next + tot.n <= 4294967295 \
                  AND EXISTS (SELECT 1 FROM accounts a WHERE a.id = $1 AND NOT {OVER}) \
                RETURNING d.id, d.uid_next - tot.n AS first_uid, d.highest_modseq, \
                  pg_notify('mailbox_changes', $4 || ':' || d.id)::TEXT AS n), \
@@ -389,7 +393,7 @@ mod pg {
             return Ok((Vec::new(), resp));
         }
         if done.is_none() || inserted != n {
-            return Err(if dst_next + n > i64::from(u32::MAX) + 1 {
+            return Err(if dst_next + n > i64::from(u32::MAX) {
                 StoreError::Precondition("mailbox has run out of UIDs")
             } else {
                 StoreError::OverQuota
@@ -1269,6 +1273,9 @@ impl Store {
     /// batches; returns how many and their bytes.
     pub async fn collect_blobs(&self, grace: Duration) -> Result<(u64, u64)> {
         const BATCH: i64 = 500;
+        // APPEND's idempotency keys are kept an hour (the proto's promise):
+        // far longer than any retry of the APPEND they answer.
+        on_backend!(self, sweep_append_keys(crate::model::now() - 3600))?;
         let before = crate::model::now() - grace.as_secs() as i64;
         let (mut blobs, mut bytes) = (0u64, 0u64);
         let mut conflicts = 0;

@@ -1946,6 +1946,7 @@ async fn append_keeps_within_the_quota_and_usage_follows_expunge(backend: Backen
     };
     assert_eq!(append(&mut c).await.unwrap().into_inner().uid, 1);
     assert_eq!(append(&mut c).await.unwrap().into_inner().uid, 2);
+    let blobs_before = stats(&t).await.blobs;
     let refused = append(&mut c).await.unwrap_err();
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
     let q = c
@@ -1954,6 +1955,32 @@ async fn append_keeps_within_the_quota_and_usage_follows_expunge(backend: Backen
         .unwrap()
         .into_inner();
     assert_eq!((q.messages, q.used_bytes), (2, body.len() as u64 * 2));
+    // Nor does a refused APPEND leave its body behind (the same bytes
+    // were stored already, so a different body is tried too).
+    let mut other = c.clone();
+    let refused = other
+        .append(tokio_stream::iter(vec![
+            pb::AppendChunk {
+                part: Some(pb::append_chunk::Part::Header(pb::AppendHeader {
+                    mailbox: "INBOX".into(),
+                    ..Default::default()
+                })),
+            },
+            pb::AppendChunk {
+                part: Some(pb::append_chunk::Part::Data(message(
+                    "new",
+                    &"y".repeat(400),
+                ))),
+            },
+        ]))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert_eq!(
+        stats(&t).await.blobs,
+        blobs_before,
+        "a refused APPEND stored its body"
+    );
     c.expunge(pb::ExpungeRequest {
         mailbox: "INBOX".into(),
         uids: Some(pb::UidSet::of([1])),
