@@ -187,6 +187,20 @@ pub fn admin_client(channel: StoreChannel, auth: CallAuth) -> AdminClient {
         .max_encoding_message_size(MAX_MESSAGE_SIZE)
 }
 
+/// Whether a call that failed with `code` may have been lost in transit (a
+/// store replica gone or a connection cut mid-call, which the transport
+/// reports as UNAVAILABLE, UNKNOWN, INTERNAL or CANCELLED) rather than
+/// refused by the store: a caller whose write is safe to repeat (an
+/// APPEND under its idempotency key, POP3's deletions under its lease)
+/// sends it again.
+pub fn failed_in_transit(code: tonic::Code) -> bool {
+    use tonic::Code;
+    matches!(
+        code,
+        Code::Unavailable | Code::Unknown | Code::Internal | Code::Cancelled
+    )
+}
+
 /// Whether the store answers `grpc.health.v1` with SERVING (its database
 /// reachable) on some replica: the gateways' and ingest's readiness.
 pub async fn store_serving(channel: StoreChannel) -> bool {

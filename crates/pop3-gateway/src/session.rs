@@ -671,17 +671,27 @@ impl Session {
 
     async fn open_maildrop(&self, client: &mut MailboxClient) -> Result<Option<Maildrop>, Status> {
         let ttl = self.settings().lease_ttl;
-        let lease = client
+        // Ours, so the balancer may send the call again when a store
+        // replica dies under it: the lease it may have taken is then ours,
+        // not a lock held until its TTL; and when the call fails all the
+        // same, a lease it may have left behind is given back at once.
+        let lease_id = uuid::Uuid::new_v4().to_string();
+        let lease = match client
             .acquire_maildrop(pb::AcquireMaildropRequest {
                 holder: self.settings().instance.clone(),
                 ttl_seconds: ttl.as_secs() as u32,
-                // Ours, so the balancer may send the call again when a
-                // store replica dies under it: the lease it may have taken
-                // is then ours, not a lock held until its TTL.
-                lease_id: uuid::Uuid::new_v4().to_string(),
+                lease_id: lease_id.clone(),
             })
-            .await?
-            .into_inner();
+            .await
+        {
+            Ok(r) => r.into_inner(),
+            Err(e) => {
+                let _ = client
+                    .release_maildrop(pb::ReleaseMaildropRequest { lease_id })
+                    .await;
+                return Err(e);
+            }
+        };
         if lease.in_use {
             return Ok(None);
         }
@@ -1000,12 +1010,7 @@ impl Session {
             let mut r = c.expunge(req.clone()).await.map(|_| ());
             for wait in [50, 250, 1000] {
                 match &r {
-                    Err(s)
-                        if matches!(
-                            s.code(),
-                            Code::Unavailable | Code::Unknown | Code::Internal | Code::Cancelled
-                        ) =>
-                    {
+                    Err(s) if mailbox_api::failed_in_transit(s.code()) => {
                         tracing::info!(code = ?s.code(), error = %s.message(), "UPDATE sent again");
                         tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
                         r = c.expunge(req.clone()).await.map(|_| ());

@@ -134,7 +134,7 @@ impl Session {
         // answers a repeat of it with the first answer, so the call may be
         // sent again when its answer was lost.
         let mut key = uuid::Uuid::new_v4().simple().to_string();
-        let mut chunks = Vec::new();
+        let mut parts = Vec::new();
         for mut m in messages {
             // Base64 is a third larger: a message that would no longer fit
             // is stored as sent (BINARY still gives its bytes; BODY shows
@@ -144,34 +144,43 @@ impl Session {
             {
                 m.data = encoded;
             }
-            chunks.push(pb::AppendChunk {
-                part: Some(pb::append_chunk::Part::Header(pb::AppendHeader {
-                    mailbox: name.clone(),
-                    flags: Some(m.flags),
-                    internal_date: m.date.0,
-                    internal_date_tz: m.date.1,
-                    size: m.data.len() as u64,
-                    idempotency_key: std::mem::take(&mut key),
-                })),
-            });
-            for part in m.data.chunks(mailbox_api::CHUNK_SIZE) {
-                chunks.push(pb::AppendChunk {
-                    part: Some(pb::append_chunk::Part::Data(part.to_vec())),
-                });
-            }
+            let header = pb::AppendHeader {
+                mailbox: name.clone(),
+                flags: Some(m.flags),
+                internal_date: m.date.0,
+                internal_date_tz: m.date.1,
+                size: m.data.len() as u64,
+                idempotency_key: std::mem::take(&mut key),
+            };
+            parts.push((header, m.data));
         }
+        // The stream of one try: a header before each message's chunks.
+        let chunks = || {
+            let mut chunks = Vec::new();
+            for (header, data) in &parts {
+                chunks.push(pb::AppendChunk {
+                    part: Some(pb::append_chunk::Part::Header(header.clone())),
+                });
+                for part in data.chunks(mailbox_api::CHUNK_SIZE) {
+                    chunks.push(pb::AppendChunk {
+                        part: Some(pb::append_chunk::Part::Data(part.to_vec())),
+                    });
+                }
+            }
+            tokio_stream::iter(chunks)
+        };
         // A store replica that died (or stopped) with the call in flight:
         // the APPEND may or may not have been stored. Sent again (the
         // balancer picks a replica that is up), the key makes it store at
         // most once; the client gets its APPENDUID either way instead of a
         // NO that would make it append a second copy.
-        let mut r = c.append(tokio_stream::iter(chunks.clone())).await;
+        let mut r = c.append(chunks()).await;
         for wait in [50, 250, 1000] {
             match &r {
-                Err(s) if retry_append(s.code()) => {
+                Err(s) if mailbox_api::failed_in_transit(s.code()) => {
                     tracing::info!(code = ?s.code(), error = %s.message(), "APPEND sent again");
                     tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
-                    r = c.append(tokio_stream::iter(chunks.clone())).await;
+                    r = c.append(chunks()).await;
                 }
                 _ => break,
             }
@@ -193,16 +202,6 @@ impl Session {
             Err(s) => store_no(&s),
         }
     }
-}
-
-/// Whether an APPEND that failed with `code` may have failed in transit
-/// (a replica lost, a connection cut), not by the store's decision: then
-/// it is sent again under its idempotency key.
-fn retry_append(code: Code) -> bool {
-    matches!(
-        code,
-        Code::Unavailable | Code::Unknown | Code::Internal | Code::Cancelled | Code::Aborted
-    )
 }
 
 /// Flags as MULTIAPPEND's parser gives them (`\Seen`, `$Label`).
