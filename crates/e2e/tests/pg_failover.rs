@@ -79,6 +79,11 @@ struct ImapLog {
     /// UIDs whose UID EXPUNGE was acknowledged: OK with a VANISHED
     /// naming them (QRESYNC).
     expunged: BTreeSet<u32>,
+    /// UIDs whose UID EXPUNGE was answered NO [UNAVAILABLE]: the store's
+    /// database connection was cut with the expunge's commit in flight, so
+    /// it may have been done (the session learns which from a later
+    /// VANISHED); such a message may be there or not.
+    expunge_unsure: BTreeSet<u32>,
     /// UID STOREs and UID EXPUNGEs answered OK for a message the session
     /// had not been told of yet (its APPEND's EXISTS was still owed).
     no_effect: usize,
@@ -233,8 +238,11 @@ async fn imap_session(port: u16, i: usize, stop: Arc<AtomicBool>, writes: Arc<Wr
                         } else {
                             log.no_effect += 1;
                         }
-                    } else if r.is_none() {
-                        break;
+                    } else {
+                        log.expunge_unsure.insert(uid);
+                        if r.is_none() {
+                            break;
+                        }
                     }
                 } else if r.is_none() {
                     break;
@@ -648,6 +656,7 @@ async fn primary_killed_under_load_fails_over_without_losing_acknowledged_writes
     ) = (0, 0, 0, 0, 0, 0);
     let mut kept = 0;
     let mut no_effect = 0;
+    let mut expunge_unsure = 0;
     for log in &imap_logs {
         no_effect += log.no_effect;
         imap_tally.ok += log.tally.ok;
@@ -671,6 +680,10 @@ async fn primary_killed_under_load_fails_over_without_losing_acknowledged_writes
             if log.expunged.contains(uid) {
                 continue;
             }
+            if log.expunge_unsure.contains(uid) && !by_uid.contains_key(uid) {
+                expunge_unsure += 1;
+                continue;
+            }
             let m = by_uid.get(uid).unwrap_or_else(|| {
                 panic!(
                     "{}: APPEND of {id} (UID {uid}) acknowledged but lost",
@@ -682,7 +695,9 @@ async fn primary_killed_under_load_fails_over_without_losing_acknowledged_writes
         }
         for uid in &log.flagged {
             flags += 1;
-            if log.expunged.contains(uid) {
+            if log.expunged.contains(uid)
+                || (log.expunge_unsure.contains(uid) && !by_uid.contains_key(uid))
+            {
                 continue;
             }
             let m = by_uid.get(uid).unwrap();
@@ -768,7 +783,7 @@ async fn primary_killed_under_load_fails_over_without_losing_acknowledged_writes
         failover.as_secs_f64()
     );
     eprintln!(
-        "pg_failover: messages acknowledged vs stored: SMTP {}/{smtp_stored}, IMAP APPEND {appends}/{appends_stored} (+{} expunged on purpose); \\Flagged {flags}/{flags_kept}; EXPUNGE {expunges}/{expunges_kept}; POP3 deletions kept {deletions}",
+        "pg_failover: messages acknowledged vs stored: SMTP {}/{smtp_stored}, IMAP APPEND {appends}/{appends_stored} (+{} expunged on purpose, {expunge_unsure} of them by an EXPUNGE answered NO [UNAVAILABLE]); \\Flagged {flags}/{flags_kept}; EXPUNGE {expunges}/{expunges_kept}; POP3 deletions kept {deletions}",
         smtp_tally.ok,
         appends - appends_stored,
     );
