@@ -67,6 +67,7 @@ const SAFE: &[&str] = &[
     "/mailbox.v1.Mailbox/Search",
     "/mailbox.v1.Mailbox/Sort",
     "/mailbox.v1.Mailbox/Thread",
+    "/mailbox.v1.Mailbox/MultiSearch",
     "/mailbox.v1.Mailbox/GetQuota",
     "/mailbox.v1.Mailbox/RenewMaildrop",
     "/mailbox.v1.Mailbox/ReleaseMaildrop",

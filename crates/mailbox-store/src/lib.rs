@@ -15,6 +15,7 @@ pub mod error;
 mod failure_mirror;
 pub mod hub;
 mod model;
+mod multisearch;
 pub mod oidc;
 pub mod scram;
 mod search;
