@@ -36,6 +36,8 @@ pub type AuthChannel = InterceptedService<StoreChannel, CallAuth>;
 pub type MailboxClient = pb::mailbox_client::MailboxClient<AuthChannel>;
 pub type DeliveryClient = pb::delivery_client::DeliveryClient<AuthChannel>;
 pub type AdminClient = pb::admin_client::AdminClient<AuthChannel>;
+/// The account's Sieve scripts (ManageSieve, `mailctl sieve`).
+pub type SieveClient = pb::sieve_client::SieveClient<AuthChannel>;
 
 /// The credentials a call presents to the store: the service secret (when the
 /// store requires one) and, for Mailbox calls, the session token.
@@ -183,6 +185,14 @@ pub fn delivery_client(channel: StoreChannel, auth: CallAuth) -> DeliveryClient 
 
 pub fn admin_client(channel: StoreChannel, auth: CallAuth) -> AdminClient {
     pb::admin_client::AdminClient::with_interceptor(channel, auth)
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE)
+}
+
+/// A client of the Sieve service; `auth` carries the session token of
+/// the account whose scripts it manages.
+pub fn sieve_client(channel: StoreChannel, auth: CallAuth) -> SieveClient {
+    pb::sieve_client::SieveClient::with_interceptor(channel, auth)
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE)
 }

@@ -87,6 +87,15 @@ const SAFE: &[&str] = &[
     "/mailbox.v1.Admin/Stats",
     "/mailbox.v1.Admin/SetDomainOidc",
     "/mailbox.v1.Admin/GetDomainOidc",
+    // Sieve: a script put or activated twice is the same script (its
+    // version moves on, which only costs a cache a recompile).
+    "/mailbox.v1.Sieve/PutScript",
+    "/mailbox.v1.Sieve/GetScript",
+    "/mailbox.v1.Sieve/ListScripts",
+    "/mailbox.v1.Sieve/SetActive",
+    "/mailbox.v1.Sieve/HaveSpace",
+    "/mailbox.v1.Sieve/CheckScript",
+    "/mailbox.v1.Sieve/GetActiveScript",
 ];
 
 /// The RPCs of the contract that are neither safe nor client streams
@@ -111,6 +120,8 @@ const UNSAFE_SINGLE: &[&str] = &[
     "/mailbox.v1.Admin/DeleteAlias",
     "/mailbox.v1.Admin/OpenSession",
     "/mailbox.v1.Admin/CollectGarbage",
+    "/mailbox.v1.Sieve/DeleteScript",
+    "/mailbox.v1.Sieve/RenameScript",
 ];
 
 const STORE_FLAGS: &str = "/mailbox.v1.Mailbox/StoreFlags";

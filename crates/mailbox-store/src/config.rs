@@ -69,6 +69,10 @@ pub struct StoreConfig {
     /// A body younger than this is never collected, referenced or not: a
     /// delivery of the same content may be about to reference it.
     pub blob_gc_grace_secs: u64,
+    /// Sieve scripts an account may keep (ManageSieve QUOTA/MAXSCRIPTS).
+    pub sieve_max_scripts: u32,
+    /// Largest Sieve script, in bytes (ManageSieve QUOTA/MAXSIZE).
+    pub sieve_max_script_size: u64,
     /// Admin HTTP address for /livez and /readyz. Empty: off.
     pub admin_listen: String,
     /// On SIGTERM: how long in-flight work may take before the process exits.
@@ -98,6 +102,8 @@ impl Default for StoreConfig {
             durable_flags: false,
             blob_gc_interval_secs: 600,
             blob_gc_grace_secs: 3600,
+            sieve_max_scripts: 20,
+            sieve_max_script_size: 64 * 1024,
             admin_listen: "127.0.0.1:9180".into(),
             shutdown_grace_secs: 30,
             log_format: LogFormat::Text,
@@ -126,6 +132,9 @@ pub struct StoreSettings {
     /// None: the collector never runs on its own.
     pub blob_gc_interval: Option<Duration>,
     pub blob_gc_grace: Duration,
+    /// Per-account Sieve limits: scripts, and bytes per script.
+    pub sieve_max_scripts: u32,
+    pub sieve_max_script_size: u64,
 }
 
 impl StoreConfig {
@@ -158,6 +167,12 @@ impl StoreConfig {
         {
             return Err("service secret: at least 16 printable ASCII characters".into());
         }
+        if self.sieve_max_scripts == 0 {
+            return Err("sieve_max_scripts: must be at least 1".into());
+        }
+        if !(1024..=4 * 1024 * 1024).contains(&self.sieve_max_script_size) {
+            return Err("sieve_max_script_size: from 1024 to 4194304 bytes".into());
+        }
         let grpc_tls = self.grpc_tls()?;
         Ok((
             listen,
@@ -182,6 +197,8 @@ impl StoreConfig {
                 blob_gc_interval: (self.blob_gc_interval_secs > 0)
                     .then(|| Duration::from_secs(self.blob_gc_interval_secs)),
                 blob_gc_grace: Duration::from_secs(self.blob_gc_grace_secs),
+                sieve_max_scripts: self.sieve_max_scripts,
+                sieve_max_script_size: self.sieve_max_script_size,
             },
         ))
     }

@@ -20,6 +20,8 @@ pub mod oidc;
 pub mod scram;
 mod search;
 pub mod server;
+mod sieve_check;
+mod sieve_server;
 mod sort;
 pub mod store;
 /// The delivery-time message summary (the `mail-summary` crate).

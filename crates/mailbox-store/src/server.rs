@@ -60,6 +60,9 @@ pub async fn serve(
     reporter
         .set_serving::<admin_server::AdminServer<AdminSvc>>()
         .await;
+    reporter
+        .set_serving::<pb::sieve_server::SieveServer<crate::sieve_server::SieveSvc>>()
+        .await;
     tokio::spawn(readiness(store.clone(), reporter, shutdown.clone()));
 
     let mailbox = mailbox_server::MailboxServer::new(MailboxSvc {
@@ -76,6 +79,11 @@ pub async fn serve(
     let admin = admin_server::AdminServer::new(AdminSvc {
         store: store.clone(),
     });
+    let sieve = pb::sieve_server::SieveServer::new(crate::sieve_server::SieveSvc {
+        store: store.clone(),
+    })
+    .max_decoding_message_size(MAX_MESSAGE_SIZE)
+    .max_encoding_message_size(MAX_MESSAGE_SIZE);
 
     let router = tonic::transport::Server::builder()
         .trace_fn(|req| {
@@ -97,6 +105,10 @@ pub async fn serve(
         ))
         .add_service(tonic::service::interceptor::InterceptedService::new(
             delivery,
+            check.clone(),
+        ))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            sieve,
             check.clone(),
         ))
         .add_service(tonic::service::interceptor::InterceptedService::new(
@@ -299,7 +311,7 @@ impl tonic::service::Interceptor for ServiceCheck {
     }
 }
 
-fn bearer<T>(req: &Request<T>) -> Result<&str, Status> {
+pub(crate) fn bearer<T>(req: &Request<T>) -> Result<&str, Status> {
     req.metadata()
         .get(AUTHORIZATION_KEY)
         .and_then(|v| v.to_str().ok())

@@ -550,6 +550,7 @@ mod pg {
     }
     include!("ops.rs");
     include!("deliver_pg.rs");
+    include!("sieve_ops.rs");
 }
 
 mod lite {
@@ -728,6 +729,7 @@ mod lite {
         Ok(out)
     }
     include!("ops.rs");
+    include!("sieve_ops.rs");
 }
 
 #[derive(Clone)]
@@ -971,6 +973,9 @@ macro_rules! on_backend {
         .await
     };
 }
+
+// Sieve scripts: after `on_backend!`, which it uses.
+mod sieve;
 
 struct Inner {
     backend: Backend,
