@@ -9,6 +9,17 @@
 
 use std::fmt;
 
+mod compile;
+mod date;
+mod ir;
+mod matching;
+mod message;
+mod parse;
+mod run;
+
+pub use compile::{MAX_INCLUDE_DEPTH, MAX_INCLUDED_SCRIPTS, MAX_SCRIPT_SIZE};
+pub use run::{MAX_ACTIONS, MAX_REDIRECTS, MAX_VARIABLE_SIZE};
+
 /// Where an `include` looks for a script (RFC 6609 section 3.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum IncludeLocation {
@@ -89,14 +100,15 @@ pub fn capabilities() -> &'static [&'static str] {
 /// Parses and validates `source` and compiles it, with the scripts it
 /// includes (found through `includes`), into a [`Script`] ready to run.
 pub fn compile(source: &str, includes: &dyn IncludeResolver) -> Result<Script, CompileError> {
-    let _ = (source, includes);
-    Ok(Script { _private: () })
+    Ok(Script {
+        program: compile::compile_program(source, includes)?,
+    })
 }
 
 /// A compiled script: validated, ready to run any number of times.
 #[derive(Debug, Clone)]
 pub struct Script {
-    _private: (),
+    program: compile::Program,
 }
 
 /// The SMTP envelope of the message being delivered.
@@ -243,13 +255,6 @@ pub struct Outcome {
 impl Script {
     /// Runs the script against `message` (its raw bytes) and `envelope`.
     pub fn run(&self, message: &[u8], envelope: &Envelope, ctx: &mut RunContext<'_>) -> Outcome {
-        let _ = (message, envelope, ctx);
-        Outcome {
-            actions: vec![Action::Keep {
-                flags: Vec::new(),
-                implicit: true,
-            }],
-            ..Outcome::default()
-        }
+        run::run(&self.program, message, envelope, ctx)
     }
 }
