@@ -20,6 +20,10 @@ pub enum SearchError {
     TooDeep,
     #[error("search key not supported: {0}")]
     Unsupported(&'static str),
+    /// Message numbers belong to the selected mailbox alone (RFC 7377 2:
+    /// results of a multi-mailbox search are UIDs).
+    #[error("message sequence numbers only in a search of the selected mailbox alone")]
+    SequenceNumbers,
 }
 
 fn key(k: Key) -> pb::SearchKey {
@@ -53,13 +57,39 @@ fn uids(list: impl IntoIterator<Item = u32>) -> pb::SearchKey {
     key(Key::Uid(pb::UidSet::of(list)))
 }
 
+/// The UIDs this session holds \Recent for.
+fn recent(view: Option<&View>) -> Vec<u32> {
+    view.map(|v| v.recent.iter().copied().collect())
+        .unwrap_or_default()
+}
+
 /// Translates the criteria (an implicit AND) for the store.
 pub fn translate(criteria: &[SearchKey<'_>], view: &View) -> Result<pb::SearchKey, SearchError> {
+    translate_in(criteria, Some(view))
+}
+
+/// Translates the criteria for mailboxes other than the selected one
+/// (MULTISEARCH, RFC 7377): UID sets stand as they are ("*" the largest
+/// UID), \Recent is no message's (it is the selecting session's), and
+/// message numbers are refused.
+pub fn translate_unselected(criteria: &[SearchKey<'_>]) -> Result<pb::SearchKey, SearchError> {
+    translate_in(criteria, None)
+}
+
+fn translate_in(
+    criteria: &[SearchKey<'_>],
+    view: Option<&View>,
+) -> Result<pb::SearchKey, SearchError> {
     let keys = criteria
         .iter()
         .map(|k| one(k, view, 0))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(key(Key::And(pb::SearchKeyList { keys })))
+}
+
+/// No message.
+fn none() -> pb::SearchKey {
+    key(Key::Not(Box::new(key(Key::All(true)))))
 }
 
 /// Whether the criteria use MODSEQ (RFC 7162 3.1.5): then the response
@@ -80,7 +110,7 @@ pub fn has_modseq(criteria: &[SearchKey<'_>]) -> bool {
     criteria.iter().any(|k| any(k, 0))
 }
 
-fn one(k: &SearchKey<'_>, view: &View, depth: usize) -> Result<pb::SearchKey, SearchError> {
+fn one(k: &SearchKey<'_>, view: Option<&View>, depth: usize) -> Result<pb::SearchKey, SearchError> {
     if depth > MAX_DEPTH {
         return Err(SearchError::TooDeep);
     }
@@ -99,7 +129,19 @@ fn one(k: &SearchKey<'_>, view: &View, depth: usize) -> Result<pb::SearchKey, Se
         })),
         SearchKey::Not(a) => key(Key::Not(Box::new(one(a, view, depth + 1)?))),
         SearchKey::All => key(Key::All(true)),
+        SearchKey::SequenceSet(_) if view.is_none() => return Err(SearchError::SequenceNumbers),
+        SearchKey::Uid(set) if view.is_none() => key(Key::Uid(pb::UidSet {
+            ranges: imap_wire::seq::ranges(set, u32::MAX)
+                .into_iter()
+                .map(|(first, last)| pb::UidRange { first, last })
+                .collect(),
+        })),
+        SearchKey::Recent | SearchKey::New if view.is_none() => none(),
+        SearchKey::Old if view.is_none() => key(Key::All(true)),
         SearchKey::SequenceSet(set) => {
+            let Some(view) = view else {
+                return Err(SearchError::SequenceNumbers);
+            };
             let nums = imap_wire::seq::ranges(set, view.exists());
             let mut list = Vec::new();
             for (a, b) in nums {
@@ -111,11 +153,14 @@ fn one(k: &SearchKey<'_>, view: &View, depth: usize) -> Result<pb::SearchKey, Se
             }
             uids(list)
         }
-        SearchKey::Uid(set) => uids(
-            view.uid_positions(set)
-                .into_iter()
-                .filter_map(|i| view.uid_at(i)),
-        ),
+        SearchKey::Uid(set) => match view {
+            Some(view) => uids(
+                view.uid_positions(set)
+                    .into_iter()
+                    .filter_map(|i| view.uid_at(i)),
+            ),
+            None => none(),
+        },
         SearchKey::Answered => flag("\\Answered"),
         SearchKey::Deleted => flag("\\Deleted"),
         SearchKey::Draft => flag("\\Draft"),
@@ -128,10 +173,10 @@ fn one(k: &SearchKey<'_>, view: &View, depth: usize) -> Result<pb::SearchKey, Se
         SearchKey::Unseen => unflag("\\Seen"),
         SearchKey::Keyword(a) => flag(a.inner()),
         SearchKey::Unkeyword(a) => unflag(a.inner()),
-        SearchKey::Recent => uids(view.recent.iter().copied()),
-        SearchKey::Old => key(Key::Not(Box::new(uids(view.recent.iter().copied())))),
+        SearchKey::Recent => uids(recent(view)),
+        SearchKey::Old => key(Key::Not(Box::new(uids(recent(view))))),
         SearchKey::New => key(Key::And(pb::SearchKeyList {
-            keys: vec![uids(view.recent.iter().copied()), unflag("\\Seen")],
+            keys: vec![uids(recent(view)), unflag("\\Seen")],
         })),
         SearchKey::Bcc(a) => header("bcc", a),
         SearchKey::Cc(a) => header("cc", a),

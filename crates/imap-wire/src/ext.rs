@@ -969,6 +969,254 @@ pub fn parse_notify(msg: &[u8]) -> Result<Option<NotifyCommand>, ExtError> {
 }
 
 // ----------------------------------------------------------------------
+// ESEARCH (MULTISEARCH, RFC 7377)
+// ----------------------------------------------------------------------
+
+/// Mailbox names one ESEARCH may carry.
+pub const MAX_ESEARCH_NAMES: usize = 1000;
+
+/// A `filter-mailboxes` of `ESEARCH IN (...)` (RFC 7377 2 and 6, RFC 5465
+/// 6); names raw, as the other parsers keep them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SearchSource {
+    Selected,
+    SelectedDelayed,
+    Inboxes,
+    Personal,
+    Subscribed,
+    Subtree(Vec<Vec<u8>>),
+    SubtreeOne(Vec<Vec<u8>>),
+    Mailboxes(Vec<Vec<u8>>),
+}
+
+/// An `ESEARCH` command (RFC 7377 6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Esearch {
+    /// The sources of `IN (...)`; empty without `IN` (the selected mailbox,
+    /// RFC 7377 2).
+    pub sources: Vec<SearchSource>,
+    /// `RETURN (...)`, if given.
+    pub ret: Option<SearchReturn>,
+    /// The same command as `tag UID SEARCH search-program`, which
+    /// `imap-codec` parses (charset, criteria, literals as sent).
+    pub search: Vec<u8>,
+}
+
+/// Parses `ESEARCH`; `Ok(None)` for another command.
+///
+/// ```text
+/// esearch             = "ESEARCH" [SP esearch-source-opts]
+///                       [SP search-return-opts] SP search-program
+/// esearch-source-opts = "IN" SP "(" source-mbox [SP "(" scope-options ")"] ")"
+/// source-mbox         = filter-mailboxes *(SP filter-mailboxes)
+/// filter-mailboxes    = "selected" / "selected-delayed" / "inboxes" /
+///                       "personal" / "subscribed" /
+///                       ("subtree" / "subtree-one" / "mailboxes")
+///                       SP one-or-more-mailbox
+/// ```
+///
+/// RFC 7377 defines no scope option, so any is an error.
+pub fn parse_esearch(msg: &[u8]) -> Result<Option<Esearch>, ExtError> {
+    let mut c = Cursor::new(msg);
+    let Some(tag) = c.tag() else {
+        return Ok(None);
+    };
+    if !c.take_while(is_atom_char).eq_ignore_ascii_case(b"ESEARCH") {
+        return Ok(None);
+    }
+    if !c.eat(b' ') || c.at_line_end() {
+        return Err(ExtError::Syntax("expected search criteria after ESEARCH"));
+    }
+    let mut sources = Vec::new();
+    let save = c.pos;
+    if c.take_while(is_atom_char).eq_ignore_ascii_case(b"IN") {
+        c.expect(b' ', "expected SP after IN")?;
+        c.expect(b'(', "expected \"(\" after IN")?;
+        let mut names = 0usize;
+        loop {
+            let kw = c.take_while(is_atom_char).to_ascii_lowercase();
+            let mut list = |c: &mut Cursor<'_>| -> Result<Vec<Vec<u8>>, ExtError> {
+                c.expect(b' ', "expected SP and mailboxes")?;
+                let mut v = Vec::new();
+                let one = |c: &mut Cursor<'_>| c.string(is_astring_char);
+                if c.eat(b'(') {
+                    loop {
+                        v.push(one(c)?);
+                        if c.eat(b')') {
+                            break;
+                        }
+                        c.expect(b' ', "expected SP or \")\" in a mailbox list")?;
+                    }
+                } else {
+                    v.push(one(c)?);
+                }
+                names += v.len();
+                if names > MAX_ESEARCH_NAMES {
+                    return Err(ExtError::TooMany("too many mailboxes in one ESEARCH"));
+                }
+                Ok(v)
+            };
+            sources.push(match kw.as_slice() {
+                b"selected" => SearchSource::Selected,
+                b"selected-delayed" => SearchSource::SelectedDelayed,
+                b"inboxes" => SearchSource::Inboxes,
+                b"personal" => SearchSource::Personal,
+                b"subscribed" => SearchSource::Subscribed,
+                b"subtree" => SearchSource::Subtree(list(&mut c)?),
+                b"subtree-one" => SearchSource::SubtreeOne(list(&mut c)?),
+                b"mailboxes" => SearchSource::Mailboxes(list(&mut c)?),
+                b"" if c.peek() == Some(b'(') && !sources.is_empty() => {
+                    return Err(ExtError::Syntax("no ESEARCH scope options are known"));
+                }
+                _ => return Err(ExtError::Syntax("unknown ESEARCH mailbox filter")),
+            });
+            if c.eat(b')') {
+                break;
+            }
+            c.expect(b' ', "expected SP or \")\" in the ESEARCH sources")?;
+        }
+        if !c.eat(b' ') || c.at_line_end() {
+            return Err(ExtError::Syntax("expected search criteria after IN (...)"));
+        }
+    } else {
+        c.pos = save;
+    }
+    let mut search = tag.to_vec();
+    search.extend_from_slice(b" UID SEARCH ");
+    search.extend_from_slice(&msg[c.pos..]);
+    Ok(Some(match split_search_return(&search)? {
+        Some((search, ret)) => Esearch {
+            sources,
+            ret: Some(ret),
+            search,
+        },
+        None => Esearch {
+            sources,
+            ret: None,
+            search,
+        },
+    }))
+}
+
+/// The untagged `ESEARCH` response of a MULTISEARCH for one mailbox (RFC
+/// 7377 2): [`esearch_response`] with UIDs, whose correlator also names the
+/// mailbox (`mailbox`, already in the session's wire form) and its
+/// UIDVALIDITY: `* ESEARCH (TAG "t" MAILBOX "m" UIDVALIDITY n) UID ...`.
+pub fn esearch_mailbox_response(
+    tag: &str,
+    mailbox: &str,
+    uid_validity: u32,
+    opts: &SearchReturn,
+    uids: &[u32],
+) -> String {
+    let base = esearch_response(tag, true, opts, uids);
+    let mut correlator = String::from(" MAILBOX ");
+    push_string(&mut correlator, mailbox);
+    let _ = write!(correlator, " UIDVALIDITY {uid_validity}");
+    // The tag is quoted (or a literal) and holds no ")": the first ")"
+    // closes the correlator.
+    let tag_start = "* ESEARCH (TAG ".len();
+    let mut tag_part = String::new();
+    push_string(&mut tag_part, tag);
+    let at = tag_start + tag_part.len();
+    format!("{}{correlator}{}", &base[..at], &base[at..])
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod esearch_tests {
+    use super::*;
+    use imap_codec::{CommandCodec, decode::Decoder, imap_types::command::CommandBody};
+
+    fn parse(s: &str) -> Result<Option<Esearch>, ExtError> {
+        parse_esearch(s.as_bytes())
+    }
+
+    #[test]
+    fn sources_return_and_program() {
+        let e = parse(
+            "t1 ESEARCH IN (personal subtree-one (Lists \"A b\") mailboxes {3}\r\nx/y \
+             SELECTED inboxes subscribed subtree INBOX) RETURN (MIN COUNT) CHARSET UTF-8 BODY x\r\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            e.sources,
+            [
+                SearchSource::Personal,
+                SearchSource::SubtreeOne(vec![b"Lists".to_vec(), b"A b".to_vec()]),
+                SearchSource::Mailboxes(vec![b"x/y".to_vec()]),
+                SearchSource::Selected,
+                SearchSource::Inboxes,
+                SearchSource::Subscribed,
+                SearchSource::Subtree(vec![b"INBOX".to_vec()]),
+            ]
+        );
+        let r = e.ret.unwrap();
+        assert!(r.min && r.count && !r.max && !r.all);
+        assert_eq!(e.search, b"t1 UID SEARCH CHARSET UTF-8 BODY x\r\n");
+        let (rest, cmd) = CommandCodec::default().decode(&e.search).unwrap();
+        assert!(rest.is_empty());
+        assert!(matches!(cmd.body, CommandBody::Search { uid: true, .. }));
+        // No IN, no RETURN; a literal in the criteria stays as sent.
+        let e = parse("a ESEARCH SUBJECT {4}\r\nK\u{f6}l\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(e.sources.is_empty() && e.ret.is_none());
+        assert_eq!(
+            e.search,
+            "a UID SEARCH SUBJECT {4}\r\nK\u{f6}l\r\n".as_bytes()
+        );
+        assert!(parse("a SEARCH ALL\r\n").unwrap().is_none());
+        assert!(parse("a UID SEARCH ESEARCH\r\n").unwrap().is_none());
+    }
+
+    #[test]
+    fn bad_syntax_is_an_error() {
+        for bad in [
+            "a ESEARCH\r\n",
+            "a ESEARCH \r\n",
+            "a ESEARCH IN (personal)\r\n",
+            "a ESEARCH IN () ALL\r\n",
+            "a ESEARCH IN (nowhere) ALL\r\n",
+            "a ESEARCH IN (subtree) ALL\r\n",
+            "a ESEARCH IN (mailboxes (a b) ALL\r\n",
+            "a ESEARCH IN (personal (depth 1)) ALL\r\n",
+            "a ESEARCH IN personal ALL\r\n",
+            "a ESEARCH RETURN (BOGUS) ALL\r\n",
+            "a ESEARCH RETURN (MIN)\r\n",
+            "a ESEARCH IN (mailboxes {10}\r\nab) ALL\r\n",
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+        let many = format!(
+            "a ESEARCH IN (mailboxes ({})) ALL\r\n",
+            vec!["x"; MAX_ESEARCH_NAMES + 1].join(" ")
+        );
+        assert!(matches!(parse(&many), Err(ExtError::TooMany(_))));
+    }
+
+    #[test]
+    fn mailbox_response_names_mailbox_and_uidvalidity() {
+        let all = SearchReturn::default();
+        assert_eq!(
+            esearch_mailbox_response("t1", "INBOX", 7, &all, &[3, 1, 2]),
+            "* ESEARCH (TAG \"t1\" MAILBOX \"INBOX\" UIDVALIDITY 7) UID ALL 1:3"
+        );
+        let o = SearchReturn {
+            min: true,
+            max: true,
+            count: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            esearch_mailbox_response("t2", "a \"b\"", 1, &o, &[4, 9]),
+            "* ESEARCH (TAG \"t2\" MAILBOX \"a \\\"b\\\"\" UIDVALIDITY 1) UID MIN 4 MAX 9 COUNT 2"
+        );
+    }
+}
+
+// ----------------------------------------------------------------------
 // URLAUTH (RFC 4467) and extended URLFETCH (RFC 5524)
 // ----------------------------------------------------------------------
 

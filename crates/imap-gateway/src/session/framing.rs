@@ -370,8 +370,9 @@ impl Session {
     /// CANCELUPDATE (RFC 5267 4.2), APPEND with several messages or
     /// CATENATE (RFC 3502, RFC 4469), CREATE with USE (RFC 6154 3),
     /// UNAUTHENTICATE (RFC 8437), GENURLAUTH / RESETKEY / URLFETCH (RFC
-    /// 4467, RFC 5524). `None`: the message is none of these (a
-    /// keyword may be another command's argument) and goes to imap-codec.
+    /// 4467, RFC 5524), ESEARCH (MULTISEARCH, RFC 7377). `None`: the
+    /// message is none of these (a keyword may be another command's
+    /// argument) and goes to imap-codec.
     async fn extension_command(&mut self) -> Result<Option<Done>, End> {
         use imap_wire::ext;
         if self.client.is_none() {
@@ -427,6 +428,21 @@ impl Session {
                 Ok(None) => {}
                 Err(ext::ExtError::TooMany(what)) => {
                     return Ok(Some(Done::no(format!("[NOTIFICATIONOVERFLOW] {what}"))));
+                }
+                Err(e) => return Ok(Some(Done::bad(e.to_string()))),
+            }
+        }
+        let msg = self.frag.message_bytes();
+        if first_line_has(msg, b"ESEARCH") {
+            match ext::parse_esearch(msg) {
+                Ok(Some(es)) => {
+                    let tag = self.frag.decode_tag().map(|t| t.inner().to_string());
+                    let tag = tag.unwrap_or_default();
+                    return Ok(Some(Box::pin(self.esearch(&tag, es)).await));
+                }
+                Ok(None) => {}
+                Err(ext::ExtError::TooMany(what)) => {
+                    return Ok(Some(Done::no(format!("[LIMIT] {what}"))));
                 }
                 Err(e) => return Ok(Some(Done::bad(e.to_string()))),
             }

@@ -19,6 +19,7 @@ mod framing;
 mod list;
 mod mailboxes;
 mod metadata;
+mod multisearch;
 mod notify;
 mod quota;
 mod searching;
@@ -320,6 +321,7 @@ impl Session {
             "ID".into(),
             "CHILDREN".into(),
             "ESEARCH".into(),
+            "MULTISEARCH".into(),
             "LIST-EXTENDED".into(),
             "LIST-STATUS".into(),
             "SPECIAL-USE".into(),
