@@ -190,5 +190,19 @@ async fn responses_and_errors_on_raw_sessions() {
             "{r:?}"
         );
         a.ok("LOGOUT").await;
+
+        // With UTF8=ACCEPT (RFC 6855 3) names go both ways as UTF-8.
+        let mut u = RawImap::connect(imap.imap).await;
+        u.login().await;
+        u.ok("ENABLE UTF8=ACCEPT").await;
+        let r = u.ok("ESEARCH IN (subtree \"Caf\u{e9}\") ALL").await;
+        assert_eq!(
+            r[0],
+            format!(
+                "* ESEARCH (TAG \"t{}\" MAILBOX \"Caf\u{e9}/Q1\" UIDVALIDITY {v_cafe}) UID ALL 1\r\n",
+                u.n
+            ),
+            "{r:?}"
+        );
     }
 }

@@ -1100,18 +1100,27 @@ pub fn parse_esearch(msg: &[u8]) -> Result<Option<Esearch>, ExtError> {
 
 /// The untagged `ESEARCH` response of a MULTISEARCH for one mailbox (RFC
 /// 7377 2): [`esearch_response`] with UIDs, whose correlator also names the
-/// mailbox (`mailbox`, already in the session's wire form) and its
-/// UIDVALIDITY: `* ESEARCH (TAG "t" MAILBOX "m" UIDVALIDITY n) UID ...`.
+/// mailbox and its UIDVALIDITY: `* ESEARCH (TAG "t" MAILBOX "m"
+/// UIDVALIDITY n) UID ...`. `mailbox` is the UTF-8 name; it goes out in
+/// modified UTF-7, or as UTF-8 with `utf8` (UTF8=ACCEPT enabled, RFC 6855
+/// 3).
 pub fn esearch_mailbox_response(
     tag: &str,
     mailbox: &str,
+    utf8: bool,
     uid_validity: u32,
     opts: &SearchReturn,
     uids: &[u32],
 ) -> String {
     let base = esearch_response(tag, true, opts, uids);
+    let mut name = Vec::new();
+    if utf8 {
+        crate::quote::string_with(&mut name, mailbox.as_bytes(), true);
+    } else {
+        crate::quote::string(&mut name, crate::utf7::encode(mailbox).as_bytes());
+    }
     let mut correlator = String::from(" MAILBOX ");
-    push_string(&mut correlator, mailbox);
+    correlator.push_str(&String::from_utf8_lossy(&name));
     let _ = write!(correlator, " UIDVALIDITY {uid_validity}");
     // The tag is quoted (or a literal) and holds no ")": the first ")"
     // closes the correlator.
@@ -1200,7 +1209,7 @@ mod esearch_tests {
     fn mailbox_response_names_mailbox_and_uidvalidity() {
         let all = SearchReturn::default();
         assert_eq!(
-            esearch_mailbox_response("t1", "INBOX", 7, &all, &[3, 1, 2]),
+            esearch_mailbox_response("t1", "INBOX", false, 7, &all, &[3, 1, 2]),
             "* ESEARCH (TAG \"t1\" MAILBOX \"INBOX\" UIDVALIDITY 7) UID ALL 1:3"
         );
         let o = SearchReturn {
@@ -1210,8 +1219,17 @@ mod esearch_tests {
             ..Default::default()
         };
         assert_eq!(
-            esearch_mailbox_response("t2", "a \"b\"", 1, &o, &[4, 9]),
+            esearch_mailbox_response("t2", "a \"b\"", false, 1, &o, &[4, 9]),
             "* ESEARCH (TAG \"t2\" MAILBOX \"a \\\"b\\\"\" UIDVALIDITY 1) UID MIN 4 MAX 9 COUNT 2"
+        );
+        // Modified UTF-7, or UTF-8 once enabled.
+        assert!(
+            esearch_mailbox_response("t3", "Caf\u{e9}", false, 1, &all, &[1])
+                .contains(" MAILBOX \"Caf&AOk-\" UIDVALIDITY 1)")
+        );
+        assert!(
+            esearch_mailbox_response("t3", "Caf\u{e9}", true, 1, &all, &[1])
+                .contains(" MAILBOX \"Caf\u{e9}\" UIDVALIDITY 1)")
         );
     }
 }

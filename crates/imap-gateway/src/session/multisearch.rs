@@ -136,13 +136,14 @@ impl Session {
             if uids.is_empty() || ret.save_only() {
                 continue;
             }
-            let wire = if self.utf8 {
-                r.mailbox.clone()
-            } else {
-                imap_wire::utf7::encode(&r.mailbox)
-            };
-            let mut line =
-                imap_wire::ext::esearch_mailbox_response(tag, &wire, r.uid_validity, &ret, &uids);
+            let mut line = imap_wire::ext::esearch_mailbox_response(
+                tag,
+                &r.mailbox,
+                self.utf8,
+                r.uid_validity,
+                &ret,
+                &uids,
+            );
             if with_modseq {
                 line.push_str(&format!(" MODSEQ {}", modseq_of(&ret, &modseqs)));
             }
