@@ -23,6 +23,7 @@ pub mod server;
 mod sieve_check;
 mod sieve_server;
 mod sort;
+mod sort_cache;
 pub mod store;
 /// The delivery-time message summary (the `mail-summary` crate).
 pub use mail_summary as summary;

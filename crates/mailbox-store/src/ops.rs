@@ -1736,16 +1736,55 @@ pub async fn uid_modseqs(
     .await?)
 }
 
-/// Every message of a mailbox with its SORT/THREAD keys, in UID order: one
-/// query, a few dozen bytes a message.
-pub async fn sort_rows(pool: &Pool<Db>, account: AccountId, mailbox: &str) -> Result<Vec<SortRow>> {
-    let mb = mailbox_by_name_pool(pool, account, mailbox).await?;
+/// SORT's and THREAD's cache check, one statement: the mailbox's id,
+/// UIDVALIDITY, UIDNEXT and HIGHESTMODSEQ, and whether a message of it was
+/// expunged after MODSEQ `since` (see `sort_cache`).
+pub async fn sort_state(
+    pool: &Pool<Db>,
+    account: AccountId,
+    mailbox: &str,
+    since: i64,
+) -> Result<(i64, i64, i64, i64, bool)> {
+    sqlx::query_as(
+        "SELECT mb.id, mb.uid_validity, mb.uid_next, mb.highest_modseq, \
+           EXISTS (SELECT 1 FROM expunged e WHERE e.mailbox_id = mb.id AND e.modseq > $3) \
+         FROM mailboxes mb WHERE mb.account_id = $1 AND mb.name = $2",
+    )
+    .bind(account.0)
+    .bind(mailbox)
+    .bind(since)
+    .fetch_optional(pool)
+    .await?
+    .ok_or(StoreError::NotFound("mailbox"))
+}
+
+/// The UIDs of a mailbox's messages expunged after MODSEQ `since`.
+pub async fn expunged_since(pool: &Pool<Db>, mailbox_id: i64, since: i64) -> Result<Vec<i64>> {
+    Ok(
+        sqlx::query_scalar("SELECT uid FROM expunged WHERE mailbox_id = $1 AND modseq > $2")
+            .bind(mailbox_id)
+            .bind(since)
+            .fetch_all(pool)
+            .await?,
+    )
+}
+
+/// A mailbox's messages with UIDs in `from..below`, each with its
+/// SORT/THREAD keys, in UID order: one query, a few dozen bytes a message.
+pub async fn sort_rows(
+    pool: &Pool<Db>,
+    mailbox_id: i64,
+    from: i64,
+    below: i64,
+) -> Result<Vec<SortRow>> {
     Ok(sqlx::query_as(
         "SELECT m.uid, m.size, m.internal_date, m.blob_id, b.sort_keys \
          FROM messages m JOIN blobs b ON b.id = m.blob_id \
-         WHERE m.mailbox_id = $1 ORDER BY m.uid",
+         WHERE m.mailbox_id = $1 AND m.uid >= $2 AND m.uid < $3 ORDER BY m.uid",
     )
-    .bind(mb.id)
+    .bind(mailbox_id)
+    .bind(from)
+    .bind(below)
     .fetch_all(pool)
     .await?)
 }

@@ -840,6 +840,15 @@ impl mailbox_server::Mailbox for MailboxSvc {
         ))
     }
 
+    async fn multi_search(
+        &self,
+        req: Request<pb::MultiSearchRequest>,
+    ) -> Result<Response<pb::MultiSearchResponse>, Status> {
+        let account = self.account(&req).await?;
+        let r = req.into_inner();
+        Ok(Response::new(self.store.multi_search(account, &r).await?))
+    }
+
     async fn sort(
         &self,
         req: Request<pb::SortRequest>,
@@ -852,15 +861,6 @@ impl mailbox_server::Mailbox for MailboxSvc {
                     account,
                     &r.mailbox,
                     r.criteria,
-    async fn multi_search(
-        &self,
-        req: Request<pb::MultiSearchRequest>,
-    ) -> Result<Response<pb::MultiSearchResponse>, Status> {
-        let account = self.account(&req).await?;
-        let r = req.into_inner();
-        Ok(Response::new(self.store.multi_search(account, &r).await?))
-    }
-
                     r.key.as_ref(),
                     r.uids.as_ref(),
                 )

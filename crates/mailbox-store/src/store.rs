@@ -998,6 +998,8 @@ struct Inner {
     scram_secret: Vec<u8>,
     /// OpenID Connect issuers' signing keys, by JWKS URL.
     jwks: crate::oidc::JwksCache,
+    /// SORT's and THREAD's keys and answers per mailbox.
+    sort_cache: crate::sort_cache::SortCache,
 }
 
 /// A login's place in the throttle (see `Store::throttle`).
@@ -1095,6 +1097,7 @@ impl Store {
                 group,
                 scram_secret,
                 jwks: Default::default(),
+                sort_cache: Default::default(),
             }),
         };
         if let Some(every) = store.inner.settings.blob_gc_interval {
@@ -2451,11 +2454,6 @@ impl Store {
         })
     }
 
-    /// SORT (RFC 5256, RFC 5957): the UIDs of the messages `key` matches
-    /// (within `only`), in order.
-    pub async fn sort(
-        &self,
-        account: AccountId,
     /// MULTISEARCH (RFC 7377): `key` over the mailboxes `req` names or
     /// filters, in one call. Each mailbox is searched by [`Store::search`],
     /// so whatever makes one mailbox's search fast makes this one fast; a
@@ -2511,22 +2509,42 @@ impl Store {
         Ok(pb::MultiSearchResponse { results })
     }
 
+    /// SORT (RFC 5256, RFC 5957): the UIDs of the messages `key` matches
+    /// (within `only`), in order. The order over a whole mailbox is kept
+    /// (`sort_cache`): asked again, it costs one statement.
+    pub async fn sort(
+        &self,
+        account: AccountId,
         mailbox: &str,
         criteria: Vec<pb::SortCriterion>,
         key: Option<&pb::SearchKey>,
         only: Option<&pb::UidSet>,
     ) -> Result<pb::SortResponse> {
-        let rows = self.sort_rows(account, mailbox, key, only).await?;
+        use crate::sort_cache::{Answer, Question};
+        let (entry, filter) = self.sort_items(account, mailbox, key, only).await?;
+        let q = Question::Sort(criteria.iter().map(|c| (c.field, c.reverse)).collect());
+        if filter.is_none()
+            && let Some(Answer::Sort(uids)) = entry.answer(&q)
+        {
+            return Ok(pb::SortResponse {
+                uids: uids.to_vec(),
+            });
+        }
+        let whole = filter.is_none();
+        let e = entry.clone();
         let uids = tokio::task::spawn_blocking(move || {
-            crate::sort::sort(decode_sort_rows(rows), &criteria)
+            crate::sort::sort(SortFilter::apply(filter, &e.items), &criteria)
         })
         .await
         .map_err(|e| StoreError::Internal(format!("sort task: {e}")))?;
+        if whole {
+            entry.keep(q, Answer::Sort(Arc::new(uids.clone())));
+        }
         Ok(pb::SortResponse { uids })
     }
 
     /// THREAD (RFC 5256): the messages `key` matches (within `only`) as
-    /// threads.
+    /// threads; kept as SORT's order is.
     pub async fn thread(
         &self,
         account: AccountId,
@@ -2535,9 +2553,20 @@ impl Store {
         key: Option<&pb::SearchKey>,
         only: Option<&pb::UidSet>,
     ) -> Result<pb::ThreadResponse> {
-        let rows = self.sort_rows(account, mailbox, key, only).await?;
+        use crate::sort_cache::{Answer, Question};
+        let (entry, filter) = self.sort_items(account, mailbox, key, only).await?;
+        let q = Question::Thread(algorithm as i32);
+        if filter.is_none()
+            && let Some(Answer::Thread(nodes)) = entry.answer(&q)
+        {
+            return Ok(pb::ThreadResponse {
+                nodes: nodes.to_vec(),
+            });
+        }
+        let whole = filter.is_none();
+        let e = entry.clone();
         let nodes = tokio::task::spawn_blocking(move || {
-            let items = decode_sort_rows(rows);
+            let items = SortFilter::apply(filter, &e.items);
             match algorithm {
                 pb::ThreadAlgorithm::Orderedsubject => crate::sort::ordered_subject(items),
                 pb::ThreadAlgorithm::References => crate::sort::references(items),
@@ -2545,20 +2574,23 @@ impl Store {
         })
         .await
         .map_err(|e| StoreError::Internal(format!("thread task: {e}")))?;
+        if whole {
+            entry.keep(q, Answer::Thread(Arc::new(nodes.clone())));
+        }
         Ok(pb::ThreadResponse { nodes })
     }
 
-    /// The rows SORT and THREAD work on: the mailbox's messages in `only`
-    /// that `key` matches (the search runs first unless the key matches
-    /// everything), each with its stored keys, computed now for a body
-    /// stored before they were kept.
-    async fn sort_rows(
+    /// What SORT and THREAD work on: the mailbox's messages with their
+    /// keys (current, see `sort_entry`), and which of them `key` (the
+    /// search runs first unless it matches everything) and `only` keep;
+    /// `None`: all of them.
+    async fn sort_items(
         &self,
         account: AccountId,
         mailbox: &str,
         key: Option<&pb::SearchKey>,
         only: Option<&pb::UidSet>,
-    ) -> Result<Vec<crate::model::SortRow>> {
+    ) -> Result<(Arc<crate::sort_cache::Entry>, Option<SortFilter>)> {
         let name = parse_mailbox(mailbox)?;
         let wanted: Option<std::collections::HashSet<u32>> = match key {
             Some(k) if !matches_all(k, 0) => Some(
@@ -2573,18 +2605,71 @@ impl Store {
         let only = only.map(|s| {
             mail_types::UidSetRanges::from_ranges(s.ranges.iter().map(|r| (r.first, r.last)))
         });
-        let mut rows = on_backend!(self, sort_rows(account, name.as_str()))?;
-        rows.retain(|r| {
-            let uid = r.uid as u32;
-            wanted.as_ref().is_none_or(|w| w.contains(&uid))
-                && only.as_ref().is_none_or(|o| o.contains(uid))
-        });
+        let entry = self.sort_entry(account, name.as_str()).await?;
+        let filter = (wanted.is_some() || only.is_some()).then_some(SortFilter { wanted, only });
+        Ok((entry, filter))
+    }
+
+    /// The mailbox's messages with their sort keys, current as of one
+    /// statement: the kept entry as it is when nothing was added or
+    /// expunged since it was read, else with only the difference read
+    /// (see `sort_cache` for why that equals a full read).
+    async fn sort_entry(
+        &self,
+        account: AccountId,
+        name: &str,
+    ) -> Result<Arc<crate::sort_cache::Entry>> {
+        use crate::sort_cache::Entry;
+        let cache = &self.inner.sort_cache;
+        let kept = cache.get(account.0, name);
+        let since = kept.as_ref().map_or(i64::MAX, |e| e.modseq);
+        let (id, validity, uid_next, modseq, expunged) =
+            on_backend!(self, sort_state(account, name, since))?;
+        let entry = match kept {
+            Some(e) if e.mailbox_id == id && e.uid_validity == validity => {
+                if !expunged && uid_next == e.uid_next {
+                    return Ok(e);
+                }
+                let gone = if expunged {
+                    on_backend!(self, expunged_since(id, e.modseq))?
+                } else {
+                    Vec::new()
+                };
+                let new = self.sort_rows(id, e.uid_next, uid_next).await?;
+                tokio::task::spawn_blocking(move || e.changed(uid_next, modseq, &gone, new))
+                    .await
+                    .map_err(|e| StoreError::Internal(format!("sort task: {e}")))?
+            }
+            _ => {
+                let items = self.sort_rows(id, 1, uid_next).await?;
+                Entry::new(id, validity, uid_next, modseq, items)
+            }
+        };
+        let entry = Arc::new(entry);
+        cache.put(account.0, name, entry.clone());
+        Ok(entry)
+    }
+
+    /// A mailbox's messages with UIDs in `from..below` and their decoded
+    /// sort keys, computed now for a body stored before they were kept.
+    async fn sort_rows(
+        &self,
+        mailbox_id: i64,
+        from: i64,
+        below: i64,
+    ) -> Result<Vec<crate::sort::Item>> {
+        if from >= below {
+            return Ok(Vec::new());
+        }
+        let mut rows = on_backend!(self, sort_rows(mailbox_id, from, below))?;
         for r in &mut rows {
             if r.sort_keys.is_none() {
                 r.sort_keys = Some(on_backend!(self, fill_sort_keys(&r.blob_id))?);
             }
         }
-        Ok(rows)
+        tokio::task::spawn_blocking(move || decode_sort_rows(rows))
+            .await
+            .map_err(|e| StoreError::Internal(format!("sort task: {e}")))
     }
 
     pub async fn quota(&self, account: AccountId) -> Result<pb::GetQuotaResponse> {
@@ -2971,6 +3056,30 @@ fn matches_all(k: &pb::SearchKey, depth: usize) -> bool {
         None | Some(Key::All(true)) => true,
         Some(Key::And(l)) => depth < 64 && l.keys.iter().all(|k| matches_all(k, depth + 1)),
         _ => false,
+    }
+}
+
+/// Which of a mailbox's messages a SORT or THREAD is about: those a
+/// search matched and those in a UID set.
+struct SortFilter {
+    wanted: Option<std::collections::HashSet<u32>>,
+    only: Option<mail_types::UidSetRanges>,
+}
+
+impl SortFilter {
+    /// The messages of `items` `filter` keeps (all with none), copied.
+    fn apply(filter: Option<SortFilter>, items: &[crate::sort::Item]) -> Vec<crate::sort::Item> {
+        match filter {
+            None => items.to_vec(),
+            Some(f) => items
+                .iter()
+                .filter(|i| {
+                    f.wanted.as_ref().is_none_or(|w| w.contains(&i.uid))
+                        && f.only.as_ref().is_none_or(|o| o.contains(i.uid))
+                })
+                .cloned()
+                .collect(),
+        }
     }
 }
 

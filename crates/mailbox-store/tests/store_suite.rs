@@ -57,6 +57,7 @@ both_backends!(
     expunged_bodies_are_collected_and_a_racing_delivery_survives,
     deliveries_committed_together_decide_as_one_at_a_time,
     sort_and_thread_over_stored_keys,
+    sort_and_thread_follow_every_change,
     app_passwords_log_in_and_are_revoked_one_by_one,
     message_count_quota_holds_everywhere_messages_arrive,
     mailbox_list_watch_ticks_for_changes_on_any_replica,
@@ -2702,8 +2703,11 @@ async fn sort_and_thread_over_stored_keys(backend: Backend) {
             }
         }
     };
+    // (On replicas that have not kept this mailbox's keys: the first
+    // one keeps what it read, see sort_and_thread_follow_every_change.)
     assert_eq!(nulls("UPDATE blobs SET sort_keys = NULL").await, 5);
-    let mut c = t.login("s@example.org", "pw").await;
+    let fresh = t.replica().await;
+    let mut c = fresh.login("s@example.org", "pw").await;
     let r = c
         .sort(pb::SortRequest {
             mailbox: "INBOX".into(),
@@ -2720,7 +2724,7 @@ async fn sort_and_thread_over_stored_keys(backend: Backend) {
     // A store that starts on bodies without keys fills them in the
     // background, with no SORT asking (the deadline only guards a hang).
     assert_eq!(nulls("UPDATE blobs SET sort_keys = NULL").await, 5);
-    let _replica = t.replica().await;
+    let replica = t.replica().await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while nulls("SELECT 1").await > 0 {
         assert!(
@@ -2729,6 +2733,7 @@ async fn sort_and_thread_over_stored_keys(backend: Backend) {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    let mut c = replica.login("s@example.org", "pw").await;
     let r = c
         .sort(pb::SortRequest {
             mailbox: "INBOX".into(),
@@ -2740,6 +2745,202 @@ async fn sort_and_thread_over_stored_keys(backend: Backend) {
         .unwrap()
         .into_inner();
     assert_eq!(r.uids, [3, 5, 1, 2, 4], "the filled keys sort alike");
+}
+
+/// SORT and THREAD answers kept by a replica (sort_cache) are those of a
+/// replica that reads everything afresh, after every kind of change: new
+/// messages, expunges (on this replica and on another), flag changes,
+/// a MOVE out, and the mailbox deleted and made again under its name.
+async fn sort_and_thread_follow_every_change(backend: Backend) {
+    let t = setup(backend).await;
+    t.add_account("k@example.org", "pw").await;
+    let subjects = [
+        "delta",
+        "alpha",
+        "Re: alpha",
+        "charlie",
+        "bravo",
+        "Fwd: delta",
+    ];
+    let mut n = 0;
+    let mut deliver = async |count: usize| {
+        for _ in 0..count {
+            let s = subjects[n % subjects.len()];
+            let m = format!(
+                "From: u{n}@a.org\r\nSubject: {s}\r\nMessage-ID: <m{n}@x>\r\n\
+                 Date: Mon, {:02} Nov 2026 10:00:00 +0000\r\n\r\nbody {n}\r\n",
+                1 + (n * 7) % 28
+            );
+            t.deliver(&format!("k{n}"), &["k@example.org"], m.as_bytes())
+                .await;
+            n += 1;
+        }
+    };
+    deliver(12).await;
+    let other = t.replica().await;
+    let mut a = t.login("k@example.org", "pw").await;
+    let mut b = other.login("k@example.org", "pw").await;
+    use pb::SortField as F;
+    let sort_req = || pb::SortRequest {
+        mailbox: "INBOX".into(),
+        criteria: vec![
+            pb::SortCriterion {
+                field: F::Subject as i32,
+                reverse: false,
+            },
+            pb::SortCriterion {
+                field: F::Date as i32,
+                reverse: true,
+            },
+        ],
+        key: None,
+        uids: None,
+    };
+    let thread_req = || pb::ThreadRequest {
+        mailbox: "INBOX".into(),
+        algorithm: pb::ThreadAlgorithm::Orderedsubject as i32,
+        key: None,
+        uids: None,
+    };
+    // What a replica that has kept nothing answers.
+    let afresh = async || {
+        let r = t.replica().await;
+        let mut c = r.login("k@example.org", "pw").await;
+        let s = c.sort(sort_req()).await.unwrap().into_inner().uids;
+        let th = c.thread(thread_req()).await.unwrap().into_inner().nodes;
+        (s, th)
+    };
+    let kept = async |c: &mut mailbox_api::MailboxClient| {
+        let s = c.sort(sort_req()).await.unwrap().into_inner().uids;
+        let th = c.thread(thread_req()).await.unwrap().into_inner().nodes;
+        (s, th)
+    };
+    let first = kept(&mut a).await;
+    assert_eq!(first.0.len(), 12);
+    assert_eq!(kept(&mut a).await, first, "asked again");
+    assert_eq!(afresh().await, first);
+
+    deliver(5).await;
+    let now = kept(&mut a).await;
+    assert_eq!(now.0.len(), 17, "new messages are sorted in");
+    assert_eq!(now, afresh().await);
+
+    // Expunged here, then on the other replica; flags changed there too.
+    select_all(&mut a, "INBOX").await.unwrap();
+    let mark = |uids: &[u32]| pb::StoreFlagsRequest {
+        mailbox: "INBOX".into(),
+        uids: Some(pb::UidSet::of(uids.iter().copied())),
+        mode: pb::FlagsMode::Add as i32,
+        flags: Some(pb::Flags {
+            deleted: true,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    a.store_flags(mark(&[2, 5])).await.unwrap();
+    a.expunge(pb::ExpungeRequest {
+        mailbox: "INBOX".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let now = kept(&mut a).await;
+    assert!(!now.0.contains(&2) && !now.0.contains(&5), "{now:?}");
+    assert_eq!(now, afresh().await);
+    b.store_flags(mark(&[7])).await.unwrap();
+    b.expunge(pb::ExpungeRequest {
+        mailbox: "INBOX".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    b.store_flags(pb::StoreFlagsRequest {
+        mailbox: "INBOX".into(),
+        uids: Some(pb::UidSet::of([1, 3])),
+        mode: pb::FlagsMode::Add as i32,
+        flags: Some(pb::Flags {
+            seen: true,
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    deliver(2).await;
+    let now = kept(&mut a).await;
+    assert_eq!(now.0.len(), 16, "{now:?}");
+    assert_eq!(now, afresh().await, "changes made on another replica");
+
+    // A search key and a UID set restrict the kept messages.
+    let r = a
+        .sort(pb::SortRequest {
+            key: Some(pb::SearchKey {
+                key: Some(pb::search_key::Key::Flag("\\Seen".into())),
+            }),
+            uids: Some(pb::UidSet::of([1, 3, 4])),
+            ..sort_req()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .uids;
+    let mut want: Vec<u32> = now
+        .0
+        .iter()
+        .copied()
+        .filter(|u| [1, 3].contains(u))
+        .collect();
+    assert_eq!(r, want, "SEEN and 1,3,4 within the kept order");
+    want.clear();
+
+    // Moved out, then the mailbox deleted and made again under its name.
+    a.r#move(pb::CopyRequest {
+        mailbox: "INBOX".into(),
+        uids: Some(pb::UidSet::of([8, 9])),
+        destination: "Archive".into(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(kept(&mut a).await, afresh().await, "after a MOVE");
+    a.create_mailbox(pb::CreateMailboxRequest {
+        name: "Box".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let box_req = || pb::SortRequest {
+        mailbox: "Box".into(),
+        ..sort_req()
+    };
+    a.copy(pb::CopyRequest {
+        mailbox: "INBOX".into(),
+        uids: Some(pb::UidSet::of([10, 11, 12])),
+        destination: "Box".into(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(a.sort(box_req()).await.unwrap().into_inner().uids.len(), 3);
+    a.delete_mailbox(pb::DeleteMailboxRequest { name: "Box".into() })
+        .await
+        .unwrap();
+    a.create_mailbox(pb::CreateMailboxRequest {
+        name: "Box".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    a.copy(pb::CopyRequest {
+        mailbox: "INBOX".into(),
+        uids: Some(pb::UidSet::of([10])),
+        destination: "Box".into(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        a.sort(box_req()).await.unwrap().into_inner().uids,
+        [1],
+        "the new mailbox's one message, not the old one's three"
+    );
 }
 
 /// App passwords (issue #14): made by the store and shown once; each logs
