@@ -32,6 +32,12 @@ pub fn command_path(input: &[u8]) {
                 }
                 let msg = frag.message_bytes();
                 let _ = crate::ext::parse_list_extended(msg);
+                if let Ok(Some(es)) = crate::ext::parse_esearch(msg) {
+                    let opts = es.ret.unwrap_or_default();
+                    let _ = crate::ext::esearch_mailbox_response("t", "m", false, 1, &opts, &uids);
+                    use imap_codec::decode::Decoder;
+                    let _ = CommandCodec::default().decode(&es.search);
+                }
                 if let Ok(Some((rewritten, opts))) = crate::ext::split_search_return(msg) {
                     let _ = crate::ext::esearch_response("t", opts.count, &opts, &uids);
                     use imap_codec::decode::Decoder;
@@ -109,6 +115,7 @@ mod tests {
             b"\x03t UID SEARCH RETURN (MIN MAX COUNT) CHARSET UTF-8 OR SEEN (FLAGGED SINCE 1-Jan-2020)\r\n",
             b"\x02t LIST (SUBSCRIBED RECURSIVEMATCH) \"\" (\"INBOX\" {3+}\r\nfoo) RETURN (STATUS (MESSAGES))\r\n",
             b"\x09t STORE 1,3:5,* +FLAGS.SILENT (\\Deleted $Forwarded)\r\nu UID MOVE 2:* \"&AMk-t&AOk-\"\r\n",
+            b"\x06t ESEARCH IN (personal subtree-one (a {2+}\r\nbc) mailboxes \"x\") RETURN (MIN COUNT) CHARSET UTF-8 BODY {3}\r\nabc\r\n",
             b"\x04((((((((((((((((((((((((((((((\r\n",
             b"\x00\xff\xfe\x00\r\n\n\n{0}\r\n",
             // Found by the fuzzer: a LIST pattern with a multi-byte
