@@ -73,6 +73,13 @@ pub struct StoreConfig {
     pub sieve_max_scripts: u32,
     /// Largest Sieve script, in bytes (ManageSieve QUOTA/MAXSIZE).
     pub sieve_max_script_size: u64,
+    /// SEARCH BODY/TEXT/HEADER narrow their candidates with the full-text
+    /// index (false: every message of the mailbox is read and decoded, as
+    /// before the index; the answers are the same).
+    pub fts_search: bool,
+    /// Index the bodies stored before the index existed (or marked by
+    /// `mailctl fts rebuild`) in the background; every replica may.
+    pub fts_indexer: bool,
     /// Admin HTTP address for /livez and /readyz. Empty: off.
     pub admin_listen: String,
     /// On SIGTERM: how long in-flight work may take before the process exits.
@@ -104,6 +111,8 @@ impl Default for StoreConfig {
             blob_gc_grace_secs: 3600,
             sieve_max_scripts: 20,
             sieve_max_script_size: 64 * 1024,
+            fts_search: true,
+            fts_indexer: true,
             admin_listen: "127.0.0.1:9180".into(),
             shutdown_grace_secs: 30,
             log_format: LogFormat::Text,
@@ -132,6 +141,9 @@ pub struct StoreSettings {
     /// None: the collector never runs on its own.
     pub blob_gc_interval: Option<Duration>,
     pub blob_gc_grace: Duration,
+    /// See [`StoreConfig::fts_search`] and [`StoreConfig::fts_indexer`].
+    pub fts_search: bool,
+    pub fts_indexer: bool,
     /// Per-account Sieve limits: scripts, and bytes per script.
     pub sieve_max_scripts: u32,
     pub sieve_max_script_size: u64,
@@ -197,6 +209,8 @@ impl StoreConfig {
                 blob_gc_interval: (self.blob_gc_interval_secs > 0)
                     .then(|| Duration::from_secs(self.blob_gc_interval_secs)),
                 blob_gc_grace: Duration::from_secs(self.blob_gc_grace_secs),
+                fts_search: self.fts_search,
+                fts_indexer: self.fts_indexer,
                 sieve_max_scripts: self.sieve_max_scripts,
                 sieve_max_script_size: self.sieve_max_script_size,
             },

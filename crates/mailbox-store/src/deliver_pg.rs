@@ -89,12 +89,22 @@ pub async fn deliver_group_batched(
         .filter(|b| seen.insert(b.id.clone()))
         .collect();
     if !blobs.is_empty() {
+        // A new body's full-text index text goes in with it; a body
+        // already there keeps its own (or, not indexed yet, waits for the
+        // indexer).
         sqlx::query(
-            "INSERT INTO blobs (id, size, data, summary, created_at, sort_keys) \
-             SELECT id, size, data, summary, $5, sort_keys \
-             FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::BYTEA[], $4::BYTEA[], $6::BYTEA[]) \
-               AS t (id, size, data, summary, sort_keys) ORDER BY id \
-             ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at",
+            "WITH b AS ( \
+               INSERT INTO blobs (id, size, data, summary, created_at, sort_keys, fts_indexed) \
+               SELECT id, size, data, summary, $5, sort_keys, TRUE \
+               FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::BYTEA[], $4::BYTEA[], $6::BYTEA[]) \
+                 AS t (id, size, data, summary, sort_keys) ORDER BY id \
+               ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at \
+               RETURNING id, fts_indexed) \
+             INSERT INTO blob_text (blob_id, text) \
+             SELECT b.id, t.text FROM b JOIN UNNEST($1::TEXT[], $7::TEXT[]) AS t (id, text) \
+               ON t.id = b.id \
+             WHERE b.fts_indexed ORDER BY b.id \
+             ON CONFLICT (blob_id) DO NOTHING",
         )
         .bind(blobs.iter().map(|b| b.id.clone()).collect::<Vec<_>>())
         .bind(blobs.iter().map(|b| b.data.len() as i64).collect::<Vec<_>>())
@@ -102,6 +112,7 @@ pub async fn deliver_group_batched(
         .bind(blobs.iter().map(|b| b.summary.clone()).collect::<Vec<_>>())
         .bind(created)
         .bind(blobs.iter().map(|b| b.sort_keys.clone()).collect::<Vec<_>>())
+        .bind(blobs.iter().map(|b| b.text.clone()).collect::<Vec<_>>())
         .execute(&mut *tx)
         .await?;
     }

@@ -13,6 +13,7 @@ mod auth_cache;
 pub mod config;
 pub mod error;
 mod failure_mirror;
+mod fts_query;
 pub mod hub;
 mod model;
 mod multisearch;

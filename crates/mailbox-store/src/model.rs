@@ -78,6 +78,9 @@ pub struct NewBlob {
     pub summary: Vec<u8>,
     /// Protobuf `SortKeys` (SORT and THREAD).
     pub sort_keys: Vec<u8>,
+    /// What SEARCH BODY, TEXT and HEADER match, folded, for the full-text
+    /// index (`mail_summary::search_text::index_text`).
+    pub text: String,
 }
 
 /// One message of an APPEND as a client sends it.

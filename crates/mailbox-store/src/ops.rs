@@ -167,11 +167,14 @@ pub async fn account_changed(pool: &Pool<Db>, origin: &str) -> Result<()> {
 /// locks its row until this transaction ends, so a collection running at
 /// the same time either waits for it or has already removed the row (and
 /// this inserts it again).
+/// A new body's full-text index text is written with it; a body already
+/// there keeps its own (or, not indexed yet, waits for the indexer).
 async fn insert_blob(tx: &mut Tx, blob: &NewBlob) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO blobs (id, size, data, summary, created_at, sort_keys) \
-         VALUES ($1, $2, $3, $4, $5, $6) \
-         ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at",
+    let indexed: bool = sqlx::query_scalar(
+        "INSERT INTO blobs (id, size, data, summary, created_at, sort_keys, fts_indexed) \
+         VALUES ($1, $2, $3, $4, $5, $6, TRUE) \
+         ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at \
+         RETURNING fts_indexed",
     )
     .bind(&blob.id)
     .bind(blob.data.len() as i64)
@@ -179,8 +182,11 @@ async fn insert_blob(tx: &mut Tx, blob: &NewBlob) -> Result<()> {
     .bind(&blob.summary)
     .bind(now())
     .bind(&blob.sort_keys)
-    .execute(&mut **tx)
+    .fetch_one(&mut **tx)
     .await?;
+    if indexed {
+        put_blob_text(tx, &blob.id, &blob.text, false).await?;
+    }
     Ok(())
 }
 
@@ -716,6 +722,8 @@ pub async fn stats(pool: &Pool<Db>) -> Result<pb::StatsResponse> {
         live_bytes: (blob_bytes - reclaimable_bytes).max(0) as u64,
         reclaimable_bytes: reclaimable_bytes as u64,
         reclaimable_blobs: reclaimable_blobs as u64,
+        // Store::stats adds the full-text index's.
+        index_bytes: 0,
     })
 }
 
@@ -1686,6 +1694,7 @@ pub async fn search_rows(
     mailbox: &str,
     with_summary: bool,
     with_data: bool,
+    narrow: Option<&crate::fts_query::Cond>,
     after: i64,
     upto: i64,
     limit: i64,
@@ -1693,10 +1702,12 @@ pub async fn search_rows(
     let mb = mailbox_by_name_pool(pool, account, mailbox).await?;
     // Flag- and date-only searches do not touch the blobs at all.
     let blobs = with_summary || with_data;
-    let rows: Vec<MetaBlobRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    // Text searches read only what the full-text index leaves.
+    let (filter, patterns) = narrow.map(|c| fts_filter(c, 5)).unwrap_or_default();
+    let sql = format!(
         "SELECT m.uid, m.flags, m.keywords, m.modseq, m.size, m.internal_date, m.internal_tz, \
          m.blob_id, m.save_date, {} AS summary, {} AS data FROM messages m {} \
-         WHERE m.mailbox_id = $1 AND m.uid > $2 AND m.uid <= $4 ORDER BY m.uid LIMIT $3",
+         WHERE m.mailbox_id = $1 AND m.uid > $2 AND m.uid <= $4{filter} ORDER BY m.uid LIMIT $3",
         if blobs { "b.summary" } else { "NULL" },
         if with_data { "b.data" } else { "NULL" },
         if blobs {
@@ -1704,13 +1715,16 @@ pub async fn search_rows(
         } else {
             ""
         }
-    )))
-    .bind(mb.id)
-    .bind(after)
-    .bind(limit)
-    .bind(upto)
-    .fetch_all(pool)
-    .await?;
+    );
+    let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(mb.id)
+        .bind(after)
+        .bind(limit)
+        .bind(upto);
+    for p in patterns {
+        query = query.bind(p);
+    }
+    let rows: Vec<MetaBlobRow> = query.fetch_all(pool).await?;
     Ok((mb, rows.into_iter().map(MetaBlobRow::split).collect()))
 }
 

@@ -5,6 +5,7 @@
 //! stored summary; any other HEADER and BODY/TEXT from the raw message. The
 //! store loads only what the key tree needs ([`needs`]).
 
+use mail_summary::search_text::{self, BodySearch, header_len};
 use mail_types::{SystemFlag, UidSetRanges};
 use mailbox_api::pb;
 use mailbox_api::pb::search_key::Key;
@@ -62,42 +63,27 @@ struct Msg<'a> {
     row: &'a MetaRow,
     summary: Option<pb::MessageSummary>,
     data: Option<&'a [u8]>,
-    /// The decoded text of the body parts, lower-cased; computed on first
-    /// use by BODY or TEXT.
-    text: std::cell::OnceCell<String>,
+    /// The body as BODY matches it; computed on first use by BODY or TEXT.
+    body: std::cell::OnceCell<BodySearch>,
 }
 
 impl Msg<'_> {
-    /// Every text part (plain and HTML, in attached messages too) with its
-    /// transfer encoding and charset decoded (RFC 9051 6.4.4: BODY and TEXT
-    /// match the decoded text), lower-cased for case-insensitive matching.
-    fn body_text(&self) -> &str {
-        self.text.get_or_init(|| {
-            let Some(data) = self.data else {
-                return String::new();
-            };
-            let Some(msg) = mail_parser::MessageParser::default().parse(data) else {
-                return String::new();
-            };
-            let mut out = String::new();
-            for part in &msg.parts {
-                match &part.body {
-                    mail_parser::PartType::Text(t) | mail_parser::PartType::Html(t) => {
-                        out.push_str(t);
-                        out.push('\n');
-                    }
-                    _ => {}
-                }
-            }
-            out.to_lowercase()
-        })
+    /// The decoded text parts and the raw body without base64 bodies
+    /// ([`mail_summary::search_text`], which the full-text index is built
+    /// from too).
+    fn body(&self) -> &BodySearch {
+        self.body
+            .get_or_init(|| self.data.map(search_text::body_search).unwrap_or_default())
     }
 
-    /// BODY: the decoded text, or else the raw body (ASCII case folded).
+    /// BODY: the decoded text (RFC 9051 6.4.4), or else the raw body
+    /// (ASCII case folded) outside base64-encoded parts.
     fn body_contains(&self, needle: &str) -> bool {
-        let Some(d) = self.data else { return false };
-        self.body_text().contains(&needle.to_lowercase())
-            || contains_ci(&d[header_len(d)..], needle.as_bytes())
+        if self.data.is_none() {
+            return false;
+        }
+        let b = self.body();
+        b.text.contains(&needle.to_lowercase()) || contains_ci(&b.raw, needle.as_bytes())
     }
 }
 
@@ -117,7 +103,7 @@ pub fn evaluate(
             row,
             summary,
             data: data.as_deref(),
-            text: std::cell::OnceCell::new(),
+            body: std::cell::OnceCell::new(),
         };
         if matches(key, &msg, 0)? {
             uids.push(row.uid as u32);
@@ -242,33 +228,9 @@ fn header_matches(m: &Msg<'_>, name: &str, value: &str) -> bool {
         }
     }
     let Some(data) = m.data else { return false };
-    let header = &data[..header_len(data)];
-    // Walk unfolded header fields.
-    let text = String::from_utf8_lossy(header);
-    let mut fields: Vec<(String, String)> = Vec::new();
-    for line in text.split("\r\n").flat_map(|l| l.split('\n')) {
-        if line.starts_with([' ', '\t']) {
-            if let Some(last) = fields.last_mut() {
-                last.1.push_str(line);
-            }
-        } else if let Some((n, v)) = line.split_once(':') {
-            fields.push((n.trim().to_ascii_lowercase(), v.to_string()));
-        }
-    }
-    fields
+    search_text::header_fields(&data[..header_len(data)])
         .iter()
         .any(|(n, v)| *n == lname && contains_ci(v.as_bytes(), value.as_bytes()))
-}
-
-/// Length of the header section including the blank line.
-fn header_len(d: &[u8]) -> usize {
-    if let Some(p) = d.windows(4).position(|w| w == b"\r\n\r\n") {
-        return p + 4;
-    }
-    if let Some(p) = d.windows(2).position(|w| w == b"\n\n") {
-        return p + 2;
-    }
-    d.len()
 }
 
 /// ASCII case-insensitive substring test; an empty needle always matches.

@@ -1350,6 +1350,21 @@ impl admin_server::Admin for AdminSvc {
         Ok(Response::new(pb::CollectGarbageResponse { blobs, bytes }))
     }
 
+    async fn fts_status(
+        &self,
+        _req: Request<pb::FtsStatusRequest>,
+    ) -> Result<Response<pb::FtsStatusResponse>, Status> {
+        Ok(Response::new(self.store.fts_status().await?))
+    }
+
+    async fn fts_rebuild(
+        &self,
+        _req: Request<pb::FtsRebuildRequest>,
+    ) -> Result<Response<pb::FtsRebuildResponse>, Status> {
+        let marked = self.store.fts_rebuild().await?;
+        Ok(Response::new(pb::FtsRebuildResponse { marked }))
+    }
+
     async fn open_session(
         &self,
         req: Request<pb::OpenSessionRequest>,

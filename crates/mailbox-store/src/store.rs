@@ -189,13 +189,16 @@ mod pg {
             OR (a.quota_messages > 0 AND a.message_count + 1 > a.quota_messages))";
         let sql = format!(
             "WITH b AS ( \
-               INSERT INTO blobs (id, size, data, summary, created_at, sort_keys) \
-               SELECT $4, $6, $5, $7, $8, $9 \
+               INSERT INTO blobs (id, size, data, summary, created_at, sort_keys, fts_indexed) \
+               SELECT $4, $6, $5, $7, $8, $9, TRUE \
                WHERE EXISTS (SELECT 1 FROM mailboxes \
                              WHERE account_id = $1 AND name = $2 AND uid_next < 4294967295) \
                  AND EXISTS (SELECT 1 FROM accounts a WHERE a.id = $1 AND NOT {OVER}) \
                ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at \
-               RETURNING id), \
+               RETURNING id, fts_indexed), \
+             bt AS ( \
+               INSERT INTO blob_text (blob_id, text) SELECT id, $15 FROM b WHERE fts_indexed \
+               ON CONFLICT (blob_id) DO NOTHING), \
              mb AS ( \
                UPDATE mailboxes SET uid_next = uid_next + 1, highest_modseq = highest_modseq + 1 \
                WHERE account_id = $1 AND name = $2 AND uid_next < 4294967295 \
@@ -251,6 +254,7 @@ mod pg {
             .bind(item.date.0)
             .bind(item.date.1)
             .bind(key)
+            .bind(&blob.text)
             .fetch_one(pool)
             .await?;
         let (Some(id), Some(uid_next), Some(modseq), Some(validity), 1, _) = row else {
@@ -549,6 +553,7 @@ mod pg {
         .await?)
     }
     include!("ops.rs");
+    include!("fts_ops.rs");
     include!("deliver_pg.rs");
     include!("sieve_ops.rs");
 }
@@ -729,6 +734,7 @@ mod lite {
         Ok(out)
     }
     include!("ops.rs");
+    include!("fts_ops.rs");
     include!("sieve_ops.rs");
 }
 
@@ -976,6 +982,8 @@ macro_rules! on_backend {
 
 // Sieve scripts: after `on_backend!`, which it uses.
 mod sieve;
+// The full-text index's upkeep, likewise.
+mod fts;
 
 struct Inner {
     backend: Backend,
@@ -1104,6 +1112,9 @@ impl Store {
             spawn_collector(Arc::downgrade(&store.inner), every);
         }
         spawn_sort_key_refill(Arc::downgrade(&store.inner));
+        if store.inner.settings.fts_indexer {
+            fts::spawn_indexer(Arc::downgrade(&store.inner));
+        }
         // On SQLite the mirror stays out of sync (a local read costs next
         // to nothing, and nothing would tell it of another process's
         // writes to the same file).
@@ -1274,7 +1285,9 @@ impl Store {
     }
 
     pub async fn stats(&self) -> Result<pb::StatsResponse> {
-        on_backend!(self, stats())
+        let mut stats = on_backend!(self, stats())?;
+        stats.index_bytes = self.fts_status().await?.index_bytes;
+        Ok(stats)
     }
 
     /// Deletes unreferenced bodies last stored more than `grace` ago, in
@@ -2105,12 +2118,15 @@ impl Store {
         // Hashing and MIME parsing are CPU work: keep them off the reactor.
         tokio::task::spawn_blocking(move || {
             let id = hex::encode(Sha256::digest(&data));
-            let summary = crate::summary_pb::to_pb(&crate::summary::summarize(&data));
+            let parsed = crate::summary::summarize(&data);
+            let text = crate::summary::search_text::index_text(&data, &parsed.search);
+            let summary = crate::summary_pb::to_pb(&parsed);
             let sort_keys = crate::summary_pb::sort_keys(&data);
             NewBlob {
                 id,
                 summary: summary.encode_to_vec(),
                 sort_keys: sort_keys.encode_to_vec(),
+                text,
                 data,
             }
         })
@@ -2414,6 +2430,13 @@ impl Store {
     ) -> Result<pb::SearchResponse> {
         let name = parse_mailbox(mailbox)?;
         let needs = crate::search::needs(key);
+        // The full-text index rules out the messages whose bodies cannot
+        // match; the evaluator decides among the rest.
+        let narrow = if self.inner.settings.fts_search {
+            crate::fts_query::narrow(key)
+        } else {
+            None
+        };
         // Rows with their blobs' data are big: walk the mailbox in windows,
         // evaluating each off the async threads. Without data one window
         // holds the whole mailbox (about 100 bytes a message).
@@ -2432,6 +2455,7 @@ impl Store {
                     name.as_str(),
                     needs.summary,
                     needs.data,
+                    narrow.as_ref(),
                     after,
                     upto,
                     window

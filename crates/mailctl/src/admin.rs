@@ -25,8 +25,12 @@ pub enum AdminCmd {
     /// revocable on its own (its sessions end with it).
     #[command(subcommand)]
     AppPassword(AppPasswordCmd),
-    /// Show store statistics (with live and reclaimable body bytes).
+    /// Show store statistics (with live and reclaimable body bytes, and
+    /// the full-text index's size per GiB of mail).
     Stats,
+    /// The full-text index of SEARCH BODY/TEXT/HEADER.
+    #[command(subcommand)]
+    Fts(FtsCmd),
     /// Delete now the message bodies no message references any more (the
     /// store also does it on its own, every blob_gc_interval_secs).
     Gc {
@@ -34,6 +38,25 @@ pub enum AdminCmd {
         /// store's blob_gc_grace_secs).
         #[arg(long)]
         grace_secs: Option<u64>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum FtsCmd {
+    /// How many bodies are indexed, and the index's size.
+    Status {
+        /// Follow the background indexing with a progress bar until every
+        /// body is indexed.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Index every body again (the store replicas do it in the
+    /// background; searches stay complete meanwhile), following the
+    /// progress with a progress bar.
+    Rebuild {
+        /// Return once the bodies are marked, without following.
+        #[arg(long)]
+        no_wait: bool,
     },
 }
 
@@ -262,6 +285,57 @@ fn explain(e: tonic::Status, uri: &str) -> anyhow::Error {
             "the store refused our service secret; pass --secret-file or --data-dir"
         ),
         _ => anyhow::anyhow!("{}", e.message()),
+    }
+}
+
+/// `bytes` per GiB of `of`, in MiB.
+fn per_gib(bytes: u64, of: u64) -> String {
+    if of == 0 {
+        return "-".into();
+    }
+    let mib = bytes as f64 / (1u64 << 20) as f64;
+    let gib = of as f64 / (1u64 << 30) as f64;
+    format!("{:.1} MiB", mib / gib)
+}
+
+async fn fts_status(c: &mut AdminClient, uri: &str) -> anyhow::Result<pb::FtsStatusResponse> {
+    Ok(c.fts_status(pb::FtsStatusRequest {})
+        .await
+        .map_err(|e| explain(e, uri))?
+        .into_inner())
+}
+
+fn print_fts(s: &pb::FtsStatusResponse) {
+    println!(
+        "indexed    {} of {} bodies ({} waiting)",
+        s.blobs.saturating_sub(s.pending),
+        s.blobs,
+        s.pending
+    );
+    println!("index      {} bytes", s.index_bytes);
+}
+
+/// Polls the index's state with a progress bar (on a terminal) until no
+/// body waits.
+async fn follow_fts(c: &mut AdminClient, uri: &str) -> anyhow::Result<()> {
+    use indicatif::{ProgressBar, ProgressStyle};
+    let first = fts_status(c, uri).await?;
+    let bar = ProgressBar::new(first.blobs);
+    bar.set_style(
+        ProgressStyle::with_template("indexing [{bar:30}] {pos}/{len} bodies ({per_sec}, eta {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    loop {
+        let s = fts_status(c, uri).await?;
+        bar.set_length(s.blobs);
+        bar.set_position(s.blobs.saturating_sub(s.pending));
+        if s.pending == 0 {
+            bar.finish_and_clear();
+            print_fts(&s);
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
 }
 
@@ -520,6 +594,29 @@ pub async fn run(target: Target, cmd: AdminCmd) -> anyhow::Result<()> {
                 "reclaimable {} bytes in {} bodies (collected after the grace period; `mailctl gc`)",
                 s.reclaimable_bytes, s.reclaimable_blobs
             );
+            println!(
+                "fts index  {} bytes ({} per GiB of mail)",
+                s.index_bytes,
+                per_gib(s.index_bytes, s.blob_bytes)
+            );
+        }
+        AdminCmd::Fts(FtsCmd::Status { wait }) => {
+            let s = fts_status(&mut c, &uri).await?;
+            print_fts(&s);
+            if wait && s.pending > 0 {
+                follow_fts(&mut c, &uri).await?;
+            }
+        }
+        AdminCmd::Fts(FtsCmd::Rebuild { no_wait }) => {
+            let r = c
+                .fts_rebuild(pb::FtsRebuildRequest {})
+                .await
+                .map_err(err)?
+                .into_inner();
+            println!("{} bodies marked for indexing", r.marked);
+            if !no_wait {
+                follow_fts(&mut c, &uri).await?;
+            }
         }
         AdminCmd::Gc { grace_secs } => {
             let r = c

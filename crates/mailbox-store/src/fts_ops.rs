@@ -1,0 +1,173 @@
+// The full-text index's SQL (issue 27; migrations 0013), `include!`d into
+// both backends next to ops.rs: PostgreSQL keeps each body's index text
+// in `blob_text` under a pg_trgm GIN index and narrows with LIKE; SQLite
+// keeps it in the contentless FTS5 trigram table `blob_fts` (rowids
+// mapped to bodies by `blob_text`) and narrows with a phrase MATCH. A body
+// whose `fts_indexed` is false is always a candidate.
+
+/// Writes a body's index text. `replace`: over an older one (the
+/// background indexer); otherwise an existing one is kept (it is the same
+/// text: bodies are content addressed).
+async fn put_blob_text(tx: &mut Tx, blob_id: &str, text: &str, replace: bool) -> Result<()> {
+    if PG {
+        let sql = if replace {
+            "INSERT INTO blob_text (blob_id, text) VALUES ($1, $2) \
+             ON CONFLICT (blob_id) DO UPDATE SET text = excluded.text"
+        } else {
+            "INSERT INTO blob_text (blob_id, text) VALUES ($1, $2) \
+             ON CONFLICT (blob_id) DO NOTHING"
+        };
+        sqlx::query(sql)
+            .bind(blob_id)
+            .bind(text)
+            .execute(&mut **tx)
+            .await?;
+        return Ok(());
+    }
+    let new: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO blob_text (blob_id) VALUES ($1) \
+         ON CONFLICT (blob_id) DO NOTHING RETURNING docid",
+    )
+    .bind(blob_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let docid = match new {
+        Some(d) => d,
+        None if replace => {
+            let d: i64 = sqlx::query_scalar("SELECT docid FROM blob_text WHERE blob_id = $1")
+                .bind(blob_id)
+                .fetch_one(&mut **tx)
+                .await?;
+            sqlx::query("DELETE FROM blob_fts WHERE rowid = $1")
+                .bind(d)
+                .execute(&mut **tx)
+                .await?;
+            d
+        }
+        None => return Ok(()),
+    };
+    sqlx::query("INSERT INTO blob_fts (rowid, text) VALUES ($1, $2)")
+        .bind(docid)
+        .bind(text)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// The WHERE clause (from ` AND`) that keeps the messages (`m`) whose
+/// bodies may match `cond`: those whose index text satisfies it and those
+/// not indexed yet; its parameters are bound from `$first` on.
+fn fts_filter(cond: &crate::fts_query::Cond, first: usize) -> (String, Vec<String>) {
+    if PG {
+        (
+            format!(
+                " AND (m.blob_id IN (SELECT t.blob_id FROM blob_text t WHERE {}) \
+                 OR m.blob_id IN (SELECT p.id FROM blobs p WHERE NOT p.fts_indexed))",
+                cond.to_like_sql("t.text", first)
+            ),
+            cond.strings()
+                .into_iter()
+                .map(crate::fts_query::like_pattern)
+                .collect(),
+        )
+    } else {
+        (
+            format!(
+                " AND (m.blob_id IN (SELECT t.blob_id FROM blob_fts f \
+                   JOIN blob_text t ON t.docid = f.rowid WHERE blob_fts MATCH ${first}) \
+                 OR m.blob_id IN (SELECT p.id FROM blobs p WHERE NOT p.fts_indexed))"
+            ),
+            vec![cond.to_fts5_query()],
+        )
+    }
+}
+
+/// Indexes up to `batch` bodies not indexed yet; returns how many. On
+/// PostgreSQL the bodies stay locked (and are skipped by other replicas'
+/// indexers) while their text is computed and written; on SQLite (one
+/// process) the text is computed before the write transaction, which
+/// writes only bodies still there and still not indexed.
+pub async fn fts_index_batch(pool: &Pool<Db>, batch: i64) -> Result<u64> {
+    type Row = (String, Vec<u8>, Vec<u8>);
+    const PICK: &str = "SELECT id, data, summary FROM blobs WHERE NOT fts_indexed \
+                        ORDER BY id LIMIT $1";
+    async fn texts(rows: Vec<Row>) -> Result<Vec<(String, String)>> {
+        tokio::task::spawn_blocking(move || {
+            rows.into_iter()
+                .map(|(id, data, summary)| {
+                    let t = crate::fts_query::stored_index_text(&data, &summary);
+                    (id, t)
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("index text task: {e}")))
+    }
+    if PG {
+        let mut tx = begin_write(pool).await?;
+        let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{PICK} FOR UPDATE SKIP LOCKED"
+        )))
+        .bind(batch)
+        .fetch_all(&mut *tx)
+        .await?;
+        let done = texts(rows).await?;
+        for (id, text) in &done {
+            put_blob_text(&mut tx, id, text, true).await?;
+            sqlx::query("UPDATE blobs SET fts_indexed = TRUE WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        return Ok(done.len() as u64);
+    }
+    let rows: Vec<Row> = sqlx::query_as(PICK).bind(batch).fetch_all(pool).await?;
+    let done = texts(rows).await?;
+    let mut tx = begin_write(pool).await?;
+    let mut n = 0;
+    for (id, text) in &done {
+        let claimed = sqlx::query("UPDATE blobs SET fts_indexed = TRUE WHERE id = $1 AND NOT fts_indexed")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if claimed == 1 {
+            put_blob_text(&mut tx, id, text, true).await?;
+            n += 1;
+        }
+    }
+    tx.commit().await?;
+    Ok(n)
+}
+
+/// Bodies, bodies not indexed yet, and the index's bytes on disk (its
+/// tables and indexes).
+pub async fn fts_status(pool: &Pool<Db>) -> Result<(i64, i64, i64)> {
+    let sql = if PG {
+        "SELECT (SELECT COUNT(*) FROM blobs), \
+           (SELECT COUNT(*) FROM blobs WHERE NOT fts_indexed), \
+           CAST(pg_total_relation_size('blob_text') + pg_relation_size('blobs_fts_pending') \
+             AS BIGINT)"
+    } else {
+        "SELECT (SELECT COUNT(*) FROM blobs), \
+           (SELECT COUNT(*) FROM blobs WHERE NOT fts_indexed), \
+           (SELECT COALESCE(SUM(pgsize), 0) FROM dbstat \
+             WHERE name IN ('blob_text', 'blobs_fts_pending') OR name LIKE 'blob_fts%' \
+               OR name LIKE 'sqlite_autoindex_blob_text%')"
+    };
+    Ok(sqlx::query_as(sql).fetch_one(pool).await?)
+}
+
+/// Marks every body as not indexed: the indexers compute every text
+/// again (searches take them all as candidates meanwhile). Returns how
+/// many.
+pub async fn fts_rebuild(pool: &Pool<Db>) -> Result<u64> {
+    let mut tx = begin_write(pool).await?;
+    let n = sqlx::query("UPDATE blobs SET fts_indexed = FALSE WHERE fts_indexed")
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    tx.commit().await?;
+    Ok(n)
+}

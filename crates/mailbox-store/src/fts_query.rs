@@ -1,0 +1,264 @@
+//! What the full-text index can rule out for a SEARCH key (issue 27).
+//!
+//! The index holds, per body, [`mail_summary::search_text::index_text`]:
+//! everything BODY, TEXT and HEADER match, folded. A message the evaluator
+//! ([`crate::search`]) finds for `BODY s` or `TEXT s` contains `fold(s)`
+//! there; for `HEADER name value` it contains the field marker, the folded
+//! name and `:`, and `fold(value)`. [`narrow`] turns a key tree into a
+//! condition on the index text that every match satisfies: the store
+//! reads only the messages whose bodies satisfy it (or are not indexed
+//! yet), and the evaluator decides among those, so answers are the
+//! evaluator's own.
+//!
+//! A search string narrows only when its folded form has a run of at
+//! least three letters or digits (what a trigram index can use); shorter
+//! ones leave the search to the evaluator within the other criteria. NOT
+//! narrows nothing, and an OR only when each of its branches does.
+
+use mail_summary::search_text::{FIELD_MARK, fold};
+use mailbox_api::pb;
+use mailbox_api::pb::search_key::Key;
+
+use crate::search::MAX_DEPTH;
+
+/// The header fields whose non-empty HEADER searches the evaluator
+/// answers from the decoded summary (their values in the index text
+/// follow the field's marker like any other field).
+const SUMMARY_HEADERS: [&str; 6] = ["from", "to", "cc", "bcc", "subject", "message-id"];
+
+/// A condition on a body's index text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cond {
+    /// The text contains this (folded) string.
+    Has(String),
+    /// Every condition holds.
+    All(Vec<Cond>),
+    /// At least one holds.
+    Any(Vec<Cond>),
+}
+
+impl Cond {
+    /// The strings the condition looks for, in order (one bound
+    /// parameter each on PostgreSQL).
+    pub fn strings(&self) -> Vec<&str> {
+        let mut out = Vec::new();
+        self.collect(&mut out);
+        out
+    }
+
+    fn collect<'a>(&'a self, out: &mut Vec<&'a str>) {
+        match self {
+            Cond::Has(s) => out.push(s),
+            Cond::All(l) | Cond::Any(l) => l.iter().for_each(|c| c.collect(out)),
+        }
+    }
+
+    /// PostgreSQL: the condition over `column` with `LIKE`, its strings
+    /// bound from `$first` on in [`Cond::strings`] order (each bound as
+    /// [`like_pattern`]).
+    pub fn to_like_sql(&self, column: &str, first: usize) -> String {
+        let mut n = first;
+        self.like_sql(column, &mut n)
+    }
+
+    fn like_sql(&self, column: &str, n: &mut usize) -> String {
+        match self {
+            Cond::Has(_) => {
+                let s = format!("{column} LIKE ${n}");
+                *n += 1;
+                s
+            }
+            Cond::All(l) => join(l.iter().map(|c| c.like_sql(column, n)), " AND "),
+            Cond::Any(l) => join(l.iter().map(|c| c.like_sql(column, n)), " OR "),
+        }
+    }
+
+    /// SQLite: the condition as an FTS5 query of phrases (with the trigram
+    /// tokenizer a phrase matches where its text occurs).
+    pub fn to_fts5_query(&self) -> String {
+        match self {
+            Cond::Has(s) => format!("\"{}\"", s.replace('"', "\"\"")),
+            Cond::All(l) => join(l.iter().map(Cond::to_fts5_query), " AND "),
+            Cond::Any(l) => join(l.iter().map(Cond::to_fts5_query), " OR "),
+        }
+    }
+}
+
+fn join(parts: impl Iterator<Item = String>, sep: &str) -> String {
+    format!("({})", parts.collect::<Vec<_>>().join(sep))
+}
+
+/// `%s%` with LIKE's `%`, `_` and `\` escaped (PostgreSQL's default escape
+/// character is `\`).
+pub fn like_pattern(s: &str) -> String {
+    let mut p = String::with_capacity(s.len() + 2);
+    p.push('%');
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+/// Whether a folded string is worth looking up: a run of three letters
+/// or digits gives the trigram index something to hold on to.
+fn usable(folded: &str) -> bool {
+    let mut run = 0;
+    for c in folded.chars() {
+        run = if c.is_alphanumeric() { run + 1 } else { 0 };
+        if run >= 3 {
+            return true;
+        }
+    }
+    false
+}
+
+fn has(s: &str) -> Option<Cond> {
+    let f = fold(s);
+    usable(&f).then_some(Cond::Has(f))
+}
+
+/// The condition every message matching `key` satisfies in the index, or
+/// `None` when the index rules nothing out.
+pub fn narrow(key: &pb::SearchKey) -> Option<Cond> {
+    walk(key, 0)
+}
+
+fn walk(key: &pb::SearchKey, depth: usize) -> Option<Cond> {
+    if depth > MAX_DEPTH {
+        return None;
+    }
+    match &key.key {
+        Some(Key::Body(s)) | Some(Key::Text(s)) => has(s),
+        Some(Key::Header(h)) => header(&h.name, &h.value),
+        Some(Key::And(l)) => {
+            let mut all: Vec<Cond> = l.keys.iter().filter_map(|k| walk(k, depth + 1)).collect();
+            match all.len() {
+                0 => None,
+                1 => all.pop(),
+                _ => Some(Cond::All(all)),
+            }
+        }
+        Some(Key::Or(l)) => {
+            let any: Option<Vec<Cond>> = l.keys.iter().map(|k| walk(k, depth + 1)).collect();
+            match any {
+                Some(mut v) if v.len() == 1 => v.pop(),
+                Some(v) if !v.is_empty() => Some(Cond::Any(v)),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// HEADER name value: the evaluator compares the field names ASCII case
+/// insensitively (trimmed) and looks for `value` in the field's unfolded
+/// value, or, for the summary's six fields and a non-empty value, in the
+/// decoded value; the index text has `MARK name ":" value` for both.
+fn header(name: &str, value: &str) -> Option<Cond> {
+    let lname = name.to_ascii_lowercase();
+    let marker = if SUMMARY_HEADERS.contains(&lname.as_str()) && !value.is_empty() {
+        format!("{FIELD_MARK}{lname}:")
+    } else {
+        format!("{FIELD_MARK}{}:", fold(&lname))
+    };
+    let mut all: Vec<Cond> = [usable(&marker).then_some(Cond::Has(marker)), has(value)]
+        .into_iter()
+        .flatten()
+        .collect();
+    match all.len() {
+        0 => None,
+        1 => all.pop(),
+        _ => Some(Cond::All(all)),
+    }
+}
+
+/// The index text of a stored body from its bytes and its stored
+/// (protobuf) summary, whose decoded header values the evaluator uses;
+/// from a fresh summary if that one cannot be read.
+pub fn stored_index_text(data: &[u8], summary: &[u8]) -> String {
+    use prost::Message as _;
+    let fields = pb::MessageSummary::decode(summary)
+        .ok()
+        .and_then(|s| s.search)
+        .map(|f| mail_summary::SearchFields {
+            from: f.from,
+            to: f.to,
+            cc: f.cc,
+            bcc: f.bcc,
+            subject: f.subject,
+            message_id: f.message_id,
+            sent_date: f.sent_date,
+            sent_tz_minutes: f.sent_tz_minutes,
+        })
+        .unwrap_or_else(|| mail_summary::summarize(data).search);
+    mail_summary::search_text::index_text(data, &fields)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use pb::search_key::Key as K;
+
+    fn k(key: K) -> pb::SearchKey {
+        pb::SearchKey { key: Some(key) }
+    }
+
+    fn body(s: &str) -> pb::SearchKey {
+        k(K::Body(s.into()))
+    }
+
+    #[test]
+    fn short_strings_and_negations_narrow_nothing() {
+        assert_eq!(narrow(&body("ab")), None);
+        assert_eq!(narrow(&body("a b c")), None);
+        assert_eq!(narrow(&k(K::Not(Box::new(body("hello"))))), None);
+        assert_eq!(narrow(&body("ÉTÉ")), Some(Cond::Has("été".into())));
+    }
+
+    #[test]
+    fn and_keeps_what_narrows_or_needs_every_branch() {
+        let and = k(K::And(pb::SearchKeyList {
+            keys: vec![body("hello"), body("x"), k(K::Larger(10))],
+        }));
+        assert_eq!(narrow(&and), Some(Cond::Has("hello".into())));
+        let or = k(K::Or(pb::SearchKeyList {
+            keys: vec![body("hello"), body("x")],
+        }));
+        assert_eq!(narrow(&or), None);
+        let or = k(K::Or(pb::SearchKeyList {
+            keys: vec![body("hello"), body("World")],
+        }));
+        let c = narrow(&or).unwrap();
+        assert_eq!(c.to_like_sql("t", 5), "(t LIKE $5 OR t LIKE $6)");
+        assert_eq!(c.to_fts5_query(), "(\"hello\" OR \"world\")");
+        assert_eq!(c.strings(), ["hello", "world"]);
+    }
+
+    #[test]
+    fn header_keys_look_for_the_field() {
+        let h = k(K::Header(pb::HeaderMatch {
+            name: "X-Spam".into(),
+            value: String::new(),
+        }));
+        assert_eq!(narrow(&h), Some(Cond::Has("\u{1}x-spam:".into())));
+        let h = k(K::Header(pb::HeaderMatch {
+            name: "Subject".into(),
+            value: "Re".into(),
+        }));
+        assert_eq!(narrow(&h), Some(Cond::Has("\u{1}subject:".into())));
+    }
+
+    #[test]
+    fn like_patterns_are_escaped() {
+        assert_eq!(like_pattern("50%_a\\b"), "%50\\%\\_a\\\\b%");
+        assert_eq!(
+            Cond::Has("a\"b".into()).to_fts5_query(),
+            "\"a\"\"b\"".to_string()
+        );
+    }
+}

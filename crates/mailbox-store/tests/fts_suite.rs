@@ -1,0 +1,599 @@
+//! The full-text index (issue 27) on both backends: every search key
+//! answered through the index equals the scan's answer (a replica with
+//! `fts_search` off reads and decodes every message), for a corpus with
+//! every encoding (base64, quoted-printable, ISO-8859-1, UTF-8, encoded
+//! words, HTML, attachments with file names, an attached message) and the
+//! shared corpus; a message is found as soon as its delivery or APPEND is
+//! acknowledged; bodies not indexed yet are found, then indexed in the
+//! background.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{Backend, TestStore, start_with};
+use mailbox_api::pb;
+use mailbox_api::pb::search_key::Key;
+
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(super::Backend::Postgres).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(super::Backend::Sqlite).await
+            }
+        }
+    )*};
+}
+
+both_backends!(
+    index_answers_equal_the_scan,
+    a_message_is_found_as_soon_as_it_is_stored,
+    bodies_not_indexed_yet_are_found_then_indexed,
+);
+
+const USER: &str = "f@example.org";
+
+/// The handmade corpus: one message per encoding the index must see
+/// through.
+fn corpus() -> Vec<Vec<u8>> {
+    let mut v: Vec<Vec<u8>> = Vec::new();
+    // ISO-8859-1, 8bit, with a line break inside a phrase.
+    let mut m = b"From: a@example.org\r\nTo: f@example.org\r\nSubject: latin1\r\n\
+Content-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+        .to_vec();
+    m.extend_from_slice(b"Gr\xfc\xdfe aus K\xf6ln, \xe9t\xe9 \xe0 Paris\r\nzweite Zeile\r\n");
+    v.push(m);
+    // ISO-8859-1, quoted-printable with a soft line break.
+    v.push(
+        b"From: b@example.org\r\nSubject: qp\r\n\
+Content-Type: text/plain; charset=ISO-8859-1\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n\
+Caf=E9 cr=E8me br=FBl=E9e, 50% off_sale in C:\\path\r\nsoft=\r\nbreak here\r\n"
+            .to_vec(),
+    );
+    // UTF-8, base64 over two lines.
+    v.push(
+        b"From: c@example.org\r\nSubject: b64\r\n\
+Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+R3LDvMOfZSBhdXMgS8O2bG4KzpTPgc+MzrzOv8+CIM6fzpTOn86jIM+Ezr/P\r\n\
+hSDEsHN0YW5idWwKbGV0enRlIFplaWxl\r\n"
+            .to_vec(),
+    );
+    // Encoded words in the header, a folded custom field.
+    v.push(
+        b"From: =?UTF-8?B?w4lsw6huZQ==?= <elene@example.org>\r\n\
+To: =?utf-8?q?J=C3=BCrgen?= <j@example.org>\r\nCc: \"Zo\xc3\xab\" <zoe@example.org>\r\n\
+Bcc: hidden@example.org\r\nSubject: =?ISO-8859-1?Q?Sch=F6ne_Gr=FC=DFe?=\r\n\
+Message-ID: <enc.1@example.org>\r\nX-Custom: folded\r\n value across lines\r\n\
+Date: Tue, 14 Nov 2023 22:13:20 +0000\r\n\r\nplain body\r\n"
+            .to_vec(),
+    );
+    // HTML beside its plain text, the HTML in quoted-printable.
+    v.push(
+        b"From: d@example.org\r\nSubject: html\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/alternative; boundary=\"alt\"\r\n\r\n\
+--alt\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nBold move & more\r\n\
+--alt\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n\
+<html><body><p><b>Bold</b> move &amp; m=C3=B6re</p>\r\n<div>Second=20line</div></body></html>\r\n\
+--alt--\r\n"
+            .to_vec(),
+    );
+    // Attachments with file names (plain, RFC 2231, encoded word), one
+    // base64 body that happens to hold "abc" in its encoded form.
+    v.push(
+        b"From: e@example.org\r\nSubject: attachments\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"mix\"\r\n\r\n\
+--mix\r\nContent-Type: text/plain\r\n\r\nSee the attached report.\r\n\
+--mix\r\nContent-Type: application/pdf; name=\"Quarterly Report 2024.pdf\"\r\n\
+Content-Disposition: attachment; filename=\"Quarterly Report 2024.pdf\"\r\n\
+Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQKYWJjZGVmYWJjIHJlcG9ydA==\r\n\
+--mix\r\nContent-Type: text/plain; charset=utf-8\r\n\
+Content-Disposition: attachment; filename*=utf-8''%C3%A9t%C3%A9.txt\r\n\r\nsummer notes\r\n\
+--mix\r\nContent-Type: application/octet-stream; name=\"=?UTF-8?Q?r=C3=A9sum=C3=A9.bin?=\"\r\n\
+Content-Transfer-Encoding: base64\r\n\r\nAAECAwQFBgcICQ==\r\n\
+--mix--\r\n"
+            .to_vec(),
+    );
+    // An attached message with its own header and text.
+    v.push(
+        b"From: g@example.org\r\nSubject: forward\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"fw\"\r\n\r\n\
+--fw\r\nContent-Type: text/plain\r\n\r\nForwarding this.\r\n\
+--fw\r\nContent-Type: message/rfc822\r\n\r\n\
+From: inner@example.org\r\nSubject: =?utf-8?q?Inner_=C3=A9t=C3=A9?=\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\r\nAttached inner text, caf\xc3\xa9.\r\n\
+--fw--\r\n"
+            .to_vec(),
+    );
+    // No body at all, a NUL, Greek final sigma, a dotted capital I.
+    v.push(b"From: h@example.org\r\nSubject: header only\r\n".to_vec());
+    v.push(
+        "From: i@example.org\r\nSubject: ΟΔΟΣ\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
+ΟΔΟΣ οδός İSTANBUL a\0b\r\n"
+            .as_bytes()
+            .to_vec(),
+    );
+    v
+}
+
+/// The shared FETCH corpus (/work/shared/corpus/messages), every `step`th
+/// message.
+fn shared_corpus(step: usize) -> Vec<Vec<u8>> {
+    let dir = std::path::Path::new("/work/shared/corpus/messages");
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .expect("the shared corpus at /work/shared/corpus/messages")
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    names
+        .iter()
+        .step_by(step)
+        .map(|p| std::fs::read(p).unwrap())
+        .collect()
+}
+
+/// A prefix of `s` of at most `n` characters, from character `at`.
+fn chars(s: &str, at: usize, n: usize) -> String {
+    s.chars().skip(at).take(n).collect()
+}
+
+/// Search strings taken from the messages themselves: from the decoded
+/// text at a few places, 1 to 20 characters long, across line breaks,
+/// and from the header values.
+fn derived_needles(messages: &[Vec<u8>], per_message: usize) -> Vec<String> {
+    use mailbox_store::summary::search_text::{body_search, header_fields, header_len};
+    let mut out = Vec::new();
+    for (i, m) in messages.iter().enumerate() {
+        let text = body_search(m).text;
+        let len = text.chars().count();
+        if len > 0 {
+            for k in 0..per_message {
+                let at = (len * (k + 1) / (per_message + 1) + i) % len;
+                out.push(chars(&text, at, [1, 2, 3, 5, 9, 20][(k + i) % 6]));
+            }
+            if let Some(nl) = text.find('\n') {
+                let at = text[..nl].chars().count().saturating_sub(3);
+                out.push(chars(&text, at, 8));
+            }
+        }
+        for (_, value) in header_fields(&m[..header_len(m)]).iter().take(4) {
+            let v = value.trim();
+            let n = v.chars().count();
+            if n > 2 {
+                out.push(chars(v, n / 3, 6).to_uppercase());
+            }
+        }
+    }
+    out.retain(|s| !s.is_empty());
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn fixed_needles() -> Vec<String> {
+    [
+        "a",
+        "é",
+        "ö",
+        "ab",
+        "öl",
+        "ln",
+        "köln",
+        "KÖLN",
+        "Köln",
+        "grüße",
+        "GRÜSSE",
+        "été",
+        "ÉTÉ",
+        "café",
+        "CRÈME",
+        "brûlée",
+        "softbreak",
+        "soft=",
+        "=E9",
+        "schöne",
+        "Élène",
+        "jürgen",
+        "ZOË",
+        "value across",
+        "folded value",
+        "<b>bold</b>",
+        "bold",
+        "&amp;",
+        "m=C3",
+        "möre",
+        "second line",
+        "Quarterly Report",
+        "report 2024.pdf",
+        ".pdf",
+        "%C3%A9t",
+        "résumé",
+        "r=C3=A9sum",
+        "attached inner text",
+        "inner été",
+        "οδοσ",
+        "ΟΔΟΣ",
+        "δρόμος",
+        "istanbul",
+        "i̇stanbul",
+        "50%",
+        "off_sale",
+        "_",
+        "%",
+        "\\path",
+        "C:\\",
+        "\r\n",
+        "Zeile\r\nzw",
+        "Paris\r\nZW",
+        "Köln\nΔ",
+        "JVBERi",
+        "abc",
+        "AAECAw",
+        "a\0b",
+        "header only",
+        "absent-word",
+        "enc.1@example.org",
+        "boundary",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn key(k: Key) -> pb::SearchKey {
+    pb::SearchKey { key: Some(k) }
+}
+
+fn header(name: &str, value: &str) -> pb::SearchKey {
+    key(Key::Header(pb::HeaderMatch {
+        name: name.into(),
+        value: value.into(),
+    }))
+}
+
+/// Every key the index narrows, over `needles`: BODY, TEXT, HEADER on
+/// the summary's fields and others, and AND / OR / NOT around them.
+fn keys(needles: &[String]) -> Vec<pb::SearchKey> {
+    let mut out = Vec::new();
+    for (i, n) in needles.iter().enumerate() {
+        out.push(key(Key::Body(n.clone())));
+        out.push(key(Key::Text(n.clone())));
+        let name = [
+            "subject",
+            "from",
+            "to",
+            "cc",
+            "bcc",
+            "message-id",
+            "x-custom",
+            "content-type",
+            "mime-version",
+        ][i % 9];
+        out.push(header(name, n));
+        if i % 5 == 0 {
+            let other = &needles[(i * 7 + 3) % needles.len()];
+            let and = key(Key::And(pb::SearchKeyList {
+                keys: vec![key(Key::Body(n.clone())), key(Key::Text(other.clone()))],
+            }));
+            let or = key(Key::Or(pb::SearchKeyList {
+                keys: vec![key(Key::Body(n.clone())), header("subject", other)],
+            }));
+            let not = key(Key::Not(Box::new(key(Key::Body(n.clone())))));
+            out.extend([and, or, not]);
+        }
+    }
+    for name in [
+        "X-Custom",
+        "x-absent",
+        "Received",
+        "Content-Transfer-Encoding",
+        "SUBJECT",
+        "Date",
+    ] {
+        out.push(header(name, ""));
+        out.push(header(name, "e"));
+        out.push(header(name, "example"));
+    }
+    out
+}
+
+async fn search(c: &mut mailbox_api::MailboxClient, mailbox: &str, k: &pb::SearchKey) -> Vec<u32> {
+    c.search(pb::SearchRequest {
+        mailbox: mailbox.into(),
+        key: Some(k.clone()),
+    })
+    .await
+    .unwrap_or_else(|e| panic!("search {k:?}: {e}"))
+    .into_inner()
+    .uids
+}
+
+/// A store whose searches use the index (its background indexer off, so
+/// the tests decide when bodies are indexed), the account, and a replica
+/// that scans.
+async fn stores(backend: Backend) -> (TestStore, TestStore) {
+    let t = start_with(backend, |s| s.fts_indexer = false).await;
+    t.add_domain("example.org").await;
+    t.add_account(USER, "pw").await;
+    let scan = t
+        .replica_with(|s| {
+            s.fts_search = false;
+            s.fts_indexer = false;
+        })
+        .await;
+    (t, scan)
+}
+
+/// Compares every key's answer on both stores; returns how many keys
+/// found something (so a test can tell it was not vacuous).
+async fn compare(t: &TestStore, scan: &TestStore, mailbox: &str, keys: &[pb::SearchKey]) -> usize {
+    let mut a = t.login(USER, "pw").await;
+    let mut b = scan.login(USER, "pw").await;
+    let mut wrong = Vec::new();
+    let mut found = 0;
+    for k in keys {
+        let (x, y) = (
+            search(&mut a, mailbox, k).await,
+            search(&mut b, mailbox, k).await,
+        );
+        if x != y {
+            wrong.push(format!("{k:?}: index {x:?}, scan {y:?}"));
+        }
+        found += usize::from(!y.is_empty());
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {} keys differ:\n{}",
+        wrong.len(),
+        keys.len(),
+        wrong.join("\n")
+    );
+    found
+}
+
+async fn append(
+    c: &mut mailbox_api::MailboxClient,
+    mailbox: &str,
+    messages: &[Vec<u8>],
+) -> Vec<u32> {
+    let mut chunks = Vec::new();
+    for m in messages {
+        chunks.push(pb::AppendChunk {
+            part: Some(pb::append_chunk::Part::Header(pb::AppendHeader {
+                mailbox: mailbox.into(),
+                size: m.len() as u64,
+                ..Default::default()
+            })),
+        });
+        chunks.push(pb::AppendChunk {
+            part: Some(pb::append_chunk::Part::Data(m.clone())),
+        });
+    }
+    c.append(tokio_stream::iter(chunks))
+        .await
+        .unwrap()
+        .into_inner()
+        .uids
+}
+
+async fn index_answers_equal_the_scan(backend: Backend) {
+    let (t, scan) = stores(backend).await;
+    let mine = corpus();
+    for (i, m) in mine.iter().enumerate() {
+        t.deliver(&format!("c{i}"), &[USER], m).await;
+    }
+    // The same messages again through APPEND (one, then several in one
+    // stream): the other ways a body is stored.
+    let mut c = t.login(USER, "pw").await;
+    append(&mut c, "INBOX", &mine[..1]).await;
+    append(&mut c, "INBOX", &mine[1..]).await;
+    let mut needles = fixed_needles();
+    needles.extend(derived_needles(&mine, 6));
+    let keys_inbox = keys(&needles);
+    let found = compare(&t, &scan, "INBOX", &keys_inbox).await;
+    assert!(
+        found > keys_inbox.len() / 3,
+        "{found} of {} keys found something",
+        keys_inbox.len()
+    );
+
+    // What the evaluator finds and the index must not lose.
+    let mut a = t.login(USER, "pw").await;
+    let n = mine.len() as u32;
+    let both = |u: u32| vec![u, u + n];
+    assert_eq!(
+        search(&mut a, "INBOX", &key(Key::Body("KÖLN".into()))).await,
+        {
+            let mut v = both(1);
+            v.extend(both(3));
+            v.sort();
+            v
+        }
+    );
+    assert_eq!(
+        search(&mut a, "INBOX", &key(Key::Body("crème".into()))).await,
+        both(2)
+    );
+    assert_eq!(
+        search(&mut a, "INBOX", &key(Key::Body("Paris\r\nZW".into()))).await,
+        both(1)
+    );
+    assert_eq!(
+        search(&mut a, "INBOX", &key(Key::Body("KÖLN\nΔΡΌΜΟΣ".into()))).await,
+        both(3)
+    );
+    assert_eq!(
+        search(&mut a, "INBOX", &key(Key::Body("softbreak".into()))).await,
+        both(2)
+    );
+    assert_eq!(
+        search(&mut a, "INBOX", &key(Key::Text("Schöne".into()))).await,
+        both(4)
+    );
+    assert_eq!(
+        search(&mut a, "INBOX", &header("X-Custom", "folded value")).await,
+        both(4)
+    );
+    assert_eq!(
+        search(&mut a, "INBOX", &header("from", "Élène")).await,
+        both(4)
+    );
+    assert_eq!(
+        search(
+            &mut a,
+            "INBOX",
+            &key(Key::Body("quarterly report 2024.pdf".into()))
+        )
+        .await,
+        both(6)
+    );
+    assert_eq!(
+        search(&mut a, "INBOX", &key(Key::Body("attached inner".into()))).await,
+        both(7)
+    );
+    // Base64 bodies are not searched in their encoded form.
+    assert_eq!(
+        search(&mut a, "INBOX", &key(Key::Body("JVBERi".into()))).await,
+        Vec::<u32>::new()
+    );
+
+    // The shared corpus in a folder of its own.
+    a.create_mailbox(pb::CreateMailboxRequest {
+        name: "Corpus".into(),
+        special_use: 0,
+    })
+    .await
+    .unwrap();
+    let shared = shared_corpus(2);
+    for chunk in shared.chunks(16) {
+        append(&mut a, "Corpus", chunk).await;
+    }
+    let mut needles: Vec<String> = derived_needles(&shared, 2)
+        .into_iter()
+        .step_by(3)
+        .take(160)
+        .collect();
+    needles.extend(["the", "THE", "é", "ü", "2024", "attachment", "absent-word"].map(String::from));
+    let keys_corpus = keys(&needles);
+    let found = compare(&t, &scan, "Corpus", &keys_corpus).await;
+    assert!(
+        found > keys_corpus.len() / 3,
+        "{found} of {} keys found something",
+        keys_corpus.len()
+    );
+}
+
+async fn a_message_is_found_as_soon_as_it_is_stored(backend: Backend) {
+    let (t, _scan) = stores(backend).await;
+    let mut c = t.login(USER, "pw").await;
+    for i in 0..10u32 {
+        let word = format!("fresh{i}word");
+        let body = common::message(&format!("s{i}"), &format!("a {word} here"));
+        let uid = if i % 2 == 0 {
+            t.deliver(&format!("d{i}"), &[USER], &body).await;
+            i + 1
+        } else {
+            append(&mut c, "INBOX", &[body]).await[0]
+        };
+        let k = key(Key::Body(word.to_uppercase()));
+        assert_eq!(search(&mut c, "INBOX", &k).await, vec![uid], "{word}");
+    }
+    let s = t.store.fts_status().await.unwrap();
+    assert_eq!((s.blobs, s.pending), (10, 0));
+}
+
+async fn bodies_not_indexed_yet_are_found_then_indexed(backend: Backend) {
+    let (t, scan) = stores(backend).await;
+    let mine = corpus();
+    for (i, m) in mine.iter().enumerate() {
+        t.deliver(&format!("c{i}"), &[USER], m).await;
+    }
+    // As a store upgraded to migration 0013 finds its bodies: no index
+    // text, none indexed.
+    forget_the_index(&t, backend).await;
+    let status = t.store.fts_status().await.unwrap();
+    assert_eq!(status.pending, mine.len() as u64);
+    let mut needles = fixed_needles();
+    needles.extend(derived_needles(&mine, 3));
+    let keys = keys(&needles);
+    compare(&t, &scan, "INBOX", &keys).await;
+    let mut a = t.login(USER, "pw").await;
+    assert_eq!(
+        search(&mut a, "INBOX", &key(Key::Body("köln".into()))).await,
+        vec![1, 3]
+    );
+
+    // The indexer catches up, in batches.
+    while t.store.fts_index_batch().await.unwrap() > 0 {}
+    let status = t.store.fts_status().await.unwrap();
+    assert_eq!((status.blobs, status.pending), (mine.len() as u64, 0));
+    assert!(status.index_bytes > 0);
+    compare(&t, &scan, "INBOX", &keys).await;
+
+    // A rebuild marks every body again; searches stay whole meanwhile; a
+    // replica's background indexer does the work.
+    let mut admin = t.admin();
+    let r = admin
+        .fts_rebuild(pb::FtsRebuildRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.marked, mine.len() as u64);
+    assert_eq!(
+        search(&mut a, "INBOX", &key(Key::Body("köln".into()))).await,
+        vec![1, 3]
+    );
+    let _indexer = t.replica().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let s = admin
+            .fts_status(pb::FtsStatusRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        if s.pending == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "indexer stuck at {s:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    compare(&t, &scan, "INBOX", &keys).await;
+    let stats = admin.stats(pb::StatsRequest {}).await.unwrap().into_inner();
+    assert!(stats.index_bytes > 0);
+}
+
+/// Removes every index text and marks every body not indexed, under the
+/// store.
+async fn forget_the_index(t: &TestStore, backend: Backend) {
+    let statements: &[&str] = match backend {
+        Backend::Postgres => &[
+            "DELETE FROM blob_text",
+            "UPDATE blobs SET fts_indexed = FALSE",
+        ],
+        Backend::Sqlite => &[
+            "DELETE FROM blob_fts",
+            "DELETE FROM blob_text",
+            "UPDATE blobs SET fts_indexed = FALSE",
+        ],
+    };
+    match backend {
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(t.url()).await.unwrap();
+            for s in statements {
+                sqlx::query(*s).execute(&pool).await.unwrap();
+            }
+        }
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(t.url()).await.unwrap();
+            for s in statements {
+                sqlx::query(*s).execute(&pool).await.unwrap();
+            }
+        }
+    }
+}
