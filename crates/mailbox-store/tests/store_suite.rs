@@ -58,6 +58,7 @@ both_backends!(
     deliveries_committed_together_decide_as_one_at_a_time,
     sort_and_thread_over_stored_keys,
     sort_and_thread_follow_every_change,
+    large_bodies_read_back_whole_and_lz4_compressed,
     app_passwords_log_in_and_are_revoked_one_by_one,
     message_count_quota_holds_everywhere_messages_arrive,
     mailbox_list_watch_ticks_for_changes_on_any_replica,
@@ -272,6 +273,33 @@ async fn read_body(c: &mut mailbox_api::MailboxClient, mailbox: &str, uid: u32) 
         out.extend(chunk.data);
     }
     out
+}
+
+/// Bodies large enough for PostgreSQL to compress (TOAST) read back byte
+/// for byte; on PostgreSQL they are compressed
+/// with lz4 (migration 0014), whose decompression costs POP3 RETR and
+/// FETCH BODY[] far less CPU than pglz's.
+async fn large_bodies_read_back_whole_and_lz4_compressed(backend: Backend) {
+    let t = setup(backend).await;
+    t.add_account("z@example.org", "pw").await;
+    let mut text = String::from("Subject: big\r\nMessage-ID: <big@x>\r\n\r\n");
+    for i in 0..1500 {
+        text.push_str(&format!("line {i} of a body that compresses well\r\n"));
+    }
+    let body = text.into_bytes();
+    t.deliver("big-1", &["z@example.org"], &body).await;
+    let mut c = t.login("z@example.org", "pw").await;
+    assert_eq!(read_body(&mut c, "INBOX", 1).await, body);
+    if let Backend::Postgres = backend {
+        use sqlx::Connection;
+        let mut db = sqlx::PgConnection::connect(t.url()).await.unwrap();
+        let methods: Vec<Option<String>> =
+            sqlx::query_scalar("SELECT pg_column_compression(data) FROM blobs")
+                .fetch_all(&mut db)
+                .await
+                .unwrap();
+        assert_eq!(methods, [Some("lz4".to_string())]);
+    }
 }
 
 async fn repeated_delivery_id_stores_nothing_new(backend: Backend) {
