@@ -225,6 +225,16 @@ impl Target {
         self.client()
     }
 
+    /// A Sieve API client acting with an account's session token.
+    pub fn sieve(&self, session_token: &str) -> anyhow::Result<mailbox_api::SieveClient> {
+        let channel = mailbox_api::channel_with_tls(&self.uri, self.tls.as_ref())
+            .with_context(|| format!("store address {:?}", self.uri))?;
+        Ok(mailbox_api::sieve_client(
+            channel,
+            CallAuth::new(self.secret.as_deref())?.with_session(session_token)?,
+        ))
+    }
+
     /// A Mailbox API client acting with an account's session token.
     pub fn mailbox(&self, session_token: &str) -> anyhow::Result<mailbox_api::MailboxClient> {
         let channel = mailbox_api::channel_with_tls(&self.uri, self.tls.as_ref())

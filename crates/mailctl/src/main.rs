@@ -4,6 +4,7 @@
 mod admin;
 mod init;
 mod migrate;
+mod sieve;
 mod up;
 
 use std::path::PathBuf;
@@ -59,6 +60,9 @@ enum Command {
     Import(migrate::ImportCmd),
     /// Write an account out as a Maildir or a directory of mbox files.
     Export(migrate::ExportArgs),
+    /// An account's Sieve scripts (the filters run at delivery).
+    #[command(subcommand)]
+    Sieve(sieve::SieveCmd),
     #[command(flatten)]
     Admin(admin::AdminCmd),
 }
@@ -106,6 +110,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     tls,
                 )?;
                 migrate::export(target, args).await
+            }
+            Command::Sieve(cmd) => {
+                let target = admin::Target::resolve(
+                    &cli.data_dir,
+                    cli.store.as_deref(),
+                    cli.secret_file.as_deref(),
+                    tls,
+                )?;
+                sieve::run(target, cmd).await
             }
             Command::Admin(cmd) => {
                 let target = admin::Target::resolve(

@@ -52,6 +52,13 @@ pub struct UpArgs {
     /// IMAPS (implicit TLS) listen address.
     #[arg(long, env = "MAILCTL_IMAPS_LISTEN", default_value = "127.0.0.1:1993")]
     imaps_listen: SocketAddr,
+    /// ManageSieve (with STARTTLS) listen address.
+    #[arg(
+        long,
+        env = "MAILCTL_MANAGESIEVE_LISTEN",
+        default_value = "127.0.0.1:4190"
+    )]
+    managesieve_listen: SocketAddr,
 }
 
 pub async fn run(data_dir: &Path, args: UpArgs) -> anyhow::Result<()> {
@@ -139,6 +146,21 @@ pub async fn run(data_dir: &Path, args: UpArgs) -> anyhow::Result<()> {
         .context("binding IMAP/IMAPS (use --imap-listen / --imaps-listen)")?;
     let (imap_at, imaps_at) = (local(&imap_listeners.imap), local(&imap_listeners.imaps));
 
+    let sieve_config = managesieve_gateway::ManageSieveConfig {
+        listen: args.managesieve_listen.to_string(),
+        store_url: store_url.clone(),
+        service_secret: secret.trim().to_string(),
+        tls_cert: cert.display().to_string(),
+        tls_key: key.display().to_string(),
+        ..managesieve_gateway::ManageSieveConfig::default()
+    };
+    let (sieve_addr, sieve_settings) = sieve_config.validate().map_err(anyhow::Error::msg)?;
+    let sieve_addr = sieve_addr.context("no ManageSieve listener")?;
+    let sieve_listener = tokio::net::TcpListener::bind(sieve_addr)
+        .await
+        .context("binding ManageSieve (use --managesieve-listen)")?;
+    let sieve_at = sieve_listener.local_addr()?;
+
     let shutdown = service_kit::server::shutdown_on_signal();
     println!("data directory: {}", data_dir.display());
     println!("store gRPC:     {store_url}   (sqlite {})", db.display());
@@ -148,6 +170,7 @@ pub async fn run(data_dir: &Path, args: UpArgs) -> anyhow::Result<()> {
     println!("POP3S:          {pop3s_at}");
     println!("IMAP:           {imap_at}   (STARTTLS)");
     println!("IMAPS:          {imaps_at}");
+    println!("ManageSieve:    {sieve_at}   (STARTTLS)");
     println!("TLS cert:       {}", cert.display());
     println!("ready; Ctrl-C to stop");
     let store_task = tokio::spawn(mailbox_store::serve(store, listener, shutdown.clone()));
@@ -161,12 +184,22 @@ pub async fn run(data_dir: &Path, args: UpArgs) -> anyhow::Result<()> {
         pop3_listeners,
         shutdown.clone(),
     ));
-    let imap_task = tokio::spawn(imap_gateway::serve(imap_settings, imap_listeners, shutdown));
-    let (a, b, c, d) = tokio::join!(store_task, smtp_task, pop3_task, imap_task);
+    let imap_task = tokio::spawn(imap_gateway::serve(
+        imap_settings,
+        imap_listeners,
+        shutdown.clone(),
+    ));
+    let sieve_task = tokio::spawn(managesieve_gateway::serve(
+        sieve_settings,
+        sieve_listener,
+        shutdown,
+    ));
+    let (a, b, c, d, e) = tokio::join!(store_task, smtp_task, pop3_task, imap_task, sieve_task);
     a??;
     b??;
     c??;
     d??;
+    e??;
     Ok(())
 }
 

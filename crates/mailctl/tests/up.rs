@@ -13,6 +13,7 @@ struct Up {
     smtp: String,
     pop3s: String,
     imaps: String,
+    managesieve: String,
 }
 
 impl Drop for Up {
@@ -50,6 +51,7 @@ fn up(data: &Path) -> Up {
     let mut smtp = None;
     let mut pop3s = None;
     let mut imaps = None;
+    let mut managesieve = None;
     let mut printed = String::new();
     for line in lines.by_ref() {
         let line = line.unwrap();
@@ -67,6 +69,9 @@ fn up(data: &Path) -> Up {
         if let Some(rest) = line.strip_prefix("IMAPS:") {
             imaps = rest.split_whitespace().next().map(str::to_string);
         }
+        if let Some(rest) = line.strip_prefix("ManageSieve:") {
+            managesieve = rest.split_whitespace().next().map(str::to_string);
+        }
         if line.starts_with("ready") {
             break;
         }
@@ -81,12 +86,15 @@ fn up(data: &Path) -> Up {
     let smtp = smtp.unwrap_or_else(|| panic!("no SMTP endpoint printed:\n{printed}"));
     let pop3s = pop3s.unwrap_or_else(|| panic!("no POP3S endpoint printed:\n{printed}"));
     let imaps = imaps.unwrap_or_else(|| panic!("no IMAPS endpoint printed:\n{printed}"));
+    let managesieve =
+        managesieve.unwrap_or_else(|| panic!("no ManageSieve endpoint printed:\n{printed}"));
     Up {
         child,
         store_url,
         smtp,
         pop3s,
         imaps,
+        managesieve,
     }
 }
 
@@ -297,6 +305,51 @@ fn up_serves_the_store_and_admin_commands_reach_it() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).ends_with("via up\r\n"));
+
+    // ManageSieve joins `up`: it greets with its capabilities, and an
+    // operator's scripts (`mailctl sieve`) are the account's.
+    let mut sieve = std::net::TcpStream::connect(&up.managesieve).unwrap();
+    sieve
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let mut greeting = String::new();
+    let mut r = BufReader::new(sieve.try_clone().unwrap());
+    while !greeting.lines().any(|l| l.starts_with("OK")) {
+        assert!(r.read_line(&mut greeting).unwrap() > 0, "{greeting}");
+    }
+    assert!(greeting.contains("\"STARTTLS\""), "{greeting}");
+    assert!(greeting.contains("\"SIEVE\" \"fileinto"), "{greeting}");
+    sieve.write_all(b"LOGOUT\r\n").unwrap();
+    let script = "require \"fileinto\";\nfileinto \"Archive\";\n";
+    let (ok, out, err) = run(
+        mailctl(&data).args(["sieve", "put", "demo@example.test", "main", "--activate"]),
+        Some(script),
+    );
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = run(
+        mailctl(&data).args(["sieve", "list", "demo@example.test"]),
+        None,
+    );
+    assert!(
+        ok && out.contains("main") && out.contains("(active)"),
+        "{out}{err}"
+    );
+    let (ok, out, _) = run(
+        mailctl(&data).args(["sieve", "get", "demo@example.test", "main"]),
+        None,
+    );
+    assert!(ok);
+    assert_eq!(out, script);
+    let (ok, _, err) = run(
+        mailctl(&data).args(["sieve", "put", "demo@example.test", "bad"]),
+        Some("if true {\n  frobnicate;\n}\n"),
+    );
+    assert!(!ok && err.contains("line 2"), "{err}");
+    let (ok, out, err) = run(
+        mailctl(&data).args(["sieve", "activate", "demo@example.test", "nope"]),
+        None,
+    );
+    assert!(!ok && err.contains("not found"), "{out}{err}");
 }
 
 #[test]
