@@ -521,7 +521,30 @@ impl Compiler<'_> {
             None => Vec::new(),
         };
         let reason = self.string(&pos_args[0], scope, "the reason")?;
+        // The default handle is made from the arguments as written, before
+        // variables are expanded (RFC 5230 section 4.2 leaves it to us; this
+        // is Pigeonhole's form).
+        let raw = |n: &str| match tags.get(n).and_then(|t| t.val.as_ref()) {
+            Some(Arg::Strings { items, .. }) => items.first().cloned(),
+            _ => None,
+        };
+        let written_reason = match &pos_args[0] {
+            Arg::Strings { items, .. } => items.first().cloned().unwrap_or_default(),
+            _ => String::new(),
+        };
+        let default_handle = format!(
+            "{}{}{}{}",
+            written_reason,
+            raw("subject").unwrap_or_else(|| "<default-subject>".into()),
+            raw("from").unwrap_or_else(|| "<default-from>".into()),
+            if tags.has("mime") {
+                "<MIME>"
+            } else {
+                "<NO-MIME>"
+            }
+        );
         Ok(Cmd::Vacation(Box::new(VacationArgs {
+            default_handle,
             days: num("days"),
             seconds: num("seconds"),
             subject,
@@ -581,8 +604,10 @@ impl Compiler<'_> {
             self.units[idx] = Some(unit?);
             self.by_name.insert(key, idx);
             Some(idx)
-        } else {
+        } else if tags.has("optional") {
             None
+        } else {
+            return Err(pos.error(format!("included script '{name}' does not exist")));
         };
         Ok(Cmd::Include {
             target,
@@ -851,7 +876,8 @@ impl Compiler<'_> {
             _ => None,
         })?;
         match name {
-            "envelope" | "body" | "date" | "currentdate" => self.need(scope, name, pos, name)?,
+            "envelope" | "body" | "date" => self.need(scope, name, pos, name)?,
+            "currentdate" => self.need(scope, "date", pos, name)?,
             "string" => self.need(scope, "variables", pos, name)?,
             "hasflag" => self.need(scope, "imap4flags", pos, name)?,
             _ => {}
@@ -1054,13 +1080,9 @@ impl Compiler<'_> {
     }
 
     fn date_part(&self, arg: &Arg, scope: &Scope) -> Result<Str, CompileError> {
-        let p = self.string(arg, scope, "the date part")?;
-        if let Some(l) = p.literal()
-            && !crate::date::is_date_part(l)
-        {
-            return Err(arg.pos().error(format!("unknown date part '{l}'")));
-        }
-        Ok(p)
+        // An unknown date part makes the test false at run time (as
+        // Pigeonhole does; RFC 5260 section 4.2 does not say).
+        self.string(arg, scope, "the date part")
     }
 
     fn match_of(&self, tags: &Tags, scope: &Scope) -> Result<Match, CompileError> {
@@ -1253,6 +1275,9 @@ fn decode_encoded_chars(s: &str) -> Result<String, String> {
 }
 
 fn decode_hex(body: &str) -> Option<String> {
+    if body.trim().is_empty() {
+        return None;
+    }
     let mut bytes = Vec::new();
     for tok in body.split([' ', '\t']).filter(|t| !t.is_empty()) {
         if tok.len() > 2 && tok.len() % 2 == 1 {
@@ -1268,6 +1293,9 @@ fn decode_hex(body: &str) -> Option<String> {
 }
 
 fn decode_unicode(body: &str) -> Result<Option<String>, String> {
+    if body.trim().is_empty() {
+        return Ok(None);
+    }
     let mut out = String::new();
     for tok in body.split([' ', '\t']).filter(|t| !t.is_empty()) {
         if tok.len() > 6 {
@@ -1315,6 +1343,10 @@ fn template(s: &str, scope: &Scope) -> Str {
                         name: lower,
                         global,
                     })
+                } else if lower.split('.').all(valid_var_name) {
+                    // A namespace we do not know expands to nothing (as
+                    // Pigeonhole; RFC 5229 section 3 leaves it open).
+                    Some(Piece::Lit(String::new()))
                 } else {
                     None
                 }

@@ -9,15 +9,6 @@ pub(crate) struct Moment {
     pub offset: i32,
 }
 
-const PARTS: &[&str] = &[
-    "year", "month", "day", "date", "julian", "hour", "minute", "second", "time", "iso8601",
-    "std11", "zone", "weekday",
-];
-
-pub(crate) fn is_date_part(p: &str) -> bool {
-    PARTS.contains(&p.to_ascii_lowercase().as_str())
-}
-
 /// Parses a `:zone` argument, "+hhmm" or "-hhmm", into seconds.
 pub(crate) fn parse_zone(z: &str) -> Option<i32> {
     let b = z.as_bytes();
@@ -89,7 +80,11 @@ pub(crate) fn part(m: Moment, part: &str) -> Option<String> {
         "time" => format!("{h:02}:{mi:02}:{s:02}"),
         "iso8601" => format!(
             "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}{}",
-            zone_str(m.offset, true)
+            if m.offset == 0 {
+                "Z".to_string()
+            } else {
+                zone_str(m.offset, true)
+            }
         ),
         "std11" => {
             const DOW: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
@@ -97,7 +92,7 @@ pub(crate) fn part(m: Moment, part: &str) -> Option<String> {
                 "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
             ];
             format!(
-                "{}, {d} {} {y:04} {h:02}:{mi:02}:{s:02} {}",
+                "{}, {d:02} {} {y:04} {h:02}:{mi:02}:{s:02} {}",
                 DOW[wd as usize],
                 MON[(mo - 1) as usize],
                 zone_str(m.offset, false)
@@ -155,7 +150,7 @@ mod tests {
         assert_eq!(part(m, "weekday").unwrap(), "2");
         assert_eq!(part(m, "julian").unwrap(), "52821");
         assert_eq!(part(m, "iso8601").unwrap(), "2003-07-01T10:52:37+02:00");
-        assert_eq!(part(m, "std11").unwrap(), "Tue, 1 Jul 2003 10:52:37 +0200");
+        assert_eq!(part(m, "std11").unwrap(), "Tue, 01 Jul 2003 10:52:37 +0200");
         let utc = Moment {
             unix: m.unix,
             offset: 0,

@@ -194,6 +194,7 @@ pub(crate) struct VacationArgs {
     pub addresses: Vec<Str>,
     pub mime: bool,
     pub handle: Option<Str>,
+    pub default_handle: String,
     pub reason: Str,
 }
 

@@ -15,6 +15,7 @@ mod ir;
 mod matching;
 mod message;
 mod parse;
+mod rfc2047;
 mod run;
 
 pub use compile::{MAX_INCLUDE_DEPTH, MAX_INCLUDED_SCRIPTS, MAX_SCRIPT_SIZE};
@@ -176,6 +177,10 @@ pub struct Vacation {
     pub handle: String,
     /// How long, in seconds, not to answer the same sender again.
     pub seconds: u64,
+    /// Why no reply is due although the script asked for one (RFC 5230
+    /// section 4.5, RFC 3834 section 2: the null sender, mailing-list or
+    /// automatic mail, mail not addressed to the user); `None` to send.
+    pub skip: Option<String>,
 }
 
 /// One action of the final result.

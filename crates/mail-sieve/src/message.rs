@@ -2,11 +2,10 @@
 //! per RFC 2047, unfolded), their addresses, and the body for the `body`
 //! test (RFC 5173), parsed with `mail-parser` only when a test needs it.
 
-use std::borrow::Cow;
 use std::cell::OnceCell;
 
 use mail_parser::parsers::MessageStream;
-use mail_parser::{Address, HeaderValue, MessageParser, MimeHeaders, PartType};
+use mail_parser::{Addr, Address, HeaderValue, MessageParser, MimeHeaders, PartType};
 
 /// One header field as written.
 pub(crate) struct Field<'a> {
@@ -93,14 +92,16 @@ impl<'a> Msg<'a> {
         };
         let mut out = Vec::new();
         for part in &m.parts {
+            // RFC 2045 section 5.2: a missing or malformed (no subtype)
+            // Content-Type is text/plain.
             let (ctype, sub) = match part.content_type() {
-                Some(ct) => (
+                Some(ct) if ct.subtype().is_some() => (
                     ct.ctype().to_ascii_lowercase(),
                     ct.subtype()
                         .map(str::to_ascii_lowercase)
                         .unwrap_or_default(),
                 ),
-                None => ("text".to_string(), "plain".to_string()),
+                _ => ("text".to_string(), "plain".to_string()),
             };
             let wanted = types.iter().any(|t| {
                 let t = t.to_ascii_lowercase();
@@ -117,13 +118,8 @@ impl<'a> Msg<'a> {
             }
             match &part.body {
                 PartType::Text(t) => out.push(t.to_string()),
-                PartType::Html(h) => {
-                    if text_only {
-                        out.push(mail_parser::decoders::html::html_to_text(h));
-                    } else {
-                        out.push(h.to_string());
-                    }
-                }
+                // As Pigeonhole: HTML is searched as written, not as text.
+                PartType::Html(h) => out.push(h.to_string()),
                 PartType::Binary(b) | PartType::InlineBinary(b) if !text_only => {
                     out.push(String::from_utf8_lossy(b).into_owned());
                 }
@@ -150,58 +146,121 @@ fn trim_eol(line: &[u8]) -> &[u8] {
 fn unfold(raw: &[u8]) -> String {
     let s = String::from_utf8_lossy(raw);
     let mut out = String::with_capacity(s.len());
+    let mut after_break = false;
     for ch in s.chars() {
-        if ch != '\r' && ch != '\n' {
-            out.push(ch);
+        match ch {
+            '\r' => {}
+            '\n' => after_break = true,
+            // The tab that starts a continuation line reads as a space (as
+            // in Pigeonhole).
+            '\t' if after_break => {
+                out.push(' ');
+                after_break = false;
+            }
+            _ => {
+                out.push(ch);
+                after_break = false;
+            }
         }
     }
     out.trim_matches([' ', '\t']).to_string()
 }
 
-/// A header value as tests see it: unfolded, RFC 2047 words decoded.
+/// A header value as tests see it: unfolded, trimmed, RFC 2047 words
+/// decoded.
 pub(crate) fn decoded_value(raw: &[u8]) -> String {
-    if memchr::memmem::find(raw, b"=?").is_none() {
-        return unfold(raw);
-    }
-    let mut buf = raw.to_vec();
-    if !buf.ends_with(b"\n") {
-        buf.push(b'\n');
-    }
-    match MessageStream::new(&buf).parse_unstructured() {
-        HeaderValue::Text(t) => t.trim_matches([' ', '\t']).to_string(),
-        _ => unfold(raw),
+    let v = unfold(raw);
+    if v.contains("=?") {
+        crate::rfc2047::decode(&v)
+    } else {
+        v
     }
 }
 
-/// The addresses in a header value (groups flattened), in order.
-pub(crate) fn addresses(raw: &[u8]) -> Vec<String> {
+/// The addresses in a header value (groups flattened), in order, local
+/// parts that are not dot-atoms quoted (RFC 5322 section 3.4.1). Addresses
+/// that are not valid (non-ASCII, no domain) are left out; when none is
+/// valid, `Err` carries the whole value, which `:all` still sees (as
+/// Pigeonhole does).
+pub(crate) fn addresses(raw: &[u8]) -> Result<Vec<String>, String> {
     let mut buf = raw.to_vec();
     if !buf.ends_with(b"\n") {
         buf.push(b'\n');
     }
     let v = MessageStream::new(&buf).parse_address();
-    let mut out = Vec::new();
-    let push = |out: &mut Vec<String>, a: &Option<Cow<'_, str>>| {
-        if let Some(a) = a {
-            out.push(a.trim().to_string());
+    let mut found = Vec::new();
+    let push = |out: &mut Vec<String>, a: &Addr<'_>| {
+        match (&a.address, &a.name) {
+            // mail-parser reads `"quoted.local"@domain` as a name and
+            // "@domain": put the local part back.
+            (Some(addr), Some(name)) if addr.starts_with('@') => {
+                out.push(format!("\"{}\"{}", name.trim(), addr.trim()));
+            }
+            (Some(addr), _) => out.push(addr.trim().to_string()),
+            (None, _) => {}
         }
     };
     match v {
         HeaderValue::Address(Address::List(list)) => {
             for a in &list {
-                push(&mut out, &a.address);
+                push(&mut found, a);
             }
         }
         HeaderValue::Address(Address::Group(groups)) => {
             for g in &groups {
                 for a in &g.addresses {
-                    push(&mut out, &a.address);
+                    push(&mut found, a);
                 }
             }
         }
         _ => {}
     }
-    out
+    let total = found.len();
+    let valid: Vec<String> = found.iter().filter_map(|a| normalise_address(a)).collect();
+    if valid.is_empty() && total > 0 {
+        return Err(decoded_value(raw));
+    }
+    Ok(valid)
+}
+
+fn is_atext(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c)
+}
+
+/// `local@domain` with the local part quoted when it is not a dot-atom;
+/// `None` when not a valid ASCII address.
+fn normalise_address(a: &str) -> Option<String> {
+    let (local, domain) = a.rsplit_once('@')?;
+    if local.is_empty() || domain.is_empty() || !a.is_ascii() {
+        return None;
+    }
+    if !domain
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '[' | ']' | ':'))
+    {
+        return None;
+    }
+    let unquoted = local
+        .strip_prefix('"')
+        .and_then(|l| l.strip_suffix('"'))
+        .unwrap_or(local);
+    let dot_atom = !unquoted.is_empty()
+        && unquoted
+            .split('.')
+            .all(|p| !p.is_empty() && p.chars().all(is_atext));
+    if dot_atom {
+        Some(format!("{unquoted}@{domain}"))
+    } else {
+        let mut q = String::from("\"");
+        for c in unquoted.chars() {
+            if c == '"' || c == '\\' {
+                q.push('\\');
+            }
+            q.push(c);
+        }
+        q.push('"');
+        Some(format!("{q}@{domain}"))
+    }
 }
 
 /// Splits `local@domain` (at the last `@`); `None` when not an address.
@@ -232,6 +291,15 @@ pub(crate) fn address_part(addr: &str, part: crate::ir::AddressPart) -> Option<S
     let (local, domain) = match addr.rsplit_once('@') {
         Some((l, d)) => (l, d),
         None => (addr, ""),
+    };
+    // The local part without its quotes (as Pigeonhole gives it).
+    let unquoted;
+    let local = match local.strip_prefix('"').and_then(|l| l.strip_suffix('"')) {
+        Some(q) => {
+            unquoted = q.replace("\\\"", "\"").replace("\\\\", "\\");
+            unquoted.as_str()
+        }
+        None => local,
     };
     match part {
         P::All => Some(addr.to_string()),

@@ -303,9 +303,9 @@ impl<'a> Lexer<'a> {
             if line.starts_with('.') {
                 line = &line[1..];
             }
-            out.push_str(line);
+            out.push_str(line.strip_suffix('\r').unwrap_or(line));
             if has_nl {
-                out.push('\n');
+                out.push_str("\r\n");
             }
         }
     }

@@ -253,7 +253,8 @@ impl Run<'_, '_, '_, '_> {
             } = a
                 && (*m == mailbox || inbox && (is_inbox(m) || *explicit_keep))
             {
-                add_flags(f, &flags);
+                // As Pigeonhole: the later action's flags replace the earlier.
+                *f = flags;
                 return Ok(());
             }
         }
@@ -497,18 +498,11 @@ impl Run<'_, '_, '_, '_> {
         let seconds = seconds.clamp(VACATION_MIN_SECONDS, VACATION_MAX_SECONDS);
         let handle = match &a.handle {
             Some(h) => self.expand(h, locals),
-            None => format!(
-                "{}{}{}{}",
-                reason,
-                subject.as_deref().unwrap_or("<default-subject>"),
-                from.as_deref().unwrap_or("<default-from>"),
-                if a.mime { "<MIME>" } else { "<NO-MIME>" }
-            ),
+            None => a.default_handle.clone(),
         };
-        if !self.vacation_due(&addresses) {
-            return Ok(None);
-        }
+        let skip = self.vacation_skip(&addresses);
         Ok(Some(Vacation {
+            skip,
             reason,
             subject,
             from,
@@ -522,10 +516,12 @@ impl Run<'_, '_, '_, '_> {
     /// RFC 5230 section 4.5 and RFC 3834 section 2: no reply to the null
     /// sender, to automatic or list mail, or to mail not addressed to the
     /// user.
-    fn vacation_due(&self, addresses: &[String]) -> bool {
+    /// RFC 5230 section 4.5 and RFC 3834 section 2: why no reply is due (the
+    /// null sender, automatic or list mail, mail not addressed to the user).
+    fn vacation_skip(&self, addresses: &[String]) -> Option<String> {
         let sender = self.env.from.trim();
         if sender.is_empty() {
-            return false;
+            return Some("the sender is the null reverse path".into());
         }
         let lower = sender.to_ascii_lowercase();
         let local = lower.split('@').next().unwrap_or("");
@@ -533,27 +529,27 @@ impl Run<'_, '_, '_, '_> {
             || local.ends_with("-request")
             || matches!(local, "mailer-daemon" | "listserv" | "majordomo" | "mailer")
         {
-            return false;
+            return Some(format!("the sender {sender} is a mailing list or daemon"));
         }
         for f in &self.msg.fields {
             let n = f.name.to_ascii_lowercase();
             let v = message::decoded_value(f.raw).to_ascii_lowercase();
             if n == "auto-submitted" && v != "no" {
-                return false;
+                return Some(format!("the message is Auto-Submitted: {v}"));
             }
             if n.starts_with("list-") && n != "list-unsubscribe-post" {
-                return false;
+                return Some(format!("the message is from a mailing list ({})", f.name));
             }
             if n == "precedence" && matches!(v.as_str(), "bulk" | "list" | "junk") {
-                return false;
+                return Some(format!("the message has Precedence: {v}"));
             }
             if n == "x-auto-response-suppress" && (v.contains("all") || v.contains("oof")) {
-                return false;
+                return Some("the message asks for no automatic reply".into());
             }
         }
         let me = self.env.to.to_ascii_lowercase();
         if lower == me || addresses.iter().any(|a| a.eq_ignore_ascii_case(sender)) {
-            return false;
+            return Some("the sender is the user".into());
         }
         let mut mine: Vec<String> = vec![me];
         mine.extend(addresses.iter().map(|a| a.to_ascii_lowercase()));
@@ -563,14 +559,14 @@ impl Run<'_, '_, '_, '_> {
                 n.as_str(),
                 "to" | "cc" | "bcc" | "resent-to" | "resent-cc" | "resent-bcc"
             ) {
-                for a in message::addresses(f.raw) {
+                for a in message::addresses(f.raw).unwrap_or_default() {
                     if mine.contains(&a.to_ascii_lowercase()) {
-                        return true;
+                        return None;
                     }
                 }
             }
         }
-        false
+        Some("none of the user's addresses is in To, Cc or Bcc".into())
     }
 
     fn set_matches(&mut self, caps: Vec<String>) {
@@ -710,9 +706,19 @@ impl Run<'_, '_, '_, '_> {
                         }
                     };
                     for f in picked {
-                        for a in message::addresses(f.raw) {
-                            if let Some(p) = message::address_part(&a, *part) {
-                                values.push(p);
+                        match message::addresses(f.raw) {
+                            Ok(list) => {
+                                for a in list {
+                                    if let Some(p) = message::address_part(&a, *part) {
+                                        values.push(p);
+                                    }
+                                }
+                            }
+                            // No valid address: only `:all` sees the value.
+                            Err(whole) => {
+                                if *part == AddressPart::All {
+                                    values.push(whole);
+                                }
                             }
                         }
                     }

@@ -1,0 +1,3 @@
+require ["include","fileinto"];
+fileinto "n1";
+include "nest2";

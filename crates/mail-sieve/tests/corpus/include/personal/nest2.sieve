@@ -1,0 +1,3 @@
+require ["include","fileinto"];
+fileinto "n2";
+include :global "spam";

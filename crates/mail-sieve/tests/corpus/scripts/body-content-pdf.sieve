@@ -1,0 +1,2 @@
+require ["body","fileinto"];
+if body :content "application/pdf" :contains "PDF" { fileinto "pdf"; }

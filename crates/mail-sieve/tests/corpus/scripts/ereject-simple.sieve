@@ -1,0 +1,2 @@
+require "ereject";
+if header :contains "x-spam-flag" "YES" { ereject "Spam refused."; }

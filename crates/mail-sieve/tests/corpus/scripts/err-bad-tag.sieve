@@ -1,0 +1,1 @@
+if header :frob "a" "b" { keep; }

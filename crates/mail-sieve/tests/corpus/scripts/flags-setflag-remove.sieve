@@ -1,0 +1,3 @@
+require "imap4flags";
+setflag "\\Seen \\Flagged foo";
+removeflag "\\Flagged";

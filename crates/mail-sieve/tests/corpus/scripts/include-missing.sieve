@@ -1,0 +1,3 @@
+require ["include","fileinto"];
+fileinto "before";
+include "does-not-exist";

@@ -1,0 +1,4 @@
+require ["include","fileinto"];
+fileinto "x";
+return;
+fileinto "y";

@@ -1,0 +1,2 @@
+require ["fileinto","mailbox"];
+if mailboxexists "Existing" { fileinto "Existing"; } else { fileinto :create "Missing"; }

@@ -1,0 +1,2 @@
+require "fileinto";
+if address :all :is ["from","to"] "alice@example.com" { fileinto "hit"; }

@@ -1,0 +1,2 @@
+require "fileinto";
+if address :all :matches ["from","to"] "*@*.org" { fileinto "hit"; }

@@ -1,0 +1,2 @@
+require "fileinto";
+if address :domain :matches ["from","to"] "*.net" { fileinto "hit"; }

@@ -1,0 +1,2 @@
+require "fileinto";
+if address :localpart :contains ["from","to"] "o" { fileinto "hit"; }

@@ -1,0 +1,2 @@
+require "fileinto";
+if address :localpart :is ["from","to"] "bob" { fileinto "hit"; }

@@ -1,0 +1,2 @@
+require ["envelope","subaddress","fileinto"];
+if envelope :localpart :is "to" "bob+github" { fileinto "hit"; }

@@ -1,0 +1,2 @@
+require "fileinto";
+if header :contains :comparator "i;ascii-casemap" "subject" "friday" { fileinto "hit"; }

@@ -1,0 +1,2 @@
+require "fileinto";
+if header :contains :comparator "i;octet" "subject" "friday" { fileinto "hit"; }

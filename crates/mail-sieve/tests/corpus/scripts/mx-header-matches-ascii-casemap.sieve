@@ -1,0 +1,2 @@
+require "fileinto";
+if header :matches :comparator "i;ascii-casemap" "subject" "*on*?" { fileinto "hit"; }

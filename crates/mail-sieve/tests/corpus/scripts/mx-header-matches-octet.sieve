@@ -1,0 +1,2 @@
+require "fileinto";
+if header :matches :comparator "i;octet" "subject" "*on*?" { fileinto "hit"; }

@@ -1,0 +1,1 @@
+redirect "one@example.net"; redirect "one@example.net";

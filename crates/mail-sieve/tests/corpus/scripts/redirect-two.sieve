@@ -1,0 +1,1 @@
+redirect "one@example.net"; redirect "two@example.net";

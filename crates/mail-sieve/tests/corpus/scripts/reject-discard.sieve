@@ -1,0 +1,2 @@
+require "reject";
+if header :contains "from" "lottery" { reject "go away"; discard; }

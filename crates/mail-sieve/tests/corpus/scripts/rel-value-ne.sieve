@@ -1,0 +1,2 @@
+require ["relational","fileinto"];
+if header :value "ne" "x-spam-flag" "YES" { fileinto "not-spam"; }

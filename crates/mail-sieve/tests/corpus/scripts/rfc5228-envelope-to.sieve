@@ -1,0 +1,2 @@
+require ["envelope","fileinto"];
+if envelope :all :is "to" "bob@example.org" { fileinto "plain"; } else { fileinto "other"; }

@@ -1,0 +1,3 @@
+require ["envelope","fileinto"];
+if envelope :domain :is "from" "lists.debian.org" { fileinto "debian"; }
+elsif envelope :localpart :contains "from" "noreply" { fileinto "noreply"; }

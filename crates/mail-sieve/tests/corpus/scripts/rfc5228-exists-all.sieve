@@ -1,0 +1,2 @@
+require "fileinto";
+if exists ["From","To","Subject","Date","Message-ID"] { fileinto "complete"; }

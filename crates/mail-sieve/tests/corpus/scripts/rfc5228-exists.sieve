@@ -1,0 +1,3 @@
+require "fileinto";
+if exists ["From", "Date"] { fileinto "has-from-date"; }
+if not exists "Message-ID" { fileinto "no-msgid"; }

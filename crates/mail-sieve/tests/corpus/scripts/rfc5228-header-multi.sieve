@@ -1,0 +1,2 @@
+require "fileinto";
+if header :is "x-tag" "second" { fileinto "tagged"; }

@@ -1,0 +1,2 @@
+require "fileinto";
+if not header :contains ["to","cc"] "bob" { fileinto "not-for-bob"; }

@@ -1,0 +1,1 @@
+if header :contains "subject" "invoice" { redirect "accounts@example.com"; keep; }

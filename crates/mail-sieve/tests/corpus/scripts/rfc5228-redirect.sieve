@@ -1,0 +1,1 @@
+if address :is "from" "boss@example.org" { redirect "bob-phone@example.net"; }

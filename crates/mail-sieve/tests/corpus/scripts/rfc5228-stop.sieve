@@ -1,0 +1,3 @@
+require "fileinto";
+if header :contains "subject" "Re:" { fileinto "replies"; stop; }
+fileinto "other";

@@ -1,0 +1,2 @@
+require ["fileinto","body"];
+if body :content "application" :contains "" { fileinto "With-Attachments"; }

@@ -1,0 +1,1 @@
+if address :localpart :contains "from" "noreply" { discard; }

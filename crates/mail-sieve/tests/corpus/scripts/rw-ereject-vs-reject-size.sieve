@@ -1,0 +1,2 @@
+require ["reject"];
+if size :over 30K { reject "too big"; }

@@ -1,0 +1,2 @@
+require ["fileinto"];
+if not address :domain :is "from" ["example.com","example.org","example.net"] { fileinto "Unknown"; }

@@ -1,0 +1,2 @@
+require "vacation";
+vacation :days 14 :subject "Out of office" "Back on the 1st.";

@@ -1,0 +1,2 @@
+require "vacation";
+vacation :days 3 :from "bob@example.org" :handle "ooo-2024" :addresses ["bob@example.org", "robert@example.org"] "Away";

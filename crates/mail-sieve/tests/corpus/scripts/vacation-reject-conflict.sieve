@@ -1,0 +1,2 @@
+require ["vacation","reject"];
+vacation "away"; reject "no";

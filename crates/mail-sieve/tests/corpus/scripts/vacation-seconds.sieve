@@ -1,0 +1,2 @@
+require ["vacation","vacation-seconds"];
+vacation :seconds 7200 "two hours";

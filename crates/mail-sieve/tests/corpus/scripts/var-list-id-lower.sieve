@@ -1,0 +1,2 @@
+require ["variables","fileinto"];
+if header :matches "List-Id" "*<*>*" { set :lower "list" "${2}"; fileinto "L.${list}"; }

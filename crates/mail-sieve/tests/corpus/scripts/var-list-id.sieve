@@ -1,0 +1,2 @@
+require ["variables","fileinto"];
+if header :matches "List-Id" "*<*.*>*" { fileinto "lists/${2}"; }

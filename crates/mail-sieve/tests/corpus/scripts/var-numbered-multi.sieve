@@ -1,0 +1,2 @@
+require ["variables","fileinto"];
+if header :matches "date" "*, * * * *" { fileinto "${3}-${2}"; }

@@ -1,0 +1,2 @@
+require ["variables","fileinto"];
+if header :matches "Subject" "[*] *" { fileinto "tag-${1}"; }
