@@ -53,11 +53,12 @@ fn word(s: &str) -> Option<(String, usize)> {
     let q1 = body.find('?')?;
     let charset = body[..q1].split('*').next().unwrap_or("");
     let after = &body[q1 + 1..];
-    let mut it = after.chars();
-    let enc = it.next()?.to_ascii_uppercase();
-    if !after[1..].starts_with('?') {
-        return None;
-    }
+    // The encoding letter and its "?", both ASCII (so slicing after them
+    // stays on character boundaries).
+    let enc = match after.as_bytes() {
+        [e, b'?', ..] if e.is_ascii_alphabetic() => e.to_ascii_uppercase() as char,
+        _ => return None,
+    };
     let text_start = 2;
     let end = after[text_start..].find("?=")?;
     let text = &after[text_start..text_start + end];
@@ -129,5 +130,11 @@ mod tests {
             "=?bogus?q?x?= =?utf-8?x?y?="
         );
         assert_eq!(decode("plain  text"), "plain  text");
+        // Found by the sieve_run fuzz target: a multi-byte character where
+        // the encoding letter belongs.
+        assert_eq!(decode("=?utf-8?\u{fffd}?x?="), "=?utf-8?\u{fffd}?x?=");
+        assert_eq!(decode("=?"), "=?");
+        assert_eq!(decode("=?a?"), "=?a?");
+        assert_eq!(decode("=?a?b"), "=?a?b");
     }
 }
