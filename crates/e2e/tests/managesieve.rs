@@ -515,3 +515,22 @@ async fn an_invalid_script_is_refused_with_its_line_and_column() {
     let r = c.send(b"LISTSCRIPTS\r\n").await;
     assert_eq!(r, vec!["OK \"Listscripts completed\""]);
 }
+
+/// SCRAM-SHA-256 through ManageSieve's string framing (RFC 5804 2.1),
+/// with Python's scramp as the client: a login, a wrong password, a
+/// cancel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scram_sha_256_logs_in_with_scramp() {
+    let (store, _client) = alice_store().await;
+    let g = gateway(&store.uri(), TrustedNetworks::loopback()).await;
+    let port = g.addr.port().to_string();
+    let (ok, out) = tokio::task::spawn_blocking(move || {
+        e2e::python(
+            "managesieve_scram.py",
+            &["127.0.0.1", &port, "alice@example.org", "pw-alice"],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(ok && out.contains("ALL OK"), "{out}");
+}

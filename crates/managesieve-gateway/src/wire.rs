@@ -572,6 +572,46 @@ mod tests {
         assert!(parse(&[line(&fits)]).is_ok());
     }
 
+    /// Hostile input: whatever the bytes, parsing answers (no panic), and
+    /// what `string` writes is read back as the same bytes.
+    #[test]
+    fn any_bytes_parse_without_panic_and_strings_round_trip() {
+        let alphabet: &[u8] = b"AUTHENTICATE PUTSCRIPT {}+\"\\ 0123456789\r\n\x00\xff\xc3\xa9a";
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        for _ in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = (seed % 40) as usize;
+            let mut bytes = Vec::with_capacity(len);
+            let mut x = seed;
+            for _ in 0..len {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                bytes.push(alphabet[(x >> 33) as usize % alphabet.len()]);
+            }
+            let (before, marker) = trailing_literal(&bytes);
+            let mut parts = vec![Part::Line(before.to_vec())];
+            if marker.is_some() {
+                parts.push(Part::Literal(bytes.clone()));
+                parts.push(Part::Line(Vec::new()));
+            }
+            let _ = parse(&parts);
+            let _ = parse_string_line(&bytes);
+            let written = string(&bytes);
+            if written.first() == Some(&b'"') {
+                assert_eq!(parse_string_line(&written).as_deref(), Some(&bytes[..]));
+            } else {
+                let (head, rest) =
+                    written.split_at(written.iter().position(|&b| b == b'\n').unwrap() + 1);
+                let (_, m) = trailing_literal(head);
+                assert_eq!(m.map(|m| m.len), Some(bytes.len() as u64));
+                assert_eq!(rest, &bytes[..]);
+            }
+        }
+    }
+
     #[test]
     fn responses_quote_or_use_literals() {
         assert_eq!(ok(None, "Done"), b"OK \"Done\"\r\n");
