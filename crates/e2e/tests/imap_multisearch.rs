@@ -206,3 +206,68 @@ async fn responses_and_errors_on_raw_sessions() {
         );
     }
 }
+
+/// SEARCHRES (RFC 5182 2.1) through ESEARCH: a SAVE replaces `$` with
+/// its result, the empty set when nothing matched, and a SAVE that fails
+/// (NO or BAD once RETURN is read) empties it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn save_replaces_the_saved_result_even_when_empty_or_failed() {
+    let (store, _client) = store_with_alice(Backend::Sqlite).await;
+    let imap = TestImap::start(&store.uri()).await;
+    let mut a = RawImap::connect(imap.imap).await;
+    a.login().await;
+    for i in 1..=3 {
+        append(&mut a, "INBOX", &format!("Subject: in {i}\r\n\r\nbody\r\n")).await;
+    }
+    a.ok("SELECT INBOX").await;
+    let fetched = |r: &[String]| {
+        r.iter()
+            .filter(|l| l.starts_with("* ") && l.contains(" FETCH ("))
+            .count()
+    };
+    for failing in [
+        "ESEARCH RETURN (SAVE) SUBJECT nowhere",
+        "ESEARCH IN (selected) RETURN (SAVE) SUBJECT nowhere",
+        "ESEARCH RETURN (SAVE) CHARSET KOI8-R ALL",
+        "ESEARCH RETURN (SAVE) NOSUCHKEY 1",
+        "ESEARCH RETURN (SAVE) ALL NOSUCHKEY",
+    ] {
+        a.ok("ESEARCH RETURN (SAVE) ALL").await;
+        let r = a.ok("UID FETCH $ (UID)").await;
+        assert_eq!(fetched(&r), 3, "{r:?}");
+        let r = a.cmd(failing).await;
+        assert!(
+            !r.iter().any(|l| l.starts_with("* ESEARCH")),
+            "{failing}: {r:?}"
+        );
+        let r = a.ok("UID FETCH $ (UID)").await;
+        assert_eq!(fetched(&r), 0, "{failing}: $ still holds {r:?}");
+    }
+}
+
+/// RFC 7162 3.1: a MODSEQ search key in ESEARCH enables CONDSTORE; with
+/// a mailbox selected that is told by `* OK [HIGHESTMODSEQ n]`, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_modseq_key_in_esearch_announces_highestmodseq() {
+    let (store, _client) = store_with_alice(Backend::Sqlite).await;
+    let imap = TestImap::start(&store.uri()).await;
+    for cmd in ["ESEARCH MODSEQ 1", "ESEARCH IN (personal) MODSEQ 1"] {
+        let mut a = RawImap::connect(imap.imap).await;
+        a.login().await;
+        append(&mut a, "INBOX", "Subject: x\r\n\r\nbody\r\n").await;
+        a.ok("SELECT INBOX").await;
+        let r = a.ok(cmd).await;
+        assert_eq!(
+            r.iter()
+                .filter(|l| l.starts_with("* OK [HIGHESTMODSEQ "))
+                .count(),
+            1,
+            "{cmd}: {r:?}"
+        );
+        let r = a.ok(cmd).await;
+        assert!(
+            !r.iter().any(|l| l.contains("HIGHESTMODSEQ")),
+            "{cmd}: {r:?}"
+        );
+    }
+}

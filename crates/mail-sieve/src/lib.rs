@@ -6,6 +6,34 @@
 //! actions to take ([`Outcome`]). Everything the interpreter needs from the
 //! outside world (the time, whether a mailbox exists, whether a message was
 //! seen before for `duplicate`) comes through [`RunContext`].
+//!
+//! ```
+//! use mail_sieve::{Action, Envelope, NoHost, NoIncludes, RunContext};
+//!
+//! let script = mail_sieve::compile(
+//!     r#"require ["fileinto", "variables"];
+//!        if header :matches "List-Id" "*<*.*>*" { fileinto "Lists/${2}"; }"#,
+//!     &NoIncludes,
+//! )?;
+//! let message = b"List-Id: Dev <dev.lists.example.com>\r\nSubject: hi\r\n\r\nbody\r\n";
+//! let envelope = Envelope { from: "a@example.com".into(), to: "b@example.org".into() };
+//! let mut ctx = RunContext { now: 0, utc_offset: 0, host: &NoHost };
+//! let outcome = script.run(message, &envelope, &mut ctx);
+//! assert_eq!(
+//!     outcome.actions,
+//!     [Action::FileInto { mailbox: "Lists/dev".into(), flags: vec![], create: false }]
+//! );
+//! # Ok::<(), mail_sieve::CompileError>(())
+//! ```
+//!
+//! Bounds: scripts of at most [`MAX_SCRIPT_SIZE`] bytes, nesting of blocks
+//! and tests to 64 levels, [`MAX_INCLUDE_DEPTH`] levels of `include` and
+//! [`MAX_INCLUDED_SCRIPTS`] scripts, [`MAX_ACTIONS`] actions and
+//! [`MAX_REDIRECTS`] redirects per run, variables cut at
+//! [`MAX_VARIABLE_SIZE`] bytes, and `:matches` linear in the value for any
+//! number of `*` (segments with `?` stop after [`MAX_MATCH_STEPS`]).
+//! Exceeding a compile-time bound is a [`CompileError`]; a run-time bound, a
+//! [`RuntimeError`] with the implicit keep.
 
 use std::fmt;
 
@@ -19,6 +47,7 @@ mod rfc2047;
 mod run;
 
 pub use compile::{MAX_INCLUDE_DEPTH, MAX_INCLUDED_SCRIPTS, MAX_SCRIPT_SIZE};
+pub use matching::MAX_MATCH_STEPS;
 pub use run::{MAX_ACTIONS, MAX_REDIRECTS, MAX_VARIABLE_SIZE};
 
 /// Where an `include` looks for a script (RFC 6609 section 3.2).

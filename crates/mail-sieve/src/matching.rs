@@ -5,23 +5,16 @@
 //! `:matches` runs without backtracking across stars: the pattern is split
 //! at each `*` into segments; the first is anchored at the start, the last at
 //! the end, and each middle one is taken at its leftmost place. That is
-//! exact for glob patterns and costs at most (value length x pattern
-//! length) character comparisons, whatever the number of stars.
+//! exact for glob patterns (and gives RFC 5229's match variables: each star
+//! as short as it can be, left to right). A segment of literal characters is
+//! found by a linear substring search, so the cost is linear in the value
+//! for any number of stars; only segments that hold a `?` are tried place by
+//! place, and those stop after [`MAX_MATCH_STEPS`] comparisons (a run-time
+//! error: the message is kept).
 
 use std::cmp::Ordering;
 
 use crate::ir::{Comparator, MatchType, RelOp};
-
-fn fold(c: Comparator, ch: char) -> char {
-    match c {
-        Comparator::AsciiCasemap => ch.to_ascii_lowercase(),
-        _ => ch,
-    }
-}
-
-fn char_eq(c: Comparator, a: char, b: char) -> bool {
-    fold(c, a) == fold(c, b)
-}
 
 /// The leading number of an `i;ascii-numeric` value, or `None` (positive
 /// infinity) when it does not start with a digit. Leading zeros stripped.
@@ -83,14 +76,14 @@ pub(crate) fn match_value(
     value: &str,
     key: &str,
     captures: Option<&mut Vec<String>>,
-) -> bool {
-    match kind {
+) -> Result<bool, TooCostly> {
+    Ok(match kind {
         MatchType::Is => compare_eq(c, value, key),
         MatchType::Contains => contains(c, value, key),
-        MatchType::Matches => wildcard(c, value, key, captures),
+        MatchType::Matches => return wildcard(c, value, key, captures),
         MatchType::Value(op) => rel(op, compare(c, value, key)),
         MatchType::Count(_) => false,
-    }
+    })
 }
 
 fn compare_eq(c: Comparator, a: &str, b: &str) -> bool {
@@ -101,96 +94,211 @@ fn compare_eq(c: Comparator, a: &str, b: &str) -> bool {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+/// Most byte comparisons one `:matches` may make before it gives up; the
+/// run then fails (implicit keep). Only segments with `?` can need many:
+/// literal segments are found with a linear substring search.
+pub const MAX_MATCH_STEPS: u64 = 20_000_000;
+
+/// A `:matches` that would cost more than [`MAX_MATCH_STEPS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TooCostly;
+
+/// One piece of a segment between stars.
+#[derive(Debug, Clone)]
 enum P {
+    /// `?`: one character (one to four bytes of UTF-8).
     Any,
-    Ch(char),
+    /// Literal bytes (folded for i;ascii-casemap).
+    Lit(Vec<u8>),
+}
+
+fn char_len(b: u8) -> usize {
+    match b {
+        0xF0..=0xFF => 4,
+        0xE0..=0xEF => 3,
+        0xC0..=0xDF => 2,
+        _ => 1,
+    }
+}
+
+/// Where `seg` ends when it matches `v` at `at`, counting the steps.
+fn seg_at(seg: &[P], v: &[u8], at: usize, steps: &mut u64) -> Option<usize> {
+    let mut i = at;
+    for p in seg {
+        match p {
+            P::Any => {
+                let b = *v.get(i)?;
+                i += char_len(b);
+                if i > v.len() {
+                    return None;
+                }
+                *steps += 1;
+            }
+            P::Lit(l) => {
+                *steps += l.len() as u64;
+                if !v.get(i..)?.starts_with(l) {
+                    return None;
+                }
+                i += l.len();
+            }
+        }
+    }
+    Some(i)
+}
+
+/// Where `seg` starts when it matches `v` exactly up to its end.
+fn seg_back(seg: &[P], v: &[u8], end: usize) -> Option<usize> {
+    let mut i = end;
+    for p in seg.iter().rev() {
+        match p {
+            P::Any => {
+                if i == 0 {
+                    return None;
+                }
+                i -= 1;
+                while i > 0 && (v[i] & 0xC0) == 0x80 {
+                    i -= 1;
+                }
+            }
+            P::Lit(l) => {
+                if i < l.len() || !v[..i].ends_with(l) {
+                    return None;
+                }
+                i -= l.len();
+            }
+        }
+    }
+    Some(i)
 }
 
 /// `:matches`: `*` is any run, `?` any one character, `\` quotes the next.
+///
+/// Returns `Err` when the match would cost more than [`MAX_MATCH_STEPS`].
 pub(crate) fn wildcard(
     c: Comparator,
     value: &str,
     pattern: &str,
     captures: Option<&mut Vec<String>>,
-) -> bool {
+) -> Result<bool, TooCostly> {
+    let fold = |s: &str| -> Vec<u8> {
+        match c {
+            Comparator::AsciiCasemap => s.as_bytes().to_ascii_lowercase(),
+            _ => s.as_bytes().to_vec(),
+        }
+    };
     // Segments between stars.
     let mut segs: Vec<Vec<P>> = Vec::new();
     let mut cur: Vec<P> = Vec::new();
+    let mut lit = String::new();
     let mut it = pattern.chars();
+    let flush = |cur: &mut Vec<P>, lit: &mut String| {
+        if !lit.is_empty() {
+            cur.push(P::Lit(fold(lit)));
+            lit.clear();
+        }
+    };
     while let Some(ch) = it.next() {
         match ch {
-            '*' => segs.push(std::mem::take(&mut cur)),
-            '?' => cur.push(P::Any),
+            '*' => {
+                flush(&mut cur, &mut lit);
+                segs.push(std::mem::take(&mut cur));
+            }
+            '?' => {
+                flush(&mut cur, &mut lit);
+                cur.push(P::Any);
+            }
             '\\' => {
                 if let Some(n) = it.next() {
-                    cur.push(P::Ch(n));
+                    lit.push(n);
                 }
             }
-            _ => cur.push(P::Ch(ch)),
+            _ => lit.push(ch),
         }
     }
+    flush(&mut cur, &mut lit);
     segs.push(cur);
-    let v: Vec<char> = value.chars().collect();
-    let seg_at = |seg: &[P], at: usize| -> bool {
-        at + seg.len() <= v.len()
-            && seg.iter().zip(&v[at..]).all(|(p, &ch)| match p {
-                P::Any => true,
-                P::Ch(x) => char_eq(c, *x, ch),
-            })
-    };
+    let v = fold(value);
+    let mut steps: u64 = 0;
     let n = segs.len();
-    let mut starts = vec![0usize; n];
+    // Byte ranges of each segment's match.
+    let mut spans = vec![(0usize, 0usize); n];
     if n == 1 {
-        if segs[0].len() != v.len() || !seg_at(&segs[0], 0) {
-            return false;
+        match seg_at(&segs[0], &v, 0, &mut steps) {
+            Some(e) if e == v.len() => spans[0] = (0, e),
+            _ => return Ok(false),
         }
     } else {
-        let first = &segs[0];
-        let last = &segs[n - 1];
-        if first.len() + last.len() > v.len() || !seg_at(first, 0) {
-            return false;
+        let Some(first_end) = seg_at(&segs[0], &v, 0, &mut steps) else {
+            return Ok(false);
+        };
+        spans[0] = (0, first_end);
+        let Some(last_start) = seg_back(&segs[n - 1], &v, v.len()) else {
+            return Ok(false);
+        };
+        if last_start < first_end {
+            return Ok(false);
         }
-        let last_start = v.len() - last.len();
-        if !seg_at(last, last_start) {
-            return false;
-        }
-        starts[n - 1] = last_start;
-        let mut pos = first.len();
+        spans[n - 1] = (last_start, v.len());
+        let mut pos = first_end;
         for k in 1..n - 1 {
             let seg = &segs[k];
-            let mut found = None;
-            let mut at = pos;
-            while at + seg.len() <= last_start {
-                if seg_at(seg, at) {
-                    found = Some(at);
-                    break;
+            let found = match seg.as_slice() {
+                [] => Some((pos, pos)),
+                [P::Lit(l)] => {
+                    steps += (last_start - pos) as u64;
+                    memchr::memmem::find(&v[pos..last_start], l)
+                        .map(|i| (pos + i, pos + i + l.len()))
                 }
-                at += 1;
-            }
-            let Some(f) = found else {
-                return false;
+                _ => {
+                    let mut at = pos;
+                    let mut hit = None;
+                    while at < last_start {
+                        if steps > MAX_MATCH_STEPS {
+                            return Err(TooCostly);
+                        }
+                        if (v[at] & 0xC0) != 0x80
+                            && let Some(e) = seg_at(seg, &v, at, &mut steps)
+                            && e <= last_start
+                        {
+                            hit = Some((at, e));
+                            break;
+                        }
+                        at += 1;
+                    }
+                    hit
+                }
             };
-            starts[k] = f;
-            pos = f + seg.len();
+            let Some(span) = found else {
+                return Ok(false);
+            };
+            spans[k] = span;
+            pos = span.1;
         }
     }
     if let Some(caps) = captures {
+        // Offsets are the same in the folded and the original value (only
+        // ASCII letters change), and fall on character boundaries.
+        let text = |a: usize, b: usize| value.get(a..b).unwrap_or("").to_string();
         caps.clear();
         caps.push(value.to_string());
         for k in 0..n {
             if k > 0 {
-                let from = starts[k - 1] + segs[k - 1].len();
-                caps.push(v[from..starts[k]].iter().collect());
+                caps.push(text(spans[k - 1].1, spans[k].0));
             }
-            for (i, p) in segs[k].iter().enumerate() {
-                if let P::Any = p {
-                    caps.push(v[starts[k] + i].to_string());
+            let mut i = spans[k].0;
+            for p in &segs[k] {
+                match p {
+                    P::Any => {
+                        let l = char_len(v[i]);
+                        caps.push(text(i, i + l));
+                        i += l;
+                    }
+                    P::Lit(l) => i += l.len(),
                 }
             }
         }
     }
-    true
+    Ok(true)
 }
 
 /// `:count`: the number of values against each key, as a number.
@@ -205,7 +313,9 @@ mod tests {
 
     fn m(v: &str, p: &str) -> Option<Vec<String>> {
         let mut caps = Vec::new();
-        wildcard(Comparator::AsciiCasemap, v, p, Some(&mut caps)).then_some(caps)
+        wildcard(Comparator::AsciiCasemap, v, p, Some(&mut caps))
+            .unwrap()
+            .then_some(caps)
     }
 
     #[test]
@@ -231,6 +341,23 @@ mod tests {
         assert!(m(&value, &pattern).is_none());
         let pattern = format!("{}*", "a*".repeat(2000));
         assert!(m(&value, &pattern).is_some());
+        // Long literal segments: linear search, not value x segment.
+        let seg = format!("{}b", "a".repeat(100_000));
+        let value = "a".repeat(1_000_000);
+        assert!(m(&value, &format!("*{seg}*")).is_none());
+        // A segment with "?" that would need value x segment steps stops.
+        let seg = format!("?{}b", "a".repeat(100_000));
+        let r = wildcard(Comparator::Octet, &value, &format!("*{seg}*"), None);
+        assert_eq!(r, Err(TooCostly));
+    }
+
+    #[test]
+    fn multibyte() {
+        assert_eq!(m("Réunion", "??*").unwrap(), ["Réunion", "R", "é", "union"]);
+        assert_eq!(m("Réunion", "*?n").unwrap(), ["Réunion", "Réuni", "o"]);
+        assert_eq!(m("日本語", "?本?").unwrap(), ["日本語", "日", "語"]);
+        assert!(m("ÉCOLE", "é*").is_none());
+        assert!(m("ECOLE", "e*").is_some());
     }
 
     #[test]

@@ -583,28 +583,40 @@ impl Run<'_, '_, '_, '_> {
         values: &[String],
         keys: &[Str],
         locals: &HashMap<String, String>,
-    ) -> bool {
+    ) -> R<bool> {
         let keys = self.expand_all(keys, locals);
         if let MatchType::Count(op) = m.kind {
             let n = values.len();
-            return keys
+            return Ok(keys
                 .iter()
-                .any(|k| matching::count_matches(m.comparator, op, n, k));
+                .any(|k| matching::count_matches(m.comparator, op, n, k)));
         }
         let want_caps = m.kind == MatchType::Matches;
         for v in values {
             for k in &keys {
                 let mut caps = Vec::new();
-                if matching::match_value(m.comparator, m.kind, v, k, want_caps.then_some(&mut caps))
-                {
+                let hit = matching::match_value(
+                    m.comparator,
+                    m.kind,
+                    v,
+                    k,
+                    want_caps.then_some(&mut caps),
+                )
+                .map_err(|_| {
+                    format!(
+                        ":matches pattern too costly (more than {} steps)",
+                        matching::MAX_MATCH_STEPS
+                    )
+                })?;
+                if hit {
                     if want_caps {
                         self.set_matches(caps);
                     }
-                    return true;
+                    return Ok(true);
                 }
             }
         }
-        false
+        Ok(false)
     }
 
     fn header_values(&self, names: &[String], index: Option<Index>) -> Vec<String> {
@@ -681,7 +693,7 @@ impl Run<'_, '_, '_, '_> {
             } => {
                 let names = self.expand_all(names, locals);
                 let values = self.header_values(&names, *index);
-                self.match_values(*m, &values, keys, locals)
+                self.match_values(*m, &values, keys, locals)?
             }
             Test::Address {
                 headers,
@@ -723,7 +735,7 @@ impl Run<'_, '_, '_, '_> {
                         }
                     }
                 }
-                self.match_values(*m, &values, keys, locals)
+                self.match_values(*m, &values, keys, locals)?
             }
             Test::Envelope {
                 parts,
@@ -751,7 +763,7 @@ impl Run<'_, '_, '_, '_> {
                         values.push(v);
                     }
                 }
-                self.match_values(*m, &values, keys, locals)
+                self.match_values(*m, &values, keys, locals)?
             }
             Test::Body { transform, keys, m } => {
                 let mode = match transform {
@@ -762,14 +774,14 @@ impl Run<'_, '_, '_, '_> {
                     }
                 };
                 let values = self.msg.body_texts(&mode);
-                self.match_values(*m, &values, keys, locals)
+                self.match_values(*m, &values, keys, locals)?
             }
             Test::String { sources, keys, m } => {
                 let mut values = self.expand_all(sources, locals);
                 if matches!(m.kind, MatchType::Count(_)) {
                     values.retain(|v| !v.is_empty());
                 }
-                self.match_values(*m, &values, keys, locals)
+                self.match_values(*m, &values, keys, locals)?
             }
             Test::HasFlag { vars, keys, m } => {
                 let mut set = Vec::new();
@@ -780,7 +792,7 @@ impl Run<'_, '_, '_, '_> {
                         add_flags(&mut set, &vals);
                     }
                 }
-                self.match_values(*m, &set, keys, locals)
+                self.match_values(*m, &set, keys, locals)?
             }
             Test::Date {
                 header,
@@ -808,7 +820,7 @@ impl Run<'_, '_, '_, '_> {
                 let Some(v) = date::part(moment, &p) else {
                     return Ok(false);
                 };
-                self.match_values(*m, &[v], keys, locals)
+                self.match_values(*m, &[v], keys, locals)?
             }
             Test::CurrentDate {
                 zone,
@@ -829,7 +841,7 @@ impl Run<'_, '_, '_, '_> {
                 let Some(v) = date::part(moment, &p) else {
                     return Ok(false);
                 };
-                self.match_values(*m, &[v], keys, locals)
+                self.match_values(*m, &[v], keys, locals)?
             }
             Test::MailboxExists(names) => {
                 let names = self.expand_all(names, locals);

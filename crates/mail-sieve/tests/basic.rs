@@ -207,6 +207,17 @@ fn pathological_matches_bounded() {
     );
     let o = run_with(&src, &NoIncludes, msg.as_bytes());
     assert_eq!(o.actions, vec![fileinto("x")]);
+    // A "?" segment that would cost value x segment comparisons is refused
+    // at run time: the message is kept.
+    let long = "a".repeat(300_000);
+    let msg = format!("Subject: {long}\r\n\r\nx\r\n");
+    let pattern = format!("*?{}b*", "a".repeat(20_000));
+    let src = format!(
+        "require \"fileinto\"; if header :matches \"subject\" \"{pattern}\" {{ fileinto \"x\"; }}"
+    );
+    let o = run_with(&src, &NoIncludes, msg.as_bytes());
+    assert_eq!(o.actions, vec![implicit()]);
+    assert!(o.error.unwrap().message.contains("too costly"));
 }
 
 #[test]

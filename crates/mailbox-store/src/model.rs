@@ -189,3 +189,28 @@ impl MetaBlobRow {
         )
     }
 }
+
+/// What SORT's and THREAD's cache checks (see `sort_cache`): the
+/// mailbox's id, UIDVALIDITY, UIDNEXT and HIGHESTMODSEQ, whether a message
+/// of it was expunged after a MODSEQ, and the database server's start
+/// (PostgreSQL; empty on SQLite): a restarted or other server may have
+/// lost commits the cache saw.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SortState {
+    pub id: i64,
+    pub uid_validity: i64,
+    pub uid_next: i64,
+    pub modseq: i64,
+    pub expunged_since: bool,
+    pub server: String,
+}
+
+/// What a kept SORT entry was read from: its mailbox id, UIDVALIDITY,
+/// server, UIDNEXT and MODSEQ.
+pub struct SortKept {
+    pub id: i64,
+    pub uid_validity: i64,
+    pub server: String,
+    pub uid_next: i64,
+    pub modseq: i64,
+}

@@ -1750,57 +1750,101 @@ pub async fn uid_modseqs(
     .await?)
 }
 
-/// SORT's and THREAD's cache check, one statement: the mailbox's id,
-/// UIDVALIDITY, UIDNEXT and HIGHESTMODSEQ, and whether a message of it was
-/// expunged after MODSEQ `since` (see `sort_cache`).
+const SORT_STATE_SQL: &str = if PG {
+    "SELECT mb.id, mb.uid_validity, mb.uid_next, mb.highest_modseq AS modseq, \
+       EXISTS (SELECT 1 FROM expunged e WHERE e.mailbox_id = mb.id AND e.modseq > $3) \
+         AS expunged_since, \
+       CAST(pg_postmaster_start_time() AS TEXT) AS server \
+     FROM mailboxes mb WHERE mb.account_id = $1 AND mb.name = $2"
+} else {
+    "SELECT mb.id, mb.uid_validity, mb.uid_next, mb.highest_modseq AS modseq, \
+       EXISTS (SELECT 1 FROM expunged e WHERE e.mailbox_id = mb.id AND e.modseq > $3) \
+         AS expunged_since, \
+       '' AS server \
+     FROM mailboxes mb WHERE mb.account_id = $1 AND mb.name = $2"
+};
+
+const SORT_ROWS_SQL: &str = "SELECT m.uid, m.size, m.internal_date, m.blob_id, b.sort_keys \
+     FROM messages m JOIN blobs b ON b.id = m.blob_id \
+     WHERE m.mailbox_id = $1 AND m.uid >= $2 AND m.uid < $3 ORDER BY m.uid";
+
+/// SORT's and THREAD's cache check, one statement (`since`: the MODSEQ
+/// the kept entry was read at).
 pub async fn sort_state(
     pool: &Pool<Db>,
     account: AccountId,
     mailbox: &str,
     since: i64,
-) -> Result<(i64, i64, i64, i64, bool)> {
-    sqlx::query_as(
-        "SELECT mb.id, mb.uid_validity, mb.uid_next, mb.highest_modseq, \
-           EXISTS (SELECT 1 FROM expunged e WHERE e.mailbox_id = mb.id AND e.modseq > $3) \
-         FROM mailboxes mb WHERE mb.account_id = $1 AND mb.name = $2",
-    )
-    .bind(account.0)
-    .bind(mailbox)
-    .bind(since)
-    .fetch_optional(pool)
-    .await?
-    .ok_or(StoreError::NotFound("mailbox"))
+) -> Result<SortState> {
+    sqlx::query_as(SORT_STATE_SQL)
+        .bind(account.0)
+        .bind(mailbox)
+        .bind(since)
+        .fetch_optional(pool)
+        .await?
+        .ok_or(StoreError::NotFound("mailbox"))
 }
 
-/// The UIDs of a mailbox's messages expunged after MODSEQ `since`.
-pub async fn expunged_since(pool: &Pool<Db>, mailbox_id: i64, since: i64) -> Result<Vec<i64>> {
-    Ok(
-        sqlx::query_scalar("SELECT uid FROM expunged WHERE mailbox_id = $1 AND modseq > $2")
-            .bind(mailbox_id)
-            .bind(since)
-            .fetch_all(pool)
-            .await?,
-    )
-}
-
-/// A mailbox's messages with UIDs in `from..below`, each with its
-/// SORT/THREAD keys, in UID order: one query, a few dozen bytes a message.
-pub async fn sort_rows(
+/// A SORT cache miss, read in one snapshot (one connection, one
+/// REPEATABLE READ transaction on PostgreSQL, one read transaction on
+/// SQLite), so the state and the rows agree: the state, and, when it
+/// continues `kept` (same mailbox and server, neither UIDNEXT nor MODSEQ
+/// gone back), the UIDs expunged after kept's MODSEQ (`Some`) and the rows
+/// from kept's UIDNEXT on; otherwise (`None`) every row.
+pub async fn sort_snapshot(
     pool: &Pool<Db>,
-    mailbox_id: i64,
-    from: i64,
-    below: i64,
-) -> Result<Vec<SortRow>> {
-    Ok(sqlx::query_as(
-        "SELECT m.uid, m.size, m.internal_date, m.blob_id, b.sort_keys \
-         FROM messages m JOIN blobs b ON b.id = m.blob_id \
-         WHERE m.mailbox_id = $1 AND m.uid >= $2 AND m.uid < $3 ORDER BY m.uid",
-    )
-    .bind(mailbox_id)
-    .bind(from)
-    .bind(below)
-    .fetch_all(pool)
-    .await?)
+    account: AccountId,
+    mailbox: &str,
+    kept: Option<&SortKept>,
+) -> Result<(SortState, Option<Vec<i64>>, Vec<SortRow>)> {
+    let mut tx = pool.begin().await?;
+    if PG {
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+    }
+    let state: SortState = sqlx::query_as(SORT_STATE_SQL)
+        .bind(account.0)
+        .bind(mailbox)
+        .bind(kept.map_or(i64::MAX, |k| k.modseq))
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound("mailbox"))?;
+    let continues = kept.filter(|k| {
+        k.id == state.id
+            && k.uid_validity == state.uid_validity
+            && k.server == state.server
+            && state.uid_next >= k.uid_next
+            && state.modseq >= k.modseq
+    });
+    let (gone, from) = match continues {
+        Some(k) if state.expunged_since => (
+            Some(
+                sqlx::query_scalar(
+                    "SELECT uid FROM expunged WHERE mailbox_id = $1 AND modseq > $2",
+                )
+                .bind(state.id)
+                .bind(k.modseq)
+                .fetch_all(&mut *tx)
+                .await?,
+            ),
+            k.uid_next,
+        ),
+        Some(k) => (Some(Vec::new()), k.uid_next),
+        None => (None, 1),
+    };
+    let rows = if from < state.uid_next {
+        sqlx::query_as(SORT_ROWS_SQL)
+            .bind(state.id)
+            .bind(from)
+            .bind(state.uid_next)
+            .fetch_all(&mut *tx)
+            .await?
+    } else {
+        Vec::new()
+    };
+    tx.commit().await?;
+    Ok((state, gone, rows))
 }
 
 /// Computes the SORT/THREAD keys of a body stored before they were kept,

@@ -5,18 +5,23 @@
 //! after a few deliveries or expunges reads only those.
 //!
 //! An entry is trusted only after the database says the mailbox's set of
-//! messages is the one it holds: same id and UIDVALIDITY, and then the
-//! messages expunged after the MODSEQ it was read at are dropped and the
-//! UIDs from its UIDNEXT on are read. UIDs are handed out in increasing
-//! order by the same transaction that inserts their messages, so a UIDNEXT
-//! seen committed means every message below it is visible; an expunge
-//! gets a MODSEQ above every one already committed. Flag changes do not
-//! touch it (sort keys do not depend on flags; a search key, which may,
-//! is evaluated afresh every time). So the answers are those of a full
-//! read, on any replica, whoever changed the mailbox.
+//! messages is the one it holds: same id, UIDVALIDITY and database server
+//! (a restarted or promoted server may have lost commits the entry saw),
+//! neither UIDNEXT nor HIGHESTMODSEQ lower than when it was read, and no
+//! expunge after the MODSEQ it was read at. Otherwise the difference is
+//! read in one snapshot (the state again, the UIDs expunged after that
+//! MODSEQ, the rows from its UIDNEXT on), or everything when the state
+//! does not continue the entry's. UIDs are handed out in increasing order
+//! by the same transaction that inserts their messages, so a UIDNEXT seen
+//! committed means every message below it is visible; an expunge takes
+//! the mailbox row's lock and a MODSEQ above every one committed before.
+//! Flag changes do not touch it (sort keys do not depend on flags; a
+//! search key, which may, is evaluated afresh every time). So the answers
+//! are those of a full read, on any replica, whoever changed the mailbox.
 //!
-//! Bounded in bytes (an estimate of each message's keys); the least
-//! recently used mailboxes go first. Losing an entry costs a full read.
+//! Bounded in bytes (each message's keys, room for its answers, and a
+//! fixed cost per entry); the least recently used mailboxes go first.
+//! Losing an entry costs a full read.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -48,6 +53,8 @@ pub enum Answer {
 pub struct Entry {
     pub mailbox_id: i64,
     pub uid_validity: i64,
+    /// The database server it was read from (see `ops::SortState`).
+    pub server: String,
     pub uid_next: i64,
     pub modseq: i64,
     pub items: Arc<Vec<Item>>,
@@ -56,18 +63,41 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// What it was read from, for `ops::sort_snapshot`.
+    pub fn kept(&self) -> crate::model::SortKept {
+        crate::model::SortKept {
+            id: self.mailbox_id,
+            uid_validity: self.uid_validity,
+            server: self.server.clone(),
+            uid_next: self.uid_next,
+            modseq: self.modseq,
+        }
+    }
+
+    /// Whether the mailbox in `state` holds exactly these messages.
+    pub fn current(&self, s: &crate::model::SortState) -> bool {
+        s.id == self.mailbox_id
+            && s.uid_validity == self.uid_validity
+            && s.server == self.server
+            && s.uid_next == self.uid_next
+            && s.modseq >= self.modseq
+            && !s.expunged_since
+    }
+
     /// A new entry (no answers yet).
     pub fn new(
         mailbox_id: i64,
         uid_validity: i64,
+        server: String,
         uid_next: i64,
         modseq: i64,
         items: Vec<Item>,
     ) -> Self {
-        let bytes = items.iter().map(item_bytes).sum();
+        let bytes = ENTRY_BYTES + server.len() + items.iter().map(item_bytes).sum::<usize>();
         Self {
             mailbox_id,
             uid_validity,
+            server,
             uid_next,
             modseq,
             items: Arc::new(items),
@@ -89,7 +119,7 @@ impl Entry {
     /// a client asks the same few orders again and again).
     pub fn keep(&self, q: Question, a: Answer) {
         let mut answers = self.answers.lock().unwrap_or_else(|p| p.into_inner());
-        if answers.len() >= 8 {
+        if answers.len() >= MAX_ANSWERS {
             answers.clear();
         }
         answers.insert(q, a);
@@ -107,14 +137,31 @@ impl Entry {
             .cloned()
             .collect();
         items.extend(new);
-        Self::new(self.mailbox_id, self.uid_validity, uid_next, modseq, items)
+        Self::new(
+            self.mailbox_id,
+            self.uid_validity,
+            self.server.clone(),
+            uid_next,
+            modseq,
+            items,
+        )
     }
 }
 
-/// A rough size of one message's keys in memory.
+/// What an entry costs besides its messages: the map's slot, the
+/// answers' table and the key's name, roughly.
+const ENTRY_BYTES: usize = 512;
+
+/// Answers kept per entry at most (each up to 8 bytes a message).
+const MAX_ANSWERS: usize = 8;
+
+/// One message's share of an entry: its item and its keys' text, and
+/// room for its place in every kept answer.
 fn item_bytes(i: &Item) -> usize {
     let k = &i.keys;
-    96 + k.from.len()
+    std::mem::size_of::<Item>()
+        + MAX_ANSWERS * 8
+        + k.from.len()
         + k.to.len()
         + k.cc.len()
         + k.display_from.len()
@@ -154,14 +201,14 @@ impl SortCache {
     pub fn put(&self, account: i64, mailbox: &str, entry: Arc<Entry>) {
         let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((old, _)) = m.entries.remove(&(account, mailbox.to_string())) {
-            m.bytes -= old.bytes;
+            m.bytes -= old.bytes + mailbox.len();
         }
         if entry.bytes > MAX_BYTES {
             return;
         }
         m.clock += 1;
         let now = m.clock;
-        m.bytes += entry.bytes;
+        m.bytes += entry.bytes + mailbox.len();
         m.entries
             .insert((account, mailbox.to_string()), (entry, now));
         while m.bytes > MAX_BYTES {
@@ -174,7 +221,7 @@ impl SortCache {
                 break;
             };
             if let Some((e, _)) = m.entries.remove(&oldest) {
-                m.bytes -= e.bytes;
+                m.bytes -= e.bytes + oldest.1.len();
             }
         }
     }
@@ -197,7 +244,14 @@ mod tests {
 
     #[test]
     fn a_change_drops_expunged_adds_new_and_forgets_answers() {
-        let e = Entry::new(1, 7, 4, 10, vec![item(1, "a"), item(2, "b"), item(3, "c")]);
+        let e = Entry::new(
+            1,
+            7,
+            String::new(),
+            4,
+            10,
+            vec![item(1, "a"), item(2, "b"), item(3, "c")],
+        );
         e.keep(Question::Thread(0), Answer::Sort(Arc::new(vec![1, 2, 3])));
         assert!(e.answer(&Question::Thread(0)).is_some());
         let n = e.changed(6, 12, &[2], vec![item(4, "d"), item(5, "e")]);
@@ -210,7 +264,16 @@ mod tests {
     #[test]
     fn the_bound_evicts_the_least_recently_used() {
         let c = SortCache::default();
-        let big = |n: usize| Arc::new(Entry::new(1, 1, 2, 1, vec![item(1, &"x".repeat(n))]));
+        let big = |n: usize| {
+            Arc::new(Entry::new(
+                1,
+                1,
+                String::new(),
+                2,
+                1,
+                vec![item(1, &"x".repeat(n))],
+            ))
+        };
         c.put(1, "A", big(MAX_BYTES / 2));
         c.put(1, "B", big(MAX_BYTES / 3));
         assert!(c.get(1, "A").is_some()); // A is now the most recent

@@ -2646,46 +2646,42 @@ impl Store {
         use crate::sort_cache::Entry;
         let cache = &self.inner.sort_cache;
         let kept = cache.get(account.0, name);
-        let since = kept.as_ref().map_or(i64::MAX, |e| e.modseq);
-        let (id, validity, uid_next, modseq, expunged) =
-            on_backend!(self, sort_state(account, name, since))?;
-        let entry = match kept {
-            Some(e) if e.mailbox_id == id && e.uid_validity == validity => {
-                if !expunged && uid_next == e.uid_next {
-                    return Ok(e);
-                }
-                let gone = if expunged {
-                    on_backend!(self, expunged_since(id, e.modseq))?
-                } else {
-                    Vec::new()
-                };
-                let new = self.sort_rows(id, e.uid_next, uid_next).await?;
-                tokio::task::spawn_blocking(move || e.changed(uid_next, modseq, &gone, new))
-                    .await
-                    .map_err(|e| StoreError::Internal(format!("sort task: {e}")))?
+        if let Some(e) = &kept {
+            let state = on_backend!(self, sort_state(account, name, e.modseq))?;
+            if e.current(&state) {
+                return Ok(e.clone());
             }
-            _ => {
-                let items = self.sort_rows(id, 1, uid_next).await?;
-                Entry::new(id, validity, uid_next, modseq, items)
-            }
+        }
+        let snapshot = kept.as_ref().map(|e| e.kept());
+        let (state, gone, rows) =
+            on_backend!(self, sort_snapshot(account, name, snapshot.as_ref()))?;
+        let new = self.decode_sort_rows(rows).await?;
+        let entry = match (kept, gone) {
+            (Some(e), Some(gone)) => tokio::task::spawn_blocking(move || {
+                e.changed(state.uid_next, state.modseq, &gone, new)
+            })
+            .await
+            .map_err(|e| StoreError::Internal(format!("sort task: {e}")))?,
+            _ => Entry::new(
+                state.id,
+                state.uid_validity,
+                state.server,
+                state.uid_next,
+                state.modseq,
+                new,
+            ),
         };
         let entry = Arc::new(entry);
         cache.put(account.0, name, entry.clone());
         Ok(entry)
     }
 
-    /// A mailbox's messages with UIDs in `from..below` and their decoded
-    /// sort keys, computed now for a body stored before they were kept.
-    async fn sort_rows(
+    /// Rows with their sort keys decoded, the keys computed now (and kept)
+    /// for a body stored before they were.
+    async fn decode_sort_rows(
         &self,
-        mailbox_id: i64,
-        from: i64,
-        below: i64,
+        mut rows: Vec<crate::model::SortRow>,
     ) -> Result<Vec<crate::sort::Item>> {
-        if from >= below {
-            return Ok(Vec::new());
-        }
-        let mut rows = on_backend!(self, sort_rows(mailbox_id, from, below))?;
         for r in &mut rows {
             if r.sort_keys.is_none() {
                 r.sort_keys = Some(on_backend!(self, fill_sort_keys(&r.blob_id))?);

@@ -2969,6 +2969,75 @@ async fn sort_and_thread_follow_every_change(backend: Backend) {
         [1],
         "the new mailbox's one message, not the old one's three"
     );
+
+    // Under the store, to see which path answered. A scalar of a
+    // statement run on the database directly.
+    let sql = async |q: &str| -> i64 {
+        use sqlx::Connection;
+        let q = sqlx::AssertSqlSafe(q.to_string());
+        match backend {
+            Backend::Postgres => {
+                let mut db = sqlx::PgConnection::connect(t.url()).await.unwrap();
+                sqlx::query_scalar(q).fetch_one(&mut db).await.unwrap()
+            }
+            Backend::Sqlite => {
+                let mut db = sqlx::SqliteConnection::connect(t.url()).await.unwrap();
+                sqlx::query_scalar(q).fetch_one(&mut db).await.unwrap()
+            }
+        }
+    };
+    // The kept answer is used: keys taken away under it are not read
+    // (a fresh read would compute them again), and a delivery reads only
+    // the new message's.
+    let before = kept(&mut a).await;
+    sql(
+        "UPDATE blobs SET sort_keys = NULL WHERE id IN (SELECT blob_id FROM messages) \
+         RETURNING CAST(1 AS BIGINT)",
+    )
+    .await;
+    let missing = "SELECT COUNT(*) FROM blobs WHERE sort_keys IS NULL";
+    let n = sql(missing).await;
+    assert!(n > 1, "{n}");
+    assert_eq!(kept(&mut a).await, before);
+    assert_eq!(sql(missing).await, n, "a repeat reads no keys");
+    deliver(1).await;
+    assert_eq!(kept(&mut a).await.0.len(), before.0.len() + 1);
+    assert_eq!(
+        sql(missing).await,
+        n,
+        "only the new message's keys are read"
+    );
+
+    // A MODSEQ that went back (commits lost to a crash or a failover, and
+    // the same MODSEQ given again to an expunge) is not taken for "no
+    // change": the mailbox is read again.
+    let inbox = "(SELECT id FROM mailboxes WHERE name = 'INBOX')";
+    let victim = sql(&format!(
+        "SELECT MAX(uid) FROM messages WHERE mailbox_id = {inbox}"
+    ))
+    .await;
+    let modseq = sql(&format!(
+        "SELECT highest_modseq FROM mailboxes WHERE id = {inbox}"
+    ))
+    .await;
+    sql(&format!(
+        "UPDATE mailboxes SET highest_modseq = {} WHERE id = {inbox} RETURNING CAST(1 AS BIGINT)",
+        modseq - 1
+    ))
+    .await;
+    sql(&format!(
+        "DELETE FROM messages WHERE mailbox_id = {inbox} AND uid = {victim} RETURNING CAST(1 AS BIGINT)"
+    ))
+    .await;
+    sql(&format!(
+        "INSERT INTO expunged (account_id, mailbox_id, uid, modseq) \
+         SELECT account_id, id, {victim}, {} FROM mailboxes WHERE id = {inbox} RETURNING CAST(1 AS BIGINT)",
+        modseq - 1
+    ))
+    .await;
+    let now = kept(&mut a).await;
+    assert!(!now.0.contains(&(victim as u32)), "{victim} in {now:?}");
+    assert_eq!(now, afresh().await);
 }
 
 /// App passwords (issue #14): made by the store and shown once; each logs

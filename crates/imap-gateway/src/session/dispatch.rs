@@ -4,6 +4,21 @@
 use super::*;
 
 impl Session {
+    /// RFC 7162 3.1: CONDSTORE enabled by a command other than
+    /// SELECT/EXAMINE (`before`: it was on before the command, or the
+    /// command was one of those) while a mailbox is selected is answered
+    /// with the mailbox's HIGHESTMODSEQ. Every command path ends with it,
+    /// the commands of our own parsers (ESEARCH) as imap-codec's.
+    pub(super) fn tell_condstore_enabled(&mut self, before: bool) {
+        if !before
+            && self.condstore
+            && let Some(v) = &self.view
+        {
+            let line = format!("* OK [HIGHESTMODSEQ {}] Highest", v.highest_modseq());
+            self.push(&line);
+        }
+    }
+
     /// Runs one command in its own span; `false` ends the session.
     pub(super) async fn command(&mut self, cmd: Command<'static>) -> Result<bool, End> {
         let name = cmd.body.name();
@@ -334,13 +349,7 @@ impl Session {
             Box::pin(self.sync_view()).await;
         }
         self.tell_updates(expunges_ok).await;
-        if !condstore_before
-            && self.condstore
-            && let Some(v) = &self.view
-        {
-            let line = format!("* OK [HIGHESTMODSEQ {}] Highest", v.highest_modseq());
-            self.push(&line);
-        }
+        self.tell_condstore_enabled(condstore_before);
         self.last_outcome = done.kind;
         let mut done = done;
         if tell_modseq

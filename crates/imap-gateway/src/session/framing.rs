@@ -209,6 +209,7 @@ impl Session {
                 }
             }
             // Commands imap-codec does not parse.
+            let condstore_before = self.condstore;
             let ext = if over_limit {
                 None
             } else {
@@ -220,6 +221,7 @@ impl Session {
                     self.bad += 1;
                 }
                 self.tell_updates(true).await;
+                self.tell_condstore_enabled(condstore_before);
                 self.last_outcome = done.kind;
                 self.push(&format!("{t} {} {}", done.kind, done.text));
                 continue;

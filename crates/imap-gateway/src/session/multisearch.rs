@@ -18,7 +18,22 @@ use super::*;
 const BADCHARSET: &str = "[BADCHARSET (US-ASCII UTF-8)] Charset not supported";
 
 impl Session {
+    /// ESEARCH; with SAVE, `$` is replaced whatever the outcome (RFC 5182
+    /// 2.1): by the result, empty when nothing matched, and emptied when
+    /// the command fails once RETURN was read.
     pub(super) async fn esearch(&mut self, tag: &str, es: Esearch) -> Done {
+        let save = es.ret.as_ref().is_some_and(|r| r.save);
+        if save {
+            self.saved.clear();
+        }
+        let done = self.esearch_saving(tag, es).await;
+        if save && done.kind != "OK" {
+            self.saved.clear();
+        }
+        done
+    }
+
+    async fn esearch_saving(&mut self, tag: &str, es: Esearch) -> Done {
         let ret = es.ret.unwrap_or_default();
         let selected = self.view.as_ref().map(|v| v.name.clone());
         let sources = if es.sources.is_empty() {
