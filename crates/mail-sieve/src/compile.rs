@@ -604,10 +604,10 @@ impl Compiler<'_> {
             self.units[idx] = Some(unit?);
             self.by_name.insert(key, idx);
             Some(idx)
-        } else if tags.has("optional") {
-            None
-        } else {
+        } else if !tags.has("optional") && self.includes.missing_is_error() {
             return Err(pos.error(format!("included script '{name}' does not exist")));
+        } else {
+            None
         };
         Ok(Cmd::Include {
             target,

@@ -64,6 +64,15 @@ pub trait IncludeResolver {
     /// The source of the script `name` in `location`, or `None` when there
     /// is no such script (an error at run time unless `:optional`).
     fn resolve(&self, location: IncludeLocation, name: &str) -> Option<String>;
+
+    /// Whether an `include` (without `:optional`) of a script that is not
+    /// found refuses the whole script when compiling, as Pigeonhole does.
+    /// By default it does not: the `include` fails when it runs (a
+    /// [`RuntimeError`], the message kept), so a script can be uploaded
+    /// before the scripts it includes (RFC 6609 section 3.2 allows both).
+    fn missing_is_error(&self) -> bool {
+        false
+    }
 }
 
 /// A resolver that finds no script: every `include` is missing.

@@ -82,6 +82,11 @@ impl IncludeResolver for Includes {
         };
         std::fs::read_to_string(self.0.join(dir).join(format!("{name}.sieve"))).ok()
     }
+
+    /// Pigeonhole refuses a script whose include is missing.
+    fn missing_is_error(&self) -> bool {
+        true
+    }
 }
 
 struct TestHost;
