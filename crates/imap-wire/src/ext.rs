@@ -1038,7 +1038,14 @@ pub fn parse_esearch(msg: &[u8]) -> Result<Option<Esearch>, ExtError> {
             let mut list = |c: &mut Cursor<'_>| -> Result<Vec<Vec<u8>>, ExtError> {
                 c.expect(b' ', "expected SP and mailboxes")?;
                 let mut v = Vec::new();
-                let one = |c: &mut Cursor<'_>| c.string(is_astring_char);
+                // Counted name by name: past the bound nothing more is read.
+                let mut one = |c: &mut Cursor<'_>| {
+                    names += 1;
+                    if names > MAX_ESEARCH_NAMES {
+                        return Err(ExtError::TooMany("too many mailboxes in one ESEARCH"));
+                    }
+                    c.string(is_astring_char)
+                };
                 if c.eat(b'(') {
                     loop {
                         v.push(one(c)?);
@@ -1049,10 +1056,6 @@ pub fn parse_esearch(msg: &[u8]) -> Result<Option<Esearch>, ExtError> {
                     }
                 } else {
                     v.push(one(c)?);
-                }
-                names += v.len();
-                if names > MAX_ESEARCH_NAMES {
-                    return Err(ExtError::TooMany("too many mailboxes in one ESEARCH"));
                 }
                 Ok(v)
             };
@@ -1203,6 +1206,13 @@ mod esearch_tests {
             vec!["x"; MAX_ESEARCH_NAMES + 1].join(" ")
         );
         assert!(matches!(parse(&many), Err(ExtError::TooMany(_))));
+        // The bound holds inside one list, name by name: the list past it
+        // is not read (here its end is not even there).
+        let unread = format!(
+            "a ESEARCH IN (mailboxes ({} \"never closed\r\n",
+            vec!["x"; MAX_ESEARCH_NAMES + 1].join(" ")
+        );
+        assert!(matches!(parse(&unread), Err(ExtError::TooMany(_))));
     }
 
     #[test]
