@@ -514,6 +514,7 @@ impl StoreClient {
                     received_at: 1_700_000_000,
                     trace_headers: Vec::new(),
                     size_hint: body.len() as u64,
+                    per_recipient_replies: false,
                 })),
             },
             pb::DeliverChunk {

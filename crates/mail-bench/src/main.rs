@@ -1259,6 +1259,7 @@ fn deliver_chunks(
                 received_at: 1_700_000_000,
                 trace_headers,
                 size_hint: body.len() as u64,
+                per_recipient_replies: false,
             })),
         },
         pb::DeliverChunk {

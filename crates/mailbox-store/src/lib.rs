@@ -11,6 +11,7 @@
 mod argon2_pool;
 mod auth_cache;
 pub mod config;
+mod delivery_sieve;
 pub mod error;
 mod failure_mirror;
 mod fts_query;

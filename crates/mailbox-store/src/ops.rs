@@ -1093,9 +1093,11 @@ pub async fn deliver(
     recipients: &[String],
     received_at: i64,
     blob: &NewBlob,
+    sieve: &crate::delivery_sieve::SieveDelivery,
 ) -> Result<(pb::DeliverResponse, Vec<i64>)> {
     let mut tx = begin_write(pool).await?;
-    let (resp, changed) = deliver_in(&mut tx, delivery_id, recipients, received_at, blob).await?;
+    let (resp, changed) =
+        deliver_in(&mut tx, delivery_id, recipients, received_at, blob, sieve).await?;
     notify(&mut tx, origin, &changed).await?;
     tx.commit().await?;
     Ok((resp, changed))
@@ -1107,6 +1109,8 @@ pub struct Delivery<'a> {
     pub recipients: &'a [String],
     pub received_at: i64,
     pub blob: &'a NewBlob,
+    /// The envelope sender and what the recipients' scripts decided.
+    pub sieve: &'a crate::delivery_sieve::SieveDelivery,
 }
 
 /// Group commit: several deliveries in one transaction, one commit (one
@@ -1122,7 +1126,7 @@ pub async fn deliver_group(
     let mut out = Vec::with_capacity(group.len());
     let mut all_changed = Vec::new();
     for d in group {
-        let r = deliver_in(&mut tx, d.id, d.recipients, d.received_at, d.blob).await?;
+        let r = deliver_in(&mut tx, d.id, d.recipients, d.received_at, d.blob, d.sieve).await?;
         all_changed.extend_from_slice(&r.1);
         out.push(r);
     }
@@ -1134,13 +1138,15 @@ pub async fn deliver_group(
 }
 
 /// A delivery's work inside a transaction: idempotency claim, body, one
-/// message per accepted recipient, usage, the stored result.
+/// message per accepted recipient (or what its Sieve script planned:
+/// copies, a reject, outgoing messages), usage, the stored result.
 async fn deliver_in(
     tx: &mut Tx,
     delivery_id: &str,
     recipients: &[String],
     received_at: i64,
     blob: &NewBlob,
+    sieve: &crate::delivery_sieve::SieveDelivery,
 ) -> Result<(pb::DeliverResponse, Vec<i64>)> {
     use prost::Message as _;
     let claimed = sqlx::query(
@@ -1185,17 +1191,59 @@ async fn deliver_in(
     resolved.sort_by_key(|(i, r)| (r.account_id, *i));
     let mut done: HashMap<i64, (u32, u32)> = HashMap::new();
     let mut changed = Vec::new();
+    // (result index, account) of recipients whose script rejected.
+    let mut rejected: Vec<(usize, i64)> = Vec::new();
     for (i, r) in resolved {
+        let first_reason = rejected
+            .iter()
+            .find(|(_, a)| *a == r.account_id)
+            .map(|(k, _)| results[*k].reason.clone());
         let result = &mut results[i];
         if let Some(&(uid, validity)) = done.get(&r.account_id) {
             // The same account twice (an address and its alias): one copy.
-            result.status = pb::RecipientStatus::Accept as i32;
             result.uid = uid;
             result.uid_validity = validity;
+            match first_reason {
+                Some(reason) => {
+                    result.status = pb::RecipientStatus::Rejected as i32;
+                    result.reason = reason;
+                    rejected.push((i, r.account_id));
+                }
+                None => result.status = pb::RecipientStatus::Accept as i32,
+            }
             continue;
         }
         if r.disabled {
             result.status = pb::RecipientStatus::Disabled as i32;
+            continue;
+        }
+        if let Some(plan) = sieve.plans.get(&r.account_id) {
+            let n = plan.copies.len() as i64;
+            if n > 0
+                && crate::model::over_quota(
+                    (r.quota_bytes, r.used_bytes + size * n),
+                    (r.quota_messages, r.message_count + n),
+                )
+            {
+                result.status = pb::RecipientStatus::OverQuota as i32;
+                continue;
+            }
+            let (mut mailboxes, first) =
+                sieve_store_copies(tx, r.account_id, &plan.copies, blob, received_at).await?;
+            sieve_apply_sends(tx, r.account_id, delivery_id, plan, now()).await?;
+            changed.append(&mut mailboxes);
+            let (uid, validity) = first.unwrap_or((0, 0));
+            done.insert(r.account_id, (uid, validity));
+            result.uid = uid;
+            result.uid_validity = validity;
+            match &plan.reject {
+                Some(reason) => {
+                    result.status = pb::RecipientStatus::Rejected as i32;
+                    result.reason = reason.clone();
+                    rejected.push((i, r.account_id));
+                }
+                None => result.status = pb::RecipientStatus::Accept as i32,
+            }
             continue;
         }
         if r.over_quota(size) {
@@ -1224,6 +1272,43 @@ async fn deliver_in(
         result.uid = uid as u32;
         result.uid_validity = validity as u32;
     }
+    // A reject that the SMTP reply cannot say (another recipient of the
+    // transaction accepted) becomes a bounce to the sender (RFC 5429 2.1).
+    if !rejected.is_empty()
+        && !sieve.per_recipient_replies
+        && results
+            .iter()
+            .any(|r| r.status == pb::RecipientStatus::Accept as i32)
+    {
+        for (i, account) in rejected {
+            let result = &mut results[i];
+            if !sieve.from.is_empty() {
+                let data = crate::delivery_sieve::bounce(
+                    &blob.data,
+                    &sieve.from,
+                    &result.address,
+                    &result.reason,
+                    now(),
+                );
+                outbox_insert(
+                    tx,
+                    Some(account),
+                    delivery_id,
+                    "bounce",
+                    "",
+                    &sieve.from,
+                    &data,
+                    now(),
+                )
+                .await?;
+                service_kit::metrics::sieve_action("bounce");
+            }
+            result.status = pb::RecipientStatus::Accept as i32;
+            result.reason.clear();
+        }
+    }
+    changed.sort_unstable();
+    changed.dedup();
     let resp = pb::DeliverResponse {
         results,
         duplicate: false,

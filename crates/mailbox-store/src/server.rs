@@ -365,14 +365,48 @@ impl delivery_server::Delivery for DeliverySvc {
         .await?;
         let resp = self
             .store
-            .deliver(
+            .deliver_from(
                 &header.delivery_id,
+                &header.envelope_from,
+                header.per_recipient_replies,
                 &header.recipients,
                 header.received_at,
                 data,
             )
             .await?;
         Ok(Response::new(resp))
+    }
+
+    async fn claim_outbox(
+        &self,
+        req: Request<pb::ClaimOutboxRequest>,
+    ) -> Result<Response<pb::ClaimOutboxResponse>, Status> {
+        let r = req.into_inner();
+        Ok(Response::new(
+            self.store
+                .outbox_claim(&r.owner, r.limit, r.lease_secs)
+                .await?,
+        ))
+    }
+
+    async fn complete_outbox(
+        &self,
+        req: Request<pb::CompleteOutboxRequest>,
+    ) -> Result<Response<pb::CompleteOutboxResponse>, Status> {
+        let r = req.into_inner();
+        self.store.outbox_complete(&r.owner, r.id).await?;
+        Ok(Response::new(pb::CompleteOutboxResponse {}))
+    }
+
+    async fn fail_outbox(
+        &self,
+        req: Request<pb::FailOutboxRequest>,
+    ) -> Result<Response<pb::FailOutboxResponse>, Status> {
+        let r = req.into_inner();
+        self.store
+            .outbox_fail(&r.owner, r.id, &r.error, r.retry_after_secs, r.drop)
+            .await?;
+        Ok(Response::new(pb::FailOutboxResponse {}))
     }
 }
 

@@ -556,6 +556,7 @@ mod pg {
     include!("fts_ops.rs");
     include!("deliver_pg.rs");
     include!("sieve_ops.rs");
+    include!("sieve_deliver_ops.rs");
 }
 
 mod lite {
@@ -736,6 +737,7 @@ mod lite {
     include!("ops.rs");
     include!("fts_ops.rs");
     include!("sieve_ops.rs");
+    include!("sieve_deliver_ops.rs");
 }
 
 #[derive(Clone)]
@@ -813,6 +815,8 @@ struct Job {
     recipients: Vec<String>,
     received_at: i64,
     blob: NewBlob,
+    /// The envelope sender and the recipients' Sieve plans.
+    sieve: crate::delivery_sieve::SieveDelivery,
     reply: tokio::sync::oneshot::Sender<Result<(pb::DeliverResponse, Vec<i64>)>>,
 }
 
@@ -898,9 +902,16 @@ async fn commit_group(
                         recipients: &j.recipients,
                         received_at: j.received_at,
                         blob: &j.blob,
+                        sieve: &j.sieve,
                     })
                     .collect();
-                pg::deliver_group_batched(p, origin, &ds).await
+                // Scripts' plans (copies in several mailboxes, outgoing
+                // messages) go the statement-per-delivery way.
+                if group.iter().any(|j| !j.sieve.plans.is_empty()) {
+                    pg::deliver_group(p, origin, &ds).await
+                } else {
+                    pg::deliver_group_batched(p, origin, &ds).await
+                }
             }
             Backend::Lite(p) => {
                 let ds: Vec<lite::Delivery<'_>> = group
@@ -910,6 +921,7 @@ async fn commit_group(
                         recipients: &j.recipients,
                         received_at: j.received_at,
                         blob: &j.blob,
+                        sieve: &j.sieve,
                     })
                     .collect();
                 lite::deliver_group(p, origin, &ds).await
@@ -939,6 +951,7 @@ async fn commit_group(
                             &job.recipients,
                             job.received_at,
                             &job.blob,
+                            &job.sieve,
                         )
                         .await
                     }
@@ -950,6 +963,7 @@ async fn commit_group(
                             &job.recipients,
                             job.received_at,
                             &job.blob,
+                            &job.sieve,
                         )
                         .await
                     }
@@ -984,6 +998,8 @@ macro_rules! on_backend {
 mod sieve;
 // The full-text index's upkeep, likewise.
 mod fts;
+// Sieve at delivery and the outbox, likewise.
+mod sieve_delivery;
 
 struct Inner {
     backend: Backend,
@@ -1008,6 +1024,8 @@ struct Inner {
     jwks: crate::oidc::JwksCache,
     /// SORT's and THREAD's keys and answers per mailbox.
     sort_cache: crate::sort_cache::SortCache,
+    /// Compiled Sieve scripts by account (see `delivery_sieve`).
+    sieve_cache: crate::delivery_sieve::ScriptCache,
 }
 
 /// A login's place in the throttle (see `Store::throttle`).
@@ -1106,6 +1124,7 @@ impl Store {
                 scram_secret,
                 jwks: Default::default(),
                 sort_cache: Default::default(),
+                sieve_cache: Default::default(),
             }),
         };
         if let Some(every) = store.inner.settings.blob_gc_interval {
@@ -2057,10 +2076,31 @@ impl Store {
     }
 
     /// Stores a message for its recipients: `data` is the whole message as
-    /// stored (trace lines included). Idempotent by `delivery_id`.
+    /// stored (trace lines included). Idempotent by `delivery_id`. The
+    /// envelope sender is taken as the null sender; see
+    /// [`Store::deliver_from`].
     pub async fn deliver(
         &self,
         delivery_id: &str,
+        recipients: &[String],
+        received_at: i64,
+        data: Vec<u8>,
+    ) -> Result<pb::DeliverResponse> {
+        self.deliver_from(delivery_id, "", false, recipients, received_at, data)
+            .await
+    }
+
+    /// As [`Store::deliver`], from envelope sender `from` (empty: the null
+    /// sender): each recipient's active Sieve script decides where the
+    /// message goes and what is sent (`delivery_sieve`), all in the
+    /// delivery's transaction. `per_recipient_replies` (LMTP): a reject is
+    /// that recipient's refusal; otherwise it is a bounce when another
+    /// recipient accepts.
+    pub async fn deliver_from(
+        &self,
+        delivery_id: &str,
+        from: &str,
+        per_recipient_replies: bool,
         recipients: &[String],
         received_at: i64,
         data: Vec<u8>,
@@ -2078,6 +2118,9 @@ impl Store {
             .map(|r| parse_address(r).map(|a| a.as_str().to_string()))
             .collect::<Result<_>>()?;
         let blob = self.new_blob(data).await?;
+        let sieve = self
+            .sieve_plans(from, per_recipient_replies, &recipients, &blob.data)
+            .await?;
         // Group commit: deliveries that arrive together share one
         // transaction; the answer comes after the commit.
         let (reply, answer) = tokio::sync::oneshot::channel();
@@ -2086,6 +2129,7 @@ impl Store {
             recipients,
             received_at,
             blob,
+            sieve,
             reply,
         };
         let span = tracing::info_span!(

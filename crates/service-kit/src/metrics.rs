@@ -28,6 +28,16 @@ pub struct Metrics {
     /// Lookups in a gateway's cache of immutable message data, by service
     /// and result (hit, miss).
     pub cache_lookups: Counter<u64>,
+    /// Sieve scripts run at delivery, by outcome (ok, error).
+    pub sieve_runs: Counter<u64>,
+    /// Sieve actions taken at delivery, by kind (keep, fileinto, discard,
+    /// reject, redirect, vacation, vacation_skipped, bounce...).
+    pub sieve_actions: Counter<u64>,
+    /// Messages waiting in the outbox, as the last claim saw them.
+    pub outbox_depth: opentelemetry::metrics::Gauge<u64>,
+    /// Outbox messages handed to the relay, by outcome (sent, failed,
+    /// expired, refused).
+    pub outbox_sends: Counter<u64>,
 }
 
 /// Bucket bounds (seconds) of the latency histograms. The SDK's default
@@ -79,6 +89,22 @@ pub fn metrics() -> &'static Metrics {
             cache_lookups: m
                 .u64_counter("mail.cache.lookups")
                 .with_description("Gateway cache lookups, by result")
+                .build(),
+            sieve_runs: m
+                .u64_counter("mail.sieve.runs")
+                .with_description("Sieve scripts run at delivery, by outcome")
+                .build(),
+            sieve_actions: m
+                .u64_counter("mail.sieve.actions")
+                .with_description("Sieve actions taken at delivery, by kind")
+                .build(),
+            outbox_depth: m
+                .u64_gauge("mail.outbox.depth")
+                .with_description("Messages waiting in the outbox")
+                .build(),
+            outbox_sends: m
+                .u64_counter("mail.outbox.sends")
+                .with_description("Outbox messages handed to the relay, by outcome")
                 .build(),
         }
     })
@@ -207,6 +233,35 @@ pub fn cache_lookup(service: &'static str, hit: bool) {
             KeyValue::new("result", if hit { "hit" } else { "miss" }),
         ],
     );
+}
+
+/// Counts one Sieve script run (`ok` or `error`).
+pub fn sieve_run(outcome: &'static str) {
+    bump("sieve_run.", outcome);
+    metrics()
+        .sieve_runs
+        .add(1, &[KeyValue::new("outcome", outcome)]);
+}
+
+/// Counts one Sieve action by kind.
+pub fn sieve_action(kind: &'static str) {
+    bump("sieve_action.", kind);
+    metrics()
+        .sieve_actions
+        .add(1, &[KeyValue::new("kind", kind)]);
+}
+
+/// Records the outbox's depth.
+pub fn outbox_depth(n: u64) {
+    metrics().outbox_depth.record(n, &[]);
+}
+
+/// Counts one outbox send attempt by outcome.
+pub fn outbox_send(outcome: &'static str) {
+    bump("outbox_send.", outcome);
+    metrics()
+        .outbox_sends
+        .add(1, &[KeyValue::new("outcome", outcome)]);
 }
 
 #[cfg(test)]

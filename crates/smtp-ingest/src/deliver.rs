@@ -33,6 +33,9 @@ pub struct Outgoing<'a> {
     pub rcpts: &'a [String],
     pub trace: Bytes,
     pub body: Bytes,
+    /// LMTP: each recipient answered on its own (a Sieve reject is that
+    /// recipient's 550).
+    pub per_recipient_replies: bool,
 }
 
 fn retryable(s: &Status) -> bool {
@@ -63,6 +66,7 @@ pub async fn deliver(
                 received_at: time::OffsetDateTime::now_utc().unix_timestamp(),
                 trace_headers: msg.trace.to_vec(),
                 size_hint: msg.body.len() as u64,
+                per_recipient_replies: msg.per_recipient_replies,
             })),
         });
         let mut off = 0;

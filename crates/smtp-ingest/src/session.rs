@@ -454,6 +454,7 @@ impl Session {
             Ok(R::NotLocal) => self.reply(550, "5.7.1 Relay access denied").await?,
             Ok(R::OverQuota) => self.reply(452, "4.2.2 Mailbox full").await?,
             Ok(R::Disabled) => self.reply(550, "5.2.1 Mailbox disabled").await?,
+            Ok(R::Rejected) => self.reply(550, "5.7.1 Recipient refused").await?,
             Ok(R::TemporaryFailure | R::Unspecified) | Err(_) => {
                 if let Err(e) = checked {
                     tracing::warn!(error = %e, "recipient check failed");
@@ -637,6 +638,7 @@ impl Session {
             rcpts: &tx.rcpts,
             trace: Bytes::from(trace),
             body: Bytes::from(body),
+            per_recipient_replies: self.mode == Mode::Lmtp,
         };
         let result = deliver::deliver(&self.delivery, &msg, self.settings().store_retry).await;
         service_kit::metrics::delivery(match &result {
@@ -677,6 +679,10 @@ impl Session {
                         Some(pb::RecipientStatus::Disabled) => {
                             format!("550 5.2.1 <{rcpt}> Mailbox disabled")
                         }
+                        Some(pb::RecipientStatus::Rejected) => {
+                            let reason = r.results.get(i).map_or("", |x| x.reason.as_str());
+                            format!("550 5.7.1 <{rcpt}> {}", reply_text(reason))
+                        }
                         _ => format!("451 4.3.0 <{rcpt}> Temporary failure"),
                     },
                     Err(e) => status_reply(e).to_string(),
@@ -696,6 +702,12 @@ impl Session {
                     "452 4.2.2 Mailbox full".to_string()
                 } else if any(pb::RecipientStatus::TemporaryFailure) {
                     "451 4.3.0 Temporary failure, try again later".to_string()
+                } else if let Some(x) = r
+                    .results
+                    .iter()
+                    .find(|x| x.status() == pb::RecipientStatus::Rejected)
+                {
+                    format!("550 5.7.1 {}", reply_text(&x.reason))
                 } else {
                     "550 5.1.1 No deliverable recipients".to_string()
                 }
@@ -751,6 +763,30 @@ fn status_reply(e: &tonic::Status) -> &'static str {
         tonic::Code::OutOfRange => "552 5.3.4 Message size exceeds fixed maximum message size",
         tonic::Code::InvalidArgument => "554 5.6.0 Message rejected by the store",
         _ => "451 4.3.0 Temporary failure, try again later",
+    }
+}
+
+/// A Sieve reject's reason as one line of reply text: printable ASCII
+/// (others become `?`), at most 400 characters.
+fn reply_text(reason: &str) -> String {
+    let s: String = reason
+        .chars()
+        .map(|c| {
+            if c == ' ' || c.is_ascii_graphic() {
+                c
+            } else if c.is_whitespace() {
+                ' '
+            } else {
+                '?'
+            }
+        })
+        .take(400)
+        .collect();
+    let s = s.trim();
+    if s.is_empty() {
+        "Message rejected".into()
+    } else {
+        s.to_string()
     }
 }
 

@@ -287,6 +287,7 @@ pub async fn deliver_with(
             received_at: 1_700_000_000,
             trace_headers: Vec::new(),
             size_hint: body.len() as u64,
+            per_recipient_replies: false,
         })),
     }];
     for c in body.chunks(64 * 1024) {

@@ -1,0 +1,338 @@
+// Sieve at delivery and the outbox (issue #26, migration 0015): SQL for
+// both backends, `include!`d by `store.rs` into `mod pg` and `mod lite`
+// beside `ops.rs`. The plan comes from `delivery_sieve`; `deliver_in`
+// (ops.rs) applies it inside the delivery's transaction with these.
+
+use crate::delivery_sieve::{SieveCopy, SievePlan};
+
+/// A recipient whose account has an active script, with the cache key of
+/// the account's scripts (highest version, how many).
+pub struct SieveTarget {
+    pub address: String,
+    pub account_id: i64,
+    pub account_address: String,
+    pub key: (i64, i64),
+}
+
+/// The recipients (of `recipients`) whose account has an active script:
+/// one statement per recipient, and nothing else when none has.
+pub async fn sieve_targets(pool: &Pool<Db>, recipients: &[String]) -> Result<Vec<SieveTarget>> {
+    let mut out = Vec::new();
+    for address in recipients {
+        let row: Option<(i64, String, Option<i64>, i64)> = sqlx::query_as(
+            "SELECT a.id, a.address, \
+               (SELECT MAX(s.version) FROM sieve_scripts s WHERE s.account_id = a.id), \
+               (SELECT COUNT(*) FROM sieve_scripts s WHERE s.account_id = a.id) \
+             FROM accounts a LEFT JOIN aliases al ON al.account_id = a.id AND al.address = $1 \
+             WHERE (a.address = $1 OR al.address = $1) AND NOT a.disabled \
+               AND EXISTS (SELECT 1 FROM sieve_scripts s WHERE s.account_id = a.id AND s.active) \
+             LIMIT 1",
+        )
+        .bind(address)
+        .fetch_optional(pool)
+        .await?;
+        if let Some((account_id, account_address, version, count)) = row {
+            out.push(SieveTarget {
+                address: address.clone(),
+                account_id,
+                account_address,
+                key: (version.unwrap_or(0), count),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// An account's scripts: (name, content, active).
+pub async fn sieve_scripts_of(
+    pool: &Pool<Db>,
+    account: i64,
+) -> Result<Vec<(String, String, bool)>> {
+    Ok(
+        sqlx::query_as("SELECT name, content, active FROM sieve_scripts WHERE account_id = $1")
+            .bind(account)
+            .fetch_all(pool)
+            .await?,
+    )
+}
+
+/// An account's mailbox names (`mailboxexists`).
+pub async fn sieve_mailbox_names(pool: &Pool<Db>, account: i64) -> Result<Vec<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT name FROM mailboxes WHERE account_id = $1")
+            .bind(account)
+            .fetch_all(pool)
+            .await?,
+    )
+}
+
+/// Which of the (handle, id) pairs the `duplicate` test has seen and not
+/// yet forgotten.
+pub async fn sieve_duplicates_seen(
+    pool: &Pool<Db>,
+    account: i64,
+    pairs: &[(String, String)],
+    at: i64,
+) -> Result<Vec<bool>> {
+    let mut out = Vec::with_capacity(pairs.len());
+    for (handle, id) in pairs {
+        let seen: Option<i64> = sqlx::query_scalar(
+            "SELECT until FROM sieve_duplicates \
+             WHERE account_id = $1 AND handle = $2 AND id = $3 AND until > $4",
+        )
+        .bind(account)
+        .bind(handle)
+        .bind(id)
+        .bind(at)
+        .fetch_optional(pool)
+        .await?;
+        out.push(seen.is_some());
+    }
+    Ok(out)
+}
+
+/// The mailbox a copy goes to: `fileinto :create` makes it (and its
+/// parents); a missing one without `:create` falls back to INBOX.
+async fn sieve_copy_mailbox(tx: &mut Tx, account: i64, copy: &SieveCopy) -> Result<MailboxRow> {
+    let id = AccountId(account);
+    match mailbox_by_name(tx, id, &copy.mailbox).await {
+        Err(StoreError::NotFound(_)) if copy.create => {
+            if let Ok(name) = mail_types::MailboxName::parse(&copy.mailbox) {
+                for parent in name.ancestors() {
+                    create_mailbox_tx(tx, id, parent.as_str(), 0).await?;
+                }
+            }
+            create_mailbox_tx(tx, id, &copy.mailbox, 0).await?;
+            mailbox_by_name(tx, id, &copy.mailbox).await
+        }
+        Err(StoreError::NotFound(_)) => {
+            tracing::warn!(
+                account,
+                mailbox = copy.mailbox,
+                "sieve fileinto: no such mailbox (and no :create); kept in INBOX"
+            );
+            mailbox_by_name(tx, id, "INBOX").await
+        }
+        r => r,
+    }
+}
+
+/// Stores one message copy per planned mailbox; returns the mailboxes
+/// changed and the first copy's (UID, UIDVALIDITY).
+async fn sieve_store_copies(
+    tx: &mut Tx,
+    account: i64,
+    copies: &[SieveCopy],
+    blob: &NewBlob,
+    received_at: i64,
+) -> Result<(Vec<i64>, Option<(u32, u32)>)> {
+    let size = blob.data.len() as i64;
+    let mut changed: Vec<i64> = Vec::new();
+    let mut first = None;
+    for c in copies {
+        let mb = sieve_copy_mailbox(tx, account, c).await?;
+        if changed.contains(&mb.id) {
+            continue;
+        }
+        let (uid, modseq, validity) = allocate(tx, mb.id, 1).await?;
+        insert_message(
+            tx,
+            account,
+            mb.id,
+            uid,
+            &blob.id,
+            c.flags,
+            &c.keywords,
+            modseq,
+            (received_at, 0),
+            size,
+        )
+        .await?;
+        changed.push(mb.id);
+        first.get_or_insert((uid as u32, validity as u32));
+    }
+    if !changed.is_empty() {
+        add_usage(
+            tx,
+            account,
+            size * changed.len() as i64,
+            changed.len() as i64,
+        )
+        .await?;
+    }
+    Ok((changed, first))
+}
+
+/// The plan's outgoing messages into the outbox (a vacation reply only
+/// when this sender has not had one under the handle within its period)
+/// and its `duplicate` marks.
+async fn sieve_apply_sends(
+    tx: &mut Tx,
+    account: i64,
+    delivery_id: &str,
+    plan: &SievePlan,
+    at: i64,
+) -> Result<()> {
+    for s in &plan.sends {
+        if let Some((handle, seconds)) = &s.vacation {
+            let fresh = sqlx::query(
+                "INSERT INTO sieve_vacation (account_id, handle, sender, until) \
+                 VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (account_id, handle, sender) DO UPDATE SET until = excluded.until \
+                 WHERE sieve_vacation.until <= $5",
+            )
+            .bind(account)
+            .bind(handle)
+            .bind(s.to.to_ascii_lowercase())
+            .bind(at.saturating_add(i64::try_from(*seconds).unwrap_or(i64::MAX)))
+            .bind(at)
+            .execute(&mut **tx)
+            .await?;
+            if fresh.rows_affected() == 0 {
+                service_kit::metrics::sieve_action("vacation_remembered");
+                tracing::debug!(
+                    account,
+                    to = s.to,
+                    "sieve vacation: answered this sender already"
+                );
+                continue;
+            }
+        }
+        outbox_insert(
+            tx,
+            Some(account),
+            delivery_id,
+            s.kind,
+            &s.from,
+            &s.to,
+            &s.data,
+            at,
+        )
+        .await?;
+    }
+    for d in &plan.duplicates {
+        sqlx::query(
+            "INSERT INTO sieve_duplicates (account_id, handle, id, until) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (account_id, handle, id) DO UPDATE SET until = excluded.until",
+        )
+        .bind(account)
+        .bind(&d.handle)
+        .bind(&d.id)
+        .bind(at.saturating_add(i64::try_from(d.seconds).unwrap_or(i64::MAX)))
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// One outgoing message, due now.
+async fn outbox_insert(
+    tx: &mut Tx,
+    account: Option<i64>,
+    delivery_id: &str,
+    kind: &str,
+    from: &str,
+    to: &str,
+    data: &[u8],
+    at: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO outbox (account_id, delivery_id, kind, mail_from, rcpt_to, data, \
+           created_at, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+    )
+    .bind(account)
+    .bind(delivery_id)
+    .bind(kind)
+    .bind(from)
+    .bind(to)
+    .bind(data)
+    .bind(at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// A claimed outbox row.
+#[derive(sqlx::FromRow)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub kind: String,
+    pub mail_from: String,
+    pub rcpt_to: String,
+    pub data: Vec<u8>,
+    pub created_at: i64,
+    pub attempts: i64,
+    pub delivery_id: String,
+}
+
+/// Leases up to `limit` due rows to `owner` for `lease` seconds. On
+/// PostgreSQL rows another replica is claiming are skipped (`FOR UPDATE
+/// SKIP LOCKED`), so no row goes to two replicas; SQLite has one writer.
+/// Also returns the outbox's depth.
+pub async fn outbox_claim(
+    pool: &Pool<Db>,
+    owner: &str,
+    limit: i64,
+    lease: i64,
+) -> Result<(Vec<OutboxRow>, i64)> {
+    let at = now();
+    let sql = if PG {
+        "UPDATE outbox SET lease_owner = $1, lease_until = $2 + $3 WHERE id IN ( \
+           SELECT id FROM outbox WHERE next_attempt_at <= $2 AND lease_until <= $2 \
+           ORDER BY next_attempt_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
+         RETURNING id, kind, mail_from, rcpt_to, data, created_at, attempts, delivery_id"
+    } else {
+        "UPDATE outbox SET lease_owner = $1, lease_until = $2 + $3 WHERE id IN ( \
+           SELECT id FROM outbox WHERE next_attempt_at <= $2 AND lease_until <= $2 \
+           ORDER BY next_attempt_at, id LIMIT $4) \
+         RETURNING id, kind, mail_from, rcpt_to, data, created_at, attempts, delivery_id"
+    };
+    let mut tx = begin_write(pool).await?;
+    let rows: Vec<OutboxRow> = sqlx::query_as(sql)
+        .bind(owner)
+        .bind(at)
+        .bind(lease)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+    let depth: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok((rows, depth))
+}
+
+/// A row sent: gone, if `owner` still holds its lease.
+pub async fn outbox_complete(pool: &Pool<Db>, owner: &str, id: i64) -> Result<()> {
+    sqlx::query("DELETE FROM outbox WHERE id = $1 AND lease_owner = $2")
+        .bind(id)
+        .bind(owner)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// A row not sent: due again in `retry_after` seconds, or (`drop`) gone.
+pub async fn outbox_fail(
+    pool: &Pool<Db>,
+    owner: &str,
+    id: i64,
+    error: &str,
+    retry_after: i64,
+    drop: bool,
+) -> Result<()> {
+    if drop {
+        return outbox_complete(pool, owner, id).await;
+    }
+    sqlx::query(
+        "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $3, lease_owner = NULL, \
+           lease_until = 0, last_error = $4 WHERE id = $1 AND lease_owner = $2",
+    )
+    .bind(id)
+    .bind(owner)
+    .bind(now().saturating_add(retry_after))
+    .bind(error)
+    .execute(pool)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,480 @@
+//! Sieve at delivery and the outbox (issue #26), on both backends (a fresh
+//! PostgreSQL database per test, and a fresh SQLite file), through the real
+//! gRPC server: scripts uploaded with the Sieve service, messages delivered
+//! with Deliver, the result read with Select and the outbox with
+//! ClaimOutbox.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{Backend, TestStore, select_all, start};
+use mailbox_api::{DeliveryClient, pb};
+
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                super::$name(super::Backend::Postgres).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                super::$name(super::Backend::Sqlite).await
+            }
+        }
+    )*};
+}
+
+both_backends!(
+    fileinto_several_folders_with_flags,
+    discard_stores_nothing,
+    reject_is_a_refusal_or_a_bounce,
+    redirect_and_vacation_go_to_the_outbox,
+    vacation_is_not_sent_twice_within_its_days,
+    no_vacation_to_lists_automatic_mail_or_the_null_sender,
+    a_failing_script_keeps_the_message,
+    the_same_delivery_id_twice_stores_and_sends_nothing_new,
+    outbox_rows_are_leased_to_one_owner,
+);
+
+const USER: &str = "rcpt@example.org";
+
+/// A store with `USER` (password "pw") whose active script is `script`,
+/// and `plain@example.org` without one.
+async fn with_script(backend: Backend, script: &str) -> TestStore {
+    let t = start(backend).await;
+    t.add_domain("example.org").await;
+    t.add_account(USER, "pw").await;
+    t.add_account("plain@example.org", "pw").await;
+    let token = t
+        .authenticate(USER, "pw", "127.0.0.1")
+        .await
+        .unwrap()
+        .into_inner()
+        .session_token;
+    let mut sieve = mailbox_api::sieve_client(
+        t.channel(),
+        mailbox_api::CallAuth::new(t.secret.as_deref())
+            .unwrap()
+            .with_session(&token)
+            .unwrap(),
+    );
+    let put = sieve
+        .put_script(pb::PutScriptRequest {
+            name: "main".into(),
+            content: script.as_bytes().to_vec(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(put.error.is_none(), "{:?}", put.error);
+    sieve
+        .set_active(pb::SetActiveRequest {
+            name: "main".into(),
+        })
+        .await
+        .unwrap();
+    t
+}
+
+/// Delivers `body` from `from` to `rcpts`.
+async fn deliver(
+    c: &mut DeliveryClient,
+    id: &str,
+    from: &str,
+    rcpts: &[&str],
+    lmtp: bool,
+    body: &[u8],
+) -> pb::DeliverResponse {
+    let chunks = vec![
+        pb::DeliverChunk {
+            part: Some(pb::deliver_chunk::Part::Header(pb::DeliverHeader {
+                delivery_id: id.into(),
+                envelope_from: from.into(),
+                recipients: rcpts.iter().map(|s| s.to_string()).collect(),
+                received_at: 1_700_000_000,
+                trace_headers: b"Return-Path: <x@y>\r\nReceived: from a by b; now\r\n".to_vec(),
+                size_hint: body.len() as u64,
+                per_recipient_replies: lmtp,
+            })),
+        },
+        pb::DeliverChunk {
+            part: Some(pb::deliver_chunk::Part::Data(body.to_vec())),
+        },
+    ];
+    c.deliver(tokio_stream::iter(chunks))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+fn mail(extra: &str, subject: &str) -> Vec<u8> {
+    format!(
+        "From: Sender <sender@remote.example>\r\nTo: {USER}\r\n{extra}\
+         Subject: {subject}\r\nMessage-ID: <{subject}@remote.example>\r\n\
+         Date: Tue, 14 Nov 2023 22:13:20 +0000\r\n\r\nHello.\r\n"
+    )
+    .into_bytes()
+}
+
+/// Every outbox row, claimed (and so leased) by `owner`.
+async fn outbox(t: &TestStore, owner: &str) -> Vec<pb::OutboxMessage> {
+    t.delivery()
+        .claim_outbox(pb::ClaimOutboxRequest {
+            owner: owner.into(),
+            limit: 100,
+            lease_secs: 60,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .messages
+}
+
+/// Flags of every message in `mailbox` of USER.
+async fn flags_in(t: &TestStore, mailbox: &str) -> Vec<pb::Flags> {
+    let mut c = t.login(USER, "pw").await;
+    let (_, entries) = select_all(&mut c, mailbox).await.unwrap();
+    entries
+        .into_iter()
+        .map(|e| e.flags.unwrap_or_default())
+        .collect()
+}
+
+fn status(r: &pb::DeliverResponse, i: usize) -> pb::RecipientStatus {
+    r.results[i].status()
+}
+
+async fn fileinto_several_folders_with_flags(b: Backend) {
+    let t = with_script(
+        b,
+        "require [\"fileinto\", \"imap4flags\", \"mailbox\"];\r\n\
+         fileinto :create :flags \"\\\\Seen\" \"Work\";\r\n\
+         fileinto :create :flags [\"\\\\Flagged\", \"$Important\"] \"Lists/Rust\";\r\n\
+         fileinto \"Missing\";\r\n\
+         keep;\r\n",
+    )
+    .await;
+    let r = deliver(
+        &mut t.delivery(),
+        "d1",
+        "sender@remote.example",
+        &[USER],
+        false,
+        &mail("", "one"),
+    )
+    .await;
+    assert_eq!(status(&r, 0), pb::RecipientStatus::Accept);
+    let work = flags_in(&t, "Work").await;
+    assert_eq!(work.len(), 1);
+    assert!(work[0].seen && !work[0].flagged);
+    let rust = flags_in(&t, "Lists/Rust").await;
+    assert_eq!(rust.len(), 1);
+    assert!(rust[0].flagged && !rust[0].seen);
+    assert_eq!(rust[0].keywords, vec!["$Important".to_string()]);
+    // `keep` and the missing folder (no :create) both land in INBOX: one copy.
+    let inbox = flags_in(&t, "INBOX").await;
+    assert_eq!(inbox.len(), 1);
+    assert!(!inbox[0].seen);
+    assert!(outbox(&t, "o").await.is_empty());
+}
+
+async fn discard_stores_nothing(b: Backend) {
+    let t = with_script(b, "if header :contains \"subject\" \"spam\" { discard; }").await;
+    let r = deliver(
+        &mut t.delivery(),
+        "d1",
+        "sender@remote.example",
+        &[USER],
+        false,
+        &mail("", "spam"),
+    )
+    .await;
+    assert_eq!(status(&r, 0), pb::RecipientStatus::Accept);
+    assert!(flags_in(&t, "INBOX").await.is_empty());
+    deliver(
+        &mut t.delivery(),
+        "d2",
+        "sender@remote.example",
+        &[USER],
+        false,
+        &mail("", "ham"),
+    )
+    .await;
+    assert_eq!(flags_in(&t, "INBOX").await.len(), 1);
+}
+
+async fn reject_is_a_refusal_or_a_bounce(b: Backend) {
+    let t = with_script(
+        b,
+        "require \"reject\";\r\nreject \"I do not want this\";\r\n",
+    )
+    .await;
+    let mut c = t.delivery();
+    // LMTP: that recipient's refusal, the other accepts.
+    let r = deliver(
+        &mut c,
+        "lmtp",
+        "sender@remote.example",
+        &[USER, "plain@example.org"],
+        true,
+        &mail("", "a"),
+    )
+    .await;
+    assert_eq!(status(&r, 0), pb::RecipientStatus::Rejected);
+    assert_eq!(r.results[0].reason, "I do not want this");
+    assert_eq!(status(&r, 1), pb::RecipientStatus::Accept);
+    assert!(outbox(&t, "o1").await.is_empty());
+    // SMTP with this recipient alone: the refusal too (550).
+    let r = deliver(
+        &mut c,
+        "smtp1",
+        "sender@remote.example",
+        &[USER],
+        false,
+        &mail("", "b"),
+    )
+    .await;
+    assert_eq!(status(&r, 0), pb::RecipientStatus::Rejected);
+    assert!(outbox(&t, "o2").await.is_empty());
+    // SMTP where another recipient accepts: accepted, and a bounce.
+    let r = deliver(
+        &mut c,
+        "smtp2",
+        "sender@remote.example",
+        &[USER, "plain@example.org"],
+        false,
+        &mail("", "c"),
+    )
+    .await;
+    assert_eq!(status(&r, 0), pb::RecipientStatus::Accept);
+    assert_eq!(status(&r, 1), pb::RecipientStatus::Accept);
+    let out = outbox(&t, "o3").await;
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].kind, "bounce");
+    assert_eq!(out[0].mail_from, "");
+    assert_eq!(out[0].rcpt_to, "sender@remote.example");
+    let text = String::from_utf8_lossy(&out[0].data);
+    assert!(text.contains("report-type=delivery-status"), "{text}");
+    assert!(text.contains("Final-Recipient: rfc822; rcpt@example.org"));
+    assert!(text.contains("I do not want this"));
+    assert!(flags_in(&t, "INBOX").await.is_empty());
+}
+
+async fn redirect_and_vacation_go_to_the_outbox(b: Backend) {
+    let t = with_script(
+        b,
+        "require \"vacation\";\r\nredirect \"fwd@elsewhere.example\";\r\n\
+         vacation :days 3 :subject \"Away\" \"I am away.\";\r\n",
+    )
+    .await;
+    let r = deliver(
+        &mut t.delivery(),
+        "d1",
+        "sender@remote.example",
+        &[USER],
+        false,
+        &mail("", "hello"),
+    )
+    .await;
+    assert_eq!(status(&r, 0), pb::RecipientStatus::Accept);
+    // redirect cancels the implicit keep.
+    assert!(flags_in(&t, "INBOX").await.is_empty());
+    let mut out = outbox(&t, "o").await;
+    out.sort_by(|a, b| a.kind.cmp(&b.kind));
+    assert_eq!(out.len(), 2, "{out:?}");
+    assert_eq!(out[0].kind, "redirect");
+    assert_eq!(out[0].mail_from, "sender@remote.example");
+    assert_eq!(out[0].rcpt_to, "fwd@elsewhere.example");
+    let fwd = String::from_utf8_lossy(&out[0].data);
+    assert!(
+        fwd.starts_with("X-Sieve-Redirected-From: rcpt@example.org\r\nReceived:"),
+        "{fwd}"
+    );
+    assert!(!fwd.contains("Return-Path:"));
+    assert_eq!(out[1].kind, "vacation");
+    assert_eq!(out[1].mail_from, "");
+    assert_eq!(out[1].rcpt_to, "sender@remote.example");
+    let reply = String::from_utf8_lossy(&out[1].data);
+    assert!(reply.contains("Auto-Submitted: auto-replied"), "{reply}");
+    assert!(reply.contains("In-Reply-To: <hello@remote.example>"));
+    assert!(reply.contains("Subject: Away\r\n"));
+    assert!(reply.contains("\r\n\r\nI am away.\r\n"));
+    assert_eq!(out[0].delivery_id, "d1");
+}
+
+async fn vacation_is_not_sent_twice_within_its_days(b: Backend) {
+    let t = with_script(
+        b,
+        "require \"vacation\";\r\nvacation :days 2 \"Away.\";\r\n",
+    )
+    .await;
+    let mut c = t.delivery();
+    for (i, from) in ["a@remote.example", "a@remote.example", "b@remote.example"]
+        .iter()
+        .enumerate()
+    {
+        deliver(
+            &mut c,
+            &format!("d{i}"),
+            from,
+            &[USER],
+            false,
+            &mail("", "x"),
+        )
+        .await;
+    }
+    let out = outbox(&t, "o").await;
+    let mut to: Vec<&str> = out.iter().map(|m| m.rcpt_to.as_str()).collect();
+    to.sort_unstable();
+    assert_eq!(to, ["a@remote.example", "b@remote.example"]);
+    // Vacation keeps the message.
+    assert_eq!(flags_in(&t, "INBOX").await.len(), 3);
+}
+
+async fn no_vacation_to_lists_automatic_mail_or_the_null_sender(b: Backend) {
+    let t = with_script(b, "require \"vacation\";\r\nvacation \"Away.\";\r\n").await;
+    let mut c = t.delivery();
+    let cases: [(&str, &str); 4] = [
+        ("a@remote.example", "List-Id: <rust.lists.example>\r\n"),
+        ("b@remote.example", "Auto-Submitted: auto-generated\r\n"),
+        ("c@remote.example", "Precedence: bulk\r\n"),
+        ("", ""),
+    ];
+    for (i, (from, extra)) in cases.iter().enumerate() {
+        deliver(
+            &mut c,
+            &format!("d{i}"),
+            from,
+            &[USER],
+            false,
+            &mail(extra, "x"),
+        )
+        .await;
+    }
+    assert!(outbox(&t, "o").await.is_empty());
+    assert_eq!(flags_in(&t, "INBOX").await.len(), 4);
+}
+
+async fn a_failing_script_keeps_the_message(b: Backend) {
+    // RFC 5429 2.1: reject with fileinto is a run-time error.
+    let t = with_script(
+        b,
+        "require [\"reject\", \"fileinto\"];\r\nfileinto \"Elsewhere\";\r\nreject \"no\";\r\n",
+    )
+    .await;
+    let r = deliver(
+        &mut t.delivery(),
+        "d1",
+        "sender@remote.example",
+        &[USER],
+        false,
+        &mail("", "x"),
+    )
+    .await;
+    assert_eq!(status(&r, 0), pb::RecipientStatus::Accept);
+    assert_eq!(flags_in(&t, "INBOX").await.len(), 1);
+}
+
+async fn the_same_delivery_id_twice_stores_and_sends_nothing_new(b: Backend) {
+    let t = with_script(
+        b,
+        "require [\"vacation\", \"fileinto\", \"mailbox\"];\r\nfileinto :create \"A\";\r\nkeep;\r\n\
+         redirect \"fwd@elsewhere.example\";\r\nvacation :days 1 \"Away.\";\r\n",
+    )
+    .await;
+    let mut c = t.delivery();
+    let first = deliver(
+        &mut c,
+        "same",
+        "s@remote.example",
+        &[USER],
+        false,
+        &mail("", "x"),
+    )
+    .await;
+    let again = deliver(
+        &mut c,
+        "same",
+        "s@remote.example",
+        &[USER],
+        false,
+        &mail("", "x"),
+    )
+    .await;
+    assert!(!first.duplicate);
+    assert!(again.duplicate);
+    assert_eq!(first.results[0].uid, again.results[0].uid);
+    assert_eq!(flags_in(&t, "INBOX").await.len(), 1);
+    assert_eq!(flags_in(&t, "A").await.len(), 1);
+    assert_eq!(outbox(&t, "o").await.len(), 2);
+}
+
+async fn outbox_rows_are_leased_to_one_owner(b: Backend) {
+    let t = with_script(b, "redirect \"fwd@elsewhere.example\";\r\n").await;
+    let mut c = t.delivery();
+    for i in 0..3 {
+        deliver(
+            &mut c,
+            &format!("d{i}"),
+            "s@remote.example",
+            &[USER],
+            false,
+            &mail("", "x"),
+        )
+        .await;
+    }
+    let mine = outbox(&t, "one").await;
+    assert_eq!(mine.len(), 3);
+    assert!(
+        outbox(&t, "two").await.is_empty(),
+        "leased rows go to one owner"
+    );
+    // Another owner cannot complete a row it does not hold.
+    c.complete_outbox(pb::CompleteOutboxRequest {
+        owner: "two".into(),
+        id: mine[0].id,
+    })
+    .await
+    .unwrap();
+    c.complete_outbox(pb::CompleteOutboxRequest {
+        owner: "one".into(),
+        id: mine[1].id,
+    })
+    .await
+    .unwrap();
+    // A failure with no delay is due again at once, with its attempt counted.
+    c.fail_outbox(pb::FailOutboxRequest {
+        owner: "one".into(),
+        id: mine[2].id,
+        error: "relay down".into(),
+        retry_after_secs: 0,
+        drop: false,
+    })
+    .await
+    .unwrap();
+    let again = outbox(&t, "two").await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].id, mine[2].id);
+    assert_eq!(again[0].attempts, 1);
+    let depth = c
+        .claim_outbox(pb::ClaimOutboxRequest {
+            owner: "three".into(),
+            limit: 10,
+            lease_secs: 60,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .depth;
+    assert_eq!(depth, 2);
+    c.fail_outbox(pb::FailOutboxRequest {
+        owner: "two".into(),
+        id: mine[2].id,
+        error: "refused".into(),
+        retry_after_secs: 0,
+        drop: true,
+    })
+    .await
+    .unwrap();
+}
