@@ -94,7 +94,6 @@ struct Scope {
     globals: HashSet<String>,
     variables: HashSet<String>,
     depth: usize,
-    has_vacation: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,7 +137,6 @@ impl Compiler<'_> {
             globals: HashSet::new(),
             variables: HashSet::new(),
             depth,
-            has_vacation: false,
         };
         let mut requires_allowed = true;
         let mut commands = Vec::new();
@@ -474,10 +472,6 @@ impl Compiler<'_> {
     fn vacation(&mut self, node: &CommandNode, scope: &mut Scope) -> Result<Cmd, CompileError> {
         let pos = node.pos;
         self.need(scope, "vacation", pos, "vacation")?;
-        if scope.has_vacation {
-            return Err(pos.error("only one 'vacation' per script"));
-        }
-        scope.has_vacation = true;
         let (tags, pos_args) = self.split(&node.args, "vacation", |t| match t {
             "days" | "seconds" => Some(TagKind::Number),
             "subject" | "from" | "handle" => Some(TagKind::Str),

@@ -18,6 +18,9 @@ pub(crate) struct Msg<'a> {
     pub raw: &'a [u8],
     pub fields: Vec<Field<'a>>,
     pub body_offset: usize,
+    /// Whether an empty line ends the header (else there is no body at
+    /// all, and no body part for the `body` test).
+    has_body: bool,
     parsed: OnceCell<Option<mail_parser::Message<'a>>>,
 }
 
@@ -26,12 +29,14 @@ impl<'a> Msg<'a> {
         let mut fields: Vec<Field<'a>> = Vec::new();
         let mut i = 0;
         let mut body_offset = raw.len();
+        let mut has_body = false;
         while i < raw.len() {
             let end = memchr::memchr(b'\n', &raw[i..]).map_or(raw.len(), |n| i + n + 1);
             let line = &raw[i..end];
             let trimmed = trim_eol(line);
             if trimmed.is_empty() {
                 body_offset = end;
+                has_body = true;
                 break;
             }
             if matches!(line[0], b' ' | b'\t') {
@@ -58,6 +63,7 @@ impl<'a> Msg<'a> {
             raw,
             fields,
             body_offset,
+            has_body,
             parsed: OnceCell::new(),
         }
     }
@@ -87,7 +93,7 @@ impl<'a> Msg<'a> {
     }
 
     fn content_parts(&self, types: &[String], text_only: bool) -> Vec<String> {
-        let Some(m) = self.parsed() else {
+        let Some(m) = self.parsed().filter(|_| self.has_body) else {
             return Vec::new();
         };
         let mut out = Vec::new();

@@ -429,6 +429,11 @@ impl Run<'_, '_, '_, '_> {
                 Ok(Flow::Next)
             }
             Cmd::Vacation(args) => {
+                // RFC 5230 section 4.7 (as Pigeonhole): one vacation per
+                // run; the script may name it in several branches.
+                if self.acts.iter().any(|a| matches!(a, Act::Vacation(_))) {
+                    return Err("vacation executed twice".into());
+                }
                 let v = self.vacation(args, locals)?;
                 if let Some(v) = v {
                     self.push(Act::Vacation(v))?;

@@ -250,7 +250,7 @@ fn theirs(output: &str, status: Option<i32>) -> Vec<String> {
                 out.push(format!("reject {}", r.trim_end()));
             } else if rest.starts_with("send vacation message") {
                 vacation = Some(Default::default());
-            } else if rest == "discard" || rest.starts_with("track duplicate") {
+            } else if rest == "discard" || rest.starts_with("track ") {
             } else {
                 out.push(format!("unknown: {rest}"));
             }

@@ -1,0 +1,3 @@
+require ["include","variables","fileinto"];
+global "test_mailbox";
+fileinto "${test_mailbox}";

@@ -1,0 +1,2 @@
+require "body";
+if body :raw :contains "MAKE MONEY FAST" { discard; }

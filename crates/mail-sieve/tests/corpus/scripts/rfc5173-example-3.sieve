@@ -1,0 +1,2 @@
+require ["body", "fileinto"];
+if body :content "audio/mpeg" :matches "*" { fileinto "jukebox"; }

@@ -1,0 +1,2 @@
+require ["body", "fileinto"];
+if body :text :contains "project schedule" { fileinto "project/schedule"; }

@@ -1,0 +1,3 @@
+require ["include", "variables", "fileinto"];
+set "global.dest" "via-namespace";
+include "use-global";

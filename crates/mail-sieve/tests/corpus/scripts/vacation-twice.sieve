@@ -1,0 +1,3 @@
+require "vacation";
+vacation :handle "x" "a";
+vacation :handle "y" "b";

@@ -1,0 +1,2 @@
+require ["variables", "fileinto"];
+if header :matches "from" "*@*" { fileinto "z-${0}"; }
