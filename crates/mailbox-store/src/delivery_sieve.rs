@@ -98,15 +98,18 @@ pub struct SieveDelivery {
 /// Cache key: the highest version and the number of an account's scripts.
 pub type ScriptKey = (i64, i64);
 
+/// A compiled script, or why the stored script does not compile.
+pub type Compiled = Arc<Result<Script, String>>;
+
 /// Compiled scripts by account.
 #[derive(Default)]
 pub struct ScriptCache {
-    map: Mutex<HashMap<i64, (ScriptKey, Arc<Result<Script, String>>)>>,
+    map: Mutex<HashMap<i64, (ScriptKey, Compiled)>>,
 }
 
 impl ScriptCache {
     /// The compiled script if it is current.
-    pub fn get(&self, account: i64, key: ScriptKey) -> Option<Arc<Result<Script, String>>> {
+    pub fn get(&self, account: i64, key: ScriptKey) -> Option<Compiled> {
         let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         map.get(&account)
             .filter(|(k, _)| *k == key)
@@ -114,7 +117,7 @@ impl ScriptCache {
     }
 
     /// Keeps a compiled script (or why it did not compile).
-    pub fn put(&self, account: i64, key: ScriptKey, script: Arc<Result<Script, String>>) {
+    pub fn put(&self, account: i64, key: ScriptKey, script: Compiled) {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= CACHE_MAX {
             map.clear();
