@@ -12,7 +12,6 @@
 
 pub mod config;
 mod session;
-pub mod wire;
 
 use std::sync::Arc;
 

@@ -17,7 +17,9 @@ use tokio::net::TcpStream;
 use tonic::{Code as GrpcCode, Status};
 
 use crate::config::ManageSieveSettings;
-use crate::wire::{self, Code, Command, MAX_LINE, MAX_LITERALS, Part, bye, no, ok, string};
+use managesieve_wire::{
+    self as wire, Code, Command, MAX_LINE, MAX_LITERALS, Part, bye, no, ok, string,
+};
 
 pub(crate) struct Ctx {
     pub settings: ManageSieveSettings,

@@ -1,4 +1,5 @@
-//! ManageSieve's wire format (RFC 5804 section 4), pure: no I/O.
+//! managesieve-wire: ManageSieve's wire format (RFC 5804 section 4),
+//! pure: no I/O, no async, fuzzable (`fuzz/fuzz_targets/managesieve_command.rs`).
 //!
 //! A command arrives as lines and literals: a line ending in a literal
 //! marker `{n+}` (or the synchronizing `{n}`, which this server takes the
