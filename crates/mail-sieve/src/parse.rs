@@ -91,6 +91,26 @@ impl<'a> Lexer<'a> {
         }
     }
 
+    /// An error at the end of the script (where the parser stopped, as
+    /// Pigeonhole reports it) naming where the unterminated token began.
+    fn unterminated(&mut self, what: &str, start: Pos) -> CompileError {
+        self.i = self.src.len();
+        let mut line = 1;
+        let mut line_start = 0;
+        for (i, &b) in self.src.iter().enumerate() {
+            if b == b'\n' {
+                line += 1;
+                line_start = i + 1;
+            }
+        }
+        self.line = line;
+        self.line_start = line_start;
+        self.pos().error(format!(
+            "unterminated {what} (it starts at line {}, column {})",
+            start.line, start.column
+        ))
+    }
+
     fn newline(&mut self) {
         self.line += 1;
         self.line_start = self.i;
@@ -117,7 +137,7 @@ impl<'a> Lexer<'a> {
                     self.i += 2;
                     loop {
                         match self.src.get(self.i) {
-                            None => return Err(start.error("unterminated comment")),
+                            None => return Err(self.unterminated("comment", start)),
                             Some(b'*') if self.src.get(self.i + 1) == Some(&b'/') => {
                                 self.i += 2;
                                 break;
@@ -228,7 +248,7 @@ impl<'a> Lexer<'a> {
         let mut run = self.i;
         loop {
             match self.src.get(self.i) {
-                None => return Err(pos.error("unterminated string")),
+                None => return Err(self.unterminated("string", pos)),
                 Some(b'"') => {
                     out.push_str(&self.text[run..self.i]);
                     self.i += 1;
@@ -240,7 +260,7 @@ impl<'a> Lexer<'a> {
                     // RFC 5228 2.4.2: "\" followed by any character is that
                     // character.
                     match self.text[self.i..].chars().next() {
-                        None => return Err(pos.error("unterminated string")),
+                        None => return Err(self.unterminated("string", pos)),
                         Some(ch) => {
                             if ch == '\n' {
                                 self.i += 1;
@@ -279,14 +299,14 @@ impl<'a> Lexer<'a> {
             _ => return Err(pos.error("'text:' must be followed by a line end")),
         }
         if self.src.get(self.i) != Some(&b'\n') {
-            return Err(pos.error("unterminated multi-line string"));
+            return Err(self.unterminated("multi-line string", pos));
         }
         self.i += 1;
         self.newline();
         let mut out = String::new();
         loop {
             if self.i >= self.src.len() {
-                return Err(pos.error("unterminated multi-line string"));
+                return Err(self.unterminated("multi-line string", pos));
             }
             let start = self.i;
             let end = memchr_nl(&self.src[start..]).map_or(self.src.len(), |n| start + n);

@@ -7,8 +7,9 @@
 //!   keep (INBOX), flags lower-cased and sorted;
 //! - `redirect ADDRESS`, `reject REASON`, `vacation seconds=N handle=H
 //!   reason=R`;
-//! - `error` plus the implicit keep for a run-time failure, `compile-error`
-//!   for a refused script (the messages differ and are not compared).
+//! - `error` plus the implicit keep for a run-time failure, `compile-error
+//!   line N` for a refused script (the line of the first error; the messages
+//!   differ and are not compared).
 //!
 //! Discard and duplicate tracking print nothing on our side; their effect
 //! (no implicit keep) is compared. The few places where Pigeonhole and the
@@ -151,7 +152,7 @@ fn first_line(s: &str) -> String {
 fn ours(script: &str, msg: &[u8], inc: &Includes) -> Vec<String> {
     let script = match mail_sieve::compile(script, inc) {
         Ok(s) => s,
-        Err(_) => return vec!["compile-error".into()],
+        Err(e) => return vec![format!("compile-error line {}", e.line)],
     };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -200,7 +201,16 @@ fn ours(script: &str, msg: &[u8], inc: &Includes) -> Vec<String> {
 /// Pigeonhole's answer (`sieve-test` output), normalised.
 fn theirs(output: &str, status: Option<i32>) -> Vec<String> {
     if output.contains("failed to compile sieve script") {
-        return vec!["compile-error".into()];
+        // The line of the first error sieve-test names ("NAME: line N: error").
+        let line = output
+            .lines()
+            .filter(|l| l.contains(": error:"))
+            .find_map(|l| {
+                let rest = &l[l.find(": line ")? + 7..];
+                rest[..rest.find(':')?].parse::<u32>().ok()
+            })
+            .unwrap_or(0);
+        return vec![format!("compile-error line {line}")];
     }
     let mut out: Vec<String> = Vec::new();
     if output.contains("resolved with successful implicit keep") {
