@@ -534,3 +534,92 @@ async fn scram_sha_256_logs_in_with_scramp() {
     .unwrap();
     assert!(ok && out.contains("ALL OK"), "{out}");
 }
+
+/// OAUTHBEARER (RFC 7628) with a JWT from a test issuer, and an app
+/// password over PLAIN: the logins the IMAP gateway takes work here too
+/// (the store checks them). A refused token gets RFC 7628 3.2.2's error
+/// challenge, then NO.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauthbearer_and_app_passwords_log_in() {
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let (store, client) = alice_store().await;
+    let issuer = e2e::oidc::TestIssuer::start().await;
+    client
+        .admin()
+        .set_domain_oidc(mailbox_api::pb::SetDomainOidcRequest {
+            oidc: Some(mailbox_api::pb::DomainOidc {
+                domain: "example.org".into(),
+                issuer: issuer.issuer.clone(),
+                audience: "mail".into(),
+                jwks_url: issuer.jwks_url.clone(),
+                mailbox_claim: String::new(),
+            }),
+        })
+        .await
+        .unwrap();
+    let g = gateway(&store.uri(), TrustedNetworks::loopback()).await;
+    let bearer = |token: &str| {
+        b64(format!("n,,\x01host=127.0.0.1\x01port=4190\x01auth=Bearer {token}\x01\x01").as_bytes())
+    };
+
+    let (mut c, greeting) = Raw::connect(g.addr).await;
+    assert!(
+        greeting
+            .iter()
+            .any(|l| l.starts_with("\"SASL\"") && l.contains("OAUTHBEARER")),
+        "{greeting:?}"
+    );
+    let good = issuer.token("mail", "alice@example.org", 300);
+    let r = c
+        .send(format!("AUTHENTICATE \"OAUTHBEARER\" \"{}\"\r\n", bearer(&good)).as_bytes())
+        .await;
+    assert_eq!(last(&r), "OK \"Logged in\"");
+    let r = c.send(b"CAPABILITY\r\n").await;
+    assert!(
+        r.iter().any(|l| l == "\"OWNER\" \"alice@example.org\""),
+        "{r:?}"
+    );
+
+    // A token for the wrong audience: the error JSON as a challenge, the
+    // client's %x01, then NO.
+    let (mut c, _) = Raw::connect(g.addr).await;
+    let bad = issuer.token("other", "alice@example.org", 300);
+    c.r.get_mut()
+        .write_all(format!("AUTHENTICATE \"OAUTHBEARER\" \"{}\"\r\n", bearer(&bad)).as_bytes())
+        .await
+        .unwrap();
+    let mut challenge = String::new();
+    c.r.read_line(&mut challenge).await.unwrap();
+    let json = base64::engine::general_purpose::STANDARD
+        .decode(challenge.trim_end().trim_matches('"'))
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&json).contains("invalid_token"),
+        "{challenge}"
+    );
+    let r = c.send(b"\"AQ==\"\r\n").await;
+    assert_eq!(last(&r), "NO \"Authentication failed\"");
+
+    // An app password works wherever the password does.
+    let app = client
+        .admin()
+        .add_app_password(mailbox_api::pb::AddAppPasswordRequest {
+            address: "alice@example.org".into(),
+            name: "sieve-editor".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .password;
+    let r = c
+        .send(
+            format!(
+                "AUTHENTICATE \"PLAIN\" \"{}\"\r\n",
+                plain("alice@example.org", &app)
+            )
+            .as_bytes(),
+        )
+        .await;
+    assert_eq!(last(&r), "OK \"Logged in\"");
+}
