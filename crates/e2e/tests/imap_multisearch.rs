@@ -118,10 +118,58 @@ async fn responses_and_errors_on_raw_sessions() {
             "{r:?}"
         );
         assert_eq!(r.len(), 3, "{r:?}");
-        // MODSEQ (RFC 7162 3.1.5): the highest of the messages returned.
+        // MODSEQ (RFC 7162 3.1.5): the highest of the messages returned
+        // (here INBOX's HIGHESTMODSEQ: its last change was its last
+        // APPEND), that of MIN alone with RETURN (MIN); never 0.
+        let status = a.ok("STATUS INBOX (HIGHESTMODSEQ)").await;
+        let highest: u64 = status[0]
+            .split("HIGHESTMODSEQ ")
+            .nth(1)
+            .and_then(|x| x.split(')').next())
+            .unwrap()
+            .parse()
+            .unwrap();
         let r = a.ok("ESEARCH IN (inboxes) MODSEQ 1").await;
         assert!(
-            r[0].starts_with("* ESEARCH (TAG") && r[0].contains(" UID ALL 1:3 MODSEQ "),
+            r[0].starts_with("* ESEARCH (TAG")
+                && r[0].ends_with(&format!(" UID ALL 1:3 MODSEQ {highest}\r\n")),
+            "{r:?}"
+        );
+        let r = a.ok("ESEARCH IN (inboxes) RETURN (MIN) MODSEQ 1").await;
+        let min: u64 = r[0]
+            .split("MODSEQ ")
+            .nth(1)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(
+            r[0].contains(" UID MIN 1 MODSEQ ") && min > 0 && min < highest,
+            "{r:?}"
+        );
+        // Message numbers and "*" are each mailbox's own (RFC 9051 9):
+        // message 3 is INBOX's alone; UID 2:* holds each mailbox's
+        // largest UID, 1 in the other folder.
+        let r = a.ok("ESEARCH IN (personal) 3").await;
+        assert_eq!(r.len(), 2, "{r:?}");
+        assert!(
+            r[0].contains("MAILBOX \"INBOX\"") && r[0].ends_with(" UID ALL 3\r\n"),
+            "{r:?}"
+        );
+        let r = a.ok("ESEARCH IN (personal) UID 2:*").await;
+        assert_eq!(r.len(), 3, "{r:?}");
+        assert!(
+            r[0].contains("MAILBOX \"Caf&AOk-/Q1\"") && r[0].ends_with(" UID ALL 1\r\n"),
+            "{r:?}"
+        );
+        assert!(
+            r[1].contains("MAILBOX \"INBOX\"") && r[1].ends_with(" UID ALL 2:3\r\n"),
+            "{r:?}"
+        );
+        let r = a.ok("ESEARCH IN (personal) RETURN (COUNT) NOT 1:2").await;
+        assert_eq!(r.len(), 2, "{r:?}");
+        assert!(
+            r[0].contains("MAILBOX \"INBOX\"") && r[0].ends_with(" UID COUNT 1\r\n"),
             "{r:?}"
         );
 
@@ -139,7 +187,6 @@ async fn responses_and_errors_on_raw_sessions() {
             "ESEARCH IN (personal) RETURN (BOGUS) ALL",
             "ESEARCH IN (personal) $",
             "ESEARCH IN (personal) UID $",
-            "ESEARCH IN (personal) 1:2",
             "ESEARCH IN (personal) NOSUCHKEY 1",
             "ESEARCH IN (personal) SUBJECT",
         ] {
@@ -179,8 +226,13 @@ async fn responses_and_errors_on_raw_sessions() {
             .cmd("ESEARCH IN (selected inboxes) RETURN (SAVE) ALL")
             .await;
         assert!(tagged(&r).contains(" BAD "), "{r:?}");
-        let r = a.cmd("ESEARCH IN (selected personal) 1").await;
-        assert!(tagged(&r).contains(" BAD "), "{r:?}");
+        // Message 1 of each: INBOX's and the other folder's UID 1.
+        let r = a.ok("ESEARCH IN (selected personal) 2").await;
+        assert_eq!(r.len(), 2, "{r:?}");
+        assert!(
+            r[0].contains("MAILBOX \"INBOX\"") && r[0].ends_with(" UID ALL 3\r\n"),
+            "{r:?}"
+        );
         let r = a
             .ok("ESEARCH IN (selected personal) RETURN (COUNT) UID 1:*")
             .await;

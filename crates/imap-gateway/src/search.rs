@@ -20,10 +20,6 @@ pub enum SearchError {
     TooDeep,
     #[error("search key not supported: {0}")]
     Unsupported(&'static str),
-    /// Message numbers belong to the selected mailbox alone (RFC 7377 2:
-    /// results of a multi-mailbox search are UIDs).
-    #[error("message sequence numbers only in a search of the selected mailbox alone")]
-    SequenceNumbers,
 }
 
 fn key(k: Key) -> pb::SearchKey {
@@ -69,9 +65,10 @@ pub fn translate(criteria: &[SearchKey<'_>], view: &View) -> Result<pb::SearchKe
 }
 
 /// Translates the criteria for mailboxes other than the selected one
-/// (MULTISEARCH, RFC 7377): UID sets stand as they are ("*" the largest
-/// UID), \Recent is no message's (it is the selecting session's), and
-/// message numbers are refused.
+/// (MULTISEARCH, RFC 7377): message numbers and "*" in UID sets are each
+/// mailbox's own (RFC 9051 9), resolved by the store in each mailbox it
+/// searches (`seq`, `uid_star`; 0 stands for "*"); \Recent is no
+/// message's (it is the selecting session's).
 pub fn translate_unselected(criteria: &[SearchKey<'_>]) -> Result<pb::SearchKey, SearchError> {
     translate_in(criteria, None)
 }
@@ -85,6 +82,16 @@ fn translate_in(
         .map(|k| one(k, view, 0))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(key(Key::And(pb::SearchKeyList { keys })))
+}
+
+/// A set as the store resolves it per mailbox: "*" is 0.
+fn relative(set: &imap_codec::imap_types::sequence::SequenceSet) -> pb::UidSet {
+    pb::UidSet {
+        ranges: imap_wire::seq::ranges(set, 0)
+            .into_iter()
+            .map(|(first, last)| pb::UidRange { first, last })
+            .collect(),
+    }
 }
 
 /// No message.
@@ -129,18 +136,20 @@ fn one(k: &SearchKey<'_>, view: Option<&View>, depth: usize) -> Result<pb::Searc
         })),
         SearchKey::Not(a) => key(Key::Not(Box::new(one(a, view, depth + 1)?))),
         SearchKey::All => key(Key::All(true)),
-        SearchKey::SequenceSet(_) if view.is_none() => return Err(SearchError::SequenceNumbers),
-        SearchKey::Uid(set) if view.is_none() => key(Key::Uid(pb::UidSet {
-            ranges: imap_wire::seq::ranges(set, u32::MAX)
-                .into_iter()
-                .map(|(first, last)| pb::UidRange { first, last })
-                .collect(),
-        })),
+        SearchKey::SequenceSet(set) if view.is_none() => key(Key::Seq(relative(set))),
+        SearchKey::Uid(set) if view.is_none() => {
+            let set = relative(set);
+            if set.ranges.iter().any(|r| r.first == 0 || r.last == 0) {
+                key(Key::UidStar(set))
+            } else {
+                key(Key::Uid(set))
+            }
+        }
         SearchKey::Recent | SearchKey::New if view.is_none() => none(),
         SearchKey::Old if view.is_none() => key(Key::All(true)),
         SearchKey::SequenceSet(set) => {
             let Some(view) = view else {
-                return Err(SearchError::SequenceNumbers);
+                return Ok(key(Key::Seq(relative(set))));
             };
             let nums = imap_wire::seq::ranges(set, view.exists());
             let mut list = Vec::new();

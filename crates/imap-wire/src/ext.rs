@@ -1115,7 +1115,46 @@ pub fn esearch_mailbox_response(
     opts: &SearchReturn,
     uids: &[u32],
 ) -> String {
-    let base = esearch_response(tag, true, opts, uids);
+    with_mailbox(
+        tag,
+        mailbox,
+        utf8,
+        uid_validity,
+        esearch_response(tag, true, opts, uids),
+    )
+}
+
+/// As [`esearch_mailbox_response`] when only `MIN`, `MAX` and/or `COUNT`
+/// are asked for (RFC 4731 3.1), from those values alone (`count` 0:
+/// nothing matched), so a search need not carry every matching UID.
+pub fn esearch_mailbox_summary(
+    tag: &str,
+    mailbox: &str,
+    utf8: bool,
+    uid_validity: u32,
+    opts: &SearchReturn,
+    (min, max, count): (u32, u32, u32),
+) -> String {
+    let mut base = String::from("* ESEARCH (TAG ");
+    push_string(&mut base, tag);
+    base.push_str(") UID");
+    if count > 0 {
+        if opts.min {
+            let _ = write!(base, " MIN {min}");
+        }
+        if opts.max {
+            let _ = write!(base, " MAX {max}");
+        }
+    }
+    if opts.count {
+        let _ = write!(base, " COUNT {count}");
+    }
+    with_mailbox(tag, mailbox, utf8, uid_validity, base)
+}
+
+/// `base` (an ESEARCH response for `tag`) with the MAILBOX and
+/// UIDVALIDITY correlators after its TAG.
+fn with_mailbox(tag: &str, mailbox: &str, utf8: bool, uid_validity: u32, base: String) -> String {
     let mut name = Vec::new();
     if utf8 {
         crate::quote::string_with(&mut name, mailbox.as_bytes(), true);
@@ -1241,6 +1280,36 @@ mod esearch_tests {
             esearch_mailbox_response("t3", "Caf\u{e9}", true, 1, &all, &[1])
                 .contains(" MAILBOX \"Caf\u{e9}\" UIDVALIDITY 1)")
         );
+    }
+
+    #[test]
+    fn summary_is_the_same_line_as_from_every_uid() {
+        let uids = [4, 7, 9, 12];
+        for (min, max, count) in [
+            (true, false, false),
+            (false, true, false),
+            (false, false, true),
+            (true, true, true),
+        ] {
+            let o = SearchReturn {
+                min,
+                max,
+                count,
+                ..Default::default()
+            };
+            for u in [&uids[..], &[]] {
+                let ends = (
+                    u.first().copied().unwrap_or(0),
+                    u.last().copied().unwrap_or(0),
+                    u.len() as u32,
+                );
+                assert_eq!(
+                    esearch_mailbox_summary("t", "a/b", false, 3, &o, ends),
+                    esearch_mailbox_response("t", "a/b", false, 3, &o, u),
+                    "{o:?} {u:?}"
+                );
+            }
+        }
     }
 }
 

@@ -105,6 +105,9 @@ pub mod reason {
     pub const TOO_LARGE: &str = "too-large";
     pub const NONEXISTENT: &str = "nonexistent";
     pub const ALREADY_EXISTS: &str = "already-exists";
+    /// A request past one of the store's bounds (INVALID_ARGUMENT; IMAP
+    /// `NO [LIMIT]`).
+    pub const LIMIT: &str = "limit";
 }
 
 impl From<StoreError> for Status {

@@ -1813,28 +1813,6 @@ pub async fn search_rows(
     Ok((mb, rows.into_iter().map(MetaBlobRow::split).collect()))
 }
 
-/// UID and MODSEQ of the messages of a mailbox from `first` to `last`
-/// UID, ascending: one query (MULTISEARCH with CONDSTORE).
-pub async fn uid_modseqs(
-    pool: &Pool<Db>,
-    account: AccountId,
-    mailbox: &str,
-    first: i64,
-    last: i64,
-) -> Result<Vec<(i64, i64)>> {
-    Ok(sqlx::query_as(
-        "SELECT m.uid, m.modseq FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id \
-         WHERE b.account_id = $1 AND b.name = $2 AND m.uid >= $3 AND m.uid <= $4 \
-         ORDER BY m.uid",
-    )
-    .bind(account.0)
-    .bind(mailbox)
-    .bind(first)
-    .bind(last)
-    .fetch_all(pool)
-    .await?)
-}
-
 const SORT_STATE_SQL: &str = if PG {
     "SELECT mb.id, mb.uid_validity, mb.uid_next, mb.highest_modseq AS modseq, \
        EXISTS (SELECT 1 FROM expunged e WHERE e.mailbox_id = mb.id AND e.modseq > $3) \

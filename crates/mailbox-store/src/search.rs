@@ -174,6 +174,13 @@ fn matches(key: &pb::SearchKey, m: &Msg<'_>, depth: usize) -> Result<bool> {
         Some(Key::Larger(n)) => r.size as u64 > *n,
         Some(Key::Smaller(n)) => (r.size as u64) < *n,
         Some(Key::Modseq(n)) => r.modseq as u64 >= *n,
+        // MULTISEARCH resolves these per mailbox before evaluating.
+        Some(Key::Seq(_)) | Some(Key::UidStar(_)) => {
+            return Err(StoreError::Invalid(
+                "message numbers and \"*\" are the selected mailbox's: the gateway resolves them"
+                    .into(),
+            ));
+        }
     })
 }
 

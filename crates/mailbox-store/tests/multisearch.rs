@@ -29,6 +29,10 @@ both_backends!(
     filters_choose_and_each_answer_is_the_mailboxs_own,
     accounts_never_see_each_other,
     non_ascii_text_is_found_in_every_encoding,
+    numbers_and_star_are_each_mailboxs_own,
+    summary_only_sends_no_uids_but_the_selected_mailboxs,
+    too_many_mailboxes_is_a_limit,
+    a_mailbox_created_again_is_never_labelled_with_the_old_uidvalidity,
 );
 
 /// The account's mailboxes: name, subscribed.
@@ -439,4 +443,216 @@ Content-Transfer-Encoding: base64\r\n\r\nR3LDvMOfZSBhdXMgS8O2bG4=\r\n"
         search(&mut c, Key::Text("grüße".into())).await,
         own(&[("INBOX", &[1]), ("Latin", &[1, 2]), ("Words", &[1])])
     );
+}
+
+fn set(r: &[(u32, u32)]) -> pb::UidSet {
+    pb::UidSet {
+        ranges: r
+            .iter()
+            .map(|&(first, last)| pb::UidRange { first, last })
+            .collect(),
+    }
+}
+
+/// Message numbers and "*" (RFC 9051 9) in a MULTISEARCH are each
+/// mailbox's own: numbers count that mailbox's messages in UID order,
+/// "*" is its largest UID. Plain Search refuses them (the gateway
+/// resolves the selected mailbox's itself).
+async fn numbers_and_star_are_each_mailboxs_own(backend: Backend) {
+    let t = start(backend).await;
+    t.add_domain("example.org").await;
+    let mut c = fill(&t, "alice@example.org").await;
+    // Work: UIDs 1, 2, 3; expunge 1 so the numbers and UIDs differ.
+    c.expunge(pb::ExpungeRequest {
+        mailbox: "Work".into(),
+        uids: Some(pb::UidSet::of([1])),
+        ignore_deleted_flag: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let ask = |k: Key| pb::MultiSearchRequest {
+        key: key(k),
+        mailboxes: vec!["Work".into(), "Old".into(), "Empty".into()],
+        ..Default::default()
+    };
+    let uids_of = |r: &pb::MultiSearchResponse, name: &str| -> Vec<u32> {
+        r.results
+            .iter()
+            .find(|m| m.mailbox == name)
+            .map(|m| m.uids.clone())
+            .unwrap_or_default()
+    };
+    // Message 1 is Work's UID 2 and Old's UID 1; "*" the last of each.
+    let r = multi(&mut c, ask(Key::Seq(set(&[(1, 1)])))).await;
+    assert_eq!(uids_of(&r, "Work"), [2]);
+    assert_eq!(uids_of(&r, "Old"), [1]);
+    let r = multi(&mut c, ask(Key::Seq(set(&[(0, 0)])))).await;
+    assert_eq!(uids_of(&r, "Work"), [3]);
+    assert_eq!(uids_of(&r, "Old"), [3]);
+    assert_eq!(names(&r), ["Old", "Work"], "nothing in Empty");
+    let r = multi(&mut c, ask(Key::Seq(set(&[(3, 3)])))).await;
+    assert_eq!(uids_of(&r, "Work"), Vec::<u32>::new());
+    assert_eq!(uids_of(&r, "Old"), [3]);
+    // UID 3:* is 3 in both; UID 9:* is the largest UID (9:3 is 3:9).
+    let r = multi(&mut c, ask(Key::UidStar(set(&[(0, 9)])))).await;
+    assert_eq!(uids_of(&r, "Work"), [3]);
+    assert_eq!(uids_of(&r, "Old"), [3]);
+    // Inside NOT: all but the first message.
+    let r = multi(
+        &mut c,
+        ask(Key::Not(Box::new(pb::SearchKey {
+            key: Some(Key::Seq(set(&[(1, 1)]))),
+        }))),
+    )
+    .await;
+    assert_eq!(uids_of(&r, "Work"), [3]);
+    assert_eq!(uids_of(&r, "Old"), [2, 3]);
+    // Search (one mailbox, the session's numbering) refuses them.
+    let err = c
+        .search(pb::SearchRequest {
+            mailbox: "Work".into(),
+            key: key(Key::Seq(set(&[(1, 1)]))),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+}
+
+/// RETURN (MIN MAX COUNT) alone: the store sends each mailbox's summary
+/// and no UIDs, except the selected mailbox's (the session filters it).
+async fn summary_only_sends_no_uids_but_the_selected_mailboxs(backend: Backend) {
+    let t = start(backend).await;
+    t.add_domain("example.org").await;
+    let mut c = fill(&t, "alice@example.org").await;
+    let r = multi(
+        &mut c,
+        pb::MultiSearchRequest {
+            key: key(Key::Body("needle".into())),
+            mailboxes: vec!["Work".into(), "Lists".into()],
+            summary_only: true,
+            with_modseqs: true,
+            selected: "Lists".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(names(&r), ["Lists", "Work"]);
+    let lists = &r.results[0];
+    assert_eq!(lists.uids, [1, 3]);
+    assert!(lists.summary.is_none());
+    let work = &r.results[1];
+    assert!(work.uids.is_empty() && work.modseqs.is_empty());
+    let s = work.summary.as_ref().unwrap();
+    assert_eq!((s.count, s.min, s.max), (2, 1, 3));
+    assert!(s.min_modseq > 0 && s.max_modseq > s.min_modseq, "{s:?}");
+    assert_eq!(s.matched_modseq, s.max_modseq);
+}
+
+/// More mailboxes than one MULTISEARCH may search is refused as a limit,
+/// before any is searched.
+async fn too_many_mailboxes_is_a_limit(backend: Backend) {
+    let t = start(backend).await;
+    t.add_domain("example.org").await;
+    t.add_account("alice@example.org", "pw").await;
+    let mut c = t.login("alice@example.org", "pw").await;
+    // 1001 mailboxes in all (the account starts with a few).
+    let have = c
+        .list_mailboxes(pb::ListMailboxesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .mailboxes
+        .len();
+    for i in have..1001 {
+        create(&mut c, &format!("F{i:04}"), false).await;
+    }
+    let err = c
+        .multi_search(pb::MultiSearchRequest {
+            personal: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().starts_with("limit: "), "{err:?}");
+    // One fewer is searched.
+    c.delete_mailbox(pb::DeleteMailboxRequest {
+        name: "F1000".into(),
+    })
+    .await
+    .unwrap();
+    let r = multi(
+        &mut c,
+        pb::MultiSearchRequest {
+            personal: true,
+            with_empty: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(r.results.len(), 1000);
+}
+
+/// A mailbox deleted and created again (a new UIDVALIDITY, and on
+/// SQLite perhaps the old row id) while searches run: every answer's
+/// UIDs are those of the mailbox whose UIDVALIDITY it names. Each
+/// incarnation k holds k messages, so UIDs above k under k's UIDVALIDITY
+/// would be another incarnation's.
+async fn a_mailbox_created_again_is_never_labelled_with_the_old_uidvalidity(backend: Backend) {
+    let t = start(backend).await;
+    t.add_domain("example.org").await;
+    t.add_account("alice@example.org", "pw").await;
+    let mut c = t.login("alice@example.org", "pw").await;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
+    let flipper = {
+        let mut c = c.clone();
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            for k in 1..=12u32 {
+                let info = c
+                    .create_mailbox(pb::CreateMailboxRequest {
+                        name: "Flip".into(),
+                        special_use: 0,
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                let v = info.mailbox.map(|m| m.uid_validity).unwrap();
+                seen.lock().unwrap().insert(v, k);
+                for i in 0..k {
+                    append(&mut c, "Flip", message(&format!("f{i}"), "x")).await;
+                }
+                c.delete_mailbox(pb::DeleteMailboxRequest {
+                    name: "Flip".into(),
+                })
+                .await
+                .unwrap();
+            }
+        })
+    };
+    let mut checked = 0;
+    while !flipper.is_finished() {
+        let r = multi(
+            &mut c,
+            pb::MultiSearchRequest {
+                mailboxes: vec!["Flip".into()],
+                ..Default::default()
+            },
+        )
+        .await;
+        for m in &r.results {
+            // Created (and recorded) before any of its messages exist.
+            let k = seen.lock().unwrap().get(&m.uid_validity).copied();
+            let k = k.expect("a UIDVALIDITY no incarnation had");
+            assert!(
+                m.uids.iter().all(|&u| u <= k),
+                "incarnation {k} answered with {:?}",
+                m.uids
+            );
+            checked += 1;
+        }
+    }
+    flipper.await.unwrap();
+    let _ = checked;
 }

@@ -2,12 +2,15 @@
 //! the authenticated and the selected state, answered with one untagged
 //! `ESEARCH` per mailbox with a match, correlated by TAG, MAILBOX and
 //! UIDVALIDITY and always in UIDs (RFC 7377 2). The store resolves the
-//! mailbox filters (RFC 5465 6) and searches every mailbox in one call.
+//! mailbox filters (RFC 5465 6) and searches every mailbox in one call;
+//! message numbers and `*` are each mailbox's own (RFC 9051 9), the
+//! selected mailbox's as this session numbers it when it is searched
+//! alone. MIN, MAX and COUNT alone come from the store without the UIDs.
 //!
 //! Refused with BAD: UPDATE (a search context is the selected mailbox's,
 //! RFC 5267), SAVE unless the selected mailbox alone is searched (RFC 7377
-//! 2), a saved result `$` (it holds the selected mailbox's messages), and
-//! message numbers outside a search of the selected mailbox alone. A
+//! 2), and a saved result `$` (it holds the selected mailbox's messages).
+//! More mailboxes than the store searches at once is NO [LIMIT]. A
 //! mailbox the filters name that does not exist is passed over, as a
 //! mailbox without a match is (no response for it).
 
@@ -96,9 +99,16 @@ impl Session {
             // RFC 7162 3.1: a search by MODSEQ enables CONDSTORE.
             self.condstore = true;
         }
+        // MIN, MAX and COUNT alone need no list of UIDs from the store
+        // (but the selected mailbox's, which the session filters).
+        let summary_only = (ret.min || ret.max || ret.count)
+            && !(ret.all || ret.save || ret.update)
+            && ret.partial.is_none();
         let mut req = pb::MultiSearchRequest {
             key: Some(key),
             with_modseqs: with_modseq,
+            summary_only,
+            selected: selected.clone().unwrap_or_default(),
             ..Default::default()
         };
         let names = |raw: Vec<Vec<u8>>| -> Vec<String> {
@@ -127,14 +137,46 @@ impl Session {
         };
         let results = match c.multi_search(req).await {
             Ok(r) => r.into_inner().results,
+            Err(s) if s.code() == Code::InvalidArgument && s.message().starts_with("limit: ") => {
+                return Done::no(format!("[LIMIT] {}", &s.message()["limit: ".len()..]));
+            }
             Err(s) => return store_no(&s),
         };
         for r in results {
+            if let Some(s) = &r.summary {
+                let mut line = imap_wire::ext::esearch_mailbox_summary(
+                    tag,
+                    &r.mailbox,
+                    self.utf8,
+                    r.uid_validity,
+                    &ret,
+                    (s.min, s.max, s.count),
+                );
+                if with_modseq && s.count > 0 {
+                    let m = if ret.count {
+                        s.matched_modseq
+                    } else {
+                        let min = if ret.min { s.min_modseq } else { 0 };
+                        let max = if ret.max { s.max_modseq } else { 0 };
+                        min.max(max)
+                    };
+                    line.push_str(&format!(" MODSEQ {m}"));
+                }
+                if s.count > 0 {
+                    self.push(&line);
+                }
+                continue;
+            }
             let mut uids = r.uids;
             let mut modseqs = r.modseqs;
-            // In the selected mailbox, only the messages this session was
-            // told of (new ones are announced first, by EXISTS).
-            if let Some(view) = self.view.as_ref().filter(|v| v.name == r.mailbox) {
+            // In the selected mailbox (the same one: its UIDVALIDITY),
+            // only the messages this session was told of (new ones are
+            // announced first, by EXISTS).
+            if let Some(view) = self
+                .view
+                .as_ref()
+                .filter(|v| v.name == r.mailbox && v.uid_validity() == r.uid_validity)
+            {
                 let known: Vec<bool> = uids.iter().map(|&u| view.position(u).is_some()).collect();
                 let mut k = known.iter();
                 uids.retain(|_| k.next() == Some(&true));
