@@ -105,9 +105,37 @@ pub type Compiled = Arc<Result<Script, String>>;
 #[derive(Default)]
 pub struct ScriptCache {
     map: Mutex<HashMap<i64, (ScriptKey, Compiled)>>,
+    /// How many accounts have an active script, and when that was read;
+    /// `None` when unknown. While it is a fresh zero, a delivery asks the
+    /// database nothing about scripts.
+    active: Mutex<Option<(i64, std::time::Instant)>>,
 }
 
+/// How long a count of active scripts is trusted. A script activated on
+/// this replica, or on another one (heard through the change feed), makes
+/// it unknown at once; this bounds a notification that never came.
+pub const ACTIVE_COUNT_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl ScriptCache {
+    /// The number of active scripts, if known and fresh.
+    pub fn active_count(&self) -> Option<i64> {
+        let a = self.active.lock().unwrap_or_else(|p| p.into_inner());
+        a.filter(|(_, at)| at.elapsed() < ACTIVE_COUNT_TTL)
+            .map(|(n, _)| n)
+    }
+
+    /// Remembers a count read from the database.
+    pub fn set_active_count(&self, n: i64) {
+        *self.active.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((n, std::time::Instant::now()));
+    }
+
+    /// Forgets the count: a script was (de)activated, here or elsewhere,
+    /// or the change feed was interrupted.
+    pub fn forget_active_count(&self) {
+        *self.active.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
     /// The compiled script if it is current.
     pub fn get(&self, account: i64, key: ScriptKey) -> Option<Compiled> {
         let map = self.map.lock().unwrap_or_else(|p| p.into_inner());

@@ -43,6 +43,16 @@ pub async fn sieve_targets(pool: &Pool<Db>, recipients: &[String]) -> Result<Vec
     Ok(out)
 }
 
+/// How many accounts have an active script (a delivery skips Sieve while
+/// none has).
+pub async fn sieve_active_count(pool: &Pool<Db>) -> Result<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT COUNT(*) FROM sieve_scripts WHERE active")
+            .fetch_one(pool)
+            .await?,
+    )
+}
+
 /// An account's scripts: (name, content, active).
 pub async fn sieve_scripts_of(
     pool: &Pool<Db>,

@@ -554,7 +554,6 @@ mod pg {
     }
     include!("ops.rs");
     include!("fts_ops.rs");
-    include!("multisearch_ops.rs");
     include!("deliver_pg.rs");
     include!("sieve_ops.rs");
     include!("sieve_deliver_ops.rs");
@@ -737,7 +736,6 @@ mod lite {
     }
     include!("ops.rs");
     include!("fts_ops.rs");
-    include!("multisearch_ops.rs");
     include!("sieve_ops.rs");
     include!("sieve_deliver_ops.rs");
 }
@@ -1000,8 +998,6 @@ macro_rules! on_backend {
 mod sieve;
 // The full-text index's upkeep, likewise.
 mod fts;
-// MULTISEARCH, likewise.
-mod multisearch;
 // Sieve at delivery and the outbox, likewise.
 mod sieve_delivery;
 
@@ -1029,7 +1025,7 @@ struct Inner {
     /// SORT's and THREAD's keys and answers per mailbox.
     sort_cache: crate::sort_cache::SortCache,
     /// Compiled Sieve scripts by account (see `delivery_sieve`).
-    sieve_cache: crate::delivery_sieve::ScriptCache,
+    sieve_cache: Arc<crate::delivery_sieve::ScriptCache>,
 }
 
 /// A login's place in the throttle (see `Store::throttle`).
@@ -1148,6 +1144,7 @@ impl Store {
                 store.inner.hub.clone(),
                 store.inner.auth.clone(),
                 store.inner.failures.clone(),
+                store.inner.sieve_cache.clone(),
                 store.inner.origin.clone(),
                 store.inner.settings.throttle_window,
             );
@@ -2526,6 +2523,61 @@ impl Store {
         })
     }
 
+    /// MULTISEARCH (RFC 7377): `key` over the mailboxes `req` names or
+    /// filters, in one call. Each mailbox is searched by [`Store::search`],
+    /// so whatever makes one mailbox's search fast makes this one fast; a
+    /// few at a time. A mailbox deleted meanwhile is passed over.
+    pub async fn multi_search(
+        &self,
+        account: AccountId,
+        req: &pb::MultiSearchRequest,
+    ) -> Result<pb::MultiSearchResponse> {
+        use futures::StreamExt as _;
+        let key = req.key.clone().unwrap_or(pb::SearchKey {
+            key: Some(pb::search_key::Key::All(true)),
+        });
+        let all = self.list_mailboxes(account).await?;
+        let chosen = crate::multisearch::resolve(req, &all)?;
+        let key = &key;
+        let found: Vec<Result<Option<pb::MailboxSearchResult>>> =
+            futures::stream::iter(chosen)
+                .map(|mb| async move {
+                    let r = match self.search(account, &mb.name, key).await {
+                        Ok(r) => r,
+                        Err(StoreError::NotFound(_)) => return Ok(None),
+                        Err(e) => return Err(e),
+                    };
+                    if r.uids.is_empty() && !req.with_empty {
+                        return Ok(None);
+                    }
+                    let modseqs = match (req.with_modseqs, r.uids.first(), r.uids.last()) {
+                        (true, Some(&lo), Some(&hi)) => {
+                            let rows = on_backend!(
+                                self,
+                                uid_modseqs(account, &mb.name, i64::from(lo), i64::from(hi))
+                            )?;
+                            crate::multisearch::modseqs_of(&r.uids, &rows)
+                        }
+                        _ => Vec::new(),
+                    };
+                    Ok(Some(pb::MailboxSearchResult {
+                        mailbox: mb.name,
+                        uid_validity: mb.uid_validity,
+                        uids: r.uids,
+                        highest_modseq: r.highest_modseq,
+                        modseqs,
+                    }))
+                })
+                .buffered(crate::multisearch::PARALLEL)
+                .collect()
+                .await;
+        let mut results = Vec::new();
+        for r in found {
+            results.extend(r?);
+        }
+        Ok(pb::MultiSearchResponse { results })
+    }
+
     /// SORT (RFC 5256, RFC 5957): the UIDs of the messages `key` matches
     /// (within `only`), in order. The order over a whole mailbox is kept
     /// (`sort_cache`): asked again, it costs one statement.
@@ -2861,12 +2913,14 @@ fn spawn_sort_key_refill(inner: std::sync::Weak<Inner>) {
     });
 }
 
+#[allow(clippy::too_many_arguments)]
 fn spawn_pg_listener(
     pool: sqlx::PgPool,
     refresh: Arc<PoolRefresh>,
     hub: Hub,
     auth: Arc<crate::auth_cache::AuthCache>,
     failures: Arc<crate::failure_mirror::FailureMirror>,
+    sieve: Arc<crate::delivery_sieve::ScriptCache>,
     origin: String,
     throttle_window: Duration,
 ) {
@@ -2901,6 +2955,7 @@ fn spawn_pg_listener(
             }
             hub.notify_all();
             auth.forget_sessions();
+            sieve.forget_active_count();
             // Listening first, then the full load: a failure committed
             // after the load is announced on this connection.
             match pg::failures_since(&pool, since()).await {
@@ -2934,6 +2989,7 @@ fn spawn_pg_listener(
                     Ok(Some(n)) if n.channel() == "account_changes" => {
                         if n.payload() != origin {
                             auth.forget_sessions();
+                            sieve.forget_active_count();
                         }
                     }
                     Ok(Some(n)) if n.channel() == "mailbox_list_changes" => {
@@ -2967,10 +3023,12 @@ fn spawn_pg_listener(
                         failures.unsync();
                         hub.notify_all();
                         auth.forget_sessions();
+                        sieve.forget_active_count();
                         break;
                     }
                     Err(e) => {
                         failures.unsync();
+                        sieve.forget_active_count();
                         tracing::warn!(error = %e, "change listener failed; reconnecting");
                         tokio::time::sleep(Duration::from_secs(1)).await;
                         break;

@@ -35,6 +35,7 @@ both_backends!(
     a_failing_script_keeps_the_message,
     the_same_delivery_id_twice_stores_and_sends_nothing_new,
     outbox_rows_are_leased_to_one_owner,
+    a_script_activated_anywhere_runs_at_the_next_delivery,
 );
 
 const USER: &str = "rcpt@example.org";
@@ -477,4 +478,85 @@ async fn outbox_rows_are_leased_to_one_owner(b: Backend) {
     })
     .await
     .unwrap();
+}
+
+/// A replica that has delivered while no account had an active script
+/// (and so asks nothing about scripts) runs one activated since: on
+/// itself at once, on another replica (PostgreSQL) once the change feed
+/// has told it, and deactivated, no longer.
+async fn a_script_activated_anywhere_runs_at_the_next_delivery(b: Backend) {
+    let t = start(b).await;
+    t.add_domain("example.org").await;
+    t.add_account(USER, "pw").await;
+    let mut d = t.delivery();
+    let r = deliver(
+        &mut d,
+        "n0",
+        "s@remote.example",
+        &[USER],
+        false,
+        &mail("", "n0"),
+    )
+    .await;
+    assert_eq!(status(&r, 0), pb::RecipientStatus::Accept);
+    // The script goes in through `activator` and mail through `t`.
+    let other = match b {
+        Backend::Postgres => Some(t.replica().await),
+        Backend::Sqlite => None,
+    };
+    let activator = other.as_ref().unwrap_or(&t);
+    let token = activator
+        .authenticate(USER, "pw", "127.0.0.1")
+        .await
+        .unwrap()
+        .into_inner()
+        .session_token;
+    let mut sieve = mailbox_api::sieve_client(
+        activator.channel(),
+        mailbox_api::CallAuth::new(activator.secret.as_deref())
+            .unwrap()
+            .with_session(&token)
+            .unwrap(),
+    );
+    let put = sieve
+        .put_script(pb::PutScriptRequest {
+            name: "main".into(),
+            content: b"require [\"fileinto\", \"mailbox\"]; fileinto :create \"Filed\";".to_vec(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(put.error.is_none(), "{:?}", put.error);
+    let set = |name: &str| pb::SetActiveRequest { name: name.into() };
+    sieve.set_active(set("main")).await.unwrap();
+    if other.is_some() {
+        // The notification's way to the first replica (milliseconds).
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    deliver(
+        &mut d,
+        "n1",
+        "s@remote.example",
+        &[USER],
+        false,
+        &mail("", "n1"),
+    )
+    .await;
+    assert_eq!(flags_in(&t, "Filed").await.len(), 1, "the script ran");
+    assert_eq!(flags_in(&t, "INBOX").await.len(), 1);
+    sieve.set_active(set("")).await.unwrap();
+    if other.is_some() {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    deliver(
+        &mut d,
+        "n2",
+        "s@remote.example",
+        &[USER],
+        false,
+        &mail("", "n2"),
+    )
+    .await;
+    assert_eq!(flags_in(&t, "Filed").await.len(), 1, "no script any more");
+    assert_eq!(flags_in(&t, "INBOX").await.len(), 2);
 }

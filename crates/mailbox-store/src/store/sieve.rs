@@ -125,7 +125,11 @@ impl Store {
         if let Some(n) = name {
             check_name(n)?;
         }
-        on_backend!(self, sieve_set_active(account, name))
+        on_backend!(self, sieve_set_active(account, name))?;
+        // Deliveries here and on the other replicas (which hear of it on
+        // the change feed) stop trusting their count of active scripts.
+        self.inner.sieve_cache.forget_active_count();
+        on_backend!(self, account_changed(&self.inner.origin))
     }
 
     /// Deletes a script; the active one is refused (FAILED_PRECONDITION,

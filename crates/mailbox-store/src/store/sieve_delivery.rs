@@ -32,10 +32,12 @@ macro_rules! both {
 }
 
 impl Store {
-    /// What each recipient's active script decides for this message. One
-    /// statement per recipient finds those with a script (nothing more
-    /// when none has); a script is read and compiled only when its
-    /// account's scripts changed since it was cached.
+    /// What each recipient's active script decides for this message. While
+    /// no account has an active script (known to this replica, see
+    /// `ScriptCache::active_count`), nothing is asked of the database;
+    /// otherwise one statement per recipient finds those with a script,
+    /// and a script is read and compiled only when its account's scripts
+    /// changed since it was cached.
     pub(super) async fn sieve_plans(
         &self,
         from: &str,
@@ -48,6 +50,17 @@ impl Store {
             per_recipient_replies,
             plans: HashMap::new(),
         };
+        let active = match self.inner.sieve_cache.active_count() {
+            Some(n) => n,
+            None => {
+                let n = both!(self, sieve_active_count())?;
+                self.inner.sieve_cache.set_active_count(n);
+                n
+            }
+        };
+        if active == 0 {
+            return Ok(out);
+        }
         let targets: Vec<(String, i64, String, (i64, i64))> = match &self.inner.backend {
             Backend::Pg(p) => pg::sieve_targets(p, recipients).await.map(|v| {
                 v.into_iter()
