@@ -6,9 +6,13 @@
 //! has committed it. Commands are parsed with `smtp-proto`; the session
 //! state machine ([`session`]) and the DATA reader with its SMTP smuggling
 //! defence are ours.
+//!
+//! Each replica also relays the store's outbox (the messages Sieve sends)
+//! to the configured relay host ([`relay`]).
 
 pub mod config;
 mod deliver;
+pub mod relay;
 mod session;
 
 use std::sync::Arc;
@@ -61,6 +65,22 @@ pub async fn serve(
         )?),
         None => None,
     };
+    let relay = match &settings.relay {
+        Some(r) => Some(Arc::new(relay::Relay::new(
+            r.clone(),
+            &settings.hostname,
+            mailbox_api::channel_with_tls(&settings.store_url, settings.store_tls.as_ref())?,
+            CallAuth::new(settings.service_secret.as_deref())?,
+        )?)),
+        None => {
+            tracing::warn!(
+                "no relay_host: outgoing messages (Sieve vacation replies, redirects, bounces) \
+                 wait in the outbox until a relay is configured"
+            );
+            None
+        }
+    };
+    let relay_task = relay.map(|r| tokio::spawn(r.run(shutdown.clone())));
     let ctx = Arc::new(session::Ctx {
         auth: CallAuth::new(settings.service_secret.as_deref())?,
         channel: mailbox_api::channel_with_tls(&settings.store_url, settings.store_tls.as_ref())?,
@@ -82,6 +102,10 @@ pub async fn serve(
         move |tcp, peer, mode| session::handle(ctx.clone(), tcp, peer, mode),
     )
     .await;
+    if let Some(t) = relay_task {
+        // It stops at the shutdown, after the send in progress.
+        let _ = t.await;
+    }
     Ok(())
 }
 
