@@ -15,11 +15,9 @@ pub(crate) fn parse_zone(z: &str) -> Option<i32> {
     if b.len() != 5 || !matches!(b[0], b'+' | b'-') || !b[1..].iter().all(u8::is_ascii_digit) {
         return None;
     }
+    // As Pigeonhole: any two digits each ("+0160" is two hours ahead).
     let h: i32 = z[1..3].parse().ok()?;
     let m: i32 = z[3..5].parse().ok()?;
-    if m > 59 {
-        return None;
-    }
     let s = (h * 60 + m) * 60;
     Some(if b[0] == b'-' { -s } else { s })
 }

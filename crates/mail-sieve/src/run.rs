@@ -651,12 +651,8 @@ impl Run<'_, '_, '_, '_> {
             Zone::Original => None,
             Zone::Fixed(s) => {
                 let v = self.expand(s, locals);
-                match date::parse_zone(&v) {
-                    Some(o) => Some(o),
-                    // RFC 5260 4.3: an invalid zone from a variable makes
-                    // the test false; signalled by an impossible offset.
-                    None => Some(i32::MAX),
-                }
+                // Not "+hhmm": the local zone (as Pigeonhole).
+                Some(date::parse_zone(&v).unwrap_or(self.ctx.utc_offset))
             }
         })
     }
@@ -817,10 +813,8 @@ impl Run<'_, '_, '_, '_> {
                 let Some(mut moment) = date::parse_header_date(&h, value) else {
                     return Ok(false);
                 };
-                match self.zone_offset(zone, locals)? {
-                    Some(i32::MAX) => return Ok(false),
-                    Some(o) => moment.offset = o,
-                    None => {}
+                if let Some(o) = self.zone_offset(zone, locals)? {
+                    moment.offset = o;
                 }
                 let Some(v) = date::part(moment, &p) else {
                     return Ok(false);
@@ -834,11 +828,9 @@ impl Run<'_, '_, '_, '_> {
                 m,
             } => {
                 let p = self.expand(part, locals);
-                let offset = match self.zone_offset(zone, locals)? {
-                    Some(i32::MAX) => return Ok(false),
-                    Some(o) => o,
-                    None => self.ctx.utc_offset,
-                };
+                let offset = self
+                    .zone_offset(zone, locals)?
+                    .unwrap_or(self.ctx.utc_offset);
                 let moment = Moment {
                     unix: self.ctx.now,
                     offset,

@@ -1,0 +1,1 @@
+if address :all :is "subject" "x" { discard; }

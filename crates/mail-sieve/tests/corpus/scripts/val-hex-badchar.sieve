@@ -1,0 +1,2 @@
+require ["encoded-character","fileinto"];
+fileinto "a${hex:4g}b";

@@ -1,0 +1,1 @@
+if size :over :under 10 { discard; }
