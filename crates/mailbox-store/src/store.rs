@@ -554,6 +554,7 @@ mod pg {
     }
     include!("ops.rs");
     include!("fts_ops.rs");
+    include!("multisearch_ops.rs");
     include!("deliver_pg.rs");
     include!("sieve_ops.rs");
     include!("sieve_deliver_ops.rs");
@@ -736,6 +737,7 @@ mod lite {
     }
     include!("ops.rs");
     include!("fts_ops.rs");
+    include!("multisearch_ops.rs");
     include!("sieve_ops.rs");
     include!("sieve_deliver_ops.rs");
 }
@@ -998,6 +1000,8 @@ macro_rules! on_backend {
 mod sieve;
 // The full-text index's upkeep, likewise.
 mod fts;
+// MULTISEARCH, likewise.
+mod multisearch;
 // Sieve at delivery and the outbox, likewise.
 mod sieve_delivery;
 
@@ -2521,61 +2525,6 @@ impl Store {
             uids,
             highest_modseq: highest as u64,
         })
-    }
-
-    /// MULTISEARCH (RFC 7377): `key` over the mailboxes `req` names or
-    /// filters, in one call. Each mailbox is searched by [`Store::search`],
-    /// so whatever makes one mailbox's search fast makes this one fast; a
-    /// few at a time. A mailbox deleted meanwhile is passed over.
-    pub async fn multi_search(
-        &self,
-        account: AccountId,
-        req: &pb::MultiSearchRequest,
-    ) -> Result<pb::MultiSearchResponse> {
-        use futures::StreamExt as _;
-        let key = req.key.clone().unwrap_or(pb::SearchKey {
-            key: Some(pb::search_key::Key::All(true)),
-        });
-        let all = self.list_mailboxes(account).await?;
-        let chosen = crate::multisearch::resolve(req, &all)?;
-        let key = &key;
-        let found: Vec<Result<Option<pb::MailboxSearchResult>>> =
-            futures::stream::iter(chosen)
-                .map(|mb| async move {
-                    let r = match self.search(account, &mb.name, key).await {
-                        Ok(r) => r,
-                        Err(StoreError::NotFound(_)) => return Ok(None),
-                        Err(e) => return Err(e),
-                    };
-                    if r.uids.is_empty() && !req.with_empty {
-                        return Ok(None);
-                    }
-                    let modseqs = match (req.with_modseqs, r.uids.first(), r.uids.last()) {
-                        (true, Some(&lo), Some(&hi)) => {
-                            let rows = on_backend!(
-                                self,
-                                uid_modseqs(account, &mb.name, i64::from(lo), i64::from(hi))
-                            )?;
-                            crate::multisearch::modseqs_of(&r.uids, &rows)
-                        }
-                        _ => Vec::new(),
-                    };
-                    Ok(Some(pb::MailboxSearchResult {
-                        mailbox: mb.name,
-                        uid_validity: mb.uid_validity,
-                        uids: r.uids,
-                        highest_modseq: r.highest_modseq,
-                        modseqs,
-                    }))
-                })
-                .buffered(crate::multisearch::PARALLEL)
-                .collect()
-                .await;
-        let mut results = Vec::new();
-        for r in found {
-            results.extend(r?);
-        }
-        Ok(pb::MultiSearchResponse { results })
     }
 
     /// SORT (RFC 5256, RFC 5957): the UIDs of the messages `key` matches
