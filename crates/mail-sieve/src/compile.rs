@@ -1167,15 +1167,10 @@ fn strings(arg: &Arg, what: &str) -> Result<(Vec<String>, Pos), CompileError> {
     }
 }
 
+/// A single string; a list of one string is taken too (as Pigeonhole).
 fn single_string(arg: &Arg, what: &str) -> Result<String, CompileError> {
     match arg {
-        Arg::Strings {
-            items, list: false, ..
-        } => Ok(items[0].clone()),
-        Arg::Strings { items, pos, .. } if items.len() == 1 => {
-            let _ = pos;
-            Ok(items[0].clone())
-        }
+        Arg::Strings { items, .. } if items.len() == 1 => Ok(items[0].clone()),
         other => Err(other.pos().error(format!("{what} must be a single string"))),
     }
 }
