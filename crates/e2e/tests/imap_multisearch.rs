@@ -323,3 +323,37 @@ async fn a_modseq_key_in_esearch_announces_highestmodseq() {
         );
     }
 }
+
+/// CONTEXT=SEARCH (RFC 5267 4) through ESEARCH on the selected mailbox
+/// alone: RETURN (UPDATE) keeps the result as SEARCH RETURN (UPDATE)
+/// does, and its ADDTO / REMOVEFROM carry the same correlator as the
+/// first answer (TAG, MAILBOX, UIDVALIDITY). Over other mailboxes UPDATE
+/// stays BAD: a context is the selected mailbox's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_keeps_a_context_for_the_selected_mailbox_alone() {
+    let (store, _client) = store_with_alice(Backend::Sqlite).await;
+    let imap = TestImap::start(&store.uri()).await;
+    let mut a = RawImap::connect(imap.imap).await;
+    a.login().await;
+    append(&mut a, "INBOX", "Subject: lunch 1\r\n\r\nbody\r\n").await;
+    append(&mut a, "INBOX", "Subject: other\r\n\r\nbody\r\n").await;
+    let v = uidvalidity(&a.ok("STATUS INBOX (UIDVALIDITY)").await);
+    a.ok("SELECT INBOX").await;
+    let r = a
+        .cmd("ESEARCH IN (selected personal) RETURN (UPDATE) ALL")
+        .await;
+    assert!(tagged(&r).contains(" BAD "), "{r:?}");
+    let r = a.ok("ESEARCH RETURN (ALL UPDATE) SUBJECT lunch").await;
+    let t = a.n;
+    let head = format!("* ESEARCH (TAG \"t{t}\" MAILBOX \"INBOX\" UIDVALIDITY {v}) UID");
+    assert_eq!(r[0], format!("{head} ALL 1\r\n"), "{r:?}");
+    // Another session adds a match: ADDTO after its EXISTS.
+    let mut b = RawImap::connect(imap.imap).await;
+    b.login().await;
+    append(&mut b, "INBOX", "Subject: lunch 2\r\n\r\nbody\r\n").await;
+    let r = a.noop_until("ADDTO").await;
+    assert!(r.contains(&format!("{head} ADDTO (0 3)\r\n")), "{r:?}");
+    // Its tag is taken while the context lives; CANCELUPDATE ends it.
+    let r = a.ok(&format!("CANCELUPDATE \"t{t}\"")).await;
+    assert_eq!(r.len(), 1, "{r:?}");
+}

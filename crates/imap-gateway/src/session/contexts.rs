@@ -29,6 +29,10 @@ pub(super) struct SearchContext {
     /// UIDs found matching that the client is not told of yet (ADDTO
     /// waits for their EXISTS).
     pub pending: Vec<u32>,
+    /// The head of each update of a context an ESEARCH made (RFC 7377
+    /// 2: its correlator names the mailbox and UIDVALIDITY too); `None`
+    /// for SEARCH's and SORT's.
+    pub head: Option<String>,
 }
 
 impl Session {
@@ -100,11 +104,30 @@ impl Session {
             result,
             at,
             pending: Vec::new(),
+            head: None,
         });
     }
 
     /// Whether `tag` already has a context (RFC 5267 4.2: reusing it for
     /// another UPDATE is BAD).
+    /// [`Session::add_context`] for an ESEARCH of the selected mailbox
+    /// alone (results in UIDs), whose updates start with `head`.
+    pub(super) fn add_esearch_context(
+        &mut self,
+        tag: &str,
+        key: pb::SearchKey,
+        found: &[u32],
+        head: String,
+    ) {
+        let before = self.contexts.len();
+        self.add_context(tag, true, key, None, found);
+        if self.contexts.len() > before
+            && let Some(ctx) = self.contexts.last_mut()
+        {
+            ctx.head = Some(head);
+        }
+    }
+
     pub(super) fn context_tag_in_use(&self, tag: &str) -> bool {
         self.contexts.iter().any(|c| c.tag == tag)
     }
@@ -260,7 +283,7 @@ impl Session {
             ctx.result = new;
             ctx.at = marker;
             if !line.is_empty() {
-                let head = esearch_head(&ctx.tag, ctx.uid);
+                let head = esearch_head(ctx);
                 self.push(&format!("{head} {line}"));
             }
         }
@@ -317,7 +340,7 @@ impl Session {
                 format!("ADDTO (0 {})", uid_list(&nums))
             };
             if !line.ends_with("()") && !line.ends_with("(0 )") {
-                lines.push(format!("{} {line}", esearch_head(&ctx.tag, ctx.uid)));
+                lines.push(format!("{} {line}", esearch_head(ctx)));
             }
         }
         for l in lines {
@@ -326,10 +349,13 @@ impl Session {
     }
 }
 
-/// `* ESEARCH (TAG "tag") [UID]`.
-fn esearch_head(tag: &str, uid: bool) -> String {
-    let mut s = format!("* ESEARCH (TAG \"{tag}\")");
-    if uid {
+/// `* ESEARCH (TAG "tag") [UID]`, or the context's own head.
+fn esearch_head(ctx: &SearchContext) -> String {
+    if let Some(h) = &ctx.head {
+        return h.clone();
+    }
+    let mut s = format!("* ESEARCH (TAG \"{}\")", ctx.tag);
+    if ctx.uid {
         s.push_str(" UID");
     }
     s

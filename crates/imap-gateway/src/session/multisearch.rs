@@ -7,9 +7,11 @@
 //! selected mailbox's as this session numbers it when it is searched
 //! alone. MIN, MAX and COUNT alone come from the store without the UIDs.
 //!
-//! Refused with BAD: UPDATE (a search context is the selected mailbox's,
-//! RFC 5267), SAVE unless the selected mailbox alone is searched (RFC 7377
-//! 2), and a saved result `$` (it holds the selected mailbox's messages).
+//! UPDATE (RFC 5267 4) keeps a search context as SEARCH RETURN (UPDATE)
+//! does, its updates correlated as the first answer. Refused with BAD:
+//! UPDATE unless the selected mailbox alone is searched (a context is
+//! the selected mailbox's), SAVE likewise (RFC 7377 2), and a saved
+//! result `$` (it holds the selected mailbox's messages).
 //! More mailboxes than the store searches at once is NO [LIMIT]. A
 //! mailbox the filters name that does not exist is passed over, as a
 //! mailbox without a match is (no response for it).
@@ -50,8 +52,13 @@ impl Session {
         if selected_only && selected.is_none() {
             return Done::bad("No mailbox selected: name the mailboxes with ESEARCH IN (...)");
         }
-        if ret.update {
-            return Done::bad("UPDATE is for SEARCH in the selected mailbox (RFC 5267)");
+        // CONTEXT=SEARCH (RFC 5267 4): a context is the selected
+        // mailbox's, kept as SEARCH RETURN (UPDATE) keeps one.
+        if ret.update && !selected_only {
+            return Done::bad("UPDATE only when the selected mailbox alone is searched (RFC 5267)");
+        }
+        if ret.update && self.context_tag_in_use(tag) {
+            return Done::bad("Tag reuse: that tag already has a search context");
         }
         if ret.save && !selected_only {
             return Done::bad("SAVE only when the selected mailbox alone is searched (RFC 7377 2)");
@@ -109,8 +116,11 @@ impl Session {
             with_modseqs: with_modseq,
             summary_only,
             selected: selected.clone().unwrap_or_default(),
+            // An UPDATE context starts even from no match.
+            with_empty: ret.update,
             ..Default::default()
         };
+        let context_key = ret.update.then(|| req.key.clone()).flatten();
         let names = |raw: Vec<Vec<u8>>| -> Vec<String> {
             // A name that cannot be decoded names no mailbox: passed over
             // as a missing one is.
@@ -188,6 +198,17 @@ impl Session {
                     // SEARCHRES (RFC 5182), allowed for the selected
                     // mailbox alone: the result, as UIDs.
                     self.saved = uids.clone();
+                }
+                if let Some(key) = context_key.clone() {
+                    let head = imap_wire::ext::esearch_mailbox_summary(
+                        tag,
+                        &r.mailbox,
+                        self.utf8,
+                        r.uid_validity,
+                        &Default::default(),
+                        (0, 0, 0),
+                    );
+                    self.add_esearch_context(tag, key, &uids, head);
                 }
             }
             if uids.is_empty() || ret.save_only() {
