@@ -46,6 +46,7 @@
 
 use mail_parser::MessageParser;
 
+pub mod html_text;
 pub mod search_text;
 mod sort_keys;
 pub use sort_keys::{SortKeys, base_subject, sort_keys, unicode_casemap};

@@ -4,7 +4,9 @@
 //!
 //! The evaluator matches a search string against:
 //! * the decoded text of the body's text parts (transfer encoding and
-//!   charset decoded, plain and HTML), case folded ([`BodySearch::text`]);
+//!   charset decoded; HTML made text: tags, comments, scripts and styles
+//!   removed, character references decoded), case folded
+//!   ([`BodySearch::text`]);
 //! * the raw body with the bodies of base64-encoded parts left out
 //!   ([`BodySearch::raw`]: MIME part headers such as attachment file
 //!   names, quoted-printable source, 7bit and 8bit text), ASCII case
@@ -29,8 +31,8 @@ pub const FIELD_MARK: char = '\u{1}';
 /// The body of a message as SEARCH BODY matches it.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct BodySearch {
-    /// Every text part (plain and HTML) decoded, each followed by `\n`,
-    /// lower-cased (`str::to_lowercase`).
+    /// Every text part decoded (HTML parts made text with [`html_text`]),
+    /// each followed by `\n`, lower-cased (`str::to_lowercase`).
     pub text: String,
     /// The raw body (after the header's blank line) without the bodies of
     /// base64-encoded parts, which are not text anyone searches for.
@@ -79,8 +81,12 @@ pub fn body_search(data: &[u8]) -> BodySearch {
     let mut text = String::new();
     for part in &msg.parts {
         match &part.body {
-            PartType::Text(t) | PartType::Html(t) => {
+            PartType::Text(t) => {
                 text.push_str(t);
+                text.push('\n');
+            }
+            PartType::Html(t) => {
+                text.push_str(&html_text(t));
                 text.push('\n');
             }
             _ => {}
@@ -103,6 +109,13 @@ pub fn body_search(data: &[u8]) -> BodySearch {
         text: text.to_lowercase(),
         raw,
     }
+}
+
+/// An HTML part as text, as a reader sees it ([`crate::html_text`]):
+/// tags and comments removed, scripts and styles dropped, character
+/// references decoded, white space collapsed.
+pub fn html_text(html: &str) -> String {
+    crate::html_text::html_to_text(html)
 }
 
 /// Byte ranges of the base64-encoded part bodies, in attached messages
@@ -216,6 +229,48 @@ Content-Transfer-Encoding: base64\r\n\r\nQUJDREVGR0g=\r\n--b--\r\n";
         let t = index_text(m, &SearchFields::default());
         assert!(t.contains("\u{1}subject: x\n"));
         assert!(t.contains("\u{1}content-type: multipart/mixed; boundary=b\n"));
+    }
+
+    #[test]
+    fn html_parts_are_searched_as_text() {
+        let t = html_text(
+            "<html><head><title>T</title><style>p { color: red }</style></head>\
+             <body><!-- note --><p><b>Bold</b> move &amp; m&ouml;re, caf&#233; \
+             cr&#xE8;me, &lt;tag&gt; &nbsp;x</p><script>var hidden = 1;</script>\
+             <div>Gr\u{fc}\u{df}e  aus\r\n K\u{f6}ln</div>&unknown; &#xFFFFFF;</body></html>",
+        );
+        assert!(
+            t.contains("Bold move & möre, café crème, <tag> \u{a0}x"),
+            "{t}"
+        );
+        assert!(t.contains("Grüße aus Köln"), "{t}");
+        assert!(t.contains("&unknown;"), "{t}");
+        assert!(t.contains('\u{FFFD}'), "{t}");
+        for gone in ["<b>", "color", "hidden", "note", "<p>", "title"] {
+            assert!(!t.contains(gone), "{gone} in {t}");
+        }
+        // Unterminated markup ends the text without a panic.
+        for odd in ["<p", "a <!-- b", "&", "&#", "<script>x", "é<", "<b>é&"] {
+            html_text(odd);
+        }
+
+        // In a message: the HTML part's text, in quoted-printable and in
+        // base64 (whose source the raw body leaves out).
+        let m = b"Subject: h\r\nContent-Type: multipart/alternative; boundary=a\r\n\r\n\
+--a\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n\
+<p><i>Sch=C3=B6ne</i> Gr&uuml;&szlig;e</p>\r\n\
+--a\r\nContent-Type: text/html; charset=iso-8859-1\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+PHNjcmlwdD5zZWNyZXQ8L3NjcmlwdD48cD5aZWlsZSAmYW1wOyDpdOk8L3A+\r\n--a--\r\n";
+        let b = body_search(m);
+        assert!(b.text.contains("schöne grüße"), "{}", b.text);
+        assert!(b.text.contains("zeile & été"), "{}", b.text);
+        assert!(
+            !b.text.contains("secret") && !b.text.contains("<p>"),
+            "{}",
+            b.text
+        );
+        let t = index_text(m, &SearchFields::default());
+        assert!(t.contains("zeile & été") && !t.contains("secret"), "{t}");
     }
 
     #[test]
