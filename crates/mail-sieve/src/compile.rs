@@ -1207,7 +1207,7 @@ fn is_address_header(h: &str) -> bool {
             | "errors-to"
             | "mail-followup-to"
             | "mail-reply-to"
-    ) || h.len() > 2 && h[..2].eq_ignore_ascii_case("x-")
+    ) || h.len() > 2 && h.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("x-"))
 }
 
 /// RFC 5228 section 2.4.2.4: `${hex:...}` and `${unicode:...}`.

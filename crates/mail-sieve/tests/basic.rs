@@ -129,6 +129,13 @@ fn too_many_actions_and_redirects_keep() {
 }
 
 #[test]
+fn odd_bytes_are_errors_not_panics() {
+    // Found by the sieve_parse fuzz target: a multi-byte header name.
+    assert!(compile("if address \"\u{fffd}\" \"x\" { keep; }", &NoIncludes).is_err());
+    assert!(compile("if address \"x\u{fffd}\" \"x\" { keep; }", &NoIncludes).is_err());
+}
+
+#[test]
 fn huge_script_refused() {
     let body = "keep;\n".repeat(mail_sieve::MAX_SCRIPT_SIZE / 6 + 1);
     let e = compile(&body, &NoIncludes).unwrap_err();
