@@ -87,6 +87,10 @@ const SAFE: &[&str] = &[
     "/mailbox.v1.Admin/Stats",
     "/mailbox.v1.Admin/SetDomainOidc",
     "/mailbox.v1.Admin/GetDomainOidc",
+    // The full-text index's progress, and marking every body for indexing
+    // again (twice is once).
+    "/mailbox.v1.Admin/FtsStatus",
+    "/mailbox.v1.Admin/FtsRebuild",
     // Sieve: a script put or activated twice is the same script (its
     // version moves on, which only costs a cache a recompile).
     "/mailbox.v1.Sieve/PutScript",
@@ -96,6 +100,10 @@ const SAFE: &[&str] = &[
     "/mailbox.v1.Sieve/HaveSpace",
     "/mailbox.v1.Sieve/CheckScript",
     "/mailbox.v1.Sieve/GetActiveScript",
+    // The outbox: completing or failing a row is done by its lease's
+    // owner, once; done again, it changes nothing more.
+    "/mailbox.v1.Delivery/CompleteOutbox",
+    "/mailbox.v1.Delivery/FailOutbox",
 ];
 
 /// The RPCs of the contract that are neither safe nor client streams
@@ -122,6 +130,9 @@ const UNSAFE_SINGLE: &[&str] = &[
     "/mailbox.v1.Admin/CollectGarbage",
     "/mailbox.v1.Sieve/DeleteScript",
     "/mailbox.v1.Sieve/RenameScript",
+    // A claim whose answer is lost leases rows nobody sends until the
+    // lease runs out; sent again, it would lease more.
+    "/mailbox.v1.Delivery/ClaimOutbox",
 ];
 
 const STORE_FLAGS: &str = "/mailbox.v1.Mailbox/StoreFlags";
