@@ -1,0 +1,649 @@
+//! Sieve at delivery and the outbox relay, end to end on PostgreSQL with
+//! every service a process of its own (issue #26): a user's script files
+//! with flags, rejects (LMTP: that recipient's 550), redirects and answers
+//! a vacation; two smtp-ingest replicas both relay the outbox to a relay
+//! that records every message it receives (a small SMTP listener of this
+//! test's). Each outgoing message reaches the relay exactly once, also
+//! after the relay refused connections for a whole minute; a relay's 5xx
+//! drops the message after one attempt; there is no reply to mailing-list
+//! or automatic mail, nor a second one within vacation's `:days`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use e2e::load::{connect, counters, line};
+use e2e::mailbox_api::{CallAuth, pb};
+use e2e::procs::{Proc, spawn_listening};
+use e2e::{PgDatabase, StoreClient};
+use sqlx::Connection as _;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+fn spawn(which: &str, env: &[(&str, String)]) -> Proc {
+    e2e::procs::spawn(env!("CARGO_BIN_EXE_e2e-service"), which, env)
+}
+
+/// One message as the relay received it.
+#[derive(Clone, Debug)]
+struct Received {
+    from: String,
+    to: Vec<String>,
+    data: String,
+}
+
+impl Received {
+    fn header(&self, name: &str) -> Option<String> {
+        let head = self.data.split("\r\n\r\n").next().unwrap_or_default();
+        head.split("\r\n").find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    }
+}
+
+/// What the recording relay saw.
+#[derive(Default)]
+struct Log {
+    messages: Vec<Received>,
+    /// Every RCPT TO, accepted or not.
+    rcpts: Vec<String>,
+}
+
+/// A recording SMTP relay on loopback: accepts any recipient but
+/// `refused@remote.example` (550), records each message it accepted.
+/// Stopping it closes the listening socket (connections are refused);
+/// starting it again binds the same port.
+struct Relay {
+    port: u16,
+    log: Arc<Mutex<Log>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Relay {
+    async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut r = Self {
+            port: listener.local_addr().unwrap().port(),
+            log: Arc::default(),
+            task: None,
+        };
+        r.serve(listener);
+        r
+    }
+
+    fn serve(&mut self, listener: TcpListener) {
+        let log = self.log.clone();
+        self.task = Some(tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                tokio::spawn(relay_session(tcp, log.clone()));
+            }
+        }));
+    }
+
+    fn stop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+
+    async fn restart(&mut self) {
+        // The aborted task dropped its listener; the port is free again.
+        let start = Instant::now();
+        let listener = loop {
+            match TcpListener::bind(("127.0.0.1", self.port)).await {
+                Ok(l) => break l,
+                Err(e) => {
+                    assert!(start.elapsed() < Duration::from_secs(10), "rebind: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        };
+        self.serve(listener);
+    }
+
+    fn messages(&self) -> Vec<Received> {
+        self.log.lock().unwrap().messages.clone()
+    }
+
+    fn rcpts(&self) -> Vec<String> {
+        self.log.lock().unwrap().rcpts.clone()
+    }
+}
+
+/// The inside of `<...>` in `MAIL FROM:<a>` / `RCPT TO:<a> ...`.
+fn path(arg: &str) -> String {
+    arg.split_once('<')
+        .and_then(|(_, r)| r.split_once('>'))
+        .map(|(a, _)| a.to_string())
+        .unwrap_or_default()
+}
+
+async fn relay_session(tcp: tokio::net::TcpStream, log: Arc<Mutex<Log>>) {
+    let (r, mut w) = tcp.into_split();
+    let mut r = BufReader::new(r);
+    let _ = w.write_all(b"220 relay.test ESMTP recorder\r\n").await;
+    let (mut from, mut to) = (String::new(), Vec::new());
+    loop {
+        let mut l = String::new();
+        if r.read_line(&mut l).await.unwrap_or(0) == 0 {
+            return;
+        }
+        let upper = l.to_ascii_uppercase();
+        let reply: &[u8] = if upper.starts_with("EHLO") {
+            b"250-relay.test\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n"
+        } else if upper.starts_with("HELO") || upper.starts_with("NOOP") {
+            b"250 ok\r\n"
+        } else if upper.starts_with("RSET") {
+            (from, to) = (String::new(), Vec::new());
+            b"250 ok\r\n"
+        } else if upper.starts_with("MAIL FROM:") {
+            (from, to) = (path(&l), Vec::new());
+            b"250 2.1.0 ok\r\n"
+        } else if upper.starts_with("RCPT TO:") {
+            let rcpt = path(&l);
+            log.lock().unwrap().rcpts.push(rcpt.clone());
+            if rcpt == "refused@remote.example" {
+                b"550 5.1.1 no such user here\r\n"
+            } else {
+                to.push(rcpt);
+                b"250 2.1.5 ok\r\n"
+            }
+        } else if upper.starts_with("DATA") {
+            let _ = w.write_all(b"354 go ahead\r\n").await;
+            let mut data = String::new();
+            loop {
+                let mut d = String::new();
+                if r.read_line(&mut d).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                if d == ".\r\n" {
+                    break;
+                }
+                data.push_str(d.strip_prefix('.').unwrap_or(&d));
+            }
+            log.lock().unwrap().messages.push(Received {
+                from: from.clone(),
+                to: std::mem::take(&mut to),
+                data,
+            });
+            b"250 2.0.0 queued\r\n"
+        } else if upper.starts_with("QUIT") {
+            let _ = w.write_all(b"221 bye\r\n").await;
+            return;
+        } else {
+            b"502 5.5.2 not here\r\n"
+        };
+        if w.write_all(reply).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A message from `from` to alice, with extra header lines.
+fn mail(id: &str, from: &str, subject: &str, extra: &str) -> String {
+    format!(
+        "From: <{from}>\r\nTo: Alice <alice@example.org>\r\nSubject: {subject}\r\n\
+         Message-ID: <{id}@remote.example>\r\nDate: Tue, 14 Nov 2023 22:13:20 +0000\r\n\
+         {extra}\r\nHello {id}.\r\n"
+    )
+}
+
+/// One SMTP (`HELO`) or LMTP (`LHLO`) transaction; the reply code to each
+/// RCPT, then the final codes after the data (LMTP: one per accepted
+/// recipient).
+async fn transaction(
+    port: u16,
+    lmtp: bool,
+    from: &str,
+    rcpts: &[&str],
+    data: &str,
+) -> (Vec<u16>, Vec<String>) {
+    let (mut r, mut w) = connect(port).await.expect("connect");
+    let code = |l: &str| l.get(..3).and_then(|c| c.parse::<u16>().ok()).unwrap_or(0);
+    let hello = if lmtp {
+        "LHLO t.example"
+    } else {
+        "HELO t.example"
+    };
+    w.write_all(format!("{hello}\r\nMAIL FROM:<{from}>\r\n").as_bytes())
+        .await
+        .unwrap();
+    // LHLO's reply may have several lines.
+    loop {
+        let l = line(&mut r).await.expect("hello reply");
+        if l.as_bytes().get(3) != Some(&b'-') {
+            break;
+        }
+    }
+    assert_eq!(code(&line(&mut r).await.unwrap()), 250, "MAIL FROM");
+    let mut rcpt_codes = Vec::new();
+    for rcpt in rcpts {
+        w.write_all(format!("RCPT TO:<{rcpt}>\r\n").as_bytes())
+            .await
+            .unwrap();
+        rcpt_codes.push(code(&line(&mut r).await.unwrap()));
+    }
+    let accepted = rcpt_codes.iter().filter(|c| **c == 250).count();
+    let mut finals = Vec::new();
+    if accepted > 0 {
+        w.write_all(b"DATA\r\n").await.unwrap();
+        assert_eq!(code(&line(&mut r).await.unwrap()), 354);
+        w.write_all(data.as_bytes()).await.unwrap();
+        w.write_all(b".\r\n").await.unwrap();
+        for _ in 0..(if lmtp { accepted } else { 1 }) {
+            finals.push(line(&mut r).await.expect("reply after the data"));
+        }
+    }
+    let _ = w.write_all(b"QUIT\r\n").await;
+    (rcpt_codes, finals)
+}
+
+/// An SMTP delivery to alice alone that must be accepted.
+async fn deliver(port: u16, from: &str, data: &str) {
+    let (rcpt, finals) = transaction(port, false, from, &["alice@example.org"], data).await;
+    assert_eq!(rcpt, [250], "RCPT for {from}");
+    assert!(finals[0].starts_with("250"), "{from}: {finals:?}");
+}
+
+/// Waits until `done(relay)` holds, at most `limit` (a guard, with a
+/// generous margin for a loaded machine).
+async fn wait_for(relay: &Relay, limit: Duration, what: &str, done: impl Fn(&Relay) -> bool) {
+    let start = Instant::now();
+    while !done(relay) {
+        assert!(
+            start.elapsed() < limit,
+            "{what} not seen in {limit:?}; the relay has {:#?}",
+            relay
+                .messages()
+                .iter()
+                .map(|m| (m.from.clone(), m.to.clone(), m.header("Subject")))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// How many messages the relay received for `rcpt` (the envelope).
+fn count_to(relay: &Relay, rcpt: &str) -> usize {
+    relay
+        .messages()
+        .iter()
+        .filter(|m| m.to.iter().any(|t| t == rcpt))
+        .count()
+}
+
+const SCRIPT: &str = r#"require ["fileinto", "imap4flags", "mailbox", "reject", "vacation"];
+if header :contains "subject" "file-me" {
+    fileinto :create :flags ["\\Flagged", "$Work"] "Work";
+    stop;
+}
+if header :contains "subject" "reject-me" {
+    reject "alice does not take this";
+    stop;
+}
+if header :contains "subject" "redirect-me" {
+    redirect "elsewhere@remote.example";
+    stop;
+}
+if header :contains "subject" "refuse-me" {
+    redirect "refused@remote.example";
+    stop;
+}
+vacation :days 1 :subject "Away" "Alice is away until Monday.";
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sieve_files_rejects_redirects_and_answers_through_a_relay_down_for_a_minute() {
+    let db = PgDatabase::create().await;
+    let mut relay = Relay::start().await;
+    let (_store, store_port) = spawn_listening(|port| {
+        spawn(
+            "store",
+            &[
+                ("MAILSTORE_LISTEN", format!("127.0.0.1:{port}")),
+                ("MAILSTORE_DATABASE_URL", db.url.clone()),
+                ("MAILSTORE_ADMIN_LISTEN", String::new()),
+            ],
+        )
+    })
+    .await;
+    let store_url = format!("http://127.0.0.1:{store_port}");
+    let client = StoreClient::new(&store_url);
+    client.add_domain("example.org").await;
+    client.add_account("alice@example.org", "pw-alice").await;
+    client.add_account("bob@example.org", "pw-bob").await;
+
+    // Alice's script, through the store's API as ManageSieve puts it.
+    let channel = e2e::mailbox_api::channel(&store_url).unwrap();
+    let token = e2e::mailbox_api::mailbox_client(channel.clone(), CallAuth::default())
+        .authenticate(pb::AuthenticateRequest {
+            username: "alice@example.org".into(),
+            password: "pw-alice".into(),
+            client_ip: "127.0.0.1".into(),
+            protocol: "test".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .session_token;
+    let mut alice =
+        e2e::mailbox_api::sieve_client(channel, CallAuth::default().with_session(&token).unwrap());
+    let put = alice
+        .put_script(pb::PutScriptRequest {
+            name: "main".into(),
+            content: SCRIPT.as_bytes().to_vec(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(put.error.is_none(), "script refused: {:?}", put.error);
+    alice
+        .set_active(pb::SetActiveRequest {
+            name: "main".into(),
+        })
+        .await
+        .unwrap();
+
+    // Two smtp-ingest replicas, both relaying the outbox; a small retry
+    // base so the minute of outage costs a minute, not an hour.
+    let relay_env = |port: u16, lmtp: u16, admin: u16| {
+        vec![
+            ("SMTP_LISTEN", format!("127.0.0.1:{port}")),
+            ("SMTP_LMTP_LISTEN", format!("127.0.0.1:{lmtp}")),
+            ("SMTP_STORE_URL", store_url.clone()),
+            ("SMTP_ADMIN_LISTEN", format!("127.0.0.1:{admin}")),
+            ("SMTP_RELAY_HOST", "127.0.0.1".into()),
+            ("SMTP_RELAY_PORT", relay.port.to_string()),
+            ("SMTP_RELAY_TLS", "none".into()),
+            ("SMTP_RELAY_RETRY_BASE_SECS", "2".into()),
+            ("SMTP_RELAY_RETRY_MAX_SECS", "8".into()),
+            ("SMTP_RELAY_POLL_SECS", "1".into()),
+            ("SMTP_RELAY_TIMEOUT_SECS", "20".into()),
+            ("SMTP_RELAY_BATCH", "3".into()),
+        ]
+    };
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let (lmtp, admin) = (e2e::procs::free_port(), e2e::procs::free_port());
+        let (p, port) = spawn_listening(|port| spawn("smtp", &relay_env(port, lmtp, admin))).await;
+        e2e::procs::wait_port(lmtp).await;
+        replicas.push((p, port, lmtp, admin));
+    }
+    let (smtp_a, smtp_b, lmtp_a) = (replicas[0].1, replicas[1].1, replicas[0].2);
+
+    // fileinto with flags.
+    deliver(
+        smtp_a,
+        "filer@remote.example",
+        &mail("file-1", "filer@remote.example", "please file-me", ""),
+    )
+    .await;
+    let (_, work) = e2e::load::stored(&client, "alice@example.org", "pw-alice", "Work").await;
+    assert_eq!(work.len(), 1, "one message filed in Work");
+    assert_eq!(work[0].2, "file-1");
+    assert!(work[0].1.flagged, "\\Flagged set by fileinto :flags");
+    assert_eq!(
+        work[0].1.keywords,
+        ["$Work"],
+        "keyword set by fileinto :flags"
+    );
+
+    // reject: LMTP answers 550 for alice alone, bob gets it.
+    let (rcpt, finals) = transaction(
+        lmtp_a,
+        true,
+        "pusher@remote.example",
+        &["alice@example.org", "bob@example.org"],
+        &mail("reject-1", "pusher@remote.example", "reject-me now", ""),
+    )
+    .await;
+    assert_eq!(rcpt, [250, 250]);
+    assert!(
+        finals[0].starts_with("550 5.7.1") && finals[0].contains("alice does not take this"),
+        "alice's LMTP reply: {finals:?}"
+    );
+    assert!(finals[1].starts_with("250"), "bob's LMTP reply: {finals:?}");
+    // SMTP to alice alone: the 550 is the transaction's.
+    let (_, finals) = transaction(
+        smtp_b,
+        false,
+        "pusher@remote.example",
+        &["alice@example.org"],
+        &mail("reject-2", "pusher@remote.example", "reject-me again", ""),
+    )
+    .await;
+    assert!(finals[0].starts_with("550"), "SMTP reject: {finals:?}");
+
+    // redirect, one the relay refuses (5xx: dropped, never retried), and
+    // vacation replies to 8 senders, through both replicas; none to list
+    // or automatic mail, none twice to one sender within :days.
+    deliver(
+        smtp_a,
+        "orig@remote.example",
+        &mail("redirect-1", "orig@remote.example", "redirect-me", ""),
+    )
+    .await;
+    deliver(
+        smtp_b,
+        "orig@remote.example",
+        &mail("refuse-1", "orig@remote.example", "refuse-me", ""),
+    )
+    .await;
+    for i in 0..8 {
+        let from = format!("vac-{i}@remote.example");
+        let port = if i % 2 == 0 { smtp_a } else { smtp_b };
+        deliver(port, &from, &mail(&format!("vac-{i}"), &from, "hello", "")).await;
+    }
+    deliver(
+        smtp_b,
+        "vac-0@remote.example",
+        &mail("vac-0-again", "vac-0@remote.example", "hello again", ""),
+    )
+    .await;
+    deliver(
+        smtp_a,
+        "dev-owner@remote.example",
+        &mail(
+            "list-1",
+            "poster@remote.example",
+            "[dev] release",
+            "List-Id: Developers <dev.lists.remote.example>\r\n",
+        ),
+    )
+    .await;
+    deliver(
+        smtp_b,
+        "robot@remote.example",
+        &mail(
+            "auto-1",
+            "robot@remote.example",
+            "nightly report",
+            "Auto-Submitted: auto-generated\r\n",
+        ),
+    )
+    .await;
+    let first = ["elsewhere@remote.example"]
+        .into_iter()
+        .map(String::from)
+        .chain((0..8).map(|i| format!("vac-{i}@remote.example")))
+        .collect::<Vec<_>>();
+    wait_for(&relay, Duration::from_secs(60), "the first messages", |r| {
+        first.iter().all(|t| count_to(r, t) >= 1)
+            && r.rcpts().iter().any(|t| t == "refused@remote.example")
+    })
+    .await;
+
+    // Every row settled (the relay records a message before the replica
+    // completes its row).
+    let mut pg = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let start = Instant::now();
+    loop {
+        let (rows,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM outbox")
+            .fetch_one(&mut pg)
+            .await
+            .unwrap();
+        if rows == 0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{rows} rows stay in the outbox"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The relay goes away for a minute (connections refused); meanwhile
+    // more mail arrives whose replies must wait and still go out once.
+    relay.stop();
+    let down_at = Instant::now();
+    deliver(
+        smtp_a,
+        "orig2@remote.example",
+        &mail("redirect-2", "orig2@remote.example", "redirect-me too", ""),
+    )
+    .await;
+    for i in 0..4 {
+        let from = format!("late-{i}@remote.example");
+        let port = if i % 2 == 0 { smtp_a } else { smtp_b };
+        deliver(port, &from, &mail(&format!("late-{i}"), &from, "hi", "")).await;
+    }
+    // The replicas keep trying: attempts are counted on the rows.
+    let start = Instant::now();
+    loop {
+        let (rows, tried): (i64, i64) =
+            sqlx::query_as("SELECT COUNT(*), COUNT(*) FILTER (WHERE attempts >= 2) FROM outbox")
+                .fetch_one(&mut pg)
+                .await
+                .unwrap();
+        assert_eq!(
+            rows, 5,
+            "the 5 messages written while the relay is down wait"
+        );
+        if tried == rows {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(50),
+            "the replicas did not retry every row twice while the relay was down"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let rest = Duration::from_secs(60).saturating_sub(down_at.elapsed());
+    tokio::time::sleep(rest).await;
+    assert_eq!(
+        relay.messages().len(),
+        first.len(),
+        "nothing arrived while the relay was down"
+    );
+    relay.restart().await;
+    let all = first
+        .iter()
+        .cloned()
+        .chain((0..4).map(|i| format!("late-{i}@remote.example")))
+        .collect::<Vec<_>>();
+    wait_for(
+        &relay,
+        Duration::from_secs(60),
+        "the messages after the outage",
+        |r| all.iter().all(|t| count_to(r, t) >= 1) && count_to(r, "elsewhere@remote.example") >= 2,
+    )
+    .await;
+    // Long enough for any second send to show: several polls and more
+    // than the longest backoff.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+
+    // Exactly once each, and nothing else.
+    let got = relay.messages();
+    let mut per_key: HashMap<String, usize> = HashMap::new();
+    for m in &got {
+        let key = match m.header("In-Reply-To") {
+            Some(irt) => format!("reply to {irt} for {:?}", m.to),
+            None => format!("{:?} {:?}", m.header("Message-ID"), m.to),
+        };
+        *per_key.entry(key).or_default() += 1;
+    }
+    for (k, n) in &per_key {
+        assert_eq!(*n, 1, "{k} received {n} times");
+    }
+    assert_eq!(
+        got.len(),
+        2 + 8 + 4,
+        "2 redirects and 12 vacation replies: {per_key:#?}"
+    );
+    for t in &all {
+        let expect = if t == "elsewhere@remote.example" {
+            2
+        } else {
+            1
+        };
+        assert_eq!(count_to(&relay, t), expect, "messages to {t}");
+    }
+    for m in &got {
+        if m.to[0].starts_with("vac-") || m.to[0].starts_with("late-") {
+            assert_eq!(m.from, "", "a vacation reply has the null sender");
+            assert_eq!(m.header("Subject").as_deref(), Some("Away"));
+            assert!(
+                m.header("Auto-Submitted")
+                    .is_some_and(|v| v.starts_with("auto-replied")),
+                "RFC 3834 Auto-Submitted on {:?}",
+                m.to
+            );
+            assert!(m.data.contains("Alice is away until Monday."));
+        } else {
+            assert!(m.from.starts_with("orig"), "a redirect keeps the sender");
+            assert!(m.data.contains("Hello redirect-"), "the original message");
+        }
+    }
+    let replied_to: Vec<String> = got.iter().filter_map(|m| m.header("In-Reply-To")).collect();
+    for (id, why) in [
+        (
+            "<vac-0-again@remote.example>",
+            "a second reply within :days",
+        ),
+        ("<list-1@remote.example>", "a reply to List-Id mail"),
+        ("<auto-1@remote.example>", "a reply to Auto-Submitted mail"),
+    ] {
+        assert!(!replied_to.iter().any(|r| r == id), "{why}");
+    }
+    for who in [
+        "dev-owner@remote.example",
+        "poster@remote.example",
+        "robot@remote.example",
+    ] {
+        assert_eq!(count_to(&relay, who), 0, "nothing to {who}");
+    }
+    // The relay's 550 was taken as final: one attempt, no retry.
+    let refused = relay
+        .rcpts()
+        .iter()
+        .filter(|r| *r == "refused@remote.example")
+        .count();
+    assert_eq!(refused, 1, "a 5xx from the relay is not retried");
+    let (left,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM outbox")
+        .fetch_one(&mut pg)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "the outbox is empty");
+
+    // What the replicas counted (mail.outbox.sends): every message the
+    // relay took once, and the failures of the outage.
+    let (mut sent, mut failed, mut refused_n) = (0, 0, 0);
+    let mut split = Vec::new();
+    for (_, _, _, admin) in &replicas {
+        let c = counters(*admin).await.expect("/counters");
+        let get = |k: &str| c.iter().find(|(n, _)| n == k).map_or(0, |(_, v)| *v);
+        sent += get("outbox_send.sent");
+        failed += get("outbox_send.failed");
+        refused_n += get("outbox_send.refused");
+        split.push(get("outbox_send.sent"));
+    }
+    assert_eq!(sent as usize, got.len(), "sends counted: {split:?}");
+    assert_eq!(refused_n, 1);
+    assert!(failed >= 5, "failed attempts during the outage: {failed}");
+    eprintln!(
+        "relay: {} messages, sent per replica {split:?}, {failed} failed attempts during the outage",
+        got.len()
+    );
+}
