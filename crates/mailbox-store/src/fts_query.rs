@@ -73,6 +73,27 @@ impl Cond {
         }
     }
 
+    /// PostgreSQL: the condition over `column` with `strpos` (a plain
+    /// substring test, which no index serves: for reading a few texts
+    /// without the trigram index), its strings bound from `$first` on in
+    /// [`Cond::strings`] order, as they are.
+    pub fn to_strpos_sql(&self, column: &str, first: usize) -> String {
+        let mut n = first;
+        self.strpos_sql(column, &mut n)
+    }
+
+    fn strpos_sql(&self, column: &str, n: &mut usize) -> String {
+        match self {
+            Cond::Has(_) => {
+                let s = format!("strpos({column}, ${n}) > 0");
+                *n += 1;
+                s
+            }
+            Cond::All(l) => join(l.iter().map(|c| c.strpos_sql(column, n)), " AND "),
+            Cond::Any(l) => join(l.iter().map(|c| c.strpos_sql(column, n)), " OR "),
+        }
+    }
+
     /// SQLite: the condition as an FTS5 query of phrases (with the trigram
     /// tokenizer a phrase matches where its text occurs).
     pub fn to_fts5_query(&self) -> String {
@@ -235,6 +256,10 @@ mod tests {
         }));
         let c = narrow(&or).unwrap();
         assert_eq!(c.to_like_sql("t", 5), "(t LIKE $5 OR t LIKE $6)");
+        assert_eq!(
+            c.to_strpos_sql("t", 2),
+            "(strpos(t, $2) > 0 OR strpos(t, $3) > 0)"
+        );
         assert_eq!(c.to_fts5_query(), "(\"hello\" OR \"world\")");
         assert_eq!(c.strings(), ["hello", "world"]);
     }

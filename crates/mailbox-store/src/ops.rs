@@ -1779,7 +1779,6 @@ pub async fn search_rows(
     mailbox: &str,
     with_summary: bool,
     with_data: bool,
-    narrow: Option<&crate::fts_query::Cond>,
     after: i64,
     upto: i64,
     limit: i64,
@@ -1787,12 +1786,11 @@ pub async fn search_rows(
     let mb = mailbox_by_name_pool(pool, account, mailbox).await?;
     // Flag- and date-only searches do not touch the blobs at all.
     let blobs = with_summary || with_data;
-    // Text searches read only what the full-text index leaves.
-    let (filter, patterns) = narrow.map(|c| fts_filter(c, 5)).unwrap_or_default();
+    // (Searches the full-text index narrows read by UID: fts_ops.rs.)
     let sql = format!(
         "SELECT m.uid, m.flags, m.keywords, m.modseq, m.size, m.internal_date, m.internal_tz, \
          m.blob_id, m.save_date, {} AS summary, {} AS data FROM messages m {} \
-         WHERE m.mailbox_id = $1 AND m.uid > $2 AND m.uid <= $4{filter} ORDER BY m.uid LIMIT $3",
+         WHERE m.mailbox_id = $1 AND m.uid > $2 AND m.uid <= $4 ORDER BY m.uid LIMIT $3",
         if blobs { "b.summary" } else { "NULL" },
         if with_data { "b.data" } else { "NULL" },
         if blobs {
@@ -1801,15 +1799,13 @@ pub async fn search_rows(
             ""
         }
     );
-    let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+    let rows: Vec<MetaBlobRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(mb.id)
         .bind(after)
         .bind(limit)
-        .bind(upto);
-    for p in patterns {
-        query = query.bind(p);
-    }
-    let rows: Vec<MetaBlobRow> = query.fetch_all(pool).await?;
+        .bind(upto)
+        .fetch_all(pool)
+        .await?;
     Ok((mb, rows.into_iter().map(MetaBlobRow::split).collect()))
 }
 

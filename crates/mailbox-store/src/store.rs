@@ -2479,20 +2479,22 @@ impl Store {
     ) -> Result<pb::SearchResponse> {
         let name = parse_mailbox(mailbox)?;
         let needs = crate::search::needs(key);
+        // A key that is an AND with a UID set (a search context looking
+        // at the messages that changed) reads only that UID range.
+        let (lo, hi) = uid_bounds(key, 0);
         // The full-text index rules out the messages whose bodies cannot
         // match; the evaluator decides among the rest.
-        let narrow = if self.inner.settings.fts_search {
-            crate::fts_query::narrow(key)
-        } else {
-            None
-        };
+        if self.inner.settings.fts_search
+            && let Some(cond) = crate::fts_query::narrow(key)
+        {
+            return self
+                .search_indexed(account, name.as_str(), key, &cond, (lo, hi))
+                .await;
+        }
         // Rows with their blobs' data are big: walk the mailbox in windows,
         // evaluating each off the async threads. Without data one window
         // holds the whole mailbox (about 100 bytes a message).
         let window: i64 = if needs.data { 256 } else { i64::MAX };
-        // A key that is an AND with a UID set (a search context looking
-        // at the messages that changed) reads only that UID range.
-        let (lo, hi) = uid_bounds(key, 0);
         let mut after = i64::from(lo).saturating_sub(1).max(0);
         let upto = i64::from(hi);
         let mut uids = Vec::new();
@@ -2504,7 +2506,6 @@ impl Store {
                     name.as_str(),
                     needs.summary,
                     needs.data,
-                    narrow.as_ref(),
                     after,
                     upto,
                     window

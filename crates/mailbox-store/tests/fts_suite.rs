@@ -31,6 +31,7 @@ macro_rules! both_backends {
 
 both_backends!(
     index_answers_equal_the_scan,
+    a_large_mailbox_equals_the_scan,
     a_message_is_found_as_soon_as_it_is_stored,
     bodies_not_indexed_yet_are_found_then_indexed,
 );
@@ -106,6 +107,17 @@ Content-Type: multipart/mixed; boundary=\"fw\"\r\n\r\n\
 From: inner@example.org\r\nSubject: =?utf-8?q?Inner_=C3=A9t=C3=A9?=\r\n\
 Content-Type: text/plain; charset=utf-8\r\n\r\nAttached inner text, caf\xc3\xa9.\r\n\
 --fw--\r\n"
+            .to_vec(),
+    );
+    // HTML only, in base64 (so only its text is searched, not its
+    // source): entities, a script, a style, a comment, non-ASCII.
+    v.push(
+        b"From: j@example.org\r\nSubject: newsletter\r\nMIME-Version: 1.0\r\n\
+Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+PGh0bWw+PGhlYWQ+PHN0eWxlPi5zZWNyZXRzdHlsZSB7fTwvc3R5bGU+PC9oZWFkPjxib2R5Pjxw\r\n\
+PjxiPk5ld3M8L2I+IGZyb20gY2FmJmVhY3V0ZTsgJmFtcDsgYmFyLCBLJm91bWw7bG4gJiM4MjEx\r\n\
+OyBHcsO8w59lPC9wPjwhLS0gaGlkZGVuY29tbWVudCAtLT48c2NyaXB0PnZhciBzZWNyZXRzY3Jp\r\n\
+cHQ9MTs8L3NjcmlwdD48ZGl2PlNlY29uZCZuYnNwO2Jsb2NrPC9kaXY+PC9ib2R5PjwvaHRtbD4=\r\n"
             .to_vec(),
     );
     // No body at all, a NUL, Greek final sigma, a dotted capital I.
@@ -237,6 +249,14 @@ fn fixed_needles() -> Vec<String> {
         "absent-word",
         "enc.1@example.org",
         "boundary",
+        "News from café & bar",
+        "news from caf&eacute;",
+        "Köln – Grüße",
+        "<b>News",
+        "secretscript",
+        "secretstyle",
+        "hiddencomment",
+        "second\u{a0}block",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -409,6 +429,7 @@ async fn index_answers_equal_the_scan(backend: Backend) {
         {
             let mut v = both(1);
             v.extend(both(3));
+            v.extend(both(8));
             v.sort();
             v
         }
@@ -454,6 +475,27 @@ async fn index_answers_equal_the_scan(backend: Backend) {
         search(&mut a, "INBOX", &key(Key::Body("attached inner".into()))).await,
         both(7)
     );
+    // HTML made text: tags, entities, scripts, styles and comments.
+    assert_eq!(
+        search(
+            &mut a,
+            "INBOX",
+            &key(Key::Body("news from CAFÉ & bar".into()))
+        )
+        .await,
+        both(8)
+    );
+    assert_eq!(
+        search(&mut a, "INBOX", &key(Key::Text("köln – grüße".into()))).await,
+        both(8)
+    );
+    for hidden in ["secretscript", "secretstyle", "hiddencomment", "<b>news"] {
+        assert_eq!(
+            search(&mut a, "INBOX", &key(Key::Body(hidden.into()))).await,
+            Vec::<u32>::new(),
+            "{hidden}"
+        );
+    }
     // Base64 bodies are not searched in their encoded form.
     assert_eq!(
         search(&mut a, "INBOX", &key(Key::Body("JVBERi".into()))).await,
@@ -484,6 +526,76 @@ async fn index_answers_equal_the_scan(backend: Backend) {
         "{found} of {} keys found something",
         keys_corpus.len()
     );
+}
+
+/// A mailbox larger than the store's threshold for reading a mailbox's
+/// own texts (2,000 messages): on PostgreSQL its searches go through the
+/// trigram index, joined back to the mailbox; candidates come in more
+/// than one window of rows; UID ranges bound the candidates. Answers equal
+/// the scan's, and a small mailbox beside it keeps its own answers.
+async fn a_large_mailbox_equals_the_scan(backend: Backend) {
+    let (t, scan) = stores(backend).await;
+    let mut c = t.login(USER, "pw").await;
+    c.create_mailbox(pb::CreateMailboxRequest {
+        name: "Big".into(),
+        special_use: 0,
+    })
+    .await
+    .unwrap();
+    let mine = corpus();
+    // Distinct bodies (each its own index text): the corpus again and
+    // again, each copy with a numbered field and a word of its own.
+    let big: Vec<Vec<u8>> = (0..2_100)
+        .map(|i| {
+            let mut m = format!("X-Seq: n{i:05}\r\nX-Word: w{}\r\n", i % 7).into_bytes();
+            m.extend_from_slice(&mine[i % mine.len()]);
+            m
+        })
+        .collect();
+    for chunk in big.chunks(150) {
+        append(&mut c, "Big", chunk).await;
+    }
+    for (i, m) in mine.iter().enumerate() {
+        t.deliver(&format!("c{i}"), &[USER], m).await;
+    }
+    let needles: Vec<String> = [
+        "köln",
+        "CRÈME",
+        "attached inner text",
+        "news from café",
+        "secretscript",
+        "n00042",
+        "n0204",
+        "absent-word",
+        "from",
+        "plain body",
+        "Paris\r\nZW",
+        "ab",
+        "e",
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut keys = keys(&needles);
+    for (first, last, n) in [(1, 300, "köln"), (250, 2_050, "from"), (2_000, 2_100, "n0")] {
+        keys.push(key(Key::And(pb::SearchKeyList {
+            keys: vec![
+                key(Key::Uid(pb::UidSet {
+                    ranges: vec![pb::UidRange { first, last }],
+                })),
+                key(Key::Body(n.into())),
+            ],
+        })));
+    }
+    let found = compare(&t, &scan, "Big", &keys).await;
+    assert!(found > keys.len() / 3, "{found} of {} keys", keys.len());
+    compare(&t, &scan, "INBOX", &keys).await;
+    let mut a = t.login(USER, "pw").await;
+    assert_eq!(
+        search(&mut a, "Big", &header("x-seq", "n00042")).await,
+        vec![43]
+    );
+    let every = search(&mut a, "Big", &key(Key::Text("from".into()))).await;
+    assert_eq!(every, (1..=2_100).collect::<Vec<u32>>());
 }
 
 async fn a_message_is_found_as_soon_as_it_is_stored(backend: Backend) {
@@ -523,7 +635,7 @@ async fn bodies_not_indexed_yet_are_found_then_indexed(backend: Backend) {
     let mut a = t.login(USER, "pw").await;
     assert_eq!(
         search(&mut a, "INBOX", &key(Key::Body("köln".into()))).await,
-        vec![1, 3]
+        vec![1, 3, 8]
     );
 
     // The indexer catches up, in batches.
@@ -544,7 +656,7 @@ async fn bodies_not_indexed_yet_are_found_then_indexed(backend: Backend) {
     assert_eq!(r.marked, mine.len() as u64);
     assert_eq!(
         search(&mut a, "INBOX", &key(Key::Body("köln".into()))).await,
-        vec![1, 3]
+        vec![1, 3, 8]
     );
     let _indexer = t.replica().await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
