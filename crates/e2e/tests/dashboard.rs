@@ -34,8 +34,51 @@ const EXTERNAL_METRICS: &[&str] = &[
 ];
 
 /// The instruments of service_kit::metrics, by OTLP name: the traffic below
-/// must make each of them record.
-const INSTRUMENTS: usize = 8;
+/// must make each of them record (alice's Sieve script and the relay below
+/// make the four of Sieve and the outbox record).
+const INSTRUMENTS: usize = 12;
+
+/// A relay that takes every message (smtp-ingest's outbox relay sends
+/// alice's redirect to it).
+async fn accepting_relay() -> u16 {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let (r, mut w) = tcp.into_split();
+                let mut r = BufReader::new(r);
+                let _ = w.write_all(b"220 relay.test\r\n").await;
+                let mut data = false;
+                loop {
+                    let mut l = String::new();
+                    if r.read_line(&mut l).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let reply: &[u8] = if data {
+                        if l != ".\r\n" {
+                            continue;
+                        }
+                        data = false;
+                        b"250 queued\r\n"
+                    } else if l.to_ascii_uppercase().starts_with("DATA") {
+                        data = true;
+                        b"354 go on\r\n"
+                    } else if l.to_ascii_uppercase().starts_with("QUIT") {
+                        let _ = w.write_all(b"221 bye\r\n").await;
+                        return;
+                    } else {
+                        b"250 ok\r\n"
+                    };
+                    if w.write_all(reply).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -389,6 +432,7 @@ async fn dashboard_and_alert_queries_use_exported_metric_names() {
     })
     .await;
     let store_url = format!("http://127.0.0.1:{store_port}");
+    let relay_port = accepting_relay().await;
     let ((_smtp, smtp_port), (_pop3, pop3_port), (_imap, imap_port)) = tokio::join!(
         spawn_listening(|port| spawn(
             "smtp",
@@ -399,6 +443,10 @@ async fn dashboard_and_alert_queries_use_exported_metric_names() {
                 ("SMTP_LMTP_LISTEN", String::new()),
                 ("SMTP_STORE_URL", store_url.clone()),
                 ("SMTP_ADMIN_LISTEN", String::new()),
+                ("SMTP_RELAY_HOST", "127.0.0.1".into()),
+                ("SMTP_RELAY_PORT", relay_port.to_string()),
+                ("SMTP_RELAY_TLS", "none".into()),
+                ("SMTP_RELAY_POLL_SECS", "1".into()),
             ],
         )),
         spawn_listening(|port| spawn(
@@ -435,6 +483,42 @@ async fn dashboard_and_alert_queries_use_exported_metric_names() {
     }
     client.add_domain("example.org").await;
     client.add_account("alice@example.org", "pw").await;
+    // A Sieve script that keeps the message and sends a copy on: the
+    // delivery runs it and the outbox relay sends the copy.
+    let channel = e2e::mailbox_api::channel(&store_url).unwrap();
+    let token = e2e::mailbox_api::mailbox_client(channel.clone(), Default::default())
+        .authenticate(e2e::mailbox_api::pb::AuthenticateRequest {
+            username: "alice@example.org".into(),
+            password: "pw".into(),
+            client_ip: "127.0.0.1".into(),
+            protocol: "test".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .session_token;
+    let mut sieve = e2e::mailbox_api::sieve_client(
+        channel,
+        e2e::mailbox_api::CallAuth::default()
+            .with_session(&token)
+            .unwrap(),
+    );
+    let put = sieve
+        .put_script(e2e::mailbox_api::pb::PutScriptRequest {
+            name: "copy".into(),
+            content: b"require \"copy\";\r\nredirect :copy \"elsewhere@remote.example\";\r\n"
+                .to_vec(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(put.error.is_none(), "{:?}", put.error);
+    sieve
+        .set_active(e2e::mailbox_api::pb::SetActiveRequest {
+            name: "copy".into(),
+        })
+        .await
+        .unwrap();
     traffic(smtp_port, pop3_port, imap_port).await;
 
     // Every instrument, from every process, reaches the receiver.
