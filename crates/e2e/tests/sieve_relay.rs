@@ -647,3 +647,216 @@ async fn sieve_files_rejects_redirects_and_answers_through_a_relay_down_for_a_mi
         got.len()
     );
 }
+
+/// What the STARTTLS relay saw of one message: whether it came inside TLS
+/// and after which AUTH PLAIN identity.
+#[derive(Clone, Debug)]
+struct Secured {
+    tls: bool,
+    user: Option<String>,
+    msg: Received,
+}
+
+/// One session of a relay that offers only STARTTLS before TLS and AUTH
+/// PLAIN inside it, and takes MAIL only after a good AUTH (`mailer`,
+/// `s3cret`), as a provider's submission relay does.
+async fn tls_relay_session(
+    tcp: tokio::net::TcpStream,
+    tls: Arc<service_kit::tls::ReloadingTls>,
+    log: Arc<Mutex<Vec<Secured>>>,
+) {
+    let mut r = BufReader::new(tcp);
+    if r.get_mut()
+        .write_all(b"220 relay.test ESMTP\r\n")
+        .await
+        .is_err()
+    {
+        return;
+    }
+    // Before TLS: EHLO offers STARTTLS, nothing else is taken.
+    loop {
+        let mut l = String::new();
+        if r.read_line(&mut l).await.unwrap_or(0) == 0 {
+            return;
+        }
+        let upper = l.to_ascii_uppercase();
+        let reply: &[u8] = if upper.starts_with("EHLO") {
+            b"250-relay.test\r\n250 STARTTLS\r\n"
+        } else if upper.starts_with("STARTTLS") {
+            let _ = r.get_mut().write_all(b"220 2.0.0 go ahead\r\n").await;
+            break;
+        } else {
+            b"530 5.7.0 STARTTLS first\r\n"
+        };
+        if r.get_mut().write_all(reply).await.is_err() {
+            return;
+        }
+    }
+    let Ok(tls) = tls.acceptor().accept(r.into_inner()).await else {
+        return;
+    };
+    let mut r = BufReader::new(tls);
+    let (mut user, mut from, mut to) = (None::<String>, String::new(), Vec::new());
+    loop {
+        let mut l = String::new();
+        if r.read_line(&mut l).await.unwrap_or(0) == 0 {
+            return;
+        }
+        let upper = l.to_ascii_uppercase();
+        let reply: Vec<u8> = if upper.starts_with("EHLO") {
+            b"250-relay.test\r\n250 AUTH PLAIN\r\n".to_vec()
+        } else if let Some(b64) = upper.strip_prefix("AUTH PLAIN ").map(|_| l[11..].trim()) {
+            use base64::Engine as _;
+            let plain = base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .unwrap_or_default();
+            let parts: Vec<&[u8]> = plain.split(|b| *b == 0).collect();
+            if parts.len() == 3 && parts[2] == b"s3cret" {
+                user = Some(String::from_utf8_lossy(parts[1]).into_owned());
+                b"235 2.7.0 ok\r\n".to_vec()
+            } else {
+                b"535 5.7.8 bad credentials\r\n".to_vec()
+            }
+        } else if upper.starts_with("MAIL FROM:") {
+            if user.is_none() {
+                b"530 5.7.0 AUTH first\r\n".to_vec()
+            } else {
+                (from, to) = (path(&l), Vec::new());
+                b"250 ok\r\n".to_vec()
+            }
+        } else if upper.starts_with("RCPT TO:") {
+            to.push(path(&l));
+            b"250 ok\r\n".to_vec()
+        } else if upper.starts_with("DATA") {
+            let _ = r.get_mut().write_all(b"354 go ahead\r\n").await;
+            let mut data = String::new();
+            loop {
+                let mut d = String::new();
+                if r.read_line(&mut d).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                if d == ".\r\n" {
+                    break;
+                }
+                data.push_str(d.strip_prefix('.').unwrap_or(&d));
+            }
+            log.lock().unwrap().push(Secured {
+                tls: true,
+                user: user.clone(),
+                msg: Received {
+                    from: from.clone(),
+                    to: std::mem::take(&mut to),
+                    data,
+                },
+            });
+            b"250 queued\r\n".to_vec()
+        } else if upper.starts_with("QUIT") {
+            let _ = r.get_mut().write_all(b"221 bye\r\n").await;
+            return;
+        } else {
+            b"250 ok\r\n".to_vec()
+        };
+        if r.get_mut().write_all(&reply).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// STARTTLS with the relay's certificate checked against `relay_tls_ca`,
+/// and AUTH PLAIN with the password from `relay_password_file`: the
+/// settings as the config file gives them, on the SQLite store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_gets_the_outbox_over_starttls_with_auth_plain() {
+    let (store, client) = e2e::store_with_alice(e2e::Backend::Sqlite).await;
+    let mut sieve = {
+        let channel = e2e::mailbox_api::channel(&store.uri()).unwrap();
+        let token = e2e::mailbox_api::mailbox_client(channel.clone(), CallAuth::default())
+            .authenticate(pb::AuthenticateRequest {
+                username: "alice@example.org".into(),
+                password: "pw-alice".into(),
+                client_ip: "127.0.0.1".into(),
+                protocol: "test".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .session_token;
+        e2e::mailbox_api::sieve_client(channel, CallAuth::default().with_session(&token).unwrap())
+    };
+    sieve
+        .put_script(pb::PutScriptRequest {
+            name: "fwd".into(),
+            content: b"redirect \"out@remote.example\";\r\n".to_vec(),
+        })
+        .await
+        .unwrap();
+    sieve
+        .set_active(pb::SetActiveRequest { name: "fwd".into() })
+        .await
+        .unwrap();
+
+    // The relay: a certificate for 127.0.0.1 from a private CA.
+    let dir = tempfile::tempdir().unwrap();
+    let ca = service_kit::tls::InternalCa::generate("relay test CA").unwrap();
+    let (cert, key) = ca
+        .issue(&["127.0.0.1".into()], service_kit::tls::CertUsage::Server)
+        .unwrap();
+    let p = |n: &str| dir.path().join(n);
+    std::fs::write(p("relay.crt"), cert).unwrap();
+    std::fs::write(p("relay.key"), key).unwrap();
+    std::fs::write(p("ca.crt"), ca.cert_pem()).unwrap();
+    std::fs::write(p("password"), "s3cret\n").unwrap();
+    let shutdown = service_kit::CancellationToken::new();
+    let _stop = shutdown.clone().drop_guard();
+    let tls = Arc::new(
+        service_kit::tls::ReloadingTls::start(&p("relay.crt"), &p("relay.key"), shutdown).unwrap(),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let relay_port = listener.local_addr().unwrap().port();
+    let log: Arc<Mutex<Vec<Secured>>> = Arc::default();
+    {
+        let log = log.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                tokio::spawn(tls_relay_session(tcp, tls.clone(), log.clone()));
+            }
+        });
+    }
+
+    let (_, settings) = smtp_ingest::SmtpConfig {
+        relay_host: "127.0.0.1".into(),
+        relay_port,
+        relay_tls_ca: p("ca.crt").display().to_string(),
+        relay_username: "mailer".into(),
+        relay_password_file: p("password").display().to_string(),
+        relay_poll_secs: 1,
+        relay_retry_base_secs: 1,
+        relay_retry_max_secs: 2,
+        ..smtp_ingest::SmtpConfig::default()
+    }
+    .validate()
+    .unwrap();
+    let smtp = e2e::TestSmtp::start_with(&store.uri(), |s| s.relay = settings.relay).await;
+    deliver(
+        smtp.smtp.port(),
+        "orig@remote.example",
+        &mail("tls-1", "orig@remote.example", "anything", ""),
+    )
+    .await;
+    let start = Instant::now();
+    while log.lock().unwrap().is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the relay got nothing over STARTTLS"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = log.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].tls);
+    assert_eq!(got[0].user.as_deref(), Some("mailer"));
+    assert_eq!(got[0].msg.from, "orig@remote.example");
+    assert_eq!(got[0].msg.to, ["out@remote.example"]);
+    assert!(got[0].msg.data.contains("Hello tls-1."));
+    drop(client);
+}
