@@ -91,10 +91,10 @@ impl RelaySettings {
     }
 
     /// How long the rows of one claim are leased: long enough to send the
-    /// whole batch at the timeout of each, with a margin, within the
-    /// store's cap of an hour.
+    /// whole batch at the timeout of each and to report the last result to
+    /// a slow store, with a margin, within the store's cap of an hour.
     fn lease(&self) -> Duration {
-        (self.timeout.saturating_mul(self.batch) + Duration::from_secs(30))
+        (self.timeout.saturating_mul(self.batch) + SETTLE_RETRY + Duration::from_secs(30))
             .min(Duration::from_secs(3600))
     }
 }
@@ -226,7 +226,11 @@ impl Relay {
             // the lease to expire (due again for any replica), so no other
             // replica can send it while this one still might.
             if shutdown.is_cancelled()
-                || claimed_at.elapsed() + self.settings.timeout + Duration::from_secs(10) > lease
+                || claimed_at.elapsed()
+                    + self.settings.timeout
+                    + SETTLE_RETRY
+                    + Duration::from_secs(10)
+                    > lease
             {
                 break;
             }
@@ -251,16 +255,14 @@ impl Relay {
 
     /// Tells the store what became of a row, and logs and counts it.
     async fn settle(&self, row: &pb::OutboxMessage, outcome: Outcome) -> Result<(), tonic::Status> {
-        let mut store = self.store.clone();
         let span = (row.id, row.kind.as_str(), row.delivery_id.as_str());
         match outcome {
             Outcome::Sent => {
-                store
-                    .complete_outbox(pb::CompleteOutboxRequest {
-                        owner: self.owner.clone(),
-                        id: row.id,
-                    })
-                    .await?;
+                self.tell(Settle::Complete(pb::CompleteOutboxRequest {
+                    owner: self.owner.clone(),
+                    id: row.id,
+                }))
+                .await?;
                 tracing::info!(id = span.0, kind = span.1, delivery = span.2, to = %row.rcpt_to, "outbox message sent");
                 service_kit::metrics::outbox_send("sent");
             }
@@ -268,15 +270,14 @@ impl Relay {
                 // No bounce for it: see the module docs (no loop between
                 // auto-responders).
                 tracing::warn!(id = span.0, kind = span.1, delivery = span.2, to = %row.rcpt_to, error = %why, "outbox message refused by the relay; dropped");
-                store
-                    .fail_outbox(pb::FailOutboxRequest {
-                        owner: self.owner.clone(),
-                        id: row.id,
-                        error: why,
-                        retry_after_secs: 0,
-                        drop: true,
-                    })
-                    .await?;
+                self.tell(Settle::Fail(pb::FailOutboxRequest {
+                    owner: self.owner.clone(),
+                    id: row.id,
+                    error: why,
+                    retry_after_secs: 0,
+                    drop: true,
+                }))
+                .await?;
                 service_kit::metrics::outbox_send("refused");
             }
             Outcome::Temporary(why) => {
@@ -290,20 +291,63 @@ impl Relay {
                 } else {
                     tracing::info!(id = span.0, kind = span.1, to = %row.rcpt_to, attempts, retry_secs = retry.as_secs(), error = %why, "outbox message not sent; retrying later");
                 }
-                store
-                    .fail_outbox(pb::FailOutboxRequest {
-                        owner: self.owner.clone(),
-                        id: row.id,
-                        error: why,
-                        retry_after_secs: u32::try_from(retry.as_secs()).unwrap_or(u32::MAX),
-                        drop: expired,
-                    })
-                    .await?;
+                self.tell(Settle::Fail(pb::FailOutboxRequest {
+                    owner: self.owner.clone(),
+                    id: row.id,
+                    error: why,
+                    retry_after_secs: u32::try_from(retry.as_secs()).unwrap_or(u32::MAX),
+                    drop: expired,
+                }))
+                .await?;
                 service_kit::metrics::outbox_send(if expired { "expired" } else { "failed" });
             }
         }
         Ok(())
     }
+
+    /// Sends a settlement to the store, retried for a while when the
+    /// store does not answer: a sent row whose completion were lost would
+    /// be sent again once its lease ran out.
+    async fn tell(&self, what: Settle) -> Result<(), tonic::Status> {
+        let deadline = Instant::now() + SETTLE_RETRY;
+        let mut pause = Duration::from_millis(250);
+        loop {
+            let mut store = self.store.clone();
+            let r = match &what {
+                Settle::Complete(req) => store.complete_outbox(req.clone()).await.map(|_| ()),
+                Settle::Fail(req) => store.fail_outbox(req.clone()).await.map(|_| ()),
+            };
+            match r {
+                Err(s) if transient(&s) && Instant::now() + pause < deadline => {
+                    tracing::warn!(code = ?s.code(), "outbox: the store did not take a result; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(4));
+                }
+                r => return r,
+            }
+        }
+    }
+}
+
+/// How long a row's result is offered to a store that does not answer.
+const SETTLE_RETRY: Duration = Duration::from_secs(30);
+
+/// A row's result for the store.
+enum Settle {
+    Complete(pb::CompleteOutboxRequest),
+    Fail(pb::FailOutboxRequest),
+}
+
+/// Store errors worth asking again (the store or its database is away).
+fn transient(s: &tonic::Status) -> bool {
+    matches!(
+        s.code(),
+        tonic::Code::Unavailable
+            | tonic::Code::Unknown
+            | tonic::Code::DeadlineExceeded
+            | tonic::Code::Aborted
+            | tonic::Code::Cancelled
+    )
 }
 
 /// The SMTP envelope of a row: the null reverse-path when `from` is empty.
@@ -355,7 +399,7 @@ mod tests {
     #[test]
     fn the_lease_covers_a_batch_within_the_store_cap() {
         let mut s = settings();
-        assert_eq!(s.lease(), Duration::from_secs(630));
+        assert_eq!(s.lease(), Duration::from_secs(660));
         s.batch = 100;
         assert_eq!(s.lease(), Duration::from_secs(3600));
     }
