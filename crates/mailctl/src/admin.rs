@@ -332,9 +332,11 @@ async fn follow_fts(c: &mut AdminClient, uri: &str) -> anyhow::Result<()> {
     let first = fts_status(c, uri).await?;
     let bar = ProgressBar::new(first.blobs);
     bar.set_style(
-        ProgressStyle::with_template("indexing [{bar:30}] {pos}/{len} bodies ({per_sec}, eta {eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "indexing [{bar:30}] {pos}/{len} bodies ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
     loop {
         let s = fts_status(c, uri).await?;
