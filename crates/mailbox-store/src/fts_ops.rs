@@ -107,30 +107,34 @@ pub async fn fts_candidate_uids(
     let sql = if PG {
         // Small mailbox: its texts, each read once by blob_text's key
         // (OFFSET 0 keeps the planner from hashing the whole table; strpos
-        // is no trigram index's operator). Otherwise: the
-        // trigram index's matches (re-checked with LIKE), joined to the
-        // mailbox by messages_blob. Either way: bodies not indexed yet.
-        // `small` is computed once; the branch it rules out is not run.
+        // is no trigram index's operator). Otherwise: the trigram index's
+        // matches (re-checked with LIKE), joined to the mailbox. Either
+        // way: bodies not indexed yet. `small` is computed once; the
+        // branch it rules out is not run. `hits` is a CTE of its own so
+        // that a generic plan (a statement prepared and run often) still
+        // reads the trigram index rather than LIKE on every text of the
+        // mailbox (1.2 s instead of 30 ms for 10,000 messages).
         format!(
             "WITH small AS MATERIALIZED (\
                SELECT COUNT(*) <= {FTS_SCAN_UP_TO} AS yes FROM (\
                  SELECT 1 FROM messages WHERE mailbox_id = $1 AND uid > $2 AND uid <= $3 \
-                 LIMIT {}) x) \
+                 LIMIT {}) x), \
+             hits AS MATERIALIZED (\
+               SELECT t.blob_id FROM blob_text t WHERE NOT (SELECT yes FROM small) AND {}) \
              SELECT m.uid FROM messages m CROSS JOIN LATERAL (\
                SELECT 1 FROM blob_text t WHERE t.blob_id = m.blob_id AND {} OFFSET 0) x \
               WHERE (SELECT yes FROM small) \
                 AND m.mailbox_id = $1 AND m.uid > $2 AND m.uid <= $3 \
              UNION \
-             SELECT m.uid FROM blob_text t JOIN messages m ON m.blob_id = t.blob_id \
-              WHERE NOT (SELECT yes FROM small) \
-                AND m.mailbox_id = $1 AND m.uid > $2 AND m.uid <= $3 AND {} \
+             SELECT m.uid FROM hits h JOIN messages m ON m.blob_id = h.blob_id \
+              WHERE m.mailbox_id = $1 AND m.uid > $2 AND m.uid <= $3 \
              UNION \
              SELECT m.uid FROM blobs p JOIN messages m ON m.blob_id = p.id \
               WHERE NOT p.fts_indexed AND m.mailbox_id = $1 AND m.uid > $2 AND m.uid <= $3 \
              ORDER BY 1",
             FTS_SCAN_UP_TO + 1,
-            cond.to_strpos_sql("t.text", 4),
             cond.to_like_sql("t.text", 4 + strings.len()),
+            cond.to_strpos_sql("t.text", 4),
         )
     } else {
         "SELECT m.uid FROM messages m \
