@@ -860,3 +860,100 @@ async fn the_relay_gets_the_outbox_over_starttls_with_auth_plain() {
     assert!(got[0].msg.data.contains("Hello tls-1."));
     drop(client);
 }
+
+/// A relay that accepts the connection and never sends its greeting holds
+/// a send only for `relay_timeout_secs`: the row is failed (retried later)
+/// and the loop goes on, so both redirects reach the relay once it
+/// answers, each exactly once (no lease ran out under a hung send).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_never_greets_fails_the_send_and_the_loop_goes_on() {
+    let (store, client) = e2e::store_with_alice(e2e::Backend::Sqlite).await;
+    let channel = e2e::mailbox_api::channel(&store.uri()).unwrap();
+    let token = e2e::mailbox_api::mailbox_client(channel.clone(), CallAuth::default())
+        .authenticate(pb::AuthenticateRequest {
+            username: "alice@example.org".into(),
+            password: "pw-alice".into(),
+            client_ip: "127.0.0.1".into(),
+            protocol: "test".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .session_token;
+    let mut sieve =
+        e2e::mailbox_api::sieve_client(channel, CallAuth::default().with_session(&token).unwrap());
+    sieve
+        .put_script(pb::PutScriptRequest {
+            name: "fwd".into(),
+            content: b"redirect \"out@remote.example\";\r\n".to_vec(),
+        })
+        .await
+        .unwrap();
+    sieve
+        .set_active(pb::SetActiveRequest { name: "fwd".into() })
+        .await
+        .unwrap();
+
+    // The first connection is held open in silence; later ones are served.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let relay = Relay {
+        port: listener.local_addr().unwrap().port(),
+        log: Arc::default(),
+        task: None,
+    };
+    let silent: Arc<Mutex<Vec<tokio::net::TcpStream>>> = Arc::default();
+    {
+        let (log, silent) = (relay.log.clone(), silent.clone());
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let mut held = silent.lock().unwrap();
+                if held.is_empty() {
+                    held.push(tcp);
+                } else {
+                    tokio::spawn(relay_session(tcp, log.clone()));
+                }
+            }
+        });
+    }
+
+    let (_, settings) = smtp_ingest::SmtpConfig {
+        relay_host: "127.0.0.1".into(),
+        relay_port: relay.port,
+        relay_tls: smtp_ingest::relay::RelayTls::None,
+        relay_timeout_secs: 2,
+        relay_poll_secs: 1,
+        relay_retry_base_secs: 1,
+        relay_retry_max_secs: 2,
+        ..smtp_ingest::SmtpConfig::default()
+    }
+    .validate()
+    .unwrap();
+    let smtp = e2e::TestSmtp::start_with(&store.uri(), |s| s.relay = settings.relay).await;
+    for id in ["hang-1", "hang-2"] {
+        deliver(
+            smtp.smtp.port(),
+            "orig@remote.example",
+            &mail(id, "orig@remote.example", id, ""),
+        )
+        .await;
+    }
+    wait_for(&relay, Duration::from_secs(60), "both redirects", |r| {
+        count_to(r, "out@remote.example") >= 2
+    })
+    .await;
+    assert_eq!(silent.lock().unwrap().len(), 1, "the silent connection");
+    // Nothing is sent twice afterwards.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let got = relay.messages();
+    assert_eq!(got.len(), 2, "{got:?}");
+    for id in ["hang-1", "hang-2"] {
+        assert_eq!(
+            got.iter()
+                .filter(|m| m.data.contains(&format!("Hello {id}.")))
+                .count(),
+            1,
+            "{id}"
+        );
+    }
+    drop(client);
+}

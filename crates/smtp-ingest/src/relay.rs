@@ -246,10 +246,23 @@ impl Relay {
             Ok(e) => e,
             Err(e) => return Outcome::Permanent(e),
         };
-        match self.transport.send_raw(&envelope, &row.data).await {
-            Ok(_) => Outcome::Sent,
-            Err(e) if e.is_permanent() => Outcome::Permanent(e.to_string()),
-            Err(e) => Outcome::Temporary(e.to_string()),
+        // lettre's own timeout bounds only the TCP connect: a relay that
+        // accepts and then never answers would hold this loop past the
+        // lease, and another replica would send the row again. The whole
+        // transaction is bounded here; its expiry is a temporary failure.
+        match tokio::time::timeout(
+            self.settings.timeout,
+            self.transport.send_raw(&envelope, &row.data),
+        )
+        .await
+        {
+            Ok(Ok(_)) => Outcome::Sent,
+            Ok(Err(e)) if e.is_permanent() => Outcome::Permanent(e.to_string()),
+            Ok(Err(e)) => Outcome::Temporary(e.to_string()),
+            Err(_) => Outcome::Temporary(format!(
+                "no answer from the relay within {} s",
+                self.settings.timeout.as_secs()
+            )),
         }
     }
 
