@@ -105,10 +105,20 @@ pub type Compiled = Arc<Result<Script, String>>;
 #[derive(Default)]
 pub struct ScriptCache {
     map: Mutex<HashMap<i64, (ScriptKey, Compiled)>>,
-    /// How many accounts have an active script, and when that was read;
-    /// `None` when unknown. While it is a fresh zero, a delivery asks the
-    /// database nothing about scripts.
-    active: Mutex<Option<(i64, std::time::Instant)>>,
+    /// How many accounts have an active script, and when that was read.
+    /// While it is a fresh zero, a delivery asks the database nothing
+    /// about scripts.
+    active: Mutex<ActiveCount>,
+}
+
+/// The cached count of active scripts and the generation that guards it.
+#[derive(Default)]
+struct ActiveCount {
+    /// The count and when it was read; `None` when unknown.
+    count: Option<(i64, std::time::Instant)>,
+    /// Bumped on every forget: a count read while it changed may predate
+    /// the (de)activation that caused the forget, and is not stored.
+    generation: u64,
 }
 
 /// How long a count of active scripts is trusted. A script activated on
@@ -117,23 +127,42 @@ pub struct ScriptCache {
 pub const ACTIVE_COUNT_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl ScriptCache {
+    fn active(&self) -> std::sync::MutexGuard<'_, ActiveCount> {
+        self.active.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The number of active scripts, if known and fresh.
     pub fn active_count(&self) -> Option<i64> {
-        let a = self.active.lock().unwrap_or_else(|p| p.into_inner());
-        a.filter(|(_, at)| at.elapsed() < ACTIVE_COUNT_TTL)
+        self.active()
+            .count
+            .filter(|(_, at)| at.elapsed() < ACTIVE_COUNT_TTL)
             .map(|(n, _)| n)
     }
 
-    /// Remembers a count read from the database.
-    pub fn set_active_count(&self, n: i64) {
-        *self.active.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((n, std::time::Instant::now()));
+    /// The generation to pass to `set_active_count`: read it before
+    /// reading the count from the database.
+    pub fn active_generation(&self) -> u64 {
+        self.active().generation
+    }
+
+    /// Remembers a count read from the database, unless the count was
+    /// forgotten since `generation` was taken (the read may have missed
+    /// that change). True when it was stored.
+    pub fn set_active_count(&self, n: i64, generation: u64) -> bool {
+        let mut a = self.active();
+        if a.generation != generation {
+            return false;
+        }
+        a.count = Some((n, std::time::Instant::now()));
+        true
     }
 
     /// Forgets the count: a script was (de)activated, here or elsewhere,
     /// or the change feed was interrupted.
     pub fn forget_active_count(&self) {
-        *self.active.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        let mut a = self.active();
+        a.count = None;
+        a.generation = a.generation.wrapping_add(1);
     }
 
     /// The compiled script if it is current.
@@ -676,6 +705,27 @@ pub fn bounce(message: &[u8], envelope_from: &str, rcpt: &str, reason: &str, now
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn a_count_read_across_a_forget_is_not_kept() {
+        let c = ScriptCache::default();
+        assert_eq!(c.active_count(), None);
+        // A read that no forget crossed is kept.
+        let g = c.active_generation();
+        assert!(c.set_active_count(0, g));
+        assert_eq!(c.active_count(), Some(0));
+        // A read that began before another replica's activation was
+        // heard (the forget) is stale: it is not stored.
+        c.forget_active_count();
+        let g = c.active_generation();
+        c.forget_active_count();
+        assert!(!c.set_active_count(0, g));
+        assert_eq!(c.active_count(), None);
+        // The next read stores its count again.
+        let g = c.active_generation();
+        assert!(c.set_active_count(1, g));
+        assert_eq!(c.active_count(), Some(1));
+    }
 
     #[test]
     fn flags_become_bits_and_keywords() {

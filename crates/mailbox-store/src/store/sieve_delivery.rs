@@ -53,8 +53,9 @@ impl Store {
         let active = match self.inner.sieve_cache.active_count() {
             Some(n) => n,
             None => {
+                let generation = self.inner.sieve_cache.active_generation();
                 let n = both!(self, sieve_active_count())?;
-                self.inner.sieve_cache.set_active_count(n);
+                self.inner.sieve_cache.set_active_count(n, generation);
                 n
             }
         };
