@@ -74,6 +74,7 @@ impl Store {
                     .collect()
             }),
         }?;
+        let mut shared: Option<Arc<[u8]>> = None;
         for (rcpt, account, account_address, key) in targets {
             if out.plans.contains_key(&account) {
                 continue;
@@ -96,21 +97,42 @@ impl Store {
                 from: from.to_string(),
                 to: rcpt.clone(),
             };
-            let script = match script.as_ref() {
-                Ok(s) => s,
-                Err(e) => {
-                    // Stored scripts compiled when they were put; an
-                    // include that went away since is the likely cause.
-                    tracing::warn!(account = account_address, error = %e, "sieve script does not compile; kept in INBOX");
-                    service_kit::metrics::sieve_run("error");
-                    continue;
-                }
+            if let Err(e) = script.as_ref() {
+                // Stored scripts compiled when they were put; an include
+                // that went away since is the likely cause.
+                tracing::warn!(account = account_address, error = %e, "sieve script does not compile; kept in INBOX");
+                service_kit::metrics::sieve_run("error");
+                continue;
+            }
+            // Scripts run on the blocking pool, not on the async workers
+            // (up to `max_rounds` runs per recipient); the message is
+            // shared with those threads once per delivery.
+            let data = match &shared {
+                Some(m) => m.clone(),
+                None => shared.insert(Arc::<[u8]>::from(message)).clone(),
             };
             let mut answers = Answers::default();
             let at = now();
             let mut outcome = None;
+            let mut panicked = false;
             for _ in 0..ds::max_rounds() {
-                let o = ds::run_once(script, message, &envelope, &answers, at);
+                let (script, msg, env) = (script.clone(), data.clone(), envelope.clone());
+                let run = tokio::task::spawn_blocking(move || {
+                    let o = match script.as_ref() {
+                        Ok(s) => Some(ds::run_once(s, &msg, &env, &answers, at)),
+                        Err(_) => None,
+                    };
+                    (o, answers)
+                })
+                .await;
+                let (o, back) = match run {
+                    Ok((Some(o), back)) => (o, back),
+                    Ok((None, _)) | Err(_) => {
+                        panicked = true;
+                        break;
+                    }
+                };
+                answers = back;
                 match answers.take_questions() {
                     None => {
                         outcome = Some(o);
@@ -134,8 +156,26 @@ impl Store {
                     }
                 }
             }
+            if panicked {
+                tracing::warn!(
+                    account = account_address,
+                    "sieve script run failed; kept in INBOX"
+                );
+                service_kit::metrics::sieve_run("error");
+                continue;
+            }
             let Some(outcome) = outcome else { continue };
-            let plan = ds::plan(outcome, message, &envelope, &account_address, at);
+            let (msg, env, addr) = (data, envelope.clone(), account_address.clone());
+            let Ok(plan) =
+                tokio::task::spawn_blocking(move || ds::plan(outcome, &msg, &env, &addr, at)).await
+            else {
+                tracing::warn!(
+                    account = account_address,
+                    "sieve plan failed; kept in INBOX"
+                );
+                service_kit::metrics::sieve_run("error");
+                continue;
+            };
             out.plans.insert(account, plan);
         }
         Ok(out)
