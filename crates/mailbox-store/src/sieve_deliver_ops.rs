@@ -346,3 +346,21 @@ pub async fn outbox_fail(
     .await?;
     Ok(())
 }
+
+/// Forgets vacation replies and duplicate marks whose time ran out before
+/// `at` (the body collector's turn; index `..._until`, migration 0018).
+/// Returns how many rows went.
+pub async fn sweep_sieve_marks(pool: &Pool<Db>, at: i64) -> Result<u64> {
+    let mut n = 0;
+    for sql in [
+        "DELETE FROM sieve_vacation WHERE until <= $1",
+        "DELETE FROM sieve_duplicates WHERE until <= $1",
+    ] {
+        n += sqlx::query(sql)
+            .bind(at)
+            .execute(pool)
+            .await?
+            .rows_affected();
+    }
+    Ok(n)
+}

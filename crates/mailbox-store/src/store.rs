@@ -1321,6 +1321,8 @@ impl Store {
         // APPEND's idempotency keys are kept an hour (the proto's promise):
         // far longer than any retry of the APPEND they answer.
         on_backend!(self, sweep_append_keys(crate::model::now() - 3600))?;
+        // Sieve's vacation replies and duplicate marks past their time.
+        on_backend!(self, sweep_sieve_marks(crate::model::now()))?;
         let before = crate::model::now() - grace.as_secs() as i64;
         let (mut blobs, mut bytes) = (0u64, 0u64);
         let mut conflicts = 0;

@@ -36,6 +36,7 @@ both_backends!(
     the_same_delivery_id_twice_stores_and_sends_nothing_new,
     outbox_rows_are_leased_to_one_owner,
     a_script_activated_anywhere_runs_at_the_next_delivery,
+    vacation_and_duplicate_marks_past_their_time_are_collected,
 );
 
 const USER: &str = "rcpt@example.org";
@@ -559,4 +560,100 @@ async fn a_script_activated_anywhere_runs_at_the_next_delivery(b: Backend) {
     .await;
     assert_eq!(flags_in(&t, "Filed").await.len(), 1, "no script any more");
     assert_eq!(flags_in(&t, "INBOX").await.len(), 2);
+}
+
+/// Runs `sql` on the test's database; returns the rows it touched, or for
+/// a `SELECT COUNT(*)` the count.
+async fn sql(t: &TestStore, b: Backend, sql: &'static str) -> i64 {
+    let count = sql.starts_with("SELECT");
+    match b {
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(t.url()).await.unwrap();
+            if count {
+                sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap()
+            } else {
+                let r = sqlx::query(sql).execute(&pool).await.unwrap();
+                r.rows_affected() as i64
+            }
+        }
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(t.url()).await.unwrap();
+            if count {
+                sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap()
+            } else {
+                let r = sqlx::query(sql).execute(&pool).await.unwrap();
+                r.rows_affected() as i64
+            }
+        }
+    }
+}
+
+async fn vacation_and_duplicate_marks_past_their_time_are_collected(b: Backend) {
+    let t = with_script(
+        b,
+        "require [\"vacation\", \"duplicate\"];\r\n\
+         if duplicate { discard; stop; }\r\n\
+         vacation :days 1 \"Away.\";\r\n",
+    )
+    .await;
+    let mut c = t.delivery();
+    for (i, from) in ["old@remote.example", "new@remote.example"]
+        .iter()
+        .enumerate()
+    {
+        deliver(
+            &mut c,
+            &format!("d{i}"),
+            from,
+            &[USER],
+            false,
+            &mail("", &format!("m{i}")),
+        )
+        .await;
+    }
+    assert_eq!(sql(&t, b, "SELECT COUNT(*) FROM sieve_vacation").await, 2);
+    assert_eq!(sql(&t, b, "SELECT COUNT(*) FROM sieve_duplicates").await, 2);
+    // The first sender's marks ran out long ago.
+    assert_eq!(
+        sql(
+            &t,
+            b,
+            "UPDATE sieve_vacation SET until = 1 WHERE sender = 'old@remote.example'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        sql(
+            &t,
+            b,
+            "UPDATE sieve_duplicates SET until = 1 WHERE id LIKE '%m0%'"
+        )
+        .await,
+        1
+    );
+    t.store
+        .collect_blobs(std::time::Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(
+        sql(
+            &t,
+            b,
+            "SELECT COUNT(*) FROM sieve_vacation WHERE sender = 'new@remote.example'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(sql(&t, b, "SELECT COUNT(*) FROM sieve_vacation").await, 1);
+    assert_eq!(
+        sql(
+            &t,
+            b,
+            "SELECT COUNT(*) FROM sieve_duplicates WHERE id LIKE '%m1%'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(sql(&t, b, "SELECT COUNT(*) FROM sieve_duplicates").await, 1);
 }
