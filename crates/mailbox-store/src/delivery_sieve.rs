@@ -28,6 +28,10 @@ pub const MAX_RECEIVED: usize = 30;
 /// message that already carries it for the same account is not redirected
 /// again (a loop through our own accounts).
 pub const REDIRECT_HEADER: &str = "X-Sieve-Redirected-From";
+/// The largest outgoing message the outbox takes (bytes): one claimed row
+/// must fit a gRPC reply with room for its other fields. A redirect of a
+/// larger message keeps it instead.
+pub const OUTBOX_MAX_ROW: usize = mailbox_api::MAX_MESSAGE_SIZE - 64 * 1024;
 /// Compiled scripts kept per replica before the cache starts afresh.
 const CACHE_MAX: usize = 10_000;
 /// Rounds of a run that asks about mailboxes or duplicates not looked up
@@ -574,6 +578,9 @@ fn redirect(
         body = &body[end..];
     }
     let mut data = format!("{REDIRECT_HEADER}: {account}\r\n").into_bytes();
+    if data.len() + body.len() > OUTBOX_MAX_ROW {
+        return Err("too large for the outbox");
+    }
     data.extend_from_slice(body);
     Ok(SieveSend {
         kind: "redirect",

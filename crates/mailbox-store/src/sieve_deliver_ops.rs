@@ -246,6 +246,19 @@ async fn outbox_insert(
     data: &[u8],
     at: i64,
 ) -> Result<()> {
+    // A row ClaimOutbox could not return in one gRPC reply would fail every
+    // claim after it; the plan keeps such a redirect instead, and anything
+    // else that large is left out here.
+    if data.len() > crate::delivery_sieve::OUTBOX_MAX_ROW {
+        tracing::warn!(
+            delivery_id,
+            kind,
+            to,
+            bytes = data.len(),
+            "outgoing message too large for the outbox; not sent"
+        );
+        return Ok(());
+    }
     sqlx::query(
         "INSERT INTO outbox (account_id, delivery_id, kind, mail_from, rcpt_to, data, \
            created_at, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
@@ -275,7 +288,9 @@ pub struct OutboxRow {
     pub delivery_id: String,
 }
 
-/// Leases up to `limit` due rows to `owner` for `lease` seconds. On
+/// Leases up to `limit` due rows to `owner` for `lease` seconds, their
+/// data `budget` bytes at most (but always one due row, if any: no row is
+/// larger than `OUTBOX_MAX_ROW`), so the reply fits one gRPC message. On
 /// PostgreSQL rows another replica is claiming are skipped (`FOR UPDATE
 /// SKIP LOCKED`), so no row goes to two replicas; SQLite has one writer.
 /// Also returns the outbox's depth.
@@ -284,27 +299,48 @@ pub async fn outbox_claim(
     owner: &str,
     limit: i64,
     lease: i64,
+    budget: i64,
 ) -> Result<(Vec<OutboxRow>, i64)> {
     let at = now();
-    let sql = if PG {
-        "UPDATE outbox SET lease_owner = $1, lease_until = $2 + $3 WHERE id IN ( \
-           SELECT id FROM outbox WHERE next_attempt_at <= $2 AND lease_until <= $2 \
-           ORDER BY next_attempt_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
-         RETURNING id, kind, mail_from, rcpt_to, data, created_at, attempts, delivery_id"
+    let due = if PG {
+        "SELECT id, octet_length(data)::BIGINT FROM outbox \
+         WHERE next_attempt_at <= $1 AND lease_until <= $1 \
+         ORDER BY next_attempt_at, id LIMIT $2 FOR UPDATE SKIP LOCKED"
     } else {
-        "UPDATE outbox SET lease_owner = $1, lease_until = $2 + $3 WHERE id IN ( \
-           SELECT id FROM outbox WHERE next_attempt_at <= $2 AND lease_until <= $2 \
-           ORDER BY next_attempt_at, id LIMIT $4) \
-         RETURNING id, kind, mail_from, rcpt_to, data, created_at, attempts, delivery_id"
+        "SELECT id, length(data) FROM outbox WHERE next_attempt_at <= $1 AND lease_until <= $1 \
+         ORDER BY next_attempt_at, id LIMIT $2"
     };
     let mut tx = begin_write(pool).await?;
-    let rows: Vec<OutboxRow> = sqlx::query_as(sql)
-        .bind(owner)
+    let candidates: Vec<(i64, i64)> = sqlx::query_as(due)
         .bind(at)
-        .bind(lease)
         .bind(limit)
         .fetch_all(&mut *tx)
         .await?;
+    let mut ids: Vec<i64> = Vec::new();
+    let mut total = 0i64;
+    for (id, bytes) in candidates {
+        if !ids.is_empty() && total.saturating_add(bytes) > budget {
+            break;
+        }
+        total = total.saturating_add(bytes);
+        ids.push(id);
+    }
+    let mut rows: Vec<OutboxRow> = if ids.is_empty() {
+        Vec::new()
+    } else {
+        // The ids are integers read above: nothing of a user's is in the SQL.
+        let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE outbox SET lease_owner = $1, lease_until = $2 + $3 WHERE id IN ({list}) \
+             RETURNING id, kind, mail_from, rcpt_to, data, created_at, attempts, delivery_id"
+        )))
+        .bind(owner)
+        .bind(at)
+        .bind(lease)
+        .fetch_all(&mut *tx)
+        .await?
+    };
+    rows.sort_by_key(|r| ids.iter().position(|i| *i == r.id));
     let depth: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
         .fetch_one(&mut *tx)
         .await?;

@@ -37,6 +37,7 @@ both_backends!(
     outbox_rows_are_leased_to_one_owner,
     a_script_activated_anywhere_runs_at_the_next_delivery,
     vacation_and_duplicate_marks_past_their_time_are_collected,
+    a_claim_is_capped_by_bytes_and_an_oversized_redirect_is_kept,
 );
 
 const USER: &str = "rcpt@example.org";
@@ -88,22 +89,23 @@ async fn deliver(
     lmtp: bool,
     body: &[u8],
 ) -> pb::DeliverResponse {
-    let chunks = vec![
-        pb::DeliverChunk {
-            part: Some(pb::deliver_chunk::Part::Header(pb::DeliverHeader {
-                delivery_id: id.into(),
-                envelope_from: from.into(),
-                recipients: rcpts.iter().map(|s| s.to_string()).collect(),
-                received_at: 1_700_000_000,
-                trace_headers: b"Return-Path: <x@y>\r\nReceived: from a by b; now\r\n".to_vec(),
-                size_hint: body.len() as u64,
-                per_recipient_replies: lmtp,
-            })),
-        },
-        pb::DeliverChunk {
-            part: Some(pb::deliver_chunk::Part::Data(body.to_vec())),
-        },
-    ];
+    let mut chunks = vec![pb::DeliverChunk {
+        part: Some(pb::deliver_chunk::Part::Header(pb::DeliverHeader {
+            delivery_id: id.into(),
+            envelope_from: from.into(),
+            recipients: rcpts.iter().map(|s| s.to_string()).collect(),
+            received_at: 1_700_000_000,
+            trace_headers: b"Return-Path: <x@y>\r\nReceived: from a by b; now\r\n".to_vec(),
+            size_hint: body.len() as u64,
+            per_recipient_replies: lmtp,
+        })),
+    }];
+    chunks.extend(
+        body.chunks(mailbox_api::CHUNK_SIZE)
+            .map(|c| pb::DeliverChunk {
+                part: Some(pb::deliver_chunk::Part::Data(c.to_vec())),
+            }),
+    );
     c.deliver(tokio_stream::iter(chunks))
         .await
         .unwrap()
@@ -656,4 +658,66 @@ async fn vacation_and_duplicate_marks_past_their_time_are_collected(b: Backend) 
         1
     );
     assert_eq!(sql(&t, b, "SELECT COUNT(*) FROM sieve_duplicates").await, 1);
+}
+
+/// A message of about `mib` MiB (lines of 998 characters).
+fn big_mail(subject: &str, mib: usize) -> Vec<u8> {
+    let mut m = mail("", subject);
+    let line = format!("{}\r\n", "x".repeat(998));
+    while m.len() < mib * 1024 * 1024 {
+        m.extend_from_slice(line.as_bytes());
+    }
+    m
+}
+
+async fn a_claim_is_capped_by_bytes_and_an_oversized_redirect_is_kept(b: Backend) {
+    let t = with_script(b, "redirect \"fwd@elsewhere.example\";\r\n").await;
+    let mut c = t.delivery();
+    // Four redirects of 3 MiB: 12 MiB in all, more than one claim returns.
+    for i in 0..4 {
+        let r = deliver(
+            &mut c,
+            &format!("d{i}"),
+            "s@remote.example",
+            &[USER],
+            false,
+            &big_mail(&format!("m{i}"), 3),
+        )
+        .await;
+        assert_eq!(status(&r, 0), pb::RecipientStatus::Accept);
+    }
+    let first = outbox(&t, "o1").await;
+    assert_eq!(first.len(), 2, "8 MiB per claim at most");
+    let second = outbox(&t, "o2").await;
+    assert_eq!(second.len(), 2);
+    assert!(outbox(&t, "o3").await.is_empty());
+    // A single row larger than the budget is still claimed, alone.
+    let r = deliver(
+        &mut c,
+        "d9",
+        "s@remote.example",
+        &[USER],
+        false,
+        &big_mail("m9", 9),
+    )
+    .await;
+    assert_eq!(status(&r, 0), pb::RecipientStatus::Accept);
+    let alone = outbox(&t, "o4").await;
+    assert_eq!(alone.len(), 1);
+    assert!(alone[0].data.len() > 9 * 1024 * 1024);
+    // A redirect larger than a gRPC reply never enters the outbox (it
+    // would fail every claim): the message is kept instead.
+    assert!(flags_in(&t, "INBOX").await.is_empty());
+    let r = deliver(
+        &mut c,
+        "d17",
+        "s@remote.example",
+        &[USER],
+        false,
+        &big_mail("m17", 17),
+    )
+    .await;
+    assert_eq!(status(&r, 0), pb::RecipientStatus::Accept);
+    assert_eq!(flags_in(&t, "INBOX").await.len(), 1);
+    assert!(outbox(&t, "o5").await.is_empty());
 }

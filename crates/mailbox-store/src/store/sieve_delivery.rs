@@ -18,6 +18,10 @@ use crate::model::now;
 pub const OUTBOX_CLAIM_MAX: u32 = 100;
 /// The longest lease a claim may ask for (seconds).
 pub const OUTBOX_LEASE_MAX: u32 = 3600;
+/// The data one ClaimOutbox returns at most (bytes), well within a gRPC
+/// message; a single due row is returned whatever its size (no row is
+/// larger than `delivery_sieve::OUTBOX_MAX_ROW`).
+pub const OUTBOX_CLAIM_BYTES: i64 = 8 * 1024 * 1024;
 
 /// Calls the same function on either backend and maps the rows alike.
 macro_rules! both {
@@ -212,13 +216,14 @@ impl Store {
         }
         let (messages, depth): (Vec<pb::OutboxMessage>, i64) = match &self.inner.backend {
             Backend::Pg(p) => {
-                let r = pg::outbox_claim(p, owner, limit, lease).await;
+                let r = pg::outbox_claim(p, owner, limit, lease, OUTBOX_CLAIM_BYTES).await;
                 self.inner.refresh.check(&r);
                 let (rows, depth) = r?;
                 (to_pb!(rows), depth)
             }
             Backend::Lite(p) => {
-                let (rows, depth) = lite::outbox_claim(p, owner, limit, lease).await?;
+                let (rows, depth) =
+                    lite::outbox_claim(p, owner, limit, lease, OUTBOX_CLAIM_BYTES).await?;
                 (to_pb!(rows), depth)
             }
         };
