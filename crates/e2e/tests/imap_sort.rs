@@ -322,3 +322,75 @@ async fn search_and_sort_contexts_follow_the_mailbox() {
     let r = a.noop_until("FETCH").await;
     assert!(!r.iter().any(|l| l.contains("ESEARCH")), "{r:?}");
 }
+
+/// A SORT or THREAD answer of more than a few hundred messages (numbered
+/// from a plain copy of the session's view, not by a search of the view
+/// per message) numbers each message as a small one does: with a message
+/// another session expunged that this one was not told of yet (it keeps
+/// its place: RFC 9051 7.5.1), and after it was told (the numbers move).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_answers_number_messages_as_small_ones_do() {
+    const N: usize = 300;
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let (store, _client) = setup(backend).await;
+        let imap = TestImap::start(&store.uri()).await;
+        let mut a = RawImap::connect(imap.imap).await;
+        a.login().await;
+        // UID i has subject s(N - i): SORT (SUBJECT) is UID order reversed.
+        for i in 1..=N {
+            let m = format!(
+                "From: x@a.org\r\nSubject: s{:03}\r\nMessage-ID: <m{i}@x>\r\n\r\nx\r\n",
+                N - i
+            );
+            a.send(format!("ap APPEND INBOX {{{}+}}\r\n{m}\r\n", m.len()).as_bytes())
+                .await;
+            let l = a.line().await;
+            assert!(l.starts_with("ap OK"), "{l}");
+        }
+        a.cmd("SELECT INBOX").await;
+        let mut b = RawImap::connect(imap.imap).await;
+        b.login().await;
+        b.cmd("SELECT INBOX").await;
+        b.cmd("STORE 5 +FLAGS.SILENT (\\Deleted)").await;
+        let r = b.cmd("EXPUNGE").await;
+        assert!(r.iter().any(|l| l.starts_with("* 5 EXPUNGE")), "{r:?}");
+        let list = |v: Vec<usize>| {
+            v.iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        // Not told yet (SORT and THREAD may not announce it, RFC 9051
+        // 7.5.1): the others keep their numbers, and message 5 is not in
+        // the answer.
+        let want: Vec<usize> = (1..=N).rev().filter(|&n| n != 5).collect();
+        let r = a.cmd("SORT (SUBJECT) US-ASCII ALL").await;
+        assert_eq!(first(&r), format!("* SORT {}", list(want.clone())));
+        let r = a.cmd("THREAD REFERENCES US-ASCII ALL").await;
+        let mut numbers: Vec<usize> = first(&r)
+            .trim_start_matches("* THREAD ")
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|s| s.parse().ok())
+            .collect();
+        numbers.sort_unstable();
+        let mut sorted = want.clone();
+        sorted.sort_unstable();
+        assert_eq!(numbers, sorted, "{:?}", &r[1..]);
+        // UID SORT names UIDs (here equal to the numbers above), and may
+        // announce the expunge; NOOP does if it did not.
+        let r = a.cmd("UID SORT (SUBJECT) US-ASCII ALL").await;
+        assert_eq!(first(&r), format!("* SORT {}", list(want)));
+        let told = r.iter().any(|l| l.starts_with("* 5 EXPUNGE"));
+        let r = a.cmd("NOOP").await;
+        assert!(
+            told || r.iter().any(|l| l.starts_with("* 5 EXPUNGE")),
+            "{r:?}"
+        );
+        // Told: the messages after it moved up one.
+        let r = a.cmd("SORT (SUBJECT) US-ASCII ALL").await;
+        assert_eq!(
+            first(&r),
+            format!("* SORT {}", list((1..N).rev().collect()))
+        );
+    }
+}

@@ -38,8 +38,20 @@ impl Session {
         let Some(view) = &self.view else {
             return Vec::new();
         };
+        let number = |u: u32, i: usize| if uid { u } else { i as u32 + 1 };
+        // Many UIDs (a SORT or THREAD of a large mailbox): one walk of the
+        // view into a plain slice, then a binary search there per UID; the
+        // view's own search walks its tree at every probe (about 0.1 s for
+        // 100,000 UIDs, most of a cached SORT's time).
+        if uids.len() > 256 {
+            let all = view.uids();
+            return uids
+                .iter()
+                .filter_map(|&u| all.binary_search(&u).ok().map(|i| number(u, i)))
+                .collect();
+        }
         uids.iter()
-            .filter_map(|&u| view.position(u).map(|i| if uid { u } else { i as u32 + 1 }))
+            .filter_map(|&u| view.position(u).map(|i| number(u, i)))
             .collect()
     }
 
@@ -132,10 +144,11 @@ impl Session {
                 }
             }
             None => {
-                let mut out = String::from("* SORT");
+                let mut out = String::with_capacity(8 + numbers.len() * 7);
+                out.push_str("* SORT");
                 for n in &numbers {
-                    out.push(' ');
-                    out.push_str(&n.to_string());
+                    use std::fmt::Write as _;
+                    let _ = write!(out, " {n}");
                 }
                 if let Some(m) = modseq {
                     out.push_str(&format!(" (MODSEQ {m})"));
@@ -188,19 +201,26 @@ impl Session {
             Err(s) => return store_no(&s),
         };
         let nodes: Vec<(u32, u32)> = match &self.view {
-            Some(v) => r
-                .nodes
-                .iter()
-                .map(|n| {
-                    let num = if n.uid == 0 {
-                        0
-                    } else {
-                        v.position(n.uid)
-                            .map_or(0, |i| if uid { n.uid } else { i as u32 + 1 })
-                    };
-                    (num, n.depth)
-                })
-                .collect(),
+            Some(v) => {
+                // Many nodes: positions from a plain slice of the view's
+                // UIDs, as `numbers_of` does for SORT.
+                let all = (r.nodes.len() > 256).then(|| v.uids());
+                let position = |u: u32| match &all {
+                    Some(all) => all.binary_search(&u).ok(),
+                    None => v.position(u),
+                };
+                r.nodes
+                    .iter()
+                    .map(|n| {
+                        let num = if n.uid == 0 {
+                            0
+                        } else {
+                            position(n.uid).map_or(0, |i| if uid { n.uid } else { i as u32 + 1 })
+                        };
+                        (num, n.depth)
+                    })
+                    .collect()
+            }
             None => Vec::new(),
         };
         let mut line = String::from("* THREAD ");
