@@ -5,7 +5,7 @@
 //! that records every message it receives (a small SMTP listener of this
 //! test's). Each outgoing message reaches the relay exactly once, also
 //! after the relay refused connections for a whole minute; a relay's 5xx
-//! drops the message after one attempt; there is no reply to mailing-list
+//! to a redirect drops it after one attempt and bounces it to its sender; there is no reply to mailing-list
 //! or automatic mail, nor a second one within vacation's `:days`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -416,7 +416,8 @@ async fn sieve_files_rejects_redirects_and_answers_through_a_relay_down_for_a_mi
     .await;
     assert!(finals[0].starts_with("550"), "SMTP reject: {finals:?}");
 
-    // redirect, one the relay refuses (5xx: dropped, never retried), and
+    // redirect, one the relay refuses (5xx: dropped, never retried, and
+    // bounced to its sender), and
     // vacation replies to 8 senders, through both replicas; none to list
     // or automatic mail, none twice to one sender within :days.
     deliver(
@@ -464,7 +465,7 @@ async fn sieve_files_rejects_redirects_and_answers_through_a_relay_down_for_a_mi
         ),
     )
     .await;
-    let first = ["elsewhere@remote.example"]
+    let first = ["elsewhere@remote.example", "orig@remote.example"]
         .into_iter()
         .map(String::from)
         .chain((0..8).map(|i| format!("vac-{i}@remote.example")))
@@ -569,8 +570,8 @@ async fn sieve_files_rejects_redirects_and_answers_through_a_relay_down_for_a_mi
     }
     assert_eq!(
         got.len(),
-        2 + 8 + 4,
-        "2 redirects and 12 vacation replies: {per_key:#?}"
+        2 + 8 + 4 + 1,
+        "2 redirects, 12 vacation replies and a bounce: {per_key:#?}"
     );
     for t in &all {
         let expect = if t == "elsewhere@remote.example" {
@@ -591,6 +592,15 @@ async fn sieve_files_rejects_redirects_and_answers_through_a_relay_down_for_a_mi
                 m.to
             );
             assert!(m.data.contains("Alice is away until Monday."));
+        } else if m.to[0] == "orig@remote.example" {
+            // The refused redirect, reported to its sender.
+            assert_eq!(m.from, "", "a bounce has the null sender");
+            assert!(m.data.contains("report-type=delivery-status"));
+            assert!(
+                m.data
+                    .contains("Final-Recipient: rfc822; refused@remote.example")
+            );
+            assert!(m.data.contains("no such user here"), "the relay's reason");
         } else {
             assert!(m.from.starts_with("orig"), "a redirect keeps the sender");
             assert!(m.data.contains("Hello redirect-"), "the original message");

@@ -666,6 +666,51 @@ fn crlf(s: &str) -> String {
 /// be said in the SMTP reply (RFC 5429 2.1), to the envelope sender, from
 /// the null sender: the reason, the report, and the original header.
 pub fn bounce(message: &[u8], envelope_from: &str, rcpt: &str, reason: &str, now: i64) -> Vec<u8> {
+    dsn(
+        message,
+        envelope_from,
+        rcpt,
+        &format!("Your message to <{rcpt}> was rejected by the recipient's filter:"),
+        ("5.7.1", "550 5.7.1"),
+        reason,
+        now,
+    )
+}
+
+/// A delivery status notification (RFC 3464) for a redirected message the
+/// relay refused for good or that could not be sent in time (RFC 5321
+/// 6.1: the message was accepted, so its loss is reported), to the
+/// original envelope sender, from the null sender. `message` is the
+/// redirected copy; `to` the redirect's target.
+pub fn redirect_bounce(
+    message: &[u8],
+    envelope_from: &str,
+    to: &str,
+    reason: &str,
+    now: i64,
+) -> Vec<u8> {
+    dsn(
+        message,
+        envelope_from,
+        to,
+        &format!("Your message was forwarded to <{to}>, which could not be reached:"),
+        ("5.0.0", "550 5.0.0"),
+        reason,
+        now,
+    )
+}
+
+/// The DSN of `bounce` and `redirect_bounce`: `status` is the
+/// delivery-status code and the diagnostic's reply prefix.
+fn dsn(
+    message: &[u8],
+    envelope_from: &str,
+    rcpt: &str,
+    explanation: &str,
+    status: (&str, &str),
+    reason: &str,
+    now: i64,
+) -> Vec<u8> {
     let domain = rcpt.rsplit('@').next().unwrap_or("localhost");
     let boundary = format!("{now}-sieve-reject-{}", &message_id(now, rcpt)[1..9]);
     let header = &message[..header_end(message)];
@@ -686,18 +731,17 @@ pub fn bounce(message: &[u8], envelope_from: &str, rcpt: &str, reason: &str, now
     m.push_str("This is a MIME-encapsulated message.\r\n\r\n");
     m.push_str(&format!("--{boundary}\r\n"));
     m.push_str("Content-Type: text/plain; charset=utf-8\r\n\r\n");
-    m.push_str(&format!(
-        "Your message to <{rcpt}> was rejected by the recipient's filter:\r\n\r\n  {reason}\r\n\r\n"
-    ));
+    m.push_str(&format!("{explanation}\r\n\r\n  {reason}\r\n\r\n"));
     m.push_str(&format!("--{boundary}\r\n"));
     m.push_str("Content-Type: message/delivery-status\r\n\r\n");
     m.push_str(&format!("Reporting-MTA: dns; {domain}\r\n"));
     m.push_str(&format!("Arrival-Date: {}\r\n\r\n", date(now)));
     m.push_str(&format!("Final-Recipient: rfc822; {rcpt}\r\n"));
     m.push_str("Action: failed\r\n");
-    m.push_str("Status: 5.7.1\r\n");
+    m.push_str(&format!("Status: {}\r\n", status.0));
     m.push_str(&format!(
-        "Diagnostic-Code: smtp; 550 5.7.1 {}\r\n\r\n",
+        "Diagnostic-Code: smtp; {} {}\r\n\r\n",
+        status.1,
         reason.chars().take(400).collect::<String>()
     ));
     m.push_str(&format!("--{boundary}\r\n"));

@@ -348,6 +348,17 @@ pub async fn outbox_claim(
     Ok((rows, depth))
 }
 
+/// A dropped outbox row, as a bounce for it needs it.
+#[derive(sqlx::FromRow)]
+struct DroppedRow {
+    account_id: Option<i64>,
+    delivery_id: String,
+    kind: String,
+    mail_from: String,
+    rcpt_to: String,
+    data: Vec<u8>,
+}
+
 /// A row sent: gone, if `owner` still holds its lease.
 pub async fn outbox_complete(pool: &Pool<Db>, owner: &str, id: i64) -> Result<()> {
     sqlx::query("DELETE FROM outbox WHERE id = $1 AND lease_owner = $2")
@@ -359,6 +370,10 @@ pub async fn outbox_complete(pool: &Pool<Db>, owner: &str, id: i64) -> Result<()
 }
 
 /// A row not sent: due again in `retry_after` seconds, or (`drop`) gone.
+/// A dropped redirect with a sender is reported to that sender with a
+/// bounce through the outbox (RFC 5321 6.1: the message was accepted);
+/// bounces and vacation replies themselves are dropped silently (they
+/// have the null sender, and answering them could loop).
 pub async fn outbox_fail(
     pool: &Pool<Db>,
     owner: &str,
@@ -368,7 +383,43 @@ pub async fn outbox_fail(
     drop: bool,
 ) -> Result<()> {
     if drop {
-        return outbox_complete(pool, owner, id).await;
+        let mut tx = begin_write(pool).await?;
+        let gone: Option<DroppedRow> = sqlx::query_as(
+            "DELETE FROM outbox WHERE id = $1 AND lease_owner = $2 \
+                 RETURNING account_id, delivery_id, kind, mail_from, rcpt_to, data",
+        )
+        .bind(id)
+        .bind(owner)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(DroppedRow {
+            account_id: account,
+            delivery_id,
+            kind,
+            mail_from: from,
+            rcpt_to: to,
+            data,
+        }) = gone
+            && kind == "redirect"
+            && !from.is_empty()
+        {
+            let at = now();
+            let dsn = crate::delivery_sieve::redirect_bounce(&data, &from, &to, error, at);
+            outbox_insert(
+                &mut tx,
+                account,
+                &delivery_id,
+                "bounce",
+                "",
+                &from,
+                &dsn,
+                at,
+            )
+            .await?;
+            service_kit::metrics::sieve_action("bounce");
+        }
+        tx.commit().await?;
+        return Ok(());
     }
     sqlx::query(
         "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $3, lease_owner = NULL, \

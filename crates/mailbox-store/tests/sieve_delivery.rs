@@ -38,6 +38,7 @@ both_backends!(
     a_script_activated_anywhere_runs_at_the_next_delivery,
     vacation_and_duplicate_marks_past_their_time_are_collected,
     a_claim_is_capped_by_bytes_and_an_oversized_redirect_is_kept,
+    a_dropped_redirect_is_bounced_to_its_sender,
 );
 
 const USER: &str = "rcpt@example.org";
@@ -720,4 +721,82 @@ async fn a_claim_is_capped_by_bytes_and_an_oversized_redirect_is_kept(b: Backend
     assert_eq!(status(&r, 0), pb::RecipientStatus::Accept);
     assert_eq!(flags_in(&t, "INBOX").await.len(), 1);
     assert!(outbox(&t, "o5").await.is_empty());
+}
+
+/// Drops a claimed row for good, as the relay does after a 5xx or when
+/// the row expired.
+async fn drop_row(t: &TestStore, owner: &str, id: i64, error: &str) {
+    t.delivery()
+        .fail_outbox(pb::FailOutboxRequest {
+            owner: owner.into(),
+            id,
+            error: error.into(),
+            retry_after_secs: 0,
+            drop: true,
+        })
+        .await
+        .unwrap();
+}
+
+async fn a_dropped_redirect_is_bounced_to_its_sender(b: Backend) {
+    let t = with_script(
+        b,
+        "require \"vacation\";\r\nredirect \"fwd@elsewhere.example\";\r\nvacation \"Away.\";\r\n",
+    )
+    .await;
+    let mut c = t.delivery();
+    deliver(
+        &mut c,
+        "d1",
+        "orig@remote.example",
+        &[USER],
+        false,
+        &mail("", "lost"),
+    )
+    .await;
+    // A redirect of a message from the null sender: nobody to tell.
+    deliver(&mut c, "d2", "", &[USER], false, &mail("", "nobody")).await;
+    let rows = outbox(&t, "o1").await;
+    let mut kinds: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|m| (m.kind.as_str(), m.mail_from.as_str()))
+        .collect();
+    kinds.sort_unstable();
+    assert_eq!(
+        kinds,
+        [
+            ("redirect", ""),
+            ("redirect", "orig@remote.example"),
+            ("vacation", "")
+        ]
+    );
+    for m in &rows {
+        drop_row(&t, "o1", m.id, "550 5.1.1 no such user here").await;
+    }
+    // One bounce, for the redirect with a sender; none for the vacation
+    // reply or the null sender's redirect.
+    let bounces = outbox(&t, "o2").await;
+    assert_eq!(bounces.len(), 1, "{bounces:?}");
+    let bounce = &bounces[0];
+    assert_eq!(bounce.kind, "bounce");
+    assert_eq!(bounce.mail_from, "", "a bounce has the null sender");
+    assert_eq!(bounce.rcpt_to, "orig@remote.example");
+    assert_eq!(bounce.delivery_id, "d1");
+    let text = String::from_utf8_lossy(&bounce.data);
+    assert!(
+        text.contains("multipart/report; report-type=delivery-status"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Final-Recipient: rfc822; fwd@elsewhere.example"),
+        "{text}"
+    );
+    assert!(text.contains("no such user here"), "{text}");
+    assert!(
+        text.contains("Subject: lost"),
+        "the original header: {text}"
+    );
+    // A bounce dropped in turn is not bounced (no loop).
+    drop_row(&t, "o2", bounce.id, "550 5.1.1 no such user here").await;
+    assert!(outbox(&t, "o3").await.is_empty());
 }

@@ -14,10 +14,13 @@
 //!   the row is older than `relay_expire_secs`: then it is dropped, with a
 //!   log line;
 //! - a permanent refusal (a 5xx reply, or an address the client cannot
-//!   write) drops the row, with a log line. No bounce is written for it:
-//!   the rows are themselves automatic messages (a redirect keeps the
-//!   original sender, a vacation reply and a bounce have the null sender),
-//!   and bouncing them could start a loop between two auto-responders.
+//!   write) drops the row, with a log line.
+//!
+//! When a redirect with a sender is dropped (refused or expired), the
+//! store writes a bounce for it to that sender into the outbox (RFC 5321
+//! 6.1: the message was accepted, its loss is reported). Vacation replies
+//! and bounces have the null sender and are dropped silently, so no loop
+//! can start between two auto-responders.
 //!
 //! The SMTP client is `lettre` (STARTTLS with rustls on ring, AUTH PLAIN);
 //! plaintext is allowed only to a relay on the loopback interface (checked
@@ -280,8 +283,8 @@ impl Relay {
                 service_kit::metrics::outbox_send("sent");
             }
             Outcome::Permanent(why) => {
-                // No bounce for it: see the module docs (no loop between
-                // auto-responders).
+                // The store bounces a dropped redirect to its sender; see
+                // the module docs.
                 tracing::warn!(id = span.0, kind = span.1, delivery = span.2, to = %row.rcpt_to, error = %why, "outbox message refused by the relay; dropped");
                 self.tell(Settle::Fail(pb::FailOutboxRequest {
                     owner: self.owner.clone(),
