@@ -405,6 +405,11 @@ async fn bad_input_gets_a_clear_no_or_bye() {
         greeting.iter().any(|l| l.starts_with("\"SASL\" \"PLAIN")),
         "{greeting:?}"
     );
+    // RFC 5804 1.7: the redirect limit the interpreter keeps is announced.
+    assert!(
+        greeting.iter().any(|l| l == "\"MAXREDIRECTS\" \"4\""),
+        "{greeting:?}"
+    );
     let r = c.send(b"FROBNICATE\r\n").await;
     assert_eq!(last(&r), "NO \"Unknown command\"");
     let r = c.send(b"GETSCRIPT \"unterminated\r\n").await;

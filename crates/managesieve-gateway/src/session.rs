@@ -380,6 +380,9 @@ impl Session {
         };
         cap("IMPLEMENTATION", Some("managesieve-gateway"));
         cap("SIEVE", Some(&mail_sieve::capabilities().join(" ")));
+        // RFC 5804 1.7: a script's run may redirect this many times at
+        // most (the interpreter's bound).
+        cap("MAXREDIRECTS", Some(&mail_sieve::MAX_REDIRECTS.to_string()));
         let mechanisms = match self.state {
             State::Anonymous => self.mechanisms().join(" "),
             State::Authenticated(_) => String::new(),
