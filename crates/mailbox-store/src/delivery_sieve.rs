@@ -601,10 +601,22 @@ fn vacation(
     account: &str,
     now: i64,
 ) -> SieveSend {
+    // RFC 5230 4.2 lets the server refuse a :from that is not the
+    // user's: only the account's address or the address this message came
+    // to may sign a reply our relay sends (a script could otherwise send
+    // mail as anyone, by variables past the parser's literal check).
     let from = v
         .from
         .clone()
-        .filter(|f| !f.trim().is_empty())
+        .filter(|f| {
+            let addr = address_of(f);
+            let own = addr.eq_ignore_ascii_case(account)
+                || addr.eq_ignore_ascii_case(&envelope.to);
+            if !own && !f.trim().is_empty() {
+                tracing::info!(account, from = %one_line(f), "vacation :from is not the user's; the recipient's address is used");
+            }
+            own
+        })
         .unwrap_or_else(|| envelope.to.clone());
     let subject = v.subject.clone().unwrap_or_else(|| {
         format!(
@@ -635,7 +647,9 @@ fn vacation(
     let mut data = h.into_bytes();
     if v.mime {
         // The reason is a MIME entity: its own header, blank line, body.
-        data.extend_from_slice(crlf(&v.reason).as_bytes());
+        // Only its Content-* fields are kept: the others would become the
+        // reply's own (a second From:, Sender:, Reply-To:...).
+        data.extend_from_slice(mime_entity(&crlf(&v.reason)).as_bytes());
     } else {
         data.extend_from_slice(
             b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n",
@@ -652,6 +666,40 @@ fn vacation(
         data,
         vacation: Some((v.handle.clone(), v.seconds)),
     }
+}
+
+/// The address in a `Name <addr>` or bare `addr` value.
+fn address_of(s: &str) -> &str {
+    let s = s.trim();
+    match (s.rfind('<'), s.rfind('>')) {
+        (Some(a), Some(b)) if a < b => s[a + 1..b].trim(),
+        _ => s,
+    }
+}
+
+/// A `:mime` vacation reason (CRLF lines) with only the `Content-*`
+/// fields (and their continuation lines) left in its header.
+fn mime_entity(reason: &str) -> String {
+    let (head, body) = match reason.find("\r\n\r\n") {
+        Some(i) => (&reason[..i + 2], &reason[i + 4..]),
+        // No blank line: all body, as plain text.
+        None => ("", reason),
+    };
+    let mut out = String::new();
+    let mut keep = false;
+    for line in head.split_inclusive("\r\n") {
+        if !line.starts_with([' ', '\t']) {
+            keep = line
+                .get(..8)
+                .is_some_and(|p| p.eq_ignore_ascii_case("content-"));
+        }
+        if keep {
+            out.push_str(line);
+        }
+    }
+    out.push_str("\r\n");
+    out.push_str(body);
+    out
 }
 
 fn one_line(s: &str) -> String {

@@ -39,6 +39,7 @@ both_backends!(
     vacation_and_duplicate_marks_past_their_time_are_collected,
     a_claim_is_capped_by_bytes_and_an_oversized_redirect_is_kept,
     a_dropped_redirect_is_bounced_to_its_sender,
+    a_vacation_reply_cannot_be_signed_by_someone_else,
 );
 
 const USER: &str = "rcpt@example.org";
@@ -799,4 +800,47 @@ async fn a_dropped_redirect_is_bounced_to_its_sender(b: Backend) {
     // A bounce dropped in turn is not bounced (no loop).
     drop_row(&t, "o2", bounce.id, "550 5.1.1 no such user here").await;
     assert!(outbox(&t, "o3").await.is_empty());
+}
+
+/// A vacation reply goes out through our relay: its From is the user's
+/// (a `:from` naming anyone else, built with variables past the parser's
+/// check, gives way to the recipient's address; RFC 5230 4.2), and a
+/// `:mime` reason adds only Content-* fields to the reply's header.
+async fn a_vacation_reply_cannot_be_signed_by_someone_else(b: Backend) {
+    let t = with_script(
+        b,
+        "require [\"vacation\", \"variables\"];\r\n\
+         set \"who\" \"ceo@bank.example\";\r\n\
+         vacation :from \"${who}\" :mime :subject \"Away\" text:\r\n\
+         From: evil@bank.example\r\n\
+         Reply-To: evil@bank.example\r\n\
+         Content-Type: text/plain;\r\n\
+         \tcharset=utf-8\r\n\
+         \r\n\
+         Gone fishing.\r\n\
+         .\r\n;\r\n",
+    )
+    .await;
+    let r = deliver(
+        &mut t.delivery(),
+        "v1",
+        "sender@remote.example",
+        &[USER],
+        false,
+        &mail("", "hi"),
+    )
+    .await;
+    assert_eq!(status(&r, 0), pb::RecipientStatus::Accept);
+    let out = outbox(&t, "o").await;
+    assert_eq!(out.len(), 1, "{out:?}");
+    let reply = String::from_utf8_lossy(&out[0].data);
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap();
+    assert!(head.contains(&format!("From: {USER}\r\n")), "{reply}");
+    assert!(!reply.contains("evil@bank.example"), "{reply}");
+    assert!(!reply.contains("ceo@bank.example"), "{reply}");
+    assert!(
+        head.contains("Content-Type: text/plain;\r\n\tcharset=utf-8"),
+        "{reply}"
+    );
+    assert_eq!(body, "Gone fishing.\r\n");
 }
