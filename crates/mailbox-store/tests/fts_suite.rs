@@ -8,28 +8,15 @@
 //! background.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
 mod common;
 
 use common::{Backend, TestStore, start_with};
 use mailbox_api::pb;
 use mailbox_api::pb::search_key::Key;
 
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(super::Backend::Postgres).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(super::Backend::Sqlite).await
-            }
-        }
-    )*};
-}
-
 both_backends!(
+    workers = 2;
     index_answers_equal_the_scan,
     a_large_mailbox_equals_the_scan,
     a_message_is_found_as_soon_as_it_is_stored,

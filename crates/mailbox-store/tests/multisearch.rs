@@ -3,6 +3,7 @@
 //! the one its own Search gives, and one account never sees another's.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
 mod common;
 
 use common::{Backend, TestStore, message, start};
@@ -10,22 +11,8 @@ use mailbox_api::{MailboxClient, pb};
 use pb::search_key::Key;
 use tonic::Code;
 
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(super::Backend::Postgres).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(super::Backend::Sqlite).await
-            }
-        }
-    )*};
-}
-
 both_backends!(
+    workers = 2;
     filters_choose_and_each_answer_is_the_mailboxs_own,
     accounts_never_see_each_other,
     non_ascii_text_is_found_in_every_encoding,

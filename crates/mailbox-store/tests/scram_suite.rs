@@ -7,6 +7,7 @@
 //! scramp in crates/e2e/tests/sso.rs).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
 mod common;
 
 use std::num::NonZeroU32;
@@ -15,21 +16,6 @@ use common::{Backend, TestStore, start, start_with};
 use mailbox_api::pb;
 use ring::{digest, hmac, pbkdf2};
 use tonic::Code;
-
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn postgres() {
-                super::$name(super::Backend::Postgres).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn sqlite() {
-                super::$name(super::Backend::Sqlite).await
-            }
-        }
-    )*};
-}
 
 both_backends!(
     scram_keys_prove_the_password_and_sign_the_exchange,

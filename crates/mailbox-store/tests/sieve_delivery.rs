@@ -5,25 +5,11 @@
 //! ClaimOutbox.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
 mod common;
 
 use common::{Backend, TestStore, select_all, start};
 use mailbox_api::{DeliveryClient, pb};
-
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn postgres() {
-                super::$name(super::Backend::Postgres).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn sqlite() {
-                super::$name(super::Backend::Sqlite).await
-            }
-        }
-    )*};
-}
 
 both_backends!(
     fileinto_several_folders_with_flags,
@@ -51,19 +37,7 @@ async fn with_script(backend: Backend, script: &str) -> TestStore {
     t.add_domain("example.org").await;
     t.add_account(USER, "pw").await;
     t.add_account("plain@example.org", "pw").await;
-    let token = t
-        .authenticate(USER, "pw", "127.0.0.1")
-        .await
-        .unwrap()
-        .into_inner()
-        .session_token;
-    let mut sieve = mailbox_api::sieve_client(
-        t.channel(),
-        mailbox_api::CallAuth::new(t.secret.as_deref())
-            .unwrap()
-            .with_session(&token)
-            .unwrap(),
-    );
+    let mut sieve = sieve_of(&t).await;
     let put = sieve
         .put_script(pb::PutScriptRequest {
             name: "main".into(),
@@ -80,6 +54,23 @@ async fn with_script(backend: Backend, script: &str) -> TestStore {
         .await
         .unwrap();
     t
+}
+
+/// The Sieve service of `t` for a session of `USER`.
+async fn sieve_of(t: &TestStore) -> mailbox_api::SieveClient {
+    let token = t
+        .authenticate(USER, "pw", "127.0.0.1")
+        .await
+        .unwrap()
+        .into_inner()
+        .session_token;
+    mailbox_api::sieve_client(
+        t.channel(),
+        mailbox_api::CallAuth::new(t.secret.as_deref())
+            .unwrap()
+            .with_session(&token)
+            .unwrap(),
+    )
 }
 
 /// Delivers `body` from `from` to `rcpts`.
@@ -510,19 +501,7 @@ async fn a_script_activated_anywhere_runs_at_the_next_delivery(b: Backend) {
         Backend::Sqlite => None,
     };
     let activator = other.as_ref().unwrap_or(&t);
-    let token = activator
-        .authenticate(USER, "pw", "127.0.0.1")
-        .await
-        .unwrap()
-        .into_inner()
-        .session_token;
-    let mut sieve = mailbox_api::sieve_client(
-        activator.channel(),
-        mailbox_api::CallAuth::new(activator.secret.as_deref())
-            .unwrap()
-            .with_session(&token)
-            .unwrap(),
-    );
+    let mut sieve = sieve_of(activator).await;
     let put = sieve
         .put_script(pb::PutScriptRequest {
             name: "main".into(),

@@ -4,26 +4,12 @@
 //! the one-active rule, and account isolation.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
 mod common;
 
 use common::{Backend, TestStore, start, start_with};
 use mailbox_api::{SieveClient, pb};
 use tonic::Code;
-
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn postgres() {
-                super::$name(super::Backend::Postgres).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn sqlite() {
-                super::$name(super::Backend::Sqlite).await
-            }
-        }
-    )*};
-}
 
 both_backends!(
     scripts_are_put_listed_got_renamed_and_deleted,

@@ -3,6 +3,7 @@
 //! gRPC server on 127.0.0.1:0.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
 mod common;
 
 use std::collections::HashSet;
@@ -12,22 +13,6 @@ use common::{
 };
 use mailbox_api::pb;
 use tonic::Code;
-
-/// Generates `mod NAME { postgres(), sqlite() }` for each suite function.
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn postgres() {
-                super::$name(super::Backend::Postgres).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn sqlite() {
-                super::$name(super::Backend::Sqlite).await
-            }
-        }
-    )*};
-}
 
 both_backends!(
     concurrent_delivery_allocates_unique_increasing_uids,

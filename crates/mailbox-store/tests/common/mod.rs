@@ -342,3 +342,26 @@ pub fn message(subject: &str, body: &str) -> Vec<u8> {
     )
     .into_bytes()
 }
+
+/// Generates `mod NAME { postgres(), sqlite() }` for each suite function,
+/// each a test on tokio's multi-threaded runtime with 4 workers (or
+/// `workers = N;` before the names). For files that `#[macro_use] mod
+/// common;`.
+#[allow(unused_macros)]
+macro_rules! both_backends {
+    (workers = $w:tt; $($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = $w)]
+            async fn postgres() {
+                super::$name(super::Backend::Postgres).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = $w)]
+            async fn sqlite() {
+                super::$name(super::Backend::Sqlite).await
+            }
+        }
+    )*};
+    ($($name:ident),* $(,)?) => {
+        both_backends!(workers = 4; $($name),*);
+    };
+}
