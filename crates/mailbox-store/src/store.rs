@@ -1600,14 +1600,23 @@ impl Store {
         on_backend!(self, failures_of(a, b, since))
     }
 
-    /// Counts a failure in the database (the shared record; the mirrors
-    /// learn of it from the notification). Never fails the refusal it
-    /// belongs to: an error is logged and the mirror stops answering until
-    /// its next full load.
+    /// Counts a failure in the database (the shared record; the other
+    /// replicas' mirrors learn of it from the notification, this one's
+    /// from the row the statement returns, so this replica's next login
+    /// sees it without waiting for its own notification to come back).
+    /// Never fails the refusal it belongs to: an error is logged and the
+    /// mirror stops answering until its next full load.
     async fn record_failure(&self, key: &str, since: i64) {
-        if let Err(e) = on_backend!(self, record_failure(key, since, &self.inner.origin)) {
-            tracing::warn!(error = %e, "recording a failed login");
-            self.inner.failures.unsync();
+        match on_backend!(self, record_failure(key, since, &self.inner.origin)) {
+            Ok((failures, window_start)) => {
+                self.inner
+                    .failures
+                    .apply(key, failures, window_start, since)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "recording a failed login");
+                self.inner.failures.unsync();
+            }
         }
     }
 
