@@ -1096,6 +1096,7 @@ pub async fn deliver(
     sieve: &crate::delivery_sieve::SieveDelivery,
 ) -> Result<(pb::DeliverResponse, Vec<i64>)> {
     let mut tx = begin_write(pool).await?;
+    sieve_lock_rows(&mut tx, &[(recipients, sieve)]).await?;
     let (resp, changed) =
         deliver_in(&mut tx, delivery_id, recipients, received_at, blob, sieve).await?;
     notify(&mut tx, origin, &changed).await?;
@@ -1123,6 +1124,8 @@ pub async fn deliver_group(
     group: &[Delivery<'_>],
 ) -> Result<Vec<(pb::DeliverResponse, Vec<i64>)>> {
     let mut tx = begin_write(pool).await?;
+    let rows: Vec<_> = group.iter().map(|d| (d.recipients, d.sieve)).collect();
+    sieve_lock_rows(&mut tx, &rows).await?;
     let mut out = Vec::with_capacity(group.len());
     let mut all_changed = Vec::new();
     for d in group {

@@ -101,6 +101,82 @@ pub async fn sieve_duplicates_seen(
     Ok(out)
 }
 
+/// PostgreSQL: the rows a delivery (or a group of them) with Sieve plans
+/// will write, locked before any is written, in the order every delivery
+/// writer takes them: the mailboxes (each account's INBOX first, then the
+/// folders its copies go to, by account), then the account rows (by id).
+/// Applied copy by copy, a plan would lock a folder, its account, then
+/// the next delivery's INBOX; two groups filing into INBOX and a folder of
+/// the same account in opposite orders then deadlock (PostgreSQL breaks
+/// it after `deadlock_timeout`, the group is retried one by one). SQLite
+/// has one writer: nothing to do.
+async fn sieve_lock_rows(
+    tx: &mut Tx,
+    deliveries: &[(&[String], &crate::delivery_sieve::SieveDelivery)],
+) -> Result<()> {
+    if !PG || deliveries.iter().all(|(_, s)| s.plans.is_empty()) {
+        return Ok(());
+    }
+    let mut addresses: Vec<&str> = deliveries
+        .iter()
+        .flat_map(|(r, _)| r.iter().map(String::as_str))
+        .collect();
+    addresses.sort_unstable();
+    addresses.dedup();
+    // Only placeholders are formatted into the statements below.
+    let list = (1..=addresses.len())
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "SELECT id FROM accounts WHERE address IN ({list}) \
+         UNION SELECT account_id FROM aliases WHERE address IN ({list})"
+    );
+    let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql));
+    for a in &addresses {
+        q = q.bind(*a);
+    }
+    let mut accounts: Vec<i64> = q.fetch_all(&mut **tx).await?;
+    accounts.extend(deliveries.iter().flat_map(|(_, s)| s.plans.keys().copied()));
+    accounts.sort_unstable();
+    accounts.dedup();
+    if accounts.is_empty() {
+        return Ok(());
+    }
+    let mut boxes: Vec<(i64, &str)> = accounts.iter().map(|a| (*a, "INBOX")).collect();
+    for (_, s) in deliveries {
+        for (a, plan) in &s.plans {
+            boxes.extend(plan.copies.iter().map(|c| (*a, c.mailbox.as_str())));
+        }
+    }
+    boxes.sort_unstable();
+    boxes.dedup();
+    let cond = (0..boxes.len())
+        .map(|i| format!("(account_id = ${} AND name = ${})", 2 * i + 1, 2 * i + 2))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    let sql = format!(
+        "SELECT id FROM mailboxes WHERE {cond} \
+         ORDER BY account_id, name <> 'INBOX', id FOR UPDATE"
+    );
+    let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql));
+    for (a, name) in &boxes {
+        q = q.bind(*a).bind(*name);
+    }
+    q.fetch_all(&mut **tx).await?;
+    let list = (1..=accounts.len())
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!("SELECT id FROM accounts WHERE id IN ({list}) ORDER BY id FOR UPDATE");
+    let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql));
+    for a in &accounts {
+        q = q.bind(*a);
+    }
+    q.fetch_all(&mut **tx).await?;
+    Ok(())
+}
+
 /// The mailbox a copy goes to: `fileinto :create` makes it (and its
 /// parents); a missing one without `:create` falls back to INBOX.
 async fn sieve_copy_mailbox(tx: &mut Tx, account: i64, copy: &SieveCopy) -> Result<MailboxRow> {
