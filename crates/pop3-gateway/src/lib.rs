@@ -7,6 +7,7 @@
 //! UPDATE state after QUIT, as one store expunge guarded by that lease.
 
 pub mod config;
+mod readahead;
 mod session;
 
 use std::sync::Arc;

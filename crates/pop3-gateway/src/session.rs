@@ -1,7 +1,6 @@
 //! One POP3 session: AUTHORIZATION -> TRANSACTION -> UPDATE (RFC 1939
 //! section 3), over a connection that may be upgraded with STLS.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,6 +19,7 @@ use tokio::net::TcpStream;
 use tonic::{Code, Status};
 
 use crate::config::Pop3Settings;
+use crate::readahead::ReadAhead;
 
 pub(crate) struct Ctx {
     pub settings: Pop3Settings,
@@ -136,10 +136,12 @@ enum State {
     Closed,
 }
 
-struct Msg {
-    uid: u32,
-    size: u64,
-    deleted: bool,
+/// One message of the maildrop snapshot.
+pub(crate) struct Msg {
+    pub(crate) uid: u32,
+    pub(crate) size: u64,
+    /// DELE'd in this session (undone by RSET).
+    pub(crate) deleted: bool,
     retrieved: bool,
 }
 
@@ -152,17 +154,9 @@ struct Maildrop {
     msgs: Vec<Msg>,
     lease_lost: Arc<AtomicBool>,
     renewer: tokio::task::JoinHandle<()>,
-    /// Messages read ahead of the client's RETR/TOP (DESIGN.md 8: one store
-    /// call per batch, not per message), by UID, oldest first; at most
-    /// READ_AHEAD_BYTES in all.
-    ahead: VecDeque<(u32, Vec<u8>)>,
+    /// Bodies read ahead of the client's RETR/TOP, a batch per store call.
+    ahead: ReadAhead,
 }
-
-/// How many messages, and how many bytes, one read-ahead asks the store for.
-/// Clients RETR in order, so the next command is usually answered from
-/// memory; the byte bound keeps a session's memory small.
-const READ_AHEAD_MESSAGES: usize = 32;
-const READ_AHEAD_BYTES: u64 = 1 << 20;
 
 impl Maildrop {
     fn get(&self, n: u32) -> Option<&Msg> {
@@ -176,69 +170,6 @@ impl Maildrop {
             .iter()
             .filter(|m| !m.deleted)
             .fold((0, 0), |(n, s), m| (n + 1, s + m.size))
-    }
-
-    /// Message `n` (at most the inline limit in size) from the read-ahead,
-    /// asking the store for it and the messages after it when it is not
-    /// there. `None`: the store no longer has it (expunged by an
-    /// administrator or another protocol). TOP (`keep`) leaves the message in
-    /// the read-ahead for a RETR that may follow.
-    async fn read_ahead(&mut self, n: u32, keep: bool) -> Result<Option<Vec<u8>>, Status> {
-        let uid = self.msgs[n as usize - 1].uid;
-        if !self.ahead.iter().any(|(u, _)| *u == uid) {
-            let mut wanted = Vec::new();
-            let mut bytes = 0;
-            for m in self.msgs[n as usize - 1..].iter().filter(|m| !m.deleted) {
-                if m.size > mailbox_api::INLINE_DATA_LIMIT {
-                    continue;
-                }
-                if !wanted.is_empty()
-                    && (wanted.len() >= READ_AHEAD_MESSAGES || bytes + m.size > READ_AHEAD_BYTES)
-                {
-                    break;
-                }
-                bytes += m.size;
-                wanted.push(m.uid);
-            }
-            let mut stream = self
-                .client
-                .fetch(pb::FetchRequest {
-                    mailbox: "INBOX".into(),
-                    uids: Some(pb::UidSet {
-                        ranges: wanted
-                            .iter()
-                            .map(|&u| pb::UidRange { first: u, last: u })
-                            .collect(),
-                    }),
-                    with_summary: false,
-                    changed_since: 0,
-                    with_data: true,
-                })
-                .await?
-                .into_inner();
-            self.ahead.clear();
-            while let Some(r) = stream.message().await? {
-                for meta in r.messages {
-                    if let Some(d) = meta.data {
-                        self.ahead.push_back((meta.uid, d));
-                    }
-                }
-            }
-            if !self.ahead.iter().any(|(u, _)| *u == uid) {
-                // Small enough to come inline, so it is gone.
-                return Ok(None);
-            }
-        }
-        // Drop what the client has moved past; take (or copy) this one.
-        while self.ahead.front().is_some_and(|(u, _)| *u < uid) {
-            self.ahead.pop_front();
-        }
-        let data = if keep {
-            self.ahead.front().map(|(_, d)| d.clone())
-        } else {
-            self.ahead.pop_front().map(|(_, d)| d)
-        };
-        Ok(data)
     }
 
     /// Gives the maildrop back and ends the store session.
@@ -766,7 +697,7 @@ impl Session {
             msgs,
             lease_lost: lost,
             renewer,
-            ahead: VecDeque::new(),
+            ahead: ReadAhead::default(),
         }))
     }
 
@@ -892,7 +823,11 @@ impl Session {
         };
         let (uid, size) = (msg.uid, msg.size);
         let data = if size <= mailbox_api::INLINE_DATA_LIMIT {
-            match m.read_ahead(n, top.is_some()).await {
+            match m
+                .ahead
+                .body(&m.client, &m.msgs, n as usize - 1, top.is_some())
+                .await
+            {
                 Ok(d) => Some(d),
                 Err(s) => return self.store_error(&s, false).await,
             }
