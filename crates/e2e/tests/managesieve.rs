@@ -268,12 +268,21 @@ impl Drop for Gateway {
 }
 
 async fn gateway(store_uri: &str, trusted: TrustedNetworks) -> Gateway {
+    gateway_with(store_uri, trusted, |s| s.max_literal_size = 4096).await
+}
+
+/// A gateway whose settings `tune` changes first.
+async fn gateway_with(
+    store_uri: &str,
+    trusted: TrustedNetworks,
+    tune: impl FnOnce(&mut managesieve_gateway::ManageSieveSettings),
+) -> Gateway {
     let certs = tempfile::tempdir().unwrap();
     let (cert, key) = service_kit::tls::ensure_self_signed(certs.path()).unwrap();
     let mut settings = managesieve_gateway::ManageSieveSettings::for_test(store_uri);
     settings.tls = Some((cert, key));
     settings.trusted = trusted;
-    settings.max_literal_size = 4096;
+    tune(&mut settings);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
@@ -484,6 +493,96 @@ async fn bad_input_gets_a_clear_no_or_bye() {
     let r = c
         .send(format!("NOOP \"{}\"\r\n", "x".repeat(20_000)).as_bytes())
         .await;
+    assert!(last(&r).starts_with("BYE"), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn before_authentication_literals_are_small_and_silence_is_short() {
+    let (store, _client) = alice_store().await;
+    // The defaults: 8 KiB literals before login, 1 MiB after; the
+    // pre-login idle timeout cut to 1 s for the test.
+    let g = gateway_with(&store.uri(), TrustedNetworks::loopback(), |s| {
+        assert_eq!(s.pre_login_max_literal_size, 8 * 1024);
+        assert_eq!(s.pre_login_idle_timeout, std::time::Duration::from_secs(60));
+        assert_eq!(s.max_literal_size, 1024 * 1024);
+        s.pre_login_idle_timeout = std::time::Duration::from_secs(1);
+    })
+    .await;
+    // A script-sized literal before login: read through and refused; the
+    // session goes on.
+    let script = format!("keep;\r\n# {}\r\n", "x".repeat(9000));
+    let put = format!("PUTSCRIPT \"big\" {{{}+}}\r\n{script}\r\n", script.len());
+    let (mut c, _) = Raw::connect(g.addr).await;
+    let r = c.send(put.as_bytes()).await;
+    assert_eq!(
+        last(&r),
+        "NO (QUOTA/MAXSIZE) \"Literal too large before authentication\"",
+        "{r:?}"
+    );
+    // A SASL response over the limit fails the login, nothing more.
+    c.r.get_mut()
+        .write_all(b"AUTHENTICATE \"PLAIN\"\r\n")
+        .await
+        .unwrap();
+    let mut challenge = String::new();
+    c.r.read_line(&mut challenge).await.unwrap();
+    assert_eq!(challenge, "\"\"\r\n");
+    let junk = "A".repeat(9000);
+    let r = c
+        .send(format!("{{{}+}}\r\n{junk}\r\n", junk.len()).as_bytes())
+        .await;
+    assert!(last(&r).starts_with("NO"), "{r:?}");
+    // After login the same script is taken.
+    let r = c
+        .send(
+            format!(
+                "AUTHENTICATE \"PLAIN\" \"{}\"\r\n",
+                plain("alice@example.org", "pw-alice")
+            )
+            .as_bytes(),
+        )
+        .await;
+    assert_eq!(last(&r), "OK \"Logged in\"");
+    let r = c.send(put.as_bytes()).await;
+    assert_eq!(last(&r), "OK \"Putscript completed\"");
+    // Logged in, the long idle timeout holds: silence past the pre-login
+    // one does not end the session.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let r = c.send(b"NOOP\r\n").await;
+    assert!(last(&r).starts_with("OK"), "{r:?}");
+    // UNAUTHENTICATE brings the pre-login limits back.
+    let r = c.send(b"UNAUTHENTICATE\r\n").await;
+    assert!(last(&r).starts_with("OK"), "{r:?}");
+    let r = c.send(put.as_bytes()).await;
+    assert!(last(&r).starts_with("NO (QUOTA/MAXSIZE)"), "{r:?}");
+
+    // A literal more than four times the pre-login limit is not read
+    // through: BYE at its marker, in a command and in a SASL round.
+    let (mut c, _) = Raw::connect(g.addr).await;
+    let r = c.send(b"AUTHENTICATE \"PLAIN\" {40000+}\r\n").await;
+    assert!(last(&r).starts_with("BYE (QUOTA/MAXSIZE)"), "{r:?}");
+    let (mut c, _) = Raw::connect(g.addr).await;
+    c.r.get_mut()
+        .write_all(b"AUTHENTICATE \"PLAIN\"\r\n")
+        .await
+        .unwrap();
+    let mut challenge = String::new();
+    c.r.read_line(&mut challenge).await.unwrap();
+    let r = c.send(b"{40000+}\r\n").await;
+    assert!(last(&r).starts_with("BYE (QUOTA/MAXSIZE)"), "{r:?}");
+
+    // Silence before login: BYE after the pre-login idle timeout (1 s
+    // here; Raw waits up to 30 s for it).
+    let (mut c, _) = Raw::connect(g.addr).await;
+    let r = c.response().await;
+    assert_eq!(
+        last(&r),
+        "BYE \"Autologout; idle for too long before authentication\"",
+        "{r:?}"
+    );
+    // Also inside a SASL exchange.
+    let (mut c, _) = Raw::connect(g.addr).await;
+    let r = c.send(b"AUTHENTICATE \"PLAIN\"\r\n").await;
     assert!(last(&r).starts_with("BYE"), "{r:?}");
 }
 

@@ -9,6 +9,10 @@ use serde::{Deserialize, Serialize};
 use service_kit::net::TrustedNetworks;
 use service_kit::telemetry::LogFormat;
 
+/// The most `pre_login_max_literal_size` may be: a SASL response larger
+/// than this is no login.
+pub const MAX_PRE_LOGIN_LITERAL: u64 = 64 * 1024;
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ManageSieveConfig {
@@ -33,10 +37,18 @@ pub struct ManageSieveConfig {
     pub trusted_networks: Vec<String>,
     /// Autologout after this long without a command, seconds.
     pub idle_timeout_secs: u64,
+    /// Before AUTHENTICATE completes: the connection is closed after this
+    /// long without a command (or a SASL response), seconds. Short, since
+    /// all an anonymous client can do is log in.
+    pub pre_login_idle_timeout_secs: u64,
     /// The largest literal a command may carry (a script in PUTSCRIPT or
     /// CHECKSCRIPT), bytes. The store's `sieve_max_script_size` is the
     /// limit on scripts; this bounds what a session holds in memory.
     pub max_literal_size: u64,
+    /// The largest literal before AUTHENTICATE completes (a SASL response
+    /// or an initial response), bytes: room for a bearer token, not a
+    /// script.
+    pub pre_login_max_literal_size: u64,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
     /// Admin HTTP address for /livez and /readyz. Empty: off.
@@ -60,7 +72,9 @@ impl Default for ManageSieveConfig {
             tls_key: String::new(),
             trusted_networks: vec!["127.0.0.0/8".into(), "::1/128".into()],
             idle_timeout_secs: 1800,
+            pre_login_idle_timeout_secs: 60,
             max_literal_size: 1024 * 1024,
+            pre_login_max_literal_size: 8 * 1024,
             max_connections: 2000,
             max_connections_per_ip: 20,
             admin_listen: "127.0.0.1:9184".into(),
@@ -80,7 +94,11 @@ pub struct ManageSieveSettings {
     pub tls: Option<(PathBuf, PathBuf)>,
     pub trusted: TrustedNetworks,
     pub idle_timeout: Duration,
+    /// Idle timeout before AUTHENTICATE completes.
+    pub pre_login_idle_timeout: Duration,
     pub max_literal_size: u64,
+    /// The literal limit before AUTHENTICATE completes.
+    pub pre_login_max_literal_size: u64,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
 }
@@ -96,8 +114,16 @@ impl ManageSieveConfig {
         if self.idle_timeout_secs < 60 {
             return Err("idle_timeout_secs: at least 60".into());
         }
+        if !(10..=self.idle_timeout_secs).contains(&self.pre_login_idle_timeout_secs) {
+            return Err("pre_login_idle_timeout_secs: from 10 to idle_timeout_secs".into());
+        }
         if !(1024..=64 * 1024 * 1024).contains(&self.max_literal_size) {
             return Err("max_literal_size: from 1024 to 67108864 bytes".into());
+        }
+        if !(1024..=MAX_PRE_LOGIN_LITERAL).contains(&self.pre_login_max_literal_size) {
+            return Err(format!(
+                "pre_login_max_literal_size: from 1024 to {MAX_PRE_LOGIN_LITERAL} bytes"
+            ));
         }
         mailbox_api::parse_store_url(&self.store_url).map_err(|e| e.to_string())?;
         let secret =
@@ -116,7 +142,9 @@ impl ManageSieveConfig {
                 trusted: TrustedNetworks::parse(&self.trusted_networks)
                     .map_err(|e| format!("trusted_networks: {e}"))?,
                 idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+                pre_login_idle_timeout: Duration::from_secs(self.pre_login_idle_timeout_secs),
                 max_literal_size: self.max_literal_size,
+                pre_login_max_literal_size: self.pre_login_max_literal_size,
                 max_connections: self.max_connections.max(1),
                 max_connections_per_ip: self.max_connections_per_ip.max(1),
             },

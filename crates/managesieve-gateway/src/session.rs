@@ -33,10 +33,10 @@ pub(crate) struct Ctx {
 const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Refused commands tolerated before the connection is closed.
 const MAX_ERRORS: usize = 20;
-/// The largest SASL response a client may send (a bearer token fits).
-const MAX_SASL_RESPONSE: u64 = 64 * 1024;
-/// A literal this many times `max_literal_size` is not read through to
-/// be refused politely: the connection is closed.
+/// A literal this many times the limit of the session's state
+/// (`max_literal_size`, or `pre_login_max_literal_size` before
+/// AUTHENTICATE completes) is not read through to be refused politely:
+/// the connection is closed.
 const DISCARD_FACTOR: u64 = 4;
 
 pub(crate) async fn handle(ctx: Arc<Ctx>, tcp: TcpStream, peer: SocketAddr) {
@@ -160,6 +160,29 @@ impl Session {
         Ok(())
     }
 
+    /// Before AUTHENTICATE completes, all a client can do is log in: its
+    /// literals are held to `pre_login_max_literal_size` and its silence to
+    /// `pre_login_idle_timeout`; after, a script may be sent.
+    fn authenticated(&self) -> bool {
+        matches!(self.state, State::Authenticated(_))
+    }
+
+    fn literal_limit(&self) -> u64 {
+        if self.authenticated() {
+            self.settings().max_literal_size
+        } else {
+            self.settings().pre_login_max_literal_size
+        }
+    }
+
+    fn timeout(&self) -> std::time::Duration {
+        if self.authenticated() {
+            self.settings().idle_timeout
+        } else {
+            self.settings().pre_login_idle_timeout
+        }
+    }
+
     /// Whether a password may be sent on this connection.
     fn plaintext_ok(&self) -> bool {
         self.conn.is_tls() || self.settings().trusted.contains(self.conn.peer.ip())
@@ -179,8 +202,12 @@ impl Session {
             let parts = match read {
                 Read::Command(p) => p,
                 Read::TooLarge => {
-                    self.error(Some(Code::QuotaMaxSize), "Literal too large")
-                        .await?;
+                    let text = if self.authenticated() {
+                        "Literal too large"
+                    } else {
+                        "Literal too large before authentication"
+                    };
+                    self.error(Some(Code::QuotaMaxSize), text).await?;
                     continue;
                 }
                 Read::TooManyLiterals => {
@@ -236,7 +263,7 @@ impl Session {
                 });
             };
             literals += 1;
-            let max = self.settings().max_literal_size;
+            let max = self.literal_limit();
             if marker.len > max * DISCARD_FACTOR {
                 let _ = self
                     .send(&bye(Some(Code::QuotaMaxSize), "Literal far too large"))
@@ -258,7 +285,7 @@ impl Session {
     }
 
     async fn read_line(&mut self) -> Result<Vec<u8>, End> {
-        let timeout = self.settings().idle_timeout;
+        let timeout = self.timeout();
         match self.conn.read_line(MAX_LINE, timeout).await {
             Ok(Line::Complete(l)) => Ok(l),
             Ok(Line::TooLong { .. }) => {
@@ -267,7 +294,12 @@ impl Session {
             }
             Ok(Line::Eof) => Err(End::Closed),
             Err(ReadError::Timeout) => {
-                let _ = self.send(&bye(None, "Autologout; idle for too long")).await;
+                let text = if self.authenticated() {
+                    "Autologout; idle for too long"
+                } else {
+                    "Autologout; idle for too long before authentication"
+                };
+                let _ = self.send(&bye(None, text)).await;
                 Err(End::Closed)
             }
             Err(ReadError::Io(e)) => Err(e.into()),
@@ -276,7 +308,7 @@ impl Session {
 
     /// Reads exactly `len` bytes (the caller has bounded `len`).
     async fn read_exact(&mut self, len: u64) -> Result<Vec<u8>, End> {
-        let timeout = self.settings().idle_timeout;
+        let timeout = self.timeout();
         let len = usize::try_from(len).map_err(|_| End::Closed)?;
         let mut data = Vec::with_capacity(len.min(1 << 20));
         while data.len() < len {
@@ -295,7 +327,7 @@ impl Session {
 
     /// Reads and drops `len` bytes, holding none of them.
     async fn discard(&mut self, mut len: u64) -> Result<(), End> {
-        let timeout = self.settings().idle_timeout;
+        let timeout = self.timeout();
         while len > 0 {
             let step = usize::try_from(len.min(1 << 20)).unwrap_or(1 << 20);
             match self.conn.skip(step, timeout).await {
@@ -315,7 +347,16 @@ impl Session {
         let (before, marker) = wire::trailing_literal(&line);
         match marker {
             Some(m) => {
-                if m.len > MAX_SASL_RESPONSE || !before.iter().all(|&b| b == b' ') {
+                // SASL runs before AUTHENTICATE completes: the pre-login
+                // limit, and no reading through a huge one.
+                let max = self.settings().pre_login_max_literal_size;
+                if m.len > max * DISCARD_FACTOR {
+                    let _ = self
+                        .send(&bye(Some(Code::QuotaMaxSize), "Literal far too large"))
+                        .await;
+                    return Err(End::Closed);
+                }
+                if m.len > max || !before.iter().all(|&b| b == b' ') {
                     self.discard(m.len).await?;
                     self.read_line().await?;
                     return Ok(None);
