@@ -3,16 +3,27 @@
 // in `blob_text` under a pg_trgm GIN index and narrows with LIKE; SQLite
 // keeps it in the contentless FTS5 trigram table `blob_fts` (rowids
 // mapped to bodies by `blob_text`) and narrows with a phrase MATCH. A body
-// whose `fts_indexed` is false is always a candidate.
+// whose `fts_indexed` is false (no current text) is always a candidate.
+//
+// On PostgreSQL a text written with its body (delivery, APPEND) has
+// `blob_text.indexed` false (migration 0019): it is not in the trigram
+// index (partial, WHERE indexed), so writing it costs no GIN upkeep, and
+// searches test it with LIKE on its stored text (cheap: no decoding) until
+// the trigram indexer ([`fts_trigram_batch`]) sets the flag in batches.
+// Two flags, two meanings: `blobs.fts_indexed` says the body's text is
+// written (else the evaluator decodes the body); `blob_text.indexed` says
+// the text is in the trigram index (else LIKE reads it).
 
 /// Writes a body's index text. `replace`: over an older one (the
-/// background indexer); otherwise an existing one is kept (it is the same
-/// text: bodies are content addressed).
+/// background indexer, which also puts it in the trigram index at once,
+/// as before); otherwise an existing one is kept (it is the same text:
+/// bodies are content addressed) and a new one waits for the trigram
+/// indexer.
 async fn put_blob_text(tx: &mut Tx, blob_id: &str, text: &str, replace: bool) -> Result<()> {
     if PG {
         let sql = if replace {
-            "INSERT INTO blob_text (blob_id, text) VALUES ($1, $2) \
-             ON CONFLICT (blob_id) DO UPDATE SET text = excluded.text"
+            "INSERT INTO blob_text (blob_id, text, indexed) VALUES ($1, $2, TRUE) \
+             ON CONFLICT (blob_id) DO UPDATE SET text = excluded.text, indexed = TRUE"
         } else {
             "INSERT INTO blob_text (blob_id, text) VALUES ($1, $2) \
              ON CONFLICT (blob_id) DO NOTHING"
@@ -57,13 +68,19 @@ async fn put_blob_text(tx: &mut Tx, blob_id: &str, text: &str, replace: bool) ->
 /// The WHERE clause (from ` AND`) that keeps the messages (`m`) whose
 /// bodies may match `cond`: those whose index text satisfies it and those
 /// not indexed yet; its parameters are bound from `$first` on.
+/// On PostgreSQL: texts in the trigram index through it; texts not in it
+/// yet (the few written since the trigram indexer last ran) by LIKE on
+/// each of this mailbox's, after the cheap test that the body is one of
+/// them; bodies without text.
 fn fts_filter(cond: &crate::fts_query::Cond, first: usize) -> (String, Vec<String>) {
     if PG {
+        let like = cond.to_like_sql("t.text", first);
         (
             format!(
-                " AND (m.blob_id IN (SELECT t.blob_id FROM blob_text t WHERE {}) \
-                 OR m.blob_id IN (SELECT p.id FROM blobs p WHERE NOT p.fts_indexed))",
-                cond.to_like_sql("t.text", first)
+                " AND (m.blob_id IN (SELECT t.blob_id FROM blob_text t WHERE t.indexed AND {like}) \
+                 OR (m.blob_id IN (SELECT u.blob_id FROM blob_text u WHERE NOT u.indexed) \
+                     AND EXISTS (SELECT 1 FROM blob_text t WHERE t.blob_id = m.blob_id AND {like})) \
+                 OR m.blob_id IN (SELECT p.id FROM blobs p WHERE NOT p.fts_indexed))"
             ),
             cond.strings()
                 .into_iter()
@@ -105,6 +122,7 @@ pub async fn fts_candidate_uids(
 ) -> Result<Vec<i64>> {
     let strings = cond.strings();
     let sql = if PG {
+        let like = cond.to_like_sql("t.text", 4 + strings.len());
         // Small mailbox: its texts, each read once by blob_text's key
         // (OFFSET 0 keeps the planner from hashing the whole table; strpos
         // is no trigram index's operator). Otherwise: the trigram index's
@@ -113,14 +131,26 @@ pub async fn fts_candidate_uids(
         // branch it rules out is not run. `hits` is a CTE of its own so
         // that a generic plan (a statement prepared and run often) still
         // reads the trigram index rather than LIKE on every text of the
-        // mailbox (1.2 s instead of 30 ms for 10,000 messages).
+        // mailbox (1.2 s instead of 30 ms for 10,000 messages). The
+        // trigram index holds the texts marked `indexed`; the mailbox's
+        // texts not in it yet (`pend`: every such text's body, found by
+        // their partial index, looked up in this mailbox by blob_id, no
+        // text read; a few seconds of deliveries at most, so this is
+        // driven from them, never from the mailbox, under any plan) are
+        // tested with LIKE one by one.
         format!(
             "WITH small AS MATERIALIZED (\
                SELECT COUNT(*) <= {FTS_SCAN_UP_TO} AS yes FROM (\
                  SELECT 1 FROM messages WHERE mailbox_id = $1 AND uid > $2 AND uid <= $3 \
                  LIMIT {}) x), \
              hits AS MATERIALIZED (\
-               SELECT t.blob_id FROM blob_text t WHERE NOT (SELECT yes FROM small) AND {}) \
+               SELECT t.blob_id FROM blob_text t \
+                WHERE NOT (SELECT yes FROM small) AND t.indexed AND {like}), \
+             pend AS MATERIALIZED (\
+               SELECT x.uid, u.blob_id FROM blob_text u CROSS JOIN LATERAL (\
+                 SELECT m.uid FROM messages m WHERE m.blob_id = u.blob_id \
+                   AND m.mailbox_id = $1 AND m.uid > $2 AND m.uid <= $3 OFFSET 0) x \
+                WHERE NOT (SELECT yes FROM small) AND NOT u.indexed) \
              SELECT m.uid FROM messages m CROSS JOIN LATERAL (\
                SELECT 1 FROM blob_text t WHERE t.blob_id = m.blob_id AND {} OFFSET 0) x \
               WHERE (SELECT yes FROM small) \
@@ -129,11 +159,13 @@ pub async fn fts_candidate_uids(
              SELECT m.uid FROM hits h JOIN messages m ON m.blob_id = h.blob_id \
               WHERE m.mailbox_id = $1 AND m.uid > $2 AND m.uid <= $3 \
              UNION \
+             SELECT p.uid FROM pend p CROSS JOIN LATERAL (\
+               SELECT 1 FROM blob_text t WHERE t.blob_id = p.blob_id AND {like} OFFSET 0) y \
+             UNION \
              SELECT m.uid FROM blobs p JOIN messages m ON m.blob_id = p.id \
               WHERE NOT p.fts_indexed AND m.mailbox_id = $1 AND m.uid > $2 AND m.uid <= $3 \
              ORDER BY 1",
             FTS_SCAN_UP_TO + 1,
-            cond.to_like_sql("t.text", 4 + strings.len()),
             cond.to_strpos_sql("t.text", 4),
         )
     } else {
@@ -279,17 +311,40 @@ pub async fn fts_index_batch(pool: &Pool<Db>, batch: i64) -> Result<u64> {
     Ok(n)
 }
 
-/// Bodies, bodies not indexed yet, and the index's bytes on disk (its
-/// tables and indexes).
-pub async fn fts_status(pool: &Pool<Db>) -> Result<(i64, i64, i64)> {
+/// Puts up to `batch` texts written with their bodies into the trigram
+/// index (PostgreSQL; SQLite's index is written with the body): one
+/// statement, which sets their `indexed` flag (the text itself, TOASTed,
+/// is not rewritten). Rows another replica's indexer holds are skipped.
+/// Returns how many.
+pub async fn fts_trigram_batch(pool: &Pool<Db>, batch: i64) -> Result<u64> {
+    if !PG {
+        return Ok(0);
+    }
+    Ok(sqlx::query(
+        "UPDATE blob_text SET indexed = TRUE WHERE blob_id IN (\
+           SELECT blob_id FROM blob_text WHERE NOT indexed \
+           ORDER BY blob_id LIMIT $1 FOR UPDATE SKIP LOCKED)",
+    )
+    .bind(batch)
+    .execute(pool)
+    .await?
+    .rows_affected())
+}
+
+/// Bodies, bodies without their text (searches decode them), texts not
+/// in the trigram index yet (searches read them; always 0 on SQLite), and
+/// the index's bytes on disk (its tables and indexes).
+pub async fn fts_status(pool: &Pool<Db>) -> Result<(i64, i64, i64, i64)> {
     let sql = if PG {
         "SELECT (SELECT COUNT(*) FROM blobs), \
            (SELECT COUNT(*) FROM blobs WHERE NOT fts_indexed), \
+           (SELECT COUNT(*) FROM blob_text WHERE NOT indexed), \
            CAST(pg_total_relation_size('blob_text') + pg_relation_size('blobs_fts_pending') \
              AS BIGINT)"
     } else {
         "SELECT (SELECT COUNT(*) FROM blobs), \
            (SELECT COUNT(*) FROM blobs WHERE NOT fts_indexed), \
+           0, \
            (SELECT COALESCE(SUM(pgsize), 0) FROM dbstat \
              WHERE name IN ('blob_text', 'blobs_fts_pending') OR name LIKE 'blob_fts%' \
                OR name LIKE 'sqlite_autoindex_blob_text%')"

@@ -47,6 +47,32 @@ pub struct Hub {
     /// Per account: its mailbox list or subscriptions changed (a bare
     /// tick; a watcher re-reads the list).
     lists: Arc<Mutex<HashMap<i64, broadcast::Sender<bool>>>>,
+    /// Bodies' full-text index texts were written here (deliveries,
+    /// APPENDs): wakes the trigram indexer (`store/fts.rs`).
+    texts: Arc<TextsWritten>,
+}
+
+/// The signal that index texts were written by this process, and when
+/// last: the trigram indexer waits for it, and paces itself while writes
+/// keep coming.
+#[derive(Default)]
+pub struct TextsWritten {
+    wake: tokio::sync::Notify,
+    last: Mutex<Option<std::time::Instant>>,
+}
+
+impl TextsWritten {
+    /// Waits for texts written since the last wait returned (at once if
+    /// some were).
+    pub async fn wait(&self) {
+        self.wake.notified().await;
+    }
+
+    /// Whether texts were written within `window`.
+    pub fn within(&self, window: std::time::Duration) -> bool {
+        let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        last.is_some_and(|t| t.elapsed() < window)
+    }
 }
 
 impl Hub {
@@ -85,6 +111,18 @@ impl Hub {
         map.retain(|_, tx| tx.send(None).is_ok());
         let mut lists = self.lists.lock().unwrap_or_else(|p| p.into_inner());
         lists.retain(|_, tx| tx.send(true).is_ok());
+    }
+
+    /// Tells the trigram indexer that index texts were written.
+    pub fn texts_written(&self) {
+        *self.texts.last.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(std::time::Instant::now());
+        self.texts.wake.notify_one();
+    }
+
+    /// The signal [`Hub::texts_written`] gives.
+    pub fn texts(&self) -> Arc<TextsWritten> {
+        self.texts.clone()
     }
 
     /// A receiver of a tick each time account `id`'s mailbox list,

@@ -890,6 +890,8 @@ async fn commit_group(
             for id in changed {
                 hub.notify(*id);
             }
+            // Its body's index text waits for the trigram index.
+            hub.texts_written();
         }
     };
     let together = if group.len() < 2 {
@@ -2479,6 +2481,7 @@ impl Store {
             append(self.origin(), account, name.as_str(), &items, key)
         )?;
         self.publish(id, change);
+        self.inner.hub.texts_written();
         Ok(resp)
     }
 

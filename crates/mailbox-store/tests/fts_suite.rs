@@ -5,7 +5,10 @@
 //! words, HTML, attachments with file names, an attached message) and the
 //! shared corpus; a message is found as soon as its delivery or APPEND is
 //! acknowledged; bodies not indexed yet are found, then indexed in the
-//! background.
+//! background; on PostgreSQL, texts written with their bodies but not yet
+//! in the trigram index (a delivery leaves that to the trigram indexer)
+//! are found too, in small and large mailboxes and by MULTISEARCH, and
+//! the background indexer then adds them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[macro_use]
@@ -21,6 +24,7 @@ both_backends!(
     a_large_mailbox_equals_the_scan,
     a_message_is_found_as_soon_as_it_is_stored,
     bodies_not_indexed_yet_are_found_then_indexed,
+    texts_not_in_the_trigram_index_yet_are_found,
 );
 
 const USER: &str = "f@example.org";
@@ -539,12 +543,25 @@ async fn a_large_mailbox_equals_the_scan(backend: Backend) {
             m
         })
         .collect();
-    for chunk in big.chunks(150) {
+    // The first half in the trigram index, the second half (and the
+    // INBOX) written but not yet in it: both ways a large mailbox's
+    // texts are searched, at once.
+    for chunk in big[..1_050].chunks(150) {
+        append(&mut c, "Big", chunk).await;
+    }
+    index_trigrams(&t).await;
+    for chunk in big[1_050..].chunks(150) {
         append(&mut c, "Big", chunk).await;
     }
     for (i, m) in mine.iter().enumerate() {
         t.deliver(&format!("c{i}"), &[USER], m).await;
     }
+    let s = t.store.fts_status().await.unwrap();
+    let waiting = match backend {
+        Backend::Postgres => (1_050 + mine.len()) as u64,
+        Backend::Sqlite => 0,
+    };
+    assert_eq!((s.pending, s.pending_trigram), (0, waiting));
     let needles: Vec<String> = [
         "köln",
         "CRÈME",
@@ -583,6 +600,126 @@ async fn a_large_mailbox_equals_the_scan(backend: Backend) {
     );
     let every = search(&mut a, "Big", &key(Key::Text("from".into()))).await;
     assert_eq!(every, (1..=2_100).collect::<Vec<u32>>());
+
+    // Every text in the trigram index: the same answers through it.
+    index_trigrams(&t).await;
+    assert_eq!(t.store.fts_status().await.unwrap().pending_trigram, 0);
+    compare(&t, &scan, "Big", &keys).await;
+}
+
+/// Adds every text waiting for the trigram index to it, as the trigram
+/// indexer does in the background.
+async fn index_trigrams(t: &TestStore) {
+    while t.store.fts_trigram_batch().await.unwrap() > 0 {}
+}
+
+/// MULTISEARCH over every mailbox of the account equals each mailbox's
+/// scan.
+async fn compare_multi(t: &TestStore, scan: &TestStore, keys: &[pb::SearchKey]) {
+    let mut a = t.login(USER, "pw").await;
+    let mut b = scan.login(USER, "pw").await;
+    let mut wrong = Vec::new();
+    for k in keys {
+        let r = a
+            .multi_search(pb::MultiSearchRequest {
+                key: Some(k.clone()),
+                personal: true,
+                with_empty: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|e| panic!("multisearch {k:?}: {e}"))
+            .into_inner();
+        for m in r.results {
+            let y = search(&mut b, &m.mailbox, k).await;
+            if m.uids != y {
+                wrong.push(format!(
+                    "{} {k:?}: index {:?}, scan {y:?}",
+                    m.mailbox, m.uids
+                ));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+async fn texts_not_in_the_trigram_index_yet_are_found(backend: Backend) {
+    let (t, scan) = stores(backend).await;
+    let mine = corpus();
+    for (i, m) in mine.iter().enumerate() {
+        t.deliver(&format!("c{i}"), &[USER], m).await;
+    }
+    let mut c = t.login(USER, "pw").await;
+    c.create_mailbox(pb::CreateMailboxRequest {
+        name: "Other".into(),
+        special_use: 0,
+    })
+    .await
+    .unwrap();
+    append(&mut c, "Other", &mine[2..]).await;
+    // Written with their bodies (searchable: `pending` is 0), not yet in
+    // the trigram index on PostgreSQL.
+    let s = t.store.fts_status().await.unwrap();
+    let waiting = match backend {
+        Backend::Postgres => mine.len() as u64,
+        Backend::Sqlite => 0,
+    };
+    assert_eq!(
+        (s.blobs, s.pending, s.pending_trigram),
+        (mine.len() as u64, 0, waiting)
+    );
+    let mut needles = fixed_needles();
+    needles.extend(derived_needles(&mine, 3));
+    let keys = keys(&needles);
+    compare(&t, &scan, "INBOX", &keys).await;
+    compare_multi(&t, &scan, &keys[..keys.len() / 3]).await;
+
+    // Half of them in the trigram index.
+    t.store.fts_trigram_batch().await.unwrap();
+    if matches!(backend, Backend::Postgres) {
+        // One batch takes them all here; put half back.
+        let pool = sqlx::PgPool::connect(t.url()).await.unwrap();
+        sqlx::query(
+            "UPDATE blob_text SET indexed = FALSE WHERE blob_id IN \
+             (SELECT blob_id FROM blob_text ORDER BY blob_id LIMIT 5)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        assert_eq!(t.store.fts_status().await.unwrap().pending_trigram, 5);
+    }
+    compare(&t, &scan, "Other", &keys).await;
+    compare_multi(&t, &scan, &keys[keys.len() / 3..]).await;
+
+    // A replica's background indexer, woken by a delivery through it,
+    // adds the rest; the answers stay the same.
+    let indexer = t.replica().await;
+    indexer
+        .deliver(
+            "late",
+            &[USER],
+            &common::message("late", "a latecomer here"),
+        )
+        .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let s = t.store.fts_status().await.unwrap();
+        if s.pending_trigram == 0 {
+            assert_eq!((s.blobs, s.pending), (mine.len() as u64 + 1, 0));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "trigram indexer stuck at {s:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    compare(&t, &scan, "INBOX", &keys).await;
+    compare_multi(&t, &scan, &keys).await;
+    assert_eq!(
+        search(&mut c, "INBOX", &key(Key::Body("LATECOMER".into()))).await,
+        vec![mine.len() as u32 + 1]
+    );
 }
 
 async fn a_message_is_found_as_soon_as_it_is_stored(backend: Backend) {
@@ -602,6 +739,20 @@ async fn a_message_is_found_as_soon_as_it_is_stored(backend: Backend) {
     }
     let s = t.store.fts_status().await.unwrap();
     assert_eq!((s.blobs, s.pending), (10, 0));
+    // On PostgreSQL their texts wait for the trigram index (searches
+    // found them meanwhile); then they are in it, found the same.
+    let waiting = if matches!(backend, Backend::Postgres) {
+        10
+    } else {
+        0
+    };
+    assert_eq!(s.pending_trigram, waiting);
+    index_trigrams(&t).await;
+    assert_eq!(t.store.fts_status().await.unwrap().pending_trigram, 0);
+    for i in 0..10u32 {
+        let k = key(Key::Body(format!("fresh{i}word")));
+        assert_eq!(search(&mut c, "INBOX", &k).await, vec![i + 1]);
+    }
 }
 
 async fn bodies_not_indexed_yet_are_found_then_indexed(backend: Backend) {

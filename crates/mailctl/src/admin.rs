@@ -322,6 +322,12 @@ fn print_fts(s: &pb::FtsStatusResponse) {
         s.blobs,
         s.pending
     );
+    if s.pending_trigram > 0 {
+        println!(
+            "trigram    {} texts written, not yet in the trigram index (searches read them)",
+            s.pending_trigram
+        );
+    }
     println!("index      {} bytes", s.index_bytes);
 }
 
