@@ -73,6 +73,11 @@ pub struct StoreConfig {
     pub sieve_max_scripts: u32,
     /// Largest Sieve script, in bytes (ManageSieve QUOTA/MAXSIZE).
     pub sieve_max_script_size: u64,
+    /// Outgoing messages (redirects, vacation replies, bounces of a
+    /// reject) one account's scripts may queue per hour; over it a
+    /// redirect or a bounce becomes a copy in INBOX and a vacation reply
+    /// is not sent. 0: no limit.
+    pub sieve_max_sends_per_hour: u64,
     /// SEARCH BODY/TEXT/HEADER narrow their candidates with the full-text
     /// index (false: every message of the mailbox is read and decoded, as
     /// before the index; the answers are the same).
@@ -111,6 +116,7 @@ impl Default for StoreConfig {
             blob_gc_grace_secs: 3600,
             sieve_max_scripts: 20,
             sieve_max_script_size: 64 * 1024,
+            sieve_max_sends_per_hour: 100,
             fts_search: true,
             fts_indexer: true,
             admin_listen: "127.0.0.1:9180".into(),
@@ -147,6 +153,8 @@ pub struct StoreSettings {
     /// Per-account Sieve limits: scripts, and bytes per script.
     pub sieve_max_scripts: u32,
     pub sieve_max_script_size: u64,
+    /// Outgoing Sieve messages per account and hour (0: no limit).
+    pub sieve_max_sends_per_hour: u64,
 }
 
 impl StoreConfig {
@@ -213,6 +221,7 @@ impl StoreConfig {
                 fts_indexer: self.fts_indexer,
                 sieve_max_scripts: self.sieve_max_scripts,
                 sieve_max_script_size: self.sieve_max_script_size,
+                sieve_max_sends_per_hour: self.sieve_max_sends_per_hour,
             },
         ))
     }

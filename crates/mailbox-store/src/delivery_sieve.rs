@@ -97,6 +97,9 @@ pub struct SieveDelivery {
     pub per_recipient_replies: bool,
     /// By account id.
     pub plans: HashMap<i64, SievePlan>,
+    /// Outgoing messages an account may queue per hour (the store's
+    /// `sieve_max_sends_per_hour`; 0: no limit).
+    pub max_sends_per_hour: u64,
 }
 
 /// Cache key: the highest version and the number of an account's scripts.

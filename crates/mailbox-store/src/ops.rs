@@ -1221,7 +1221,13 @@ async fn deliver_in(
             continue;
         }
         if let Some(plan) = sieve.plans.get(&r.account_id) {
-            let n = plan.copies.len() as i64;
+            // The hourly limit on outgoing messages may turn a redirect
+            // into a copy in INBOX.
+            let budget =
+                sieve_send_budget(tx, r.account_id, sieve.max_sends_per_hour, now()).await?;
+            let kept = sieve_copies_within_limit(plan, budget);
+            let copies = kept.as_deref().unwrap_or(&plan.copies);
+            let n = copies.len() as i64;
             if n > 0
                 && crate::model::over_quota(
                     (r.quota_bytes, r.used_bytes + size * n),
@@ -1232,8 +1238,8 @@ async fn deliver_in(
                 continue;
             }
             let (mut mailboxes, first) =
-                sieve_store_copies(tx, r.account_id, &plan.copies, blob, received_at).await?;
-            sieve_apply_sends(tx, r.account_id, delivery_id, plan, now()).await?;
+                sieve_store_copies(tx, r.account_id, copies, blob, received_at).await?;
+            sieve_apply_sends(tx, r.account_id, delivery_id, plan, budget, now()).await?;
             changed.append(&mut mailboxes);
             let (uid, validity) = first.unwrap_or((0, 0));
             done.insert(r.account_id, (uid, validity));
@@ -1283,9 +1289,37 @@ async fn deliver_in(
             .iter()
             .any(|r| r.status == pb::RecipientStatus::Accept as i32)
     {
+        // Accounts over their hourly limit of outgoing messages keep the
+        // message in INBOX instead (once, for an address and its alias).
+        let mut kept: HashMap<i64, (u32, u32)> = HashMap::new();
         for (i, account) in rejected {
             let result = &mut results[i];
-            if !sieve.from.is_empty() {
+            let over = !sieve.from.is_empty()
+                && (kept.contains_key(&account)
+                    || sieve_send_budget(tx, account, sieve.max_sends_per_hour, now()).await? == 0);
+            if over {
+                let (uid, validity) = match kept.get(&account) {
+                    Some(&k) => k,
+                    None => {
+                        let inbox = [crate::delivery_sieve::SieveCopy::inbox()];
+                        let (mut mailboxes, first) =
+                            sieve_store_copies(tx, account, &inbox, blob, received_at).await?;
+                        changed.append(&mut mailboxes);
+                        let k = first.unwrap_or((0, 0));
+                        kept.insert(account, k);
+                        service_kit::metrics::sieve_action("bounce_over_limit");
+                        tracing::warn!(
+                            account,
+                            delivery_id,
+                            "sieve reject: the account's outgoing messages this hour are used \
+                             up; no bounce, kept in INBOX instead"
+                        );
+                        k
+                    }
+                };
+                result.uid = uid;
+                result.uid_validity = validity;
+            } else if !sieve.from.is_empty() {
                 let data = crate::delivery_sieve::bounce(
                     &blob.data,
                     &sieve.from,
@@ -1304,6 +1338,7 @@ async fn deliver_in(
                     now(),
                 )
                 .await?;
+                sieve_count_sends(tx, account, 1, now()).await?;
                 service_kit::metrics::sieve_action("bounce");
             }
             result.status = pb::RecipientStatus::Accept as i32;

@@ -249,17 +249,107 @@ async fn sieve_store_copies(
     Ok((changed, first))
 }
 
+/// How many more outgoing messages `account` may queue in the hour of
+/// `at` under `limit` (0: no limit). On PostgreSQL the delivery holds the
+/// account row (`sieve_lock_rows`), so two deliveries cannot both spend
+/// the last one.
+async fn sieve_send_budget(tx: &mut Tx, account: i64, limit: u64, at: i64) -> Result<u64> {
+    if limit == 0 {
+        return Ok(u64::MAX);
+    }
+    let row: Option<(i64, i64)> =
+        sqlx::query_as("SELECT hour, sent FROM sieve_sends WHERE account_id = $1")
+            .bind(account)
+            .fetch_optional(&mut **tx)
+            .await?;
+    let sent = match row {
+        Some((hour, sent)) if hour == at.div_euclid(3600) => u64::try_from(sent).unwrap_or(0),
+        _ => 0,
+    };
+    Ok(limit.saturating_sub(sent))
+}
+
+/// Counts `n` more outgoing messages of `account` in the hour of `at`
+/// (a new hour starts the count again).
+async fn sieve_count_sends(tx: &mut Tx, account: i64, n: u64, at: i64) -> Result<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO sieve_sends (account_id, hour, sent) VALUES ($1, $2, $3) \
+         ON CONFLICT (account_id) DO UPDATE SET \
+           sent = CASE WHEN sieve_sends.hour = excluded.hour \
+                       THEN sieve_sends.sent + excluded.sent ELSE excluded.sent END, \
+           hour = excluded.hour",
+    )
+    .bind(account)
+    .bind(at.div_euclid(3600))
+    .bind(i64::try_from(n).unwrap_or(i64::MAX))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The copies to store when the hourly limit leaves `budget` outgoing
+/// messages: redirects come first, and one that cannot be queued leaves
+/// the message in INBOX instead (nothing is lost to the limit). `None`:
+/// the plan's own copies.
+fn sieve_copies_within_limit(plan: &SievePlan, budget: u64) -> Option<Vec<SieveCopy>> {
+    let redirects = plan.sends.iter().filter(|s| s.kind == "redirect").count() as u64;
+    if redirects <= budget || plan.copies.iter().any(|c| c.mailbox == "INBOX") {
+        return None;
+    }
+    let mut copies = plan.copies.clone();
+    copies.push(SieveCopy::inbox());
+    Some(copies)
+}
+
 /// The plan's outgoing messages into the outbox (a vacation reply only
 /// when this sender has not had one under the handle within its period)
-/// and its `duplicate` marks.
+/// and its `duplicate` marks. At most `budget` messages are queued,
+/// redirects first (a redirect left out was kept in INBOX, see
+/// `sieve_copies_within_limit`; a vacation reply left out is not sent),
+/// and they are counted against the account's hour.
 async fn sieve_apply_sends(
     tx: &mut Tx,
     account: i64,
     delivery_id: &str,
     plan: &SievePlan,
+    budget: u64,
     at: i64,
 ) -> Result<()> {
+    let redirects = plan.sends.iter().filter(|s| s.kind == "redirect").count() as u64;
+    let mut redirects_left = redirects.min(budget);
+    let mut vacations_left = budget - redirects_left;
+    let mut sent = 0;
     for s in &plan.sends {
+        let left = if s.kind == "redirect" {
+            &mut redirects_left
+        } else {
+            &mut vacations_left
+        };
+        if *left == 0 {
+            if s.kind == "redirect" {
+                service_kit::metrics::sieve_action("redirect_over_limit");
+                tracing::warn!(
+                    account,
+                    delivery_id,
+                    to = s.to,
+                    "sieve redirect: the account's outgoing messages this hour are used up; \
+                     kept in INBOX instead"
+                );
+            } else {
+                service_kit::metrics::sieve_action("vacation_over_limit");
+                tracing::info!(
+                    account,
+                    delivery_id,
+                    to = s.to,
+                    "sieve vacation: the account's outgoing messages this hour are used up; \
+                     not sent"
+                );
+            }
+            continue;
+        }
         if let Some((handle, seconds)) = &s.vacation {
             let fresh = sqlx::query(
                 "INSERT INTO sieve_vacation (account_id, handle, sender, until) \
@@ -295,7 +385,10 @@ async fn sieve_apply_sends(
             at,
         )
         .await?;
+        *left -= 1;
+        sent += 1;
     }
+    sieve_count_sends(tx, account, sent, at).await?;
     for d in &plan.duplicates {
         sqlx::query(
             "INSERT INTO sieve_duplicates (account_id, handle, id, until) VALUES ($1, $2, $3, $4) \

@@ -8,7 +8,7 @@
 #[macro_use]
 mod common;
 
-use common::{Backend, TestStore, select_all, start};
+use common::{Backend, TestStore, select_all, start, start_with};
 use mailbox_api::{DeliveryClient, pb};
 
 both_backends!(
@@ -26,6 +26,9 @@ both_backends!(
     a_claim_is_capped_by_bytes_and_an_oversized_redirect_is_kept,
     a_dropped_redirect_is_bounced_to_its_sender,
     a_vacation_reply_cannot_be_signed_by_someone_else,
+    redirects_over_the_hourly_limit_are_kept_in_inbox,
+    a_vacation_reply_over_the_hourly_limit_is_not_sent,
+    a_bounce_over_the_hourly_limit_is_kept_in_inbox,
 );
 
 const USER: &str = "rcpt@example.org";
@@ -33,7 +36,16 @@ const USER: &str = "rcpt@example.org";
 /// A store with `USER` (password "pw") whose active script is `script`,
 /// and `plain@example.org` without one.
 async fn with_script(backend: Backend, script: &str) -> TestStore {
-    let t = start(backend).await;
+    with_script_and(backend, script, |_| {}).await
+}
+
+/// As [`with_script`], with the store's settings changed by `tweak`.
+async fn with_script_and(
+    backend: Backend,
+    script: &str,
+    tweak: impl FnOnce(&mut mailbox_store::StoreSettings),
+) -> TestStore {
+    let t = start_with(backend, tweak).await;
     t.add_domain("example.org").await;
     t.add_account(USER, "pw").await;
     t.add_account("plain@example.org", "pw").await;
@@ -822,4 +834,170 @@ async fn a_vacation_reply_cannot_be_signed_by_someone_else(b: Backend) {
         "{reply}"
     );
     assert_eq!(body, "Gone fishing.\r\n");
+}
+
+/// Over `sieve_max_sends_per_hour` a redirect is not queued: the message
+/// is kept in INBOX instead; the next hour redirects again.
+async fn redirects_over_the_hourly_limit_are_kept_in_inbox(b: Backend) {
+    let t = with_script_and(b, "redirect \"fwd@elsewhere.example\";\r\n", |s| {
+        s.sieve_max_sends_per_hour = 2
+    })
+    .await;
+    let mut c = t.delivery();
+    for (i, id) in ["r1", "r2", "r3"].iter().enumerate() {
+        let r = deliver(
+            &mut c,
+            id,
+            "sender@remote.example",
+            &[USER],
+            false,
+            &mail("", id),
+        )
+        .await;
+        assert_eq!(status(&r, 0), pb::RecipientStatus::Accept, "{i}");
+    }
+    let out = outbox(&t, "o1").await;
+    assert_eq!(out.len(), 2, "{out:?}");
+    assert!(out.iter().all(|m| m.kind == "redirect"));
+    assert_eq!(
+        out.iter()
+            .map(|m| m.delivery_id.as_str())
+            .collect::<Vec<_>>(),
+        ["r1", "r2"]
+    );
+    // The third: in INBOX, nothing lost.
+    assert_eq!(flags_in(&t, "INBOX").await.len(), 1);
+    // The count is the account's, not the outbox's: sent rows leave the
+    // outbox, the limit stays spent.
+    for m in &out {
+        t.delivery()
+            .complete_outbox(pb::CompleteOutboxRequest {
+                owner: "o1".into(),
+                id: m.id,
+            })
+            .await
+            .unwrap();
+    }
+    deliver(
+        &mut c,
+        "r4",
+        "sender@remote.example",
+        &[USER],
+        false,
+        &mail("", "r4"),
+    )
+    .await;
+    assert!(outbox(&t, "o2").await.is_empty());
+    assert_eq!(flags_in(&t, "INBOX").await.len(), 2);
+    // An hour later the count starts again.
+    assert_eq!(
+        sql(&t, b, "UPDATE sieve_sends SET hour = hour - 1").await,
+        1
+    );
+    deliver(
+        &mut c,
+        "r5",
+        "sender@remote.example",
+        &[USER],
+        false,
+        &mail("", "r5"),
+    )
+    .await;
+    let out = outbox(&t, "o3").await;
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].delivery_id, "r5");
+    assert_eq!(flags_in(&t, "INBOX").await.len(), 2);
+    // Another account's limit is its own: plain@ has no script, and the
+    // count is one row per account.
+    assert_eq!(sql(&t, b, "SELECT COUNT(*) FROM sieve_sends").await, 1);
+}
+
+/// A vacation reply over the limit is simply not sent (and its sender is
+/// not remembered, so a later message may still be answered); redirects
+/// take the budget first.
+async fn a_vacation_reply_over_the_hourly_limit_is_not_sent(b: Backend) {
+    let t = with_script_and(
+        b,
+        "require \"vacation\";\r\nvacation :days 1 \"Away.\";\r\n",
+        |s| s.sieve_max_sends_per_hour = 1,
+    )
+    .await;
+    let mut c = t.delivery();
+    for (id, from) in [("v1", "one@remote.example"), ("v2", "two@remote.example")] {
+        let r = deliver(&mut c, id, from, &[USER], false, &mail("", id)).await;
+        assert_eq!(status(&r, 0), pb::RecipientStatus::Accept);
+    }
+    let out = outbox(&t, "o1").await;
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].kind, "vacation");
+    assert_eq!(out[0].rcpt_to, "one@remote.example");
+    // Both kept (vacation keeps), one sender remembered.
+    assert_eq!(flags_in(&t, "INBOX").await.len(), 2);
+    assert_eq!(sql(&t, b, "SELECT COUNT(*) FROM sieve_vacation").await, 1);
+
+    // A redirect and a vacation with one message left: the redirect.
+    let t = with_script_and(
+        b,
+        "require \"vacation\";\r\nvacation :days 1 \"Away.\";\r\n\
+         redirect \"fwd@elsewhere.example\";\r\n",
+        |s| s.sieve_max_sends_per_hour = 1,
+    )
+    .await;
+    deliver(
+        &mut t.delivery(),
+        "rv",
+        "one@remote.example",
+        &[USER],
+        false,
+        &mail("", "rv"),
+    )
+    .await;
+    let out = outbox(&t, "o1").await;
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].kind, "redirect");
+    assert!(flags_in(&t, "INBOX").await.is_empty());
+    assert_eq!(sql(&t, b, "SELECT COUNT(*) FROM sieve_vacation").await, 0);
+}
+
+/// A reject that would be a bounce, over the limit: no bounce, the
+/// message is kept in INBOX (the other recipient accepted, so the sender
+/// is told nothing either way).
+async fn a_bounce_over_the_hourly_limit_is_kept_in_inbox(b: Backend) {
+    let t = with_script_and(b, "require \"reject\";\r\nreject \"Not now\";\r\n", |s| {
+        s.sieve_max_sends_per_hour = 1
+    })
+    .await;
+    let mut c = t.delivery();
+    for id in ["b1", "b2"] {
+        let r = deliver(
+            &mut c,
+            id,
+            "sender@remote.example",
+            &[USER, "plain@example.org"],
+            false,
+            &mail("", id),
+        )
+        .await;
+        assert_eq!(status(&r, 0), pb::RecipientStatus::Accept, "{id}");
+        assert_eq!(status(&r, 1), pb::RecipientStatus::Accept, "{id}");
+        if id == "b2" {
+            assert!(r.results[0].uid > 0, "{r:?}");
+        }
+    }
+    let out = outbox(&t, "o1").await;
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].kind, "bounce");
+    assert_eq!(out[0].delivery_id, "b1");
+    assert_eq!(flags_in(&t, "INBOX").await.len(), 1);
+    // LMTP says the reject itself: no outgoing message, no limit.
+    let r = deliver(
+        &mut c,
+        "b3",
+        "sender@remote.example",
+        &[USER],
+        true,
+        &mail("", "b3"),
+    )
+    .await;
+    assert_eq!(status(&r, 0), pb::RecipientStatus::Rejected);
 }

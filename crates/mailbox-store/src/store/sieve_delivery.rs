@@ -53,6 +53,7 @@ impl Store {
             from: from.to_string(),
             per_recipient_replies,
             plans: HashMap::new(),
+            max_sends_per_hour: self.inner.settings.sieve_max_sends_per_hour,
         };
         let active = match self.inner.sieve_cache.active_count() {
             Some(n) => n,
