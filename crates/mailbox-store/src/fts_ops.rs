@@ -65,40 +65,6 @@ async fn put_blob_text(tx: &mut Tx, blob_id: &str, text: &str, replace: bool) ->
     Ok(())
 }
 
-/// The WHERE clause (from ` AND`) that keeps the messages (`m`) whose
-/// bodies may match `cond`: those whose index text satisfies it and those
-/// not indexed yet; its parameters are bound from `$first` on.
-/// On PostgreSQL: texts in the trigram index through it; texts not in it
-/// yet (the few written since the trigram indexer last ran) by LIKE on
-/// each of this mailbox's, after the cheap test that the body is one of
-/// them; bodies without text.
-fn fts_filter(cond: &crate::fts_query::Cond, first: usize) -> (String, Vec<String>) {
-    if PG {
-        let like = cond.to_like_sql("t.text", first);
-        (
-            format!(
-                " AND (m.blob_id IN (SELECT t.blob_id FROM blob_text t WHERE t.indexed AND {like}) \
-                 OR (m.blob_id IN (SELECT u.blob_id FROM blob_text u WHERE NOT u.indexed) \
-                     AND EXISTS (SELECT 1 FROM blob_text t WHERE t.blob_id = m.blob_id AND {like})) \
-                 OR m.blob_id IN (SELECT p.id FROM blobs p WHERE NOT p.fts_indexed))"
-            ),
-            cond.strings()
-                .into_iter()
-                .map(crate::fts_query::like_pattern)
-                .collect(),
-        )
-    } else {
-        (
-            format!(
-                " AND (m.blob_id IN (SELECT t.blob_id FROM blob_fts f \
-                   JOIN blob_text t ON t.docid = f.rowid WHERE blob_fts MATCH ${first}) \
-                 OR m.blob_id IN (SELECT p.id FROM blobs p WHERE NOT p.fts_indexed))"
-            ),
-            vec![cond.to_fts5_query()],
-        )
-    }
-}
-
 /// A mailbox with at most this many messages in the searched UID range
 /// is searched by reading its own index texts (PostgreSQL: `strpos` on
 /// each, no trigram index): the trigram index is shared by every account,

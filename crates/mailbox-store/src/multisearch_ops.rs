@@ -80,6 +80,8 @@ pub async fn multisearch_uids(
 /// One window of a MULTISEARCH in one mailbox, as `search_rows` reads one
 /// by name: up to `limit` messages with a UID above `after` and at most
 /// `upto`, with the summary and raw bytes when the search needs them.
+/// (A search the full-text index narrows reads its candidates with
+/// [`multisearch_candidates`] instead.)
 #[allow(clippy::too_many_arguments)]
 pub async fn multisearch_rows(
     pool: &Pool<Db>,
@@ -88,19 +90,17 @@ pub async fn multisearch_rows(
     uid_validity: i64,
     with_summary: bool,
     with_data: bool,
-    narrow: Option<&crate::fts_query::Cond>,
     after: i64,
     upto: i64,
     limit: i64,
 ) -> Result<Vec<SearchRow>> {
     let blobs = with_summary || with_data;
-    let (filter, patterns) = narrow.map(|c| fts_filter(c, 7)).unwrap_or_default();
     let sql = format!(
         "SELECT m.uid, m.flags, m.keywords, m.modseq, m.size, m.internal_date, m.internal_tz, \
          m.blob_id, m.save_date, {} AS summary, {} AS data \
          FROM messages m JOIN mailboxes mb ON mb.id = m.mailbox_id {} \
          WHERE m.mailbox_id = $1 AND m.uid > $2 AND m.uid <= $4 \
-           AND mb.account_id = $5 AND mb.uid_validity = $6{filter} \
+           AND mb.account_id = $5 AND mb.uid_validity = $6 \
          ORDER BY m.uid LIMIT $3",
         if blobs { "b.summary" } else { "NULL" },
         if with_data { "b.data" } else { "NULL" },
@@ -110,16 +110,197 @@ pub async fn multisearch_rows(
             ""
         }
     );
-    let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+    let rows: Vec<MetaBlobRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(mailbox_id)
         .bind(after)
         .bind(limit)
         .bind(upto)
         .bind(account.0)
-        .bind(uid_validity);
-    for p in patterns {
-        query = query.bind(p);
-    }
-    let rows: Vec<MetaBlobRow> = query.fetch_all(pool).await?;
+        .bind(uid_validity)
+        .fetch_all(pool)
+        .await?;
     Ok(rows.into_iter().map(MetaBlobRow::split).collect())
+}
+
+/// The HIGHESTMODSEQ of each of the account's mailboxes `listed` names
+/// (id, UIDVALIDITY as the listing read them) that is still there, as
+/// (id, HIGHESTMODSEQ): one statement for every mailbox of a MULTISEARCH.
+pub async fn multisearch_modseqs(
+    pool: &Pool<Db>,
+    account: AccountId,
+    listed: &[(i64, i64)],
+) -> Result<Vec<(i64, i64)>> {
+    let ids = id_list(listed.iter().map(|l| l.0));
+    let sql = format!(
+        "SELECT id, uid_validity, highest_modseq FROM mailboxes \
+         WHERE account_id = $1 AND id IN ({})",
+        id_set("$2")
+    );
+    let rows: Vec<(i64, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(account.0)
+        .bind(ids)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter(|(id, validity, _)| listed.contains(&(*id, *validity)))
+        .map(|(id, _, highest)| (id, highest))
+        .collect())
+}
+
+/// A list of ids as one bound string (`1,2,3`), for [`id_set`].
+fn id_list(ids: impl Iterator<Item = i64>) -> String {
+    ids.map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+}
+
+/// SQL for the ids of the bound string `param` ([`id_list`]), as a
+/// subquery (`x IN (...)`).
+fn id_set(param: &str) -> String {
+    if PG {
+        format!("SELECT unnest(CAST(string_to_array({param}, ',') AS BIGINT[]))")
+    } else {
+        format!("SELECT value FROM json_each('[' || {param} || ']')")
+    }
+}
+
+/// MULTISEARCH narrowed by the full-text index (`cond`), in one
+/// statement over all the account's mailboxes `mailboxes` (ids): the
+/// (mailbox id, UID) of every message with a UID above `after` and at
+/// most `upto` whose body may match, ordered, as
+/// [`fts_candidate_uids`] finds them in one mailbox. The trigram index is
+/// consulted once for the whole search, not once per mailbox.
+pub async fn multisearch_candidates(
+    pool: &Pool<Db>,
+    account: AccountId,
+    mailboxes: &[i64],
+    cond: &crate::fts_query::Cond,
+    after: i64,
+    upto: i64,
+) -> Result<Vec<(i64, i64)>> {
+    let strings = cond.strings();
+    let sql = if PG {
+        // fts_candidate_uids's statement with `chosen` for one mailbox:
+        // a few messages in all are read text by text (strpos), else the
+        // trigram index's matches (the texts marked `indexed`) joined to
+        // the chosen mailboxes, the texts not in it yet one by one with
+        // LIKE, and the bodies without text.
+        let like = cond.to_like_sql("t.text", 5 + strings.len());
+        format!(
+            "WITH chosen AS MATERIALIZED (\
+               SELECT id FROM mailboxes WHERE account_id = $1 AND id IN ({ids})), \
+             small AS MATERIALIZED (\
+               SELECT COUNT(*) <= {FTS_SCAN_UP_TO} AS yes FROM (\
+                 SELECT 1 FROM messages m JOIN chosen c ON c.id = m.mailbox_id \
+                  WHERE m.uid > $3 AND m.uid <= $4 LIMIT {over}) x), \
+             hits AS MATERIALIZED (\
+               SELECT t.blob_id FROM blob_text t \
+                WHERE NOT (SELECT yes FROM small) AND t.indexed AND {like}), \
+             pend AS MATERIALIZED (\
+               SELECT m.mailbox_id, m.uid, m.blob_id FROM blob_text u \
+                 JOIN messages m ON m.blob_id = u.blob_id JOIN chosen c ON c.id = m.mailbox_id \
+                WHERE NOT (SELECT yes FROM small) AND NOT u.indexed \
+                  AND m.uid > $3 AND m.uid <= $4) \
+             SELECT m.mailbox_id, m.uid FROM messages m JOIN chosen c ON c.id = m.mailbox_id \
+               CROSS JOIN LATERAL (\
+                 SELECT 1 FROM blob_text t WHERE t.blob_id = m.blob_id AND {strpos} OFFSET 0) x \
+              WHERE (SELECT yes FROM small) AND m.uid > $3 AND m.uid <= $4 \
+             UNION \
+             SELECT m.mailbox_id, m.uid FROM hits h JOIN messages m ON m.blob_id = h.blob_id \
+               JOIN chosen c ON c.id = m.mailbox_id WHERE m.uid > $3 AND m.uid <= $4 \
+             UNION \
+             SELECT p.mailbox_id, p.uid FROM pend p CROSS JOIN LATERAL (\
+               SELECT 1 FROM blob_text t WHERE t.blob_id = p.blob_id AND {like} OFFSET 0) y \
+             UNION \
+             SELECT m.mailbox_id, m.uid FROM blobs p JOIN messages m ON m.blob_id = p.id \
+               JOIN chosen c ON c.id = m.mailbox_id \
+              WHERE NOT p.fts_indexed AND m.uid > $3 AND m.uid <= $4 \
+             ORDER BY 1, 2",
+            ids = id_set("$2"),
+            over = FTS_SCAN_UP_TO + 1,
+            strpos = cond.to_strpos_sql("t.text", 5),
+        )
+    } else {
+        format!(
+            "SELECT m.mailbox_id, m.uid FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id \
+              WHERE b.account_id = $1 AND m.mailbox_id IN ({}) AND m.uid > $3 AND m.uid <= $4 \
+                AND (m.blob_id IN (SELECT t.blob_id FROM blob_fts f \
+                                   JOIN blob_text t ON t.docid = f.rowid WHERE blob_fts MATCH $5) \
+                     OR m.blob_id IN (SELECT p.id FROM blobs p WHERE NOT p.fts_indexed)) \
+              ORDER BY m.mailbox_id, m.uid",
+            id_set("$2")
+        )
+    };
+    let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(account.0)
+        .bind(id_list(mailboxes.iter().copied()))
+        .bind(after)
+        .bind(upto);
+    if PG {
+        for s in &strings {
+            query = query.bind(s.to_string());
+        }
+        for s in &strings {
+            query = query.bind(crate::fts_query::like_pattern(s));
+        }
+    } else {
+        query = query.bind(cond.to_fts5_query());
+    }
+    Ok(query.fetch_all(pool).await?)
+}
+
+/// A message row of [`multisearch_rows_by_uids`]: its mailbox, that
+/// mailbox's UIDVALIDITY, and the evaluator's row.
+#[derive(sqlx::FromRow)]
+struct MultiRow {
+    mailbox_id: i64,
+    uid_validity: i64,
+    #[sqlx(flatten)]
+    row: MetaBlobRow,
+}
+
+/// The search evaluator's rows for these (mailbox id, UID) of the
+/// account's mailboxes (a message expunged meanwhile is left out), with
+/// the summary and raw bytes when the search needs them, ordered by
+/// mailbox and UID, each with its mailbox's id and UIDVALIDITY: one
+/// statement for a window of candidates of any mailboxes.
+pub async fn multisearch_rows_by_uids(
+    pool: &Pool<Db>,
+    account: AccountId,
+    wanted: &[(i64, i64)],
+    with_summary: bool,
+    with_data: bool,
+) -> Result<Vec<(i64, i64, SearchRow)>> {
+    let blobs = with_summary || with_data;
+    let pairs = if PG {
+        "unnest(CAST(string_to_array($2, ',') AS BIGINT[]), \
+                CAST(string_to_array($3, ',') AS BIGINT[])) AS w(mb, uid)"
+    } else {
+        "(SELECT a.value AS mb, u.value AS uid FROM json_each('[' || $2 || ']') a \
+           JOIN json_each('[' || $3 || ']') u ON u.key = a.key) w"
+    };
+    let sql = format!(
+        "SELECT mb.id AS mailbox_id, mb.uid_validity, m.uid, m.flags, m.keywords, m.modseq, \
+         m.size, m.internal_date, m.internal_tz, m.blob_id, m.save_date, {} AS summary, \
+         {} AS data FROM {pairs} \
+         JOIN messages m ON m.mailbox_id = w.mb AND m.uid = w.uid \
+         JOIN mailboxes mb ON mb.id = m.mailbox_id {} \
+         WHERE mb.account_id = $1 ORDER BY m.mailbox_id, m.uid",
+        if blobs { "b.summary" } else { "NULL" },
+        if with_data { "b.data" } else { "NULL" },
+        if blobs {
+            "JOIN blobs b ON b.id = m.blob_id"
+        } else {
+            ""
+        }
+    );
+    let rows: Vec<MultiRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(account.0)
+        .bind(id_list(wanted.iter().map(|w| w.0)))
+        .bind(id_list(wanted.iter().map(|w| w.1)))
+        .fetch_all(pool)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.mailbox_id, r.uid_validity, r.row.split()))
+        .collect())
 }

@@ -485,6 +485,25 @@ async fn numbers_and_star_are_each_mailboxs_own(backend: Backend) {
     let r = multi(&mut c, ask(Key::UidStar(set(&[(0, 9)])))).await;
     assert_eq!(uids_of(&r, "Work"), [3]);
     assert_eq!(uids_of(&r, "Old"), [3]);
+    // The same beside a string the full-text index narrows (one search
+    // of the account, then each mailbox's own numbers): message 1 of Work
+    // (UID 2) lacks the needle, Old's has it.
+    let and = |k: Key| {
+        Key::And(pb::SearchKeyList {
+            keys: vec![
+                pb::SearchKey { key: Some(k) },
+                pb::SearchKey {
+                    key: Some(Key::Body("NEEDLE".into())),
+                },
+            ],
+        })
+    };
+    let r = multi(&mut c, ask(and(Key::Seq(set(&[(1, 1)]))))).await;
+    assert_eq!(uids_of(&r, "Work"), Vec::<u32>::new());
+    assert_eq!(uids_of(&r, "Old"), [1]);
+    let r = multi(&mut c, ask(and(Key::UidStar(set(&[(0, 9)]))))).await;
+    assert_eq!(uids_of(&r, "Work"), [3]);
+    assert_eq!(uids_of(&r, "Old"), [3]);
     // Inside NOT: all but the first message.
     let r = multi(
         &mut c,
