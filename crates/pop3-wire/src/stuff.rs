@@ -43,6 +43,10 @@ impl DotStuffer {
     /// runs over every byte a RETR sends.
     pub fn push(&mut self, mut chunk: &[u8], out: &mut Vec<u8>) {
         out.reserve(chunk.len() + chunk.len() / 64);
+        if self.body_lines_left.is_none() {
+            self.push_unlimited(chunk, out);
+            return;
+        }
         while !chunk.is_empty() && !self.done {
             if self.at_line_start {
                 // Before the first byte of a body line under a TOP limit.
@@ -78,6 +82,44 @@ impl DotStuffer {
             }
             chunk = rest;
         }
+    }
+
+    /// `push` without a line limit (RETR, the bulk of what a POP3 server
+    /// sends): no header or line counting, so the data between the line
+    /// ends that need a change (a bare LF, a "." after a line end) is
+    /// copied in one piece; a message with CRLF line ends and no line
+    /// beginning with "." is one copy.
+    fn push_unlimited(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        let Some(&last) = chunk.last() else {
+            return;
+        };
+        if self.at_line_start && chunk[0] == b'.' {
+            out.push(b'.');
+        }
+        let mut copied = 0;
+        for i in memchr::memchr_iter(b'\n', chunk) {
+            let cr_before = match i.checked_sub(1) {
+                Some(p) => chunk[p] == b'\r',
+                None => self.prev_cr,
+            };
+            let dot_after = chunk.get(i + 1) == Some(&b'.');
+            if !cr_before || dot_after {
+                out.extend_from_slice(&chunk[copied..i]);
+                if !cr_before {
+                    out.push(b'\r');
+                }
+                out.push(b'\n');
+                if dot_after {
+                    out.push(b'.');
+                }
+                copied = i + 1;
+            }
+        }
+        out.extend_from_slice(&chunk[copied..]);
+        // A line end at the very end leaves a "." at the start of the next
+        // chunk to the check above; a CR there may pair with its LF.
+        self.at_line_start = last == b'\n';
+        self.prev_cr = last == b'\r';
     }
 
     fn end_line(&mut self) {
@@ -203,6 +245,14 @@ mod tests {
             b"\r\r\r\n\n\r\n.a\r\nb\r\nc\r\nd\r\n",
         ];
         for data in inputs {
+            // Without a limit (the copy-in-runs path), cut in three too.
+            let want = reference(None, data);
+            for i in 0..=data.len() {
+                for j in i..=data.len() {
+                    let got = stuff(None, &[&data[..i], &data[i..j], &data[j..]]);
+                    assert_eq!(got, want, "{data:?} cut at {i} and {j}");
+                }
+            }
             for top in [None, Some(0), Some(1), Some(2)] {
                 let want = reference(top, data);
                 for split in 0..=data.len() {
