@@ -297,6 +297,20 @@ pub async fn fts_trigram_batch(pool: &Pool<Db>, batch: i64) -> Result<u64> {
     .rows_affected())
 }
 
+/// How many texts wait for the trigram index, counted up to `cap`
+/// (PostgreSQL; from the partial index of those, which holds only them).
+pub async fn fts_trigram_backlog(pool: &Pool<Db>, cap: i64) -> Result<i64> {
+    if !PG {
+        return Ok(0);
+    }
+    Ok(sqlx::query_scalar(
+        "SELECT COUNT(*) FROM (SELECT 1 FROM blob_text WHERE NOT indexed LIMIT $1) x",
+    )
+    .bind(cap)
+    .fetch_one(pool)
+    .await?)
+}
+
 /// Bodies, bodies without their text (searches decode them), texts not
 /// in the trigram index yet (searches read them; always 0 on SQLite), and
 /// the index's bytes on disk (its tables and indexes).
