@@ -1083,27 +1083,6 @@ pub async fn check_recipient(
     Ok((status, r.address))
 }
 
-/// Stores one delivery for every recipient in one transaction. Returns the
-/// result and the mailboxes that changed. A delivery id seen before returns
-/// the first result and stores nothing.
-pub async fn deliver(
-    pool: &Pool<Db>,
-    origin: &str,
-    delivery_id: &str,
-    recipients: &[String],
-    received_at: i64,
-    blob: &NewBlob,
-    sieve: &crate::delivery_sieve::SieveDelivery,
-) -> Result<(pb::DeliverResponse, Vec<i64>)> {
-    let mut tx = begin_write(pool).await?;
-    sieve_lock_rows(&mut tx, &[(recipients, sieve)]).await?;
-    let (resp, changed) =
-        deliver_in(&mut tx, delivery_id, recipients, received_at, blob, sieve).await?;
-    notify(&mut tx, origin, &changed).await?;
-    tx.commit().await?;
-    Ok((resp, changed))
-}
-
 /// One delivery of a group commit (see `Store::deliver`).
 pub struct Delivery<'a> {
     pub id: &'a str,

@@ -894,7 +894,11 @@ async fn commit_group(
             hub.texts_written();
         }
     };
-    let together = if group.len() < 2 {
+    // On PostgreSQL a delivery alone goes the batched way too: every
+    // delivery then takes its rows in one order (ids, bodies, mailboxes,
+    // accounts), so one alone cannot deadlock with a group on another
+    // replica over the same delivery id.
+    let together = if group.len() < 2 && !matches!(backend, Backend::Pg(_)) {
         None
     } else {
         Some(match backend {
@@ -910,12 +914,8 @@ async fn commit_group(
                     })
                     .collect();
                 // Scripts' plans (copies in several mailboxes, outgoing
-                // messages) go the statement-per-delivery way.
-                if group.iter().any(|j| !j.sieve.plans.is_empty()) {
-                    pg::deliver_group(p, origin, &ds).await
-                } else {
-                    pg::deliver_group_batched(p, origin, &ds).await
-                }
+                // messages) go in the same statements as plain deliveries.
+                pg::deliver_group_batched(p, origin, &ds).await
             }
             Backend::Lite(p) => {
                 let ds: Vec<lite::Delivery<'_>> = group
@@ -943,35 +943,42 @@ async fn commit_group(
         failed => {
             if let Some(Err(e)) = failed {
                 refresh.check_err(&e);
+                if group.len() < 2 {
+                    // A delivery alone has had its try.
+                    if let Some(job) = group.into_iter().next() {
+                        let _ = job.reply.send(Err(e));
+                    }
+                    return;
+                }
                 tracing::debug!(error = %e, n = group.len(), "group commit failed; storing each alone");
             }
             for job in group {
                 let r = match backend {
                     Backend::Pg(p) => {
-                        pg::deliver(
-                            p,
-                            origin,
-                            &job.id,
-                            &job.recipients,
-                            job.received_at,
-                            &job.blob,
-                            &job.sieve,
-                        )
-                        .await
+                        let one = [pg::Delivery {
+                            id: &job.id,
+                            recipients: &job.recipients,
+                            received_at: job.received_at,
+                            blob: &job.blob,
+                            sieve: &job.sieve,
+                        }];
+                        pg::deliver_group_batched(p, origin, &one).await
                     }
                     Backend::Lite(p) => {
-                        lite::deliver(
-                            p,
-                            origin,
-                            &job.id,
-                            &job.recipients,
-                            job.received_at,
-                            &job.blob,
-                            &job.sieve,
-                        )
-                        .await
+                        let one = [lite::Delivery {
+                            id: &job.id,
+                            recipients: &job.recipients,
+                            received_at: job.received_at,
+                            blob: &job.blob,
+                            sieve: &job.sieve,
+                        }];
+                        lite::deliver_group(p, origin, &one).await
                     }
-                };
+                }
+                .and_then(|mut v| {
+                    v.pop()
+                        .ok_or_else(|| StoreError::Internal("a delivery without a result".into()))
+                });
                 wake(&r);
                 let _ = job.reply.send(r);
             }
