@@ -332,7 +332,7 @@ fn print_fts(s: &pb::FtsStatusResponse) {
 }
 
 /// Polls the index's state with a progress bar (on a terminal) until no
-/// body waits.
+/// body waits: neither for its text nor for the trigram index.
 async fn follow_fts(c: &mut AdminClient, uri: &str) -> anyhow::Result<()> {
     use indicatif::{ProgressBar, ProgressStyle};
     let first = fts_status(c, uri).await?;
@@ -348,7 +348,7 @@ async fn follow_fts(c: &mut AdminClient, uri: &str) -> anyhow::Result<()> {
         let s = fts_status(c, uri).await?;
         bar.set_length(s.blobs);
         bar.set_position(s.blobs.saturating_sub(s.pending));
-        if s.pending == 0 {
+        if s.pending == 0 && s.pending_trigram == 0 {
             bar.finish_and_clear();
             print_fts(&s);
             return Ok(());
@@ -603,7 +603,10 @@ pub async fn run(target: Target, cmd: AdminCmd) -> anyhow::Result<()> {
             println!("accounts   {}", s.accounts);
             println!("mailboxes  {}", s.mailboxes);
             println!("messages   {}", s.messages);
-            println!("blobs      {} ({} bytes)", s.blobs, s.blob_bytes);
+            println!(
+                "blobs      {} ({} bytes as received, {} as kept after compression)",
+                s.blobs, s.blob_bytes, s.stored_bytes
+            );
             println!(
                 "live       {} bytes (bodies some message references)",
                 s.live_bytes
