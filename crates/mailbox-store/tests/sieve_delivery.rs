@@ -30,6 +30,7 @@ both_backends!(
     a_vacation_reply_over_the_hourly_limit_is_not_sent,
     a_bounce_over_the_hourly_limit_is_kept_in_inbox,
     a_mixed_group_from_two_replicas_stores_each_copy_once,
+    every_copy_of_a_script_counts_against_the_quota_in_a_group,
 );
 
 const USER: &str = "rcpt@example.org";
@@ -1245,5 +1246,78 @@ async fn a_mixed_group_from_two_replicas_stores_each_copy_once(b: Backend) {
     assert_eq!(
         sql(&t, b, "SELECT COUNT(*) FROM deliveries").await,
         N as i64 + 1
+    );
+}
+
+/// A script's copies count against the account's message quota within a
+/// group and across replicas: two copies per delivery under a limit of
+/// five messages leave room for exactly two deliveries, while the plain
+/// recipient of the same deliveries takes every one.
+async fn every_copy_of_a_script_counts_against_the_quota_in_a_group(b: Backend) {
+    let t = with_script(
+        b,
+        "require [\"fileinto\", \"mailbox\"];\r\nfileinto :create \"Work\";\r\nkeep;\r\n",
+    )
+    .await;
+    t.admin()
+        .set_quota(pb::SetQuotaRequest {
+            address: USER.into(),
+            quota_bytes: 0,
+            quota_messages: Some(5),
+        })
+        .await
+        .unwrap();
+    let replica = match b {
+        Backend::Postgres => Some(t.replica().await),
+        Backend::Sqlite => None,
+    };
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let mut c = match &replica {
+            Some(r) if i % 2 == 1 => r.delivery(),
+            _ => t.delivery(),
+        };
+        tasks.push(tokio::spawn(async move {
+            deliver(
+                &mut c,
+                &format!("q{i}"),
+                "sender@remote.example",
+                &[USER, "plain@example.org"],
+                false,
+                &mail("", &format!("q{i}")),
+            )
+            .await
+        }));
+    }
+    let mut accepted = 0;
+    for task in tasks {
+        let r = task.await.unwrap();
+        match status(&r, 0) {
+            pb::RecipientStatus::Accept => accepted += 1,
+            pb::RecipientStatus::OverQuota => {}
+            s => panic!("{s:?}"),
+        }
+        assert_eq!(status(&r, 1), pb::RecipientStatus::Accept);
+    }
+    assert_eq!(accepted, 2);
+    assert_eq!(flags_in(&t, "Work").await.len(), 2);
+    assert_eq!(flags_in(&t, "INBOX").await.len(), 2);
+    assert_eq!(
+        sql(
+            &t,
+            b,
+            "SELECT message_count FROM accounts WHERE address = 'rcpt@example.org'"
+        )
+        .await,
+        4
+    );
+    assert_eq!(
+        sql(&t, b, "SELECT COUNT(*) FROM messages").await,
+        sql(
+            &t,
+            b,
+            "SELECT CAST(SUM(message_count) AS BIGINT) FROM accounts"
+        )
+        .await
     );
 }
