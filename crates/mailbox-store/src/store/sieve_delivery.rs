@@ -118,32 +118,43 @@ impl Store {
             };
             let mut answers = Answers::default();
             let at = now();
+            // The last run's outcome when its questions were answered but
+            // the rounds ran out; the plan when a run asked nothing (made
+            // on the same blocking thread as the run: one hop, not two).
             let mut outcome = None;
+            let mut planned = None;
             let mut panicked = false;
             for _ in 0..ds::max_rounds() {
                 let (script, msg, env) = (script.clone(), data.clone(), envelope.clone());
+                let addr = account_address.clone();
                 let run = tokio::task::spawn_blocking(move || {
-                    let o = match script.as_ref() {
-                        Ok(s) => Some(ds::run_once(s, &msg, &env, &answers, at)),
+                    let step = match script.as_ref() {
+                        Ok(s) => {
+                            let o = ds::run_once(s, &msg, &env, &answers, at);
+                            Some(match answers.take_questions() {
+                                None => Ok(ds::plan(o, &msg, &env, &addr, at)),
+                                Some(q) => Err((o, q)),
+                            })
+                        }
                         Err(_) => None,
                     };
-                    (o, answers)
+                    (step, answers)
                 })
                 .await;
-                let (o, back) = match run {
-                    Ok((Some(o), back)) => (o, back),
+                let (step, back) = match run {
+                    Ok((Some(step), back)) => (step, back),
                     Ok((None, _)) | Err(_) => {
                         panicked = true;
                         break;
                     }
                 };
                 answers = back;
-                match answers.take_questions() {
-                    None => {
-                        outcome = Some(o);
+                match step {
+                    Ok(plan) => {
+                        planned = Some(plan);
                         break;
                     }
-                    Some(q) => {
+                    Err((o, q)) => {
                         if q.mailboxes && answers.mailboxes.is_none() {
                             let names = both!(self, sieve_mailbox_names(account))?;
                             answers.mailboxes = Some(names.into_iter().collect::<HashSet<_>>());
@@ -169,17 +180,26 @@ impl Store {
                 service_kit::metrics::sieve_run("error");
                 continue;
             }
-            let Some(outcome) = outcome else { continue };
-            let (msg, env, addr) = (data, envelope.clone(), account_address.clone());
-            let Ok(plan) =
-                tokio::task::spawn_blocking(move || ds::plan(outcome, &msg, &env, &addr, at)).await
-            else {
-                tracing::warn!(
-                    account = account_address,
-                    "sieve plan failed; kept in INBOX"
-                );
-                service_kit::metrics::sieve_run("error");
-                continue;
+            let plan = match (planned, outcome) {
+                (Some(plan), _) => plan,
+                (None, None) => continue,
+                (None, Some(outcome)) => {
+                    let (msg, env, addr) =
+                        (data.clone(), envelope.clone(), account_address.clone());
+                    let Ok(plan) = tokio::task::spawn_blocking(move || {
+                        ds::plan(outcome, &msg, &env, &addr, at)
+                    })
+                    .await
+                    else {
+                        tracing::warn!(
+                            account = account_address,
+                            "sieve plan failed; kept in INBOX"
+                        );
+                        service_kit::metrics::sieve_run("error");
+                        continue;
+                    };
+                    plan
+                }
             };
             out.plans.insert(account, plan);
         }
