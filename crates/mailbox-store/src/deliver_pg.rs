@@ -388,10 +388,12 @@ pub async fn deliver_group_batched(
         // indexer).
         sqlx::query(
             "WITH b AS ( \
-               INSERT INTO blobs (id, size, data, summary, created_at, sort_keys, fts_indexed) \
-               SELECT id, size, data, summary, $5, sort_keys, TRUE \
-               FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::BYTEA[], $4::BYTEA[], $6::BYTEA[]) \
-                 AS t (id, size, data, summary, sort_keys) ORDER BY id \
+               INSERT INTO blobs (id, size, data, summary, created_at, sort_keys, fts_indexed, \
+                 data_codec) \
+               SELECT id, size, data, summary, $5, sort_keys, TRUE, codec \
+               FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::BYTEA[], $4::BYTEA[], $6::BYTEA[], \
+                 $8::SMALLINT[]) \
+                 AS t (id, size, data, summary, sort_keys, codec) ORDER BY id \
                ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at \
                RETURNING id, fts_indexed) \
              INSERT INTO blob_text (blob_id, text) \
@@ -407,7 +409,12 @@ pub async fn deliver_group_batched(
                 .map(|b| b.data.len() as i64)
                 .collect::<Vec<_>>(),
         )
-        .bind(blobs.iter().map(|b| b.data.clone()).collect::<Vec<_>>())
+        .bind(
+            blobs
+                .iter()
+                .map(|b| b.stored().0.to_vec())
+                .collect::<Vec<_>>(),
+        )
         .bind(blobs.iter().map(|b| b.summary.clone()).collect::<Vec<_>>())
         .bind(created)
         .bind(
@@ -417,6 +424,7 @@ pub async fn deliver_group_batched(
                 .collect::<Vec<_>>(),
         )
         .bind(blobs.iter().map(|b| b.text.clone()).collect::<Vec<_>>())
+        .bind(blobs.iter().map(|b| b.stored().1).collect::<Vec<_>>())
         .execute(&mut *tx)
         .await?;
     }

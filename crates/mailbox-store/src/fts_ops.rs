@@ -194,10 +194,10 @@ pub async fn search_rows_by_uids(
     let blobs = with_summary || with_data;
     let sql = format!(
         "SELECT m.uid, m.flags, m.keywords, m.modseq, m.size, m.internal_date, m.internal_tz, \
-         m.blob_id, m.save_date, {} AS summary, {} AS data FROM messages m {} \
+         m.blob_id, m.save_date, {} AS summary, {} FROM messages m {} \
          WHERE m.mailbox_id = $1 AND {} ORDER BY m.uid",
         if blobs { "b.summary" } else { "NULL" },
-        if with_data { "b.data" } else { "NULL" },
+        data_columns(with_data),
         if blobs {
             "JOIN blobs b ON b.id = m.blob_id"
         } else {
@@ -214,7 +214,7 @@ pub async fn search_rows_by_uids(
         .bind(list)
         .fetch_all(pool)
         .await?;
-    Ok(rows.into_iter().map(MetaBlobRow::split).collect())
+    rows.into_iter().map(MetaBlobRow::split).collect()
 }
 
 /// Indexes up to `batch` bodies not indexed yet; returns how many. On
@@ -223,13 +223,20 @@ pub async fn search_rows_by_uids(
 /// process) the text is computed before the write transaction, which
 /// writes only bodies still there and still not indexed.
 pub async fn fts_index_batch(pool: &Pool<Db>, batch: i64) -> Result<u64> {
-    type Row = (String, Vec<u8>, Vec<u8>);
-    const PICK: &str = "SELECT id, data, summary FROM blobs WHERE NOT fts_indexed \
-                        ORDER BY id LIMIT $1";
+    type Row = (String, Vec<u8>, Vec<u8>, i16, i64);
+    const PICK: &str = "SELECT id, data, summary, data_codec, size FROM blobs \
+                        WHERE NOT fts_indexed ORDER BY id LIMIT $1";
     async fn texts(rows: Vec<Row>) -> Result<Vec<(String, String)>> {
         tokio::task::spawn_blocking(move || {
             rows.into_iter()
-                .map(|(id, data, summary)| {
+                .map(|(id, data, summary, codec, size)| {
+                    // A body that does not decode (reading it fails
+                    // too) is indexed by its summary alone rather than
+                    // holding up every body after it.
+                    let data = crate::blob_codec::decode(codec, data, size).unwrap_or_else(|e| {
+                        tracing::error!(blob = id, error = %e, "full-text index: body unreadable");
+                        Vec::new()
+                    });
                     let t = crate::fts_query::stored_index_text(&data, &summary);
                     (id, t)
                 })

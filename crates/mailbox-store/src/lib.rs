@@ -10,6 +10,7 @@
 
 mod argon2_pool;
 mod auth_cache;
+mod blob_codec;
 pub mod config;
 mod delivery_sieve;
 pub mod error;

@@ -81,6 +81,18 @@ pub struct NewBlob {
     /// What SEARCH BODY, TEXT and HEADER match, folded, for the full-text
     /// index (`mail_summary::search_text::index_text`).
     pub text: String,
+    /// `data` as an LZ4 block when that is smaller (see `blob_codec`).
+    pub lz4: Option<Vec<u8>>,
+}
+
+impl NewBlob {
+    /// What `blobs.data` keeps, and its `blobs.data_codec`.
+    pub fn stored(&self) -> (&[u8], i16) {
+        match &self.lz4 {
+            Some(packed) => (packed, crate::blob_codec::LZ4),
+            None => (&self.data, crate::blob_codec::RAW),
+        }
+    }
 }
 
 /// One message of an APPEND as a client sends it.
@@ -167,12 +179,20 @@ pub struct MetaBlobRow {
     pub blob_id: String,
     pub save_date: Option<i64>,
     pub summary: Option<Vec<u8>>,
+    /// As kept (`blobs.data`, see `blob_codec`): `split` decodes it.
     pub data: Option<Vec<u8>>,
+    /// `blobs.data_codec` (0 when `data` was not asked for).
+    pub data_codec: i16,
+    /// `blobs.size`: what `data` decodes to.
+    pub data_size: i64,
 }
 
 impl MetaBlobRow {
-    pub fn split(self) -> SearchRow {
-        (
+    /// The evaluator's row, with the body's raw bytes (decoded; a body
+    /// that does not decode is an internal error).
+    pub fn split(self) -> crate::error::Result<SearchRow> {
+        let data = crate::blob_codec::decode_opt(self.data_codec, self.data, self.data_size)?;
+        Ok((
             MetaRow {
                 uid: self.uid,
                 flags: self.flags,
@@ -185,8 +205,8 @@ impl MetaBlobRow {
                 save_date: self.save_date,
             },
             self.summary,
-            self.data,
-        )
+            data,
+        ))
     }
 }
 

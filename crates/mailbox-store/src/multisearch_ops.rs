@@ -97,13 +97,13 @@ pub async fn multisearch_rows(
     let blobs = with_summary || with_data;
     let sql = format!(
         "SELECT m.uid, m.flags, m.keywords, m.modseq, m.size, m.internal_date, m.internal_tz, \
-         m.blob_id, m.save_date, {} AS summary, {} AS data \
+         m.blob_id, m.save_date, {} AS summary, {} \
          FROM messages m JOIN mailboxes mb ON mb.id = m.mailbox_id {} \
          WHERE m.mailbox_id = $1 AND m.uid > $2 AND m.uid <= $4 \
            AND mb.account_id = $5 AND mb.uid_validity = $6 \
          ORDER BY m.uid LIMIT $3",
         if blobs { "b.summary" } else { "NULL" },
-        if with_data { "b.data" } else { "NULL" },
+        data_columns(with_data),
         if blobs {
             "JOIN blobs b ON b.id = m.blob_id"
         } else {
@@ -119,7 +119,7 @@ pub async fn multisearch_rows(
         .bind(uid_validity)
         .fetch_all(pool)
         .await?;
-    Ok(rows.into_iter().map(MetaBlobRow::split).collect())
+    rows.into_iter().map(MetaBlobRow::split).collect()
 }
 
 /// The HIGHESTMODSEQ of each of the account's mailboxes `listed` names
@@ -281,12 +281,12 @@ pub async fn multisearch_rows_by_uids(
     let sql = format!(
         "SELECT mb.id AS mailbox_id, mb.uid_validity, m.uid, m.flags, m.keywords, m.modseq, \
          m.size, m.internal_date, m.internal_tz, m.blob_id, m.save_date, {} AS summary, \
-         {} AS data FROM {pairs} \
+         {} FROM {pairs} \
          JOIN messages m ON m.mailbox_id = w.mb AND m.uid = w.uid \
          JOIN mailboxes mb ON mb.id = m.mailbox_id {} \
          WHERE mb.account_id = $1 ORDER BY m.mailbox_id, m.uid",
         if blobs { "b.summary" } else { "NULL" },
-        if with_data { "b.data" } else { "NULL" },
+        data_columns(with_data),
         if blobs {
             "JOIN blobs b ON b.id = m.blob_id"
         } else {
@@ -299,8 +299,7 @@ pub async fn multisearch_rows_by_uids(
         .bind(id_list(wanted.iter().map(|w| w.1)))
         .fetch_all(pool)
         .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| (r.mailbox_id, r.uid_validity, r.row.split()))
-        .collect())
+    rows.into_iter()
+        .map(|r| Ok((r.mailbox_id, r.uid_validity, r.row.split()?)))
+        .collect()
 }

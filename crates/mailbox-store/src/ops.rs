@@ -171,17 +171,19 @@ pub async fn account_changed(pool: &Pool<Db>, origin: &str) -> Result<()> {
 /// there keeps its own (or, not indexed yet, waits for the indexer).
 async fn insert_blob(tx: &mut Tx, blob: &NewBlob) -> Result<()> {
     let indexed: bool = sqlx::query_scalar(
-        "INSERT INTO blobs (id, size, data, summary, created_at, sort_keys, fts_indexed) \
-         VALUES ($1, $2, $3, $4, $5, $6, TRUE) \
+        "INSERT INTO blobs (id, size, data, summary, created_at, sort_keys, fts_indexed, \
+           data_codec) \
+         VALUES ($1, $2, $3, $4, $5, $6, TRUE, $7) \
          ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at \
          RETURNING fts_indexed",
     )
     .bind(&blob.id)
     .bind(blob.data.len() as i64)
-    .bind(&blob.data)
+    .bind(blob.stored().0)
     .bind(&blob.summary)
     .bind(now())
     .bind(&blob.sort_keys)
+    .bind(blob.stored().1)
     .fetch_one(&mut **tx)
     .await?;
     if indexed {
@@ -690,19 +692,28 @@ pub async fn sweep_append_keys(pool: &Pool<Db>, before: i64) -> Result<()> {
 }
 
 pub async fn stats(pool: &Pool<Db>) -> Result<pb::StatsResponse> {
-    let (domains, accounts, mailboxes, messages, blobs, blob_bytes): (
+    // `size` is a body's raw size; what `data` takes as kept is
+    // pg_column_size's (after the store's or TOAST's compression).
+    let stored = if PG {
+        "pg_column_size(data)"
+    } else {
+        "length(data)"
+    };
+    let (domains, accounts, mailboxes, messages, blobs, blob_bytes, stored_bytes): (
         i64,
         i64,
         i64,
         i64,
         i64,
         i64,
-    ) = sqlx::query_as(
+        i64,
+    ) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT (SELECT COUNT(*) FROM domains), (SELECT COUNT(*) FROM accounts), \
              (SELECT COUNT(*) FROM mailboxes), (SELECT COUNT(*) FROM messages), \
              (SELECT COUNT(*) FROM blobs), \
-             (SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM blobs)",
-    )
+             (SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM blobs), \
+             (SELECT CAST(COALESCE(SUM({stored}), 0) AS BIGINT) FROM blobs)"
+    )))
     .fetch_one(pool)
     .await?;
     let (reclaimable_blobs, reclaimable_bytes): (i64, i64) = sqlx::query_as(
@@ -724,6 +735,7 @@ pub async fn stats(pool: &Pool<Db>) -> Result<pb::StatsResponse> {
         reclaimable_blobs: reclaimable_blobs as u64,
         // Store::stats adds the full-text index's.
         index_bytes: 0,
+        stored_bytes: stored_bytes.max(0) as u64,
     })
 }
 
@@ -1724,15 +1736,17 @@ pub async fn fetch_meta(
     let blobs = with_summary || inline_limit > 0;
     let sql = format!(
         "SELECT m.uid, m.flags, m.keywords, m.modseq, m.size, m.internal_date, m.internal_tz, \
-         m.blob_id, m.save_date, {} AS summary, {} AS data FROM mailboxes mb \
+         m.blob_id, m.save_date, {} AS summary, {} FROM mailboxes mb \
          JOIN messages m ON m.mailbox_id = mb.id {} \
          WHERE mb.account_id = $1 AND mb.name = $6 \
          AND m.uid >= $2 AND m.uid <= $3 AND m.modseq > $4 ORDER BY m.uid",
         if with_summary { "b.summary" } else { "NULL" },
         if inline_limit > 0 {
-            "CASE WHEN m.size <= $5 THEN b.data ELSE NULL END"
+            "CASE WHEN m.size <= $5 THEN b.data ELSE NULL END AS data, \
+             b.data_codec AS data_codec, b.size AS data_size"
         } else {
-            "CASE WHEN $5 > 0 THEN NULL ELSE NULL END"
+            "CASE WHEN $5 > 0 THEN NULL ELSE NULL END AS data, \
+             CAST(0 AS SMALLINT) AS data_codec, CAST(0 AS BIGINT) AS data_size"
         },
         if blobs {
             "JOIN blobs b ON b.id = m.blob_id"
@@ -1748,11 +1762,10 @@ pub async fn fetch_meta(
         .bind(inline_limit)
         .bind(mailbox);
     let rows = query.fetch_all(pool).await?;
-    Ok(rows
-        .into_iter()
+    rows.into_iter()
         .filter(|r| set.contains(r.uid as u32))
         .map(|r| r.split())
-        .collect())
+        .collect()
 }
 
 /// The raw bytes of one message.
@@ -1768,9 +1781,13 @@ pub async fn message_data(
     length: i64,
 ) -> Result<(Vec<u8>, i64)> {
     let mb = mailbox_by_name_pool(pool, account, mailbox).await?;
-    let (data, size): (Vec<u8>, i64) = sqlx::query_as(
-        "SELECT substr(b.data, CAST(CASE WHEN $3 < b.size THEN $3 ELSE b.size END + 1 AS INTEGER), \
-           CAST(CASE WHEN $4 > 0 AND $4 < b.size THEN $4 ELSE b.size END AS INTEGER)), b.size \
+    // A compressed body comes whole (smaller than the raw range but for
+    // small ranges of large bodies) and is cut here.
+    let (data, size, codec): (Vec<u8>, i64, i16) = sqlx::query_as(
+        "SELECT CASE WHEN b.data_codec = 0 THEN \
+           substr(b.data, CAST(CASE WHEN $3 < b.size THEN $3 ELSE b.size END + 1 AS INTEGER), \
+             CAST(CASE WHEN $4 > 0 AND $4 < b.size THEN $4 ELSE b.size END AS INTEGER)) \
+           ELSE b.data END, b.size, b.data_codec \
          FROM messages m JOIN blobs b ON b.id = m.blob_id \
          WHERE m.mailbox_id = $1 AND m.uid = $2",
     )
@@ -1781,7 +1798,22 @@ pub async fn message_data(
     .fetch_optional(pool)
     .await?
     .ok_or(StoreError::NotFound("message"))?;
-    Ok((data, size))
+    if codec == crate::blob_codec::RAW {
+        return Ok((data, size));
+    }
+    let whole = crate::blob_codec::decode(codec, data, size)?;
+    Ok((crate::blob_codec::slice(whole, offset, length), size))
+}
+
+/// The columns a `MetaBlobRow` reads a body with: `data` as kept, and the
+/// codec and size `split` decodes it with (NULL data and codec 0 when the
+/// body is not wanted).
+fn data_columns(with_data: bool) -> &'static str {
+    if with_data {
+        "b.data AS data, b.data_codec AS data_codec, b.size AS data_size"
+    } else {
+        "NULL AS data, CAST(0 AS SMALLINT) AS data_codec, CAST(0 AS BIGINT) AS data_size"
+    }
 }
 
 /// The flags, keywords and metadata the search evaluator needs, for every
@@ -1806,10 +1838,10 @@ pub async fn search_rows(
     // (Searches the full-text index narrows read by UID: fts_ops.rs.)
     let sql = format!(
         "SELECT m.uid, m.flags, m.keywords, m.modseq, m.size, m.internal_date, m.internal_tz, \
-         m.blob_id, m.save_date, {} AS summary, {} AS data FROM messages m {} \
+         m.blob_id, m.save_date, {} AS summary, {} FROM messages m {} \
          WHERE m.mailbox_id = $1 AND m.uid > $2 AND m.uid <= $4 ORDER BY m.uid LIMIT $3",
         if blobs { "b.summary" } else { "NULL" },
-        if with_data { "b.data" } else { "NULL" },
+        data_columns(with_data),
         if blobs {
             "JOIN blobs b ON b.id = m.blob_id"
         } else {
@@ -1823,7 +1855,11 @@ pub async fn search_rows(
         .bind(upto)
         .fetch_all(pool)
         .await?;
-    Ok((mb, rows.into_iter().map(MetaBlobRow::split).collect()))
+    let rows = rows
+        .into_iter()
+        .map(MetaBlobRow::split)
+        .collect::<Result<_>>()?;
+    Ok((mb, rows))
 }
 
 const SORT_STATE_SQL: &str = if PG {
@@ -1943,13 +1979,15 @@ pub async fn blobs_without_sort_keys(
 }
 
 pub async fn fill_sort_keys(pool: &Pool<Db>, blob_id: &str) -> Result<Vec<u8>> {
-    let data: Option<Vec<u8>> = sqlx::query_scalar("SELECT data FROM blobs WHERE id = $1")
-        .bind(blob_id)
-        .fetch_optional(pool)
-        .await?;
-    let Some(data) = data else {
+    let row: Option<(Vec<u8>, i16, i64)> =
+        sqlx::query_as("SELECT data, data_codec, size FROM blobs WHERE id = $1")
+            .bind(blob_id)
+            .fetch_optional(pool)
+            .await?;
+    let Some((data, codec, size)) = row else {
         return Ok(Vec::new());
     };
+    let data = crate::blob_codec::decode(codec, data, size)?;
     let keys = prost::Message::encode_to_vec(&crate::summary_pb::sort_keys(&data));
     let mut tx = begin_write(pool).await?;
     sqlx::query("UPDATE blobs SET sort_keys = $2 WHERE id = $1")

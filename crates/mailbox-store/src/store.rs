@@ -189,8 +189,9 @@ mod pg {
             OR (a.quota_messages > 0 AND a.message_count + 1 > a.quota_messages))";
         let sql = format!(
             "WITH b AS ( \
-               INSERT INTO blobs (id, size, data, summary, created_at, sort_keys, fts_indexed) \
-               SELECT $4, $6, $5, $7, $8, $9, TRUE \
+               INSERT INTO blobs (id, size, data, summary, created_at, sort_keys, fts_indexed, \
+                 data_codec) \
+               SELECT $4, $6, $5, $7, $8, $9, TRUE, $16 \
                WHERE EXISTS (SELECT 1 FROM mailboxes \
                              WHERE account_id = $1 AND name = $2 AND uid_next < 4294967295) \
                  AND EXISTS (SELECT 1 FROM accounts a WHERE a.id = $1 AND NOT {OVER}) \
@@ -231,6 +232,7 @@ mod pg {
         let bits = item.flags.bits();
         let keywords = join_keywords(&item.flags.keywords);
         let size = blob.data.len() as i64;
+        let (stored, codec) = blob.stored();
         type Row = (
             Option<i64>,
             Option<i64>,
@@ -244,7 +246,7 @@ mod pg {
             .bind(mailbox)
             .bind(origin)
             .bind(&blob.id)
-            .bind(&blob.data)
+            .bind(stored)
             .bind(size)
             .bind(&blob.summary)
             .bind(now())
@@ -255,6 +257,7 @@ mod pg {
             .bind(item.date.1)
             .bind(key)
             .bind(&blob.text)
+            .bind(codec)
             .fetch_one(pool)
             .await?;
         let (Some(id), Some(uid_next), Some(modseq), Some(validity), 1, _) = row else {
@@ -2191,12 +2194,16 @@ impl Store {
             let text = crate::summary::search_text::index_text(&data, &parsed.search);
             let summary = crate::summary_pb::to_pb(&parsed);
             let sort_keys = crate::summary_pb::sort_keys(&data);
+            // Compressed once here: the database keeps and sends the
+            // smaller bytes (see `blob_codec`).
+            let lz4 = crate::blob_codec::compress(&data);
             NewBlob {
                 id,
                 summary: summary.encode_to_vec(),
                 sort_keys: sort_keys.encode_to_vec(),
                 text,
                 data,
+                lz4,
             }
         })
         .await
