@@ -603,7 +603,10 @@ pub async fn run(target: Target, cmd: AdminCmd) -> anyhow::Result<()> {
             println!("accounts   {}", s.accounts);
             println!("mailboxes  {}", s.mailboxes);
             println!("messages   {}", s.messages);
-            println!("blobs      {} ({} bytes)", s.blobs, s.blob_bytes);
+            println!(
+                "blobs      {} ({} bytes as received, {} as kept after compression)",
+                s.blobs, s.blob_bytes, s.stored_bytes
+            );
             println!(
                 "live       {} bytes (bodies some message references)",
                 s.live_bytes
