@@ -253,7 +253,20 @@ enum Cmd {
         /// under DIR/pop<N>/new (to load another server with them).
         #[arg(long)]
         maildir: Option<PathBuf>,
+        /// With --setup: `repeated` bodies repeat one line (they compress
+        /// about a hundredfold); `mixed` bodies are two thirds text of
+        /// varied words and one third a base64 attachment of random bytes,
+        /// compressing about as real mail does.
+        #[arg(long, default_value = "repeated")]
+        body: BodyKind,
     },
+}
+
+/// What `mail-bench pop3 --setup` puts in its messages' bodies.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum BodyKind {
+    Repeated,
+    Mixed,
 }
 
 #[tokio::main]
@@ -424,9 +437,10 @@ async fn main() -> anyhow::Result<()> {
             size,
             setup,
             maildir,
+            body,
         } => {
             if setup {
-                pop3_setup(&store, secret_file, clients, messages, size, maildir).await?;
+                pop3_setup(&store, secret_file, clients, messages, size, maildir, body).await?;
             }
             pop3_bench(&pop3, clients).await
         }
@@ -554,6 +568,7 @@ async fn pop3_setup(
     messages: usize,
     size: usize,
     maildir: Option<PathBuf>,
+    kind: BodyKind,
 ) -> anyhow::Result<()> {
     let auth = auth(secret_file)?;
     let channel = mail_bench::store_channel(uri)?;
@@ -586,7 +601,10 @@ async fn pop3_setup(
             for i in 0..messages {
                 // Sizes spread from size/4 to 7*size/4 (mean: size).
                 let spread = (i * 7919 + c * 104_729) % (size * 3 / 2).max(1);
-                let body = message(size / 4 + spread);
+                let body = match kind {
+                    BodyKind::Repeated => message(size / 4 + spread),
+                    BodyKind::Mixed => mixed_message(size / 4 + spread, (c * 1_000_003 + i) as u64),
+                };
                 let trace = format!("X-Bench: {c}-{i}\r\n").into_bytes();
                 if let Some(dir) = &dir {
                     let mut full = trace.clone();
@@ -780,6 +798,62 @@ Date: Tue, 14 Nov 2023 22:13:20 +0000\r\n\r\n"
     while m.len() + line.len() <= size {
         m.extend_from_slice(line);
     }
+    m
+}
+
+/// A multipart message of about `size` bytes: two thirds plain text of
+/// words drawn by a small PRNG seeded with `seed`, one third a base64
+/// attachment of pseudo-random bytes (incompressible), so that it
+/// compresses about as real mail does rather than a hundredfold.
+fn mixed_message(size: usize, seed: u64) -> Vec<u8> {
+    const WORDS: &[&str] = &[
+        "the", "of", "and", "project", "status", "meeting", "report", "budget", "team", "review",
+        "please", "attached", "find", "schedule", "thanks", "regards", "customer", "order",
+        "invoice", "delivery", "next", "week", "monday", "update", "question", "about", "server",
+        "release", "version", "change", "request", "approved", "pending", "details", "contract",
+        "quarter", "numbers", "sales", "support", "ticket", "closed", "opened", "tomorrow",
+    ];
+    const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut m = format!(
+        "From: Load <load@bench.test>\r\nTo: bench@bench.test\r\n\
+Subject: benchmark message {seed}\r\nMessage-ID: <bench-{seed}@bench.test>\r\n\
+Date: Tue, 14 Nov 2023 22:13:20 +0000\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\r\n"
+    )
+    .into_bytes();
+    let text_end = size * 2 / 3;
+    let mut line = 0;
+    while m.len() < text_end {
+        let w = WORDS[(next() % WORDS.len() as u64) as usize];
+        m.extend_from_slice(w.as_bytes());
+        line += w.len() + 1;
+        if line > 70 {
+            m.extend_from_slice(b"\r\n");
+            line = 0;
+        } else {
+            m.push(b' ');
+        }
+    }
+    m.extend_from_slice(
+        b"\r\n--b\r\nContent-Type: application/octet-stream\r\n\
+Content-Disposition: attachment; filename=\"data.bin\"\r\n\
+Content-Transfer-Encoding: base64\r\n\r\n",
+    );
+    while m.len() + 78 + 8 <= size {
+        for _ in 0..76 {
+            m.push(B64[(next() % 64) as usize]);
+        }
+        m.extend_from_slice(b"\r\n");
+    }
+    m.extend_from_slice(b"--b--\r\n");
     m
 }
 
