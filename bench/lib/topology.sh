@@ -41,7 +41,8 @@ wait_port() {
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
     sleep 0.1
   done
-  echo "nothing listens on $1" >&2
+  echo "nothing listens on $1; the services' logs begin:" >&2
+  for f in "$work"/*.log; do echo "== $f" >&2; head -n 8 "$f" >&2; done
   return 1
 }
 
