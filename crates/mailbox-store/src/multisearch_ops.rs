@@ -194,7 +194,8 @@ pub async fn multisearch_candidates(
                   WHERE m.uid > $3 AND m.uid <= $4 LIMIT {over}) x), \
              hits AS MATERIALIZED (\
                SELECT t.blob_id FROM blob_text t \
-                WHERE NOT (SELECT yes FROM small) AND t.indexed AND {like}), \
+                WHERE NOT (SELECT yes FROM small) AND t.indexed \
+                  AND fts_index_first(t.blob_id) AND {like}), \
              pend AS MATERIALIZED (\
                SELECT m.mailbox_id, m.uid, m.blob_id FROM blob_text u \
                  JOIN messages m ON m.blob_id = u.blob_id JOIN chosen c ON c.id = m.mailbox_id \
