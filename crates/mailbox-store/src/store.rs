@@ -802,6 +802,21 @@ impl PoolRefresh {
 /// `default_transaction_read_only`) is refused, so the pool tries again
 /// until the stable address reaches the primary (or the acquire times out:
 /// a temporary failure).
+/// Readies a new PostgreSQL connection: JIT compilation off (see below),
+/// and a read-only server refused ([`refuse_read_only`]).
+///
+/// PostgreSQL compiles a statement with LLVM once its estimated cost
+/// passes `jit_above_cost`; the full-text search's candidate statement
+/// on a large store (bench/fts, 100,000 messages) passes it, and the
+/// compilation took 0.23-0.27 s of a search that runs in a few
+/// milliseconds. The store's statements are short and many: JIT never
+/// pays for itself here. A `SET` per new connection (not a startup
+/// option: connection poolers such as PgBouncer refuse those).
+async fn prepare_connection(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SET jit = off").execute(&mut *conn).await?;
+    refuse_read_only(conn).await
+}
+
 async fn refuse_read_only(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
     let ro: String = sqlx::query_scalar("SHOW transaction_read_only")
         .fetch_one(&mut *conn)
@@ -1091,7 +1106,7 @@ impl Store {
             let pool = PgPoolOptions::new()
                 .max_connections(settings.max_connections)
                 .acquire_timeout(Duration::from_secs(5))
-                .after_connect(|conn, _| Box::pin(refuse_read_only(conn)))
+                .after_connect(|conn, _| Box::pin(prepare_connection(conn)))
                 .before_acquire(move |_, meta| {
                     let fresh = !r1.stale(meta.age);
                     Box::pin(async move { Ok(fresh) })
