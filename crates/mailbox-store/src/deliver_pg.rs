@@ -396,8 +396,8 @@ pub async fn deliver_group_batched(
                  AS t (id, size, data, summary, sort_keys, codec) ORDER BY id \
                ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at \
                RETURNING id, fts_indexed) \
-             INSERT INTO blob_text (blob_id, text) \
-             SELECT b.id, t.text FROM b JOIN UNNEST($1::TEXT[], $7::TEXT[]) AS t (id, text) \
+             INSERT INTO blob_text (blob_id, text, joined) \
+             SELECT b.id, t.text, TRUE FROM b JOIN UNNEST($1::TEXT[], $7::TEXT[]) AS t (id, text) \
                ON t.id = b.id \
              WHERE b.fts_indexed ORDER BY b.id \
              ON CONFLICT (blob_id) DO NOTHING",
@@ -423,7 +423,13 @@ pub async fn deliver_group_batched(
                 .map(|b| b.sort_keys.clone())
                 .collect::<Vec<_>>(),
         )
-        .bind(blobs.iter().map(|b| b.text.clone()).collect::<Vec<_>>())
+        // Stored without white space (migration 0027).
+        .bind(
+            blobs
+                .iter()
+                .map(|b| crate::fts_query::joined(&b.text))
+                .collect::<Vec<_>>(),
+        )
         .bind(blobs.iter().map(|b| b.stored().1).collect::<Vec<_>>())
         .execute(&mut *tx)
         .await?;

@@ -12,7 +12,10 @@
 // the trigram indexer ([`fts_trigram_batch`]) sets the flag in batches.
 // Two flags, two meanings: `blobs.fts_indexed` says the body's text is
 // written (else the evaluator decodes the body); `blob_text.indexed` says
-// the text is in the trigram index (else LIKE reads it).
+// the text is in the trigram index (else LIKE reads it). A text is stored
+// without white space (`blob_text.joined`, migration 0027; the indexer
+// rewrites one an older version stored with it), and is in the trigram
+// index when both `indexed` and `joined` hold.
 
 /// Writes a body's index text. `replace`: over an older one (the
 /// background indexer, which also puts it in the trigram index at once,
@@ -21,16 +24,18 @@
 /// indexer.
 async fn put_blob_text(tx: &mut Tx, blob_id: &str, text: &str, replace: bool) -> Result<()> {
     if PG {
+        // Stored without white space (migration 0027).
         let sql = if replace {
-            "INSERT INTO blob_text (blob_id, text, indexed) VALUES ($1, $2, TRUE) \
-             ON CONFLICT (blob_id) DO UPDATE SET text = excluded.text, indexed = TRUE"
+            "INSERT INTO blob_text (blob_id, text, indexed, joined) VALUES ($1, $2, TRUE, TRUE) \
+             ON CONFLICT (blob_id) DO UPDATE SET text = excluded.text, indexed = TRUE, \
+               joined = TRUE"
         } else {
-            "INSERT INTO blob_text (blob_id, text) VALUES ($1, $2) \
+            "INSERT INTO blob_text (blob_id, text, joined) VALUES ($1, $2, TRUE) \
              ON CONFLICT (blob_id) DO NOTHING"
         };
         sqlx::query(sql)
             .bind(blob_id)
-            .bind(text)
+            .bind(crate::fts_query::joined(text))
             .execute(&mut **tx)
             .await?;
         return Ok(());
@@ -88,25 +93,28 @@ pub async fn fts_candidate_uids(
 ) -> Result<Vec<i64>> {
     let strings = cond.strings();
     let sql = if PG {
-        let like = cond.to_like_sql("t.text", 4 + strings.len());
+        let k = strings.len();
+        let stored = cond.to_stored_like_sql("t.text", 4 + k);
+        let read = cond.to_read_sql("t.text", "t.joined", 4, 4 + k);
         // Small mailbox: its texts, each read once by blob_text's key
         // (OFFSET 0 keeps the planner from hashing the whole table; strpos
         // is no trigram index's operator). Otherwise: the trigram index's
-        // matches (re-checked with LIKE), joined to the mailbox. Either
-        // way: bodies not indexed yet. `small` is computed once; the
-        // branch it rules out is not run. `hits` is a CTE of its own so
-        // that a generic plan (a statement prepared and run often) still
-        // reads the trigram index rather than LIKE on every text of the
-        // mailbox (1.2 s instead of 30 ms for 10,000 messages), and
-        // `fts_index_first` (migration 0026) prices a scan of every text
-        // out of the planner's choices (5 s instead of 50 ms for the
-        // 120,000 texts of bench/fts, whose main table is small). The
-        // trigram index holds the texts marked `indexed`; the mailbox's
-        // texts not in it yet (`pend`: every such text's body, found by
-        // their partial index, looked up in this mailbox by blob_id, no
-        // text read; a few seconds of deliveries at most, so this is
-        // driven from them, never from the mailbox, under any plan) are
-        // tested with LIKE one by one.
+        // matches (re-checked with LIKE on the stored text, which is
+        // stored without white space: migration 0027), joined to the
+        // mailbox. Either way: bodies not indexed yet. `small` is
+        // computed once; the branch it rules out is not run. `hits` is a
+        // CTE of its own so that a generic plan (a statement prepared and
+        // run often) still reads the trigram index rather than LIKE on
+        // every text of the mailbox (1.2 s instead of 30 ms for 10,000
+        // messages), and `fts_index_first` (migration 0026) prices a scan
+        // of every text out of the planner's choices (5 s instead of 50
+        // ms for the 120,000 texts of bench/fts, whose main table is
+        // small). The trigram index holds the texts marked `indexed` and
+        // `joined`; the mailbox's texts not in it yet (`pend`: every such
+        // text's body, found by their partial index, migration 0028,
+        // looked up in this mailbox by blob_id, no text read; a few
+        // seconds of deliveries at most, so this is driven from them,
+        // never from the mailbox, under any plan) are read one by one.
         format!(
             "WITH small AS MATERIALIZED (\
                SELECT COUNT(*) <= {FTS_SCAN_UP_TO} AS yes FROM (\
@@ -114,15 +122,15 @@ pub async fn fts_candidate_uids(
                  LIMIT {}) x), \
              hits AS MATERIALIZED (\
                SELECT t.blob_id FROM blob_text t \
-                WHERE NOT (SELECT yes FROM small) AND t.indexed \
-                  AND fts_index_first(t.blob_id) AND {like}), \
+                WHERE NOT (SELECT yes FROM small) AND t.indexed AND t.joined \
+                  AND fts_index_first(t.blob_id) AND {stored}), \
              pend AS MATERIALIZED (\
                SELECT x.uid, u.blob_id FROM blob_text u CROSS JOIN LATERAL (\
                  SELECT m.uid FROM messages m WHERE m.blob_id = u.blob_id \
                    AND m.mailbox_id = $1 AND m.uid > $2 AND m.uid <= $3 OFFSET 0) x \
-                WHERE NOT (SELECT yes FROM small) AND NOT u.indexed) \
+                WHERE NOT (SELECT yes FROM small) AND NOT (u.indexed AND u.joined)) \
              SELECT m.uid FROM messages m CROSS JOIN LATERAL (\
-               SELECT 1 FROM blob_text t WHERE t.blob_id = m.blob_id AND {} OFFSET 0) x \
+               SELECT 1 FROM blob_text t WHERE t.blob_id = m.blob_id AND {read} OFFSET 0) x \
               WHERE (SELECT yes FROM small) \
                 AND m.mailbox_id = $1 AND m.uid > $2 AND m.uid <= $3 \
              UNION \
@@ -130,13 +138,12 @@ pub async fn fts_candidate_uids(
               WHERE m.mailbox_id = $1 AND m.uid > $2 AND m.uid <= $3 \
              UNION \
              SELECT p.uid FROM pend p CROSS JOIN LATERAL (\
-               SELECT 1 FROM blob_text t WHERE t.blob_id = p.blob_id AND {like} OFFSET 0) y \
+               SELECT 1 FROM blob_text t WHERE t.blob_id = p.blob_id AND {read} OFFSET 0) y \
              UNION \
              SELECT m.uid FROM blobs p JOIN messages m ON m.blob_id = p.id \
               WHERE NOT p.fts_indexed AND m.mailbox_id = $1 AND m.uid > $2 AND m.uid <= $3 \
              ORDER BY 1",
             FTS_SCAN_UP_TO + 1,
-            cond.to_strpos_sql("t.text", 4),
         )
     } else {
         "SELECT m.uid FROM messages m \
@@ -153,7 +160,7 @@ pub async fn fts_candidate_uids(
         .bind(upto);
     if PG {
         for s in &strings {
-            query = query.bind(s.to_string());
+            query = query.bind(crate::fts_query::joined(s));
         }
         for s in &strings {
             query = query.bind(crate::fts_query::like_pattern(s));
@@ -291,17 +298,21 @@ pub async fn fts_index_batch(pool: &Pool<Db>, batch: i64) -> Result<u64> {
 /// Puts up to `batch` texts written with their bodies into the trigram
 /// index (PostgreSQL; SQLite's index is written with the body): one
 /// statement, which sets their `indexed` flag (the text itself, TOASTed,
-/// is not rewritten). Rows another replica's indexer holds are skipped.
-/// Returns how many.
+/// is not rewritten, unless an older version stored it with its white
+/// space: then it is stored without, migration 0027). Rows another
+/// replica's indexer holds are skipped. Returns how many.
 pub async fn fts_trigram_batch(pool: &Pool<Db>, batch: i64) -> Result<u64> {
     if !PG {
         return Ok(0);
     }
-    Ok(sqlx::query(
-        "UPDATE blob_text SET indexed = TRUE WHERE blob_id IN (\
-           SELECT blob_id FROM blob_text WHERE NOT indexed \
-           ORDER BY blob_id LIMIT $1 FOR UPDATE SKIP LOCKED)",
-    )
+    Ok(sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE blob_text SET indexed = TRUE, joined = TRUE, \
+               text = CASE WHEN joined THEN text ELSE {} END \
+             WHERE blob_id IN (\
+               SELECT blob_id FROM blob_text WHERE NOT (indexed AND joined) \
+               ORDER BY blob_id LIMIT $1 FOR UPDATE SKIP LOCKED)",
+        crate::fts_query::joined_sql("text")
+    )))
     .bind(batch)
     .execute(pool)
     .await?
@@ -315,7 +326,7 @@ pub async fn fts_trigram_backlog(pool: &Pool<Db>, cap: i64) -> Result<i64> {
         return Ok(0);
     }
     Ok(sqlx::query_scalar(
-        "SELECT COUNT(*) FROM (SELECT 1 FROM blob_text WHERE NOT indexed LIMIT $1) x",
+        "SELECT COUNT(*) FROM (SELECT 1 FROM blob_text WHERE NOT (indexed AND joined) LIMIT $1) x",
     )
     .bind(cap)
     .fetch_one(pool)
@@ -329,7 +340,7 @@ pub async fn fts_status(pool: &Pool<Db>) -> Result<(i64, i64, i64, i64)> {
     let sql = if PG {
         "SELECT (SELECT COUNT(*) FROM blobs), \
            (SELECT COUNT(*) FROM blobs WHERE NOT fts_indexed), \
-           (SELECT COUNT(*) FROM blob_text WHERE NOT indexed), \
+           (SELECT COUNT(*) FROM blob_text WHERE NOT (indexed AND joined)), \
            CAST(pg_total_relation_size('blob_text') + pg_relation_size('blobs_fts_pending') \
              AS BIGINT)"
     } else {

@@ -53,46 +53,66 @@ impl Cond {
         }
     }
 
-    /// PostgreSQL: the condition over `column` with `LIKE` on the text as
-    /// the trigram index holds it ([`joined_sql`]: white space removed),
-    /// its strings bound from `$first` on in [`Cond::strings`] order (each
-    /// bound as [`like_pattern`], which removes the same white space).
-    pub fn to_like_sql(&self, column: &str, first: usize) -> String {
+    /// PostgreSQL: the condition over `column`, a text stored without
+    /// [`JOINED_OUT`] (`blob_text.joined`, as the trigram index holds it,
+    /// migration 0029), with `LIKE`: the form the index serves, and a
+    /// re-check of its candidates that reads each text once. Its strings
+    /// are bound from `$first` on in [`Cond::strings`] order, each as
+    /// [`like_pattern`].
+    pub fn to_stored_like_sql(&self, column: &str, first: usize) -> String {
         let mut n = first;
-        self.like_sql(column, &mut n)
+        self.like_sql(
+            column,
+            &mut |c: &str, n: usize| format!("{c} LIKE ${n}"),
+            &mut n,
+        )
     }
 
-    fn like_sql(&self, column: &str, n: &mut usize) -> String {
+    fn like_sql(
+        &self,
+        column: &str,
+        one: &mut dyn FnMut(&str, usize) -> String,
+        n: &mut usize,
+    ) -> String {
         match self {
             Cond::Has(_) => {
-                let s = format!("{} LIKE ${n}", joined_sql(column));
+                let s = one(column, *n);
                 *n += 1;
                 s
             }
-            Cond::All(l) => join(l.iter().map(|c| c.like_sql(column, n)), " AND "),
-            Cond::Any(l) => join(l.iter().map(|c| c.like_sql(column, n)), " OR "),
+            Cond::All(l) => join(l.iter().map(|c| c.like_sql(column, one, n)), " AND "),
+            Cond::Any(l) => join(l.iter().map(|c| c.like_sql(column, one, n)), " OR "),
         }
     }
 
-    /// PostgreSQL: the condition over `column` with `strpos` (a plain
-    /// substring test, which no index serves: for reading a few texts
-    /// without the trigram index), its strings bound from `$first` on in
-    /// [`Cond::strings`] order, as they are.
-    pub fn to_strpos_sql(&self, column: &str, first: usize) -> String {
-        let mut n = first;
-        self.strpos_sql(column, &mut n)
-    }
-
-    fn strpos_sql(&self, column: &str, n: &mut usize) -> String {
-        match self {
-            Cond::Has(_) => {
-                let s = format!("strpos({column}, ${n}) > 0");
-                *n += 1;
-                s
-            }
-            Cond::All(l) => join(l.iter().map(|c| c.strpos_sql(column, n)), " AND "),
-            Cond::Any(l) => join(l.iter().map(|c| c.strpos_sql(column, n)), " OR "),
-        }
+    /// PostgreSQL: the condition over a text read row by row (no trigram
+    /// index: a small mailbox's texts, or texts not in the index yet),
+    /// whatever its form: `joined` (the column saying it is stored without
+    /// [`JOINED_OUT`]) picks `strpos` on it as it is, else `LIKE` on
+    /// [`joined_sql`] of it (a text an older version wrote with its white
+    /// space, migration 0027). The strings are bound twice, in
+    /// [`Cond::strings`] order: from `$first_str` on as [`joined`], from
+    /// `$first_like` on as [`like_pattern`].
+    pub fn to_read_sql(
+        &self,
+        text: &str,
+        joined_col: &str,
+        first_str: usize,
+        first_like: usize,
+    ) -> String {
+        let mut n = first_str;
+        let offset = first_like - first_str;
+        self.like_sql(
+            text,
+            &mut |c: &str, n: usize| {
+                format!(
+                    "(CASE WHEN {joined_col} THEN strpos({c}, ${n}) > 0 ELSE {} LIKE ${} END)",
+                    joined_sql(c),
+                    n + offset
+                )
+            },
+            &mut n,
+        )
     }
 
     /// SQLite: the condition as an FTS5 query of phrases (with the trigram
@@ -133,6 +153,12 @@ pub fn joined_sql(column: &str) -> String {
     format!(
         "replace(replace(replace(replace({column}, ' ', ''), E'\\n', ''), E'\\r', ''), E'\\t', '')"
     )
+}
+
+/// `s` without [`JOINED_OUT`]: how the texts are stored on PostgreSQL
+/// (`blob_text.joined`), and the string `strpos` looks for in them.
+pub fn joined(s: &str) -> String {
+    s.chars().filter(|c| !JOINED_OUT.contains(c)).collect()
 }
 
 /// `%s%` with [`JOINED_OUT`] removed from `s` and LIKE's `%`, `_` and `\`
@@ -283,13 +309,13 @@ mod tests {
         }));
         let c = narrow(&or).unwrap();
         let j = joined_sql("t");
+        assert_eq!(c.to_stored_like_sql("t", 5), "(t LIKE $5 OR t LIKE $6)");
         assert_eq!(
-            c.to_like_sql("t", 5),
-            format!("({j} LIKE $5 OR {j} LIKE $6)")
-        );
-        assert_eq!(
-            c.to_strpos_sql("t", 2),
-            "(strpos(t, $2) > 0 OR strpos(t, $3) > 0)"
+            c.to_read_sql("t", "x.joined", 2, 4),
+            format!(
+                "((CASE WHEN x.joined THEN strpos(t, $2) > 0 ELSE {j} LIKE $4 END) OR \
+                 (CASE WHEN x.joined THEN strpos(t, $3) > 0 ELSE {j} LIKE $5 END))"
+            )
         );
         assert_eq!(c.to_fts5_query(), "(\"hello\" OR \"world\")");
         assert_eq!(c.strings(), ["hello", "world"]);
@@ -313,6 +339,7 @@ mod tests {
     fn like_patterns_are_escaped() {
         assert_eq!(like_pattern("50%_a\\b"), "%50\\%\\_a\\\\b%");
         assert_eq!(like_pattern("a b\r\nc\td, e"), "%abcd,e%");
+        assert_eq!(joined("a b\r\nc\td, e"), "abcd,e");
         assert_eq!(
             Cond::Has("a\"b".into()).to_fts5_query(),
             "\"a\"\"b\"".to_string()

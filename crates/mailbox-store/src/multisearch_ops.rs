@@ -181,10 +181,12 @@ pub async fn multisearch_candidates(
     let sql = if PG {
         // fts_candidate_uids's statement with `chosen` for one mailbox:
         // a few messages in all are read text by text (strpos), else the
-        // trigram index's matches (the texts marked `indexed`) joined to
-        // the chosen mailboxes, the texts not in it yet one by one with
-        // LIKE, and the bodies without text.
-        let like = cond.to_like_sql("t.text", 5 + strings.len());
+        // trigram index's matches (the texts marked `indexed` and
+        // `joined`) joined to the chosen mailboxes, the texts not in it
+        // yet one by one, and the bodies without text.
+        let k = strings.len();
+        let stored = cond.to_stored_like_sql("t.text", 5 + k);
+        let read = cond.to_read_sql("t.text", "t.joined", 5, 5 + k);
         format!(
             "WITH chosen AS MATERIALIZED (\
                SELECT id FROM mailboxes WHERE account_id = $1 AND id IN ({ids})), \
@@ -194,23 +196,23 @@ pub async fn multisearch_candidates(
                   WHERE m.uid > $3 AND m.uid <= $4 LIMIT {over}) x), \
              hits AS MATERIALIZED (\
                SELECT t.blob_id FROM blob_text t \
-                WHERE NOT (SELECT yes FROM small) AND t.indexed \
-                  AND fts_index_first(t.blob_id) AND {like}), \
+                WHERE NOT (SELECT yes FROM small) AND t.indexed AND t.joined \
+                  AND fts_index_first(t.blob_id) AND {stored}), \
              pend AS MATERIALIZED (\
                SELECT m.mailbox_id, m.uid, m.blob_id FROM blob_text u \
                  JOIN messages m ON m.blob_id = u.blob_id JOIN chosen c ON c.id = m.mailbox_id \
-                WHERE NOT (SELECT yes FROM small) AND NOT u.indexed \
+                WHERE NOT (SELECT yes FROM small) AND NOT (u.indexed AND u.joined) \
                   AND m.uid > $3 AND m.uid <= $4) \
              SELECT m.mailbox_id, m.uid FROM messages m JOIN chosen c ON c.id = m.mailbox_id \
                CROSS JOIN LATERAL (\
-                 SELECT 1 FROM blob_text t WHERE t.blob_id = m.blob_id AND {strpos} OFFSET 0) x \
+                 SELECT 1 FROM blob_text t WHERE t.blob_id = m.blob_id AND {read} OFFSET 0) x \
               WHERE (SELECT yes FROM small) AND m.uid > $3 AND m.uid <= $4 \
              UNION \
              SELECT m.mailbox_id, m.uid FROM hits h JOIN messages m ON m.blob_id = h.blob_id \
                JOIN chosen c ON c.id = m.mailbox_id WHERE m.uid > $3 AND m.uid <= $4 \
              UNION \
              SELECT p.mailbox_id, p.uid FROM pend p CROSS JOIN LATERAL (\
-               SELECT 1 FROM blob_text t WHERE t.blob_id = p.blob_id AND {like} OFFSET 0) y \
+               SELECT 1 FROM blob_text t WHERE t.blob_id = p.blob_id AND {read} OFFSET 0) y \
              UNION \
              SELECT m.mailbox_id, m.uid FROM blobs p JOIN messages m ON m.blob_id = p.id \
                JOIN chosen c ON c.id = m.mailbox_id \
@@ -218,7 +220,6 @@ pub async fn multisearch_candidates(
              ORDER BY 1, 2",
             ids = id_set("$2"),
             over = FTS_SCAN_UP_TO + 1,
-            strpos = cond.to_strpos_sql("t.text", 5),
         )
     } else {
         format!(
@@ -238,7 +239,7 @@ pub async fn multisearch_candidates(
         .bind(upto);
     if PG {
         for s in &strings {
-            query = query.bind(s.to_string());
+            query = query.bind(crate::fts_query::joined(s));
         }
         for s in &strings {
             query = query.bind(crate::fts_query::like_pattern(s));

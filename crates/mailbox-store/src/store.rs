@@ -198,7 +198,8 @@ mod pg {
                ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at \
                RETURNING id, fts_indexed), \
              bt AS ( \
-               INSERT INTO blob_text (blob_id, text) SELECT id, $15 FROM b WHERE fts_indexed \
+               INSERT INTO blob_text (blob_id, text, joined) SELECT id, $15, TRUE FROM b \
+               WHERE fts_indexed \
                ON CONFLICT (blob_id) DO NOTHING), \
              mb AS ( \
                UPDATE mailboxes SET uid_next = uid_next + 1, highest_modseq = highest_modseq + 1 \
@@ -256,7 +257,7 @@ mod pg {
             .bind(item.date.0)
             .bind(item.date.1)
             .bind(key)
-            .bind(&blob.text)
+            .bind(crate::fts_query::joined(&blob.text))
             .bind(codec)
             .fetch_one(pool)
             .await?;

@@ -691,6 +691,21 @@ async fn texts_not_in_the_trigram_index_yet_are_found(backend: Backend) {
         .await
         .unwrap();
         assert_eq!(t.store.fts_status().await.unwrap().pending_trigram, 5);
+        // Five others as a version before migration 0027 stored them:
+        // with white space (here, a space between every two characters,
+        // which LIKE over the text without it must see through), `joined`
+        // false: out of the trigram index, read one by one, until the
+        // indexer rewrites them.
+        let old = sqlx::query(
+            "UPDATE blob_text SET joined = FALSE, \
+               text = regexp_replace(text, '(.)(.)', '\\1 \\2', 'g') \
+             WHERE blob_id IN (SELECT blob_id FROM blob_text ORDER BY blob_id DESC LIMIT 5)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        assert_eq!(old.rows_affected(), 5);
+        assert_eq!(t.store.fts_status().await.unwrap().pending_trigram, 10);
     }
     compare(&t, &scan, "Other", &keys).await;
     compare_multi(&t, &scan, &keys[keys.len() / 3..]).await;
@@ -717,6 +732,18 @@ async fn texts_not_in_the_trigram_index_yet_are_found(backend: Backend) {
             "trigram indexer stuck at {s:?}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    if matches!(backend, Backend::Postgres) {
+        // Every text is stored without white space now.
+        let pool = sqlx::PgPool::connect(t.url()).await.unwrap();
+        let (unjoined, spaced): (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*) FILTER (WHERE NOT joined), \
+               COUNT(*) FILTER (WHERE strpos(text, ' ') > 0) FROM blob_text",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!((unjoined, spaced), (0, 0));
     }
     compare(&t, &scan, "INBOX", &keys).await;
     compare_multi(&t, &scan, &keys).await;
