@@ -392,5 +392,47 @@ async fn large_answers_number_messages_as_small_ones_do() {
             first(&r),
             format!("* SORT {}", list((1..N).rev().collect()))
         );
+        // Asked again (the store answers from the order it kept) after
+        // the other session added a message that sorts first (UID N + 1)
+        // and marked UID 1 \Seen: the new one is in the answer only once
+        // this session was told of it (as message N).
+        let m = "From: x@a.org\r\nSubject: a000\r\nMessage-ID: <new@x>\r\n\r\nx\r\n";
+        b.send(format!("ap APPEND INBOX {{{}+}}\r\n{m}\r\n", m.len()).as_bytes())
+            .await;
+        let mut l = b.line().await;
+        while l.starts_with("* ") {
+            l = b.line().await;
+        }
+        assert!(l.starts_with("ap OK"), "{l}");
+        b.cmd("UID STORE 1 +FLAGS.SILENT (\\Seen)").await;
+        let r = a.cmd("SORT (SUBJECT) US-ASCII ALL").await;
+        let sort_at = r.iter().position(|l| l.starts_with("* SORT")).unwrap();
+        let told_first = r[..sort_at]
+            .iter()
+            .any(|l| l.trim_end() == format!("* {N} EXISTS"));
+        let want: Vec<usize> = if told_first {
+            (1..=N).rev().collect()
+        } else {
+            (1..N).rev().collect()
+        };
+        assert_eq!(r[sort_at].trim_end(), format!("* SORT {}", list(want)));
+        a.cmd("NOOP").await;
+        let r = a.cmd("SORT (SUBJECT) US-ASCII ALL").await;
+        assert_eq!(
+            first(&r),
+            format!("* SORT {}", list((1..=N).rev().collect()))
+        );
+        let r = a.cmd("SORT (SUBJECT) US-ASCII UNSEEN").await;
+        assert_eq!(
+            first(&r),
+            format!("* SORT {}", list((2..=N).rev().collect()))
+        );
+        let r = a.cmd("SORT (SUBJECT) US-ASCII SEEN").await;
+        assert_eq!(first(&r), "* SORT 1");
+        let r = a.cmd("UID SORT (SUBJECT) US-ASCII ALL").await;
+        let uids: Vec<usize> = std::iter::once(N + 1)
+            .chain((1..=N).rev().filter(|&u| u != 5))
+            .collect();
+        assert_eq!(first(&r), format!("* SORT {}", list(uids)));
     }
 }

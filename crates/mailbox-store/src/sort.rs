@@ -46,7 +46,13 @@ enum Key {
 
 /// The UIDs of `items` in the order of `criteria` (RFC 5256 3: each key
 /// in turn, REVERSE per key, ties in sequence order, which is UID order).
-pub fn sort(items: Vec<Item>, criteria: &[pb::SortCriterion]) -> Vec<u32> {
+/// The order is total and each message's place depends only on its own
+/// keys, so the answer over a subset is the answer over all of them with
+/// the others left out.
+pub fn sort<'a>(
+    items: impl IntoIterator<Item = &'a Item>,
+    criteria: &[pb::SortCriterion],
+) -> Vec<u32> {
     use pb::SortField as F;
     let fields: Vec<(F, bool)> = criteria
         .iter()
@@ -88,7 +94,8 @@ pub fn sort(items: Vec<Item>, criteria: &[pb::SortCriterion]) -> Vec<u32> {
 /// THREAD=ORDEREDSUBJECT (RFC 5256 3): messages grouped by base subject,
 /// each group's first message (by sent date) the parent of the others,
 /// the groups in the order of their first messages.
-pub fn ordered_subject(mut items: Vec<Item>) -> Vec<pb::ThreadNode> {
+pub fn ordered_subject<'a>(items: impl IntoIterator<Item = &'a Item>) -> Vec<pb::ThreadNode> {
+    let mut items: Vec<&Item> = items.into_iter().collect();
     items.sort_by(|a, b| {
         casemap(&a.keys.base_subject)
             .cmp(&casemap(&b.keys.base_subject))
@@ -97,7 +104,7 @@ pub fn ordered_subject(mut items: Vec<Item>) -> Vec<pb::ThreadNode> {
     });
     let mut groups: Vec<Vec<&Item>> = Vec::new();
     let mut last: Option<Vec<u8>> = None;
-    for it in &items {
+    for &it in &items {
         let s = casemap(&it.keys.base_subject);
         match groups.last_mut() {
             Some(g) if last.as_ref() == Some(&s) => g.push(it),
@@ -138,7 +145,7 @@ struct Container {
 }
 
 struct Arena<'a> {
-    items: &'a [Item],
+    items: &'a [&'a Item],
     c: Vec<Container>,
     budget: std::cell::Cell<usize>,
 }
@@ -209,7 +216,7 @@ impl Arena<'_> {
         let mut i = i;
         for _ in 0..MAX_WALK {
             match self.c[i].msg {
-                Some(m) => return Some(&self.items[m]),
+                Some(m) => return Some(self.items[m]),
                 None => i = *self.c[i].children.first()?,
             }
         }
@@ -235,7 +242,8 @@ impl Arena<'_> {
 /// THREAD=REFERENCES (RFC 5256 3): threads from Message-ID, References and
 /// In-Reply-To, placeholders for missing parents pruned, threads with the
 /// same base subject gathered, siblings in sent-date order.
-pub fn references(items: Vec<Item>) -> Vec<pb::ThreadNode> {
+pub fn references<'a>(items: impl IntoIterator<Item = &'a Item>) -> Vec<pb::ThreadNode> {
+    let items: Vec<&Item> = items.into_iter().collect();
     let mut a = Arena {
         items: &items,
         c: Vec::with_capacity(items.len() * 2),
@@ -522,18 +530,53 @@ mod tests {
             reverse,
         };
         use pb::SortField as F;
-        assert_eq!(sort(items.clone(), &[c(F::Date, false)]), vec![2, 3, 1, 4]);
-        assert_eq!(
-            sort(items.clone(), &[c(F::Subject, false)]),
-            vec![2, 3, 1, 4]
-        );
-        assert_eq!(sort(items.clone(), &[c(F::Size, true)]), vec![4, 3, 2, 1]);
+        assert_eq!(sort(&items, &[c(F::Date, false)]), vec![2, 3, 1, 4]);
+        assert_eq!(sort(&items, &[c(F::Subject, false)]), vec![2, 3, 1, 4]);
+        assert_eq!(sort(&items, &[c(F::Size, true)]), vec![4, 3, 2, 1]);
         // Equal FROM (case-insensitive), then reverse DATE; "" sorts first.
         assert_eq!(
-            sort(items.clone(), &[c(F::From, false), c(F::Date, true)]),
+            sort(&items, &[c(F::From, false), c(F::Date, true)]),
             vec![4, 3, 2, 1]
         );
-        assert_eq!(sort(items, &[c(F::Arrival, true)]), vec![4, 3, 2, 1]);
+        assert_eq!(sort(&items, &[c(F::Arrival, true)]), vec![4, 3, 2, 1]);
+    }
+
+    /// The order of a subset is the whole order with the others left out
+    /// (what lets the store answer a SORT over some messages from the
+    /// order it kept for all of them), ties included.
+    #[test]
+    fn a_subset_sorts_as_the_whole_order_without_the_others() {
+        let subjects = ["b", "Re: a", "A", "c", "", "B"];
+        let items: Vec<Item> = (1..=60u32)
+            .map(|u| {
+                let n = u as usize;
+                let mut it = item(u, (n as i64 * 7) % 5, subjects[n % 6], "", &[]);
+                it.keys.from = ["zed", "Amy", "amy", ""][n % 4].into();
+                it.keys.display_from = ["\u{e9}mile", "Emil", "x"][n % 3].into();
+                it.size = (n as u64 * 13) % 7;
+                it
+            })
+            .collect();
+        use pb::SortField as F;
+        let c = |f: F, reverse| pb::SortCriterion {
+            field: f as i32,
+            reverse,
+        };
+        let orders = [
+            vec![c(F::Date, false)],
+            vec![c(F::Subject, true), c(F::Size, false)],
+            vec![c(F::From, false), c(F::Date, true)],
+            vec![c(F::DisplayFrom, true)],
+            vec![c(F::Arrival, true)],
+        ];
+        for criteria in &orders {
+            let all = sort(&items, criteria);
+            for step in [2, 3, 7] {
+                let some: Vec<&Item> = items.iter().filter(|i| i.uid % step != 0).collect();
+                let want: Vec<u32> = all.iter().copied().filter(|u| u % step != 0).collect();
+                assert_eq!(sort(some, criteria), want, "{criteria:?} / {step}");
+            }
+        }
     }
 
     /// RFC 5957 3 decodes display names to Unicode; compared as
@@ -556,8 +599,8 @@ mod tests {
             reverse,
         };
         // "", Adam, Emil, émile = ÉMILE (ties by number), fay, Zed.
-        assert_eq!(sort(items.clone(), &[c(false)]), vec![6, 7, 3, 2, 4, 5, 1]);
-        assert_eq!(sort(items, &[c(true)]), vec![1, 5, 2, 4, 3, 7, 6]);
+        assert_eq!(sort(&items, &[c(false)]), vec![6, 7, 3, 2, 4, 5, 1]);
+        assert_eq!(sort(&items, &[c(true)]), vec![1, 5, 2, 4, 3, 7, 6]);
     }
 
     #[test]
@@ -570,7 +613,7 @@ mod tests {
             item(5, 40, "Re: other", "", &[]),
             item(6, 50, "Lone", "", &[]),
         ];
-        assert_eq!(show(&ordered_subject(items)), "(3 5)(1 (4)(2))(6)");
+        assert_eq!(show(&ordered_subject(&items)), "(3 5)(1 (4)(2))(6)");
     }
 
     #[test]
@@ -593,7 +636,7 @@ mod tests {
             item(11, 95, "Loop", "j@x", &["i@x"]),
         ];
         assert_eq!(
-            show(&references(items)),
+            show(&references(&items)),
             "(5)(1 (2 3)(4)(8))((6)(7))(11 10 9)"
         );
     }
@@ -630,7 +673,7 @@ mod tests {
             items.push(item(n + 5_000 + i, 0, "z", &format!("h{i}"), &refs));
         }
         let total = items.len();
-        let nodes = references(items);
+        let nodes = references(&items);
         let real: Vec<u32> = nodes.iter().map(|n| n.uid).filter(|&u| u != 0).collect();
         assert_eq!(real.len(), total);
     }
@@ -648,7 +691,7 @@ mod tests {
                 item(i, i64::from(i), "chain", &id, &refs)
             })
             .collect();
-        let nodes = references(items);
+        let nodes = references(&items);
         assert_eq!(nodes.len(), n as usize);
         assert!(nodes.iter().all(|n| n.uid != 0));
         // One thread, the chain whole: depth n - 1 at its end.

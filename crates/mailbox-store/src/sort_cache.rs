@@ -58,6 +58,9 @@ pub struct Entry {
     pub uid_next: i64,
     pub modseq: i64,
     pub items: Arc<Vec<Item>>,
+    /// The items' UIDs (ascending), apart: a walk of them reads 4 bytes a
+    /// message, not an item's.
+    pub uids: Vec<u32>,
     bytes: usize,
     answers: Mutex<HashMap<Question, Answer>>,
 }
@@ -100,6 +103,7 @@ impl Entry {
             server,
             uid_next,
             modseq,
+            uids: items.iter().map(|i| i.uid).collect(),
             items: Arc::new(items),
             bytes,
             answers: Mutex::default(),
@@ -160,6 +164,7 @@ const MAX_ANSWERS: usize = 8;
 fn item_bytes(i: &Item) -> usize {
     let k = &i.keys;
     std::mem::size_of::<Item>()
+        + 4
         + MAX_ANSWERS * 8
         + k.from.len()
         + k.to.len()

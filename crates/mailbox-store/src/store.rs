@@ -2574,7 +2574,10 @@ impl Store {
 
     /// SORT (RFC 5256, RFC 5957): the UIDs of the messages `key` matches
     /// (within `only`), in order. The order over a whole mailbox is kept
-    /// (`sort_cache`): asked again, it costs one statement.
+    /// (`sort_cache`): asked again, it costs one statement and no sorting,
+    /// whether the request names every message (a session's `only` is
+    /// every UID it knows) or some of them (the kept order with the others
+    /// left out is theirs: see `sort::sort`).
     pub async fn sort(
         &self,
         account: AccountId,
@@ -2586,28 +2589,42 @@ impl Store {
         use crate::sort_cache::{Answer, Question};
         let (entry, filter) = self.sort_items(account, mailbox, key, only).await?;
         let q = Question::Sort(criteria.iter().map(|c| (c.field, c.reverse)).collect());
-        if filter.is_none()
-            && let Some(Answer::Sort(uids)) = entry.answer(&q)
-        {
-            return Ok(pb::SortResponse {
-                uids: uids.to_vec(),
-            });
-        }
-        let whole = filter.is_none();
+        let kept = match entry.answer(&q) {
+            Some(Answer::Sort(uids)) => Some(uids),
+            _ => None,
+        };
         let e = entry.clone();
-        let uids = tokio::task::spawn_blocking(move || {
-            crate::sort::sort(SortFilter::apply(filter, &e.items), &criteria)
+        let (uids, whole) = tokio::task::spawn_blocking(move || {
+            let some = filter.as_ref().and_then(|f| f.subset(&e));
+            match (kept, some) {
+                (Some(all), None) => (all.to_vec(), None),
+                (Some(all), Some(_)) => (SortFilter::pick(filter.as_ref(), &all), None),
+                // Most of the mailbox: sorting all of it costs little more
+                // and makes the next SORT by these keys a lookup.
+                (None, Some(some)) if some.len() * 2 < e.items.len() => {
+                    (crate::sort::sort(some, &criteria), None)
+                }
+                (None, some) => {
+                    let all = Arc::new(crate::sort::sort(e.items.iter(), &criteria));
+                    let uids = match some {
+                        None => all.to_vec(),
+                        Some(_) => SortFilter::pick(filter.as_ref(), &all),
+                    };
+                    (uids, Some(all))
+                }
+            }
         })
         .await
         .map_err(|e| StoreError::Internal(format!("sort task: {e}")))?;
-        if whole {
-            entry.keep(q, Answer::Sort(Arc::new(uids.clone())));
+        if let Some(all) = whole {
+            entry.keep(q, Answer::Sort(all));
         }
         Ok(pb::SortResponse { uids })
     }
 
     /// THREAD (RFC 5256): the messages `key` matches (within `only`) as
-    /// threads; kept as SORT's order is.
+    /// threads; kept as SORT's order is when they are every message (a
+    /// subset threads differently: it is threaded afresh).
     pub async fn thread(
         &self,
         account: AccountId,
@@ -2619,26 +2636,29 @@ impl Store {
         use crate::sort_cache::{Answer, Question};
         let (entry, filter) = self.sort_items(account, mailbox, key, only).await?;
         let q = Question::Thread(algorithm as i32);
-        if filter.is_none()
-            && let Some(Answer::Thread(nodes)) = entry.answer(&q)
-        {
-            return Ok(pb::ThreadResponse {
-                nodes: nodes.to_vec(),
-            });
-        }
-        let whole = filter.is_none();
+        let kept = match entry.answer(&q) {
+            Some(Answer::Thread(nodes)) => Some(nodes),
+            _ => None,
+        };
         let e = entry.clone();
-        let nodes = tokio::task::spawn_blocking(move || {
-            let items = SortFilter::apply(filter, &e.items);
-            match algorithm {
+        let (nodes, whole) = tokio::task::spawn_blocking(move || {
+            let thread = |items: Vec<&crate::sort::Item>| match algorithm {
                 pb::ThreadAlgorithm::Orderedsubject => crate::sort::ordered_subject(items),
                 pb::ThreadAlgorithm::References => crate::sort::references(items),
+            };
+            match (kept, filter.as_ref().and_then(|f| f.subset(&e))) {
+                (_, Some(some)) => (thread(some), None),
+                (Some(all), None) => (all.to_vec(), None),
+                (None, None) => {
+                    let all = Arc::new(thread(e.items.iter().collect()));
+                    (all.to_vec(), Some(all))
+                }
             }
         })
         .await
         .map_err(|e| StoreError::Internal(format!("thread task: {e}")))?;
-        if whole {
-            entry.keep(q, Answer::Thread(Arc::new(nodes.clone())));
+        if let Some(all) = whole {
+            entry.keep(q, Answer::Thread(all));
         }
         Ok(pb::ThreadResponse { nodes })
     }
@@ -3132,18 +3152,44 @@ struct SortFilter {
 }
 
 impl SortFilter {
-    /// The messages of `items` `filter` keeps (all with none), copied.
-    fn apply(filter: Option<SortFilter>, items: &[crate::sort::Item]) -> Vec<crate::sort::Item> {
-        match filter {
-            None => items.to_vec(),
-            Some(f) => items
-                .iter()
-                .filter(|i| {
-                    f.wanted.as_ref().is_none_or(|w| w.contains(&i.uid))
-                        && f.only.as_ref().is_none_or(|o| o.contains(i.uid))
+    fn keeps(&self, uid: u32) -> bool {
+        self.wanted.as_ref().is_none_or(|w| w.contains(&uid))
+            && self.only.as_ref().is_none_or(|o| o.contains(uid))
+    }
+
+    /// The messages of `entry` this filter keeps, in UID order; `None`
+    /// when it keeps every one (a session's UID set usually names the
+    /// whole mailbox), so the answer is the whole mailbox's.
+    fn subset<'a>(
+        &self,
+        entry: &'a crate::sort_cache::Entry,
+    ) -> Option<Vec<&'a crate::sort::Item>> {
+        if self.keeps_all(&entry.uids) {
+            return None;
+        }
+        Some(entry.items.iter().filter(|i| self.keeps(i.uid)).collect())
+    }
+
+    /// Whether it keeps every one of `uids` (ascending).
+    fn keeps_all(&self, uids: &[u32]) -> bool {
+        match (&self.wanted, &self.only) {
+            // UIDs and ranges both ascend: one walk of the two.
+            (None, Some(only)) => {
+                let mut ranges = only.ranges().iter().peekable();
+                uids.iter().all(|&u| {
+                    while ranges.next_if(|&&(_, last)| last < u).is_some() {}
+                    ranges.peek().is_some_and(|&&(first, _)| first <= u)
                 })
-                .cloned()
-                .collect(),
+            }
+            _ => uids.iter().all(|&u| self.keeps(u)),
+        }
+    }
+
+    /// The UIDs of `all` that `filter` keeps, in their order.
+    fn pick(filter: Option<&SortFilter>, all: &[u32]) -> Vec<u32> {
+        match filter {
+            None => all.to_vec(),
+            Some(f) => all.iter().copied().filter(|&u| f.keeps(u)).collect(),
         }
     }
 }
@@ -3190,4 +3236,65 @@ const APP_PASSWORD_PREFIX: &str = "app-";
 fn is_app_password(p: &str) -> bool {
     p.strip_prefix(APP_PASSWORD_PREFIX)
         .is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+#[cfg(test)]
+mod sort_filter_tests {
+    use super::SortFilter;
+    use crate::sort::Item;
+
+    /// `subset` is `None` exactly when the filter keeps every message,
+    /// whatever the UID set holds beyond them, and otherwise lists those
+    /// it keeps; `pick` keeps the same UIDs in the order given.
+    #[test]
+    fn subset_and_pick_agree_with_keeps() {
+        let items: Vec<Item> = [2u32, 3, 5, 9, 10, 11, 20]
+            .iter()
+            .map(|&uid| Item {
+                uid,
+                ..Default::default()
+            })
+            .collect();
+        let entry = crate::sort_cache::Entry::new(1, 1, String::new(), 21, 1, items);
+        let only = |r: &[(u32, u32)]| SortFilter {
+            wanted: None,
+            only: Some(mail_types::UidSetRanges::from_ranges(r.iter().copied())),
+        };
+        let cases: [(SortFilter, Option<Vec<u32>>); 6] = [
+            (only(&[(1, 30)]), None),
+            (only(&[(2, 3), (4, 5), (9, 11), (15, 25)]), None),
+            (
+                only(&[(2, 3), (5, 5), (9, 10), (20, 20)]),
+                Some(vec![2, 3, 5, 9, 10, 20]),
+            ),
+            (only(&[(1, 1), (21, 40)]), Some(vec![])),
+            (
+                SortFilter {
+                    wanted: Some([3, 9, 20, 99].into_iter().collect()),
+                    only: None,
+                },
+                Some(vec![3, 9, 20]),
+            ),
+            (
+                SortFilter {
+                    wanted: Some([2, 3, 5, 9, 10, 11, 20].into_iter().collect()),
+                    only: Some(mail_types::UidSetRanges::from_ranges([(1, 9)])),
+                },
+                Some(vec![2, 3, 5, 9]),
+            ),
+        ];
+        let order = [20u32, 2, 11, 9, 3, 10, 5];
+        for (f, want) in cases {
+            let got = f
+                .subset(&entry)
+                .map(|s| s.iter().map(|i| i.uid).collect::<Vec<_>>());
+            assert_eq!(got, want);
+            let picked = SortFilter::pick(Some(&f), &order);
+            let kept: Vec<u32> = order.iter().copied().filter(|&u| f.keeps(u)).collect();
+            assert_eq!(picked, kept);
+            if want.is_none() {
+                assert_eq!(picked, order);
+            }
+        }
+    }
 }

@@ -43,6 +43,7 @@ both_backends!(
     deliveries_committed_together_decide_as_one_at_a_time,
     sort_and_thread_over_stored_keys,
     sort_and_thread_follow_every_change,
+    sort_and_thread_over_a_session_uid_set_are_exact,
     large_bodies_read_back_whole_and_lz4_compressed,
     app_passwords_log_in_and_are_revoked_one_by_one,
     message_count_quota_holds_everywhere_messages_arrive,
@@ -3028,6 +3029,179 @@ async fn sort_and_thread_follow_every_change(backend: Backend) {
     let now = kept(&mut a).await;
     assert!(!now.0.contains(&(victim as u32)), "{victim} in {now:?}");
     assert_eq!(now, afresh().await);
+}
+
+/// A gateway session names the UIDs it knows with every SORT and THREAD:
+/// the whole mailbox, less of it (messages delivered that it has not
+/// announced yet) or more (messages expunged elsewhere that it still
+/// numbers). The kept answers serve such sets (SORT's kept order with the
+/// other messages left out; THREAD threads a subset afresh), and equal a
+/// fresh replica's after deliveries, expunges and flag changes made on
+/// another replica, with and without a search key.
+async fn sort_and_thread_over_a_session_uid_set_are_exact(backend: Backend) {
+    let t = setup(backend).await;
+    t.add_account("u@example.org", "pw").await;
+    let subjects = [
+        "Plans",
+        "Re: plans",
+        "Lunch",
+        "Fwd: Lunch",
+        "news",
+        "Re: NEWS",
+    ];
+    let mut n = 0usize;
+    let mut deliver = async |count: usize| {
+        for _ in 0..count {
+            let refs = if n % 3 == 1 {
+                format!("References: <m{}@x>\r\n", n / 2)
+            } else {
+                String::new()
+            };
+            let m = format!(
+                "From: \"U{}\" <u{}@a.org>\r\nSubject: {}\r\nMessage-ID: <m{n}@x>\r\n{refs}\
+                 Date: Mon, {:02} Nov 2026 10:00:00 +0000\r\n\r\nbody {n}\r\n",
+                n % 5,
+                n % 4,
+                subjects[n % subjects.len()],
+                1 + (n * 7) % 28
+            );
+            t.deliver(&format!("u{n}"), &["u@example.org"], m.as_bytes())
+                .await;
+            n += 1;
+        }
+    };
+    use pb::SortField as F;
+    let crit = |f: F, reverse: bool| pb::SortCriterion {
+        field: f as i32,
+        reverse,
+    };
+    let orders = [
+        vec![crit(F::Date, false)],
+        vec![crit(F::Subject, false), crit(F::Date, true)],
+        vec![crit(F::DisplayFrom, true)],
+    ];
+    // Every SORT above and both THREADs over `uids` (`None`: all) and
+    // `key`, the SORTs asked twice.
+    let ask = async |c: &mut mailbox_api::MailboxClient,
+                     uids: Option<&[u32]>,
+                     key: Option<pb::SearchKey>| {
+        let uids = uids.map(|u| pb::UidSet::of(u.iter().copied()));
+        let mut sorts = Vec::new();
+        for criteria in &orders {
+            let req = pb::SortRequest {
+                mailbox: "INBOX".into(),
+                criteria: criteria.clone(),
+                key: key.clone(),
+                uids: uids.clone(),
+            };
+            let once = c.sort(req.clone()).await.unwrap().into_inner().uids;
+            let again = c.sort(req).await.unwrap().into_inner().uids;
+            assert_eq!(once, again, "asked again");
+            sorts.push(once);
+        }
+        let mut threads = Vec::new();
+        for algorithm in [
+            pb::ThreadAlgorithm::Orderedsubject,
+            pb::ThreadAlgorithm::References,
+        ] {
+            let req = pb::ThreadRequest {
+                mailbox: "INBOX".into(),
+                algorithm: algorithm as i32,
+                key: key.clone(),
+                uids: uids.clone(),
+            };
+            threads.push(c.thread(req).await.unwrap().into_inner().nodes);
+        }
+        (sorts, threads)
+    };
+    let afresh = async |uids: Option<&[u32]>, key: Option<pb::SearchKey>| {
+        let r = t.replica().await;
+        let mut c = r.login("u@example.org", "pw").await;
+        ask(&mut c, uids, key).await
+    };
+    deliver(30).await;
+    let mut a = t.login("u@example.org", "pw").await;
+    // A small set first (sorted alone), then most of the mailbox (the
+    // whole order computed and kept), then all of it.
+    let few: Vec<u32> = vec![2, 5, 7, 19];
+    let most: Vec<u32> = (1..=30).filter(|u| u % 4 != 0).collect();
+    let known: Vec<u32> = (1..=30).collect();
+    assert_eq!(
+        ask(&mut a, Some(&few), None).await,
+        afresh(Some(&few), None).await
+    );
+    assert_eq!(
+        ask(&mut a, Some(&most), None).await,
+        afresh(Some(&most), None).await
+    );
+    let whole = ask(&mut a, Some(&known), None).await;
+    assert_eq!(whole.0[0].len(), 30);
+    assert_eq!(whole, ask(&mut a, None, None).await, "every UID is no set");
+    assert_eq!(whole, afresh(None, None).await);
+    assert_eq!(
+        ask(&mut a, Some(&few), None).await,
+        afresh(Some(&few), None).await
+    );
+
+    // Delivered, not yet known to the session: left out.
+    deliver(4).await;
+    let now = ask(&mut a, Some(&known), None).await;
+    assert!(now.0.iter().all(|s| s.len() == 30), "{now:?}");
+    assert_eq!(now, afresh(Some(&known), None).await);
+    let known: Vec<u32> = (1..=34).collect();
+    assert_eq!(
+        ask(&mut a, Some(&known), None).await,
+        afresh(None, None).await
+    );
+
+    // Expunged and flagged on another replica; the session still numbers
+    // the expunged ones.
+    let other = t.replica().await;
+    let mut b = other.login("u@example.org", "pw").await;
+    select_all(&mut b, "INBOX").await.unwrap();
+    let flag = |uids: &[u32], f: pb::Flags| pb::StoreFlagsRequest {
+        mailbox: "INBOX".into(),
+        uids: Some(pb::UidSet::of(uids.iter().copied())),
+        mode: pb::FlagsMode::Add as i32,
+        flags: Some(f),
+        ..Default::default()
+    };
+    let deleted = pb::Flags {
+        deleted: true,
+        ..Default::default()
+    };
+    let seen = pb::Flags {
+        seen: true,
+        ..Default::default()
+    };
+    b.store_flags(flag(&[3, 10, 31], deleted)).await.unwrap();
+    b.expunge(pb::ExpungeRequest {
+        mailbox: "INBOX".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    b.store_flags(flag(&[1, 2, 4, 8, 16, 32], seen))
+        .await
+        .unwrap();
+    deliver(1).await;
+    let now = ask(&mut a, Some(&known), None).await;
+    assert!(now.0.iter().all(|s| s.len() == 31), "{now:?}");
+    assert!(!now.0[0].contains(&10) && !now.0[0].contains(&35));
+    assert_eq!(now, afresh(Some(&known), None).await);
+    let seen_key = || {
+        Some(pb::SearchKey {
+            key: Some(pb::search_key::Key::Flag("\\Seen".into())),
+        })
+    };
+    let now = ask(&mut a, Some(&known), seen_key()).await;
+    assert_eq!(now.0[0].len(), 6, "{now:?}");
+    assert_eq!(now, afresh(Some(&known), seen_key()).await);
+    let known: Vec<u32> = (1..=35).collect();
+    assert_eq!(
+        ask(&mut a, Some(&known), None).await,
+        afresh(None, None).await
+    );
 }
 
 /// App passwords (issue #14): made by the store and shown once; each logs
