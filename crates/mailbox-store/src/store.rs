@@ -762,6 +762,13 @@ enum Backend {
 /// connection to a read-only server is refused outright
 /// ([`refuse_read_only`], libpq's `target_session_attrs=read-write`,
 /// which sqlx does not have), and the change listener connects again.
+///
+/// A connection found broken (the server restarted or killed, a proxy's
+/// idle timeout, `pg_terminate_backend`) marks them stale the same way:
+/// the pool does not ping a connection it hands out unless it sat idle
+/// for [`PING_IDLE_AFTER`], so the first statement on a dead one fails
+/// (a temporary error), and the others of before, likely as dead, are
+/// not tried after it.
 #[derive(Default)]
 struct PoolRefresh {
     /// When a read-only server was last seen.
@@ -788,7 +795,18 @@ impl PoolRefresh {
     fn check_err(&self, e: &StoreError) {
         if e.db_fault() == Some(crate::error::DbFault::ReadOnly) {
             self.read_only_seen();
+        } else if let StoreError::Database(e) = e
+            && connection_lost(e)
+        {
+            tracing::warn!(error = %e, "database connection lost");
+            self.lost_seen();
         }
+    }
+
+    /// A connection was found broken: every one made before it is
+    /// dropped rather than tried.
+    fn lost_seen(&self) {
+        *self.since.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
     }
 
     fn read_only_seen(&self) {
@@ -797,6 +815,30 @@ impl PoolRefresh {
         self.seen.send_modify(|n| *n += 1);
     }
 }
+
+/// Whether an error says a connection the pool handed out was dead: the
+/// server ended it (57P01/57P02, class 08) or its socket failed. Not a
+/// pool timeout (a busy pool or a server not reachable yet says nothing
+/// of the connections already made).
+fn connection_lost(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|c| matches!(&*c, "57P01" | "57P02") || c.starts_with("08")),
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => true,
+        _ => false,
+    }
+}
+
+/// How long a PostgreSQL connection may sit idle in the pool before the
+/// pool pings it (one round trip: a Sync and its ReadyForQuery) when it
+/// hands it out. sqlx pings every time by default (`test_before_acquire`),
+/// one round trip more per RPC; a connection in steady use is not pinged,
+/// and one that broke while in use is caught by [`PoolRefresh`]. After a
+/// few idle seconds the ping is cheap next to the wait, and it catches a
+/// server restarted or failed over in a quiet moment before any RPC
+/// fails on it.
+const PING_IDLE_AFTER: Duration = Duration::from_secs(5);
 
 /// The pool's check of each new PostgreSQL connection: a server whose
 /// transactions are read-only (a hot standby, or one set
@@ -1095,8 +1137,11 @@ impl Store {
                 .synchronous(SqliteSynchronous::Full)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(30));
+            // No ping before each use: a SQLite connection is a file
+            // handle in this process, never broken while idle.
             let pool = SqlitePoolOptions::new()
                 .max_connections(settings.max_connections)
+                .test_before_acquire(false)
                 .connect_with(opts)
                 .await?;
             sqlx::migrate!("../../migrations/sqlite").run(&pool).await?;
@@ -1107,10 +1152,21 @@ impl Store {
             let pool = PgPoolOptions::new()
                 .max_connections(settings.max_connections)
                 .acquire_timeout(Duration::from_secs(5))
+                // sqlx's defaults, said here: a connection lives at most
+                // 30 minutes, and is closed after 10 idle ones.
+                .idle_timeout(Duration::from_secs(10 * 60))
+                .max_lifetime(Duration::from_secs(30 * 60))
                 .after_connect(|conn, _| Box::pin(prepare_connection(conn)))
-                .before_acquire(move |_, meta| {
+                // Pinged only after PING_IDLE_AFTER idle, not per use.
+                .test_before_acquire(false)
+                .before_acquire(move |conn, meta| {
                     let fresh = !r1.stale(meta.age);
-                    Box::pin(async move { Ok(fresh) })
+                    Box::pin(async move {
+                        if fresh && meta.idle_for >= PING_IDLE_AFTER {
+                            sqlx::Connection::ping(conn).await?;
+                        }
+                        Ok(fresh)
+                    })
                 })
                 .after_release(move |_, meta| {
                     let fresh = !r2.stale(meta.age);
@@ -3034,6 +3090,11 @@ fn spawn_pg_listener(
                         // Connection lost: notifications in between are
                         // lost. A new listener LISTENs again before the
                         // watchers re-read and the mirror is loaded again.
+                        // The pool's connections of before likely went
+                        // with it (a server restarted or failed over):
+                        // this connection, always reading, is the first
+                        // to know.
+                        refresh.lost_seen();
                         failures.unsync();
                         hub.notify_all();
                         auth.forget_sessions();
@@ -3041,6 +3102,11 @@ fn spawn_pg_listener(
                         break;
                     }
                     Err(e) => {
+                        // The server ended it (57P01 on a restart, a
+                        // failover's shutdown): as above.
+                        if connection_lost(&e) {
+                            refresh.lost_seen();
+                        }
                         failures.unsync();
                         sieve.forget_active_count();
                         tracing::warn!(error = %e, "change listener failed; reconnecting");
