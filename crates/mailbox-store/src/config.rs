@@ -48,7 +48,9 @@ pub struct StoreConfig {
     pub session_ttl_secs: u64,
     /// How long a verified password is remembered (per replica, as a keyed
     /// hash next to the stored hash it matched), so a repeat login skips
-    /// argon2; 0 turns it off. A changed password is never served from it.
+    /// argon2 (and, on PostgreSQL, the database while its account is known
+    /// unchanged, see `auth_cache`); 0 turns it off. A changed password is
+    /// never served from it once the replica knows of the change.
     pub auth_cache_secs: u64,
     /// Password hashes checked at once (argon2 takes ~19 MiB each); 0: one
     /// per CPU.

@@ -23,6 +23,7 @@ pub mod oidc;
 pub mod scram;
 mod search;
 pub mod server;
+mod session_token;
 mod sieve_check;
 mod sieve_server;
 mod sort;

@@ -150,13 +150,26 @@ async fn notify(tx: &mut Tx, origin: &str, mailboxes: &[i64]) -> Result<()> {
     Ok(())
 }
 
-/// Tells the other replicas that an account changed (they forget cached
-/// sessions); the embedded store has no other replicas.
+/// Tells the other replicas that an account changed (they read accounts
+/// again and forget their count of active Sieve scripts); the embedded
+/// store has no other replicas.
 pub async fn account_changed(pool: &Pool<Db>, origin: &str) -> Result<()> {
     if PG {
         sqlx::query("SELECT pg_notify('account_changes', $1)")
             .bind(origin)
             .execute(pool)
+            .await?;
+    }
+    Ok(())
+}
+
+/// As `account_changed`, at the commit of `tx`: for a change to what a
+/// login or a session checks, so none is committed unannounced.
+async fn notify_account_change(tx: &mut Tx, origin: &str) -> Result<()> {
+    if PG {
+        sqlx::query("SELECT pg_notify('account_changes', $1)")
+            .bind(origin)
+            .execute(&mut **tx)
             .await?;
     }
     Ok(())
@@ -415,7 +428,7 @@ pub async fn list_accounts(pool: &Pool<Db>, domain: &str) -> Result<Vec<pb::Acco
         .collect())
 }
 
-pub async fn delete_account(pool: &Pool<Db>, address: &str) -> Result<()> {
+pub async fn delete_account(pool: &Pool<Db>, address: &str, origin: &str) -> Result<()> {
     let mut tx = begin_write(pool).await?;
     let id: i64 = sqlx::query_scalar("SELECT id FROM accounts WHERE address = $1")
         .bind(address)
@@ -444,21 +457,28 @@ pub async fn delete_account(pool: &Pool<Db>, address: &str) -> Result<()> {
         .bind(id)
         .execute(&mut *tx)
         .await?;
+    notify_account_change(&mut tx, origin).await?;
     tx.commit().await?;
     Ok(())
 }
 
+/// Sets one field of an account. A new password or a disabling moves the
+/// account's session generation on, which ends its sessions; a change to
+/// what a login checks is announced to the other replicas (`origin` is
+/// this one).
 pub async fn set_account_field(
     pool: &Pool<Db>,
     address: &str,
     field: AccountField<'_>,
+    origin: &str,
 ) -> Result<()> {
     let mut tx = begin_write(pool).await?;
     let done =
         match field {
             AccountField::PasswordHash(h, scram) => sqlx::query(
                 "UPDATE accounts SET password_hash = $2, scram_salt = $3, scram_iterations = $4, \
-                 scram_stored_key = $5, scram_server_key = $6 WHERE address = $1",
+                 scram_stored_key = $5, scram_server_key = $6, session_gen = session_gen + 1 \
+                 WHERE address = $1",
             )
             .bind(address)
             .bind(h)
@@ -482,10 +502,18 @@ pub async fn set_account_field(
                     .execute(&mut *tx)
                     .await?
             }
-            AccountField::Disabled(d) => {
-                sqlx::query("UPDATE accounts SET disabled = $2 WHERE address = $1")
+            AccountField::Disabled(true) => {
+                sqlx::query(
+                    "UPDATE accounts SET disabled = TRUE, session_gen = session_gen + 1 \
+                 WHERE address = $1",
+                )
+                .bind(address)
+                .execute(&mut *tx)
+                .await?
+            }
+            AccountField::Disabled(false) => {
+                sqlx::query("UPDATE accounts SET disabled = FALSE WHERE address = $1")
                     .bind(address)
-                    .bind(d)
                     .execute(&mut *tx)
                     .await?
             }
@@ -497,13 +525,19 @@ pub async fn set_account_field(
         field,
         AccountField::PasswordHash(..) | AccountField::Disabled(true)
     ) {
-        // A new password or a disabled account ends every session.
+        // Its sessions ended with the generation: their renewals go too.
         sqlx::query(
             "DELETE FROM sessions WHERE account_id = (SELECT id FROM accounts WHERE address = $1)",
         )
         .bind(address)
         .execute(&mut *tx)
         .await?;
+    }
+    if matches!(
+        field,
+        AccountField::PasswordHash(..) | AccountField::Disabled(_)
+    ) {
+        notify_account_change(&mut tx, origin).await?;
     }
     tx.commit().await?;
     Ok(())
@@ -554,19 +588,16 @@ pub async fn list_app_passwords(pool: &Pool<Db>, address: &str) -> Result<Vec<(S
     .await?)
 }
 
-/// Revokes an app password; the sessions opened with it go with it (ON
-/// DELETE CASCADE).
-pub async fn revoke_app_password(pool: &Pool<Db>, address: &str, name: &str) -> Result<()> {
+/// Revokes an app password; the sessions opened with it end (a session
+/// names its app password, which must still be the account's), on every
+/// replica once told (`origin` is this one).
+pub async fn revoke_app_password(
+    pool: &Pool<Db>,
+    address: &str,
+    name: &str,
+    origin: &str,
+) -> Result<()> {
     let mut tx = begin_write(pool).await?;
-    let done = sqlx::query(
-        "DELETE FROM sessions WHERE app_password_id IN (SELECT p.id FROM app_passwords p \
-           JOIN accounts a ON a.id = p.account_id WHERE a.address = $1 AND p.name = $2)",
-    )
-    .bind(address)
-    .bind(name)
-    .execute(&mut *tx)
-    .await;
-    done?;
     let gone = sqlx::query(
         "DELETE FROM app_passwords WHERE name = $2 \
            AND account_id = (SELECT id FROM accounts WHERE address = $1)",
@@ -578,25 +609,45 @@ pub async fn revoke_app_password(pool: &Pool<Db>, address: &str, name: &str) -> 
     if gone.rows_affected() == 0 {
         return Err(StoreError::NotFound("app password"));
     }
+    notify_account_change(&mut tx, origin).await?;
     tx.commit().await?;
     Ok(())
 }
 
-/// The account (id, disabled) and app password id a login with an app
-/// password of this hash opens, if it is one of that address's.
+/// The account (as `credentials` reads it) and app password id a login
+/// with an app password of this hash opens, if it is one of that
+/// address's.
 pub async fn app_password_login(
     pool: &Pool<Db>,
     address: &str,
     secret_hash: &str,
-) -> Result<Option<(i64, bool, i64)>> {
-    Ok(sqlx::query_as(
-        "SELECT a.id, a.disabled, p.id FROM app_passwords p JOIN accounts a ON a.id = p.account_id \
-         WHERE p.secret_hash = $1 AND a.address = $2",
-    )
+) -> Result<Option<(crate::auth_cache::AuthRow, i64)>> {
+    type Row = (i64, String, bool, bool, i64, Option<String>, i64);
+    let row: Option<Row> = sqlx::query_as(if PG {
+        "SELECT a.id, a.password_hash, a.disabled, a.scram_stored_key IS NOT NULL, \
+               a.session_gen, \
+               (SELECT string_agg(q.id::TEXT, ',') FROM app_passwords q \
+                WHERE q.account_id = a.id), \
+               p.id \
+             FROM app_passwords p JOIN accounts a ON a.id = p.account_id \
+             WHERE p.secret_hash = $1 AND a.address = $2"
+    } else {
+        "SELECT a.id, a.password_hash, a.disabled, a.scram_stored_key IS NOT NULL, \
+               a.session_gen, \
+               (SELECT group_concat(q.id, ',') FROM app_passwords q WHERE q.account_id = a.id), \
+               p.id \
+             FROM app_passwords p JOIN accounts a ON a.id = p.account_id \
+             WHERE p.secret_hash = $1 AND a.address = $2"
+    })
     .bind(secret_hash)
     .bind(address)
     .fetch_optional(pool)
-    .await?)
+    .await?;
+    Ok(
+        row.map(|(id, hash, disabled, scram, generation, apps, app)| {
+            ((id, hash, disabled, scram, generation, apps), app)
+        }),
+    )
 }
 
 pub async fn add_alias(pool: &Pool<Db>, alias: &str, target: &str) -> Result<()> {
@@ -741,17 +792,41 @@ pub async fn stats(pool: &Pool<Db>) -> Result<pb::StatsResponse> {
 
 // ------------------------------------------------------------------ auth
 
-/// The account id, password hash, disabled flag and whether it has SCRAM
-/// keys, of a login name.
+/// What a login checks of an account, by its address (see
+/// `auth_cache::AuthRow`).
 pub async fn credentials(
     pool: &Pool<Db>,
     address: &str,
-) -> Result<Option<(i64, String, bool, bool)>> {
-    Ok(sqlx::query_as(
-        "SELECT id, password_hash, disabled, scram_stored_key IS NOT NULL \
-         FROM accounts WHERE address = $1",
-    )
+) -> Result<Option<crate::auth_cache::AuthRow>> {
+    Ok(sqlx::query_as(if PG {
+        "SELECT a.id, a.password_hash, a.disabled, a.scram_stored_key IS NOT NULL, a.session_gen, \
+           (SELECT string_agg(p.id::TEXT, ',') FROM app_passwords p WHERE p.account_id = a.id) \
+         FROM accounts a WHERE a.address = $1"
+    } else {
+        "SELECT a.id, a.password_hash, a.disabled, a.scram_stored_key IS NOT NULL, a.session_gen, \
+           (SELECT group_concat(p.id, ',') FROM app_passwords p WHERE p.account_id = a.id) \
+         FROM accounts a WHERE a.address = $1"
+    })
     .bind(address)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// The same by account id (a session's check).
+pub async fn account_auth(
+    pool: &Pool<Db>,
+    account: i64,
+) -> Result<Option<crate::auth_cache::AuthRow>> {
+    Ok(sqlx::query_as(if PG {
+        "SELECT a.id, a.password_hash, a.disabled, a.scram_stored_key IS NOT NULL, a.session_gen, \
+           (SELECT string_agg(p.id::TEXT, ',') FROM app_passwords p WHERE p.account_id = a.id) \
+         FROM accounts a WHERE a.id = $1"
+    } else {
+        "SELECT a.id, a.password_hash, a.disabled, a.scram_stored_key IS NOT NULL, a.session_gen, \
+           (SELECT group_concat(p.id, ',') FROM app_passwords p WHERE p.account_id = a.id) \
+         FROM accounts a WHERE a.id = $1"
+    })
+    .bind(account)
     .fetch_optional(pool)
     .await?)
 }
@@ -961,53 +1036,46 @@ pub async fn failures_since(pool: &Pool<Db>, since: i64) -> Result<Vec<(String, 
     .await?)
 }
 
-/// A login session. On PostgreSQL its commit (like the POP3 lease's and a
-/// logout's) does not wait for the WAL flush (set_config of
-/// synchronous_commit in the statement): a database crash may lose it
-/// without harm (the client logs in again; a POP3 deletion still checks
-/// its lease in a durable transaction), and a login then never queues
-/// behind large message writes. Messages, expunges and deletions stay
-/// durable before they are acknowledged.
-#[allow(clippy::too_many_arguments)]
-pub async fn create_session(
+/// Slides a session's expiry forward to `expires` (the row of a token
+/// renewed past its own expiry, see `Store::resolve_session`). On
+/// PostgreSQL its commit does not wait for the WAL flush
+/// (set_config of synchronous_commit in the statement): a database crash
+/// may lose it without harm (the session ends sooner, the client logs in
+/// again), and a renewal never queues behind large message writes.
+/// Messages, expunges and deletions stay durable before they are
+/// acknowledged. An account deleted meanwhile has no session to renew.
+pub async fn renew_session(
     pool: &Pool<Db>,
     token_hash: &str,
     account: i64,
     protocol: &str,
-    client_ip: &str,
-    ttl: i64,
-    app_password: Option<i64>,
+    expires: i64,
 ) -> Result<()> {
     let t = now();
-    // Only for an account still enabled: a login that raced the account's
-    // disabling (which ends its sessions) gets no session to remember.
-    let inserted = sqlx::query(if PG {
-        "INSERT INTO sessions (token_hash, account_id, protocol, client_ip, created_at, expires_at, \
-           app_password_id) \
-         SELECT $1, $2, $3, $4, $5, $6, $7 \
-         FROM accounts a, (SELECT set_config('synchronous_commit', 'off', true)) AS c \
-         WHERE a.id = $2 AND a.disabled = FALSE"
+    let done = sqlx::query(if PG {
+        "INSERT INTO sessions (token_hash, account_id, protocol, client_ip, created_at, expires_at) \
+         SELECT $1, $2, $3, '', $4, $5 \
+         FROM (SELECT set_config('synchronous_commit', 'off', true)) AS c \
+         ON CONFLICT (token_hash) DO UPDATE SET expires_at = excluded.expires_at"
     } else {
-        "INSERT INTO sessions (token_hash, account_id, protocol, client_ip, created_at, expires_at, \
-           app_password_id) \
-         SELECT $1, $2, $3, $4, $5, $6, $7 FROM accounts a WHERE a.id = $2 AND a.disabled = FALSE"
+        "INSERT INTO sessions (token_hash, account_id, protocol, client_ip, created_at, expires_at) \
+         VALUES ($1, $2, $3, '', $4, $5) \
+         ON CONFLICT (token_hash) DO UPDATE SET expires_at = excluded.expires_at"
     })
     .bind(token_hash)
     .bind(account)
     .bind(protocol)
-    .bind(client_ip)
     .bind(t)
-    .bind(t + ttl)
-    .bind(app_password)
+    .bind(expires)
     .execute(pool)
-    .await?
-    .rows_affected();
-    if inserted == 0 {
-        return Err(StoreError::BadCredentials);
-    }
-    // Expired sessions of this account are swept now and then (one login
-    // in 16), not at every login: a write less on the login path, and the
-    // table still stays at about the live sessions.
+    .await;
+    match done {
+        Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => {
+            return Err(StoreError::BadSession);
+        }
+        r => r?,
+    };
+    // Renewals past their time are swept now and then (one in 16).
     if rand::random::<u8>() < 16 {
         sqlx::query("DELETE FROM sessions WHERE account_id = $1 AND expires_at < $2")
             .bind(account)
@@ -1018,38 +1086,14 @@ pub async fn create_session(
     Ok(())
 }
 
-/// The account of a live session token (by hash), sliding its expiry forward
-/// when more than half the lifetime has passed.
-pub async fn resolve_session(pool: &Pool<Db>, token_hash: &str, ttl: i64) -> Result<AccountId> {
-    let row: Option<(i64, i64)> = sqlx::query_as(
-        "SELECT s.account_id, s.expires_at FROM sessions s JOIN accounts a ON a.id = s.account_id \
-         WHERE s.token_hash = $1 AND a.disabled = FALSE",
-    )
-    .bind(token_hash)
-    .fetch_optional(pool)
-    .await?;
-    let (account, expires) = row.ok_or(StoreError::BadSession)?;
-    let t = now();
-    if expires < t {
-        return Err(StoreError::BadSession);
-    }
-    if expires - t < ttl / 2 {
-        sqlx::query("UPDATE sessions SET expires_at = $2 WHERE token_hash = $1")
+/// The expiry a session token was renewed to, if it was.
+pub async fn session_renewal(pool: &Pool<Db>, token_hash: &str) -> Result<Option<i64>> {
+    Ok(
+        sqlx::query_scalar("SELECT expires_at FROM sessions WHERE token_hash = $1")
             .bind(token_hash)
-            .bind(t + ttl)
-            .execute(pool)
-            .await?;
-    }
-    Ok(AccountId(account))
-}
-
-pub async fn delete_session(pool: &Pool<Db>, token_hash: &str) -> Result<()> {
-    // Durable: a logged-out token must not come back after a crash.
-    sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
-        .bind(token_hash)
-        .execute(pool)
-        .await?;
-    Ok(())
+            .fetch_optional(pool)
+            .await?,
+    )
 }
 
 // ------------------------------------------------------------------ delivery

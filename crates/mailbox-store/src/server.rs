@@ -523,9 +523,7 @@ impl mailbox_server::Mailbox for MailboxSvc {
         &self,
         req: Request<pb::LogoutRequest>,
     ) -> Result<Response<pb::LogoutResponse>, Status> {
-        let token = bearer(&req)?;
-        self.store.resolve_session(token).await?;
-        self.store.logout(token).await?;
+        self.store.logout(bearer(&req)?).await?;
         Ok(Response::new(pb::LogoutResponse {}))
     }
 

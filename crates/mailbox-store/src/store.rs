@@ -18,6 +18,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use tokio::sync::broadcast;
 
+use crate::auth_cache::{AccountAuth, Proof};
 use crate::config::StoreSettings;
 use crate::error::{Result, StoreError};
 use crate::hub::Hub;
@@ -1094,6 +1095,8 @@ struct Inner {
     group: tokio::sync::mpsc::Sender<Job>,
     /// The key of SCRAM's fake salts, the same on every replica.
     scram_secret: Vec<u8>,
+    /// Signs and checks session tokens, the same key on every replica.
+    tokens: crate::session_token::TokenKey,
     /// OpenID Connect issuers' signing keys, by JWKS URL.
     jwks: crate::oidc::JwksCache,
     /// SORT's and THREAD's keys and answers per mailbox.
@@ -1187,6 +1190,18 @@ impl Store {
             Backend::Pg(pool) => pg::store_secret(pool, "scram-fake-salt", &fresh).await?,
         };
         let scram_secret = hex::decode(&secret).unwrap_or_else(|_| secret.into_bytes());
+        let mut fresh = [0u8; 32];
+        rand::rng().fill_bytes(&mut fresh);
+        let fresh = hex::encode(fresh);
+        let secret = match &backend {
+            Backend::Lite(pool) => lite::store_secret(pool, "session-token-key", &fresh).await?,
+            Backend::Pg(pool) => pg::store_secret(pool, "session-token-key", &fresh).await?,
+        };
+        let tokens = hex::decode(&secret)
+            .ok()
+            .and_then(|k| <[u8; 32]>::try_from(k).ok())
+            .map(crate::session_token::TokenKey::new)
+            .ok_or_else(|| StoreError::Internal("session-token-key is not 32 bytes".into()))?;
         let mut origin = [0u8; 8];
         rand::rng().fill_bytes(&mut origin);
         let origin = hex::encode(origin);
@@ -1210,6 +1225,7 @@ impl Store {
                 origin,
                 group,
                 scram_secret,
+                tokens,
                 jwks: Default::default(),
                 sort_cache: Default::default(),
                 sieve_cache: Default::default(),
@@ -1329,8 +1345,9 @@ impl Store {
 
     pub async fn delete_account(&self, address: &str) -> Result<()> {
         let address = parse_address(address)?;
-        on_backend!(self, delete_account(address.as_str()))?;
-        self.account_changed().await
+        on_backend!(self, delete_account(address.as_str(), self.origin()))?;
+        self.account_changed();
+        Ok(())
     }
 
     pub async fn set_password(&self, address: &str, password: &str) -> Result<()> {
@@ -1339,16 +1356,20 @@ impl Store {
         let scram = self.scram_columns(password).await?;
         on_backend!(
             self,
-            set_account_field(address.as_str(), AccountField::PasswordHash(&hash, &scram))
+            set_account_field(
+                address.as_str(),
+                AccountField::PasswordHash(&hash, &scram),
+                self.origin()
+            )
         )?;
-        self.account_changed().await
+        self.account_changed();
+        Ok(())
     }
 
-    /// Cached sessions are no longer trusted, here and (through NOTIFY) on
-    /// every other replica.
-    async fn account_changed(&self) -> Result<()> {
-        self.inner.auth.forget_sessions();
-        on_backend!(self, account_changed(&self.inner.origin))
+    /// After an account change committed (which told the other replicas
+    /// in its transaction): no account as read before is trusted here.
+    fn account_changed(&self) {
+        self.inner.auth.changed();
     }
 
     /// Sets the storage limit and, when given, the message-count limit
@@ -1357,12 +1378,20 @@ impl Store {
         let address = parse_address(address)?;
         on_backend!(
             self,
-            set_account_field(address.as_str(), AccountField::Quota(quota_i64(quota)?))
+            set_account_field(
+                address.as_str(),
+                AccountField::Quota(quota_i64(quota)?),
+                self.origin()
+            )
         )?;
         if let Some(m) = messages {
             on_backend!(
                 self,
-                set_account_field(address.as_str(), AccountField::QuotaMessages(quota_i64(m)?))
+                set_account_field(
+                    address.as_str(),
+                    AccountField::QuotaMessages(quota_i64(m)?),
+                    self.origin()
+                )
             )?;
         }
         Ok(())
@@ -1372,9 +1401,14 @@ impl Store {
         let address = parse_address(address)?;
         on_backend!(
             self,
-            set_account_field(address.as_str(), AccountField::Disabled(disabled))
+            set_account_field(
+                address.as_str(),
+                AccountField::Disabled(disabled),
+                self.origin()
+            )
         )?;
-        self.account_changed().await
+        self.account_changed();
+        Ok(())
     }
 
     pub async fn add_alias(&self, alias: &str, target: &str) -> Result<()> {
@@ -1458,11 +1492,21 @@ impl Store {
             tokio::time::sleep(s.failure_delay).await;
             return Err(StoreError::Throttled);
         }
+        let auth = &self.inner.auth;
+        // A repeat login: from memory while its account is heard unchanged
+        // (see `auth_cache`), no database and no argon2.
+        if let Some((account, app)) = auth.trusted_login(&user, password) {
+            if acct_fail > 0 {
+                self.clear_failures(&acct_key).await;
+            }
+            return self.new_session(&account, protocol, app).map(|t| (t, user));
+        }
+        let epoch = auth.epoch();
         // An app password (the format this store makes them in) is looked
         // up by its hash: 128 random bits need no argon2.
         if is_app_password(password)
             && let Ok(a) = EmailAddress::parse(&user)
-            && let Some((account, false, app)) = on_backend!(
+            && let Some((row, app)) = on_backend!(
                 self,
                 app_password_login(
                     a.as_str(),
@@ -1470,35 +1514,47 @@ impl Store {
                 )
             )?
         {
-            if acct_fail > 0 {
-                self.clear_failures(&acct_key).await;
+            let account = Arc::new(AccountAuth::from_row(row));
+            auth.remember_account(account.clone(), epoch);
+            if !account.disabled {
+                auth.remember(&user, password, account.id, Proof::App(app));
+                if acct_fail > 0 {
+                    self.clear_failures(&acct_key).await;
+                }
+                return self
+                    .new_session(&account, protocol, Some(app))
+                    .map(|t| (t, user));
             }
-            return self
-                .new_session(account, protocol, client_ip, Some(app))
-                .await
-                .map(|t| (t, user));
         }
         let creds = match EmailAddress::parse(&user) {
-            Ok(a) => on_backend!(self, credentials(a.as_str()))?,
+            Ok(a) => on_backend!(self, credentials(a.as_str()))?
+                .map(|row| Arc::new(AccountAuth::from_row(row))),
             Err(_) => None,
         };
-        let (hash, account, has_scram) = match &creds {
-            Some((id, hash, false, scram)) => (hash.clone(), Some(*id), *scram),
-            _ => (dummy_hash().to_string(), None, true),
-        };
-        let auth = &self.inner.auth;
-        let ok = account.is_some()
-            && (auth.verified(&user, password, &hash) || {
-                let ok = self.verify_password(password, &hash).await;
-                if ok {
-                    auth.remember(&user, password, &hash);
-                }
-                ok
-            });
-        if account.is_none() {
-            // Unknown users cost the same argon2 work as wrong passwords.
-            self.verify_password(password, &hash).await;
+        if let Some(a) = &creds {
+            auth.remember_account(a.clone(), epoch);
         }
+        let account = creds.filter(|a| !a.disabled);
+        let hash = match &account {
+            Some(a) => a.password_hash.clone(),
+            None => dummy_hash().to_string(),
+        };
+        let ok = match &account {
+            Some(a) => {
+                auth.verified(&user, password, a.id, &hash) || {
+                    let ok = self.verify_password(password, &hash).await;
+                    if ok {
+                        auth.remember(&user, password, a.id, Proof::Hash(hash.clone()));
+                    }
+                    ok
+                }
+            }
+            None => {
+                // Unknown users cost the same argon2 work as wrong passwords.
+                self.verify_password(password, &hash).await;
+                false
+            }
+        };
         let Some(account) = account.filter(|_| ok) else {
             self.record_failure(&acct_key, since).await;
             if !client_ip.is_empty() {
@@ -1511,19 +1567,19 @@ impl Store {
         if acct_fail > 0 {
             self.clear_failures(&acct_key).await;
         }
-        if !has_scram {
+        if !account.has_scram {
             // An account made before SCRAM: its keys from the password
             // just proven (a failure here costs SCRAM, not the login).
             match self.scram_columns(password).await {
                 Ok(scram) => {
-                    if let Err(e) = on_backend!(self, fill_scram_keys(account, &hash, &scram)) {
+                    if let Err(e) = on_backend!(self, fill_scram_keys(account.id, &hash, &scram)) {
                         tracing::warn!(error = %e, "storing SCRAM keys");
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "making SCRAM keys"),
             }
         }
-        let token = self.new_session(account, protocol, client_ip, None).await?;
+        let token = self.new_session(&account, protocol, None)?;
         Ok((token, user))
     }
 
@@ -1549,7 +1605,7 @@ impl Store {
                 if !authzid.is_empty() && t.acct_fail > 0 {
                     self.clear_failures(&t.acct_key).await;
                 }
-                let token = self.new_session(account, protocol, client_ip, None).await?;
+                let token = self.session_for(account, protocol).await?;
                 Ok(Ok((token, address)))
             }
             Err(crate::oidc::Refused::Unavailable(e)) => {
@@ -1620,7 +1676,7 @@ impl Store {
             return Err(invalid("email not verified"));
         }
         match on_backend!(self, credentials(address.as_str())) {
-            Ok(Some((id, _, false, _))) => Ok((id, address.as_str().to_string())),
+            Ok(Some((id, _, false, ..))) => Ok((id, address.as_str().to_string())),
             Ok(_) => Err(invalid("no such mailbox, or disabled")),
             Err(e) => Err(Refused::Unavailable(e.to_string())),
         }
@@ -1830,31 +1886,64 @@ impl Store {
         if t.acct_fail > 0 {
             self.clear_failures(&t.acct_key).await;
         }
-        let token = self.new_session(account, protocol, client_ip, None).await?;
+        let token = self.session_for(account, protocol).await?;
         Ok((signature, token, user))
     }
 
-    /// A new session token for an account (opened with an app password
-    /// when `app` is set: it ends when that is revoked).
-    async fn new_session(
+    /// A new session token for an account as just read or trusted
+    /// (opened with an app password when `app` is set: it ends when that
+    /// is revoked). Nothing is written: the token is signed, and carries
+    /// the account's session generation, which a new password or a
+    /// disabling moves on. A disabled account gets none.
+    fn new_session(
         &self,
-        account: i64,
+        account: &AccountAuth,
         protocol: &str,
-        client_ip: &str,
         app: Option<i64>,
     ) -> Result<String> {
-        let mut raw = [0u8; 32];
-        rand::rng().fill_bytes(&mut raw);
-        let token = hex::encode(raw);
+        if account.disabled {
+            return Err(StoreError::BadCredentials);
+        }
         let ttl = self.inner.settings.session_ttl.as_secs() as i64;
-        let hash = token_hash(&token);
-        on_backend!(
-            self,
-            create_session(&hash, account, protocol, client_ip, ttl, app)
-        )?;
-        // The gateway's next call names it: no database read for that.
-        self.inner.auth.remember_session(&hash, AccountId(account));
-        Ok(token)
+        Ok(self.inner.tokens.issue(&crate::session_token::Claims {
+            account: account.id,
+            generation: account.generation,
+            app,
+            expires: crate::model::now() + ttl,
+            protocol: protocol.to_string(),
+        }))
+    }
+
+    /// A new session for an account known by id (SCRAM, token logins).
+    async fn session_for(&self, account: i64, protocol: &str) -> Result<String> {
+        let a = self
+            .account_auth(account, crate::auth_cache::SESSION_TRUST)
+            .await?
+            .ok_or(StoreError::BadCredentials)?;
+        self.new_session(&a, protocol, None)
+    }
+
+    /// What a login or a session checks of an account: from memory when
+    /// trusted for `max_age`, else read (and remembered).
+    async fn account_auth(
+        &self,
+        account: i64,
+        max_age: Duration,
+    ) -> Result<Option<Arc<AccountAuth>>> {
+        if let Some(a) = self.inner.auth.account(account, max_age) {
+            return Ok(Some(a));
+        }
+        self.read_account_auth(account).await
+    }
+
+    async fn read_account_auth(&self, account: i64) -> Result<Option<Arc<AccountAuth>>> {
+        let epoch = self.inner.auth.epoch();
+        let row = on_backend!(self, account_auth(account))?;
+        Ok(row.map(|row| {
+            let a = Arc::new(AccountAuth::from_row(row));
+            self.inner.auth.remember_account(a.clone(), epoch);
+            a
+        }))
     }
 
     /// Makes an app password for an account and returns it (once: only
@@ -2079,9 +2168,13 @@ impl Store {
         let address = parse_address(address)?;
         // Named as add_app_password keeps it.
         let name = name.trim();
-        on_backend!(self, revoke_app_password(address.as_str(), name))?;
+        on_backend!(
+            self,
+            revoke_app_password(address.as_str(), name, self.origin())
+        )?;
         tracing::info!(account = %address, name, "app password revoked");
-        self.account_changed().await
+        self.account_changed();
+        Ok(())
     }
 
     /// A session for an account without its password (the Admin API's
@@ -2089,43 +2182,110 @@ impl Store {
     /// refused as a login would be.
     pub async fn open_session(&self, address: &str, purpose: &str) -> Result<String> {
         let address = parse_address(address)?;
-        let Some((account, _, false, _)) = on_backend!(self, credentials(address.as_str()))? else {
-            return Err(StoreError::NotFound("account"));
+        let account = match on_backend!(self, credentials(address.as_str()))? {
+            Some(row) => AccountAuth::from_row(row),
+            None => return Err(StoreError::NotFound("account")),
         };
-        let mut raw = [0u8; 32];
-        rand::rng().fill_bytes(&mut raw);
-        let token = hex::encode(raw);
-        let ttl = self.inner.settings.session_ttl.as_secs() as i64;
+        if account.disabled {
+            return Err(StoreError::NotFound("account"));
+        }
         let purpose = if purpose.is_empty() { "admin" } else { purpose };
-        on_backend!(
-            self,
-            create_session(&token_hash(&token), account, purpose, "", ttl, None)
-        )?;
+        let token = self.new_session(&account, purpose, None)?;
         // An audit line: this session acts for the account without its
         // password.
         tracing::info!(account = %address, purpose, "admin session opened");
         Ok(token)
     }
 
-    /// The account a session token belongs to.
+    /// The account a session token belongs to: a token this cluster
+    /// signed, not logged out here, of an account that still admits it
+    /// (same session generation, enabled, its app password not revoked;
+    /// from memory while trusted, see `auth_cache`), and not expired.
     pub async fn resolve_session(&self, token: &str) -> Result<AccountId> {
-        if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let claims = self
+            .inner
+            .tokens
+            .verify(token)
+            .ok_or(StoreError::BadSession)?;
+        let digest = token_digest(token);
+        if self.inner.auth.ended(&digest) {
             return Err(StoreError::BadSession);
         }
-        let hash = token_hash(token);
-        if let Some(account) = self.inner.auth.session(&hash) {
-            return Ok(account);
+        // Memory only admits: a refusal is read again, in case memory is
+        // behind (an app password added, an account enabled again).
+        let admitted = match self
+            .inner
+            .auth
+            .account(claims.account, crate::auth_cache::SESSION_TRUST)
+        {
+            Some(a) if a.admits(&claims) => true,
+            _ => self
+                .read_account_auth(claims.account)
+                .await?
+                .is_some_and(|a| a.admits(&claims)),
+        };
+        if !admitted {
+            return Err(StoreError::BadSession);
         }
-        let ttl = self.inner.settings.session_ttl.as_secs() as i64;
-        let account = on_backend!(self, resolve_session(&hash, ttl))?;
-        self.inner.auth.remember_session(&hash, account);
-        Ok(account)
+        self.session_expiry(&claims, &digest).await?;
+        Ok(AccountId(claims.account))
     }
 
+    /// A token's expiry, sliding: a session in use never expires, one
+    /// unused for `session_ttl` does. A token carries the expiry it was
+    /// issued with; once less than half its lifetime is left at a call,
+    /// the expiry is renewed in the database (a row of `sessions`, one
+    /// write per half lifetime of a long session; a session younger than
+    /// that writes nothing). Past its own expiry a token lives on only by
+    /// its renewal, read from the database unless this replica made or
+    /// saw it.
+    async fn session_expiry(
+        &self,
+        claims: &crate::session_token::Claims,
+        digest: &[u8; 32],
+    ) -> Result<()> {
+        let now = crate::model::now();
+        let ttl = self.inner.settings.session_ttl.as_secs() as i64;
+        let auth = &self.inner.auth;
+        let hash = hex::encode(digest);
+        let mut until = claims.expires.max(auth.renewed(digest).unwrap_or(i64::MIN));
+        if until <= now {
+            // Renewed on another replica, perhaps.
+            if let Some(e) = on_backend!(self, session_renewal(&hash))? {
+                auth.remember_renewal(digest, e);
+                until = until.max(e);
+            }
+            if until <= now {
+                return Err(StoreError::BadSession);
+            }
+        }
+        if until - now < ttl / 2 {
+            let e = now + ttl;
+            on_backend!(
+                self,
+                renew_session(&hash, claims.account, &claims.protocol, e)
+            )?;
+            auth.remember_renewal(digest, e);
+        }
+        Ok(())
+    }
+
+    /// Ends a session: nothing is written (its token would expire on its
+    /// own; its account's generation ends it at once on every replica when
+    /// the account changes). This replica refuses the token from now on.
     pub async fn logout(&self, token: &str) -> Result<()> {
-        let hash = token_hash(token);
-        self.inner.auth.forget_session(&hash);
-        on_backend!(self, delete_session(&hash))
+        let claims = self
+            .inner
+            .tokens
+            .verify(token)
+            .ok_or(StoreError::BadSession)?;
+        let digest = token_digest(token);
+        // As long as it could live: its own expiry, or a renewal made
+        // elsewhere (at most a lifetime from now).
+        let ttl = self.inner.settings.session_ttl.as_secs() as i64;
+        let until = claims.expires.max(crate::model::now() + ttl);
+        self.inner.auth.end(&digest, until);
+        Ok(())
     }
 
     /// Checks a password against its PHC string on the argon2 threads.
@@ -3024,7 +3184,9 @@ fn spawn_pg_listener(
                 continue;
             }
             hub.notify_all();
-            auth.forget_sessions();
+            // Accounts read before are read again: their changes may have
+            // gone unheard meanwhile.
+            auth.changed();
             sieve.forget_active_count();
             // Listening first, then the full load: a failure committed
             // after the load is announced on this connection.
@@ -3036,6 +3198,9 @@ fn spawn_pg_listener(
                     continue;
                 }
             }
+            // Every account change is heard from here on, until this loop
+            // ends (and with it the trust in unread logins).
+            auth.set_feed(true);
             loop {
                 let next = tokio::select! {
                     n = listener.try_recv() => n,
@@ -3058,7 +3223,7 @@ fn spawn_pg_listener(
                     }
                     Ok(Some(n)) if n.channel() == "account_changes" => {
                         if n.payload() != origin {
-                            auth.forget_sessions();
+                            auth.changed();
                             sieve.forget_active_count();
                         }
                     }
@@ -3097,13 +3262,14 @@ fn spawn_pg_listener(
                         refresh.lost_seen();
                         failures.unsync();
                         hub.notify_all();
-                        auth.forget_sessions();
+                        auth.changed();
                         sieve.forget_active_count();
                         break;
                     }
                     Err(e) => {
                         // The server ended it (57P01 on a restart, a
                         // failover's shutdown): as above.
+                        auth.set_feed(false);
                         if connection_lost(&e) {
                             refresh.lost_seen();
                         }
@@ -3115,6 +3281,8 @@ fn spawn_pg_listener(
                     }
                 }
             }
+            // Changes may go unheard until listening again.
+            auth.set_feed(false);
         }
     });
 }
@@ -3180,8 +3348,9 @@ fn check_keywords(flags: &pb::Flags) -> Result<()> {
     }
 }
 
-fn token_hash(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
+/// A session token's SHA-256: its key in memory, and (hex) in `sessions`.
+fn token_digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
 }
 
 /// Longest password accepted (argon2 work is bounded by it).

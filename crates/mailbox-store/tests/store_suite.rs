@@ -50,6 +50,7 @@ both_backends!(
     mailbox_list_watch_ticks_for_changes_on_any_replica,
     urlauth_keys_verify_and_reset,
     append_with_an_idempotency_key_stores_once,
+    sessions_live_while_used_and_expire_unused,
 );
 
 /// A second store replica for tests of writers on several replicas; none
@@ -638,11 +639,42 @@ async fn missing_or_forged_tokens_are_refused(backend: Backend) {
     t.deliver("m1", &["bob@example.org"], &message("hi", "there"))
         .await;
     let forged = "ab".repeat(32);
-    for (label, mut client) in [
+    // A real token with one character changed (its account, generation,
+    // expiry or MAC, wherever it falls).
+    let token = t
+        .authenticate("bob@example.org", "pw-bob", "")
+        .await
+        .unwrap()
+        .into_inner()
+        .session_token;
+    let altered: Vec<String> = [3, 12, 30, token.len() - 1]
+        .into_iter()
+        .map(|i| {
+            let mut b = token.clone().into_bytes();
+            b[i] = if b[i] == b'A' { b'B' } else { b'A' };
+            String::from_utf8(b).unwrap()
+        })
+        .collect();
+    // A token of another store (another database, another key) for an
+    // account of the same id and name.
+    let other = setup(backend).await;
+    other.add_account("bob@example.org", "pw-bob").await;
+    let foreign = other
+        .authenticate("bob@example.org", "pw-bob", "")
+        .await
+        .unwrap()
+        .into_inner()
+        .session_token;
+    let mut cases = vec![
         ("missing", t.anonymous()),
         ("forged", t.with_token(&forged)),
         ("malformed", t.with_token("not-a-token")),
-    ] {
+        ("foreign", t.with_token(&foreign)),
+    ];
+    for a in &altered {
+        cases.push(("altered", t.with_token(a)));
+    }
+    for (label, mut client) in cases {
         let outcomes = call_every_rpc(&mut client).await;
         for (rpc, r) in outcomes {
             let e = r.expect_err(&format!("{label} token accepted by {rpc}"));
@@ -1279,77 +1311,39 @@ async fn recent_is_claimed_by_exactly_one_session(backend: Backend) {
     assert_eq!(st.recent, 0, "nothing is left to claim");
 }
 
-/// The verified-credential and session caches (DESIGN.md 8) across two
-/// replicas: a changed password is refused at once on the other replica,
-/// a wrong password is never served from the cache, and a disabled
-/// account's live sessions stop.
-async fn login_caches_never_outlive_a_change(backend: Backend) {
-    let a = setup(backend).await;
-    let b = a.replica().await;
-    a.add_account("c@example.org", "old-password").await;
-    let login = |t: &TestStore, pw: &str| {
-        let mut anon = t.anonymous();
-        let pw = pw.to_string();
-        async move {
-            anon.authenticate(pb::AuthenticateRequest {
-                username: "c@example.org".into(),
-                password: pw,
-                client_ip: "127.0.0.1".into(),
-                protocol: "test".into(),
-            })
-            .await
-            .map(|r| r.into_inner().session_token)
-        }
-    };
-    // Verified on both replicas, so both cache it.
-    login(&a, "old-password").await.unwrap();
-    login(&b, "old-password").await.unwrap();
-    login(&b, "old-password").await.unwrap();
-    let e = login(&b, "Old-password").await.unwrap_err();
-    assert_eq!(
-        e.code(),
-        Code::Unauthenticated,
-        "wrong password after a cached one"
-    );
-    let token = login(&b, "old-password").await.unwrap();
-    let mut c = b.with_token(&token);
-    c.list_mailboxes(pb::ListMailboxesRequest {}).await.unwrap();
+/// Tells when replica B has heard (PostgreSQL NOTIFY) of every change
+/// replica A made so far. B hears A's changes on one listener in the order
+/// A committed them. A watcher on B of another account's mailbox list
+/// tells when B has heard of a METADATA change of that account made on A
+/// (the one kind of tick that says metadata; B's periodic re-reads and
+/// list changes do not): then B has also heard of every change A made
+/// before it. No clock in this. Nothing to wait for on SQLite, which has
+/// no change feed between replicas.
+struct Hearing {
+    ticks: Option<tonic::Streaming<pb::WatchMailboxListResponse>>,
+}
 
-    a.admin()
-        .set_password(pb::SetPasswordRequest {
-            address: "c@example.org".into(),
-            password: "new-password".into(),
-        })
-        .await
-        .unwrap();
-    let e = login(&b, "old-password").await.unwrap_err();
-    assert_eq!(
-        e.code(),
-        Code::Unauthenticated,
-        "old password refused at once on B"
-    );
-    let pg = matches!(backend, Backend::Postgres);
-    // On PostgreSQL, B hears A's changes (NOTIFY) on one listener in the
-    // order A committed them. A watcher on B of another account's mailbox
-    // list tells when B has heard of a METADATA change of that account
-    // made on A (the one kind of tick that says metadata; B's periodic
-    // re-reads and list changes do not): then B has also heard of every
-    // change A made before it. No clock in this.
-    let mut ticks = None;
-    if pg {
-        a.add_account("w@example.org", "pw").await;
-        ticks = Some(
-            b.login("w@example.org", "pw")
-                .await
-                .watch_mailbox_list(pb::WatchMailboxListRequest {})
-                .await
-                .unwrap()
-                .into_inner(),
-        );
+impl Hearing {
+    /// Makes the account `w@example.org` for its ticks (PostgreSQL).
+    async fn start(a: &TestStore, b: &TestStore, backend: Backend) -> Self {
+        let mut ticks = None;
+        if matches!(backend, Backend::Postgres) {
+            a.add_account("w@example.org", "pw").await;
+            ticks = Some(
+                b.login("w@example.org", "pw")
+                    .await
+                    .watch_mailbox_list(pb::WatchMailboxListRequest {})
+                    .await
+                    .unwrap()
+                    .into_inner(),
+            );
+        }
+        Self { ticks }
     }
-    let heard = async |ticks: &mut Option<tonic::Streaming<pb::WatchMailboxListResponse>>,
-                       note: &str| {
-        let Some(ticks) = ticks else { return };
+
+    /// Returns once B has heard of every change `a` made before the call.
+    async fn heard(&mut self, a: &TestStore, note: &str) {
+        let Some(ticks) = &mut self.ticks else { return };
         a.login("w@example.org", "pw")
             .await
             .set_metadata(pb::SetMetadataRequest {
@@ -1372,14 +1366,87 @@ async fn login_caches_never_outlive_a_change(backend: Backend) {
                 return;
             }
         }
+    }
+}
+
+/// The verified-credential cache and signed sessions (DESIGN.md 8) across
+/// two replicas: a changed password is refused on the other replica once
+/// it has heard of the change (PostgreSQL: NOTIFY, in the change's own
+/// transaction) and at once on SQLite (where every login reads its
+/// account); a wrong password is never served from the cache; a disabled
+/// account cannot log in and its live sessions stop.
+async fn login_caches_never_outlive_a_change(backend: Backend) {
+    let a = setup(backend).await;
+    let b = a.replica().await;
+    a.add_account("c@example.org", "old-password").await;
+    let login = |t: &TestStore, pw: &str| {
+        let mut anon = t.anonymous();
+        let pw = pw.to_string();
+        async move {
+            anon.authenticate(pb::AuthenticateRequest {
+                username: "c@example.org".into(),
+                password: pw,
+                client_ip: "127.0.0.1".into(),
+                protocol: "test".into(),
+            })
+            .await
+            .map(|r| r.into_inner().session_token)
+        }
     };
-    // B has heard of the new password and of w (each forgets every cached
-    // session); the new password ended c's sessions, so c gets a new one
-    // on B, in B's session cache once used.
-    heard(&mut ticks, "before").await;
+    let pg = matches!(backend, Backend::Postgres);
+    let mut hearing = Hearing::start(&a, &b, backend).await;
+    // Verified on both replicas, so both cache it.
+    login(&a, "old-password").await.unwrap();
+    login(&b, "old-password").await.unwrap();
+    login(&b, "old-password").await.unwrap();
+    let e = login(&b, "Old-password").await.unwrap_err();
+    assert_eq!(
+        e.code(),
+        Code::Unauthenticated,
+        "wrong password after a cached one"
+    );
+    let token = login(&b, "old-password").await.unwrap();
+    b.with_token(&token)
+        .list_mailboxes(pb::ListMailboxesRequest {})
+        .await
+        .unwrap();
+
+    a.admin()
+        .set_password(pb::SetPasswordRequest {
+            address: "c@example.org".into(),
+            password: "new-password".into(),
+        })
+        .await
+        .unwrap();
+    let e = login(&a, "old-password").await.unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "old password on A");
+    hearing.heard(&a, "password").await;
+    let e = login(&b, "old-password").await.unwrap_err();
+    assert_eq!(
+        e.code(),
+        Code::Unauthenticated,
+        "old password refused on B once B heard of the change"
+    );
+    // The new password ended c's sessions (on SQLite, B would take up to
+    // 5 s to read c again, as below for the disabling).
+    let replicas = if pg {
+        vec![("A", &a), ("B", &b)]
+    } else {
+        vec![("A", &a)]
+    };
+    for (name, t) in replicas {
+        let e = t
+            .with_token(&token)
+            .list_mailboxes(pb::ListMailboxesRequest {})
+            .await
+            .expect_err(&format!("a session of the old password goes on on {name}"));
+        assert_eq!(e.code(), Code::Unauthenticated);
+    }
+    // c gets a new one on B, trusted there once used.
     let token = login(&b, "new-password").await.unwrap();
     let mut c = b.with_token(&token);
     c.list_mailboxes(pb::ListMailboxesRequest {}).await.unwrap();
+    login(&b, "new-password").await.unwrap();
 
     a.admin()
         .set_account_disabled(pb::SetAccountDisabledRequest {
@@ -1389,24 +1456,34 @@ async fn login_caches_never_outlive_a_change(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(
-        login(&b, "new-password").await.unwrap_err().code(),
+        login(&a, "new-password").await.unwrap_err().code(),
         Code::Unauthenticated,
-        "a disabled account cannot log in, cached or not"
+        "a disabled account cannot log in on A"
     );
     if pg {
-        // B forgets cached sessions when told, not only when their lifetime
-        // ends: once B has heard of a change A made after the disabling,
-        // c's very next call there is refused.
-        heard(&mut ticks, "after").await;
+        // B trusts what it read of c until it hears of a change: once B
+        // has heard of a change A made after the disabling, c can neither
+        // log in there nor make a call with its live session.
+        hearing.heard(&a, "disabled").await;
+        assert_eq!(
+            login(&b, "new-password").await.unwrap_err().code(),
+            Code::Unauthenticated,
+            "a disabled account cannot log in on B, cached or not"
+        );
         let e = c
             .list_mailboxes(pb::ListMailboxesRequest {})
             .await
             .expect_err("a disabled account's session still works on B after B heard of it");
         assert_eq!(e.code(), Code::Unauthenticated);
     } else {
-        // Without a change feed between replicas, at the latest after B's
-        // session cache lifetime (5 s). The limit is a guard against
-        // hanging, not the lifetime measured.
+        assert_eq!(
+            login(&b, "new-password").await.unwrap_err().code(),
+            Code::Unauthenticated,
+            "a disabled account cannot log in on B, cached or not"
+        );
+        // Without a change feed between replicas, at the latest after B
+        // trusts what it read of the account (5 s). The limit is a guard
+        // against hanging, not the lifetime measured.
         let started = std::time::Instant::now();
         loop {
             match c.list_mailboxes(pb::ListMailboxesRequest {}).await {
@@ -1423,6 +1500,28 @@ async fn login_caches_never_outlive_a_change(backend: Backend) {
                 }
             }
         }
+    }
+    // Enabled again: its sessions of before stay ended (the disabling
+    // moved the generation on); a new login works on both.
+    a.admin()
+        .set_account_disabled(pb::SetAccountDisabledRequest {
+            address: "c@example.org".into(),
+            disabled: false,
+        })
+        .await
+        .unwrap();
+    hearing.heard(&a, "enabled").await;
+    for t in [&a, &b] {
+        let e = c
+            .list_mailboxes(pb::ListMailboxesRequest {})
+            .await
+            .expect_err("a session from before the disabling came back");
+        assert_eq!(e.code(), Code::Unauthenticated);
+        let token = login(t, "new-password").await.unwrap();
+        t.with_token(&token)
+            .list_mailboxes(pb::ListMailboxesRequest {})
+            .await
+            .unwrap();
     }
 }
 
@@ -3260,6 +3359,26 @@ async fn app_passwords_log_in_and_are_revoked_one_by_one(backend: Backend) {
         .list_mailboxes(pb::ListMailboxesRequest {})
         .await
         .unwrap();
+    // On PostgreSQL, the phone's sessions on another replica too (opened
+    // and used there, so that replica trusts them).
+    let b = second_replica(&t, backend).await;
+    let mut elsewhere = None;
+    if let Some(b) = &b {
+        let hearing = Hearing::start(&t, b, backend).await;
+        let on_b = async |pw: &str| {
+            let token = b
+                .authenticate("p@example.org", pw, "")
+                .await
+                .unwrap()
+                .into_inner()
+                .session_token;
+            let mut c = b.with_token(&token);
+            c.list_mailboxes(pb::ListMailboxesRequest {}).await.unwrap();
+            c
+        };
+        elsewhere = Some((on_b(&phone).await, on_b(&laptop).await, hearing));
+        on_b(&phone).await;
+    }
     t.admin()
         .revoke_app_password(pb::RevokeAppPasswordRequest {
             address: "p@example.org".into(),
@@ -3273,6 +3392,23 @@ async fn app_passwords_log_in_and_are_revoked_one_by_one(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated, "its session ended: {e}");
+    if let (Some(b), Some((mut phone_b, mut laptop_b, mut hearing))) = (&b, elsewhere) {
+        hearing.heard(&t, "revoked").await;
+        let e = phone_b
+            .list_mailboxes(pb::ListMailboxesRequest {})
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::Unauthenticated, "on B: {e}");
+        let e = b
+            .authenticate("p@example.org", &phone, "")
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::Unauthenticated, "revoked, on B");
+        laptop_b
+            .list_mailboxes(pb::ListMailboxesRequest {})
+            .await
+            .unwrap();
+    }
     t.with_token(&laptop_token)
         .list_mailboxes(pb::ListMailboxesRequest {})
         .await
@@ -3699,4 +3835,56 @@ async fn append_with_an_idempotency_key_stores_once(backend: Backend) {
         .unwrap()
         .into_inner();
     assert_eq!(q.messages, 6, "usage counts each message once");
+}
+
+/// A session token's lifetime is idle time (`session_ttl`): a session in
+/// use outlives its token's own expiry (renewed in the database, and so
+/// on every replica), one left unused expires. Real seconds pass here
+/// (expiry is wall-clock time); the margins are wide for a loaded machine.
+async fn sessions_live_while_used_and_expire_unused(backend: Backend) {
+    const TTL: u64 = 4;
+    let a = start_with(backend, |s| {
+        s.session_ttl = std::time::Duration::from_secs(TTL);
+    })
+    .await;
+    a.add_domain("example.org").await;
+    a.add_account("e@example.org", "pw").await;
+    let b = match backend {
+        Backend::Postgres => Some(
+            a.replica_with(|s| s.session_ttl = std::time::Duration::from_secs(TTL))
+                .await,
+        ),
+        Backend::Sqlite => None,
+    };
+    let token = a
+        .authenticate("e@example.org", "pw", "")
+        .await
+        .unwrap()
+        .into_inner()
+        .session_token;
+    let mut c = a.with_token(&token);
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(2 * TTL) {
+        c.list_mailboxes(pb::ListMailboxesRequest {})
+            .await
+            .expect("a session in use expired");
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    // Past its own expiry, alive by its renewal: on another replica too.
+    if let Some(b) = &b {
+        b.with_token(&token)
+            .list_mailboxes(pb::ListMailboxesRequest {})
+            .await
+            .expect("a renewed session on another replica");
+    }
+    // Unused for longer than its lifetime: refused everywhere.
+    tokio::time::sleep(std::time::Duration::from_secs(2 * TTL + 2)).await;
+    for t in std::iter::once(&a).chain(b.as_ref()) {
+        let e = t
+            .with_token(&token)
+            .list_mailboxes(pb::ListMailboxesRequest {})
+            .await
+            .expect_err("an unused session outlived its lifetime");
+        assert_eq!(e.code(), Code::Unauthenticated);
+    }
 }

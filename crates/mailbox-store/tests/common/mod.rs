@@ -138,6 +138,13 @@ pub async fn start_on(url: &str) -> TestStore {
     serve(StoreSettings::for_test(url), url.to_string(), None, None).await
 }
 
+/// As [`start_on`], with its settings changed by `tweak`.
+pub async fn start_on_with(url: &str, tweak: impl FnOnce(&mut StoreSettings)) -> TestStore {
+    let mut settings = StoreSettings::for_test(url);
+    tweak(&mut settings);
+    serve(settings, url.to_string(), None, None).await
+}
+
 async fn serve(
     settings: StoreSettings,
     url: String,
