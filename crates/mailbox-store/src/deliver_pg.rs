@@ -320,7 +320,6 @@ impl SieveWrites {
 /// way (the second must see the first's result).
 pub async fn deliver_group_batched(
     pool: &Pool<Db>,
-    origin: &str,
     group: &[Delivery<'_>],
 ) -> Result<Vec<(pb::DeliverResponse, Vec<i64>)>> {
     use prost::Message as _;
@@ -328,7 +327,7 @@ pub async fn deliver_group_batched(
     ids.sort_unstable();
     ids.dedup();
     if ids.len() != group.len() {
-        return deliver_group(pool, origin, group).await;
+        return deliver_group(pool, group).await;
     }
     let mut tx = begin_write(pool).await?;
     let created = now();
@@ -851,14 +850,7 @@ pub async fn deliver_group_batched(
         .execute(&mut *tx)
         .await?;
     }
-    // 9. One notification per changed mailbox, then the one commit.
-    if !per_box.is_empty() {
-        sqlx::query("SELECT pg_notify('mailbox_changes', $1 || ':' || id) FROM UNNEST($2::BIGINT[]) AS t (id)")
-            .bind(origin)
-            .bind(&per_box)
-            .execute(&mut *tx)
-            .await?;
-    }
+    // 9. The one commit (the other replicas hear of it after: `announce`).
     tx.commit().await?;
     out.into_iter()
         .map(|r| {

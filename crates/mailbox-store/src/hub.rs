@@ -11,8 +11,9 @@
 //! from the database. A lost, coalesced, reordered or duplicated signal
 //! therefore never loses or repeats a change; it only costs a read.
 //!
-//! On PostgreSQL, commits on any replica also `NOTIFY mailbox_changes`, and a
-//! listener task feeds those hints into this hub (see `store.rs`).
+//! On PostgreSQL, every replica announces its commits with `NOTIFY
+//! mailbox_changes` right after them (see `announce`), and a listener task
+//! feeds the other replicas' hints into this hub (see `store.rs`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -50,6 +51,9 @@ pub struct Hub {
     /// Bodies' full-text index texts were written here (deliveries,
     /// APPENDs): wakes the trigram indexer (`store/fts.rs`).
     texts: Arc<TextsWritten>,
+    /// Mailboxes this process's commits changed, for the other replicas
+    /// (see `announce`).
+    outbox: Arc<crate::announce::Outbox>,
 }
 
 /// The signal that index texts were written by this process, and when
@@ -102,6 +106,18 @@ impl Hub {
             // Nobody watches this mailbox any more.
             map.remove(&mailbox_id);
         }
+    }
+
+    /// Queues a change this process committed in `mailbox_id` for the
+    /// other replicas (after waking its own watchers with [`Hub::notify`]
+    /// or [`Hub::publish`]).
+    pub fn announce(&self, mailbox_id: i64) {
+        self.outbox.changed(mailbox_id);
+    }
+
+    /// What [`Hub::announce`] queues, for the task that sends it.
+    pub fn outbox(&self) -> Arc<crate::announce::Outbox> {
+        self.outbox.clone()
     }
 
     /// Wakes every watcher (after a lost connection to the notification

@@ -8,6 +8,7 @@
 //! (`proto/mailbox/v1`), enforcing the service secret and account-scoped
 //! session tokens.
 
+pub mod announce;
 mod argon2_pool;
 mod auth_cache;
 mod blob_codec;

@@ -99,12 +99,12 @@ struct Locked {
 /// gives the write the mailbox's next MODSEQ, in one statement: the name
 /// lookup, the row lock that serialises the mailbox's writers (so rows read
 /// after it are current: no lost update between two STOREs), the MODSEQ,
-/// and on PostgreSQL the NOTIFY other replicas receive at commit and, when
-/// `async_commit`, a commit that does not wait for its WAL flush. A write
+/// and on PostgreSQL, when `async_commit`, a commit that does not wait for
+/// its WAL flush. (Other replicas hear of it after the commit: see
+/// `announce`.) A write
 /// that turns out to change nothing rolls back, MODSEQ included.
 async fn lock_for_change(
     tx: &mut Tx,
-    origin: &str,
     account: AccountId,
     name: &str,
     async_commit: bool,
@@ -113,20 +113,19 @@ async fn lock_for_change(
         "UPDATE mailboxes SET highest_modseq = highest_modseq + 1 \
          WHERE account_id = $1 AND name = $2 \
          RETURNING id, highest_modseq, uid_next, \
-           pg_notify('mailbox_changes', $3 || ':' || id)::TEXT, \
-           CASE WHEN $4 THEN set_config('synchronous_commit', 'off', true) END"
+           CASE WHEN $3 THEN set_config('synchronous_commit', 'off', true) END"
     } else {
         "UPDATE mailboxes SET highest_modseq = highest_modseq + 1 \
          WHERE account_id = $1 AND name = $2 \
-         RETURNING id, highest_modseq, uid_next, NULL, NULL"
+         RETURNING id, highest_modseq, uid_next, NULL"
     };
-    let mut q = sqlx::query_as::<_, (i64, i64, i64, Option<String>, Option<String>)>(sql)
+    let mut q = sqlx::query_as::<_, (i64, i64, i64, Option<String>)>(sql)
         .bind(account.0)
         .bind(name);
     if PG {
-        q = q.bind(origin).bind(async_commit);
+        q = q.bind(async_commit);
     }
-    let (id, modseq, uid_next, _, _) = q
+    let (id, modseq, uid_next, _) = q
         .fetch_optional(&mut **tx)
         .await?
         .ok_or(StoreError::NotFound("mailbox"))?;
@@ -135,19 +134,6 @@ async fn lock_for_change(
         modseq,
         uid_next,
     })
-}
-
-/// Tells other store replicas, at commit, that these mailboxes changed.
-async fn notify(tx: &mut Tx, origin: &str, mailboxes: &[i64]) -> Result<()> {
-    if PG {
-        for id in mailboxes {
-            sqlx::query("SELECT pg_notify('mailbox_changes', $1)")
-                .bind(format!("{origin}:{id}"))
-                .execute(&mut **tx)
-                .await?;
-        }
-    }
-    Ok(())
 }
 
 /// Tells the other replicas that an account changed (they read accounts
@@ -1155,7 +1141,6 @@ pub struct Delivery<'a> {
 /// delivery on its own, so one bad message cannot fail its neighbours).
 pub async fn deliver_group(
     pool: &Pool<Db>,
-    origin: &str,
     group: &[Delivery<'_>],
 ) -> Result<Vec<(pb::DeliverResponse, Vec<i64>)>> {
     let mut tx = begin_write(pool).await?;
@@ -1170,7 +1155,6 @@ pub async fn deliver_group(
     }
     all_changed.sort_unstable();
     all_changed.dedup();
-    notify(&mut tx, origin, &all_changed).await?;
     tx.commit().await?;
     Ok(out)
 }
@@ -1506,7 +1490,6 @@ pub async fn delete_mailbox(
         .execute(&mut *tx)
         .await?;
     add_usage(&mut tx, account.0, -bytes, -count).await?;
-    notify(&mut tx, "", &[mb.id]).await?;
     tx.commit().await?;
     Ok(mb.id)
 }
@@ -1565,7 +1548,6 @@ pub async fn rename_mailbox(
             .execute(&mut *tx)
             .await?;
         }
-        notify(&mut tx, "", &[src.id]).await?;
         tx.commit().await?;
         return Ok(vec![src.id]);
     }
@@ -1591,7 +1573,6 @@ pub async fn rename_mailbox(
             .await?;
         moved.push(id);
     }
-    notify(&mut tx, "", &moved).await?;
     tx.commit().await?;
     Ok(moved)
 }
@@ -2045,7 +2026,6 @@ pub async fn fill_sort_keys(pool: &Pool<Db>, blob_id: &str) -> Result<Vec<u8>> {
 
 pub async fn store_flags(
     pool: &Pool<Db>,
-    origin: &str,
     account: AccountId,
     mailbox: &str,
     set: &mail_types::UidSetRanges,
@@ -2056,17 +2036,14 @@ pub async fn store_flags(
 ) -> Result<(i64, Option<Change>, pb::StoreFlagsResponse)> {
     // UNCHANGEDSINCE (RFC 7162) needs the rows read first: the transaction.
     if PG && unchanged_since == 0 {
-        return store_flags_one_statement(
-            pool, origin, account, mailbox, set, mode, flags, durable,
-        )
-        .await;
+        return store_flags_one_statement(pool, account, mailbox, set, mode, flags, durable).await;
     }
     let mut tx = begin_write(pool).await?;
     // A flag change need not wait for its WAL flush unless configured to
     // (as Dovecot's default index fsync policy): it is atomic and visible
     // at once, and only a database crash within ~3 x wal_writer_delay can
     // undo it. Messages, expunges and POP3 deletions always wait.
-    let mb = lock_for_change(&mut tx, origin, account, mailbox, !durable).await?;
+    let mb = lock_for_change(&mut tx, account, mailbox, !durable).await?;
     let rows = rows_in_set(&mut tx, mb.id, set).await?;
     let bits = flags.bits();
     let mut resp = pb::StoreFlagsResponse::default();
@@ -2136,7 +2113,6 @@ pub async fn store_flags(
 /// the same account, in one transaction.
 pub async fn copy(
     pool: &Pool<Db>,
-    origin: &str,
     account: AccountId,
     mailbox: &str,
     set: &mail_types::UidSetRanges,
@@ -2144,7 +2120,7 @@ pub async fn copy(
     remove_source: bool,
 ) -> Result<(Vec<i64>, pb::CopyResponse)> {
     if PG && !remove_source {
-        return copy_one_statement(pool, origin, account, mailbox, set, destination).await;
+        return copy_one_statement(pool, account, mailbox, set, destination).await;
     }
     let mut tx = begin_write(pool).await?;
     let src = mailbox_by_name(&mut tx, account, mailbox).await?;
@@ -2233,7 +2209,6 @@ pub async fn copy(
         expunge_uids(&mut tx, account, src.id, &uids).await?;
         changed.push(src.id);
     }
-    notify(&mut tx, origin, &changed).await?;
     tx.commit().await?;
     Ok((changed, resp))
 }
@@ -2255,7 +2230,6 @@ async fn expunge_uids(
 #[allow(clippy::too_many_arguments)]
 pub async fn expunge(
     pool: &Pool<Db>,
-    origin: &str,
     account: AccountId,
     mailbox: &str,
     set: Option<&mail_types::UidSetRanges>,
@@ -2264,8 +2238,7 @@ pub async fn expunge(
 ) -> Result<(i64, Option<Change>, pb::ExpungeResponse)> {
     // A POP3 deletion first checks its maildrop lease: the transaction.
     if PG && lease_id.is_empty() {
-        return expunge_one_statement(pool, origin, account, mailbox, set, ignore_deleted_flag)
-            .await;
+        return expunge_one_statement(pool, account, mailbox, set, ignore_deleted_flag).await;
     }
     let mut tx = begin_write(pool).await?;
     if !lease_id.is_empty() {
@@ -2284,7 +2257,7 @@ pub async fn expunge(
     }
     // Locked first, so the candidates read next are current and two
     // concurrent EXPUNGEs never both report the same message.
-    let mb = lock_for_change(&mut tx, origin, account, mailbox, false).await?;
+    let mb = lock_for_change(&mut tx, account, mailbox, false).await?;
     let candidates: Vec<MsgRow> = match set {
         Some(s) => rows_in_set(&mut tx, mb.id, s).await?,
         None => {
@@ -2343,16 +2316,15 @@ pub async fn expunge(
 /// (MULTIAPPEND, RFC 3502), with consecutive UIDs and MODSEQs in order.
 pub async fn append(
     pool: &Pool<Db>,
-    origin: &str,
     account: AccountId,
     mailbox: &str,
     items: &[AppendItem<'_>],
     key: &str,
 ) -> Result<(i64, Option<Change>, pb::AppendResponse)> {
     let r = if PG && let [item] = items {
-        append_one_statement(pool, origin, account, mailbox, item, key).await
+        append_one_statement(pool, account, mailbox, item, key).await
     } else {
-        append_tx(pool, origin, account, mailbox, items, key).await
+        append_tx(pool, account, mailbox, items, key).await
     };
     match r {
         // The key was stored (by the first try of this APPEND, committed
@@ -2399,7 +2371,6 @@ fn is_append_key_conflict(e: &StoreError) -> bool {
 /// [`append`] in a transaction: MULTIAPPEND, and every APPEND on SQLite.
 async fn append_tx(
     pool: &Pool<Db>,
-    origin: &str,
     account: AccountId,
     mailbox: &str,
     items: &[AppendItem<'_>],
@@ -2419,29 +2390,19 @@ async fn append_tx(
     for b in blobs {
         insert_blob(&mut tx, b).await?;
     }
-    // The name lookup, the mailbox lock, the UIDs and MODSEQs and (on
-    // PostgreSQL) the NOTIFY for other replicas, in one statement.
-    let sql = if PG {
+    // The name lookup, the mailbox lock, the UIDs and MODSEQs in one
+    // statement.
+    let (id, uid_next, highest, validity): (i64, i64, i64, i64) = sqlx::query_as(
         "UPDATE mailboxes SET uid_next = uid_next + $3, highest_modseq = highest_modseq + $3 \
          WHERE account_id = $1 AND name = $2 \
-         RETURNING id, uid_next, highest_modseq, uid_validity, \
-           pg_notify('mailbox_changes', $4 || ':' || id)::TEXT"
-    } else {
-        "UPDATE mailboxes SET uid_next = uid_next + $3, highest_modseq = highest_modseq + $3 \
-         WHERE account_id = $1 AND name = $2 \
-         RETURNING id, uid_next, highest_modseq, uid_validity, NULL"
-    };
-    let mut q = sqlx::query_as::<_, (i64, i64, i64, i64, Option<String>)>(sql)
-        .bind(account.0)
-        .bind(mailbox)
-        .bind(n);
-    if PG {
-        q = q.bind(origin);
-    }
-    let (id, uid_next, highest, validity, _) = q
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(StoreError::NotFound("mailbox"))?;
+         RETURNING id, uid_next, highest_modseq, uid_validity",
+    )
+    .bind(account.0)
+    .bind(mailbox)
+    .bind(n)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(StoreError::NotFound("mailbox"))?;
     if uid_next > u32::MAX as i64 {
         return Err(StoreError::Precondition("mailbox has run out of UIDs"));
     }

@@ -52,7 +52,6 @@ mod pg {
     /// (a gap CONDSTORE allows).
     async fn store_flags_one_statement(
         pool: &Pool<Db>,
-        origin: &str,
         account: AccountId,
         mailbox: &str,
         set: &mail_types::UidSetRanges,
@@ -81,31 +80,30 @@ mod pg {
         );
         // Keywords are kept as model::join_keywords writes them: distinct,
         // in byte order, space-separated; removal ignores ASCII case.
-        const KW: &str = "(CASE $7::INT \
+        const KW: &str = "(CASE $6::INT \
                WHEN 1 THEN array_to_string(ARRAY(SELECT DISTINCT x COLLATE \"C\" \
-                 FROM unnest(string_to_array(m.keywords, ' ') || $12::TEXT[]) AS x \
+                 FROM unnest(string_to_array(m.keywords, ' ') || $11::TEXT[]) AS x \
                  WHERE x <> '' ORDER BY 1), ' ') \
                WHEN 2 THEN array_to_string(ARRAY(SELECT DISTINCT x COLLATE \"C\" \
                  FROM unnest(string_to_array(m.keywords, ' ')) AS x \
-                 WHERE x <> '' AND lower(x) <> ALL($13::TEXT[]) ORDER BY 1), ' ') \
-               ELSE $9 END)";
+                 WHERE x <> '' AND lower(x) <> ALL($12::TEXT[]) ORDER BY 1), ' ') \
+               ELSE $8 END)";
         const STORE_SQL: &str = "WITH mb AS ( \
                UPDATE mailboxes SET highest_modseq = highest_modseq + 1 \
                WHERE account_id = $1 AND name = $2 \
                RETURNING id, highest_modseq, uid_next, \
-                 pg_notify('mailbox_changes', $3 || ':' || id)::TEXT AS n, \
-                 CASE WHEN $4 THEN set_config('synchronous_commit', 'off', true) END AS c), \
+                 CASE WHEN $3 THEN set_config('synchronous_commit', 'off', true) END AS c), \
              u AS ( \
                UPDATE messages AS m SET \
-                 flags = CASE $7::INT WHEN 1 THEN m.flags | $8 WHEN 2 THEN m.flags & ~$8::BIGINT ELSE $8 END, \
+                 flags = CASE $6::INT WHEN 1 THEN m.flags | $7 WHEN 2 THEN m.flags & ~$7::BIGINT ELSE $7 END, \
                  keywords = {KW}, \
-                 modseq = CASE WHEN (CASE $7::INT WHEN 1 THEN m.flags | $8 \
-                                       WHEN 2 THEN m.flags & ~$8::BIGINT ELSE $8 END) <> m.flags \
+                 modseq = CASE WHEN (CASE $6::INT WHEN 1 THEN m.flags | $7 \
+                                       WHEN 2 THEN m.flags & ~$7::BIGINT ELSE $7 END) <> m.flags \
                                  OR {KW} <> m.keywords \
                              THEN mb.highest_modseq ELSE m.modseq END \
                FROM mb \
-               WHERE m.mailbox_id = mb.id AND m.uid BETWEEN $10 AND $11 \
-                 AND EXISTS (SELECT 1 FROM UNNEST($5::BIGINT[], $6::BIGINT[]) AS r (lo, hi) \
+               WHERE m.mailbox_id = mb.id AND m.uid BETWEEN $9 AND $10 \
+                 AND EXISTS (SELECT 1 FROM UNNEST($4::BIGINT[], $5::BIGINT[]) AS r (lo, hi) \
                              WHERE m.uid BETWEEN r.lo AND r.hi) \
                RETURNING m.uid, m.flags, m.keywords, m.modseq, m.size) \
              SELECT mb.id, mb.highest_modseq, mb.uid_next, \
@@ -120,7 +118,6 @@ mod pg {
         let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(account.0)
             .bind(mailbox)
-            .bind(origin)
             .bind(!durable)
             .bind(&lo)
             .bind(&hi)
@@ -180,26 +177,25 @@ mod pg {
     /// mailbox row was taken leaves a UID unused, which IMAP allows.
     async fn append_one_statement(
         pool: &Pool<Db>,
-        origin: &str,
         account: AccountId,
         mailbox: &str,
         item: &AppendItem<'_>,
         key: &str,
     ) -> Result<(i64, Option<Change>, pb::AppendResponse)> {
-        const OVER: &str = "((a.quota_bytes > 0 AND a.used_bytes + $6 > a.quota_bytes) \
+        const OVER: &str = "((a.quota_bytes > 0 AND a.used_bytes + $5 > a.quota_bytes) \
             OR (a.quota_messages > 0 AND a.message_count + 1 > a.quota_messages))";
         let sql = format!(
             "WITH b AS ( \
                INSERT INTO blobs (id, size, data, summary, created_at, sort_keys, fts_indexed, \
                  data_codec) \
-               SELECT $4, $6, $5, $7, $8, $9, TRUE, $16 \
+               SELECT $3, $5, $4, $6, $7, $8, TRUE, $15 \
                WHERE EXISTS (SELECT 1 FROM mailboxes \
                              WHERE account_id = $1 AND name = $2 AND uid_next < 4294967295) \
                  AND EXISTS (SELECT 1 FROM accounts a WHERE a.id = $1 AND NOT {OVER}) \
                ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at \
                RETURNING id, fts_indexed), \
              bt AS ( \
-               INSERT INTO blob_text (blob_id, text, joined) SELECT id, $15, TRUE FROM b \
+               INSERT INTO blob_text (blob_id, text, joined) SELECT id, $14, TRUE FROM b \
                WHERE fts_indexed \
                ON CONFLICT (blob_id) DO NOTHING), \
              mb AS ( \
@@ -207,23 +203,22 @@ mod pg {
                WHERE account_id = $1 AND name = $2 AND uid_next < 4294967295 \
                  AND EXISTS (SELECT 1 FROM b) \
                  AND EXISTS (SELECT 1 FROM accounts a WHERE a.id = $1 AND NOT {OVER}) \
-               RETURNING id, uid_next, highest_modseq, uid_validity, \
-                 pg_notify('mailbox_changes', $3 || ':' || id)::TEXT AS n), \
+               RETURNING id, uid_next, highest_modseq, uid_validity), \
              acc AS ( \
-               UPDATE accounts a SET used_bytes = a.used_bytes + $6, \
+               UPDATE accounts a SET used_bytes = a.used_bytes + $5, \
                  message_count = a.message_count + 1 \
                FROM mb WHERE a.id = $1 AND NOT {OVER} \
                RETURNING a.id), \
              ins AS ( \
                INSERT INTO messages (account_id, mailbox_id, uid, blob_id, flags, keywords, \
                  modseq, internal_date, internal_tz, size, save_date) \
-               SELECT $1, mb.id, mb.uid_next - 1, $4, $10, $11, mb.highest_modseq, $12, $13, \
-                 $6, $8 FROM mb, acc \
+               SELECT $1, mb.id, mb.uid_next - 1, $3, $9, $10, mb.highest_modseq, $11, $12, \
+                 $5, $7 FROM mb, acc \
                RETURNING uid), \
              k AS ( \
                INSERT INTO append_keys (account_id, key, uid_validity, uids, created_at) \
-               SELECT $1, $14, mb.uid_validity, CAST(ins.uid AS TEXT), $8 FROM mb, ins \
-               WHERE $14 <> '' \
+               SELECT $1, $13, mb.uid_validity, CAST(ins.uid AS TEXT), $7 FROM mb, ins \
+               WHERE $13 <> '' \
                RETURNING 1) \
              SELECT (SELECT id FROM mb), (SELECT uid_next FROM mb), \
                (SELECT highest_modseq FROM mb), (SELECT uid_validity FROM mb), \
@@ -246,7 +241,6 @@ mod pg {
         let row: Row = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(account.0)
             .bind(mailbox)
-            .bind(origin)
             .bind(&blob.id)
             .bind(stored)
             .bind(size)
@@ -311,7 +305,6 @@ mod pg {
     /// taken leaves them unused, which IMAP allows.
     async fn copy_one_statement(
         pool: &Pool<Db>,
-        origin: &str,
         account: AccountId,
         mailbox: &str,
         set: &mail_types::UidSetRanges,
@@ -331,8 +324,8 @@ mod pg {
                SELECT m.uid, m.flags, m.keywords, m.size, m.internal_date, m.internal_tz, \
                  m.blob_id, row_number() OVER (ORDER BY m.uid) - 1 AS k \
                FROM src JOIN messages m ON m.mailbox_id = src.id \
-               WHERE m.uid BETWEEN $5 AND $6 \
-                 AND EXISTS (SELECT 1 FROM UNNEST($7::BIGINT[], $8::BIGINT[]) AS r (lo, hi) \
+               WHERE m.uid BETWEEN $4 AND $5 \
+                 AND EXISTS (SELECT 1 FROM UNNEST($6::BIGINT[], $7::BIGINT[]) AS r (lo, hi) \
                              WHERE m.uid BETWEEN r.lo AND r.hi)), \
              tot AS (SELECT count(*) AS n, CAST(coalesce(sum(size), 0) AS BIGINT) AS bytes \
                FROM rows), \
@@ -343,8 +336,7 @@ mod pg {
                WHERE d.account_id = $1 AND d.name = $3 AND tot.n > 0 \
                  AND d.uid_next + tot.n <= 4294967295 \
                  AND EXISTS (SELECT 1 FROM accounts a WHERE a.id = $1 AND NOT {OVER}) \
-               RETURNING d.id, d.uid_next - tot.n AS first_uid, d.highest_modseq, \
-                 pg_notify('mailbox_changes', $4 || ':' || d.id)::TEXT AS n), \
+               RETURNING d.id, d.uid_next - tot.n AS first_uid, d.highest_modseq), \
              acc AS ( \
                UPDATE accounts a SET used_bytes = a.used_bytes + tot.bytes, \
                  message_count = a.message_count + tot.n \
@@ -355,7 +347,7 @@ mod pg {
                  modseq, internal_date, internal_tz, size, save_date) \
                SELECT $1, dst.id, dst.first_uid + rows.k, rows.blob_id, rows.flags, \
                  rows.keywords, dst.highest_modseq, rows.internal_date, rows.internal_tz, \
-                 rows.size, $9 \
+                 rows.size, $8 \
                FROM rows, dst, acc \
                RETURNING uid) \
              SELECT (SELECT id FROM src), (SELECT id FROM dm), (SELECT uid_validity FROM dm), \
@@ -378,7 +370,6 @@ mod pg {
             .bind(account.0)
             .bind(mailbox)
             .bind(destination)
-            .bind(origin)
             .bind(first)
             .bind(last)
             .bind(&lo)
@@ -428,7 +419,6 @@ mod pg {
     /// (a durable one). An EXPUNGE that removes nothing still uses a MODSEQ.
     async fn expunge_one_statement(
         pool: &sqlx::Pool<Db>,
-        origin: &str,
         account: AccountId,
         mailbox: &str,
         set: Option<&mail_types::UidSetRanges>,
@@ -443,22 +433,21 @@ mod pg {
         // the planner takes the partial index of deleted messages
         // (migration 0010) instead of reading the whole mailbox.
         let deleted = if ignore_deleted_flag && set.is_some() {
-            "$4"
+            "$3"
         } else {
-            // ($4, always bound, is only there to keep the numbering.)
-            "m.flags & 8 <> 0 AND $4 IS NOT NULL"
+            // ($3, always bound, is only there to keep the numbering.)
+            "m.flags & 8 <> 0 AND $3 IS NOT NULL"
         };
         let sql = format!(
             "WITH mb AS ( \
                UPDATE mailboxes SET highest_modseq = highest_modseq + 1 \
                WHERE account_id = $1 AND name = $2 \
-               RETURNING id, highest_modseq, uid_next, \
-                 pg_notify('mailbox_changes', $3 || ':' || id)::TEXT AS n), \
+               RETURNING id, highest_modseq, uid_next), \
              d AS ( \
                DELETE FROM messages AS m USING mb \
                WHERE m.mailbox_id = mb.id AND ({deleted}) \
-                 AND (NOT $5 OR (m.uid BETWEEN $8 AND $9 AND EXISTS ( \
-                   SELECT 1 FROM UNNEST($6::BIGINT[], $7::BIGINT[]) AS r (lo, hi) \
+                 AND (NOT $4 OR (m.uid BETWEEN $7 AND $8 AND EXISTS ( \
+                   SELECT 1 FROM UNNEST($5::BIGINT[], $6::BIGINT[]) AS r (lo, hi) \
                    WHERE m.uid BETWEEN r.lo AND r.hi))) \
                RETURNING m.uid, m.size), \
              e AS ( \
@@ -475,7 +464,6 @@ mod pg {
         let rows: Vec<(i64, i64, i64, Option<i64>)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(account.0)
             .bind(mailbox)
-            .bind(origin)
             .bind(ignore_deleted_flag)
             .bind(set.is_some())
             .bind(&lo)
@@ -628,7 +616,6 @@ mod lite {
     /// PostgreSQL's one-statement APPEND; never called here.
     async fn append_one_statement(
         _pool: &sqlx::Pool<Db>,
-        _origin: &str,
         _account: AccountId,
         _mailbox: &str,
         _item: &AppendItem<'_>,
@@ -642,7 +629,6 @@ mod lite {
     /// PostgreSQL's one-statement COPY; never called here.
     async fn copy_one_statement(
         _pool: &sqlx::Pool<Db>,
-        _origin: &str,
         _account: AccountId,
         _mailbox: &str,
         _set: &mail_types::UidSetRanges,
@@ -656,7 +642,6 @@ mod lite {
     /// PostgreSQL's one-statement EXPUNGE; never called here.
     async fn expunge_one_statement(
         _pool: &sqlx::Pool<Db>,
-        _origin: &str,
         _account: AccountId,
         _mailbox: &str,
         _set: Option<&mail_types::UidSetRanges>,
@@ -670,7 +655,6 @@ mod lite {
     /// PostgreSQL's one-statement STORE; never called here (`PG` is false).
     async fn store_flags_one_statement(
         _pool: &sqlx::Pool<Db>,
-        _origin: &str,
         _account: AccountId,
         _mailbox: &str,
         _set: &mail_types::UidSetRanges,
@@ -898,7 +882,6 @@ const GROUP_WAIT: Duration = Duration::from_millis(1);
 /// is dropped (the sender goes with it).
 fn spawn_group_committer(
     backend: Backend,
-    origin: String,
     hub: Hub,
     refresh: Arc<PoolRefresh>,
 ) -> tokio::sync::mpsc::Sender<Job> {
@@ -926,7 +909,7 @@ fn spawn_group_committer(
                 group.push(j);
             }
             busy = group.len() > 1;
-            commit_group(&backend, &origin, &hub, &refresh, group).await;
+            commit_group(&backend, &hub, &refresh, group).await;
         }
     });
     tx
@@ -938,19 +921,14 @@ fn spawn_group_committer(
 /// Local watchers are woken here, after the commit, not by the caller: a
 /// caller that has gone away (a timed-out or disconnected SMTP session)
 /// must not leave this replica's IDLE sessions unaware of a stored
-/// message (other replicas hear the NOTIFY; this one skips its own).
-async fn commit_group(
-    backend: &Backend,
-    origin: &str,
-    hub: &Hub,
-    refresh: &PoolRefresh,
-    group: Vec<Job>,
-) {
+/// message, nor the other replicas' (see `announce`).
+async fn commit_group(backend: &Backend, hub: &Hub, refresh: &PoolRefresh, group: Vec<Job>) {
     let wake = |r: &Result<(pb::DeliverResponse, Vec<i64>)>| {
         refresh.check(r);
         if let Ok((_, changed)) = r {
             for id in changed {
                 hub.notify(*id);
+                hub.announce(*id);
             }
             // Its body's index text waits for the trigram index.
             hub.texts_written();
@@ -977,7 +955,7 @@ async fn commit_group(
                     .collect();
                 // Scripts' plans (copies in several mailboxes, outgoing
                 // messages) go in the same statements as plain deliveries.
-                pg::deliver_group_batched(p, origin, &ds).await
+                pg::deliver_group_batched(p, &ds).await
             }
             Backend::Lite(p) => {
                 let ds: Vec<lite::Delivery<'_>> = group
@@ -990,7 +968,7 @@ async fn commit_group(
                         sieve: &j.sieve,
                     })
                     .collect();
-                lite::deliver_group(p, origin, &ds).await
+                lite::deliver_group(p, &ds).await
             }
         })
     };
@@ -1024,7 +1002,7 @@ async fn commit_group(
                             blob: &job.blob,
                             sieve: &job.sieve,
                         }];
-                        pg::deliver_group_batched(p, origin, &one).await
+                        pg::deliver_group_batched(p, &one).await
                     }
                     Backend::Lite(p) => {
                         let one = [lite::Delivery {
@@ -1034,7 +1012,7 @@ async fn commit_group(
                             blob: &job.blob,
                             sieve: &job.sieve,
                         }];
-                        lite::deliver_group(p, origin, &one).await
+                        lite::deliver_group(p, &one).await
                     }
                 }
                 .and_then(|mut v| {
@@ -1206,12 +1184,7 @@ impl Store {
         rand::rng().fill_bytes(&mut origin);
         let origin = hex::encode(origin);
         let hub = Hub::default();
-        let group = spawn_group_committer(
-            backend.clone(),
-            origin.clone(),
-            hub.clone(),
-            refresh.clone(),
-        );
+        let group = spawn_group_committer(backend.clone(), hub.clone(), refresh.clone());
         let store = Store {
             inner: Arc::new(Inner {
                 backend,
@@ -1242,6 +1215,17 @@ impl Store {
         // to nothing, and nothing would tell it of another process's
         // writes to the same file).
         if let Backend::Pg(pool) = &store.inner.backend {
+            let refresh = store.inner.refresh.clone();
+            crate::announce::spawn(
+                pool.clone(),
+                store.inner.origin.clone(),
+                store.inner.hub.outbox(),
+                move |e| {
+                    let e = StoreError::Database(e);
+                    refresh.check_err(&e);
+                    tracing::warn!(error = %e, "announcing changes to other replicas; retrying");
+                },
+            );
             spawn_pg_listener(
                 pool.clone(),
                 store.inner.refresh.clone(),
@@ -1295,6 +1279,7 @@ impl Store {
         for id in mailboxes {
             if *id != 0 {
                 self.inner.hub.notify(*id);
+                self.inner.hub.announce(*id);
             }
         }
     }
@@ -1303,7 +1288,10 @@ impl Store {
     /// (a bare wake-up when the write did not describe it).
     fn publish(&self, mailbox: i64, change: Option<crate::hub::Change>) {
         match change {
-            Some(c) if mailbox != 0 => self.inner.hub.publish(mailbox, c),
+            Some(c) if mailbox != 0 => {
+                self.inner.hub.publish(mailbox, c);
+                self.inner.hub.announce(mailbox);
+            }
             _ => self.changed(&[mailbox]),
         }
     }
@@ -2628,7 +2616,6 @@ impl Store {
         let (id, change, resp) = on_backend!(
             self,
             store_flags(
-                self.origin(),
                 account,
                 name.as_str(),
                 uids,
@@ -2654,14 +2641,7 @@ impl Store {
         let dest = parse_mailbox(destination)?;
         let (ids, resp) = on_backend!(
             self,
-            copy(
-                self.origin(),
-                account,
-                name.as_str(),
-                uids,
-                dest.as_str(),
-                remove_source
-            )
+            copy(account, name.as_str(), uids, dest.as_str(), remove_source)
         )?;
         self.changed(&ids);
         Ok(resp)
@@ -2678,14 +2658,7 @@ impl Store {
         let name = parse_mailbox(mailbox)?;
         let (id, change, resp) = on_backend!(
             self,
-            expunge(
-                self.origin(),
-                account,
-                name.as_str(),
-                uids,
-                ignore_deleted_flag,
-                lease_id
-            )
+            expunge(account, name.as_str(), uids, ignore_deleted_flag, lease_id)
         )?;
         self.publish(id, change);
         Ok(resp)
@@ -2722,10 +2695,7 @@ impl Store {
                 blob,
             })
             .collect();
-        let (id, change, resp) = on_backend!(
-            self,
-            append(self.origin(), account, name.as_str(), &items, key)
-        )?;
+        let (id, change, resp) = on_backend!(self, append(account, name.as_str(), &items, key))?;
         self.publish(id, change);
         self.inner.hub.texts_written();
         Ok(resp)
@@ -3247,7 +3217,11 @@ fn spawn_pg_listener(
                         if from == origin {
                             continue;
                         }
-                        if let Ok(id) = id.parse::<i64>() {
+                        if id == "*" {
+                            // A replica (re)started: it may have died
+                            // between a commit and its announcement.
+                            hub.notify_all();
+                        } else if let Ok(id) = id.parse::<i64>() {
                             hub.notify(id);
                         }
                     }

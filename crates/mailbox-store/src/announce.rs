@@ -1,0 +1,149 @@
+//! Telling the other replicas, after a commit, which mailboxes changed
+//! (PostgreSQL `NOTIFY mailbox_changes`).
+//!
+//! A NOTIFY issued inside a write's own transaction makes PostgreSQL
+//! serialise that transaction's commit behind every other notifying
+//! transaction of the cluster: it takes one cluster-wide lock before the
+//! commit and holds it until the commit's WAL flush is done, so that queue
+//! entries appear in commit order. With every write notifying, the
+//! writes of all accounts queued on that lock (most of the waits sampled
+//! in `pg_stat_activity` under the IMAP mix of `bench/hot-path` were
+//! `Lock: object`), one WAL flush after another, where they would
+//! otherwise share flushes.
+//!
+//! So writes do not notify. After its commit a write hands its mailbox ids
+//! to this replica's [`Outbox`] (with its local wake-up, see `hub`); one
+//! task sends whatever has gathered in one statement, a transaction of its
+//! own that changes no data and does not wait for its WAL flush: the lock
+//! is held for microseconds, and a burst of writes costs one statement.
+//! The hint is sent after the commit, as an in-transaction NOTIFY is
+//! delivered after it, so a replica that hears it reads the change.
+//!
+//! What could be lost: the hints gathered when this process dies between
+//! a commit and the send (milliseconds). A replica that starts announces
+//! itself with a wildcard hint (`origin:*`), on which every other replica
+//! wakes all its watchers, so a crash and restart leaves no watcher behind;
+//! a replica whose listening connection drops wakes all its own (as
+//! before). A failed send is retried with the same ids.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// The mailbox ids whose changes are yet to be announced.
+#[derive(Default)]
+pub struct Outbox {
+    /// Off on the embedded store: it has no other replicas to tell.
+    enabled: AtomicBool,
+    pending: Mutex<HashSet<i64>>,
+    wake: tokio::sync::Notify,
+}
+
+/// Ids a failed send keeps for its retry; beyond it every watcher of
+/// every replica re-reads anyway (the database was unreachable, and each
+/// listener wakes all its watchers when it listens again).
+const MAX_PENDING: usize = 100_000;
+
+impl Outbox {
+    /// Queues a committed change of `mailbox_id` for the other replicas.
+    pub fn changed(&self, mailbox_id: i64) {
+        if mailbox_id == 0 || !self.enabled.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if p.len() < MAX_PENDING {
+            p.insert(mailbox_id);
+        }
+        drop(p);
+        self.wake.notify_one();
+    }
+
+    fn take(&self) -> Vec<i64> {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        p.drain().collect()
+    }
+
+    fn put_back(&self, ids: Vec<i64>) {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        for id in ids {
+            if p.len() >= MAX_PENDING {
+                break;
+            }
+            p.insert(id);
+        }
+    }
+}
+
+/// The one statement of a send: a NOTIFY per mailbox, and a commit that
+/// does not wait for its WAL flush (the transaction changes no data).
+const SEND: &str = "SELECT set_config('synchronous_commit', 'off', true), \
+     (SELECT count(pg_notify('mailbox_changes', $1 || ':' || id)) \
+      FROM UNNEST($2::BIGINT[]) AS t (id))";
+
+/// Starts announcing `outbox`'s changes on `pool` as replica `origin`,
+/// first with the wildcard hint of a replica that (re)starts. A failed
+/// send goes to `failed` (which logs it and lets the pool look for the
+/// primary) before its retry.
+pub fn spawn(
+    pool: sqlx::PgPool,
+    origin: String,
+    outbox: std::sync::Arc<Outbox>,
+    failed: impl Fn(sqlx::Error) + Send + 'static,
+) {
+    outbox.enabled.store(true, Ordering::Relaxed);
+    tokio::spawn(async move {
+        let hello = sqlx::query("SELECT pg_notify('mailbox_changes', $1 || ':*')")
+            .bind(&origin)
+            .execute(&pool)
+            .await;
+        if let Err(e) = hello {
+            failed(e);
+        }
+        loop {
+            outbox.wake.notified().await;
+            // Whatever else commits while a send is on its way waits for
+            // the next one: one statement per round trip, however many
+            // writes.
+            loop {
+                let ids = outbox.take();
+                if ids.is_empty() {
+                    break;
+                }
+                let sent = sqlx::query(SEND)
+                    .bind(&origin)
+                    .bind(&ids)
+                    .execute(&pool)
+                    .await;
+                if let Err(e) = sent {
+                    failed(e);
+                    outbox.put_back(ids);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outbox_gathers_distinct_ids_only_when_enabled() {
+        let o = Outbox::default();
+        o.changed(5);
+        assert!(o.take().is_empty(), "the embedded store announces nothing");
+        o.enabled.store(true, Ordering::Relaxed);
+        o.changed(5);
+        o.changed(5);
+        o.changed(7);
+        o.changed(0);
+        let mut ids = o.take();
+        ids.sort();
+        assert_eq!(ids, vec![5, 7]);
+        assert!(o.take().is_empty());
+        o.put_back(vec![9]);
+        assert_eq!(o.take(), vec![9]);
+    }
+}
