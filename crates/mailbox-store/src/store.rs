@@ -1064,6 +1064,8 @@ mod changes;
 mod mailboxes;
 // SELECT, FETCH and message bytes, likewise.
 mod messages;
+// STORE, likewise.
+mod flags;
 
 struct Inner {
     backend: Backend,
@@ -1420,33 +1422,6 @@ impl Store {
         })
         .await
         .map_err(|e| StoreError::Internal(format!("summary task: {e}")))
-    }
-
-    pub async fn store_flags(
-        &self,
-        account: AccountId,
-        mailbox: &str,
-        uids: &UidSetRanges,
-        mode: pb::FlagsMode,
-        flags: &pb::Flags,
-        unchanged_since: u64,
-    ) -> Result<pb::StoreFlagsResponse> {
-        let name = parse_mailbox(mailbox)?;
-        check_keywords(flags)?;
-        let (id, change, resp) = on_backend!(
-            self,
-            store_flags(
-                account,
-                name.as_str(),
-                uids,
-                mode,
-                flags,
-                unchanged_since.min(i64::MAX as u64) as i64,
-                self.inner.settings.durable_flags
-            )
-        )?;
-        self.publish(id, change);
-        Ok(resp)
     }
 
     pub async fn copy(
