@@ -1066,6 +1066,8 @@ mod mailboxes;
 mod messages;
 // STORE, likewise.
 mod flags;
+// COPY and MOVE, likewise.
+mod copy;
 
 struct Inner {
     backend: Backend,
@@ -1422,24 +1424,6 @@ impl Store {
         })
         .await
         .map_err(|e| StoreError::Internal(format!("summary task: {e}")))
-    }
-
-    pub async fn copy(
-        &self,
-        account: AccountId,
-        mailbox: &str,
-        uids: &UidSetRanges,
-        destination: &str,
-        remove_source: bool,
-    ) -> Result<pb::CopyResponse> {
-        let name = parse_mailbox(mailbox)?;
-        let dest = parse_mailbox(destination)?;
-        let (ids, resp) = on_backend!(
-            self,
-            copy(account, name.as_str(), uids, dest.as_str(), remove_source)
-        )?;
-        self.changed(&ids);
-        Ok(resp)
     }
 
     pub async fn expunge(
