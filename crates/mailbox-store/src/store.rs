@@ -8,7 +8,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mail_types::{EmailAddress, MailboxName, UidSetRanges};
+use mail_types::{EmailAddress, MailboxName};
 use mailbox_api::pb;
 use prost::Message as _;
 use rand::RngCore;
@@ -1068,6 +1068,8 @@ mod messages;
 mod flags;
 // COPY and MOVE, likewise.
 mod copy;
+// EXPUNGE, likewise.
+mod expunge;
 
 struct Inner {
     backend: Backend,
@@ -1424,23 +1426,6 @@ impl Store {
         })
         .await
         .map_err(|e| StoreError::Internal(format!("summary task: {e}")))
-    }
-
-    pub async fn expunge(
-        &self,
-        account: AccountId,
-        mailbox: &str,
-        uids: Option<&UidSetRanges>,
-        ignore_deleted_flag: bool,
-        lease_id: &str,
-    ) -> Result<pb::ExpungeResponse> {
-        let name = parse_mailbox(mailbox)?;
-        let (id, change, resp) = on_backend!(
-            self,
-            expunge(account, name.as_str(), uids, ignore_deleted_flag, lease_id)
-        )?;
-        self.publish(id, change);
-        Ok(resp)
     }
 
     /// APPEND of one message or (MULTIAPPEND, RFC 3502) several: all are
