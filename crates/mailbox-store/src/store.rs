@@ -20,7 +20,7 @@ use crate::config::StoreSettings;
 use crate::error::{Result, StoreError};
 use crate::hub::Hub;
 pub use crate::model::AccountId;
-use crate::model::{NewBlob, NewMessage};
+use crate::model::NewBlob;
 
 /// METADATA limits (RFC 5464 4.3: MAXSIZE and TOOMANY).
 pub const METADATA_MAX_VALUE: usize = 64 * 1024;
@@ -1070,6 +1070,8 @@ mod flags;
 mod copy;
 // EXPUNGE, likewise.
 mod expunge;
+// APPEND, likewise.
+mod append;
 
 struct Inner {
     backend: Backend,
@@ -1426,43 +1428,6 @@ impl Store {
         })
         .await
         .map_err(|e| StoreError::Internal(format!("summary task: {e}")))
-    }
-
-    /// APPEND of one message or (MULTIAPPEND, RFC 3502) several: all are
-    /// stored, in one transaction, or none.
-    /// Stores `messages` in `mailbox`, all or none. With a non-empty
-    /// `key` (the caller's idempotency key), an APPEND that was stored
-    /// with the same key stores nothing and gets that one's answer.
-    pub async fn append(
-        &self,
-        account: AccountId,
-        mailbox: &str,
-        messages: Vec<NewMessage>,
-        key: &str,
-    ) -> Result<pb::AppendResponse> {
-        let name = parse_mailbox(mailbox)?;
-        let now = crate::model::now();
-        let mut prepared = Vec::with_capacity(messages.len());
-        for m in messages {
-            check_keywords(&m.flags)?;
-            let date = m
-                .internal_date
-                .map(|(d, tz)| (d, tz as i64))
-                .unwrap_or((now, 0));
-            prepared.push((m.flags, date, self.new_blob(m.data).await?));
-        }
-        let items: Vec<crate::model::AppendItem<'_>> = prepared
-            .iter()
-            .map(|(flags, date, blob)| crate::model::AppendItem {
-                flags,
-                date: *date,
-                blob,
-            })
-            .collect();
-        let (id, change, resp) = on_backend!(self, append(account, name.as_str(), &items, key))?;
-        self.publish(id, change);
-        self.inner.hub.texts_written();
-        Ok(resp)
     }
 
     pub async fn search(
