@@ -14,10 +14,11 @@
 //! indexer, which adds texts in batches of [`TRIGRAM_BATCH`], one UPDATE
 //! each, about 0.8 ms of PostgreSQL CPU per text (a little more in all
 //! than inside the delivery). The trade-off: a steady flow it keeps up
-//! with as it comes (a batch every [`TRIGRAM_GATHER`]); when deliveries
-//! come faster than a batch holds, it takes at most about 1 / (1 +
-//! [`BUSY_PAUSE_RATIO`]) of one PostgreSQL backend's time while they keep
-//! coming (a batch, then a pause [`BUSY_PAUSE_RATIO`] times as long), so
+//! with as it comes (a batch every [`TRIGRAM_GATHER`]); while deliveries
+//! keep coming it takes at most about 1 / (1 + [`BUSY_PAUSE_RATIO`]) of
+//! one PostgreSQL backend's time (a batch, then a pause
+//! [`BUSY_PAUSE_RATIO`] times as long, whether the batch was full or
+//! emptied the queue), so
 //! a burst is accepted at nearly full speed, and the texts it leaves are
 //! added at full speed within seconds after it ends (2,000 texts of 4 KiB
 //! in about 2 s on the 2-core bench machine). Meanwhile each search reads
@@ -51,7 +52,7 @@ const TRIGRAM_GATHER: Duration = Duration::from_millis(250);
 
 /// While texts keep being written (within [`BUSY_WINDOW`]), the trigram
 /// indexer pauses this many times as long as its last full batch took.
-const BUSY_PAUSE_RATIO: u32 = 9;
+const BUSY_PAUSE_RATIO: u32 = 30;
 
 /// The bounds of one such pause (and the step in which it looks whether
 /// deliveries still flow).
@@ -203,9 +204,20 @@ fn spawn_trigram_indexer(inner: Weak<Inner>) {
     let texts = strong.hub.texts();
     drop(strong);
     tokio::spawn(async move {
+        // How long the last batch took, and whether it was to be paced:
+        // the wait after a batch that emptied the queue (as a steady flow
+        // of deliveries, often split between replicas, makes them) is
+        // paced as a full batch's pause is.
+        let mut last = (Duration::ZERO, false);
         loop {
             if tokio::time::timeout(IDLE_POLL, texts.wait()).await.is_ok() {
+                let until =
+                    tokio::time::Instant::now() + (last.0 * BUSY_PAUSE_RATIO).min(PAUSE_MAX);
                 tokio::time::sleep(TRIGRAM_GATHER).await;
+                // Cut short when the deliveries stop.
+                while last.1 && texts.within(BUSY_WINDOW) && tokio::time::Instant::now() < until {
+                    tokio::time::sleep(PAUSE_MIN).await;
+                }
             }
             loop {
                 let Some(strong) = inner.upgrade() else {
@@ -219,12 +231,13 @@ fn spawn_trigram_indexer(inner: Weak<Inner>) {
                 // the backlog is past its bound); once they stop, full
                 // speed.
                 let pause = match step {
-                    Ok(n) if n == TRIGRAM_BATCH as u64 && texts.within(BUSY_WINDOW) => {
+                    Ok(n) if n > 0 && texts.within(BUSY_WINDOW) => {
                         !store.fts_trigram_backlog_over().await.unwrap_or(false)
                     }
                     _ => false,
                 };
                 drop(store);
+                last = (took, pause);
                 match step {
                     Ok(n) if n < TRIGRAM_BATCH as u64 => break,
                     Ok(_) if pause => {
