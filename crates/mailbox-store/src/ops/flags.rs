@@ -1,5 +1,6 @@
-// STORE (flags and keywords); PostgreSQL's one-statement form is in
-// `store.rs` (`mod pg`).
+// STORE (flags and keywords). What differs per backend (PostgreSQL's
+// one-statement form, the batched flag update) is `ops/flags_pg.rs` and
+// `ops/flags_lite.rs`.
 // Part of the store's operations: `include!`d by `ops.rs`, so compiled
 // into both backends (`mod pg` and `mod lite` of `store.rs`).
 

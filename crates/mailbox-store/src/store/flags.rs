@@ -1,6 +1,6 @@
 //! STORE: flags and keywords of a set of messages, with CONDSTORE's
 //! UNCHANGEDSINCE. The SQL is `ops/flags.rs` (both backends) and, on
-//! PostgreSQL, the one-statement form in `mod pg` of `store.rs`.
+//! PostgreSQL, the one-statement form in `ops/flags_pg.rs`.
 
 use mail_types::UidSetRanges;
 use mailbox_api::pb;
