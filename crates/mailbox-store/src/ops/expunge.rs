@@ -1,5 +1,6 @@
-// EXPUNGE (and the removal MOVE shares); PostgreSQL's one-statement form
-// is in `store.rs` (`mod pg`).
+// EXPUNGE (and the removal MOVE shares). What differs per backend
+// (PostgreSQL's one-statement form, the batched delete) is
+// `ops/expunge_pg.rs` and `ops/expunge_lite.rs`.
 // Part of the store's operations: `include!`d by `ops.rs`, so compiled
 // into both backends (`mod pg` and `mod lite` of `store.rs`).
 

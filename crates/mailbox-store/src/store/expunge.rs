@@ -1,6 +1,6 @@
 //! EXPUNGE and UID EXPUNGE (and POP3's deletions, under the maildrop
 //! lease). The SQL is `ops/expunge.rs` (both backends) and, on
-//! PostgreSQL, the one-statement form in `mod pg` of `store.rs`.
+//! PostgreSQL, the one-statement form in `ops/expunge_pg.rs`.
 
 use mail_types::UidSetRanges;
 use mailbox_api::pb;
