@@ -35,248 +35,6 @@ mod pg {
         Ok(pool.begin().await?)
     }
 
-    /// APPEND of one message on PostgreSQL as one autocommit statement (it
-    /// was BEGIN, blob, mailbox, usage, message, COMMIT): the body is
-    /// stored first (or its row refreshed and locked against the
-    /// collector), only when the mailbox exists and the quota allows it
-    /// (so a refused APPEND leaves no body behind), then the mailbox row is locked as it takes the UID and
-    /// MODSEQ (and queues the NOTIFY), then the account's usage is raised
-    /// under the quota, then the message row is written; the same lock
-    /// order as a delivery. A quota lost to a concurrent APPEND after the
-    /// mailbox row was taken leaves a UID unused, which IMAP allows.
-    async fn append_one_statement(
-        pool: &Pool<Db>,
-        account: AccountId,
-        mailbox: &str,
-        item: &AppendItem<'_>,
-        key: &str,
-    ) -> Result<(i64, Option<Change>, pb::AppendResponse)> {
-        const OVER: &str = "((a.quota_bytes > 0 AND a.used_bytes + $5 > a.quota_bytes) \
-            OR (a.quota_messages > 0 AND a.message_count + 1 > a.quota_messages))";
-        let sql = format!(
-            "WITH b AS ( \
-               INSERT INTO blobs (id, size, data, summary, created_at, sort_keys, fts_indexed, \
-                 data_codec) \
-               SELECT $3, $5, $4, $6, $7, $8, TRUE, $15 \
-               WHERE EXISTS (SELECT 1 FROM mailboxes \
-                             WHERE account_id = $1 AND name = $2 AND uid_next < 4294967295) \
-                 AND EXISTS (SELECT 1 FROM accounts a WHERE a.id = $1 AND NOT {OVER}) \
-               ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at \
-               RETURNING id, fts_indexed), \
-             bt AS ( \
-               INSERT INTO blob_text (blob_id, text, joined) SELECT id, $14, TRUE FROM b \
-               WHERE fts_indexed \
-               ON CONFLICT (blob_id) DO NOTHING), \
-             mb AS ( \
-               UPDATE mailboxes SET uid_next = uid_next + 1, highest_modseq = highest_modseq + 1 \
-               WHERE account_id = $1 AND name = $2 AND uid_next < 4294967295 \
-                 AND EXISTS (SELECT 1 FROM b) \
-                 AND EXISTS (SELECT 1 FROM accounts a WHERE a.id = $1 AND NOT {OVER}) \
-               RETURNING id, uid_next, highest_modseq, uid_validity), \
-             acc AS ( \
-               UPDATE accounts a SET used_bytes = a.used_bytes + $5, \
-                 message_count = a.message_count + 1 \
-               FROM mb WHERE a.id = $1 AND NOT {OVER} \
-               RETURNING a.id), \
-             ins AS ( \
-               INSERT INTO messages (account_id, mailbox_id, uid, blob_id, flags, keywords, \
-                 modseq, internal_date, internal_tz, size, save_date) \
-               SELECT $1, mb.id, mb.uid_next - 1, $3, $9, $10, mb.highest_modseq, $11, $12, \
-                 $5, $7 FROM mb, acc \
-               RETURNING uid), \
-             k AS ( \
-               INSERT INTO append_keys (account_id, key, uid_validity, uids, created_at) \
-               SELECT $1, $13, mb.uid_validity, CAST(ins.uid AS TEXT), $7 FROM mb, ins \
-               WHERE $13 <> '' \
-               RETURNING 1) \
-             SELECT (SELECT id FROM mb), (SELECT uid_next FROM mb), \
-               (SELECT highest_modseq FROM mb), (SELECT uid_validity FROM mb), \
-               (SELECT count(*) FROM ins) + 0 * (SELECT count(*) FROM k), \
-               (SELECT uid_next FROM mailboxes WHERE account_id = $1 AND name = $2)"
-        );
-        let blob = item.blob;
-        let bits = item.flags.bits();
-        let keywords = join_keywords(&item.flags.keywords);
-        let size = blob.data.len() as i64;
-        let (stored, codec) = blob.stored();
-        type Row = (
-            Option<i64>,
-            Option<i64>,
-            Option<i64>,
-            Option<i64>,
-            i64,
-            Option<i64>,
-        );
-        let row: Row = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(account.0)
-            .bind(mailbox)
-            .bind(&blob.id)
-            .bind(stored)
-            .bind(size)
-            .bind(&blob.summary)
-            .bind(now())
-            .bind(&blob.sort_keys)
-            .bind(bits)
-            .bind(&keywords)
-            .bind(item.date.0)
-            .bind(item.date.1)
-            .bind(key)
-            .bind(crate::fts_query::joined(&blob.text))
-            .bind(codec)
-            .fetch_one(pool)
-            .await?;
-        let (Some(id), Some(uid_next), Some(modseq), Some(validity), 1, _) = row else {
-            return Err(match row.5 {
-                None => StoreError::NotFound("mailbox"),
-                Some(next) if next >= i64::from(u32::MAX) => {
-                    StoreError::Precondition("mailbox has run out of UIDs")
-                }
-                Some(_) => StoreError::OverQuota,
-            });
-        };
-        let uid = (uid_next - 1) as u32;
-        let change = Change {
-            before: modseq as u64 - 1,
-            resp: pb::ChangesResponse {
-                changed: vec![pb::MessageEntry {
-                    uid,
-                    flags: Some(pb::Flags::from_bits(bits, split_keywords(&keywords))),
-                    modseq: modseq as u64,
-                    size: size as u64,
-                }],
-                highest_modseq: modseq as u64,
-                uid_next: uid_next as u32,
-                ..Default::default()
-            },
-            new_messages: true,
-        };
-        Ok((
-            id,
-            Some(change),
-            pb::AppendResponse {
-                uid_validity: validity as u32,
-                uid,
-                uids: vec![uid],
-            },
-        ))
-    }
-
-    /// COPY (not MOVE) on PostgreSQL as one autocommit statement (it was
-    /// BEGIN, two mailbox rows, a lock, the rows, usage, UIDs, one INSERT
-    /// per message, NOTIFY, COMMIT). The source is read from the
-    /// statement's snapshot, without a lock: a message expunged by a
-    /// concurrent EXPUNGE that committed after it began is still copied, as
-    /// if the COPY had come first (MOVE, which must take each message from
-    /// the source exactly once, locks both mailboxes instead). The
-    /// destination row is locked as it takes the UIDs and MODSEQ, then the
-    /// account's usage is raised under the quota: the order of APPEND and
-    /// delivery. A quota lost to a concurrent write after the UIDs were
-    /// taken leaves them unused, which IMAP allows.
-    async fn copy_one_statement(
-        pool: &Pool<Db>,
-        account: AccountId,
-        mailbox: &str,
-        set: &mail_types::UidSetRanges,
-        destination: &str,
-    ) -> Result<(Vec<i64>, pb::CopyResponse)> {
-        let lo: Vec<i64> = set.ranges().iter().map(|r| i64::from(r.0)).collect();
-        let hi: Vec<i64> = set.ranges().iter().map(|r| i64::from(r.1)).collect();
-        let first = lo.first().copied().unwrap_or(1);
-        let last = hi.last().copied().unwrap_or(0);
-        const OVER: &str = "((a.quota_bytes > 0 AND a.used_bytes + tot.bytes > a.quota_bytes) \
-            OR (a.quota_messages > 0 AND a.message_count + tot.n > a.quota_messages))";
-        let sql = format!(
-            "WITH src AS (SELECT id FROM mailboxes WHERE account_id = $1 AND name = $2), \
-             dm AS (SELECT id, uid_validity, uid_next FROM mailboxes \
-               WHERE account_id = $1 AND name = $3), \
-             rows AS ( \
-               SELECT m.uid, m.flags, m.keywords, m.size, m.internal_date, m.internal_tz, \
-                 m.blob_id, row_number() OVER (ORDER BY m.uid) - 1 AS k \
-               FROM src JOIN messages m ON m.mailbox_id = src.id \
-               WHERE m.uid BETWEEN $4 AND $5 \
-                 AND EXISTS (SELECT 1 FROM UNNEST($6::BIGINT[], $7::BIGINT[]) AS r (lo, hi) \
-                             WHERE m.uid BETWEEN r.lo AND r.hi)), \
-             tot AS (SELECT count(*) AS n, CAST(coalesce(sum(size), 0) AS BIGINT) AS bytes \
-               FROM rows), \
-             dst AS ( \
-               UPDATE mailboxes d SET uid_next = d.uid_next + tot.n, \
-                 highest_modseq = d.highest_modseq + 1 \
-               FROM tot \
-               WHERE d.account_id = $1 AND d.name = $3 AND tot.n > 0 \
-                 AND d.uid_next + tot.n <= 4294967295 \
-                 AND EXISTS (SELECT 1 FROM accounts a WHERE a.id = $1 AND NOT {OVER}) \
-               RETURNING d.id, d.uid_next - tot.n AS first_uid, d.highest_modseq), \
-             acc AS ( \
-               UPDATE accounts a SET used_bytes = a.used_bytes + tot.bytes, \
-                 message_count = a.message_count + tot.n \
-               FROM tot, dst WHERE a.id = $1 AND NOT {OVER} \
-               RETURNING a.id), \
-             ins AS ( \
-               INSERT INTO messages (account_id, mailbox_id, uid, blob_id, flags, keywords, \
-                 modseq, internal_date, internal_tz, size, save_date) \
-               SELECT $1, dst.id, dst.first_uid + rows.k, rows.blob_id, rows.flags, \
-                 rows.keywords, dst.highest_modseq, rows.internal_date, rows.internal_tz, \
-                 rows.size, $8 \
-               FROM rows, dst, acc \
-               RETURNING uid) \
-             SELECT (SELECT id FROM src), (SELECT id FROM dm), (SELECT uid_validity FROM dm), \
-               (SELECT uid_next FROM dm), (SELECT n FROM tot), (SELECT id FROM dst), \
-               (SELECT count(*) FROM ins), r.uid, (SELECT first_uid FROM dst) + r.k \
-             FROM (SELECT 1) AS one LEFT JOIN rows r ON TRUE ORDER BY r.uid"
-        );
-        type Row = (
-            Option<i64>,
-            Option<i64>,
-            Option<i64>,
-            Option<i64>,
-            i64,
-            Option<i64>,
-            i64,
-            Option<i64>,
-            Option<i64>,
-        );
-        let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(account.0)
-            .bind(mailbox)
-            .bind(destination)
-            .bind(first)
-            .bind(last)
-            .bind(&lo)
-            .bind(&hi)
-            .bind(now())
-            .fetch_all(pool)
-            .await?;
-        let Some(&(src, dst_id, validity, dst_next, n, done, inserted, ..)) = rows.first() else {
-            return Err(StoreError::Internal("COPY returned no row".into()));
-        };
-        let (Some(_), Some(dst_id), Some(validity), Some(dst_next)) =
-            (src, dst_id, validity, dst_next)
-        else {
-            return Err(StoreError::NotFound("mailbox"));
-        };
-        let mut resp = pb::CopyResponse {
-            destination_uid_validity: validity as u32,
-            ..Default::default()
-        };
-        if n == 0 {
-            return Ok((Vec::new(), resp));
-        }
-        if done.is_none() || inserted != n {
-            return Err(if dst_next + n > i64::from(u32::MAX) {
-                StoreError::Precondition("mailbox has run out of UIDs")
-            } else {
-                StoreError::OverQuota
-            });
-        }
-        for (.., uid, new_uid) in rows {
-            if let (Some(uid), Some(new_uid)) = (uid, new_uid) {
-                resp.source_uids.push(uid as u32);
-                resp.destination_uids.push(new_uid as u32);
-            }
-        }
-        Ok((vec![dst_id], resp))
-    }
-
     include!("ops.rs");
     include!("fts_ops.rs");
     include!("multisearch_ops.rs");
@@ -285,6 +43,8 @@ mod pg {
     include!("sieve_deliver_ops.rs");
     include!("ops/flags_pg.rs");
     include!("ops/expunge_pg.rs");
+    include!("ops/copy_pg.rs");
+    include!("ops/append_pg.rs");
 }
 
 mod lite {
@@ -347,32 +107,6 @@ mod lite {
         Ok(Tx { tx, _turn: turn })
     }
 
-    /// PostgreSQL's one-statement APPEND; never called here.
-    async fn append_one_statement(
-        _pool: &sqlx::Pool<Db>,
-        _account: AccountId,
-        _mailbox: &str,
-        _item: &AppendItem<'_>,
-        _key: &str,
-    ) -> Result<(i64, Option<crate::hub::Change>, pb::AppendResponse)> {
-        Err(StoreError::Internal(
-            "no one-statement APPEND on SQLite".into(),
-        ))
-    }
-
-    /// PostgreSQL's one-statement COPY; never called here.
-    async fn copy_one_statement(
-        _pool: &sqlx::Pool<Db>,
-        _account: AccountId,
-        _mailbox: &str,
-        _set: &mail_types::UidSetRanges,
-        _destination: &str,
-    ) -> Result<(Vec<i64>, pb::CopyResponse)> {
-        Err(StoreError::Internal(
-            "no one-statement COPY on SQLite".into(),
-        ))
-    }
-
     include!("ops.rs");
     include!("fts_ops.rs");
     include!("multisearch_ops.rs");
@@ -380,6 +114,8 @@ mod lite {
     include!("sieve_deliver_ops.rs");
     include!("ops/flags_lite.rs");
     include!("ops/expunge_lite.rs");
+    include!("ops/copy_lite.rs");
+    include!("ops/append_lite.rs");
 }
 
 #[derive(Clone)]

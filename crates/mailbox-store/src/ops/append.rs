@@ -1,5 +1,5 @@
 // APPEND and MULTIAPPEND, with the idempotency key; PostgreSQL's
-// one-statement form is in `store.rs` (`mod pg`).
+// one-statement form is `ops/append_pg.rs`.
 // Part of the store's operations: `include!`d by `ops.rs`, so compiled
 // into both backends (`mod pg` and `mod lite` of `store.rs`).
 

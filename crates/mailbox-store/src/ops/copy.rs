@@ -1,5 +1,4 @@
-// COPY and MOVE; PostgreSQL's one-statement COPY is in `store.rs`
-// (`mod pg`).
+// COPY and MOVE; PostgreSQL's one-statement COPY is `ops/copy_pg.rs`.
 // Part of the store's operations: `include!`d by `ops.rs`, so compiled
 // into both backends (`mod pg` and `mod lite` of `store.rs`).
 

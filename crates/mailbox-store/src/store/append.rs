@@ -1,6 +1,6 @@
 //! APPEND and MULTIAPPEND (RFC 3502), with the caller's idempotency key.
 //! The SQL is `ops/append.rs` (both backends) and, on PostgreSQL, the
-//! one-statement form in `mod pg` of `store.rs`; the blob is made by
+//! one-statement form in `ops/append_pg.rs`; the blob is made by
 //! `Store::new_blob` (with delivery).
 
 use mailbox_api::pb;

@@ -1,6 +1,5 @@
 //! COPY and MOVE within an account. The SQL is `ops/copy.rs` (both
-//! backends) and, on PostgreSQL, the one-statement COPY in `mod pg` of
-//! `store.rs`.
+//! backends) and, on PostgreSQL, the one-statement COPY in `ops/copy_pg.rs`.
 
 use mail_types::UidSetRanges;
 use mailbox_api::pb;
