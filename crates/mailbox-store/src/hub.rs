@@ -13,7 +13,7 @@
 //!
 //! On PostgreSQL, every replica announces its commits with `NOTIFY
 //! mailbox_changes` right after them (see `announce`), and a listener task
-//! feeds the other replicas' hints into this hub (see `store.rs`).
+//! feeds the other replicas' hints into this hub (see `store/background.rs`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
