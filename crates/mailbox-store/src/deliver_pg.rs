@@ -1,7 +1,7 @@
 // Group commit on PostgreSQL in a fixed number of statements (included
 // into `mod pg` of store.rs, next to ops.rs).
 //
-// `deliver_group` (ops.rs) runs each delivery's statements in turn inside
+// `deliver_group` (ops/delivery.rs) runs each delivery's statements in turn inside
 // one transaction: one commit for the group, but still about seven round
 // trips per delivery, and on one busy mailbox the row lock is held through
 // all of them. Here a whole group is about ten statements whatever its

@@ -3,8 +3,8 @@
 //! [`Store`] is the storage interface, with two backends behind it:
 //! PostgreSQL (production, `migrations/postgres`) and an embedded SQLite file
 //! (`migrations/sqlite`, the default for a one-command local run). Both run
-//! the same operations (`ops.rs`, compiled once per backend) so they keep the
-//! same semantics. [`server`] serves the store over gRPC
+//! the same operations (`ops.rs` and `ops/`, compiled once per backend) so
+//! they keep the same semantics. [`server`] serves the store over gRPC
 //! (`proto/mailbox/v1`), enforcing the service secret and account-scoped
 //! session tokens.
 

@@ -4,6 +4,12 @@
 // for both; `$N` parameters work on both, and the rare difference branches on
 // the `PG` constant.
 //
+// This file holds the helpers every domain shares and includes one file per
+// domain from `ops/` (accounts, auth, delivery, mailboxes, messages,
+// search_sort, flags, copy, expunge, append, metadata, maildrop, changes).
+// What only one backend runs is `ops/<domain>_pg.rs` or
+// `ops/<domain>_lite.rs`, included by that backend's module in `store.rs`.
+//
 // Every write runs in one transaction (`begin_write`); UIDs and MODSEQs are
 // allocated inside it with `UPDATE mailboxes ... RETURNING`, whose row lock
 // serialises writers per mailbox, so they only grow and never collide across

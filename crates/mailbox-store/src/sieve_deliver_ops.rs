@@ -1,7 +1,7 @@
 // Sieve at delivery and the outbox (issue #26, migration 0015): SQL for
 // both backends, `include!`d by `store.rs` into `mod pg` and `mod lite`
 // beside `ops.rs`. The plan comes from `delivery_sieve`; `deliver_in`
-// (ops.rs) applies it inside the delivery's transaction with these.
+// (ops/delivery.rs) applies it inside the delivery's transaction with these.
 
 use crate::delivery_sieve::{SieveCopy, SievePlan};
 

@@ -3,6 +3,24 @@
 //! Account-scoped operations take an [`AccountId`], which callers get only
 //! from [`Store::resolve_session`] (a verified token) — that is how the store,
 //! not the gateway, decides which account a call touches.
+//!
+//! Each call's code is grouped by domain, so a reader finds every
+//! statement a call runs by its domain's name: its `impl Store` block in a
+//! child module here (`store/accounts.rs`, `auth.rs`, `mailboxes.rs`,
+//! `messages.rs`, `flags.rs`, `copy.rs`, `expunge.rs`, `append.rs`,
+//! `search_sort.rs`, `delivery.rs` with the group committer,
+//! `metadata.rs`, `maildrop.rs`, `changes.rs`, and `fts.rs`,
+//! `multisearch.rs`, `sieve.rs`, `sieve_delivery.rs`) and its SQL in the
+//! file of the same domain under `ops/` (`ops/flags.rs`, ...), compiled
+//! into both backend modules below; what only one backend runs is
+//! `ops/<domain>_pg.rs` or `ops/<domain>_lite.rs`. (The last four's SQL
+//! is `fts_ops.rs`, `multisearch_ops.rs`, `sieve_ops.rs` and
+//! `sieve_deliver_ops.rs`; delivery's batched PostgreSQL form is
+//! `deliver_pg.rs`.) This file keeps what
+//! they share: the backend modules, the pool's upkeep across failovers,
+//! `on_backend!`, [`Store`] itself with `open`, and the small parsing
+//! helpers; `store/background.rs` holds the background tasks and the
+//! PostgreSQL change listener.
 
 use std::str::FromStr;
 use std::sync::Arc;

@@ -23,9 +23,6 @@ struct Throttle {
     acct_fail: i64,
 }
 
-/// The name a login counts under (throttle, fake salt, session): the
-/// address in its one spelling when it is one (`Alice@Example.org.` and
-/// `alice@example.org` are the same account), else the name lower-cased.
 /// The throttle's keys for a login name and a client address. Names and
 /// addresses longer than any real one are keyed by their SHA-256, so a
 /// key (and the notification that carries it) stays small whatever a
@@ -41,6 +38,9 @@ fn throttle_keys(user: &str, client_ip: &str) -> (String, String) {
     (key("acct", user, 320), key("ip", client_ip, 64))
 }
 
+/// The name a login counts under (throttle, fake salt, session): the
+/// address in its one spelling when it is one (`Alice@Example.org.` and
+/// `alice@example.org` are the same account), else the name lower-cased.
 fn login_name(raw: &str) -> String {
     let u = raw.trim().to_lowercase();
     EmailAddress::parse(&u)
