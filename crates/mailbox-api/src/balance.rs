@@ -250,6 +250,26 @@ impl StoreChannel {
         }
     }
 
+    /// The same channel for the calls about one mailbox (a delivery, by
+    /// its first recipient): every caller naming the same key, in any
+    /// process of the same build, starts at the same replica while the
+    /// replicas up stay the same. The deliveries of one mailbox then meet
+    /// in one store's group commit (one transaction and one WAL flush for
+    /// many) instead of queueing between replicas on the mailbox's row
+    /// lock, each holding it through its own commit. When that replica is
+    /// taken out, the next one up.
+    pub fn keyed(&self, key: &[u8]) -> Self {
+        // FNV-1a: stable across processes and versions, unlike std's
+        // hashers; the spread over a few replicas is all it must give.
+        let hash = key.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        Self {
+            inner: self.inner.clone(),
+            turn: Some((hash >> 16) as usize),
+        }
+    }
+
     /// Every replica now known and whether it is in use, as
     /// (`http://host:port`, up): for tests and diagnostics.
     pub fn replica_states(&self) -> Vec<(String, bool)> {
@@ -587,4 +607,35 @@ async fn call(
             "no store replica is known (store_url names none that resolve)",
         ))
     }))
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    /// The replica a keyed channel's calls start at.
+    fn first(c: &StoreChannel, key: &str) -> String {
+        let keyed = c.keyed(key.as_bytes());
+        c.inner.candidates(keyed.turn)[0].key.clone()
+    }
+
+    #[tokio::test]
+    async fn a_key_starts_at_one_replica_and_keys_spread_over_all() {
+        let targets = crate::store_url::parse_store_url(
+            "http://127.0.0.1:1,http://127.0.0.1:2,http://127.0.0.1:3",
+        )
+        .expect("three replicas");
+        let a = StoreChannel::new(targets.clone());
+        // Another process of the same build (another smtp-ingest pod).
+        let b = StoreChannel::new(targets);
+        for _ in 0..5 {
+            assert_eq!(first(&a, "bob@example.org"), first(&a, "bob@example.org"));
+            assert_eq!(first(&a, "bob@example.org"), first(&b, "bob@example.org"));
+        }
+        let spread: std::collections::HashSet<String> = (0..60)
+            .map(|i| first(&a, &format!("user{i}@example.org")))
+            .collect();
+        assert_eq!(spread.len(), 3, "{spread:?}");
+    }
 }

@@ -640,7 +640,19 @@ impl Session {
             body: Bytes::from(body),
             per_recipient_replies: self.mode == Mode::Lmtp,
         };
-        let result = deliver::deliver(&self.delivery, &msg, self.settings().store_retry).await;
+        // Deliveries to one mailbox go to one store replica (see
+        // `StoreChannel::keyed`), so they share its group commits.
+        let key = tx
+            .rcpts
+            .iter()
+            .map(|r| r.to_ascii_lowercase())
+            .min()
+            .unwrap_or_default();
+        let client = mailbox_api::delivery_client(
+            self.ctx.channel.keyed(key.as_bytes()),
+            self.ctx.auth.clone(),
+        );
+        let result = deliver::deliver(&client, &msg, self.settings().store_retry).await;
         service_kit::metrics::delivery(match &result {
             Ok(r)
                 if r.results
