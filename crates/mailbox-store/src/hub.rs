@@ -57,11 +57,15 @@ pub struct Hub {
 }
 
 /// The signal that index texts were written by this process, and when
-/// last: the trigram indexer waits for it, and paces itself while writes
-/// keep coming.
+/// writes were last seen: the trigram indexer waits for the first, and
+/// paces itself while writes keep coming.
 #[derive(Default)]
 pub struct TextsWritten {
     wake: tokio::sync::Notify,
+    /// The last write seen: texts written here, or any mailbox change
+    /// committed here or heard from another replica. Deliveries often go
+    /// to one replica only (smtp-ingest sends each mailbox's to one), and
+    /// the others' indexers must give way to them too.
     last: Mutex<Option<std::time::Instant>>,
 }
 
@@ -72,7 +76,7 @@ impl TextsWritten {
         self.wake.notified().await;
     }
 
-    /// Whether texts were written within `window`.
+    /// Whether writes were seen within `window` (see the `last` field).
     pub fn within(&self, window: std::time::Duration) -> bool {
         let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         last.is_some_and(|t| t.elapsed() < window)
@@ -99,6 +103,8 @@ impl Hub {
     }
 
     fn send(&self, mailbox_id: i64, signal: Signal) {
+        *self.texts.last.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(std::time::Instant::now());
         let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(tx) = map.get(&mailbox_id)
             && tx.send(signal).is_err()

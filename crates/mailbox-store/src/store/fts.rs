@@ -50,8 +50,9 @@ const TRIGRAM_BATCH: i64 = 200;
 /// large batches rather than a statement per delivery.
 const TRIGRAM_GATHER: Duration = Duration::from_millis(250);
 
-/// While texts keep being written (within [`BUSY_WINDOW`]), the trigram
-/// indexer pauses this many times as long as its last full batch took.
+/// While writes keep coming (within [`BUSY_WINDOW`]; see `TextsWritten`),
+/// the trigram indexer pauses this many times as long as its last batch
+/// took.
 const BUSY_PAUSE_RATIO: u32 = 30;
 
 /// The bounds of one such pause (and the step in which it looks whether
