@@ -24,7 +24,9 @@
 //! delivered after it, so a replica that hears it reads the change.
 //!
 //! What could be lost: the hints gathered when this process dies between
-//! a commit and the send (milliseconds). A replica that starts announces
+//! a commit and the send ([`GATHER`] and a round trip); every Watch also
+//! reads its mailbox again every 30 s, whatever it heard. A replica that
+//! starts announces
 //! itself with a wildcard hint (`origin:*`), on which every other replica
 //! wakes all its watchers, so a crash and restart leaves no watcher behind;
 //! a replica whose listening connection drops wakes all its own (as
