@@ -3,21 +3,25 @@
 // Part of the store's operations: `include!`d by `ops.rs`, so compiled
 // into both backends (`mod pg` and `mod lite` of `store.rs`).
 
+/// The columns of `auth_cache::AuthRow`, of `accounts a`: what a login
+/// and a session check read of an account.
+const AUTH_COLUMNS: &str = if PG {
+    "a.id, a.password_hash, a.disabled, a.scram_stored_key IS NOT NULL, a.session_gen, \
+     (SELECT string_agg(p.id::TEXT, ',') FROM app_passwords p WHERE p.account_id = a.id)"
+} else {
+    "a.id, a.password_hash, a.disabled, a.scram_stored_key IS NOT NULL, a.session_gen, \
+     (SELECT group_concat(p.id, ',') FROM app_passwords p WHERE p.account_id = a.id)"
+};
+
 /// What a login checks of an account, by its address (see
 /// `auth_cache::AuthRow`).
 pub async fn credentials(
     pool: &Pool<Db>,
     address: &str,
 ) -> Result<Option<crate::auth_cache::AuthRow>> {
-    Ok(sqlx::query_as(if PG {
-        "SELECT a.id, a.password_hash, a.disabled, a.scram_stored_key IS NOT NULL, a.session_gen, \
-           (SELECT string_agg(p.id::TEXT, ',') FROM app_passwords p WHERE p.account_id = a.id) \
-         FROM accounts a WHERE a.address = $1"
-    } else {
-        "SELECT a.id, a.password_hash, a.disabled, a.scram_stored_key IS NOT NULL, a.session_gen, \
-           (SELECT group_concat(p.id, ',') FROM app_passwords p WHERE p.account_id = a.id) \
-         FROM accounts a WHERE a.address = $1"
-    })
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {AUTH_COLUMNS} FROM accounts a WHERE a.address = $1"
+    )))
     .bind(address)
     .fetch_optional(pool)
     .await?)
@@ -28,15 +32,9 @@ pub async fn account_auth(
     pool: &Pool<Db>,
     account: i64,
 ) -> Result<Option<crate::auth_cache::AuthRow>> {
-    Ok(sqlx::query_as(if PG {
-        "SELECT a.id, a.password_hash, a.disabled, a.scram_stored_key IS NOT NULL, a.session_gen, \
-           (SELECT string_agg(p.id::TEXT, ',') FROM app_passwords p WHERE p.account_id = a.id) \
-         FROM accounts a WHERE a.id = $1"
-    } else {
-        "SELECT a.id, a.password_hash, a.disabled, a.scram_stored_key IS NOT NULL, a.session_gen, \
-           (SELECT group_concat(p.id, ',') FROM app_passwords p WHERE p.account_id = a.id) \
-         FROM accounts a WHERE a.id = $1"
-    })
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {AUTH_COLUMNS} FROM accounts a WHERE a.id = $1"
+    )))
     .bind(account)
     .fetch_optional(pool)
     .await?)
