@@ -744,6 +744,26 @@ async fn texts_not_in_the_trigram_index_yet_are_found(backend: Backend) {
         .await
         .unwrap();
         assert_eq!((unjoined, spaced), (0, 0));
+        // Texts are compressed with LZ4 (migration 0032): a long one is,
+        // and still found.
+        t.deliver(
+            "long",
+            &[USER],
+            &common::message("long", &"a long text, compressed well ".repeat(800)),
+        )
+        .await;
+        let method: Option<String> = sqlx::query_scalar(
+            "SELECT pg_column_compression(text) FROM blob_text \
+             ORDER BY octet_length(text) DESC LIMIT 1",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(method.as_deref(), Some("lz4"));
+        assert_eq!(
+            search(&mut c, "INBOX", &key(Key::Body("TEXT, COMPRESSED".into()))).await,
+            vec![mine.len() as u32 + 2]
+        );
     }
     compare(&t, &scan, "INBOX", &keys).await;
     compare_multi(&t, &scan, &keys).await;

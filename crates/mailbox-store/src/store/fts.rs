@@ -98,22 +98,40 @@ impl Store {
     ) -> Result<pb::SearchResponse> {
         let needs = crate::search::needs(key);
         let after = i64::from(lo).saturating_sub(1).max(0);
+        // Phase times for `RUST_LOG=mailbox_store=debug`: where a search's
+        // time goes (the candidates' statement, reading and decompressing
+        // their rows, the evaluator).
+        let started = std::time::Instant::now();
         let (mb, candidates) = on_backend!(
             self,
             fts_candidates(account, mailbox, cond, after, i64::from(hi))
         )?;
+        let candidates_took = started.elapsed();
+        let (mut read, mut evaluated) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
         let mut uids = Vec::new();
         for window in candidates.chunks(WINDOW) {
+            let at = std::time::Instant::now();
             let rows = on_backend!(
                 self,
                 search_rows_by_uids(mb.id, window, needs.summary, needs.data)
             )?;
+            read += at.elapsed();
+            let at = std::time::Instant::now();
             let key = key.clone();
             let found = tokio::task::spawn_blocking(move || crate::search::evaluate(&key, 0, rows))
                 .await
                 .map_err(|e| StoreError::Internal(format!("search task: {e}")))??;
+            evaluated += at.elapsed();
             uids.extend(found.uids);
         }
+        tracing::debug!(
+            candidates = candidates.len(),
+            found = uids.len(),
+            candidates_us = candidates_took.as_micros() as u64,
+            read_us = read.as_micros() as u64,
+            evaluate_us = evaluated.as_micros() as u64,
+            "indexed search"
+        );
         Ok(pb::SearchResponse {
             uids,
             highest_modseq: mb.highest_modseq as u64,
