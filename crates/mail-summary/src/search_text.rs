@@ -11,6 +11,9 @@
 //!   ([`BodySearch::raw`]: MIME part headers such as attachment file
 //!   names, quoted-printable source, 7bit and 8bit text), ASCII case
 //!   insensitively;
+//! * the parts' file names decoded (RFC 2231 `filename*=` and encoded
+//!   words, which the raw body holds only in their encoded form), case
+//!   folded ([`BodySearch::names`]);
 //! * for TEXT, the raw header and the header values decoded for SEARCH;
 //! * for HEADER, each unfolded header field ([`header_fields`]), or the
 //!   decoded value of the six fields the summary keeps.
@@ -21,7 +24,7 @@
 //! [`FIELD_MARK`] followed by the folded name and `:` before the value), so
 //! an index over it only ever narrows the candidates.
 
-use mail_parser::{Encoding, MessageParser, MessagePart, PartType};
+use mail_parser::{Encoding, MessageParser, MessagePart, MimeHeaders, PartType};
 
 use crate::SearchFields;
 
@@ -37,6 +40,12 @@ pub struct BodySearch {
     /// The raw body (after the header's blank line) without the bodies of
     /// base64-encoded parts, which are not text anyone searches for.
     pub raw: Vec<u8>,
+    /// The file name of each part that has one (Content-Disposition's
+    /// `filename`, else Content-Type's `name`), as mail-parser decodes it
+    /// (RFC 2231 parameters with their charset, encoded words), each
+    /// followed by `\n`, lower-cased (`str::to_lowercase`); attached
+    /// messages' parts too.
+    pub names: String,
 }
 
 /// Length of the header section including the blank line that ends it
@@ -76,6 +85,7 @@ pub fn body_search(data: &[u8]) -> BodySearch {
         return BodySearch {
             text: String::new(),
             raw: data[start..].to_vec(),
+            names: String::new(),
         };
     };
     let mut text = String::new();
@@ -105,9 +115,28 @@ pub fn body_search(data: &[u8]) -> BodySearch {
         }
     }
     raw.extend_from_slice(&data[at..]);
+    let mut names = String::new();
+    file_names(&msg.parts, &mut names, 0);
     BodySearch {
         text: text.to_lowercase(),
         raw,
+        names: names.to_lowercase(),
+    }
+}
+
+/// The decoded file names of `parts` and of the parts of the messages
+/// attached among them, each followed by `\n`.
+fn file_names(parts: &[MessagePart<'_>], out: &mut String, depth: usize) {
+    for part in parts {
+        if let Some(name) = part.attachment_name() {
+            out.push_str(name);
+            out.push('\n');
+        }
+        if let PartType::Message(m) = &part.body
+            && depth < crate::MAX_DEPTH
+        {
+            file_names(&m.parts, out, depth + 1);
+        }
     }
 }
 
@@ -161,17 +190,21 @@ fn push_fold(out: &mut String, s: &str) {
 
 /// Everything SEARCH BODY, TEXT and HEADER match in a message, folded
 /// ([`fold`]), in one string for a substring index: the decoded text,
-/// the raw body without base64 bodies, the raw header, each unfolded
+/// the raw body without base64 bodies, the decoded file names, the raw
+/// header, each unfolded
 /// header field as `FIELD_MARK name ":" value`, and the decoded fields of
 /// the summary (`fields`) the same way.
 pub fn index_text(data: &[u8], fields: &SearchFields) -> String {
     let end = header_len(data);
     let body = body_search(data);
     let header = &data[..end];
-    let mut t = String::with_capacity(body.text.len() + body.raw.len() + 2 * end + 256);
+    let mut t =
+        String::with_capacity(body.text.len() + body.raw.len() + body.names.len() + 2 * end + 256);
     push_fold(&mut t, &body.text);
     t.push('\n');
     push_fold(&mut t, &String::from_utf8_lossy(&body.raw));
+    t.push('\n');
+    push_fold(&mut t, &body.names);
     t.push('\n');
     push_fold(&mut t, &String::from_utf8_lossy(header));
     t.push('\n');
@@ -271,6 +304,23 @@ PHNjcmlwdD5zZWNyZXQ8L3NjcmlwdD48cD5aZWlsZSAmYW1wOyDpdOk8L3A+\r\n--a--\r\n";
         );
         let t = index_text(m, &SearchFields::default());
         assert!(t.contains("zeile & été") && !t.contains("secret"), "{t}");
+    }
+
+    #[test]
+    fn file_names_are_decoded() {
+        let m = b"Subject: n\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+--b\r\nContent-Type: text/plain\r\n\r\nbody\r\n\
+--b\r\nContent-Type: text/plain; charset=utf-8\r\n\
+Content-Disposition: attachment; filename*=utf-8''%C3%A9t%C3%A9.txt\r\n\r\nnotes\r\n\
+--b\r\nContent-Type: application/octet-stream; name=\"=?UTF-8?Q?R=C3=A9sum=C3=A9.bin?=\"\r\n\
+Content-Transfer-Encoding: base64\r\n\r\nAAEC\r\n\
+--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment;\r\n \
+filename*0*=iso-8859-1''%E9t;\r\n filename*1=\"e long.bin\"\r\n\r\nxx\r\n--b--\r\n";
+        let b = body_search(m);
+        assert_eq!(b.names, "été.txt\nrésumé.bin\néte long.bin\n");
+        assert!(!b.text.contains("été.txt"), "{}", b.text);
+        let t = index_text(m, &SearchFields::default());
+        assert!(t.contains("été.txt\nrésumé.bin\néte long.bin\n"), "{t}");
     }
 
     #[test]

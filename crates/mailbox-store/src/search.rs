@@ -68,22 +68,26 @@ struct Msg<'a> {
 }
 
 impl Msg<'_> {
-    /// The decoded text parts and the raw body without base64 bodies
-    /// ([`mail_summary::search_text`], which the full-text index is built
-    /// from too).
+    /// The decoded text parts, the raw body without base64 bodies and
+    /// the decoded file names ([`mail_summary::search_text`], which the
+    /// full-text index is built from too).
     fn body(&self) -> &BodySearch {
         self.body
             .get_or_init(|| self.data.map(search_text::body_search).unwrap_or_default())
     }
 
-    /// BODY: the decoded text (RFC 9051 6.4.4), or else the raw body
-    /// (ASCII case folded) outside base64-encoded parts.
+    /// BODY: the decoded text (RFC 9051 6.4.4) or the parts' decoded file
+    /// names, or else the raw body (ASCII case folded) outside
+    /// base64-encoded parts.
     fn body_contains(&self, needle: &str) -> bool {
         if self.data.is_none() {
             return false;
         }
         let b = self.body();
-        b.text.contains(&needle.to_lowercase()) || contains_ci(&b.raw, needle.as_bytes())
+        let lower = needle.to_lowercase();
+        b.text.contains(&lower)
+            || b.names.contains(&lower)
+            || contains_ci(&b.raw, needle.as_bytes())
     }
 }
 

@@ -8,7 +8,8 @@
 //! background; on PostgreSQL, texts written with their bodies but not yet
 //! in the trigram index (a delivery leaves that to the trigram indexer)
 //! are found too, in small and large mailboxes and by MULTISEARCH, and
-//! the background indexer then adds them.
+//! the background indexer then adds them. Attachment file names are found
+//! decoded, also in bodies indexed before they were (migration 0033).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[macro_use]
@@ -25,6 +26,7 @@ both_backends!(
     a_message_is_found_as_soon_as_it_is_stored,
     bodies_not_indexed_yet_are_found_then_indexed,
     texts_not_in_the_trigram_index_yet_are_found,
+    file_names_are_found_decoded_and_old_texts_redone,
 );
 
 const USER: &str = "f@example.org";
@@ -215,6 +217,8 @@ fn fixed_needles() -> Vec<String> {
         "%C3%A9t",
         "résumé",
         "r=C3=A9sum",
+        "été.txt",
+        "RÉSUMÉ.bin",
         "attached inner text",
         "inner été",
         "οδοσ",
@@ -896,5 +900,97 @@ async fn forget_the_index(t: &TestStore, backend: Backend) {
                 sqlx::query(*s).execute(&pool).await.unwrap();
             }
         }
+    }
+}
+
+/// Attachment file names are found decoded (RFC 2231 `filename*=`, an
+/// encoded word in `name=`), by BODY and TEXT, through the index as by the
+/// scan; a body whose text was written before (without the decoded names)
+/// is marked by migration 0033 for indexing again: found meanwhile (it is
+/// decoded), then indexed anew.
+async fn file_names_are_found_decoded_and_old_texts_redone(backend: Backend) {
+    let (t, scan) = stores(backend).await;
+    let m = corpus()[5].clone();
+    assert!(String::from_utf8_lossy(&m).contains("filename*=utf-8''%C3%A9t%C3%A9.txt"));
+    t.deliver("att", &[USER], &m).await;
+    let names = ["été.txt", "ÉTÉ.TXT", "résumé.bin", "RÉSUMÉ", "sumé.b"];
+    let keys: Vec<pb::SearchKey> = names
+        .iter()
+        .flat_map(|n| [key(Key::Body(n.to_string())), key(Key::Text(n.to_string()))])
+        .collect();
+    let mut a = t.login(USER, "pw").await;
+    for k in &keys {
+        assert_eq!(search(&mut a, "INBOX", k).await, vec![1], "{k:?}");
+    }
+    compare(&t, &scan, "INBOX", &keys).await;
+
+    // The text as a version before this one wrote it: without the
+    // decoded names (the raw body has them only encoded).
+    let fields = mailbox_store::summary::summarize(&m).search;
+    let old = mailbox_store::summary::search_text::index_text(&m, &fields)
+        .replace("été.txt\n", "")
+        .replace("résumé.bin\n", "");
+    assert!(!old.contains("été") && !old.contains("résumé"), "{old}");
+    match backend {
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(t.url()).await.unwrap();
+            let joined: String = old
+                .chars()
+                .filter(|c| !matches!(c, ' ' | '\n' | '\r' | '\t'))
+                .collect();
+            sqlx::query("UPDATE blob_text SET text = $1")
+                .bind(joined)
+                .execute(&pool)
+                .await
+                .unwrap();
+            sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 33")
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(t.url()).await.unwrap();
+            let docid: i64 = sqlx::query_scalar("SELECT docid FROM blob_text")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            sqlx::query("DELETE FROM blob_fts WHERE rowid = $1")
+                .bind(docid)
+                .execute(&pool)
+                .await
+                .unwrap();
+            sqlx::query("INSERT INTO blob_fts (rowid, text) VALUES ($1, $2)")
+                .bind(docid)
+                .bind(&old)
+                .execute(&pool)
+                .await
+                .unwrap();
+            sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 33")
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+    }
+    // Through the old text the index rules the body out.
+    assert_eq!(
+        search(&mut a, "INBOX", &key(Key::Body("été.txt".into()))).await,
+        Vec::<u32>::new()
+    );
+
+    // The upgrade: a store that starts runs migration 0033, which marks
+    // the body; searches decode it until the indexer has written it anew.
+    let _upgraded = t.replica_with(|s| s.fts_indexer = false).await;
+    assert_eq!(t.store.fts_status().await.unwrap().pending, 1);
+    compare(&t, &scan, "INBOX", &keys).await;
+    assert_eq!(
+        search(&mut a, "INBOX", &key(Key::Body("été.txt".into()))).await,
+        vec![1]
+    );
+    assert_eq!(t.store.fts_index_batch().await.unwrap(), 1);
+    assert_eq!(t.store.fts_status().await.unwrap().pending, 0);
+    index_trigrams(&t).await;
+    compare(&t, &scan, "INBOX", &keys).await;
+    for k in &keys {
+        assert_eq!(search(&mut a, "INBOX", k).await, vec![1], "{k:?}");
     }
 }
