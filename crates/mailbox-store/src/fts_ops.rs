@@ -83,71 +83,89 @@ async fn put_blob_text(tx: &mut Tx, blob_id: &str, text: &str, replace: bool) ->
 /// use the trigram index.
 pub const FTS_SCAN_UP_TO: i64 = 2000;
 
+/// Whether mailbox `mailbox_id` has at most [`FTS_SCAN_UP_TO`] messages
+/// (PostgreSQL: which way [`fts_candidate_uids`] goes; counted up to one
+/// more, some 0.3 ms for a large mailbox, so the store keeps the answer
+/// for a while: see `store::fts`).
+pub async fn fts_mailbox_small(pool: &Pool<Db>, mailbox_id: i64) -> Result<bool> {
+    Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT COUNT(*) <= {FTS_SCAN_UP_TO} FROM (\
+           SELECT 1 FROM messages WHERE mailbox_id = $1 LIMIT {}) x",
+        FTS_SCAN_UP_TO + 1
+    )))
+    .bind(mailbox_id)
+    .fetch_one(pool)
+    .await?)
+}
+
 /// The UIDs (ascending) of the messages of mailbox `mailbox_id` with a
 /// UID above `after` and at most `upto` whose bodies may match `cond`
 /// (their index text satisfies it, or they are not indexed yet), in one
-/// statement. The caller has checked that the mailbox is the account's.
+/// statement. On PostgreSQL `read` picks how: the mailbox's own texts
+/// read one by one (a small mailbox), or the trigram index; either way
+/// the answer is the same (every candidate), only its cost differs. The
+/// caller has checked that the mailbox is the account's.
 pub async fn fts_candidate_uids(
     pool: &Pool<Db>,
     mailbox_id: i64,
     cond: &crate::fts_query::Cond,
     after: i64,
     upto: i64,
+    read: bool,
 ) -> Result<Vec<i64>> {
     let strings = cond.strings();
     let sql = if PG {
         let k = strings.len();
         let stored = cond.to_stored_like_sql("t.text", 4 + k);
-        let read = cond.to_read_sql("t.text", "t.joined", 4, 4 + k);
-        // Small mailbox: its texts, each read once by blob_text's key
-        // (OFFSET 0 keeps the planner from hashing the whole table; strpos
-        // is no trigram index's operator). Otherwise: the trigram index's
-        // matches (re-checked with LIKE on the stored text, which is
-        // stored without white space: migration 0027), joined to the
-        // mailbox. Either way: bodies not indexed yet. `small` is
-        // computed once; the branch it rules out is not run. `hits` is a
-        // CTE of its own so that a generic plan (a statement prepared and
-        // run often) still reads the trigram index rather than LIKE on
-        // every text of the mailbox (1.2 s instead of 30 ms for 10,000
-        // messages), and `fts_index_first` (migration 0026) prices a scan
-        // of every text out of the planner's choices (5 s instead of 50
-        // ms for the 120,000 texts of bench/fts, whose main table is
-        // small). The trigram index holds the texts marked `indexed` and
-        // `joined`; the mailbox's texts not in it yet (`pend`: every such
-        // text's body, found by their partial index, migration 0028,
-        // looked up in this mailbox by blob_id, no text read; a few
-        // seconds of deliveries at most, so this is driven from them,
-        // never from the mailbox, under any plan) are read one by one.
-        format!(
-            "WITH small AS MATERIALIZED (\
-               SELECT COUNT(*) <= {FTS_SCAN_UP_TO} AS yes FROM (\
-                 SELECT 1 FROM messages WHERE mailbox_id = $1 AND uid > $2 AND uid <= $3 \
-                 LIMIT {}) x), \
-             hits AS MATERIALIZED (\
-               SELECT t.blob_id FROM blob_text t \
-                WHERE NOT (SELECT yes FROM small) AND t.indexed AND t.joined \
-                  AND fts_index_first(t.blob_id) AND {stored}), \
-             pend AS MATERIALIZED (\
-               SELECT x.uid, u.blob_id FROM blob_text u CROSS JOIN LATERAL (\
-                 SELECT m.uid FROM messages m WHERE m.blob_id = u.blob_id \
-                   AND m.mailbox_id = $1 AND m.uid > $2 AND m.uid <= $3 OFFSET 0) x \
-                WHERE NOT (SELECT yes FROM small) AND NOT (u.indexed AND u.joined)) \
-             SELECT m.uid FROM messages m CROSS JOIN LATERAL (\
-               SELECT 1 FROM blob_text t WHERE t.blob_id = m.blob_id AND {read} OFFSET 0) x \
-              WHERE (SELECT yes FROM small) \
-                AND m.mailbox_id = $1 AND m.uid > $2 AND m.uid <= $3 \
-             UNION \
-             SELECT m.uid FROM hits h JOIN messages m ON m.blob_id = h.blob_id \
-              WHERE m.mailbox_id = $1 AND m.uid > $2 AND m.uid <= $3 \
-             UNION \
-             SELECT p.uid FROM pend p CROSS JOIN LATERAL (\
-               SELECT 1 FROM blob_text t WHERE t.blob_id = p.blob_id AND {read} OFFSET 0) y \
-             UNION \
-             SELECT m.uid FROM blobs p JOIN messages m ON m.blob_id = p.id \
-              WHERE NOT p.fts_indexed AND m.mailbox_id = $1 AND m.uid > $2 AND m.uid <= $3 \
-             ORDER BY 1",
-            FTS_SCAN_UP_TO + 1,
-        )
+        let by_text = cond.to_read_sql("t.text", "t.joined", 4, 4 + k);
+        // Either way: bodies not indexed yet.
+        let unindexed = "SELECT m.uid FROM blobs p JOIN messages m ON m.blob_id = p.id \
+             WHERE NOT p.fts_indexed AND m.mailbox_id = $1 AND m.uid > $2 AND m.uid <= $3";
+        if read {
+            // A small mailbox: its texts, each read once by blob_text's
+            // key (OFFSET 0 keeps the planner from hashing the whole
+            // table; strpos is no trigram index's operator), whether in
+            // the trigram index or not.
+            format!(
+                "SELECT m.uid FROM messages m CROSS JOIN LATERAL (\
+                   SELECT 1 FROM blob_text t WHERE t.blob_id = m.blob_id AND {by_text} OFFSET 0) x \
+                  WHERE m.mailbox_id = $1 AND m.uid > $2 AND m.uid <= $3 \
+                 UNION {unindexed} ORDER BY 1"
+            )
+        } else {
+            // The trigram index's matches (re-checked with LIKE on the
+            // stored text, which is stored without white space: migration
+            // 0027), joined to the mailbox. `hits` is a CTE of its own so
+            // that a generic plan (a statement prepared and run often)
+            // still reads the trigram index rather than LIKE on every
+            // text of the mailbox (1.2 s instead of 30 ms for 10,000
+            // messages), and `fts_index_first` (migration 0026) prices a
+            // scan of every text out of the planner's choices (5 s
+            // instead of 50 ms for the 120,000 texts of bench/fts, whose
+            // main table is small). The trigram index holds the texts
+            // marked `indexed` and `joined`; the mailbox's texts not in it
+            // yet (`pend`: every such text's body, found by their partial
+            // index, migration 0028, looked up in this mailbox by
+            // blob_id, no text read; a few seconds of deliveries at most,
+            // so this is driven from them, never from the mailbox, under
+            // any plan) are read one by one.
+            format!(
+                "WITH hits AS MATERIALIZED (\
+                   SELECT t.blob_id FROM blob_text t \
+                    WHERE t.indexed AND t.joined AND fts_index_first(t.blob_id) AND {stored}), \
+                 pend AS MATERIALIZED (\
+                   SELECT x.uid, u.blob_id FROM blob_text u CROSS JOIN LATERAL (\
+                     SELECT m.uid FROM messages m WHERE m.blob_id = u.blob_id \
+                       AND m.mailbox_id = $1 AND m.uid > $2 AND m.uid <= $3 OFFSET 0) x \
+                    WHERE NOT (u.indexed AND u.joined)) \
+                 SELECT m.uid FROM hits h JOIN messages m ON m.blob_id = h.blob_id \
+                  WHERE m.mailbox_id = $1 AND m.uid > $2 AND m.uid <= $3 \
+                 UNION \
+                 SELECT p.uid FROM pend p CROSS JOIN LATERAL (\
+                   SELECT 1 FROM blob_text t WHERE t.blob_id = p.blob_id AND {by_text} OFFSET 0) y \
+                 UNION {unindexed} ORDER BY 1"
+            )
+        }
     } else {
         "SELECT m.uid FROM messages m \
           WHERE m.mailbox_id = $1 AND m.uid > $2 AND m.uid <= $3 \
@@ -175,7 +193,13 @@ pub async fn fts_candidate_uids(
 }
 
 /// [`fts_candidate_uids`] in the account's mailbox `mailbox`, with the
-/// mailbox's row (read first: its HIGHESTMODSEQ is the search's).
+/// mailbox's row (read first: its HIGHESTMODSEQ is the search's). On
+/// PostgreSQL the mailbox's texts are read one by one when the UID range
+/// spans at most [`FTS_SCAN_UP_TO`] UIDs, or when `small` (the store's
+/// recent answer for the mailbox, else [`fts_mailbox_small`], asked here)
+/// says the mailbox has at most that many messages; otherwise the
+/// trigram index is used. Returns the answer of [`fts_mailbox_small`]
+/// when it was asked, for the store to keep.
 pub async fn fts_candidates(
     pool: &Pool<Db>,
     account: AccountId,
@@ -183,10 +207,21 @@ pub async fn fts_candidates(
     cond: &crate::fts_query::Cond,
     after: i64,
     upto: i64,
-) -> Result<(MailboxRow, Vec<i64>)> {
+    small: impl FnOnce(i64) -> Option<bool>,
+) -> Result<(MailboxRow, Vec<i64>, Option<bool>)> {
     let mb = mailbox_by_name_pool(pool, account, mailbox).await?;
-    let uids = fts_candidate_uids(pool, mb.id, cond, after, upto).await?;
-    Ok((mb, uids))
+    let (read, asked) = if !PG {
+        (false, None)
+    } else if upto.min(mb.uid_next - 1) - after <= FTS_SCAN_UP_TO {
+        (true, None)
+    } else if let Some(kept) = small(mb.id) {
+        (kept, None)
+    } else {
+        let s = fts_mailbox_small(pool, mb.id).await?;
+        (s, Some(s))
+    };
+    let uids = fts_candidate_uids(pool, mb.id, cond, after, upto, read).await?;
+    Ok((mb, uids, asked))
 }
 
 /// The search evaluator's rows for the messages of mailbox `mailbox_id`

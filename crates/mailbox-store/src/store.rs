@@ -345,6 +345,8 @@ struct Inner {
     jwks: crate::oidc::JwksCache,
     /// SORT's and THREAD's keys and answers per mailbox.
     sort_cache: crate::sort_cache::SortCache,
+    /// Which mailboxes are small, for the full-text search (see `fts`).
+    fts_sizes: fts::SizeHints,
     /// Compiled Sieve scripts by account (see `delivery_sieve`).
     sieve_cache: Arc<crate::delivery_sieve::ScriptCache>,
 }
@@ -459,6 +461,7 @@ impl Store {
                 tokens,
                 jwks: Default::default(),
                 sort_cache: Default::default(),
+                fts_sizes: Default::default(),
                 sieve_cache: Default::default(),
             }),
         };
