@@ -489,9 +489,25 @@ impl Shared {
     /// call begun after this one was asked for answers it too: its
     /// snapshot holds everything committed before the ask.
     pub async fn refresh(&self, client: MailboxClient) -> Result<(), Status> {
+        self.refresh_upto(client, None).await
+    }
+
+    /// As [`Shared::refresh`], when the caller needs the view complete
+    /// only up to `need` (a MODSEQ its own write left): nothing is asked
+    /// of the store if the view got there meanwhile (its Watch stream, or
+    /// a refresh that was in flight). Changes committed before that write
+    /// have lower MODSEQs, so they are in the view too.
+    pub async fn refresh_upto(
+        &self,
+        client: MailboxClient,
+        need: Option<u64>,
+    ) -> Result<(), Status> {
         use std::sync::atomic::Ordering::SeqCst;
         let asked = self.refreshes.load(SeqCst);
         let _one = self.refreshing.lock().await;
+        if need.is_some_and(|m| self.complete() >= m) {
+            return Ok(());
+        }
         // Begun (under the lock) after the ask and finished (the lock is
         // ours): its outcome is this ask's, unless it failed for reasons of
         // its own caller (another session's token, logged out meanwhile).

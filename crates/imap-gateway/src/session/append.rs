@@ -196,6 +196,9 @@ impl Session {
                 let code = format!("[APPENDUID {} {}]", r.uid_validity, uid_list(&uids));
                 self.notify_own_change(&name, uids.len() as u32, unseen);
                 self.added_here = (r.uid_validity, uids);
+                if self.view.as_ref().is_some_and(|v| v.name == name) {
+                    self.appended_upto = (r.uid_validity, r.highest_modseq);
+                }
                 Done::ok(format!("{code} APPEND completed"))
             }
             Err(s) if s.code() == Code::NotFound => Done::no("[TRYCREATE] No such mailbox"),

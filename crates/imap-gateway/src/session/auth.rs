@@ -47,6 +47,7 @@ impl Session {
         self.condstore = false;
         self.qresync = false;
         self.added_here = (0, Vec::new());
+        self.appended_upto = (0, 0);
         self.notify = None;
     }
 

@@ -348,6 +348,8 @@ impl Session {
         if sync {
             Box::pin(self.sync_view()).await;
         }
+        // Only the command that appended may skip its store call.
+        self.appended_upto = (0, 0);
         self.tell_updates(expunges_ok).await;
         self.tell_condstore_enabled(condstore_before);
         self.last_outcome = done.kind;

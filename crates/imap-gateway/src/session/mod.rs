@@ -138,6 +138,7 @@ pub(crate) async fn handle(ctx: Arc<Ctx>, tcp: TcpStream, peer: SocketAddr, impl
         literal_minus_breach: false,
         saved: Vec::new(),
         added_here: (0, Vec::new()),
+        appended_upto: (0, 0),
         notify: None,
         fetch_extras: Default::default(),
         status_mailboxid: None,
@@ -207,6 +208,10 @@ struct Session {
     /// (APPEND, COPY, MOVE): if that is the selected mailbox, the client
     /// hears of each, even one expunged by someone else meanwhile.
     added_here: (u32, Vec<u32>),
+    /// (UIDVALIDITY, HIGHESTMODSEQ) after the APPEND of the current
+    /// command: a view of that mailbox complete up to it needs no store
+    /// call to announce what was added (see `sync_view`).
+    appended_upto: (u32, u64),
     /// FETCH items imap-codec does not know, taken out of the current
     /// command (OBJECTID, SAVEDATE, PREVIEW).
     fetch_extras: imap_wire::ext::FetchExtras,

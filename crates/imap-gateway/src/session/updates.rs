@@ -9,14 +9,23 @@ impl Session {
     /// after this session added messages to it (APPEND, COPY, MOVE) and for
     /// STATUS of it, so the client learns of them before the tagged reply.
     /// A read-write session claims \Recent on the new messages.
+    ///
+    /// After this session's APPEND to the selected mailbox, the view
+    /// needs to be complete only up to the MODSEQ the APPEND left: its
+    /// Watch stream often brings that first (the view's own \Recent claim
+    /// included), and then no store call is made.
     pub(super) async fn sync_view(&mut self) {
-        let shared = match &self.view {
-            Some(v) => v.shared().clone(),
+        let (shared, validity) = match &self.view {
+            Some(v) => (v.shared().clone(), v.uid_validity()),
             None => return,
+        };
+        let need = match std::mem::take(&mut self.appended_upto) {
+            (v, m) if v == validity && v != 0 && m > 0 => Some(m),
+            _ => None,
         };
         let Some(c) = self.client() else { return };
         // A failure leaves the change to the Watch stream.
-        if let Err(e) = shared.refresh(c).await {
+        if let Err(e) = shared.refresh_upto(c, need).await {
             tracing::debug!(error = %e, "refreshing the selected mailbox failed");
         }
     }

@@ -40,6 +40,8 @@ pub async fn append(
                     uid_validity: validity as u32,
                     uid: uids.first().copied().unwrap_or(0),
                     uids,
+                    // Answered from the key: no change of this call.
+                    highest_modseq: 0,
                 },
             ))
         }
@@ -171,6 +173,8 @@ async fn append_tx(
             uid_validity: validity as u32,
             uid: uids.first().copied().unwrap_or(0),
             uids,
+            // Set by `Store::append` from the change.
+            highest_modseq: 0,
         },
     ))
 }

@@ -124,6 +124,8 @@ async fn append_one_statement(
             uid_validity: validity as u32,
             uid,
             uids: vec![uid],
+            // Set by `Store::append` from the change.
+            highest_modseq: 0,
         },
     ))
 }

@@ -41,7 +41,9 @@ impl Store {
                 blob,
             })
             .collect();
-        let (id, change, resp) = on_backend!(self, append(account, name.as_str(), &items, key))?;
+        let (id, change, mut resp) =
+            on_backend!(self, append(account, name.as_str(), &items, key))?;
+        resp.highest_modseq = change.as_ref().map_or(0, |c| c.resp.highest_modseq);
         self.publish(id, change);
         self.inner.hub.texts_written();
         Ok(resp)
