@@ -674,6 +674,7 @@ async fn watch_loop(view: Weak<Shared>, mut client: MailboxClient, mailbox: Stri
                     // messages without their \Recent (RFC 3501 2.3.2)
                     // because the stream took the claim and has not
                     // delivered it yet.
+                    let mut unclaimed = false;
                     if claim && !c.gone && c.uid_next > v.tx.borrow().uid_next {
                         // A session's client: the stream's may have logged
                         // out with its session.
@@ -682,10 +683,15 @@ async fn watch_loop(view: Weak<Shared>, mut client: MailboxClient, mailbox: Stri
                             Ok(()) => continue,
                             Err(e) => {
                                 tracing::debug!(%mailbox, error = %e, "claiming \\Recent failed");
+                                unclaimed = true;
                             }
                         }
                     }
-                    v.apply(&c, true);
+                    // New messages whose \Recent nobody claimed are shown,
+                    // but the view is not marked complete through them: the
+                    // next refresh of a session (its own APPEND's among
+                    // them, see `refresh_upto`) reads them again and claims.
+                    v.apply(&c, !unclaimed);
                     if c.gone {
                         v.forget();
                         return;
