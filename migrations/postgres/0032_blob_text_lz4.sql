@@ -12,11 +12,15 @@
 -- Only the column's method changes (no rewrite, no long lock): texts
 -- written from now on are compressed with LZ4, those written before keep
 -- pglz (read as before) until `mailctl fts rebuild` writes them again. A
--- server without LZ4 keeps pglz.
+-- server without LZ4 keeps pglz. The change takes the table's exclusive
+-- lock for a moment; it waits for it at most 5 s (behind a long search or
+-- an indexer batch, deliveries would queue behind the wait), and if it
+-- cannot have it the column keeps pglz (LZ4 is only faster).
 DO $$
 BEGIN
+    SET LOCAL lock_timeout = '5s';
     ALTER TABLE blob_text ALTER COLUMN text SET COMPRESSION lz4;
-EXCEPTION WHEN feature_not_supported OR invalid_parameter_value THEN
+EXCEPTION WHEN feature_not_supported OR invalid_parameter_value OR lock_not_available THEN
     RAISE NOTICE 'blob_text.text stays compressed with pglz: %', SQLERRM;
 END
 $$;
