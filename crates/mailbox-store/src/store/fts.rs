@@ -56,15 +56,19 @@ const TRIGRAM_GATHER: Duration = Duration::from_millis(250);
 const BUSY_PAUSE_RATIO: u32 = 30;
 
 /// The bounds of one such pause (and the step in which it looks whether
-/// deliveries still flow). The upper one is far above a batch's usual
-/// 30 x 100 ms: a batch that took long (PostgreSQL merging the GIN's
+/// deliveries still flow). The upper one is above a batch's usual 30 x
+/// 100 ms, so that a batch that took long (PostgreSQL merging the GIN's
 /// pending list into the index, which a batch pays every few batches:
 /// 350 ms for 143 texts measured under the persistent IMAP mix) is paced
-/// by the same ratio, not cut to a fixed pause that let the indexer take
-/// 15% of a 2-core machine while clients waited. The pause ends as soon
-/// as writes stop, and past [`BACKLOG_BOUND`] there is none.
+/// by nearly the same ratio, not cut to a fixed 2 s pause that let the
+/// indexer take 15% of a 2-core machine while clients waited. It is not
+/// higher because "writes flow" means any change (a flag, another
+/// replica's hint): after a burst of deliveries, under IMAP traffic
+/// alone, the backlog drains at one batch per pause, and the backlog is
+/// weighed against [`BACKLOG_BOUND`] only between batches. The pause ends
+/// as soon as writes stop, and past the bound there is none.
 const PAUSE_MIN: Duration = Duration::from_millis(20);
-const PAUSE_MAX: Duration = Duration::from_secs(30);
+const PAUSE_MAX: Duration = Duration::from_secs(10);
 
 /// Texts waiting for the trigram index past which the indexer no longer
 /// pauses for deliveries: bounds what a search reads by LIKE (each search
