@@ -52,6 +52,14 @@ pub struct Outbox {
 const MAX_PENDING: usize = 100_000;
 
 impl Outbox {
+    /// An outbox that gathers from the start (a store's starts to when its
+    /// announcer runs; on the embedded store never).
+    pub fn enabled() -> Self {
+        let o = Self::default();
+        o.enabled.store(true, Ordering::Relaxed);
+        o
+    }
+
     /// Queues a committed change of `mailbox_id` for the other replicas.
     pub fn changed(&self, mailbox_id: i64) {
         if mailbox_id == 0 || !self.enabled.load(Ordering::Relaxed) {
@@ -98,6 +106,26 @@ const GATHER: Duration = Duration::from_millis(50);
 const SEND: &str = "SELECT set_config('synchronous_commit', 'off', true), \
      (SELECT count(pg_notify('mailbox_changes', $1 || ':' || id)) \
       FROM UNNEST($2::BIGINT[]) AS t (id))";
+
+/// Sends at once, in one statement, what `outbox` holds: for a replica
+/// that stops (after its requests are drained), so that the changes of
+/// its last moment (up to [`GATHER`]) reach the other replicas' watchers
+/// now, not at their periodic re-read. Nothing to send is no statement.
+pub async fn flush(pool: &sqlx::PgPool, origin: &str, outbox: &Outbox) -> Result<(), sqlx::Error> {
+    let ids = outbox.take();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let sent = sqlx::query(SEND)
+        .bind(origin)
+        .bind(&ids)
+        .execute(pool)
+        .await;
+    if sent.is_err() {
+        outbox.put_back(ids);
+    }
+    sent.map(|_| ())
+}
 
 /// Starts announcing `outbox`'s changes on `pool` as replica `origin`,
 /// first with the wildcard hint of a replica that (re)starts. A failed

@@ -71,12 +71,15 @@ pub async fn run(config_file: Option<&std::path::Path>) -> anyhow::Result<()> {
         async move { s.ping().await.is_ok() }
     });
     let grace = std::time::Duration::from_secs(config.shutdown_grace_secs);
+    let last = store.clone();
     service_kit::health::drain(
         crate::serve(store, listener, shutdown.clone()),
         shutdown,
         grace,
     )
     .await?;
+    // What the last requests changed may still wait in the outbox.
+    last.flush_announcements().await;
     telemetry.shutdown().await;
     Ok(())
 }

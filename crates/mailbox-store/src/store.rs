@@ -535,6 +535,30 @@ impl Store {
         &self.inner.origin
     }
 
+    /// Tells the other replicas at once of the changes this one has not
+    /// announced yet (`announce::flush`): for a replica that stops, after
+    /// its requests are drained. A failure is logged; their watchers then
+    /// hear of those changes at their periodic re-read. Bounded to 2 s, so
+    /// that a stop with the database unreachable is not held up by it.
+    pub async fn flush_announcements(&self) {
+        let Backend::Pg(pool) = &self.inner.backend else {
+            return;
+        };
+        let outbox = self.inner.hub.outbox();
+        let sent = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            crate::announce::flush(pool, &self.inner.origin, &outbox),
+        )
+        .await;
+        match sent {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "announcing the last changes to the other replicas failed")
+            }
+            Err(_) => tracing::warn!("announcing the last changes to the other replicas timed out"),
+        }
+    }
+
     /// Wakes local watchers of mailboxes a committed write changed.
     fn changed(&self, mailboxes: &[i64]) {
         for id in mailboxes {

@@ -18,6 +18,45 @@ both_backends!(
     a_restarted_replica_makes_the_others_read_again,
 );
 
+/// A replica that stops sends what its outbox gathered in one statement
+/// at once (`announce::flush`, called after the drain): the other
+/// replicas hear of its last changes without waiting for their re-read.
+/// PostgreSQL only: the embedded store has no other replica.
+#[tokio::test]
+async fn a_stopping_replica_sends_what_it_gathered() {
+    use mailbox_store::announce::{Outbox, flush};
+    let t = start(Backend::Postgres).await;
+    let pool = sqlx::PgPool::connect(t.url()).await.unwrap();
+    let mut listener = sqlx::postgres::PgListener::connect_with(&pool)
+        .await
+        .unwrap();
+    listener.listen("mailbox_changes").await.unwrap();
+    let outbox = Outbox::enabled();
+    outbox.changed(42);
+    outbox.changed(42);
+    outbox.changed(7);
+    flush(&pool, "stopping", &outbox).await.unwrap();
+    let mut heard = Vec::new();
+    while heard.len() < 2 {
+        let n = tokio::time::timeout(HINT, listener.recv())
+            .await
+            .expect("the flushed hints within the bound")
+            .unwrap();
+        heard.push(n.payload().to_string());
+    }
+    heard.sort();
+    assert_eq!(heard, ["stopping:42", "stopping:7"]);
+    // Sent once: a second flush has nothing to send.
+    flush(&pool, "stopping", &outbox).await.unwrap();
+    outbox.changed(9);
+    flush(&pool, "stopping", &outbox).await.unwrap();
+    let n = tokio::time::timeout(HINT, listener.recv())
+        .await
+        .expect("the next hint")
+        .unwrap();
+    assert_eq!(n.payload(), "stopping:9");
+}
+
 /// How long a hint may take: far below the Watch's 30 s re-read.
 const HINT: Duration = Duration::from_secs(10);
 
