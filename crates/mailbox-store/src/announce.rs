@@ -107,24 +107,33 @@ const SEND: &str = "SELECT set_config('synchronous_commit', 'off', true), \
      (SELECT count(pg_notify('mailbox_changes', $1 || ':' || id)) \
       FROM UNNEST($2::BIGINT[]) AS t (id))";
 
-/// Sends at once, in one statement, what `outbox` holds: for a replica
-/// that stops (after its requests are drained), so that the changes of
-/// its last moment (up to [`GATHER`]) reach the other replicas' watchers
-/// now, not at their periodic re-read. Nothing to send is no statement.
-pub async fn flush(pool: &sqlx::PgPool, origin: &str, outbox: &Outbox) -> Result<(), sqlx::Error> {
+/// Sends at once, in one statement, what `outbox` holds, and returns how
+/// many mailboxes it named (nothing to send is no statement; a failed
+/// send keeps them for the next). The announcer's own step, and for a
+/// replica that stops (after its requests are drained), so that the
+/// changes of its last moment (up to [`GATHER`]) reach the other
+/// replicas' watchers now, not at their periodic re-read.
+pub async fn flush(
+    pool: &sqlx::PgPool,
+    origin: &str,
+    outbox: &Outbox,
+) -> Result<usize, sqlx::Error> {
     let ids = outbox.take();
     if ids.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     let sent = sqlx::query(SEND)
         .bind(origin)
         .bind(&ids)
         .execute(pool)
         .await;
-    if sent.is_err() {
-        outbox.put_back(ids);
+    match sent {
+        Ok(_) => Ok(ids.len()),
+        Err(e) => {
+            outbox.put_back(ids);
+            Err(e)
+        }
     }
-    sent.map(|_| ())
 }
 
 /// Starts announcing `outbox`'s changes on `pool` as replica `origin`,
@@ -152,19 +161,13 @@ pub fn spawn(
             // statement per GATHER at most, however many writes.
             tokio::time::sleep(GATHER).await;
             loop {
-                let ids = outbox.take();
-                if ids.is_empty() {
-                    break;
-                }
-                let sent = sqlx::query(SEND)
-                    .bind(&origin)
-                    .bind(&ids)
-                    .execute(&pool)
-                    .await;
-                if let Err(e) = sent {
-                    failed(e);
-                    outbox.put_back(ids);
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                match flush(&pool, &origin, &outbox).await {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) => {
+                        failed(e);
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
                 }
             }
         }

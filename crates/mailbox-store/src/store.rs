@@ -551,7 +551,7 @@ impl Store {
         )
         .await;
         match sent {
-            Ok(Ok(())) => {}
+            Ok(Ok(_)) => {}
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "announcing the last changes to the other replicas failed")
             }

@@ -49,15 +49,15 @@ async fn a_stopping_replica_sends_what_it_gathered() {
     outbox.changed(42);
     outbox.changed(42);
     outbox.changed(7);
-    flush(&pool, "stopping", &outbox).await.unwrap();
+    assert_eq!(flush(&pool, "stopping", &outbox).await.unwrap(), 2);
     let mut heard = vec![next(&mut listener).await, next(&mut listener).await];
     heard.sort();
     assert_eq!(heard, ["stopping:42", "stopping:7"]);
     // Sent once: a second flush has nothing to send, the next hint heard
     // is the one queued after it.
-    flush(&pool, "stopping", &outbox).await.unwrap();
+    assert_eq!(flush(&pool, "stopping", &outbox).await.unwrap(), 0);
     outbox.changed(9);
-    flush(&pool, "stopping", &outbox).await.unwrap();
+    assert_eq!(flush(&pool, "stopping", &outbox).await.unwrap(), 1);
     assert_eq!(next(&mut listener).await, "stopping:9");
 }
 
