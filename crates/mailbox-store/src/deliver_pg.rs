@@ -395,8 +395,9 @@ pub async fn deliver_group_batched(
                  AS t (id, size, data, summary, sort_keys, codec) ORDER BY id \
                ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at \
                RETURNING id, fts_indexed) \
-             INSERT INTO blob_text (blob_id, text, joined) \
-             SELECT b.id, t.text, TRUE FROM b JOIN UNNEST($1::TEXT[], $7::TEXT[]) AS t (id, text) \
+             INSERT INTO blob_text (blob_id, text, joined, words) \
+             SELECT b.id, t.text, TRUE, string_to_array(t.words, ' ') \
+               FROM b JOIN UNNEST($1::TEXT[], $7::TEXT[], $9::TEXT[]) AS t (id, text, words) \
                ON t.id = b.id \
              WHERE b.fts_indexed ORDER BY b.id \
              ON CONFLICT (blob_id) DO NOTHING",
@@ -430,6 +431,13 @@ pub async fn deliver_group_batched(
                 .collect::<Vec<_>>(),
         )
         .bind(blobs.iter().map(|b| b.stored().1).collect::<Vec<_>>())
+        // Its words (migration 0034).
+        .bind(
+            blobs
+                .iter()
+                .map(|b| crate::fts_query::index_words(&b.text))
+                .collect::<Vec<_>>(),
+        )
         .execute(&mut *tx)
         .await?;
     }

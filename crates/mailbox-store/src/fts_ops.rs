@@ -28,17 +28,22 @@
 async fn put_blob_text(tx: &mut Tx, blob_id: &str, text: &str, replace: bool) -> Result<()> {
     if PG {
         // Stored without white space (migration 0027).
+        // With its words (migration 0034); in the word index at once
+        // when `replace` (the caller adds them to the vocabulary).
         let sql = if replace {
-            "INSERT INTO blob_text (blob_id, text, indexed, joined) VALUES ($1, $2, TRUE, TRUE) \
+            "INSERT INTO blob_text (blob_id, text, indexed, joined, words) \
+             VALUES ($1, $2, TRUE, TRUE, string_to_array($3, ' ')) \
              ON CONFLICT (blob_id) DO UPDATE SET text = excluded.text, indexed = TRUE, \
-               joined = TRUE"
+               joined = TRUE, words = excluded.words"
         } else {
-            "INSERT INTO blob_text (blob_id, text, joined) VALUES ($1, $2, TRUE) \
+            "INSERT INTO blob_text (blob_id, text, joined, words) \
+             VALUES ($1, $2, TRUE, string_to_array($3, ' ')) \
              ON CONFLICT (blob_id) DO NOTHING"
         };
         sqlx::query(sql)
             .bind(blob_id)
             .bind(crate::fts_query::joined(text))
+            .bind(crate::fts_query::index_words(text))
             .execute(&mut **tx)
             .await?;
         return Ok(());
@@ -98,12 +103,31 @@ pub async fn fts_mailbox_small(pool: &Pool<Db>, mailbox_id: i64) -> Result<bool>
     .await?)
 }
 
+/// How [`fts_candidate_uids`] finds a mailbox's candidates on
+/// PostgreSQL (SQLite has one way, FTS5): each way finds every
+/// candidate, only its cost differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FtsWay {
+    /// The mailbox's own texts read one by one (a small mailbox).
+    Read,
+    /// The trigram index, shared by every account: every text holding
+    /// the strings' trigrams is re-checked, in any mailbox.
+    Trigram,
+    /// The word index (migration 0034), then the trigram index for a
+    /// condition it cannot narrow.
+    Words,
+}
+
+/// PostgreSQL, any way: the mailbox's messages whose bodies have no text
+/// yet (the evaluator decodes them).
+const UNINDEXED: &str = "SELECT m.uid FROM blobs p JOIN messages m ON m.blob_id = p.id \
+     WHERE NOT p.fts_indexed AND m.mailbox_id = $1 AND m.uid > $2 AND m.uid <= $3";
+
 /// The UIDs (ascending) of the messages of mailbox `mailbox_id` with a
 /// UID above `after` and at most `upto` whose bodies may match `cond`
 /// (their index text satisfies it, or they are not indexed yet), in one
-/// statement. On PostgreSQL `read` picks how: the mailbox's own texts
-/// read one by one (a small mailbox), or the trigram index; either way
-/// the answer is the same (every candidate), only its cost differs. The
+/// statement. On PostgreSQL `way` picks how ([`FtsWay`]); every way's
+/// answer is the same (every candidate), only its cost differs. The
 /// caller has checked that the mailbox is the account's.
 pub async fn fts_candidate_uids(
     pool: &Pool<Db>,
@@ -111,16 +135,57 @@ pub async fn fts_candidate_uids(
     cond: &crate::fts_query::Cond,
     after: i64,
     upto: i64,
-    read: bool,
+    way: FtsWay,
 ) -> Result<Vec<i64>> {
     let strings = cond.strings();
-    let sql = if PG {
+    let read = way == FtsWay::Read;
+    let mut word_binds = Vec::new();
+    let words = match way {
+        FtsWay::Words if PG => cond.to_words_sql("t.words", 4 + 2 * strings.len(), &mut word_binds),
+        _ => None,
+    };
+    let sql = if let (true, Some((by_words, exact))) = (PG, &words) {
+        let k = strings.len();
+        let by_text = cond.to_read_sql("t.text", "t.joined", 4, 4 + k);
+        // The word index's matches (migration 0034), joined to the
+        // mailbox, then (unless the words alone decide: `exact`) each
+        // re-checked with its text: only the mailbox's are read. As in
+        // the trigram index's way below, `hits` is a CTE of its own and
+        // `fts_index_first` keeps the planner on the index; the
+        // vocabulary's lookups are subqueries run once (each a trigram
+        // index scan of `fts_words`). Texts out of the word index (not
+        // yet in it, or written without their words by an older version;
+        // few, or the store goes the trigram index's way) are read one
+        // by one, as below.
+        let recheck = if *exact {
+            String::new()
+        } else {
+            format!(
+                "AND EXISTS (SELECT 1 FROM blob_text t WHERE t.blob_id = m.blob_id AND {by_text})"
+            )
+        };
+        format!(
+            "WITH hits AS MATERIALIZED (\
+               SELECT t.blob_id FROM blob_text t \
+                WHERE t.indexed AND t.joined AND t.words IS NOT NULL \
+                  AND fts_index_first(t.blob_id) AND {by_words}), \
+             pend AS MATERIALIZED (\
+               SELECT x.uid, u.blob_id FROM blob_text u CROSS JOIN LATERAL (\
+                 SELECT m.uid FROM messages m WHERE m.blob_id = u.blob_id \
+                   AND m.mailbox_id = $1 AND m.uid > $2 AND m.uid <= $3 OFFSET 0) x \
+                WHERE NOT (u.indexed AND u.joined AND u.words IS NOT NULL)) \
+             SELECT m.uid FROM hits h JOIN messages m ON m.blob_id = h.blob_id \
+              WHERE m.mailbox_id = $1 AND m.uid > $2 AND m.uid <= $3 {recheck} \
+             UNION \
+             SELECT p.uid FROM pend p CROSS JOIN LATERAL (\
+               SELECT 1 FROM blob_text t WHERE t.blob_id = p.blob_id AND {by_text} OFFSET 0) y \
+             UNION {UNINDEXED} ORDER BY 1"
+        )
+    } else if PG {
         let k = strings.len();
         let stored = cond.to_stored_like_sql("t.text", 4 + k);
         let by_text = cond.to_read_sql("t.text", "t.joined", 4, 4 + k);
-        // Either way: bodies not indexed yet.
-        let unindexed = "SELECT m.uid FROM blobs p JOIN messages m ON m.blob_id = p.id \
-             WHERE NOT p.fts_indexed AND m.mailbox_id = $1 AND m.uid > $2 AND m.uid <= $3";
+        let unindexed = UNINDEXED;
         if read {
             // A small mailbox: its texts, each read once by blob_text's
             // key (OFFSET 0 keeps the planner from hashing the whole
@@ -186,6 +251,11 @@ pub async fn fts_candidate_uids(
         for s in &strings {
             query = query.bind(crate::fts_query::like_pattern(s));
         }
+        if words.is_some() {
+            for w in word_binds {
+                query = query.bind(w);
+            }
+        }
     } else {
         query = query.bind(cond.to_fts5_query());
     }
@@ -197,9 +267,11 @@ pub async fn fts_candidate_uids(
 /// PostgreSQL the mailbox's texts are read one by one when the UID range
 /// spans at most [`FTS_SCAN_UP_TO`] UIDs, or when `small` (the store's
 /// recent answer for the mailbox, else [`fts_mailbox_small`], asked here)
-/// says the mailbox has at most that many messages; otherwise the
-/// trigram index is used. Returns the answer of [`fts_mailbox_small`]
-/// when it was asked, for the store to keep.
+/// says the mailbox has at most that many messages; otherwise the word
+/// index when `words` (the store found few texts without their words:
+/// [`fts_wordless`]), else the trigram index. Returns the answer of
+/// [`fts_mailbox_small`] when it was asked, for the store to keep.
+#[allow(clippy::too_many_arguments)]
 pub async fn fts_candidates(
     pool: &Pool<Db>,
     account: AccountId,
@@ -208,6 +280,7 @@ pub async fn fts_candidates(
     after: i64,
     upto: i64,
     small: impl FnOnce(i64) -> Option<bool>,
+    words: bool,
 ) -> Result<(MailboxRow, Vec<i64>, Option<bool>)> {
     let mb = mailbox_by_name_pool(pool, account, mailbox).await?;
     let (read, asked) = if !PG {
@@ -220,8 +293,29 @@ pub async fn fts_candidates(
         let s = fts_mailbox_small(pool, mb.id).await?;
         (s, Some(s))
     };
-    let uids = fts_candidate_uids(pool, mb.id, cond, after, upto, read).await?;
+    let way = match (read, words) {
+        (true, _) => FtsWay::Read,
+        (false, true) => FtsWay::Words,
+        (false, false) => FtsWay::Trigram,
+    };
+    let uids = fts_candidate_uids(pool, mb.id, cond, after, upto, way).await?;
     Ok((mb, uids, asked))
+}
+
+/// How many texts are out of the word index for want of their words
+/// (written by a version before migration 0034; the indexer computes
+/// them again), counted up to `cap` (PostgreSQL; 0 on SQLite).
+pub async fn fts_wordless(pool: &Pool<Db>, cap: i64) -> Result<i64> {
+    if !PG {
+        return Ok(0);
+    }
+    Ok(sqlx::query_scalar(
+        "SELECT COUNT(*) FROM (SELECT 1 FROM blob_text \
+          WHERE NOT (indexed AND joined AND words IS NOT NULL) AND words IS NULL LIMIT $1) x",
+    )
+    .bind(cap)
+    .fetch_one(pool)
+    .await?)
 }
 
 /// The search evaluator's rows for the messages of mailbox `mailbox_id`
@@ -296,20 +390,45 @@ pub async fn fts_index_batch(pool: &Pool<Db>, batch: i64) -> Result<u64> {
     }
     if PG {
         let mut tx = begin_write(pool).await?;
-        let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let mut rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "{PICK} FOR UPDATE SKIP LOCKED"
         )))
         .bind(batch)
         .fetch_all(&mut *tx)
         .await?;
-        let done = texts(rows).await?;
-        for (id, text) in &done {
-            put_blob_text(&mut tx, id, text, true).await?;
-            sqlx::query("UPDATE blobs SET fts_indexed = TRUE WHERE id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+        let marked = rows.len();
+        if marked < batch as usize {
+            // Texts without their words (written by a version before
+            // migration 0034): computed again, as the body's text is
+            // after a rebuild; found by the partial index of the texts
+            // out of the word index.
+            rows.extend(
+                sqlx::query_as::<_, Row>(
+                    "SELECT b.id, b.data, b.summary, b.data_codec, b.size \
+                       FROM blob_text t JOIN blobs b ON b.id = t.blob_id \
+                      WHERE NOT (t.indexed AND t.joined AND t.words IS NOT NULL) \
+                        AND t.words IS NULL AND b.fts_indexed \
+                      ORDER BY t.blob_id LIMIT $1 FOR UPDATE OF t SKIP LOCKED",
+                )
+                .bind(batch - marked as i64)
+                .fetch_all(&mut *tx)
+                .await?,
+            );
         }
+        let done = texts(rows).await?;
+        let mut words = String::new();
+        for (i, (id, text)) in done.iter().enumerate() {
+            put_blob_text(&mut tx, id, text, true).await?;
+            words.push(' ');
+            words.push_str(&crate::fts_query::index_words(text));
+            if i < marked {
+                sqlx::query("UPDATE blobs SET fts_indexed = TRUE WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        add_words(&mut tx, &words).await?;
         tx.commit().await?;
         return Ok(done.len() as u64);
     }
@@ -343,18 +462,48 @@ pub async fn fts_trigram_batch(pool: &Pool<Db>, batch: i64) -> Result<u64> {
     if !PG {
         return Ok(0);
     }
-    Ok(sqlx::query(sqlx::AssertSqlSafe(format!(
-        "UPDATE blob_text SET indexed = TRUE, joined = TRUE, \
+    // The same statement puts their words (if they have them: migration
+    // 0034) in the word index and its vocabulary.
+    let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "WITH b AS (\
+           UPDATE blob_text SET indexed = TRUE, joined = TRUE, \
                text = CASE WHEN joined THEN text ELSE {} END \
              WHERE blob_id IN (\
                SELECT blob_id FROM blob_text WHERE NOT (indexed AND joined) \
-               ORDER BY blob_id LIMIT $1 FOR UPDATE SKIP LOCKED)",
-        crate::fts_query::joined_sql("text")
+               ORDER BY blob_id LIMIT $1 FOR UPDATE SKIP LOCKED) \
+             RETURNING words), \
+         v AS ({ADD_WORDS} SELECT DISTINCT w FROM b CROSS JOIN LATERAL unnest(b.words) AS w \
+           WHERE w <> '{}' ORDER BY w ON CONFLICT DO NOTHING) \
+         SELECT COUNT(*) FROM b",
+        crate::fts_query::joined_sql("text"),
+        crate::fts_query::LONG_WORD,
     )))
     .bind(batch)
-    .execute(pool)
-    .await?
-    .rows_affected())
+    .fetch_one(pool)
+    .await?;
+    Ok(n as u64)
+}
+
+/// The vocabulary's insert (PostgreSQL, migration 0034): every word of a
+/// text in the word index is in `fts_words` (the same transaction puts
+/// both), so that a search finds the words holding its strings there.
+/// Words go in sorted, so that replicas' indexers adding the same words
+/// at once wait for each other rather than deadlock.
+const ADD_WORDS: &str = "INSERT INTO fts_words (word)";
+
+/// Adds `words` (separated by spaces, as [`crate::fts_query::index_words`]
+/// writes them; repeats and [`crate::fts_query::LONG_WORD`] are left out)
+/// to the vocabulary (PostgreSQL).
+async fn add_words(tx: &mut Tx, words: &str) -> Result<()> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "{ADD_WORDS} SELECT DISTINCT w FROM unnest(string_to_array($1, ' ')) AS w \
+          WHERE w NOT IN ('', '{}') ORDER BY w ON CONFLICT DO NOTHING",
+        crate::fts_query::LONG_WORD
+    )))
+    .bind(words)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// How many texts wait for the trigram index, counted up to `cap`
@@ -373,14 +522,15 @@ pub async fn fts_trigram_backlog(pool: &Pool<Db>, cap: i64) -> Result<i64> {
 
 /// Bodies, bodies without their text (searches decode them), texts not
 /// in the trigram index yet (searches read them; always 0 on SQLite), and
-/// the index's bytes on disk (its tables and indexes).
+/// the index's bytes on disk (its tables and indexes, the word index and
+/// its vocabulary among them).
 pub async fn fts_status(pool: &Pool<Db>) -> Result<(i64, i64, i64, i64)> {
     let sql = if PG {
         "SELECT (SELECT COUNT(*) FROM blobs), \
            (SELECT COUNT(*) FROM blobs WHERE NOT fts_indexed), \
            (SELECT COUNT(*) FROM blob_text WHERE NOT (indexed AND joined)), \
            CAST(pg_total_relation_size('blob_text') + pg_relation_size('blobs_fts_pending') \
-             AS BIGINT)"
+             + pg_total_relation_size('fts_words') AS BIGINT)"
     } else {
         "SELECT (SELECT COUNT(*) FROM blobs), \
            (SELECT COUNT(*) FROM blobs WHERE NOT fts_indexed), \

@@ -115,6 +115,86 @@ impl Cond {
         )
     }
 
+    /// PostgreSQL: the condition as the word index can narrow it
+    /// (migration 0034: `column` is a text's [`index_words`] as an array,
+    /// under a GIN index; `fts_words` the vocabulary, under a trigram
+    /// index), its strings pushed on `binds` and bound from `$first` on;
+    /// and whether what it selects needs no re-check with LIKE (every
+    /// string one run of letters and digits). `None` when it narrows
+    /// nothing (a string with no term worth looking up, as in `narrow`).
+    pub fn to_words_sql(
+        &self,
+        column: &str,
+        first: usize,
+        binds: &mut Vec<String>,
+    ) -> Option<(String, bool)> {
+        let mut exact = true;
+        let sql = self.words_sql(column, first, binds, &mut exact)?;
+        Some((sql, exact))
+    }
+
+    fn words_sql(
+        &self,
+        column: &str,
+        first: usize,
+        binds: &mut Vec<String>,
+        exact: &mut bool,
+    ) -> Option<String> {
+        match self {
+            Cond::Has(s) => {
+                let terms = terms(s);
+                if terms.is_empty() {
+                    return None;
+                }
+                *exact &= single_run(s);
+                let parts = terms.into_iter().map(|t| {
+                    let n = first + binds.len();
+                    match t {
+                        Term::Word(w) => {
+                            binds.push(w);
+                            format!("{column} @> ARRAY[CAST(${n} AS TEXT)]")
+                        }
+                        Term::Like(p) => {
+                            binds.push(p);
+                            format!(
+                                "{column} && (ARRAY(SELECT v.word FROM fts_words v \
+                                   WHERE v.word LIKE ${n} AND fts_index_first(v.word)) \
+                                 || CAST('{LONG_WORD}' AS TEXT))"
+                            )
+                        }
+                        Term::Long => format!("{column} @> ARRAY[CAST('{LONG_WORD}' AS TEXT)]"),
+                    }
+                });
+                Some(join(parts, " AND "))
+            }
+            Cond::All(l) => {
+                let mut parts = Vec::new();
+                for c in l {
+                    match c.words_sql(column, first, binds, exact) {
+                        Some(p) => parts.push(p),
+                        None => *exact = false,
+                    }
+                }
+                (!parts.is_empty()).then(|| join(parts.into_iter(), " AND "))
+            }
+            Cond::Any(l) => {
+                // Every branch narrows, or none of their strings is bound.
+                let before = binds.len();
+                let mut parts = Vec::new();
+                for c in l {
+                    match c.words_sql(column, first, binds, exact) {
+                        Some(p) => parts.push(p),
+                        None => {
+                            binds.truncate(before);
+                            return None;
+                        }
+                    }
+                }
+                Some(join(parts.into_iter(), " OR "))
+            }
+        }
+    }
+
     /// SQLite: the condition as an FTS5 query of phrases (with the trigram
     /// tokenizer a phrase matches where its text occurs).
     pub fn to_fts5_query(&self) -> String {
@@ -175,6 +255,117 @@ pub fn like_pattern(s: &str) -> String {
     }
     p.push('%');
     p
+}
+
+/// Words longer than this many characters stand in a text's word list
+/// ([`index_words`]) as [`LONG_WORD`], not themselves: the vocabulary's
+/// keys stay small (PostgreSQL, `fts_words`), and a run of letters that
+/// long is rare outside scripts written without spaces and encoded data.
+pub const MAX_WORD: usize = 64;
+
+/// Stands for every word longer than [`MAX_WORD`] in a text's word list:
+/// not a word itself (a word is letters and digits only).
+pub const LONG_WORD: &str = "*";
+
+/// The distinct words of an index text (PostgreSQL, `blob_text.words`,
+/// migration 0034), sorted and separated by one space: its maximal runs of
+/// letters and digits (`char::is_alphanumeric`, the text being folded
+/// already), each longer than [`MAX_WORD`] as [`LONG_WORD`]. The word
+/// index narrows a search by them ([`Cond::to_words_sql`]): a string that
+/// occurs in the text has each of its own runs of letters and digits in
+/// one of these words, whole when white space or punctuation borders it
+/// in the string, at the word's start or end when only one side is
+/// bordered, anywhere in it otherwise.
+pub fn index_words(text: &str) -> String {
+    let mut words = std::collections::BTreeSet::new();
+    for w in text.split(|c: char| !c.is_alphanumeric()) {
+        if w.is_empty() {
+            continue;
+        }
+        words.insert(if w.chars().count() > MAX_WORD {
+            LONG_WORD
+        } else {
+            w
+        });
+    }
+    words.into_iter().collect::<Vec<_>>().join(" ")
+}
+
+/// How a run of letters and digits of a search string must stand in a
+/// word of the text (see [`index_words`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Term {
+    /// The whole word (bordered on both sides in the string).
+    Word(String),
+    /// A vocabulary `LIKE` pattern: the word's start (`s%`), its end
+    /// (`%s`), or anywhere in it (`%s%`); escaped.
+    Like(String),
+    /// Only a word longer than [`MAX_WORD`] can hold it.
+    Long,
+}
+
+/// The terms of one folded search string, those worth looking up first
+/// (a whole word of at least three letters, then the longest patterns
+/// of at least three, then shorter whole words), at most three; empty
+/// when none narrows.
+fn terms(s: &str) -> Vec<Term> {
+    let chars: Vec<char> = s.chars().collect();
+    let mut found: Vec<(u8, usize, Term)> = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        if !chars[i].is_alphanumeric() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < chars.len() && chars[i].is_alphanumeric() {
+            i += 1;
+        }
+        let run: String = chars[start..i].iter().collect();
+        let n = i - start;
+        let (open_start, open_end) = (start == 0, i == chars.len());
+        let term = if n > MAX_WORD {
+            // Only a long word can hold it (whole or in part).
+            (0, n, Term::Long)
+        } else if !open_start && !open_end {
+            (if n >= 3 { 1 } else { 3 }, n, Term::Word(run))
+        } else if n >= 3 {
+            let mut p = String::with_capacity(run.len() + 2);
+            if open_start {
+                p.push('%');
+            }
+            for c in run.chars() {
+                if matches!(c, '%' | '_' | '\\') {
+                    p.push('\\');
+                }
+                p.push(c);
+            }
+            if open_end {
+                p.push('%');
+            }
+            (2, n, Term::Like(p))
+        } else {
+            continue;
+        };
+        found.push(term);
+    }
+    // Most selective first: whole words, then longer patterns; a whole
+    // word of one or two letters (a long list of texts) only when nothing
+    // else narrows.
+    found.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+    found.dedup_by(|a, b| a.2 == b.2);
+    if found.first().is_some_and(|f| f.0 < 3) {
+        found.retain(|f| f.0 < 3);
+    }
+    found.into_iter().take(3).map(|(_, _, t)| t).collect()
+}
+
+/// Whether a folded search string is one run of letters and digits that
+/// a word holds anywhere: the word index's candidates for it are then the
+/// texts holding it (but those with a [`LONG_WORD`], which the evaluator
+/// decides), with nothing to re-check.
+fn single_run(s: &str) -> bool {
+    !s.is_empty() && s.chars().count() <= MAX_WORD && s.chars().all(char::is_alphanumeric)
 }
 
 /// Whether a folded string is worth looking up: a run of three letters
@@ -333,6 +524,70 @@ mod tests {
             value: "Re".into(),
         }));
         assert_eq!(narrow(&h), Some(Cond::Has("\u{1}subject:".into())));
+    }
+
+    #[test]
+    fn a_text_has_its_distinct_words_sorted() {
+        assert_eq!(index_words("b a\u{1}x-spam: b,a\nköln"), "a b köln spam x");
+        assert_eq!(index_words(""), "");
+        let long = "x".repeat(MAX_WORD + 1);
+        assert_eq!(index_words(&format!("{long} y")), "* y");
+        assert_eq!(index_words(&"é".repeat(MAX_WORD)), "é".repeat(MAX_WORD));
+    }
+
+    #[test]
+    fn runs_become_whole_words_or_patterns() {
+        // Bordered on both sides: the whole word; on one side: its start
+        // or end; on neither: anywhere in it.
+        assert_eq!(terms("köln"), [Term::Like("%köln%".into())]);
+        assert_eq!(
+            terms("project status meeting"),
+            [
+                Term::Word("status".into()),
+                Term::Like("%project".into()),
+                Term::Like("meeting%".into())
+            ]
+        );
+        assert_eq!(terms(".pdf"), [Term::Like("pdf%".into())]);
+        // A short whole word only when nothing better narrows.
+        assert_eq!(terms("\u{1}x-spam:"), [Term::Word("spam".into())]);
+        assert_eq!(terms("-x-"), [Term::Word("x".into())]);
+        assert_eq!(terms("ab cd"), Vec::<Term>::new());
+        assert_eq!(terms("50%_a"), Vec::<Term>::new());
+        assert_eq!(terms("-50%_a"), [Term::Word("50".into())]);
+        assert_eq!(terms(&"y".repeat(MAX_WORD + 1)), [Term::Long]);
+        // LIKE's own characters cannot be in a run; at most three terms.
+        assert_eq!(terms("one two three four five").len(), 3);
+    }
+
+    #[test]
+    fn conditions_become_word_lookups() {
+        let mut binds = Vec::new();
+        let c = Cond::All(vec![
+            Cond::Has("hello".into()),
+            Cond::Any(vec![Cond::Has("a b".into()), Cond::Has("world".into())]),
+        ]);
+        let (sql, exact) = c.to_words_sql("w", 7, &mut binds).unwrap();
+        // The OR with a branch that narrows nothing is left out (and its
+        // strings unbound), so the rest needs a re-check.
+        assert!(!exact);
+        assert_eq!(binds, ["%hello%"]);
+        assert!(sql.contains("w && (ARRAY(SELECT v.word FROM fts_words v"));
+        assert!(sql.contains("LIKE $7"));
+        let mut binds = Vec::new();
+        let (sql, exact) = Cond::Has("word".into())
+            .to_words_sql("w", 1, &mut binds)
+            .unwrap();
+        assert!(exact);
+        assert!(sql.contains("|| CAST('*' AS TEXT)"), "{sql}");
+        let (_, exact) = Cond::Has("two words".into())
+            .to_words_sql("w", 1, &mut Vec::new())
+            .unwrap();
+        assert!(!exact);
+        assert_eq!(
+            Cond::Has("ab".into()).to_words_sql("w", 1, &mut binds),
+            None
+        );
     }
 
     #[test]

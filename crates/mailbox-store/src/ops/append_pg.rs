@@ -31,7 +31,8 @@ async fn append_one_statement(
            ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at \
            RETURNING id, fts_indexed), \
          bt AS ( \
-           INSERT INTO blob_text (blob_id, text, joined) SELECT id, $14, TRUE FROM b \
+           INSERT INTO blob_text (blob_id, text, joined, words) \
+           SELECT id, $14, TRUE, string_to_array($16, ' ') FROM b \
            WHERE fts_indexed \
            ON CONFLICT (blob_id) DO NOTHING), \
          mb AS ( \
@@ -90,6 +91,7 @@ async fn append_one_statement(
         .bind(key)
         .bind(crate::fts_query::joined(&blob.text))
         .bind(codec)
+        .bind(crate::fts_query::index_words(&blob.text))
         .fetch_one(pool)
         .await?;
     let (Some(id), Some(uid_next), Some(modseq), Some(validity), 1, _) = row else {

@@ -105,9 +105,35 @@ const SIZES_MAX: usize = 10_000;
 #[derive(Default)]
 pub(super) struct SizeHints {
     kept: std::sync::Mutex<std::collections::HashMap<i64, (bool, std::time::Instant)>>,
+    /// Whether at most [`WORDLESS_BOUND`] texts lacked their words when
+    /// last counted, and when.
+    words: std::sync::Mutex<Option<(bool, std::time::Instant)>>,
 }
 
+/// Texts without their words (PostgreSQL: written before migration 0034,
+/// or by a replica of an older version) past which searches go by the
+/// trigram index rather than the word index: each search reads those of
+/// its mailbox one by one, and looks every one of them up in its mailbox
+/// (some 2 us each). The indexer computes them again in the background.
+const WORDLESS_BOUND: i64 = 2_000;
+
+/// How long the store goes by its count of texts without their words.
+const WORDLESS_KEPT: Duration = Duration::from_secs(10);
+
 impl SizeHints {
+    /// Whether the word index can be used, as counted in the last
+    /// [`WORDLESS_KEPT`].
+    fn words(&self) -> Option<bool> {
+        let kept = self.words.lock().unwrap_or_else(|e| e.into_inner());
+        kept.filter(|(_, at)| at.elapsed() < WORDLESS_KEPT)
+            .map(|(ready, _)| ready)
+    }
+
+    fn keep_words(&self, ready: bool) {
+        *self.words.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((ready, std::time::Instant::now()));
+    }
+
     /// The recent answer for mailbox `id`, if any.
     fn small(&self, id: i64) -> Option<bool> {
         let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
@@ -147,10 +173,25 @@ impl Store {
         // their rows, the evaluator).
         let started = std::time::Instant::now();
         let sizes = &self.inner.fts_sizes;
+        let words = match sizes.words() {
+            Some(ready) => ready,
+            None => {
+                let n = on_backend!(self, fts_wordless(WORDLESS_BOUND + 1))?;
+                sizes.keep_words(n <= WORDLESS_BOUND);
+                n <= WORDLESS_BOUND
+            }
+        };
         let (mb, candidates, asked) = on_backend!(
             self,
-            fts_candidates(account, mailbox, cond, after, i64::from(hi), |id| sizes
-                .small(id))
+            fts_candidates(
+                account,
+                mailbox,
+                cond,
+                after,
+                i64::from(hi),
+                |id| sizes.small(id),
+                words
+            )
         )?;
         if let Some(small) = asked {
             sizes.keep(mb.id, small);
