@@ -8,7 +8,9 @@
 # DOVECOT_EXTRA_CONF is appended to its configuration.
 
 ensure_dovecot() {
-  if ! command -v dovecot >/dev/null; then
+  # Each part it serves (a machine may have dovecot-imapd alone, as CI
+  # installs it).
+  if ! command -v dovecot >/dev/null || [ ! -x /usr/lib/dovecot/pop3 ] || [ ! -x /usr/lib/dovecot/lmtp ]; then
     [ "$(id -u)" = 0 ] || { echo "dovecot is missing; run as root to install it" >&2; exit 2; }
     # Keep the package's service from starting on the standard ports.
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
