@@ -12,12 +12,22 @@
 -- ending with or holding them), the texts holding those words joined to
 -- the mailbox, and only those re-checked.
 --
--- `words` is NULL for texts written before (and by a replica of an older
--- version during a rolling upgrade): searches read those one by one, or
--- go by the trigram index while there are many of them, and the store's
+-- Runs longer than 64 characters (`long_words`, between spaces; mostly
+-- encoded data such as DKIM signatures) are kept out of the vocabulary
+-- and looked up under a trigram index of their own (0036).
+--
+-- `worded`: the text is in the word index, its words in `fts_words`. Only
+-- this version sets it, in the statement that adds the words to the
+-- vocabulary. `words` is NULL for texts written before (and by a replica
+-- of an older version during a rolling update), and a replica of an older
+-- version puts texts in the trigram index without adding their words to
+-- the vocabulary: neither is `worded`. Searches read such texts one by
+-- one (or go by the trigram index while there are many), and the store's
 -- indexer computes them again in the background (no UPDATE over every
--- text here). Adding a column without a default rewrites nothing.
+-- text here). Adding these columns rewrites nothing.
 ALTER TABLE blob_text ADD COLUMN IF NOT EXISTS words TEXT[];
+ALTER TABLE blob_text ADD COLUMN IF NOT EXISTS long_words TEXT;
+ALTER TABLE blob_text ADD COLUMN IF NOT EXISTS worded BOOLEAN NOT NULL DEFAULT FALSE;
 
 -- Every word of a text in the word index is here (the statement that
 -- puts the text in the index adds its words). Never pruned: a word no
@@ -30,6 +40,7 @@ DO $$
 BEGIN
     SET LOCAL lock_timeout = '5s';
     ALTER TABLE blob_text ALTER COLUMN words SET COMPRESSION lz4;
+    ALTER TABLE blob_text ALTER COLUMN long_words SET COMPRESSION lz4;
 EXCEPTION WHEN feature_not_supported OR invalid_parameter_value OR lock_not_available THEN
     RAISE NOTICE 'blob_text.words stays compressed with pglz: %', SQLERRM;
 END

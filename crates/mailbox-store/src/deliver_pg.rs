@@ -382,6 +382,10 @@ pub async fn deliver_group_batched(
         .filter(|b| seen.insert(b.id.clone()))
         .collect();
     if !blobs.is_empty() {
+        let (words, long): (Vec<String>, Vec<String>) = blobs
+            .iter()
+            .map(|b| crate::fts_query::index_words(&b.text))
+            .unzip();
         // A new body's full-text index text goes in with it; a body
         // already there keeps its own (or, not indexed yet, waits for the
         // indexer).
@@ -395,9 +399,10 @@ pub async fn deliver_group_batched(
                  AS t (id, size, data, summary, sort_keys, codec) ORDER BY id \
                ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at \
                RETURNING id, fts_indexed) \
-             INSERT INTO blob_text (blob_id, text, joined, words) \
-             SELECT b.id, t.text, TRUE, string_to_array(t.words, ' ') \
-               FROM b JOIN UNNEST($1::TEXT[], $7::TEXT[], $9::TEXT[]) AS t (id, text, words) \
+             INSERT INTO blob_text (blob_id, text, joined, words, long_words) \
+             SELECT b.id, t.text, TRUE, string_to_array(t.words, ' '), NULLIF(t.long, '') \
+               FROM b JOIN UNNEST($1::TEXT[], $7::TEXT[], $9::TEXT[], $10::TEXT[]) \
+                 AS t (id, text, words, long) \
                ON t.id = b.id \
              WHERE b.fts_indexed ORDER BY b.id \
              ON CONFLICT (blob_id) DO NOTHING",
@@ -432,12 +437,8 @@ pub async fn deliver_group_batched(
         )
         .bind(blobs.iter().map(|b| b.stored().1).collect::<Vec<_>>())
         // Its words (migration 0034).
-        .bind(
-            blobs
-                .iter()
-                .map(|b| crate::fts_query::index_words(&b.text))
-                .collect::<Vec<_>>(),
-        )
+        .bind(words)
+        .bind(long)
         .execute(&mut *tx)
         .await?;
     }

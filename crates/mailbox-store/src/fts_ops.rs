@@ -29,21 +29,25 @@ async fn put_blob_text(tx: &mut Tx, blob_id: &str, text: &str, replace: bool) ->
     if PG {
         // Stored without white space (migration 0027).
         // With its words (migration 0034); in the word index at once
-        // when `replace` (the caller adds them to the vocabulary).
+        // when `replace` (the caller adds them to the vocabulary in the
+        // same transaction).
         let sql = if replace {
-            "INSERT INTO blob_text (blob_id, text, indexed, joined, words) \
-             VALUES ($1, $2, TRUE, TRUE, string_to_array($3, ' ')) \
+            "INSERT INTO blob_text (blob_id, text, indexed, joined, words, long_words, worded) \
+             VALUES ($1, $2, TRUE, TRUE, string_to_array($3, ' '), NULLIF($4, ''), TRUE) \
              ON CONFLICT (blob_id) DO UPDATE SET text = excluded.text, indexed = TRUE, \
-               joined = TRUE, words = excluded.words"
+               joined = TRUE, words = excluded.words, long_words = excluded.long_words, \
+               worded = TRUE"
         } else {
-            "INSERT INTO blob_text (blob_id, text, joined, words) \
-             VALUES ($1, $2, TRUE, string_to_array($3, ' ')) \
+            "INSERT INTO blob_text (blob_id, text, joined, words, long_words) \
+             VALUES ($1, $2, TRUE, string_to_array($3, ' '), NULLIF($4, '')) \
              ON CONFLICT (blob_id) DO NOTHING"
         };
+        let (words, long) = crate::fts_query::index_words(text);
         sqlx::query(sql)
             .bind(blob_id)
             .bind(crate::fts_query::joined(text))
-            .bind(crate::fts_query::index_words(text))
+            .bind(words)
+            .bind(long)
             .execute(&mut **tx)
             .await?;
         return Ok(());
@@ -118,6 +122,15 @@ pub enum FtsWay {
     Words,
 }
 
+/// PostgreSQL: a text `t` out of the word index (migration 0034) that
+/// the trigram indexer will not put in it: written without its words (by
+/// a version before the word index), or put in the trigram index without
+/// adding its words to the vocabulary (by such a version's trigram
+/// indexer, during a rolling update). The store's indexer computes these
+/// again; found by the partial index `blob_text_unworded`.
+const UNWORDED: &str = "NOT (t.indexed AND t.joined AND t.worded) \
+     AND (t.words IS NULL OR (t.indexed AND t.joined))";
+
 /// PostgreSQL, any way: the mailbox's messages whose bodies have no text
 /// yet (the evaluator decodes them).
 const UNINDEXED: &str = "SELECT m.uid FROM blobs p JOIN messages m ON m.blob_id = p.id \
@@ -141,7 +154,11 @@ pub async fn fts_candidate_uids(
     let read = way == FtsWay::Read;
     let mut word_binds = Vec::new();
     let words = match way {
-        FtsWay::Words if PG => cond.to_words_sql("t.words", 4 + 2 * strings.len(), &mut word_binds),
+        FtsWay::Words if PG => cond.to_words_sql(
+            ("t.words", "t.long_words"),
+            4 + 2 * strings.len(),
+            &mut word_binds,
+        ),
         _ => None,
     };
     let sql = if let (true, Some((by_words, exact))) = (PG, &words) {
@@ -167,13 +184,14 @@ pub async fn fts_candidate_uids(
         format!(
             "WITH hits AS MATERIALIZED (\
                SELECT t.blob_id FROM blob_text t \
-                WHERE t.indexed AND t.joined AND t.words IS NOT NULL \
+                WHERE t.indexed AND t.joined AND t.worded \
                   AND fts_index_first(t.blob_id) AND {by_words}), \
              pend AS MATERIALIZED (\
                SELECT x.uid, u.blob_id FROM blob_text u CROSS JOIN LATERAL (\
                  SELECT m.uid FROM messages m WHERE m.blob_id = u.blob_id \
                    AND m.mailbox_id = $1 AND m.uid > $2 AND m.uid <= $3 OFFSET 0) x \
-                WHERE NOT (u.indexed AND u.joined AND u.words IS NOT NULL)) \
+                WHERE NOT (u.indexed AND u.joined AND u.worded) \
+                  AND fts_index_first(u.blob_id)) \
              SELECT m.uid FROM hits h JOIN messages m ON m.blob_id = h.blob_id \
               WHERE m.mailbox_id = $1 AND m.uid > $2 AND m.uid <= $3 {recheck} \
              UNION \
@@ -303,16 +321,15 @@ pub async fn fts_candidates(
 }
 
 /// How many texts are out of the word index for want of their words
-/// (written by a version before migration 0034; the indexer computes
-/// them again), counted up to `cap` (PostgreSQL; 0 on SQLite).
+/// ([`UNWORDED`]; the indexer computes them again), counted up to `cap`
+/// (PostgreSQL; 0 on SQLite).
 pub async fn fts_wordless(pool: &Pool<Db>, cap: i64) -> Result<i64> {
     if !PG {
         return Ok(0);
     }
-    Ok(sqlx::query_scalar(
-        "SELECT COUNT(*) FROM (SELECT 1 FROM blob_text \
-          WHERE NOT (indexed AND joined AND words IS NOT NULL) AND words IS NULL LIMIT $1) x",
-    )
+    Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT COUNT(*) FROM (SELECT 1 FROM blob_text t WHERE {UNWORDED} LIMIT $1) x"
+    )))
     .bind(cap)
     .fetch_one(pool)
     .await?)
@@ -398,18 +415,19 @@ pub async fn fts_index_batch(pool: &Pool<Db>, batch: i64) -> Result<u64> {
         .await?;
         let marked = rows.len();
         if marked < batch as usize {
-            // Texts without their words (written by a version before
-            // migration 0034): computed again, as the body's text is
+            // Texts out of the word index that the trigram indexer will
+            // not put in it (written by a version before migration 0034,
+            // without words; or put in the trigram index by one, without
+            // adding their words to the vocabulary): computed again, as
             // after a rebuild; found by the partial index of the texts
             // out of the word index.
             rows.extend(
-                sqlx::query_as::<_, Row>(
+                sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(format!(
                     "SELECT b.id, b.data, b.summary, b.data_codec, b.size \
                        FROM blob_text t JOIN blobs b ON b.id = t.blob_id \
-                      WHERE NOT (t.indexed AND t.joined AND t.words IS NOT NULL) \
-                        AND t.words IS NULL AND b.fts_indexed \
-                      ORDER BY t.blob_id LIMIT $1 FOR UPDATE OF t SKIP LOCKED",
-                )
+                      WHERE {UNWORDED} AND b.fts_indexed \
+                      ORDER BY t.blob_id LIMIT $1 FOR UPDATE OF t SKIP LOCKED"
+                )))
                 .bind(batch - marked as i64)
                 .fetch_all(&mut *tx)
                 .await?,
@@ -420,7 +438,7 @@ pub async fn fts_index_batch(pool: &Pool<Db>, batch: i64) -> Result<u64> {
         for (i, (id, text)) in done.iter().enumerate() {
             put_blob_text(&mut tx, id, text, true).await?;
             words.push(' ');
-            words.push_str(&crate::fts_query::index_words(text));
+            words.push_str(&crate::fts_query::index_words(text).0);
             if i < marked {
                 sqlx::query("UPDATE blobs SET fts_indexed = TRUE WHERE id = $1")
                     .bind(id)
@@ -466,17 +484,16 @@ pub async fn fts_trigram_batch(pool: &Pool<Db>, batch: i64) -> Result<u64> {
     // 0034) in the word index and its vocabulary.
     let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "WITH b AS (\
-           UPDATE blob_text SET indexed = TRUE, joined = TRUE, \
+           UPDATE blob_text SET indexed = TRUE, joined = TRUE, worded = words IS NOT NULL, \
                text = CASE WHEN joined THEN text ELSE {} END \
              WHERE blob_id IN (\
                SELECT blob_id FROM blob_text WHERE NOT (indexed AND joined) \
                ORDER BY blob_id LIMIT $1 FOR UPDATE SKIP LOCKED) \
              RETURNING words), \
          v AS ({ADD_WORDS} SELECT DISTINCT w FROM b CROSS JOIN LATERAL unnest(b.words) AS w \
-           WHERE w <> '{}' ORDER BY w ON CONFLICT DO NOTHING) \
+           ORDER BY w ON CONFLICT DO NOTHING) \
          SELECT COUNT(*) FROM b",
         crate::fts_query::joined_sql("text"),
-        crate::fts_query::LONG_WORD,
     )))
     .bind(batch)
     .fetch_one(pool)
@@ -492,13 +509,11 @@ pub async fn fts_trigram_batch(pool: &Pool<Db>, batch: i64) -> Result<u64> {
 const ADD_WORDS: &str = "INSERT INTO fts_words (word)";
 
 /// Adds `words` (separated by spaces, as [`crate::fts_query::index_words`]
-/// writes them; repeats and [`crate::fts_query::LONG_WORD`] are left out)
-/// to the vocabulary (PostgreSQL).
+/// writes them; repeats are left out) to the vocabulary (PostgreSQL).
 async fn add_words(tx: &mut Tx, words: &str) -> Result<()> {
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "{ADD_WORDS} SELECT DISTINCT w FROM unnest(string_to_array($1, ' ')) AS w \
-          WHERE w NOT IN ('', '{}') ORDER BY w ON CONFLICT DO NOTHING",
-        crate::fts_query::LONG_WORD
+          WHERE w <> '' ORDER BY w ON CONFLICT DO NOTHING"
     )))
     .bind(words)
     .execute(&mut **tx)

@@ -116,30 +116,32 @@ impl Cond {
     }
 
     /// PostgreSQL: the condition as the word index can narrow it
-    /// (migration 0034: `column` is a text's [`index_words`] as an array,
-    /// under a GIN index; `fts_words` the vocabulary, under a trigram
-    /// index), its strings pushed on `binds` and bound from `$first` on;
-    /// and whether what it selects needs no re-check with LIKE (every
-    /// string one run of letters and digits). `None` when it narrows
-    /// nothing (a string with no term worth looking up, as in `narrow`).
+    /// (migration 0034: `words` is a text's [`index_words`] as an array,
+    /// under a GIN index, `fts_words` their vocabulary and `long` the
+    /// long words, each under a trigram index), its strings pushed on
+    /// `binds` and bound from `$first` on; and whether what it selects
+    /// needs no re-check with LIKE (every string one run of letters and
+    /// digits). `None` when it narrows nothing (a string with no term
+    /// worth looking up, as in `narrow`).
     pub fn to_words_sql(
         &self,
-        column: &str,
+        (words, long): (&str, &str),
         first: usize,
         binds: &mut Vec<String>,
     ) -> Option<(String, bool)> {
         let mut exact = true;
-        let sql = self.words_sql(column, first, binds, &mut exact)?;
+        let sql = self.words_sql((words, long), first, binds, &mut exact)?;
         Some((sql, exact))
     }
 
     fn words_sql(
         &self,
-        column: &str,
+        cols: (&str, &str),
         first: usize,
         binds: &mut Vec<String>,
         exact: &mut bool,
     ) -> Option<String> {
+        let (words, long) = cols;
         match self {
             Cond::Has(s) => {
                 let terms = terms(s);
@@ -152,17 +154,22 @@ impl Cond {
                     match t {
                         Term::Word(w) => {
                             binds.push(w);
-                            format!("{column} @> ARRAY[CAST(${n} AS TEXT)]")
+                            format!("{words} @> ARRAY[CAST(${n} AS TEXT)]")
                         }
-                        Term::Like(p) => {
-                            binds.push(p);
+                        Term::Part { vocab, long: l } => {
+                            binds.push(vocab);
+                            binds.push(l);
                             format!(
-                                "{column} && (ARRAY(SELECT v.word FROM fts_words v \
+                                "({words} && ARRAY(SELECT v.word FROM fts_words v \
                                    WHERE v.word LIKE ${n} AND fts_index_first(v.word)) \
-                                 || CAST('{LONG_WORD}' AS TEXT))"
+                                 OR {long} LIKE ${})",
+                                n + 1
                             )
                         }
-                        Term::Long => format!("{column} @> ARRAY[CAST('{LONG_WORD}' AS TEXT)]"),
+                        Term::Long(l) => {
+                            binds.push(l);
+                            format!("{long} LIKE ${n}")
+                        }
                     }
                 });
                 Some(join(parts, " AND "))
@@ -170,7 +177,7 @@ impl Cond {
             Cond::All(l) => {
                 let mut parts = Vec::new();
                 for c in l {
-                    match c.words_sql(column, first, binds, exact) {
+                    match c.words_sql(cols, first, binds, exact) {
                         Some(p) => parts.push(p),
                         None => *exact = false,
                     }
@@ -182,7 +189,7 @@ impl Cond {
                 let before = binds.len();
                 let mut parts = Vec::new();
                 for c in l {
-                    match c.words_sql(column, first, binds, exact) {
+                    match c.words_sql(cols, first, binds, exact) {
                         Some(p) => parts.push(p),
                         None => {
                             binds.truncate(before);
@@ -257,57 +264,68 @@ pub fn like_pattern(s: &str) -> String {
     p
 }
 
-/// Words longer than this many characters stand in a text's word list
-/// ([`index_words`]) as [`LONG_WORD`], not themselves: the vocabulary's
-/// keys stay small (PostgreSQL, `fts_words`), and a run of letters that
-/// long is rare outside scripts written without spaces and encoded data.
+/// Words longer than this many characters are kept apart from a text's
+/// word list ([`index_words`]): the vocabulary's keys stay small
+/// (PostgreSQL, `fts_words`), and such runs of letters are mostly encoded
+/// data (DKIM and ARC signatures, tokens in URLs), which would fill the
+/// vocabulary with words never searched for, or scripts written without
+/// spaces.
 pub const MAX_WORD: usize = 64;
 
-/// Stands for every word longer than [`MAX_WORD`] in a text's word list:
-/// not a word itself (a word is letters and digits only).
-pub const LONG_WORD: &str = "*";
-
-/// The distinct words of an index text (PostgreSQL, `blob_text.words`,
-/// migration 0034), sorted and separated by one space: its maximal runs of
-/// letters and digits (`char::is_alphanumeric`, the text being folded
-/// already), each longer than [`MAX_WORD`] as [`LONG_WORD`]. The word
-/// index narrows a search by them ([`Cond::to_words_sql`]): a string that
-/// occurs in the text has each of its own runs of letters and digits in
-/// one of these words, whole when white space or punctuation borders it
-/// in the string, at the word's start or end when only one side is
-/// bordered, anywhere in it otherwise.
-pub fn index_words(text: &str) -> String {
+/// The words of an index text (PostgreSQL, `blob_text.words` and
+/// `long_words`, migration 0034): its maximal runs of letters and digits
+/// (`char::is_alphanumeric`; the text is folded already), distinct and
+/// sorted. The first string holds those of at most [`MAX_WORD`]
+/// characters separated by one space; the second those longer, each
+/// between spaces (`" w1 w2 "`, so that LIKE can tell a long word's
+/// start and end), or is empty. The word index narrows a search by them
+/// ([`Cond::to_words_sql`]): a string that occurs in the text has each of
+/// its own runs of letters and digits in one of these words, whole when
+/// white space or punctuation borders it in the string, at the word's
+/// start or end when only one side is bordered, anywhere in it otherwise.
+pub fn index_words(text: &str) -> (String, String) {
     let mut words = std::collections::BTreeSet::new();
+    let mut long = std::collections::BTreeSet::new();
     for w in text.split(|c: char| !c.is_alphanumeric()) {
         if w.is_empty() {
             continue;
         }
-        words.insert(if w.chars().count() > MAX_WORD {
-            LONG_WORD
+        if w.chars().count() > MAX_WORD {
+            long.insert(w);
         } else {
-            w
-        });
+            words.insert(w);
+        }
     }
-    words.into_iter().collect::<Vec<_>>().join(" ")
+    let words = words.into_iter().collect::<Vec<_>>().join(" ");
+    let long = if long.is_empty() {
+        String::new()
+    } else {
+        format!(" {} ", long.into_iter().collect::<Vec<_>>().join(" "))
+    };
+    (words, long)
 }
 
 /// How a run of letters and digits of a search string must stand in a
 /// word of the text (see [`index_words`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Term {
-    /// The whole word (bordered on both sides in the string).
+    /// The whole word (bordered on both sides in the string; no longer
+    /// than [`MAX_WORD`], so not a long word).
     Word(String),
-    /// A vocabulary `LIKE` pattern: the word's start (`s%`), its end
-    /// (`%s`), or anywhere in it (`%s%`); escaped.
-    Like(String),
-    /// Only a word longer than [`MAX_WORD`] can hold it.
-    Long,
+    /// Part of a word (bordered on one side or none): `vocab` the
+    /// vocabulary's LIKE pattern for it (the word's start `r%`, its end
+    /// `%r`, anywhere `%r%`), `long` the long words' (` r%`, `%r `,
+    /// `%r%`).
+    Part { vocab: String, long: String },
+    /// Longer than [`MAX_WORD`]: only a long word holds it (the long
+    /// words' LIKE pattern).
+    Long(String),
 }
 
 /// The terms of one folded search string, those worth looking up first
-/// (a whole word of at least three letters, then the longest patterns
-/// of at least three, then shorter whole words), at most three; empty
-/// when none narrows.
+/// (a run longer than a word, then a whole word of at least three
+/// letters, then the longest parts of at least three, then shorter whole
+/// words), at most three; empty when none narrows.
 fn terms(s: &str) -> Vec<Term> {
     let chars: Vec<char> = s.chars().collect();
     let mut found: Vec<(u8, usize, Term)> = Vec::new();
@@ -321,37 +339,34 @@ fn terms(s: &str) -> Vec<Term> {
         while i < chars.len() && chars[i].is_alphanumeric() {
             i += 1;
         }
+        // Letters and digits only: nothing for LIKE to escape.
         let run: String = chars[start..i].iter().collect();
         let n = i - start;
         let (open_start, open_end) = (start == 0, i == chars.len());
+        let (head, tail) = (
+            if open_start { "%" } else { "% " },
+            if open_end { "%" } else { " %" },
+        );
         let term = if n > MAX_WORD {
-            // Only a long word can hold it (whole or in part).
-            (0, n, Term::Long)
+            (0, n, Term::Long(format!("{head}{run}{tail}")))
         } else if !open_start && !open_end {
             (if n >= 3 { 1 } else { 3 }, n, Term::Word(run))
         } else if n >= 3 {
-            let mut p = String::with_capacity(run.len() + 2);
-            if open_start {
-                p.push('%');
-            }
-            for c in run.chars() {
-                if matches!(c, '%' | '_' | '\\') {
-                    p.push('\\');
-                }
-                p.push(c);
-            }
-            if open_end {
-                p.push('%');
-            }
-            (2, n, Term::Like(p))
+            let vocab = format!(
+                "{}{run}{}",
+                if open_start { "%" } else { "" },
+                if open_end { "%" } else { "" }
+            );
+            let long = format!("{head}{run}{tail}");
+            (2, n, Term::Part { vocab, long })
         } else {
             continue;
         };
         found.push(term);
     }
-    // Most selective first: whole words, then longer patterns; a whole
-    // word of one or two letters (a long list of texts) only when nothing
-    // else narrows.
+    // Most selective first: long runs, whole words, then longer parts; a
+    // whole word of one or two letters (a long list of texts) only when
+    // nothing else narrows.
     found.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
     found.dedup_by(|a, b| a.2 == b.2);
     if found.first().is_some_and(|f| f.0 < 3) {
@@ -360,12 +375,11 @@ fn terms(s: &str) -> Vec<Term> {
     found.into_iter().take(3).map(|(_, _, t)| t).collect()
 }
 
-/// Whether a folded search string is one run of letters and digits that
-/// a word holds anywhere: the word index's candidates for it are then the
-/// texts holding it (but those with a [`LONG_WORD`], which the evaluator
-/// decides), with nothing to re-check.
+/// Whether a folded search string is one run of letters and digits,
+/// which a word holds anywhere: the word index's candidates for it are
+/// exactly the texts holding it, with nothing to re-check.
 fn single_run(s: &str) -> bool {
-    !s.is_empty() && s.chars().count() <= MAX_WORD && s.chars().all(char::is_alphanumeric)
+    !s.is_empty() && s.chars().all(char::is_alphanumeric)
 }
 
 /// Whether a folded string is worth looking up: a run of three letters
@@ -528,64 +542,87 @@ mod tests {
 
     #[test]
     fn a_text_has_its_distinct_words_sorted() {
-        assert_eq!(index_words("b a\u{1}x-spam: b,a\nköln"), "a b köln spam x");
-        assert_eq!(index_words(""), "");
+        assert_eq!(
+            index_words("b a\u{1}x-spam: b,a\nköln"),
+            ("a b köln spam x".into(), String::new())
+        );
+        assert_eq!(index_words(""), (String::new(), String::new()));
         let long = "x".repeat(MAX_WORD + 1);
-        assert_eq!(index_words(&format!("{long} y")), "* y");
-        assert_eq!(index_words(&"é".repeat(MAX_WORD)), "é".repeat(MAX_WORD));
+        assert_eq!(
+            index_words(&format!("{long} y b={long}")),
+            ("b y".into(), format!(" {long} "))
+        );
+        assert_eq!(index_words(&"é".repeat(MAX_WORD)).0, "é".repeat(MAX_WORD));
+    }
+
+    fn part(vocab: &str, long: &str) -> Term {
+        Term::Part {
+            vocab: vocab.into(),
+            long: long.into(),
+        }
     }
 
     #[test]
-    fn runs_become_whole_words_or_patterns() {
+    fn runs_become_whole_words_or_parts() {
         // Bordered on both sides: the whole word; on one side: its start
         // or end; on neither: anywhere in it.
-        assert_eq!(terms("köln"), [Term::Like("%köln%".into())]);
+        assert_eq!(terms("köln"), [part("%köln%", "%köln%")]);
         assert_eq!(
             terms("project status meeting"),
             [
                 Term::Word("status".into()),
-                Term::Like("%project".into()),
-                Term::Like("meeting%".into())
+                part("%project", "%project %"),
+                part("meeting%", "% meeting%")
             ]
         );
-        assert_eq!(terms(".pdf"), [Term::Like("pdf%".into())]);
+        assert_eq!(terms(".pdf"), [part("pdf%", "% pdf%")]);
         // A short whole word only when nothing better narrows.
         assert_eq!(terms("\u{1}x-spam:"), [Term::Word("spam".into())]);
         assert_eq!(terms("-x-"), [Term::Word("x".into())]);
         assert_eq!(terms("ab cd"), Vec::<Term>::new());
         assert_eq!(terms("50%_a"), Vec::<Term>::new());
         assert_eq!(terms("-50%_a"), [Term::Word("50".into())]);
-        assert_eq!(terms(&"y".repeat(MAX_WORD + 1)), [Term::Long]);
-        // LIKE's own characters cannot be in a run; at most three terms.
+        // Longer than a word: only a long word holds it.
+        let y = "y".repeat(MAX_WORD + 1);
+        assert_eq!(terms(&y), [Term::Long(format!("%{y}%"))]);
+        assert_eq!(terms(&format!("={y};")), [Term::Long(format!("% {y} %"))]);
         assert_eq!(terms("one two three four five").len(), 3);
     }
 
     #[test]
     fn conditions_become_word_lookups() {
+        let cols = ("w", "l");
         let mut binds = Vec::new();
         let c = Cond::All(vec![
             Cond::Has("hello".into()),
             Cond::Any(vec![Cond::Has("a b".into()), Cond::Has("world".into())]),
         ]);
-        let (sql, exact) = c.to_words_sql("w", 7, &mut binds).unwrap();
+        let (sql, exact) = c.to_words_sql(cols, 7, &mut binds).unwrap();
         // The OR with a branch that narrows nothing is left out (and its
         // strings unbound), so the rest needs a re-check.
         assert!(!exact);
-        assert_eq!(binds, ["%hello%"]);
-        assert!(sql.contains("w && (ARRAY(SELECT v.word FROM fts_words v"));
-        assert!(sql.contains("LIKE $7"));
+        assert_eq!(binds, ["%hello%", "%hello%"]);
+        assert_eq!(
+            sql,
+            "(((w && ARRAY(SELECT v.word FROM fts_words v WHERE v.word LIKE $7 AND \
+             fts_index_first(v.word)) OR l LIKE $8)))"
+        );
         let mut binds = Vec::new();
-        let (sql, exact) = Cond::Has("word".into())
-            .to_words_sql("w", 1, &mut binds)
-            .unwrap();
-        assert!(exact);
-        assert!(sql.contains("|| CAST('*' AS TEXT)"), "{sql}");
-        let (_, exact) = Cond::Has("two words".into())
-            .to_words_sql("w", 1, &mut Vec::new())
+        let (sql, exact) = Cond::Has("-word two".into())
+            .to_words_sql(cols, 1, &mut binds)
             .unwrap();
         assert!(!exact);
+        assert_eq!(binds, ["word", "two%", "% two%"]);
+        assert!(
+            sql.starts_with("(w @> ARRAY[CAST($1 AS TEXT)] AND (w && "),
+            "{sql}"
+        );
+        let (_, exact) = Cond::Has("word".into())
+            .to_words_sql(cols, 1, &mut Vec::new())
+            .unwrap();
+        assert!(exact);
         assert_eq!(
-            Cond::Has("ab".into()).to_words_sql("w", 1, &mut binds),
+            Cond::Has("ab".into()).to_words_sql(cols, 1, &mut binds),
             None
         );
     }

@@ -540,9 +540,15 @@ async fn a_large_mailbox_equals_the_scan(backend: Backend) {
     let mine = corpus();
     // Distinct bodies (each its own index text): the corpus again and
     // again, each copy with a numbered field and a word of its own.
+    // Every tenth with a run of letters and digits longer than a word
+    // (the word index keeps those apart), as DKIM signatures have.
+    let long = |i: usize| format!("Ab{i:03}{}", "Qz7".repeat(25));
     let big: Vec<Vec<u8>> = (0..2_100)
         .map(|i| {
             let mut m = format!("X-Seq: n{i:05}\r\nX-Word: w{}\r\n", i % 7).into_bytes();
+            if i % 10 == 3 {
+                m.extend_from_slice(format!("X-Sig: b={}+x\r\n", long(i % 40)).as_bytes());
+            }
             m.extend_from_slice(&mine[i % mine.len()]);
             m
         })
@@ -601,6 +607,18 @@ async fn a_large_mailbox_equals_the_scan(backend: Backend) {
     ]
     .map(String::from)
     .to_vec();
+    // Parts of the long runs: inside, at the start, at the end, whole.
+    let mut needles = needles;
+    needles.extend([
+        "Qz7Qz7Qz7Qz".to_string(),
+        "ab013qz".to_string(),
+        "=ab023qz7".to_string(),
+        "Qz7Qz7+x".to_string(),
+        format!("={}+", long(33)),
+        format!("={}", long(13)),
+        long(3),
+        long(43),
+    ]);
     let mut keys = keys(&needles);
     for (first, last, n) in [(1, 300, "köln"), (250, 2_050, "from"), (2_000, 2_100, "n0")] {
         keys.push(key(Key::And(pb::SearchKeyList {
@@ -657,12 +675,14 @@ async fn a_large_mailbox_equals_the_scan(backend: Backend) {
     compare(&t, &scan, "Big", &keys).await;
 }
 
-/// PostgreSQL: texts without their words, as a version before the word
-/// index (migration 0034) wrote them. Every one of them (more than the
-/// store's bound): a store that counts them goes by the trigram index.
-/// Some: by the word index, reading those one by one. Then the indexer
-/// computes their words again (the same words as a delivery writes), and
-/// the word index holds them. The scan's answers throughout.
+/// PostgreSQL: texts out of the word index as a version before it
+/// (migration 0034) leaves them: written without their words, or put in
+/// the trigram index without adding their words to the vocabulary (a
+/// replica of that version during a rolling update). Every one of them
+/// (more than the store's bound): a store that counts them goes by the
+/// trigram index. Some: by the word index, reading those one by one. Then
+/// the indexer computes them again (the same words as a delivery wrote),
+/// and the word index holds them. The scan's answers throughout.
 async fn words_written_before_the_word_index(
     t: &TestStore,
     scan: &TestStore,
@@ -670,21 +690,29 @@ async fn words_written_before_the_word_index(
 ) {
     let pool = sqlx::PgPool::connect(t.url()).await.unwrap();
     for q in [
-        "CREATE TABLE saved_words AS SELECT blob_id, words FROM blob_text",
-        "UPDATE blob_text SET words = NULL",
+        "CREATE TABLE saved_words AS SELECT blob_id, words, long_words FROM blob_text",
+        "UPDATE blob_text SET words = NULL, long_words = NULL, worded = FALSE",
     ] {
         sqlx::query(q).execute(&pool).await.unwrap();
     }
     let old = t.replica_with(|s| s.fts_indexer = false).await;
     compare(&old, scan, "Big", keys).await;
-    sqlx::query(
-        "UPDATE blob_text t SET words = s.words FROM saved_words s \
-          WHERE s.blob_id = t.blob_id AND t.blob_id NOT IN (\
-            SELECT blob_id FROM saved_words ORDER BY md5(blob_id) LIMIT 300)",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
+    // 300 out of the word index: 150 without words, 150 with their words
+    // but not in the vocabulary (only the word index's texts' words are).
+    for q in [
+        "CREATE TABLE redo AS SELECT blob_id, row_number() OVER (ORDER BY md5(blob_id)) AS n \
+           FROM saved_words ORDER BY md5(blob_id) LIMIT 300",
+        "UPDATE blob_text t SET words = s.words, long_words = s.long_words, worded = TRUE \
+           FROM saved_words s WHERE s.blob_id = t.blob_id \
+            AND t.blob_id NOT IN (SELECT blob_id FROM redo)",
+        "UPDATE blob_text t SET words = s.words, long_words = s.long_words \
+           FROM saved_words s, redo r WHERE s.blob_id = t.blob_id AND r.blob_id = t.blob_id \
+            AND r.n <= 150",
+        "DELETE FROM fts_words WHERE word NOT IN (\
+           SELECT unnest(words) FROM blob_text WHERE worded)",
+    ] {
+        sqlx::query(q).execute(&pool).await.unwrap();
+    }
     let some = t.replica_with(|s| s.fts_indexer = false).await;
     compare(&some, scan, "Big", keys).await;
     let mut redone = 0;
@@ -696,15 +724,18 @@ async fn words_written_before_the_word_index(
         redone += n;
     }
     assert_eq!(redone, 300);
-    let (wordless, differ): (i64, i64) = sqlx::query_as(
-        "SELECT (SELECT COUNT(*) FROM blob_text WHERE words IS NULL), \
+    let (unworded, differ, longs): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM blob_text WHERE NOT worded), \
            (SELECT COUNT(*) FROM blob_text t JOIN saved_words s ON s.blob_id = t.blob_id \
-             WHERE t.words IS DISTINCT FROM s.words)",
+             WHERE t.words IS DISTINCT FROM s.words \
+                OR t.long_words IS DISTINCT FROM s.long_words), \
+           (SELECT COUNT(*) FROM blob_text WHERE long_words IS NOT NULL)",
     )
     .fetch_one(&pool)
     .await
     .unwrap();
-    assert_eq!((wordless, differ), (0, 0));
+    assert_eq!((unworded, differ), (0, 0));
+    assert!(longs >= 40, "{longs} texts with long words");
     assert_eq!(t.store.fts_status().await.unwrap().pending_trigram, 0);
     let now = t.replica_with(|s| s.fts_indexer = false).await;
     compare(&now, scan, "Big", keys).await;

@@ -31,8 +31,8 @@ async fn append_one_statement(
            ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at \
            RETURNING id, fts_indexed), \
          bt AS ( \
-           INSERT INTO blob_text (blob_id, text, joined, words) \
-           SELECT id, $14, TRUE, string_to_array($16, ' ') FROM b \
+           INSERT INTO blob_text (blob_id, text, joined, words, long_words) \
+           SELECT id, $14, TRUE, string_to_array($16, ' '), NULLIF($17, '') FROM b \
            WHERE fts_indexed \
            ON CONFLICT (blob_id) DO NOTHING), \
          mb AS ( \
@@ -67,6 +67,7 @@ async fn append_one_statement(
     let keywords = join_keywords(&item.flags.keywords);
     let size = blob.data.len() as i64;
     let (stored, codec) = blob.stored();
+    let (words, long) = crate::fts_query::index_words(&blob.text);
     type Row = (
         Option<i64>,
         Option<i64>,
@@ -91,7 +92,8 @@ async fn append_one_statement(
         .bind(key)
         .bind(crate::fts_query::joined(&blob.text))
         .bind(codec)
-        .bind(crate::fts_query::index_words(&blob.text))
+        .bind(words)
+        .bind(long)
         .fetch_one(pool)
         .await?;
     let (Some(id), Some(uid_next), Some(modseq), Some(validity), 1, _) = row else {
