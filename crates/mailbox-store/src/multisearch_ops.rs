@@ -167,8 +167,9 @@ fn id_set(param: &str) -> String {
 /// statement over all the account's mailboxes `mailboxes` (ids): the
 /// (mailbox id, UID) of every message with a UID above `after` and at
 /// most `upto` whose body may match, ordered, as
-/// [`fts_candidate_uids`] finds them in one mailbox. The trigram index is
-/// consulted once for the whole search, not once per mailbox.
+/// [`fts_candidate_uids`] finds them in one mailbox. The index (the word
+/// index when `words` and the condition allows, else the trigram index)
+/// is consulted once for the whole search, not once per mailbox.
 pub async fn multisearch_candidates(
     pool: &Pool<Db>,
     account: AccountId,
@@ -176,8 +177,19 @@ pub async fn multisearch_candidates(
     cond: &crate::fts_query::Cond,
     after: i64,
     upto: i64,
+    words: bool,
 ) -> Result<Vec<(i64, i64)>> {
     let strings = cond.strings();
+    let mut word_binds = Vec::new();
+    let by_words = if PG && words {
+        cond.to_words_sql(
+            ("t.words", "t.long_words"),
+            5 + 2 * strings.len(),
+            &mut word_binds,
+        )
+    } else {
+        None
+    };
     let sql = if PG {
         // fts_candidate_uids's statement with `chosen` for one mailbox:
         // a few messages in all are read text by text (strpos), else the
@@ -185,8 +197,30 @@ pub async fn multisearch_candidates(
         // `joined`) joined to the chosen mailboxes, the texts not in it
         // yet one by one, and the bodies without text.
         let k = strings.len();
-        let stored = cond.to_stored_like_sql("t.text", 5 + k);
         let read = cond.to_read_sql("t.text", "t.joined", 5, 5 + k);
+        // The index's matches, and the texts out of it (read one by one):
+        // as in fts_candidate_uids, the word index's (re-checked, unless
+        // the words decide, once joined to the chosen mailboxes), else the
+        // trigram index's.
+        let (hits, out, recheck) = match &by_words {
+            Some((w, exact)) => (
+                format!("t.worded AND {w}"),
+                "NOT (u.indexed AND u.joined AND u.worded)",
+                if *exact {
+                    String::new()
+                } else {
+                    format!(
+                        "AND EXISTS (SELECT 1 FROM blob_text t \
+                          WHERE t.blob_id = m.blob_id AND {read})"
+                    )
+                },
+            ),
+            None => (
+                cond.to_stored_like_sql("t.text", 5 + k),
+                "NOT (u.indexed AND u.joined)",
+                String::new(),
+            ),
+        };
         format!(
             "WITH chosen AS MATERIALIZED (\
                SELECT id FROM mailboxes WHERE account_id = $1 AND id IN ({ids})), \
@@ -197,11 +231,11 @@ pub async fn multisearch_candidates(
              hits AS MATERIALIZED (\
                SELECT t.blob_id FROM blob_text t \
                 WHERE NOT (SELECT yes FROM small) AND t.indexed AND t.joined \
-                  AND fts_index_first(t.blob_id) AND {stored}), \
+                  AND fts_index_first(t.blob_id) AND {hits}), \
              pend AS MATERIALIZED (\
                SELECT m.mailbox_id, m.uid, m.blob_id FROM blob_text u \
                  JOIN messages m ON m.blob_id = u.blob_id JOIN chosen c ON c.id = m.mailbox_id \
-                WHERE NOT (SELECT yes FROM small) AND NOT (u.indexed AND u.joined) \
+                WHERE NOT (SELECT yes FROM small) AND {out} \
                   AND m.uid > $3 AND m.uid <= $4) \
              SELECT m.mailbox_id, m.uid FROM messages m JOIN chosen c ON c.id = m.mailbox_id \
                CROSS JOIN LATERAL (\
@@ -209,7 +243,7 @@ pub async fn multisearch_candidates(
               WHERE (SELECT yes FROM small) AND m.uid > $3 AND m.uid <= $4 \
              UNION \
              SELECT m.mailbox_id, m.uid FROM hits h JOIN messages m ON m.blob_id = h.blob_id \
-               JOIN chosen c ON c.id = m.mailbox_id WHERE m.uid > $3 AND m.uid <= $4 \
+               JOIN chosen c ON c.id = m.mailbox_id WHERE m.uid > $3 AND m.uid <= $4 {recheck} \
              UNION \
              SELECT p.mailbox_id, p.uid FROM pend p CROSS JOIN LATERAL (\
                SELECT 1 FROM blob_text t WHERE t.blob_id = p.blob_id AND {read} OFFSET 0) y \
@@ -243,6 +277,9 @@ pub async fn multisearch_candidates(
         }
         for s in &strings {
             query = query.bind(crate::fts_query::like_pattern(s));
+        }
+        for w in word_binds {
+            query = query.bind(w);
         }
     } else {
         query = query.bind(cond.to_fts5_query());

@@ -173,14 +173,7 @@ impl Store {
         // their rows, the evaluator).
         let started = std::time::Instant::now();
         let sizes = &self.inner.fts_sizes;
-        let words = match sizes.words() {
-            Some(ready) => ready,
-            None => {
-                let n = on_backend!(self, fts_wordless(WORDLESS_BOUND + 1))?;
-                sizes.keep_words(n <= WORDLESS_BOUND);
-                n <= WORDLESS_BOUND
-            }
-        };
+        let words = self.fts_words_ready().await?;
         let (mb, candidates, asked) = on_backend!(
             self,
             fts_candidates(
@@ -226,6 +219,19 @@ impl Store {
             uids,
             highest_modseq: mb.highest_modseq as u64,
         })
+    }
+
+    /// Whether searches may go by the word index (PostgreSQL): at most
+    /// [`WORDLESS_BOUND`] texts out of it for want of their words, as
+    /// counted in the last [`WORDLESS_KEPT`].
+    pub(super) async fn fts_words_ready(&self) -> Result<bool> {
+        let sizes = &self.inner.fts_sizes;
+        if let Some(ready) = sizes.words() {
+            return Ok(ready);
+        }
+        let n = on_backend!(self, fts_wordless(WORDLESS_BOUND + 1))?;
+        sizes.keep_words(n <= WORDLESS_BOUND);
+        Ok(n <= WORDLESS_BOUND)
     }
 
     /// Bodies, those whose text is not written yet, texts not yet in the

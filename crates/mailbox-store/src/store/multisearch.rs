@@ -171,9 +171,10 @@ impl Store {
         let candidates = if ids.is_empty() {
             Vec::new()
         } else {
+            let words = self.fts_words_ready().await?;
             on_backend!(
                 self,
-                multisearch_candidates(account, &ids, cond, after, i64::from(hi))
+                multisearch_candidates(account, &ids, cond, after, i64::from(hi), words)
             )?
         };
         let needs = crate::search::needs(key);
