@@ -161,7 +161,7 @@ pub async fn fts_candidate_uids(
         ),
         _ => None,
     };
-    let sql = if let (true, Some((by_words, exact))) = (PG, &words) {
+    let sql = if let (true, Some(by_words)) = (PG, &words) {
         let k = strings.len();
         let by_text = cond.to_read_sql("t.text", "t.joined", 4, 4 + k);
         // The word index's matches (migration 0034), joined to the
@@ -173,27 +173,30 @@ pub async fn fts_candidate_uids(
         // index scan of `fts_words`). Texts out of the word index (not
         // yet in it, or written without their words by an older version;
         // few, or the store goes the trigram index's way) are read one
-        // by one, as below.
-        let recheck = if *exact {
+        // by one, as below. The re-check comes after the join (a lateral
+        // subquery of its own): as an EXISTS the planner re-checked every
+        // match in the database first.
+        let hits = by_words.texts_sql(
+            "t.indexed AND t.joined AND t.worded AND fts_index_first(t.blob_id)",
+        );
+        let recheck = if by_words.exact {
             String::new()
         } else {
             format!(
-                "AND EXISTS (SELECT 1 FROM blob_text t WHERE t.blob_id = m.blob_id AND {by_text})"
+                "CROSS JOIN LATERAL (SELECT 1 FROM blob_text t \
+                   WHERE t.blob_id = m.blob_id AND {by_text} OFFSET 0) r"
             )
         };
         format!(
-            "WITH hits AS MATERIALIZED (\
-               SELECT t.blob_id FROM blob_text t \
-                WHERE t.indexed AND t.joined AND t.worded \
-                  AND fts_index_first(t.blob_id) AND {by_words}), \
+            "WITH hits AS MATERIALIZED ({hits}), \
              pend AS MATERIALIZED (\
                SELECT x.uid, u.blob_id FROM blob_text u CROSS JOIN LATERAL (\
                  SELECT m.uid FROM messages m WHERE m.blob_id = u.blob_id \
                    AND m.mailbox_id = $1 AND m.uid > $2 AND m.uid <= $3 OFFSET 0) x \
                 WHERE NOT (u.indexed AND u.joined AND u.worded) \
                   AND fts_index_first(u.blob_id)) \
-             SELECT m.uid FROM hits h JOIN messages m ON m.blob_id = h.blob_id \
-              WHERE m.mailbox_id = $1 AND m.uid > $2 AND m.uid <= $3 {recheck} \
+             SELECT m.uid FROM hits h JOIN messages m ON m.blob_id = h.blob_id {recheck} \
+              WHERE m.mailbox_id = $1 AND m.uid > $2 AND m.uid <= $3 \
              UNION \
              SELECT p.uid FROM pend p CROSS JOIN LATERAL (\
                SELECT 1 FROM blob_text t WHERE t.blob_id = p.blob_id AND {by_text} OFFSET 0) y \
@@ -536,25 +539,33 @@ pub async fn fts_trigram_backlog(pool: &Pool<Db>, cap: i64) -> Result<i64> {
 }
 
 /// Bodies, bodies without their text (searches decode them), texts not
-/// in the trigram index yet (searches read them; always 0 on SQLite), and
+/// in the trigram index yet (searches read them; always 0 on SQLite),
 /// the index's bytes on disk (its tables and indexes, the word index and
-/// its vocabulary among them).
-pub async fn fts_status(pool: &Pool<Db>) -> Result<(i64, i64, i64, i64)> {
+/// its vocabulary among them), and texts the indexer gives their words
+/// again ([`UNWORDED`]; always 0 on SQLite).
+pub async fn fts_status(pool: &Pool<Db>) -> Result<(i64, i64, i64, i64, i64)> {
     let sql = if PG {
-        "SELECT (SELECT COUNT(*) FROM blobs), \
-           (SELECT COUNT(*) FROM blobs WHERE NOT fts_indexed), \
-           (SELECT COUNT(*) FROM blob_text WHERE NOT (indexed AND joined)), \
-           CAST(pg_total_relation_size('blob_text') + pg_relation_size('blobs_fts_pending') \
-             + pg_total_relation_size('fts_words') AS BIGINT)"
+        format!(
+            "SELECT (SELECT COUNT(*) FROM blobs), \
+               (SELECT COUNT(*) FROM blobs WHERE NOT fts_indexed), \
+               (SELECT COUNT(*) FROM blob_text WHERE NOT (indexed AND joined)), \
+               CAST(pg_total_relation_size('blob_text') + pg_relation_size('blobs_fts_pending') \
+                 + pg_total_relation_size('fts_words') AS BIGINT), \
+               (SELECT COUNT(*) FROM blob_text t WHERE {UNWORDED})"
+        )
     } else {
         "SELECT (SELECT COUNT(*) FROM blobs), \
            (SELECT COUNT(*) FROM blobs WHERE NOT fts_indexed), \
            0, \
            (SELECT COALESCE(SUM(pgsize), 0) FROM dbstat \
              WHERE name IN ('blob_text', 'blobs_fts_pending') OR name LIKE 'blob_fts%' \
-               OR name LIKE 'sqlite_autoindex_blob_text%')"
+               OR name LIKE 'sqlite_autoindex_blob_text%'), \
+           0"
+            .to_string()
     };
-    Ok(sqlx::query_as(sql).fetch_one(pool).await?)
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .fetch_one(pool)
+        .await?)
 }
 
 /// Marks every body as not indexed: the indexers compute every text

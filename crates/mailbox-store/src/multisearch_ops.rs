@@ -202,21 +202,26 @@ pub async fn multisearch_candidates(
         // as in fts_candidate_uids, the word index's (re-checked, unless
         // the words decide, once joined to the chosen mailboxes), else the
         // trigram index's.
+        let base = "NOT (SELECT yes FROM small) AND t.indexed AND t.joined \
+                    AND fts_index_first(t.blob_id)";
         let (hits, out, recheck) = match &by_words {
-            Some((w, exact)) => (
-                format!("t.worded AND {w}"),
+            Some(w) => (
+                w.texts_sql(&format!("{base} AND t.worded")),
                 "NOT (u.indexed AND u.joined AND u.worded)",
-                if *exact {
+                if w.exact {
                     String::new()
                 } else {
                     format!(
-                        "AND EXISTS (SELECT 1 FROM blob_text t \
-                          WHERE t.blob_id = m.blob_id AND {read})"
+                        "CROSS JOIN LATERAL (SELECT 1 FROM blob_text t \
+                          WHERE t.blob_id = m.blob_id AND {read} OFFSET 0) r"
                     )
                 },
             ),
             None => (
-                cond.to_stored_like_sql("t.text", 5 + k),
+                format!(
+                    "SELECT t.blob_id FROM blob_text t WHERE {base} AND {}",
+                    cond.to_stored_like_sql("t.text", 5 + k)
+                ),
                 "NOT (u.indexed AND u.joined)",
                 String::new(),
             ),
@@ -228,10 +233,7 @@ pub async fn multisearch_candidates(
                SELECT COUNT(*) <= {FTS_SCAN_UP_TO} AS yes FROM (\
                  SELECT 1 FROM messages m JOIN chosen c ON c.id = m.mailbox_id \
                   WHERE m.uid > $3 AND m.uid <= $4 LIMIT {over}) x), \
-             hits AS MATERIALIZED (\
-               SELECT t.blob_id FROM blob_text t \
-                WHERE NOT (SELECT yes FROM small) AND t.indexed AND t.joined \
-                  AND fts_index_first(t.blob_id) AND {hits}), \
+             hits AS MATERIALIZED ({hits}), \
              pend AS MATERIALIZED (\
                SELECT m.mailbox_id, m.uid, m.blob_id FROM blob_text u \
                  JOIN messages m ON m.blob_id = u.blob_id JOIN chosen c ON c.id = m.mailbox_id \
@@ -243,7 +245,7 @@ pub async fn multisearch_candidates(
               WHERE (SELECT yes FROM small) AND m.uid > $3 AND m.uid <= $4 \
              UNION \
              SELECT m.mailbox_id, m.uid FROM hits h JOIN messages m ON m.blob_id = h.blob_id \
-               JOIN chosen c ON c.id = m.mailbox_id WHERE m.uid > $3 AND m.uid <= $4 {recheck} \
+               JOIN chosen c ON c.id = m.mailbox_id {recheck} WHERE m.uid > $3 AND m.uid <= $4 \
              UNION \
              SELECT p.mailbox_id, p.uid FROM pend p CROSS JOIN LATERAL (\
                SELECT 1 FROM blob_text t WHERE t.blob_id = p.blob_id AND {read} OFFSET 0) y \

@@ -717,6 +717,7 @@ async fn words_written_before_the_word_index(
     compare(&some, scan, "Big", keys).await;
     let every_third: Vec<pb::SearchKey> = keys.iter().step_by(3).cloned().collect();
     compare_multi(&some, scan, &every_third).await;
+    assert_eq!(t.store.fts_status().await.unwrap().pending_words, 300);
     let mut redone = 0;
     loop {
         let n = t.store.fts_index_batch().await.unwrap();
@@ -738,7 +739,8 @@ async fn words_written_before_the_word_index(
     .unwrap();
     assert_eq!((unworded, differ), (0, 0));
     assert!(longs >= 40, "{longs} texts with long words");
-    assert_eq!(t.store.fts_status().await.unwrap().pending_trigram, 0);
+    let status = t.store.fts_status().await.unwrap();
+    assert_eq!((status.pending_trigram, status.pending_words), (0, 0));
     let now = t.replica_with(|s| s.fts_indexer = false).await;
     compare(&now, scan, "Big", keys).await;
 }

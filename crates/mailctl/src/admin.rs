@@ -328,13 +328,20 @@ fn print_fts(s: &pb::FtsStatusResponse) {
             s.pending_trigram
         );
     }
+    if s.pending_words > 0 {
+        println!(
+            "words      {} texts without their words in the word index (from an older \
+             version; the indexer redoes them, searches read them)",
+            s.pending_words
+        );
+    }
     println!("index      {} bytes", s.index_bytes);
 }
 
 /// Whether no body waits: every body has its text, and every text is in
-/// the trigram index (PostgreSQL fills it in the background).
+/// the trigram and word indexes (PostgreSQL fills them in the background).
 fn indexing_done(s: &pb::FtsStatusResponse) -> bool {
-    s.pending == 0 && s.pending_trigram == 0
+    s.pending == 0 && s.pending_trigram == 0 && s.pending_words == 0
 }
 
 /// Polls the index's state with a progress bar (on a terminal) until no
@@ -667,14 +674,16 @@ mod tests {
     /// background indexer's catch-up.
     #[test]
     fn waits_for_texts_and_the_trigram_backlog() {
-        let s = |pending, pending_trigram| pb::FtsStatusResponse {
+        let s = |pending, pending_trigram, pending_words| pb::FtsStatusResponse {
             blobs: 10,
             pending,
             index_bytes: 1,
             pending_trigram,
+            pending_words,
         };
-        assert!(indexing_done(&s(0, 0)));
-        assert!(!indexing_done(&s(3, 0)));
-        assert!(!indexing_done(&s(0, 3000)));
+        assert!(indexing_done(&s(0, 0, 0)));
+        assert!(!indexing_done(&s(3, 0, 0)));
+        assert!(!indexing_done(&s(0, 3000, 0)));
+        assert!(!indexing_done(&s(0, 0, 20)));
     }
 }

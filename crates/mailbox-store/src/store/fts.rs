@@ -237,12 +237,13 @@ impl Store {
     /// Bodies, those whose text is not written yet, texts not yet in the
     /// trigram index, and the index's bytes on disk.
     pub async fn fts_status(&self) -> Result<pb::FtsStatusResponse> {
-        let (blobs, pending, trigram, bytes) = on_backend!(self, fts_status())?;
+        let (blobs, pending, trigram, bytes, words) = on_backend!(self, fts_status())?;
         Ok(pb::FtsStatusResponse {
             blobs: blobs.max(0) as u64,
             pending: pending.max(0) as u64,
             index_bytes: bytes.max(0) as u64,
             pending_trigram: trigram.max(0) as u64,
+            pending_words: words.max(0) as u64,
         })
     }
 
