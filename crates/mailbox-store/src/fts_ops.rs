@@ -173,9 +173,9 @@ pub async fn fts_candidate_uids(
         // index scan of `fts_words`). Texts out of the word index (not
         // yet in it, or written without their words by an older version;
         // few, or the store goes the trigram index's way) are read one
-        // by one, as below. The re-check comes after the join (a lateral
-        // subquery of its own): as an EXISTS the planner re-checked every
-        // match in the database first.
+        // by one, as below. The re-check comes after the join (fenced,
+        // then a lateral subquery of its own): as an EXISTS the planner
+        // re-checked every match in the database first.
         let hits = by_words.texts_sql(
             "t.indexed AND t.joined AND t.worded AND fts_index_first(t.blob_id)",
         );
@@ -184,7 +184,7 @@ pub async fn fts_candidate_uids(
         } else {
             format!(
                 "CROSS JOIN LATERAL (SELECT 1 FROM blob_text t \
-                   WHERE t.blob_id = m.blob_id AND {by_text} OFFSET 0) r"
+                   WHERE t.blob_id = x.blob_id AND {by_text} OFFSET 0) r"
             )
         };
         format!(
@@ -195,8 +195,9 @@ pub async fn fts_candidate_uids(
                    AND m.mailbox_id = $1 AND m.uid > $2 AND m.uid <= $3 OFFSET 0) x \
                 WHERE NOT (u.indexed AND u.joined AND u.worded) \
                   AND fts_index_first(u.blob_id)) \
-             SELECT m.uid FROM hits h JOIN messages m ON m.blob_id = h.blob_id {recheck} \
-              WHERE m.mailbox_id = $1 AND m.uid > $2 AND m.uid <= $3 \
+             SELECT x.uid FROM (\
+               SELECT m.uid, m.blob_id FROM hits h JOIN messages m ON m.blob_id = h.blob_id \
+                WHERE m.mailbox_id = $1 AND m.uid > $2 AND m.uid <= $3 OFFSET 0) x {recheck} \
              UNION \
              SELECT p.uid FROM pend p CROSS JOIN LATERAL (\
                SELECT 1 FROM blob_text t WHERE t.blob_id = p.blob_id AND {by_text} OFFSET 0) y \

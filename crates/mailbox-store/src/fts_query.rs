@@ -49,11 +49,11 @@ pub struct WordsSql {
     /// Every string found through the word list alone (word index
     /// scans only); `None`: no text is (a string only a long word holds).
     pub in_words: Option<String>,
-    /// A long word holds some string (trigram index scans of the long
-    /// words), and each string is in the word list or the long words
-    /// (tested on those few texts); `None`: no string can be in a long
-    /// word.
-    pub in_long: Option<String>,
+    /// A long word holds some string (the first condition: trigram
+    /// index scans of the long words), and each string is in the word
+    /// list or the long words (the second, tested on those few texts);
+    /// `None`: no string can be in a long word.
+    pub in_long: Option<(String, String)>,
     /// What they select needs no re-check with LIKE: every string is one
     /// run of letters and digits, which the words hold exactly.
     pub exact: bool,
@@ -62,12 +62,22 @@ pub struct WordsSql {
 impl WordsSql {
     /// The statement of the texts `t` (`blob_text`) satisfying `base` and
     /// either condition: a union of one statement each.
+    /// The long words' statement is fenced (`OFFSET 0`): the planner
+    /// cannot take a common word of the second condition into its index
+    /// scan (with a generic plan it knows neither's selectivity).
     pub fn texts_sql(&self, base: &str) -> String {
-        let arms: Vec<String> = [&self.in_words, &self.in_long]
-            .into_iter()
-            .flatten()
-            .map(|c| format!("SELECT t.blob_id FROM blob_text t WHERE {base} AND {c}"))
-            .collect();
+        let mut arms = Vec::new();
+        if let Some(w) = &self.in_words {
+            arms.push(format!(
+                "SELECT t.blob_id FROM blob_text t WHERE {base} AND {w}"
+            ));
+        }
+        if let Some((longs, full)) = &self.in_long {
+            arms.push(format!(
+                "SELECT t.blob_id FROM (SELECT t.blob_id, t.words, t.long_words \
+                   FROM blob_text t WHERE {base} AND {longs} OFFSET 0) t WHERE {full}"
+            ));
+        }
         if arms.is_empty() {
             return "SELECT t.blob_id FROM blob_text t WHERE FALSE".into();
         }
@@ -175,8 +185,7 @@ impl Cond {
     ) -> Option<WordsSql> {
         let mut exact = true;
         let n = self.words_sql(cols, first, binds, &mut exact)?;
-        let in_long = (!n.longs.is_empty())
-            .then(|| format!("{} AND {}", join(n.longs.into_iter(), " OR "), n.full));
+        let in_long = (!n.longs.is_empty()).then(|| (join(n.longs.into_iter(), " OR "), n.full));
         Some(WordsSql {
             in_words: n.words,
             in_long,
@@ -689,15 +698,19 @@ mod tests {
         assert_eq!(w.in_words, Some(format!("(({}))", vocab(7))));
         assert_eq!(
             w.in_long,
-            Some(format!("(l LIKE $8) AND ((({} OR l LIKE $8)))", vocab(7)))
+            Some((
+                "(l LIKE $8)".into(),
+                format!("((({} OR l LIKE $8)))", vocab(7))
+            ))
         );
         assert_eq!(
             w.texts_sql("B"),
             format!(
                 "SELECT t.blob_id FROM blob_text t WHERE B AND {} UNION \
-                 SELECT t.blob_id FROM blob_text t WHERE B AND {}",
+                 SELECT t.blob_id FROM (SELECT t.blob_id, t.words, t.long_words \
+                 FROM blob_text t WHERE B AND (l LIKE $8) OFFSET 0) t WHERE ((({} OR l LIKE $8)))",
                 w.in_words.as_ref().unwrap(),
-                w.in_long.as_ref().unwrap()
+                vocab(7)
             )
         );
 
@@ -715,9 +728,12 @@ mod tests {
         );
         assert_eq!(
             w.in_long,
-            Some(format!(
-                "(l LIKE $3) AND (w @> ARRAY[CAST($1 AS TEXT)] AND ({} OR l LIKE $3))",
-                vocab(2)
+            Some((
+                "(l LIKE $3)".into(),
+                format!(
+                    "(w @> ARRAY[CAST($1 AS TEXT)] AND ({} OR l LIKE $3))",
+                    vocab(2)
+                )
             ))
         );
 
@@ -732,9 +748,9 @@ mod tests {
         assert_eq!(w.in_words, Some(format!("(({}))", vocab(2))));
         assert_eq!(
             w.in_long,
-            Some(format!(
-                "(l LIKE $1 OR l LIKE $3) AND ((l LIKE $1) OR (({} OR l LIKE $3)))",
-                vocab(2)
+            Some((
+                "(l LIKE $1 OR l LIKE $3)".into(),
+                format!("((l LIKE $1) OR (({} OR l LIKE $3)))", vocab(2))
             ))
         );
         assert_eq!(

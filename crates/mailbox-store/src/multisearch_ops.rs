@@ -213,7 +213,7 @@ pub async fn multisearch_candidates(
                 } else {
                     format!(
                         "CROSS JOIN LATERAL (SELECT 1 FROM blob_text t \
-                          WHERE t.blob_id = m.blob_id AND {read} OFFSET 0) r"
+                          WHERE t.blob_id = x.blob_id AND {read} OFFSET 0) r"
                     )
                 },
             ),
@@ -244,8 +244,10 @@ pub async fn multisearch_candidates(
                  SELECT 1 FROM blob_text t WHERE t.blob_id = m.blob_id AND {read} OFFSET 0) x \
               WHERE (SELECT yes FROM small) AND m.uid > $3 AND m.uid <= $4 \
              UNION \
-             SELECT m.mailbox_id, m.uid FROM hits h JOIN messages m ON m.blob_id = h.blob_id \
-               JOIN chosen c ON c.id = m.mailbox_id {recheck} WHERE m.uid > $3 AND m.uid <= $4 \
+             SELECT x.mailbox_id, x.uid FROM (\
+               SELECT m.mailbox_id, m.uid, m.blob_id FROM hits h \
+                 JOIN messages m ON m.blob_id = h.blob_id JOIN chosen c ON c.id = m.mailbox_id \
+                WHERE m.uid > $3 AND m.uid <= $4 OFFSET 0) x {recheck} \
              UNION \
              SELECT p.mailbox_id, p.uid FROM pend p CROSS JOIN LATERAL (\
                SELECT 1 FROM blob_text t WHERE t.blob_id = p.blob_id AND {read} OFFSET 0) y \
