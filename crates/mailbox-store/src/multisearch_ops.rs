@@ -181,12 +181,21 @@ pub async fn multisearch_candidates(
 ) -> Result<Vec<(i64, i64)>> {
     let strings = cond.strings();
     let mut word_binds = Vec::new();
+    // For strings of one run of letters and digits each: over many
+    // mailboxes a phrase's trigrams across its words (the texts are stored
+    // without white space) narrow better than its words, each common
+    // (bench/fts, 100,000 messages in 10 folders: 1,799 texts hold the
+    // three words of the phrase, all re-checked in the account's folders,
+    // 70 ms; by its trigrams 39 ms). In one mailbox the word index is
+    // faster for those too (19 ms against 28): only its own are
+    // re-checked.
     let by_words = if PG && words {
         cond.to_words_sql(
             ("t.words", "t.long_words"),
             5 + 2 * strings.len(),
             &mut word_binds,
         )
+        .filter(|w| w.exact)
     } else {
         None
     };
@@ -282,8 +291,10 @@ pub async fn multisearch_candidates(
         for s in &strings {
             query = query.bind(crate::fts_query::like_pattern(s));
         }
-        for w in word_binds {
-            query = query.bind(w);
+        if by_words.is_some() {
+            for w in word_binds {
+                query = query.bind(w);
+            }
         }
     } else {
         query = query.bind(cond.to_fts5_query());
