@@ -382,10 +382,8 @@ pub async fn deliver_group_batched(
         .filter(|b| seen.insert(b.id.clone()))
         .collect();
     if !blobs.is_empty() {
-        let (words, long): (Vec<String>, Vec<String>) = blobs
-            .iter()
-            .map(|b| crate::fts_query::index_words(&b.text))
-            .unzip();
+        let (words, long): (Vec<String>, Vec<String>) =
+            blobs.iter().map(|b| b.words.clone()).unzip();
         // A new body's full-text index text goes in with it; a body
         // already there keeps its own (or, not indexed yet, waits for the
         // indexer).

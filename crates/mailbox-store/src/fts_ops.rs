@@ -25,7 +25,13 @@
 /// as before); otherwise an existing one is kept (it is the same text:
 /// bodies are content addressed) and a new one waits for the trigram
 /// indexer.
-async fn put_blob_text(tx: &mut Tx, blob_id: &str, text: &str, replace: bool) -> Result<()> {
+async fn put_blob_text(
+    tx: &mut Tx,
+    blob_id: &str,
+    text: &str,
+    words: &(String, String),
+    replace: bool,
+) -> Result<()> {
     if PG {
         // Stored without white space (migration 0027).
         // With its words (migration 0034); in the word index at once
@@ -42,12 +48,11 @@ async fn put_blob_text(tx: &mut Tx, blob_id: &str, text: &str, replace: bool) ->
              VALUES ($1, $2, TRUE, string_to_array($3, ' '), NULLIF($4, '')) \
              ON CONFLICT (blob_id) DO NOTHING"
         };
-        let (words, long) = crate::fts_query::index_words(text);
         sqlx::query(sql)
             .bind(blob_id)
             .bind(crate::fts_query::joined(text))
-            .bind(words)
-            .bind(long)
+            .bind(&words.0)
+            .bind(&words.1)
             .execute(&mut **tx)
             .await?;
         return Ok(());
@@ -390,7 +395,9 @@ pub async fn fts_index_batch(pool: &Pool<Db>, batch: i64) -> Result<u64> {
     type Row = (String, Vec<u8>, Vec<u8>, i16, i64);
     const PICK: &str = "SELECT id, data, summary, data_codec, size FROM blobs \
                         WHERE NOT fts_indexed ORDER BY id LIMIT $1";
-    async fn texts(rows: Vec<Row>) -> Result<Vec<(String, String)>> {
+    type Text = (String, String, (String, String));
+    /// Each body's index text, and its words on PostgreSQL.
+    async fn texts(rows: Vec<Row>) -> Result<Vec<Text>> {
         tokio::task::spawn_blocking(move || {
             rows.into_iter()
                 .map(|(id, data, summary, codec, size)| {
@@ -402,7 +409,12 @@ pub async fn fts_index_batch(pool: &Pool<Db>, batch: i64) -> Result<u64> {
                         Vec::new()
                     });
                     let t = crate::fts_query::stored_index_text(&data, &summary);
-                    (id, t)
+                    let words = if PG {
+                        crate::fts_query::index_words(&t)
+                    } else {
+                        Default::default()
+                    };
+                    (id, t, words)
                 })
                 .collect()
         })
@@ -439,10 +451,10 @@ pub async fn fts_index_batch(pool: &Pool<Db>, batch: i64) -> Result<u64> {
         }
         let done = texts(rows).await?;
         let mut words = String::new();
-        for (i, (id, text)) in done.iter().enumerate() {
-            put_blob_text(&mut tx, id, text, true).await?;
+        for (i, (id, text, its)) in done.iter().enumerate() {
+            put_blob_text(&mut tx, id, text, its, true).await?;
             words.push(' ');
-            words.push_str(&crate::fts_query::index_words(text).0);
+            words.push_str(&its.0);
             if i < marked {
                 sqlx::query("UPDATE blobs SET fts_indexed = TRUE WHERE id = $1")
                     .bind(id)
@@ -458,7 +470,7 @@ pub async fn fts_index_batch(pool: &Pool<Db>, batch: i64) -> Result<u64> {
     let done = texts(rows).await?;
     let mut tx = begin_write(pool).await?;
     let mut n = 0;
-    for (id, text) in &done {
+    for (id, text, its) in &done {
         let claimed =
             sqlx::query("UPDATE blobs SET fts_indexed = TRUE WHERE id = $1 AND NOT fts_indexed")
                 .bind(id)
@@ -466,7 +478,7 @@ pub async fn fts_index_batch(pool: &Pool<Db>, batch: i64) -> Result<u64> {
                 .await?
                 .rows_affected();
         if claimed == 1 {
-            put_blob_text(&mut tx, id, text, true).await?;
+            put_blob_text(&mut tx, id, text, its, true).await?;
             n += 1;
         }
     }

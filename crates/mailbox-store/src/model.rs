@@ -81,6 +81,10 @@ pub struct NewBlob {
     /// What SEARCH BODY, TEXT and HEADER match, folded, for the full-text
     /// index (`mail_summary::search_text::index_text`).
     pub text: String,
+    /// `text`'s words and long words for the word index (PostgreSQL;
+    /// `fts_query::index_words`), computed with it off the reactor;
+    /// empty on SQLite.
+    pub words: (String, String),
     /// `data` as an LZ4 block when that is smaller (see `blob_codec`).
     pub lz4: Option<Vec<u8>>,
 }

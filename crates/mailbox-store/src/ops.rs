@@ -192,7 +192,7 @@ async fn insert_blob(tx: &mut Tx, blob: &NewBlob) -> Result<()> {
     .fetch_one(&mut **tx)
     .await?;
     if indexed {
-        put_blob_text(tx, &blob.id, &blob.text, false).await?;
+        put_blob_text(tx, &blob.id, &blob.text, &blob.words, false).await?;
     }
     Ok(())
 }

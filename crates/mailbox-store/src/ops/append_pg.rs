@@ -67,7 +67,6 @@ async fn append_one_statement(
     let keywords = join_keywords(&item.flags.keywords);
     let size = blob.data.len() as i64;
     let (stored, codec) = blob.stored();
-    let (words, long) = crate::fts_query::index_words(&blob.text);
     type Row = (
         Option<i64>,
         Option<i64>,
@@ -92,8 +91,8 @@ async fn append_one_statement(
         .bind(key)
         .bind(crate::fts_query::joined(&blob.text))
         .bind(codec)
-        .bind(words)
-        .bind(long)
+        .bind(&blob.words.0)
+        .bind(&blob.words.1)
         .fetch_one(pool)
         .await?;
     let (Some(id), Some(uid_next), Some(modseq), Some(validity), 1, _) = row else {

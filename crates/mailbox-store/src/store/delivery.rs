@@ -287,7 +287,9 @@ impl Store {
         if data.len() as u64 > self.inner.settings.max_message_size {
             return Err(StoreError::TooLarge);
         }
-        // Hashing and MIME parsing are CPU work: keep them off the reactor.
+        // Hashing and MIME parsing are CPU work: keep them off the reactor
+        // (the words too: a text of megabytes takes a while to sort).
+        let pg = matches!(self.inner.backend, Backend::Pg(_));
         tokio::task::spawn_blocking(move || {
             let id = hex::encode(Sha256::digest(&data));
             let parsed = crate::summary::summarize(&data);
@@ -297,11 +299,17 @@ impl Store {
             // Compressed once here: the database keeps and sends the
             // smaller bytes (see `blob_codec`).
             let lz4 = crate::blob_codec::compress(&data);
+            let words = if pg {
+                crate::fts_query::index_words(&text)
+            } else {
+                Default::default()
+            };
             NewBlob {
                 id,
                 summary: summary.encode_to_vec(),
                 sort_keys: sort_keys.encode_to_vec(),
                 text,
+                words,
                 data,
                 lz4,
             }
