@@ -778,14 +778,31 @@ pub mod procs {
     }
 
     /// Starts `bin <which>` with `env` on top of quiet defaults
-    /// (RUST_LOG=error, no OTLP export, output discarded).
+    /// (RUST_LOG=error, no OTLP export, output discarded). With
+    /// `E2E_SERVICE_LOGS` set to a directory, each service's output goes to
+    /// `<which>-<pid>.log` there instead, at the test's own `RUST_LOG` if it
+    /// has one: to see what a failing run's services did.
     pub fn spawn(bin: &str, which: &str, env: &[(&str, String)]) -> Proc {
         let mut c = Command::new(bin);
-        c.arg(which)
-            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        c.arg(which).env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
+        match std::env::var_os("E2E_SERVICE_LOGS") {
+            Some(dir) => {
+                static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+                let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let path = std::path::Path::new(&dir)
+                    .join(format!("{which}-{}-{n}.log", std::process::id()));
+                let file = std::fs::File::create(&path).expect("service log file");
+                let level = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+                c.env("RUST_LOG", level)
+                    .stdout(file.try_clone().expect("service log file"))
+                    .stderr(file);
+            }
+            None => {
+                c.env("RUST_LOG", "error")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null());
+            }
+        }
         for (k, v) in env {
             c.env(k, v);
         }
