@@ -426,13 +426,8 @@ pub async fn deliver_group_batched(
                 .map(|b| b.sort_keys.clone())
                 .collect::<Vec<_>>(),
         )
-        // Stored without white space (migration 0027).
-        .bind(
-            blobs
-                .iter()
-                .map(|b| crate::fts_query::joined(&b.text))
-                .collect::<Vec<_>>(),
-        )
+        // Without white space already (migration 0027; `NewBlob::text`).
+        .bind(blobs.iter().map(|b| b.text.as_str()).collect::<Vec<_>>())
         .bind(blobs.iter().map(|b| b.stored().1).collect::<Vec<_>>())
         // Its words (migration 0034).
         .bind(words)

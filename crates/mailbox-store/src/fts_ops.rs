@@ -20,7 +20,9 @@
 // account, is decompressed to be re-checked, about 2.4 times faster than
 // from pglz.
 
-/// Writes a body's index text. `replace`: over an older one (the
+/// Writes a body's index text (on PostgreSQL as stored there, without
+/// white space: `fts_query::joined`, done by the caller off the reactor).
+/// `replace`: over an older one (the
 /// background indexer, which also puts it in the trigram index at once,
 /// as before); otherwise an existing one is kept (it is the same text:
 /// bodies are content addressed) and a new one waits for the trigram
@@ -50,7 +52,7 @@ async fn put_blob_text(
         };
         sqlx::query(sql)
             .bind(blob_id)
-            .bind(crate::fts_query::joined(text))
+            .bind(text)
             .bind(&words.0)
             .bind(&words.1)
             .execute(&mut **tx)
@@ -409,12 +411,12 @@ pub async fn fts_index_batch(pool: &Pool<Db>, batch: i64) -> Result<u64> {
                         Vec::new()
                     });
                     let t = crate::fts_query::stored_index_text(&data, &summary);
-                    let words = if PG {
-                        crate::fts_query::index_words(&t)
+                    if PG {
+                        let words = crate::fts_query::index_words(&t);
+                        (id, crate::fts_query::joined(&t), words)
                     } else {
-                        Default::default()
-                    };
-                    (id, t, words)
+                        (id, t, Default::default())
+                    }
                 })
                 .collect()
         })

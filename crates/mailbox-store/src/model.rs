@@ -79,21 +79,23 @@ pub struct NewBlob {
     /// Protobuf `SortKeys` (SORT and THREAD).
     pub sort_keys: Vec<u8>,
     /// What SEARCH BODY, TEXT and HEADER match, folded, for the full-text
-    /// index (`mail_summary::search_text::index_text`).
+    /// index (`mail_summary::search_text::index_text`); on PostgreSQL as
+    /// it is stored there, without white space (`fts_query::joined`).
     pub text: String,
     /// `text`'s words and long words for the word index (PostgreSQL;
     /// `fts_query::index_words`), computed with it off the reactor;
     /// empty on SQLite.
     pub words: (String, String),
-    /// `data` as an LZ4 block when that is smaller (see `blob_codec`).
-    pub lz4: Option<Vec<u8>>,
+    /// `data` compressed, and its codec, when that is smaller (see
+    /// `blob_codec::compress`).
+    pub packed: Option<(Vec<u8>, i16)>,
 }
 
 impl NewBlob {
     /// What `blobs.data` keeps, and its `blobs.data_codec`.
     pub fn stored(&self) -> (&[u8], i16) {
-        match &self.lz4 {
-            Some(packed) => (packed, crate::blob_codec::LZ4),
+        match &self.packed {
+            Some((packed, codec)) => (packed, *codec),
             None => (&self.data, crate::blob_codec::RAW),
         }
     }

@@ -4,7 +4,9 @@
 //! back byte for byte through every path that reads `blobs.data` (whole
 //! bodies, byte ranges across the whole body, inline data of Fetch, the
 //! search evaluator), on both backends; a corrupted compressed body is an
-//! error, and the store goes on serving the others.
+//! error, and the store goes on serving the others. Bodies over 256 KiB
+//! are kept in pieces (codec 2), and a range reads back the same from
+//! them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[macro_use]
@@ -18,6 +20,7 @@ use sqlx::Connection;
 both_backends!(
     workers = 2;
     raw_and_compressed_bodies_read_back_byte_for_byte,
+    large_bodies_are_kept_in_pieces_and_ranges_read_back,
 );
 
 const USER: &str = "c@example.org";
@@ -301,7 +304,7 @@ async fn raw_and_compressed_bodies_read_back_byte_for_byte(backend: Backend) {
     assert_eq!(e.code(), tonic::Code::Internal, "{e:?}");
     assert!(search_body(&mut c, "zanzibarold").await.is_err());
     // A size that does not match the block is one too.
-    let id = appended_id(&t, backend).await;
+    let id = blob_of(&t, backend, 3).await;
     let grow = "UPDATE blobs SET size = size + 1 WHERE id = $1";
     exec(&t, backend, grow, Some(&id), None).await;
     let e = fetch_body(&mut c, 3, 0, 0).await.unwrap_err();
@@ -312,17 +315,145 @@ async fn raw_and_compressed_bodies_read_back_byte_for_byte(backend: Backend) {
     }
 }
 
-/// The blob id of uid 3 (the appended body).
-async fn appended_id(t: &TestStore, backend: Backend) -> String {
-    let sql = "SELECT m.blob_id FROM messages m WHERE m.uid = 3";
+/// The blob id of INBOX's `uid`.
+async fn blob_of(t: &TestStore, backend: Backend, uid: u32) -> String {
+    let sql = "SELECT m.blob_id FROM messages m WHERE m.uid = $1";
     match backend {
         Backend::Postgres => {
             let mut db = sqlx::PgConnection::connect(t.url()).await.unwrap();
-            sqlx::query_scalar(sql).fetch_one(&mut db).await.unwrap()
+            sqlx::query_scalar(sql)
+                .bind(uid as i64)
+                .fetch_one(&mut db)
+                .await
+                .unwrap()
         }
         Backend::Sqlite => {
             let mut db = sqlx::SqliteConnection::connect(t.url()).await.unwrap();
-            sqlx::query_scalar(sql).fetch_one(&mut db).await.unwrap()
+            sqlx::query_scalar(sql)
+                .bind(uid as i64)
+                .fetch_one(&mut db)
+                .await
+                .unwrap()
+        }
+    }
+}
+
+/// About `n` bytes that compress well, every line numbered (a piece read
+/// in the wrong place shows), with `tag` in the last line only.
+fn numbered(tag: &str, n: usize) -> Vec<u8> {
+    let mut s = format!(
+        "From: a@remote.example\r\nTo: {USER}\r\nSubject: {tag}\r\n\
+         Message-ID: <{tag}@remote.example>\r\n\r\n"
+    );
+    let mut i = 0;
+    while s.len() < n {
+        s.push_str(&format!("line {i:07} of a large body\r\n"));
+        i += 1;
+    }
+    s.push_str(&format!("the end: {tag}\r\n"));
+    s.into_bytes()
+}
+
+async fn large_bodies_are_kept_in_pieces_and_ranges_read_back(backend: Backend) {
+    const CHUNK: usize = 256 * 1024;
+    let t = start_with(backend, |s| s.fts_search = false).await;
+    t.add_domain("example.org").await;
+    t.add_account(USER, "pw").await;
+    let mut c = t.login(USER, "pw").await;
+    // uid 1 delivered, uid 2 appended: three pieces and a bit.
+    let delivered = numbered("quokkadelivered", 3 * CHUNK + 1000);
+    let appended = numbered("quokkaappended", 2 * CHUNK + 1);
+    let id = t.deliver("d-big", &[USER], &delivered).await.blob_id;
+    assert_eq!(append(&mut c, appended.clone()).await, 2);
+    let (codec, bytes, size, toast) = stored(&t, backend, &id).await;
+    assert_eq!((codec, size), (2, delivered.len() as i64));
+    assert!(bytes * 3 < size, "{bytes} bytes stored for {size}");
+    assert_eq!(toast, None, "compressed twice");
+    let (codec, ..) = stored(&t, backend, &blob_of(&t, backend, 2).await).await;
+    assert_eq!(codec, 2);
+
+    for (uid, body) in [(1u32, &delivered), (2, &appended)] {
+        let n = body.len();
+        let (whole, total) = fetch_body(&mut c, uid, 0, 0).await.unwrap();
+        assert_eq!(total, n as u64);
+        assert!(whole == *body, "uid {uid}: body differs");
+        let mut cases = vec![
+            (0, 200),
+            (0, 1),
+            (n, 0),
+            (n, 1),
+            (n + 7, 3),
+            (n - 1, 0),
+            (n - 1, 9),
+        ];
+        for border in (1..=n / CHUNK).map(|k| k * CHUNK) {
+            for offset in [border - 1, border, border + 1, border - 4096] {
+                for length in [0, 1, 2, 13, 4096, CHUNK, CHUNK + 1, n] {
+                    cases.push((offset, length));
+                }
+            }
+        }
+        for (offset, length) in cases {
+            let (got, total) = fetch_body(&mut c, uid, offset as u64, length as u64)
+                .await
+                .unwrap();
+            assert_eq!(total, n as u64);
+            assert!(
+                got == expected(body, offset, length),
+                "uid {uid}: <{offset}.{length}> differs ({} bytes)",
+                got.len()
+            );
+        }
+    }
+    // The evaluator reads the whole of it: the word in the last piece.
+    assert_eq!(search_body(&mut c, "quokkadelivered").await.unwrap(), [1]);
+    assert_eq!(search_body(&mut c, "quokkaappended").await.unwrap(), [2]);
+
+    // A last piece cut short: the whole body is an error, a range in the
+    // first pieces still reads; the other body is untouched.
+    let mut bad = raw_stored(&t, backend, &id).await;
+    bad.truncate(bad.len() - 20);
+    exec(
+        &t,
+        backend,
+        "UPDATE blobs SET data = $2 WHERE id = $1",
+        Some(&id),
+        Some(&bad),
+    )
+    .await;
+    let e = fetch_body(&mut c, 1, 0, 0)
+        .await
+        .map(|(b, _)| b.len())
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Internal, "{e:?}");
+    let (got, _) = fetch_body(&mut c, 1, 0, 300).await.unwrap();
+    assert!(
+        got == delivered[..300],
+        "the first piece after the last's corruption"
+    );
+    let (got, _) = fetch_body(&mut c, 2, 0, 0).await.unwrap();
+    assert!(got == appended, "the other body after the corruption");
+}
+
+/// What `blobs.data` holds for a body.
+async fn raw_stored(t: &TestStore, backend: Backend, id: &str) -> Vec<u8> {
+    let sql = "SELECT data FROM blobs WHERE id = $1";
+    match backend {
+        Backend::Postgres => {
+            let mut db = sqlx::PgConnection::connect(t.url()).await.unwrap();
+            sqlx::query_scalar(sql)
+                .bind(id)
+                .fetch_one(&mut db)
+                .await
+                .unwrap()
+        }
+        Backend::Sqlite => {
+            let mut db = sqlx::SqliteConnection::connect(t.url()).await.unwrap();
+            sqlx::query_scalar(sql)
+                .bind(id)
+                .fetch_one(&mut db)
+                .await
+                .unwrap()
         }
     }
 }

@@ -89,7 +89,7 @@ async fn append_one_statement(
         .bind(item.date.0)
         .bind(item.date.1)
         .bind(key)
-        .bind(crate::fts_query::joined(&blob.text))
+        .bind(&blob.text)
         .bind(codec)
         .bind(&blob.words.0)
         .bind(&blob.words.1)

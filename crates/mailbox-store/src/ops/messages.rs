@@ -175,16 +175,14 @@ pub async fn message_data(
     length: i64,
 ) -> Result<(Vec<u8>, i64)> {
     let mb = mailbox_by_name_pool(pool, account, mailbox).await?;
-    // A compressed body comes whole (smaller than the raw range but for
-    // small ranges of large bodies) and is cut here.
-    let (data, size, codec): (Vec<u8>, i64, i16) = sqlx::query_as(
-        "SELECT CASE WHEN b.data_codec = 0 THEN \
-           substr(b.data, CAST(CASE WHEN $3 < b.size THEN $3 ELSE b.size END + 1 AS INTEGER), \
-             CAST(CASE WHEN $4 > 0 AND $4 < b.size THEN $4 ELSE b.size END AS INTEGER)) \
-           ELSE b.data END, b.size, b.data_codec \
+    // A raw body's range is cut by the database; of a compressed one, the
+    // pieces the range needs come (see `blob_codec`), and are cut here.
+    let (data, size, codec): (Vec<u8>, i64, i16) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {}, b.size, b.data_codec \
          FROM messages m JOIN blobs b ON b.id = m.blob_id \
          WHERE m.mailbox_id = $1 AND m.uid = $2",
-    )
+        crate::blob_codec::stored_prefix_sql("$3", "$4")
+    )))
     .bind(mb.id)
     .bind(uid)
     .bind(offset)
@@ -195,9 +193,22 @@ pub async fn message_data(
     if codec == crate::blob_codec::RAW {
         return Ok((data, size));
     }
-    let whole = crate::blob_codec::decode(codec, data, size)?;
-    Ok((crate::blob_codec::slice(whole, offset, length), size))
+    // A range of megabytes is decompressed off the reactor.
+    let range = if length > 0 { length } else { size - offset };
+    let cut = move || crate::blob_codec::decode_range(codec, data, size, offset, length);
+    let data = if range > LARGE_RANGE {
+        tokio::task::spawn_blocking(cut)
+            .await
+            .map_err(|e| StoreError::Internal(format!("decompress task: {e}")))??
+    } else {
+        cut()?
+    };
+    Ok((data, size))
 }
+
+/// A decompressed range past this size is decompressed on a blocking
+/// thread rather than the runtime's.
+const LARGE_RANGE: i64 = 1 << 20;
 
 /// The columns a `MetaBlobRow` reads a body with: `data` as kept, and the
 /// codec and size `split` decodes it with (NULL data and codec 0 when the

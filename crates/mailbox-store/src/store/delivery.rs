@@ -298,11 +298,15 @@ impl Store {
             let sort_keys = crate::summary_pb::sort_keys(&data);
             // Compressed once here: the database keeps and sends the
             // smaller bytes (see `blob_codec`).
-            let lz4 = crate::blob_codec::compress(&data);
-            let words = if pg {
-                crate::fts_query::index_words(&text)
+            let packed = crate::blob_codec::compress(&data);
+            // PostgreSQL stores the text without white space (migration
+            // 0027), joined here too: megabytes of it are not for the
+            // group commit's task.
+            let (text, words) = if pg {
+                let words = crate::fts_query::index_words(&text);
+                (crate::fts_query::joined(&text), words)
             } else {
-                Default::default()
+                (text, Default::default())
             };
             NewBlob {
                 id,
@@ -311,7 +315,7 @@ impl Store {
                 text,
                 words,
                 data,
-                lz4,
+                packed,
             }
         })
         .await
