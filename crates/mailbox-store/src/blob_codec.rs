@@ -159,10 +159,13 @@ pub fn decode_range(
             }
             let (first, last) = (start / CHUNK, (end - 1) / CHUNK);
             let mut at = table + lens[..first].iter().sum::<usize>();
-            // A corrupted table cannot make this allocate much more than
-            // the blocks hold.
-            let mut out =
-                Vec::with_capacity((end - start).min(stored.len().saturating_mul(MAX_RATIO)));
+            // A corrupted table cannot make this allocate more than the
+            // blocks after it can hold.
+            let mut out = Vec::with_capacity(
+                (end - start)
+                    .min((last - first + 1) * CHUNK)
+                    .min((stored.len() - table).saturating_mul(MAX_RATIO)),
+            );
             for (k, &len) in lens.iter().enumerate().take(last + 1).skip(first) {
                 let piece = stored
                     .get(at..at + len)
@@ -195,14 +198,21 @@ pub fn stored_prefix_sql(offset: &str, length: &str) -> String {
     );
     let chunk = CHUNK;
     let bound = BLOCK_BOUND;
+    // The table, and the pieces up to the range's end (none for a range
+    // past the end); capped where PostgreSQL's INTEGER ends (a body of
+    // more than 1.7 GiB: its compressed bytes are less than that anyway).
+    let prefix = format!(
+        "4 + 4 * ((b.size + {chunk} - 1) / {chunk}) \
+         + (CASE WHEN {offset} < b.size THEN ({end} - 1) / {chunk} + 1 ELSE 0 END) * {bound}"
+    );
     format!(
         "CASE b.data_codec \
            WHEN {RAW} THEN substr(b.data, \
              CAST(CASE WHEN {offset} < b.size THEN {offset} ELSE b.size END + 1 AS INTEGER), \
              CAST(CASE WHEN {length} > 0 AND {length} < b.size THEN {length} ELSE b.size END \
                AS INTEGER)) \
-           WHEN {LZ4_CHUNKS} THEN substr(b.data, 1, CAST(4 + 4 * ((b.size + {chunk} - 1) / {chunk}) \
-             + (({end} - 1) / {chunk} + 1) * {bound} AS INTEGER)) \
+           WHEN {LZ4_CHUNKS} THEN substr(b.data, 1, \
+             CAST(CASE WHEN {prefix} < 2147483647 THEN {prefix} ELSE 2147483647 END AS INTEGER)) \
            ELSE b.data END"
     )
 }
@@ -325,7 +335,7 @@ mod tests {
                 } else {
                     n
                 };
-                let pieces = (end.max(1) - 1) / CHUNK + 1;
+                let pieces = if offset < n { (end - 1) / CHUNK + 1 } else { 0 };
                 let prefix = 4 + 4 * n.div_ceil(CHUNK) + pieces * BLOCK_BOUND;
                 let cut = packed[..prefix.min(packed.len())].to_vec();
                 let got = decode_range(codec, cut, n as i64, offset as i64, length as i64)

@@ -174,6 +174,7 @@ pub async fn message_data(
     offset: i64,
     length: i64,
 ) -> Result<(Vec<u8>, i64)> {
+    let (offset, length) = (offset.max(0), length.max(0));
     let mb = mailbox_by_name_pool(pool, account, mailbox).await?;
     // A raw body's range is cut by the database; of a compressed one, the
     // pieces the range needs come (see `blob_codec`), and are cut here.
@@ -193,10 +194,18 @@ pub async fn message_data(
     if codec == crate::blob_codec::RAW {
         return Ok((data, size));
     }
-    // A range of megabytes is decompressed off the reactor.
-    let range = if length > 0 { length } else { size - offset };
+    // Megabytes are decompressed off the reactor: a range of them, or a
+    // whole single block (bodies of any size were kept so before pieces,
+    // and still read so).
+    let work = if codec == crate::blob_codec::LZ4 {
+        size
+    } else if length > 0 {
+        length
+    } else {
+        size.saturating_sub(offset)
+    };
     let cut = move || crate::blob_codec::decode_range(codec, data, size, offset, length);
-    let data = if range > LARGE_RANGE {
+    let data = if work > LARGE_DECODE {
         tokio::task::spawn_blocking(cut)
             .await
             .map_err(|e| StoreError::Internal(format!("decompress task: {e}")))??
@@ -206,9 +215,9 @@ pub async fn message_data(
     Ok((data, size))
 }
 
-/// A decompressed range past this size is decompressed on a blocking
+/// More than this many bytes to decompress are decompressed on a blocking
 /// thread rather than the runtime's.
-const LARGE_RANGE: i64 = 1 << 20;
+const LARGE_DECODE: i64 = 1 << 20;
 
 /// The columns a `MetaBlobRow` reads a body with: `data` as kept, and the
 /// codec and size `split` decodes it with (NULL data and codec 0 when the
