@@ -356,7 +356,7 @@ pub async fn search_rows_by_uids(
     uids: &[i64],
     with_summary: bool,
     with_data: bool,
-) -> Result<Vec<SearchRow>> {
+) -> Result<Vec<MetaBlobRow>> {
     let list = uids
         .iter()
         .map(i64::to_string)
@@ -385,7 +385,8 @@ pub async fn search_rows_by_uids(
         .bind(list)
         .fetch_all(pool)
         .await?;
-    rows.into_iter().map(MetaBlobRow::split).collect()
+    // Decoded (`model::decode_rows`) where they are evaluated.
+    Ok(rows)
 }
 
 /// Indexes up to `batch` bodies not indexed yet; returns how many. On

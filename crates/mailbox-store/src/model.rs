@@ -193,6 +193,13 @@ pub struct MetaBlobRow {
     pub data_size: i64,
 }
 
+/// The evaluator's rows from rows as read (`MetaBlobRow::split` each):
+/// bodies are decompressed here, so callers run it where the evaluator
+/// runs, off the reactor.
+pub fn decode_rows(rows: Vec<MetaBlobRow>) -> crate::error::Result<Vec<SearchRow>> {
+    rows.into_iter().map(MetaBlobRow::split).collect()
+}
+
 impl MetaBlobRow {
     /// The evaluator's row, with the body's raw bytes (decoded; a body
     /// that does not decode is an internal error).

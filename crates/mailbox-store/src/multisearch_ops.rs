@@ -93,7 +93,7 @@ pub async fn multisearch_rows(
     after: i64,
     upto: i64,
     limit: i64,
-) -> Result<Vec<SearchRow>> {
+) -> Result<Vec<MetaBlobRow>> {
     let blobs = with_summary || with_data;
     let sql = format!(
         "SELECT m.uid, m.flags, m.keywords, m.modseq, m.size, m.internal_date, m.internal_tz, \
@@ -119,7 +119,8 @@ pub async fn multisearch_rows(
         .bind(uid_validity)
         .fetch_all(pool)
         .await?;
-    rows.into_iter().map(MetaBlobRow::split).collect()
+    // Decoded (`model::decode_rows`) where they are evaluated.
+    Ok(rows)
 }
 
 /// The HIGHESTMODSEQ of each of the account's mailboxes `listed` names
@@ -323,7 +324,7 @@ pub async fn multisearch_rows_by_uids(
     wanted: &[(i64, i64)],
     with_summary: bool,
     with_data: bool,
-) -> Result<Vec<(i64, i64, SearchRow)>> {
+) -> Result<Vec<(i64, i64, MetaBlobRow)>> {
     let blobs = with_summary || with_data;
     let pairs = if PG {
         "unnest(CAST(string_to_array($2, ',') AS BIGINT[]), \
@@ -353,7 +354,9 @@ pub async fn multisearch_rows_by_uids(
         .bind(id_list(wanted.iter().map(|w| w.1)))
         .fetch_all(pool)
         .await?;
-    rows.into_iter()
-        .map(|r| Ok((r.mailbox_id, r.uid_validity, r.row.split()?)))
-        .collect()
+    // Decoded (`model::decode_rows`) where they are evaluated.
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.mailbox_id, r.uid_validity, r.row))
+        .collect())
 }

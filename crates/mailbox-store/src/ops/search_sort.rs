@@ -17,7 +17,7 @@ pub async fn search_rows(
     after: i64,
     upto: i64,
     limit: i64,
-) -> Result<(MailboxRow, Vec<SearchRow>)> {
+) -> Result<(MailboxRow, Vec<MetaBlobRow>)> {
     let mb = mailbox_by_name_pool(pool, account, mailbox).await?;
     // Flag- and date-only searches do not touch the blobs at all.
     let blobs = with_summary || with_data;
@@ -41,10 +41,7 @@ pub async fn search_rows(
         .bind(upto)
         .fetch_all(pool)
         .await?;
-    let rows = rows
-        .into_iter()
-        .map(MetaBlobRow::split)
-        .collect::<Result<_>>()?;
+    // Decoded (`model::decode_rows`) where they are evaluated.
     Ok((mb, rows))
 }
 

@@ -201,9 +201,11 @@ impl Store {
             read += at.elapsed();
             let at = std::time::Instant::now();
             let key = key.clone();
-            let found = tokio::task::spawn_blocking(move || crate::search::evaluate(&key, 0, rows))
-                .await
-                .map_err(|e| StoreError::Internal(format!("search task: {e}")))??;
+            let found = tokio::task::spawn_blocking(move || {
+                crate::search::evaluate(&key, 0, crate::model::decode_rows(rows)?)
+            })
+            .await
+            .map_err(|e| StoreError::Internal(format!("search task: {e}")))??;
             evaluated += at.elapsed();
             uids.extend(found.uids);
         }

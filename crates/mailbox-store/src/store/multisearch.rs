@@ -17,7 +17,7 @@ use mailbox_api::pb;
 
 use super::{Backend, Store, lite, pg, uid_bounds};
 use crate::error::{Result, StoreError};
-use crate::model::{AccountId, SearchRow};
+use crate::model::{AccountId, MetaBlobRow};
 use crate::multisearch::{Listed, MAX_RESPONSE_BYTES, PARALLEL};
 
 /// Candidates of a MULTISEARCH the full-text index narrows whose rows
@@ -187,7 +187,7 @@ impl Store {
             )?;
             // Per mailbox (rows come ordered by mailbox): its key and rows,
             // each row's MODSEQ as read with it.
-            let mut groups: Vec<(i64, pb::SearchKey, Vec<SearchRow>)> = Vec::new();
+            let mut groups: Vec<(i64, pb::SearchKey, Vec<MetaBlobRow>)> = Vec::new();
             for (id, v, row) in rows {
                 let Some(k) = keys.get(&id) else { continue };
                 if validity.get(&id) != Some(&v) {
@@ -204,8 +204,9 @@ impl Store {
                     .map(|(id, k, rows)| {
                         let read: Vec<(u32, u64)> = rows
                             .iter()
-                            .map(|r| (r.0.uid as u32, r.0.modseq as u64))
+                            .map(|r| (r.uid as u32, r.modseq as u64))
                             .collect();
+                        let rows = crate::model::decode_rows(rows)?;
                         crate::search::evaluate(&k, 0, rows).map(|hits| (id, hits.uids, read))
                     })
                     .collect::<Result<Vec<_>>>()
@@ -291,17 +292,19 @@ impl Store {
                 )
             )?;
             let n = rows.len() as i64;
-            after = rows.last().map_or(after, |r| r.0.uid);
+            after = rows.last().map_or(after, |r| r.uid);
             // The MODSEQ of each row as read with it: a match's is never
             // one read after an expunge (RFC 7162 7: always positive).
             let read: Vec<(u32, u64)> = rows
                 .iter()
-                .map(|r| (r.0.uid as u32, r.0.modseq as u64))
+                .map(|r| (r.uid as u32, r.modseq as u64))
                 .collect();
             let k = key.clone();
-            let hits = tokio::task::spawn_blocking(move || crate::search::evaluate(&k, 0, rows))
-                .await
-                .map_err(|e| StoreError::Internal(format!("search task: {e}")))??;
+            let hits = tokio::task::spawn_blocking(move || {
+                crate::search::evaluate(&k, 0, crate::model::decode_rows(rows)?)
+            })
+            .await
+            .map_err(|e| StoreError::Internal(format!("search task: {e}")))??;
             for u in hits.uids {
                 let m = read
                     .binary_search_by_key(&u, |r| r.0)

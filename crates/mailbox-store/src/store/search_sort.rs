@@ -128,11 +128,13 @@ impl Store {
                 )
             )?;
             let n = rows.len() as i64;
-            after = rows.last().map_or(after, |r| r.0.uid);
+            after = rows.last().map_or(after, |r| r.uid);
             let key = key.clone();
-            let found = tokio::task::spawn_blocking(move || crate::search::evaluate(&key, 0, rows))
-                .await
-                .map_err(|e| StoreError::Internal(format!("search task: {e}")))??;
+            let found = tokio::task::spawn_blocking(move || {
+                crate::search::evaluate(&key, 0, crate::model::decode_rows(rows)?)
+            })
+            .await
+            .map_err(|e| StoreError::Internal(format!("search task: {e}")))??;
             uids.extend(found.uids);
             if n < window || window == i64::MAX {
                 break mb.highest_modseq;
