@@ -35,6 +35,11 @@ pub struct Plan {
     /// HEADER.FIELDS, HEADER.FIELDS.NOT, RFC822.HEADER): a large message's
     /// body need not be read at all.
     pub header_only: bool,
+    /// Every body item is a partial of the whole message (`BODY[]<o.n>`,
+    /// as clients that download large messages in chunks ask): the bytes
+    /// from the first origin to the last end are all that is read (a
+    /// 64 KiB chunk of an 18 MB message is not 18 MB read for each).
+    pub window: Option<(u64, u64)>,
 }
 
 pub fn plan(names: &MacroOrMessageDataItemNames<'_>, uid: bool) -> Plan {
@@ -58,7 +63,12 @@ pub fn plan(names: &MacroOrMessageDataItemNames<'_>, uid: bool) -> Plan {
         body: false,
         sets_seen: false,
         header_only: true,
+        window: None,
     };
+    // (lowest origin, highest end) of the partials of the whole message;
+    // None once another body item is asked for.
+    let mut window: Option<(u64, u64)> = None;
+    let mut only_partials = true;
     for i in &p.items {
         use imap_codec::imap_types::fetch::Section;
         let header = match i {
@@ -76,6 +86,26 @@ pub fn plan(names: &MacroOrMessageDataItemNames<'_>, uid: bool) -> Plan {
             _ => true,
         };
         p.header_only &= header;
+        match i {
+            MessageDataItemName::BodyExt {
+                section: None,
+                partial: Some((origin, len)),
+                ..
+            } => {
+                let (o, e) = (
+                    u64::from(*origin),
+                    u64::from(*origin) + u64::from(len.get()),
+                );
+                window = Some(window.map_or((o, e), |(lo, hi)| (lo.min(o), hi.max(e))));
+            }
+            MessageDataItemName::BodyExt { .. }
+            | MessageDataItemName::Binary { .. }
+            | MessageDataItemName::BinarySize { .. }
+            | MessageDataItemName::Rfc822
+            | MessageDataItemName::Rfc822Text
+            | MessageDataItemName::Rfc822Header => only_partials = false,
+            _ => {}
+        }
         match i {
             MessageDataItemName::InternalDate => p.meta = true,
             MessageDataItemName::Envelope
@@ -105,6 +135,9 @@ pub fn plan(names: &MacroOrMessageDataItemNames<'_>, uid: bool) -> Plan {
     }
     if p.summary {
         p.meta = true;
+    }
+    if only_partials {
+        p.window = window;
     }
     p
 }
@@ -188,13 +221,16 @@ pub struct Items {
     pub binary_origins: Vec<(usize, u32)>,
 }
 
-/// The response items for one message.
+/// The response items for one message. `raw` is the message's bytes from
+/// `base` on: 0 but for a [`Plan::window`] read, whose partials of the
+/// whole message are cut from it where they stand.
 pub fn items(
     plan: &Plan,
     msg: &Msg,
     recent: bool,
     meta: Option<&pb::MessageMeta>,
     raw: Option<&[u8]>,
+    base: u64,
 ) -> Result<Items, ItemError> {
     let empty = pb::BodyPart::default();
     let summary = meta.and_then(|m| m.summary.as_ref());
@@ -226,6 +262,21 @@ pub fn items(
             }
             MessageDataItemName::Body => {
                 MessageDataItem::Body(structure::body_structure(body, false))
+            }
+            MessageDataItemName::BodyExt {
+                section: None,
+                partial: Some((origin, len)),
+                ..
+            } if base > 0 => {
+                // The window holds this partial's bytes from `base` on.
+                let at = u64::from(*origin).saturating_sub(base);
+                let data =
+                    structure::partial(raw, u32::try_from(at).unwrap_or(u32::MAX), Some(len.get()));
+                MessageDataItem::BodyExt {
+                    section: None,
+                    origin: Some(*origin),
+                    data: literal(Cow::Owned(data.to_vec())),
+                }
             }
             MessageDataItemName::BodyExt {
                 section, partial, ..

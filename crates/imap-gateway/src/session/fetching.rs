@@ -41,6 +41,7 @@ impl Session {
         if extras.preview {
             plan.body = true;
             plan.header_only = false;
+            plan.window = None;
         }
         // RFC 7162 3.1: FETCH MODSEQ and CHANGEDSINCE enable CONDSTORE;
         // CHANGEDSINCE returns MODSEQ (3.1.4.1) and only what changed.
@@ -172,18 +173,25 @@ impl Session {
                 }
                 let inline = metas.get(&uid).and_then(|m| m.data.as_deref());
                 // Larger messages are streamed on their own.
+                let mut base = 0;
                 let streamed = if plan.body && inline.is_none() {
-                    // Only the header asked for: only the header read.
-                    let length = if plan.header_only {
-                        metas
+                    // Only the header asked for: only the header read;
+                    // only partials of the whole message: only their span.
+                    let (offset, length) = if plan.header_only {
+                        let header = metas
                             .get(&uid)
                             .and_then(|m| m.summary.as_ref())
                             .and_then(|s| s.body.as_ref())
-                            .map_or(0, |b| b.body_start)
+                            .map_or(0, |b| b.body_start);
+                        (0, header)
+                    } else if let Some((lo, hi)) = plan.window {
+                        // An empty span still reads nothing past the end.
+                        (lo, (hi - lo).max(1))
                     } else {
-                        0
+                        (0, 0)
                     };
-                    match read_body(&mut c, &mailbox, uid, length).await {
+                    base = offset;
+                    match read_range(&mut c, &mailbox, uid, offset, length).await {
                         Ok(b) => Some(b),
                         // Expunged elsewhere meanwhile: nothing to send.
                         Err(s) if s.code() == Code::NotFound => continue,
@@ -211,6 +219,7 @@ impl Session {
                     view.recent.contains(&uid) && !self.rev2,
                     metas.get(&uid).map(|m| &**m),
                     raw,
+                    if inline.is_some() { 0 } else { base },
                 ) {
                     Ok(i) => i,
                     Err(fetch::ItemError::Binary(crate::structure::BinaryError::UnknownCte)) => {
@@ -272,11 +281,22 @@ pub(super) async fn read_body(
     uid: u32,
     length: u64,
 ) -> Result<Vec<u8>, Status> {
+    read_range(c, mailbox, uid, 0, length).await
+}
+
+/// A message's bytes from `offset`: `length` of them, or to the end for 0.
+async fn read_range(
+    c: &mut MailboxClient,
+    mailbox: &str,
+    uid: u32,
+    offset: u64,
+    length: u64,
+) -> Result<Vec<u8>, Status> {
     let mut s = c
         .fetch_body(pb::FetchBodyRequest {
             mailbox: mailbox.to_string(),
             uid,
-            offset: 0,
+            offset,
             length,
         })
         .await?
