@@ -110,20 +110,22 @@ fn block(stored: &[u8], size: usize) -> Result<Vec<u8>> {
 /// codec, a corrupted block, a size that does not match) is an internal
 /// error, never a panic nor an allocation beyond what the blocks can hold.
 pub fn decode(codec: i16, stored: Vec<u8>, size: i64) -> Result<Vec<u8>> {
-    decode_range(codec, stored, size, 0, 0)
+    decode_range(codec, stored, size, 0, 0, 0)
 }
 
 /// `length` bytes of a body from `offset` (to the end for 0), as [`slice`]
 /// cuts them, from what `blobs.data` keeps with its codec and
 /// `blobs.size`: for [`LZ4_CHUNKS`] the pieces the range covers are all
 /// that is decompressed, and `stored` may be cut after them (as
-/// [`stored_prefix_sql`] reads it).
+/// [`stored_prefix_sql`] reads it), or the pieces before the range's may
+/// be left out after the table: `gap` bytes of them ([`missing_span`]).
 pub fn decode_range(
     codec: i16,
     stored: Vec<u8>,
     size: i64,
     offset: i64,
     length: i64,
+    gap: usize,
 ) -> Result<Vec<u8>> {
     match codec {
         RAW => Ok(slice(stored, offset, length)),
@@ -133,32 +135,17 @@ pub fn decode_range(
             if codec == LZ4 {
                 return Ok(slice(block(&stored, size)?, offset, length));
             }
-            let n = size.div_ceil(CHUNK);
-            let table = 4 + 4 * n;
-            let head = stored
-                .get(..table)
-                .ok_or_else(|| corrupt(format!("no table of {n} pieces")))?;
-            let lens: Vec<usize> = head
-                .chunks_exact(4)
-                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
-                .collect();
-            if lens[0] != n {
-                return Err(corrupt(format!(
-                    "a table of {} pieces for {size} bytes",
-                    lens[0]
-                )));
-            }
-            let lens = &lens[1..];
-            let start = usize::try_from(offset).unwrap_or(0).min(size);
-            let end = match usize::try_from(length) {
-                Ok(l) if l > 0 => start.saturating_add(l).min(size),
-                _ => size,
-            };
+            let (table, lens) = piece_table(&stored, size)?;
+            let (start, end) = range(size, offset, length);
             if start == end {
                 return Ok(Vec::new());
             }
             let (first, last) = (start / CHUNK, (end - 1) / CHUNK);
-            let mut at = table + lens[..first].iter().sum::<usize>();
+            let mut at = (table + lens[..first].iter().sum::<usize>())
+                .checked_sub(gap)
+                .filter(|&a| a >= table)
+                .ok_or_else(|| corrupt(format!("{gap} bytes left out of a smaller table")))?;
+            let n = lens.len();
             // A corrupted table cannot make this allocate more than the
             // blocks after it can hold.
             let mut out = Vec::with_capacity(
@@ -170,16 +157,91 @@ pub fn decode_range(
                 let piece = stored
                     .get(at..at + len)
                     .ok_or_else(|| corrupt(format!("piece {k} of {n} is cut short")))?;
-                let raw = block(piece, CHUNK.min(size - k * CHUNK))?;
+                let want = CHUNK.min(size - k * CHUNK);
                 let from = start.saturating_sub(k * CHUNK);
-                let to = (end - k * CHUNK).min(raw.len());
-                out.extend_from_slice(&raw[from..to]);
+                let to = (end - k * CHUNK).min(want);
+                if from == 0 && to == want && want <= piece.len().saturating_mul(MAX_RATIO) {
+                    // A whole piece: straight into the output.
+                    let at_out = out.len();
+                    out.resize(at_out + want, 0);
+                    match lz4_flex::block::decompress_into(piece, &mut out[at_out..]) {
+                        Ok(got) if got == want => {}
+                        Ok(got) => {
+                            return Err(corrupt(format!(
+                                "piece {k} holds {got} bytes, {want} expected"
+                            )));
+                        }
+                        Err(e) => return Err(corrupt(format!("corrupted lz4 block: {e}"))),
+                    }
+                } else {
+                    let raw = block(piece, want)?;
+                    out.extend_from_slice(&raw[from..to]);
+                }
                 at += len;
             }
             Ok(out)
         }
         other => Err(corrupt(format!("unknown data_codec {other}"))),
     }
+}
+
+/// The table of an [`LZ4_CHUNKS`] body of `size` bytes at the start of
+/// `stored`: its length in bytes, and each piece's block length.
+fn piece_table(stored: &[u8], size: usize) -> Result<(usize, Vec<usize>)> {
+    let n = size.div_ceil(CHUNK);
+    let table = 4 + 4 * n;
+    let head = stored
+        .get(..table)
+        .ok_or_else(|| corrupt(format!("no table of {n} pieces")))?;
+    let mut lens: Vec<usize> = head
+        .chunks_exact(4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        .collect();
+    if lens[0] != n {
+        return Err(corrupt(format!(
+            "a table of {} pieces for {size} bytes",
+            lens[0]
+        )));
+    }
+    lens.remove(0);
+    Ok((table, lens))
+}
+
+/// A read's (start, end) in a body of `size` bytes, as [`slice`] cuts.
+fn range(size: usize, offset: i64, length: i64) -> (usize, usize) {
+    let start = usize::try_from(offset).unwrap_or(0).min(size);
+    let end = match usize::try_from(length) {
+        Ok(l) if l > 0 => start.saturating_add(l).min(size),
+        _ => size,
+    };
+    (start, end)
+}
+
+/// For an [`LZ4_CHUNKS`] body read as [`stored_prefix_sql`] reads it: the
+/// bytes of `blobs.data` (from, length; from 0) holding the pieces the
+/// range covers, when `stored` (the table, for a range past the first
+/// piece) does not hold them yet. Read them, put them after the table and
+/// decode with `gap` = `from` - the table's length.
+pub fn missing_span(
+    codec: i16,
+    stored: &[u8],
+    size: i64,
+    offset: i64,
+    length: i64,
+) -> Result<Option<(usize, usize)>> {
+    if codec != LZ4_CHUNKS {
+        return Ok(None);
+    }
+    let size = usize::try_from(size).map_err(|_| corrupt(format!("a negative size {size}")))?;
+    let (table, lens) = piece_table(stored, size)?;
+    let (start, end) = range(size, offset, length);
+    if start == end {
+        return Ok(None);
+    }
+    let (first, last) = (start / CHUNK, (end - 1) / CHUNK);
+    let from = table + lens[..first].iter().sum::<usize>();
+    let to = from + lens[first..=last].iter().sum::<usize>();
+    Ok((stored.len() < to).then_some((from, to - from)))
 }
 
 /// An SQL expression for as much of `blobs.data` as a read of `length`
@@ -198,12 +260,15 @@ pub fn stored_prefix_sql(offset: &str, length: &str) -> String {
     );
     let chunk = CHUNK;
     let bound = BLOCK_BOUND;
-    // The table, and the pieces up to the range's end (none for a range
-    // past the end); capped where PostgreSQL's INTEGER ends (a body of
+    // The table, and the pieces up to the range's end when it starts in
+    // the first piece (a header, the first chunk); the table alone past
+    // it (the pieces are then read by `missing_span`) or past the end;
+    // capped where PostgreSQL's INTEGER ends (a body of
     // more than 1.7 GiB: its compressed bytes are less than that anyway).
     let prefix = format!(
         "4 + 4 * ((b.size + {chunk} - 1) / {chunk}) \
-         + (CASE WHEN {offset} < b.size THEN ({end} - 1) / {chunk} + 1 ELSE 0 END) * {bound}"
+         + (CASE WHEN {offset} < {chunk} AND {offset} < b.size \
+             THEN ({end} - 1) / {chunk} + 1 ELSE 0 END) * {bound}"
     );
     format!(
         "CASE b.data_codec \
@@ -325,25 +390,41 @@ mod tests {
                     n as i64,
                     offset as i64,
                     length as i64,
+                    0,
                 )
                 .expect("range");
                 assert_eq!(got, want, "{n} bytes, range {offset}+{length}");
-                // What `stored_prefix_sql` reads: the table and the
-                // pieces up to the range's end, each at most BLOCK_BOUND.
+                // What `stored_prefix_sql` reads: the table, and the
+                // pieces up to the range's end (each at most
+                // BLOCK_BOUND) when it starts in the first piece; then
+                // the span `missing_span` names, read after the table.
                 let end = if length > 0 && offset + length < n {
                     offset + length
                 } else {
                     n
                 };
-                let pieces = if offset < n { (end - 1) / CHUNK + 1 } else { 0 };
-                let prefix = 4 + 4 * n.div_ceil(CHUNK) + pieces * BLOCK_BOUND;
-                let cut = packed[..prefix.min(packed.len())].to_vec();
-                let got = decode_range(codec, cut, n as i64, offset as i64, length as i64)
-                    .expect("range from the prefix");
-                assert_eq!(
-                    got, want,
-                    "{n} bytes, range {offset}+{length} from its prefix"
-                );
+                let table = 4 + 4 * n.div_ceil(CHUNK);
+                let pieces = if offset < CHUNK && offset < n {
+                    (end - 1) / CHUNK + 1
+                } else {
+                    0
+                };
+                let prefix = table + pieces * BLOCK_BOUND;
+                let (o, l) = (offset as i64, length as i64);
+                let mut read = packed[..prefix.min(packed.len())].to_vec();
+                let mut gap = 0;
+                if let Some((from, len)) =
+                    missing_span(codec, &read, n as i64, o, l).expect("table")
+                {
+                    assert!(offset >= CHUNK, "{n} bytes, range {offset}+{length}");
+                    let keep = from.min(read.len());
+                    read.truncate(keep);
+                    gap = from - keep;
+                    read.extend_from_slice(&packed[from..from + len]);
+                }
+                let got = decode_range(codec, read, n as i64, o, l, gap)
+                    .expect("range from what is read");
+                assert_eq!(got, want, "{n} bytes, range {offset}+{length} as read");
             }
         }
         // Up to CHUNK: one block, as before.

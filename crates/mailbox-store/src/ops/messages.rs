@@ -177,20 +177,42 @@ pub async fn message_data(
     let (offset, length) = (offset.max(0), length.max(0));
     let mb = mailbox_by_name_pool(pool, account, mailbox).await?;
     // A raw body's range is cut by the database; of a compressed one, the
-    // pieces the range needs come (see `blob_codec`), and are cut here.
-    let (data, size, codec): (Vec<u8>, i64, i16) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {}, b.size, b.data_codec \
-         FROM messages m JOIN blobs b ON b.id = m.blob_id \
-         WHERE m.mailbox_id = $1 AND m.uid = $2",
-        crate::blob_codec::stored_prefix_sql("$3", "$4")
-    )))
-    .bind(mb.id)
-    .bind(uid)
-    .bind(offset)
-    .bind(length)
-    .fetch_optional(pool)
-    .await?
-    .ok_or(StoreError::NotFound("message"))?;
+    // pieces the range needs come (see `blob_codec`), and are cut here:
+    // with the table when the range starts in the first piece, else in a
+    // second read once the table says where they are.
+    let (id, mut data, size, codec): (String, Vec<u8>, i64, i16) =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT b.id, {}, b.size, b.data_codec \
+             FROM messages m JOIN blobs b ON b.id = m.blob_id \
+             WHERE m.mailbox_id = $1 AND m.uid = $2",
+            crate::blob_codec::stored_prefix_sql("$3", "$4")
+        )))
+        .bind(mb.id)
+        .bind(uid)
+        .bind(offset)
+        .bind(length)
+        .fetch_optional(pool)
+        .await?
+        .ok_or(StoreError::NotFound("message"))?;
+    let mut gap = 0;
+    if let Some((from, len)) =
+        crate::blob_codec::missing_span(codec, &data, size, offset, length)?
+    {
+        // What is read already of the span is read again; `gap` is what
+        // lies between the bytes kept and the span.
+        let keep = from.min(data.len());
+        data.truncate(keep);
+        gap = from - keep;
+        let span: Vec<u8> =
+            sqlx::query_scalar("SELECT substr(data, CAST($2 AS INTEGER), CAST($3 AS INTEGER)) FROM blobs WHERE id = $1")
+                .bind(&id)
+                .bind(i64::try_from(from + 1).unwrap_or(i64::MAX))
+                .bind(i64::try_from(len).unwrap_or(i64::MAX))
+                .fetch_optional(pool)
+                .await?
+                .ok_or(StoreError::NotFound("message"))?;
+        data.extend_from_slice(&span);
+    }
     if codec == crate::blob_codec::RAW {
         return Ok((data, size));
     }
@@ -204,7 +226,7 @@ pub async fn message_data(
     } else {
         size.saturating_sub(offset)
     };
-    let cut = move || crate::blob_codec::decode_range(codec, data, size, offset, length);
+    let cut = move || crate::blob_codec::decode_range(codec, data, size, offset, length, gap);
     let data = if work > LARGE_DECODE {
         tokio::task::spawn_blocking(cut)
             .await
