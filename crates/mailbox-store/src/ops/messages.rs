@@ -203,14 +203,16 @@ pub async fn message_data(
         let keep = from.min(data.len());
         data.truncate(keep);
         gap = from - keep;
-        let span: Vec<u8> =
-            sqlx::query_scalar("SELECT substr(data, CAST($2 AS INTEGER), CAST($3 AS INTEGER)) FROM blobs WHERE id = $1")
-                .bind(&id)
-                .bind(i64::try_from(from + 1).unwrap_or(i64::MAX))
-                .bind(i64::try_from(len).unwrap_or(i64::MAX))
-                .fetch_optional(pool)
-                .await?
-                .ok_or(StoreError::NotFound("message"))?;
+        let span: Vec<u8> = sqlx::query_scalar(
+            "SELECT substr(data, CAST($2 AS INTEGER), CAST($3 AS INTEGER)) \
+             FROM blobs WHERE id = $1",
+        )
+        .bind(&id)
+        .bind(i64::try_from(from + 1).unwrap_or(i64::MAX))
+        .bind(i64::try_from(len).unwrap_or(i64::MAX))
+        .fetch_optional(pool)
+        .await?
+        .ok_or(StoreError::NotFound("message"))?;
         data.extend_from_slice(&span);
     }
     if codec == crate::blob_codec::RAW {
