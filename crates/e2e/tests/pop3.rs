@@ -597,3 +597,44 @@ async fn long_maildrop_pipelined_with_a_message_expunged_mid_download() {
     assert!(c.cmd("STAT").await.starts_with(&format!("+OK {count} ")));
     assert!(c.cmd("QUIT").await.starts_with("+OK Bye"));
 }
+
+/// TOP of a message of about 1.2 MB (larger than the inline limit, kept
+/// in pieces by the store) through poplib, on both backends: the header
+/// and the first N lines for N within the first 64 KiB, past it (the
+/// gateway reads on), at and past the end; RETR whole after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poplib_top_of_a_large_message() {
+    for backend in [Backend::Postgres, Backend::Sqlite] {
+        let (store, client) = setup(backend).await;
+        let mut m = String::from(
+            "From: a@remote.example\r\nTo: alice@example.org\r\nSubject: large\r\n\
+             Message-ID: <large@remote.example>\r\n\r\n",
+        );
+        for i in 0..26_000 {
+            m.push_str(&format!("line {i:07} of a large message read by TOP\r\n"));
+        }
+        client
+            .deliver("top-large", &["alice@example.org"], m.as_bytes())
+            .await;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("large.eml");
+        std::fs::write(&path, m.as_bytes()).unwrap();
+        let pop = TestPop3::start(&store.uri()).await;
+        let port = pop.pop3.port().to_string();
+        let (ok, out) = tokio::task::spawn_blocking(move || {
+            python(
+                "pop3_top_large.py",
+                &[
+                    "127.0.0.1",
+                    &port,
+                    "alice@example.org",
+                    "pw-alice",
+                    path.to_str().unwrap(),
+                ],
+            )
+        })
+        .await
+        .unwrap();
+        assert!(ok && out.contains("ALL OK"), "{backend:?}: {out}");
+    }
+}

@@ -859,21 +859,32 @@ impl Session {
     }
 
     /// Streams one message from the store, dot-stuffed, chunk by chunk.
+    /// RETR asks for the whole message; TOP for its first [`TOP_FIRST`]
+    /// bytes, then for more (four times as much each time, at most
+    /// [`TOP_MOST`]) only while its lines are not all sent: the header
+    /// and a few lines of an 18 MB message are not 18 MB read.
     async fn stream_message(&mut self, uid: u32, size: u64, top: Option<u32>) -> Result<(), End> {
         let State::Transaction(m) = &mut self.state else {
             return Ok(());
         };
-        let mut client = m.client.clone();
-        let stream = client
-            .fetch_body(pb::FetchBodyRequest {
-                mailbox: "INBOX".into(),
-                uid,
-                offset: 0,
-                length: 0,
-            })
-            .await;
-        let mut stream = match stream {
-            Ok(s) => s.into_inner(),
+        let client = m.client.clone();
+        let read = |offset: u64, length: u64| {
+            let mut client = client.clone();
+            async move {
+                client
+                    .fetch_body(pb::FetchBodyRequest {
+                        mailbox: "INBOX".into(),
+                        uid,
+                        offset,
+                        length,
+                    })
+                    .await
+                    .map(|s| s.into_inner())
+            }
+        };
+        let mut length = if top.is_some() { TOP_FIRST } else { 0 };
+        let mut stream = match read(0, length).await {
+            Ok(s) => s,
             Err(s) if s.code() == Code::NotFound => {
                 return self
                     .error(None, "Message was removed by another session")
@@ -888,23 +899,40 @@ impl Session {
         };
         let mut out = ok(&format!("{size} octets"));
         let mut stuffer = DotStuffer::new(top);
+        let mut offset = 0u64;
         if let Some(c) = first {
+            offset += c.data.len() as u64;
             stuffer.push(&c.data, &mut out);
         }
         self.conn.write_all(&out).await?;
-        while !stuffer.is_done() {
-            let chunk = match stream.message().await {
-                Ok(Some(c)) => c,
-                Ok(None) => break,
+        loop {
+            while !stuffer.is_done() {
+                let chunk = match stream.message().await {
+                    Ok(Some(c)) => c,
+                    Ok(None) => break,
+                    Err(e) => {
+                        // +OK is out; the only honest thing left is to close.
+                        tracing::warn!(error = %e, "message stream failed mid-RETR");
+                        return Err(End::Closed);
+                    }
+                };
+                offset += chunk.data.len() as u64;
+                out.clear();
+                stuffer.push(&chunk.data, &mut out);
+                self.conn.write_all(&out).await?;
+            }
+            // The whole message asked for, its lines all sent, or its end.
+            if length == 0 || stuffer.is_done() || offset >= size {
+                break;
+            }
+            length = (length * 4).min(TOP_MOST);
+            stream = match read(offset, length).await {
+                Ok(s) => s,
                 Err(e) => {
-                    // +OK is out; the only honest thing left is to close.
-                    tracing::warn!(error = %e, "message stream failed mid-RETR");
+                    tracing::warn!(error = %e, "message stream failed mid-TOP");
                     return Err(End::Closed);
                 }
             };
-            out.clear();
-            stuffer.push(&chunk.data, &mut out);
-            self.conn.write_all(&out).await?;
         }
         out.clear();
         stuffer.finish(&mut out);
@@ -969,3 +997,9 @@ impl Session {
         }
     }
 }
+
+/// What TOP reads of a large message first (see `stream_message`).
+const TOP_FIRST: u64 = 64 * 1024;
+
+/// The most TOP asks the store for at a time.
+const TOP_MOST: u64 = 4 << 20;
