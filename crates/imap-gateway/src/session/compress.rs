@@ -158,6 +158,11 @@ impl Session {
             None => self.conn.write_all(&self.out).await?,
         }
         self.out.clear();
+        // A large literal's buffer is not kept for the rest of the
+        // session.
+        if self.out.capacity() > 1 << 20 {
+            self.out = Vec::new();
+        }
         Ok(())
     }
 }

@@ -259,7 +259,12 @@ impl Session {
                     let at = encoded.len().saturating_sub(3);
                     encoded.splice(at..at, more);
                 }
-                self.out.extend_from_slice(&encoded);
+                if self.out.is_empty() {
+                    // A large literal is not copied once more.
+                    self.out = encoded;
+                } else {
+                    self.out.extend_from_slice(&encoded);
+                }
                 if let Some(v) = self.view.as_mut() {
                     v.pending_flags.remove(&uid);
                 }
@@ -303,6 +308,14 @@ async fn read_range(
         .into_inner();
     let mut out = Vec::new();
     while let Some(chunk) = s.message().await? {
+        if out.is_empty() {
+            // Sized once from the first chunk: an 18 MB message is not
+            // grown (and copied) through every power of two up to it.
+            let left = chunk.total_size.saturating_sub(offset);
+            let want = if length > 0 { left.min(length) } else { left };
+            let want = usize::try_from(want.min(256 << 20)).unwrap_or(0);
+            out.reserve_exact(want.max(chunk.data.len()));
+        }
         out.extend_from_slice(&chunk.data);
     }
     Ok(out)
