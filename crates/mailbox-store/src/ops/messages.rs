@@ -175,25 +175,30 @@ pub async fn message_data(
     length: i64,
 ) -> Result<(Vec<u8>, i64)> {
     let (offset, length) = (offset.max(0), length.max(0));
-    let mb = mailbox_by_name_pool(pool, account, mailbox).await?;
     // A raw body's range is cut by the database; of a compressed one, the
     // pieces the range needs come (see `blob_codec`), and are cut here:
     // with the table when the range starts in the first piece, else in a
-    // second read once the table says where they are.
-    let (id, mut data, size, codec): (String, Vec<u8>, i64, i16) =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT b.id, {}, b.size, b.data_codec \
-             FROM messages m JOIN blobs b ON b.id = m.blob_id \
-             WHERE m.mailbox_id = $1 AND m.uid = $2",
-            crate::blob_codec::stored_prefix_sql("$3", "$4")
-        )))
-        .bind(mb.id)
-        .bind(uid)
-        .bind(offset)
-        .bind(length)
-        .fetch_optional(pool)
-        .await?
-        .ok_or(StoreError::NotFound("message"))?;
+    // second read once the table says where they are. The mailbox is
+    // found by name in the same statement.
+    let row: Option<(String, Vec<u8>, i64, i16)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT b.id, {}, b.size, b.data_codec \
+         FROM mailboxes mb JOIN messages m ON m.mailbox_id = mb.id \
+         JOIN blobs b ON b.id = m.blob_id \
+         WHERE mb.account_id = $1 AND mb.name = $5 AND m.uid = $2",
+        crate::blob_codec::stored_prefix_sql("$3", "$4")
+    )))
+    .bind(account.0)
+    .bind(uid)
+    .bind(offset)
+    .bind(length)
+    .bind(mailbox)
+    .fetch_optional(pool)
+    .await?;
+    let Some((id, mut data, size, codec)) = row else {
+        // Which one is missing, for the error.
+        mailbox_by_name_pool(pool, account, mailbox).await?;
+        return Err(StoreError::NotFound("message"));
+    };
     let mut gap = 0;
     if let Some((from, len)) =
         crate::blob_codec::missing_span(codec, &data, size, offset, length)?
