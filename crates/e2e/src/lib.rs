@@ -154,6 +154,11 @@ impl TestStore {
         Self::serve(StoreData::new(backend).await).await
     }
 
+    /// The database URL the store runs on (to alter rows as no client can).
+    pub fn database_url(&self) -> &str {
+        &self._data.url
+    }
+
     /// Another store replica over the same database, with its own change
     /// hub: on PostgreSQL it learns of the other replicas' changes through
     /// LISTEN/NOTIFY, as separate store processes do.

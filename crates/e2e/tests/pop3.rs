@@ -638,3 +638,49 @@ async fn poplib_top_of_a_large_message() {
         assert!(ok && out.contains("ALL OK"), "{backend:?}: {out}");
     }
 }
+
+/// A message listed larger than the bytes the store holds for it (a row
+/// altered by hand): TOP of more lines than it has reads to its end and
+/// ends, with every line, rather than asking the store again and again
+/// for bytes past it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poplib_top_ends_at_the_bodys_end_when_listed_larger() {
+    use sqlx::Connection;
+    let (store, client) = setup(Backend::Postgres).await;
+    let mut m = String::from("Subject: listed larger\r\n\r\n");
+    for i in 0..20_000 {
+        m.push_str(&format!(
+            "line {i:07} of a message listed larger than it is\r\n"
+        ));
+    }
+    client
+        .deliver("listed-larger", &["alice@example.org"], m.as_bytes())
+        .await;
+    let mut db = sqlx::PgConnection::connect(store.database_url())
+        .await
+        .unwrap();
+    sqlx::query("UPDATE messages SET size = size + 5000000")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.eml");
+    std::fs::write(&path, m.as_bytes()).unwrap();
+    let pop = TestPop3::start(&store.uri()).await;
+    let port = pop.pop3.port().to_string();
+    let (ok, out) = tokio::task::spawn_blocking(move || {
+        python(
+            "pop3_top_large.py",
+            &[
+                "127.0.0.1",
+                &port,
+                "alice@example.org",
+                "pw-alice",
+                path.to_str().unwrap(),
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(ok && out.contains("ALL OK"), "{out}");
+}

@@ -900,6 +900,8 @@ impl Session {
         let mut out = ok(&format!("{size} octets"));
         let mut stuffer = DotStuffer::new(top);
         let mut offset = 0u64;
+        // Where the last read began: one that adds nothing ends TOP.
+        let mut asked_from = u64::MAX;
         if let Some(c) = first {
             offset += c.data.len() as u64;
             stuffer.push(&c.data, &mut out);
@@ -912,7 +914,7 @@ impl Session {
                     Ok(None) => break,
                     Err(e) => {
                         // +OK is out; the only honest thing left is to close.
-                        tracing::warn!(error = %e, "message stream failed mid-RETR");
+                        tracing::warn!(error = %e, "message stream failed mid-RETR/TOP");
                         return Err(End::Closed);
                     }
                 };
@@ -921,10 +923,12 @@ impl Session {
                 stuffer.push(&chunk.data, &mut out);
                 self.conn.write_all(&out).await?;
             }
-            // The whole message asked for, its lines all sent, or its end.
-            if length == 0 || stuffer.is_done() || offset >= size {
+            // The whole message asked for, its lines all sent, or its end
+            // (by its listed size, or a read that brought nothing more).
+            if length == 0 || stuffer.is_done() || offset >= size || offset == asked_from {
                 break;
             }
+            asked_from = offset;
             length = (length * 4).min(TOP_MOST);
             stream = match read(offset, length).await {
                 Ok(s) => s,

@@ -185,8 +185,8 @@ impl Session {
                             .map_or(0, |b| b.body_start);
                         (0, header)
                     } else if let Some((lo, hi)) = plan.window {
-                        // An empty span still reads nothing past the end.
-                        (lo, (hi - lo).max(1))
+                        // A partial's length is never 0: hi > lo.
+                        (lo, hi - lo)
                     } else {
                         (0, 0)
                     };

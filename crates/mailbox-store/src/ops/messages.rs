@@ -213,8 +213,8 @@ pub async fn message_data(
              FROM blobs WHERE id = $1",
         )
         .bind(&id)
-        .bind(i64::try_from(from + 1).unwrap_or(i64::MAX))
-        .bind(i64::try_from(len).unwrap_or(i64::MAX))
+        .bind(i64::try_from(from + 1).unwrap_or(i64::MAX).min(i32::MAX.into()))
+        .bind(i64::try_from(len).unwrap_or(i64::MAX).min(i32::MAX.into()))
         .fetch_optional(pool)
         .await?
         .ok_or(StoreError::NotFound("message"))?;
