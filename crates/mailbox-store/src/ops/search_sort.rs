@@ -170,8 +170,15 @@ pub async fn fill_sort_keys(pool: &Pool<Db>, blob_id: &str) -> Result<Vec<u8>> {
     let Some((data, codec, size)) = row else {
         return Ok(Vec::new());
     };
-    let data = crate::blob_codec::decode(codec, data, size)?;
-    let keys = prost::Message::encode_to_vec(&crate::summary_pb::sort_keys(&data));
+    // Decompressing and parsing a body of megabytes: off the reactor.
+    let keys = tokio::task::spawn_blocking(move || {
+        let data = crate::blob_codec::decode(codec, data, size)?;
+        Ok::<_, StoreError>(prost::Message::encode_to_vec(
+            &crate::summary_pb::sort_keys(&data),
+        ))
+    })
+    .await
+    .map_err(|e| StoreError::Internal(format!("sort keys task: {e}")))??;
     let mut tx = begin_write(pool).await?;
     sqlx::query("UPDATE blobs SET sort_keys = $2 WHERE id = $1")
         .bind(blob_id)
