@@ -1629,14 +1629,17 @@ async fn a_gateway_replica_stopped_under_load_drains_as_documented() {
     );
 
     // Sessions on the replica that stayed saw nothing; those on the
-    // stopped one got BYE and went on on the other.
+    // stopped one got BYE and went on on the other. A reconnection can
+    // reach the stopping replica once more before its listener closes (a
+    // balancer learns of a stop late, as a Service's endpoints do): it is
+    // told BYE again and goes on on the other.
     let (mut untouched, mut moved) = (0, 0);
     for log in &logs.imap {
         assert!(log.kept, "{name}: {}: not logged in at the end", log.user);
         match log.replicas[..] {
             [1] => untouched += 1,
-            [0, 1] => {
-                assert_eq!(log.byes, 1, "{name}: {}: {log:?}", log.user);
+            [ref stopped @ .., 1] if !stopped.is_empty() && stopped.iter().all(|&r| r == 0) => {
+                assert_eq!(log.byes, stopped.len(), "{name}: {}: {log:?}", log.user);
                 moved += 1;
             }
             ref r => panic!("{name}: {}: connections on {r:?}", log.user),
