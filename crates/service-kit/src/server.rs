@@ -36,7 +36,12 @@ pub async fn serve_connections<F, Fut>(
     let tracker = TaskTracker::new();
     let mut backoff = Duration::from_millis(5);
     loop {
+        // `biased`: once shutdown has fired, nothing more is accepted,
+        // even a connection already waiting (a client told BYE by this
+        // replica that reconnects at once is refused and goes elsewhere,
+        // not greeted here and told BYE again).
         let permit = tokio::select! {
+            biased;
             _ = shutdown.cancelled() => break,
             p = limit.clone().acquire_owned() => match p {
                 Ok(p) => p,
@@ -44,6 +49,7 @@ pub async fn serve_connections<F, Fut>(
             },
         };
         let accepted = tokio::select! {
+            biased;
             _ = shutdown.cancelled() => break,
             a = listener.accept() => a,
         };
