@@ -616,27 +616,34 @@ async fn poplib_top_of_a_large_message() {
         client
             .deliver("top-large", &["alice@example.org"], m.as_bytes())
             .await;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("large.eml");
-        std::fs::write(&path, m.as_bytes()).unwrap();
-        let pop = TestPop3::start(&store.uri()).await;
-        let port = pop.pop3.port().to_string();
-        let (ok, out) = tokio::task::spawn_blocking(move || {
-            python(
-                "pop3_top_large.py",
-                &[
-                    "127.0.0.1",
-                    &port,
-                    "alice@example.org",
-                    "pw-alice",
-                    path.to_str().unwrap(),
-                ],
-            )
-        })
-        .await
-        .unwrap();
+        let (ok, out) = top_with_poplib(&store, &m).await;
         assert!(ok && out.contains("ALL OK"), "{backend:?}: {out}");
     }
+}
+
+/// Runs pop3_top_large.py (poplib: TOP with several line counts, then
+/// RETR) against a POP3 gateway on `store`, whose INBOX holds `message`
+/// alone.
+async fn top_with_poplib(store: &TestStore, message: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("message.eml");
+    std::fs::write(&path, message.as_bytes()).unwrap();
+    let pop = TestPop3::start(&store.uri()).await;
+    let port = pop.pop3.port().to_string();
+    tokio::task::spawn_blocking(move || {
+        python(
+            "pop3_top_large.py",
+            &[
+                "127.0.0.1",
+                &port,
+                "alice@example.org",
+                "pw-alice",
+                path.to_str().unwrap(),
+            ],
+        )
+    })
+    .await
+    .unwrap()
 }
 
 /// A message listed larger than the bytes the store holds for it (a row
@@ -663,24 +670,6 @@ async fn poplib_top_ends_at_the_bodys_end_when_listed_larger() {
         .execute(&mut db)
         .await
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("m.eml");
-    std::fs::write(&path, m.as_bytes()).unwrap();
-    let pop = TestPop3::start(&store.uri()).await;
-    let port = pop.pop3.port().to_string();
-    let (ok, out) = tokio::task::spawn_blocking(move || {
-        python(
-            "pop3_top_large.py",
-            &[
-                "127.0.0.1",
-                &port,
-                "alice@example.org",
-                "pw-alice",
-                path.to_str().unwrap(),
-            ],
-        )
-    })
-    .await
-    .unwrap();
+    let (ok, out) = top_with_poplib(&store, &m).await;
     assert!(ok && out.contains("ALL OK"), "{out}");
 }

@@ -88,15 +88,23 @@ fn corrupt(what: String) -> StoreError {
 
 /// One LZ4 block that must decompress to exactly `size` bytes.
 fn block(stored: &[u8], size: usize) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    block_into(stored, size, &mut out)?;
+    Ok(out)
+}
+
+/// [`block`] appended to `out`.
+fn block_into(stored: &[u8], size: usize, out: &mut Vec<u8>) -> Result<()> {
     if size > stored.len().saturating_mul(MAX_RATIO) {
         return Err(corrupt(format!(
             "an lz4 block of {} bytes cannot hold {size} bytes",
             stored.len()
         )));
     }
-    let mut out = vec![0u8; size];
-    match lz4_flex::block::decompress_into(stored, &mut out) {
-        Ok(n) if n == size => Ok(out),
+    let at = out.len();
+    out.resize(at + size, 0);
+    match lz4_flex::block::decompress_into(stored, &mut out[at..]) {
+        Ok(n) if n == size => Ok(()),
         Ok(n) => Err(corrupt(format!(
             "the lz4 block holds {n} bytes, {size} expected"
         ))),
@@ -160,19 +168,9 @@ pub fn decode_range(
                 let want = CHUNK.min(size - k * CHUNK);
                 let from = start.saturating_sub(k * CHUNK);
                 let to = (end - k * CHUNK).min(want);
-                if from == 0 && to == want && want <= piece.len().saturating_mul(MAX_RATIO) {
+                if from == 0 && to == want {
                     // A whole piece: straight into the output.
-                    let at_out = out.len();
-                    out.resize(at_out + want, 0);
-                    match lz4_flex::block::decompress_into(piece, &mut out[at_out..]) {
-                        Ok(got) if got == want => {}
-                        Ok(got) => {
-                            return Err(corrupt(format!(
-                                "piece {k} holds {got} bytes, {want} expected"
-                            )));
-                        }
-                        Err(e) => return Err(corrupt(format!("corrupted lz4 block: {e}"))),
-                    }
+                    block_into(piece, want, &mut out)?;
                 } else {
                     let raw = block(piece, want)?;
                     out.extend_from_slice(&raw[from..to]);
@@ -305,6 +303,19 @@ pub fn slice(mut data: Vec<u8>, offset: i64, length: i64) -> Vec<u8> {
 mod tests {
     use super::*;
 
+    /// `n` bytes that do not compress (xorshift).
+    fn noise(n: usize) -> Vec<u8> {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
     #[test]
     fn round_trip_and_small_or_incompressible_raw() {
         let body = b"Subject: x\r\n\r\n".repeat(200);
@@ -316,16 +327,7 @@ mod tests {
             body
         );
         assert!(compress(b"short").is_none());
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let noise: Vec<u8> = (0..4096)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
-        assert!(compress(&noise).is_none(), "noise kept raw");
+        assert!(compress(&noise(4096)).is_none(), "noise kept raw");
         assert_eq!(decode(RAW, b"abc".to_vec(), 99).expect("raw"), b"abc");
     }
 
@@ -466,16 +468,7 @@ mod tests {
 
     #[test]
     fn incompressible_large_bodies_stay_raw() {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let noise: Vec<u8> = (0..3 * CHUNK)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
-        assert!(compress(&noise).is_none());
+        assert!(compress(&noise(3 * CHUNK)).is_none());
     }
 
     #[test]
