@@ -143,6 +143,39 @@ const UNWORDED: &str = "NOT (t.indexed AND t.joined AND t.worded) \
 const UNINDEXED: &str = "SELECT m.uid FROM blobs p JOIN messages m ON m.blob_id = p.id \
      WHERE NOT p.fts_indexed AND m.mailbox_id = $1 AND m.uid > $2 AND m.uid <= $3";
 
+/// Most index matches (`hits`) that [`in_mailbox`] looks up one by one in
+/// the mailbox; past it, the mailbox's messages are read once and joined.
+/// A lookup by `messages_blob` costs some 2 us, reading a mailbox some
+/// 0.35 us a message: 1,000 lookups cost what reading a mailbox of about
+/// 6,000 messages does, and a mailbox searched by an index has more than
+/// [`FTS_SCAN_UP_TO`].
+const PROBE_UP_TO: i64 = 1000;
+
+/// PostgreSQL: the UIDs of mailbox `$1`'s messages with a UID in `$2 <
+/// uid <= $3` whose bodies are among the CTE `hits` (`blob_id`), with
+/// `uid` and `blob_id` columns, decided when the statement runs, not
+/// when it is planned: the searches' statements run with generic plans
+/// (`Store`'s search pool), which cannot know how many texts a string
+/// is in. Up to [`PROBE_UP_TO`] matches each is looked up (a rare word,
+/// measured on bench/fts's 100,000 messages: 50 matches, 0.1 ms, where
+/// a hash join read the folder's 10,000 messages for 3.5 ms); past it
+/// the mailbox is read once for a hash join (a common word: 18,000
+/// matches joined in 6.7 ms, where their lookups would take some 35).
+fn in_mailbox() -> String {
+    format!(
+        "SELECT x.uid, h.blob_id FROM hits h CROSS JOIN LATERAL (\
+           SELECT m.uid FROM messages m WHERE m.blob_id = h.blob_id \
+             AND m.mailbox_id = $1 AND m.uid > $2 AND m.uid <= $3 OFFSET 0) x \
+          WHERE (SELECT COUNT(*) FROM hits) <= {PROBE_UP_TO} \
+         UNION ALL \
+         SELECT m.uid, m.blob_id FROM hits h JOIN (\
+           SELECT m.uid, m.blob_id FROM messages m \
+            WHERE m.mailbox_id = $1 AND m.uid > $2 AND m.uid <= $3 OFFSET 0) m \
+           ON m.blob_id = h.blob_id \
+          WHERE (SELECT COUNT(*) FROM hits) > {PROBE_UP_TO}"
+    )
+}
+
 /// The UIDs (ascending) of the messages of mailbox `mailbox_id` with a
 /// UID above `after` and at most `upto` whose bodies may match `cond`
 /// (their index text satisfies it, or they are not indexed yet), in one
@@ -186,6 +219,7 @@ pub async fn fts_candidate_uids(
         let hits = by_words.texts_sql(
             "t.indexed AND t.joined AND t.worded AND fts_index_first(t.blob_id)",
         );
+        let in_mailbox = in_mailbox();
         let recheck = if by_words.exact {
             String::new()
         } else {
@@ -202,9 +236,7 @@ pub async fn fts_candidate_uids(
                    AND m.mailbox_id = $1 AND m.uid > $2 AND m.uid <= $3 OFFSET 0) x \
                 WHERE NOT (u.indexed AND u.joined AND u.worded) \
                   AND fts_index_first(u.blob_id)) \
-             SELECT x.uid FROM (\
-               SELECT m.uid, m.blob_id FROM hits h JOIN messages m ON m.blob_id = h.blob_id \
-                WHERE m.mailbox_id = $1 AND m.uid > $2 AND m.uid <= $3 OFFSET 0) x {recheck} \
+             SELECT x.uid FROM ({in_mailbox}) x {recheck} \
              UNION \
              SELECT p.uid FROM pend p CROSS JOIN LATERAL (\
                SELECT 1 FROM blob_text t WHERE t.blob_id = p.blob_id AND {by_text} OFFSET 0) y \
@@ -243,6 +275,7 @@ pub async fn fts_candidate_uids(
             // blob_id, no text read; a few seconds of deliveries at most,
             // so this is driven from them, never from the mailbox, under
             // any plan) are read one by one.
+            let in_mailbox = in_mailbox();
             format!(
                 "WITH hits AS MATERIALIZED (\
                    SELECT t.blob_id FROM blob_text t \
@@ -252,8 +285,7 @@ pub async fn fts_candidate_uids(
                      SELECT m.uid FROM messages m WHERE m.blob_id = u.blob_id \
                        AND m.mailbox_id = $1 AND m.uid > $2 AND m.uid <= $3 OFFSET 0) x \
                     WHERE NOT (u.indexed AND u.joined)) \
-                 SELECT m.uid FROM hits h JOIN messages m ON m.blob_id = h.blob_id \
-                  WHERE m.mailbox_id = $1 AND m.uid > $2 AND m.uid <= $3 \
+                 SELECT x.uid FROM ({in_mailbox}) x \
                  UNION \
                  SELECT p.uid FROM pend p CROSS JOIN LATERAL (\
                    SELECT 1 FROM blob_text t WHERE t.blob_id = p.blob_id AND {by_text} OFFSET 0) y \

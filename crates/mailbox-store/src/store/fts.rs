@@ -175,7 +175,7 @@ impl Store {
         let sizes = &self.inner.fts_sizes;
         let words = self.fts_words_ready().await?;
         let (mb, candidates, asked) = on_backend!(
-            self,
+            search self,
             fts_candidates(
                 account,
                 mailbox,
@@ -195,7 +195,7 @@ impl Store {
         for window in candidates.chunks(WINDOW) {
             let at = std::time::Instant::now();
             let rows = on_backend!(
-                self,
+                search self,
                 search_rows_by_uids(mb.id, window, needs.summary, needs.data)
             )?;
             read += at.elapsed();
