@@ -421,6 +421,24 @@ pub async fn search_rows_by_uids(
     Ok(rows)
 }
 
+/// The bodies with these ids as kept (`blobs.data`, `data_codec`,
+/// `size`: `blob_codec` decodes them), any order; an id with no body is
+/// left out. The caller found the ids in the account's own rows.
+pub async fn blob_data_by_ids(
+    pool: &Pool<Db>,
+    ids: &[String],
+) -> Result<Vec<(String, Vec<u8>, i16, i64)>> {
+    // Ids are hex (SHA-256): a comma-separated list needs no quoting.
+    let list = ids.join(",");
+    let sql = if PG {
+        "SELECT id, data, data_codec, size FROM blobs WHERE id = ANY (string_to_array($1, ','))"
+    } else {
+        "SELECT id, data, data_codec, size FROM blobs \
+          WHERE id IN (SELECT value FROM json_each('[\"' || replace($1, ',', '\",\"') || '\"]'))"
+    };
+    Ok(sqlx::query_as(sql).bind(list).fetch_all(pool).await?)
+}
+
 /// Indexes up to `batch` bodies not indexed yet; returns how many. On
 /// PostgreSQL the bodies stay locked (and are skipped by other replicas'
 /// indexers) while their text is computed and written; on SQLite (one

@@ -23,6 +23,7 @@ mod multisearch;
 pub mod oidc;
 pub mod scram;
 mod search;
+mod search_cache;
 pub mod server;
 mod session_token;
 mod sieve_check;

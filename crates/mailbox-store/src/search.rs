@@ -5,7 +5,11 @@
 //! stored summary; any other HEADER and BODY/TEXT from the raw message. The
 //! store loads only what the key tree needs ([`needs`]).
 
+use std::sync::Arc;
+
 use mail_summary::search_text::{self, BodySearch, header_len};
+
+use crate::search_cache::BodyCache;
 use mail_types::{SystemFlag, UidSetRanges};
 use mailbox_api::pb;
 use mailbox_api::pb::search_key::Key;
@@ -59,28 +63,78 @@ fn walk(key: &pb::SearchKey, n: &mut Needs, depth: usize) {
     }
 }
 
+/// A body as BODY, TEXT and HEADER match it, what [`BodyCache`] keeps:
+/// its raw header section (with the blank line that ends it) and its
+/// body decoded ([`BodySearch`]).
+#[derive(Debug, Default)]
+pub struct SearchForm {
+    pub header: Vec<u8>,
+    pub body: BodySearch,
+}
+
+impl SearchForm {
+    /// The form of a raw message.
+    pub fn of(data: &[u8]) -> SearchForm {
+        SearchForm {
+            header: data[..header_len(data)].to_vec(),
+            body: search_text::body_search(data),
+        }
+    }
+}
+
+/// Bodies' forms known before evaluating (found in the cache, their rows
+/// read without their bytes), by blob id.
+pub type Forms = std::collections::HashMap<String, Arc<SearchForm>>;
+
 struct Msg<'a> {
     row: &'a MetaRow,
     summary: Option<pb::MessageSummary>,
     data: Option<&'a [u8]>,
-    /// The body as BODY matches it; computed on first use by BODY or TEXT.
-    body: std::cell::OnceCell<BodySearch>,
+    /// The body's form: given (the row came without its bytes), or
+    /// computed from `data` on first use by BODY or TEXT (or found in
+    /// `cache`).
+    form: std::cell::OnceCell<Arc<SearchForm>>,
+    cache: Option<&'a BodyCache>,
 }
 
 impl Msg<'_> {
+    /// Whether the row has its body (its bytes, or its form).
+    fn has_body(&self) -> bool {
+        self.data.is_some() || self.form.get().is_some()
+    }
+
+    /// The raw header section, from the bytes or the form.
+    fn header(&self) -> Option<&[u8]> {
+        match (self.data, self.form.get()) {
+            (Some(d), _) => Some(&d[..header_len(d)]),
+            (None, Some(f)) => Some(&f.header),
+            (None, None) => None,
+        }
+    }
+
     /// The decoded text parts, the raw body without base64 bodies and
     /// the decoded file names ([`mail_summary::search_text`], which the
     /// full-text index is built from too).
     fn body(&self) -> &BodySearch {
-        self.body
-            .get_or_init(|| self.data.map(search_text::body_search).unwrap_or_default())
+        &self
+            .form
+            .get_or_init(|| {
+                let Some(data) = self.data else {
+                    return Arc::default();
+                };
+                match self.cache {
+                    Some(c) => c.get_or_decode(&self.row.blob_id, || SearchForm::of(data)),
+                    None => Arc::new(SearchForm::of(data)),
+                }
+            })
+            .body
     }
 
     /// BODY: the decoded text (RFC 9051 6.4.4) or the parts' decoded file
     /// names, or else the raw body (ASCII case folded) outside
     /// base64-encoded parts.
     fn body_contains(&self, needle: &str) -> bool {
-        if self.data.is_none() {
+        if !self.has_body() {
             return false;
         }
         let b = self.body();
@@ -91,10 +145,15 @@ impl Msg<'_> {
     }
 }
 
+/// The UIDs of `rows` that `key` matches. A row read without its bytes
+/// has its body's form in `known` (by blob id); decoded bodies come from
+/// and go to `cache` when given (each row's `blob_id` names its body).
 pub fn evaluate(
     key: &pb::SearchKey,
     highest_modseq: i64,
     rows: Vec<SearchRow>,
+    cache: Option<&BodyCache>,
+    known: &Forms,
 ) -> Result<pb::SearchResponse> {
     let mut uids = Vec::new();
     for (row, summary, data) in &rows {
@@ -107,8 +166,14 @@ pub fn evaluate(
             row,
             summary,
             data: data.as_deref(),
-            body: std::cell::OnceCell::new(),
+            form: std::cell::OnceCell::new(),
+            cache,
         };
+        if data.is_none()
+            && let Some(f) = known.get(&row.blob_id)
+        {
+            let _ = msg.form.set(f.clone());
+        }
         if matches(key, &msg, 0)? {
             uids.push(row.uid as u32);
         }
@@ -151,8 +216,7 @@ fn matches(key: &pb::SearchKey, m: &Msg<'_>, depth: usize) -> Result<bool> {
         // TEXT: the header (raw and as decoded for SEARCH) or the body.
         Some(Key::Text(s)) => {
             m.body_contains(s)
-                || m.data
-                    .is_some_and(|d| contains_ci(&d[..header_len(d)], s.as_bytes()))
+                || m.header().is_some_and(|h| contains_ci(h, s.as_bytes()))
                 || m.summary
                     .as_ref()
                     .and_then(|x| x.search.as_ref())
@@ -238,8 +302,10 @@ fn header_matches(m: &Msg<'_>, name: &str, value: &str) -> bool {
             return contains_ci(f.as_bytes(), value.as_bytes());
         }
     }
-    let Some(data) = m.data else { return false };
-    search_text::header_fields(&data[..header_len(data)])
+    let Some(header) = m.header() else {
+        return false;
+    };
+    search_text::header_fields(header)
         .iter()
         .any(|(n, v)| *n == lname && contains_ci(v.as_bytes(), value.as_bytes()))
 }

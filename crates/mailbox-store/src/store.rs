@@ -434,6 +434,8 @@ struct Inner {
     sort_cache: crate::sort_cache::SortCache,
     /// Which mailboxes are small, for the full-text search (see `fts`).
     fts_sizes: fts::SizeHints,
+    /// Bodies as SEARCH BODY and TEXT match them, decoded, by blob id.
+    body_cache: Arc<crate::search_cache::BodyCache>,
     /// Compiled Sieve scripts by account (see `delivery_sieve`).
     sieve_cache: Arc<crate::delivery_sieve::ScriptCache>,
 }
@@ -532,6 +534,7 @@ impl Store {
                 jwks: Default::default(),
                 sort_cache: Default::default(),
                 fts_sizes: Default::default(),
+                body_cache: Default::default(),
                 sieve_cache: Default::default(),
             }),
         };

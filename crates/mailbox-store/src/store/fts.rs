@@ -194,15 +194,72 @@ impl Store {
         let mut uids = Vec::new();
         for window in candidates.chunks(WINDOW) {
             let at = std::time::Instant::now();
-            let rows = on_backend!(
+            // The rows without their bodies' bytes; those bodies whose form
+            // the cache holds need none, the others are read next (one
+            // statement), so a search that looks at messages it looked at
+            // before reads no body.
+            let mut rows = on_backend!(
                 search self,
-                search_rows_by_uids(mb.id, window, needs.summary, needs.data)
+                search_rows_by_uids(mb.id, window, needs.summary, false)
             )?;
+            let mut known = crate::search::Forms::new();
+            if needs.data {
+                let cache = &self.inner.body_cache;
+                let mut missing = Vec::new();
+                for r in &rows {
+                    if known.contains_key(&r.blob_id) {
+                        continue;
+                    }
+                    match cache.get(&r.blob_id) {
+                        Some(f) => {
+                            known.insert(r.blob_id.clone(), f);
+                        }
+                        None => missing.push(r.blob_id.clone()),
+                    }
+                }
+                missing.sort_unstable();
+                missing.dedup();
+                if !missing.is_empty() {
+                    let bodies = on_backend!(search self, blob_data_by_ids(&missing))?;
+                    let mut bodies: std::collections::HashMap<String, (Vec<u8>, i16, i64)> = bodies
+                        .into_iter()
+                        .map(|(id, data, codec, size)| (id, (data, codec, size)))
+                        .collect();
+                    // Each body to its last row, a copy to the others (a
+                    // message copied within the folder); a body gone
+                    // meanwhile (its messages expunged and collected) is
+                    // matched as a row without one.
+                    let mut uses: std::collections::HashMap<String, usize> = Default::default();
+                    for r in &rows {
+                        *uses.entry(r.blob_id.clone()).or_default() += 1;
+                    }
+                    for r in rows.iter_mut() {
+                        if known.contains_key(&r.blob_id) {
+                            continue;
+                        }
+                        let left = uses.get_mut(&r.blob_id).map_or(0, |n| {
+                            *n -= 1;
+                            *n
+                        });
+                        if let Some((data, codec, size)) = bodies.get_mut(&r.blob_id) {
+                            r.data = Some(if left == 0 {
+                                std::mem::take(data)
+                            } else {
+                                data.clone()
+                            });
+                            r.data_codec = *codec;
+                            r.data_size = *size;
+                        }
+                    }
+                }
+            }
             read += at.elapsed();
             let at = std::time::Instant::now();
             let key = key.clone();
+            let cache = self.inner.body_cache.clone();
             let found = tokio::task::spawn_blocking(move || {
-                crate::search::evaluate(&key, 0, crate::model::decode_rows(rows)?)
+                let rows = crate::model::decode_rows(rows)?;
+                crate::search::evaluate(&key, 0, rows, Some(&cache), &known)
             })
             .await
             .map_err(|e| StoreError::Internal(format!("search task: {e}")))??;

@@ -198,6 +198,7 @@ impl Store {
                     _ => groups.push((id, k.clone(), vec![row])),
                 }
             }
+            let cache = self.inner.body_cache.clone();
             let evaluated = tokio::task::spawn_blocking(move || {
                 groups
                     .into_iter()
@@ -207,7 +208,8 @@ impl Store {
                             .map(|r| (r.uid as u32, r.modseq as u64))
                             .collect();
                         let rows = crate::model::decode_rows(rows)?;
-                        crate::search::evaluate(&k, 0, rows).map(|hits| (id, hits.uids, read))
+                        crate::search::evaluate(&k, 0, rows, Some(&cache), &Default::default())
+                            .map(|hits| (id, hits.uids, read))
                     })
                     .collect::<Result<Vec<_>>>()
             })
@@ -300,8 +302,15 @@ impl Store {
                 .map(|r| (r.uid as u32, r.modseq as u64))
                 .collect();
             let k = key.clone();
+            let cache = self.inner.body_cache.clone();
             let hits = tokio::task::spawn_blocking(move || {
-                crate::search::evaluate(&k, 0, crate::model::decode_rows(rows)?)
+                crate::search::evaluate(
+                    &k,
+                    0,
+                    crate::model::decode_rows(rows)?,
+                    Some(&cache),
+                    &Default::default(),
+                )
             })
             .await
             .map_err(|e| StoreError::Internal(format!("search task: {e}")))??;

@@ -130,8 +130,15 @@ impl Store {
             let n = rows.len() as i64;
             after = rows.last().map_or(after, |r| r.uid);
             let key = key.clone();
+            let cache = self.inner.body_cache.clone();
             let found = tokio::task::spawn_blocking(move || {
-                crate::search::evaluate(&key, 0, crate::model::decode_rows(rows)?)
+                crate::search::evaluate(
+                    &key,
+                    0,
+                    crate::model::decode_rows(rows)?,
+                    Some(&cache),
+                    &Default::default(),
+                )
             })
             .await
             .map_err(|e| StoreError::Internal(format!("search task: {e}")))??;
