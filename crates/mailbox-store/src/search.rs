@@ -73,11 +73,18 @@ pub struct SearchForm {
 }
 
 impl SearchForm {
-    /// The form of a raw message.
+    /// The form of a raw message, holding no more memory than its bytes
+    /// (the decoder reserves room for a whole body in `raw`, of which the
+    /// base64 bodies left out may be nearly all: kept, a message with a
+    /// large attachment would hold it).
     pub fn of(data: &[u8]) -> SearchForm {
+        let mut body = search_text::body_search(data);
+        body.text.shrink_to_fit();
+        body.raw.shrink_to_fit();
+        body.names.shrink_to_fit();
         SearchForm {
             header: data[..header_len(data)].to_vec(),
-            body: search_text::body_search(data),
+            body,
         }
     }
 }

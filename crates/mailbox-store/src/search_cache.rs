@@ -41,8 +41,14 @@ struct State {
     bytes: usize,
 }
 
+/// What an entry holds: its allocations (capacities, not lengths) and
+/// [`ENTRY_COST`].
 fn cost(f: &SearchForm) -> usize {
-    ENTRY_COST + f.header.len() + f.body.text.len() + f.body.raw.len() + f.body.names.len()
+    ENTRY_COST
+        + f.header.capacity()
+        + f.body.text.capacity()
+        + f.body.raw.capacity()
+        + f.body.names.capacity()
 }
 
 impl Default for BodyCache {
@@ -66,7 +72,7 @@ impl BodyCache {
 
     /// Blob `id`'s form, if kept (now the most recently used).
     pub fn get(&self, id: &str) -> Option<Arc<SearchForm>> {
-        self.lock().entries.to_back(id).map(|f| f.clone())
+        self.lock().entries.to_back(id).cloned()
     }
 
     /// Blob `id`'s form: the kept one, else `decode()`'s (kept, unless

@@ -260,8 +260,10 @@ const PING_IDLE_AFTER: Duration = Duration::from_secs(5);
 /// because the generic one's estimated cost is higher): 0.5 ms of
 /// planning for a statement that runs in 0.05-0.3 ms (bench/fts, 100,000
 /// messages). Those statements are written so that their generic plan is
-/// the one wanted whatever the strings (see `fts_ops::in_mailbox`); the
-/// others keep PostgreSQL's choice.
+/// the one wanted whatever the strings (see `fts_ops::in_mailbox`), and
+/// the other statements run there (the mailbox's row, the candidates'
+/// rows and bodies) are lookups by key, whose generic plan is the custom
+/// one; the main pool's statements keep PostgreSQL's choice.
 async fn prepare_connection(
     conn: &mut sqlx::PgConnection,
     generic: bool,
@@ -279,13 +281,31 @@ async fn prepare_connection(
 }
 
 /// Of a store's `max_connections`, those kept for full-text searches
-/// (one in eight; none below eight): a burst of searches waits for them
-/// rather than taking the connections every other call needs, and their
-/// connections plan statements their own way (see
-/// [`prepare_connection`]). The store's connections in all stay
-/// `max_connections`.
+/// (one in eight, at least two; none below eight), whose connections plan
+/// statements their own way (see [`prepare_connection`]). The store's
+/// connections in all stay `max_connections`.
 fn search_pool_size(max_connections: u32) -> u32 {
-    max_connections / 8
+    if max_connections < 8 {
+        0
+    } else {
+        (max_connections / 8).max(2)
+    }
+}
+
+/// The search pool, or the main one while every search connection is in
+/// use: a search never waits behind a slow one (a common string over a
+/// large store) while the main pool has room; on the main pool its
+/// statements get PostgreSQL's usual plans, slower to plan, as good.
+pub(crate) fn search_or_main<'a>(
+    search: &'a sqlx::PgPool,
+    main: &'a sqlx::PgPool,
+) -> &'a sqlx::PgPool {
+    let max = search.options().get_max_connections();
+    if search.num_idle() == 0 && search.size() >= max {
+        main
+    } else {
+        search
+    }
 }
 
 /// A PostgreSQL pool of `max` connections, kept on the primary by
@@ -338,7 +358,8 @@ macro_rules! on_backend {
         tracing::Instrument::instrument(
             async {
                 let r = match (&$self.inner.backend, &$self.inner.search_pool) {
-                    (Backend::Pg(_), Some(p)) | (Backend::Pg(p), None) => pg::$f(p, $($arg),*).await,
+                    (Backend::Pg(main), Some(p)) => pg::$f($crate::store::search_or_main(p, main), $($arg),*).await,
+                    (Backend::Pg(p), None) => pg::$f(p, $($arg),*).await,
                     (Backend::Lite(p), _) => lite::$f(p, $($arg),*).await,
                 };
                 $self.inner.refresh.check(&r);
@@ -586,6 +607,8 @@ impl Store {
     }
 
     /// Database pool connections: (open, idle).
+    /// (The main pool's: the connections kept for searches are apart,
+    /// and a search finding them all busy uses the main pool.)
     pub fn pool_stats(&self) -> (u64, u64) {
         match &self.inner.backend {
             Backend::Pg(p) => (p.size() as u64, p.num_idle() as u64),

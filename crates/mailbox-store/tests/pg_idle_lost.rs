@@ -59,19 +59,22 @@ async fn terminate_pooled(admin: &mut sqlx::PgConnection, db: &str, idle_secs: f
     pids.len() as i64
 }
 
-/// Runs `n` ListDomains calls at once, so the pool opens several
-/// connections.
+/// Runs `n` ListDomains calls at once, three times, so the pool opens
+/// several connections (calls this quick overlap less on a loaded
+/// machine, and each round opens more only where they do).
 async fn fill_pool(s: &common::TestStore, n: usize) {
-    let calls = (0..n).map(|_| {
-        let mut admin = s.admin();
-        async move {
-            admin
-                .list_domains(pb::ListDomainsRequest::default())
-                .await
-                .unwrap()
-        }
-    });
-    futures::future::join_all(calls).await;
+    for _ in 0..3 {
+        let calls = (0..n).map(|_| {
+            let mut admin = s.admin();
+            async move {
+                admin
+                    .list_domains(pb::ListDomainsRequest::default())
+                    .await
+                    .unwrap()
+            }
+        });
+        futures::future::join_all(calls).await;
+    }
 }
 
 fn db_name(url: &str) -> String {
@@ -82,7 +85,7 @@ fn db_name(url: &str) -> String {
 async fn idle_connections_killed_are_replaced_without_a_failed_call() {
     let s = common::start(Backend::Postgres).await;
     s.add_domain("example.org").await;
-    fill_pool(&s, 8).await;
+    fill_pool(&s, 16).await;
     let mut admin = sqlx::PgConnection::connect(&common::database_url())
         .await
         .unwrap();
@@ -117,7 +120,7 @@ async fn connections_killed_just_after_use_fail_one_call_at_most_and_temporarily
         .await
         .unwrap();
     let db = db_name(s.url());
-    fill_pool(&s, 8).await;
+    fill_pool(&s, 16).await;
     let killed = terminate_pooled(&mut admin, &db, 0.0).await;
     // Meaningful only with several dead connections in the pool.
     assert!(

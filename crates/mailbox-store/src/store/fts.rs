@@ -226,9 +226,7 @@ impl Store {
                         .map(|(id, data, codec, size)| (id, (data, codec, size)))
                         .collect();
                     // Each body to its last row, a copy to the others (a
-                    // message copied within the folder); a body gone
-                    // meanwhile (its messages expunged and collected) is
-                    // matched as a row without one.
+                    // message copied within the folder).
                     let mut uses: std::collections::HashMap<String, usize> = Default::default();
                     for r in &rows {
                         *uses.entry(r.blob_id.clone()).or_default() += 1;
@@ -252,6 +250,12 @@ impl Store {
                         }
                     }
                 }
+            }
+            if needs.data {
+                // A row whose body went meanwhile (its message expunged and
+                // the body collected between the two statements) is left
+                // out, as the rows' statement with their bodies leaves it.
+                rows.retain(|r| r.data.is_some() || known.contains_key(&r.blob_id));
             }
             read += at.elapsed();
             let at = std::time::Instant::now();
