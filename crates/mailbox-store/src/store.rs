@@ -725,3 +725,19 @@ fn uid_bounds(k: &pb::SearchKey, depth: usize) -> (u32, u32) {
         _ => (1, u32::MAX),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::search_pool_size;
+
+    #[test]
+    fn searches_keep_one_connection_in_eight_at_least_two_none_below_eight() {
+        for max in 1..8 {
+            assert_eq!(search_pool_size(max), 0, "{max}");
+        }
+        for (max, kept) in [(8, 2), (15, 2), (16, 2), (24, 3), (64, 8), (200, 25)] {
+            assert_eq!(search_pool_size(max), kept, "{max}");
+            assert!(kept < max);
+        }
+    }
+}
