@@ -98,10 +98,10 @@ struct Msg<'a> {
     summary: Option<pb::MessageSummary>,
     data: Option<&'a [u8]>,
     /// The body's form: given (the row came without its bytes), or
-    /// computed from `data` on first use by BODY or TEXT (or found in
-    /// `cache`).
+    /// found in `cache` or computed from `data` (and kept there) on first
+    /// use by BODY or TEXT.
     form: std::cell::OnceCell<Arc<SearchForm>>,
-    cache: Option<&'a BodyCache>,
+    cache: &'a BodyCache,
 }
 
 impl Msg<'_> {
@@ -129,10 +129,8 @@ impl Msg<'_> {
                 let Some(data) = self.data else {
                     return Arc::default();
                 };
-                match self.cache {
-                    Some(c) => c.get_or_decode(&self.row.blob_id, || SearchForm::of(data)),
-                    None => Arc::new(SearchForm::of(data)),
-                }
+                self.cache
+                    .get_or_decode(&self.row.blob_id, || SearchForm::of(data))
             })
             .body
     }
@@ -154,12 +152,12 @@ impl Msg<'_> {
 
 /// The UIDs of `rows` that `key` matches. A row read without its bytes
 /// has its body's form in `known` (by blob id); decoded bodies come from
-/// and go to `cache` when given (each row's `blob_id` names its body).
+/// and go to `cache` (each row's `blob_id` names its body).
 pub fn evaluate(
     key: &pb::SearchKey,
     highest_modseq: i64,
     rows: Vec<SearchRow>,
-    cache: Option<&BodyCache>,
+    cache: &BodyCache,
     known: &Forms,
 ) -> Result<pb::SearchResponse> {
     let mut uids = Vec::new();

@@ -263,7 +263,7 @@ impl Store {
             let cache = self.inner.body_cache.clone();
             let found = tokio::task::spawn_blocking(move || {
                 let rows = crate::model::decode_rows(rows)?;
-                crate::search::evaluate(&key, 0, rows, Some(&cache), &known)
+                crate::search::evaluate(&key, 0, rows, &cache, &known)
             })
             .await
             .map_err(|e| StoreError::Internal(format!("search task: {e}")))??;

@@ -208,7 +208,7 @@ impl Store {
                             .map(|r| (r.uid as u32, r.modseq as u64))
                             .collect();
                         let rows = crate::model::decode_rows(rows)?;
-                        crate::search::evaluate(&k, 0, rows, Some(&cache), &Default::default())
+                        crate::search::evaluate(&k, 0, rows, &cache, &Default::default())
                             .map(|hits| (id, hits.uids, read))
                     })
                     .collect::<Result<Vec<_>>>()
@@ -308,7 +308,7 @@ impl Store {
                     &k,
                     0,
                     crate::model::decode_rows(rows)?,
-                    Some(&cache),
+                    &cache,
                     &Default::default(),
                 )
             })

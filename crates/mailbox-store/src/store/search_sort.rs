@@ -136,7 +136,7 @@ impl Store {
                     &key,
                     0,
                     crate::model::decode_rows(rows)?,
-                    Some(&cache),
+                    &cache,
                     &Default::default(),
                 )
             })
