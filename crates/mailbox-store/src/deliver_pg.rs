@@ -397,8 +397,9 @@ pub async fn deliver_group_batched(
                  AS t (id, size, data, summary, sort_keys, codec) ORDER BY id \
                ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at \
                RETURNING id, fts_indexed) \
-             INSERT INTO blob_text (blob_id, text, joined, words, long_words) \
-             SELECT b.id, t.text, TRUE, string_to_array(t.words, ' '), NULLIF(t.long, '') \
+             INSERT INTO blob_text (blob_id, text, joined, words, long_words, paired) \
+             SELECT b.id, t.text, TRUE, string_to_array(t.words, ' '), NULLIF(t.long, ''), \
+               TRUE \
                FROM b JOIN UNNEST($1::TEXT[], $7::TEXT[], $9::TEXT[], $10::TEXT[]) \
                  AS t (id, text, words, long) \
                ON t.id = b.id \

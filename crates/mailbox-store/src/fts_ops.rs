@@ -36,18 +36,20 @@ async fn put_blob_text(
 ) -> Result<()> {
     if PG {
         // Stored without white space (migration 0027).
-        // With its words (migration 0034); in the word index at once
+        // With its words and their pairs (migrations 0034, 0038:
+        // `paired`); in the word index at once
         // when `replace` (the caller adds them to the vocabulary in the
         // same transaction).
         let sql = if replace {
-            "INSERT INTO blob_text (blob_id, text, indexed, joined, words, long_words, worded) \
-             VALUES ($1, $2, TRUE, TRUE, string_to_array($3, ' '), NULLIF($4, ''), TRUE) \
+            "INSERT INTO blob_text \
+               (blob_id, text, indexed, joined, words, long_words, worded, paired) \
+             VALUES ($1, $2, TRUE, TRUE, string_to_array($3, ' '), NULLIF($4, ''), TRUE, TRUE) \
              ON CONFLICT (blob_id) DO UPDATE SET text = excluded.text, indexed = TRUE, \
                joined = TRUE, words = excluded.words, long_words = excluded.long_words, \
-               worded = TRUE"
+               worded = TRUE, paired = TRUE"
         } else {
-            "INSERT INTO blob_text (blob_id, text, joined, words, long_words) \
-             VALUES ($1, $2, TRUE, string_to_array($3, ' '), NULLIF($4, '')) \
+            "INSERT INTO blob_text (blob_id, text, joined, words, long_words, paired) \
+             VALUES ($1, $2, TRUE, string_to_array($3, ' '), NULLIF($4, ''), TRUE) \
              ON CONFLICT (blob_id) DO NOTHING"
         };
         sqlx::query(sql)
@@ -131,12 +133,21 @@ pub enum FtsWay {
 
 /// PostgreSQL: a text `t` out of the word index (migration 0034) that
 /// the trigram indexer will not put in it: written without its words (by
-/// a version before the word index), or put in the trigram index without
-/// adding its words to the vocabulary (by such a version's trigram
-/// indexer, during a rolling update). The store's indexer computes these
-/// again; found by the partial index `blob_text_unworded`.
-const UNWORDED: &str = "NOT (t.indexed AND t.joined AND t.worded) \
-     AND (t.words IS NULL OR (t.indexed AND t.joined))";
+/// a version before the word index) or without their pairs (before
+/// migration 0038), or put in the trigram index without adding its words
+/// to the vocabulary (by such a version's trigram indexer, during a
+/// rolling update). The store's indexer computes these again; found by
+/// the partial index `blob_text_unpaired`.
+const UNWORDED: &str = "NOT (t.indexed AND t.joined AND t.worded AND t.paired) \
+     AND (NOT t.paired OR (t.indexed AND t.joined))";
+
+/// PostgreSQL: text `t` is in the word index, with its word pairs
+/// (migrations 0034, 0038).
+const IN_WORDS: &str = "t.indexed AND t.joined AND t.worded AND t.paired";
+
+/// PostgreSQL: text `u` is out of the word index ([`IN_WORDS`]), as the
+/// partial index `blob_text_unpaired` (migration 0039) holds them.
+const OUT_OF_WORDS: &str = "NOT (u.indexed AND u.joined AND u.worded AND u.paired)";
 
 /// PostgreSQL, any way: the mailbox's messages whose bodies have no text
 /// yet (the evaluator decodes them).
@@ -216,9 +227,7 @@ pub async fn fts_candidate_uids(
         // by one, as below. The re-check comes after the join (fenced,
         // then a lateral subquery of its own): as an EXISTS the planner
         // re-checked every match in the database first.
-        let hits = by_words.texts_sql(
-            "t.indexed AND t.joined AND t.worded AND fts_index_first(t.blob_id)",
-        );
+        let hits = by_words.texts_sql(&format!("{IN_WORDS} AND fts_index_first(t.blob_id)"));
         let in_mailbox = in_mailbox();
         let recheck = if by_words.exact {
             String::new()
@@ -234,8 +243,7 @@ pub async fn fts_candidate_uids(
                SELECT x.uid, u.blob_id FROM blob_text u CROSS JOIN LATERAL (\
                  SELECT m.uid FROM messages m WHERE m.blob_id = u.blob_id \
                    AND m.mailbox_id = $1 AND m.uid > $2 AND m.uid <= $3 OFFSET 0) x \
-                WHERE NOT (u.indexed AND u.joined AND u.worded) \
-                  AND fts_index_first(u.blob_id)) \
+                WHERE {OUT_OF_WORDS} AND fts_index_first(u.blob_id)) \
              SELECT x.uid FROM ({in_mailbox}) x {recheck} \
              UNION \
              SELECT p.uid FROM pend p CROSS JOIN LATERAL (\
@@ -560,7 +568,7 @@ pub async fn fts_trigram_batch(pool: &Pool<Db>, batch: i64) -> Result<u64> {
                ORDER BY blob_id LIMIT $1 FOR UPDATE SKIP LOCKED) \
              RETURNING words), \
          v AS ({ADD_WORDS} SELECT DISTINCT w FROM b CROSS JOIN LATERAL unnest(b.words) AS w \
-           ORDER BY w ON CONFLICT DO NOTHING) \
+           WHERE {NOT_PAIR} ORDER BY w ON CONFLICT DO NOTHING) \
          SELECT COUNT(*) FROM b",
         crate::fts_query::joined_sql("text"),
     )))
@@ -577,12 +585,17 @@ pub async fn fts_trigram_batch(pool: &Pool<Db>, batch: i64) -> Result<u64> {
 /// at once wait for each other rather than deadlock.
 const ADD_WORDS: &str = "INSERT INTO fts_words (word)";
 
+/// PostgreSQL: `w`, an entry of a text's words, is a word, not a word
+/// pair (migration 0038: `fts_query::PAIR_MARK`); the vocabulary holds
+/// only words.
+const NOT_PAIR: &str = "strpos(w, '|') = 0";
+
 /// Adds `words` (separated by spaces, as [`crate::fts_query::index_words`]
 /// writes them; repeats are left out) to the vocabulary (PostgreSQL).
 async fn add_words(tx: &mut Tx, words: &str) -> Result<()> {
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "{ADD_WORDS} SELECT DISTINCT w FROM unnest(string_to_array($1, ' ')) AS w \
-          WHERE w <> '' ORDER BY w ON CONFLICT DO NOTHING"
+          WHERE w <> '' AND {NOT_PAIR} ORDER BY w ON CONFLICT DO NOTHING"
     )))
     .bind(words)
     .execute(&mut **tx)

@@ -216,8 +216,8 @@ pub async fn multisearch_candidates(
                     AND fts_index_first(t.blob_id)";
         let (hits, out, recheck) = match &by_words {
             Some(w) => (
-                w.texts_sql(&format!("{base} AND t.worded")),
-                "NOT (u.indexed AND u.joined AND u.worded)",
+                w.texts_sql(&format!("{base} AND {IN_WORDS}")),
+                OUT_OF_WORDS,
                 if w.exact {
                     String::new()
                 } else {

@@ -604,6 +604,14 @@ async fn a_large_mailbox_equals_the_scan(backend: Backend) {
         "<b>News",
         "=E9",
         "ö",
+        // Phrases (word pairs, PostgreSQL): next to a long run, across
+        // header fields, words a text holds but not next to each other.
+        "Qz7+x\r\nFrom:",
+        "X-Word: w3\r\nX-Sig: b=",
+        "n00042\r\nX-Word: w0",
+        "aus Köln, été",
+        "Köln Paris",
+        "move & more",
     ]
     .map(String::from)
     .to_vec();
@@ -647,7 +655,9 @@ async fn a_large_mailbox_equals_the_scan(backend: Backend) {
 
     // Every text in the trigram index: the same answers through it.
     index_trigrams(&t).await;
-    assert_eq!(t.store.fts_status().await.unwrap().pending_trigram, 0);
+    // Appended, delivered: every text with its words and their pairs.
+    let s = t.store.fts_status().await.unwrap();
+    assert_eq!((s.pending_trigram, s.pending_words), (0, 0));
     compare(&t, &scan, "Big", &keys).await;
     if matches!(backend, Backend::Postgres) {
         words_written_before_the_word_index(&t, &scan, &keys).await;
@@ -678,7 +688,9 @@ async fn a_large_mailbox_equals_the_scan(backend: Backend) {
 /// PostgreSQL: texts out of the word index as a version before it
 /// (migration 0034) leaves them: written without their words, or put in
 /// the trigram index without adding their words to the vocabulary (a
-/// replica of that version during a rolling update). Every one of them
+/// replica of that version during a rolling update); and as a version
+/// before word pairs (migration 0038) leaves them: in the word index,
+/// their words without pairs (a phrase would miss them). Every one of them
 /// (more than the store's bound): a store that counts them goes by the
 /// trigram index. Some: by the word index, reading those one by one. Then
 /// the indexer computes them again (the same words as a delivery wrote),
@@ -691,23 +703,29 @@ async fn words_written_before_the_word_index(
     let pool = sqlx::PgPool::connect(t.url()).await.unwrap();
     for q in [
         "CREATE TABLE saved_words AS SELECT blob_id, words, long_words FROM blob_text",
-        "UPDATE blob_text SET words = NULL, long_words = NULL, worded = FALSE",
+        "UPDATE blob_text SET words = NULL, long_words = NULL, worded = FALSE, paired = FALSE",
     ] {
         sqlx::query(q).execute(&pool).await.unwrap();
     }
     let old = t.replica_with(|s| s.fts_indexer = false).await;
     compare(&old, scan, "Big", keys).await;
-    // 300 out of the word index: 150 without words, 150 with their words
-    // but not in the vocabulary (only the word index's texts' words are).
+    // 300 out of the word index: 150 with their words but not in the
+    // vocabulary (only the word index's texts' words are), 100 with their
+    // words but no pairs, 50 without words.
     for q in [
         "CREATE TABLE redo AS SELECT blob_id, row_number() OVER (ORDER BY md5(blob_id)) AS n \
            FROM saved_words ORDER BY md5(blob_id) LIMIT 300",
-        "UPDATE blob_text t SET words = s.words, long_words = s.long_words, worded = TRUE \
+        "UPDATE blob_text t SET words = s.words, long_words = s.long_words, worded = TRUE, \
+             paired = TRUE \
            FROM saved_words s WHERE s.blob_id = t.blob_id \
             AND t.blob_id NOT IN (SELECT blob_id FROM redo)",
-        "UPDATE blob_text t SET words = s.words, long_words = s.long_words \
+        "UPDATE blob_text t SET words = s.words, long_words = s.long_words, paired = TRUE \
            FROM saved_words s, redo r WHERE s.blob_id = t.blob_id AND r.blob_id = t.blob_id \
             AND r.n <= 150",
+        "UPDATE blob_text t SET long_words = s.long_words, worded = TRUE, \
+             words = ARRAY(SELECT w FROM unnest(s.words) w WHERE strpos(w, '|') = 0) \
+           FROM saved_words s, redo r WHERE s.blob_id = t.blob_id AND r.blob_id = t.blob_id \
+            AND r.n > 150 AND r.n <= 250",
         "DELETE FROM fts_words WHERE word NOT IN (\
            SELECT unnest(words) FROM blob_text WHERE worded)",
     ] {
@@ -728,7 +746,7 @@ async fn words_written_before_the_word_index(
     }
     assert_eq!(redone, 300);
     let (unworded, differ, longs): (i64, i64, i64) = sqlx::query_as(
-        "SELECT (SELECT COUNT(*) FROM blob_text WHERE NOT worded), \
+        "SELECT (SELECT COUNT(*) FROM blob_text WHERE NOT (worded AND paired)), \
            (SELECT COUNT(*) FROM blob_text t JOIN saved_words s ON s.blob_id = t.blob_id \
              WHERE t.words IS DISTINCT FROM s.words \
                 OR t.long_words IS DISTINCT FROM s.long_words), \

@@ -31,8 +31,8 @@ async fn append_one_statement(
            ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at \
            RETURNING id, fts_indexed), \
          bt AS ( \
-           INSERT INTO blob_text (blob_id, text, joined, words, long_words) \
-           SELECT id, $14, TRUE, string_to_array($16, ' '), NULLIF($17, '') FROM b \
+           INSERT INTO blob_text (blob_id, text, joined, words, long_words, paired) \
+           SELECT id, $14, TRUE, string_to_array($16, ' '), NULLIF($17, ''), TRUE FROM b \
            WHERE fts_indexed \
            ON CONFLICT (blob_id) DO NOTHING), \
          mb AS ( \
