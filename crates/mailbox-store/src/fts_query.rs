@@ -57,6 +57,10 @@ pub struct WordsSql {
     /// What they select needs no re-check with LIKE: every string is one
     /// run of letters and digits, which the words hold exactly.
     pub exact: bool,
+    /// Every string of more than one run narrows by at least one word
+    /// pair ([`phrase_pairs`]): only texts where two of its runs stand
+    /// next to each other are candidates.
+    pub paired: bool,
 }
 
 impl WordsSql {
@@ -184,12 +188,14 @@ impl Cond {
         binds: &mut Vec<String>,
     ) -> Option<WordsSql> {
         let mut exact = true;
-        let n = self.words_sql(cols, first, binds, &mut exact)?;
+        let mut paired = true;
+        let n = self.words_sql(cols, first, binds, &mut exact, &mut paired)?;
         let in_long = (!n.longs.is_empty()).then(|| (join(n.longs.into_iter(), " OR "), n.full));
         Some(WordsSql {
             in_words: n.words,
             in_long,
             exact,
+            paired,
         })
     }
 
@@ -199,6 +205,7 @@ impl Cond {
         first: usize,
         binds: &mut Vec<String>,
         exact: &mut bool,
+        paired: &mut bool,
     ) -> Option<WordsNode> {
         let (words, long) = cols;
         match self {
@@ -215,7 +222,9 @@ impl Cond {
                 // The runs next to each other in `s`, next to each other in
                 // the text: a word pair each, whole in the words (as a
                 // whole word is; long runs are in pairs too).
-                for p in phrase_pairs(s) {
+                let pairs = phrase_pairs(s);
+                *paired &= single_run(s) || !pairs.is_empty();
+                for p in pairs {
                     let n = first + binds.len();
                     binds.push(p);
                     each.push((Some(format!("{words} @> ARRAY[CAST(${n} AS TEXT)]")), None));
@@ -263,7 +272,7 @@ impl Cond {
             Cond::All(l) => {
                 let mut parts = Vec::new();
                 for c in l {
-                    match c.words_sql(cols, first, binds, exact) {
+                    match c.words_sql(cols, first, binds, exact, paired) {
                         Some(p) => parts.push(p),
                         None => *exact = false,
                     }
@@ -283,7 +292,7 @@ impl Cond {
                 let before = binds.len();
                 let mut parts = Vec::new();
                 for c in l {
-                    match c.words_sql(cols, first, binds, exact) {
+                    match c.words_sql(cols, first, binds, exact, paired) {
                         Some(p) => parts.push(p),
                         None => {
                             binds.truncate(before);
@@ -384,16 +393,17 @@ pub const MAX_WORD: usize = 64;
 /// start or end when only one side is bordered, anywhere in it otherwise.
 ///
 /// After the words (migration 0038) come the text's word pairs: each run
-/// next to the one after it, as [`pair`] keeps them (long runs too),
-/// distinct and sorted. A phrase narrows by them ([`phrase_pairs`]): the
-/// words "project status meeting" are in 1,799 of bench/fts's 100,000
-/// texts, next to each other in about 60.
+/// next to the one after it, as [`pair`]'s keys (long runs too; none for
+/// a run shorter than [`PAIR_KEEP`]), distinct and sorted. A phrase
+/// narrows by them ([`phrase_pairs`]): the words "project status
+/// meeting" are in 1,799 of bench/fts's 120,000 texts, next to each
+/// other in far fewer.
 pub fn index_words(text: &str) -> (String, String) {
     let runs: Vec<&str> = text
         .split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
         .collect();
-    let mut pairs: Vec<String> = runs.windows(2).map(|w| pair(w[0], w[1])).collect();
+    let mut pairs: Vec<String> = runs.windows(2).filter_map(|w| pair(w[0], w[1])).collect();
     pairs.sort_unstable();
     pairs.dedup();
     let (mut long, mut words): (Vec<&str>, Vec<&str>) = runs
@@ -413,27 +423,51 @@ pub fn index_words(text: &str) -> (String, String) {
     (words, long)
 }
 
-/// Separates a word pair's two halves in a text's words ([`pair`]): not a
-/// letter or digit, so no word holds it, and the vocabulary (`fts_words`)
-/// leaves such entries out.
+/// Opens a word pair's key in a text's words ([`pair`]): not a letter or
+/// digit, so no word holds it, and the vocabulary (`fts_words`) leaves
+/// such entries out.
 pub const PAIR_MARK: char = '|';
 
 /// Characters of each run a word pair keeps: the end of the first, the
-/// start of the second (a phrase's first and last runs may be parts of
-/// words; three characters keep the pairs' number bounded).
+/// start of the second. Runs shorter than this make no pair: words of
+/// one or two letters ("of", "to", "a") are the commonest, and their
+/// pairs were two in five of a text's (bench/fts's texts: 764 pairs
+/// each, 467 of runs of three or more), each an entry of the GIN index
+/// to write; a phrase of short words narrows by its words alone.
 const PAIR_KEEP: usize = 3;
 
-/// The word pair of run `a` followed by run `b` in a text: the last
-/// [`PAIR_KEEP`] characters of `a` (all of it if shorter), [`PAIR_MARK`],
-/// the first [`PAIR_KEEP`] of `b`.
-fn pair(a: &str, b: &str) -> String {
-    let end = a
-        .char_indices()
-        .rev()
-        .nth(PAIR_KEEP - 1)
-        .map_or(a, |(i, _)| &a[i..]);
-    let start = b.char_indices().nth(PAIR_KEEP).map_or(b, |(i, _)| &b[..i]);
-    format!("{end}{PAIR_MARK}{start}")
+/// How many keys word pairs are spread over ([`pair`]). Unhashed, the
+/// pairs were millions of distinct keys, most in a text or two (the
+/// words' GIN index grew to 431 MB over bench/fts's 120,000 texts, and
+/// writing it held the trigram indexer to some 74 texts a second).
+/// Hashed, a text holds some 470 of the 65,536 keys (0.7%): a key of a
+/// phrase's pair is in about one text in 140 that lacks the pair, and a
+/// candidate needs the phrase's words and every one of its pairs' keys.
+const PAIR_KEYS: u64 = 1 << 16;
+
+/// The word pair of run `a` followed by run `b` in a text, as its key:
+/// [`PAIR_MARK`] and, in hexadecimal, a hash of the last [`PAIR_KEEP`]
+/// characters of `a` with the first [`PAIR_KEEP`] of `b`, one of
+/// [`PAIR_KEYS`]; `None` when either run is shorter. A function of the
+/// two runs' ends only, so a search string's runs that end a word of the
+/// text (or start one) give the text's own key. Stored in every text's
+/// words: the hash (FNV-1a, 64 bits) must never change without
+/// computing every text's words again.
+fn pair(a: &str, b: &str) -> Option<String> {
+    let end = a.char_indices().rev().nth(PAIR_KEEP - 1)?.0;
+    let start = b.char_indices().nth(PAIR_KEEP - 1)?;
+    let start = start.0 + start.1.len_utf8();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    // 0xff is in no UTF-8 text: the two ends cannot run together.
+    for &byte in a.as_bytes()[end..]
+        .iter()
+        .chain(&[0xff])
+        .chain(&b.as_bytes()[..start])
+    {
+        h ^= u64::from(byte);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    Some(format!("{PAIR_MARK}{:x}", h % PAIR_KEYS))
 }
 
 /// Most word pairs a search string is narrowed by.
@@ -443,41 +477,20 @@ const MAX_PAIRS: usize = 6;
 /// holds: a text holding `s` holds each two runs of letters and digits
 /// next to each other in `s` as two runs next to each other (what lies
 /// between them in `s` is neither letter nor digit, and lies between
-/// them in the text), the first ending with the first run (equal to it
-/// unless it opens `s`), the second starting with the second (equal
-/// unless it ends `s`). A pair whose kept characters `s` does not fix (a
-/// run opening or ending `s` shorter than [`PAIR_KEEP`]) is left out; at
-/// most [`MAX_PAIRS`], distinct.
+/// them in the text), the first ending with the first run, the second
+/// starting with the second (equal to them, but for a run opening or
+/// ending `s`, which may be part of a longer word): with both runs of
+/// at least [`PAIR_KEEP`] characters, the text's pair is theirs. At most
+/// [`MAX_PAIRS`], distinct.
 fn phrase_pairs(s: &str) -> Vec<String> {
-    let chars: Vec<char> = s.chars().collect();
-    // Each run with whether it opens or ends `s` (then only part of a
-    // word of the text).
-    let mut runs: Vec<(String, bool, bool)> = Vec::new();
-    let mut i = 0;
-    while i < chars.len() {
-        if !chars[i].is_alphanumeric() {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        while i < chars.len() && chars[i].is_alphanumeric() {
-            i += 1;
-        }
-        runs.push((
-            chars[start..i].iter().collect(),
-            start == 0,
-            i == chars.len(),
-        ));
-    }
+    let runs: Vec<&str> = s
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
     let mut out: Vec<String> = Vec::new();
-    for w in runs.windows(2) {
-        let ((a, a_open, _), (b, _, b_open)) = (&w[0], &w[1]);
-        let known = |run: &String, open: bool| !open || run.chars().count() >= PAIR_KEEP;
-        if known(a, *a_open) && known(b, *b_open) {
-            let p = pair(a, b);
-            if !out.contains(&p) {
-                out.push(p);
-            }
+    for p in runs.windows(2).filter_map(|w| pair(w[0], w[1])) {
+        if !out.contains(&p) {
+            out.push(p);
         }
     }
     out.truncate(MAX_PAIRS);
@@ -723,40 +736,57 @@ mod tests {
     fn a_text_has_its_distinct_words_sorted() {
         assert_eq!(
             index_words("b a\u{1}x-spam: b,a\nköln"),
-            (
-                "a b köln spam x a|köl a|x b|a pam|b x|spa".into(),
-                String::new()
-            )
+            ("a b köln spam x".into(), String::new())
         );
         assert_eq!(index_words(""), (String::new(), String::new()));
         let long = "x".repeat(MAX_WORD + 1);
         assert_eq!(
             index_words(&format!("{long} y b={long}")),
-            ("b y b|xxx xxx|y y|b".into(), format!(" {long} "))
+            ("b y".into(), format!(" {long} "))
+        );
+        // Word pairs after the words, of runs of three or more.
+        let (words, longs) =
+            index_words(&format!("project status, status\r\nmeeting of {long}-yes"));
+        assert_eq!(longs, format!(" {long} "));
+        let mut pairs = [
+            pair("project", "status"),
+            pair("status", "status"),
+            pair("status", "meeting"),
+            pair(&long, "yes"),
+        ]
+        .map(Option::unwrap)
+        .to_vec();
+        pairs.sort();
+        assert_eq!(
+            words,
+            format!("meeting of project status yes {}", pairs.join(" "))
         );
         assert_eq!(index_words(&"é".repeat(MAX_WORD)).0, "é".repeat(MAX_WORD));
     }
 
     #[test]
     fn a_phrase_has_the_pairs_it_fixes() {
+        let p = |a: &str, b: &str| pair(a, b).unwrap();
+        // The key is stored: a new hash needs every text's words again.
+        assert_eq!(p("project", "status"), "|1f7a");
+        assert_eq!(p("subject", "stay"), p("project", "status"));
+        assert_ne!(p("project", "status"), p("status", "meeting"));
+        assert_eq!(pair("of", "status"), None);
         assert_eq!(
             phrase_pairs("project status meeting"),
-            ["ect|sta", "tus|mee"]
+            [p("project", "status"), p("status", "meeting")]
         );
         // A run opening or ending the string shorter than what a pair
         // keeps: the text's word may be longer on that side.
         assert_eq!(phrase_pairs("ct status me"), Vec::<String>::new());
-        assert_eq!(phrase_pairs("ct status meeting"), ["tus|mee"]);
-        assert_eq!(phrase_pairs(" to be "), ["to|be"]);
-        assert_eq!(phrase_pairs("to be"), Vec::<String>::new());
+        assert_eq!(phrase_pairs("ct status meeting"), [p("status", "mee")]);
+        // Short words make no pairs.
+        assert_eq!(phrase_pairs(" to be "), Vec::<String>::new());
+        assert_eq!(phrase_pairs("status of the project"), [p("the", "pro")]);
+        assert_eq!(phrase_pairs("köln–grüße"), [p("köln", "grü")]);
+        assert_eq!(phrase_pairs("aaa aaa aaa aaa aaa").len(), 1);
         assert_eq!(
-            phrase_pairs("status of the project"),
-            ["tus|of", "of|the", "the|pro"]
-        );
-        assert_eq!(phrase_pairs("köln–grüße"), ["öln|grü"]);
-        assert_eq!(phrase_pairs("a a a a a a a a a a").len(), 1);
-        assert_eq!(
-            phrase_pairs("a1 b2 c3 d4 e5 f6 g7 h8 i9 j0 k1").len(),
+            phrase_pairs("ab1 bc2 cd3 de4 ef5 fg6 gh7 hi8 ij9").len(),
             MAX_PAIRS
         );
         assert_eq!(phrase_pairs("köln"), Vec::<String>::new());
@@ -768,7 +798,7 @@ mod tests {
     /// characters of more than one byte), at every start and length.
     #[test]
     fn every_text_holding_a_phrase_has_its_pairs() {
-        let alphabet: Vec<char> = "ab\u{e9}1 -\n\u{a0}".chars().collect();
+        let alphabet: Vec<char> = "abab\u{e9}\u{e9}1 -\n\u{a0}".chars().collect();
         let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
         let mut next = || {
             seed ^= seed << 13;
@@ -854,6 +884,7 @@ mod tests {
         // The OR with a branch that narrows nothing is left out (and its
         // strings unbound), so the rest needs a re-check.
         assert!(!w.exact);
+        assert!(w.paired);
         assert_eq!(binds, ["%hello%", "%hello%"]);
         assert_eq!(w.in_words, Some(format!("(({}))", vocab(7))));
         assert_eq!(
@@ -881,8 +912,17 @@ mod tests {
             .to_words_sql(cols, 1, &mut binds)
             .unwrap();
         assert!(!w.exact);
+        assert!(w.paired);
         // The pair of the two runs first, a whole word in the words.
-        assert_eq!(binds, ["ord|two", "word", "two%", "% two%"]);
+        assert_eq!(
+            binds,
+            [
+                pair("word", "two").unwrap(),
+                "word".into(),
+                "two%".into(),
+                "% two%".into()
+            ]
+        );
         assert_eq!(
             w.in_words,
             Some(format!(
@@ -922,6 +962,11 @@ mod tests {
             Cond::Has("ab".into()).to_words_sql(cols, 1, &mut binds),
             None
         );
+        // A phrase whose runs make no pair narrows by its words alone.
+        let w = Cond::Has("status of the".into())
+            .to_words_sql(cols, 1, &mut Vec::new())
+            .unwrap();
+        assert!(!w.exact && !w.paired);
     }
 
     #[test]
