@@ -16,3 +16,22 @@
 -- one, or the search goes by the trigram index while there are many).
 -- Adding the column rewrites nothing.
 ALTER TABLE blob_text ADD COLUMN IF NOT EXISTS paired BOOLEAN NOT NULL DEFAULT FALSE;
+
+-- An older version rewriting a text's words (its indexer's
+-- `ON CONFLICT DO UPDATE SET words = ...` during a rolling update, or
+-- after `mailctl fts rebuild`) does not know `paired`: its words, without
+-- pairs, would keep the flag and a phrase would miss the text. This
+-- version's words always end with the entry '|' (`fts_query::PAIRED`);
+-- words written without it clear the flag, whoever writes them.
+CREATE OR REPLACE FUNCTION blob_text_words_paired() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.paired AND (NEW.words IS NULL OR NOT NEW.words @> ARRAY[CAST('|' AS TEXT)]) THEN
+        NEW.paired := FALSE;
+    END IF;
+    RETURN NEW;
+END
+$$;
+DROP TRIGGER IF EXISTS blob_text_words_paired ON blob_text;
+CREATE TRIGGER blob_text_words_paired BEFORE INSERT OR UPDATE OF words, paired ON blob_text
+    FOR EACH ROW EXECUTE FUNCTION blob_text_words_paired();

@@ -394,7 +394,8 @@ pub const MAX_WORD: usize = 64;
 ///
 /// After the words (migration 0038) come the text's word pairs: each run
 /// next to the one after it, as [`pair`]'s keys (long runs too; none for
-/// a run shorter than [`PAIR_KEEP`]), distinct and sorted. A phrase
+/// a run shorter than [`PAIR_KEEP`]), distinct and sorted, and last
+/// [`PAIRED`]. A phrase
 /// narrows by them ([`phrase_pairs`]): the words "project status
 /// meeting" are in 1,799 of bench/fts's 120,000 texts, next to each
 /// other in far fewer.
@@ -414,6 +415,7 @@ pub fn index_words(text: &str) -> (String, String) {
         list.dedup();
     }
     words.extend(pairs.iter().map(String::as_str));
+    words.push(PAIRED);
     let words = words.join(" ");
     let long = if long.is_empty() {
         String::new()
@@ -427,6 +429,13 @@ pub fn index_words(text: &str) -> (String, String) {
 /// digit, so no word holds it, and the vocabulary (`fts_words`) leaves
 /// such entries out.
 pub const PAIR_MARK: char = '|';
+
+/// Ends every text's words written with their pairs: migration 0038's
+/// trigger clears `blob_text.paired` when words are written without it
+/// (by a version before word pairs, e.g. its indexer rewriting a text
+/// during a rolling update), so that such a text leaves the word index
+/// instead of being missed by a phrase.
+pub const PAIRED: &str = "|";
 
 /// Characters of each run a word pair keeps: the end of the first, the
 /// start of the second. Runs shorter than this make no pair: words of
@@ -452,7 +461,9 @@ const PAIR_KEYS: u64 = 1 << 16;
 /// two runs' ends only, so a search string's runs that end a word of the
 /// text (or start one) give the text's own key. Stored in every text's
 /// words: the hash (FNV-1a, 64 bits) must never change without
-/// computing every text's words again.
+/// computing every text's words again (nor may where runs split:
+/// `char::is_alphanumeric` and the folding of [`index_words`]' text, as
+/// for the words themselves).
 fn pair(a: &str, b: &str) -> Option<String> {
     let end = a.char_indices().rev().nth(PAIR_KEEP - 1)?.0;
     let start = b.char_indices().nth(PAIR_KEEP - 1)?;
@@ -736,13 +747,13 @@ mod tests {
     fn a_text_has_its_distinct_words_sorted() {
         assert_eq!(
             index_words("b a\u{1}x-spam: b,a\nköln"),
-            ("a b köln spam x".into(), String::new())
+            ("a b köln spam x |".into(), String::new())
         );
-        assert_eq!(index_words(""), (String::new(), String::new()));
+        assert_eq!(index_words(""), ("|".into(), String::new()));
         let long = "x".repeat(MAX_WORD + 1);
         assert_eq!(
             index_words(&format!("{long} y b={long}")),
-            ("b y".into(), format!(" {long} "))
+            ("b y |".into(), format!(" {long} "))
         );
         // Word pairs after the words, of runs of three or more.
         let (words, longs) =
@@ -759,9 +770,12 @@ mod tests {
         pairs.sort();
         assert_eq!(
             words,
-            format!("meeting of project status yes {}", pairs.join(" "))
+            format!("meeting of project status yes {} |", pairs.join(" "))
         );
-        assert_eq!(index_words(&"é".repeat(MAX_WORD)).0, "é".repeat(MAX_WORD));
+        assert_eq!(
+            index_words(&"é".repeat(MAX_WORD)).0,
+            format!("{} |", "é".repeat(MAX_WORD))
+        );
     }
 
     #[test]

@@ -703,7 +703,8 @@ async fn words_written_before_the_word_index(
     let pool = sqlx::PgPool::connect(t.url()).await.unwrap();
     for q in [
         "CREATE TABLE saved_words AS SELECT blob_id, words, long_words FROM blob_text",
-        "UPDATE blob_text SET words = NULL, long_words = NULL, worded = FALSE, paired = FALSE",
+        // `paired` cleared by migration 0038's trigger (words without '|').
+        "UPDATE blob_text SET words = NULL, long_words = NULL, worded = FALSE",
     ] {
         sqlx::query(q).execute(&pool).await.unwrap();
     }
@@ -722,6 +723,12 @@ async fn words_written_before_the_word_index(
         "UPDATE blob_text t SET words = s.words, long_words = s.long_words, paired = TRUE \
            FROM saved_words s, redo r WHERE s.blob_id = t.blob_id AND r.blob_id = t.blob_id \
             AND r.n <= 150",
+        // As written by this version, then their words written again by
+        // an older replica's indexer (which knows nothing of `paired`).
+        "UPDATE blob_text t SET words = s.words, long_words = s.long_words, worded = TRUE, \
+             paired = TRUE \
+           FROM saved_words s, redo r WHERE s.blob_id = t.blob_id AND r.blob_id = t.blob_id \
+            AND r.n > 150 AND r.n <= 250",
         "UPDATE blob_text t SET long_words = s.long_words, worded = TRUE, \
              words = ARRAY(SELECT w FROM unnest(s.words) w WHERE strpos(w, '|') = 0) \
            FROM saved_words s, redo r WHERE s.blob_id = t.blob_id AND r.blob_id = t.blob_id \
