@@ -498,13 +498,17 @@ fn phrase_pairs(s: &str) -> Vec<String> {
         .split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
         .collect();
+    // The first MAX_PAIRS distinct: a search string may be long, so stop
+    // there (each one is compared with those kept).
     let mut out: Vec<String> = Vec::new();
     for p in runs.windows(2).filter_map(|w| pair(w[0], w[1])) {
+        if out.len() == MAX_PAIRS {
+            break;
+        }
         if !out.contains(&p) {
             out.push(p);
         }
     }
-    out.truncate(MAX_PAIRS);
     out
 }
 
