@@ -689,3 +689,266 @@ async fn services_reach_the_store_over_mutual_tls() {
     assert!(select.iter().any(|l| l.contains("EXISTS")), "{select:?}");
     c.ok("LOGOUT").await.unwrap();
 }
+
+/// A TCP proxy in front of a store replica that, once armed with a byte
+/// count, cuts the connection after passing that many more bytes of the
+/// replica's answers (mid-frame), as the replica's death mid-answer does;
+/// then it disarms. Connections made later pass untouched.
+struct CutProxy {
+    port: u16,
+    /// Bytes of answers still to pass before the cut; 0: not armed.
+    armed: Arc<std::sync::atomic::AtomicUsize>,
+    cuts: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CutProxy {
+    async fn start(target: u16) -> Self {
+        use std::sync::atomic::AtomicUsize;
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let armed = Arc::new(AtomicUsize::new(0));
+        let cuts = Arc::new(AtomicUsize::new(0));
+        let (armed2, cuts2) = (armed.clone(), cuts.clone());
+        tokio::spawn(async move {
+            while let Ok((inbound, _)) = l.accept().await {
+                let Ok(out) = TcpStream::connect(("127.0.0.1", target)).await else {
+                    continue;
+                };
+                let (armed, cuts) = (armed2.clone(), cuts2.clone());
+                tokio::spawn(async move {
+                    let (mut ci, mut co) = inbound.into_split();
+                    let (mut si, mut so) = out.into_split();
+                    let up = tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut ci, &mut so).await;
+                    });
+                    let mut buf = vec![0u8; 16 * 1024];
+                    loop {
+                        let n = match si.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let left = armed.load(Ordering::SeqCst);
+                        if left > 0 && n >= left {
+                            let _ = co.write_all(&buf[..left]).await;
+                            armed.store(0, Ordering::SeqCst);
+                            cuts.fetch_add(1, Ordering::SeqCst);
+                            break;
+                        }
+                        if left > 0 {
+                            armed.fetch_sub(n, Ordering::SeqCst);
+                        }
+                        if co.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    // Both directions dropped: the connection is gone.
+                    up.abort();
+                });
+            }
+        });
+        Self { port, armed, cuts }
+    }
+
+    fn arm(&self, bytes: usize) {
+        self.armed.store(bytes, Ordering::SeqCst);
+    }
+
+    fn cuts(&self) -> usize {
+        self.cuts.load(Ordering::SeqCst)
+    }
+}
+
+/// A message of about `kb` KiB whose lines name it, ending with a line
+/// that says it is whole.
+fn long_message(i: usize, kb: usize) -> Vec<u8> {
+    let mut body = String::new();
+    for l in 0..kb * 16 {
+        body.push_str(&format!(
+            "message {i:03} line {l:05} {}\r\n",
+            "x".repeat(40)
+        ));
+    }
+    body.push_str(&format!("END-OF-{i:03}"));
+    message(&format!("long-{i}"), &body)
+}
+
+/// A read whose answer stream breaks half way (the replica serving it
+/// lost mid-answer) is read on from another replica: a large IMAP FETCH
+/// and a POP3 RETR each get their whole answer, not `NO [UNAVAILABLE]` or
+/// a closed connection, when both replicas' connections are cut in the
+/// middle of it (a proxy in front of each cuts after so many bytes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_cut_half_way_is_read_on_from_another_replica() {
+    let db = PgDatabase::create().await;
+    let a = start_replica(&db.url).await;
+    let b = start_replica(&db.url).await;
+    let pa = CutProxy::start(a.port).await;
+    let pb_ = CutProxy::start(b.port).await;
+    let store_url = format!("http://127.0.0.1:{},http://127.0.0.1:{}", pa.port, pb_.port);
+    let client = StoreClient::new(&format!("http://127.0.0.1:{}", a.port));
+    client.add_domain("example.org").await;
+    client.add_account("alice@example.org", "pw-alice").await;
+    const N: usize = 24;
+    let mut sent = Vec::new();
+    for i in 0..N {
+        // 8 KiB to 200 KiB: small ones come inline, large ones streamed.
+        let m = long_message(i, 8 + (i * 8) % 200);
+        client
+            .deliver(&format!("long-{i}"), &["alice@example.org"], &m)
+            .await;
+        sent.push(m);
+    }
+    // Above the store's inline limit: streamed by itself (IMAP and POP3).
+    let big = long_message(N, 600);
+    assert!(big.len() as u64 > e2e::mailbox_api::INLINE_DATA_LIMIT);
+    client
+        .deliver(&format!("long-{N}"), &["alice@example.org"], &big)
+        .await;
+    sent.push(big);
+    let n = sent.len();
+    let (_imap, imap_port) = spawn_listening(|port| {
+        spawn(
+            "imap",
+            &[
+                ("IMAP_LISTEN", format!("127.0.0.1:{port}")),
+                ("IMAP_STORE_URL", store_url.clone()),
+                ("IMAP_ADMIN_LISTEN", String::new()),
+            ],
+        )
+    })
+    .await;
+    let (_pop3, pop3_port) = spawn_listening(|port| {
+        spawn(
+            "pop3",
+            &[
+                ("POP3_LISTEN", format!("127.0.0.1:{port}")),
+                ("POP3_STORE_URL", store_url.clone()),
+                ("POP3_ADMIN_LISTEN", String::new()),
+            ],
+        )
+    })
+    .await;
+
+    // IMAP: the whole mailbox, bodies and all, three times, with both
+    // replicas' connections cut part way through each time.
+    let mut c = Imap::connect(imap_port).await.unwrap();
+    c.ok("LOGIN alice@example.org pw-alice").await.unwrap();
+    c.ok("SELECT INBOX").await.unwrap();
+    for round in 0..3 {
+        let before = pa.cuts() + pb_.cuts();
+        pa.arm(150_000 + round * 70_000);
+        pb_.arm(90_000 + round * 50_000);
+        let lines = c
+            .ok("UID FETCH 1:* (BODY.PEEK[])")
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        let text: String = lines.concat();
+        for i in 0..n {
+            assert!(
+                text.contains(&format!("END-OF-{i:03}")),
+                "round {round}: message {i} is not whole"
+            );
+        }
+        let lost = (0..n)
+            .flat_map(|i| (0..16).map(move |l| (i, l)))
+            .find(|(i, l)| !text.contains(&format!("message {i:03} line {l:05} ")));
+        assert_eq!(lost, None, "round {round}: a line is missing");
+        assert!(
+            pa.cuts() + pb_.cuts() > before,
+            "round {round}: no connection was cut: the test proves nothing"
+        );
+        pa.arm(0);
+        pb_.arm(0);
+    }
+    // The large message alone: its body streamed by itself, cut.
+    for round in 0..2 {
+        let before = pa.cuts() + pb_.cuts();
+        pa.arm(100_000 + round * 150_000);
+        pb_.arm(100_000 + round * 150_000);
+        let lines = c
+            .ok(&format!("UID FETCH {n} (BODY.PEEK[])"))
+            .await
+            .unwrap_or_else(|e| panic!("large, round {round}: {e}"));
+        let text: String = lines.concat();
+        let prefix = format!("message {N:03} line ");
+        let seen: std::collections::BTreeSet<&str> = text
+            .split("\r\n")
+            .filter_map(|l| l.strip_prefix(prefix.as_str()))
+            .filter_map(|l| l.get(..5))
+            .collect();
+        let whole = seen.len() == 600 * 16;
+        assert!(
+            whole && text.contains(&format!("END-OF-{N:03}")),
+            "large, round {round}: not whole"
+        );
+        assert!(
+            pa.cuts() + pb_.cuts() > before,
+            "large, round {round}: no connection was cut: the test proves nothing"
+        );
+        pa.arm(0);
+        pb_.arm(0);
+    }
+    c.ok("LOGOUT").await.unwrap();
+
+    // POP3: RETR cut part way, byte for byte: of the large message
+    // (streamed by itself), then of one read ahead in a batch.
+    let largest = n - 1;
+    let batched = (0..N).max_by_key(|&i| sent[i].len()).unwrap();
+    let s = TcpStream::connect(("127.0.0.1", pop3_port)).await.unwrap();
+    let (r, mut w) = s.into_split();
+    let mut r = BufReader::new(r);
+    let mut line = String::new();
+    r.read_line(&mut line).await.unwrap();
+    assert!(line.starts_with("+OK"), "{line}");
+    for cmd in ["USER alice@example.org", "PASS pw-alice"] {
+        w.write_all(format!("{cmd}\r\n").as_bytes()).await.unwrap();
+        line.clear();
+        r.read_line(&mut line).await.unwrap();
+        assert!(line.starts_with("+OK"), "{cmd}: {line}");
+    }
+    for (round, which) in [largest, batched, largest, batched - 1]
+        .into_iter()
+        .enumerate()
+    {
+        let before = pa.cuts() + pb_.cuts();
+        pa.arm(60_000 + round * 20_000);
+        pb_.arm(40_000 + round * 30_000);
+        w.write_all(format!("RETR {}\r\n", which + 1).as_bytes())
+            .await
+            .unwrap();
+        line.clear();
+        r.read_line(&mut line).await.unwrap();
+        assert!(line.starts_with("+OK"), "round {round}: RETR: {line}");
+        let mut got = Vec::new();
+        loop {
+            let mut l = Vec::new();
+            let n = tokio::time::timeout(Duration::from_secs(30), r.read_until(b'\n', &mut l))
+                .await
+                .expect("RETR stalled")
+                .unwrap();
+            assert!(n > 0, "round {round}: the connection closed mid-RETR");
+            if l == b".\r\n" {
+                break;
+            }
+            // Dot-stuffing undone.
+            if l.starts_with(b"..") {
+                l.remove(0);
+            }
+            got.extend_from_slice(&l);
+        }
+        assert!(
+            got == sent[which],
+            "round {round}: RETR {} gave {} bytes, {} sent, not the same",
+            which + 1,
+            got.len(),
+            sent[which].len()
+        );
+        assert!(
+            pa.cuts() + pb_.cuts() > before,
+            "round {round}: no connection was cut: the test proves nothing"
+        );
+        pa.arm(0);
+        pb_.arm(0);
+    }
+    w.write_all(b"QUIT\r\n").await.unwrap();
+}

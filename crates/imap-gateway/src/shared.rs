@@ -442,7 +442,22 @@ impl Shared {
 
     /// The first load: the whole mailbox from the store, then the Watch
     /// subscription from the state read.
-    async fn load(self: &Arc<Self>, mut client: MailboxClient) -> Result<(), Status> {
+    async fn load(self: &Arc<Self>, client: MailboxClient) -> Result<(), Status> {
+        // A stream cut half way (its store replica lost) is read again
+        // from the start, from another replica.
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.load_once(client.clone()).await {
+                Err(s) if tries < 3 && mailbox_api::failed_in_transit(s.code()) => {
+                    tracing::debug!(error = %s, "select stream broke; asking again");
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn load_once(self: &Arc<Self>, mut client: MailboxClient) -> Result<(), Status> {
         let mut s = client
             .select(pb::SelectRequest {
                 name: self.key.mailbox.clone(),

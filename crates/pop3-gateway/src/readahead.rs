@@ -134,8 +134,34 @@ fn plan(msgs: &[Msg], from: usize) -> Plan {
 }
 
 /// One store call for the bodies of `uids` (a UID the store no longer has
-/// is missing from the answer).
-async fn fetch(mut client: MailboxClient, uids: Vec<u32>) -> Result<Bodies, Status> {
+/// is missing from the answer). An answer cut half way (its store replica
+/// lost) is asked again, from another replica, for what it had not
+/// brought yet.
+async fn fetch(client: MailboxClient, uids: Vec<u32>) -> Result<Bodies, Status> {
+    let mut bodies = Bodies::with_capacity(uids.len());
+    let mut left = uids;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match fetch_once(client.clone(), &left, &mut bodies).await {
+            Err(s) if tries < 3 && mailbox_api::failed_in_transit(s.code()) => {
+                tracing::debug!(error = %s, "read-ahead stream broke; asking again");
+                left.retain(|u| !bodies.iter().any(|(b, _)| b == u));
+            }
+            Err(s) => return Err(s),
+            Ok(()) => break,
+        }
+    }
+    // In the order asked (a retry's answers come after the first's).
+    bodies.make_contiguous().sort_by_key(|(u, _)| *u);
+    Ok(bodies)
+}
+
+async fn fetch_once(
+    mut client: MailboxClient,
+    uids: &[u32],
+    bodies: &mut Bodies,
+) -> Result<(), Status> {
     let mut stream = client
         .fetch(pb::FetchRequest {
             mailbox: "INBOX".into(),
@@ -151,7 +177,6 @@ async fn fetch(mut client: MailboxClient, uids: Vec<u32>) -> Result<Bodies, Stat
         })
         .await?
         .into_inner();
-    let mut bodies = Bodies::with_capacity(uids.len());
     while let Some(r) = stream.message().await? {
         for meta in r.messages {
             if let Some(d) = meta.data {
@@ -159,5 +184,5 @@ async fn fetch(mut client: MailboxClient, uids: Vec<u32>) -> Result<Bodies, Stat
             }
         }
     }
-    Ok(bodies)
+    Ok(())
 }

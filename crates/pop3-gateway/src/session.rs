@@ -627,7 +627,8 @@ impl Session {
             return Ok(None);
         }
         let lease_id = lease.lease_id;
-        let snapshot = async {
+        let snapshot_once = || async {
+            let mut client = client.clone();
             let mut stream = client
                 .select(pb::SelectRequest {
                     name: "INBOX".into(),
@@ -652,8 +653,19 @@ impl Session {
                 }
             }
             Ok::<_, Status>((validity, msgs))
-        }
-        .await;
+        };
+        // A listing cut half way (its store replica lost) is read again,
+        // from the start, from another replica.
+        let mut tries = 0;
+        let snapshot = loop {
+            tries += 1;
+            match snapshot_once().await {
+                Err(s) if tries < READ_TRIES && mailbox_api::failed_in_transit(s.code()) => {
+                    tracing::debug!(error = %s, "maildrop listing broke; asking again");
+                }
+                r => break r,
+            }
+        };
         let (uid_validity, msgs) = match snapshot {
             Ok(s) => s,
             Err(e) => {
@@ -883,25 +895,36 @@ impl Session {
             }
         };
         let mut length = if top.is_some() { TOP_FIRST } else { 0 };
-        let mut stream = match read(0, length).await {
-            Ok(s) => s,
-            Err(s) if s.code() == Code::NotFound => {
-                return self
-                    .error(None, "Message was removed by another session")
-                    .await;
-            }
-            Err(s) => return self.store_error(&s, false).await,
-        };
+        // A stream cut by a lost store replica is asked again (another
+        // replica answers) from where it stopped, up to READ_TRIES times.
+        let mut tries = 0;
         // Wait for the first chunk before committing to +OK.
-        let first = match stream.message().await {
-            Ok(c) => c,
-            Err(s) => return self.store_error(&s, false).await,
+        let (mut stream, first) = loop {
+            tries += 1;
+            let mut stream = match read(0, length).await {
+                Ok(s) => s,
+                Err(s) if s.code() == Code::NotFound => {
+                    return self
+                        .error(None, "Message was removed by another session")
+                        .await;
+                }
+                Err(s) => return self.store_error(&s, false).await,
+            };
+            match stream.message().await {
+                Ok(c) => break (stream, c),
+                Err(s) if tries < READ_TRIES && mailbox_api::failed_in_transit(s.code()) => {
+                    tracing::debug!(error = %s, "message stream broke; asking again");
+                }
+                Err(s) => return self.store_error(&s, false).await,
+            }
         };
         let mut out = ok(&format!("{size} octets"));
         let mut stuffer = DotStuffer::new(top);
         let mut offset = 0u64;
         // Where the last read began: one that adds nothing ends TOP.
         let mut asked_from = u64::MAX;
+        // Where the current read began (its `length` counts from there).
+        let mut read_from = 0u64;
         if let Some(c) = first {
             offset += c.data.len() as u64;
             stuffer.push(&c.data, &mut out);
@@ -912,6 +935,27 @@ impl Session {
                 let chunk = match stream.message().await {
                     Ok(Some(c)) => c,
                     Ok(None) => break,
+                    Err(e) if tries < READ_TRIES && mailbox_api::failed_in_transit(e.code()) => {
+                        tries += 1;
+                        tracing::debug!(error = %e, "message stream broke mid-RETR/TOP; reading on");
+                        // The rest of this read, from another replica.
+                        let rest = if length == 0 {
+                            0
+                        } else {
+                            (read_from + length).saturating_sub(offset)
+                        };
+                        if length != 0 && rest == 0 {
+                            break;
+                        }
+                        stream = match read(offset, rest).await {
+                            Ok(s) => s,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "message stream failed mid-RETR/TOP");
+                                return Err(End::Closed);
+                            }
+                        };
+                        continue;
+                    }
                     Err(e) => {
                         // +OK is out; the only honest thing left is to close.
                         tracing::warn!(error = %e, "message stream failed mid-RETR/TOP");
@@ -929,6 +973,7 @@ impl Session {
                 break;
             }
             asked_from = offset;
+            read_from = offset;
             length = (length * 4).min(TOP_MOST);
             stream = match read(offset, length).await {
                 Ok(s) => s,
@@ -1001,6 +1046,11 @@ impl Session {
         }
     }
 }
+
+/// How many reads, in all, one RETR or TOP makes of a message whose
+/// stream breaks (its store replica lost): each goes on from where the
+/// last stopped, on another replica.
+const READ_TRIES: u32 = 3;
 
 /// What TOP reads of a large message first (see `stream_message`).
 const TOP_FIRST: u64 = 64 * 1024;

@@ -137,7 +137,12 @@ impl Session {
                         None => missing.push(uid),
                     }
                 }
-                if !missing.is_empty() {
+                // A stream broken half way (its store replica lost) is
+                // asked again of another replica for what it had not sent
+                // yet: a read, so nothing is done twice.
+                let mut tries = 0;
+                while !missing.is_empty() {
+                    tries += 1;
                     let r = c
                         .fetch(pb::FetchRequest {
                             mailbox: mailbox.clone(),
@@ -159,7 +164,18 @@ impl Session {
                                     metas.insert(uid, self.ctx.cache.insert(key(uid), m));
                                 }
                             }
-                            Ok(None) => break,
+                            Ok(None) => {
+                                missing.clear();
+                                break;
+                            }
+                            Err(s)
+                                if tries < READ_TRIES
+                                    && mailbox_api::failed_in_transit(s.code()) =>
+                            {
+                                tracing::debug!(error = %s, "fetch stream broke; asking again");
+                                missing.retain(|u| !metas.contains_key(u));
+                                break;
+                            }
                             Err(s) => return Ok(store_no(&s)),
                         }
                     }
@@ -291,6 +307,29 @@ pub(super) async fn read_body(
 
 /// A message's bytes from `offset`: `length` of them, or to the end for 0.
 async fn read_range(
+    c: &mut MailboxClient,
+    mailbox: &str,
+    uid: u32,
+    offset: u64,
+    length: u64,
+) -> Result<Vec<u8>, Status> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match read_range_once(c, mailbox, uid, offset, length).await {
+            Err(s) if tries < READ_TRIES && mailbox_api::failed_in_transit(s.code()) => {
+                tracing::debug!(error = %s, "body stream broke; asking again");
+            }
+            r => return r,
+        }
+    }
+}
+
+/// How many times a read whose answer stream broke half way is asked
+/// (the balancer sends the next try to a live replica).
+const READ_TRIES: u32 = 3;
+
+async fn read_range_once(
     c: &mut MailboxClient,
     mailbox: &str,
     uid: u32,
