@@ -26,6 +26,7 @@ both_backends!(
     summary_of_multipart_message_is_parsed_at_delivery,
     recipients_are_checked,
     flags_copy_move_expunge_and_changes,
+    system_flag_stores_keep_or_clear_keywords,
     watch_streams_changes,
     maildrop_lease_is_exclusive,
     service_secret_is_required_when_configured,
@@ -1043,6 +1044,121 @@ async fn recipients_are_checked(backend: Backend) {
     );
     let mut real = t.login("real@example.org", "pw").await;
     assert_eq!(select_all(&mut real, "INBOX").await.unwrap().1.len(), 1);
+}
+
+/// A STORE naming only system flags leaves a message's keywords alone
+/// (+FLAGS, -FLAGS) or clears them (FLAGS), and takes a new MODSEQ only
+/// where something changed (PostgreSQL runs a statement without keyword
+/// arithmetic for these).
+async fn system_flag_stores_keep_or_clear_keywords(backend: Backend) {
+    let t = setup(backend).await;
+    t.add_account("k@example.org", "pw").await;
+    for i in 0..3 {
+        t.deliver(
+            &format!("k{i}"),
+            &["k@example.org"],
+            &message(&format!("m{i}"), "b"),
+        )
+        .await;
+    }
+    let mut c = t.login("k@example.org", "pw").await;
+    let store = |mode: pb::FlagsMode, uids: Vec<u32>, flags: pb::Flags| pb::StoreFlagsRequest {
+        mailbox: "INBOX".into(),
+        uids: Some(pb::UidSet::of(uids)),
+        mode: mode as i32,
+        flags: Some(flags),
+        unchanged_since: 0,
+    };
+    c.store_flags(store(
+        pb::FlagsMode::Add,
+        vec![1, 2, 3],
+        pb::Flags {
+            flagged: true,
+            keywords: vec!["$B".into(), "$A".into()],
+            ..Default::default()
+        },
+    ))
+    .await
+    .unwrap();
+    let state = |entries: &[pb::MessageEntry]| -> Vec<(u32, u64, bool, bool, bool, Vec<String>)> {
+        entries
+            .iter()
+            .map(|e| {
+                let f = e.flags.clone().unwrap_or_default();
+                let mut kw = f.keywords.clone();
+                kw.sort();
+                (e.uid, e.modseq, f.seen, f.flagged, f.answered, kw)
+            })
+            .collect()
+    };
+    let (_, before) = select_all(&mut c, "INBOX").await.unwrap();
+    let before = state(&before);
+    let ab = vec!["$A".to_string(), "$B".to_string()];
+    assert!(before.iter().all(|m| m.3 && m.5 == ab), "{before:?}");
+    // +FLAGS \Seen on 1: keywords kept, a new MODSEQ.
+    c.store_flags(store(
+        pb::FlagsMode::Add,
+        vec![1],
+        pb::Flags {
+            seen: true,
+            ..Default::default()
+        },
+    ))
+    .await
+    .unwrap();
+    // -FLAGS \Answered on 2 (not set): nothing changes, not even MODSEQ.
+    c.store_flags(store(
+        pb::FlagsMode::Remove,
+        vec![2],
+        pb::Flags {
+            answered: true,
+            ..Default::default()
+        },
+    ))
+    .await
+    .unwrap();
+    // FLAGS (\Answered) on 3: \Flagged and both keywords gone.
+    c.store_flags(store(
+        pb::FlagsMode::Replace,
+        vec![3],
+        pb::Flags {
+            answered: true,
+            ..Default::default()
+        },
+    ))
+    .await
+    .unwrap();
+    let (_, mid) = select_all(&mut c, "INBOX").await.unwrap();
+    let mid = state(&mid);
+    assert_eq!(
+        (mid[0].2, mid[0].3, &mid[0].5),
+        (true, true, &ab),
+        "{mid:?}"
+    );
+    assert!(
+        mid[0].1 > before[0].1,
+        "a changed message takes a new MODSEQ"
+    );
+    assert_eq!(mid[1], before[1], "a STORE that changed nothing changed it");
+    assert_eq!(
+        (mid[2].3, mid[2].4, mid[2].5.is_empty()),
+        (false, true, true),
+        "{mid:?}"
+    );
+    assert!(mid[2].1 > before[2].1);
+    // FLAGS (\Answered) again: the same flags, no new MODSEQ.
+    c.store_flags(store(
+        pb::FlagsMode::Replace,
+        vec![3],
+        pb::Flags {
+            answered: true,
+            ..Default::default()
+        },
+    ))
+    .await
+    .unwrap();
+    let (_, after) = select_all(&mut c, "INBOX").await.unwrap();
+    assert_eq!(state(&after), mid);
 }
 
 async fn flags_copy_move_expunge_and_changes(backend: Backend) {
