@@ -19,20 +19,66 @@ where
     .await?)
 }
 
+/// RCPT's check, in one statement (it was two: the domain, then the
+/// account): the domain's id (NULL: not a local domain), and the
+/// account or alias of `address` if there is one.
 pub async fn check_recipient(
     pool: &Pool<Db>,
     address: &mail_types::EmailAddress,
     size_hint: i64,
 ) -> Result<(pb::RecipientStatus, String)> {
-    let domain: Option<i64> = sqlx::query_scalar("SELECT id FROM domains WHERE name = $1")
-        .bind(address.domain())
-        .fetch_optional(pool)
-        .await?;
+    type Row = (
+        Option<i64>,
+        Option<i64>,
+        Option<String>,
+        Option<bool>,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+    );
+    let row: Row = sqlx::query_as(
+        "SELECT d, account_id, address, disabled, quota_bytes, used_bytes, quota_messages, \
+           message_count FROM ( \
+           SELECT 0 AS k, (SELECT id FROM domains WHERE name = $2) AS d, a.id AS account_id, \
+             a.address AS address, a.disabled AS disabled, a.quota_bytes AS quota_bytes, \
+             a.used_bytes AS used_bytes, a.quota_messages AS quota_messages, \
+             a.message_count AS message_count \
+           FROM accounts a LEFT JOIN aliases al ON al.account_id = a.id AND al.address = $1 \
+           WHERE a.address = $1 OR al.address = $1 \
+           UNION ALL \
+           SELECT 1, (SELECT id FROM domains WHERE name = $2), NULL, NULL, NULL, NULL, NULL, \
+             NULL, NULL) AS r \
+         ORDER BY k LIMIT 1",
+    )
+    .bind(address.as_str())
+    .bind(address.domain())
+    .fetch_one(pool)
+    .await?;
+    let (domain, account, found, disabled, quota_bytes, used_bytes, quota_messages, count) = row;
     if domain.is_none() {
         return Ok((pb::RecipientStatus::NotLocal, String::new()));
     }
-    let Some(r) = resolve_recipient(pool, address.as_str()).await? else {
+    let (
+        Some(account_id),
+        Some(address),
+        Some(disabled),
+        Some(quota_bytes),
+        Some(used_bytes),
+        Some(quota_messages),
+        Some(message_count),
+    ) = (account, found, disabled, quota_bytes, used_bytes, quota_messages, count)
+    else {
         return Ok((pb::RecipientStatus::UnknownUser, String::new()));
+    };
+    let r = RecipientRow {
+        account_id,
+        address,
+        disabled,
+        quota_bytes,
+        used_bytes,
+        quota_messages,
+        message_count,
     };
     let status = if r.disabled {
         pb::RecipientStatus::Disabled
