@@ -890,8 +890,11 @@ async fn an_answer_cut_half_way_is_read_on_from_another_replica() {
     }
     c.ok("LOGOUT").await.unwrap();
 
-    // POP3: RETR cut part way, byte for byte: of the large message
-    // (streamed by itself), then of one read ahead in a batch.
+    // POP3, byte for byte, each answer cut part way: RETR of the large
+    // message (streamed by itself in chunks of 256 KiB: cut after its
+    // first chunk, so after +OK, it goes on from the byte reached), RETR
+    // of messages read ahead in a batch, and TOP of the large message
+    // (read in growing windows: cut in its second).
     let largest = n - 1;
     let batched = (0..N).max_by_key(|&i| sent[i].len()).unwrap();
     let s = TcpStream::connect(("127.0.0.1", pop3_port)).await.unwrap();
@@ -906,27 +909,54 @@ async fn an_answer_cut_half_way_is_read_on_from_another_replica() {
         r.read_line(&mut line).await.unwrap();
         assert!(line.starts_with("+OK"), "{cmd}: {line}");
     }
-    for (round, which) in [largest, batched, largest, batched - 1]
-        .into_iter()
-        .enumerate()
-    {
+    // The large message's header and first 2,000 lines: what TOP 2000
+    // sends (some 120 KB, past TOP's first window of 64 KiB).
+    let top_lines = 2000;
+    let top_want = {
+        let m = &sent[largest];
+        let at = m.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let mut want = m[..at].to_vec();
+        let mut lines = 0;
+        for (i, &b) in m[at..].iter().enumerate() {
+            if lines == top_lines {
+                break;
+            }
+            want.push(b);
+            if b == b'\n' && m[at + i - 1] == b'\r' {
+                lines += 1;
+            }
+        }
+        want
+    };
+    let cases = [
+        ("RETR", largest, 300_000, 280_000),
+        ("RETR", batched, 60_000, 40_000),
+        ("TOP", largest, 100_000, 100_000),
+        ("RETR", largest, 400_000, 420_000),
+        ("RETR", batched - 1, 100_000, 130_000),
+        ("TOP", largest, 90_000, 110_000),
+    ];
+    for (round, (verb, which, arm_a, arm_b)) in cases.into_iter().enumerate() {
         let before = pa.cuts() + pb_.cuts();
-        pa.arm(60_000 + round * 20_000);
-        pb_.arm(40_000 + round * 30_000);
-        w.write_all(format!("RETR {}\r\n", which + 1).as_bytes())
-            .await
-            .unwrap();
+        pa.arm(arm_a);
+        pb_.arm(arm_b);
+        let cmd = if verb == "TOP" {
+            format!("TOP {} {top_lines}", which + 1)
+        } else {
+            format!("RETR {}", which + 1)
+        };
+        w.write_all(format!("{cmd}\r\n").as_bytes()).await.unwrap();
         line.clear();
         r.read_line(&mut line).await.unwrap();
-        assert!(line.starts_with("+OK"), "round {round}: RETR: {line}");
+        assert!(line.starts_with("+OK"), "round {round}: {cmd}: {line}");
         let mut got = Vec::new();
         loop {
             let mut l = Vec::new();
             let n = tokio::time::timeout(Duration::from_secs(30), r.read_until(b'\n', &mut l))
                 .await
-                .expect("RETR stalled")
+                .expect("the answer stalled")
                 .unwrap();
-            assert!(n > 0, "round {round}: the connection closed mid-RETR");
+            assert!(n > 0, "round {round}: the connection closed mid-{cmd}");
             if l == b".\r\n" {
                 break;
             }
@@ -936,16 +966,20 @@ async fn an_answer_cut_half_way_is_read_on_from_another_replica() {
             }
             got.extend_from_slice(&l);
         }
+        let want = if verb == "TOP" {
+            &top_want
+        } else {
+            &sent[which]
+        };
         assert!(
-            got == sent[which],
-            "round {round}: RETR {} gave {} bytes, {} sent, not the same",
-            which + 1,
+            got == *want,
+            "round {round}: {cmd} gave {} bytes, {} expected, not the same",
             got.len(),
-            sent[which].len()
+            want.len()
         );
         assert!(
             pa.cuts() + pb_.cuts() > before,
-            "round {round}: no connection was cut: the test proves nothing"
+            "round {round}: {cmd}: no connection was cut: the test proves nothing"
         );
         pa.arm(0);
         pb_.arm(0);

@@ -444,7 +444,11 @@ impl Shared {
     /// subscription from the state read.
     async fn load(self: &Arc<Self>, client: MailboxClient) -> Result<(), Status> {
         // A stream cut half way (its store replica lost) is read again
-        // from the start, from another replica.
+        // from the start, from another replica. A read-write SELECT's
+        // \Recent claim committed before its answer: the second answer
+        // has those messages without \Recent (claimed once, by a session
+        // that lost them, as when a client selects again after a failed
+        // SELECT; RFC 3501 2.3.2 allows it).
         let mut tries = 0;
         loop {
             tries += 1;

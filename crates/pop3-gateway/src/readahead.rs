@@ -141,7 +141,7 @@ async fn fetch(client: MailboxClient, uids: Vec<u32>) -> Result<Bodies, Status> 
     let mut bodies = Bodies::with_capacity(uids.len());
     let mut left = uids;
     let mut tries = 0;
-    loop {
+    while !left.is_empty() {
         tries += 1;
         match fetch_once(client.clone(), &left, &mut bodies).await {
             Err(s) if tries < 3 && mailbox_api::failed_in_transit(s.code()) => {
@@ -149,7 +149,7 @@ async fn fetch(client: MailboxClient, uids: Vec<u32>) -> Result<Bodies, Status> 
                 left.retain(|u| !bodies.iter().any(|(b, _)| b == u));
             }
             Err(s) => return Err(s),
-            Ok(()) => break,
+            Ok(()) => left.clear(),
         }
     }
     // In the order asked (a retry's answers come after the first's).
