@@ -776,7 +776,9 @@ fn long_message(i: usize, kb: usize) -> Vec<u8> {
 /// lost mid-answer) is read on from another replica: a large IMAP FETCH
 /// and a POP3 RETR each get their whole answer, not `NO [UNAVAILABLE]` or
 /// a closed connection, when both replicas' connections are cut in the
-/// middle of it (a proxy in front of each cuts after so many bytes).
+/// middle of it (a proxy in front of each cuts after so many bytes). And
+/// an EXPUNGE whose answer is cut (done or not) is sent again, every
+/// message it removed reported before its OK.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answer_cut_half_way_is_read_on_from_another_replica() {
     let db = PgDatabase::create().await;
@@ -985,4 +987,40 @@ async fn an_answer_cut_half_way_is_read_on_from_another_replica() {
         pb_.arm(0);
     }
     w.write_all(b"QUIT\r\n").await.unwrap();
+
+    // EXPUNGE whose answer is cut at its first byte (the store took it,
+    // maybe did it): sent again rather than answered NO, and every
+    // message it removed is reported before the OK.
+    let mut c = Imap::connect(imap_port).await.unwrap();
+    c.ok("LOGIN alice@example.org pw-alice").await.unwrap();
+    c.ok("SELECT INBOX").await.unwrap();
+    c.ok("UID STORE 1:3 +FLAGS.SILENT (\\Deleted)")
+        .await
+        .unwrap();
+    // The STORE's own change notices (Watch streams) go by first.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = pa.cuts() + pb_.cuts();
+    pa.arm(1);
+    pb_.arm(1);
+    let lines = c
+        .ok("EXPUNGE")
+        .await
+        .unwrap_or_else(|e| panic!("EXPUNGE: {e}"));
+    pa.arm(0);
+    pb_.arm(0);
+    assert!(
+        pa.cuts() + pb_.cuts() > before,
+        "EXPUNGE: no connection was cut: the test proves nothing"
+    );
+    let gone: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with("* ") && l.trim_end().ends_with(" EXPUNGE"))
+        .collect();
+    assert_eq!(gone.len(), 3, "EXPUNGE reported {lines:?}");
+    let selected = c.ok("SELECT INBOX").await.unwrap().concat();
+    assert!(
+        selected.contains(&format!("* {} EXISTS", n - 3)),
+        "after EXPUNGE: {selected}"
+    );
+    c.ok("LOGOUT").await.unwrap();
 }

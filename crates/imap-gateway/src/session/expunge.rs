@@ -30,18 +30,36 @@ impl Session {
         let Some(mut c) = self.client() else {
             return Ok(Done::bad("Log in first"));
         };
-        let r = c
-            .expunge(pb::ExpungeRequest {
-                mailbox,
-                uids,
-                ignore_deleted_flag: false,
-                lease_id: String::new(),
-            })
-            .await;
-        let r = match r {
-            Ok(r) => r.into_inner(),
-            Err(s) => return Ok(store_no(&s)),
+        // A call lost in transit (its store replica gone mid-call) may
+        // have expunged: it is sent again, as the client would resend it.
+        // Removing the \Deleted messages twice is removing them once (a
+        // message flagged meanwhile goes too, as if the command came a
+        // moment later); what the lost call removed is learnt below.
+        let mut tries = 0;
+        let r = loop {
+            tries += 1;
+            let r = c
+                .expunge(pb::ExpungeRequest {
+                    mailbox: mailbox.clone(),
+                    uids: uids.clone(),
+                    ignore_deleted_flag: false,
+                    lease_id: String::new(),
+                })
+                .await;
+            match r {
+                Ok(r) => break r.into_inner(),
+                Err(s) if tries < 3 && mailbox_api::failed_in_transit(s.code()) => {
+                    tracing::debug!(error = %s, "EXPUNGE lost in transit; sending it again");
+                }
+                Err(s) => return Ok(store_no(&s)),
+            }
         };
+        if tries > 1 {
+            // The messages a lost try removed are not in this answer:
+            // the view learns them from the store before the reply, so
+            // their EXPUNGE responses come before the OK.
+            self.sync_view().await;
+        }
         if announce {
             if let Some(v) = self.view.as_mut() {
                 v.apply_expunged(&r.expunged);
