@@ -46,6 +46,28 @@ async fn start_replica(db: &str) -> Replica {
     Replica { proc, port, admin }
 }
 
+/// A gateway process (`imap` or `pop3`) on a free port, reaching the
+/// stores of `store_url`, its admin listener off; and its port.
+async fn start_gateway(which: &str, store_url: &str) -> (Proc, u16) {
+    let p = which.to_uppercase();
+    let (listen, url, admin) = (
+        format!("{p}_LISTEN"),
+        format!("{p}_STORE_URL"),
+        format!("{p}_ADMIN_LISTEN"),
+    );
+    spawn_listening(|port| {
+        spawn(
+            which,
+            &[
+                (listen.as_str(), format!("127.0.0.1:{port}")),
+                (url.as_str(), store_url.to_string()),
+                (admin.as_str(), String::new()),
+            ],
+        )
+    })
+    .await
+}
+
 /// Mailbox API calls a replica has served (health checks not counted).
 async fn mailbox_calls(admin: u16) -> Option<u64> {
     Some(
@@ -199,17 +221,7 @@ async fn three_replicas_share_the_load_and_one_dies_unnoticed() {
             )
             .await;
     }
-    let (_imap, imap_port) = spawn_listening(|port| {
-        spawn(
-            "imap",
-            &[
-                ("IMAP_LISTEN", format!("127.0.0.1:{port}")),
-                ("IMAP_STORE_URL", store_url.clone()),
-                ("IMAP_ADMIN_LISTEN", String::new()),
-            ],
-        )
-    })
-    .await;
+    let (_imap, imap_port) = start_gateway("imap", &store_url).await;
 
     // Bob IDLEs first, alone, so the one Watch stream opened so far is
     // his: the replica serving it is the one to kill.
@@ -808,28 +820,8 @@ async fn an_answer_cut_half_way_is_read_on_from_another_replica() {
         .await;
     sent.push(big);
     let n = sent.len();
-    let (_imap, imap_port) = spawn_listening(|port| {
-        spawn(
-            "imap",
-            &[
-                ("IMAP_LISTEN", format!("127.0.0.1:{port}")),
-                ("IMAP_STORE_URL", store_url.clone()),
-                ("IMAP_ADMIN_LISTEN", String::new()),
-            ],
-        )
-    })
-    .await;
-    let (_pop3, pop3_port) = spawn_listening(|port| {
-        spawn(
-            "pop3",
-            &[
-                ("POP3_LISTEN", format!("127.0.0.1:{port}")),
-                ("POP3_STORE_URL", store_url.clone()),
-                ("POP3_ADMIN_LISTEN", String::new()),
-            ],
-        )
-    })
-    .await;
+    let (_imap, imap_port) = start_gateway("imap", &store_url).await;
+    let (_pop3, pop3_port) = start_gateway("pop3", &store_url).await;
 
     // IMAP: the whole mailbox, bodies and all, three times, with both
     // replicas' connections cut part way through each time.

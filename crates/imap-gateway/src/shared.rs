@@ -449,16 +449,7 @@ impl Shared {
         // has those messages without \Recent (claimed once, by a session
         // that lost them, as when a client selects again after a failed
         // SELECT; RFC 3501 2.3.2 allows it).
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            match self.load_once(client.clone()).await {
-                Err(s) if tries < 3 && mailbox_api::failed_in_transit(s.code()) => {
-                    tracing::debug!(error = %s, "select stream broke; asking again");
-                }
-                r => return r,
-            }
-        }
+        mailbox_api::again_in_transit("a SELECT stream", || self.load_once(client.clone())).await
     }
 
     async fn load_once(self: &Arc<Self>, mut client: MailboxClient) -> Result<(), Status> {

@@ -211,6 +211,33 @@ pub fn failed_in_transit(code: tonic::Code) -> bool {
     )
 }
 
+/// How many times, in all, a gateway makes a call that may be repeated
+/// when it is lost in transit (see [`failed_in_transit`]): a read whose
+/// answer stream broke half way, or a write that done twice is done once.
+/// The balancer sends each try to a replica that is up.
+pub const TRANSIT_TRIES: u32 = 3;
+
+/// Makes `call` until it succeeds, fails for a reason other than transit
+/// ([`failed_in_transit`]), or has been made [`TRANSIT_TRIES`] times; only
+/// for calls whose repetition changes nothing. `what` names the call in
+/// the debug log of each repeat.
+pub async fn again_in_transit<T, F, Fut>(what: &str, mut call: F) -> Result<T, tonic::Status>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match call().await {
+            Err(s) if tries < TRANSIT_TRIES && failed_in_transit(s.code()) => {
+                tracing::debug!(error = %s, "{what} lost in transit; asking again");
+            }
+            r => return r,
+        }
+    }
+}
+
 /// Whether the store answers `grpc.health.v1` with SERVING (its database
 /// reachable) on some replica: the gateways' and ingest's readiness.
 pub async fn store_serving(channel: StoreChannel) -> bool {

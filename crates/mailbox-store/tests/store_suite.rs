@@ -1095,39 +1095,24 @@ async fn system_flag_stores_keep_or_clear_keywords(backend: Backend) {
     let before = state(&before);
     let ab = vec!["$A".to_string(), "$B".to_string()];
     assert!(before.iter().all(|m| m.3 && m.5 == ab), "{before:?}");
-    // +FLAGS \Seen on 1: keywords kept, a new MODSEQ.
-    c.store_flags(store(
-        pb::FlagsMode::Add,
-        vec![1],
-        pb::Flags {
-            seen: true,
-            ..Default::default()
-        },
-    ))
-    .await
-    .unwrap();
-    // -FLAGS \Answered on 2 (not set): nothing changes, not even MODSEQ.
-    c.store_flags(store(
-        pb::FlagsMode::Remove,
-        vec![2],
-        pb::Flags {
-            answered: true,
-            ..Default::default()
-        },
-    ))
-    .await
-    .unwrap();
-    // FLAGS (\Answered) on 3: \Flagged and both keywords gone.
-    c.store_flags(store(
-        pb::FlagsMode::Replace,
-        vec![3],
-        pb::Flags {
-            answered: true,
-            ..Default::default()
-        },
-    ))
-    .await
-    .unwrap();
+    let answered = || pb::Flags {
+        answered: true,
+        ..Default::default()
+    };
+    let seen = pb::Flags {
+        seen: true,
+        ..Default::default()
+    };
+    for (mode, uid, flags) in [
+        // +FLAGS \Seen on 1: keywords kept, a new MODSEQ.
+        (pb::FlagsMode::Add, 1, seen),
+        // -FLAGS \Answered on 2 (not set): nothing changes, not even MODSEQ.
+        (pb::FlagsMode::Remove, 2, answered()),
+        // FLAGS (\Answered) on 3: \Flagged and both keywords gone.
+        (pb::FlagsMode::Replace, 3, answered()),
+    ] {
+        c.store_flags(store(mode, vec![uid], flags)).await.unwrap();
+    }
     let (_, mid) = select_all(&mut c, "INBOX").await.unwrap();
     let mid = state(&mid);
     assert_eq!(
@@ -1147,16 +1132,9 @@ async fn system_flag_stores_keep_or_clear_keywords(backend: Backend) {
     );
     assert!(mid[2].1 > before[2].1);
     // FLAGS (\Answered) again: the same flags, no new MODSEQ.
-    c.store_flags(store(
-        pb::FlagsMode::Replace,
-        vec![3],
-        pb::Flags {
-            answered: true,
-            ..Default::default()
-        },
-    ))
-    .await
-    .unwrap();
+    c.store_flags(store(pb::FlagsMode::Replace, vec![3], answered()))
+        .await
+        .unwrap();
     let (_, after) = select_all(&mut c, "INBOX").await.unwrap();
     assert_eq!(state(&after), mid);
 }

@@ -144,7 +144,10 @@ async fn fetch(client: MailboxClient, uids: Vec<u32>) -> Result<Bodies, Status> 
     while !left.is_empty() {
         tries += 1;
         match fetch_once(client.clone(), &left, &mut bodies).await {
-            Err(s) if tries < 3 && mailbox_api::failed_in_transit(s.code()) => {
+            Err(s)
+                if tries < mailbox_api::TRANSIT_TRIES
+                    && mailbox_api::failed_in_transit(s.code()) =>
+            {
                 tracing::debug!(error = %s, "read-ahead stream broke; asking again");
                 left.retain(|u| !bodies.iter().any(|(b, _)| b == u));
             }

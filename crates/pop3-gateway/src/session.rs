@@ -656,16 +656,7 @@ impl Session {
         };
         // A listing cut half way (its store replica lost) is read again,
         // from the start, from another replica.
-        let mut tries = 0;
-        let snapshot = loop {
-            tries += 1;
-            match snapshot_once().await {
-                Err(s) if tries < READ_TRIES && mailbox_api::failed_in_transit(s.code()) => {
-                    tracing::debug!(error = %s, "maildrop listing broke; asking again");
-                }
-                r => break r,
-            }
-        };
+        let snapshot = mailbox_api::again_in_transit("a maildrop listing", snapshot_once).await;
         let (uid_validity, msgs) = match snapshot {
             Ok(s) => s,
             Err(e) => {
@@ -896,7 +887,7 @@ impl Session {
         };
         let mut length = if top.is_some() { TOP_FIRST } else { 0 };
         // A stream cut by a lost store replica is asked again (another
-        // replica answers) from where it stopped, up to READ_TRIES times.
+        // replica answers) from where it stopped, up to `mailbox_api::TRANSIT_TRIES` reads in all.
         let mut tries = 0;
         // Wait for the first chunk before committing to +OK.
         let (mut stream, first) = loop {
@@ -912,7 +903,10 @@ impl Session {
             };
             match stream.message().await {
                 Ok(c) => break (stream, c),
-                Err(s) if tries < READ_TRIES && mailbox_api::failed_in_transit(s.code()) => {
+                Err(s)
+                    if tries < mailbox_api::TRANSIT_TRIES
+                        && mailbox_api::failed_in_transit(s.code()) =>
+                {
                     tracing::debug!(error = %s, "message stream broke; asking again");
                 }
                 Err(s) => return self.store_error(&s, false).await,
@@ -935,7 +929,10 @@ impl Session {
                 let chunk = match stream.message().await {
                     Ok(Some(c)) => c,
                     Ok(None) => break,
-                    Err(e) if tries < READ_TRIES && mailbox_api::failed_in_transit(e.code()) => {
+                    Err(e)
+                        if tries < mailbox_api::TRANSIT_TRIES
+                            && mailbox_api::failed_in_transit(e.code()) =>
+                    {
                         tries += 1;
                         tracing::debug!(error = %e, "message stream broke mid-RETR/TOP; reading on");
                         // The rest of this read, from another replica.
@@ -1046,11 +1043,6 @@ impl Session {
         }
     }
 }
-
-/// How many reads, in all, one RETR or TOP makes of a message whose
-/// stream breaks (its store replica lost): each goes on from where the
-/// last stopped, on another replica.
-const READ_TRIES: u32 = 3;
 
 /// What TOP reads of a large message first (see `stream_message`).
 const TOP_FIRST: u64 = 64 * 1024;

@@ -27,7 +27,7 @@ impl Session {
                     .filter_map(|i| view.uid_at(i)),
             )
         });
-        let Some(mut c) = self.client() else {
+        let Some(c) = self.client() else {
             return Ok(Done::bad("Log in first"));
         };
         // A call lost in transit (its store replica gone mid-call) may
@@ -36,23 +36,21 @@ impl Session {
         // message flagged meanwhile goes too, as if the command came a
         // moment later); what the lost call removed is learnt below.
         let mut tries = 0;
-        let r = loop {
+        let r = mailbox_api::again_in_transit("EXPUNGE", || {
             tries += 1;
-            let r = c
-                .expunge(pb::ExpungeRequest {
-                    mailbox: mailbox.clone(),
-                    uids: uids.clone(),
-                    ignore_deleted_flag: false,
-                    lease_id: String::new(),
-                })
-                .await;
-            match r {
-                Ok(r) => break r.into_inner(),
-                Err(s) if tries < 3 && mailbox_api::failed_in_transit(s.code()) => {
-                    tracing::debug!(error = %s, "EXPUNGE lost in transit; sending it again");
-                }
-                Err(s) => return Ok(store_no(&s)),
-            }
+            let mut c = c.clone();
+            let req = pb::ExpungeRequest {
+                mailbox: mailbox.clone(),
+                uids: uids.clone(),
+                ignore_deleted_flag: false,
+                lease_id: String::new(),
+            };
+            async move { c.expunge(req).await }
+        })
+        .await;
+        let r = match r {
+            Ok(r) => r.into_inner(),
+            Err(s) => return Ok(store_no(&s)),
         };
         if tries > 1 {
             // The messages a lost try removed are not in this answer:

@@ -169,7 +169,7 @@ impl Session {
                                 break;
                             }
                             Err(s)
-                                if tries < READ_TRIES
+                                if tries < mailbox_api::TRANSIT_TRIES
                                     && mailbox_api::failed_in_transit(s.code()) =>
                             {
                                 tracing::debug!(error = %s, "fetch stream broke; asking again");
@@ -313,24 +313,14 @@ async fn read_range(
     offset: u64,
     length: u64,
 ) -> Result<Vec<u8>, Status> {
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        match read_range_once(c, mailbox, uid, offset, length).await {
-            Err(s) if tries < READ_TRIES && mailbox_api::failed_in_transit(s.code()) => {
-                tracing::debug!(error = %s, "body stream broke; asking again");
-            }
-            r => return r,
-        }
-    }
+    mailbox_api::again_in_transit("a body stream", || {
+        read_range_once(c.clone(), mailbox, uid, offset, length)
+    })
+    .await
 }
 
-/// How many times a read whose answer stream broke half way is asked
-/// (the balancer sends the next try to a live replica).
-const READ_TRIES: u32 = 3;
-
 async fn read_range_once(
-    c: &mut MailboxClient,
+    mut c: MailboxClient,
     mailbox: &str,
     uid: u32,
     offset: u64,
